@@ -1,0 +1,79 @@
+/**
+ * The one registry of error codes.
+ *
+ * Two vocabularies, deliberately separate:
+ * - wire codes (PROTOCOL.md, `error.code` in a response): a small stable set clients branch on;
+ * - TYRUM_ERR_* codes: precise internal causes, shown in CLI output and logs, each mapped to
+ *   exactly one wire code. Extend both lists; never rename or reuse an entry.
+ * `docs/errors.md` lists the same table; a test keeps the two in step.
+ */
+
+/** Wire error codes, in PROTOCOL.md order. */
+export const WIRE_ERROR_CODES = [
+  'invalid_request',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'conflict',
+  'invalid_state',
+  'rate_limited',
+  'unsupported_request',
+  'approval_required',
+  'policy_denied',
+  'sandbox_error',
+  'timeout',
+  'internal',
+] as const;
+export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
+
+interface ErrorSpec {
+  readonly wire: WireErrorCode;
+  readonly description: string;
+}
+
+/** Every internal error code, its wire code and what it means. */
+export const ERROR_CODES = {
+  TYRUM_ERR_INVALID_REQUEST: { wire: 'invalid_request', description: 'A request or payload failed its schema.' },
+  TYRUM_ERR_INVALID_ARGUMENT: { wire: 'invalid_request', description: 'A CLI or API argument is malformed.' },
+  TYRUM_ERR_INVALID_CONFIG: { wire: 'invalid_request', description: 'Gateway configuration is invalid or unsafe.' },
+  TYRUM_ERR_UNAUTHORIZED: { wire: 'unauthorized', description: 'Missing, unknown, expired or revoked token.' },
+  TYRUM_ERR_FORBIDDEN: { wire: 'forbidden', description: 'The caller lacks the scope or role for this request.' },
+  TYRUM_ERR_SCOPE_ESCALATION: { wire: 'forbidden', description: 'A token tried to mint a token with scopes it does not hold.' },
+  TYRUM_ERR_NOT_FOUND: { wire: 'not_found', description: 'The named object does not exist.' },
+  TYRUM_ERR_CONFLICT: { wire: 'conflict', description: 'The request conflicts with the current state.' },
+  TYRUM_ERR_INVALID_STATE: { wire: 'invalid_state', description: 'The object is not in a state that allows this.' },
+  TYRUM_ERR_RATE_LIMITED: { wire: 'rate_limited', description: 'Too many requests; retry later.' },
+  TYRUM_ERR_UNSUPPORTED_REQUEST: { wire: 'unsupported_request', description: 'Unknown request type.' },
+  TYRUM_ERR_STORE_PRAGMA: { wire: 'internal', description: 'The database does not have the required durability pragmas.' },
+  TYRUM_ERR_STORE_MIGRATION: { wire: 'internal', description: 'A database migration failed or the schema is newer than this build.' },
+  TYRUM_ERR_HOME: { wire: 'internal', description: 'The gateway home directory is missing, unreadable or too permissive.' },
+  TYRUM_ERR_AUDIT_BROKEN: { wire: 'internal', description: 'The audit chain failed verification.' },
+  TYRUM_ERR_CONNECTION: { wire: 'internal', description: 'The client could not reach or stay connected to the gateway.' },
+  TYRUM_ERR_TIMEOUT: { wire: 'timeout', description: 'The operation did not finish in time.' },
+  TYRUM_ERR_INTERNAL: { wire: 'internal', description: 'An unexpected internal failure.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error with a stable internal code, a wire code and optional structured details. */
+export class TyrumError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TyrumError';
+    this.code = code;
+    this.details = details;
+  }
+
+  /** The protocol's error code for this error. */
+  get wire(): WireErrorCode {
+    return ERROR_CODES[this.code].wire;
+  }
+}
+
+/** True when `e` is a TyrumError (optionally with the given code). */
+export function isTyrumError(e: unknown, code?: ErrorCode): e is TyrumError {
+  return e instanceof TyrumError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,275 @@
+/**
+ * The embedded state store: the only module that imports better-sqlite3.
+ *
+ * Durability is not negotiable: WAL, synchronous=FULL (a committed transaction survives a
+ * power cut, not just a process crash), foreign keys on. `openStore` asserts the pragmas took
+ * effect and refuses to return a store otherwise (TESTPLAN A4). Throughput comes from group
+ * commit (`Store.tx` around many writes), not from weaker settings.
+ */
+import Database from 'better-sqlite3';
+import { TyrumError } from '../errors/index.js';
+import { MIGRATIONS, type Migration } from './migrations.js';
+
+export type { Migration };
+
+/** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
+export interface TokenRecord {
+  id: string;
+  label: string;
+  scopes: string[];
+  roles: string[];
+  salt: Buffer;
+  hash: Buffer;
+  created_at: number;
+  created_by: string | null;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
+export interface DeviceRecord {
+  device_id: string;
+  pubkey: string;
+  role: string;
+  label: string | null;
+  platform: string | null;
+  version: string | null;
+  first_seen_at: number;
+  last_seen_at: number;
+}
+
+/** One stored audit entry. `actor` and `data` are JSON text exactly as hashed. */
+export interface AuditRow {
+  seq: number;
+  ts: string;
+  type: string;
+  actor: string;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface StoreOptions {
+  /** Milliseconds a writer waits for another process's lock before SQLITE_BUSY. Default 5000. */
+  busyTimeoutMs?: number;
+  /** Open read-only (doctor, audit verify on a copy). Skips migrations. */
+  readonly?: boolean;
+}
+
+/** The pragmas the gateway requires, as read back from the connection. */
+export interface PragmaReport {
+  journal_mode: string;
+  synchronous: number;
+  foreign_keys: number;
+}
+
+const REQUIRED = { journal_mode: 'wal', synchronous: 2 /* FULL */, foreign_keys: 1 } as const;
+
+/** Open (creating if needed) the SQLite store at `path`, enforce pragmas and migrate. */
+export function openStore(path: string, options: StoreOptions = {}): Store {
+  const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+    if (!options.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+    }
+    db.pragma('foreign_keys = ON');
+    const store = new Store(db);
+    assertPragmas(store.pragmas());
+    if (!options.readonly) store.migrate(MIGRATIONS);
+    return store;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+/** Throws TYRUM_ERR_STORE_PRAGMA unless every required pragma is in effect. */
+export function assertPragmas(report: PragmaReport): void {
+  const bad: string[] = [];
+  if (report.journal_mode.toLowerCase() !== REQUIRED.journal_mode) bad.push(`journal_mode=${report.journal_mode} (need wal)`);
+  if (report.synchronous !== REQUIRED.synchronous) bad.push(`synchronous=${report.synchronous} (need 2 = FULL)`);
+  if (report.foreign_keys !== REQUIRED.foreign_keys) bad.push(`foreign_keys=${report.foreign_keys} (need 1)`);
+  if (bad.length > 0) {
+    throw new TyrumError('TYRUM_ERR_STORE_PRAGMA', `refusing to run: database pragmas not in effect: ${bad.join(', ')}`, { pragmas: report });
+  }
+}
+
+function parseJsonArray(text: string): string[] {
+  const v: unknown = JSON.parse(text);
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
+interface TokenRow extends Omit<TokenRecord, 'scopes' | 'roles'> {
+  scopes: string;
+  roles: string;
+}
+
+function tokenFromRow(row: TokenRow): TokenRecord {
+  return { ...row, scopes: parseJsonArray(row.scopes), roles: parseJsonArray(row.roles) };
+}
+
+/** Token repository. Callers own hashing; this only persists. */
+export class TokenRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  insert(t: TokenRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO tokens (id, label, scopes, roles, salt, hash, created_at, created_by, expires_at, revoked_at, last_used_at)
+         VALUES (@id, @label, @scopes, @roles, @salt, @hash, @created_at, @created_by, @expires_at, @revoked_at, @last_used_at)`,
+      )
+      .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles) });
+  }
+
+  get(id: string): TokenRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as TokenRow | undefined;
+    return row ? tokenFromRow(row) : undefined;
+  }
+
+  list(): TokenRecord[] {
+    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
+  }
+
+  /** Marks the token revoked; returns false when it does not exist or was already revoked. */
+  revoke(id: string, at: number): boolean {
+    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
+  }
+
+  touch(id: string, at: number): void {
+    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(at, id);
+  }
+
+  /** Ids of the given tokens that are revoked or expired at `now` (for closing live sockets). */
+  invalidAmong(ids: readonly string[], now: number): string[] {
+    if (ids.length === 0) return [];
+    const out: string[] = [];
+    const stmt = this.db.prepare('SELECT id FROM tokens WHERE id = ? AND (revoked_at IS NULL) AND (expires_at IS NULL OR expires_at > ?)');
+    for (const id of ids) if (!stmt.get(id, now)) out.push(id);
+    return out;
+  }
+}
+
+/** Device repository: identities seen in completed handshakes. */
+export class DeviceRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  /** Insert or refresh a device after a successful proof. */
+  upsert(d: Omit<DeviceRecord, 'first_seen_at' | 'last_seen_at'>, at: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO devices (device_id, pubkey, role, label, platform, version, first_seen_at, last_seen_at)
+         VALUES (@device_id, @pubkey, @role, @label, @platform, @version, @at, @at)
+         ON CONFLICT(device_id) DO UPDATE SET role = excluded.role, label = excluded.label,
+           platform = excluded.platform, version = excluded.version, last_seen_at = excluded.last_seen_at`,
+      )
+      .run({ ...d, at });
+  }
+
+  get(deviceId: string): DeviceRecord | undefined {
+    return this.db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRecord | undefined;
+  }
+}
+
+/** Audit repository: raw rows. Hashing and chaining belong to core/audit. */
+export class AuditRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  head(): AuditRow | undefined {
+    return this.db.prepare('SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
+  }
+
+  insert(row: AuditRow): void {
+    this.db.prepare('INSERT INTO audit_entries (seq, ts, type, actor, data, prev_hash, hash) VALUES (@seq, @ts, @type, @actor, @data, @prev_hash, @hash)').run(row);
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM audit_entries').get() as { n: number }).n;
+  }
+
+  get(seq: number): AuditRow | undefined {
+    return this.db.prepare('SELECT * FROM audit_entries WHERE seq = ?').get(seq) as AuditRow | undefined;
+  }
+
+  /** Entries with seq > afterSeq in ascending order, at most `limit`, optionally of one type. */
+  page(afterSeq: number, limit: number, type?: string): AuditRow[] {
+    if (type !== undefined) {
+      return this.db.prepare('SELECT * FROM audit_entries WHERE seq > ? AND type = ? ORDER BY seq LIMIT ?').all(afterSeq, type, limit) as AuditRow[];
+    }
+    return this.db.prepare('SELECT * FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?').all(afterSeq, limit) as AuditRow[];
+  }
+
+  /** Every entry in physical order of seq, streamed (verification walks the whole log). */
+  *iterate(): IterableIterator<AuditRow> {
+    yield* this.db.prepare('SELECT * FROM audit_entries ORDER BY seq').iterate() as IterableIterator<AuditRow>;
+  }
+}
+
+/** An open store. One per process; share it. */
+export class Store {
+  readonly tokens: TokenRepo;
+  readonly devices: DeviceRepo;
+  readonly audit: AuditRepo;
+
+  /** @internal use openStore */
+  constructor(private readonly db: Database.Database) {
+    this.tokens = new TokenRepo(db);
+    this.devices = new DeviceRepo(db);
+    this.audit = new AuditRepo(db);
+  }
+
+  /**
+   * Run `fn` in one IMMEDIATE transaction (the write lock is taken up front, so two processes
+   * never deadlock upgrading read locks). Group commit: put many writes in one call.
+   */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  pragmas(): PragmaReport {
+    return {
+      journal_mode: String(this.db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
+      foreign_keys: Number(this.db.pragma('foreign_keys', { simple: true })),
+    };
+  }
+
+  /** Result of `PRAGMA integrity_check` ("ok" when healthy). */
+  integrityCheck(): string {
+    return String(this.db.pragma('integrity_check', { simple: true }));
+  }
+
+  /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). */
+  dataVersion(): number {
+    return Number(this.db.pragma('data_version', { simple: true }));
+  }
+
+  schemaVersion(): number {
+    return Number(this.db.pragma('user_version', { simple: true }));
+  }
+
+  /** Apply pending migrations, each in its own transaction. */
+  migrate(migrations: readonly Migration[]): void {
+    const current = this.schemaVersion();
+    const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
+    if (current > latest) {
+      throw new TyrumError('TYRUM_ERR_STORE_MIGRATION', `database schema version ${current} is newer than this build supports (${latest}); upgrade tyrum`);
+    }
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (m.version <= current) continue;
+      try {
+        this.db.transaction(() => {
+          this.db.exec(m.sql);
+          this.db.pragma(`user_version = ${m.version}`);
+        }).immediate();
+      } catch (e) {
+        throw new TyrumError('TYRUM_ERR_STORE_MIGRATION', `migration ${m.version} (${m.name}) failed: ${(e as Error).message}`, undefined, { cause: e });
+      }
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
