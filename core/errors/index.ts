@@ -6,25 +6,12 @@
  * - TYRUM_ERR_* codes: precise internal causes, shown in CLI output and logs, each mapped to
  *   exactly one wire code. Extend both lists; never rename or reuse an entry.
  * `docs/errors.md` lists the same table; a test keeps the two in step.
+ * The wire vocabulary itself is part of the contract and lives in schemas/.
  */
 
-/** Wire error codes, in PROTOCOL.md order. */
-export const WIRE_ERROR_CODES = [
-  'invalid_request',
-  'unauthorized',
-  'forbidden',
-  'not_found',
-  'conflict',
-  'invalid_state',
-  'rate_limited',
-  'unsupported_request',
-  'approval_required',
-  'policy_denied',
-  'sandbox_error',
-  'timeout',
-  'internal',
-] as const;
-export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
+import { WIRE_ERROR_CODES, type WireErrorCode } from '../../schemas/src/common.js';
+
+export { WIRE_ERROR_CODES, type WireErrorCode };
 
 interface ErrorSpec {
   readonly wire: WireErrorCode;

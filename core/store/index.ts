@@ -18,6 +18,8 @@ export interface TokenRecord {
   label: string;
   scopes: string[];
   roles: string[];
+  /** Key-derivation parameters, e.g. "scrypt:N=4096,r=8,p=1", so they can change later. */
+  kdf: string;
   salt: Buffer;
   hash: Buffer;
   created_at: number;
@@ -117,8 +119,8 @@ export class TokenRepo {
   insert(t: TokenRecord): void {
     this.db
       .prepare(
-        `INSERT INTO tokens (id, label, scopes, roles, salt, hash, created_at, created_by, expires_at, revoked_at, last_used_at)
-         VALUES (@id, @label, @scopes, @roles, @salt, @hash, @created_at, @created_by, @expires_at, @revoked_at, @last_used_at)`,
+        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, expires_at, revoked_at, last_used_at)
+         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @expires_at, @revoked_at, @last_used_at)`,
       )
       .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles) });
   }

@@ -18,6 +18,7 @@ export const MIGRATIONS: readonly Migration[] = [
         label TEXT NOT NULL DEFAULT '',
         scopes TEXT NOT NULL,
         roles TEXT NOT NULL,
+        kdf TEXT NOT NULL,
         salt BLOB NOT NULL,
         hash BLOB NOT NULL,
         created_at INTEGER NOT NULL,

@@ -1,0 +1,184 @@
+/**
+ * Access tokens. A token is `tyrum_<id>_<secret>`: a 16-hex public id (for lookup, listing and
+ * revocation) and a 256-bit random secret. Only a salted scrypt hash of the secret is stored;
+ * verification is constant-time.
+ *
+ * Why scrypt at N=4096 rather than a password-grade cost: the secret has 256 bits of entropy, so
+ * brute force is hopeless at any cost, and the hash is computed on every WebSocket upgrade. The
+ * salted KDF is still there so a stolen database does not hand out usable tokens, and the
+ * parameters are stored per token (`kdf`) so they can be raised later without a migration.
+ */
+import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { TyrumError } from '../errors/index.js';
+import { SCOPES, ROLES, type Scope, type Role } from '../../schemas/index.js';
+import type { Store, TokenRecord } from '../store/index.js';
+
+const KDF = { N: 4096, r: 8, p: 1 } as const;
+const KDF_LABEL = `scrypt:N=${KDF.N},r=${KDF.r},p=${KDF.p}`;
+const TOKEN_RE = /^tyrum_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+
+function scrypt(secret: string, salt: Buffer, params: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scryptCb(secret, salt, 32, { ...params, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+function parseKdf(label: string): ScryptOptions | null {
+  const m = /^scrypt:N=(\d+),r=(\d+),p=(\d+)$/.exec(label);
+  return m ? { N: Number(m[1]), r: Number(m[2]), p: Number(m[3]) } : null;
+}
+
+/** Splits a presented token into id and secret; null when it is not a well-formed token. */
+export function parseToken(token: string): { id: string; secret: string } | null {
+  const m = TOKEN_RE.exec(token);
+  return m ? { id: m[1]!, secret: m[2]! } : null;
+}
+
+export function isScope(s: string): s is Scope {
+  return (SCOPES as readonly string[]).includes(s);
+}
+
+export function isRole(s: string): s is Role {
+  return (ROLES as readonly string[]).includes(s);
+}
+
+/** A token that authenticated successfully. */
+export interface AuthenticatedToken {
+  id: string;
+  label: string;
+  scopes: Scope[];
+  roles: Role[];
+  expires_at: number | null;
+}
+
+export interface CreateTokenInput {
+  scopes: readonly string[];
+  roles?: readonly string[];
+  label?: string;
+  /** Lifetime in seconds; omitted means no expiry. */
+  ttlSeconds?: number;
+  /** Who minted it: a token id, or 'cli'/'bootstrap'. */
+  createdBy: string;
+  /** When given, the new token may not hold any scope outside this set (no escalation). */
+  maxScopes?: readonly string[];
+}
+
+/** Parses "30d", "12h", "45m", "90s" or a bare number of seconds. */
+export function parseTtl(text: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!m) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `invalid ttl "${text}": use e.g. 90s, 45m, 12h or 30d`);
+  const mult = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  const secs = Number(m[1]) * mult;
+  if (secs < 60) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `ttl "${text}" is shorter than the minimum of 60s`);
+  return secs;
+}
+
+/** Token lifecycle over the store. Audit entries are the caller's job (it knows the actor). */
+export class TokenService {
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Mints a token. Returns the full token text, which is shown once and never stored. */
+  async create(input: CreateTokenInput): Promise<{ token: string; record: TokenRecord }> {
+    const scopes = [...new Set(input.scopes)];
+    const roles = [...new Set(input.roles ?? ['client'])];
+    const badScope = scopes.find((s) => !isScope(s));
+    if (badScope !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown scope "${badScope}" (known: ${SCOPES.join(', ')})`);
+    if (scopes.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a token needs at least one scope');
+    const badRole = roles.find((r) => !isRole(r));
+    if (badRole !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown role "${badRole}" (known: ${ROLES.join(', ')})`);
+    if (input.maxScopes) {
+      const wider = scopes.filter((s) => !input.maxScopes!.includes(s));
+      if (wider.length > 0) {
+        throw new TyrumError('TYRUM_ERR_SCOPE_ESCALATION', `cannot mint a token with scopes the caller does not hold: ${wider.join(', ')}`, { scopes: wider });
+      }
+    }
+    const id = randomBytes(8).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const salt = randomBytes(16);
+    const hash = await scrypt(secret, salt, KDF);
+    const created = this.now();
+    const record: TokenRecord = {
+      id,
+      label: input.label ?? '',
+      scopes,
+      roles,
+      kdf: KDF_LABEL,
+      salt,
+      hash,
+      created_at: created,
+      created_by: input.createdBy,
+      expires_at: input.ttlSeconds === undefined ? null : created + input.ttlSeconds * 1000,
+      revoked_at: null,
+      last_used_at: null,
+    };
+    this.store.tx(() => this.store.tokens.insert(record));
+    return { token: `tyrum_${id}_${secret}`, record };
+  }
+
+  /**
+   * Checks a presented token. Returns null for anything that is not a live token: malformed,
+   * unknown, wrong secret, revoked or expired (callers must not tell these apart to the peer).
+   */
+  async authenticate(token: string): Promise<AuthenticatedToken | null> {
+    const parsed = parseToken(token);
+    if (!parsed) return null;
+    const rec = this.store.tokens.get(parsed.id);
+    if (!rec) return null;
+    const params = parseKdf(rec.kdf);
+    if (!params) return null;
+    const hash = await scrypt(parsed.secret, rec.salt, params);
+    if (hash.length !== rec.hash.length || !timingSafeEqual(hash, rec.hash)) return null;
+    // Re-read after the async hash: a revocation may have landed meanwhile.
+    const fresh = this.store.tokens.get(parsed.id);
+    if (!fresh || !isLive(fresh, this.now())) return null;
+    // Coarse last-used tracking: one write a minute per token, not an fsync per upgrade.
+    const now = this.now();
+    if (fresh.last_used_at === null || now - fresh.last_used_at > 60_000) this.store.tokens.touch(fresh.id, now);
+    return toAuthenticated(fresh);
+  }
+
+  /** Revokes a token. Throws not_found for an unknown id; revoking twice is invalid_state. */
+  revoke(id: string): TokenRecord {
+    const rec = this.store.tokens.get(id);
+    if (!rec) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no token with id ${id}`);
+    if (rec.revoked_at !== null) throw new TyrumError('TYRUM_ERR_INVALID_STATE', `token ${id} is already revoked`);
+    const at = this.now();
+    this.store.tx(() => this.store.tokens.revoke(id, at));
+    return { ...rec, revoked_at: at };
+  }
+
+  list(): TokenRecord[] {
+    return this.store.tokens.list();
+  }
+
+  /** True when at least one token exists (bootstrap creates the first admin token otherwise). */
+  any(): boolean {
+    return this.store.tokens.list().length > 0;
+  }
+}
+
+export function isLive(rec: TokenRecord, now: number): boolean {
+  return rec.revoked_at === null && (rec.expires_at === null || rec.expires_at > now);
+}
+
+function toAuthenticated(rec: TokenRecord): AuthenticatedToken {
+  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at };
+}
+
+/** Public view of a token record (the shape of `TokenInfo` on the wire). */
+export function tokenInfo(rec: TokenRecord) {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return {
+    token_id: rec.id,
+    label: rec.label,
+    scopes: rec.scopes.filter(isScope),
+    roles: rec.roles.filter(isRole),
+    created_at: new Date(rec.created_at).toISOString(),
+    expires_at: iso(rec.expires_at),
+    revoked_at: iso(rec.revoked_at),
+    last_used_at: iso(rec.last_used_at),
+  };
+}

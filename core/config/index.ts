@@ -1,0 +1,162 @@
+/**
+ * Gateway configuration: the home directory, `<home>/config.json` (validated against the
+ * `config.gateway` contract, unknown keys rejected with their path), CLI overrides, and the
+ * named limits with their defaults. The result is frozen.
+ */
+import { readFileSync, existsSync, mkdirSync, statSync, chmodSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { GatewayConfig as GatewayConfigSchema } from '../../schemas/index.js';
+import { validate } from '../protocol/validate.js';
+import { TyrumError } from '../errors/index.js';
+
+/** Named limits; see the `config.gateway` contract for what each bounds. */
+export interface Limits {
+  maxFrameBytes: number;
+  maxQueuedBytes: number;
+  handshakeTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  maxJsonDepth: number;
+  maxJsonNodes: number;
+  maxInflightRequests: number;
+  maxConnections: number;
+  maxPendingUpgrades: number;
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  httpKeepAliveTimeoutMs: number;
+  httpBodyLimitBytes: number;
+  authFailureAuditPerMinute: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxFrameBytes: 1024 * 1024,
+  maxQueuedBytes: 4 * 1024 * 1024,
+  handshakeTimeoutMs: 10_000,
+  heartbeatIntervalMs: 30_000,
+  maxJsonDepth: 64,
+  maxJsonNodes: 100_000,
+  maxInflightRequests: 64,
+  maxConnections: 10_000,
+  maxPendingUpgrades: 128,
+  httpHeadersTimeoutMs: 10_000,
+  httpRequestTimeoutMs: 30_000,
+  httpKeepAliveTimeoutMs: 5_000,
+  httpBodyLimitBytes: 1024 * 1024,
+  authFailureAuditPerMinute: 30,
+});
+
+export const DEFAULT_PORT = 8788;
+export const DEFAULT_HOST = '127.0.0.1';
+
+export interface Config {
+  readonly home: string;
+  readonly host: string;
+  readonly port: number;
+  readonly allowedOrigins: readonly string[] | null;
+  readonly trustedProxies: readonly string[];
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
+  readonly limits: Readonly<Limits>;
+}
+
+/** Paths of the files the gateway keeps in its home. */
+export function homePaths(home: string) {
+  return {
+    home,
+    config: join(home, 'config.json'),
+    db: join(home, 'tyrum.db'),
+    gatewayKey: join(home, 'gateway.key'),
+    auditCheckpoint: join(home, 'audit.checkpoint.json'),
+    clientKey: join(home, 'client-device.key'),
+  };
+}
+
+/** --home, else $TYRUM_HOME, else ~/.tyrum. */
+export function resolveHome(flag?: string): string {
+  return resolve(flag ?? process.env.TYRUM_HOME ?? join(homedir(), '.tyrum'));
+}
+
+/** Creates the home (0700) if missing; refuses one that group or others can access. */
+export function ensureHome(home: string): void {
+  if (!existsSync(home)) mkdirSync(home, { recursive: true, mode: 0o700 });
+  const st = statSync(home);
+  if (!st.isDirectory()) throw new TyrumError('TYRUM_ERR_HOME', `${home} is not a directory`);
+  if ((st.mode & 0o077) !== 0) {
+    // A home we just made is 0700; a pre-existing, too-open home is tightened only if we own it.
+    if (typeof process.getuid === 'function' && st.uid === process.getuid()) chmodSync(home, 0o700);
+    else throw new TyrumError('TYRUM_ERR_HOME', `${home} is accessible by group or others; run: chmod 700 ${home}`);
+  }
+}
+
+export interface ConfigOverrides {
+  host?: string;
+  port?: number;
+}
+
+function camelLimits(raw: Record<string, number | undefined>): Partial<Limits> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())] = v;
+  return out as Partial<Limits>;
+}
+
+/** Loads and validates `<home>/config.json` (absent means all defaults), then applies overrides. */
+export function loadConfig(home: string, overrides: ConfigOverrides = {}): Config {
+  const path = homePaths(home).config;
+  let raw: unknown = {};
+  if (existsSync(path)) {
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${path}: not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  return buildConfig(home, raw, overrides, path);
+}
+
+/** Validates a raw config object; `source` names it in errors. */
+export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrides = {}, source = 'config'): Config {
+  const issues = validate(GatewayConfigSchema, raw);
+  if (issues.length > 0) {
+    throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${source}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues });
+  }
+  const file = raw as {
+    host?: string;
+    port?: number;
+    allowed_origins?: string[];
+    trusted_proxies?: string[];
+    tls?: { cert_file: string; key_file: string };
+    limits?: Record<string, number | undefined>;
+  };
+  const cfg: Config = {
+    home,
+    host: overrides.host ?? file.host ?? DEFAULT_HOST,
+    port: overrides.port ?? file.port ?? DEFAULT_PORT,
+    allowedOrigins: file.allowed_origins ?? null,
+    trustedProxies: file.trusted_proxies ?? [],
+    tls: file.tls ? { certFile: resolve(home, file.tls.cert_file), keyFile: resolve(home, file.tls.key_file) } : null,
+    limits: Object.freeze({ ...DEFAULT_LIMITS, ...camelLimits(file.limits ?? {}) }),
+  };
+  assertSafeBind(cfg);
+  return Object.freeze(cfg);
+}
+
+/** True for 127.0.0.0/8, ::1 and "localhost". */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
+}
+
+/**
+ * Secure by default: a non-loopback bind needs TLS or an explicit trusted-proxy list (the
+ * operator says a TLS-terminating proxy sits in front). TESTPLAN F8.
+ */
+export function assertSafeBind(cfg: Pick<Config, 'host' | 'tls' | 'trustedProxies'>): void {
+  if (isLoopback(cfg.host)) return;
+  if (cfg.tls !== null || cfg.trustedProxies.length > 0) return;
+  throw new TyrumError(
+    'TYRUM_ERR_INVALID_CONFIG',
+    `refusing to listen on non-loopback address ${cfg.host} without TLS: set "tls" (cert_file, key_file) or "trusted_proxies" in config.json, or bind 127.0.0.1`,
+  );
+}

@@ -1,0 +1,318 @@
+/**
+ * The edge: the only module that imports fastify and ws.
+ *
+ * Authentication happens at the HTTP upgrade, before any WebSocket exists (PROTOCOL.md
+ * "Transport"): the `tyrum-v1` subprotocol must be offered (else 400), a browser `Origin` must be
+ * allowed (else 403), and a live token must come in `Authorization: Bearer` or as the offered
+ * subprotocol `tyrum-auth.<base64url(token)>` (else 401). Only then is the socket upgraded and
+ * handed to a protocol `Session`.
+ */
+import { readFileSync } from 'node:fs';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { CONTRACTS, contractDocument, EVENTS, type EventType, type OperationType } from '../../schemas/index.js';
+import type { Config } from '../config/index.js';
+import { isLoopback } from '../config/index.js';
+import type { TokenService, AuthenticatedToken } from '../auth/tokens.js';
+import type { AuditLog, AuditActor } from '../audit/index.js';
+import type { Store } from '../store/index.js';
+import { Session, CLOSE, type Peer, type Transport } from '../protocol/session.js';
+import { clientAddress } from './address.js';
+import { fromB64url } from '../util/encoding.js';
+
+export interface GatewayDeps {
+  config: Config;
+  store: Store;
+  tokens: TokenService;
+  audit: AuditLog;
+  handle(type: OperationType, payload: Record<string, unknown>, peer: Peer): Promise<Record<string, unknown>>;
+  /** Pino log level, or false for no logging. */
+  logLevel?: string | false;
+  version: string;
+  now?: () => number;
+}
+
+/** Time after a close frame before the socket is destroyed regardless. */
+const CLOSE_GRACE_MS = 2000;
+/** How often live sockets are re-checked against the token table (revocations by other processes). */
+const REVOCATION_POLL_MS = 250;
+
+interface Live {
+  ws: WebSocket;
+  session: Session;
+  alive: boolean;
+}
+
+export class GatewayServer {
+  readonly app: FastifyInstance;
+  private readonly wss: WebSocketServer;
+  private readonly live = new Set<Live>();
+  private pendingUpgrades = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private revocationPoll: NodeJS.Timeout | null = null;
+  private lastDataVersion = -1;
+  private lastFullCheck = 0;
+  private readonly authFailures = new Map<string, { windowStart: number; count: number; suppressed: number }>();
+  private boundPort = 0;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: GatewayDeps) {
+    const { limits } = deps.config;
+    this.now = deps.now ?? Date.now;
+    const tls = deps.config.tls;
+    this.app = Fastify({
+      logger: deps.logLevel === false ? false : { level: deps.logLevel ?? 'info' },
+      bodyLimit: limits.httpBodyLimitBytes,
+      connectionTimeout: limits.httpRequestTimeoutMs,
+      requestTimeout: limits.httpRequestTimeoutMs,
+      keepAliveTimeout: limits.httpKeepAliveTimeoutMs,
+      // fastify's own trustProxy is given the same list, so request.ip agrees with clientAddress().
+      trustProxy: deps.config.trustedProxies.length > 0 ? [...deps.config.trustedProxies] : false,
+      ...(tls ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}),
+    });
+    this.app.server.headersTimeout = limits.httpHeadersTimeoutMs;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: limits.maxFrameBytes,
+      perMessageDeflate: false,
+      // We validate UTF-8 ourselves so invalid text is a 4003 protocol violation, per PROTOCOL.md.
+      skipUTF8Validation: true,
+      // Select exactly tyrum-v1; never echo the tyrum-auth.* entry.
+      handleProtocols: (protocols) => (protocols.has('tyrum-v1') ? 'tyrum-v1' : false),
+    });
+    this.routes();
+    this.app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void this.onUpgrade(req, socket, head);
+    });
+  }
+
+  /** Start listening; resolves with the bound port. */
+  async listen(): Promise<number> {
+    await this.app.listen({ host: this.deps.config.host, port: this.deps.config.port });
+    const addr = this.app.server.address();
+    this.boundPort = typeof addr === 'object' && addr !== null ? addr.port : this.deps.config.port;
+    this.heartbeat = setInterval(() => this.beat(), this.deps.config.limits.heartbeatIntervalMs);
+    this.heartbeat.unref();
+    this.revocationPoll = setInterval(() => this.checkRevocations(), REVOCATION_POLL_MS);
+    this.revocationPoll.unref();
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Number of open WebSocket connections. */
+  get connections(): number {
+    return this.live.size;
+  }
+
+  /** Push an event to every handshaken connection whose token holds one of its audience scopes. */
+  publish(type: EventType, payload: Record<string, unknown>): void {
+    const audience = EVENTS[type].audience as readonly string[];
+    const eventId = randomUUID();
+    const at = new Date(this.now()).toISOString();
+    for (const l of this.live) {
+      const peer = l.session.peer;
+      if (peer && peer.token.scopes.some((s) => audience.includes(s))) l.session.sendEvent(eventId, type, at, payload);
+    }
+  }
+
+  /** Close every connection authenticated by `tokenId` with 4001. */
+  closeToken(tokenId: string, reason = 'token revoked'): void {
+    for (const l of this.live) if (l.session.token.id === tokenId) l.session.close(CLOSE.UNAUTHORIZED, reason);
+  }
+
+  async close(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.revocationPoll) clearInterval(this.revocationPoll);
+    for (const l of this.live) l.session.close(CLOSE.GOING_AWAY, 'gateway shutting down');
+    await this.app.close();
+    for (const l of this.live) l.ws.terminate();
+    this.wss.close();
+  }
+
+  private routes(): void {
+    this.app.get('/healthz', async () => ({ status: 'ok', version: this.deps.version }));
+    this.app.get('/contracts', async () => ({ contracts: Object.keys(CONTRACTS).map((n) => `/contracts/${n}.json`) }));
+    this.app.get<{ Params: { file: string } }>('/contracts/:file', async (req, reply) => {
+      const m = /^(.+)\.json$/.exec(req.params.file);
+      const doc = m ? contractDocument(m[1]!) : undefined;
+      if (!doc) return reply.code(404).send({ error: { code: 'not_found', message: `no contract ${req.params.file}` } });
+      return reply.header('content-type', 'application/schema+json; charset=utf-8').send(doc);
+    });
+  }
+
+  private ownOrigins(): string[] {
+    const scheme = this.deps.config.tls ? 'https' : 'http';
+    const port = this.boundPort;
+    const hosts = isLoopback(this.deps.config.host) ? ['127.0.0.1', 'localhost', '[::1]'] : [this.deps.config.host];
+    return hosts.map((h) => `${scheme}://${h}:${port}`);
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const remote = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/ws') return rejectUpgrade(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    if (!offered.includes('tyrum-v1')) return rejectUpgrade(socket, 400, 'invalid_request', 'the tyrum-v1 subprotocol is required');
+
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      const allowed = this.deps.config.allowedOrigins ?? this.ownOrigins();
+      if (!allowed.includes(origin)) {
+        this.authFailed(remote, 'origin not allowed', null, 403);
+        return rejectUpgrade(socket, 403, 'forbidden', 'origin not allowed');
+      }
+    }
+
+    const limits = this.deps.config.limits;
+    if (this.live.size >= limits.maxConnections || this.pendingUpgrades >= limits.maxPendingUpgrades) {
+      return rejectUpgrade(socket, 503, 'rate_limited', 'too many connections');
+    }
+
+    const presented = presentedToken(req.headers.authorization, offered);
+    if (presented === null) {
+      this.authFailed(remote, 'no token', null, 401);
+      return rejectUpgrade(socket, 401, 'unauthorized', 'a token is required (Authorization: Bearer, or the tyrum-auth.<base64url> subprotocol)');
+    }
+    this.pendingUpgrades++;
+    let token: AuthenticatedToken | null;
+    try {
+      token = await this.deps.tokens.authenticate(presented);
+    } finally {
+      this.pendingUpgrades--;
+    }
+    if (token === null) {
+      this.authFailed(remote, 'invalid token', /^tyrum_([0-9a-f]{16})_/.exec(presented)?.[1] ?? null, 401);
+      return rejectUpgrade(socket, 401, 'unauthorized', 'invalid, expired or revoked token');
+    }
+    if (socket.destroyed) return;
+    const authed = token;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, authed, remote));
+  }
+
+  private attach(ws: WebSocket, token: AuthenticatedToken, remote: string): void {
+    const transport: Transport = {
+      send: (text) => ws.send(text),
+      close: (code, reason) => {
+        ws.close(code, reason);
+        setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+      },
+      bufferedAmount: () => ws.bufferedAmount,
+    };
+    const log = this.app.log;
+    const session = new Session(transport, token, remote, this.deps.config.limits, {
+      handle: this.deps.handle,
+      audit: (type, actor, data) => this.audit(type, actor as AuditActor, data),
+      emit: (type, payload) => this.publish(type, payload),
+      onReady: () => undefined,
+      onDeviceSeen: (d) => {
+        try {
+          this.deps.store.tx(() => this.deps.store.devices.upsert(d, this.now()));
+        } catch (e) {
+          log.error({ err: e }, 'could not record device');
+        }
+      },
+      log: (level, msg, data) => log[level](data ?? {}, msg),
+    });
+    const entry: Live = { ws, session, alive: true };
+    this.live.add(entry);
+    ws.on('pong', () => {
+      entry.alive = true;
+    });
+    ws.on('message', (data, isBinary) => session.receive(toBytes(data), isBinary));
+    ws.on('error', (err) => log.warn({ err: err.message, connection_id: session.connectionId }, 'websocket error'));
+    ws.on('close', (code) => {
+      this.live.delete(entry);
+      const wasReady = session.isReady;
+      session.closedByTransport();
+      if (wasReady) this.audit('connection.closed', { kind: 'token', id: token.id }, { connection_id: session.connectionId, code });
+    });
+  }
+
+  /** Rate-limited audit of an authentication failure from one address (an unauthenticated flood must not grow the log without bound). */
+  private authFailed(remote: string, reason: string, tokenId: string | null, httpStatus: number): void {
+    const now = this.now();
+    let rec = this.authFailures.get(remote);
+    if (!rec || now - rec.windowStart >= 60_000) {
+      const suppressed = rec?.suppressed ?? 0;
+      rec = { windowStart: now, count: 0, suppressed: 0 };
+      this.authFailures.set(remote, rec);
+      if (suppressed > 0) this.audit('auth.failed.suppressed', { kind: 'anonymous', ip: remote }, { count: suppressed });
+      if (this.authFailures.size > 10_000) this.pruneAuthFailures(now);
+    }
+    if (++rec.count > this.deps.config.limits.authFailureAuditPerMinute) {
+      rec.suppressed++;
+      return;
+    }
+    this.audit('auth.failed', { kind: 'anonymous', ip: remote }, { reason, token_id: tokenId, http_status: httpStatus });
+    this.publish('auth.failed', { reason, remote_address: remote, token_id: tokenId, close_code: null, http_status: httpStatus });
+  }
+
+  private pruneAuthFailures(now: number): void {
+    for (const [k, v] of this.authFailures) if (now - v.windowStart >= 60_000) this.authFailures.delete(k);
+  }
+
+  private audit(type: string, actor: AuditActor, data: Record<string, unknown>): void {
+    this.deps.audit.append(type, actor, data).catch((e: unknown) => this.app.log.error({ err: e }, 'audit append failed'));
+  }
+
+  private beat(): void {
+    for (const l of this.live) {
+      if (!l.alive) {
+        l.ws.terminate();
+        continue;
+      }
+      l.alive = false;
+      l.ws.ping();
+    }
+  }
+
+  /**
+   * Revocations made by another process (the CLI writes the database directly) are noticed
+   * through SQLite's data_version, which changes only when another connection commits; expiry is
+   * checked once a second regardless.
+   */
+  private checkRevocations(): void {
+    if (this.live.size === 0) return;
+    const now = this.now();
+    const dv = this.deps.store.dataVersion();
+    if (dv === this.lastDataVersion && now - this.lastFullCheck < 1000) return;
+    this.lastDataVersion = dv;
+    this.lastFullCheck = now;
+    const ids = [...new Set([...this.live].map((l) => l.session.token.id))];
+    for (const id of this.deps.store.tokens.invalidAmong(ids, now)) this.closeToken(id, 'token revoked or expired');
+  }
+}
+
+function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
+
+/** The token from `Authorization: Bearer` or the `tyrum-auth.<b64url>` subprotocol. */
+function presentedToken(authorization: string | undefined, offered: readonly string[]): string | null {
+  if (authorization !== undefined) {
+    const m = /^Bearer ([!-~]+)$/.exec(authorization);
+    return m ? m[1]! : null;
+  }
+  const entry = offered.find((p) => p.startsWith('tyrum-auth.'));
+  if (entry === undefined) return null;
+  const raw = fromB64url(entry.slice('tyrum-auth.'.length));
+  return raw === null ? null : raw.toString('utf8');
+}
+
+/** Answers an upgrade with a plain HTTP error; no WebSocket is ever opened. */
+function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

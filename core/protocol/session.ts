@@ -1,0 +1,317 @@
+/**
+ * One peer connection's protocol state machine, independent of the socket library:
+ * awaiting connect.init → awaiting connect.proof → ready. The gateway module adapts a `ws`
+ * socket to `Transport`; tests drive it with an in-memory transport.
+ *
+ * Failures map to PROTOCOL.md close codes: 4002 handshake timeout, 4003 protocol violation,
+ * 4005 unsupported revision, 4006 device_id/pubkey mismatch, 4007 invalid proof, 4001 token
+ * not valid for this role, 1013 slow consumer.
+ */
+import { randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { OPERATIONS, RequestEnvelope, type OperationType, type Role, type Scope, type EventType } from '../../schemas/index.js';
+import { isTyrumError, type WireErrorCode } from '../errors/index.js';
+import { authorize } from '../auth/authorize.js';
+import { deriveDeviceId, parseDevicePubkey, verifyProof } from '../auth/identity.js';
+import type { AuthenticatedToken } from '../auth/tokens.js';
+import { decodeFrame, type CodecLimits } from './codec.js';
+import { validate } from './validate.js';
+
+export const CLOSE = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  TOO_LARGE: 1009,
+  SLOW_CONSUMER: 1013,
+  UNAUTHORIZED: 4001,
+  HANDSHAKE_TIMEOUT: 4002,
+  PROTOCOL_VIOLATION: 4003,
+  UNSUPPORTED_REV: 4005,
+  DEVICE_MISMATCH: 4006,
+  INVALID_PROOF: 4007,
+} as const;
+
+/** Protocol revisions this gateway speaks. */
+export const SUPPORTED_PROTOCOL_REVS: readonly number[] = [1];
+
+/** What a session needs from the socket. */
+export interface Transport {
+  send(text: string): void;
+  close(code: number, reason: string): void;
+  /** Bytes accepted by send() but not yet written to the network. */
+  bufferedAmount(): number;
+}
+
+export interface SessionLimits extends CodecLimits {
+  maxQueuedBytes: number;
+  handshakeTimeoutMs: number;
+  maxInflightRequests: number;
+}
+
+/** The authenticated, handshaken peer, as handlers see it. */
+export interface Peer {
+  connectionId: string;
+  clientId: string;
+  deviceId: string;
+  role: Role;
+  token: AuthenticatedToken;
+  remoteAddress: string;
+}
+
+export type OperationHandler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
+
+/** Services the session reports to; all must be non-throwing or their errors are contained. */
+export interface SessionHooks {
+  /** Runs an authorized, schema-valid operation. */
+  handle(type: OperationType, payload: Record<string, unknown>, peer: Peer): Promise<Record<string, unknown>>;
+  audit(type: string, actor: Record<string, unknown>, data: Record<string, unknown>): void;
+  emit(type: EventType, payload: Record<string, unknown>): void;
+  onReady(session: Session): void;
+  onDeviceSeen(device: { device_id: string; pubkey: string; role: Role; label: string | null; platform: string | null; version: string | null }): void;
+  log(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void;
+}
+
+type State =
+  | { kind: 'awaiting_init' }
+  | { kind: 'awaiting_proof'; role: Role; deviceId: string; key: KeyObject; pubkey: string; rev: number; challenge: string; device: { label: string | null; platform: string | null; version: string | null } }
+  | { kind: 'ready'; peer: Peer }
+  | { kind: 'closed' };
+
+export class Session {
+  readonly connectionId = randomUUID();
+  private state: State = { kind: 'awaiting_init' };
+  private readonly handshakeTimer: NodeJS.Timeout;
+  private inflight = 0;
+
+  constructor(
+    private readonly transport: Transport,
+    readonly token: AuthenticatedToken,
+    readonly remoteAddress: string,
+    private readonly limits: SessionLimits,
+    private readonly hooks: SessionHooks,
+  ) {
+    this.handshakeTimer = setTimeout(() => this.close(CLOSE.HANDSHAKE_TIMEOUT, 'handshake timeout'), limits.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+  }
+
+  get isReady(): boolean {
+    return this.state.kind === 'ready';
+  }
+
+  get isClosed(): boolean {
+    return this.state.kind === 'closed';
+  }
+
+  /** The peer once the handshake completed. */
+  get peer(): Peer | null {
+    return this.state.kind === 'ready' ? this.state.peer : null;
+  }
+
+  /** Feed one inbound WebSocket message. */
+  receive(data: Uint8Array, isBinary: boolean): void {
+    if (this.state.kind === 'closed') return;
+    const decoded = decodeFrame(data, isBinary, this.limits);
+    if (!decoded.ok) {
+      this.violation(decoded.reason);
+      return;
+    }
+    const frame = decoded.value;
+    const issues = validate(RequestEnvelope, frame);
+    if (issues.length > 0) {
+      // A frame that is not even a request envelope: answer if we can tell which request it
+      // was, otherwise it is a protocol violation. Before the handshake it always is one.
+      const rid = isObject(frame) && typeof frame.request_id === 'string' && frame.request_id.length <= 128 ? frame.request_id : null;
+      if (rid === null || this.state.kind !== 'ready') {
+        this.violation(`malformed request envelope: ${issues[0]!.path} ${issues[0]!.message}`);
+        return;
+      }
+      const type = typeof (frame as Record<string, unknown>).type === 'string' ? String((frame as Record<string, unknown>).type).slice(0, 64) : 'unknown';
+      this.respondError(rid, type, 'invalid_request', 'malformed request envelope', { issues });
+      return;
+    }
+    const req = frame as { request_id: string; type: string; payload: Record<string, unknown> };
+    switch (this.state.kind) {
+      case 'awaiting_init':
+        this.onInit(req);
+        return;
+      case 'awaiting_proof':
+        this.onProof(req);
+        return;
+      case 'ready':
+        void this.onRequest(req, this.state.peer);
+        return;
+    }
+  }
+
+  /** Push an event (the caller has already checked the audience). */
+  sendEvent(eventId: string, type: string, occurredAt: string, payload: Record<string, unknown>): void {
+    this.send({ event_id: eventId, type, occurred_at: occurredAt, payload });
+  }
+
+  /** Close with a code; idempotent. */
+  close(code: number, reason: string): void {
+    if (this.state.kind === 'closed') return;
+    this.state = { kind: 'closed' };
+    clearTimeout(this.handshakeTimer);
+    this.transport.close(code, reason.slice(0, 120));
+  }
+
+  /** The socket closed underneath us (peer went away). */
+  closedByTransport(): void {
+    if (this.state.kind === 'closed') return;
+    this.state = { kind: 'closed' };
+    clearTimeout(this.handshakeTimer);
+  }
+
+  private violation(reason: string): void {
+    this.hooks.log('warn', 'protocol violation', { connection_id: this.connectionId, reason, remote_address: this.remoteAddress });
+    this.close(CLOSE.PROTOCOL_VIOLATION, reason);
+  }
+
+  private authFailure(code: number, reason: string): void {
+    this.hooks.audit('auth.failed', { kind: 'token', id: this.token.id }, { reason, close_code: code, remote_address: this.remoteAddress, connection_id: this.connectionId });
+    this.hooks.emit('auth.failed', { reason, remote_address: this.remoteAddress, token_id: this.token.id, close_code: code, http_status: null });
+    this.close(code, reason);
+  }
+
+  private onInit(req: { request_id: string; type: string; payload: Record<string, unknown> }): void {
+    if (req.type !== 'connect.init') {
+      this.violation(`expected connect.init, got ${req.type}`);
+      return;
+    }
+    const issues = validate(OPERATIONS['connect.init'].payload, req.payload);
+    if (issues.length > 0) {
+      this.respondError(req.request_id, req.type, 'invalid_request', 'invalid connect.init payload', { issues });
+      this.close(CLOSE.PROTOCOL_VIOLATION, 'invalid connect.init payload');
+      return;
+    }
+    const p = req.payload as { protocol_rev: number; role: Role; device: { device_id: string; pubkey: string; label?: string; platform?: string; version?: string } };
+    if (!SUPPORTED_PROTOCOL_REVS.includes(p.protocol_rev)) {
+      this.close(CLOSE.UNSUPPORTED_REV, `unsupported protocol_rev ${p.protocol_rev}; supported: ${SUPPORTED_PROTOCOL_REVS.join(',')}`);
+      return;
+    }
+    const parsed = parseDevicePubkey(p.device.pubkey);
+    if (!parsed) {
+      this.authFailure(CLOSE.DEVICE_MISMATCH, 'pubkey is not a canonical Ed25519 DER SPKI key');
+      return;
+    }
+    if (deriveDeviceId(parsed.der) !== p.device.device_id) {
+      this.authFailure(CLOSE.DEVICE_MISMATCH, 'device_id does not match pubkey');
+      return;
+    }
+    if (!this.token.roles.includes(p.role)) {
+      this.authFailure(CLOSE.UNAUTHORIZED, `token is not valid for role ${p.role}`);
+      return;
+    }
+    const challenge = randomBytes(32).toString('base64url');
+    this.state = {
+      kind: 'awaiting_proof',
+      role: p.role,
+      deviceId: p.device.device_id,
+      key: parsed.key,
+      pubkey: p.device.pubkey,
+      rev: p.protocol_rev,
+      challenge,
+      device: { label: p.device.label ?? null, platform: p.device.platform ?? null, version: p.device.version ?? null },
+    };
+    this.respond(req.request_id, req.type, { connection_id: this.connectionId, challenge });
+  }
+
+  private onProof(req: { request_id: string; type: string; payload: Record<string, unknown> }): void {
+    const st = this.state;
+    if (st.kind !== 'awaiting_proof') return;
+    if (req.type !== 'connect.proof') {
+      this.violation(`expected connect.proof, got ${req.type}`);
+      return;
+    }
+    const issues = validate(OPERATIONS['connect.proof'].payload, req.payload);
+    if (issues.length > 0) {
+      this.respondError(req.request_id, req.type, 'invalid_request', 'invalid connect.proof payload', { issues });
+      this.close(CLOSE.PROTOCOL_VIOLATION, 'invalid connect.proof payload');
+      return;
+    }
+    const p = req.payload as { connection_id: string; proof: string };
+    const fields = { protocol_rev: st.rev, role: st.role, device_id: st.deviceId, connection_id: this.connectionId, challenge: st.challenge };
+    if (p.connection_id !== this.connectionId || !verifyProof(st.key, fields, p.proof)) {
+      this.authFailure(CLOSE.INVALID_PROOF, 'invalid proof');
+      return;
+    }
+    clearTimeout(this.handshakeTimer);
+    const peer: Peer = { connectionId: this.connectionId, clientId: this.connectionId, deviceId: st.deviceId, role: st.role, token: this.token, remoteAddress: this.remoteAddress };
+    this.state = { kind: 'ready', peer };
+    this.hooks.onDeviceSeen({ device_id: st.deviceId, pubkey: st.pubkey, role: st.role, ...st.device });
+    this.hooks.audit('connection.opened', { kind: 'token', id: this.token.id }, { connection_id: this.connectionId, device_id: st.deviceId, role: st.role, remote_address: this.remoteAddress });
+    this.respond(req.request_id, req.type, { client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, scopes: [...this.token.scopes] });
+    this.hooks.onReady(this);
+  }
+
+  private async onRequest(req: { request_id: string; type: string; payload: Record<string, unknown> }, peer: Peer): Promise<void> {
+    const { request_id: rid, type } = req;
+    if (!Object.hasOwn(OPERATIONS, type)) {
+      this.respondError(rid, type, 'unsupported_request', `unknown request type "${type}"`);
+      return;
+    }
+    const op = type as OperationType;
+    const spec = OPERATIONS[op];
+    if ('handshake' in spec) {
+      this.respondError(rid, type, 'invalid_state', 'the handshake is already complete');
+      return;
+    }
+    const decision = authorize(spec, { scopes: peer.token.scopes, role: peer.role });
+    if (!decision.allowed) {
+      const required = [...decision.required] as Scope[];
+      this.hooks.audit('authz.denied', { kind: 'token', id: peer.token.id }, { request_type: type, reason: decision.reason, required_scopes: required, role: peer.role, device_id: peer.deviceId, connection_id: peer.connectionId });
+      this.hooks.emit('authz.denied', { request_type: type, client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, token_id: peer.token.id, required_scopes: required });
+      const msg = decision.reason === 'role' ? `role ${peer.role} may not call ${type}` : `${type} requires one of: ${required.join(', ')}`;
+      this.respondError(rid, type, 'forbidden', msg, { required_scopes: required });
+      return;
+    }
+    const issues = validate(spec.payload, req.payload);
+    if (issues.length > 0) {
+      this.respondError(rid, type, 'invalid_request', `invalid ${type} payload`, { issues });
+      return;
+    }
+    if (this.inflight >= this.limits.maxInflightRequests) {
+      this.respondError(rid, type, 'rate_limited', `more than ${this.limits.maxInflightRequests} requests in flight on this connection`);
+      return;
+    }
+    this.inflight++;
+    try {
+      const result = await this.hooks.handle(op, req.payload, peer);
+      this.respond(rid, type, result);
+    } catch (e) {
+      if (isTyrumError(e)) {
+        this.respondError(rid, type, e.wire, e.message, e.details);
+      } else {
+        this.hooks.log('error', 'operation failed', { type, error: e instanceof Error ? e.stack : String(e) });
+        this.respondError(rid, type, 'internal', 'internal error');
+      }
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  private respond(requestId: string, type: string, result: Record<string, unknown>): void {
+    this.send({ request_id: requestId, type, ok: true, result });
+  }
+
+  private respondError(requestId: string, type: string, code: WireErrorCode, message: string, details?: Record<string, unknown>): void {
+    const error: Record<string, unknown> = { code, message };
+    if (details !== undefined) error.details = details;
+    this.send({ request_id: requestId, type, ok: false, error });
+  }
+
+  private send(msg: Record<string, unknown>): void {
+    if (this.state.kind === 'closed') return;
+    // Slow consumer: a peer that does not read must not make us buffer without bound.
+    if (this.transport.bufferedAmount() > this.limits.maxQueuedBytes) {
+      this.hooks.log('warn', 'slow consumer', { connection_id: this.connectionId, buffered: this.transport.bufferedAmount() });
+      this.close(CLOSE.SLOW_CONSUMER, 'slow consumer');
+      return;
+    }
+    this.transport.send(JSON.stringify(msg));
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+

@@ -1,0 +1,31 @@
+/** The gateway configuration file, `<home>/config.json`. Every key is optional. */
+import { Type } from '@sinclair/typebox';
+import { Strict } from './common.js';
+
+const Int = (min: number, max: number, description: string) => Type.Optional(Type.Integer({ minimum: min, maximum: max, description }));
+
+export const LimitsConfig = Strict({
+  max_frame_bytes: Int(1024, 64 * 1024 * 1024, 'Largest WebSocket frame accepted; bigger closes with 1009. Default 1048576.'),
+  max_queued_bytes: Int(64 * 1024, 1024 * 1024 * 1024, 'Unsent bytes queued to one socket before it is closed as a slow consumer (1013). Default 4194304.'),
+  handshake_timeout_ms: Int(100, 120_000, 'Time to finish connect.init + connect.proof; else close 4002. Default 10000.'),
+  heartbeat_interval_ms: Int(100, 600_000, 'WebSocket ping interval; a peer that misses a pong is dropped. Default 30000.'),
+  max_json_depth: Int(2, 1024, 'Deepest nesting accepted in a frame. Default 64.'),
+  max_json_nodes: Int(16, 10_000_000, 'Most JSON values accepted in one frame. Default 100000.'),
+  max_inflight_requests: Int(1, 10_000, 'Requests one connection may have outstanding; more get rate_limited. Default 64.'),
+  max_connections: Int(1, 1_000_000, 'Open WebSocket connections across the gateway; more get HTTP 503. Default 10000.'),
+  max_pending_upgrades: Int(1, 100_000, 'Upgrades being authenticated at once; more get HTTP 503 (bounds token-hashing work an unauthenticated flood can cause). Default 128.'),
+  http_headers_timeout_ms: Int(100, 120_000, 'Time a client has to send request headers (slow-header defence). Default 10000.'),
+  http_request_timeout_ms: Int(100, 600_000, 'Time for a whole HTTP request. Default 30000.'),
+  http_keep_alive_timeout_ms: Int(100, 600_000, 'Idle keep-alive time. Default 5000.'),
+  http_body_limit_bytes: Int(1024, 64 * 1024 * 1024, 'Largest HTTP request body. Default 1048576.'),
+  auth_failure_audit_per_minute: Int(1, 100_000, 'Audit entries per minute for failed authentication from one address; the rest are counted. Default 30.'),
+});
+
+export const GatewayConfig = Strict({
+  host: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bind address. Default 127.0.0.1.' })),
+  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Listen port; 0 picks a free one. Default 8788.' })),
+  allowed_origins: Type.Optional(Type.Array(Type.String({ pattern: '^https?://[^/]+$' }), { maxItems: 64, description: 'Origins allowed to open browser WebSockets. Default: the gateway\'s own.' })),
+  trusted_proxies: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 64, description: 'Peer addresses whose X-Forwarded-For is believed. Default none.' })),
+  tls: Type.Optional(Strict({ cert_file: Type.String({ minLength: 1 }), key_file: Type.String({ minLength: 1 }) })),
+  limits: Type.Optional(LimitsConfig),
+});

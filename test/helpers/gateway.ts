@@ -1,0 +1,169 @@
+/**
+ * Test helpers: a real gateway on port 0 in a temporary home, and a raw protocol client written
+ * from PROTOCOL.md alone (independent of sdk/, so the two cross-check each other).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKeyPairSync, createHash, sign, type KeyObject } from 'node:crypto';
+import WebSocket from 'ws';
+import { startGateway, type RunningGateway } from '../../core/runtime.js';
+import type { ConfigOverrides } from '../../core/config/index.js';
+
+export interface TestGateway extends RunningGateway {
+  adminToken: string;
+}
+
+/** Starts a gateway in a fresh temp home (or `home`), silent, on a free port. */
+export async function startTestGateway(opts: { home?: string; overrides?: ConfigOverrides; config?: Record<string, unknown> } = {}): Promise<TestGateway> {
+  const home = opts.home ?? mkdtempSync(join(tmpdir(), 'tyrum-test-'));
+  if (opts.config) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(home, 'config.json'), JSON.stringify(opts.config));
+  }
+  const gw = await startGateway({ home, overrides: { port: 0, ...opts.overrides }, logLevel: false });
+  return Object.assign(gw, { adminToken: gw.bootstrapToken ?? '' });
+}
+
+export function removeHome(home: string): void {
+  rmSync(home, { recursive: true, force: true });
+}
+
+const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+function base32(buf: Buffer): string {
+  let bits = '';
+  for (const b of buf) bits += b.toString(2).padStart(8, '0');
+  let out = '';
+  for (let i = 0; i < bits.length; i += 5) out += B32[parseInt(bits.slice(i, i + 5).padEnd(5, '0'), 2)];
+  return out;
+}
+
+export interface RawDevice {
+  privateKey: KeyObject;
+  pubkey: string;
+  device_id: string;
+}
+
+/** A fresh Ed25519 device identity, derived exactly as PROTOCOL.md says. */
+export function newDevice(): RawDevice {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const der = publicKey.export({ format: 'der', type: 'spki' });
+  return { privateKey, pubkey: der.toString('base64url'), device_id: 'dev_' + base32(createHash('sha256').update(der).digest()) };
+}
+
+export function transcript(f: { protocol_rev: number; role: string; device_id: string; connection_id: string; challenge: string }): Buffer {
+  return Buffer.from(`tyrum-connect-proof\nprotocol_rev=${f.protocol_rev}\nrole=${f.role}\ndevice_id=${f.device_id}\nconnection_id=${f.connection_id}\nchallenge=${f.challenge}\n`);
+}
+
+export function signTranscript(dev: RawDevice, f: Parameters<typeof transcript>[0]): string {
+  return sign(null, transcript(f), dev.privateKey).toString('base64url');
+}
+
+/** A raw socket plus a queue of parsed inbound frames and the close code. */
+export class RawConn {
+  readonly frames: Array<Record<string, unknown>> = [];
+  closed: { code: number; reason: string } | null = null;
+  private waiters: Array<() => void> = [];
+  private n = 0;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (d) => {
+      this.frames.push(JSON.parse(d.toString()) as Record<string, unknown>);
+      this.wake();
+    });
+    ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      this.wake();
+    });
+    ws.on('error', () => this.wake());
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private async waitFor<T>(pick: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = pick();
+      if (v !== undefined) return v;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  send(obj: unknown): void {
+    this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
+  }
+
+  /** Sends a request and resolves with its response frame. */
+  async request(type: string, payload: Record<string, unknown> = {}, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const request_id = `r${++this.n}`;
+    this.send({ request_id, type, payload });
+    return this.response(request_id, timeoutMs);
+  }
+
+  response(requestId: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    return this.waitFor(() => this.frames.find((f) => f.request_id === requestId) ?? (this.closed ? ({ closed: this.closed } as Record<string, unknown>) : undefined), timeoutMs, `response ${requestId}`);
+  }
+
+  event(type: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    return this.waitFor(() => this.frames.find((f) => f.event_id !== undefined && f.type === type), timeoutMs, `event ${type}`);
+  }
+
+  closeCode(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    return this.waitFor(() => this.closed ?? undefined, timeoutMs, 'close');
+  }
+}
+
+export interface OpenOptions {
+  token?: string | null;
+  protocols?: string[];
+  authVia?: 'header' | 'subprotocol';
+  headers?: Record<string, string>;
+}
+
+/** Opens a WebSocket; resolves with the connection or the HTTP status of a refused upgrade. */
+export function open(gw: { port: number }, opts: OpenOptions = {}): Promise<RawConn | { status: number; body: string }> {
+  const token = opts.token === undefined ? (gw as TestGateway).adminToken : opts.token;
+  const protocols = [...(opts.protocols ?? ['tyrum-v1'])];
+  const headers: Record<string, string> = { ...opts.headers };
+  if (token !== null) {
+    if (opts.authVia === 'subprotocol') protocols.push('tyrum-auth.' + Buffer.from(token).toString('base64url'));
+    else headers.authorization = `Bearer ${token}`;
+  }
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, protocols, { headers });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    ws.once('open', () => resolve(new RawConn(ws)));
+    ws.once('error', (e) => reject(e));
+  });
+}
+
+/** Opens and completes the handshake; returns the connection and the handshake result. */
+export async function connect(gw: { port: number }, opts: OpenOptions & { role?: 'client' | 'node'; device?: RawDevice } = {}) {
+  const conn = await open(gw, opts);
+  if (!(conn instanceof RawConn)) throw new Error(`upgrade refused: ${conn.status} ${conn.body}`);
+  const device = opts.device ?? newDevice();
+  const role = opts.role ?? 'client';
+  const init = await conn.request('connect.init', { protocol_rev: 1, role, device: { device_id: device.device_id, pubkey: device.pubkey }, capabilities: [] });
+  if (init.ok !== true) throw new Error(`connect.init failed: ${JSON.stringify(init)}`);
+  const { connection_id, challenge } = init.result as { connection_id: string; challenge: string };
+  const proof = signTranscript(device, { protocol_rev: 1, role, device_id: device.device_id, connection_id, challenge });
+  const res = await conn.request('connect.proof', { connection_id, proof });
+  if (res.ok !== true) throw new Error(`connect.proof failed: ${JSON.stringify(res)}`);
+  return { conn, device, hello: res.result as { client_id: string; device_id: string; role: string; scopes: string[] } };
+}
