@@ -1,0 +1,58 @@
+import t from 'tap';
+import { startTestGateway, removeHome, connect, open } from '../../helpers/gateway.js';
+import Database from 'better-sqlite3';
+import { main } from '../../../core/cli/main.js';
+
+t.test('revoking a token closes its sockets within 1 s and refuses new upgrades (F5)', async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+
+  t.test('revocation over the protocol', async (t) => {
+    const { token, record } = await gw.tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    const a = await connect(gw, { token });
+    const b = await connect(gw, { token });
+    const other = await connect(gw);
+    const t0 = Date.now();
+    const r = await other.conn.request('token.revoke', { token_id: record.id });
+    t.equal(r.ok, true);
+    const [ca, cb] = await Promise.all([a.conn.closeCode(1000), b.conn.closeCode(1000)]);
+    t.equal(ca.code, 4001);
+    t.equal(cb.code, 4001);
+    t.ok(Date.now() - t0 < 1000, 'closed within 1 s');
+    const again = await open(gw, { token });
+    t.equal((again as { status: number }).status, 401, 'new upgrades refused');
+    t.equal((await other.conn.request('ping')).ok, true, 'other tokens unaffected');
+    const twice = await other.conn.request('token.revoke', { token_id: record.id });
+    t.equal((twice.error as { code: string }).code, 'invalid_state');
+    const unknown = await other.conn.request('token.revoke', { token_id: '0000000000000000' });
+    t.equal((unknown.error as { code: string }).code, 'not_found');
+    other.conn.ws.close();
+  });
+
+  t.test('revocation from the CLI (another database connection) reaches live sockets', async (t) => {
+    const { token, record } = await gw.tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    const a = await connect(gw, { token });
+    const out: string[] = [];
+    const t0 = Date.now();
+    const codeOut = await main(['token', 'revoke', record.id, '--home', gw.home], { out: (s) => out.push(s), err: (s) => out.push(s) });
+    t.equal(codeOut, 0, out.join('\n'));
+    const closed = await a.conn.closeCode(1500);
+    t.equal(closed.code, 4001);
+    t.ok(Date.now() - t0 < 1000 + 250, `closed within about 1 s (${Date.now() - t0} ms)`);
+    t.equal(((await open(gw, { token })) as { status: number }).status, 401);
+  });
+
+  t.test('a token that expires closes its sockets and is refused at the upgrade', async (t) => {
+    const { token, record } = await gw.tokens.create({ scopes: ['operator.read'], ttlSeconds: 60, createdBy: 'test' });
+    const live = await connect(gw, { token });
+    // Move the expiry into the past behind the gateway's back, as time passing would.
+    const db = new Database(`${gw.home}/tyrum.db`);
+    db.prepare('UPDATE tokens SET expires_at = ? WHERE id = ?').run(Date.now() - 1, record.id);
+    db.close();
+    t.equal((await live.conn.closeCode(2000)).code, 4001, 'the open socket is closed');
+    t.equal(((await open(gw, { token })) as { status: number }).status, 401);
+  });
+});
