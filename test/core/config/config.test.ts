@@ -1,0 +1,58 @@
+import t from 'tap';
+import { buildConfig, isLoopback, DEFAULT_LIMITS, ensureHome } from '../../../core/config/index.js';
+import { startGateway } from '../../../core/runtime.js';
+import { statSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+
+t.test('defaults: loopback, port 8788, documented limits, frozen', async (t) => {
+  const c = buildConfig('/h', {});
+  t.equal(c.host, '127.0.0.1');
+  t.equal(c.port, 8788);
+  t.equal(c.limits.maxFrameBytes, 1024 * 1024);
+  t.equal(c.limits.handshakeTimeoutMs, 10_000);
+  t.same(c.limits, DEFAULT_LIMITS);
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.limits));
+});
+
+t.test('config files are validated: unknown keys, wrong types and out-of-range values name the field (E5)', async (t) => {
+  const bad: Array<[unknown, RegExp]> = [
+    [{ prot: 1 }, /unknown key "prot"/],
+    [{ port: 'eighty' }, /\/port/],
+    [{ port: 70000 }, /\/port/],
+    [{ limits: { max_frame_bytes: 10 } }, /\/limits\/max_frame_bytes/],
+    [{ limits: { max_frame: 10 } }, /unknown key "max_frame"/],
+    [{ allowed_origins: ['javascript:alert(1)'] }, /\/allowed_origins\/0/],
+    [[], /\//],
+  ];
+  for (const [raw, re] of bad) t.throws(() => buildConfig('/h', raw, {}, 'config.json'), { code: 'TYRUM_ERR_INVALID_CONFIG', message: re }, JSON.stringify(raw));
+  const c = buildConfig('/h', { limits: { max_frame_bytes: 65536 } });
+  t.equal(c.limits.maxFrameBytes, 65536);
+  t.equal(c.limits.maxQueuedBytes, DEFAULT_LIMITS.maxQueuedBytes, 'unset limits keep defaults');
+});
+
+t.test('a public bind without TLS or a trusted proxy is refused (F8)', async (t) => {
+  for (const host of ['0.0.0.0', '::', '192.0.2.10', 'example.org']) {
+    t.throws(() => buildConfig('/h', { host }), { code: 'TYRUM_ERR_INVALID_CONFIG', message: /without TLS/ }, host);
+  }
+  t.ok(buildConfig('/h', { host: '0.0.0.0', trusted_proxies: ['127.0.0.1'] }));
+  t.ok(buildConfig('/h', { host: '0.0.0.0', tls: { cert_file: 'c.pem', key_file: 'k.pem' } }));
+  for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) t.ok(isLoopback(host), host);
+  t.notOk(isLoopback('128.0.0.1'));
+  // The CLI override path is checked too, and nothing is started.
+  const home = t.testdir();
+  await t.rejects(startGateway({ home, overrides: { host: '0.0.0.0', port: 0 }, logLevel: false }), /refusing to listen on non-loopback address 0\.0\.0\.0/);
+});
+
+t.test('the home is created 0700 and a too-open home is tightened', async (t) => {
+  const dir = t.testdir();
+  const home = join(dir, 'new');
+  ensureHome(home);
+  t.equal(statSync(home).mode & 0o777, 0o700);
+  const open = join(dir, 'open');
+  mkdirSync(open);
+  chmodSync(open, 0o755);
+  ensureHome(open);
+  t.equal(statSync(open).mode & 0o777, 0o700);
+  writeFileSync(join(dir, 'file'), 'x');
+  t.throws(() => ensureHome(join(dir, 'file')), /not a directory/);
+});
