@@ -1,0 +1,228 @@
+/**
+ * The `tyrum` command line. Conventional and scriptable: results on stdout (`--json` where a
+ * script wants it), diagnostics on stderr, exit 0 on success, 1 on failure, 2 on usage errors.
+ * Token and audit commands work on the gateway home directly, so they work whether or not the
+ * gateway is running (a running gateway notices revocations within a second).
+ */
+import { userInfo } from 'node:os';
+import { TyrumError, isTyrumError } from '../errors/index.js';
+import { resolveHome, DEFAULT_PORT } from '../config/index.js';
+import { openHome, startGateway } from '../runtime.js';
+import { parseTtl, tokenInfo } from '../auth/tokens.js';
+import { verifyAudit, listAudit } from '../audit/index.js';
+import { packageInfo } from '../util/package-info.js';
+import { parse, portArg, listArg } from './args.js';
+import { doctor } from './doctor.js';
+import { ping } from './ping.js';
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const processIo: Io = {
+  out: (t) => process.stdout.write(t + '\n'),
+  err: (t) => process.stderr.write(t + '\n'),
+};
+
+const USAGE = `tyrum ${packageInfo().version} — a gateway that lets AI agents act safely
+
+Usage: tyrum <command> [options]
+
+Gateway
+  start [--home DIR] [--host H] [--port N] [--log-level L]   run the gateway in the foreground
+  doctor [--home DIR] [--json]                               check home, database, key, port, audit chain
+  ping [--url URL] [--token T] [--home DIR] [--json]         connect, handshake and ping a running gateway
+
+Tokens
+  token create --scopes a,b [--roles client,node] [--ttl 30d] [--label L] [--json]
+                                                             mint a token; prints it alone on stdout
+  token list [--json]                                        list tokens (never their secrets)
+  token revoke ID                                            revoke; open sockets close within 1 s
+
+Audit
+  audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
+  audit list [--after SEQ] [--limit N] [--type T] [--json]   print audit entries
+
+Every command takes --home DIR (default $TYRUM_HOME or ~/.tyrum).
+Scopes: operator.read, operator.write, operator.approvals, operator.pairing, operator.admin.`;
+
+const cliActor = () => ({ kind: 'cli', user: safeUser() });
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out(USAGE);
+        return cmd === undefined ? 2 : 0;
+      case '--version':
+      case 'version':
+        io.out(packageInfo().version);
+        return 0;
+      case 'start':
+        return await start(rest, io);
+      case 'token':
+        return await token(rest, io);
+      case 'audit':
+        return await audit(rest, io);
+      case 'doctor':
+        return await doctor(rest, io);
+      case 'ping':
+        return await ping(rest, io);
+      default:
+        throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
+    }
+  } catch (e) {
+    if (isTyrumError(e)) {
+      io.err(`tyrum: ${e.message} [${e.code}]`);
+      return e.code === 'TYRUM_ERR_INVALID_ARGUMENT' ? 2 : 1;
+    }
+    io.err(`tyrum: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return 1;
+  }
+}
+
+async function start(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, { home: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'log-level': { type: 'string' } });
+  if (values.help) return usage(io, 'tyrum start [--home DIR] [--host H] [--port N] [--log-level trace|debug|info|warn|error|silent]');
+  const home = resolveHome(values.home);
+  const overrides = { ...(values.host !== undefined ? { host: values.host } : {}), ...(values.port !== undefined ? { port: portArg(values.port)! } : {}) };
+  const gw = await startGateway({ home, overrides, logLevel: values['log-level'] ?? 'info' });
+  io.err(`Tyrum gateway ${packageInfo().version} listening on ${gw.url}`);
+  io.err(`home: ${home}`);
+  if (gw.bootstrapToken) {
+    io.err('First start: created an admin token. It is shown only this once; store it now:');
+    io.out(gw.bootstrapToken);
+    io.err(`Try it from another terminal:\n  export TYRUM_TOKEN=${gw.bootstrapToken}\n  tyrum ping --home ${home}${gw.port !== DEFAULT_PORT ? ` --url ${gw.url}` : ''}`);
+  } else {
+    io.err(`Connect with a token from \`tyrum token create --scopes ... --home ${home}\` (TYRUM_TOKEN) to ${gw.url}`);
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  io.err('shutting down');
+  await gw.close();
+  return 0;
+}
+
+async function token(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case 'create': {
+      const { values } = parse(rest, { home: { type: 'string' }, scopes: { type: 'string' }, roles: { type: 'string' }, ttl: { type: 'string' }, label: { type: 'string' }, json: { type: 'boolean' } });
+      if (values.help) return usage(io, 'tyrum token create --scopes a,b [--roles client,node] [--ttl 30d] [--label L] [--json]');
+      const scopes = listArg(values.scopes);
+      if (!scopes || scopes.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--scopes is required, e.g. --scopes operator.read,operator.write');
+      const ttlSeconds = values.ttl === undefined ? undefined : parseTtl(values.ttl);
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const roles = listArg(values.roles);
+        const created = await svc.tokens.create({ scopes, ...(roles ? { roles } : {}), ...(values.label !== undefined ? { label: values.label } : {}), ...(ttlSeconds !== undefined ? { ttlSeconds } : {}), createdBy: 'cli' });
+        svc.audit.appendSync('token.created', cliActor(), { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: created.record.expires_at });
+        io.out(values.json ? JSON.stringify({ token: created.token, info: tokenInfo(created.record) }) : created.token);
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    case 'list': {
+      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
+      if (values.help) return usage(io, 'tyrum token list [--json]');
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const infos = svc.tokens.list().map(tokenInfo);
+        if (values.json) io.out(JSON.stringify({ tokens: infos }));
+        else {
+          io.out(['ID', 'LABEL', 'SCOPES', 'ROLES', 'CREATED', 'EXPIRES', 'STATUS'].join('\t'));
+          const now = Date.now();
+          for (const t of infos) {
+            const status = t.revoked_at ? 'revoked' : t.expires_at && Date.parse(t.expires_at) <= now ? 'expired' : 'active';
+            io.out([t.token_id, t.label || '-', t.scopes.join(','), t.roles.join(','), t.created_at, t.expires_at ?? 'never', status].join('\t'));
+          }
+        }
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    case 'revoke': {
+      const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
+      if (values.help) return usage(io, 'tyrum token revoke ID');
+      const id = positionals[0];
+      if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'usage: tyrum token revoke ID');
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const rec = svc.tokens.revoke(id);
+        svc.audit.appendSync('token.revoked', cliActor(), { token_id: id });
+        io.out(values.json ? JSON.stringify({ token_id: id, revoked_at: new Date(rec.revoked_at ?? Date.now()).toISOString() }) : `revoked ${id}`);
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    default:
+      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `usage: tyrum token create|list|revoke (got ${sub === undefined ? 'nothing' : `"${sub}"`})`);
+  }
+}
+
+async function audit(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case 'verify': {
+      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
+      if (values.help) return usage(io, 'tyrum audit verify [--json]');
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const r = verifyAudit({ store: svc.store, verifier: svc.key, checkpointPath: svc.paths.auditCheckpoint });
+        if (values.json) io.out(JSON.stringify(r));
+        else if (r.ok) io.out(`audit chain ok: ${r.entries} entries, head ${r.head_hash.slice(0, 16)}…, checkpoint at ${r.checkpoint?.seq ?? 0}`);
+        else io.err(`audit chain BROKEN: ${r.reason ?? 'unknown cause'}`);
+        return r.ok ? 0 : 1;
+      } finally {
+        await svc.close();
+      }
+    }
+    case 'list': {
+      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, after: { type: 'string' }, limit: { type: 'string' }, type: { type: 'string' } });
+      if (values.help) return usage(io, 'tyrum audit list [--after SEQ] [--limit N] [--type T] [--json]');
+      const int = (v: string | undefined, name: string) => {
+        if (v === undefined) return undefined;
+        if (!/^\d+$/.test(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a non-negative integer`);
+        return Number(v);
+      };
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const after = int(values.after, 'after');
+        const limit = int(values.limit, 'limit');
+        const entries = listAudit(svc.store, { ...(after !== undefined ? { after_seq: after } : {}), ...(limit !== undefined ? { limit } : {}), ...(values.type !== undefined ? { type: values.type } : {}) });
+        for (const e of entries) io.out(values.json ? JSON.stringify(e) : `${e.seq}\t${e.ts}\t${e.type}\t${JSON.stringify(e.actor)}\t${JSON.stringify(e.data)}`);
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    default:
+      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `usage: tyrum audit verify|list (got ${sub === undefined ? 'nothing' : `"${sub}"`})`);
+  }
+}
+
+function usage(io: Io, text: string): number {
+  io.out(`usage: ${text}`);
+  return 0;
+}
+
