@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   TYRUM_ERR_STORE_PRAGMA: { wire: 'internal', description: 'The database does not have the required durability pragmas.' },
   TYRUM_ERR_STORE_MIGRATION: { wire: 'internal', description: 'A database migration failed or the schema is newer than this build.' },
   TYRUM_ERR_HOME: { wire: 'internal', description: 'The gateway home directory is missing, unreadable or too permissive.' },
+  TYRUM_ERR_AUDIT_CHECKPOINT: { wire: 'internal', description: 'Audit entries were committed but the signed checkpoint could not be written.' },
   TYRUM_ERR_AUDIT_BROKEN: { wire: 'internal', description: 'The audit chain failed verification.' },
   TYRUM_ERR_CONNECTION: { wire: 'internal', description: 'The client could not reach or stay connected to the gateway.' },
   TYRUM_ERR_TIMEOUT: { wire: 'timeout', description: 'The operation did not finish in time.' },

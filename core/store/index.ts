@@ -72,10 +72,10 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
   const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
-    if (!options.readonly) {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-    }
+    // journal_mode is a property of the file (set by a writer); synchronous is per connection,
+    // and allowed on a read-only one too.
+    if (!options.readonly) db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     const store = new Store(db);
     assertPragmas(store.pragmas());

@@ -48,6 +48,7 @@ export const MIGRATIONS: readonly Migration[] = [
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
       ) STRICT;
+      CREATE INDEX audit_entries_type_seq ON audit_entries (type, seq);
     `,
   },
 ];

@@ -18,6 +18,7 @@ const PINNED_INTERNAL: Record<string, string> = {
   TYRUM_ERR_STORE_PRAGMA: 'internal',
   TYRUM_ERR_STORE_MIGRATION: 'internal',
   TYRUM_ERR_HOME: 'internal',
+  TYRUM_ERR_AUDIT_CHECKPOINT: 'internal',
   TYRUM_ERR_AUDIT_BROKEN: 'internal',
   TYRUM_ERR_CONNECTION: 'internal',
   TYRUM_ERR_TIMEOUT: 'timeout',

@@ -1,0 +1,165 @@
+/**
+ * Verification and export of the audit log.
+ *
+ * The walk re-derives every hash and link from the stored rows, one row at a time, then checks
+ * the result against the signed checkpoint. The chain catches edits, deletions and reordering
+ * anywhere; the checkpoint catches what a consistent chain cannot: a dropped tail and a chain
+ * re-hashed from an edited entry onwards. Entries appended after the newest checkpoint are
+ * covered by the chain only, which is why a checkpoint is written after every batch.
+ */
+import type { AuditRow, Store } from '../store/index.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { loadCheckpoint, type CheckpointBody, type CheckpointVerifier } from './checkpoint.js';
+import { GENESIS_HASH, entryFromRow, hashEntry, type AuditEntry } from './entry.js';
+
+export interface VerifyAuditOptions {
+  store: Store;
+  verifier: CheckpointVerifier;
+  checkpointPath: string;
+}
+
+/** The first entry that failed, and why. */
+export interface AuditFault {
+  seq: number;
+  reason: string;
+}
+
+export interface VerifyAuditResult {
+  ok: boolean;
+  /** Rows in the log. */
+  entries: number;
+  /** Hash of the last row as stored (GENESIS_HASH for an empty log). */
+  head_hash: string;
+  /** The checkpoint, when present and authentic. */
+  checkpoint: CheckpointBody | null;
+  /** The first bad entry, when the failure can be pinned to one. */
+  first_bad?: AuditFault;
+  /** Why verification failed, naming the first bad entry when there is one. */
+  reason?: string;
+}
+
+/** What went wrong at one row, before it is turned into a message. */
+type RowFault =
+  | { kind: 'gap'; expected: number; found: number }
+  | { kind: 'malformed'; row: AuditRow }
+  | { kind: 'edited'; row: AuditRow }
+  | { kind: 'link'; row: AuditRow }
+  | { kind: 'misplaced'; row: AuditRow };
+
+/**
+ * Verify the chain and the checkpoint. Streams rows in seq order (constant memory); reads the
+ * checkpoint first, so a gateway appending concurrently cannot make a healthy log look
+ * truncated (a checkpoint is only ever written after its rows are committed).
+ */
+export function verifyAudit(options: VerifyAuditOptions): VerifyAuditResult {
+  const cp = loadCheckpoint(options.checkpointPath, options.verifier);
+  const checkpoint = cp.status === 'ok' ? cp.checkpoint : null;
+
+  let entries = 0;
+  let expectedSeq = 1;
+  let prev = GENESIS_HASH;
+  let fault: RowFault | undefined;
+  let hashAtCheckpoint: string | undefined;
+  for (const row of options.store.audit.iterate()) {
+    entries += 1;
+    if (checkpoint && row.seq === checkpoint.seq) hashAtCheckpoint = row.hash;
+    // After the first fault keep walking only to count rows and find the head.
+    if (fault === undefined) fault = checkRow(row, expectedSeq, prev);
+    expectedSeq = row.seq + 1;
+    prev = row.hash;
+  }
+  const base = { entries, head_hash: prev, checkpoint };
+
+  if (fault !== undefined) {
+    const first_bad = describe(fault, entries);
+    return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+  }
+
+  switch (cp.status) {
+    case 'missing':
+      if (entries === 0) return { ...base, ok: true };
+      return { ...base, ok: false, reason: `no signed checkpoint at ${options.checkpointPath}: truncation or re-hashing of the log cannot be ruled out` };
+    case 'invalid':
+      return { ...base, ok: false, reason: `${cp.reason} (${options.checkpointPath})` };
+    case 'forged':
+      return { ...base, ok: false, reason: `checkpoint signature is invalid: the checkpoint was forged or altered, or was signed by another key (${options.checkpointPath})` };
+    case 'ok':
+      break;
+  }
+  if (entries < cp.checkpoint.seq) {
+    const first_bad = { seq: entries + 1, reason: `missing (log truncated: the signed checkpoint records ${cp.checkpoint.seq} entries, the log has ${entries})` };
+    return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+  }
+  if (cp.checkpoint.seq > 0 && hashAtCheckpoint !== cp.checkpoint.head_hash) {
+    const first_bad = {
+      seq: cp.checkpoint.seq,
+      reason: `hash does not match the signed checkpoint (log rewritten and re-hashed at or before entry ${cp.checkpoint.seq})`,
+    };
+    return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+  }
+  return { ...base, ok: true };
+}
+
+function checkRow(row: AuditRow, expectedSeq: number, prev: string): RowFault | undefined {
+  if (row.seq !== expectedSeq) return { kind: 'gap', expected: expectedSeq, found: row.seq };
+  let entry: AuditEntry;
+  try {
+    entry = entryFromRow(row);
+  } catch {
+    return { kind: 'malformed', row };
+  }
+  // The stored text must be exactly what was hashed; a re-serialized (e.g. reformatted)
+  // value with the same meaning is still an edit of the row.
+  if (canonicalJson(entry.actor) !== row.actor || canonicalJson(entry.data) !== row.data) return { kind: 'malformed', row };
+  const linked = row.prev_hash === prev;
+  const hashed = hashEntry(entry) === row.hash;
+  if (linked && hashed) return undefined;
+  if (linked) return { kind: 'edited', row };
+  if (hashed) return { kind: 'link', row };
+  return { kind: 'misplaced', row };
+}
+
+function describe(fault: RowFault, entries: number): AuditFault {
+  switch (fault.kind) {
+    case 'gap':
+      return fault.found > fault.expected
+        ? { seq: fault.expected, reason: `missing (entry deleted: the next stored entry is ${fault.found})` }
+        : { seq: fault.found, reason: `unexpected sequence number (expected ${fault.expected})` };
+    case 'malformed':
+      return { seq: fault.row.seq, reason: 'actor or data is not the canonical JSON that was hashed (entry edited)' };
+    case 'edited':
+      return { seq: fault.row.seq, reason: 'hash mismatch (entry edited)' };
+    case 'link':
+      return { seq: fault.row.seq, reason: `prev_hash does not match the hash of entry ${fault.row.seq - 1} (chain broken: an earlier entry was edited and re-hashed, or entries were replaced)` };
+    case 'misplaced': {
+      const origin = originalSeq(fault.row, entries);
+      return origin === undefined
+        ? { seq: fault.row.seq, reason: 'hash mismatch and prev_hash does not link to the previous entry (entry edited or entries reordered)' }
+        : { seq: fault.row.seq, reason: `holds the contents of entry ${origin} (entries reordered)` };
+    }
+  }
+}
+
+/**
+ * The seq under which this row's contents hash to its stored hash, if any: a row that both
+ * fails to link and fails its own hash is usually an intact entry moved to another position.
+ * Tries every position once; it runs only on failure and costs about one verification pass.
+ */
+function originalSeq(row: AuditRow, entries: number): number | undefined {
+  const entry = entryFromRow(row);
+  for (let seq = 1; seq <= entries; seq++) {
+    if (seq !== row.seq && hashEntry({ ...entry, seq }) === row.hash) return seq;
+  }
+  return undefined;
+}
+
+/**
+ * The log as JSON Lines: one canonical JSON entry per line, oldest first, for archiving or
+ * external verification. Streams from the store, whose connection stays busy until the
+ * generator is finished or returned.
+ */
+export function* exportAudit(store: Store): Generator<string> {
+  for (const row of store.audit.iterate()) {
+    yield canonicalJson(entryFromRow(row));
+  }
+}
