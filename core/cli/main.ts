@@ -104,8 +104,8 @@ async function start(argv: string[], io: Io): Promise<number> {
   io.err(`Tyrum gateway ${packageInfo().version} listening on ${gw.url}`);
   io.err(`home: ${home}`);
   if (gw.bootstrapToken) {
-    io.err('First start: created an admin token. It is shown only this once; store it now:');
-    io.out(gw.bootstrapToken);
+    // The banner (token included) goes to stderr; stdout carries the JSON log lines.
+    io.err(`First start: created an admin token. It is shown only this once; store it now:\n  ${gw.bootstrapToken}`);
     io.err(`Try it from another terminal:\n  export TYRUM_TOKEN=${gw.bootstrapToken}\n  tyrum ping --home ${home}${gw.port !== DEFAULT_PORT ? ` --url ${gw.url}` : ''}`);
   } else {
     io.err(`Connect with a token from \`tyrum token create --scopes ... --home ${home}\` (TYRUM_TOKEN) to ${gw.url}`);

@@ -16,6 +16,7 @@ export async function ping(argv: string[], io: Io): Promise<number> {
   }
   const token = values.token ?? process.env.TYRUM_TOKEN;
   if (!token) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a token is required: --token T or the TYRUM_TOKEN environment variable');
+  if (!/^[!-~]+$/.test(token)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'the token contains spaces or non-ASCII characters; pass it exactly as printed');
   const home = resolveHome(values.home);
   ensureHome(home);
   const deviceKey = await loadOrCreateDeviceKey(homePaths(home).clientKey);

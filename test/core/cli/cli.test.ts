@@ -124,6 +124,9 @@ t.test('doctor and ping against a running gateway', async (t) => {
   const bad = await run(['ping', '--home', gw.home, '--url', gw.url, '--token', 'tyrum_0000000000000000_' + 'A'.repeat(43)]);
   t.equal(bad.code, 1);
   t.match(bad.err, /401/);
+  const spaced = await run(['ping', '--home', gw.home, '--url', gw.url, '--token', 'not a token']);
+  t.equal(spaced.code, 2);
+  t.match(spaced.err, /pass it exactly as printed/);
   const none = await run(['ping', '--home', gw.home, '--url', gw.url], { TYRUM_TOKEN: '' });
   t.equal(none.code, 2);
   t.match(none.err, /a token is required/);
@@ -141,7 +144,8 @@ t.test('the installed bin starts a gateway, prints the bootstrap token once and 
   const deadline = Date.now() + 15_000;
   while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws/.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
   t.match(err, /listening on ws:\/\/127\.0\.0\.1:(\d+)\/ws/);
-  t.match(out.trim(), /^tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/, 'stdout holds exactly the bootstrap token');
+  t.match(err, /shown only this once; store it now:\n  tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n/, 'the banner shows the bootstrap token');
+  t.equal(out.trim(), '', 'stdout carries only log lines (none at level silent)');
   const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(err)![1]);
   const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string };
   t.equal(health.status, 'ok');
