@@ -63,6 +63,9 @@ export class GatewayServer {
     const { limits } = deps.config;
     this.now = deps.now ?? Date.now;
     const tls = deps.config.tls;
+    // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every 30 s by
+    // default; sweep at half the shorter timeout (bounded to 50 ms-1 s) so the limits hold.
+    const checkEvery = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.httpHeadersTimeoutMs, limits.httpRequestTimeoutMs) / 2)));
     this.app = Fastify({
       logger: deps.logLevel === false ? false : { level: deps.logLevel ?? 'info' },
       bodyLimit: limits.httpBodyLimitBytes,
@@ -71,7 +74,9 @@ export class GatewayServer {
       keepAliveTimeout: limits.httpKeepAliveTimeoutMs,
       // fastify's own trustProxy is given the same list, so request.ip agrees with clientAddress().
       trustProxy: deps.config.trustedProxies.length > 0 ? [...deps.config.trustedProxies] : false,
-      ...(tls ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}),
+      ...(tls
+        ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), connectionsCheckingInterval: checkEvery } }
+        : { http: { connectionsCheckingInterval: checkEvery } }),
     });
     this.app.server.headersTimeout = limits.httpHeadersTimeoutMs;
     this.wss = new WebSocketServer({
@@ -201,7 +206,13 @@ export class GatewayServer {
     const transport: Transport = {
       send: (text) => ws.send(text),
       close: (code, reason) => {
-        ws.close(code, reason);
+        // Defence in depth: ws throws on an invalid code or reason; never let that escape.
+        try {
+          ws.close(code, reason);
+        } catch {
+          ws.terminate();
+          return;
+        }
         setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
       },
       bufferedAmount: () => ws.bufferedAmount,
@@ -210,6 +221,7 @@ export class GatewayServer {
     const session = new Session(transport, token, remote, this.deps.config.limits, {
       handle: this.deps.handle,
       audit: (type, actor, data) => this.audit(type, actor as AuditActor, data),
+      authFailed: (reason, closeCode) => this.authFailed(remote, reason, token.id, null, closeCode),
       emit: (type, payload) => this.publish(type, payload),
       onReady: () => undefined,
       onDeviceSeen: (d) => {
@@ -237,7 +249,7 @@ export class GatewayServer {
   }
 
   /** Rate-limited audit of an authentication failure from one address (an unauthenticated flood must not grow the log without bound). */
-  private authFailed(remote: string, reason: string, tokenId: string | null, httpStatus: number): void {
+  private authFailed(remote: string, reason: string, tokenId: string | null, httpStatus: number | null, closeCode: number | null = null): void {
     const now = this.now();
     let rec = this.authFailures.get(remote);
     if (!rec || now - rec.windowStart >= 60_000) {
@@ -251,8 +263,9 @@ export class GatewayServer {
       rec.suppressed++;
       return;
     }
-    this.audit('auth.failed', { kind: 'anonymous', ip: remote }, { reason, token_id: tokenId, http_status: httpStatus });
-    this.publish('auth.failed', { reason, remote_address: remote, token_id: tokenId, close_code: null, http_status: httpStatus });
+    // The actor is the address: a token id here is only what the peer presented or held.
+    this.audit('auth.failed', { kind: 'anonymous', ip: remote }, { reason, token_id: tokenId, http_status: httpStatus, close_code: closeCode });
+    this.publish('auth.failed', { reason, remote_address: remote, token_id: tokenId, close_code: closeCode, http_status: httpStatus });
   }
 
   private pruneAuthFailures(now: number): void {

@@ -63,6 +63,8 @@ export interface SessionHooks {
   /** Runs an authorized, schema-valid operation. */
   handle(type: OperationType, payload: Record<string, unknown>, peer: Peer): Promise<Record<string, unknown>>;
   audit(type: string, actor: Record<string, unknown>, data: Record<string, unknown>): void;
+  /** A handshake identity check failed (4001/4006/4007); the hook audits it, rate-limited per address. */
+  authFailed(reason: string, closeCode: number): void;
   emit(type: EventType, payload: Record<string, unknown>): void;
   onReady(session: Session): void;
   onDeviceSeen(device: { device_id: string; pubkey: string; role: Role; label: string | null; platform: string | null; version: string | null }): void;
@@ -118,7 +120,7 @@ export class Session {
     if (issues.length > 0) {
       // A frame that is not even a request envelope: answer if we can tell which request it
       // was, otherwise it is a protocol violation. Before the handshake it always is one.
-      const rid = isObject(frame) && typeof frame.request_id === 'string' && frame.request_id.length <= 128 ? frame.request_id : null;
+      const rid = isObject(frame) && typeof frame.request_id === 'string' && frame.request_id.length >= 1 && frame.request_id.length <= 128 ? frame.request_id : null;
       if (rid === null || this.state.kind !== 'ready') {
         this.violation(`malformed request envelope: ${issues[0]!.path} ${issues[0]!.message}`);
         return;
@@ -151,7 +153,7 @@ export class Session {
     if (this.state.kind === 'closed') return;
     this.state = { kind: 'closed' };
     clearTimeout(this.handshakeTimer);
-    this.transport.close(code, reason.slice(0, 120));
+    this.transport.close(code, closeReason(reason));
   }
 
   /** The socket closed underneath us (peer went away). */
@@ -167,8 +169,7 @@ export class Session {
   }
 
   private authFailure(code: number, reason: string): void {
-    this.hooks.audit('auth.failed', { kind: 'token', id: this.token.id }, { reason, close_code: code, remote_address: this.remoteAddress, connection_id: this.connectionId });
-    this.hooks.emit('auth.failed', { reason, remote_address: this.remoteAddress, token_id: this.token.id, close_code: code, http_status: null });
+    this.hooks.authFailed(reason, code);
     this.close(code, reason);
   }
 
@@ -309,6 +310,19 @@ export class Session {
     }
     this.transport.send(JSON.stringify(msg));
   }
+}
+
+/**
+ * A close reason of at most 123 UTF-8 bytes (RFC 6455 §5.5), cut on a character boundary.
+ * Reasons can quote peer input (an unknown key, a type name), so the limit must count bytes:
+ * `ws` throws on a longer reason.
+ */
+export function closeReason(s: string): string {
+  const buf = Buffer.from(s, 'utf8');
+  if (buf.length <= 123) return s;
+  let end = 123;
+  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--;
+  return buf.subarray(0, end).toString('utf8');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -43,7 +43,8 @@ function compiled(schema: TSchema): ValidateFunction {
 function toIssues(errors: ErrorObject[] | null | undefined): Issue[] {
   return (errors ?? []).slice(0, MAX_ISSUES).map((e) => ({
     path: e.instancePath === '' ? '/' : e.instancePath,
-    message: e.keyword === 'additionalProperties' ? `unknown key "${String((e.params as { additionalProperty?: string }).additionalProperty)}"` : (e.message ?? e.keyword),
+    // Unknown keys are peer input: quote a bounded prefix only.
+    message: e.keyword === 'additionalProperties' ? `unknown key ${JSON.stringify(String((e.params as { additionalProperty?: string }).additionalProperty).slice(0, 64))}` : (e.message ?? e.keyword),
   }));
 }
 

@@ -159,3 +159,23 @@ t.test('handshake close codes (PROTOCOL.md)', async (t) => {
     conn.ws.close();
   });
 });
+
+t.test('failed handshakes are audited at most auth_failure_audit_per_minute times per address; the rest are counted', async (t) => {
+  const gw = await startTestGateway({ config: { limits: { auth_failure_audit_per_minute: 2 } } });
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  for (let i = 0; i < 5; i++) {
+    const a = newDevice();
+    const c = await raw(gw);
+    c.send({ request_id: 'a', type: 'connect.init', payload: { ...initPayload(a), device: { device_id: newDevice().device_id, pubkey: a.pubkey } } });
+    t.equal((await c.closeCode()).code, 4006);
+  }
+  await gw.audit.flush();
+  const { listAudit } = await import('../../../core/audit/index.js');
+  const failed = listAudit(gw.store, { type: 'auth.failed' });
+  t.equal(failed.length, 2, 'two audited, three suppressed');
+  t.same(failed.map((e) => e.data.close_code), [4006, 4006]);
+  t.equal((await connect(gw)).hello.role, 'client', 'a good client still connects');
+});
