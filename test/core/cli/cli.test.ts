@@ -144,7 +144,7 @@ t.test('the installed bin starts a gateway, prints the bootstrap token once and 
   const deadline = Date.now() + 15_000;
   while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws/.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
   t.match(err, /listening on ws:\/\/127\.0\.0\.1:(\d+)\/ws/);
-  t.match(err, /shown only this once; store it now:\n  tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n/, 'the banner shows the bootstrap token');
+  t.match(err, /shown only this once; store it now:\n {2}tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n/, 'the banner shows the bootstrap token');
   t.equal(out.trim(), '', 'stdout carries only log lines (none at level silent)');
   const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(err)![1]);
   const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string };
