@@ -8,7 +8,7 @@
  * salted KDF is still there so a stolen database does not hand out usable tokens, and the
  * parameters are stored per token (`kdf`) so they can be raised later without a migration.
  */
-import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { TyrumError } from '../errors/index.js';
 import { SCOPES, ROLES, type Scope, type Role } from '../../schemas/index.js';
 import type { Store, TokenRecord } from '../store/index.js';
@@ -73,8 +73,20 @@ export function parseTtl(text: string): number {
   return secs;
 }
 
+/** Entries in the verified-token cache (see `TokenService.authenticate`). */
+const VERIFIED_CACHE_MAX = 1024;
+/** How long a verified token skips the KDF before it is hashed again. */
+const VERIFIED_CACHE_TTL_MS = 5 * 60_000;
+
 /** Token lifecycle over the store. Audit entries are the caller's job (it knows the actor). */
 export class TokenService {
+  /**
+   * SHA-256 of tokens that recently passed the scrypt check, mapped to their id. Only the KDF is
+   * skipped on a hit: the record is still read and checked for revocation and expiry every time.
+   * An unsalted SHA-256 of a 256-bit random secret reveals nothing usable.
+   */
+  private readonly verified = new Map<string, { id: string; until: number }>();
+
   constructor(
     private readonly store: Store,
     private readonly now: () => number = Date.now,
@@ -127,10 +139,17 @@ export class TokenService {
     if (!parsed) return null;
     const rec = this.store.tokens.get(parsed.id);
     if (!rec) return null;
-    const params = parseKdf(rec.kdf);
-    if (!params) return null;
-    const hash = await scrypt(parsed.secret, rec.salt, params);
-    if (hash.length !== rec.hash.length || !timingSafeEqual(hash, rec.hash)) return null;
+    const digest = createHash('sha256').update(token).digest('hex');
+    const hit = this.verified.get(digest);
+    if (hit === undefined || hit.id !== rec.id || hit.until <= this.now()) {
+      this.verified.delete(digest);
+      const params = parseKdf(rec.kdf);
+      if (!params) return null;
+      const hash = await scrypt(parsed.secret, rec.salt, params);
+      if (hash.length !== rec.hash.length || !timingSafeEqual(hash, rec.hash)) return null;
+      if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(digest, { id: rec.id, until: this.now() + VERIFIED_CACHE_TTL_MS });
+    }
     // Re-read after the async hash: a revocation may have landed meanwhile.
     const fresh = this.store.tokens.get(parsed.id);
     if (!fresh || !isLive(fresh, this.now())) return null;

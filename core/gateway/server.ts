@@ -226,7 +226,12 @@ export class GatewayServer {
       onReady: () => undefined,
       onDeviceSeen: (d) => {
         try {
-          this.deps.store.tx(() => this.deps.store.devices.upsert(d, this.now()));
+          // Skip the write (an fsync on the event loop) for a known, unchanged device seen this minute.
+          const known = this.deps.store.devices.get(d.device_id);
+          const now = this.now();
+          const unchanged = known && known.role === d.role && known.label === d.label && known.platform === d.platform && known.version === d.version;
+          if (unchanged && now - known.last_seen_at < 60_000) return;
+          this.deps.store.tx(() => this.deps.store.devices.upsert(d, now));
         } catch (e) {
           log.error({ err: e }, 'could not record device');
         }

@@ -66,3 +66,22 @@ t.test('ttl parsing accepts s/m/h/d and refuses nonsense and tiny values', async
   t.throws(() => parseTtl('1 week'), /invalid ttl/);
   t.throws(() => parseTtl('-5d'), /invalid ttl/);
 });
+
+t.test('a cached verification never outlives revocation or expiry, and never admits a wrong secret', async (t) => {
+  const dir = t.testdir();
+  const store = openStore(join(dir, 'c.db'));
+  t.teardown(() => store.close());
+  let now = 1_700_000_000_000;
+  const tokens = new TokenService(store, () => now);
+  const a = await tokens.create({ scopes: ['operator.read'], ttlSeconds: 120, createdBy: 'test' });
+  t.ok(await tokens.authenticate(a.token), 'first check runs the KDF');
+  t.ok(await tokens.authenticate(a.token), 'second check is served by the cache');
+  const { id, secret } = parseToken(a.token)!;
+  t.equal(await tokens.authenticate(`tyrum_${id}_${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`), null, 'a different secret for the same id is hashed and refused');
+  now += 121_000;
+  t.equal(await tokens.authenticate(a.token), null, 'expiry applies despite the cache');
+  const b = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+  t.ok(await tokens.authenticate(b.token));
+  tokens.revoke(b.record.id);
+  t.equal(await tokens.authenticate(b.token), null, 'revocation applies despite the cache');
+});
