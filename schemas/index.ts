@@ -7,12 +7,14 @@ import type { TSchema } from '@sinclair/typebox';
 import { RequestEnvelope, ResponseEnvelope, EventEnvelope, ErrorBody } from './src/envelope.js';
 import { OPERATIONS, EVENTS } from './src/operations.js';
 import { GatewayConfig } from './src/config.js';
+import { PluginManifest, PluginGrant } from './src/manifest.js';
 
 export * from './src/common.js';
 export * from './src/envelope.js';
 export * from './src/handshake.js';
 export * from './src/operations.js';
 export * from './src/config.js';
+export * from './src/manifest.js';
 
 /** JSON Schema dialect of every emitted file. */
 export const JSON_SCHEMA_DIALECT = 'http://json-schema.org/draft-07/schema#';
@@ -24,6 +26,8 @@ function contracts(): Record<string, TSchema> {
     'envelope.event': EventEnvelope,
     error: ErrorBody,
     'config.gateway': GatewayConfig,
+    'plugin.manifest': PluginManifest,
+    'plugin.grant': PluginGrant,
   };
   for (const [type, spec] of Object.entries(OPERATIONS)) {
     out[`op.${type}.payload`] = spec.payload;

@@ -1,0 +1,98 @@
+/**
+ * The plugin manifest, `tyrum.plugin.json`: what a plugin is, what it contributes, and what it
+ * asks for. Requests are only half of a right: the operator's grant is the other half, and the
+ * effective right is their intersection (see manifests/capabilities.ts).
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Strict } from './common.js';
+
+/** The host API version this gateway implements; manifests name a semver range of it. */
+export const HOST_API_VERSION = '1.0.0';
+
+export const PLUGIN_ID_PATTERN = '^[a-z][a-z0-9-]{0,62}[a-z0-9]$';
+export const TOOL_NAME_PATTERN = '^[a-z][a-z0-9_]{0,62}$';
+export const SECRET_NAME_PATTERN = '^[A-Z][A-Z0-9_]{0,63}$';
+/** A DNS name or an IPv4/IPv6 literal; exact match only (no wildcards). */
+const HOST_PATTERN = '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$';
+
+export const RISK_FLAGS = ['network', 'secrets', 'state_changing', 'destructive', 'storage'] as const;
+export type RiskFlag = (typeof RISK_FLAGS)[number];
+export const RiskFlag = Type.Union(RISK_FLAGS.map((r) => Type.Literal(r)), { description: 'An opt-in risk the operator must accept before the plugin can be enabled.' });
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+export const HttpMethod = Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)));
+
+export const Host = Type.String({ pattern: HOST_PATTERN, minLength: 1, maxLength: 253, description: 'Exact host name or IP literal (no wildcards).' });
+export const SecretName = Type.String({ pattern: SECRET_NAME_PATTERN, description: 'A secret handle name, e.g. GITHUB_TOKEN.' });
+
+/** A JSON Schema object, checked for safety and compiled when the manifest is validated. */
+export const JsonSchemaDoc = Type.Record(Type.String(), Type.Unknown(), { description: 'A JSON Schema (draft-07) object.' });
+
+export const EgressRule = Strict({
+  host: Host,
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Default: 443 for https, 80 for http.' })),
+  scheme: Type.Optional(Type.Union([Type.Literal('https'), Type.Literal('http')], { description: 'Default https.' })),
+  methods: Type.Optional(Type.Array(HttpMethod, { minItems: 1, uniqueItems: true, description: 'Default ["GET"].' })),
+});
+export type EgressRule = Static<typeof EgressRule>;
+
+export const SecretRequest = Strict({
+  name: SecretName,
+  destinations: Type.Array(Host, { minItems: 1, maxItems: 16, uniqueItems: true, description: 'Hosts the secret may be sent to.' }),
+  purpose: Type.Optional(Type.String({ maxLength: 200 })),
+});
+
+export const ToolContribution = Strict({
+  id: Type.String({ pattern: TOOL_NAME_PATTERN, description: 'Tool name, unique in the plugin; the tool_id is <plugin id>.<id>.' }),
+  export: Type.String({ minLength: 1, maxLength: 128, description: 'The wasm export that implements the tool (bytes in: JSON args, bytes out: JSON result).' }),
+  description: Type.String({ minLength: 1, maxLength: 2000 }),
+  input_schema: JsonSchemaDoc,
+  output_schema: JsonSchemaDoc,
+  effect: Type.Union([Type.Literal('read_only'), Type.Literal('state_changing')]),
+});
+
+export const PluginRequests = Strict({
+  egress: Type.Optional(Type.Array(EgressRule, { maxItems: 64 })),
+  secrets: Type.Optional(Type.Array(SecretRequest, { maxItems: 32 })),
+  kv: Type.Optional(Strict({ quota_bytes: Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 }) })),
+  memory: Type.Optional(Strict({ max_pages: Type.Integer({ minimum: 1, maximum: 65536, description: 'Linear memory cap in 64 KiB pages.' }) })),
+  time: Type.Optional(Strict({ timeout_ms: Type.Integer({ minimum: 1, maximum: 300_000, description: 'Wall-clock budget per call.' }) })),
+});
+export type PluginRequests = Static<typeof PluginRequests>;
+
+export const PluginManifest = Strict({
+  $schema: Type.Optional(Type.String()),
+  manifest_version: Type.Literal(1),
+  id: Type.String({ pattern: PLUGIN_ID_PATTERN, description: 'Lowercase id, unique on a gateway.' }),
+  name: Type.String({ minLength: 1, maxLength: 100 }),
+  version: Type.String({ minLength: 5, maxLength: 64, description: 'Semantic version of the plugin.' }),
+  description: Type.String({ maxLength: 1000 }),
+  publisher: Type.String({ minLength: 1, maxLength: 100 }),
+  license: Type.Optional(Type.String({ maxLength: 100 })),
+  homepage: Type.Optional(Type.String({ maxLength: 500 })),
+  engines: Strict({ tyrum: Type.String({ minLength: 1, maxLength: 100, description: 'Semver range of the host API (this gateway: ' + HOST_API_VERSION + ').' }) }),
+  wasm: Strict({
+    path: Type.String({ minLength: 1, maxLength: 255, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/-]+\\.wasm$', description: 'Relative path of the module inside the plugin.' }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  }),
+  contributes: Strict({
+    tools: Type.Array(ToolContribution, { maxItems: 64 }),
+    channels: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 0, description: 'Reserved for chat-channel adapters.' })),
+    mcp_servers: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 0, description: 'Reserved for MCP servers.' })),
+  }),
+  requests: Type.Optional(PluginRequests),
+  risk: Type.Optional(Type.Array(RiskFlag, { uniqueItems: true })),
+  config_schema: Type.Optional(JsonSchemaDoc),
+});
+export type PluginManifest = Static<typeof PluginManifest>;
+
+/** The operator's half of the two-key model; same shape as requests, plus accepted risks. */
+export const PluginGrant = Strict({
+  egress: Type.Optional(Type.Array(EgressRule, { maxItems: 64 })),
+  secrets: Type.Optional(Type.Array(Strict({ name: SecretName, destinations: Type.Optional(Type.Array(Host, { minItems: 1, maxItems: 16, uniqueItems: true })) }), { maxItems: 32 })),
+  kv: Type.Optional(Strict({ quota_bytes: Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 }) })),
+  memory: Type.Optional(Strict({ max_pages: Type.Integer({ minimum: 1, maximum: 65536 }) })),
+  time: Type.Optional(Strict({ timeout_ms: Type.Integer({ minimum: 1, maximum: 300_000 }) })),
+  accept_risks: Type.Optional(Type.Array(RiskFlag, { uniqueItems: true })),
+});
+export type PluginGrant = Static<typeof PluginGrant>;
