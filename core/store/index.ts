@@ -208,17 +208,168 @@ export class AuditRepo {
   }
 }
 
+/** An installed plugin. `manifest` is the manifest JSON exactly as installed. */
+export interface PluginRecord {
+  id: string;
+  version: string;
+  manifest: string;
+  manifest_sha256: string;
+  wasm_sha256: string;
+  /** Where it was installed from (a directory or archive path), for operators. */
+  source: string;
+  state: 'disabled' | 'enabled';
+  installed_at: number;
+  updated_at: number;
+}
+
+export interface GrantRecord {
+  plugin_id: string;
+  grant_json: string;
+  granted_by: string;
+  granted_at: number;
+}
+
+/** Plugins, their grants and configuration. */
+export class PluginRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  get(id: string): PluginRecord | undefined {
+    return this.db.prepare('SELECT * FROM plugins WHERE id = ?').get(id) as PluginRecord | undefined;
+  }
+
+  list(): PluginRecord[] {
+    return this.db.prepare('SELECT * FROM plugins ORDER BY id').all() as PluginRecord[];
+  }
+
+  /** Insert a new plugin or replace an installed one's version (an upgrade). */
+  upsert(r: PluginRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO plugins (id, version, manifest, manifest_sha256, wasm_sha256, source, state, installed_at, updated_at)
+         VALUES (@id, @version, @manifest, @manifest_sha256, @wasm_sha256, @source, @state, @installed_at, @updated_at)
+         ON CONFLICT(id) DO UPDATE SET version = excluded.version, manifest = excluded.manifest, manifest_sha256 = excluded.manifest_sha256,
+           wasm_sha256 = excluded.wasm_sha256, source = excluded.source, state = excluded.state, updated_at = excluded.updated_at`,
+      )
+      .run(r);
+  }
+
+  setState(id: string, state: PluginRecord['state'], at: number): boolean {
+    return this.db.prepare('UPDATE plugins SET state = ?, updated_at = ? WHERE id = ?').run(state, at, id).changes === 1;
+  }
+
+  /** Removes the plugin with its grant, config and key-value data. */
+  remove(id: string): boolean {
+    return this.db.prepare('DELETE FROM plugins WHERE id = ?').run(id).changes === 1;
+  }
+
+  getGrant(id: string): GrantRecord | undefined {
+    return this.db.prepare('SELECT * FROM plugin_grants WHERE plugin_id = ?').get(id) as GrantRecord | undefined;
+  }
+
+  setGrant(g: GrantRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO plugin_grants (plugin_id, grant_json, granted_by, granted_at) VALUES (@plugin_id, @grant_json, @granted_by, @granted_at)
+         ON CONFLICT(plugin_id) DO UPDATE SET grant_json = excluded.grant_json, granted_by = excluded.granted_by, granted_at = excluded.granted_at`,
+      )
+      .run(g);
+  }
+
+  deleteGrant(id: string): boolean {
+    return this.db.prepare('DELETE FROM plugin_grants WHERE plugin_id = ?').run(id).changes === 1;
+  }
+
+  getConfig(id: string): string | undefined {
+    return (this.db.prepare('SELECT config_json FROM plugin_config WHERE plugin_id = ?').get(id) as { config_json: string } | undefined)?.config_json;
+  }
+
+  setConfig(id: string, configJson: string, at: number): void {
+    this.db
+      .prepare('INSERT INTO plugin_config (plugin_id, config_json, updated_at) VALUES (?, ?, ?) ON CONFLICT(plugin_id) DO UPDATE SET config_json = excluded.config_json, updated_at = excluded.updated_at')
+      .run(id, configJson, at);
+  }
+}
+
+/** Per-plugin key-value storage (the host API's kv functions). */
+export class PluginKvRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  get(pluginId: string, key: string): Buffer | undefined {
+    return (this.db.prepare('SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?').get(pluginId, key) as { value: Buffer } | undefined)?.value;
+  }
+
+  set(pluginId: string, key: string, value: Uint8Array): void {
+    this.db.prepare('INSERT INTO plugin_kv (plugin_id, key, value) VALUES (?, ?, ?) ON CONFLICT(plugin_id, key) DO UPDATE SET value = excluded.value').run(pluginId, key, Buffer.from(value));
+  }
+
+  delete(pluginId: string, key: string): void {
+    this.db.prepare('DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?').run(pluginId, key);
+  }
+
+  /** Bytes used by a plugin: keys plus values. */
+  usage(pluginId: string): number {
+    return (this.db.prepare('SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?').get(pluginId) as { n: number }).n;
+  }
+}
+
+/** An encrypted secret (AES-256-GCM); the value itself is never stored in clear. */
+export interface SecretRecord {
+  name: string;
+  version: number;
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+  /** JSON array of hosts the value may be sent to. */
+  destinations: string;
+  created_at: number;
+  rotated_at: number;
+}
+
+export class SecretRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  get(name: string): SecretRecord | undefined {
+    return this.db.prepare('SELECT * FROM secrets WHERE name = ?').get(name) as SecretRecord | undefined;
+  }
+
+  list(): SecretRecord[] {
+    return this.db.prepare('SELECT * FROM secrets ORDER BY name').all() as SecretRecord[];
+  }
+
+  /** Insert, or replace the value of an existing handle (rotation: version + 1). */
+  put(r: SecretRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO secrets (name, version, nonce, ciphertext, tag, destinations, created_at, rotated_at)
+         VALUES (@name, @version, @nonce, @ciphertext, @tag, @destinations, @created_at, @rotated_at)
+         ON CONFLICT(name) DO UPDATE SET version = excluded.version, nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+           tag = excluded.tag, destinations = excluded.destinations, rotated_at = excluded.rotated_at`,
+      )
+      .run(r);
+  }
+
+  remove(name: string): boolean {
+    return this.db.prepare('DELETE FROM secrets WHERE name = ?').run(name).changes === 1;
+  }
+}
+
 /** An open store. One per process; share it. */
 export class Store {
   readonly tokens: TokenRepo;
   readonly devices: DeviceRepo;
   readonly audit: AuditRepo;
+  readonly plugins: PluginRepo;
+  readonly pluginKv: PluginKvRepo;
+  readonly secrets: SecretRepo;
 
   /** @internal use openStore */
   constructor(private readonly db: Database.Database) {
     this.tokens = new TokenRepo(db);
     this.devices = new DeviceRepo(db);
     this.audit = new AuditRepo(db);
+    this.plugins = new PluginRepo(db);
+    this.pluginKv = new PluginKvRepo(db);
+    this.secrets = new SecretRepo(db);
   }
 
   /**
