@@ -3,6 +3,7 @@
  *   schemas/json/<name>.json   one JSON Schema per contract, plus index.json
  *   docs/protocol-operations.md  the op/event table (scopes, roles) the gateway enforces
  *   docs/errors.md               the error-code registry
+ *   docs/manifest.md             the plugin manifest reference (manifests/reference.ts)
  * `--check` regenerates in memory and exits 1 if any committed file differs (part of npm test).
  */
 import { readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONTRACTS, contractDocument, OPERATIONS, EVENTS } from '../schemas/index.js';
 import { ERROR_CODES, WIRE_ERROR_CODES } from '../core/errors/index.js';
+import { manifestReferenceDoc } from '../manifests/reference.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const jsonDir = join(root, 'schemas', 'json');
@@ -75,6 +77,7 @@ function allFiles(): Map<string, string> {
   const files = schemaFiles();
   files.set(join(root, 'docs', 'protocol-operations.md'), operationsDoc());
   files.set(join(root, 'docs', 'errors.md'), errorsDoc());
+  files.set(join(root, 'docs', 'manifest.md'), manifestReferenceDoc());
   return files;
 }
 
