@@ -51,6 +51,15 @@ export const ERROR_CODES = {
   TYRUM_ERR_SANDBOX_INSTANTIATE: { wire: 'sandbox_error', description: 'The module passed its checks but could not be instantiated.' },
   TYRUM_ERR_TIMEOUT: { wire: 'timeout', description: 'The operation did not finish in time.' },
   TYRUM_ERR_INTERNAL: { wire: 'internal', description: 'An unexpected internal failure.' },
+  TYRUM_ERR_SECRET_KEY: { wire: 'internal', description: 'The secrets encryption key is missing, malformed or readable by group or others.' },
+  TYRUM_ERR_SECRET_DECRYPT: { wire: 'internal', description: 'A stored secret could not be decrypted: wrong key, or the record was altered.' },
+  TYRUM_ERR_MANIFEST_INVALID: { wire: 'invalid_request', description: 'A plugin manifest failed to parse or validate (syntax, schema, semver, duplicate ids, risk flags, unsafe JSON Schemas).' },
+  TYRUM_ERR_PLUGIN_PACKAGE: { wire: 'invalid_request', description: 'A plugin directory or archive is malformed or unsafe (missing or oversized file, link, path escape, hostile archive entry).' },
+  TYRUM_ERR_PLUGIN_INTEGRITY: { wire: 'sandbox_error', description: 'Plugin files do not match their expected sha256 digests (tampered or corrupted).' },
+  TYRUM_ERR_PLUGIN_INCOMPATIBLE: { wire: 'invalid_request', description: "The plugin's engines.tyrum range does not include this gateway's host API version." },
+  TYRUM_ERR_PLUGIN_DOWNGRADE: { wire: 'conflict', description: 'A lower plugin version than the installed one was offered without an explicit downgrade.' },
+  TYRUM_ERR_PLUGIN_VERSION_CONFLICT: { wire: 'conflict', description: 'The same plugin id and version is already installed with different content.' },
+  TYRUM_ERR_PLUGIN_CONFIG_INVALID: { wire: 'invalid_request', description: "A plugin's configuration failed its config_schema or named a secret handle that is missing or not granted." },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -7,6 +7,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { Strict, Scope, Role, type Scope as ScopeT, type Role as RoleT, IsoTime, TokenId, JsonObject } from './common.js';
 import { ConnectInitPayload, ConnectInitResult, ConnectProofPayload, ConnectProofResult } from './handshake.js';
+import { PluginGrant, PluginManifest, RiskFlag, JsonSchemaDoc, PLUGIN_ID_PATTERN, SECRET_NAME_PATTERN, Host } from './manifest.js';
 
 export interface OperationSpec {
   readonly description: string;
@@ -41,6 +42,71 @@ export const TokenInfo = Strict({
 });
 
 const Empty = Strict({});
+
+const PluginId = Type.String({ pattern: PLUGIN_ID_PATTERN });
+/** `<plugin id>.<tool name>` */
+export const ToolId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}[a-z0-9]\\.[a-z][a-z0-9_]{0,62}$', description: '<plugin id>.<tool name>' });
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+const EffectiveEgress = Strict({ host: Type.String(), port: Type.Integer(), scheme: Type.Union([Type.Literal('https'), Type.Literal('http')]), methods: Type.Array(Type.String()) });
+export const EffectiveRights = Strict({
+  egress: Type.Array(EffectiveEgress),
+  secrets: Type.Array(Strict({ name: Type.String(), destinations: Type.Array(Type.String()) })),
+  kv: Type.Union([Strict({ quota_bytes: Type.Integer() }), Type.Null()]),
+  memory: Strict({ max_pages: Type.Integer() }),
+  time: Strict({ timeout_ms: Type.Integer() }),
+  accepted_risks: Type.Array(RiskFlag),
+  missing_risks: Type.Array(RiskFlag),
+});
+
+export const PluginInfo = Strict({
+  id: PluginId,
+  version: Type.String(),
+  name: Type.String(),
+  description: Type.String(),
+  publisher: Type.String(),
+  state: Type.Union([Type.Literal('disabled'), Type.Literal('enabled')]),
+  manifest_sha256: Sha256,
+  wasm_sha256: Sha256,
+  risk: Type.Array(RiskFlag),
+  tools: Type.Array(Type.String()),
+  grant: Type.Union([PluginGrant, Type.Null()]),
+  effective: EffectiveRights,
+  /** Why the plugin cannot be enabled as things stand (empty when it can). */
+  blockers: Type.Array(Type.String()),
+  installed_at: IsoTime,
+  updated_at: IsoTime,
+});
+
+export const ToolInfo = Strict({
+  tool_id: ToolId,
+  plugin_id: PluginId,
+  plugin_version: Type.String(),
+  description: Type.String(),
+  effect: Type.Union([Type.Literal('read_only'), Type.Literal('state_changing')]),
+  input_schema: JsonSchemaDoc,
+  output_schema: JsonSchemaDoc,
+  definition_hash: Sha256,
+  plugin_digest: Sha256,
+});
+
+export const CallUsage = Strict({
+  wall_ms: Type.Number({ minimum: 0 }),
+  host_calls: Type.Integer({ minimum: 0 }),
+  alloc_bytes: Type.Integer({ minimum: 0 }),
+  egress_bytes: Type.Integer({ minimum: 0 }),
+  output_bytes: Type.Integer({ minimum: 0 }),
+  mem_pages_peak: Type.Integer({ minimum: 0 }),
+  log_lines: Type.Integer({ minimum: 0 }),
+});
+
+export const SecretInfo = Strict({
+  name: Type.String({ pattern: SECRET_NAME_PATTERN }),
+  version: Type.Integer({ minimum: 1 }),
+  destinations: Type.Array(Host),
+  created_at: IsoTime,
+  rotated_at: IsoTime,
+});
 
 export const OPERATIONS = {
   'connect.init': {
@@ -117,6 +183,76 @@ export const OPERATIONS = {
     payload: Strict({ token_id: TokenId }),
     result: Strict({ token_id: TokenId, revoked_at: IsoTime }),
   },
+  'plugin.list': {
+    description: 'Installed plugins with state, requested vs granted vs effective capabilities, digests and what blocks enabling.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({ plugins: Type.Array(PluginInfo) }),
+  },
+  'plugin.get': {
+    description: 'One installed plugin, with its manifest.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ plugin_id: PluginId }),
+    result: Strict({ plugin: PluginInfo, manifest: PluginManifest }),
+  },
+  'plugin.enable': {
+    description: 'Enables a plugin: its granted tools become callable. Refused while a declared risk is not accepted or its config is invalid.',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ plugin_id: PluginId }),
+    result: Strict({ plugin: PluginInfo }),
+  },
+  'plugin.disable': {
+    description: 'Disables a plugin: its tools disappear and its sandbox is unloaded.',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ plugin_id: PluginId }),
+    result: Strict({ plugin: PluginInfo }),
+  },
+  'plugin.grant': {
+    description: 'The operator\'s half of the two-key model: replaces the plugin\'s grant (effective rights = request ∩ grant). `all_requested` grants every requested capability (risks still need accept_risks).',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ plugin_id: PluginId, grant: Type.Optional(PluginGrant), all_requested: Type.Optional(Type.Boolean()), accept_risks: Type.Optional(Type.Array(RiskFlag, { uniqueItems: true })) }),
+    result: Strict({ plugin: PluginInfo }),
+  },
+  'plugin.revoke': {
+    description: 'Withdraws the plugin\'s grant and disables it.',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ plugin_id: PluginId }),
+    result: Strict({ plugin: PluginInfo }),
+  },
+  'tool.list': {
+    description: 'Tools of enabled plugins visible to the caller, with their definition hashes.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({ tools: Type.Array(ToolInfo) }),
+  },
+  'tool.invoke': {
+    description: 'Runs a tool in its sandbox: arguments and output are checked against the tool\'s schemas, the call is audited.',
+    scopes: ['operator.write'],
+    roles: ['client'],
+    payload: Strict({ tool_id: ToolId, args: JsonObject }),
+    result: Strict({
+      tool_id: ToolId,
+      output: Type.Unknown(),
+      definition_hash: Sha256,
+      plugin_digest: Sha256,
+      duration_ms: Type.Number({ minimum: 0 }),
+      usage: CallUsage,
+    }),
+  },
+  'secret.list': {
+    description: 'Secret handles and their bound destinations; never values.',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({ secrets: Type.Array(SecretInfo) }),
+  },
 } as const satisfies Record<string, OperationSpec>;
 
 export type OperationType = keyof typeof OPERATIONS;
@@ -150,6 +286,27 @@ export const EVENTS = {
       role: Role,
       token_id: TokenId,
       required_scopes: Type.Array(Scope),
+    }),
+  },
+  'plugin.lifecycle': {
+    description: 'A plugin was installed, upgraded, granted, revoked, enabled, disabled, configured or removed.',
+    audience: ['operator.read'],
+    payload: Strict({
+      plugin_id: PluginId,
+      version: Type.String(),
+      action: Type.Union(['installed', 'upgraded', 'downgraded', 'granted', 'revoked', 'enabled', 'disabled', 'configured', 'removed'].map((a) => Type.Literal(a))),
+      state: Type.Union([Type.Literal('disabled'), Type.Literal('enabled'), Type.Literal('removed')]),
+    }),
+  },
+  'tool.invoked': {
+    description: 'A tool call finished (ok or not).',
+    audience: ['operator.read'],
+    payload: Strict({
+      tool_id: ToolId,
+      ok: Type.Boolean(),
+      error_code: Type.Union([Type.String(), Type.Null()]),
+      duration_ms: Type.Number({ minimum: 0 }),
+      token_id: Type.String(),
     }),
   },
 } as const satisfies Record<string, EventSpec>;

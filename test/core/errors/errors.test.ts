@@ -35,6 +35,15 @@ const PINNED_INTERNAL: Record<string, string> = {
   TYRUM_ERR_SANDBOX_INSTANTIATE: 'sandbox_error',
   TYRUM_ERR_TIMEOUT: 'timeout',
   TYRUM_ERR_INTERNAL: 'internal',
+  TYRUM_ERR_SECRET_KEY: 'internal',
+  TYRUM_ERR_SECRET_DECRYPT: 'internal',
+  TYRUM_ERR_MANIFEST_INVALID: 'invalid_request',
+  TYRUM_ERR_PLUGIN_PACKAGE: 'invalid_request',
+  TYRUM_ERR_PLUGIN_INTEGRITY: 'sandbox_error',
+  TYRUM_ERR_PLUGIN_INCOMPATIBLE: 'invalid_request',
+  TYRUM_ERR_PLUGIN_DOWNGRADE: 'conflict',
+  TYRUM_ERR_PLUGIN_VERSION_CONFLICT: 'conflict',
+  TYRUM_ERR_PLUGIN_CONFIG_INVALID: 'invalid_request',
 };
 
 t.test('the wire vocabulary starts with PROTOCOL.md\'s list, in order, unchanged', async (t) => {
