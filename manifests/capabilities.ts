@@ -2,8 +2,13 @@
  * The two-key model, as pure functions: a plugin's effective rights are the intersection of what
  * its manifest requests and what the operator granted. A grant can narrow a request, never widen
  * it; a request without a grant gives nothing (memory and time fall back to safe defaults).
+ *
+ * A request for host "*" (a plugin whose destination is the operator's choice) matches the
+ * exact hosts the grant names, within the requested scheme, port and methods when given; a
+ * secret requested for destinations ["*"] may go to the destinations the grant names (which it
+ * must then name explicitly). "*" itself never appears in effective rights.
  */
-import type { EgressRule, PluginGrant, PluginManifest, PluginRequests, RiskFlag } from '../schemas/index.js';
+import type { EgressRequest, EgressRule, PluginGrant, PluginManifest, PluginRequests, RiskFlag } from '../schemas/index.js';
 
 /** Budgets every plugin gets without asking. */
 export const DEFAULT_MEMORY_PAGES = 256; // 16 MiB
@@ -30,7 +35,7 @@ export interface EffectiveRights {
   missing_risks: RiskFlag[];
 }
 
-export function normalizeEgress(r: EgressRule): NormalizedEgress {
+export function normalizeEgress(r: EgressRule | EgressRequest): NormalizedEgress {
   const scheme = r.scheme ?? 'https';
   return { host: r.host.toLowerCase(), port: r.port ?? (scheme === 'https' ? 443 : 80), scheme, methods: [...(r.methods ?? ['GET'])].sort() };
 }
@@ -43,15 +48,37 @@ export function effectiveRights(manifest: Pick<PluginManifest, 'requests' | 'ris
   const g: PluginGrant = grant ?? {};
   const granted = (g.egress ?? []).map(normalizeEgress);
   const egress: NormalizedEgress[] = [];
-  for (const r of (req.egress ?? []).map(normalizeEgress)) {
+  const add = (rule: NormalizedEgress) => {
+    const same = egress.find((x) => sameTarget(x, rule));
+    if (same) same.methods = [...new Set([...same.methods, ...rule.methods])].sort();
+    else egress.push(rule);
+  };
+  for (const raw of req.egress ?? []) {
+    if (raw.host === '*') {
+      // Operator-chosen hosts: each granted rule, narrowed to what the request allows.
+      const wanted = raw.methods ?? ['GET'];
+      for (const x of granted) {
+        if (raw.scheme !== undefined && x.scheme !== raw.scheme) continue;
+        if (raw.port !== undefined && x.port !== raw.port) continue;
+        const methods = x.methods.filter((m) => wanted.includes(m as (typeof wanted)[number]));
+        if (methods.length > 0) add({ ...x, methods });
+      }
+      continue;
+    }
+    const r = normalizeEgress(raw);
     const methods = r.methods.filter((m) => granted.some((x) => sameTarget(x, r) && x.methods.includes(m)));
-    if (methods.length > 0) egress.push({ ...r, methods });
+    if (methods.length > 0) add({ ...r, methods });
   }
   const secrets: EffectiveRights['secrets'] = [];
   for (const s of req.secrets ?? []) {
     const gs = (g.secrets ?? []).find((x) => x.name === s.name);
     if (!gs) continue;
-    const destinations = s.destinations.map((d) => d.toLowerCase()).filter((d) => gs.destinations === undefined || gs.destinations.map((x) => x.toLowerCase()).includes(d));
+    const requested = s.destinations.map((d) => d.toLowerCase());
+    const grantedDest = gs.destinations?.map((x) => x.toLowerCase());
+    // "*" requests take exactly the grant's destinations; a grant without destinations gives none.
+    const destinations = requested.includes('*')
+      ? [...new Set([...(grantedDest ?? []), ...requested.filter((d) => d !== '*' && grantedDest === undefined)])]
+      : requested.filter((d) => grantedDest === undefined || grantedDest.includes(d));
     if (destinations.length > 0) secrets.push({ name: s.name, destinations });
   }
   const kv = req.kv && g.kv ? { quota_bytes: Math.min(req.kv.quota_bytes, g.kv.quota_bytes) } : null;
@@ -66,8 +93,11 @@ export function effectiveRights(manifest: Pick<PluginManifest, 'requests' | 'ris
 export function grantAllRequested(manifest: Pick<PluginManifest, 'requests' | 'risk'>): PluginGrant {
   const req = manifest.requests ?? {};
   const grant: PluginGrant = {};
-  if (req.egress) grant.egress = req.egress.map((r) => ({ ...r }));
-  if (req.secrets) grant.secrets = req.secrets.map((s) => ({ name: s.name, destinations: [...s.destinations] }));
+  // "*" requests cannot be granted wholesale: the operator names the hosts (grant --egress/--secret).
+  const exact = (req.egress ?? []).filter((r): r is EgressRule => r.host !== '*');
+  if (exact.length > 0) grant.egress = exact.map((r) => ({ ...r }));
+  const secrets = (req.secrets ?? []).map((s) => ({ name: s.name, destinations: s.destinations.filter((d) => d !== '*') })).filter((s) => s.destinations.length > 0);
+  if (secrets.length > 0) grant.secrets = secrets;
   if (req.kv) grant.kv = { ...req.kv };
   if (req.memory) grant.memory = { ...req.memory };
   if (req.time) grant.time = { ...req.time };
@@ -103,7 +133,7 @@ export function permissionDiff(prev: Pick<PluginManifest, 'requests' | 'risk'>, 
   const pe = (p.egress ?? []).map(normalizeEgress);
   for (const r of (n.egress ?? []).map(normalizeEgress)) {
     const old = pe.find((x) => sameTarget(x, r));
-    const label = `${r.scheme}://${r.host}:${r.port}`;
+    const label = r.host === '*' ? 'hosts the operator names' : `${r.scheme}://${r.host}:${r.port}`;
     if (!old) out.push({ kind: 'egress', change: 'added', detail: `${label} ${r.methods.join(',')}` });
     else {
       const more = r.methods.filter((m) => !old.methods.includes(m));

@@ -23,22 +23,32 @@ export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as
 export const HttpMethod = Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)));
 
 export const Host = Type.String({ pattern: HOST_PATTERN, minLength: 1, maxLength: 253, description: 'Exact host name or IP literal (no wildcards).' });
+/**
+ * In a manifest's requests only: an exact host, or "*" for "hosts the operator names" — for
+ * plugins whose destination is the operator's choice (a generic HTTP tool). The grant must
+ * still name exact hosts; "*" never reaches the effective rights.
+ */
+export const RequestHost = Type.Union([Host, Type.Literal('*')], { description: 'Exact host, or "*": hosts the operator names in the grant.' });
 export const SecretName = Type.String({ pattern: SECRET_NAME_PATTERN, description: 'A secret handle name, e.g. GITHUB_TOKEN.' });
 
 /** A JSON Schema object, checked for safety and compiled when the manifest is validated. */
 export const JsonSchemaDoc = Type.Record(Type.String(), Type.Unknown(), { description: 'A JSON Schema (draft-07) object.' });
 
-export const EgressRule = Strict({
-  host: Host,
-  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Default: 443 for https, 80 for http.' })),
-  scheme: Type.Optional(Type.Union([Type.Literal('https'), Type.Literal('http')], { description: 'Default https.' })),
+const egressFields = {
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Default: 443 for https, 80 for http (for host "*": any port the grant names).' })),
+  scheme: Type.Optional(Type.Union([Type.Literal('https'), Type.Literal('http')], { description: 'Default https (for host "*": any scheme the grant names).' })),
   methods: Type.Optional(Type.Array(HttpMethod, { minItems: 1, uniqueItems: true, description: 'Default ["GET"].' })),
-});
+};
+/** An egress rule as requested by a manifest (host may be "*"). */
+export const EgressRequest = Strict({ host: RequestHost, ...egressFields });
+export type EgressRequest = Static<typeof EgressRequest>;
+/** An egress rule as granted by the operator (exact host only). */
+export const EgressRule = Strict({ host: Host, ...egressFields });
 export type EgressRule = Static<typeof EgressRule>;
 
 export const SecretRequest = Strict({
   name: SecretName,
-  destinations: Type.Array(Host, { minItems: 1, maxItems: 16, uniqueItems: true, description: 'Hosts the secret may be sent to.' }),
+  destinations: Type.Array(RequestHost, { minItems: 1, maxItems: 16, uniqueItems: true, description: 'Hosts the secret may be sent to ("*": the hosts the operator names).' }),
   purpose: Type.Optional(Type.String({ maxLength: 200 })),
 });
 
@@ -52,7 +62,7 @@ export const ToolContribution = Strict({
 });
 
 export const PluginRequests = Strict({
-  egress: Type.Optional(Type.Array(EgressRule, { maxItems: 64 })),
+  egress: Type.Optional(Type.Array(EgressRequest, { maxItems: 64 })),
   secrets: Type.Optional(Type.Array(SecretRequest, { maxItems: 32 })),
   kv: Type.Optional(Strict({ quota_bytes: Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 }) })),
   memory: Type.Optional(Strict({ max_pages: Type.Integer({ minimum: 1, maximum: 65536, description: 'Linear memory cap in 64 KiB pages.' }) })),
