@@ -9,6 +9,10 @@ import { loadOrCreateGatewayKey, type GatewayKey } from './auth/gateway-key.js';
 import { TokenService } from './auth/tokens.js';
 import { AuditLog } from './audit/index.js';
 import { createHandlers } from './protocol/handlers.js';
+import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
+import { PluginRegistry } from './registry/plugins.js';
+import { PluginHost } from './registry/host.js';
+import { createEgressHandler } from './egress/index.js';
 import { GatewayServer } from './gateway/server.js';
 import { packageInfo } from './util/package-info.js';
 import { SCOPES } from '../schemas/index.js';
@@ -38,6 +42,9 @@ export interface RunningGateway {
   readonly audit: AuditLog;
   readonly tokens: TokenService;
   readonly key: GatewayKey;
+  readonly plugins: PluginRegistry;
+  readonly host: PluginHost;
+  readonly secrets: SecretStore;
   close(): Promise<void>;
 }
 
@@ -48,26 +55,49 @@ export interface HomeServices {
   key: GatewayKey;
   audit: AuditLog;
   tokens: TokenService;
+  secrets: SecretStore;
+  redactor: Redactor;
+  plugins: PluginRegistry;
   paths: ReturnType<typeof homePaths>;
   close(): Promise<void>;
 }
 
+export interface OpenHomeOptions {
+  /** Where plugin lifecycle events go (the running gateway publishes them). */
+  emit?: (type: 'plugin.lifecycle', payload: Record<string, unknown>) => void;
+  onPluginChange?: (pluginId: string) => void;
+}
+
 /** Opens (creating on first use) a gateway home: directory, config, database, key, audit log. */
-export function openHome(home: string, overrides: ConfigOverrides = {}): HomeServices {
+export function openHome(home: string, overrides: ConfigOverrides = {}, opts: OpenHomeOptions = {}): HomeServices {
   ensureHome(home);
   const config = loadConfig(home, overrides);
   const paths = homePaths(home);
   const store = openStore(paths.db);
   try {
     const key = loadOrCreateGatewayKey(paths.gatewayKey);
-    const audit = new AuditLog({ store, signer: key, checkpointPath: paths.auditCheckpoint });
+    const secrets = new SecretStore(store, loadSecretKey(home));
+    // Every audit entry passes the redactor: a secret value never reaches the log.
+    const redactor = Redactor.fromSecrets(secrets);
+    const audit = new AuditLog({ store, signer: key, checkpointPath: paths.auditCheckpoint, redact: redactor.redactDeep });
     const tokens = new TokenService(store);
+    const plugins = new PluginRegistry({
+      store,
+      home,
+      audit,
+      secretExists: (name) => secrets.has(name),
+      ...(opts.emit ? { emit: opts.emit } : {}),
+      ...(opts.onPluginChange ? { onChange: opts.onPluginChange } : {}),
+    });
     return {
       config,
       store,
       key,
       audit,
       tokens,
+      secrets,
+      redactor,
+      plugins,
       paths,
       close: async () => {
         await audit.flush();
@@ -83,8 +113,13 @@ export function openHome(home: string, overrides: ConfigOverrides = {}): HomeSer
 
 /** Starts a gateway on `home` and resolves once it is listening. */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const svc = openHome(options.home, options.overrides);
-  const { store, key, audit, tokens, config } = svc;
+  let server: GatewayServer | null = null;
+  let host: PluginHost | null = null;
+  const svc = openHome(options.home, options.overrides, {
+    emit: (type, payload) => server?.publish(type, payload),
+    onPluginChange: () => void host?.reconcile(),
+  });
+  const { store, key, audit, tokens, config, secrets, redactor, plugins } = svc;
   let bootstrapToken: string | null = null;
   try {
     if (!tokens.any()) {
@@ -92,7 +127,21 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       bootstrapToken = created.token;
       await audit.append('token.created', { kind: 'bootstrap' }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: null });
     }
-    let server: GatewayServer | null = null;
+    const egress = createEgressHandler({
+      rightsFor: (pluginKey) => host?.rightsFor(pluginKey) ?? null,
+      secrets,
+      redactor,
+      onEgress: (r) => void audit.append('egress.request', { kind: 'plugin', key: r.pluginKey }, { ...r }).catch(() => undefined),
+    });
+    host = new PluginHost({
+      store,
+      home: options.home,
+      registry: plugins,
+      audit,
+      egress,
+      redact: redactor.redactDeep,
+      emit: (type, payload) => server?.publish(type, payload),
+    });
     const handlers = createHandlers({
       store,
       tokens,
@@ -100,6 +149,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       verifier: key,
       checkpointPath: svc.paths.auditCheckpoint,
       onTokenRevoked: (id) => server?.closeToken(id),
+      plugins,
+      host,
+      secretHandles: () => secrets.list(),
       now: Date.now,
     });
     server = new GatewayServer({
@@ -109,6 +161,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       audit,
       version: packageInfo().version,
       logLevel: options.logLevel ?? 'info',
+      // Another process (the CLI) changed the database: pick up plugin and grant changes.
+      onExternalChange: () => void host?.reconcile(),
+      redact: redactor.redactDeep,
       handle: (type: OperationType, payload, peer) => {
         const h = (handlers as Partial<Record<OperationType, Handler>>)[type];
         if (!h) throw new TyrumError('TYRUM_ERR_UNSUPPORTED_REQUEST', `no handler for ${type}`);
@@ -117,11 +172,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     });
     const port = await server.listen();
     await audit.append('gateway.started', { kind: 'gateway', key_id: key.keyId }, { host: config.host, port, version: packageInfo().version });
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,
       port,
-      url: `${config.tls ? 'wss' : 'ws'}://${host}:${port}/ws`,
+      url: `${config.tls ? 'wss' : 'ws'}://${urlHost}:${port}/ws`,
       home: options.home,
       bootstrapToken,
       store,
@@ -129,8 +184,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       audit,
       tokens,
       key,
+      plugins,
+      host,
+      secrets,
       close: async () => {
         await server!.close();
+        await host!.close();
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);
         await svc.close();
       },

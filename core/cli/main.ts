@@ -14,6 +14,9 @@ import { packageInfo } from '../util/package-info.js';
 import { parse, portArg, listArg } from './args.js';
 import { doctor } from './doctor.js';
 import { ping } from './ping.js';
+import { plugin } from './plugin.js';
+import { tool } from './tool.js';
+import { secret } from './secret.js';
 
 export interface Io {
   out(text: string): void;
@@ -39,6 +42,20 @@ Tokens
                                                              mint a token; prints it alone on stdout
   token list [--json]                                        list tokens (never their secrets)
   token revoke ID                                            revoke; open sockets close within 1 s
+
+Plugins (work on the home; a running gateway picks changes up)
+  plugin install PATH [--allow-downgrade]                    install from a directory or .tgz; starts disabled (quarantine)
+  plugin list | info ID | enable ID | disable ID | revoke ID | remove ID
+  plugin grant ID [--all-requested] [--egress URL[=METHODS]] [--secret NAME[=HOSTS]] [--kv B] [--memory P] [--timeout MS] [--accept-risk F,..]
+  plugin config ID [--set K=V] [--set-json K=JSON] [--file F] [--show]
+
+Tools (through a running gateway; token from --token or $TYRUM_TOKEN)
+  tool list [--json]
+  tool call TOOL_ID --args '<json>' [--json]
+
+Secrets (values from stdin only; never printed)
+  secret set NAME --destinations HOST[,HOST]                 store or rotate
+  secret list [--json] | secret rm NAME
 
 Audit
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
@@ -82,6 +99,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await doctor(rest, io);
       case 'ping':
         return await ping(rest, io);
+      case 'plugin':
+        return await plugin(rest, io);
+      case 'tool':
+        return await tool(rest, io);
+      case 'secret':
+        return await secret(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }

@@ -31,6 +31,10 @@ export interface GatewayDeps {
   handle(type: OperationType, payload: Record<string, unknown>, peer: Peer): Promise<Record<string, unknown>>;
   /** Pino log level, or false for no logging. */
   logLevel?: string | false;
+  /** Called when another process committed to the database (CLI changes to plugins, grants, secrets). */
+  onExternalChange?: () => void;
+  /** Applied to every event payload before it is pushed (secret values never leave in events). */
+  redact?: (value: unknown) => unknown;
   version: string;
   now?: () => number;
 }
@@ -118,6 +122,7 @@ export class GatewayServer {
   /** Push an event to every handshaken connection whose token holds one of its audience scopes. */
   publish(type: EventType, payload: Record<string, unknown>): void {
     const audience = EVENTS[type].audience as readonly string[];
+    if (this.deps.redact) payload = this.deps.redact(payload) as Record<string, unknown>;
     const eventId = randomUUID();
     const at = new Date(this.now()).toISOString();
     for (const l of this.live) {
@@ -293,17 +298,19 @@ export class GatewayServer {
   }
 
   /**
-   * Revocations made by another process (the CLI writes the database directly) are noticed
-   * through SQLite's data_version, which changes only when another connection commits; expiry is
-   * checked once a second regardless.
+   * Changes made by another process (the CLI writes the database directly: revocations, plugin
+   * and grant changes, secrets) are noticed through SQLite's data_version, which changes only when
+   * another connection commits; token expiry is checked once a second regardless.
    */
   private checkRevocations(): void {
-    if (this.live.size === 0) return;
     const now = this.now();
     const dv = this.deps.store.dataVersion();
-    if (dv === this.lastDataVersion && now - this.lastFullCheck < 1000) return;
+    const external = dv !== this.lastDataVersion;
+    if (!external && now - this.lastFullCheck < 1000) return;
+    if (external && this.lastDataVersion !== -1) this.deps.onExternalChange?.();
     this.lastDataVersion = dv;
     this.lastFullCheck = now;
+    if (this.live.size === 0) return;
     const ids = [...new Set([...this.live].map((l) => l.session.token.id))];
     for (const id of this.deps.store.tokens.invalidAmong(ids, now)) this.closeToken(id, 'token revoked or expired');
   }

@@ -7,6 +7,9 @@ import type { OperationType } from '../../schemas/index.js';
 import { listAudit, verifyAudit, type AuditLog, type CheckpointVerifier } from '../audit/index.js';
 import { tokenInfo, type TokenService } from '../auth/tokens.js';
 import type { Store } from '../store/index.js';
+import type { PluginRegistry } from '../registry/plugins.js';
+import type { PluginHost } from '../registry/host.js';
+import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
 import type { Peer } from './session.js';
 
 export interface HandlerServices {
@@ -17,8 +20,14 @@ export interface HandlerServices {
   checkpointPath: string;
   /** Called after a token is revoked so its live connections close at once. */
   onTokenRevoked(tokenId: string): void;
+  plugins: PluginRegistry;
+  host: PluginHost;
+  /** Secret handles (never values). */
+  secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
 }
+
+const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId });
 
 type Payload = Record<string, unknown>;
 type Handler = (payload: Payload, peer: Peer) => Promise<Record<string, unknown>>;
@@ -73,5 +82,30 @@ export function createHandlers(s: HandlerServices): Handlers {
       s.onTokenRevoked(id);
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },
+
+    'plugin.list': async () => ({ plugins: s.plugins.list() }),
+    'plugin.get': async (p) => s.plugins.get((p as { plugin_id: string }).plugin_id),
+    'plugin.enable': async (p, peer) => ({ plugin: await s.plugins.enable((p as { plugin_id: string }).plugin_id, actor(peer)) }),
+    'plugin.disable': async (p, peer) => ({ plugin: await s.plugins.disable((p as { plugin_id: string }).plugin_id, actor(peer)) }),
+    'plugin.grant': async (p, peer) => {
+      const q = p as { plugin_id: string; grant?: PluginGrant; all_requested?: boolean; accept_risks?: RiskFlag[] };
+      const plugin = await s.plugins.grant(
+        q.plugin_id,
+        { ...(q.grant !== undefined ? { grant: q.grant } : {}), ...(q.all_requested !== undefined ? { allRequested: q.all_requested } : {}), ...(q.accept_risks !== undefined ? { acceptRisks: q.accept_risks } : {}) },
+        actor(peer),
+      );
+      return { plugin };
+    },
+    'plugin.revoke': async (p, peer) => ({ plugin: await s.plugins.revoke((p as { plugin_id: string }).plugin_id, actor(peer)) }),
+
+    'tool.list': async () => ({ tools: s.host.tools() }),
+    'tool.invoke': async (p, peer) => {
+      const q = p as { tool_id: string; args: Record<string, unknown> };
+      return { ...(await s.host.invoke(q.tool_id, q.args, actor(peer))) };
+    },
+
+    'secret.list': async () => ({
+      secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),
+    }),
   };
 }

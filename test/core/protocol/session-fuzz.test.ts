@@ -39,6 +39,11 @@ const ISO = '2026-01-02T03:04:05.678Z';
 const HASH = 'a'.repeat(64);
 const TOKEN_INFO = { token_id: '0123456789abcdef', label: 'x', scopes: ['operator.read'], roles: ['client'], created_at: ISO, expires_at: null, revoked_at: null, last_used_at: null };
 
+const EFFECTIVE = { egress: [], secrets: [], kv: null, memory: { max_pages: 256 }, time: { timeout_ms: 5000 }, accepted_risks: [], missing_risks: [] };
+const PLUGIN_INFO = { id: 'text-utils', version: '1.0.0', name: 'Text', description: 'd', publisher: 'p', state: 'disabled', manifest_sha256: HASH, wasm_sha256: HASH, risk: [], tools: ['text-utils.word_count'], grant: null, effective: EFFECTIVE, blockers: [], installed_at: ISO, updated_at: ISO };
+const MANIFEST = { manifest_version: 1, id: 'text-utils', name: 'Text', version: '1.0.0', description: 'd', publisher: 'p', engines: { tyrum: '^1.0.0' }, wasm: { path: 'plugin.wasm', sha256: HASH }, contributes: { tools: [] } };
+const TOOL_INFO = { tool_id: 'text-utils.word_count', plugin_id: 'text-utils', plugin_version: '1.0.0', description: 'd', effect: 'read_only', input_schema: { type: 'object' }, output_schema: { type: 'object' }, definition_hash: HASH, plugin_digest: HASH };
+
 /** A result that satisfies each operation's result schema (checked below, so the property is not vacuous). */
 const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Record<string, unknown>> = {
   ping: () => ({ pong: true, server_time: new Date().toISOString() }),
@@ -47,6 +52,15 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'token.create': () => ({ token: `tyrum_0123456789abcdef_${'A'.repeat(43)}`, info: TOKEN_INFO }),
   'token.list': () => ({ tokens: [TOKEN_INFO] }),
   'token.revoke': (p) => ({ token_id: p.token_id, revoked_at: ISO }),
+  'plugin.list': () => ({ plugins: [PLUGIN_INFO] }),
+  'plugin.get': () => ({ plugin: PLUGIN_INFO, manifest: MANIFEST }),
+  'plugin.enable': () => ({ plugin: { ...PLUGIN_INFO, state: 'enabled' } }),
+  'plugin.disable': () => ({ plugin: PLUGIN_INFO }),
+  'plugin.grant': () => ({ plugin: PLUGIN_INFO }),
+  'plugin.revoke': () => ({ plugin: PLUGIN_INFO }),
+  'tool.list': () => ({ tools: [TOOL_INFO] }),
+  'tool.invoke': (p) => ({ tool_id: p.tool_id, output: { words: 2 }, definition_hash: HASH, plugin_digest: HASH, duration_ms: 1.5, usage: { wall_ms: 1, host_calls: 3, alloc_bytes: 10, egress_bytes: 0, output_bytes: 12, mem_pages_peak: 2, log_lines: 0 } }),
+  'secret.list': () => ({ secrets: [{ name: 'API_TOKEN', version: 1, destinations: ['api.example.com'], created_at: ISO, rotated_at: ISO }] }),
 };
 
 // Real device keys, made once (key generation is the slow part of a handshake).
@@ -128,6 +142,15 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   ),
   'token.list': fc.constant({}),
   'token.revoke': fc.record({ token_id: hex16 }),
+  'plugin.list': fc.constant({}),
+  'plugin.get': fc.record({ plugin_id: fc.constantFrom('text-utils', 'http-api') }),
+  'plugin.enable': fc.record({ plugin_id: fc.constantFrom('text-utils', 'http-api') }),
+  'plugin.disable': fc.record({ plugin_id: fc.constantFrom('text-utils', 'http-api') }),
+  'plugin.grant': fc.record({ plugin_id: fc.constantFrom('text-utils'), all_requested: fc.boolean(), accept_risks: fc.subarray(['network', 'secrets'] as const) }, { requiredKeys: ['plugin_id'] }),
+  'plugin.revoke': fc.record({ plugin_id: fc.constantFrom('text-utils') }),
+  'tool.list': fc.constant({}),
+  'tool.invoke': fc.record({ tool_id: fc.constantFrom('text-utils.word_count', 'a.b'), args: fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k)), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }) }),
+  'secret.list': fc.constant({}),
 };
 
 /** A well-formed envelope for a real operation, usually with a valid payload. */
@@ -419,7 +442,7 @@ async function run(sc: Scenario): Promise<string | null> {
 t.test('the fake handler results satisfy every non-handshake operation result schema', async (t) => {
   const ops = OP_TYPES.filter((op) => !HANDSHAKE_TYPES.has(op));
   t.same(Object.keys(RESULTS).sort(), [...ops].sort(), 'one fake result per catalogued operation');
-  for (const op of ops) t.same(validate(OPERATIONS[op].result, RESULTS[op as NonHandshakeOp]({ token_id: '0123456789abcdef' })), [], op);
+  for (const op of ops) t.same(validate(OPERATIONS[op].result, RESULTS[op as NonHandshakeOp]({ token_id: '0123456789abcdef', tool_id: 'text-utils.word_count' })), [], op);
 });
 
 t.test('a valid handshake then a ping is answered (the harness itself works)', async (t) => {

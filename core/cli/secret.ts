@@ -1,0 +1,124 @@
+/**
+ * `tyrum secret set|list|rm`. A value is read from standard input, never from argv (argv is
+ * visible to every user through ps and lands in shell history). On a terminal the input is not
+ * echoed.
+ */
+import { TyrumError } from '../errors/index.js';
+import { resolveHome } from '../config/index.js';
+import { openHome } from '../runtime.js';
+import { userInfo } from 'node:os';
+import { parse, listArg } from './args.js';
+import type { Io } from './main.js';
+
+const USAGE = `usage:
+  tyrum secret set NAME --destinations HOST[,HOST...]   value from stdin (hidden on a terminal); setting again rotates
+  tyrum secret list [--json]                            handles and destinations, never values
+  tyrum secret rm NAME`;
+
+/** Reads all of stdin (one trailing newline dropped); on a TTY, reads one hidden line. */
+export async function readSecretInput(stdin: NodeJS.ReadStream = process.stdin, prompt?: (s: string) => void): Promise<Buffer> {
+  if (stdin.isTTY) {
+    prompt?.('value (input hidden, Enter to finish): ');
+    stdin.setRawMode(true);
+    const chunks: number[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onData = (d: Buffer) => {
+          for (const b of d) {
+            if (b === 13 || b === 10) return done();
+            if (b === 3) return fail(new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'cancelled'));
+            if (b === 127 || b === 8) chunks.pop();
+            else chunks.push(b);
+          }
+        };
+        const done = () => {
+          stdin.off('data', onData);
+          resolve();
+        };
+        const fail = (e: Error) => {
+          stdin.off('data', onData);
+          reject(e);
+        };
+        stdin.on('data', onData);
+        stdin.resume();
+      });
+    } finally {
+      stdin.setRawMode(false);
+      stdin.pause();
+    }
+    return Buffer.from(chunks);
+  }
+  const parts: Buffer[] = [];
+  for await (const c of stdin) parts.push(c as Buffer);
+  let buf = Buffer.concat(parts);
+  if (buf.length > 0 && buf[buf.length - 1] === 10) buf = buf.subarray(0, buf.length - (buf.length > 1 && buf[buf.length - 2] === 13 ? 2 : 1));
+  return buf;
+}
+
+export async function secret(argv: string[], io: Io, input: () => Promise<Buffer> = () => readSecretInput(process.stdin, (s) => process.stderr.write(s))): Promise<number> {
+  const [sub, ...rest] = argv;
+  const who = () => {
+    try {
+      return { kind: 'cli', user: userInfo().username };
+    } catch {
+      return { kind: 'cli', user: 'unknown' };
+    }
+  };
+  switch (sub) {
+    case 'set': {
+      const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, json: { type: 'boolean' } }, 1);
+      const name = positionals[0];
+      if (values.help) return (io.out(USAGE), 0);
+      if (name === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', USAGE);
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const existing = svc.secrets.get(name);
+        const destinations = listArg(values.destinations) ?? existing?.destinations;
+        if (!destinations || destinations.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--destinations is required for a new secret: the hosts its value may be sent to');
+        const value = await input();
+        if (value.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'no value on standard input (pipe it in: printf %s "$VALUE" | tyrum secret set NAME ...)');
+        const h = svc.secrets.set(name, value, destinations);
+        value.fill(0);
+        svc.audit.appendSync(existing ? 'secret.rotated' : 'secret.created', who(), { name: h.name, version: h.version, destinations: h.destinations });
+        io.out(values.json ? JSON.stringify(h) : `${existing ? 'rotated' : 'stored'} ${h.name} (version ${h.version}) for ${h.destinations.join(', ')}`);
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    case 'list': {
+      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
+      if (values.help) return (io.out(USAGE), 0);
+      const svc = openHome(resolveHome(values.home));
+      try {
+        const list = svc.secrets.list();
+        if (values.json) io.out(JSON.stringify({ secrets: list }));
+        else {
+          io.out(['NAME', 'VERSION', 'DESTINATIONS', 'ROTATED'].join('\t'));
+          for (const h of list) io.out([h.name, String(h.version), h.destinations.join(','), new Date(h.rotated_at).toISOString()].join('\t'));
+        }
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    case 'rm': {
+      const { values, positionals } = parse(rest, { home: { type: 'string' } }, 1);
+      const name = positionals[0];
+      if (values.help) return (io.out(USAGE), 0);
+      if (name === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', USAGE);
+      const svc = openHome(resolveHome(values.home));
+      try {
+        if (!svc.secrets.remove(name)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no secret ${name}`);
+        svc.audit.appendSync('secret.removed', who(), { name });
+        io.out(`removed ${name}`);
+        return 0;
+      } finally {
+        await svc.close();
+      }
+    }
+    default:
+      if (sub === undefined || sub === 'help' || sub === '--help') return (io.out(USAGE), sub === undefined ? 2 : 0);
+      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown secret command "${sub}"\n${USAGE}`);
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * Plugin lifecycle over the store: install (quarantined: installed but disabled), upgrade with a
+ * permission diff, the operator's grant (the second key), enable/disable, config, removal. Every
+ * change is audited and announced as a `plugin.lifecycle` event. The running gateway and the CLI
+ * both use this class on the same database; the gateway picks up the CLI's changes through
+ * `PluginHost.reconcile()`.
+ */
+import { createHash } from 'node:crypto';
+import { PluginGrant as PluginGrantSchema, type PluginGrant, type PluginManifest, type RiskFlag } from '../../schemas/index.js';
+import { TyrumError } from '../errors/index.js';
+import { validate } from '../protocol/validate.js';
+import type { Store, PluginRecord } from '../store/index.js';
+import type { AuditLog, AuditActor } from '../audit/index.js';
+import { effectiveRights, grantAllRequested, type EffectiveRights, type PermissionChange } from '../../manifests/capabilities.js';
+import { readPluginSource, installPluginFiles, removePluginFiles, validatePluginConfig, compareVersions } from '../../manifests/index.js';
+
+export type LifecycleAction = 'installed' | 'upgraded' | 'downgraded' | 'granted' | 'revoked' | 'enabled' | 'disabled' | 'configured' | 'removed';
+
+export interface PluginRegistryOptions {
+  store: Store;
+  home: string;
+  audit: AuditLog;
+  /** Does a secret handle exist (config fields that are secrets accept only handles). */
+  secretExists(name: string): boolean;
+  emit?(type: 'plugin.lifecycle', payload: Record<string, unknown>): void;
+  /** Called after any change, so the runtime can reload or unload sandboxes. */
+  onChange?(pluginId: string): void;
+  now?: () => number;
+}
+
+/** The wire view of a plugin (`PluginInfo`). */
+export interface PluginInfo {
+  id: string;
+  version: string;
+  name: string;
+  description: string;
+  publisher: string;
+  state: 'disabled' | 'enabled';
+  manifest_sha256: string;
+  wasm_sha256: string;
+  risk: RiskFlag[];
+  tools: string[];
+  grant: PluginGrant | null;
+  effective: EffectiveRights;
+  blockers: string[];
+  installed_at: string;
+  updated_at: string;
+}
+
+export interface InstallResult {
+  plugin: PluginInfo;
+  action: 'installed' | 'upgraded' | 'downgraded' | 'unchanged';
+  /** What the new version asks for beyond the old one (upgrades only). */
+  diff: PermissionChange[];
+}
+
+/** An enabled plugin as the runtime needs it. */
+export interface EnabledPlugin {
+  record: PluginRecord;
+  manifest: PluginManifest;
+  effective: EffectiveRights;
+  config: Record<string, unknown>;
+}
+
+export class PluginRegistry {
+  private readonly now: () => number;
+
+  constructor(private readonly o: PluginRegistryOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Installs or upgrades from a directory or archive. New plugins start disabled (quarantine). */
+  async install(sourcePath: string, actor: AuditActor, opts: { allowDowngrade?: boolean } = {}): Promise<InstallResult> {
+    const src = await readPluginSource(sourcePath);
+    const m = src.manifest;
+    const existing = this.o.store.plugins.get(m.id);
+    let action: InstallResult['action'] = 'installed';
+    let diff: PermissionChange[] = [];
+    let state: PluginRecord['state'] = 'disabled';
+    if (existing) {
+      const prev = JSON.parse(existing.manifest) as PluginManifest;
+      // Refuses a silent downgrade and a changed module under an unchanged version.
+      const cmp = compareVersions(prev, m, { allowDowngrade: opts.allowDowngrade ?? false });
+      if (cmp.kind === 'same') return { plugin: this.info(existing), action: 'unchanged', diff: [] };
+      diff = cmp.diff;
+      action = cmp.kind === 'upgrade' ? 'upgraded' : 'downgraded';
+      // A version change asking for nothing new keeps its state; one asking for more waits for a new grant.
+      state = diff.length === 0 ? existing.state : 'disabled';
+    }
+    await installPluginFiles(this.o.home, src);
+    const at = this.now();
+    const record: PluginRecord = {
+      id: m.id,
+      version: m.version,
+      manifest: src.manifestBytes.toString('utf8'),
+      manifest_sha256: src.manifestSha256,
+      wasm_sha256: src.wasmSha256,
+      source: sourcePath,
+      state,
+      installed_at: existing?.installed_at ?? at,
+      updated_at: at,
+    };
+    this.o.store.tx(() => this.o.store.plugins.upsert(record));
+    await this.changed(record, action, actor, {
+      version: m.version,
+      previous_version: existing?.version ?? null,
+      manifest_sha256: src.manifestSha256,
+      wasm_sha256: src.wasmSha256,
+      permission_diff: diff,
+      source: sourcePath,
+    });
+    return { plugin: this.info(record), action, diff };
+  }
+
+  list(): PluginInfo[] {
+    return this.o.store.plugins.list().map((r) => this.info(r));
+  }
+
+  get(id: string): { plugin: PluginInfo; manifest: PluginManifest } {
+    const r = this.record(id);
+    return { plugin: this.info(r), manifest: JSON.parse(r.manifest) as PluginManifest };
+  }
+
+  /**
+   * Replaces the grant. `allRequested` grants every requested capability; risks are accepted only
+   * when named in `acceptRisks` (or `grant.accept_risks`): accepting a risk is always explicit.
+   */
+  async grant(id: string, input: { grant?: PluginGrant; allRequested?: boolean; acceptRisks?: RiskFlag[] }, actor: AuditActor): Promise<PluginInfo> {
+    const r = this.record(id);
+    const manifest = JSON.parse(r.manifest) as PluginManifest;
+    let grant: PluginGrant = input.allRequested ? { ...grantAllRequested(manifest), accept_risks: [] } : structuredClone(input.grant ?? {});
+    if (input.allRequested && input.grant) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give either a grant or all_requested, not both');
+    const accept = [...new Set([...(grant.accept_risks ?? []), ...(input.acceptRisks ?? [])])];
+    grant = { ...grant, accept_risks: accept };
+    if (accept.length === 0) delete grant.accept_risks;
+    const issues = validate(PluginGrantSchema, grant);
+    if (issues.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `invalid grant: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues });
+    const undeclared = accept.filter((f) => !(manifest.risk ?? []).includes(f));
+    if (undeclared.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `plugin ${id} does not declare risk ${undeclared.join(', ')}; accept only declared risks`);
+    const at = this.now();
+    this.o.store.tx(() => this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at }));
+    const effective = effectiveRights(manifest, grant);
+    await this.changed(r, 'granted', actor, { grant, effective });
+    return this.info(this.record(id));
+  }
+
+  /** Withdraws the grant and disables the plugin. */
+  async revoke(id: string, actor: AuditActor): Promise<PluginInfo> {
+    const r = this.record(id);
+    const at = this.now();
+    this.o.store.tx(() => {
+      this.o.store.plugins.deleteGrant(id);
+      this.o.store.plugins.setState(id, 'disabled', at);
+    });
+    await this.changed({ ...r, state: 'disabled' }, 'revoked', actor, {});
+    return this.info(this.record(id));
+  }
+
+  /** Enables a plugin; refused (invalid_state) with the list of blockers while any remain. */
+  async enable(id: string, actor: AuditActor): Promise<PluginInfo> {
+    const r = this.record(id);
+    const blockers = this.blockers(r);
+    if (blockers.length > 0) {
+      throw new TyrumError('TYRUM_ERR_INVALID_STATE', `plugin ${id} cannot be enabled: ${blockers.join('; ')}`, { blockers });
+    }
+    if (r.state === 'enabled') return this.info(r);
+    this.o.store.tx(() => this.o.store.plugins.setState(id, 'enabled', this.now()));
+    await this.changed({ ...r, state: 'enabled' }, 'enabled', actor, {});
+    return this.info(this.record(id));
+  }
+
+  async disable(id: string, actor: AuditActor): Promise<PluginInfo> {
+    const r = this.record(id);
+    if (r.state === 'disabled') return this.info(r);
+    this.o.store.tx(() => this.o.store.plugins.setState(id, 'disabled', this.now()));
+    await this.changed({ ...r, state: 'disabled' }, 'disabled', actor, {});
+    return this.info(this.record(id));
+  }
+
+  /** Validates (defaults applied, unknown keys and secret values refused) and stores the config. */
+  async configure(id: string, config: unknown, actor: AuditActor): Promise<Record<string, unknown>> {
+    const r = this.record(id);
+    const manifest = JSON.parse(r.manifest) as PluginManifest;
+    const validated = this.validateConfig(r, manifest, config);
+    this.o.store.tx(() => this.o.store.plugins.setConfig(id, JSON.stringify(validated), this.now()));
+    // Config values are recorded by shape only: the audit log keeps the keys, not the values.
+    await this.changed(r, 'configured', actor, { keys: Object.keys(validated).sort() });
+    return validated;
+  }
+
+  /** Removes the plugin, its grant, config, key-value data and files. */
+  async remove(id: string, actor: AuditActor): Promise<void> {
+    const r = this.record(id);
+    this.o.store.tx(() => this.o.store.plugins.remove(id));
+    await removePluginFiles(this.o.home, id);
+    await this.changed(r, 'removed', actor, {});
+  }
+
+  /** Enabled plugins with their effective rights and validated config (for the runtime). */
+  enabled(): EnabledPlugin[] {
+    const out: EnabledPlugin[] = [];
+    for (const record of this.o.store.plugins.list()) {
+      if (record.state !== 'enabled') continue;
+      const manifest = JSON.parse(record.manifest) as PluginManifest;
+      out.push({ record, manifest, effective: effectiveRights(manifest, this.grantOf(record.id)), config: this.storedConfig(record.id) });
+    }
+    return out;
+  }
+
+  /** Why a plugin cannot be enabled now (empty: it can). */
+  blockers(r: PluginRecord): string[] {
+    const manifest = JSON.parse(r.manifest) as PluginManifest;
+    const eff = effectiveRights(manifest, this.grantOf(r.id));
+    const out: string[] = [];
+    // The grant is the operator's key: even a plugin that asks for nothing must be granted.
+    if (!this.o.store.plugins.getGrant(r.id)) out.push(`not granted (tyrum plugin grant ${r.id} ...)`);
+    if (eff.missing_risks.length > 0) out.push(`risk not accepted: ${eff.missing_risks.join(', ')} (grant with accept_risks)`);
+    try {
+      this.validateConfig(r, manifest, this.storedConfig(r.id));
+    } catch (e) {
+      out.push(`config: ${(e as Error).message}`);
+    }
+    return out;
+  }
+
+  /** A stable fingerprint of everything that shapes a plugin's sandbox (digest, rights, config). */
+  fingerprint(p: EnabledPlugin): string {
+    return createHash('sha256').update(JSON.stringify([p.record.wasm_sha256, p.record.manifest_sha256, p.effective, p.config])).digest('hex').slice(0, 16);
+  }
+
+  private validateConfig(r: PluginRecord, manifest: PluginManifest, config: unknown): Record<string, unknown> {
+    const grant = effectiveRights(manifest, this.grantOf(r.id));
+    return validatePluginConfig(manifest, config, {
+      secretExists: (name) => this.o.secretExists(name),
+      secretGranted: (name) => grant.secrets.some((s) => s.name === name),
+    });
+  }
+
+  private storedConfig(id: string): Record<string, unknown> {
+    const raw = this.o.store.plugins.getConfig(id);
+    return raw === undefined ? {} : (JSON.parse(raw) as Record<string, unknown>);
+  }
+
+  private grantOf(id: string): PluginGrant | null {
+    const g = this.o.store.plugins.getGrant(id);
+    return g ? (JSON.parse(g.grant_json) as PluginGrant) : null;
+  }
+
+  private record(id: string): PluginRecord {
+    const r = this.o.store.plugins.get(id);
+    if (!r) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no plugin ${id} is installed`);
+    return r;
+  }
+
+  info(r: PluginRecord): PluginInfo {
+    const m = JSON.parse(r.manifest) as PluginManifest;
+    const grant = this.grantOf(r.id);
+    return {
+      id: r.id,
+      version: r.version,
+      name: m.name,
+      description: m.description,
+      publisher: m.publisher,
+      state: r.state,
+      manifest_sha256: r.manifest_sha256,
+      wasm_sha256: r.wasm_sha256,
+      risk: m.risk ?? [],
+      tools: m.contributes.tools.map((t) => `${m.id}.${t.id}`),
+      grant,
+      effective: effectiveRights(m, grant),
+      blockers: this.blockers(r),
+      installed_at: new Date(r.installed_at).toISOString(),
+      updated_at: new Date(r.updated_at).toISOString(),
+    };
+  }
+
+  private async changed(r: PluginRecord, action: LifecycleAction, actor: AuditActor, data: Record<string, unknown>): Promise<void> {
+    await this.o.audit.append(`plugin.${action}`, actor, { plugin_id: r.id, version: r.version, ...data });
+    this.o.emit?.('plugin.lifecycle', { plugin_id: r.id, version: r.version, action, state: action === 'removed' ? 'removed' : r.state });
+    this.o.onChange?.(r.id);
+  }
+}
+
+function actorLabel(a: AuditActor): string {
+  return a.kind === 'token' ? `token:${String(a.id)}` : a.kind;
+}

@@ -1,0 +1,230 @@
+import t from 'tap';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestGateway, removeHome, connect } from '../../helpers/gateway.js';
+import { main } from '../../../core/cli/main.js';
+import { listAudit } from '../../../core/audit/index.js';
+import { pluginDir, BUILT } from './helpers.js';
+
+const CLI = { kind: 'cli', user: 'test' };
+const code = (r: Record<string, unknown>) => (r.error as { code?: string } | undefined)?.code;
+const quiet = { out: () => undefined, err: () => undefined };
+
+t.test('plugins through the gateway', async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  const admin = await connect(gw);
+  t.teardown(() => admin.conn.ws.close());
+
+  t.test('install, see it quarantined, grant, enable and call it over the protocol', async (t) => {
+    await gw.plugins.install(BUILT.textUtils, CLI);
+    let list = await admin.conn.request('tool.list');
+    t.same((list.result as { tools: unknown[] }).tools, [], 'a quarantined plugin contributes no tools');
+    const denied = await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'a b' } });
+    t.equal(code(denied), 'not_found', 'deny by default');
+    const info = await admin.conn.request('plugin.get', { plugin_id: 'text-utils' });
+    t.equal((info.result as { plugin: { state: string } }).plugin.state, 'disabled');
+    const enable = await admin.conn.request('plugin.enable', { plugin_id: 'text-utils' });
+    t.equal(code(enable), 'invalid_state');
+    t.match((enable.error as { message: string }).message, /not granted/);
+    t.equal((await admin.conn.request('plugin.grant', { plugin_id: 'text-utils', all_requested: true })).ok, true);
+    t.equal((await admin.conn.request('plugin.enable', { plugin_id: 'text-utils' })).ok, true);
+    list = await admin.conn.request('tool.list');
+    const tools = (list.result as { tools: Array<{ tool_id: string; definition_hash: string; plugin_digest: string }> }).tools;
+    t.same(tools.map((x) => x.tool_id), ['text-utils.transform', 'text-utils.word_count']);
+    t.ok(tools.every((x) => /^[0-9a-f]{64}$/.test(x.definition_hash)));
+    const r = await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'héllo wörld 😀\nline two' } });
+    t.equal(r.ok, true, JSON.stringify(r.error));
+    const res = r.result as { output: { words: number; lines: number }; usage: { host_calls: number }; definition_hash: string; duration_ms: number };
+    t.same(res.output, { words: 5, chars: 22, lines: 2 });
+    t.equal(res.definition_hash, tools.find((x) => x.tool_id === 'text-utils.word_count')!.definition_hash);
+    t.ok(res.usage.host_calls > 0);
+    await gw.audit.flush();
+    const call = listAudit(gw.store, { type: 'tool.invoked' }).at(-1)!;
+    t.match(call.data, { tool_id: 'text-utils.word_count', outcome: 'ok', plugin_digest: /^[0-9a-f]{64}$/, definition_hash: res.definition_hash });
+  });
+
+  t.test('arguments that break the input schema are refused before the sandbox runs', async (t) => {
+    const r = await admin.conn.request('tool.invoke', { tool_id: 'text-utils.transform', args: { text: 'x', op: 'explode' } });
+    t.equal(code(r), 'invalid_request');
+    t.match(JSON.stringify(r.error), /\/op/);
+  });
+
+  t.test('a read-only token cannot invoke tools or change plugins', async (t) => {
+    const { token } = await gw.tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    const reader = await connect(gw, { token });
+    t.equal(code(await reader.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })), 'forbidden');
+    t.equal(code(await reader.conn.request('plugin.disable', { plugin_id: 'text-utils' })), 'forbidden');
+    t.equal((await reader.conn.request('tool.list')).ok, true, 'but may list');
+    reader.conn.ws.close();
+  });
+
+  t.test('changes made by the CLI reach the running gateway within a second', async (t) => {
+    t.equal(await main(['plugin', 'disable', 'text-utils', '--home', gw.home], quiet), 0);
+    const deadline = Date.now() + 1500;
+    let tools: unknown[] = ['x'];
+    while (Date.now() < deadline && tools.length > 0) {
+      await new Promise((r) => setTimeout(r, 100));
+      tools = ((await admin.conn.request('tool.list')).result as { tools: unknown[] }).tools;
+    }
+    t.same(tools, [], 'disabled from the CLI: its tools are gone');
+    t.equal(code(await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })), 'not_found');
+    t.equal(await main(['plugin', 'enable', 'text-utils', '--home', gw.home], quiet), 0);
+    await new Promise((r) => setTimeout(r, 600));
+    t.equal((await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })).ok, true, 'enabled again from the CLI');
+  });
+
+  t.test('a tampered module on disk is refused at load, naming both digests (D8)', async (t) => {
+    const src = await pluginDir(t.testdir(), { id: 'tamper', wat: 'echo', tools: [{ id: 'echo' }] });
+    await gw.plugins.install(src, CLI);
+    await gw.plugins.grant('tamper', { allRequested: true }, CLI);
+    await gw.plugins.enable('tamper', CLI);
+    const dir = join(gw.home, 'plugins', 'tamper', '1.0.0');
+    const wasmPath = join(dir, readdirSync(dir).find((f) => f.endsWith('.wasm'))!);
+    const bytes = readFileSync(wasmPath);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    writeFileSync(wasmPath, bytes);
+    const r = await admin.conn.request('tool.invoke', { tool_id: 'tamper.echo', args: { text: 'x' } });
+    t.equal(r.ok, false);
+    t.match((r.error as { message: string }).message, /[0-9a-f]{64}.*[0-9a-f]{64}/s);
+    t.equal((await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })).ok, true, 'other plugins unaffected');
+  });
+
+  t.test('a plugin that loops forever is stopped at its budget; the gateway keeps answering (D1)', async (t) => {
+    const src = await pluginDir(t.testdir(), { id: 'hostile', wat: 'hostile', tools: [{ id: 'spin' }, { id: 'ok' }], requests: { time: { timeout_ms: 300 } } });
+    await gw.plugins.install(src, CLI);
+    await gw.plugins.grant('hostile', { allRequested: true }, CLI);
+    await gw.plugins.enable('hostile', CLI);
+    const t0 = Date.now();
+    const pending = admin.conn.request('tool.invoke', { tool_id: 'hostile.spin', args: {} }, 5000);
+    const health = await fetch(`http://127.0.0.1:${gw.port}/healthz`);
+    t.equal(health.status, 200, '/healthz answers while the plugin spins');
+    t.equal((await admin.conn.request('ping')).ok, true);
+    const r = await pending;
+    t.equal(code(r), 'timeout');
+    t.ok(Date.now() - t0 < 300 + 1500, `stopped after ${Date.now() - t0} ms`);
+    const junk = await admin.conn.request('tool.invoke', { tool_id: 'hostile.ok', args: {} });
+    t.equal(code(junk), 'sandbox_error', 'output that is not JSON is a sandbox_error, not a success');
+    t.match((junk.error as { message: string }).message, /not JSON/);
+  });
+
+  t.test('output that breaks the output schema is never reported as success', async (t) => {
+    // The real word_count module, declared with an output schema its output does not meet.
+    const wasm = readFileSync(join(BUILT.textUtils, 'plugin.wasm'));
+    const src = await pluginDir(t.testdir(), { id: 'liar', wat: wasm, tools: [{ id: 'echo', export: 'word_count', output: { type: 'object', required: ['answer'] } }] });
+    await gw.plugins.install(src, CLI);
+    await gw.plugins.grant('liar', { allRequested: true }, CLI);
+    await gw.plugins.enable('liar', CLI);
+    const r = await admin.conn.request('tool.invoke', { tool_id: 'liar.echo', args: { text: 'no answer here' } });
+    t.notOk(r.ok);
+    t.equal(code(r), 'sandbox_error');
+    t.match((r.error as { message: string }).message, /output schema/);
+  });
+});
+
+t.test('a plugin can use a secret only toward its bound destination and never sees it (D4, D6)', async (t) => {
+  const CANARY = `CANARY-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  const OTHER = `OTHER-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  const seen: Array<{ host: string; auth: string | undefined; url: string }> = [];
+  const handler = (req: IncomingMessage, res: import('node:http').ServerResponse) => {
+    seen.push({ host: req.socket.localAddress ?? '', auth: req.headers.authorization, url: req.url ?? '' });
+    res.setHeader('content-type', 'application/json');
+    // A hostile or careless API that echoes the credential back.
+    res.end(JSON.stringify({ echoed: req.headers.authorization ?? null, also: req.headers['x-leak'] ?? null }));
+  };
+  const bound = createServer(handler);
+  const other = createServer(handler);
+  await new Promise<void>((r) => bound.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => other.listen(0, '127.0.0.2', () => r()));
+  t.teardown(() => {
+    bound.close();
+    other.close();
+  });
+  const bport = (bound.address() as AddressInfo).port;
+  const oport = (other.address() as AddressInfo).port;
+
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  gw.secrets.set('API_TOKEN', Buffer.from(CANARY), ['127.0.0.1']);
+  gw.secrets.set('OTHER_TOKEN', Buffer.from(OTHER), ['127.0.0.2']);
+
+  // The first-party http-api plugin, pointed at the bound server by the operator's grant.
+  await gw.plugins.install(BUILT.httpApi, CLI);
+  await gw.plugins.grant('http-api', { grant: { egress: [{ host: '127.0.0.1', scheme: 'http', port: bport }], secrets: [{ name: 'API_TOKEN', destinations: ['127.0.0.1'] }] }, acceptRisks: ['network', 'secrets'] }, CLI);
+  await gw.plugins.configure('http-api', { base_url: `http://127.0.0.1:${bport}` }, CLI);
+  await gw.plugins.enable('http-api', CLI);
+
+  // An attacker-style plugin: sends whatever request descriptor it is given.
+  const fetcher = await pluginDir(t.testdir(), {
+    id: 'fetcher',
+    wat: 'http',
+    tools: [{ id: 'fetch', input: { type: 'object' }, output: {} }],
+    requests: { egress: [{ host: '*', methods: ['GET'] }], secrets: [{ name: 'API_TOKEN', destinations: ['*'] }] },
+    risk: ['network', 'secrets'],
+  });
+  await gw.plugins.install(fetcher, CLI);
+  await gw.plugins.grant(
+    'fetcher',
+    {
+      grant: {
+        egress: [
+          { host: '127.0.0.1', scheme: 'http', port: bport },
+          { host: '127.0.0.2', scheme: 'http', port: oport },
+        ],
+        secrets: [{ name: 'API_TOKEN', destinations: ['127.0.0.1'] }],
+      },
+      acceptRisks: ['network', 'secrets'],
+    },
+    CLI,
+  );
+  await gw.plugins.enable('fetcher', CLI);
+
+  const admin = await connect(gw);
+  t.teardown(() => admin.conn.ws.close());
+  const outputs: string[] = [];
+  const call = async (tool_id: string, args: Record<string, unknown>) => {
+    const r = await admin.conn.request('tool.invoke', { tool_id, args }, 10_000);
+    outputs.push(JSON.stringify(r));
+    return r;
+  };
+
+  const ok = await call('http-api.get_json', { path: '/v1/items' });
+  t.equal(ok.ok, true, JSON.stringify(ok.error));
+  t.equal(seen.at(-1)?.auth, `Bearer ${CANARY}`, 'the bound destination received the real token');
+  t.same((ok.result as { output: { body: { echoed: string } } }).output.body.echoed, 'Bearer [REDACTED:API_TOKEN]', 'the echoed token was redacted before the plugin saw it');
+
+  const before = seen.length;
+  const toOther = await call('fetcher.fetch', { url: `http://127.0.0.2:${oport}/x`, method: 'GET', headers: { 'x-leak': '{{secret:API_TOKEN}}' } });
+  t.equal(code(toOther), 'sandbox_error', 'the secret may not go to another granted host');
+  const otherHandle = await call('fetcher.fetch', { url: `http://127.0.0.1:${bport}/x`, method: 'GET', headers: { 'x-leak': '{{secret:OTHER_TOKEN}}' } });
+  t.equal(code(otherHandle), 'sandbox_error', 'another handle it was not granted is refused');
+  const ungranted = await call('fetcher.fetch', { url: `http://127.0.0.3:${bport}/x`, method: 'GET', headers: {} });
+  t.equal(code(ungranted), 'sandbox_error', 'an ungranted host is refused');
+  const metadata = await call('fetcher.fetch', { url: 'http://169.254.169.254/latest/meta-data/', method: 'GET', headers: {} });
+  t.equal(code(metadata), 'sandbox_error', 'the metadata address is refused');
+  t.equal(seen.length, before, 'no refused request reached any server');
+  const echo = await call('fetcher.fetch', { url: `http://127.0.0.1:${bport}/echo`, method: 'GET', headers: { 'x-leak': '{{secret:API_TOKEN}}' } });
+  t.equal(echo.ok, true, JSON.stringify(echo.error));
+  t.match(JSON.stringify(echo.result), /\[REDACTED:API_TOKEN\]/);
+
+  // The canary never appears anywhere but on the wire to its bound destination.
+  await gw.audit.flush();
+  const everywhere = [
+    ...outputs,
+    JSON.stringify(listAudit(gw.store, { limit: 1000 })),
+    JSON.stringify(admin.conn.frames),
+    readFileSync(join(gw.home, 'tyrum.db')).toString('latin1'),
+    readFileSync(join(gw.home, 'tyrum.db-wal')).toString('latin1'),
+  ].join('\n');
+  t.notOk(everywhere.includes(CANARY), 'the canary is in no output, audit entry, event or database page');
+  t.notOk(everywhere.includes(OTHER), 'nor is the other secret');
+  t.ok(seen.filter((s) => s.auth?.includes(CANARY)).every((s) => s.host === '127.0.0.1'), 'only the bound destination ever received it');
+});

@@ -1,0 +1,130 @@
+import t from 'tap';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openHome, type HomeServices } from '../../../core/runtime.js';
+import { listAudit } from '../../../core/audit/index.js';
+import { pluginDir } from './helpers.js';
+
+const CLI = { kind: 'cli', user: 'test' };
+
+async function home(t: { testdir(): string; teardown(fn: () => unknown): void }): Promise<HomeServices> {
+  const svc = openHome(join(t.testdir(), 'home'));
+  t.teardown(() => svc.close());
+  return svc;
+}
+
+t.test('a new plugin is installed quarantined and cannot be enabled until the operator grants it', async (t) => {
+  const svc = await home(t);
+  const src = await pluginDir(t.testdir(), { id: 'echo', wat: 'echo', tools: [{ id: 'echo' }] });
+  const r = await svc.plugins.install(src, CLI);
+  t.equal(r.action, 'installed');
+  t.equal(r.plugin.state, 'disabled');
+  t.match(r.plugin.blockers, [/not granted/]);
+  await t.rejects(svc.plugins.enable('echo', CLI), { code: 'TYRUM_ERR_INVALID_STATE', message: /not granted/ });
+  await svc.plugins.grant('echo', { allRequested: true }, CLI);
+  const on = await svc.plugins.enable('echo', CLI);
+  t.equal(on.state, 'enabled');
+  t.same(svc.plugins.enabled().map((p) => p.record.id), ['echo']);
+  const again = await svc.plugins.install(src, CLI);
+  t.equal(again.action, 'unchanged', 'reinstalling the same files changes nothing');
+  await svc.audit.flush();
+  t.same(listAudit(svc.store, { limit: 100 }).map((e) => e.type), ['plugin.installed', 'plugin.granted', 'plugin.enabled']);
+});
+
+t.test('a declared risk keeps the plugin disabled until explicitly accepted; --all-requested does not accept it', async (t) => {
+  const svc = await home(t);
+  const src = await pluginDir(t.testdir(), { id: 'writer', wat: 'echo', tools: [{ id: 'echo', effect: 'state_changing' }], requests: { kv: { quota_bytes: 1024 } }, risk: ['state_changing', 'storage'] });
+  await svc.plugins.install(src, CLI);
+  const g = await svc.plugins.grant('writer', { allRequested: true }, CLI);
+  t.same(g.effective.missing_risks, ['state_changing', 'storage']);
+  t.same(g.effective.kv, { quota_bytes: 1024 }, 'capabilities granted');
+  await t.rejects(svc.plugins.enable('writer', CLI), { message: /risk not accepted: state_changing, storage/ });
+  await t.rejects(svc.plugins.grant('writer', { allRequested: true, acceptRisks: ['network'] }, CLI), { message: /does not declare risk network/ });
+  const ok = await svc.plugins.grant('writer', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
+  t.same(ok.blockers, []);
+  t.equal((await svc.plugins.enable('writer', CLI)).state, 'enabled');
+});
+
+t.test('a grant narrows and never widens; revoke disables', async (t) => {
+  const svc = await home(t);
+  const src = await pluginDir(t.testdir(), {
+    id: 'net',
+    wat: 'echo',
+    tools: [{ id: 'echo' }],
+    requests: { egress: [{ host: 'api.example.com', methods: ['GET', 'POST'] }], memory: { max_pages: 64 } },
+    risk: ['network'],
+  });
+  await svc.plugins.install(src, CLI);
+  const p = await svc.plugins.grant('net', { grant: { egress: [{ host: 'api.example.com', methods: ['GET', 'DELETE'] }, { host: 'evil.example.com' }], memory: { max_pages: 4096 } }, acceptRisks: ['network'] }, CLI);
+  t.same(p.effective.egress, [{ host: 'api.example.com', port: 443, scheme: 'https', methods: ['GET'] }]);
+  t.same(p.effective.memory, { max_pages: 64 }, 'memory is the smaller of request and grant');
+  await svc.plugins.enable('net', CLI);
+  const r = await svc.plugins.revoke('net', CLI);
+  t.equal(r.state, 'disabled');
+  t.equal(r.grant, null);
+  t.same(r.effective.egress, []);
+});
+
+t.test('an upgrade that asks for more shows the permission diff and waits for a new grant; downgrades are refused', async (t) => {
+  const svc = await home(t);
+  const parent = t.testdir();
+  await svc.plugins.install(await pluginDir(parent, { id: 'up', wat: 'echo', tools: [{ id: 'echo' }] }), CLI);
+  await svc.plugins.grant('up', { allRequested: true }, CLI);
+  await svc.plugins.enable('up', CLI);
+  const same = await svc.plugins.install(await pluginDir(parent, { id: 'up', wat: 'echo', version: '1.1.0', tools: [{ id: 'echo' }] }), CLI);
+  t.equal(same.action, 'upgraded');
+  t.same(same.diff, []);
+  t.equal(same.plugin.state, 'enabled', 'asking for nothing new keeps it enabled');
+  const more = await svc.plugins.install(
+    await pluginDir(parent, { id: 'up', wat: 'echo', version: '2.0.0', tools: [{ id: 'echo' }], requests: { egress: [{ host: 'api.example.com' }] }, risk: ['network'] }),
+    CLI,
+  );
+  t.equal(more.action, 'upgraded');
+  t.match(more.diff, [{ kind: 'egress', change: 'added' }, { kind: 'risk', change: 'added', detail: 'network' }]);
+  t.equal(more.plugin.state, 'disabled', 'asking for more disables it until re-granted');
+  t.same(more.plugin.effective.egress, [], 'the old grant does not cover the new request');
+  await t.rejects(svc.plugins.install(await pluginDir(parent, { id: 'up', wat: 'echo', version: '1.0.0', tools: [{ id: 'echo' }] }), CLI), { code: 'TYRUM_ERR_PLUGIN_DOWNGRADE' });
+  t.equal(svc.plugins.get('up').plugin.version, '2.0.0', 'the refused downgrade changed nothing');
+});
+
+t.test('config is validated with defaults; secret fields accept only granted handles; remove deletes everything', async (t) => {
+  const svc = await home(t);
+  svc.secrets.set('API_TOKEN', Buffer.from('s3cret-value-123'), ['api.example.com']);
+  const src = await pluginDir(t.testdir(), {
+    id: 'cfg',
+    wat: 'echo',
+    tools: [{ id: 'echo' }],
+    requests: { secrets: [{ name: 'API_TOKEN', destinations: ['api.example.com'] }] },
+    risk: ['secrets'],
+    config_schema: { type: 'object', required: ['base'], properties: { base: { type: 'string' }, retries: { type: 'integer', default: 3 }, token: { type: 'string', 'x-tyrum-secret': true } } },
+  });
+  await svc.plugins.install(src, CLI);
+  await svc.plugins.grant('cfg', { allRequested: true, acceptRisks: ['secrets'] }, CLI);
+  t.match(svc.plugins.get('cfg').plugin.blockers, [/config/], 'missing required config blocks enabling');
+  await t.rejects(svc.plugins.configure('cfg', { base: 'x', extra: 1 }, CLI), { message: /extra/ });
+  await t.rejects(svc.plugins.configure('cfg', { base: 'x', token: 's3cret-value-123' }, CLI), { message: /token/ });
+  const saved = await svc.plugins.configure('cfg', { base: 'x', token: 'API_TOKEN' }, CLI);
+  t.same(saved, { base: 'x', retries: 3, token: 'API_TOKEN' });
+  t.equal((await svc.plugins.enable('cfg', CLI)).state, 'enabled');
+  await svc.audit.flush();
+  t.notMatch(JSON.stringify(listAudit(svc.store, { limit: 100 })), /s3cret-value-123/, 'the refused secret value never reached the audit log');
+  const files = join(svc.paths.home, 'plugins', 'cfg');
+  t.ok(existsSync(files));
+  await svc.plugins.remove('cfg', CLI);
+  t.notOk(existsSync(files), 'files removed');
+  t.equal(svc.store.plugins.get('cfg'), undefined);
+  t.equal(svc.store.plugins.getConfig('cfg'), undefined, 'config removed with it');
+  await t.rejects(svc.plugins.enable('cfg', CLI), { code: 'TYRUM_ERR_NOT_FOUND' });
+});
+
+t.test('bad manifests are refused at install and nothing is recorded (E5)', async (t) => {
+  const svc = await home(t);
+  const src = await pluginDir(t.testdir(), { id: 'bad', wat: 'echo', tools: [{ id: 'echo' }] });
+  const manifestPath = join(src, 'tyrum.plugin.json');
+  const m = JSON.parse((await import('node:fs')).readFileSync(manifestPath, 'utf8'));
+  writeFileSync(manifestPath, JSON.stringify({ ...m, engines: { tyrum: '^2.0.0' } }));
+  await t.rejects(svc.plugins.install(src, CLI), { code: 'TYRUM_ERR_PLUGIN_INCOMPATIBLE', message: /\^2\.0\.0.*1\.0\.0/ });
+  writeFileSync(manifestPath, JSON.stringify({ ...m, surprise: true }));
+  await t.rejects(svc.plugins.install(src, CLI), { code: 'TYRUM_ERR_MANIFEST_INVALID', message: /surprise/ });
+  t.same(svc.plugins.list(), []);
+});
