@@ -1,0 +1,106 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { main } from '../../../core/cli/main.js';
+import { parseEgressFlag } from '../../../core/cli/plugin.js';
+import { startTestGateway, removeHome } from '../../helpers/gateway.js';
+import { BUILT } from '../registry/helpers.js';
+
+async function run(argv: string[], env: Record<string, string> = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+const BIN = join(import.meta.dirname, '../../../bin/tyrum.js');
+
+t.test('secret set reads the value from stdin only; list and audit never show it', async (t) => {
+  const home = join(t.testdir(), 'home');
+  const value = `sv-${Math.random().toString(36).slice(2)}-value`;
+  const set = spawnSync(process.execPath, [BIN, 'secret', 'set', 'API_TOKEN', '--destinations', 'api.example.com', '--home', home], { input: `${value}\n`, encoding: 'utf8' });
+  t.equal(set.status, 0, set.stderr);
+  t.match(set.stdout, /stored API_TOKEN \(version 1\) for api\.example\.com/);
+  const rot = spawnSync(process.execPath, [BIN, 'secret', 'set', 'API_TOKEN', '--home', home], { input: `${value}-2`, encoding: 'utf8' });
+  t.equal(rot.status, 0, rot.stderr);
+  t.match(rot.stdout, /rotated API_TOKEN \(version 2\) for api\.example\.com/, 'rotation keeps the destinations');
+  const list = await run(['secret', 'list', '--json', '--home', home]);
+  t.match(JSON.parse(list.out), { secrets: [{ name: 'API_TOKEN', version: 2, destinations: ['api.example.com'] }] });
+  const audit = await run(['audit', 'list', '--json', '--home', home]);
+  t.match(audit.out, /secret.created[\s\S]*secret.rotated/);
+  for (const text of [list.out, audit.out, readFileSync(join(home, 'tyrum.db')).toString('latin1')]) t.notOk(text.includes(value), 'value absent');
+  const none = spawnSync(process.execPath, [BIN, 'secret', 'set', 'NEW_ONE', '--home', home], { input: 'whatever-value', encoding: 'utf8' });
+  t.equal(none.status, 2);
+  t.match(none.stderr, /--destinations is required/);
+  const empty = spawnSync(process.execPath, [BIN, 'secret', 'set', 'NEW_ONE', '--destinations', 'a.example', '--home', home], { input: '', encoding: 'utf8' });
+  t.equal(empty.status, 2);
+  t.match(empty.stderr, /no value on standard input/);
+  t.equal((await run(['secret', 'rm', 'API_TOKEN', '--home', home])).code, 0);
+  t.equal((await run(['secret', 'rm', 'API_TOKEN', '--home', home])).code, 1);
+});
+
+t.test('--egress flags parse to exact grants and refuse paths and other schemes', async (t) => {
+  t.same(parseEgressFlag('https://api.github.com'), { host: 'api.github.com', scheme: 'https' });
+  t.same(parseEgressFlag('http://127.0.0.1:8080=get,post'), { host: '127.0.0.1', scheme: 'http', port: 8080, methods: ['GET', 'POST'] });
+  t.throws(() => parseEgressFlag('https://api.github.com/repos'), { message: /scheme, host and port only/ });
+  t.throws(() => parseEgressFlag('ftp://x.example'), { message: /only http and https/ });
+  t.throws(() => parseEgressFlag('not a url'), { message: /expected a URL/ });
+});
+
+t.test('the plugin workflow from the CLI: install quarantined, grant, enable, call through the gateway', async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  const H = ['--home', gw.home];
+  const env = { TYRUM_TOKEN: gw.adminToken, TYRUM_URL: gw.url };
+  const inst = await run(['plugin', 'install', BUILT.textUtils, ...H]);
+  t.equal(inst.code, 0, inst.err);
+  t.match(inst.out, /installed text-utils 1\.0\.0 \(disabled: quarantined until granted and enabled\)/);
+  t.match(inst.out, /next: tyrum plugin grant text-utils --all-requested && tyrum plugin enable text-utils/);
+  const early = await run(['plugin', 'enable', 'text-utils', ...H]);
+  t.equal(early.code, 1);
+  t.match(early.err, /cannot be enabled: not granted/);
+  t.equal((await run(['plugin', 'grant', 'text-utils', ...H])).code, 2, 'a grant must say what it grants');
+  t.equal((await run(['plugin', 'grant', 'text-utils', '--all-requested', ...H])).code, 0);
+  t.equal((await run(['plugin', 'enable', 'text-utils', ...H])).code, 0);
+  const list = await run(['plugin', 'list', ...H]);
+  t.match(list.out, /text-utils\t1\.0\.0\tenabled/);
+  await new Promise((r) => setTimeout(r, 600));
+  const tools = await run(['tool', 'list', '--json'], env);
+  t.equal(tools.code, 0, tools.err);
+  t.same((JSON.parse(tools.out) as { tools: Array<{ tool_id: string }> }).tools.map((x) => x.tool_id), ['text-utils.transform', 'text-utils.word_count']);
+  const call = await run(['tool', 'call', 'text-utils.transform', '--args', '{"text":"Crème Brûlée!","op":"slug"}'], env);
+  t.equal(call.code, 0, call.err);
+  t.same(JSON.parse(call.out), { text: 'creme-brulee' });
+  const bad = await run(['tool', 'call', 'text-utils.transform', '--args', '{"text":"x","op":"explode"}'], env);
+  t.equal(bad.code, 1);
+  t.match(bad.err, /\/op/);
+  const notJson = await run(['tool', 'call', 'text-utils.transform', '--args', '{oops'], env);
+  t.equal(notJson.code, 2);
+  t.match(notJson.err, /--args must be a JSON object/);
+
+  t.equal((await run(['plugin', 'install', BUILT.httpApi, ...H])).code, 0);
+  const grant = await run(['plugin', 'grant', 'http-api', '--egress', 'https://api.github.com=GET', '--secret', 'API_TOKEN=api.github.com', '--accept-risk', 'network,secrets', ...H]);
+  t.equal(grant.code, 0, grant.err);
+  t.match(grant.out, /effective: egress https:\/\/api\.github\.com:443 GET; secrets API_TOKEN->api\.github\.com/);
+  const cfgBad = await run(['plugin', 'config', 'http-api', '--set', 'base_url=https://api.github.com', '--set', 'token_handle=NOPE', ...H]);
+  t.equal(cfgBad.code, 1);
+  t.match(cfgBad.err, /token_handle/);
+  const info = await run(['plugin', 'info', 'http-api', '--json', ...H]);
+  t.match(JSON.parse(info.out), { plugin: { state: 'disabled', blockers: [/config/] } });
+  const rm = await run(['plugin', 'remove', 'http-api', ...H]);
+  t.equal(rm.code, 0);
+  t.equal((await run(['plugin', 'info', 'http-api', ...H])).code, 1);
+});
