@@ -141,6 +141,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       egress,
       redact: redactor.redactDeep,
       emit: (type, payload) => server?.publish(type, payload),
+      log: (level, message, data) => server?.app.log[level](data, message),
     });
     const handlers = createHandlers({
       store,

@@ -14,7 +14,7 @@ import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import type { Store } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
-import { SandboxPool, type EgressHandler, type CallUsage, type HostApi } from '../../sandbox/index.js';
+import { SandboxPool, type EgressHandler, type CallUsage, type HostApi, type LogLevel } from '../../sandbox/index.js';
 import { loadInstalledPlugin, compilePluginSchema, forgetPluginSchema, toIssues } from '../../manifests/index.js';
 import type { ValidateFunction } from 'ajv';
 import type { PluginRegistry, EnabledPlugin } from './plugins.js';
@@ -61,6 +61,8 @@ export interface PluginHostOptions {
   /** Redacts known secret values from outputs and logs. */
   redact: (value: unknown) => unknown;
   emit?(type: 'tool.invoked', payload: Record<string, unknown>): void;
+  /** Where plugin log lines go (already truncated and rate-limited by the sandbox; redacted here). */
+  log?(level: 'trace' | 'debug' | 'info' | 'warn' | 'error', message: string, data: Record<string, unknown>): void;
   workers?: number;
   /** Unload a plugin's sandbox after this long without calls (default 10 min). */
   idleUnloadMs?: number;
@@ -130,6 +132,7 @@ export class PluginHost {
       const key = await this.ensureLoaded(tool.plugin);
       const res = await this.pool.call(key, tool.exportName, Buffer.from(JSON.stringify(args), 'utf8'));
       usage = res.usage;
+      this.pluginLogs(entry, res.logs);
       let output: unknown;
       try {
         output = JSON.parse(Buffer.from(res.output).toString('utf8'));
@@ -150,6 +153,7 @@ export class PluginHost {
       return result;
     } catch (e) {
       const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', `tool ${toolId} failed`, undefined, { cause: e });
+      if (Array.isArray(err.details?.logs)) this.pluginLogs(entry, err.details.logs as Array<{ level: LogLevel; message: string }>);
       this.record(entry, actor, round(performance.now() - started), usage, err);
       // Plugin-supplied text (messages, logs) can echo secrets: redact before it leaves.
       throw new TyrumError(err.code, String(this.o.redact(err.message)), err.details ? (this.o.redact(stripLogs(err.details)) as Record<string, unknown>) : undefined);
@@ -170,6 +174,11 @@ export class PluginHost {
     this.dropCatalog();
     clearInterval(this.idleTimer);
     await this.pool.close();
+  }
+
+  private pluginLogs(entry: ToolEntry, logs: ReadonlyArray<{ level: LogLevel; message: string }>): void {
+    if (!this.o.log) return;
+    for (const l of logs) this.o.log(l.level, String(this.o.redact(l.message)), { plugin_id: entry.plugin_id, tool_id: entry.tool_id, source: 'plugin' });
   }
 
   private record(entry: ToolEntry, actor: AuditActor, durationMs: number, usage: CallUsage | undefined, err: TyrumError | null): void {
