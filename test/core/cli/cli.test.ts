@@ -3,27 +3,10 @@ import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { statSync } from 'node:fs';
-import { main } from '../../../core/cli/main.js';
+import { runCli } from '../../helpers/cli.js';
 import { startTestGateway, removeHome, open } from '../../helpers/gateway.js';
 
-async function run(argv: string[], env: Record<string, string> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(env)) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  try {
-    const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
+const run = runCli;
 
 t.test('token commands', async (t) => {
   const home = join(t.testdir(), 'home');

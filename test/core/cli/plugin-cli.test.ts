@@ -2,26 +2,12 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { main } from '../../../core/cli/main.js';
+import { runCli } from '../../helpers/cli.js';
 import { parseEgressFlag } from '../../../core/cli/plugin.js';
 import { startTestGateway, removeHome } from '../../helpers/gateway.js';
 import { BUILT } from '../registry/helpers.js';
 
-async function run(argv: string[], env: Record<string, string> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
+const run = runCli;
 
 const BIN = join(import.meta.dirname, '../../../bin/tyrum.js');
 
