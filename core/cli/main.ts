@@ -45,7 +45,7 @@ Tokens
 
 Plugins (work on the home; a running gateway picks changes up)
   plugin install PATH [--allow-downgrade]                    install from a directory or .tgz; starts disabled (quarantine)
-  plugin list | info ID | enable ID | disable ID | revoke ID | remove ID
+  plugin list | lock | info ID | enable ID | disable ID | revoke ID | remove ID
   plugin grant ID [--all-requested] [--egress URL[=METHODS]] [--secret NAME[=HOSTS]] [--kv B] [--memory P] [--timeout MS] [--accept-risk F,..]
   plugin config ID [--set K=V] [--set-json K=JSON] [--file F] [--show]
 

@@ -16,6 +16,7 @@ import type { Io } from './main.js';
 const USAGE = `usage:
   tyrum plugin install PATH [--allow-downgrade] [--json]    install from a plugin directory or .tgz archive (starts disabled)
   tyrum plugin list [--json]
+  tyrum plugin lock                                         print the lock: ids, versions, digests and grants (JSON)
   tyrum plugin info ID [--json]
   tyrum plugin grant ID [--all-requested] [--grant-file F] [--egress URL[=METHODS]]... [--secret NAME[=HOST,...]]...
                         [--kv BYTES] [--memory PAGES] [--timeout MS] [--accept-risk FLAG,...]
@@ -118,6 +119,14 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
           io.out(['ID', 'VERSION', 'STATE', 'RISKS', 'TOOLS', 'BLOCKERS'].join('\t'));
           for (const p of list) io.out([p.id, p.version, p.state, p.risk.join(',') || '-', String(p.tools.length), p.blockers.length > 0 ? p.blockers.join('; ') : '-'].join('\t'));
         }
+        return 0;
+      });
+    }
+    case 'lock': {
+      const { values } = parse(rest, { home: { type: 'string' } });
+      if (values.help) return usage(io, false);
+      return withHome(values.home, async (svc) => {
+        io.out(JSON.stringify(svc.plugins.lock(), null, 2));
         return 0;
       });
     }

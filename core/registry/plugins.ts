@@ -196,6 +196,27 @@ export class PluginRegistry {
     await this.changed(r, 'removed', actor, {});
   }
 
+  /**
+   * The lock: what is installed, pinned by digest, with the operator's grant. The database is the
+   * only record; this renders it for review, diffing and archiving (`tyrum plugin lock`).
+   */
+  lock(): { lock_version: 1; plugins: Array<{ id: string; version: string; manifest_sha256: string; wasm_sha256: string; source: string; state: string; grant: PluginGrant | null; installed_at: string; updated_at: string }> } {
+    return {
+      lock_version: 1,
+      plugins: this.o.store.plugins.list().map((r) => ({
+        id: r.id,
+        version: r.version,
+        manifest_sha256: r.manifest_sha256,
+        wasm_sha256: r.wasm_sha256,
+        source: r.source,
+        state: r.state,
+        grant: this.grantOf(r.id),
+        installed_at: new Date(r.installed_at).toISOString(),
+        updated_at: new Date(r.updated_at).toISOString(),
+      })),
+    };
+  }
+
   /** Enabled plugins with their effective rights and validated config (for the runtime). */
   enabled(): EnabledPlugin[] {
     const out: EnabledPlugin[] = [];

@@ -61,6 +61,8 @@ t.test('the plugin workflow from the CLI: install quarantined, grant, enable, ca
   t.equal((await run(['plugin', 'grant', 'text-utils', ...H])).code, 2, 'a grant must say what it grants');
   t.equal((await run(['plugin', 'grant', 'text-utils', '--all-requested', ...H])).code, 0);
   t.equal((await run(['plugin', 'enable', 'text-utils', ...H])).code, 0);
+  const lock = JSON.parse((await run(['plugin', 'lock', ...H])).out) as { lock_version: number; plugins: Array<{ id: string; wasm_sha256: string; grant: unknown; state: string }> };
+  t.match(lock, { lock_version: 1, plugins: [{ id: 'text-utils', wasm_sha256: /^[0-9a-f]{64}$/, grant: {}, state: 'enabled' }] });
   const list = await run(['plugin', 'list', ...H]);
   t.match(list.out, /text-utils\t1\.0\.0\tenabled/);
   await new Promise((r) => setTimeout(r, 600));

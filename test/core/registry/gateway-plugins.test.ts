@@ -34,6 +34,8 @@ t.test('plugins through the gateway', async (t) => {
     t.match((enable.error as { message: string }).message, /not granted/);
     t.equal((await admin.conn.request('plugin.grant', { plugin_id: 'text-utils', all_requested: true })).ok, true);
     t.equal((await admin.conn.request('plugin.enable', { plugin_id: 'text-utils' })).ok, true);
+    const lifecycle = await admin.conn.event('plugin.lifecycle');
+    t.match(lifecycle.payload, { plugin_id: 'text-utils', version: '1.0.0' }, 'lifecycle changes are pushed as events');
     list = await admin.conn.request('tool.list');
     const tools = (list.result as { tools: Array<{ tool_id: string; definition_hash: string; plugin_digest: string }> }).tools;
     t.same(tools.map((x) => x.tool_id), ['text-utils.transform', 'text-utils.word_count']);
