@@ -13,6 +13,11 @@ import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
 import { PluginRegistry } from './registry/plugins.js';
 import { PluginHost } from './registry/host.js';
 import { createEgressHandler } from './egress/index.js';
+import { PolicyService, policyCall } from './policy/index.js';
+import { ApprovalService } from './approvals/index.js';
+import { ExecutionEngine } from './execution/index.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { GatewayServer } from './gateway/server.js';
 import { packageInfo } from './util/package-info.js';
 import { SCOPES } from '../schemas/index.js';
@@ -45,6 +50,9 @@ export interface RunningGateway {
   readonly plugins: PluginRegistry;
   readonly host: PluginHost;
   readonly secrets: SecretStore;
+  readonly engine: ExecutionEngine;
+  readonly policy: PolicyService;
+  readonly approvals: ApprovalService;
   close(): Promise<void>;
 }
 
@@ -58,6 +66,8 @@ export interface HomeServices {
   secrets: SecretStore;
   redactor: Redactor;
   plugins: PluginRegistry;
+  policy: PolicyService;
+  approvals: ApprovalService;
   paths: ReturnType<typeof homePaths>;
   close(): Promise<void>;
 }
@@ -89,6 +99,8 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       ...(opts.emit ? { emit: opts.emit } : {}),
       ...(opts.onPluginChange ? { onChange: opts.onPluginChange } : {}),
     });
+    const policy = new PolicyService({ store });
+    const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
     return {
       config,
       store,
@@ -98,6 +110,8 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       secrets,
       redactor,
       plugins,
+      policy,
+      approvals,
       paths,
       close: async () => {
         await audit.flush();
@@ -119,7 +133,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     emit: (type, payload) => server?.publish(type, payload),
     onPluginChange: () => void host?.reconcile(),
   });
-  const { store, key, audit, tokens, config, secrets, redactor, plugins } = svc;
+  const { store, key, audit, tokens, config, secrets, redactor, plugins, policy, approvals } = svc;
   let bootstrapToken: string | null = null;
   try {
     if (!tokens.any()) {
@@ -143,6 +157,41 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       emit: (type, payload) => server?.publish(type, payload),
       log: (level, message, data) => server?.app.log[level](data, message),
     });
+    const actorOf = (createdBy: string) => ({ kind: 'token', id: createdBy });
+    const engine = new ExecutionEngine({
+      store,
+      audit,
+      owner: `gw-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
+      approvals,
+      resolveTool: (toolId) => {
+        const d = host!.describe(toolId);
+        if (!d) return null;
+        // read_only tools have no external effect to repeat, so a cut-off call may simply run again.
+        return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' };
+      },
+      decide: (step) => {
+        const d = host!.describe(step.tool_id);
+        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));
+        // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
+        const observed = p.enforced !== p.decision && p.enforced === 'allow';
+        return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons };
+      },
+      execute: (step) => host!.invoke(step.tool_id, step.args, actorOf(step.created_by)),
+      redact: redactor.redactDeep,
+      log: (level, message, data) => server?.app.log[level](data ?? {}, message),
+    });
+    // Durable events are pushed from the outbox in order, whichever process committed them
+    // (an approval resolved from the CLI is written by the CLI process).
+    let pushedSeq = engine.events.head();
+    const pump = () => {
+      for (;;) {
+        const batch = engine.events.after(pushedSeq, 500);
+        for (const e of batch) server?.pushEvent(e.event_id, e.type, new Date(e.occurred_at).toISOString(), e.payload);
+        if (batch.length === 0) return;
+        pushedSeq = batch[batch.length - 1]!.seq;
+      }
+    };
+    engine.onEvent(() => queueMicrotask(pump));
     const handlers = createHandlers({
       store,
       tokens,
@@ -152,6 +201,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       onTokenRevoked: (id) => server?.closeToken(id),
       plugins,
       host,
+      engine,
+      approvals,
+      policy,
       secretHandles: () => secrets.list(),
       now: Date.now,
     });
@@ -162,8 +214,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       audit,
       version: packageInfo().version,
       logLevel: options.logLevel ?? 'info',
-      // Another process (the CLI) changed the database: pick up plugin and grant changes.
-      onExternalChange: () => void host?.reconcile(),
+      // Another process (the CLI) changed the database: pick up plugin and grant changes, push
+      // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
+      onExternalChange: () => {
+        void host?.reconcile();
+        pump();
+        engine.kick();
+      },
       redact: redactor.redactDeep,
       handle: (type: OperationType, payload, peer) => {
         const h = (handlers as Partial<Record<OperationType, Handler>>)[type];
@@ -172,6 +229,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       },
     });
     const port = await server.listen();
+    engine.start();
     await audit.append('gateway.started', { kind: 'gateway', key_id: key.keyId }, { host: config.host, port, version: packageInfo().version });
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
@@ -188,7 +246,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       plugins,
       host,
       secrets,
+      engine,
+      policy,
+      approvals,
       close: async () => {
+        await engine.stop();
         await server!.close();
         await host!.close();
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);
@@ -201,3 +263,4 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     throw e;
   }
 }
+

@@ -8,6 +8,7 @@ import { RequestEnvelope, ResponseEnvelope, EventEnvelope, ErrorBody } from './s
 import { OPERATIONS, EVENTS } from './src/operations.js';
 import { GatewayConfig } from './src/config.js';
 import { PluginManifest, PluginGrant } from './src/manifest.js';
+import { PolicyBundle } from './src/policy.js';
 
 export * from './src/common.js';
 export * from './src/envelope.js';
@@ -15,6 +16,7 @@ export * from './src/handshake.js';
 export * from './src/operations.js';
 export * from './src/config.js';
 export * from './src/manifest.js';
+export * from './src/policy.js';
 
 /** JSON Schema dialect of every emitted file. */
 export const JSON_SCHEMA_DIALECT = 'http://json-schema.org/draft-07/schema#';
@@ -28,6 +30,7 @@ function contracts(): Record<string, TSchema> {
     'config.gateway': GatewayConfig,
     'plugin.manifest': PluginManifest,
     'plugin.grant': PluginGrant,
+    'policy.bundle': PolicyBundle,
   };
   for (const [type, spec] of Object.entries(OPERATIONS)) {
     out[`op.${type}.payload`] = spec.payload;

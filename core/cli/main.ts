@@ -17,6 +17,8 @@ import { ping } from './ping.js';
 import { plugin } from './plugin.js';
 import { tool } from './tool.js';
 import { secret } from './secret.js';
+import { policyCmd, approvalsCmd } from './governance.js';
+import { runCmd } from './run.js';
 
 export interface Io {
   out(text: string): void;
@@ -56,6 +58,13 @@ Tools (through a running gateway; token from --token or $TYRUM_TOKEN)
 Secrets (values from stdin only; never printed)
   secret set NAME --destinations HOST[,HOST]                 store or rotate
   secret list [--json] | secret rm NAME
+
+Policy and approvals (work on the home; a running gateway picks changes up)
+  policy show | policy set FILE | policy explain TOOL_ID [--args JSON] | policy override-revoke ID
+  approvals list [--all] | approvals approve ID [--always] [--reason R] | approvals deny ID [--reason R]
+
+Runs (through a running gateway)
+  run list [--state S] | run get ID | run cancel ID | run resolve ID STEP retry|skip|fail
 
 Audit
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
@@ -105,6 +114,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await tool(rest, io);
       case 'secret':
         return await secret(rest, io);
+      case 'policy':
+        return await policyCmd(rest, io);
+      case 'approvals':
+        return await approvalsCmd(rest, io);
+      case 'run':
+        return await runCmd(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }

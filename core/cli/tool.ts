@@ -6,7 +6,8 @@ import type { Io } from './main.js';
 
 const USAGE = `usage:
   tyrum tool list [--json]
-  tyrum tool call TOOL_ID --args '<json object>' [--json]
+  tyrum tool call TOOL_ID --args '<json object>' [--idempotency-key K] [--wait-ms N] [--json]
+    exit 0: the run succeeded (output printed); 1: it failed; 3: it waits (for approval or an operator)
 (both take --url, --token (default $TYRUM_TOKEN) and --home)`;
 
 export async function tool(argv: string[], io: Io): Promise<number> {
@@ -23,7 +24,7 @@ export async function tool(argv: string[], io: Io): Promise<number> {
       });
     }
     case 'call': {
-      const { values, positionals } = parse(rest, { ...CLIENT_FLAGS, args: { type: 'string' } }, 1);
+      const { values, positionals } = parse(rest, { ...CLIENT_FLAGS, args: { type: 'string' }, 'idempotency-key': { type: 'string' }, 'wait-ms': { type: 'string' } }, 1);
       const toolId = positionals[0];
       if (values.help) return (io.out(USAGE), 0);
       if (toolId === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', USAGE);
@@ -36,10 +37,26 @@ export async function tool(argv: string[], io: Io): Promise<number> {
         }
       }
       if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--args must be a JSON object');
+      const waitMs = values['wait-ms'] === undefined ? 30_000 : Number(values['wait-ms']);
+      if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 120_000) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--wait-ms must be an integer from 0 to 120000');
       return withClient(values, async (client) => {
-        const r = await client.request<{ output: unknown; duration_ms: number }>('tool.invoke', { tool_id: toolId, args: args as Record<string, unknown> }, { timeoutMs: 120_000 }).catch(remoteError);
-        io.out(values.json ? JSON.stringify(r) : JSON.stringify(r.output, null, 2));
-        return 0;
+        const payload: Record<string, unknown> = { tool_id: toolId, args: args as Record<string, unknown>, wait_ms: waitMs };
+        if (values['idempotency-key'] !== undefined) payload.idempotency_key = values['idempotency-key'];
+        const r = await client
+          .request<{ run_id: string; state: string; output: unknown; error: { code: string; message: string } | null; approval_id: string | null }>('tool.invoke', payload, { timeoutMs: waitMs + 30_000 })
+          .catch(remoteError);
+        if (values.json) io.out(JSON.stringify(r));
+        if (r.state === 'succeeded') {
+          if (!values.json) io.out(JSON.stringify(r.output, null, 2));
+          return 0;
+        }
+        if (r.state === 'paused' || r.state === 'queued' || r.state === 'running') {
+          const next = r.approval_id ? `waits for approval ${r.approval_id}; approve with: tyrum approvals approve ${r.approval_id}` : `is ${r.state}; follow it with: tyrum run get ${r.run_id}`;
+          io.err(`run ${r.run_id} ${next}`);
+          return 3;
+        }
+        io.err(`run ${r.run_id} ${r.state}: ${r.error ? `${r.error.message} [${r.error.code}]` : 'no error recorded'}`);
+        return 1;
       });
     }
     default:

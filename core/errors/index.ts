@@ -60,6 +60,16 @@ export const ERROR_CODES = {
   TYRUM_ERR_PLUGIN_DOWNGRADE: { wire: 'conflict', description: 'A lower plugin version than the installed one was offered without an explicit downgrade.' },
   TYRUM_ERR_PLUGIN_VERSION_CONFLICT: { wire: 'conflict', description: 'The same plugin id and version is already installed with different content.' },
   TYRUM_ERR_PLUGIN_CONFIG_INVALID: { wire: 'invalid_request', description: "A plugin's configuration failed its config_schema or named a secret handle that is missing or not granted." },
+  TYRUM_ERR_POLICY_INVALID: { wire: 'invalid_request', description: 'A policy bundle failed to parse or validate (syntax, schema, duplicate rule ids, invalid globs).' },
+  TYRUM_ERR_POLICY_DENIED: { wire: 'policy_denied', description: 'The active policy denies this tool call.' },
+  TYRUM_ERR_APPROVAL_DENIED: { wire: 'policy_denied', description: 'An operator denied the approval this tool call needed.' },
+  TYRUM_ERR_APPROVAL_EXPIRED: { wire: 'invalid_state', description: 'The approval expired before it was resolved or used; an expired approval counts as denied.' },
+  TYRUM_ERR_APPROVAL_MISMATCH: { wire: 'approval_required', description: 'The approval does not cover this call: its arguments, tool definition or plugin digest differ from what was approved.' },
+  TYRUM_ERR_APPROVAL_CONSUMED: { wire: 'invalid_state', description: 'The approval was already used; approvals are single use.' },
+  TYRUM_ERR_LEASE_LOST: { wire: 'conflict', description: "A worker's lease on a run was taken over by another; its late write was rejected (fencing)." },
+  TYRUM_ERR_OUTCOME_UNKNOWN: { wire: 'internal', description: 'A step with an external effect was cut off mid-flight; whether the effect happened is unknown and an operator must decide.' },
+  TYRUM_ERR_STEP_INTERRUPTED: { wire: 'internal', description: 'An idempotent step was cut off mid-flight (crash, lease loss) more times than its attempts allow.' },
+  TYRUM_ERR_POSTCONDITION_FAILED: { wire: 'sandbox_error', description: "The tool's output failed, or could not be checked against, the step's postcondition; the step is not a success." },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -119,12 +119,19 @@ export class GatewayServer {
     return this.live.size;
   }
 
-  /** Push an event to every handshaken connection whose token holds one of its audience scopes. */
+  /** Push a live (non-durable) event to every handshaken connection in its audience. */
   publish(type: EventType, payload: Record<string, unknown>): void {
+    this.pushEvent(randomUUID(), type, new Date(this.now()).toISOString(), payload);
+  }
+
+  /**
+   * Push an event under a given id (durable events keep their outbox id, so a client that also
+   * reads them with event.list can dedupe) to every handshaken connection whose token holds one
+   * of the event's audience scopes. Payloads are redacted first.
+   */
+  pushEvent(eventId: string, type: EventType, at: string, payload: Record<string, unknown>): void {
     const audience = EVENTS[type].audience as readonly string[];
     if (this.deps.redact) payload = this.deps.redact(payload) as Record<string, unknown>;
-    const eventId = randomUUID();
-    const at = new Date(this.now()).toISOString();
     for (const l of this.live) {
       const peer = l.session.peer;
       if (peer && peer.token.scopes.some((s) => audience.includes(s))) l.session.sendEvent(eventId, type, at, payload);

@@ -10,6 +10,11 @@ import type { Store } from '../store/index.js';
 import type { PluginRegistry } from '../registry/plugins.js';
 import type { PluginHost } from '../registry/host.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
+import type { ExecutionEngine, RunDetail } from '../execution/index.js';
+import type { ApprovalService } from '../approvals/index.js';
+import { PolicyService, policyCall } from '../policy/index.js';
+import { argsHash } from '../approvals/binding.js';
+import { isoTimes } from '../util/iso-times.js';
 import type { Peer } from './session.js';
 
 export interface HandlerServices {
@@ -22,12 +27,35 @@ export interface HandlerServices {
   onTokenRevoked(tokenId: string): void;
   plugins: PluginRegistry;
   host: PluginHost;
+  engine: ExecutionEngine;
+  approvals: ApprovalService;
+  policy: PolicyService;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
 }
 
 const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId });
+const DEFAULT_WAIT_MS = 10_000;
+
+/** The tool.invoke view of a one-step run. */
+function invokeView(d: RunDetail): Record<string, unknown> {
+  const step = d.steps[0];
+  const usage = step?.usage as Record<string, unknown> | null | undefined;
+  return {
+    run_id: d.run.id,
+    state: d.run.state,
+    tool_id: step?.tool_id ?? '',
+    output: d.run.state === 'succeeded' ? (step?.result ?? null) : null,
+    error: d.run.error ?? step?.error ?? null,
+    approval_id: step?.approval_id ?? null,
+    policy: step?.policy ? { decision: step.policy.decision, enforced: step.policy.enforced, snapshot_id: step.policy.snapshot_id } : null,
+    definition_hash: step?.definition_hash ?? null,
+    plugin_digest: step?.plugin_digest ?? null,
+    duration_ms: step?.duration_ms ?? null,
+    usage: usage && typeof usage === 'object' ? usage : null,
+  };
+}
 
 type Payload = Record<string, unknown>;
 type Handler = (payload: Payload, peer: Peer) => Promise<Record<string, unknown>>;
@@ -100,8 +128,79 @@ export function createHandlers(s: HandlerServices): Handlers {
 
     'tool.list': async () => ({ tools: s.host.tools() }),
     'tool.invoke': async (p, peer) => {
-      const q = p as { tool_id: string; args: Record<string, unknown> };
-      return { ...(await s.host.invoke(q.tool_id, q.args, actor(peer))) };
+      const q = p as { tool_id: string; args: Record<string, unknown>; idempotency_key?: string; wait_ms?: number };
+      s.host.checkCall(q.tool_id, q.args);
+      const { run } = s.engine.submit({
+        kind: 'tool',
+        steps: [{ tool_id: q.tool_id, args: q.args }],
+        ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}),
+        created_by: peer.token.id,
+        actor: actor(peer),
+      });
+      return invokeView(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS));
+    },
+    'workflow.start': async (p, peer) => {
+      const q = p as { steps: Array<{ tool_id: string; args: Record<string, unknown> }>; idempotency_key?: string; wait_ms?: number };
+      for (const step of q.steps) s.host.checkCall(step.tool_id, step.args);
+      const { run } = s.engine.submit({ kind: 'workflow', steps: q.steps, ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}), created_by: peer.token.id, actor: actor(peer) });
+      return isoTimes({ ...(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS)) });
+    },
+    'run.get': async (p) => isoTimes({ ...s.engine.get((p as { run_id: string }).run_id) }),
+    'run.list': async (p) => ({ runs: isoTimes(s.engine.list(p as { state?: never; limit?: number; after?: string })) }),
+    'run.cancel': async (p, peer) => ({ run: isoTimes(s.engine.cancel((p as { run_id: string }).run_id, actor(peer))) }),
+    'run.resolve': async (p, peer) => {
+      const q = p as { run_id: string; step_idx: number; action: 'retry' | 'skip' | 'fail' };
+      return { run: isoTimes(s.engine.resolveUnknown(q.run_id, q.step_idx, q.action, actor(peer))) };
+    },
+
+    'approval.list': async (p) => ({ approvals: isoTimes(s.approvals.list(p as { state?: never; run_id?: string; limit?: number })) }),
+    'approval.resolve': async (p, peer) => {
+      const q = p as { approval_id: string; decision: 'approved' | 'denied'; reason?: string; mode?: 'once' | 'always' };
+      const r = s.approvals.resolve(q.approval_id, { decision: q.decision, ...(q.reason !== undefined ? { reason: q.reason } : {}), ...(q.mode !== undefined ? { mode: q.mode } : {}) }, actor(peer));
+      let overrideId: string | null = null;
+      if (r.create_override) {
+        // "always": a narrow override for this exact tool; it never beats a deny and is revocable.
+        const o = s.policy.addOverride({ tool_id: r.approval.tool_id, created_by: `token:${peer.token.id}`, created_from_approval: r.approval.id });
+        overrideId = o.id;
+        await s.audit.append('policy.override_added', actor(peer), { override_id: o.id, tool_id: o.tool_id, approval_id: r.approval.id });
+      }
+      s.engine.kick();
+      return { approval: isoTimes(r.approval), override_id: overrideId };
+    },
+
+    'policy.get': async () => {
+      const a = s.policy.active();
+      return {
+        snapshot_id: a.id,
+        bundle: a.bundle as unknown as Record<string, unknown>,
+        history: isoTimes(s.policy.history(20)),
+        overrides: isoTimes(s.policy.overrides()) as unknown as Array<Record<string, unknown>>,
+      };
+    },
+    'policy.set': async (p, peer) => {
+      const r = s.policy.set((p as { bundle: unknown }).bundle, `token:${peer.token.id}`);
+      await s.audit.append('policy.set', actor(peer), { snapshot_id: r.id, changed: r.changed });
+      return { snapshot_id: r.id, changed: r.changed };
+    },
+    'policy.explain': async (p) => {
+      const q = p as { tool_id: string; args?: Record<string, unknown> };
+      const d = s.host.describe(q.tool_id);
+      const call = policyCall(q.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, q.args ? argsHash(q.args) : null);
+      const e = s.policy.explain(call);
+      return { decision: e.decision, enforced: e.enforced, snapshot_id: e.snapshot_id, source: e.source, matched: e.matched as unknown as Array<Record<string, unknown>>, text: e.text };
+    },
+    'policy.override.revoke': async (p, peer) => {
+      const id = (p as { override_id: string }).override_id;
+      const r = s.policy.revokeOverride(id);
+      await s.audit.append('policy.override_revoked', actor(peer), { override_id: id, changed: r.changed });
+      return { override: isoTimes(r.override) as unknown as Record<string, unknown>, changed: r.changed };
+    },
+
+    'event.list': async (p) => {
+      const q = p as { after?: number; limit?: number };
+      const after = q.after ?? 0;
+      const events = s.engine.events.after(after, q.limit ?? 100).map((e) => ({ cursor: e.seq, event_id: e.event_id, type: e.type, occurred_at: new Date(e.occurred_at).toISOString(), payload: e.payload }));
+      return { events, next_after: events.length > 0 ? events[events.length - 1]!.cursor : after };
     },
 
     'secret.list': async () => ({

@@ -9,7 +9,7 @@
  * execution with the durable engine.
  */
 import { createHash } from 'node:crypto';
-import type { PluginManifest } from '../../schemas/index.js';
+import type { PluginManifest, RiskFlag } from '../../schemas/index.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import type { Store } from '../store/index.js';
@@ -99,6 +99,12 @@ export class PluginHost {
     return null;
   }
 
+  /** A tool with its plugin's declared risks and effective rights (what policy decides on), or undefined. */
+  describe(toolId: string): { entry: ToolEntry; risks: RiskFlag[]; rights: EffectiveRights } | undefined {
+    const t = this.getCatalog().get(toolId);
+    return t ? { entry: t.entry, risks: [...(t.plugin.manifest.risk ?? [])], rights: t.plugin.effective } : undefined;
+  }
+
   /** Tools of enabled plugins, sorted by id. */
   tools(): ToolEntry[] {
     return [...this.getCatalog().values()].map((t) => t.entry).sort((a, b) => (a.tool_id < b.tool_id ? -1 : 1));
@@ -117,6 +123,16 @@ export class PluginHost {
       await l.loading.catch(() => undefined);
       await this.pool.unload(l.key).catch(() => undefined);
     }
+  }
+
+  /**
+   * Checks a call before it becomes a run: the tool must be enabled and the arguments must match
+   * its input schema (a request error, not a failed run).
+   */
+  checkCall(toolId: string, args: Record<string, unknown>): void {
+    const tool = this.getCatalog().get(toolId);
+    if (!tool) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`);
+    if (!tool.input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(tool.input.errors) });
   }
 
   /** Runs a tool: args checked, executed in the sandbox under its budgets, output checked, audited. */

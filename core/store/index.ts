@@ -9,8 +9,11 @@
 import Database from 'better-sqlite3';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
+import { PolicyRepo } from './policy.js';
+import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 
 export type { Migration };
+export * from './execution.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -361,6 +364,10 @@ export class Store {
   readonly plugins: PluginRepo;
   readonly pluginKv: PluginKvRepo;
   readonly secrets: SecretRepo;
+  readonly policy: PolicyRepo;
+  readonly execution: ExecutionRepo;
+  readonly approvals: ApprovalRepo;
+  readonly outbox: OutboxRepo;
 
   /** @internal use openStore */
   constructor(private readonly db: Database.Database) {
@@ -370,6 +377,10 @@ export class Store {
     this.plugins = new PluginRepo(db);
     this.pluginKv = new PluginKvRepo(db);
     this.secrets = new SecretRepo(db);
+    this.policy = new PolicyRepo(db);
+    this.execution = new ExecutionRepo(db);
+    this.approvals = new ApprovalRepo(db);
+    this.outbox = new OutboxRepo(db);
   }
 
   /**

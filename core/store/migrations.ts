@@ -99,4 +99,149 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    name: 'policy snapshots, active policy, activations, overrides',
+    sql: `
+      -- Immutable: id = 'pol_' + sha256(bundle), bundle is the canonical JSON.
+      CREATE TABLE policy_snapshots (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'pol_*'),
+        bundle TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+      ) STRICT;
+
+      -- Append-only history of which snapshot became active, when and by whom.
+      CREATE TABLE policy_activations (
+        seq INTEGER PRIMARY KEY,
+        snapshot_id TEXT NOT NULL REFERENCES policy_snapshots (id),
+        activated_at INTEGER NOT NULL,
+        activated_by TEXT NOT NULL
+      ) STRICT;
+
+      -- The active policy: at most one row, pointing at its activation.
+      CREATE TABLE policy_active (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        activation_seq INTEGER NOT NULL REFERENCES policy_activations (seq)
+      ) STRICT;
+
+      -- "Approve always": one exact tool id, optionally one exact args hash; never a pattern.
+      CREATE TABLE policy_overrides (
+        id TEXT PRIMARY KEY,
+        tool_id TEXT NOT NULL CHECK (instr(tool_id, '*') = 0),
+        args_hash TEXT,
+        created_by TEXT NOT NULL,
+        created_from_approval TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+      ) STRICT;
+      CREATE INDEX policy_overrides_tool ON policy_overrides (tool_id);
+    `,
+  },
+  {
+    version: 4,
+    name: 'durable execution: runs, steps, attempts, approvals, event outbox',
+    sql: `
+      CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('tool', 'workflow')),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled')),
+        created_by TEXT NOT NULL,
+        idempotency_key TEXT,
+        request_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+        pause_reason TEXT CHECK (pause_reason IN ('approval', 'outcome_unknown')),
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        fencing_token INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      -- Idempotency: one run per (creator, key); concurrent submissions collapse onto it.
+      CREATE UNIQUE INDEX runs_idempotency ON runs (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX runs_claimable ON runs (state, next_attempt_at);
+
+      CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL CHECK (idx >= 0),
+        tool_id TEXT NOT NULL,
+        args TEXT NOT NULL,
+        args_hash TEXT NOT NULL,
+        idempotency_key TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'waiting_approval', 'succeeded', 'failed', 'outcome_unknown', 'skipped', 'cancelled')),
+        idempotent INTEGER NOT NULL DEFAULT 0 CHECK (idempotent IN (0, 1)),
+        max_attempts INTEGER CHECK (max_attempts >= 1),
+        timeout_ms INTEGER NOT NULL CHECK (timeout_ms >= 1),
+        postcondition TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        policy_decision TEXT CHECK (policy_decision IN ('allow', 'require_approval', 'deny')),
+        policy_enforced INTEGER,
+        policy_snapshot_id TEXT,
+        policy_detail TEXT,
+        approval_id TEXT,
+        definition_hash TEXT,
+        plugin_digest TEXT,
+        result TEXT,
+        error TEXT,
+        started_at INTEGER,
+        finished_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, idx)
+      ) STRICT;
+
+      CREATE TABLE attempts (
+        run_id TEXT NOT NULL,
+        step_idx INTEGER NOT NULL,
+        n INTEGER NOT NULL CHECK (n >= 1),
+        state TEXT NOT NULL CHECK (state IN ('started', 'succeeded', 'failed', 'interrupted')),
+        owner TEXT NOT NULL,
+        fencing_token INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        duration_ms REAL,
+        usage TEXT,
+        result TEXT,
+        error TEXT,
+        PRIMARY KEY (run_id, step_idx, n),
+        FOREIGN KEY (run_id, step_idx) REFERENCES steps (run_id, idx) ON DELETE CASCADE
+      ) STRICT;
+
+      CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        run_id TEXT REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx INTEGER,
+        tool_id TEXT NOT NULL,
+        args TEXT NOT NULL,
+        args_hash TEXT NOT NULL,
+        definition_hash TEXT NOT NULL,
+        plugin_digest TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),
+        mode TEXT CHECK (mode IN ('once', 'always')),
+        reason TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        resolved_by TEXT,
+        consumed_at INTEGER
+      ) STRICT;
+      CREATE INDEX approvals_state_expiry ON approvals (state, expires_at);
+      CREATE INDEX approvals_run ON approvals (run_id, step_idx);
+
+      -- Durable events: written in the same transaction as the change they describe.
+      -- AUTOINCREMENT so a cursor never sees a seq reused.
+      CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        occurred_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

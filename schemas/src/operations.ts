@@ -43,6 +43,115 @@ export const TokenInfo = Strict({
 
 const Empty = Strict({});
 
+const lit = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const IsoOrNull = Nullable(IsoTime);
+
+export const RUN_STATES = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
+export const STEP_STATES = ['pending', 'running', 'waiting_approval', 'succeeded', 'failed', 'outcome_unknown', 'skipped', 'cancelled'] as const;
+export const APPROVAL_STATES = ['pending', 'approved', 'denied', 'expired'] as const;
+const Decision = lit(['allow', 'require_approval', 'deny'] as const);
+
+/** A recorded error on a run, step or attempt. */
+export const RecordedError = Strict({ code: Type.String(), wire: Type.String(), message: Type.String(), details: Type.Optional(JsonObject) });
+
+export const RunInfo = Strict({
+  id: Type.String(),
+  kind: lit(['tool', 'workflow'] as const),
+  state: lit(RUN_STATES),
+  created_by: Type.String(),
+  idempotency_key: Nullable(Type.String()),
+  request_hash: Type.String(),
+  created_at: IsoTime,
+  updated_at: IsoTime,
+  finished_at: IsoOrNull,
+  cancel_requested: Type.Boolean(),
+  pause_reason: Nullable(lit(['approval', 'outcome_unknown'] as const)),
+  next_attempt_at: IsoTime,
+  result: Type.Unknown(),
+  error: Nullable(RecordedError),
+  lease: Nullable(Strict({ owner: Type.String(), expires_at: IsoTime, fencing_token: Type.Integer() })),
+});
+
+export const AttemptInfo = Strict({
+  n: Type.Integer({ minimum: 1 }),
+  state: lit(['started', 'succeeded', 'failed', 'interrupted'] as const),
+  owner: Type.String(),
+  fencing_token: Type.Integer(),
+  started_at: IsoTime,
+  finished_at: IsoOrNull,
+  duration_ms: Nullable(Type.Number()),
+  usage: Type.Unknown(),
+  result: Type.Unknown(),
+  error: Nullable(RecordedError),
+});
+
+export const StepInfo = Strict({
+  idx: Type.Integer({ minimum: 0 }),
+  tool_id: Type.String(),
+  args: Type.Unknown(),
+  args_hash: Type.String(),
+  idempotency_key: Nullable(Type.String()),
+  state: lit(STEP_STATES),
+  idempotent: Type.Boolean(),
+  max_attempts: Nullable(Type.Integer()),
+  timeout_ms: Type.Integer(),
+  postcondition: Type.Unknown(),
+  policy: Nullable(Strict({ decision: Decision, enforced: Type.Boolean(), snapshot_id: Type.String(), detail: Type.Unknown() })),
+  approval_id: Nullable(Type.String()),
+  definition_hash: Nullable(Type.String()),
+  plugin_digest: Nullable(Type.String()),
+  result: Type.Unknown(),
+  error: Nullable(RecordedError),
+  duration_ms: Nullable(Type.Number()),
+  usage: Type.Unknown(),
+  started_at: IsoOrNull,
+  finished_at: IsoOrNull,
+  attempts: Type.Array(AttemptInfo),
+});
+
+export const RunDetail = Strict({ run: RunInfo, steps: Type.Array(StepInfo) });
+
+export const ApprovalInfo = Strict({
+  id: Type.String(),
+  run_id: Nullable(Type.String()),
+  step_idx: Nullable(Type.Integer()),
+  tool_id: Type.String(),
+  args: Type.Unknown(),
+  args_hash: Type.String(),
+  definition_hash: Type.String(),
+  plugin_digest: Type.String(),
+  requested_by: Type.String(),
+  state: lit(APPROVAL_STATES),
+  mode: Nullable(lit(['once', 'always'] as const)),
+  reason: Nullable(Type.String()),
+  created_at: IsoTime,
+  expires_at: IsoTime,
+  resolved_at: IsoOrNull,
+  resolved_by: Nullable(JsonObject),
+  consumed_at: IsoOrNull,
+});
+
+const Postcondition = Strict({
+  path: Type.String({ maxLength: 1024, description: 'JSON pointer into the output, e.g. /status.' }),
+  equals: Type.Optional(Type.Unknown()),
+  exists: Type.Optional(Type.Boolean()),
+  matches: Type.Optional(Type.String({ maxLength: 256 })),
+});
+
+const StepRequest = Strict({
+  tool_id: Type.String({ minLength: 1, maxLength: 200 }),
+  args: JsonObject,
+  idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })),
+  timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 300_000 })),
+  postcondition: Type.Optional(Postcondition),
+});
+
+const WaitMs = Type.Optional(Type.Integer({ minimum: 0, maximum: 120_000, description: 'How long to wait for the run to finish or pause before answering (default 10000).' }));
+
+const PolicyEvidence = Strict({ decision: Decision, enforced: Type.Boolean(), snapshot_id: Type.String() });
+
 const PluginId = Type.String({ pattern: PLUGIN_ID_PATTERN });
 /** `<plugin id>.<tool name>` */
 export const ToolId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}[a-z0-9]\\.[a-z][a-z0-9_]{0,62}$', description: '<plugin id>.<tool name>' });
@@ -233,17 +342,121 @@ export const OPERATIONS = {
     result: Strict({ tools: Type.Array(ToolInfo) }),
   },
   'tool.invoke': {
-    description: 'Runs a tool in its sandbox: arguments and output are checked against the tool\'s schemas, the call is audited.',
+    description:
+      'Calls a tool as a durable one-step run: policy decides (deny, require approval, allow), the tool runs in its sandbox with its schemas checked, and the call is audited. Answers with the run as soon as it finishes, pauses (e.g. for approval) or wait_ms passes.',
     scopes: ['operator.write'],
     roles: ['client'],
-    payload: Strict({ tool_id: ToolId, args: JsonObject }),
-    result: Strict({
+    payload: Strict({
       tool_id: ToolId,
+      args: JsonObject,
+      idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Repeating a key returns the original run; the same key with other arguments is a conflict.' })),
+      wait_ms: WaitMs,
+    }),
+    result: Strict({
+      run_id: Type.String(),
+      state: lit(RUN_STATES),
+      tool_id: ToolId,
+      /** The tool's output when the run succeeded, else null. */
       output: Type.Unknown(),
-      definition_hash: Sha256,
-      plugin_digest: Sha256,
-      duration_ms: Type.Number({ minimum: 0 }),
-      usage: CallUsage,
+      error: Nullable(RecordedError),
+      approval_id: Nullable(Type.String()),
+      policy: Nullable(PolicyEvidence),
+      definition_hash: Nullable(Sha256),
+      plugin_digest: Nullable(Sha256),
+      duration_ms: Nullable(Type.Number({ minimum: 0 })),
+      usage: Nullable(CallUsage),
+    }),
+  },
+  'workflow.start': {
+    description: 'Starts a multi-step run: steps run in order, each through the same policy, approval and sandbox path as tool.invoke.',
+    scopes: ['operator.write'],
+    roles: ['client'],
+    payload: Strict({ steps: Type.Array(StepRequest, { minItems: 1, maxItems: 64 }), idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), wait_ms: WaitMs }),
+    result: RunDetail,
+  },
+  'run.get': {
+    description: 'A run with its steps, attempts and evidence (policy decision and snapshot, approval, redacted results, durations, budget use).',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ run_id: Type.String({ minLength: 1, maxLength: 64 }) }),
+    result: RunDetail,
+  },
+  'run.list': {
+    description: 'Runs, newest first.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ state: Type.Optional(lit(RUN_STATES)), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), after: Type.Optional(Type.String({ maxLength: 64 })) }),
+    result: Strict({ runs: Type.Array(RunInfo) }),
+  },
+  'run.cancel': {
+    description: 'Records the intent to cancel; the run stops at the next safe point.',
+    scopes: ['operator.write'],
+    roles: ['client'],
+    payload: Strict({ run_id: Type.String({ minLength: 1, maxLength: 64 }) }),
+    result: Strict({ run: RunInfo }),
+  },
+  'run.resolve': {
+    description: 'An operator\'s decision on a step whose outcome is unknown after a crash (it may or may not have had its effect): retry, skip or fail it.',
+    scopes: ['operator.approvals'],
+    roles: ['client'],
+    payload: Strict({ run_id: Type.String({ minLength: 1, maxLength: 64 }), step_idx: Type.Integer({ minimum: 0 }), action: lit(['retry', 'skip', 'fail'] as const) }),
+    result: Strict({ run: RunInfo }),
+  },
+  'approval.list': {
+    description: 'Approvals, newest first; pending ones are what waits for a human.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ state: Type.Optional(lit(APPROVAL_STATES)), run_id: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }),
+    result: Strict({ approvals: Type.Array(ApprovalInfo) }),
+  },
+  'approval.resolve': {
+    description: 'Approves or denies a pending approval; exactly one resolution wins (a racing one gets conflict), an expired one is invalid_state. mode "always" also creates a narrow policy override for this tool (never beats a deny).',
+    scopes: ['operator.approvals'],
+    roles: ['client'],
+    payload: Strict({ approval_id: Type.String({ minLength: 1, maxLength: 64 }), decision: lit(['approved', 'denied'] as const), reason: Type.Optional(Type.String({ maxLength: 1000 })), mode: Type.Optional(lit(['once', 'always'] as const)) }),
+    result: Strict({ approval: ApprovalInfo, override_id: Nullable(Type.String()) }),
+  },
+  'policy.get': {
+    description: 'The active policy bundle, its content-addressed snapshot id, recent history and overrides.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({
+      snapshot_id: Type.String(),
+      bundle: JsonObject,
+      history: Type.Array(Strict({ seq: Type.Integer(), snapshot_id: Type.String(), activated_at: IsoTime, activated_by: Type.String() })),
+      overrides: Type.Array(JsonObject),
+    }),
+  },
+  'policy.set': {
+    description: 'Activates a new policy bundle; every change is a new snapshot (the same content keeps its id).',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ bundle: JsonObject }),
+    result: Strict({ snapshot_id: Type.String(), changed: Type.Boolean() }),
+  },
+  'policy.explain': {
+    description: 'What the active policy decides for a tool call, and which rules made the decision.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ tool_id: Type.String({ minLength: 1, maxLength: 200 }), args: Type.Optional(JsonObject) }),
+    result: Strict({ decision: Decision, enforced: Decision, snapshot_id: Type.String(), source: Type.String(), matched: Type.Array(JsonObject), text: Type.String() }),
+  },
+  'policy.override.revoke': {
+    description: 'Revokes a policy override (e.g. one created by an "always" approval).',
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ override_id: Type.String({ minLength: 1, maxLength: 64 }) }),
+    result: Strict({ override: JsonObject, changed: Type.Boolean() }),
+  },
+  'event.list': {
+    description: 'Durable events (run, step and approval transitions) after a cursor, for catching up after a reconnect with no gaps.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ after: Type.Optional(Type.Integer({ minimum: 0 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
+    result: Strict({
+      events: Type.Array(Strict({ cursor: Type.Integer({ minimum: 1 }), event_id: Type.String(), type: Type.String(), occurred_at: IsoTime, payload: JsonObject })),
+      next_after: Type.Integer({ minimum: 0 }),
     }),
   },
   'secret.list': {
@@ -297,6 +510,21 @@ export const EVENTS = {
       action: Type.Union(['installed', 'upgraded', 'downgraded', 'granted', 'revoked', 'enabled', 'disabled', 'configured', 'removed'].map((a) => Type.Literal(a))),
       state: Type.Union([Type.Literal('disabled'), Type.Literal('enabled'), Type.Literal('removed')]),
     }),
+  },
+  'run.updated': {
+    description: 'A run changed state (durable: also readable with event.list).',
+    audience: ['operator.read'],
+    payload: Type.Object({ run_id: Type.String(), state: lit(RUN_STATES) }),
+  },
+  'step.updated': {
+    description: 'A step changed state (durable).',
+    audience: ['operator.read'],
+    payload: Type.Object({ run_id: Type.String(), step_idx: Type.Integer(), state: lit(STEP_STATES) }),
+  },
+  'approval.updated': {
+    description: 'An approval was created or resolved, or expired (durable).',
+    audience: ['operator.read'],
+    payload: Type.Object({ approval_id: Type.String(), state: lit(APPROVAL_STATES) }),
   },
   'tool.invoked': {
     description: 'A tool call finished (ok or not).',

@@ -44,6 +44,16 @@ const PINNED_INTERNAL: Record<string, string> = {
   TYRUM_ERR_PLUGIN_DOWNGRADE: 'conflict',
   TYRUM_ERR_PLUGIN_VERSION_CONFLICT: 'conflict',
   TYRUM_ERR_PLUGIN_CONFIG_INVALID: 'invalid_request',
+  TYRUM_ERR_POLICY_INVALID: 'invalid_request',
+  TYRUM_ERR_POLICY_DENIED: 'policy_denied',
+  TYRUM_ERR_APPROVAL_DENIED: 'policy_denied',
+  TYRUM_ERR_APPROVAL_EXPIRED: 'invalid_state',
+  TYRUM_ERR_APPROVAL_MISMATCH: 'approval_required',
+  TYRUM_ERR_APPROVAL_CONSUMED: 'invalid_state',
+  TYRUM_ERR_LEASE_LOST: 'conflict',
+  TYRUM_ERR_OUTCOME_UNKNOWN: 'internal',
+  TYRUM_ERR_STEP_INTERRUPTED: 'internal',
+  TYRUM_ERR_POSTCONDITION_FAILED: 'sandbox_error',
 };
 
 t.test('the wire vocabulary starts with PROTOCOL.md\'s list, in order, unchanged', async (t) => {

@@ -39,6 +39,17 @@ const ISO = '2026-01-02T03:04:05.678Z';
 const HASH = 'a'.repeat(64);
 const TOKEN_INFO = { token_id: '0123456789abcdef', label: 'x', scopes: ['operator.read'], roles: ['client'], created_at: ISO, expires_at: null, revoked_at: null, last_used_at: null };
 
+const RUN_DETAIL = {
+  run: { id: 'run_1', kind: 'tool', state: 'succeeded', created_by: 'tok', idempotency_key: null, request_hash: HASH, created_at: ISO, updated_at: ISO, finished_at: ISO, cancel_requested: false, pause_reason: null, next_attempt_at: ISO, result: { ok: 1 }, error: null, lease: null },
+  steps: [
+    {
+      idx: 0, tool_id: 'text-utils.word_count', args: {}, args_hash: HASH, idempotency_key: null, state: 'succeeded', idempotent: true, max_attempts: 3, timeout_ms: 30000, postcondition: null,
+      policy: { decision: 'allow', enforced: true, snapshot_id: 'pol_x', detail: {} }, approval_id: null, definition_hash: HASH, plugin_digest: HASH, result: { ok: 1 }, error: null, duration_ms: 1, usage: null, started_at: ISO, finished_at: ISO,
+      attempts: [{ n: 1, state: 'succeeded', owner: 'gw', fencing_token: 1, started_at: ISO, finished_at: ISO, duration_ms: 1, usage: null, result: { ok: 1 }, error: null }],
+    },
+  ],
+};
+const APPROVAL = { id: 'apr_1', run_id: 'run_1', step_idx: 0, tool_id: 'notes.add_note', args: {}, args_hash: HASH, definition_hash: HASH, plugin_digest: HASH, requested_by: 'tok', state: 'pending', mode: null, reason: null, created_at: ISO, expires_at: ISO, resolved_at: null, resolved_by: null, consumed_at: null };
 const EFFECTIVE = { egress: [], secrets: [], kv: null, memory: { max_pages: 256 }, time: { timeout_ms: 5000 }, accepted_risks: [], missing_risks: [] };
 const PLUGIN_INFO = { id: 'text-utils', version: '1.0.0', name: 'Text', description: 'd', publisher: 'p', state: 'disabled', manifest_sha256: HASH, wasm_sha256: HASH, risk: [], tools: ['text-utils.word_count'], grant: null, effective: EFFECTIVE, blockers: [], installed_at: ISO, updated_at: ISO };
 const MANIFEST = { manifest_version: 1, id: 'text-utils', name: 'Text', version: '1.0.0', description: 'd', publisher: 'p', engines: { tyrum: '^1.0.0' }, wasm: { path: 'plugin.wasm', sha256: HASH }, contributes: { tools: [] } };
@@ -59,7 +70,19 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'plugin.grant': () => ({ plugin: PLUGIN_INFO }),
   'plugin.revoke': () => ({ plugin: PLUGIN_INFO }),
   'tool.list': () => ({ tools: [TOOL_INFO] }),
-  'tool.invoke': (p) => ({ tool_id: p.tool_id, output: { words: 2 }, definition_hash: HASH, plugin_digest: HASH, duration_ms: 1.5, usage: { wall_ms: 1, host_calls: 3, alloc_bytes: 10, egress_bytes: 0, output_bytes: 12, mem_pages_peak: 2, log_lines: 0 } }),
+  'tool.invoke': (p) => ({ run_id: 'run_1', state: 'succeeded', tool_id: p.tool_id, output: { words: 2 }, error: null, approval_id: null, policy: { decision: 'allow', enforced: true, snapshot_id: 'pol_x' }, definition_hash: HASH, plugin_digest: HASH, duration_ms: 1.5, usage: { wall_ms: 1, host_calls: 3, alloc_bytes: 10, egress_bytes: 0, output_bytes: 12, mem_pages_peak: 2, log_lines: 0 } }),
+  'workflow.start': () => RUN_DETAIL,
+  'run.get': () => RUN_DETAIL,
+  'run.list': () => ({ runs: [RUN_DETAIL.run] }),
+  'run.cancel': () => ({ run: RUN_DETAIL.run }),
+  'run.resolve': () => ({ run: RUN_DETAIL.run }),
+  'approval.list': () => ({ approvals: [APPROVAL] }),
+  'approval.resolve': () => ({ approval: { ...APPROVAL, state: 'approved' }, override_id: null }),
+  'policy.get': () => ({ snapshot_id: 'pol_x', bundle: { policy_version: 1 }, history: [], overrides: [] }),
+  'policy.set': () => ({ snapshot_id: 'pol_x', changed: true }),
+  'policy.explain': () => ({ decision: 'allow', enforced: 'allow', snapshot_id: 'pol_x', source: 'default', matched: [], text: 'allowed by default' }),
+  'policy.override.revoke': () => ({ override: { id: 'ovr_1' }, changed: true }),
+  'event.list': () => ({ events: [{ cursor: 1, event_id: 'e1', type: 'run.updated', occurred_at: ISO, payload: { run_id: 'run_1', state: 'queued' } }], next_after: 1 }),
   'secret.list': () => ({ secrets: [{ name: 'API_TOKEN', version: 1, destinations: ['api.example.com'], created_at: ISO, rotated_at: ISO }] }),
 };
 
@@ -151,6 +174,18 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'tool.list': fc.constant({}),
   'tool.invoke': fc.record({ tool_id: fc.constantFrom('text-utils.word_count', 'a.b'), args: fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k)), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }) }),
   'secret.list': fc.constant({}),
+  'workflow.start': fc.record({ steps: fc.constant([{ tool_id: 'text-utils.word_count', args: { text: 'a' } }]) }),
+  'run.get': fc.record({ run_id: fc.constantFrom('run_1', 'nope') }),
+  'run.list': fc.record({ limit: fc.integer({ min: 1, max: 500 }) }, { requiredKeys: [] }),
+  'run.cancel': fc.record({ run_id: fc.constantFrom('run_1') }),
+  'run.resolve': fc.record({ run_id: fc.constantFrom('run_1'), step_idx: fc.nat(3), action: fc.constantFrom('retry' as const, 'skip' as const, 'fail' as const) }),
+  'approval.list': fc.record({ state: fc.constantFrom('pending' as const, 'approved' as const) }, { requiredKeys: [] }),
+  'approval.resolve': fc.record({ approval_id: fc.constantFrom('apr_1'), decision: fc.constantFrom('approved' as const, 'denied' as const) }),
+  'policy.get': fc.constant({}),
+  'policy.set': fc.record({ bundle: fc.constant({ policy_version: 1, mode: 'enforce', rules: [] }) }),
+  'policy.explain': fc.record({ tool_id: fc.constantFrom('text-utils.word_count') }),
+  'policy.override.revoke': fc.record({ override_id: fc.constantFrom('ovr_1') }),
+  'event.list': fc.record({ after: fc.nat(), limit: fc.integer({ min: 1, max: 1000 }) }, { requiredKeys: [] }),
 };
 
 /** A well-formed envelope for a real operation, usually with a valid payload. */

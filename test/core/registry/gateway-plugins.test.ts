@@ -10,6 +10,13 @@ import { pluginDir, BUILT } from './helpers.js';
 
 const CLI = { kind: 'cli', user: 'test' };
 const code = (r: Record<string, unknown>) => (r.error as { code?: string } | undefined)?.code;
+/** A request error's code, or for an accepted call the failed run's wire error code ('ok' when it succeeded). */
+const outcome = (r: Record<string, unknown>): string | undefined => {
+  if (r.ok !== true) return code(r);
+  const res = r.result as { state: string; error: { wire: string } | null };
+  return res.state === 'succeeded' ? 'ok' : (res.error?.wire ?? res.state);
+};
+const message = (r: Record<string, unknown>): string => (r.ok === true ? ((r.result as { error: { message: string } | null }).error?.message ?? '') : (r.error as { message: string }).message);
 const quiet = { out: () => undefined, err: () => undefined };
 
 t.test('plugins through the gateway', async (t) => {
@@ -92,8 +99,8 @@ t.test('plugins through the gateway', async (t) => {
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     writeFileSync(wasmPath, bytes);
     const r = await admin.conn.request('tool.invoke', { tool_id: 'tamper.echo', args: { text: 'x' } });
-    t.equal(r.ok, false);
-    t.match((r.error as { message: string }).message, /[0-9a-f]{64}.*[0-9a-f]{64}/s);
+    t.equal(outcome(r), 'sandbox_error', 'the run failed');
+    t.match(message(r), /[0-9a-f]{64}.*[0-9a-f]{64}/s);
     t.equal((await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })).ok, true, 'other plugins unaffected');
   });
 
@@ -102,17 +109,18 @@ t.test('plugins through the gateway', async (t) => {
     await gw.plugins.install(src, CLI);
     await gw.plugins.grant('hostile', { allRequested: true }, CLI);
     await gw.plugins.enable('hostile', CLI);
-    const t0 = Date.now();
-    const pending = admin.conn.request('tool.invoke', { tool_id: 'hostile.spin', args: {} }, 5000);
+    const pending = admin.conn.request('tool.invoke', { tool_id: 'hostile.spin', args: {}, wait_ms: 20_000 }, 25_000);
     const health = await fetch(`http://127.0.0.1:${gw.port}/healthz`);
     t.equal(health.status, 200, '/healthz answers while the plugin spins');
     t.equal((await admin.conn.request('ping')).ok, true);
     const r = await pending;
-    t.equal(code(r), 'timeout');
-    t.ok(Date.now() - t0 < 300 + 1500, `stopped after ${Date.now() - t0} ms`);
+    t.equal(outcome(r), 'timeout', 'every attempt was stopped at its 300 ms budget (a read_only tool is retried, then the run fails)');
+    const detail = await admin.conn.request('run.get', { run_id: (r.result as { run_id: string }).run_id });
+    const attempts = (detail.result as { steps: Array<{ attempts: Array<{ duration_ms: number }> }> }).steps[0]!.attempts;
+    t.ok(attempts.length >= 1 && attempts.every((a) => a.duration_ms < 300 + 500), `each attempt stopped within budget + 500 ms (${attempts.map((a) => a.duration_ms).join(', ')})`);
     const junk = await admin.conn.request('tool.invoke', { tool_id: 'hostile.ok', args: {} });
-    t.equal(code(junk), 'sandbox_error', 'output that is not JSON is a sandbox_error, not a success');
-    t.match((junk.error as { message: string }).message, /not JSON/);
+    t.equal(outcome(junk), 'sandbox_error', 'output that is not JSON is a sandbox_error, not a success');
+    t.match(message(junk), /not JSON/);
   });
 
   t.test('output that breaks the output schema is never reported as success', async (t) => {
@@ -123,9 +131,8 @@ t.test('plugins through the gateway', async (t) => {
     await gw.plugins.grant('liar', { allRequested: true }, CLI);
     await gw.plugins.enable('liar', CLI);
     const r = await admin.conn.request('tool.invoke', { tool_id: 'liar.echo', args: { text: 'no answer here' } });
-    t.notOk(r.ok);
-    t.equal(code(r), 'sandbox_error');
-    t.match((r.error as { message: string }).message, /output schema/);
+    t.equal(outcome(r), 'sandbox_error');
+    t.match(message(r), /output schema/);
   });
 });
 
@@ -199,22 +206,22 @@ t.test('a plugin can use a secret only toward its bound destination and never se
   };
 
   const ok = await call('http-api.get_json', { path: '/v1/items' });
-  t.equal(ok.ok, true, JSON.stringify(ok.error));
+  t.equal(outcome(ok), 'ok', JSON.stringify(ok));
   t.equal(seen.at(-1)?.auth, `Bearer ${CANARY}`, 'the bound destination received the real token');
   t.same((ok.result as { output: { body: { echoed: string } } }).output.body.echoed, 'Bearer [REDACTED:API_TOKEN]', 'the echoed token was redacted before the plugin saw it');
 
   const before = seen.length;
   const toOther = await call('fetcher.fetch', { url: `http://127.0.0.2:${oport}/x`, method: 'GET', headers: { 'x-leak': '{{secret:API_TOKEN}}' } });
-  t.equal(code(toOther), 'sandbox_error', 'the secret may not go to another granted host');
+  t.equal(outcome(toOther), 'sandbox_error', 'the secret may not go to another granted host');
   const otherHandle = await call('fetcher.fetch', { url: `http://127.0.0.1:${bport}/x`, method: 'GET', headers: { 'x-leak': '{{secret:OTHER_TOKEN}}' } });
-  t.equal(code(otherHandle), 'sandbox_error', 'another handle it was not granted is refused');
+  t.equal(outcome(otherHandle), 'sandbox_error', 'another handle it was not granted is refused');
   const ungranted = await call('fetcher.fetch', { url: `http://127.0.0.3:${bport}/x`, method: 'GET', headers: {} });
-  t.equal(code(ungranted), 'sandbox_error', 'an ungranted host is refused');
+  t.equal(outcome(ungranted), 'sandbox_error', 'an ungranted host is refused');
   const metadata = await call('fetcher.fetch', { url: 'http://169.254.169.254/latest/meta-data/', method: 'GET', headers: {} });
-  t.equal(code(metadata), 'sandbox_error', 'the metadata address is refused');
+  t.equal(outcome(metadata), 'sandbox_error', 'the metadata address is refused');
   t.equal(seen.length, before, 'no refused request reached any server');
   const echo = await call('fetcher.fetch', { url: `http://127.0.0.1:${bport}/echo`, method: 'GET', headers: { 'x-leak': '{{secret:API_TOKEN}}' } });
-  t.equal(echo.ok, true, JSON.stringify(echo.error));
+  t.equal(outcome(echo), 'ok', JSON.stringify(echo));
   t.match(JSON.stringify(echo.result), /\[REDACTED:API_TOKEN\]/);
 
   // The canary never appears anywhere but on the wire to its bound destination.

@@ -1,0 +1,138 @@
+/**
+ * `tyrum policy ...`, `tyrum approvals ...` and `tyrum run ...`. They work on the gateway home
+ * directly (like token and plugin commands): an approval resolved here is picked up by a running
+ * gateway within a second, and resolving one while the gateway is down works too — the run resumes
+ * when it starts.
+ */
+import { userInfo } from 'node:os';
+import { TyrumError } from '../errors/index.js';
+import { resolveHome } from '../config/index.js';
+import { openHome, type HomeServices } from '../runtime.js';
+import { readBundleFile, policyCall } from '../policy/index.js';
+import { argsHash } from '../approvals/binding.js';
+import { isoTimes } from '../util/iso-times.js';
+import { parse } from './args.js';
+import type { Io } from './main.js';
+
+function who() {
+  try {
+    return { kind: 'cli', user: userInfo().username };
+  } catch {
+    return { kind: 'cli', user: 'unknown' };
+  }
+}
+
+async function withHome<T>(homeFlag: string | undefined, fn: (svc: HomeServices) => Promise<T>): Promise<T> {
+  const svc = openHome(resolveHome(homeFlag));
+  try {
+    return await fn(svc);
+  } finally {
+    await svc.close();
+  }
+}
+
+function jsonArg(text: string | undefined, name: string): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a JSON object`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+const POLICY_USAGE = `usage:
+  tyrum policy show [--json]                          the active bundle, its snapshot id, history and overrides
+  tyrum policy set FILE                               activate a bundle (a new content-addressed snapshot)
+  tyrum policy explain TOOL_ID [--args JSON]          the decision for a call and the rules that made it
+  tyrum policy override-revoke ID`;
+
+export async function policyCmd(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, args: { type: 'string' } }, 1);
+  if (values.help || sub === undefined) return (io.out(POLICY_USAGE), sub === undefined ? 2 : 0);
+  return withHome(values.home, async (svc) => {
+    switch (sub) {
+      case 'show': {
+        const a = svc.policy.active();
+        const out = { snapshot_id: a.id, bundle: a.bundle, history: isoTimes(svc.policy.history(10)), overrides: isoTimes(svc.policy.overrides()) };
+        io.out(values.json ? JSON.stringify(out) : `active snapshot ${a.id}\n${JSON.stringify(a.bundle, null, 2)}\noverrides: ${out.overrides.length === 0 ? 'none' : ''}${out.overrides.map((o) => `\n  ${o.id} ${o.tool_id} ${o.status}`).join('')}`);
+        return 0;
+      }
+      case 'set': {
+        const file = positionals[0];
+        if (file === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', POLICY_USAGE);
+        const r = svc.policy.set(readBundleFile(file), `cli:${who().user}`, file);
+        svc.audit.appendSync('policy.set', who(), { snapshot_id: r.id, changed: r.changed, source: file });
+        io.out(values.json ? JSON.stringify({ snapshot_id: r.id, changed: r.changed }) : `${r.changed ? 'activated' : 'already active:'} ${r.id}`);
+        return 0;
+      }
+      case 'explain': {
+        const toolId = positionals[0];
+        if (toolId === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', POLICY_USAGE);
+        const args = jsonArg(values.args, 'args');
+        // Describe the tool from the registry (its effect, risks and rights) without starting sandboxes.
+        const p = svc.plugins.enabled().find((x) => toolId.startsWith(`${x.record.id}.`) && x.manifest.contributes.tools.some((t) => `${x.record.id}.${t.id}` === toolId));
+        const tool = p?.manifest.contributes.tools.find((t) => `${p.record.id}.${t.id}` === toolId);
+        const call = policyCall(toolId, p && tool ? { plugin_id: p.record.id, effect: tool.effect } : undefined, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : null, args ? argsHash(args) : null);
+        const e = svc.policy.explain(call);
+        io.out(values.json ? JSON.stringify(e) : e.text);
+        return 0;
+      }
+      case 'override-revoke': {
+        const id = positionals[0];
+        if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', POLICY_USAGE);
+        const r = svc.policy.revokeOverride(id);
+        svc.audit.appendSync('policy.override_revoked', who(), { override_id: id, changed: r.changed });
+        io.out(`${r.changed ? 'revoked' : 'already revoked:'} ${id}`);
+        return 0;
+      }
+      default:
+        throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown policy command "${sub}"\n${POLICY_USAGE}`);
+    }
+  });
+}
+
+const APPROVALS_USAGE = `usage:
+  tyrum approvals list [--all] [--json]                 pending approvals (--all: every state)
+  tyrum approvals approve ID [--always] [--reason R]    approve once (or always: a narrow policy override)
+  tyrum approvals deny ID [--reason R]`;
+
+export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, always: { type: 'boolean' }, reason: { type: 'string' } }, 1);
+  if (values.help || sub === undefined) return (io.out(APPROVALS_USAGE), sub === undefined ? 2 : 0);
+  return withHome(values.home, async (svc) => {
+    switch (sub) {
+      case 'list': {
+        svc.approvals.expireDue();
+        const list = isoTimes(svc.approvals.list(values.all ? {} : { state: 'pending' }));
+        if (values.json) io.out(JSON.stringify({ approvals: list }));
+        else {
+          io.out(['ID', 'STATE', 'TOOL', 'RUN', 'EXPIRES', 'ARGS'].join('\t'));
+          for (const a of list) io.out([a.id, a.state, a.tool_id, a.run_id ?? '-', String(a.expires_at), JSON.stringify(a.args)].join('\t'));
+        }
+        return 0;
+      }
+      case 'approve':
+      case 'deny': {
+        const id = positionals[0];
+        if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', APPROVALS_USAGE);
+        if (sub === 'deny' && values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--always applies to approve only');
+        const r = svc.approvals.resolve(id, { decision: sub === 'approve' ? 'approved' : 'denied', ...(values.reason !== undefined ? { reason: values.reason } : {}), ...(values.always ? { mode: 'always' as const } : {}) }, who());
+        let override = '';
+        if (r.create_override) {
+          const o = svc.policy.addOverride({ tool_id: r.approval.tool_id, created_by: `cli:${who().user}`, created_from_approval: r.approval.id });
+          svc.audit.appendSync('policy.override_added', who(), { override_id: o.id, tool_id: o.tool_id, approval_id: r.approval.id });
+          override = ` (override ${o.id}: later calls of ${o.tool_id} need no approval unless a rule denies them)`;
+        }
+        io.out(values.json ? JSON.stringify({ approval: isoTimes(r.approval) }) : `${r.approval.state} ${r.approval.id}${override}`);
+        return 0;
+      }
+      default:
+        throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown approvals command "${sub}"\n${APPROVALS_USAGE}`);
+    }
+  });
+}

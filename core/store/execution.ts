@@ -1,0 +1,468 @@
+/**
+ * Repositories for durable execution (runs, steps, attempts), approvals and the event outbox.
+ *
+ * Raw rows only: JSON columns are text, booleans are 0/1. The state machines live in
+ * core/execution and core/approvals; this file only knows SQL. Writes that carry a `Fence`
+ * check the run's lease owner and fencing token in the statement's own WHERE clause, so a
+ * worker that lost its lease cannot overwrite the new owner's work (TESTPLAN A3): the
+ * statement simply matches no row.
+ */
+import type Database from 'better-sqlite3';
+
+export type RunKind = 'tool' | 'workflow';
+export type RunState = 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
+export type PauseReason = 'approval' | 'outcome_unknown';
+export type StepState = 'pending' | 'running' | 'waiting_approval' | 'succeeded' | 'failed' | 'outcome_unknown' | 'skipped' | 'cancelled';
+export type AttemptState = 'started' | 'succeeded' | 'failed' | 'interrupted';
+export type ApprovalState = 'pending' | 'approved' | 'denied' | 'expired';
+export type ApprovalMode = 'once' | 'always';
+
+export interface RunRow {
+  id: string;
+  kind: RunKind;
+  state: RunState;
+  created_by: string;
+  idempotency_key: string | null;
+  request_hash: string;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+  cancel_requested: number;
+  pause_reason: PauseReason | null;
+  /** Not claimable before this time (retry backoff). */
+  next_attempt_at: number;
+  result: string | null;
+  error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  fencing_token: number;
+}
+
+export interface StepRow {
+  run_id: string;
+  idx: number;
+  tool_id: string;
+  args: string;
+  args_hash: string;
+  idempotency_key: string | null;
+  state: StepState;
+  idempotent: number;
+  /** Null until the tool is resolved: the default depends on whether the step is idempotent. */
+  max_attempts: number | null;
+  timeout_ms: number;
+  postcondition: string | null;
+  attempts: number;
+  policy_decision: string | null;
+  policy_enforced: number | null;
+  policy_snapshot_id: string | null;
+  policy_detail: string | null;
+  approval_id: string | null;
+  definition_hash: string | null;
+  plugin_digest: string | null;
+  result: string | null;
+  error: string | null;
+  started_at: number | null;
+  finished_at: number | null;
+  updated_at: number;
+}
+
+export interface AttemptRow {
+  run_id: string;
+  step_idx: number;
+  n: number;
+  state: AttemptState;
+  owner: string;
+  fencing_token: number;
+  started_at: number;
+  finished_at: number | null;
+  duration_ms: number | null;
+  usage: string | null;
+  result: string | null;
+  error: string | null;
+}
+
+export interface ApprovalRow {
+  id: string;
+  run_id: string | null;
+  step_idx: number | null;
+  tool_id: string;
+  /** Redacted arguments, for the operator to read; the binding is `args_hash`. */
+  args: string;
+  args_hash: string;
+  definition_hash: string;
+  plugin_digest: string;
+  requested_by: string;
+  state: ApprovalState;
+  mode: ApprovalMode | null;
+  reason: string | null;
+  created_at: number;
+  expires_at: number;
+  resolved_at: number | null;
+  /** The resolving actor as JSON. */
+  resolved_by: string | null;
+  consumed_at: number | null;
+}
+
+export interface OutboxRow {
+  seq: number;
+  event_id: string;
+  type: string;
+  payload: string;
+  occurred_at: number;
+}
+
+/** The lease a write is made under: it matches only while the run is still ours. */
+export interface Fence {
+  owner: string;
+  token: number;
+}
+
+type Bind = Record<string, string | number | null>;
+
+const RUN_COLUMNS = new Set<string>([
+  'state', 'updated_at', 'finished_at', 'cancel_requested', 'pause_reason', 'next_attempt_at', 'result', 'error', 'lease_owner', 'lease_expires_at', 'fencing_token',
+]);
+const STEP_COLUMNS = new Set<string>([
+  'state', 'idempotent', 'max_attempts', 'attempts', 'policy_decision', 'policy_enforced', 'policy_snapshot_id', 'policy_detail', 'approval_id',
+  'definition_hash', 'plugin_digest', 'result', 'error', 'started_at', 'finished_at', 'updated_at',
+]);
+const ATTEMPT_COLUMNS = new Set<string>(['state', 'finished_at', 'duration_ms', 'usage', 'result', 'error']);
+
+const FENCE_SQL = 'EXISTS (SELECT 1 FROM runs AS f WHERE f.id = @w_run AND f.lease_owner = @w_owner AND f.fencing_token = @w_token)';
+
+/** Prepared statements keyed by SQL text (the dynamic updates produce a handful of shapes). */
+class Statements {
+  private readonly cache = new Map<string, Database.Statement>();
+  constructor(private readonly db: Database.Database) {}
+  get(sql: string): Database.Statement {
+    let s = this.cache.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.cache.set(sql, s);
+    }
+    return s;
+  }
+}
+
+/** `SET a = @s_a, ...` from the given fields; only whitelisted column names are accepted. */
+function setClause(set: Record<string, unknown>, allowed: ReadonlySet<string>, bind: Bind): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(set)) {
+    if (v === undefined) continue;
+    if (!allowed.has(k)) throw new Error(`not an updatable column: ${k}`);
+    parts.push(`${k} = @s_${k}`);
+    bind[`s_${k}`] = v as string | number | null;
+  }
+  if (parts.length === 0) throw new Error('empty update');
+  return parts.join(', ');
+}
+
+function stateIn(states: readonly string[] | undefined, column: string, bind: Bind): string {
+  if (!states || states.length === 0) return '';
+  states.forEach((s, i) => (bind[`w_st${i}`] = s));
+  return ` AND ${column} IN (${states.map((_, i) => `@w_st${i}`).join(', ')})`;
+}
+
+function fence(runId: string, f: Fence | undefined, bind: Bind): string {
+  if (!f) return '';
+  bind.w_run = runId;
+  bind.w_owner = f.owner;
+  bind.w_token = f.token;
+  return ` AND ${FENCE_SQL}`;
+}
+
+/** Which rows a conditional update may touch. */
+export interface UpdateCondition<S extends string> {
+  /** Only while the run's lease is still this one. */
+  fence?: Fence;
+  /** Only from one of these states. */
+  states?: readonly S[];
+}
+
+/** Runs, steps and attempts. */
+export class ExecutionRepo {
+  private readonly s: Statements;
+
+  constructor(private readonly db: Database.Database) {
+    this.s = new Statements(db);
+  }
+
+  /** Inserts a run unless one with the same (created_by, idempotency_key) exists; true if inserted. */
+  insertRun(r: RunRow): boolean {
+    return (
+      this.s
+        .get(
+          `INSERT INTO runs (id, kind, state, created_by, idempotency_key, request_hash, created_at, updated_at, finished_at, cancel_requested, pause_reason,
+             next_attempt_at, result, error, lease_owner, lease_expires_at, fencing_token)
+           VALUES (@id, @kind, @state, @created_by, @idempotency_key, @request_hash, @created_at, @updated_at, @finished_at, @cancel_requested, @pause_reason,
+             @next_attempt_at, @result, @error, @lease_owner, @lease_expires_at, @fencing_token)
+           ON CONFLICT DO NOTHING`,
+        )
+        .run(r).changes === 1
+    );
+  }
+
+  insertStep(s: StepRow): void {
+    this.s
+      .get(
+        `INSERT INTO steps (run_id, idx, tool_id, args, args_hash, idempotency_key, state, idempotent, max_attempts, timeout_ms, postcondition, attempts,
+           policy_decision, policy_enforced, policy_snapshot_id, policy_detail, approval_id, definition_hash, plugin_digest, result, error, started_at, finished_at, updated_at)
+         VALUES (@run_id, @idx, @tool_id, @args, @args_hash, @idempotency_key, @state, @idempotent, @max_attempts, @timeout_ms, @postcondition, @attempts,
+           @policy_decision, @policy_enforced, @policy_snapshot_id, @policy_detail, @approval_id, @definition_hash, @plugin_digest, @result, @error, @started_at, @finished_at, @updated_at)`,
+      )
+      .run(s);
+  }
+
+  getRun(id: string): RunRow | undefined {
+    return this.s.get('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+  }
+
+  runByKey(createdBy: string, key: string): RunRow | undefined {
+    return this.s.get('SELECT * FROM runs WHERE created_by = ? AND idempotency_key = ?').get(createdBy, key) as RunRow | undefined;
+  }
+
+  /** Newest first; `afterId` continues a previous page. */
+  listRuns(query: { state?: RunState; limit: number; afterId?: string }): RunRow[] {
+    const where: string[] = [];
+    const bind: Bind = { limit: query.limit };
+    if (query.state !== undefined) {
+      where.push('state = @state');
+      bind.state = query.state;
+    }
+    if (query.afterId !== undefined) {
+      where.push('rowid < (SELECT rowid FROM runs WHERE id = @after)');
+      bind.after = query.afterId;
+    }
+    const sql = `SELECT * FROM runs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY rowid DESC LIMIT @limit`;
+    return this.s.get(sql).all(bind) as RunRow[];
+  }
+
+  steps(runId: string): StepRow[] {
+    return this.s.get('SELECT * FROM steps WHERE run_id = ? ORDER BY idx').all(runId) as StepRow[];
+  }
+
+  getStep(runId: string, idx: number): StepRow | undefined {
+    return this.s.get('SELECT * FROM steps WHERE run_id = ? AND idx = ?').get(runId, idx) as StepRow | undefined;
+  }
+
+  attempts(runId: string): AttemptRow[] {
+    return this.s.get('SELECT * FROM attempts WHERE run_id = ? ORDER BY step_idx, n').all(runId) as AttemptRow[];
+  }
+
+  lastAttempt(runId: string, idx: number): AttemptRow | undefined {
+    return this.s.get('SELECT * FROM attempts WHERE run_id = ? AND step_idx = ? ORDER BY n DESC LIMIT 1').get(runId, idx) as AttemptRow | undefined;
+  }
+
+  /** True when some run could be claimed now (a cheap read before taking the write lock). */
+  hasClaimable(now: number): boolean {
+    return (
+      this.s
+        .get(
+          `SELECT 1 FROM runs WHERE state IN ('queued', 'running') AND next_attempt_at <= ?
+             AND (lease_owner IS NULL OR lease_expires_at <= ?) LIMIT 1`,
+        )
+        .get(now, now) !== undefined
+    );
+  }
+
+  /** Ids of claimable runs, oldest first. */
+  claimable(now: number, limit: number): string[] {
+    return (
+      this.s
+        .get(
+          `SELECT id FROM runs WHERE state IN ('queued', 'running') AND next_attempt_at <= @now
+             AND (lease_owner IS NULL OR lease_expires_at <= @now) ORDER BY next_attempt_at, rowid LIMIT @limit`,
+        )
+        .all({ now, limit }) as Array<{ id: string }>
+    ).map((r) => r.id);
+  }
+
+  /**
+   * Takes the lease on a claimable run: owner, expiry, and a fencing token one higher than any
+   * before, so every earlier holder's writes stop matching. Undefined if no longer claimable.
+   */
+  claim(id: string, owner: string, now: number, leaseMs: number): RunRow | undefined {
+    return this.s
+      .get(
+        `UPDATE runs SET state = 'running', lease_owner = @owner, lease_expires_at = @until, fencing_token = fencing_token + 1, updated_at = @now
+         WHERE id = @id AND state IN ('queued', 'running') AND next_attempt_at <= @now AND (lease_owner IS NULL OR lease_expires_at <= @now)
+         RETURNING *`,
+      )
+      .get({ id, owner, now, until: now + leaseMs }) as RunRow | undefined;
+  }
+
+  /** Extends a lease we still hold; false when it was taken over or released. */
+  renewLease(id: string, f: Fence, until: number): boolean {
+    return this.s.get('UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND fencing_token = ?').run(until, id, f.owner, f.token).changes === 1;
+  }
+
+  /**
+   * Makes leases held under `owner` claimable now. Only for an engine starting up: it holds no
+   * lease yet, so any lease in its name was left by a previous incarnation that died.
+   */
+  expireLeasesOf(owner: string, now: number): number {
+    return this.s.get('UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND lease_expires_at > ?').run(now, owner, now).changes;
+  }
+
+  /** Conditional update of a run; the updated row, or undefined when the condition failed. */
+  updateRun(id: string, set: Partial<RunRow>, cond: UpdateCondition<RunState> = {}): RunRow | undefined {
+    const bind: Bind = { w_id: id };
+    let sql = `UPDATE runs SET ${setClause(set, RUN_COLUMNS, bind)} WHERE id = @w_id${stateIn(cond.states, 'state', bind)}`;
+    if (cond.fence) {
+      sql += ' AND lease_owner = @w_owner AND fencing_token = @w_token';
+      bind.w_owner = cond.fence.owner;
+      bind.w_token = cond.fence.token;
+    }
+    return this.s.get(sql + ' RETURNING *').get(bind) as RunRow | undefined;
+  }
+
+  /** Conditional update of a step; the updated row, or undefined when the condition failed. */
+  updateStep(runId: string, idx: number, set: Partial<StepRow>, cond: UpdateCondition<StepState> = {}): StepRow | undefined {
+    const bind: Bind = { w_rid: runId, w_idx: idx };
+    const sql = `UPDATE steps SET ${setClause(set, STEP_COLUMNS, bind)} WHERE run_id = @w_rid AND idx = @w_idx${stateIn(cond.states, 'state', bind)}${fence(runId, cond.fence, bind)} RETURNING *`;
+    return this.s.get(sql).get(bind) as StepRow | undefined;
+  }
+
+  /** Steps of a run still in one of `states`, moved to `set` (e.g. cancelled after a failure). */
+  updateSteps(runId: string, set: Partial<StepRow>, states: readonly StepState[], f?: Fence): StepRow[] {
+    const bind: Bind = { w_rid: runId };
+    const sql = `UPDATE steps SET ${setClause(set, STEP_COLUMNS, bind)} WHERE run_id = @w_rid${stateIn(states, 'state', bind)}${fence(runId, f, bind)} RETURNING *`;
+    return (this.s.get(sql).all(bind) as StepRow[]).sort((a, b) => a.idx - b.idx);
+  }
+
+  /** Records an attempt as started, only while `f` holds the run's lease. */
+  insertAttempt(a: AttemptRow, f: Fence): boolean {
+    const bind: Bind = { ...a };
+    const sql = `INSERT INTO attempts (run_id, step_idx, n, state, owner, fencing_token, started_at, finished_at, duration_ms, usage, result, error)
+      SELECT @run_id, @step_idx, @n, @state, @owner, @fencing_token, @started_at, @finished_at, @duration_ms, @usage, @result, @error WHERE 1${fence(a.run_id, f, bind)}`;
+    return this.s.get(sql).run(bind).changes === 1;
+  }
+
+  /** Conditional update of an attempt; the updated row, or undefined when the condition failed. */
+  updateAttempt(runId: string, idx: number, n: number, set: Partial<AttemptRow>, cond: UpdateCondition<AttemptState> = {}): AttemptRow | undefined {
+    const bind: Bind = { w_rid: runId, w_idx: idx, w_n: n };
+    const sql = `UPDATE attempts SET ${setClause(set, ATTEMPT_COLUMNS, bind)} WHERE run_id = @w_rid AND step_idx = @w_idx AND n = @w_n${stateIn(cond.states, 'state', bind)}${fence(runId, cond.fence, bind)} RETURNING *`;
+    return this.s.get(sql).get(bind) as AttemptRow | undefined;
+  }
+}
+
+/** Approval records. Resolution and expiry are single conditional UPDATEs (atomic). */
+export class ApprovalRepo {
+  private readonly s: Statements;
+
+  constructor(db: Database.Database) {
+    this.s = new Statements(db);
+  }
+
+  insert(a: ApprovalRow): void {
+    this.s
+      .get(
+        `INSERT INTO approvals (id, run_id, step_idx, tool_id, args, args_hash, definition_hash, plugin_digest, requested_by, state, mode, reason,
+           created_at, expires_at, resolved_at, resolved_by, consumed_at)
+         VALUES (@id, @run_id, @step_idx, @tool_id, @args, @args_hash, @definition_hash, @plugin_digest, @requested_by, @state, @mode, @reason,
+           @created_at, @expires_at, @resolved_at, @resolved_by, @consumed_at)`,
+      )
+      .run(a);
+  }
+
+  get(id: string): ApprovalRow | undefined {
+    return this.s.get('SELECT * FROM approvals WHERE id = ?').get(id) as ApprovalRow | undefined;
+  }
+
+  /** Newest first; `afterId` continues a previous page. */
+  list(query: { state?: ApprovalState; runId?: string; limit: number; afterId?: string }): ApprovalRow[] {
+    const where: string[] = [];
+    const bind: Bind = { limit: query.limit };
+    if (query.state !== undefined) {
+      where.push('state = @state');
+      bind.state = query.state;
+    }
+    if (query.runId !== undefined) {
+      where.push('run_id = @run_id');
+      bind.run_id = query.runId;
+    }
+    if (query.afterId !== undefined) {
+      where.push('rowid < (SELECT rowid FROM approvals WHERE id = @after)');
+      bind.after = query.afterId;
+    }
+    const sql = `SELECT * FROM approvals ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY rowid DESC LIMIT @limit`;
+    return this.s.get(sql).all(bind) as ApprovalRow[];
+  }
+
+  /** The pending approval moves to `state` only if it is still pending and not yet expired. */
+  resolve(id: string, state: 'approved' | 'denied', mode: ApprovalMode, reason: string | null, resolvedBy: string, now: number): ApprovalRow | undefined {
+    return this.s
+      .get(
+        `UPDATE approvals SET state = @state, mode = @mode, reason = @reason, resolved_by = @by, resolved_at = @now
+         WHERE id = @id AND state = 'pending' AND expires_at > @now RETURNING *`,
+      )
+      .get({ id, state, mode, reason, by: resolvedBy, now }) as ApprovalRow | undefined;
+  }
+
+  hasDue(now: number): boolean {
+    return this.s.get("SELECT 1 FROM approvals WHERE state = 'pending' AND expires_at <= ? LIMIT 1").get(now) !== undefined;
+  }
+
+  /** Marks every pending approval whose time is up as expired; each row moves exactly once. */
+  expireDue(now: number, id?: string): ApprovalRow[] {
+    if (id !== undefined) {
+      return this.s
+        .get("UPDATE approvals SET state = 'expired', resolved_at = @now, reason = 'expired' WHERE id = @id AND state = 'pending' AND expires_at <= @now RETURNING *")
+        .all({ now, id }) as ApprovalRow[];
+    }
+    return this.s.get("UPDATE approvals SET state = 'expired', resolved_at = @now, reason = 'expired' WHERE state = 'pending' AND expires_at <= @now RETURNING *").all({ now }) as ApprovalRow[];
+  }
+
+  /** Pending approvals of a run, moved to denied (the run was cancelled). */
+  denyPendingForRun(runId: string, reason: string, resolvedBy: string, now: number): ApprovalRow[] {
+    return this.s
+      .get("UPDATE approvals SET state = 'denied', reason = @reason, resolved_by = @by, resolved_at = @now WHERE run_id = @run_id AND state = 'pending' RETURNING *")
+      .all({ run_id: runId, reason, by: resolvedBy, now }) as ApprovalRow[];
+  }
+
+  /** Single use: true only for the one call that consumes an approved, unconsumed approval for this step. */
+  consume(id: string, runId: string, stepIdx: number, now: number): boolean {
+    return (
+      this.s
+        .get("UPDATE approvals SET consumed_at = ? WHERE id = ? AND run_id = ? AND step_idx = ? AND state = 'approved' AND consumed_at IS NULL")
+        .run(now, id, runId, stepIdx).changes === 1
+    );
+  }
+
+  /**
+   * After a decision, a run paused on exactly this approval becomes claimable again (the
+   * engine then applies the decision). Returns the run when it was requeued.
+   */
+  requeueRun(a: ApprovalRow, now: number): RunRow | undefined {
+    if (a.run_id === null || a.step_idx === null) return undefined;
+    return this.s
+      .get(
+        `UPDATE runs SET state = 'queued', pause_reason = NULL, next_attempt_at = 0, updated_at = @now
+         WHERE id = @run_id AND state = 'paused' AND pause_reason = 'approval'
+           AND EXISTS (SELECT 1 FROM steps WHERE run_id = @run_id AND idx = @idx AND approval_id = @id AND state = 'waiting_approval')
+         RETURNING *`,
+      )
+      .get({ run_id: a.run_id, idx: a.step_idx, id: a.id, now }) as RunRow | undefined;
+  }
+}
+
+/** The durable event outbox. `seq` is the cursor clients hold. */
+export class OutboxRepo {
+  private readonly s: Statements;
+
+  constructor(db: Database.Database) {
+    this.s = new Statements(db);
+  }
+
+  append(e: Omit<OutboxRow, 'seq'>): number {
+    return Number(this.s.get('INSERT INTO outbox (event_id, type, payload, occurred_at) VALUES (@event_id, @type, @payload, @occurred_at)').run(e).lastInsertRowid);
+  }
+
+  after(seq: number, limit: number): OutboxRow[] {
+    return this.s.get('SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as OutboxRow[];
+  }
+
+  head(): number {
+    return (this.s.get('SELECT COALESCE(MAX(seq), 0) AS n FROM outbox').get() as { n: number }).n;
+  }
+}

@@ -1,0 +1,38 @@
+// TESTPLAN A1: kill -9 at each named point of a run, restart, check the invariants.
+import t from 'tap';
+import { CRASH_POINTS } from '../../../core/execution/index.js';
+import { crashAndRecover, type CrashCase } from './fixtures/crash-harness.js';
+
+// Hits count W.0 (read), W.1 (keyed charge), W.2 (mail), then T.0 (echo); see fixtures/scenarios.ts.
+const cases: CrashCase[] = [
+  { at: 'accepted', scenario: 'workflow' },
+  { at: 'lease_taken', scenario: 'workflow' },
+  { at: 'lease_taken:2', scenario: 'workflow' },
+  { at: 'step_started', scenario: 'workflow' },
+  { at: 'tool_returned', scenario: 'workflow' },
+  { at: 'result_saved', scenario: 'workflow' },
+  { at: 'result_saved:3', scenario: 'workflow' },
+  { at: 'waiting_approval', scenario: 'approval' },
+  { at: 'audit_append', scenario: 'workflow' },
+  { at: 'audit_append:4', scenario: 'workflow' },
+];
+
+t.test('every named crash point is exercised', async (t) => {
+  t.same([...new Set(cases.map((c) => c.at.split(':')[0]))].sort(), [...CRASH_POINTS].sort());
+});
+
+for (const c of cases) {
+  t.test(`kill -9 at ${c.at} (${c.scenario}): every accepted run completes, no completed step runs again, the database and audit chain are intact (A1)`, async (t) => {
+    const { env, accepted } = await crashAndRecover(t, c);
+    t.ok(env.engine.list().length >= 1, 'work was accepted before the crash');
+    // 'accepted' and the first 'audit_append' (the submission's entry) fall before the acknowledgement.
+    if (c.at !== 'accepted' && c.at !== 'audit_append') t.ok(accepted.length >= 1, 'the child acknowledged a run before dying');
+    if (c.scenario === 'workflow') {
+      t.equal(env.world.effects({ tool_id: 'pay.charge' }).length, 1, 'one charge');
+      t.equal(env.world.effects({ tool_id: 'mail.send' }).length, 1, 'one mail');
+    } else {
+      t.equal(env.world.effects({ tool_id: 'deploy.prod' }).length, 1, 'one deploy, after the approval');
+      t.equal(env.approvals.list({ state: 'approved' }).length, 1);
+    }
+  });
+}
