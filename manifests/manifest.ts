@@ -5,6 +5,7 @@
  */
 import semver from 'semver';
 import { HOST_API_VERSION, type PluginManifest, type RiskFlag } from '../schemas/index.js';
+import { patternHazard } from './regex-safety.js';
 import { TyrumError } from '../core/errors/index.js';
 import { impliedRisks } from './capabilities.js';
 import { JsonReadError, pointer, readJson } from './json.js';
@@ -113,6 +114,14 @@ export function checkManifestRules(m: PluginManifest, opts: ManifestOptions = {}
     const prev = toolIds.get(tool.id);
     if (prev !== undefined) invalid(`contributes.tools[${i}].id: duplicate tool id ${quote(tool.id)} (also contributes.tools[${prev}].id)`, { field: `contributes.tools[${i}].id` });
     toolIds.set(tool.id, i);
+    // A postcondition regex runs on every output: it gets the same ReDoS screen as schema patterns.
+    const pc = tool.postcondition;
+    if (pc) {
+      const given = [pc.exists !== undefined, pc.equals !== undefined, pc.matches !== undefined].filter(Boolean).length;
+      if (given !== 1) invalid(`contributes.tools[${i}].postcondition: give exactly one of exists, equals or matches`, { field: `contributes.tools[${i}].postcondition` });
+      const hazard = pc.matches !== undefined ? patternHazard(pc.matches) : null;
+      if (hazard) invalid(`contributes.tools[${i}].postcondition.matches ${hazard}`, { field: `contributes.tools[${i}].postcondition.matches` });
+    }
   });
   const secretNames = new Map<string, number>();
   (m.requests?.secrets ?? []).forEach((s, i) => {

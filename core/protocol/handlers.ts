@@ -10,7 +10,7 @@ import type { Store } from '../store/index.js';
 import type { PluginRegistry } from '../registry/plugins.js';
 import type { PluginHost } from '../registry/host.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
-import type { ExecutionEngine, RunDetail } from '../execution/index.js';
+import type { ExecutionEngine, RunDetail, Postcondition } from '../execution/index.js';
 import type { ApprovalService } from '../approvals/index.js';
 import { PolicyService, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
@@ -130,9 +130,10 @@ export function createHandlers(s: HandlerServices): Handlers {
     'tool.invoke': async (p, peer) => {
       const q = p as { tool_id: string; args: Record<string, unknown>; idempotency_key?: string; wait_ms?: number };
       s.host.checkCall(q.tool_id, q.args);
+      const declared = s.host.describe(q.tool_id)?.entry.postcondition;
       const { run } = s.engine.submit({
         kind: 'tool',
-        steps: [{ tool_id: q.tool_id, args: q.args }],
+        steps: [{ tool_id: q.tool_id, args: q.args, ...(declared ? { postcondition: declared as Postcondition } : {}) }],
         ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}),
         created_by: peer.token.id,
         actor: actor(peer),
@@ -142,7 +143,12 @@ export function createHandlers(s: HandlerServices): Handlers {
     'workflow.start': async (p, peer) => {
       const q = p as { steps: Array<{ tool_id: string; args: Record<string, unknown> }>; idempotency_key?: string; wait_ms?: number };
       for (const step of q.steps) s.host.checkCall(step.tool_id, step.args);
-      const { run } = s.engine.submit({ kind: 'workflow', steps: q.steps, ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}), created_by: peer.token.id, actor: actor(peer) });
+      // A tool's declared postcondition applies in workflows too, unless the step brings its own.
+      const steps = q.steps.map((step) => {
+        const declared = s.host.describe(step.tool_id)?.entry.postcondition;
+        return (step as { postcondition?: unknown }).postcondition === undefined && declared ? { ...step, postcondition: declared as Postcondition } : step;
+      });
+      const { run } = s.engine.submit({ kind: 'workflow', steps, ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}), created_by: peer.token.id, actor: actor(peer) });
       return isoTimes({ ...(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS)) });
     },
     'run.get': async (p) => isoTimes({ ...s.engine.get((p as { run_id: string }).run_id) }),

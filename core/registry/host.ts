@@ -32,6 +32,8 @@ export interface ToolEntry {
   output_schema: Record<string, unknown>;
   definition_hash: string;
   plugin_digest: string;
+  /** Checked by the engine on every output of the tool (from the manifest). */
+  postcondition: PluginManifest['contributes']['tools'][number]['postcondition'] | null;
 }
 
 interface CatalogTool {
@@ -73,7 +75,9 @@ export interface PluginHostOptions {
  * RFC 8785 canonical form. Approvals bind to it; a changed definition is a different tool.
  */
 export function toolDefinitionHash(toolId: string, t: PluginManifest['contributes']['tools'][number]): string {
-  return createHash('sha256').update(canonicalJson({ name: toolId, description: t.description, effect: t.effect, input_schema: t.input_schema, output_schema: t.output_schema })).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson({ name: toolId, description: t.description, effect: t.effect, input_schema: t.input_schema, output_schema: t.output_schema, postcondition: t.postcondition ?? null }))
+    .digest('hex');
 }
 
 export class PluginHost {
@@ -106,8 +110,8 @@ export class PluginHost {
   }
 
   /** Tools of enabled plugins, sorted by id. */
-  tools(): ToolEntry[] {
-    return [...this.getCatalog().values()].map((t) => t.entry).sort((a, b) => (a.tool_id < b.tool_id ? -1 : 1));
+  tools(): Array<Omit<ToolEntry, 'postcondition'>> {
+    return [...this.getCatalog().values()].map(({ entry: { postcondition: _pc, ...wire } }) => wire).sort((a, b) => (a.tool_id < b.tool_id ? -1 : 1));
   }
 
   /**
@@ -283,6 +287,7 @@ export class PluginHost {
             output_schema: t.output_schema,
             definition_hash: toolDefinitionHash(toolId, t),
             plugin_digest: p.record.wasm_sha256,
+            postcondition: t.postcondition ?? null,
           },
           exportName: t.export,
           // Schemas were screened for safety at install; compiled once per catalog build.

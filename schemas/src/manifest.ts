@@ -59,6 +59,17 @@ export const ToolContribution = Strict({
   input_schema: JsonSchemaDoc,
   output_schema: JsonSchemaDoc,
   effect: Type.Union([Type.Literal('read_only'), Type.Literal('state_changing')]),
+  postcondition: Type.Optional(
+    Strict(
+      {
+        path: Type.String({ maxLength: 1024, description: 'RFC 6901 JSON pointer into the output ("" is the whole output).' }),
+        exists: Type.Optional(Type.Literal(true)),
+        equals: Type.Optional(Type.Unknown()),
+        matches: Type.Optional(Type.String({ maxLength: 256, description: 'A regular expression a string value must match.' })),
+      },
+      { description: 'A check on every output of the tool; a call whose output fails it (or cannot be checked) is never reported as success.' },
+    ),
+  ),
 });
 
 export const PluginRequests = Strict({

@@ -136,6 +136,36 @@ t.test('plugins through the gateway', async (t) => {
   });
 });
 
+t.test('a tool\'s declared postcondition is checked on every output; failing it is never success', async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  const wasm = readFileSync(join(BUILT.textUtils, 'plugin.wasm'));
+  const src = await pluginDir(t.testdir(), {
+    id: 'counted',
+    wat: wasm,
+    tools: [
+      { id: 'two_words', export: 'word_count', postcondition: { path: '/words', equals: 2 } },
+      { id: 'shape', export: 'word_count', postcondition: { path: '/missing', exists: true } },
+    ],
+  });
+  await gw.plugins.install(src, CLI);
+  await gw.plugins.grant('counted', { allRequested: true }, CLI);
+  await gw.plugins.enable('counted', CLI);
+  const admin = await connect(gw);
+  t.teardown(() => admin.conn.ws.close());
+  t.equal(outcome(await admin.conn.request('tool.invoke', { tool_id: 'counted.two_words', args: { text: 'two words' } })), 'ok', 'the postcondition holds');
+  const bad = await admin.conn.request('tool.invoke', { tool_id: 'counted.two_words', args: { text: 'three whole words' } });
+  t.equal((bad.result as { state: string }).state, 'failed');
+  t.match((bad.result as { error: { code: string } }).error.code, /POSTCONDITION/);
+  const unverifiable = await admin.conn.request('tool.invoke', { tool_id: 'counted.shape', args: { text: 'x' } });
+  t.equal((unverifiable.result as { state: string }).state, 'failed', 'an unverifiable postcondition is a failure too');
+  const detail = await admin.conn.request('run.get', { run_id: (bad.result as { run_id: string }).run_id });
+  t.match((detail.result as { steps: Array<{ attempts: Array<{ result: unknown }> }> }).steps[0]!.attempts[0]!.result, { words: 3 }, 'the output is kept as evidence');
+});
+
 t.test('a plugin can use a secret only toward its bound destination and never sees it (D4, D6)', async (t) => {
   const CANARY = `CANARY-${Math.random().toString(36).slice(2)}-${Date.now()}`;
   const OTHER = `OTHER-${Math.random().toString(36).slice(2)}-${Date.now()}`;

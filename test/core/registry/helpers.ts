@@ -34,7 +34,7 @@ export async function wasmOf(name: string): Promise<Buffer> {
   throw new Error(`no fixture ${name}.wat`);
 }
 
-export type ToolSpec = { id: string; export?: string; effect?: 'read_only' | 'state_changing'; input?: Record<string, unknown>; output?: Record<string, unknown> };
+export type ToolSpec = { id: string; export?: string; effect?: 'read_only' | 'state_changing'; input?: Record<string, unknown>; output?: Record<string, unknown>; postcondition?: { path: string; equals?: unknown; exists?: true; matches?: string } };
 
 /** Writes a plugin directory for `wat` and returns its path. */
 export async function pluginDir(
@@ -62,6 +62,7 @@ export async function pluginDir(
         input_schema: t.input ?? { type: 'object' },
         output_schema: t.output ?? { type: 'object' },
         effect: t.effect ?? 'read_only',
+        ...(t.postcondition ? { postcondition: t.postcondition } : {}),
       })),
     },
     ...(opts.requests ? { requests: opts.requests } : {}),
