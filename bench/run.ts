@@ -2,16 +2,18 @@
  * `npm run bench`: gateway handshake time and request round trip over loopback WebSocket,
  * side by side with a baseline measured in the same run — a bare `ws` server that accepts any
  * connection and echoes — so the table shows what Tyrum's auth, identity proof, validation and
- * authorization cost on top of the transport itself. Figures, not assertions: nothing here fails
- * a build.
+ * authorization cost on top of the transport itself. Then the plugin platform (bench/plugins.ts):
+ * tool calls, install → first call, calls/s and memory with many plugins, each beside its
+ * baseline. Figures, not assertions: nothing here fails a build.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, freemem, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startGateway } from '../core/runtime.js';
 import { TyrumClient } from '../sdk/index.js';
+import { pluginBench } from './plugins.js';
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 200);
 const PINGS = Number(process.env.BENCH_PINGS ?? 5000);
@@ -87,6 +89,15 @@ async function tyrum() {
   }
 }
 
+const started = performance.now();
+const cpu = cpus();
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+console.log('# Tyrum bench\n');
+console.log(`- Node ${process.version} (V8 ${process.versions.v8}), ${process.platform}/${process.arch}, kernel ${release()}`);
+console.log(`- ${cpu.length} CPU${cpu.length === 1 ? '' : 's'}: ${cpu[0]?.model.trim() ?? 'unknown'}`);
+console.log(`- memory ${gib(totalmem())} (${gib(freemem())} free); load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log('- everything below is one process on loopback unless a cell says otherwise; figures vary run to run');
+
 const base = await baseline();
 const ty = await tyrum();
 const rows = [
@@ -95,9 +106,12 @@ const rows = [
   ['request round trip (median)', base.rtt.median, ty.rtt.median],
   ['request round trip (p99)', base.rtt.p99, ty.rtt.p99],
 ] as const;
-console.log(`\nTyrum gateway vs bare ws echo, loopback, Node ${process.version}; ${HANDSHAKES} handshakes, ${PINGS} sequential requests\n`);
+console.log(`\n## Gateway handshake and round trip\n\nTyrum gateway vs bare ws echo, loopback, Node ${process.version}; ${HANDSHAKES} handshakes, ${PINGS} sequential requests\n`);
 console.log('| measure | bare ws (baseline) | tyrum | ratio |');
 console.log('|---|---|---|---|');
 for (const [name, b, t] of rows) console.log(`| ${name} | ${fmt(b)} | ${fmt(t)} | ${(t / b).toFixed(1)}× |`);
 console.log('\ntyrum "connect → ready" = HTTP upgrade with token check (scrypt) + connect.init + Ed25519 proof + connect.proof.');
 console.log('baseline "connect → ready" = HTTP upgrade only; its round trip is an echo with no parsing or validation.');
+
+await pluginBench();
+console.log(`\nbench (after the build) finished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
