@@ -79,7 +79,8 @@ t.test('hostile archives are refused, naming the entry and the cause', async (t)
     const ms = performance.now() - start;
     t.ok(isTyrumError(err, 'TYRUM_ERR_PLUGIN_PACKAGE'), `${c.name}: code (${String(err)})`);
     t.match((err as Error).message, c.message, `${c.name}: ${(err as Error).message}`);
-    t.ok(ms < 1000, `${c.name}: refused in ${ms.toFixed(1)} ms`);
+    // A hang guard, not a benchmark: catastrophic work would take far longer than this.
+    t.ok(ms < 5000, `${c.name}: refused in ${ms.toFixed(1)} ms`);
   }
 });
 

@@ -148,7 +148,7 @@ t.test('redaction stays fast with many secrets: patterns are compiled once, not 
   r.redactText(text);
   r.redactBytes(Buffer.from(text));
   const ms = performance.now() - t0;
-  t.ok(ms < 2_000, `2,000 lines and 1.6 MB through 32 secrets in ${ms.toFixed(0)} ms`);
+  t.ok(ms < 10_000, `2,000 lines and 1.6 MB through 32 secrets in ${ms.toFixed(0)} ms (a guard against pathological regexes, not a benchmark)`);
   const hidden = `${text.slice(0, 1000)}${entries[17]!.value.toString()}${text.slice(1000, 2000)}`;
   t.same(r.findInText(hidden), ['S_17']);
 });
