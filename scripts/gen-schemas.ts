@@ -4,6 +4,7 @@
  *   docs/protocol-operations.md  the op/event table (scopes, roles) the gateway enforces
  *   docs/errors.md               the error-code registry
  *   docs/manifest.md             the plugin manifest reference (manifests/reference.ts)
+ *   sdk/types/contracts.d.ts     TypeScript types of every contract, for client authors (core/author/types.ts)
  * `--check` regenerates in memory and exits 1 if any committed file differs (part of npm test).
  */
 import { readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { CONTRACTS, contractDocument, OPERATIONS, EVENTS } from '../schemas/index.js';
 import { ERROR_CODES, WIRE_ERROR_CODES } from '../core/errors/index.js';
 import { manifestReferenceDoc } from '../manifests/reference.js';
+import { contractTypes } from '../core/author/types.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const jsonDir = join(root, 'schemas', 'json');
@@ -83,6 +85,8 @@ function allFiles(): Map<string, string> {
 
 const check = process.argv.includes('--check');
 const files = allFiles();
+// json-schema-to-typescript compiles asynchronously.
+files.set(join(root, 'sdk', 'types', 'contracts.d.ts'), await contractTypes(Object.fromEntries(Object.keys(CONTRACTS).map((n) => [n, contractDocument(n)!]))));
 const stale: string[] = [];
 for (const [path, text] of files) {
   const current = existsSync(path) ? readFileSync(path, 'utf8') : null;

@@ -11,6 +11,9 @@ import { openHome, type HomeServices } from '../runtime.js';
 import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule } from '../../schemas/index.js';
 import type { PluginInfo } from '../registry/plugins.js';
 import { parse, listArg } from './args.js';
+import { pluginTest, pluginPack, pluginSign, pluginKeygen } from './author-test-pack.js';
+import { pluginNew, pluginBuild } from './author-new-build.js';
+import { pluginTypes } from './author-types.js';
 import type { Io } from './main.js';
 
 const USAGE = `usage:
@@ -23,7 +26,16 @@ const USAGE = `usage:
   tyrum plugin revoke ID                                    withdraw the grant and disable
   tyrum plugin enable ID | disable ID
   tyrum plugin config ID [--set KEY=VALUE]... [--set-json KEY=JSON]... [--file F] [--show]
-  tyrum plugin remove ID`;
+  tyrum plugin remove ID
+
+Authoring (see docs/plugin-authors.md):
+  tyrum plugin new NAME [--lang assemblyscript|c] [--dir DIR]   scaffold a working plugin
+  tyrum plugin build [DIR] [--json]                         compile, check exports/imports/memory, write the digest
+  tyrum plugin types [DIR] [--out DIR] [--no-assembly]      TypeScript types and AssemblyScript helpers from the schemas
+  tyrum plugin test [DIR] [--json]                          run tests/*.test.json in the gateway's sandbox and budgets
+  tyrum plugin pack [DIR] [--out FILE]                      a deterministic .tgz of manifest + wasm
+  tyrum plugin keygen --out KEYFILE                         an Ed25519 publisher key; prints the public key
+  tyrum plugin sign ARCHIVE --key KEYFILE                   writes ARCHIVE.sig`;
 
 function actor() {
   let user = 'unknown';
@@ -249,6 +261,20 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
         return 0;
       });
     }
+    case 'new':
+      return pluginNew(rest, io);
+    case 'build':
+      return pluginBuild(rest, io);
+    case 'types':
+      return pluginTypes(rest, io);
+    case 'test':
+      return pluginTest(rest, io);
+    case 'pack':
+      return pluginPack(rest, io);
+    case 'keygen':
+      return pluginKeygen(rest, io);
+    case 'sign':
+      return pluginSign(rest, io);
     default:
       if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') return usage(io, sub === undefined);
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown plugin command "${sub}"\n${USAGE}`);

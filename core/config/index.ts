@@ -7,6 +7,7 @@ import { readFileSync, existsSync, mkdirSync, statSync, chmodSync } from 'node:f
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
+import { createPublicKey } from 'node:crypto';
 import { GatewayConfig as GatewayConfigSchema } from '../../schemas/index.js';
 import { validate } from '../protocol/validate.js';
 import { TyrumError } from '../errors/index.js';
@@ -57,6 +58,14 @@ export interface Config {
   readonly trustedProxies: readonly string[];
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   readonly limits: Readonly<Limits>;
+  /** Publishers whose signed plugins install; empty: unsigned plugins install too. */
+  readonly trustedPublishers: readonly TrustedPublisher[];
+}
+
+/** A publisher whose Ed25519 key (SPKI DER, base64url) signs the plugins it ships. */
+export interface TrustedPublisher {
+  readonly name: string;
+  readonly publicKey: string;
 }
 
 /** Paths of the files the gateway keeps in its home. */
@@ -126,6 +135,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     trusted_proxies?: string[];
     tls?: { cert_file: string; key_file: string };
     limits?: Record<string, number | undefined>;
+    trusted_publishers?: Array<{ name: string; public_key: string }>;
   };
   const cfg: Config = {
     home,
@@ -135,9 +145,23 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     trustedProxies: file.trusted_proxies ?? [],
     tls: file.tls ? { certFile: resolve(home, file.tls.cert_file), keyFile: resolve(home, file.tls.key_file) } : null,
     limits: Object.freeze({ ...DEFAULT_LIMITS, ...camelLimits(file.limits ?? {}) }),
+    trustedPublishers: Object.freeze((file.trusted_publishers ?? []).map((p) => Object.freeze({ name: p.name, publicKey: p.public_key }))),
   };
   assertSafeBind(cfg);
+  cfg.trustedPublishers.forEach((p, i) => {
+    if (!isEd25519PublicKey(p.publicKey)) {
+      throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${source}: /trusted_publishers/${i}/public_key: not an Ed25519 public key (SPKI DER, base64url, as printed by tyrum plugin keygen)`);
+    }
+  });
   return Object.freeze(cfg);
+}
+
+function isEd25519PublicKey(b64url: string): boolean {
+  try {
+    return createPublicKey({ key: Buffer.from(b64url, 'base64url'), format: 'der', type: 'spki' }).asymmetricKeyType === 'ed25519';
+  } catch {
+    return false;
+  }
 }
 
 /** True for 127.0.0.0/8, ::1 and "localhost". */

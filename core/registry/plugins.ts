@@ -12,7 +12,9 @@ import { validate } from '../protocol/validate.js';
 import type { Store, PluginRecord } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
 import { effectiveRights, grantAllRequested, type EffectiveRights, type PermissionChange } from '../../manifests/capabilities.js';
-import { readPluginSource, installPluginFiles, removePluginFiles, validatePluginConfig, compareVersions } from '../../manifests/index.js';
+import { installPluginFiles, removePluginFiles, validatePluginConfig, compareVersions } from '../../manifests/index.js';
+import { loadConfig, type TrustedPublisher } from '../config/index.js';
+import { readPluginForInstall } from '../author/signing.js';
 
 export type LifecycleAction = 'installed' | 'upgraded' | 'downgraded' | 'granted' | 'revoked' | 'enabled' | 'disabled' | 'configured' | 'removed';
 
@@ -26,6 +28,8 @@ export interface PluginRegistryOptions {
   /** Called after any change, so the runtime can reload or unload sandboxes. */
   onChange?(pluginId: string): void;
   now?: () => number;
+  /** Publishers whose signed archives install; default: `trusted_publishers` of the home's config.json. */
+  trustedPublishers?: readonly TrustedPublisher[];
 }
 
 /** The wire view of a plugin (`PluginInfo`). */
@@ -71,7 +75,8 @@ export class PluginRegistry {
 
   /** Installs or upgrades from a directory or archive. New plugins start disabled (quarantine). */
   async install(sourcePath: string, actor: AuditActor, opts: { allowDowngrade?: boolean } = {}): Promise<InstallResult> {
-    const src = await readPluginSource(sourcePath);
+    // With trusted publishers configured only their signed archives install; a present signature is always checked.
+    const { source: src, signature } = await readPluginForInstall(sourcePath, this.o.trustedPublishers ?? loadConfig(this.o.home).trustedPublishers);
     const m = src.manifest;
     const existing = this.o.store.plugins.get(m.id);
     let action: InstallResult['action'] = 'installed';
@@ -108,6 +113,7 @@ export class PluginRegistry {
       wasm_sha256: src.wasmSha256,
       permission_diff: diff,
       source: sourcePath,
+      signed_by: signature ? { publisher: signature.publisher, public_key: signature.public_key } : null,
     });
     return { plugin: this.info(record), action, diff };
   }

@@ -28,4 +28,20 @@ export const GatewayConfig = Strict({
   trusted_proxies: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 64, description: 'Peer addresses whose X-Forwarded-For is believed. Default none.' })),
   tls: Type.Optional(Strict({ cert_file: Type.String({ minLength: 1 }), key_file: Type.String({ minLength: 1 }) })),
   limits: Type.Optional(LimitsConfig),
+  trusted_publishers: Type.Optional(
+    Type.Array(
+      Strict({
+        name: Type.String({ minLength: 1, maxLength: 100, description: "The publisher's name, exactly as plugin manifests write `publisher`." }),
+        public_key: Type.String({
+          pattern: '^[A-Za-z0-9_-]{40,200}$',
+          description: 'The Ed25519 public key (SPKI DER, base64url) that `tyrum plugin keygen` printed.',
+        }),
+      }),
+      {
+        maxItems: 64,
+        description:
+          'When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.',
+      },
+    ),
+  ),
 });

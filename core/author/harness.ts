@@ -1,0 +1,734 @@
+/**
+ * The local test harness behind `tyrum plugin test`: runs an author's test cases against the
+ * plugin in the gateway's own sandbox ({@link SandboxPool}) under the budgets the gateway would
+ * give it, with scripted host services instead of the network and the store.
+ *
+ * The budgets are computed exactly as PluginHost computes them: effective rights of the manifest
+ * under a grant of everything it requests with its declared risks accepted
+ * (`grantAllRequested`), so `memoryPages` and `wallMs` come from `requests.memory` and
+ * `requests.time`, everything else from the sandbox defaults. A request for host "*" (hosts the
+ * operator names) is granted the hosts the case's recordings name, as an operator would.
+ *
+ * Test files are `DIR/tests/*.test.json`, each an array of cases:
+ *
+ *     { "name"?, "tool": "<tool id>", "input": {...}, "expect"?: <output>, "expect_error"?: "<substring>",
+ *       "config"?: {...}, "kv"?: { "<key>": "<value>" },
+ *       "http"?: [{ "method"?, "url", "status", "headers"?, "body"?, "expect_headers"? }],
+ *       "secrets"?: { "NAME": "<fake value>" } }
+ *
+ * A case runs on a fresh instance: config checked against `config_schema` (defaults applied),
+ * input against `input_schema`, the call, the output against `output_schema` and the tool's
+ * postcondition, then `expect` (deep equality) or `expect_error` (a substring of the error).
+ * HTTP is answered from the recordings after the gateway's egress checks (granted host and
+ * method, secret templates only in header values, a secret only to its destinations, redirects
+ * re-checked); a request no recording matches fails the case. Fake secret values are redacted
+ * from responses before the plugin sees them (as the gateway does) and from everything the
+ * harness reports.
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { SECRET_NAME_PATTERN, type PluginGrant, type PluginManifest } from '../../schemas/index.js';
+import { TyrumError, isTyrumError } from '../errors/index.js';
+import { validate } from '../protocol/validate.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { Redactor } from '../secrets/redact.js';
+import { MIN_SECRET_BYTES } from '../secrets/store.js';
+import { canonicalHost, looksLikeTemplate, parseTemplate, type TemplatePart } from '../egress/index.js';
+import { checkPostcondition } from '../execution/postcondition.js';
+import { SandboxPool, sandboxError, type CallUsage, type EgressHandler, type HostApi, type KvStore, type LogEntry, type SandboxLimits } from '../../sandbox/index.js';
+import { compilePluginSchema, effectiveRights, grantAllRequested, readPluginSource, toIssues, validatePluginConfig, type EffectiveRights, type PluginSource } from '../../manifests/index.js';
+import { issuesText } from '../../manifests/json-schema.js';
+
+// --- the test file format ---
+
+const Headers = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 16_384 }));
+
+const HttpRecording = Type.Object(
+  {
+    method: Type.Optional(Type.String({ pattern: '^[A-Za-z]{1,16}$' })),
+    url: Type.String({ minLength: 1, maxLength: 8192 }),
+    status: Type.Integer({ minimum: 100, maximum: 999 }),
+    headers: Type.Optional(Headers),
+    body: Type.Optional(Type.Unknown()),
+    expect_headers: Type.Optional(Headers),
+  },
+  { additionalProperties: false },
+);
+
+const TestCase = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    tool: Type.String({ minLength: 1, maxLength: 200 }),
+    input: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    expect: Type.Optional(Type.Unknown()),
+    expect_error: Type.Optional(Type.String({ minLength: 1 })),
+    config: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    kv: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String())),
+    http: Type.Optional(Type.Array(HttpRecording, { maxItems: 256 })),
+    secrets: Type.Optional(Type.Record(Type.String({ pattern: SECRET_NAME_PATTERN }), Type.String({ minLength: 1, maxLength: 8192 }))),
+  },
+  { additionalProperties: false },
+);
+
+export type HttpRecording = Static<typeof HttpRecording>;
+export type TestCase = Static<typeof TestCase>;
+
+/** Directory (inside the plugin) and suffix of test files. */
+export const TESTS_DIR = 'tests';
+export const TEST_FILE_SUFFIX = '.test.json';
+
+// --- results ---
+
+/** Budget use of one call; null where the sandbox reported nothing (a failed call). */
+export interface CaseUsage {
+  wall_ms: number;
+  mem_pages_peak: number | null;
+  host_calls: number | null;
+  alloc_bytes: number | null;
+  egress_bytes: number | null;
+  output_bytes: number | null;
+}
+
+/** The per-call budgets the gateway would enforce for this plugin. */
+export interface HarnessLimits {
+  wall_ms: number;
+  memory_pages: number;
+  host_calls: number;
+  alloc_bytes: number;
+  egress_bytes: number;
+  output_bytes: number;
+}
+
+export interface CaseResult {
+  /** Test file, relative to the plugin directory. */
+  file: string;
+  /** 1-based position in the file (0: the file itself could not be read). */
+  index: number;
+  name: string;
+  tool: string;
+  ok: boolean;
+  /** Why the case failed (empty when it passed). */
+  problems: string[];
+  /** The tool's output when the call succeeded. */
+  output?: unknown;
+  /** The error the call ended with. */
+  error?: { code: string; message: string };
+  usage: CaseUsage | null;
+  /** HTTP requests the plugin made and the recorded status each got (null: refused). */
+  requests: Array<{ method: string; url: string; status: number | null }>;
+  logs: Array<{ level: string; message: string }>;
+}
+
+export interface HarnessReport {
+  plugin: { id: string; version: string; dir: string };
+  limits: HarnessLimits;
+  cases: CaseResult[];
+  passed: number;
+  failed: number;
+}
+
+export interface HarnessOptions {
+  /** Test files to run (default: every DIR/tests/*.test.json, sorted by name). */
+  files?: string[];
+  /** Run in this pool instead of a new one (tests; it is left open). */
+  pool?: SandboxPool;
+}
+
+// --- running ---
+
+/** Run the plugin's tests. Throws only when the plugin itself cannot be read or no test exists. */
+export async function runPluginTests(dir: string, opts: HarnessOptions = {}): Promise<HarnessReport> {
+  const root = resolve(dir);
+  const src = await readPluginSource(root);
+  const files = opts.files?.map((f) => resolve(root, f)) ?? (await discover(root));
+  if (files.length === 0) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `no tests found: expected ${join(root, TESTS_DIR)}/*${TEST_FILE_SUFFIX} (each an array of cases)`);
+  }
+  const pool = opts.pool ?? new SandboxPool({ workers: 1 });
+  const limits = pluginLimits(src.manifest, pool.defaultLimits);
+  const cases: CaseResult[] = [];
+  const fakes: Array<{ name: string; value: string }> = [];
+  let seq = 0;
+  try {
+    for (const file of files) {
+      const label = relative(root, file) || file;
+      let list: unknown[];
+      try {
+        list = await readCases(file, label);
+      } catch (e) {
+        cases.push(failedFile(label, e));
+        continue;
+      }
+      for (let i = 0; i < list.length; i++) {
+        const raw = list[i];
+        fakes.push(...collectSecrets(raw));
+        cases.push(await runCase(src, pool, label, i + 1, raw, `case-${++seq}`));
+      }
+    }
+  } finally {
+    if (opts.pool === undefined) await pool.close();
+  }
+  // Whatever a case printed, no fake secret value of any case leaves the harness.
+  const redactor = redactorOf(fakes);
+  const redacted = redactor ? (redactor.redactDeep(cases) as CaseResult[]) : cases;
+  const passed = redacted.filter((c) => c.ok).length;
+  return { plugin: { id: src.manifest.id, version: src.manifest.version, dir: root }, limits, cases: redacted, passed, failed: redacted.length - passed };
+}
+
+async function discover(root: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(join(root, TESTS_DIR));
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => n.endsWith(TEST_FILE_SUFFIX))
+    .sort()
+    .map((n) => join(root, TESTS_DIR, n));
+}
+
+async function readCases(file: string, label: string): Promise<unknown[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${label}: cannot be read (${(e as { code?: string }).code ?? (e as Error).message})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${label}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${label}: must be a JSON array of test cases`);
+  return v;
+}
+
+function failedFile(label: string, e: unknown): CaseResult {
+  return { file: label, index: 0, name: label, tool: '-', ok: false, problems: [(e as Error).message], usage: null, requests: [], logs: [] };
+}
+
+/** The fake values a raw case names (collected before validation, so even a bad case's are redacted). */
+function collectSecrets(raw: unknown): Array<{ name: string; value: string }> {
+  const s = (raw as { secrets?: unknown } | null)?.secrets;
+  if (typeof s !== 'object' || s === null) return [];
+  return Object.entries(s).flatMap(([name, value]) => (typeof value === 'string' && Buffer.byteLength(value) >= MIN_SECRET_BYTES ? [{ name: name.slice(0, 64), value }] : []));
+}
+
+function redactorOf(fakes: ReadonlyArray<{ name: string; value: string }>): Redactor | null {
+  if (fakes.length === 0) return null;
+  return new Redactor(fakes.map((f) => ({ name: f.name, value: Buffer.from(f.value, 'utf8') })));
+}
+
+/** The per-call budgets, as PluginHost sets them: memory and time from the effective rights, the rest defaults. */
+function pluginLimits(manifest: PluginManifest, defaults: Readonly<SandboxLimits>): HarnessLimits {
+  const eff = effectiveRights(manifest, grantAllRequested(manifest));
+  return {
+    wall_ms: eff.time.timeout_ms,
+    memory_pages: eff.memory.max_pages,
+    host_calls: defaults.maxHostCalls,
+    alloc_bytes: defaults.maxAllocBytes,
+    egress_bytes: defaults.maxEgressBytes,
+    output_bytes: defaults.maxOutputBytes,
+  };
+}
+
+/**
+ * The grant the harness plays the operator with: everything requested, declared risks accepted,
+ * and for "*" requests the hosts the recordings name.
+ */
+export function harnessGrant(manifest: PluginManifest, recordings: readonly HttpRecording[]): PluginGrant {
+  const grant = grantAllRequested(manifest);
+  const req = manifest.requests ?? {};
+  const recorded: Array<{ host: string; scheme: 'http' | 'https'; port: number | undefined; method: string }> = [];
+  for (const r of recordings) {
+    try {
+      const u = new URL(r.url);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') continue;
+      recorded.push({ host: u.hostname.replace(/^\[|\]$/g, ''), scheme: u.protocol === 'https:' ? 'https' : 'http', port: u.port === '' ? undefined : Number(u.port), method: (r.method ?? 'GET').toUpperCase() });
+    } catch {
+      // Reported when the recording is used.
+    }
+  }
+  if ((req.egress ?? []).some((e) => e.host === '*')) {
+    const extra: NonNullable<PluginGrant['egress']> = [];
+    for (const r of recorded) {
+      const methods = [...new Set(recorded.filter((x) => x.host === r.host && x.scheme === r.scheme && x.port === r.port).map((x) => x.method))].filter((m) =>
+        ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(m),
+      ) as NonNullable<NonNullable<PluginGrant['egress']>[number]['methods']>;
+      if (methods.length === 0 || extra.some((x) => x.host === r.host && x.scheme === r.scheme && x.port === r.port)) continue;
+      extra.push({ host: r.host, scheme: r.scheme, ...(r.port !== undefined ? { port: r.port } : {}), methods });
+    }
+    if (extra.length > 0) grant.egress = [...(grant.egress ?? []), ...extra];
+  }
+  const wild = (req.secrets ?? []).filter((s) => s.destinations.includes('*'));
+  if (wild.length > 0) {
+    const hosts = [...new Set(recorded.map((r) => r.host.toLowerCase()))];
+    const secrets = [...(grant.secrets ?? [])];
+    for (const s of wild) {
+      const fixed = s.destinations.filter((d) => d !== '*');
+      const destinations = [...new Set([...fixed, ...hosts])];
+      if (destinations.length === 0) continue;
+      const i = secrets.findIndex((x) => x.name === s.name);
+      if (i >= 0) secrets[i] = { name: s.name, destinations };
+      else secrets.push({ name: s.name, destinations });
+    }
+    if (secrets.length > 0) grant.secrets = secrets;
+  }
+  return grant;
+}
+
+/** Extism config is string → string: strings pass as-is, anything else as JSON (as PluginHost does). */
+function extismConfig(config: Record<string, unknown>): Record<string, string> {
+  return Object.fromEntries(Object.entries(config).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+}
+
+/** Per-plugin key-value storage in memory, with the quota counted as the store counts it (keys + values). */
+function memoryKv(seed: Record<string, string>, quota: number): KvStore & { bytes(): number } {
+  const data = new Map<string, Uint8Array>();
+  for (const [k, v] of Object.entries(seed)) data.set(k, Buffer.from(v, 'utf8'));
+  const bytes = () => [...data].reduce((n, [k, v]) => n + Buffer.byteLength(k) + v.byteLength, 0);
+  return {
+    bytes,
+    get: (key) => data.get(key) ?? null,
+    set: (key, value) => {
+      if (value === null) {
+        data.delete(key);
+        return true;
+      }
+      const old = data.get(key);
+      const next = bytes() - (old ? Buffer.byteLength(key) + old.byteLength : 0) + Buffer.byteLength(key) + value.byteLength;
+      if (next > quota) return false;
+      data.set(key, new Uint8Array(value));
+      return true;
+    },
+  };
+}
+
+async function runCase(src: PluginSource, pool: SandboxPool, file: string, index: number, raw: unknown, keySuffix: string): Promise<CaseResult> {
+  const manifest = src.manifest;
+  const rawName = (raw as { name?: unknown } | null)?.name;
+  const rawTool = (raw as { tool?: unknown } | null)?.tool;
+  const result: CaseResult = {
+    file,
+    index,
+    name: typeof rawName === 'string' && rawName !== '' ? rawName : `${file} #${index}`,
+    tool: typeof rawTool === 'string' ? rawTool : '?',
+    ok: false,
+    problems: [],
+    usage: null,
+    requests: [],
+    logs: [],
+  };
+  const issues = validate(TestCase, raw);
+  if (issues.length > 0) {
+    result.problems.push(`not a valid test case: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    return result;
+  }
+  const c = raw as TestCase;
+  if (c.expect !== undefined && c.expect_error !== undefined) {
+    result.problems.push('give "expect" or "expect_error", not both');
+    return result;
+  }
+  const toolName = c.tool.startsWith(`${manifest.id}.`) ? c.tool.slice(manifest.id.length + 1) : c.tool;
+  const tool = manifest.contributes.tools.find((t) => t.id === toolName);
+  if (tool === undefined) {
+    result.problems.push(`no tool "${c.tool}" in plugin ${manifest.id} (tools: ${manifest.contributes.tools.map((t) => t.id).join(', ')})`);
+    return result;
+  }
+  const toolId = `${manifest.id}.${tool.id}`;
+
+  // Setup: fake secrets, rights, seeded state. Problems here are the test's, not the plugin's.
+  const secrets = c.secrets ?? {};
+  for (const [name, value] of Object.entries(secrets)) {
+    if (Buffer.byteLength(value) < MIN_SECRET_BYTES) result.problems.push(`secrets.${name}: a fake value needs at least ${MIN_SECRET_BYTES} bytes (shorter values cannot be redacted reliably)`);
+  }
+  const recordings = c.http ?? [];
+  recordings.forEach((r, i) => {
+    if (!URL.canParse(r.url)) result.problems.push(`http[${i}].url: not a URL`);
+  });
+  const rights = effectiveRights(manifest, harnessGrant(manifest, recordings));
+  if (c.kv !== undefined && rights.kv === null) result.problems.push('kv: the plugin does not request key-value storage (requests.kv), so seeded state can never be read');
+  const kv = rights.kv ? memoryKv(c.kv ?? {}, rights.kv.quota_bytes) : null;
+  if (kv && rights.kv && kv.bytes() > rights.kv.quota_bytes) result.problems.push(`kv: the seeded state is ${kv.bytes()} bytes, above the plugin's quota of ${rights.kv.quota_bytes} bytes (requests.kv.quota_bytes)`);
+  if (result.problems.length > 0) return result;
+
+  const redactor = new Redactor(Object.entries(secrets).map(([name, value]) => ({ name, value: Buffer.from(value, 'utf8') })));
+  const http = new ScriptedHttp(recordings, rights, secrets, redactor);
+  const hostApi: HostApi = {};
+  if (kv) hostApi.kv = kv;
+  if (rights.egress.length > 0) hostApi.egress = http.handler;
+
+  const key = `${manifest.id}.${keySuffix}`;
+  let loaded = false;
+  let error: TyrumError | null = null;
+  let output: unknown;
+  let usage: CallUsage | null = null;
+  let logs: readonly LogEntry[] = [];
+  let callStarted = 0;
+  let callMs = 0;
+  try {
+    const config = validatePluginConfig(manifest, c.config ?? {}, {
+      secretExists: (n) => Object.hasOwn(secrets, n),
+      secretGranted: (n) => rights.secrets.some((s) => s.name === n),
+    });
+    const input = c.input ?? {};
+    const inputCheck = compilePluginSchema(tool.input_schema, `${toolId} input_schema`);
+    if (!inputCheck(input)) {
+      throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}: ${issuesText(toIssues(inputCheck.errors))}`);
+    }
+    await pool.load(key, {
+      wasm: src.wasmBytes,
+      expectedSha256: src.wasmSha256,
+      exports: manifest.contributes.tools.map((t) => t.export),
+      limits: { memoryPages: rights.memory.max_pages, wallMs: rights.time.timeout_ms },
+      config: extismConfig(config),
+      hostApi,
+    });
+    loaded = true;
+    callStarted = performance.now();
+    const res = await pool.call(key, tool.export, Buffer.from(JSON.stringify(input), 'utf8'));
+    callMs = performance.now() - callStarted;
+    usage = res.usage;
+    logs = res.logs;
+    try {
+      output = JSON.parse(Buffer.from(res.output).toString('utf8'));
+    } catch {
+      throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that is not JSON`);
+    }
+    const outputCheck = compilePluginSchema(tool.output_schema, `${toolId} output_schema`);
+    if (!outputCheck(output)) {
+      throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that does not match its output schema: ${issuesText(toIssues(outputCheck.errors))}`);
+    }
+    if (tool.postcondition) {
+      const pc = checkPostcondition(tool.postcondition, output);
+      if (!pc.ok) throw new TyrumError('TYRUM_ERR_POSTCONDITION_FAILED', `postcondition failed: ${pc.reason}`);
+    }
+  } catch (e) {
+    if (callStarted > 0 && callMs === 0) callMs = performance.now() - callStarted;
+    error = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', `harness: ${(e as Error)?.message ?? String(e)}`);
+    if (Array.isArray(error.details?.logs)) logs = error.details.logs as LogEntry[];
+  } finally {
+    if (loaded) await pool.unload(key).catch(() => undefined);
+  }
+
+  result.requests = http.requests;
+  result.logs = logs.map((l) => ({ level: l.level, message: l.message }));
+  if (usage) {
+    result.usage = {
+      wall_ms: round(usage.wall_ms),
+      mem_pages_peak: usage.mem_pages_peak,
+      host_calls: usage.host_calls,
+      alloc_bytes: usage.alloc_bytes,
+      egress_bytes: usage.egress_bytes,
+      output_bytes: usage.output_bytes,
+    };
+  } else if (callStarted > 0) {
+    result.usage = { wall_ms: round(callMs), mem_pages_peak: null, host_calls: null, alloc_bytes: null, egress_bytes: null, output_bytes: null };
+  }
+  if (error) result.error = { code: error.code, message: error.message };
+  else result.output = output;
+
+  // Verdict.
+  const problems = [...http.problems];
+  if (c.expect_error !== undefined) {
+    if (error === null) problems.push(`expected an error containing ${JSON.stringify(c.expect_error)}, but the call succeeded with ${preview(output)}`);
+    else if (!error.message.includes(c.expect_error)) problems.push(`expected an error containing ${JSON.stringify(c.expect_error)}, got: ${error.message}`);
+  } else if (error !== null) {
+    if (!http.problems.includes(error.message)) problems.push(`${error.code}: ${error.message}`);
+  } else if (c.expect !== undefined && canonicalJson(output) !== canonicalJson(c.expect)) {
+    const at = firstDifference(c.expect, output, '');
+    problems.push(`output differs from expect${at ? ` at ${at}` : ''}\n  expected ${preview(c.expect)}\n  got      ${preview(output)}`);
+  }
+  result.problems = problems;
+  result.ok = problems.length === 0;
+  return result;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function preview(v: unknown, max = 2000): string {
+  const s = v === undefined ? 'nothing' : canonicalJson(v);
+  return s.length > max ? `${s.slice(0, max)}… (${s.length} characters)` : s;
+}
+
+/** The JSON pointer of the first place `a` and `b` differ, with both values there. */
+function firstDifference(a: unknown, b: unknown, at: string): string | null {
+  if (canonicalJson(a) === canonicalJson(b)) return null;
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      if (i >= a.length || i >= b.length) return `${at}/${i}: ${i >= a.length ? 'unexpected item' : 'missing item'}`;
+      const d = firstDifference(a[i], b[i], `${at}/${i}`);
+      if (d) return d;
+    }
+  } else if (isObj(a) && isObj(b)) {
+    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+      const p = `${at}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      if (!(k in b)) return `${p}: missing`;
+      if (!(k in a)) return `${p}: unexpected key`;
+      const d = firstDifference(a[k], b[k], p);
+      if (d) return d;
+    }
+  }
+  return `${at || '/'}: expected ${preview(a, 200)}, got ${preview(b, 200)}`;
+}
+
+// --- scripted HTTP, mirroring the gateway's egress checks (core/egress/handler.ts) ---
+
+const DROPPED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-connection', 'proxy-authorization', 'accept-encoding', 'http2-settings']);
+const CROSS_ORIGIN_DROPPED = new Set(['authorization', 'cookie', 'proxy-authorization']);
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+function denied(reason: string, message: string, details: Record<string, unknown> = {}): TyrumError {
+  return sandboxError('capability_denied', message, { ...details, egress: reason });
+}
+
+interface HeaderSpec {
+  name: string;
+  parts: TemplatePart[];
+  secrets: string[];
+}
+
+class ScriptedHttp {
+  readonly problems: string[] = [];
+  readonly requests: CaseResult['requests'] = [];
+  readonly #used = new Set<number>();
+
+  constructor(
+    private readonly recordings: readonly HttpRecording[],
+    private readonly rights: EffectiveRights,
+    private readonly secrets: Readonly<Record<string, string>>,
+    private readonly redactor: Redactor,
+  ) {}
+
+  readonly handler: EgressHandler = async (req) => {
+    const method0 = String(req.method).toUpperCase();
+    let url: URL;
+    try {
+      url = new URL(String(req.url));
+    } catch {
+      throw denied('invalid_url', 'egress refused: the URL does not parse');
+    }
+    url.hash = '';
+    if (looksLikeTemplate(String(req.url)) || looksLikeTemplate(safeDecode(url.href))) {
+      throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the URL (host ${url.hostname})`);
+    }
+    let body = req.body && req.body.byteLength > 0 ? req.body : null;
+    if (body && looksLikeTemplate(Buffer.from(body).toString('latin1'))) {
+      throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the body (host ${url.hostname})`);
+    }
+    const specs = this.#prepare(req.headers);
+    const origin = url.origin;
+    let method = method0;
+    for (let hop = 0; ; hop++) {
+      const host = this.#authorize(url, method);
+      const { headers, literal } = this.#materialize(specs, host, hop === 0, url.origin !== origin);
+      this.#refuseCarried(host, url, literal, body);
+      const shown = this.redactor.redactText(url.href);
+      const i = this.#match(method, url.href);
+      if (i < 0) {
+        const msg = `unexpected request ${method} ${shown}`;
+        this.problems.push(msg);
+        this.requests.push({ method, url: shown, status: null });
+        throw sandboxError('host_error', msg, { host });
+      }
+      const rec = this.recordings[i]!;
+      this.#checkHeaders(i, rec, headers);
+      this.requests.push({ method, url: shown, status: rec.status });
+      const recHeaders = Object.fromEntries(Object.entries(rec.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+      const location = recHeaders['location'];
+      if (REDIRECTS.has(rec.status) && typeof location === 'string' && location !== '') {
+        if (hop >= MAX_REDIRECTS) throw sandboxError('host_error', `egress stopped after ${MAX_REDIRECTS} redirects (last from ${host})`, { host });
+        let next: URL;
+        try {
+          next = new URL(location, url);
+        } catch {
+          throw sandboxError('host_error', `egress: ${host} answered a redirect with an invalid Location`, { host });
+        }
+        next.hash = '';
+        if ((rec.status === 303 && method !== 'GET' && method !== 'HEAD') || ((rec.status === 301 || rec.status === 302) && method === 'POST')) {
+          method = 'GET';
+          body = null;
+        }
+        url = next;
+        continue;
+      }
+      const raw = rec.body === undefined ? new Uint8Array(0) : typeof rec.body === 'string' ? Buffer.from(rec.body, 'utf8') : Buffer.from(JSON.stringify(rec.body), 'utf8');
+      const out = this.redactor.redactBytes(raw);
+      if (out.byteLength > req.maxResponseBytes) {
+        throw sandboxError('budget_exceeded', `egress response from ${host} exceeds the remaining ${req.maxResponseBytes}-byte egress budget`, { budget: 'egress_bytes', host });
+      }
+      const resHeaders: Record<string, string> = {};
+      for (const [k, v] of Object.entries(recHeaders)) resHeaders[this.redactor.redactText(k)] = this.redactor.redactText(v);
+      if (method !== 'HEAD') resHeaders['content-length'] = String(out.byteLength);
+      return { status: rec.status, headers: resHeaders, body: out };
+    }
+  };
+
+  /** Recordings answer in order: the first unused one that matches, else the last one that matches. */
+  #match(method: string, href: string): number {
+    let last = -1;
+    for (let i = 0; i < this.recordings.length; i++) {
+      const r = this.recordings[i]!;
+      if ((r.method ?? 'GET').toUpperCase() !== method) continue;
+      let u: URL;
+      try {
+        u = new URL(r.url);
+      } catch {
+        continue;
+      }
+      u.hash = '';
+      if (u.href !== href) continue;
+      if (!this.#used.has(i)) {
+        this.#used.add(i);
+        return i;
+      }
+      last = i;
+    }
+    return last;
+  }
+
+  #authorize(url: URL, method: string): string {
+    const scheme = url.protocol === 'https:' ? 'https' : url.protocol === 'http:' ? 'http' : null;
+    if (scheme === null) throw denied('scheme', `egress refused: scheme ${url.protocol.replace(/:$/, '')} is not allowed (http or https only)`);
+    if (url.username !== '' || url.password !== '') throw denied('userinfo', `egress refused: credentials in the URL are not allowed (host ${url.hostname})`);
+    const host = url.hostname;
+    const port = url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port);
+    const label = `${scheme}://${host}:${port}`;
+    const rule = this.rights.egress.find((r) => r.scheme === scheme && r.port === port && canonicalHost(r.host) === host);
+    if (!rule) throw denied('host_not_granted', `egress to ${label} is not granted to this plugin`, { host, port, scheme, method });
+    if (!rule.methods.includes(method)) throw denied('method_not_granted', `egress ${method} to ${label} is not granted (granted: ${rule.methods.join(', ')})`, { host, port, scheme, method });
+    return host;
+  }
+
+  #prepare(raw: Record<string, string>): HeaderSpec[] {
+    const out = new Map<string, HeaderSpec>();
+    for (const [name, value] of Object.entries(raw ?? {})) {
+      if (looksLikeTemplate(name)) throw denied('template_misplaced', 'egress refused: secret templates are allowed in header values only, not in header names');
+      if (!HEADER_NAME_RE.test(name)) throw denied('invalid_header', `egress refused: ${JSON.stringify(name.slice(0, 60))} is not a valid header name`);
+      if (typeof value !== 'string' || !HEADER_VALUE_RE.test(value)) throw denied('invalid_header', `egress refused: header ${name} has an invalid value (control or non-Latin-1 characters)`);
+      const lower = name.toLowerCase();
+      if (DROPPED_HEADERS.has(lower)) continue;
+      const parsed = parseTemplate(value);
+      if (!parsed.ok) throw denied('template_malformed', `egress refused: header ${name}: ${parsed.problem}`);
+      out.set(lower, { name: lower, parts: parsed.parts, secrets: parsed.secrets });
+    }
+    return [...out.values()];
+  }
+
+  /** The fake secret goes only where the gateway would send the real one: a destination of the handle. */
+  #mayGo(name: string, host: string): boolean {
+    const right = this.rights.secrets.find((s) => s.name === name);
+    return right !== undefined && right.destinations.some((d) => canonicalHost(d) === host);
+  }
+
+  #materialize(specs: readonly HeaderSpec[], host: string, strict: boolean, crossOrigin: boolean): { headers: Record<string, string>; literal: string[] } {
+    const headers: Record<string, string> = {};
+    const literal: string[] = [];
+    next: for (const spec of specs) {
+      if (spec.secrets.length === 0) {
+        if (crossOrigin && CROSS_ORIGIN_DROPPED.has(spec.name)) continue;
+        const v = spec.parts.map((p) => ('text' in p ? p.text : '')).join('');
+        headers[spec.name] = v;
+        literal.push(spec.name, v);
+        continue;
+      }
+      for (const name of spec.secrets) {
+        if (!this.rights.secrets.some((s) => s.name === name)) {
+          if (strict) throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host });
+          continue next;
+        }
+        if (!Object.hasOwn(this.secrets, name)) {
+          throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway (give the test case a fake value in "secrets")`, { secret: name });
+        }
+        if (!this.#mayGo(name, host)) {
+          if (strict) throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${host}`, { secret: name, host });
+          continue next;
+        }
+      }
+      headers[spec.name] = spec.parts.map((p) => ('text' in p ? p.text : this.secrets[p.secret]!)).join('');
+    }
+    return { headers, literal };
+  }
+
+  #refuseCarried(host: string, url: URL, literal: readonly string[], body: Uint8Array | null): void {
+    const found = new Set<string>([...this.redactor.findInText(url.href), ...literal.flatMap((h) => this.redactor.findInText(h))]);
+    if (body) for (const n of this.redactor.findInBytes(body)) found.add(n);
+    for (const name of found) {
+      if (!this.#mayGo(name, host)) {
+        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${host}`, { secret: name, host });
+      }
+    }
+  }
+
+  /** `expect_headers`: each named header as sent, after the host's secret substitution. */
+  #checkHeaders(i: number, rec: HttpRecording, sent: Record<string, string>): void {
+    for (const [name, template] of Object.entries(rec.expect_headers ?? {})) {
+      const parsed = parseTemplate(template);
+      if (!parsed.ok) {
+        this.problems.push(`http[${i}].expect_headers.${name}: ${parsed.problem}`);
+        continue;
+      }
+      const missing = parsed.secrets.find((s) => !Object.hasOwn(this.secrets, s));
+      if (missing !== undefined) {
+        this.problems.push(`http[${i}].expect_headers.${name}: names secret ${missing}, which has no fake value in "secrets"`);
+        continue;
+      }
+      const expected = parsed.parts.map((p) => ('text' in p ? p.text : this.secrets[p.secret]!)).join('');
+      const actual = sent[name.toLowerCase()];
+      if (actual !== expected) {
+        const show = (v: string | undefined) => (v === undefined ? 'no such header' : JSON.stringify(this.redactor.redactText(v)));
+        this.problems.push(`request ${i + 1} (${rec.method ?? 'GET'} ${this.redactor.redactText(rec.url)}): header ${name.toLowerCase()} expected ${show(expected)}, sent ${show(actual)}`);
+      }
+    }
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+// --- printing ---
+
+const fmt = (used: number | null, limit: number): string => `${used === null ? '?' : used}/${limit}`;
+
+/** One line of budget use against the limits. */
+export function usageLine(u: CaseUsage | null, l: HarnessLimits): string {
+  if (u === null) return 'not run';
+  return [
+    `wall ${fmt(u.wall_ms, l.wall_ms)} ms`,
+    `mem ${fmt(u.mem_pages_peak, l.memory_pages)} pages`,
+    `host calls ${fmt(u.host_calls, l.host_calls)}`,
+    `alloc ${fmt(u.alloc_bytes, l.alloc_bytes)} B`,
+    `egress ${fmt(u.egress_bytes, l.egress_bytes)} B`,
+  ].join(' · ');
+}
+
+/** The human report: a header, one line per case (plus why it failed), and the summary line. */
+export function formatReport(r: HarnessReport): string[] {
+  const l = r.limits;
+  const lines = [
+    `${r.plugin.id} ${r.plugin.version}: ${r.cases.length} case${r.cases.length === 1 ? '' : 's'} in the gateway's sandbox`,
+    `limits per call (what the gateway enforces once everything requested is granted): wall ${l.wall_ms} ms · memory ${l.memory_pages} pages · host calls ${l.host_calls} · alloc ${l.alloc_bytes} B · egress ${l.egress_bytes} B · output ${l.output_bytes} B`,
+  ];
+  for (const c of r.cases) {
+    const where = c.index > 0 ? ` [${c.file} #${c.index} ${c.tool}]` : '';
+    lines.push(`${c.ok ? '✓' : '✗'} ${c.name}${where}  ${usageLine(c.usage, l)}`);
+    for (const p of c.problems) lines.push(...p.split('\n').map((x) => `    ${x}`));
+    if (!c.ok) for (const log of c.logs.slice(0, 20)) lines.push(`    log ${log.level}: ${log.message}`);
+  }
+  lines.push(`${r.passed} passed, ${r.failed} failed`);
+  return lines;
+}
