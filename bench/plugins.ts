@@ -593,7 +593,7 @@ async function memory(built: Built, deadline: number): Promise<void> {
           ['RSS, gateway idle with no plugin (baseline)', ...steps.map(() => mib(idle.rss))],
           ['RSS when enabled, before the new ones are called', ...steps.map((s) => mib(s.enabledMem.rss))],
           ['main-thread heap used: idle → enabled → loaded', ...steps.map((s) => `${mib(idle.heapUsed)} → ${mib(s.enabledMem.heapUsed)} → ${mib(s.loadedMem.heapUsed)}`)],
-          ['RSS per plugin: enabled, not yet called', ...per.map((x) => kib(x.enabledRss))],
+          ['RSS per plugin: enabled, not yet called (RSS noise: can be < 0)', ...per.map((x) => kib(x.enabledRss))],
           ['**RSS per plugin: loaded** (called once)', ...per.map((x) => `**${kib(x.loadedRss)}**`)],
           ['main-thread heap per plugin: enabled / loaded', ...per.map((x) => `${kib(x.enabledHeap)} / ${kib(x.loadedHeap)}`)],
           ['baseline: RSS per module loaded + called in a bare SandboxPool', ...steps.map((_, i) => kib(bareAt(i)?.per ?? NaN))],
