@@ -16,7 +16,7 @@
  *    transaction per event-loop turn) vs `appendSync` one by one (one transaction and one
  *    checkpoint each), each on a fresh store, with the same counts; the log is verified after each.
  *
- * Scale with environment variables (defaults keep this section near 70 s on 2 cores):
+ * Scale with environment variables (defaults: about 50 s on an idle 2-core machine, 80 s on a busy one):
  *   BENCH_DURABLE_SECONDS=3             measured seconds per throughput cell (plus a short warm-up)
  *   BENCH_DURABLE_CONCURRENCY=1,16,64   concurrency levels
  *   BENCH_DURABLE_ENGINE=1              0 drops the in-process engine column
@@ -429,15 +429,16 @@ async function toolCalls(): Promise<void> {
     console.log(`  event in one transaction), lease claim (one transaction per engine tick, shared by the runs it claims), attempt`);
     console.log(`  started, attempt + step succeeded, run finished (one transaction each), plus audit entries (run.submitted, tool.invoked,`);
     console.log(`  step.finished, run.finished) group-committed with everything else queued in the same event-loop turn.`);
-    console.log(`- Counts are per completed call over the whole cell, warm-up included (over WS from the first call, after the clients`);
-    console.log(`  connected). "store tx" counts every Store.tx, including the`);
-    console.log(`  audit checkpoint's compare-and-rename mutex (an IMMEDIATE transaction that writes nothing, so no WAL fsync); "WAL`);
-    console.log(`  commits" are the transactions that changed the database (each fsyncs the WAL under synchronous=FULL), detected with`);
-    console.log(`  data_version on a second connection. Each audit batch also fsyncs the checkpoint's temp file and its directory.`);
-    console.log(`  SQLite's automatic WAL checkpoints (every ~1,000 pages) add a few fsyncs not counted here.`);
+    console.log(`- Counts are per completed call over the whole cell, warm-up included (over WS from the first call, once the clients`);
+    console.log(`  have connected). "store tx" counts every Store.tx, including the audit checkpoint's compare-and-rename mutex (an`);
+    console.log(`  IMMEDIATE transaction that writes nothing, so no WAL fsync); "WAL commits" are the transactions that changed the`);
+    console.log(`  database (each fsyncs the WAL under synchronous=FULL), detected with data_version on a second connection. Each audit`);
+    console.log(`  batch also fsyncs the checkpoint's temp file and its directory. SQLite's automatic WAL checkpoints (every ~1,000`);
+    console.log(`  pages) add a few fsyncs not counted here.`);
     console.log(`- "blocked" = time inside Store.tx and fsyncSync, all synchronous on the gateway's event loop (better-sqlite3); its`);
-    console.log(`  share is of the same span's wall time. ELU = the event loop's utilization over it (busy, not idle). The engine executes at most 8 runs at once (its default concurrency), and the`);
-    console.log(`  sandbox runs one plugin's calls one at a time on its worker, so beyond a few clients extra callers mostly queue.`);
+    console.log(`  share is of the same span's wall time. ELU = the event loop's utilization over that span (busy, not idle).`);
+    console.log(`- The engine executes at most 8 runs at once (its default concurrency), and the sandbox runs one plugin's calls one at a`);
+    console.log(`  time on its worker, so beyond a few clients extra callers mostly queue: latency grows, calls/s does not.`);
     console.log(`- WS clients: ${Math.max(...LEVELS)} at most, one TyrumClient connection each (own device key), in a child process`);
     console.log(`  (bench/ws-client.ts) so the client's work does not share the gateway's event loop; they share this machine's CPUs.`);
     console.log(`  They hold an operator.write token (what tool.invoke needs).${WITH_FANOUT && top > 1 ? ` In the last row they hold the admin token, so each also` : ''}`);

@@ -14,6 +14,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { startGateway } from '../core/runtime.js';
 import { TyrumClient } from '../sdk/index.js';
 import { pluginBench } from './plugins.js';
+import { durableBench } from './durable.js';
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 200);
 const PINGS = Number(process.env.BENCH_PINGS ?? 5000);
@@ -114,4 +115,5 @@ console.log('\ntyrum "connect → ready" = HTTP upgrade with token check (scrypt
 console.log('baseline "connect → ready" = HTTP upgrade only; its round trip is an echo with no parsing or validation.');
 
 await pluginBench();
+await durableBench();
 console.log(`\nbench (after the build) finished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
