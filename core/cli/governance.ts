@@ -10,6 +10,7 @@ import { resolveHome } from '../config/index.js';
 import { openHome, type HomeServices } from '../runtime.js';
 import { readBundleFile, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
+import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
 import { parse } from './args.js';
 import type { Io } from './main.js';
@@ -97,12 +98,14 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
 
 const APPROVALS_USAGE = `usage:
   tyrum approvals list [--all] [--json]                 pending approvals (--all: every state)
-  tyrum approvals approve ID [--always] [--reason R]    approve once (or always: a narrow policy override)
+  tyrum approvals approve ID [--always [--expires 30d]] [--reason R]   approve once (or always: a narrow policy override)
   tyrum approvals deny ID [--reason R]`;
 
 export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, always: { type: 'boolean' }, reason: { type: 'string' } }, 1);
+  const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, always: { type: 'boolean' }, expires: { type: 'string' }, reason: { type: 'string' } }, 1);
+  if (values.expires !== undefined && !values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--expires applies to approve --always only');
+  const ttl = values.expires === undefined ? undefined : parseTtl(values.expires);
   if (values.help || sub === undefined) return (io.out(APPROVALS_USAGE), sub === undefined ? 2 : 0);
   return withHome(values.home, async (svc) => {
     switch (sub) {
@@ -124,7 +127,7 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
         const r = svc.approvals.resolve(id, { decision: sub === 'approve' ? 'approved' : 'denied', ...(values.reason !== undefined ? { reason: values.reason } : {}), ...(values.always ? { mode: 'always' as const } : {}) }, who());
         let override = '';
         if (r.create_override) {
-          const o = svc.policy.addOverride({ tool_id: r.approval.tool_id, created_by: `cli:${who().user}`, created_from_approval: r.approval.id });
+          const o = svc.policy.addOverride({ tool_id: r.approval.tool_id, created_by: `cli:${who().user}`, created_from_approval: r.approval.id, ...(ttl !== undefined ? { expires_at: Date.now() + ttl * 1000 } : {}) });
           svc.audit.appendSync('policy.override_added', who(), { override_id: o.id, tool_id: o.tool_id, approval_id: r.approval.id });
           override = ` (override ${o.id}: later calls of ${o.tool_id} need no approval unless a rule denies them)`;
         }

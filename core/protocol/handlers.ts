@@ -15,6 +15,7 @@ import type { ApprovalService } from '../approvals/index.js';
 import { PolicyService, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { isoTimes } from '../util/iso-times.js';
+import { TyrumError } from '../errors/index.js';
 import type { Peer } from './session.js';
 
 export interface HandlerServices {
@@ -161,12 +162,18 @@ export function createHandlers(s: HandlerServices): Handlers {
 
     'approval.list': async (p) => ({ approvals: isoTimes(s.approvals.list(p as { state?: never; run_id?: string; limit?: number })) }),
     'approval.resolve': async (p, peer) => {
-      const q = p as { approval_id: string; decision: 'approved' | 'denied'; reason?: string; mode?: 'once' | 'always' };
+      const q = p as { approval_id: string; decision: 'approved' | 'denied'; reason?: string; mode?: 'once' | 'always'; override_ttl_seconds?: number };
+      if (q.override_ttl_seconds !== undefined && q.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'override_ttl_seconds applies only with mode "always"');
       const r = s.approvals.resolve(q.approval_id, { decision: q.decision, ...(q.reason !== undefined ? { reason: q.reason } : {}), ...(q.mode !== undefined ? { mode: q.mode } : {}) }, actor(peer));
       let overrideId: string | null = null;
       if (r.create_override) {
         // "always": a narrow override for this exact tool; it never beats a deny and is revocable.
-        const o = s.policy.addOverride({ tool_id: r.approval.tool_id, created_by: `token:${peer.token.id}`, created_from_approval: r.approval.id });
+        const o = s.policy.addOverride({
+          tool_id: r.approval.tool_id,
+          created_by: `token:${peer.token.id}`,
+          created_from_approval: r.approval.id,
+          ...(q.override_ttl_seconds !== undefined ? { expires_at: s.now() + q.override_ttl_seconds * 1000 } : {}),
+        });
         overrideId = o.id;
         await s.audit.append('policy.override_added', actor(peer), { override_id: o.id, tool_id: o.tool_id, approval_id: r.approval.id });
       }

@@ -413,7 +413,13 @@ export const OPERATIONS = {
     description: 'Approves or denies a pending approval; exactly one resolution wins (a racing one gets conflict), an expired one is invalid_state. mode "always" also creates a narrow policy override for this tool (never beats a deny).',
     scopes: ['operator.approvals'],
     roles: ['client'],
-    payload: Strict({ approval_id: Type.String({ minLength: 1, maxLength: 64 }), decision: lit(['approved', 'denied'] as const), reason: Type.Optional(Type.String({ maxLength: 1000 })), mode: Type.Optional(lit(['once', 'always'] as const)) }),
+    payload: Strict({
+      approval_id: Type.String({ minLength: 1, maxLength: 64 }),
+      decision: lit(['approved', 'denied'] as const),
+      reason: Type.Optional(Type.String({ maxLength: 1000 })),
+      mode: Type.Optional(lit(['once', 'always'] as const)),
+      override_ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 365 * 24 * 3600, description: 'With mode "always": the override expires after this long (default: no expiry).' })),
+    }),
     result: Strict({ approval: ApprovalInfo, override_id: Nullable(Type.String()) }),
   },
   'policy.get': {

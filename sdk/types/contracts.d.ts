@@ -318,6 +318,10 @@ export interface OpApprovalResolvePayload {
   decision: "approved" | "denied";
   reason?: string;
   mode?: "once" | "always";
+  /**
+   * With mode "always": the override expires after this long (default: no expiry).
+   */
+  override_ttl_seconds?: number;
 }
 
 export interface OpApprovalResolveResult {

@@ -89,7 +89,8 @@ t.test('deny, approve from the CLI, and "always" overrides', async (t) => {
   const viaCli = await add('from the cli');
   const list = await runCli(['approvals', 'list', '--json', '--home', gw.home]);
   t.match(JSON.parse(list.out), { approvals: [{ id: viaCli.approval_id, state: 'pending' }] });
-  const ok = await runCli(['approvals', 'approve', viaCli.approval_id!, '--always', '--home', gw.home]);
+  t.equal((await runCli(['approvals', 'approve', viaCli.approval_id!, '--expires', '1d', '--home', gw.home])).code, 2, '--expires needs --always');
+  const ok = await runCli(['approvals', 'approve', viaCli.approval_id!, '--always', '--expires', '30d', '--home', gw.home]);
   t.equal(ok.code, 0, ok.err);
   t.match(ok.out, /override/);
   t.equal((await waitRun(conn, viaCli.run_id, (s) => s === 'succeeded')).run.state, 'succeeded', 'approved from another process: the gateway resumed the run');
@@ -100,6 +101,7 @@ t.test('deny, approve from the CLI, and "always" overrides', async (t) => {
   const pol = result<{ overrides: Array<{ id: string; tool_id: string; status: string }> }>(await conn.request('policy.get'));
   const ovr = pol.overrides.find((o) => o.tool_id === 'notes.add_note')!;
   t.equal(ovr.status, 'active');
+  t.ok(Date.parse((ovr as unknown as { expires_at: string }).expires_at) > Date.now() + 29 * 86400_000, 'the override expires in 30 days');
 
   // A deny rule still wins over the override.
   const set = result<{ snapshot_id: string }>(await conn.request('policy.set', { bundle: { policy_version: 1, mode: 'enforce', rules: [{ id: 'no-notes', decision: 'deny', match: { tools: ['notes.add_note'] } }] } }));
