@@ -2,21 +2,18 @@
 // missing or older than its sources, read the built plugin the way an installer would, and compile
 // the plugin's own JSON Schemas in an ajv of their own.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ValidateFunction } from 'ajv';
 import type { PluginManifest } from '../../schemas/index.js';
-import type { LoadInfo, LoadOptions, SandboxPool } from '../../sandbox/index.js';
+import type { BuiltPlugin } from '../plugins/helpers.js';
+
+// One implementation, shared with the first-party plugin tests.
+export { sha256, loadBuilt, pluginAjv, toolSchemas, enc, dec, type BuiltPlugin, type ToolSchemas } from '../plugins/helpers.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const EXAMPLES = join(ROOT, 'examples');
 export const BUILD_PLUGINS = join(ROOT, 'scripts', 'build-plugins.mjs');
-
-export function sha256(b: Uint8Array): string {
-  return createHash('sha256').update(b).digest('hex');
-}
 
 /** The newest modification time under `path`, skipping build output and documentation. */
 export function newestMtime(path: string): number {
@@ -51,12 +48,6 @@ export function ensureBuiltAs(id: string): void {
   execFileSync(process.execPath, [BUILD_PLUGINS, '--dir', EXAMPLES, id], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
-export interface BuiltPlugin {
-  /** The installable plugin directory. */
-  dir: string;
-  manifest: PluginManifest;
-  wasm: Uint8Array;
-}
 
 /** The plugin directory `dir` read as an installer would: its manifest and the module at wasm.path. */
 export function readPluginDir(dir: string): BuiltPlugin {
@@ -65,37 +56,6 @@ export function readPluginDir(dir: string): BuiltPlugin {
   return { dir, manifest, wasm };
 }
 
-/** Load a built plugin the way the gateway will: digest from its manifest, exports from its tools. */
-export function loadBuilt(pool: SandboxPool, key: string, plugin: BuiltPlugin, opts: Partial<LoadOptions> = {}): Promise<LoadInfo> {
-  return pool.load(key, {
-    wasm: plugin.wasm,
-    expectedSha256: plugin.manifest.wasm.sha256,
-    exports: plugin.manifest.contributes.tools.map((t) => t.export),
-    ...opts,
-  });
-}
-
-/** Ajv for plugin-supplied schemas: strict (a typo in a manifest fails), Tyrum's keyword and formats known. */
-export function pluginAjv(): Ajv {
-  const ajv = new Ajv({ strict: true, allErrors: true, useDefaults: true });
-  ajv.addKeyword({ keyword: 'x-tyrum-secret', schemaType: 'boolean' });
-  ajv.addFormat('uri', { validate: (s: string) => URL.canParse(s) });
-  return ajv;
-}
-
-export interface ToolSchemas {
-  input: ValidateFunction;
-  output: ValidateFunction;
-}
-
-/** The compiled input and output schemas of each tool, by tool id. */
-export function toolSchemas(manifest: PluginManifest): Map<string, ToolSchemas> {
-  const ajv = pluginAjv();
-  return new Map(manifest.contributes.tools.map((t) => [t.id, { input: ajv.compile(t.input_schema), output: ajv.compile(t.output_schema) }]));
-}
-
-export const enc = (v: unknown): Uint8Array => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
-export const dec = (b: Uint8Array): string => new TextDecoder('utf-8', { fatal: true }).decode(b);
 
 /** A test label for a value: JSON, with line separators escaped (they would break the TAP stream). */
 export const label = (v: unknown): string =>
