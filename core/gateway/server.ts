@@ -19,7 +19,7 @@ import { isLoopback } from '../config/index.js';
 import type { TokenService, AuthenticatedToken } from '../auth/tokens.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
 import type { Store } from '../store/index.js';
-import { Session, CLOSE, type Peer, type Transport } from '../protocol/session.js';
+import { Session, CLOSE, encodeEvent, type Peer, type Transport } from '../protocol/session.js';
 import { clientAddress } from './address.js';
 import { fromB64url } from '../util/encoding.js';
 
@@ -132,9 +132,11 @@ export class GatewayServer {
   pushEvent(eventId: string, type: EventType, at: string, payload: Record<string, unknown>): void {
     const audience = EVENTS[type].audience as readonly string[];
     if (this.deps.redact) payload = this.deps.redact(payload) as Record<string, unknown>;
+    // Encoded once, lazily: the same text goes to every connection in the audience.
+    let frame: string | null = null;
     for (const l of this.live) {
       const peer = l.session.peer;
-      if (peer && peer.token.scopes.some((s) => audience.includes(s))) l.session.sendEvent(eventId, type, at, payload);
+      if (peer && peer.token.scopes.some((s) => audience.includes(s))) l.session.sendEncoded((frame ??= encodeEvent(eventId, type, at, payload)));
     }
   }
 

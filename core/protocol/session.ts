@@ -145,7 +145,16 @@ export class Session {
 
   /** Push an event (the caller has already checked the audience). */
   sendEvent(eventId: string, type: string, occurredAt: string, payload: Record<string, unknown>): void {
-    this.send({ event_id: eventId, type, occurred_at: occurredAt, payload });
+    this.sendEncoded(encodeEvent(eventId, type, occurredAt, payload));
+  }
+
+  /**
+   * Push an event frame already encoded with `encodeEvent` (the gateway encodes an event once and
+   * sends the same text to every connection in its audience). Dropped before the handshake completes.
+   */
+  sendEncoded(frame: string): void {
+    if (this.state.kind !== 'ready') return;
+    this.sendText(frame);
   }
 
   /** Close with a code; idempotent. */
@@ -301,6 +310,10 @@ export class Session {
   }
 
   private send(msg: Record<string, unknown>): void {
+    this.sendText(JSON.stringify(msg));
+  }
+
+  private sendText(text: string): void {
     if (this.state.kind === 'closed') return;
     // Slow consumer: a peer that does not read must not make us buffer without bound.
     if (this.transport.bufferedAmount() > this.limits.maxQueuedBytes) {
@@ -308,8 +321,13 @@ export class Session {
       this.close(CLOSE.SLOW_CONSUMER, 'slow consumer');
       return;
     }
-    this.transport.send(JSON.stringify(msg));
+    this.transport.send(text);
   }
+}
+
+/** The wire text of an event envelope. */
+export function encodeEvent(eventId: string, type: string, occurredAt: string, payload: Record<string, unknown>): string {
+  return JSON.stringify({ event_id: eventId, type, occurred_at: occurredAt, payload });
 }
 
 /**
