@@ -191,7 +191,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         pushedSeq = batch[batch.length - 1]!.seq;
       }
     };
-    engine.onEvent(() => queueMicrotask(pump));
+    // One pending pump however many events a transaction emitted (a call emits ~5).
+    let pumpQueued = false;
+    engine.onEvent(() => {
+      if (pumpQueued) return;
+      pumpQueued = true;
+      queueMicrotask(() => {
+        pumpQueued = false;
+        pump();
+      });
+    });
     const handlers = createHandlers({
       store,
       tokens,

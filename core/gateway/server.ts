@@ -237,7 +237,6 @@ export class GatewayServer {
       audit: (type, actor, data) => this.audit(type, actor as AuditActor, data),
       authFailed: (reason, closeCode) => this.authFailed(remote, reason, token.id, null, closeCode),
       emit: (type, payload) => this.publish(type, payload),
-      onReady: () => undefined,
       onDeviceSeen: (d) => {
         try {
           // Skip the write (an fsync on the event loop) for a known, unchanged device seen this minute.

@@ -66,7 +66,6 @@ export interface SessionHooks {
   /** A handshake identity check failed (4001/4006/4007); the hook audits it, rate-limited per address. */
   authFailed(reason: string, closeCode: number): void;
   emit(type: EventType, payload: Record<string, unknown>): void;
-  onReady(session: Session): void;
   onDeviceSeen(device: { device_id: string; pubkey: string; role: Role; label: string | null; platform: string | null; version: string | null }): void;
   log(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void;
 }
@@ -250,7 +249,6 @@ export class Session {
     this.hooks.onDeviceSeen({ device_id: st.deviceId, pubkey: st.pubkey, role: st.role, ...st.device });
     this.hooks.audit('connection.opened', { kind: 'token', id: this.token.id }, { connection_id: this.connectionId, device_id: st.deviceId, role: st.role, remote_address: this.remoteAddress });
     this.respond(req.request_id, req.type, { client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, scopes: [...this.token.scopes] });
-    this.hooks.onReady(this);
   }
 
   private async onRequest(req: { request_id: string; type: string; payload: Record<string, unknown> }, peer: Peer): Promise<void> {

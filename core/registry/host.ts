@@ -84,7 +84,8 @@ export class PluginHost {
   readonly pool: SandboxPool;
   private catalog: Map<string, CatalogTool> | null = null;
   /** pool key by plugin id, for plugins currently loaded. */
-  private readonly loaded = new Map<string, { key: string; lastUsed: number; loading: Promise<void> }>();
+  /** Loaded sandboxes by plugin id, with the rights they were loaded under (the pool key fingerprints them). */
+  private readonly loaded = new Map<string, { key: string; rights: EffectiveRights; lastUsed: number; loading: Promise<void> }>();
   private readonly idleTimer: NodeJS.Timeout;
 
   constructor(private readonly o: PluginHostOptions) {
@@ -96,10 +97,8 @@ export class PluginHost {
 
   /** The effective rights behind a sandbox pool key (what the checked egress enforces). */
   rightsFor(poolKey: string): EffectiveRights | null {
-    for (const [id, l] of this.loaded) {
-      if (l.key !== poolKey) continue;
-      return this.o.registry.enabled().find((p) => p.record.id === id)?.effective ?? null;
-    }
+    // Called on every egress request: a lookup in the loaded set, never a registry read.
+    for (const l of this.loaded.values()) if (l.key === poolKey) return l.rights;
     return null;
   }
 
@@ -234,7 +233,7 @@ export class PluginHost {
       await this.pool.unload(cur.key).catch(() => undefined);
     }
     const loading = this.load(p, key);
-    this.loaded.set(p.record.id, { key, lastUsed: Date.now(), loading });
+    this.loaded.set(p.record.id, { key, rights: p.effective, lastUsed: Date.now(), loading });
     try {
       await loading;
     } catch (e) {

@@ -308,7 +308,6 @@ async function run(sc: Scenario): Promise<string | null> {
       // The gateway publishes events to every handshaken admin connection; this one stands in for them.
       if (session?.peer && token.scopes.includes('operator.admin')) session.sendEvent(randomUUID(), type, new Date().toISOString(), p);
     },
-    onReady() {},
     onDeviceSeen() {},
     log() {},
   };
@@ -539,7 +538,7 @@ t.test('before the handshake, every kind of non-handshake frame closes 4003 with
 t.test('the handshake deadline closes an unfinished session with 4002 and spares a finished one', async (t) => {
   const mk = () => {
     const transport = new MemTransport();
-    const hooks: SessionHooks = { handle: async () => ({}), audit() {}, authFailed() {}, emit() {}, onReady() {}, onDeviceSeen() {}, log() {} };
+    const hooks: SessionHooks = { handle: async () => ({}), audit() {}, authFailed() {}, emit() {}, onDeviceSeen() {}, log() {} };
     const token: AuthenticatedToken = { id: 'fedcba9876543210', label: 'x', scopes: [], roles: ['client'], expires_at: null };
     return { transport, session: new Session(transport, token, '127.0.0.1', { ...LIMITS, handshakeTimeoutMs: 50 }, hooks) };
   };
