@@ -4,8 +4,8 @@
  * AssemblyScript or C, a test file for `tyrum plugin test`, a README and build settings.
  *
  * The result stands alone: nothing in it refers to a path outside its directory (the AssemblyScript
- * JSON and I/O helpers are copies of plugins/_shared/assembly; the C header is a minimal one of our
- * own), and it builds with `tyrum plugin build` using only npm packages (AssemblyScript) or Debian's
+ * JSON runtime is copied from the PDK, sdk/pdk/assemblyscript/json.ts, at scaffold time; the I/O
+ * helpers are a copy of plugins/_shared/assembly/io.ts; the C header is a minimal one of our own), and it builds with `tyrum plugin build` using only npm packages (AssemblyScript) or Debian's
  * clang and lld (C).
  *
  * Template files live in core/author/templates/ (suffixed `.tmpl` so neither tsc nor eslint reads
@@ -17,6 +17,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TyrumError } from '../errors/index.js';
 import { MANIFEST_FILE } from '../../manifests/limits.js';
+import { packageInfo } from '../util/package-info.js';
+import { PDK_ASSEMBLYSCRIPT_DIR } from './types.js';
 
 /** Languages `tyrum plugin new` can scaffold. */
 export const PLUGIN_LANGS = ['assemblyscript', 'c'] as const;
@@ -181,6 +183,8 @@ export function scaffoldPlugin(opts: ScaffoldOptions): ScaffoldResult {
   files.set('tests/hello.test.json', readFileSync(join(common, 'hello.test.json.tmpl'), 'utf8'));
   const langDir = join(templates, lang);
   for (const rel of listTemplates(langDir)) files.set(outputPath(rel), fill(readFileSync(join(langDir, rel), 'utf8'), vars));
+  // The JSON runtime is the PDK's own file, copied as-is: one source, no template to drift.
+  if (lang === 'assemblyscript') files.set('assembly/json.ts', readFileSync(join(packageInfo().root, PDK_ASSEMBLYSCRIPT_DIR, 'json.ts'), 'utf8'));
 
   try {
     for (const [rel, text] of files) {

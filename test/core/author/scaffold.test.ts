@@ -214,10 +214,11 @@ t.test('an unknown --lang, a missing name, extra arguments and unknown flags are
   t.match(help.out, /^usage: tyrum plugin new NAME/);
 });
 
-t.test("the AssemblyScript helpers are verbatim copies of plugins/_shared/assembly (update the templates when those change)", async (t) => {
+t.test("the AssemblyScript helpers are verbatim copies of the project's own (the PDK's JSON runtime, plugins/_shared io)", async (t) => {
   const templates = templatesDir();
-  for (const f of ['json.ts', 'io.ts']) {
-    t.equal(read(templates, 'assemblyscript', 'assembly', `${f}.tmpl`), read(ROOT, 'plugins', '_shared', 'assembly', f), f);
-  }
+  t.equal(read(templates, 'assemblyscript', 'assembly', 'io.ts.tmpl'), read(ROOT, 'plugins', '_shared', 'assembly', 'io.ts'), 'io.ts');
+  const dir = join(t.testdir(), 'out');
+  t.equal((await cli(pluginNew, ['copycheck', '--dir', dir])).code, 0);
+  t.equal(read(dir, 'copycheck', 'assembly', 'json.ts'), read(ROOT, 'sdk', 'pdk', 'assemblyscript', 'json.ts'), 'json.ts is the PDK runtime');
   t.ok(existsSync(join(templates, 'common', 'test-format.md.tmpl')));
 });
