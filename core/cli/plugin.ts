@@ -11,9 +11,6 @@ import { openHome, type HomeServices } from '../runtime.js';
 import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule } from '../../schemas/index.js';
 import type { PluginInfo } from '../registry/plugins.js';
 import { parse, listArg } from './args.js';
-import { pluginTest, pluginPack, pluginSign, pluginKeygen } from './author-test-pack.js';
-import { pluginNew, pluginBuild } from './author-new-build.js';
-import { pluginTypes } from './author-types.js';
 import type { Io } from './main.js';
 
 const USAGE = `usage:
@@ -261,20 +258,22 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
         return 0;
       });
     }
+    // Authoring commands load their toolchains (typegen, compilers, the sandbox) only when used,
+    // so operator commands start fast.
     case 'new':
-      return pluginNew(rest, io);
+      return (await import('./author-new-build.js')).pluginNew(rest, io);
     case 'build':
-      return pluginBuild(rest, io);
+      return (await import('./author-new-build.js')).pluginBuild(rest, io);
     case 'types':
-      return pluginTypes(rest, io);
+      return (await import('./author-types.js')).pluginTypes(rest, io);
     case 'test':
-      return pluginTest(rest, io);
+      return (await import('./author-test-pack.js')).pluginTest(rest, io);
     case 'pack':
-      return pluginPack(rest, io);
+      return (await import('./author-test-pack.js')).pluginPack(rest, io);
     case 'keygen':
-      return pluginKeygen(rest, io);
+      return (await import('./author-test-pack.js')).pluginKeygen(rest, io);
     case 'sign':
-      return pluginSign(rest, io);
+      return (await import('./author-test-pack.js')).pluginSign(rest, io);
     default:
       if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') return usage(io, sub === undefined);
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown plugin command "${sub}"\n${USAGE}`);
