@@ -14,7 +14,9 @@ import { PluginRegistry } from './registry/plugins.js';
 import { PluginHost } from './registry/host.js';
 import { createEgressHandler } from './egress/index.js';
 import { PolicyService, policyCall } from './policy/index.js';
-import { ApprovalService } from './approvals/index.js';
+import { ApprovalService, type Approval } from './approvals/index.js';
+import type { OverrideInfo } from './policy/index.js';
+import type { AuditActor } from './audit/index.js';
 import { ExecutionEngine } from './execution/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -68,8 +70,18 @@ export interface HomeServices {
   plugins: PluginRegistry;
   policy: PolicyService;
   approvals: ApprovalService;
+  /** Resolves an approval; for an approved `always` one, also adds the narrow policy override. */
+  resolveApproval(id: string, input: ApprovalDecision, actor: AuditActor): Promise<{ approval: Approval; override: OverrideInfo | null }>;
   paths: ReturnType<typeof homePaths>;
   close(): Promise<void>;
+}
+
+export interface ApprovalDecision {
+  decision: 'approved' | 'denied';
+  reason?: string;
+  mode?: 'once' | 'always';
+  /** With mode `always`: how long the override lasts (default: until revoked). */
+  overrideTtlMs?: number;
 }
 
 export interface OpenHomeOptions {
@@ -101,6 +113,20 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     });
     const policy = new PolicyService({ store });
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
+    const resolveApproval: HomeServices['resolveApproval'] = async (id, input, actor) => {
+      if (input.overrideTtlMs !== undefined && input.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'an override expiry applies only to an "always" approval');
+      const r = approvals.resolve(id, { decision: input.decision, ...(input.reason !== undefined ? { reason: input.reason } : {}), ...(input.mode !== undefined ? { mode: input.mode } : {}) }, actor);
+      if (!r.create_override) return { approval: r.approval, override: null };
+      // "always": a narrow override for this exact tool; it never beats a deny and is revocable.
+      const override = policy.addOverride({
+        tool_id: r.approval.tool_id,
+        created_by: actor.kind === 'token' ? `token:${String(actor.id)}` : `${actor.kind}:${String(actor.user ?? '')}`,
+        created_from_approval: r.approval.id,
+        ...(input.overrideTtlMs !== undefined ? { expires_at: Date.now() + input.overrideTtlMs } : {}),
+      });
+      await audit.append('policy.override_added', actor, { override_id: override.id, tool_id: override.tool_id, approval_id: r.approval.id, expires_at: override.expires_at });
+      return { approval: r.approval, override };
+    };
     return {
       config,
       store,
@@ -112,6 +138,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       plugins,
       policy,
       approvals,
+      resolveApproval,
       paths,
       close: async () => {
         await audit.flush();
@@ -212,6 +239,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       host,
       engine,
       approvals,
+      resolveApproval: svc.resolveApproval,
       policy,
       secretHandles: () => secrets.list(),
       now: Date.now,

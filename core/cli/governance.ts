@@ -124,13 +124,12 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
         const id = positionals[0];
         if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', APPROVALS_USAGE);
         if (sub === 'deny' && values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--always applies to approve only');
-        const r = svc.approvals.resolve(id, { decision: sub === 'approve' ? 'approved' : 'denied', ...(values.reason !== undefined ? { reason: values.reason } : {}), ...(values.always ? { mode: 'always' as const } : {}) }, who());
-        let override = '';
-        if (r.create_override) {
-          const o = svc.policy.addOverride({ tool_id: r.approval.tool_id, created_by: `cli:${who().user}`, created_from_approval: r.approval.id, ...(ttl !== undefined ? { expires_at: Date.now() + ttl * 1000 } : {}) });
-          svc.audit.appendSync('policy.override_added', who(), { override_id: o.id, tool_id: o.tool_id, approval_id: r.approval.id });
-          override = ` (override ${o.id}: later calls of ${o.tool_id} need no approval unless a rule denies them)`;
-        }
+        const r = await svc.resolveApproval(
+          id,
+          { decision: sub === 'approve' ? 'approved' : 'denied', ...(values.reason !== undefined ? { reason: values.reason } : {}), ...(values.always ? { mode: 'always' as const } : {}), ...(ttl !== undefined ? { overrideTtlMs: ttl * 1000 } : {}) },
+          who(),
+        );
+        const override = r.override ? ` (override ${r.override.id}: later calls of ${r.override.tool_id} need no approval unless a rule denies them)` : '';
         io.out(values.json ? JSON.stringify({ approval: isoTimes(r.approval) }) : `${r.approval.state} ${r.approval.id}${override}`);
         return 0;
       }

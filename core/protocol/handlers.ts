@@ -11,11 +11,11 @@ import type { PluginRegistry } from '../registry/plugins.js';
 import type { PluginHost } from '../registry/host.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
 import type { ExecutionEngine, RunDetail, Postcondition } from '../execution/index.js';
+import type { HomeServices } from '../runtime.js';
 import type { ApprovalService } from '../approvals/index.js';
 import { PolicyService, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { isoTimes } from '../util/iso-times.js';
-import { TyrumError } from '../errors/index.js';
 import type { Peer } from './session.js';
 
 export interface HandlerServices {
@@ -30,6 +30,7 @@ export interface HandlerServices {
   host: PluginHost;
   engine: ExecutionEngine;
   approvals: ApprovalService;
+  resolveApproval: HomeServices['resolveApproval'];
   policy: PolicyService;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
@@ -163,22 +164,13 @@ export function createHandlers(s: HandlerServices): Handlers {
     'approval.list': async (p) => ({ approvals: isoTimes(s.approvals.list(p as { state?: never; run_id?: string; limit?: number })) }),
     'approval.resolve': async (p, peer) => {
       const q = p as { approval_id: string; decision: 'approved' | 'denied'; reason?: string; mode?: 'once' | 'always'; override_ttl_seconds?: number };
-      if (q.override_ttl_seconds !== undefined && q.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'override_ttl_seconds applies only with mode "always"');
-      const r = s.approvals.resolve(q.approval_id, { decision: q.decision, ...(q.reason !== undefined ? { reason: q.reason } : {}), ...(q.mode !== undefined ? { mode: q.mode } : {}) }, actor(peer));
-      let overrideId: string | null = null;
-      if (r.create_override) {
-        // "always": a narrow override for this exact tool; it never beats a deny and is revocable.
-        const o = s.policy.addOverride({
-          tool_id: r.approval.tool_id,
-          created_by: `token:${peer.token.id}`,
-          created_from_approval: r.approval.id,
-          ...(q.override_ttl_seconds !== undefined ? { expires_at: s.now() + q.override_ttl_seconds * 1000 } : {}),
-        });
-        overrideId = o.id;
-        await s.audit.append('policy.override_added', actor(peer), { override_id: o.id, tool_id: o.tool_id, approval_id: r.approval.id });
-      }
+      const r = await s.resolveApproval(
+        q.approval_id,
+        { decision: q.decision, ...(q.reason !== undefined ? { reason: q.reason } : {}), ...(q.mode !== undefined ? { mode: q.mode } : {}), ...(q.override_ttl_seconds !== undefined ? { overrideTtlMs: q.override_ttl_seconds * 1000 } : {}) },
+        actor(peer),
+      );
       s.engine.kick();
-      return { approval: isoTimes(r.approval), override_id: overrideId };
+      return { approval: isoTimes(r.approval), override_id: r.override?.id ?? null };
     },
 
     'policy.get': async () => {
