@@ -167,3 +167,10 @@ export async function connect(gw: { port: number }, opts: OpenOptions & { role?:
   if (res.ok !== true) throw new Error(`connect.proof failed: ${JSON.stringify(res)}`);
   return { conn, device, hello: res.result as { client_id: string; device_id: string; role: string; scopes: string[] } };
 }
+
+/** The secret part of a `tyrum_<id>_<secret>` token (the secret is base64url and may itself contain "_"). */
+export function tokenSecret(token: string): string {
+  const m = /^tyrum_[0-9a-f]{16}_([A-Za-z0-9_-]{43})$/.exec(token);
+  if (!m) throw new Error(`not a token: ${token.slice(0, 12)}…`);
+  return m[1]!;
+}

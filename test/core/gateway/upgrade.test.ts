@@ -1,6 +1,6 @@
 import t from 'tap';
 import WebSocket from 'ws';
-import { startTestGateway, removeHome, open, connect, RawConn } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, open, connect, RawConn, tokenSecret } from '../../helpers/gateway.js';
 import { listAudit } from '../../../core/audit/index.js';
 
 t.test('WebSocket upgrade authentication (F1)', async (t) => {
@@ -73,7 +73,7 @@ t.test('WebSocket upgrade authentication (F1)', async (t) => {
     t.ok(failures.some((e) => e.data.reason === 'origin not allowed'));
     // The presented secret never reaches the audit log.
     const all = JSON.stringify(listAudit(gw.store, { limit: 1000 }));
-    t.notMatch(all, gw.adminToken.split('_')[2]!);
+    t.notOk(all.includes(tokenSecret(gw.adminToken)), 'the token secret is not in the audit log');
   });
 
   t.test('GET /healthz answers and /contracts serves the JSON Schemas', async (t) => {
