@@ -4,7 +4,11 @@
  * connection and echoes — so the table shows what Tyrum's auth, identity proof, validation and
  * authorization cost on top of the transport itself. Then the plugin platform (bench/plugins.ts):
  * tool calls, install → first call, calls/s and memory with many plugins, each beside its
- * baseline. Figures, not assertions: nothing here fails a build.
+ * baseline. Then durable execution (bench/durable.ts) and MCP (bench/mcp.ts: one MCP tool called
+ * directly, through Tyrum over WebSocket and through Tyrum's /mcp). Figures, not assertions:
+ * nothing here fails a build.
+ *
+ * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp) runs only the sections named.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, freemem, loadavg, release, tmpdir, totalmem } from 'node:os';
@@ -15,6 +19,12 @@ import { startGateway } from '../core/runtime.js';
 import { TyrumClient } from '../sdk/index.js';
 import { pluginBench } from './plugins.js';
 import { durableBench } from './durable.js';
+import { mcpBench } from './mcp.js';
+
+const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp'] as const;
+const picked = process.argv.slice(2);
+for (const p of picked) if (!(SECTIONS as readonly string[]).includes(p)) throw new Error(`unknown bench section "${p}" (sections: ${SECTIONS.join(', ')})`);
+const want = (s: (typeof SECTIONS)[number]) => picked.length === 0 || picked.includes(s);
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 200);
 const PINGS = Number(process.env.BENCH_PINGS ?? 5000);
@@ -99,21 +109,24 @@ console.log(`- ${cpu.length} CPU${cpu.length === 1 ? '' : 's'}: ${cpu[0]?.model.
 console.log(`- memory ${gib(totalmem())} (${gib(freemem())} free); load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 console.log('- everything below is one process on loopback unless a cell says otherwise; figures vary run to run');
 
-const base = await baseline();
-const ty = await tyrum();
-const rows = [
-  ['connect → ready (median)', base.connect.median, ty.connect.median],
-  ['connect → ready (p99)', base.connect.p99, ty.connect.p99],
-  ['request round trip (median)', base.rtt.median, ty.rtt.median],
-  ['request round trip (p99)', base.rtt.p99, ty.rtt.p99],
-] as const;
-console.log(`\n## Gateway handshake and round trip\n\nTyrum gateway vs bare ws echo, loopback, Node ${process.version}; ${HANDSHAKES} handshakes, ${PINGS} sequential requests\n`);
-console.log('| measure | bare ws (baseline) | tyrum | ratio |');
-console.log('|---|---|---|---|');
-for (const [name, b, t] of rows) console.log(`| ${name} | ${fmt(b)} | ${fmt(t)} | ${(t / b).toFixed(1)}× |`);
-console.log('\ntyrum "connect → ready" = HTTP upgrade with token check (scrypt) + connect.init + Ed25519 proof + connect.proof.');
-console.log('baseline "connect → ready" = HTTP upgrade only; its round trip is an echo with no parsing or validation.');
+if (want('gateway')) {
+  const base = await baseline();
+  const ty = await tyrum();
+  const rows = [
+    ['connect → ready (median)', base.connect.median, ty.connect.median],
+    ['connect → ready (p99)', base.connect.p99, ty.connect.p99],
+    ['request round trip (median)', base.rtt.median, ty.rtt.median],
+    ['request round trip (p99)', base.rtt.p99, ty.rtt.p99],
+  ] as const;
+  console.log(`\n## Gateway handshake and round trip\n\nTyrum gateway vs bare ws echo, loopback, Node ${process.version}; ${HANDSHAKES} handshakes, ${PINGS} sequential requests\n`);
+  console.log('| measure | bare ws (baseline) | tyrum | ratio |');
+  console.log('|---|---|---|---|');
+  for (const [name, b, t] of rows) console.log(`| ${name} | ${fmt(b)} | ${fmt(t)} | ${(t / b).toFixed(1)}× |`);
+  console.log('\ntyrum "connect → ready" = HTTP upgrade with token check (scrypt) + connect.init + Ed25519 proof + connect.proof.');
+  console.log('baseline "connect → ready" = HTTP upgrade only; its round trip is an echo with no parsing or validation.');
+}
 
-await pluginBench();
-await durableBench();
+if (want('plugins')) await pluginBench();
+if (want('durable')) await durableBench();
+if (want('mcp')) await mcpBench();
 console.log(`\nbench (after the build) finished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);

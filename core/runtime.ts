@@ -12,6 +12,9 @@ import { createHandlers } from './protocol/handlers.js';
 import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
 import { PluginRegistry } from './registry/plugins.js';
 import { PluginHost } from './registry/host.js';
+import { ToolCatalog } from './registry/tools.js';
+import { McpRegistry } from './mcp/registry.js';
+import { McpHost } from './mcp/host.js';
 import { createEgressHandler } from './egress/index.js';
 import { PolicyService, policyCall } from './policy/index.js';
 import { ApprovalService, type Approval } from './approvals/index.js';
@@ -21,6 +24,7 @@ import { ExecutionEngine } from './execution/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { GatewayServer } from './gateway/server.js';
+import { createMcpEndpoint } from './mcp/endpoint.js';
 import { packageInfo } from './util/package-info.js';
 import { SCOPES } from '../schemas/index.js';
 import type { OperationType } from '../schemas/index.js';
@@ -51,6 +55,10 @@ export interface RunningGateway {
   readonly key: GatewayKey;
   readonly plugins: PluginRegistry;
   readonly host: PluginHost;
+  /** Every tool the gateway serves: plugin tools and approved MCP tools. */
+  readonly tools: ToolCatalog;
+  readonly mcp: McpRegistry;
+  readonly mcpHost: McpHost;
   readonly secrets: SecretStore;
   readonly engine: ExecutionEngine;
   readonly policy: PolicyService;
@@ -70,6 +78,7 @@ export interface HomeServices {
   plugins: PluginRegistry;
   policy: PolicyService;
   approvals: ApprovalService;
+  mcp: McpRegistry;
   /** Resolves an approval; for an approved `always` one, also adds the narrow policy override. */
   resolveApproval(id: string, input: ApprovalDecision, actor: AuditActor): Promise<{ approval: Approval; override: OverrideInfo | null }>;
   paths: ReturnType<typeof homePaths>;
@@ -113,6 +122,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     });
     const policy = new PolicyService({ store });
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
+    const mcp = new McpRegistry({ store, audit, secrets, home });
     const resolveApproval: HomeServices['resolveApproval'] = async (id, input, actor) => {
       if (input.overrideTtlMs !== undefined && input.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'an override expiry applies only to an "always" approval');
       const r = approvals.resolve(id, { decision: input.decision, ...(input.reason !== undefined ? { reason: input.reason } : {}), ...(input.mode !== undefined ? { mode: input.mode } : {}) }, actor);
@@ -138,6 +148,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       plugins,
       policy,
       approvals,
+      mcp,
       resolveApproval,
       paths,
       close: async () => {
@@ -156,11 +167,22 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   let server: GatewayServer | null = null;
   let host: PluginHost | null = null;
+  let mcpHost: McpHost | null = null;
+  // Plugins changed (here or in another process): their sandboxes, the MCP servers they
+  // declare, and the MCP servers operators declared or approved.
+  const reconcile = () => {
+    void host?.reconcile().then(() => {
+      if (!mcpHost) return;
+      const problems = svc.mcp.syncPluginServers(svc.plugins.enabled().map((p) => ({ id: p.record.id, servers: p.manifest.contributes.mcp_servers ?? [] })));
+      for (const p of problems) server?.app.log.warn(p, 'plugin MCP server not registered');
+      return mcpHost.reconcile();
+    });
+  };
   const svc = openHome(options.home, options.overrides, {
     emit: (type, payload) => server?.publish(type, payload),
-    onPluginChange: () => void host?.reconcile(),
+    onPluginChange: () => reconcile(),
   });
-  const { store, key, audit, tokens, config, secrets, redactor, plugins, policy, approvals } = svc;
+  const { store, key, audit, tokens, config, secrets, redactor, plugins, policy, approvals, mcp } = svc;
   let bootstrapToken: string | null = null;
   try {
     if (!tokens.any()) {
@@ -184,6 +206,18 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       emit: (type, payload) => server?.publish(type, payload),
       log: (level, message, data) => server?.app.log[level](data, message),
     });
+    const pluginHost = host;
+    mcpHost = new McpHost({
+      registry: mcp,
+      audit,
+      redact: redactor.redactDeep,
+      activePlugins: () => new Set(plugins.enabled().map((p) => p.record.id)),
+      pluginSecrets: (id) => new Set(pluginHost.enabledPlugin(id)?.effective.secrets.map((s) => s.name) ?? []),
+      wasmConnection: (pluginId, name, limits) => pluginHost.mcpConnection(pluginId, name, limits),
+      emit: (type, payload) => server?.publish(type, payload),
+      log: (level, message, data) => server?.app.log[level](data, message),
+    });
+    const tools = new ToolCatalog(host, mcpHost);
     const actorOf = (createdBy: string) => ({ kind: 'token', id: createdBy });
     const engine = new ExecutionEngine({
       store,
@@ -191,19 +225,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       owner: `gw-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
       approvals,
       resolveTool: (toolId) => {
-        const d = host!.describe(toolId);
+        const d = tools.describe(toolId);
         if (!d) return null;
         // read_only tools have no external effect to repeat, so a cut-off call may simply run again.
         return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' };
       },
       decide: (step) => {
-        const d = host!.describe(step.tool_id);
+        const d = tools.describe(step.tool_id);
         const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));
         // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
         return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons };
       },
-      execute: (step) => host!.invoke(step.tool_id, step.args, actorOf(step.created_by)),
+      execute: (step, ctx) => tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal),
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
     });
@@ -236,7 +270,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       checkpointPath: svc.paths.auditCheckpoint,
       onTokenRevoked: (id) => server?.closeToken(id),
       plugins,
-      host,
+      host: tools,
       engine,
       approvals,
       resolveApproval: svc.resolveApproval,
@@ -254,7 +288,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
       onExternalChange: () => {
-        void host?.reconcile();
+        reconcile();
         pump();
         engine.kick();
       },
@@ -264,8 +298,29 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         if (!h) throw new TyrumError('TYRUM_ERR_UNSUPPORTED_REQUEST', `no handler for ${type}`);
         return h(payload, peer);
       },
+      // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
+      // WebSocket pipeline (contract check, policy, approvals, durable run, audit).
+      mcp: createMcpEndpoint({
+        handle: (type, payload, peer) => {
+          const h = (handlers as Partial<Record<OperationType, Handler>>)[type];
+          if (!h) throw new TyrumError('TYRUM_ERR_UNSUPPORTED_REQUEST', `no handler for ${type}`);
+          return h(payload, peer);
+        },
+        version: packageInfo().version,
+        onRunChange: (listener) =>
+          engine.onEvent((e) => {
+            if (typeof e.payload.run_id === 'string') listener(e.payload.run_id);
+          }),
+        tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,
+        audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),
+        emit: (type, payload) => server?.publish(type, payload),
+        log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+        maxInflightPerToken: config.limits.maxInflightRequests,
+        socketIdleTimeoutMs: config.limits.httpRequestTimeoutMs,
+      }),
     });
     const port = await server.listen();
+    reconcile();
     engine.start();
     await audit.append('gateway.started', { kind: 'gateway', key_id: key.keyId }, { host: config.host, port, version: packageInfo().version });
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -282,6 +337,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       key,
       plugins,
       host,
+      tools,
+      mcp,
+      mcpHost,
       secrets,
       engine,
       policy,
@@ -289,6 +347,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       close: async () => {
         await engine.stop();
         await server!.close();
+        await mcpHost!.close();
         await host!.close();
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);
         await svc.close();

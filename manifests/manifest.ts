@@ -109,6 +109,15 @@ export function checkManifestRules(m: PluginManifest, opts: ManifestOptions = {}
     invalid(`wasm.path: ${quote(m.wasm.path)} must be a plain relative path (no empty, "." or ".." segments)`, { field: 'wasm.path' });
   }
 
+  // Tool ids of MCP servers are mcp.<server>.<tool>: a plugin named "mcp" would shadow them.
+  if (m.id === 'mcp') invalid('id: "mcp" is reserved for MCP server tools (mcp.<server>.<tool>)', { field: 'id' });
+  const servers = new Map<string, number>();
+  (m.contributes.mcp_servers ?? []).forEach((srv, i) => {
+    const prev = servers.get(srv.name);
+    if (prev !== undefined) invalid(`contributes.mcp_servers[${i}].name: duplicate server name ${quote(srv.name)} (also contributes.mcp_servers[${prev}].name)`, { field: `contributes.mcp_servers[${i}].name` });
+    servers.set(srv.name, i);
+  });
+
   const toolIds = new Map<string, number>();
   m.contributes.tools.forEach((tool, i) => {
     const prev = toolIds.get(tool.id);

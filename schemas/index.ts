@@ -9,6 +9,7 @@ import { OPERATIONS, EVENTS } from './src/operations.js';
 import { GatewayConfig } from './src/config.js';
 import { PluginManifest, PluginGrant } from './src/manifest.js';
 import { PolicyBundle } from './src/policy.js';
+import { McpServerSpec } from './src/mcp.js';
 
 export * from './src/common.js';
 export * from './src/envelope.js';
@@ -17,6 +18,7 @@ export * from './src/operations.js';
 export * from './src/config.js';
 export * from './src/manifest.js';
 export * from './src/policy.js';
+export * from './src/mcp.js';
 
 /** JSON Schema dialect of every emitted file. */
 export const JSON_SCHEMA_DIALECT = 'http://json-schema.org/draft-07/schema#';
@@ -31,6 +33,7 @@ function contracts(): Record<string, TSchema> {
     'plugin.manifest': PluginManifest,
     'plugin.grant': PluginGrant,
     'policy.bundle': PolicyBundle,
+    'mcp.server': McpServerSpec,
   };
   for (const [type, spec] of Object.entries(OPERATIONS)) {
     out[`op.${type}.payload`] = spec.payload;

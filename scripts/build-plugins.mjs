@@ -36,6 +36,8 @@ let PLUGINS = join(ROOT, 'plugins');
 const PLACEHOLDER_SHA256 = '0'.repeat(64);
 const SOURCE_WASM_PATH = 'build/plugin.wasm';
 const ALLOWED_IMPORT_MODULES = new Set(['extism:host/env', 'tyrum:host/v1']);
+/** The exports of the WASM MCP plugin ABI (mcp.run servlets, hyper-mcp v1); the same list as WASM_MCP_EXPORTS in core/mcp/wasm.ts. */
+const WASM_MCP_EXPORTS = ['call', 'describe'];
 
 class BuildError extends Error {}
 
@@ -101,8 +103,11 @@ function checkSourceManifest(id, manifest) {
     fail(id, 'the source manifest\'s wasm.sha256 must be the placeholder of 64 zeros; the real digest goes only into build/tyrum.plugin.json');
   }
   const tools = manifest.contributes?.tools;
-  if (!Array.isArray(tools) || tools.length === 0) fail(id, 'the manifest contributes no tools');
-  return tools.map((t) => t.export);
+  const servers = manifest.contributes?.mcp_servers;
+  const wasmMcp = Array.isArray(servers) && servers.some((s) => s?.transport === 'wasm');
+  if (!Array.isArray(tools) || (tools.length === 0 && !wasmMcp)) fail(id, 'the manifest contributes no tools');
+  // A module that is itself an MCP server (transport "wasm") must export the WASM MCP ABI.
+  return [...new Set([...tools.map((t) => t.export), ...(wasmMcp ? WASM_MCP_EXPORTS : [])])];
 }
 
 function checkAsconfig(id, dir) {

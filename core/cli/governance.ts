@@ -4,6 +4,7 @@
  * gateway within a second, and resolving one while the gateway is down works too — the run resumes
  * when it starts.
  */
+import { rightsOf } from '../mcp/host.js';
 import { userInfo } from 'node:os';
 import { TyrumError } from '../errors/index.js';
 import { resolveHome } from '../config/index.js';
@@ -77,7 +78,10 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         // Describe the tool from the registry (its effect, risks and rights) without starting sandboxes.
         const p = svc.plugins.enabled().find((x) => toolId.startsWith(`${x.record.id}.`) && x.manifest.contributes.tools.some((t) => `${x.record.id}.${t.id}` === toolId));
         const tool = p?.manifest.contributes.tools.find((t) => `${p.record.id}.${t.id}` === toolId);
-        const call = policyCall(toolId, p && tool ? { plugin_id: p.record.id, effect: tool.effect } : undefined, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : null, args ? argsHash(args) : null);
+        // An approved MCP tool: its effect is the one the operator approved (annotations are not trusted).
+        const m = toolId.startsWith('mcp.') ? svc.mcp.served(new Set(svc.plugins.enabled().map((x) => x.record.id))).find((x) => x.tool_id === toolId) : undefined;
+        const entry = m ? { plugin_id: 'mcp', effect: m.effect } : p && tool ? { plugin_id: p.record.id, effect: tool.effect } : undefined;
+        const call = policyCall(toolId, entry, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : m ? { risks: [], rights: rightsOf(svc.mcp.get(m.server).spec) } : null, args ? argsHash(args) : null);
         const e = svc.policy.explain(call);
         io.out(values.json ? JSON.stringify(e) : e.text);
         return 0;

@@ -19,6 +19,7 @@ import { tool } from './tool.js';
 import { secret } from './secret.js';
 import { policyCmd, approvalsCmd } from './governance.js';
 import { runCmd } from './run.js';
+import { mcp } from './mcp.js';
 
 export interface Io {
   out(text: string): void;
@@ -65,6 +66,11 @@ Policy and approvals (work on the home; a running gateway picks changes up)
 
 Runs (through a running gateway)
   run list [--state S] | run get ID | run cancel ID | run resolve ID STEP retry|skip|fail
+
+MCP servers (work on the home; a running gateway picks changes up)
+  mcp add NAME [--env K=V]... -- COMMAND [ARG...]            declare a stdio server (quarantined; its tools listed for review)
+  mcp add NAME --url URL [--header K=V]...                   declare a Streamable HTTP server
+  mcp list | mcp tools NAME | mcp diff NAME [--refresh] | mcp approve NAME [--read-only T,..] | mcp remove NAME
 
 Audit
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
@@ -120,6 +126,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await approvalsCmd(rest, io);
       case 'run':
         return await runCmd(rest, io);
+      case 'mcp':
+        return await mcp(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }

@@ -70,6 +70,11 @@ export const ERROR_CODES = {
   TYRUM_ERR_OUTCOME_UNKNOWN: { wire: 'internal', description: 'A step with an external effect was cut off mid-flight; whether the effect happened is unknown and an operator must decide.' },
   TYRUM_ERR_STEP_INTERRUPTED: { wire: 'internal', description: 'An idempotent step was cut off mid-flight (crash, lease loss) more times than its attempts allow.' },
   TYRUM_ERR_POSTCONDITION_FAILED: { wire: 'sandbox_error', description: "The tool's output failed, or could not be checked against, the step's postcondition; the step is not a success." },
+  TYRUM_ERR_MCP_SERVER: { wire: 'sandbox_error', description: 'An external MCP server could not be started or reached, broke the protocol, timed out or exceeded a limit.' },
+  TYRUM_ERR_MCP_CONNECTION_LOST: { wire: 'sandbox_error', description: "The MCP server's connection ended while a call was in flight; whether the call took effect is unknown." },
+  TYRUM_ERR_MCP_TOOL_ERROR: { wire: 'sandbox_error', description: 'An MCP tool reported an error result (isError) for this call.' },
+  TYRUM_ERR_MCP_QUARANTINED: { wire: 'invalid_state', description: 'The MCP server or tool is quarantined: new, or its definition changed since an operator approved it.' },
+  TYRUM_ERR_MCP_SCHEMA_REFUSED: { wire: 'invalid_request', description: "An MCP tool's schema was refused at registration (too large, too deep, remote refs, catastrophic patterns)." },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,7 +1,7 @@
 /**
  * What to do after a failed attempt, and how long to wait before the next one.
  *
- * - Cut off mid-flight (timeout, sandbox worker crash): the effect may or may not have
+ * - Cut off mid-flight (timeout, sandbox worker crash, MCP connection lost): the effect may or may not have
  *   happened. Idempotent step: retry. Otherwise: `outcome_unknown`, the run waits for an
  *   operator; a non-idempotent call is never silently repeated.
  * - Transient and known to be before any effect (rate limited): retry.
@@ -10,7 +10,7 @@
  */
 import { isTyrumError } from '../errors/index.js';
 
-const CUT_OFF = new Set<string>(['TYRUM_ERR_TIMEOUT', 'TYRUM_ERR_SANDBOX_TIMEOUT', 'TYRUM_ERR_SANDBOX_CRASH']);
+const CUT_OFF = new Set<string>(['TYRUM_ERR_TIMEOUT', 'TYRUM_ERR_SANDBOX_TIMEOUT', 'TYRUM_ERR_SANDBOX_CRASH', 'TYRUM_ERR_MCP_CONNECTION_LOST']);
 const RETRYABLE_IF_IDEMPOTENT = new Set<string>([...CUT_OFF, 'TYRUM_ERR_SANDBOX_HOST']);
 const ALWAYS_RETRYABLE = new Set<string>(['TYRUM_ERR_RATE_LIMITED']);
 

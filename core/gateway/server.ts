@@ -8,7 +8,7 @@
  * handed to a protocol `Session`.
  */
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -37,6 +37,16 @@ export interface GatewayDeps {
   redact?: (value: unknown) => unknown;
   version: string;
   now?: () => number;
+  /**
+   * The MCP endpoint (core/mcp/endpoint.ts) behind `POST /mcp`. The edge checks the Origin and the
+   * bearer token exactly as for the WebSocket upgrade and hands over the raw request, its parsed
+   * JSON body and the authenticated caller; without it /mcp answers 404.
+   */
+  mcp?: {
+    handle(req: IncomingMessage, res: ServerResponse, body: unknown, caller: { token: AuthenticatedToken; remoteAddress: string }): Promise<void>;
+    /** Ends requests in flight (called before the HTTP server closes, which waits for them). */
+    close(): Promise<void>;
+  };
 }
 
 /** Time after a close frame before the socket is destroyed regardless. */
@@ -149,6 +159,7 @@ export class GatewayServer {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.revocationPoll) clearInterval(this.revocationPoll);
     for (const l of this.live) l.session.close(CLOSE.GOING_AWAY, 'gateway shutting down');
+    await this.deps.mcp?.close();
     await this.app.close();
     for (const l of this.live) l.ws.terminate();
     this.wss.close();
@@ -162,6 +173,58 @@ export class GatewayServer {
       const doc = m ? contractDocument(m[1]!) : undefined;
       if (!doc) return reply.code(404).send({ error: { code: 'not_found', message: `no contract ${req.params.file}` } });
       return reply.header('content-type', 'application/schema+json; charset=utf-8').send(doc);
+    });
+    this.mcpRoutes();
+  }
+
+  /**
+   * `POST /mcp`: the MCP Streamable HTTP endpoint, stateless (no session, so GET and DELETE are
+   * 405). Origin and token are checked in onRequest, before the body is read: a browser page of
+   * another origin gets 403 (DNS rebinding), anything without a live `Authorization: Bearer`
+   * token gets 401 with `WWW-Authenticate: Bearer`. A token in the query string is never read.
+   */
+  private mcpRoutes(): void {
+    const callers = new WeakMap<IncomingMessage, { token: AuthenticatedToken; remoteAddress: string }>();
+    const notAllowed = JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed: this MCP endpoint is stateless; use POST' }, id: null });
+    for (const method of ['GET', 'DELETE'] as const) {
+      this.app.route({ method, url: '/mcp', handler: async (_req, reply) => reply.code(405).header('allow', 'POST').header('content-type', 'application/json').send(notAllowed) });
+    }
+    this.app.post('/mcp', {
+      bodyLimit: this.deps.config.limits.httpBodyLimitBytes,
+      onRequest: async (req, reply) => {
+        if (!this.deps.mcp) return reply.code(404).send({ error: { code: 'not_found', message: 'the MCP endpoint is not enabled' } });
+        const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
+        const origin = req.headers.origin;
+        if (origin !== undefined && !(this.deps.config.allowedOrigins ?? this.ownOrigins()).includes(origin)) {
+          this.authFailed(remote, 'origin not allowed', null, 403);
+          return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
+        }
+        const unauthorized = (message: string) => reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message } });
+        const presented = presentedToken(req.headers.authorization, []);
+        if (presented === null) {
+          this.authFailed(remote, 'no token', null, 401);
+          return unauthorized('a token is required in Authorization: Bearer (tokens in the URL are refused)');
+        }
+        const token = await this.deps.tokens.authenticate(presented);
+        if (token === null) {
+          this.authFailed(remote, 'invalid token', /^tyrum_([0-9a-f]{16})_/.exec(presented)?.[1] ?? null, 401);
+          return unauthorized('invalid, expired or revoked token');
+        }
+        callers.set(req.raw, { token, remoteAddress: remote });
+      },
+      handler: async (req, reply) => {
+        const caller = callers.get(req.raw);
+        if (!this.deps.mcp || !caller) return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: 'not authenticated' } });
+        // From here the MCP transport owns the response (it may stream server-sent events).
+        reply.hijack();
+        try {
+          await this.deps.mcp.handle(req.raw, reply.raw, req.body, caller);
+        } catch (e) {
+          this.app.log.error({ err: e }, 'mcp request failed');
+          if (!reply.raw.headersSent) reply.raw.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'internal', message: 'internal error' } }));
+          else reply.raw.destroy();
+        }
+      },
     });
   }
 

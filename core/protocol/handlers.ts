@@ -8,7 +8,7 @@ import { listAudit, verifyAudit, type AuditLog, type CheckpointVerifier } from '
 import { tokenInfo, type TokenService } from '../auth/tokens.js';
 import type { Store } from '../store/index.js';
 import type { PluginRegistry } from '../registry/plugins.js';
-import type { PluginHost } from '../registry/host.js';
+import type { ToolSource } from '../registry/tools.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
 import type { ExecutionEngine, RunDetail, Postcondition } from '../execution/index.js';
 import type { HomeServices } from '../runtime.js';
@@ -27,7 +27,7 @@ export interface HandlerServices {
   /** Called after a token is revoked so its live connections close at once. */
   onTokenRevoked(tokenId: string): void;
   plugins: PluginRegistry;
-  host: PluginHost;
+  host: ToolSource;
   engine: ExecutionEngine;
   approvals: ApprovalService;
   resolveApproval: HomeServices['resolveApproval'];

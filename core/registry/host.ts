@@ -20,6 +20,8 @@ import type { ValidateFunction } from 'ajv';
 import type { PluginRegistry, EnabledPlugin } from './plugins.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import { pluginKv } from './kv.js';
+import { WasmMcpConnection, WASM_MCP_EXPORTS } from '../mcp/wasm.js';
+import type { McpConnection } from '../mcp/types.js';
 
 /** A tool as the catalog knows it (the wire `ToolInfo`). */
 export interface ToolEntry {
@@ -83,6 +85,7 @@ export function toolDefinitionHash(toolId: string, t: PluginManifest['contribute
 export class PluginHost {
   readonly pool: SandboxPool;
   private catalog: Map<string, CatalogTool> | null = null;
+  private enabledById: Map<string, EnabledPlugin> | null = null;
   /** pool key by plugin id, for plugins currently loaded. */
   /** Loaded sandboxes by plugin id, with the rights they were loaded under (the pool key fingerprints them). */
   private readonly loaded = new Map<string, { key: string; rights: EffectiveRights; lastUsed: number; loading: Promise<void> }>();
@@ -179,8 +182,36 @@ export class PluginHost {
     }
   }
 
+  /**
+   * A connection to the MCP server a plugin implements inside its sandbox (manifest
+   * `contributes.mcp_servers` with transport "wasm"). Each call goes to the plugin's current
+   * sandbox, loaded with its current effective rights, under its budgets.
+   */
+  mcpConnection(pluginId: string, serverName: string, limits: { timeoutMs: number; maxOutputBytes: number }): McpConnection {
+    return new WasmMcpConnection({
+      serverName,
+      maxOutputBytes: limits.maxOutputBytes,
+      call: async (exportName, input, opts) => {
+        const p = this.enabledPlugin(pluginId);
+        if (!p) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `plugin ${pluginId} is not enabled`);
+        const key = await this.ensureLoaded(p);
+        // The server's call timeout can only tighten the plugin's granted time budget.
+        const res = await this.pool.call(key, exportName, input, { wallMs: Math.min(opts.timeoutMs, p.effective.time.timeout_ms) });
+        this.pluginLogs({ plugin_id: pluginId, tool_id: `mcp.${serverName}` }, res.logs);
+        return res.output;
+      },
+    });
+  }
+
+  /** Enabled plugins by id (cached with the catalog). */
+  enabledPlugin(pluginId: string): EnabledPlugin | undefined {
+    this.enabledById ??= new Map(this.o.registry.enabled().map((p) => [p.record.id, p]));
+    return this.enabledById.get(pluginId);
+  }
+
   /** Forget the catalog and its compiled schemas (ajv would otherwise keep every version). */
   private dropCatalog(): void {
+    this.enabledById = null;
     if (!this.catalog) return;
     for (const t of this.catalog.values()) {
       forgetPluginSchema(t.entry.input_schema);
@@ -195,7 +226,7 @@ export class PluginHost {
     await this.pool.close();
   }
 
-  private pluginLogs(entry: ToolEntry, logs: ReadonlyArray<{ level: LogLevel; message: string }>): void {
+  private pluginLogs(entry: Pick<ToolEntry, 'plugin_id' | 'tool_id'>, logs: ReadonlyArray<{ level: LogLevel; message: string }>): void {
     if (!this.o.log) return;
     for (const l of logs) this.o.log(l.level, String(this.o.redact(l.message)), { plugin_id: entry.plugin_id, tool_id: entry.tool_id, source: 'plugin' });
   }
@@ -252,7 +283,7 @@ export class PluginHost {
     await this.pool.load(key, {
       wasm: files.wasmBytes,
       expectedSha256: p.record.wasm_sha256,
-      exports: p.manifest.contributes.tools.map((t) => t.export),
+      exports: [...p.manifest.contributes.tools.map((t) => t.export), ...((p.manifest.contributes.mcp_servers ?? []).some((m) => m.transport === 'wasm') ? WASM_MCP_EXPORTS : [])],
       limits: { memoryPages: p.effective.memory.max_pages, wallMs: p.effective.time.timeout_ms },
       config: extismConfig(p.config),
       hostApi,

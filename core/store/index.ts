@@ -11,9 +11,11 @@ import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { PolicyRepo } from './policy.js';
 import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
+import { McpRepo } from './mcp.js';
 
 export type { Migration };
 export * from './execution.js';
+export * from './mcp.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -368,6 +370,7 @@ export class Store {
   readonly execution: ExecutionRepo;
   readonly approvals: ApprovalRepo;
   readonly outbox: OutboxRepo;
+  readonly mcp: McpRepo;
 
   /** @internal use openStore */
   constructor(private readonly db: Database.Database) {
@@ -381,6 +384,7 @@ export class Store {
     this.execution = new ExecutionRepo(db);
     this.approvals = new ApprovalRepo(db);
     this.outbox = new OutboxRepo(db);
+    this.mcp = new McpRepo(db);
   }
 
   /**

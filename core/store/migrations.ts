@@ -244,4 +244,44 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    name: 'MCP servers and their pinned tool definitions',
+    sql: `
+      -- One row per MCP server the gateway knows, declared by an operator or by an enabled
+      -- plugin (origin 'plugin:<id>'). spec is canonical JSON; a changed spec is a new digest,
+      -- which puts the server back in quarantine.
+      CREATE TABLE mcp_servers (
+        name TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        spec TEXT NOT NULL,
+        spec_digest TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('quarantined', 'approved', 'disabled')),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        approved_at INTEGER,
+        approved_by TEXT,
+        -- Last known health, written by whichever process talked to the server: JSON.
+        health TEXT
+      ) STRICT;
+
+      -- What a server last listed (observed) next to what an operator approved. A tool is
+      -- served only while both hashes agree and its schema was not refused.
+      CREATE TABLE mcp_tools (
+        server TEXT NOT NULL REFERENCES mcp_servers (name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        observed TEXT,
+        observed_hash TEXT,
+        observed_at INTEGER,
+        refused TEXT,
+        approved TEXT,
+        approved_hash TEXT,
+        effect TEXT NOT NULL DEFAULT 'state_changing' CHECK (effect IN ('read_only', 'state_changing')),
+        approved_at INTEGER,
+        approved_by TEXT,
+        PRIMARY KEY (server, name)
+      ) STRICT;
+    `,
+  },
 ];

@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Strict } from './common.js';
+import { McpServerContribution } from './mcp.js';
 
 /** The host API version this gateway implements; manifests name a semver range of it. */
 export const HOST_API_VERSION = '1.0.0';
@@ -99,7 +100,7 @@ export const PluginManifest = Strict({
   contributes: Strict({
     tools: Type.Array(ToolContribution, { maxItems: 64 }),
     channels: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 0, description: 'Reserved for chat-channel adapters.' })),
-    mcp_servers: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 0, description: 'Reserved for MCP servers.' })),
+    mcp_servers: Type.Optional(Type.Array(McpServerContribution, { maxItems: 16, description: 'MCP servers this plugin brings; each starts quarantined until an operator approves it.' })),
   }),
   requests: Type.Optional(PluginRequests),
   risk: Type.Optional(Type.Array(RiskFlag, { uniqueItems: true })),

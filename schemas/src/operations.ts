@@ -154,7 +154,10 @@ const PolicyEvidence = Strict({ decision: Decision, enforced: Type.Boolean(), sn
 
 const PluginId = Type.String({ pattern: PLUGIN_ID_PATTERN });
 /** `<plugin id>.<tool name>` */
-export const ToolId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}[a-z0-9]\\.[a-z][a-z0-9_]{0,62}$', description: '<plugin id>.<tool name>' });
+export const ToolId = Type.String({
+  pattern: '^([a-z][a-z0-9-]{0,62}[a-z0-9]\\.[a-z][a-z0-9_]{0,62}|mcp\\.[a-z][a-z0-9_-]{0,47}\\.[A-Za-z0-9_.-]{1,128})$',
+  description: '<plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server',
+});
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
 const EffectiveEgress = Strict({ host: Type.String(), port: Type.Integer(), scheme: Type.Union([Type.Literal('https'), Type.Literal('http')]), methods: Type.Array(Type.String()) });

@@ -264,7 +264,7 @@ export interface EventStepUpdated {
 
 export interface EventToolInvoked {
   /**
-   * <plugin id>.<tool name>
+   * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
    */
   tool_id: string;
   ok: boolean;
@@ -272,6 +272,83 @@ export interface EventToolInvoked {
   duration_ms: number;
   token_id: string;
 }
+
+export type McpServer =
+  | {
+      transport: "stdio";
+      /**
+       * Executable (absolute path, or a name looked up on PATH).
+       */
+      command: string;
+      /**
+       * @maxItems 64
+       */
+      args?: string[];
+      /**
+       * The whole environment of the server, besides PATH, HOME and TMPDIR (nothing is inherited unless listed in inherit_env).
+       */
+      env?: {
+        /**
+         * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+         *
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^[A-Za-z_][A-Za-z0-9_]{0,127}$".
+         */
+        [k: string]: string;
+      };
+      /**
+       * Names of the gateway's own environment variables passed through (never TYRUM_*).
+       *
+       * @maxItems 32
+       */
+      inherit_env?: string[];
+      /**
+       * Per tool call (default 60000).
+       */
+      call_timeout_ms?: number;
+      /**
+       * Largest tool result accepted, serialized (default 1 MiB).
+       */
+      max_output_bytes?: number;
+    }
+  | {
+      transport: "streamable_http";
+      /**
+       * The Streamable HTTP endpoint.
+       */
+      url: string;
+      /**
+       * Sent with every request; values may use secret handles.
+       */
+      headers?: {
+        /**
+         * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+         *
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$".
+         */
+        [k: string]: string;
+      };
+      /**
+       * Per tool call (default 60000).
+       */
+      call_timeout_ms?: number;
+      /**
+       * Largest tool result accepted, serialized (default 1 MiB).
+       */
+      max_output_bytes?: number;
+    }
+  | {
+      transport: "wasm";
+      /**
+       * Per tool call (default 60000).
+       */
+      call_timeout_ms?: number;
+      /**
+       * Largest tool result accepted, serialized (default 1 MiB).
+       */
+      max_output_bytes?: number;
+    };
 
 export interface OpApprovalListPayload {
   state?: "pending" | "approved" | "denied" | "expired";
@@ -923,11 +1000,102 @@ export interface OpPluginGetResult {
        */
       channels?: unknown[];
       /**
-       * Reserved for MCP servers.
+       * MCP servers this plugin brings; each starts quarantined until an operator approves it.
        *
-       * @maxItems 0
+       * @maxItems 16
        */
-      mcp_servers?: unknown[];
+      mcp_servers?: (
+        | {
+            /**
+             * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+             */
+            name: string;
+            description?: string;
+            transport: "stdio";
+            /**
+             * Executable (absolute path, or a name looked up on PATH).
+             */
+            command: string;
+            /**
+             * @maxItems 64
+             */
+            args?: string[];
+            /**
+             * The whole environment of the server, besides PATH, HOME and TMPDIR (nothing is inherited unless listed in inherit_env).
+             */
+            env?: {
+              /**
+               * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+               *
+               * This interface was referenced by `undefined`'s JSON-Schema definition
+               * via the `patternProperty` "^[A-Za-z_][A-Za-z0-9_]{0,127}$".
+               */
+              [k: string]: string;
+            };
+            /**
+             * Names of the gateway's own environment variables passed through (never TYRUM_*).
+             *
+             * @maxItems 32
+             */
+            inherit_env?: string[];
+            /**
+             * Per tool call (default 60000).
+             */
+            call_timeout_ms?: number;
+            /**
+             * Largest tool result accepted, serialized (default 1 MiB).
+             */
+            max_output_bytes?: number;
+          }
+        | {
+            /**
+             * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+             */
+            name: string;
+            description?: string;
+            transport: "streamable_http";
+            /**
+             * The Streamable HTTP endpoint.
+             */
+            url: string;
+            /**
+             * Sent with every request; values may use secret handles.
+             */
+            headers?: {
+              /**
+               * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+               *
+               * This interface was referenced by `undefined`'s JSON-Schema definition
+               * via the `patternProperty` "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$".
+               */
+              [k: string]: string;
+            };
+            /**
+             * Per tool call (default 60000).
+             */
+            call_timeout_ms?: number;
+            /**
+             * Largest tool result accepted, serialized (default 1 MiB).
+             */
+            max_output_bytes?: number;
+          }
+        | {
+            /**
+             * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+             */
+            name: string;
+            description?: string;
+            transport: "wasm";
+            /**
+             * Per tool call (default 60000).
+             */
+            call_timeout_ms?: number;
+            /**
+             * Largest tool result accepted, serialized (default 1 MiB).
+             */
+            max_output_bytes?: number;
+          }
+      )[];
     };
     requests?: {
       /**
@@ -1875,7 +2043,7 @@ export interface OpTokenRevokeResult {
 
 export interface OpToolInvokePayload {
   /**
-   * <plugin id>.<tool name>
+   * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
    */
   tool_id: string;
   args: {
@@ -1899,7 +2067,7 @@ export interface OpToolInvokeResult {
   run_id: string;
   state: "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
   /**
-   * <plugin id>.<tool name>
+   * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
    */
   tool_id: string;
   output: unknown;
@@ -1940,7 +2108,7 @@ export interface OpToolListPayload {}
 export interface OpToolListResult {
   tools: {
     /**
-     * <plugin id>.<tool name>
+     * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
      */
     tool_id: string;
     plugin_id: string;
@@ -2260,11 +2428,102 @@ export interface PluginManifest {
      */
     channels?: unknown[];
     /**
-     * Reserved for MCP servers.
+     * MCP servers this plugin brings; each starts quarantined until an operator approves it.
      *
-     * @maxItems 0
+     * @maxItems 16
      */
-    mcp_servers?: unknown[];
+    mcp_servers?: (
+      | {
+          /**
+           * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+           */
+          name: string;
+          description?: string;
+          transport: "stdio";
+          /**
+           * Executable (absolute path, or a name looked up on PATH).
+           */
+          command: string;
+          /**
+           * @maxItems 64
+           */
+          args?: string[];
+          /**
+           * The whole environment of the server, besides PATH, HOME and TMPDIR (nothing is inherited unless listed in inherit_env).
+           */
+          env?: {
+            /**
+             * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+             *
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^[A-Za-z_][A-Za-z0-9_]{0,127}$".
+             */
+            [k: string]: string;
+          };
+          /**
+           * Names of the gateway's own environment variables passed through (never TYRUM_*).
+           *
+           * @maxItems 32
+           */
+          inherit_env?: string[];
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+      | {
+          /**
+           * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+           */
+          name: string;
+          description?: string;
+          transport: "streamable_http";
+          /**
+           * The Streamable HTTP endpoint.
+           */
+          url: string;
+          /**
+           * Sent with every request; values may use secret handles.
+           */
+          headers?: {
+            /**
+             * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+             *
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$".
+             */
+            [k: string]: string;
+          };
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+      | {
+          /**
+           * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+           */
+          name: string;
+          description?: string;
+          transport: "wasm";
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+    )[];
   };
   requests?: {
     /**
@@ -2445,6 +2704,7 @@ export interface Contracts {
   "event.run.updated": EventRunUpdated;
   "event.step.updated": EventStepUpdated;
   "event.tool.invoked": EventToolInvoked;
+  "mcp.server": McpServer;
   "op.approval.list.payload": OpApprovalListPayload;
   "op.approval.list.result": OpApprovalListResult;
   "op.approval.resolve.payload": OpApprovalResolvePayload;

@@ -54,6 +54,11 @@ const PINNED_INTERNAL: Record<string, string> = {
   TYRUM_ERR_OUTCOME_UNKNOWN: 'internal',
   TYRUM_ERR_STEP_INTERRUPTED: 'internal',
   TYRUM_ERR_POSTCONDITION_FAILED: 'sandbox_error',
+  TYRUM_ERR_MCP_SERVER: 'sandbox_error',
+  TYRUM_ERR_MCP_CONNECTION_LOST: 'sandbox_error',
+  TYRUM_ERR_MCP_TOOL_ERROR: 'sandbox_error',
+  TYRUM_ERR_MCP_QUARANTINED: 'invalid_state',
+  TYRUM_ERR_MCP_SCHEMA_REFUSED: 'invalid_request',
 };
 
 t.test('the wire vocabulary starts with PROTOCOL.md\'s list, in order, unchanged', async (t) => {

@@ -1,0 +1,52 @@
+/**
+ * The gateway's one tool catalog: plugin tools (PluginHost) and approved MCP tools (McpHost)
+ * behind the same four calls the pipeline makes (describe for policy, tools for listing,
+ * checkCall before a run exists, invoke inside a step). `mcp.<server>.<tool>` ids belong to MCP
+ * (no plugin may be named "mcp"); everything else to plugins.
+ */
+import type { RiskFlag } from '../../schemas/index.js';
+import type { AuditActor } from '../audit/index.js';
+import type { EffectiveRights } from '../../manifests/capabilities.js';
+import type { PluginHost, ToolEntry } from './host.js';
+import type { McpHost } from '../mcp/host.js';
+
+export interface DescribedTool {
+  entry: ToolEntry;
+  risks: RiskFlag[];
+  rights: Pick<EffectiveRights, 'egress' | 'secrets'>;
+}
+
+export interface ToolSource {
+  describe(toolId: string): DescribedTool | undefined;
+  tools(): Array<Omit<ToolEntry, 'postcondition'>>;
+  checkCall(toolId: string, args: Record<string, unknown>): void;
+  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null }>;
+}
+
+export class ToolCatalog implements ToolSource {
+  constructor(
+    private readonly plugins: PluginHost,
+    private readonly mcp: McpHost | null,
+  ) {}
+
+  private source(toolId: string): ToolSource {
+    return toolId.startsWith('mcp.') && this.mcp ? this.mcp : this.plugins;
+  }
+
+  describe(toolId: string): DescribedTool | undefined {
+    return this.source(toolId).describe(toolId);
+  }
+
+  tools(): Array<Omit<ToolEntry, 'postcondition'>> {
+    const all = [...this.plugins.tools(), ...(this.mcp?.tools() ?? [])];
+    return all.sort((a, b) => (a.tool_id < b.tool_id ? -1 : a.tool_id > b.tool_id ? 1 : 0));
+  }
+
+  checkCall(toolId: string, args: Record<string, unknown>): void {
+    this.source(toolId).checkCall(toolId, args);
+  }
+
+  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): ReturnType<ToolSource['invoke']> {
+    return this.source(toolId).invoke(toolId, args, actor, signal);
+  }
+}
