@@ -331,3 +331,26 @@ t.test('requests in flight per token are bounded by max_inflight_requests', asyn
   t.notOk(((await call) as CallToolResult).isError);
   t.equal((await rawInit(gw, { authorization: `Bearer ${gw.adminToken}` })).status, 200, 'the slot is free again');
 });
+
+t.test('a tool imported from an external MCP server is served through /mcp as its server answers it, from the approved definition', async (t) => {
+  const { gw, token } = await setup(t);
+  const everything = new URL('../../../node_modules/@modelcontextprotocol/server-everything/dist/index.js', import.meta.url).pathname;
+  await gw.mcp.add({ name: 'everything', spec: { transport: 'stdio', command: process.execPath, args: [everything, 'stdio'] } }, CLI);
+  await gw.mcpHost.reconcile();
+  await gw.mcpHost.settled();
+  await gw.mcp.approve('everything', { tools: ['echo', 'get-structured-content'], readOnly: ['echo', 'get-structured-content'] }, CLI);
+  await gw.mcpHost.reconcile();
+  const client = await mcpClient(t, gw, token);
+  const { tools } = await client.listTools();
+  const echo = tools.find((x) => x.name === 'mcp.everything.echo');
+  t.match(echo, { description: 'Echoes back the input string', inputSchema: { type: 'object', required: ['message'] }, annotations: { readOnlyHint: true } });
+  t.notOk(tools.some((x) => x.name === 'mcp.everything.get-env'), 'a tool that was not approved is not offered');
+  const r = (await client.callTool({ name: 'mcp.everything.echo', arguments: { message: 'hi' } })) as CallToolResult;
+  t.notOk(r.isError);
+  t.same(r.content, [{ type: 'text', text: 'Echo: hi' }], "the server's content, not a JSON wrapper");
+  t.match(runMeta(r), { state: 'succeeded' });
+  const listed = tools.find((x) => x.name === 'mcp.everything.get-structured-content');
+  const s = (await client.callTool({ name: 'mcp.everything.get-structured-content', arguments: { location: 'New York' } })) as CallToolResult;
+  t.notOk(s.isError, 'structured content validates against the outputSchema the client was given');
+  t.ok(listed?.outputSchema === undefined || typeof s.structuredContent === 'object');
+});
