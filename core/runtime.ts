@@ -97,6 +97,8 @@ export interface OpenHomeOptions {
   /** Where plugin lifecycle events go (the running gateway publishes them). */
   emit?: (type: 'plugin.lifecycle', payload: Record<string, unknown>) => void;
   onPluginChange?: (pluginId: string) => void;
+  /** MCP servers or approvals changed in this process. */
+  onMcpChange?: () => void;
 }
 
 /** Opens (creating on first use) a gateway home: directory, config, database, key, audit log. */
@@ -122,7 +124,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     });
     const policy = new PolicyService({ store });
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
-    const mcp = new McpRegistry({ store, audit, secrets, home });
+    const mcp = new McpRegistry({ store, audit, secrets, home, ...(opts.onMcpChange ? { onChange: opts.onMcpChange } : {}) });
     const resolveApproval: HomeServices['resolveApproval'] = async (id, input, actor) => {
       if (input.overrideTtlMs !== undefined && input.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'an override expiry applies only to an "always" approval');
       const r = approvals.resolve(id, { decision: input.decision, ...(input.reason !== undefined ? { reason: input.reason } : {}), ...(input.mode !== undefined ? { mode: input.mode } : {}) }, actor);
@@ -181,6 +183,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const svc = openHome(options.home, options.overrides, {
     emit: (type, payload) => server?.publish(type, payload),
     onPluginChange: () => reconcile(),
+    onMcpChange: () => void mcpHost?.reconcile(),
   });
   const { store, key, audit, tokens, config, secrets, redactor, plugins, policy, approvals, mcp } = svc;
   let bootstrapToken: string | null = null;

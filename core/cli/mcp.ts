@@ -103,7 +103,7 @@ function renderDiff(d: McpToolDiff): string[] {
     lines.push(`  description: ${short(d.observed.description ?? '')}`);
     lines.push(`  inputSchema: ${short(d.observed.inputSchema).replace(/\n/g, '\n  ')}`);
     if (d.observed.outputSchema) lines.push(`  outputSchema: ${short(d.observed.outputSchema).replace(/\n/g, '\n  ')}`);
-    if (d.observed.annotations) lines.push(`  hints (not trusted): ${short(d.observed.annotations)}`);
+    if (d.observed.annotations) lines.push(`  hints (not trusted): ${JSON.stringify(d.observed.annotations).slice(0, 500)}`);
   } else if (d.status === 'changed' || d.status === 'approved') {
     for (const f of d.fields) {
       lines.push(`  ${f.field}:`);

@@ -120,6 +120,7 @@ export async function connectMcp(spec: ResolvedSpec, o: ConnectOptions): Promise
     const pt = new ProcessTransport({ command: spec.command, args: spec.args, env: spec.env, cwd: spec.cwd, maxMessageBytes: o.maxMessageBytes });
     transport = pt;
     describeExit = () => {
+      if (pt.failure) return pt.failure;
       const tail = pt.stderr.trim().split('\n').slice(-3).join(' | ');
       return tail ? `the server process ended (stderr: ${tail.slice(0, 500)})` : 'the server process ended';
     };

@@ -146,6 +146,7 @@ class Supervisor {
     const spec = this.spec;
     const connectTimeoutMs = this.o.connectTimeoutMs ?? 30_000;
     let conn: McpConnection | null = null;
+    let closedReason: string | null = null;
     try {
       if (spec.transport === 'wasm') {
         conn = this.o.wasmConnection(this.row.origin.slice('plugin:'.length), this.row.name, { timeoutMs: spec.call_timeout_ms ?? DEFAULT_CALL_TIMEOUT_MS, maxOutputBytes: spec.max_output_bytes ?? DEFAULT_MAX_OUTPUT_BYTES });
@@ -158,7 +159,13 @@ class Supervisor {
         await conn.close();
         return;
       }
-      conn.onClosed((reason) => this.lost(reason));
+      // Until the connection is ready, its end is reported by the failing listTools below (one
+      // failure, one restart); once ready, by `lost`.
+      const attempt = conn;
+      conn.onClosed((reason) => {
+        if (this.conn === attempt) this.lost(reason);
+        else closedReason = reason;
+      });
       conn.onToolsChanged(() => void this.relist());
       const defs = await conn.listTools({ timeoutMs: connectTimeoutMs });
       if (this.stopped()) {
@@ -184,7 +191,8 @@ class Supervisor {
       }, 30_000).unref();
     } catch (e) {
       await conn?.close().catch(() => undefined);
-      this.fail(errText(e));
+      // The process's own account (exit, stderr, an oversized message) beats "Connection closed".
+      this.fail(closedReason ?? errText(e));
     }
   }
 
@@ -212,6 +220,7 @@ class Supervisor {
     this.o.log?.('warn', 'MCP server unavailable; restarting with backoff', { server: this.row.name, reason: String(this.o.redact(reason)), retry_in_ms: delay, restarts: this.restarts });
     this.o.registry.recordHealth(this.row.name, { status: 'backoff', error: String(this.o.redact(reason)), restarts: this.restarts, retry_in_ms: delay });
     this.flushWaiters();
+    if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.connect(), delay);
     this.timer.unref();
   }

@@ -106,6 +106,8 @@ export interface McpRegistryOptions {
   now?: () => number;
   /** The environment variables `inherit_env` may pass through (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Called after this process changed servers or approvals (the running gateway reconciles). */
+  onChange?: () => void;
 }
 
 /** sha256 of the canonical JSON of a whole tool definition. */
@@ -208,6 +210,7 @@ export class McpRegistry {
     const at = this.now();
     this.o.store.mcp.insertServer({ name: input.name, origin: 'operator', description: input.description ?? '', spec: canonicalJson(spec), spec_digest: specDigest(spec), state: 'quarantined', created_at: at, updated_at: at });
     await this.o.audit.append('mcp.server_added', actor, { server: input.name, origin: 'operator', transport: spec.transport, spec_digest: specDigest(spec) });
+    this.o.onChange?.();
     return this.get(input.name);
   }
 
@@ -246,6 +249,7 @@ export class McpRegistry {
     if (row.origin !== 'operator') throw new TyrumError('TYRUM_ERR_INVALID_STATE', `MCP server ${name} comes from ${row.origin}; disable or remove that plugin instead`);
     this.o.store.mcp.removeServer(name);
     await this.o.audit.append('mcp.server_removed', actor, { server: name, spec_digest: row.spec_digest });
+    this.o.onChange?.();
   }
 
   get(name: string): McpServerView {
@@ -329,6 +333,7 @@ export class McpRegistry {
       }
     });
     await this.o.audit.append('mcp.approved', actor, { server: name, spec_digest: row.spec_digest, tools: approved, skipped });
+    this.o.onChange?.();
     return { approved, skipped };
   }
 

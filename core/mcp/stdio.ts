@@ -35,6 +35,8 @@ export class ProcessTransport implements Transport {
   private readonly buffer: ReadBuffer;
   private stderrTail = '';
   private closed = false;
+  /** Why the transport stopped the server itself (e.g. an oversized message), for health reports. */
+  failure: string | null = null;
 
   constructor(private readonly o: StdioOptions) {
     this.buffer = new ReadBuffer({ maxBufferSize: o.maxMessageBytes });
@@ -78,7 +80,8 @@ export class ProcessTransport implements Transport {
         try {
           this.buffer.append(chunk);
         } catch {
-          this.onerror?.(new Error(`server sent a message larger than ${this.o.maxMessageBytes} bytes; stopping it`));
+          this.failure = `the server sent a message larger than ${this.o.maxMessageBytes} bytes; it was stopped`;
+          this.onerror?.(new Error(this.failure));
           void this.close();
           return;
         }
