@@ -245,9 +245,10 @@ export class SandboxPool {
 
   /**
    * Check, compile and instantiate a plugin under `key`. Refuses (coded error) a digest mismatch,
-   * an invalid module, imports the sandbox does not provide (WASI, unknown host functions,
-   * imported memories/tables), missing exports, or an initial memory above the cap; rewrites a
-   * missing or larger memory maximum to the cap. The start function runs under `limits.loadMs`.
+   * an invalid module, imports the sandbox does not provide (unknown host functions, WASI beyond
+   * the preview1 shim, imported memories/tables), missing exports, or an initial memory above the
+   * cap; rewrites a missing or larger memory maximum to the cap. The start function (and a WASI
+   * module's `_initialize`) runs under `limits.loadMs`.
    */
   async load(key: string, opts: LoadOptions): Promise<LoadInfo> {
     this.#assertOpen();

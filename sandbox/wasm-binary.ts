@@ -1,13 +1,16 @@
 /**
- * Just enough of the WebAssembly binary format to inspect a module's imports, exports and
- * memories without compiling it, and to rewrite its memory maximum.
+ * Just enough of the WebAssembly binary format to inspect a module's imports, exports, function
+ * types and memories without compiling it, to rewrite its memory maximum, and to rename imports
+ * and exports (the WASI shim, see inspect.ts).
  *
  * Why rewrite: V8 lets a guest grow its memory up to 4 GiB whatever the SDK is told; the only
  * per-module cap is the module's own declared maximum, which `memory.grow` honours by returning
  * -1. So a module that declares no maximum (the PDK default) or one above the grant has its
- * memory-section limits re-encoded with the cap. Only the memory section changes size; other
- * sections are copied byte for byte (nothing in a module refers to absolute file offsets of
- * sections before the code section, and DWARF offsets are relative to the code section).
+ * memory-section limits re-encoded with the cap. A WASI module also has its
+ * `wasi_snapshot_preview1` imports and its initialisation exports renamed (see inspect.ts). Only
+ * the rewritten sections change size; other sections are copied byte for byte (nothing in a
+ * module refers to absolute file offsets of sections before the code section, DWARF offsets are
+ * relative to the code section, and the name section refers to functions by index).
  *
  * Callers run `WebAssembly.validate` first; these parsers still bound-check every read and throw
  * {@link WasmFormatError} rather than read past the end.
@@ -18,6 +21,7 @@ export class WasmFormatError extends Error {
   override name = 'WasmFormatError';
 }
 
+export const SECTION_TYPE = 1;
 export const SECTION_IMPORT = 2;
 export const SECTION_MEMORY = 5;
 export const SECTION_EXPORT = 7;
@@ -44,6 +48,12 @@ export interface ImportEntry {
 export interface ExportEntry {
   name: string;
   kind: ExternKind;
+}
+
+/** A function type: its parameter and result value types (`i32`, `i64`, `f32`, `f64`, `v128`, `ref`). */
+export interface FuncType {
+  params: string[];
+  results: string[];
 }
 
 export interface MemoryLimits {
@@ -161,18 +171,31 @@ function kindOf(byte: number): ExternKind {
   return k;
 }
 
-/** Parse the import section. */
-export function readImports(bytes: Uint8Array, s: Section): ImportEntry[] {
+/** An import with where it sits in the section (for rewriting) and, for functions, its type index. */
+interface ImportRecord extends ImportEntry {
+  /** Offset of the entry (its module name's length prefix). */
+  start: number;
+  /** Offset one past the module name (where the field name's length prefix begins). */
+  moduleEnd: number;
+  /** Offset one past the entry. */
+  end: number;
+  typeIndex: number | null;
+}
+
+function parseImports(bytes: Uint8Array, s: Section): ImportRecord[] {
   const r = new Reader(bytes, s.contentStart, s.end);
   const n = r.u32();
-  const out: ImportEntry[] = [];
+  const out: ImportRecord[] = [];
   for (let i = 0; i < n; i++) {
+    const start = r.pos;
     const module = r.name();
+    const moduleEnd = r.pos;
     const name = r.name();
     const kind = kindOf(r.byte());
+    let typeIndex: number | null = null;
     switch (kind) {
       case 'function':
-        r.u32(); // type index
+        typeIndex = r.u32();
         break;
       case 'table':
         r.byte(); // reference type
@@ -190,9 +213,159 @@ export function readImports(bytes: Uint8Array, s: Section): ImportEntry[] {
         r.u32(); // type index
         break;
     }
-    out.push({ module, name, kind });
+    out.push({ module, name, kind, start, moduleEnd, end: r.pos, typeIndex });
   }
   return out;
+}
+
+/** Parse the import section. */
+export function readImports(bytes: Uint8Array, s: Section): ImportEntry[] {
+  return parseImports(bytes, s).map(({ module, name, kind }) => ({ module, name, kind }));
+}
+
+/** The type index of each function import, in import order (non-functions: null). */
+export function readImportTypeIndices(bytes: Uint8Array, s: Section): (number | null)[] {
+  return parseImports(bytes, s).map((i) => i.typeIndex);
+}
+
+const VALTYPES: Readonly<Record<number, string>> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128' };
+/** Abstract heap types written as one byte (reference-types, GC and exception-handling proposals). */
+const isShorthandRef = (b: number): boolean => b >= 0x69 && b <= 0x74;
+
+function valType(r: Reader): string {
+  const b = r.byte();
+  const t = VALTYPES[b];
+  if (t !== undefined) return t;
+  if (isShorthandRef(b)) return 'ref';
+  if (b === 0x63 || b === 0x64) {
+    // (ref null? heaptype): heaptype is a one-byte abstract type or an s33 type index.
+    const h = r.byte();
+    if (!isShorthandRef(h)) {
+      let more = h & 0x80;
+      for (let i = 0; more !== 0 && i < 5; i++) more = r.byte() & 0x80;
+      if (more !== 0) throw new WasmFormatError('heap type index too long');
+    }
+    return 'ref';
+  }
+  throw new WasmFormatError(`unknown value type 0x${b.toString(16)}`);
+}
+
+function compType(r: Reader): FuncType | null {
+  const form = r.byte();
+  if (form === 0x60) {
+    const params: string[] = [];
+    for (let n = r.u32(), i = 0; i < n; i++) params.push(valType(r));
+    const results: string[] = [];
+    for (let n = r.u32(), i = 0; i < n; i++) results.push(valType(r));
+    return { params, results };
+  }
+  const field = (): void => {
+    const b = r.byte();
+    if (b !== 0x78 && b !== 0x77) {
+      r.pos -= 1;
+      valType(r);
+    }
+    r.byte(); // mutability
+  };
+  if (form === 0x5f) {
+    for (let n = r.u32(), i = 0; i < n; i++) field();
+    return null;
+  }
+  if (form === 0x5e) {
+    field();
+    return null;
+  }
+  throw new WasmFormatError(`unknown composite type 0x${form.toString(16)}`);
+}
+
+function subType(r: Reader): FuncType | null {
+  const b = r.byte();
+  if (b === 0x50 || b === 0x4f) {
+    for (let n = r.u32(), i = 0; i < n; i++) r.u32(); // supertypes
+  } else {
+    r.pos -= 1;
+  }
+  return compType(r);
+}
+
+/**
+ * Parse the type section: one entry per type index, a {@link FuncType} for function types and
+ * null for others (GC struct and array types). Recursive groups contribute one index per member.
+ */
+export function readTypes(bytes: Uint8Array, s: Section): (FuncType | null)[] {
+  const r = new Reader(bytes, s.contentStart, s.end);
+  const out: (FuncType | null)[] = [];
+  for (let n = r.u32(), i = 0; i < n; i++) {
+    if (r.byte() === 0x4e) {
+      for (let m = r.u32(), j = 0; j < m; j++) out.push(subType(r));
+    } else {
+      r.pos -= 1;
+      out.push(subType(r));
+    }
+  }
+  return out;
+}
+
+function encodeName(name: string): number[] {
+  const b = new TextEncoder().encode(name);
+  return [...encodeU32(b.length), ...b];
+}
+
+/** The content of the import section `s` with every import from module `from` moved to module `to`. */
+export function renameImportModule(bytes: Uint8Array, s: Section, from: string, to: string): Uint8Array {
+  const imports = parseImports(bytes, s);
+  const parts: number[] = encodeU32(imports.length);
+  const chunks: Uint8Array[] = [];
+  const flush = (): void => {
+    chunks.push(Uint8Array.from(parts));
+    parts.length = 0;
+  };
+  for (const imp of imports) {
+    if (imp.module === from) {
+      parts.push(...encodeName(to));
+      flush();
+      chunks.push(bytes.subarray(imp.moduleEnd, imp.end));
+    } else {
+      flush();
+      chunks.push(bytes.subarray(imp.start, imp.end));
+    }
+  }
+  flush();
+  return concat(chunks);
+}
+
+/** The content of the export section `s` with the exports named in `renames` renamed. */
+export function renameExports(bytes: Uint8Array, s: Section, renames: ReadonlyMap<string, string>): Uint8Array {
+  const r = new Reader(bytes, s.contentStart, s.end);
+  const n = r.u32();
+  const chunks: Uint8Array[] = [Uint8Array.from(encodeU32(n))];
+  for (let i = 0; i < n; i++) {
+    const start = r.pos;
+    const name = r.name();
+    const nameEnd = r.pos;
+    r.byte(); // kind
+    r.u32(); // index
+    const to = renames.get(name);
+    if (to !== undefined) chunks.push(Uint8Array.from(encodeName(to)), bytes.subarray(nameEnd, r.pos));
+    else chunks.push(bytes.subarray(start, r.pos));
+  }
+  return concat(chunks);
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** Return a copy of `bytes` whose section `s` has `content` (same id); other sections are copied unchanged. */
+export function replaceSection(bytes: Uint8Array, s: Section, content: Uint8Array): Uint8Array {
+  const header = [s.id, ...encodeU32(content.byteLength)];
+  return concat([bytes.subarray(0, s.start), Uint8Array.from(header), content, bytes.subarray(s.end)]);
 }
 
 /** Parse the export section. */
@@ -232,11 +405,5 @@ export function replaceMemorySection(bytes: Uint8Array, s: Section, memories: re
       content.push(0x01, ...encodeU32(m.initial), ...encodeU32(m.maximum));
     }
   }
-  const header = [SECTION_MEMORY, ...encodeU32(content.length)];
-  const out = new Uint8Array(s.start + header.length + content.length + (bytes.length - s.end));
-  out.set(bytes.subarray(0, s.start), 0);
-  out.set(header, s.start);
-  out.set(content, s.start + header.length);
-  out.set(bytes.subarray(s.end), s.start + header.length + content.length);
-  return out;
+  return replaceSection(bytes, s, Uint8Array.from(content));
 }

@@ -6,12 +6,20 @@
  * This file and nothing else imports @extism/extism. Host functions run synchronously inside the
  * guest's call; those that need the main thread (kv, http) block on a SharedArrayBuffer flag until
  * the pool has posted the answer on a dedicated port (see `hostRequest`).
+ *
+ * WASI preview1 is served by Tyrum's shim (wasi.ts), registered under `WASI_SHIM_NS` (the
+ * inspector renamed the module's `wasi_snapshot_preview1` imports to it; Extism's own WASI stays
+ * off). Extism's host-function API (`CallContext`) only reaches Extism's kernel blocks, never the
+ * guest's linear memory, so the shim reads and writes the memory the instance exports
+ * (`Loaded.memory`, taken from `plugin.getInstance()` right after instantiation); that is why the
+ * WASI initialisation exports are run here, after it is known, rather than by the SDK.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import createPlugin, { type CallContext, type ExtismPluginOptions, type Plugin } from '@extism/extism';
 import type { SandboxFailure, SandboxFailureReason } from './errors.js';
-import { AS_ENV_NS, EXTISM_NS, LOG_LEVELS, TYRUM_NS, type LogLevel } from './host-abi.js';
+import { AS_ENV_NS, EXTISM_NS, LOG_LEVELS, TYRUM_NS, WASI_RENAMED_EXPORTS, WASI_SHIM_NS, type LogLevel } from './host-abi.js';
 import type { CallLimits } from './limits.js';
+import { LineBuffer, wasiFunctions } from './wasi.js';
 import { Wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 import type {
   CallMessage,
@@ -93,6 +101,8 @@ class Activation {
   output: { ctx: CallContext; addr: bigint; length: number } | null = null;
   httpStatus = 0;
   httpHeaders: Record<string, string> | null = null;
+  /** WASI stdout (index 1) and stderr (index 2), line-buffered into the log; created on first write. */
+  stdio: (LineBuffer | null)[] = [null, null, null];
   constructor(
     readonly lp: Loaded,
     readonly limits: CallLimits,
@@ -134,6 +144,11 @@ function active(): Activation {
   if (a === null) throw GuestAbort.create('host function called outside a plugin call');
   if (a.abortError !== null) throw a.abortError;
   return a;
+}
+
+/** Rethrow the activation's abort if a host function aborted it (and the guest caught that). */
+function throwIfAborted(a: Activation): void {
+  if (a.abort !== null) throw GuestAbort.create(a.abort.message);
 }
 
 /** Count one host call against the budget. */
@@ -202,19 +217,44 @@ function logged(a: Activation, level: LogLevel): boolean {
 
 /** Keep a log line (at a level the plugin logs) if the per-call cap and the plugin's rate allow; truncate long lines. */
 function emitLog(a: Activation, level: LogLevel, bytes: Uint8Array): void {
+  emitLine(a, level, bytes, bytes.byteLength);
+}
+
+/** {@link emitLog} for a line of `total` bytes of which `kept` holds at least the first `maxLogLineBytes` (or all). */
+function emitLine(a: Activation, level: LogLevel, kept: Uint8Array, total: number): void {
   if (a.logs.length >= a.limits.maxLogLines || !takeLogToken(a)) {
     a.logsDropped += 1;
     return;
   }
   const cap = a.limits.maxLogLineBytes;
   let message: string;
-  if (bytes.byteLength > cap) {
-    message = `${decoder.decode(bytes.subarray(0, cap))}… [truncated ${bytes.byteLength - cap} bytes]`;
+  if (total > cap) {
+    message = `${decoder.decode(kept.subarray(0, cap))}… [truncated ${total - cap} bytes]`;
     a.logsTruncated += 1;
   } else {
-    message = decoder.decode(bytes);
+    message = decoder.decode(kept);
   }
   a.logs.push({ level, message });
+}
+
+/** WASI stdout is logged at info, stderr at warn. */
+const STDIO_LEVEL = { 1: 'info', 2: 'warn' } as const;
+
+/** Bytes a guest wrote to WASI stdout or stderr: into the log, one entry per line. */
+function stdioWrite(a: Activation, fd: 1 | 2, bytes: Uint8Array): void {
+  const level = STDIO_LEVEL[fd];
+  if (!logged(a, level)) return;
+  let lines = a.stdio[fd] ?? null;
+  if (lines === null) {
+    lines = new LineBuffer(a.limits.maxLogLineBytes, (kept, total) => emitLine(a, level, kept, total));
+    a.stdio[fd] = lines;
+  }
+  lines.write(bytes);
+}
+
+/** Log what is left of unfinished stdout/stderr lines (at the end of a load or call). */
+function flushStdio(a: Activation): void {
+  for (const lines of a.stdio) lines?.flush();
 }
 
 function logFromBlock(level: LogLevel) {
@@ -422,6 +462,20 @@ const FUNCTIONS: NonNullable<ExtismPluginOptions['functions']> = {
       return hostRequest(a, { op: 'kv_set', key, value }) === true ? 0 : 1;
     },
   },
+  [WASI_SHIM_NS]: wasiFunctions<Activation>({
+    enter: counted,
+    memory: (a, fn) => {
+      const mem = a.lp.memory;
+      if (mem === null) {
+        fail(a, 'trap', `WASI ${fn} needs the module's memory: the module exports none, or called WASI from a start function (before its memory is available)`);
+      }
+      return mem.buffer;
+    },
+    stdio: stdioWrite,
+    exit: (a, code) =>
+      fail(a, 'plugin_error', `plugin exited with code ${code} (WASI proc_exit) instead of returning`, { exit_code: code, wasi: 'proc_exit' }),
+    maxSleepMs: (a) => a.limits.wallMs,
+  }),
   [AS_ENV_NS]: {
     abort: (_ctx: CallContext, msg: number, file: number, line: number, col: number): never => {
       const a = counted();
@@ -483,7 +537,16 @@ async function instantiate(lp: Loaded, a: Activation): Promise<void> {
     if (a.abort !== null) throw GuestAbort.create(a.abort.message);
     const instance = await plugin.getInstance();
     lp.plugin = plugin;
-    lp.memory = (Object.values(instance.exports as Record<string, unknown>).find((x) => x instanceof Wasm.Memory) as WasmMemory | undefined) ?? null;
+    const exports = instance.exports as Record<string, unknown>;
+    const memory = exports['memory'] instanceof Wasm.Memory ? exports['memory'] : Object.values(exports).find((x) => x instanceof Wasm.Memory);
+    lp.memory = (memory as WasmMemory | undefined) ?? null;
+    // A WASI module's initialisation, renamed at load so that it runs now that its memory is known:
+    // `_initialize` (a reactor's constructors, e.g. TinyGo's and Go's runtime), then `hs_init`.
+    for (const name of ['_initialize', 'hs_init']) {
+      const init = exports[WASI_RENAMED_EXPORTS.get(name) as string];
+      if (typeof init === 'function') (init as () => void)();
+      throwIfAborted(a); // the guest swallowed an abort
+    }
   } catch (e) {
     await discard(lp);
     const f = classify(a, e);
@@ -512,8 +575,10 @@ async function onLoad(m: LoadMessage): Promise<void> {
   try {
     await instantiate(lp, a);
     plugins.set(m.key, lp);
+    flushStdio(a);
     post({ type: 'done', job: m.job, ok: true, output: null, usage: a.usage(0), logs: a.logs });
   } catch (f) {
+    flushStdio(a);
     post({ type: 'done', job: m.job, ok: false, failure: f as SandboxFailure, usage: a.usage(0), logs: a.logs });
   }
 }
@@ -552,11 +617,14 @@ async function onCall(m: CallMessage): Promise<void> {
       a.abort = { reason: 'output_too_large', message: `plugin output of ${n} bytes exceeds the ${a.limits.maxOutputBytes}-byte limit`, details: { limit: a.limits.maxOutputBytes, output_bytes: n } };
       throw GuestAbort.create(a.abort.message);
     }
+    flushStdio(a);
     post({ type: 'done', job: m.job, ok: true, output, usage: a.usage(n), logs: a.logs }, output ? [output.buffer as ArrayBuffer] : []);
   } catch (e) {
     const failure = e !== null && typeof e === 'object' && 'reason' in e ? (e as SandboxFailure) : classify(a, e);
-    // Anything but a clean guest-reported error leaves the instance suspect: discard it.
-    if (failure.reason !== 'plugin_error') await discard(lp);
+    // Anything but a clean guest-reported error leaves the instance suspect: discard it. An exit
+    // (WASI proc_exit) unwound the guest mid-call: its runtime is gone too.
+    if (failure.reason !== 'plugin_error' || failure.details?.['exit_code'] !== undefined) await discard(lp);
+    flushStdio(a);
     post({ type: 'done', job: m.job, ok: false, failure, usage: a.usage(0), logs: a.logs });
   }
 }

@@ -14,7 +14,7 @@
 //
 // (with no wasm-opt on PATH: see below)
 //
-// -nostdlib: no libc, no WASI (Tyrum refuses modules that import WASI); -Wl,--no-entry: a library of
+// -nostdlib: no libc, no WASI (Tyrum offers WASI preview1 only as a capability-less shim); -Wl,--no-entry: a library of
 // exported tool functions, no main; -mbulk-memory: copies compile to memory.copy instead of calls to a
 // memcpy nobody provides. The memory is fixed at 3 pages (192 KiB: static buffers and the stack), far
 // below the gateway's default cap of 256 pages.

@@ -65,14 +65,14 @@ t.test('a module above the size limit is rejected before hashing', async (t) => 
   t.match((e as { details: unknown }).details, { check: 'size' });
 });
 
-t.test('WASI imports are rejected at load, naming each import (D5)', async (t) => {
+t.test('WASI imports outside the preview1 shim are rejected at load, naming each import (D5)', async (t) => {
   const [wasm, policy] = await policyFor('wasi');
   const e = caught(() => inspectModule(wasm, policy));
   t.equal(sandboxReason(e), 'module_rejected');
-  t.match((e as Error).message, 'wasi_snapshot_preview1.fd_write');
-  t.match((e as Error).message, 'wasi_snapshot_preview1.path_open');
+  t.match((e as Error).message, 'wasi_unstable.fd_write');
+  t.match((e as Error).message, 'wasi_unstable.path_open');
   t.match((e as Error).message, /WASI is not available/);
-  t.same((e as { details: { imports: unknown } }).details.imports, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.path_open']);
+  t.same((e as { details: { imports: unknown } }).details.imports, ['wasi_unstable.fd_write', 'wasi_unstable.path_open']);
 });
 
 t.test('unknown host functions, imported memories and tables are rejected with the reason for each', async (t) => {

@@ -17,10 +17,10 @@ t.test('a module whose bytes differ from the lockfile digest is refused naming b
   t.equal(await reasonOf(pool.call('tampered', 'greet', NO_INPUT)), 'not_loaded', 'nothing was loaded');
 });
 
-t.test('a module importing WASI is refused at load naming the imports (D5)', async (t) => {
+t.test('a module importing legacy WASI (wasi_unstable) is refused at load naming the imports (D5)', async (t) => {
   const e = await loadFixture(pool, 'wasi', 'wasi', ['run']).catch((e: unknown) => e);
   t.equal(sandboxReason(e), 'module_rejected');
-  t.match((e as Error).message, /wasi_snapshot_preview1\.fd_write.*wasi_snapshot_preview1\.path_open/);
+  t.match((e as Error).message, /wasi_unstable\.fd_write.*wasi_unstable\.path_open/);
 });
 
 t.test('a start function that traps fails the load cleanly without restarting the worker', async (t) => {

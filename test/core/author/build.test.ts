@@ -212,14 +212,14 @@ t.test('a module importing what the sandbox does not serve fails the build, nami
   const dir = await scaffold(t, 'imports', 'c');
   writeFileSync(
     join(dir, 'src', 'extra.c'),
-    '#include "tyrum_pdk.h"\n__attribute__((import_module("wasi_snapshot_preview1"), import_name("fd_write"))) int32_t fd_write(int32_t, int32_t, int32_t, int32_t);\nint32_t sneaky(void) { return fd_write(1, 0, 0, 0); }\n',
+    '#include "tyrum_pdk.h"\n__attribute__((import_module("wasi_unstable"), import_name("fd_write"))) int32_t fd_write(int32_t, int32_t, int32_t, int32_t);\nint32_t sneaky(void) { return fd_write(1, 0, 0, 0); }\n',
   );
   const manifest = readJson<PluginManifest & { contributes: { tools: Record<string, unknown>[] } }>(dir, 'tyrum.plugin.json');
   manifest.contributes.tools.push({ ...manifest.contributes.tools[0], id: 'sneaky', export: 'sneaky' });
   writeFileSync(join(dir, 'tyrum.plugin.json'), JSON.stringify(manifest, null, 2));
   const r = await cli(pluginBuild, [dir]);
   t.equal(r.code, 1);
-  t.match(r.err, /module imports what the sandbox does not provide: wasi_snapshot_preview1\.fd_write \(function\): WASI is not available to plugins/);
+  t.match(r.err, /module imports what the sandbox does not provide: wasi_unstable\.fd_write \(function\): WASI is not available to plugins/);
 });
 
 t.test('setup problems: no manifest, an invalid manifest, nothing or two languages to compile, stub runtime, wasm.path, no clang', async (t) => {
