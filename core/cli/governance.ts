@@ -5,33 +5,16 @@
  * when it starts.
  */
 import { rightsOf } from '../mcp/host.js';
-import { userInfo } from 'node:os';
 import { TyrumError } from '../errors/index.js';
-import { resolveHome } from '../config/index.js';
-import { openHome, type HomeServices } from '../runtime.js';
 import { readBundleFile, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
 import { parse } from './args.js';
+import { cliActor as who, withHome } from './home.js';
 import type { Io } from './main.js';
 
-function who() {
-  try {
-    return { kind: 'cli', user: userInfo().username };
-  } catch {
-    return { kind: 'cli', user: 'unknown' };
-  }
-}
 
-async function withHome<T>(homeFlag: string | undefined, fn: (svc: HomeServices) => Promise<T>): Promise<T> {
-  const svc = openHome(resolveHome(homeFlag));
-  try {
-    return await fn(svc);
-  } finally {
-    await svc.close();
-  }
-}
 
 function jsonArg(text: string | undefined, name: string): Record<string, unknown> | undefined {
   if (text === undefined) return undefined;

@@ -4,7 +4,6 @@
  * Token and audit commands work on the gateway home directly, so they work whether or not the
  * gateway is running (a running gateway notices revocations within a second).
  */
-import { userInfo } from 'node:os';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { resolveHome, DEFAULT_PORT } from '../config/index.js';
 import { openHome, startGateway } from '../runtime.js';
@@ -20,6 +19,7 @@ import { secret } from './secret.js';
 import { policyCmd, approvalsCmd } from './governance.js';
 import { runCmd } from './run.js';
 import { mcp } from './mcp.js';
+import { cliActor } from './home.js';
 
 export interface Io {
   out(text: string): void;
@@ -78,16 +78,6 @@ Audit
 
 Every command takes --home DIR (default $TYRUM_HOME or ~/.tyrum).
 Scopes: operator.read, operator.write, operator.approvals, operator.pairing, operator.admin.`;
-
-const cliActor = () => ({ kind: 'cli', user: safeUser() });
-
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {

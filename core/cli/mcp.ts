@@ -4,13 +4,11 @@
  * home directly; a running gateway picks changes up within a second.
  */
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { TyrumError, isTyrumError } from '../errors/index.js';
-import { resolveHome } from '../config/index.js';
-import { openHome, type HomeServices } from '../runtime.js';
 import { probeServer } from '../mcp/probe.js';
 import type { McpToolDiff, McpServerView } from '../mcp/registry.js';
 import { parse, listArg } from './args.js';
+import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './main.js';
 
 const USAGE = `usage:
@@ -31,24 +29,7 @@ New servers and changed tool definitions stay quarantined until approved. Approv
 state_changing (each call needs an approval under the default policy) unless named in --read-only;
 a server's own annotations (readOnlyHint, ...) are shown as hints and never trusted.`;
 
-function actor() {
-  let user = 'unknown';
-  try {
-    user = userInfo().username;
-  } catch {
-    // No passwd entry (containers): keep 'unknown'.
-  }
-  return { kind: 'cli', user };
-}
 
-async function withHome<T>(homeFlag: string | undefined, fn: (svc: HomeServices) => Promise<T>): Promise<T> {
-  const svc = openHome(resolveHome(homeFlag));
-  try {
-    return await fn(svc);
-  } finally {
-    await svc.close();
-  }
-}
 
 function usage(io: Io, bad: boolean): number {
   (bad ? io.err : io.out)(USAGE);
@@ -67,11 +48,6 @@ function pairs(list: string[] | undefined, flag: string): Record<string, string>
   return out;
 }
 
-function intArg(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a positive integer`);
-  return Number(v);
-}
 
 function counts(s: McpServerView): string {
   const t = s.tools;

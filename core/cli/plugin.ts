@@ -4,13 +4,11 @@
  * changes up within a second.
  */
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { TyrumError } from '../errors/index.js';
-import { resolveHome } from '../config/index.js';
-import { openHome, type HomeServices } from '../runtime.js';
 import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule } from '../../schemas/index.js';
 import type { PluginInfo } from '../registry/plugins.js';
 import { parse, listArg } from './args.js';
+import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './main.js';
 
 const USAGE = `usage:
@@ -34,24 +32,7 @@ Authoring (see docs/plugin-authors.md):
   tyrum plugin keygen --out KEYFILE                         an Ed25519 publisher key; prints the public key
   tyrum plugin sign ARCHIVE --key KEYFILE                   writes ARCHIVE.sig`;
 
-function actor() {
-  let user = 'unknown';
-  try {
-    user = userInfo().username;
-  } catch {
-    // No passwd entry (containers): keep 'unknown'.
-  }
-  return { kind: 'cli', user };
-}
 
-async function withHome<T>(homeFlag: string | undefined, fn: (svc: HomeServices) => Promise<T>): Promise<T> {
-  const svc = openHome(resolveHome(homeFlag));
-  try {
-    return await fn(svc);
-  } finally {
-    await svc.close();
-  }
-}
 
 /** `https://api.example.com:8443=GET,POST` → an egress rule. */
 export function parseEgressFlag(text: string): EgressRule {
@@ -77,11 +58,6 @@ function riskList(v: string | undefined): RiskFlag[] {
   return list as RiskFlag[];
 }
 
-function intArg(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a positive integer`);
-  return Number(v);
-}
 
 function describe(p: PluginInfo): string {
   const e = p.effective;

@@ -6,9 +6,9 @@
 import { TyrumError } from '../errors/index.js';
 import { resolveHome } from '../config/index.js';
 import { openHome } from '../runtime.js';
-import { userInfo } from 'node:os';
 import { parse, listArg } from './args.js';
 import type { Io } from './main.js';
+import { cliActor as who } from './home.js';
 
 const USAGE = `usage:
   tyrum secret set NAME --destinations HOST[,HOST...]   value from stdin (hidden on a terminal); setting again rotates
@@ -57,13 +57,6 @@ export async function readSecretInput(stdin: NodeJS.ReadStream = process.stdin, 
 
 export async function secret(argv: string[], io: Io, input: () => Promise<Buffer> = () => readSecretInput(process.stdin, (s) => process.stderr.write(s))): Promise<number> {
   const [sub, ...rest] = argv;
-  const who = () => {
-    try {
-      return { kind: 'cli', user: userInfo().username };
-    } catch {
-      return { kind: 'cli', user: 'unknown' };
-    }
-  };
   switch (sub) {
     case 'set': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, json: { type: 'boolean' } }, 1);
