@@ -175,7 +175,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const reconcile = () => {
     void host?.reconcile().then(() => {
       if (!mcpHost) return;
-      const problems = svc.mcp.syncPluginServers(svc.plugins.enabled().map((p) => ({ id: p.record.id, servers: p.manifest.contributes.mcp_servers ?? [] })));
+      const problems = svc.mcp.syncPluginServers(host!.enabled().map((p) => ({ id: p.record.id, servers: p.manifest.contributes.mcp_servers ?? [] })));
       for (const p of problems) server?.app.log.warn(p, 'plugin MCP server not registered');
       return mcpHost.reconcile();
     });
@@ -214,7 +214,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       registry: mcp,
       audit,
       redact: redactor.redactDeep,
-      activePlugins: () => new Set(plugins.enabled().map((p) => p.record.id)),
+      activePlugins: () => new Set(pluginHost.enabled().map((p) => p.record.id)),
       pluginSecrets: (id) => new Set(pluginHost.enabledPlugin(id)?.effective.secrets.map((s) => s.name) ?? []),
       wasmConnection: (pluginId, name, limits) => pluginHost.mcpConnection(pluginId, name, limits),
       emit: (type, payload) => server?.publish(type, payload),

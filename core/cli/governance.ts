@@ -4,7 +4,6 @@
  * gateway within a second, and resolving one while the gateway is down works too — the run resumes
  * when it starts.
  */
-import { rightsOf } from '../mcp/host.js';
 import { TyrumError } from '../errors/index.js';
 import { readBundleFile, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
@@ -64,7 +63,7 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         // An approved MCP tool: its effect is the one the operator approved (annotations are not trusted).
         const m = toolId.startsWith('mcp.') ? svc.mcp.served(new Set(svc.plugins.enabled().map((x) => x.record.id))).find((x) => x.tool_id === toolId) : undefined;
         const entry = m ? { plugin_id: 'mcp', effect: m.effect } : p && tool ? { plugin_id: p.record.id, effect: tool.effect } : undefined;
-        const call = policyCall(toolId, entry, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : m ? { risks: [], rights: rightsOf(svc.mcp.get(m.server).spec) } : null, args ? argsHash(args) : null);
+        const call = policyCall(toolId, entry, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : m ? { risks: [], rights: m.rights } : null, args ? argsHash(args) : null);
         const e = svc.policy.explain(call);
         io.out(values.json ? JSON.stringify(e) : e.text);
         return 0;

@@ -73,17 +73,18 @@ class Supervisor {
   private relisting: Promise<void> | null = null;
   private relistAgain = false;
 
+  /** Parsed once: the spec is fixed for a supervisor's life (a changed spec is a new supervisor). */
+  readonly spec: McpServerSpec;
+
   constructor(
     readonly row: McpServerRow,
     private readonly host: McpHost,
     private readonly o: McpHostOptions,
   ) {
     this.backoff = o.minBackoffMs ?? 500;
+    this.spec = JSON.parse(row.spec) as McpServerSpec;
   }
 
-  get spec(): McpServerSpec {
-    return JSON.parse(this.row.spec) as McpServerSpec;
-  }
 
   start(): void {
     void this.connect();
@@ -284,7 +285,7 @@ export class McpHost {
   describe(toolId: string): { entry: ToolEntry; risks: []; rights: Pick<EffectiveRights, 'egress' | 'secrets'> } | undefined {
     const t = this.getCatalog().get(toolId);
     if (!t) return undefined;
-    return { entry: t.entry, risks: [], rights: rightsOf(this.supervisors.get(t.served.server)?.spec) };
+    return { entry: t.entry, risks: [], rights: t.served.rights };
   }
 
   tools(): Array<Omit<ToolEntry, 'postcondition'>> {
@@ -408,19 +409,6 @@ function resultSchema(outputSchema: Record<string, unknown> | undefined): Record
     required: ['content'],
     properties: { content: { type: 'array', items: { type: 'object' } }, ...(outputSchema ? { structuredContent: outputSchema } : {}) },
   };
-}
-
-/** What policy can match on: the HTTP server's host, and the secret handles the spec uses. */
-export function rightsOf(spec: McpServerSpec | undefined): Pick<EffectiveRights, 'egress' | 'secrets'> {
-  if (!spec) return { egress: [], secrets: [] };
-  const texts = spec.transport === 'stdio' ? Object.values(spec.env ?? {}) : spec.transport === 'streamable_http' ? Object.values(spec.headers ?? {}) : [];
-  const names = [...new Set(texts.flatMap((v) => [...v.matchAll(/\{\{secret:([A-Z][A-Z0-9_]*)\}\}/g)].map((m) => m[1]!)))];
-  if (spec.transport === 'streamable_http') {
-    const u = new URL(spec.url);
-    const host = u.hostname.toLowerCase();
-    return { egress: [{ host, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), scheme: u.protocol === 'https:' ? 'https' : 'http', methods: ['POST', 'GET', 'DELETE'] }], secrets: names.map((n) => ({ name: n, destinations: [host] })) };
-  }
-  return { egress: [], secrets: names.map((n) => ({ name: n, destinations: [] })) };
 }
 
 function errText(e: unknown): string {

@@ -14,8 +14,8 @@ export interface ProbeResult {
 }
 
 export async function probeServer(registry: McpRegistry, store: Store, name: string, opts: { timeoutMs?: number; maxMessageBytes?: number } = {}): Promise<ProbeResult> {
-  const row = store.mcp.getServer(name);
-  if (!row) throw new Error(`no MCP server named ${name}`);
+  registry.get(name); // a coded not_found for an unknown name
+  const row = store.mcp.getServer(name)!;
   const resolved = registry.resolve(row, null);
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const conn = await connectMcp(resolved, { connectTimeoutMs: timeoutMs, maxMessageBytes: opts.maxMessageBytes ?? 4 * 1024 * 1024 });

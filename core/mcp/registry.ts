@@ -24,6 +24,7 @@ import type { Store, McpServerRow, McpToolRow } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
 import type { McpToolDefinition } from './types.js';
 import type { ResolvedSpec } from './client.js';
+import type { EffectiveRights } from '../../manifests/capabilities.js';
 
 /** MCP tool names Tyrum accepts (the spec's recommended charset; dots allowed). */
 export const MCP_TOOL_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -83,6 +84,8 @@ export interface ServedMcpTool {
   definition_hash: string;
   effect: 'read_only' | 'state_changing';
   spec_digest: string;
+  /** What policy can match on for this server (see {@link mcpRights}). */
+  rights: Pick<EffectiveRights, 'egress' | 'secrets'>;
 }
 
 export interface ObserveSummary {
@@ -151,7 +154,8 @@ export function validatorSchema(schema: Record<string, unknown>): Record<string,
  * and depth caps are checked before anything walks the schema.
  */
 export function screenDefinition(def: McpToolDefinition): string | null {
-  if (typeof def.name !== 'string' || !MCP_TOOL_NAME_RE.test(def.name)) return `tool name ${JSON.stringify(String(def.name).slice(0, 80))} is not allowed (1-128 of A-Z a-z 0-9 _ . -)`;
+  const named = toolNameProblem(def.name);
+  if (named) return named;
   const shape = shapeProblem(def);
   if (shape) return shape;
   let size: number;
@@ -171,6 +175,11 @@ export function screenDefinition(def: McpToolDefinition): string | null {
   return null;
 }
 
+/** Why a listed tool name is unusable (it becomes part of the tool id), or null. */
+function toolNameProblem(name: unknown): string | null {
+  return typeof name === 'string' && MCP_TOOL_NAME_RE.test(name) ? null : `tool name ${JSON.stringify(String(name).slice(0, 80))} is not allowed (1-128 of A-Z a-z 0-9 _ . -)`;
+}
+
 /** Deepest nesting and most values a definition may have before anything recursive touches it. */
 const MAX_DEFINITION_DEPTH = 64;
 const MAX_DEFINITION_NODES = 100_000;
@@ -187,6 +196,32 @@ function shapeProblem(def: unknown): string | null {
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
   }
   return null;
+}
+
+/** The values of a spec that may hold `{{secret:NAME}}` handles, with where they are. */
+function templatedValues(spec: McpServerSpec): Array<readonly [string, string]> {
+  if (spec.transport === 'stdio') return Object.entries(spec.env ?? {}).map(([k, v]) => [`env.${k}`, v] as const);
+  if (spec.transport === 'streamable_http') return Object.entries(spec.headers ?? {}).map(([k, v]) => [`headers.${k}`, v] as const);
+  return [];
+}
+
+/**
+ * What policy can match on for a server's tools: an HTTP server's host as egress, and the
+ * secret handles its spec uses (bound to that host; a stdio server's have no destination).
+ */
+export function mcpRights(spec: McpServerSpec): Pick<EffectiveRights, 'egress' | 'secrets'> {
+  const names = [...new Set(templatedValues(spec).flatMap(([, v]) => {
+    const parsed = parseTemplate(v);
+    return parsed.ok ? parsed.secrets : [];
+  }))];
+  if (spec.transport !== 'streamable_http') return { egress: [], secrets: names.map((n) => ({ name: n, destinations: [] })) };
+  const u = new URL(spec.url);
+  const host = u.hostname.toLowerCase();
+  const https = u.protocol === 'https:';
+  return {
+    egress: [{ host, port: Number(u.port || (https ? 443 : 80)), scheme: https ? 'https' : 'http', methods: ['POST', 'GET', 'DELETE'] }],
+    secrets: names.map((n) => ({ name: n, destinations: [host] })),
+  };
 }
 
 function statusOf(t: McpToolRow): McpToolStatus {
@@ -349,12 +384,14 @@ export class McpRegistry {
     const names = new Set<string>();
     for (const def of defs) {
       await new Promise((r) => setImmediate(r));
-      const refusedWhy = screenDefinition(def);
-      const toolName = typeof def.name === 'string' ? def.name.slice(0, 128) : '';
-      if (refusedWhy !== null && !MCP_TOOL_NAME_RE.test(toolName)) {
-        summary.refused.push({ name: toolName, reason: refusedWhy });
+      // A tool without a usable name can't even be recorded (the name is its key).
+      const badName = toolNameProblem(def.name);
+      if (badName) {
+        summary.refused.push({ name: String(def.name).slice(0, 128), reason: badName });
         continue;
       }
+      const toolName = def.name;
+      const refusedWhy = screenDefinition(def);
       if (names.has(toolName)) {
         summary.refused.push({ name: toolName, reason: 'the server lists this name twice' });
         continue;
@@ -383,12 +420,14 @@ export class McpRegistry {
   /** Every tool that may be served now: approved server (and, for a plugin's, enabled plugin), pinned hash matching. */
   served(activePlugins: ReadonlySet<string>): ServedMcpTool[] {
     const servers = new Map(this.o.store.mcp.listServers().map((s) => [s.name, s]));
+    const rights = new Map<string, ServedMcpTool['rights']>();
     const out: ServedMcpTool[] = [];
     for (const t of this.o.store.mcp.allTools()) {
       const s = servers.get(t.server);
       if (!s || s.state !== 'approved' || !this.originActive(s, activePlugins)) continue;
       if (statusOf(t) !== 'approved') continue;
-      out.push({ tool_id: mcpToolId(t.server, t.name), server: t.server, name: t.name, definition: JSON.parse(t.approved!) as McpToolDefinition, definition_hash: t.approved_hash!, effect: t.effect, spec_digest: s.spec_digest });
+      if (!rights.has(s.name)) rights.set(s.name, mcpRights(JSON.parse(s.spec) as McpServerSpec));
+      out.push({ tool_id: mcpToolId(t.server, t.name), server: t.server, name: t.name, definition: JSON.parse(t.approved!) as McpToolDefinition, definition_hash: t.approved_hash!, effect: t.effect, spec_digest: s.spec_digest, rights: rights.get(s.name)! });
     }
     return out;
   }
@@ -452,8 +491,7 @@ export class McpRegistry {
     if (issues.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `MCP server spec is invalid: ${issues.map((i) => `${i.path || '/'} ${i.message}`).join('; ')}`, { issues });
     const spec = raw as McpServerSpec;
     if (spec.transport === 'wasm' && origin === 'operator') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a wasm MCP server is declared by its plugin manifest, not added by hand');
-    const templated = spec.transport === 'stdio' ? Object.entries(spec.env ?? {}).map(([k, v]) => [`env.${k}`, v] as const) : spec.transport === 'streamable_http' ? Object.entries(spec.headers ?? {}).map(([k, v]) => [`headers.${k}`, v] as const) : [];
-    for (const [where, v] of templated) {
+    for (const [where, v] of templatedValues(spec)) {
       const parsed = parseTemplate(v);
       if (!parsed.ok) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${where}: ${parsed.problem}`);
       for (const s of parsed.secrets) if (!this.o.secrets.has(s)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `${where}: secret ${s} does not exist (set it first: tyrum secret set ${s})`);

@@ -122,7 +122,7 @@ export class PluginHost {
    */
   async reconcile(): Promise<void> {
     this.dropCatalog();
-    const wanted = new Map(this.o.registry.enabled().map((p) => [p.record.id, this.poolKey(p)]));
+    const wanted = new Map(this.enabled().map((p) => [p.record.id, this.poolKey(p)]));
     for (const [id, l] of this.loaded) {
       if (wanted.get(id) === l.key) continue;
       this.loaded.delete(id);
@@ -203,10 +203,18 @@ export class PluginHost {
     });
   }
 
-  /** Enabled plugins by id (cached with the catalog). */
-  enabledPlugin(pluginId: string): EnabledPlugin | undefined {
+  /**
+   * Enabled plugins, read from the registry once per lifecycle change (manifests are parsed on
+   * every registry read) and shared by the catalog, reconcile and the MCP host.
+   */
+  enabled(): EnabledPlugin[] {
     this.enabledById ??= new Map(this.o.registry.enabled().map((p) => [p.record.id, p]));
-    return this.enabledById.get(pluginId);
+    return [...this.enabledById.values()];
+  }
+
+  enabledPlugin(pluginId: string): EnabledPlugin | undefined {
+    this.enabled();
+    return this.enabledById!.get(pluginId);
   }
 
   /** Forget the catalog and its compiled schemas (ajv would otherwise keep every version). */
@@ -303,7 +311,7 @@ export class PluginHost {
   private getCatalog(): Map<string, CatalogTool> {
     if (this.catalog) return this.catalog;
     const catalog = new Map<string, CatalogTool>();
-    for (const p of this.o.registry.enabled()) {
+    for (const p of this.enabled()) {
       for (const t of p.manifest.contributes.tools) {
         const toolId = `${p.record.id}.${t.id}`;
         catalog.set(toolId, {
