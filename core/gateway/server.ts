@@ -49,6 +49,8 @@ export interface GatewayDeps {
   };
 }
 
+const INVALID_TOKEN = 'invalid, expired or revoked token';
+
 /** Time after a close frame before the socket is destroyed regardless. */
 const CLOSE_GRACE_MS = 2000;
 /** How often live sockets are re-checked against the token table (revocations by other processes). */
@@ -194,21 +196,11 @@ export class GatewayServer {
       onRequest: async (req, reply) => {
         if (!this.deps.mcp) return reply.code(404).send({ error: { code: 'not_found', message: 'the MCP endpoint is not enabled' } });
         const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
-        const origin = req.headers.origin;
-        if (origin !== undefined && !(this.deps.config.allowedOrigins ?? this.ownOrigins()).includes(origin)) {
-          this.authFailed(remote, 'origin not allowed', null, 403);
-          return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
-        }
-        const unauthorized = (message: string) => reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message } });
-        const presented = presentedToken(req.headers.authorization, []);
-        if (presented === null) {
-          this.authFailed(remote, 'no token', null, 401);
-          return unauthorized('a token is required in Authorization: Bearer (tokens in the URL are refused)');
-        }
-        const token = await this.deps.tokens.authenticate(presented);
-        if (token === null) {
-          this.authFailed(remote, 'invalid token', /^tyrum_([0-9a-f]{16})_/.exec(presented)?.[1] ?? null, 401);
-          return unauthorized('invalid, expired or revoked token');
+        if (!this.originAllowed(req.headers.origin, remote)) return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
+        const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
+        if (typeof token === 'string') {
+          const message = token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN;
+          return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message } });
         }
         callers.set(req.raw, { token, remoteAddress: remote });
       },
@@ -244,39 +236,44 @@ export class GatewayServer {
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0);
     if (!offered.includes('tyrum-v1')) return rejectUpgrade(socket, 400, 'invalid_request', 'the tyrum-v1 subprotocol is required');
 
-    const origin = req.headers.origin;
-    if (origin !== undefined) {
-      const allowed = this.deps.config.allowedOrigins ?? this.ownOrigins();
-      if (!allowed.includes(origin)) {
-        this.authFailed(remote, 'origin not allowed', null, 403);
-        return rejectUpgrade(socket, 403, 'forbidden', 'origin not allowed');
-      }
-    }
+    if (!this.originAllowed(req.headers.origin, remote)) return rejectUpgrade(socket, 403, 'forbidden', 'origin not allowed');
 
     const limits = this.deps.config.limits;
     if (this.live.size >= limits.maxConnections || this.pendingUpgrades >= limits.maxPendingUpgrades) {
       return rejectUpgrade(socket, 503, 'rate_limited', 'too many connections');
     }
 
-    const presented = presentedToken(req.headers.authorization, offered);
-    if (presented === null) {
-      this.authFailed(remote, 'no token', null, 401);
-      return rejectUpgrade(socket, 401, 'unauthorized', 'a token is required (Authorization: Bearer, or the tyrum-auth.<base64url> subprotocol)');
-    }
     this.pendingUpgrades++;
-    let token: AuthenticatedToken | null;
+    let token: AuthenticatedToken | 'missing' | 'invalid';
     try {
-      token = await this.deps.tokens.authenticate(presented);
+      token = await this.checkToken(presentedToken(req.headers.authorization, offered), remote);
     } finally {
       this.pendingUpgrades--;
     }
-    if (token === null) {
-      this.authFailed(remote, 'invalid token', /^tyrum_([0-9a-f]{16})_/.exec(presented)?.[1] ?? null, 401);
-      return rejectUpgrade(socket, 401, 'unauthorized', 'invalid, expired or revoked token');
-    }
+    if (token === 'missing') return rejectUpgrade(socket, 401, 'unauthorized', 'a token is required (Authorization: Bearer, or the tyrum-auth.<base64url> subprotocol)');
+    if (token === 'invalid') return rejectUpgrade(socket, 401, 'unauthorized', INVALID_TOKEN);
     if (socket.destroyed) return;
     const authed = token;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, authed, remote));
+  }
+
+  /** A browser's Origin must be allowed (the upgrade and /mcp alike); a refusal is recorded. */
+  private originAllowed(origin: string | undefined, remote: string): boolean {
+    if (origin === undefined || (this.deps.config.allowedOrigins ?? this.ownOrigins()).includes(origin)) return true;
+    this.authFailed(remote, 'origin not allowed', null, 403);
+    return false;
+  }
+
+  /** The presented token, authenticated (the upgrade and /mcp alike); a failure is recorded. */
+  private async checkToken(presented: string | null, remote: string): Promise<AuthenticatedToken | 'missing' | 'invalid'> {
+    if (presented === null) {
+      this.authFailed(remote, 'no token', null, 401);
+      return 'missing';
+    }
+    const token = await this.deps.tokens.authenticate(presented);
+    if (token !== null) return token;
+    this.authFailed(remote, 'invalid token', /^tyrum_([0-9a-f]{16})_/.exec(presented)?.[1] ?? null, 401);
+    return 'invalid';
   }
 
   private attach(ws: WebSocket, token: AuthenticatedToken, remote: string): void {
