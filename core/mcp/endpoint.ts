@@ -29,12 +29,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
-import { OPERATIONS, type OperationType, type Scope } from '../../schemas/index.js';
+import { OPERATIONS, type OperationType } from '../../schemas/index.js';
 import { authorize } from '../auth/authorize.js';
 import type { AuthenticatedToken } from '../auth/tokens.js';
 import type { AuditActor } from '../audit/index.js';
 import { ERROR_CODES, isTyrumError, TyrumError, type ErrorCode as TyrumErrorCode } from '../errors/index.js';
-import type { Peer } from '../protocol/session.js';
+import { denialRecord, type Peer } from '../protocol/session.js';
 import { validate } from '../protocol/validate.js';
 
 /** How long a `tools/call` waits for its run (including an approval) when the client does not say. */
@@ -360,9 +360,9 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
     for (const type of types) {
       const d = authorize(OPERATIONS[type], { scopes: peer.token.scopes, role: peer.role });
       if (d.allowed) continue;
-      const required = [...d.required] as Scope[];
-      deps.audit?.('authz.denied', { kind: 'token', id: peer.token.id }, { request_type: type, mcp_method: method, reason: d.reason, required_scopes: required, role: peer.role, device_id: peer.deviceId, connection_id: peer.connectionId });
-      deps.emit?.('authz.denied', { request_type: type, client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, token_id: peer.token.id, required_scopes: required });
+      const { required, audit, event } = denialRecord(type, d, peer, { mcp_method: method });
+      deps.audit?.('authz.denied', { kind: 'token', id: peer.token.id }, audit);
+      deps.emit?.('authz.denied', event);
       throw rpcError(MCP_ERR_FORBIDDEN, { code: 'TYRUM_ERR_FORBIDDEN', wire: 'forbidden', message: `${method} needs ${type}, which requires one of: ${required.join(', ')}`, details: { request_type: type, required_scopes: required } });
     }
   }

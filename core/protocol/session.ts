@@ -10,7 +10,7 @@
 import { randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { OPERATIONS, RequestEnvelope, type OperationType, type Role, type Scope, type EventType } from '../../schemas/index.js';
 import { isTyrumError, type WireErrorCode } from '../errors/index.js';
-import { authorize } from '../auth/authorize.js';
+import { authorize, type AuthzDecision } from '../auth/authorize.js';
 import { deriveDeviceId, parseDevicePubkey, verifyProof } from '../auth/identity.js';
 import type { AuthenticatedToken } from '../auth/tokens.js';
 import { decodeFrame, type CodecLimits } from './codec.js';
@@ -265,9 +265,9 @@ export class Session {
     }
     const decision = authorize(spec, { scopes: peer.token.scopes, role: peer.role });
     if (!decision.allowed) {
-      const required = [...decision.required] as Scope[];
-      this.hooks.audit('authz.denied', { kind: 'token', id: peer.token.id }, { request_type: type, reason: decision.reason, required_scopes: required, role: peer.role, device_id: peer.deviceId, connection_id: peer.connectionId });
-      this.hooks.emit('authz.denied', { request_type: type, client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, token_id: peer.token.id, required_scopes: required });
+      const { required, audit, event } = denialRecord(type, decision, peer);
+      this.hooks.audit('authz.denied', { kind: 'token', id: peer.token.id }, audit);
+      this.hooks.emit('authz.denied', event);
       const msg = decision.reason === 'role' ? `role ${peer.role} may not call ${type}` : `${type} requires one of: ${required.join(', ')}`;
       this.respondError(rid, type, 'forbidden', msg, { required_scopes: required });
       return;
@@ -345,3 +345,15 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * The evidence of a denied request: the `authz.denied` audit data and event payload. The
+ * WebSocket session and the /mcp endpoint record the same shape (`extra` adds to the audit data).
+ */
+export function denialRecord(type: string, decision: Extract<AuthzDecision, { allowed: false }>, peer: Peer, extra: Record<string, unknown> = {}): { required: Scope[]; audit: Record<string, unknown>; event: Record<string, unknown> } {
+  const required = [...decision.required] as Scope[];
+  return {
+    required,
+    audit: { request_type: type, ...extra, reason: decision.reason, required_scopes: required, role: peer.role, device_id: peer.deviceId, connection_id: peer.connectionId },
+    event: { request_type: type, client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, token_id: peer.token.id, required_scopes: required },
+  };
+}
