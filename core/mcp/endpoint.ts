@@ -36,6 +36,7 @@ import type { AuditActor } from '../audit/index.js';
 import { ERROR_CODES, isTyrumError, TyrumError, type ErrorCode as TyrumErrorCode } from '../errors/index.js';
 import { denialRecord, type Peer } from '../protocol/session.js';
 import { validate } from '../protocol/validate.js';
+import { compilePluginSchema, toIssues } from '../../manifests/index.js';
 
 /** How long a `tools/call` waits for its run (including an approval) when the client does not say. */
 export const MCP_DEFAULT_WAIT_MS = 30_000;
@@ -482,12 +483,12 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
 
   async function runStatus(peer: Peer, args: Record<string, unknown>, extra: Extra, stop: AbortSignal): Promise<CallToolResult> {
     authorizeOps(['run.get'], peer, `tools/call ${STATUS_TOOL}`);
-    const bad = Object.keys(args).find((k) => k !== 'run_id' && k !== 'wait_ms');
-    const runId = args.run_id;
-    const waitMs = args.wait_ms ?? 0;
-    if (bad !== undefined || typeof runId !== 'string' || runId.length < 1 || runId.length > 64 || typeof waitMs !== 'number' || !Number.isSafeInteger(waitMs) || waitMs < 0 || waitMs > MCP_STATUS_MAX_WAIT_MS) {
-      return toolError(new TyrumError('TYRUM_ERR_INVALID_REQUEST', `${STATUS_TOOL} takes {"run_id": string, "wait_ms"?: integer 0-${MCP_STATUS_MAX_WAIT_MS}}`));
+    // Checked against the inputSchema the tool is listed with, so the two cannot drift apart.
+    if (!statusArgs(args)) {
+      return toolError(new TyrumError('TYRUM_ERR_INVALID_REQUEST', `${STATUS_TOOL} takes {"run_id": string, "wait_ms"?: integer 0-${MCP_STATUS_MAX_WAIT_MS}}`, { issues: toIssues(statusArgs.errors) }));
     }
+    const runId = args.run_id as string;
+    const waitMs = (args.wait_ms as number | undefined) ?? 0;
     const started = Date.now();
     const notFound = () => toolError(new TyrumError('TYRUM_ERR_NOT_FOUND', `no run ${runId}`));
     try {
@@ -514,6 +515,8 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
     server.setRequestHandler(CallToolRequestSchema, (request, extra) => callTool(peer, request.params, extra as unknown as Extra, stop));
     return server;
   }
+
+  const statusArgs = compilePluginSchema(STATUS_TOOL_DEF.inputSchema as Record<string, unknown>, `${STATUS_TOOL} inputSchema`);
 
   return {
     async handle(req, res, body, caller) {
