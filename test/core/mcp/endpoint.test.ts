@@ -354,3 +354,13 @@ t.test('a tool imported from an external MCP server is served through /mcp as it
   t.notOk(s.isError, 'structured content validates against the outputSchema the client was given');
   t.ok(listed?.outputSchema === undefined || typeof s.structuredContent === 'object');
 });
+
+t.test('tyrum_run_status refuses arguments outside its listed inputSchema with a clear tool error', async (t) => {
+  const { gw, token } = await setup(t);
+  const client = await mcpClient(t, gw, token);
+  for (const args of [{ run_id: 5 }, { run_id: 'run_x', wait_ms: 600_000 }, { run_id: 'run_x', extra: true }, {}]) {
+    const r = (await client.callTool({ name: STATUS_TOOL, arguments: args as Record<string, unknown> })) as CallToolResult;
+    t.equal(r.isError, true, JSON.stringify(args));
+    t.match(text(r), /TYRUM_ERR_INVALID_REQUEST.*tyrum_run_status takes/);
+  }
+});
