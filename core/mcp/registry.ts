@@ -22,12 +22,10 @@ import { parseTemplate } from '../egress/templates.js';
 import { assertSafeJsonSchema } from '../../manifests/index.js';
 import type { Store, McpServerRow, McpToolRow } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
-import type { McpToolDefinition } from './types.js';
+import { MCP_TOOL_NAME_RE, type McpToolDefinition } from './types.js';
 import type { ResolvedSpec } from './client.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 
-/** MCP tool names Tyrum accepts (the spec's recommended charset; dots allowed). */
-export const MCP_TOOL_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 /** Largest single tool definition accepted, serialized (description and schemas included). */
 export const MAX_DEFINITION_BYTES = 128 * 1024;
 const SERVER_NAME_RE = new RegExp(MCP_SERVER_NAME_PATTERN);

@@ -4,6 +4,9 @@
  * a server: definitions are screened and pinned by core/mcp/registry, results are size-checked.
  */
 
+/** MCP tool names Tyrum accepts (the specification's recommended charset, dots allowed): they become part of tool ids. */
+export const MCP_TOOL_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+
 /** A tool as an MCP server describes it in `tools/list`: the whole object is what gets pinned. */
 export interface McpToolDefinition {
   name: string;

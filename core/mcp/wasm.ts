@@ -17,7 +17,7 @@
  * the plugin's loaded instance.
  */
 import { TyrumError } from '../errors/index.js';
-import type { McpCallOptions, McpCallResult, McpConnection, McpToolDefinition } from './types.js';
+import { MCP_TOOL_NAME_RE, type McpCallOptions, type McpCallResult, type McpConnection, type McpToolDefinition } from './types.js';
 
 /** The exports a WASM MCP server must have; the plugin host requires them at load. */
 export const WASM_MCP_EXPORTS = ['call', 'describe'] as const;
@@ -28,8 +28,6 @@ export const MAX_WASM_MCP_TOOLS = 256;
 export const MAX_WASM_MCP_CONTENT_ITEMS = 1024;
 /** Default cap on what one export call may return (the `max_output_bytes` default of a wasm server). */
 export const DEFAULT_WASM_MCP_OUTPUT_BYTES = 1024 * 1024;
-/** Tool names as the MCP specification recommends: 1-128 of A-Z a-z 0-9 _ - . */
-const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /** What the caller binds: the plugin's exports, and the server's name (for messages). */
 export interface WasmMcpTarget {
@@ -176,7 +174,7 @@ export class WasmMcpConnection implements McpConnection {
     const at = `tools[${i}]`;
     if (!isObject(item)) throw this.#refuse('describe', `${at} must be an object, got ${kind(item)}`, 'shape');
     const name = item['name'];
-    if (typeof name !== 'string' || !TOOL_NAME.test(name)) {
+    if (typeof name !== 'string' || !MCP_TOOL_NAME_RE.test(name)) {
       const shown = typeof name === 'string' ? JSON.stringify(name.slice(0, 64)) : kind(name);
       throw this.#refuse('describe', `${at}.name must be 1-128 characters of A-Z a-z 0-9 _ - . (got ${shown})`, 'shape');
     }
