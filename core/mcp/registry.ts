@@ -389,18 +389,21 @@ export class McpRegistry {
         continue;
       }
       const toolName = def.name;
-      const refusedWhy = screenDefinition(def);
       if (names.has(toolName)) {
         summary.refused.push({ name: toolName, reason: 'the server lists this name twice' });
         continue;
       }
       names.add(toolName);
-      // A refused definition is stored by hash only, never in full (it may be megabytes).
-      const text = refusedWhy === null ? canonicalJson(def) : canonicalJson({ name: toolName, refused: true });
-      const hash = refusedWhy === null ? createHash('sha256').update(text).digest('hex') : createHash('sha256').update(safeStringify(def)).digest('hex');
-      seen.push({ name: toolName, observed: text, observed_hash: hash, refused: refusedWhy });
+      // Canonical form only for a shape that is safe to walk recursively (else a plain hash).
+      const canonical = shapeProblem(def) === null ? canonicalJson(def) : null;
+      const hash = createHash('sha256').update(canonical ?? safeStringify(def)).digest('hex');
       const prev = before.get(toolName);
       const fresh = !prev || prev.observed === null || prev.observed_hash !== hash;
+      // An unchanged definition keeps its verdict: relisting does not screen (and compile) again.
+      const refusedWhy = fresh ? screenDefinition(def) : prev.refused;
+      // A refused definition is stored by hash only, never in full (it may be megabytes).
+      const text = refusedWhy === null && canonical !== null ? canonical : canonicalJson({ name: toolName, refused: true });
+      seen.push({ name: toolName, observed: text, observed_hash: hash, refused: refusedWhy });
       if (refusedWhy !== null && fresh) summary.refused.push({ name: toolName, reason: refusedWhy });
       if (!prev || prev.observed === null) summary.added.push(toolName);
       else if (prev.observed_hash !== hash) summary.changed.push(toolName);
