@@ -173,9 +173,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // Plugins changed (here or in another process): their sandboxes, the MCP servers they
   // declare, and the MCP servers operators declared or approved.
   const reconcile = () => {
-    void host?.reconcile().then(() => {
+    void host?.reconcile().then((enabled) => {
       if (!mcpHost) return;
-      const problems = svc.mcp.syncPluginServers(host!.enabled().map((p) => ({ id: p.record.id, servers: p.manifest.contributes.mcp_servers ?? [] })));
+      const problems = svc.mcp.syncPluginServers(enabled.map((p) => ({ id: p.record.id, servers: p.manifest.contributes.mcp_servers ?? [] })));
       for (const p of problems) server?.app.log.warn(p, 'plugin MCP server not registered');
       return mcpHost.reconcile();
     });
@@ -214,7 +214,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       registry: mcp,
       audit,
       redact: redactor.redactDeep,
-      activePlugins: () => new Set(pluginHost.enabled().map((p) => p.record.id)),
+      activePlugins: () => plugins.enabledIds(),
       pluginSecrets: (id) => new Set(pluginHost.enabledPlugin(id)?.effective.secrets.map((s) => s.name) ?? []),
       wasmConnection: (pluginId, name, limits) => pluginHost.mcpConnection(pluginId, name, limits),
       emit: (type, payload) => server?.publish(type, payload),

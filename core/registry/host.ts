@@ -118,17 +118,20 @@ export class PluginHost {
 
   /**
    * Drops the catalog and unloads sandboxes whose plugin was disabled or removed or whose
-   * digest, rights or config changed; they load again on their next call.
+   * digest, rights or config changed; they load again on their next call. Resolves with the enabled plugins it read.
    */
-  async reconcile(): Promise<void> {
+  async reconcile(): Promise<EnabledPlugin[]> {
     this.dropCatalog();
-    const wanted = new Map(this.enabled().map((p) => [p.record.id, this.poolKey(p)]));
+    // Read fresh, not cached: a cache filled now could miss a change committed before the next poll.
+    const enabled = this.o.registry.enabled();
+    const wanted = new Map(enabled.map((p) => [p.record.id, this.poolKey(p)]));
     for (const [id, l] of this.loaded) {
       if (wanted.get(id) === l.key) continue;
       this.loaded.delete(id);
       await l.loading.catch(() => undefined);
       await this.pool.unload(l.key).catch(() => undefined);
     }
+    return enabled;
   }
 
   /**
@@ -203,11 +206,8 @@ export class PluginHost {
     });
   }
 
-  /**
-   * Enabled plugins, read from the registry once per lifecycle change (manifests are parsed on
-   * every registry read) and shared by the catalog, reconcile and the MCP host.
-   */
-  enabled(): EnabledPlugin[] {
+  /** Enabled plugins, read from the registry once per catalog (manifests are parsed on every read). */
+  private enabled(): EnabledPlugin[] {
     this.enabledById ??= new Map(this.o.registry.enabled().map((p) => [p.record.id, p]));
     return [...this.enabledById.values()];
   }

@@ -223,6 +223,11 @@ export class PluginRegistry {
     };
   }
 
+  /** Ids of enabled plugins: one query, no manifest parsing (which servers and tools may exist). */
+  enabledIds(): Set<string> {
+    return new Set(this.o.store.plugins.list().filter((r) => r.state === 'enabled').map((r) => r.id));
+  }
+
   /** Enabled plugins with their effective rights and validated config (for the runtime). */
   enabled(): EnabledPlugin[] {
     const out: EnabledPlugin[] = [];
