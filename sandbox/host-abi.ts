@@ -28,8 +28,10 @@
  * - `kv_set(key: i64, value: i64) -> i32`: store (value 0 deletes); 0 = ok, 1 = refused by the
  *   store's quota. Using kv without a grant aborts the call (`capability_denied`).
  * - Extism's `http_request(request: i64, body: i64) -> i64` (request = JSON
- *   `{ "url", "method"?, "headers"? }`), `http_status_code() -> i32` and `http_headers() -> i64`
- *   are served by the gateway's checked egress, never by the SDK's own fetch.
+ *   `{ "url", "method"?, "headers"? }` read as Extism's hosts read it: a missing or null method
+ *   is GET, `header` is accepted for `headers`, null headers are none; an empty body block is no
+ *   body), `http_status_code() -> i32` and `http_headers() -> i64` are served by the gateway's
+ *   checked egress, never by the SDK's own fetch.
  */
 
 /** Extism kernel namespace. */

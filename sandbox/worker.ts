@@ -295,6 +295,13 @@ function requireGrant(a: Activation, grant: keyof WorkerGrants, fn: string): voi
   }
 }
 
+/**
+ * The request descriptor of `http_request`, read as Extism's own hosts read it (extism-manifest's
+ * `HttpRequest`): `url` (string, required); `method` (string, any case; missing or null is GET);
+ * `headers`, or `header` as older PDKs name it (an object of strings; missing or null is none).
+ * Other fields are ignored. What the PDKs send: Rust `{"url","headers":{},"method":null}` for
+ * `HttpRequest::new(url)`, Go `{"url","method":"GET","headers":null}`.
+ */
 function parseHttpRequest(a: Activation, json: string): { url: string; method: string; headers: Record<string, string> } {
   let v: unknown;
   try {
@@ -305,12 +312,13 @@ function parseHttpRequest(a: Activation, json: string): { url: string; method: s
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(a, 'trap', 'http_request: the request descriptor must be a JSON object');
   const o = v as Record<string, unknown>;
   if (typeof o['url'] !== 'string') fail(a, 'trap', 'http_request: "url" must be a string');
-  const method = o['method'] === undefined ? 'GET' : o['method'];
-  if (typeof method !== 'string' || !/^[A-Za-z]{1,16}$/.test(method)) fail(a, 'trap', 'http_request: "method" must be an HTTP method name');
+  const method = o['method'] ?? 'GET';
+  if (typeof method !== 'string' || !/^[A-Za-z]{1,16}$/.test(method)) fail(a, 'trap', 'http_request: "method" must be an HTTP method name or null');
   const headers: Record<string, string> = Object.create(null) as Record<string, string>;
-  const h = o['headers'];
+  const name = o['headers'] !== undefined && o['headers'] !== null ? 'headers' : 'header';
+  const h = o[name];
   if (h !== undefined && h !== null) {
-    if (typeof h !== 'object' || Array.isArray(h)) fail(a, 'trap', 'http_request: "headers" must be an object');
+    if (typeof h !== 'object' || Array.isArray(h)) fail(a, 'trap', `http_request: "${name}" must be an object of strings`);
     for (const [k, val] of Object.entries(h)) {
       if (typeof val !== 'string') fail(a, 'trap', `http_request: header "${k}" must be a string`);
       headers[k] = val;
@@ -400,7 +408,9 @@ const FUNCTIONS: NonNullable<ExtismPluginOptions['functions']> = {
       if (reqBytes === null) fail(a, 'trap', 'http_request: bad request address');
       if (reqBytes.byteLength > MAX_HTTP_REQUEST_JSON) fail(a, 'trap', 'http_request: request descriptor too large');
       const req = parseHttpRequest(a, decoder.decode(reqBytes));
-      const body = bodyAddr === 0n ? null : (blockBytes(ctx, bodyAddr)?.slice() ?? null);
+      // The Go PDK always passes a body block, empty when the request has none: that is no body.
+      const bodyBytes = bodyAddr === 0n ? null : blockBytes(ctx, bodyAddr);
+      const body = bodyBytes === null || bodyBytes.byteLength === 0 ? null : bodyBytes.slice();
       const sent = body?.byteLength ?? 0;
       const budget = a.limits.maxEgressBytes;
       if (sent > budget - a.egressBytes) {

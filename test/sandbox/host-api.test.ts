@@ -142,3 +142,42 @@ t.test('http without an egress grant, a bad descriptor or an exhausted egress bu
   t.equal(sandboxReason(over), 'budget_exceeded');
   t.match(over, { details: { budget: 'egress_bytes' } });
 });
+
+t.test('http_request accepts the descriptors the Rust and Go PDKs send, unchanged', async (t) => {
+  const seen: EgressRequest[] = [];
+  const egress = async (req: EgressRequest) => {
+    seen.push(req);
+    return { status: 200, body: text(`${req.method} ${new URL(req.url).pathname}`) };
+  };
+  await loadFixture(pool, 'pdk-http', 'pdk-http', ['rust_new', 'rust_post', 'go_get', 'go_header'], { hostApi: { egress } });
+
+  // Rust: {"url":…,"headers":{},"method":null} — a null method is GET, as in Extism's hosts.
+  t.equal(str((await pool.call('pdk-http', 'rust_new', NO_INPUT)).output), 'GET /rust');
+  t.match(seen[0], { url: 'https://api.example.test/rust', method: 'GET', headers: {}, body: null });
+
+  t.equal(str((await pool.call('pdk-http', 'rust_post', text('hello'))).output), 'POST /rust');
+  t.match(seen[1], { method: 'POST', headers: { 'content-type': 'text/plain' } });
+  t.equal(str(seen[1]?.body as Uint8Array), 'hello');
+
+  // Go: {"url":…,"method":"GET","headers":null} with an empty body block.
+  t.equal(str((await pool.call('pdk-http', 'go_get', NO_INPUT)).output), 'GET /go');
+  t.match(seen[2], { url: 'https://api.example.test/go', method: 'GET', headers: {}, body: null });
+
+  // Older Go PDK: headers under "header".
+  t.equal(str((await pool.call('pdk-http', 'go_header', NO_INPUT)).output), 'GET /go');
+  t.match(seen[3], { headers: { accept: 'text/plain' }, body: null });
+});
+
+t.test('http_request refuses descriptors no Extism host accepts', async (t) => {
+  let called = 0;
+  const egress = async () => {
+    called += 1;
+    return { status: 200, body: text('ok') };
+  };
+  await loadFixture(pool, 'http-strict', 'http', ['fetch'], { hostApi: { egress } });
+  for (const bad of [{ url: 'https://a.test/', method: '' }, { url: 'https://a.test/', method: 7 }, { url: 'https://a.test/', headers: { a: 1 } }, { url: 'https://a.test/', headers: [] }, { method: 'GET' }]) {
+    const e = await pool.call('http-strict', 'fetch', text(JSON.stringify(bad))).catch((e: unknown) => e);
+    t.equal(sandboxReason(e), 'trap', JSON.stringify(bad));
+  }
+  t.equal(called, 0);
+});
