@@ -16,6 +16,7 @@ import { validatePluginConfig } from '../../../manifests/config.js';
 import { SandboxPool } from '../../../sandbox/index.js';
 import type { PluginManifest } from '../../../schemas/index.js';
 import type { Io } from '../../../core/cli/main.js';
+import { skipWithoutClang } from '../../helpers/toolchain.js';
 
 interface Run {
   code: number;
@@ -37,6 +38,9 @@ async function cli(fn: (argv: string[], io: Io) => Promise<number>, argv: string
     return { code: e.code === 'TYRUM_ERR_INVALID_ARGUMENT' ? 2 : 1, out: out.join('\n'), err: err.join('\n') };
   }
 }
+
+/** The C cases need clang and wasm-ld; without them they are skipped with the reason. */
+const C = { skip: skipWithoutClang() };
 
 const pool = new SandboxPool({ workers: 1 });
 t.teardown(() => pool.close());
@@ -122,9 +126,9 @@ async function newBuildCall(t: Test, lang: 'assemblyscript' | 'c'): Promise<void
 }
 
 t.test('assemblyscript: new, build, readPluginSource, call', (t) => newBuildCall(t, 'assemblyscript'));
-t.test('c: new, build, readPluginSource, call', (t) => newBuildCall(t, 'c'));
+t.test('c: new, build, readPluginSource, call', C, (t) => newBuildCall(t, 'c'));
 
-t.test('c: builds from the current directory by default; a rebuild is reproducible; human output', async (t) => {
+t.test('c: builds from the current directory by default; a rebuild is reproducible; human output', C, async (t) => {
   const dir = await scaffold(t, 'again', 'c');
   const cwd = process.cwd();
   process.chdir(dir);
@@ -147,7 +151,7 @@ t.test('c: builds from the current directory by default; a rebuild is reproducib
   t.equal((await cli(pluginBuild, ['a', 'b'])).code, 2, 'one DIR at most');
 });
 
-t.test('a tool whose export the module lacks fails the build, naming the tool and the export', async (t) => {
+t.test('a tool whose export the module lacks fails the build, naming the tool and the export', C, async (t) => {
   const dir = await scaffold(t, 'missing', 'c');
   const manifest = readJson<PluginManifest & { contributes: { tools: Record<string, unknown>[] } }>(dir, 'tyrum.plugin.json');
   manifest.contributes.tools.push({ ...manifest.contributes.tools[0], id: 'goodbye', export: 'say_goodbye' });
@@ -197,7 +201,9 @@ t.test('compiler errors fail the build with the compiler output verbatim', async
   t.match(a.err, /ERROR TS2304: Cannot find name 'undefinedThing'\./);
   t.match(a.err, /assembly\/index\.ts\(2,10\)/);
   t.equal(readJson<PluginManifest>(as, 'tyrum.plugin.json').wasm.sha256, PLACEHOLDER_SHA256, 'no digest written');
+});
 
+t.test('C compiler errors fail the build with clang\'s output verbatim', C, async (t) => {
   const c = await scaffold(t, 'broken-c', 'c');
   writeFileSync(join(c, 'src', 'plugin.c'), '#include "tyrum_pdk.h"\nint32_t hello(void) { return nope; }\n');
   const r = await cli(pluginBuild, [c, '--json']);
@@ -208,7 +214,7 @@ t.test('compiler errors fail the build with the compiler output verbatim', async
   t.notOk(existsSync(join(c, 'build', 'plugin.wasm')));
 });
 
-t.test('a module importing what the sandbox does not serve fails the build, naming the import', async (t) => {
+t.test('a module importing what the sandbox does not serve fails the build, naming the import', C, async (t) => {
   const dir = await scaffold(t, 'imports', 'c');
   writeFileSync(
     join(dir, 'src', 'extra.c'),

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { SandboxPool, sandboxReason } from '../../../sandbox/index.js';
-import { clangMissing, codeBlocks, compileC, dec, enc, memoryKv, PDK_C, sha256, testEgress, type Reply } from './helpers.js';
+import { codeBlocks, compileC, dec, enc, memoryKv, PDK_C, sha256, testEgress, type Reply } from './helpers.js';
+import { skipWithoutClang } from '../../helpers/toolchain.js';
 
 const PLUGIN = String.raw`
 #include "tyrum_pdk.h"
@@ -222,9 +223,9 @@ async function run(): Promise<void> {
   });
 }
 
-const missing = clangMissing();
-if (missing !== null) {
-  t.test('C plugins', { skip: `cannot be built here: ${missing}` }, async () => {});
+const skip = skipWithoutClang();
+if (skip !== false) {
+  t.test('C plugins', { skip }, async () => {});
 } else {
   await run();
 }

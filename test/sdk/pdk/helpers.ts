@@ -2,7 +2,7 @@
 // and the host services a real SandboxPool serves it: an in-memory key-value store with a quota, and
 // an egress handler standing in for the gateway's checked egress (it fills `{{secret:NAME}}` header
 // templates only for a granted secret toward a host the secret is bound to, and refuses anything else).
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -47,20 +47,7 @@ export async function compileAssemblyScript(dir: string): Promise<Uint8Array> {
   return new Uint8Array(readFileSync(join(dir, 'build', 'plugin.wasm')));
 }
 
-/** Why C plugins cannot be built here (no clang or no wasm-ld), or null. */
-export function clangMissing(): string | null {
-  try {
-    execFileSync('clang', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'clang is not installed (apt-get install clang lld)';
-  }
-  try {
-    execFileSync('wasm-ld', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'wasm-ld is not installed (apt-get install lld)';
-  }
-  return null;
-}
+export { clangMissing } from '../../helpers/toolchain.js';
 
 /** Compile C source `file` with the flags sdk/pdk/c/README.md gives; returns the module. */
 export function compileC(file: string, outFile: string): Promise<Uint8Array> {
