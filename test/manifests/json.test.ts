@@ -63,7 +63,7 @@ t.test('nesting beyond the cap is refused while parsing, so deep input cannot ov
   const start = performance.now();
   const e = error('['.repeat(1_000_000), 128);
   t.match(e.message, /nesting deeper than 128 levels/);
-  t.ok(performance.now() - start < 500);
+  t.ok(performance.now() - start < 5000, 'a hang guard, not a benchmark');
 });
 
 t.test('a leading byte-order mark is ignored', async (t) => {

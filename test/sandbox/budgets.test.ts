@@ -72,7 +72,7 @@ t.test('10^6 host calls in one call hit the host-call budget; other plugins are 
   const e = await failure(pool.call('capped', 'host_calls', NO_INPUT));
   t.equal(sandboxReason(e), 'budget_exceeded');
   t.match(e.details, { budget: 'host_calls', limit: 10_000 });
-  t.ok(performance.now() - t0 < 1000, `stopped at the budget after ${(performance.now() - t0).toFixed(0)} ms, long before the loop would end`);
+  t.ok(performance.now() - t0 < 10_000, `stopped at the budget after ${(performance.now() - t0).toFixed(0)} ms (a hang guard; the details above say it was the budget)`);
   t.equal(str((await pool.call('neighbour', 'echo', text('fine'))).output), 'fine');
   t.equal(u64((await pool.call('capped', 'ok', NO_INPUT)).output), 42);
 });
@@ -89,7 +89,7 @@ t.test('with a budget that allows them, 10^6 host calls complete', async (t) => 
 t.test('a guest that catches the abort and carries on still fails the call', async (t) => {
   const t0 = performance.now();
   const e = await failure(pool.call('capped', 'swallow', NO_INPUT));
-  t.ok(performance.now() - t0 < 1000, 'rethrowing the abort to a guest that keeps calling stays cheap');
+  t.ok(performance.now() - t0 < 10_000, 'rethrowing the abort to a guest that keeps calling does not hang (a hang guard)');
   t.equal(sandboxReason(e), 'budget_exceeded');
   t.equal(u64((await pool.call('capped', 'ok', NO_INPUT)).output), 42);
 });

@@ -183,6 +183,7 @@ t.test('redirect loops stop after maxRedirects, and 303 after a POST continues a
   const e = await rejection(t, h.call(`${srv.origin}/loop`));
   t.equal(sandboxReason(e), 'host_error');
   t.match(e.message, /stopped after 3 redirects/);
+  t.equal(e.details?.['retryable'], undefined, 'a redirect loop is not transient');
   t.equal(srv.requests.length, 4, 'the request plus three redirects');
   const res = await h.call(`${srv.origin}/post`, { method: 'POST', body: 'data' });
   t.equal(decode(res.body), 'GET 0');
@@ -238,7 +239,7 @@ t.test('the call signal aborts a pending request and a silent server hits the id
   const e = await rejection(t, p);
   t.equal(sandboxReason(e), 'host_error');
   t.match(e.message, /aborted/);
-  t.ok(Date.now() - started < 250, 'aborted promptly');
+  t.ok(Date.now() - started < 5000, 'aborted, not left hanging (a hang guard; the message says it was the abort)');
   const idle = await rejection(t, h.call(`${srv.origin}/hang`));
   t.match(idle.message, /no data for 300 ms/);
   const pre = new AbortController();
@@ -288,9 +289,11 @@ t.test('a plugin without rights gets nothing and a network failure is a host_err
   const nx = await rejection(t, h.call('http://nx.test/'));
   t.equal(sandboxReason(nx), 'host_error');
   t.match(nx.message, /could not resolve nx\.test: ENOTFOUND/);
+  t.equal(nx.details?.['retryable'], undefined, 'a name that does not exist is not transient: the engine does not retry it');
   const refused = await rejection(t, h.call('http://127.0.0.1:1/'));
   t.equal(sandboxReason(refused), 'host_error');
   t.match(refused.message, /egress to 127\.0\.0\.1:1 failed: ECONNREFUSED/);
+  t.equal(refused.details?.['retryable'], true, 'a network failure is transient: an idempotent step is retried');
   t.match(h.records.at(-1), { status: null, error: /ECONNREFUSED/, address: '127.0.0.1' });
   t.equal(srv.connections, 0);
 });
@@ -306,8 +309,10 @@ t.test('a resolver that hangs is cut off, and https to a server that does not sp
   const e = await rejection(t, slow.call('http://slow.test/'));
   t.equal(sandboxReason(e), 'host_error');
   t.match(e.message, /could not resolve slow\.test: ETIMEOUT/);
+  t.equal(e.details?.['retryable'], true, 'a resolver timeout is transient');
   const tls = await rejection(t, h.call(`https://tls.invalid:${srv.port}/`));
   t.equal(sandboxReason(tls), 'host_error');
   t.match(tls.message, new RegExp(`egress to tls\\.invalid:${srv.port} failed`));
+  t.equal(tls.details?.['retryable'], undefined, 'a TLS failure is not transient');
   t.equal(srv.requests.length, 0, 'no HTTP request was completed over the failed handshake');
 });

@@ -110,7 +110,7 @@ t.test('a request without a response rejects with the local TyrumTimeoutError an
   t.ok(err instanceof TyrumTimeoutError);
   t.notOk(err instanceof TyrumRemoteError);
   t.equal((err as TyrumTimeoutError).code, 'TYRUM_ERR_TIMEOUT');
-  t.ok(Date.now() - started >= 90 && Date.now() - started < 1500, 'timed out around 100 ms');
+  t.ok(Date.now() - started >= 90 && Date.now() - started < 10_000, 'timed out after 100 ms (the upper bound is a hang guard)');
   late?.();
   await waitFor(() => warnings.length > 0, 1000, 'warning');
   t.match(warnings[0]!.message, /unknown request_id/);
@@ -315,7 +315,7 @@ t.test('a gateway that never answers the handshake makes connect() reject after 
   t.ok(err instanceof TyrumHandshakeError);
   t.match((err as Error).message, /within 200 ms/);
   t.equal((err as TyrumHandshakeError).terminal, false, 'a slow gateway may recover');
-  t.ok(Date.now() - started < 1500);
+  t.ok(Date.now() - started < 10_000, 'a hang guard');
   await waitFor(() => gw.sockets.size === 0, 1000, 'socket dropped');
 });
 
