@@ -194,13 +194,19 @@ export class GatewayServer {
     this.app.post('/mcp', {
       bodyLimit: this.deps.config.limits.httpBodyLimitBytes,
       onRequest: async (req, reply) => {
-        if (!this.deps.mcp) return reply.code(404).send({ error: { code: 'not_found', message: 'the MCP endpoint is not enabled' } });
+        // A refusal here comes before the body is read: it closes the connection, so a large
+        // declared body is never drained for a caller that was not let in.
+        const refuse = (status: number, code: string, message: string) => {
+          reply.raw.once('finish', () => req.raw.socket.destroySoon());
+          return reply.code(status).header('connection', 'close').send({ error: { code, message } });
+        };
+        if (!this.deps.mcp) return refuse(404, 'not_found', 'the MCP endpoint is not enabled');
         const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
-        if (!this.originAllowed(req.headers.origin, remote)) return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
+        if (!this.originAllowed(req.headers.origin, remote)) return refuse(403, 'forbidden', 'origin not allowed');
         const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
         if (typeof token === 'string') {
-          const message = token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN;
-          return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message } });
+          reply.header('www-authenticate', 'Bearer realm="tyrum"');
+          return refuse(401, 'unauthorized', token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN);
         }
         callers.set(req.raw, { token, remoteAddress: remote });
       },
@@ -389,10 +395,13 @@ function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
   return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
 }
 
-/** The token from `Authorization: Bearer` or the `tyrum-auth.<b64url>` subprotocol. */
+/**
+ * The token from `Authorization: Bearer` or the `tyrum-auth.<b64url>` subprotocol. The scheme
+ * name is case-insensitive (RFC 7235 section 2.1); the token itself is not.
+ */
 function presentedToken(authorization: string | undefined, offered: readonly string[]): string | null {
   if (authorization !== undefined) {
-    const m = /^Bearer ([!-~]+)$/.exec(authorization);
+    const m = /^bearer +([!-~]+)$/i.exec(authorization);
     return m ? m[1]! : null;
   }
   const entry = offered.find((p) => p.startsWith('tyrum-auth.'));
