@@ -176,6 +176,18 @@ function bareHost(host: string): string {
   return host.replace(/^\[|\]$/g, '');
 }
 
+/**
+ * Network failures that may pass if the call is made again (the engine retries an idempotent
+ * step whose error says `retryable: true`); anything else (TLS, a name that does not exist, a
+ * redirect loop, a body egress cannot decode) fails the same way every time.
+ */
+const TRANSIENT_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'ETIMEOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'EPIPE', 'EAI_AGAIN']);
+
+/** A host_error egress may recover from on a later call. */
+function transient(message: string, details: Record<string, unknown>): TyrumError {
+  return sandboxError('host_error', message, { ...details, retryable: true });
+}
+
 function denied(reason: EgressDenial, message: string, details: Record<string, unknown> = {}): TyrumError {
   return sandboxError('capability_denied', message, { ...details, egress: reason });
 }
@@ -231,7 +243,9 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
       });
       addresses = await Promise.race([resolve(t.host), timeout]);
     } catch (e) {
-      throw sandboxError('host_error', `egress could not resolve ${t.host}: ${(e as NodeJS.ErrnoException)?.code ?? (e as Error)?.message ?? String(e)}`, { host: t.host });
+      const errno = (e as NodeJS.ErrnoException)?.code;
+      const message = `egress could not resolve ${t.host}: ${errno ?? (e as Error)?.message ?? String(e)}`;
+      throw errno !== undefined && TRANSIENT_ERRNO.has(errno) ? transient(message, { host: t.host }) : sandboxError('host_error', message, { host: t.host });
     } finally {
       clearTimeout(timer);
     }
@@ -518,14 +532,15 @@ function send(t: Target, address: string, method: string, headers: Record<string
       r.destroy();
     };
     const r = (t.scheme === 'https' ? httpsRequest : httpRequest)(opts);
-    const connectTimer = setTimeout(() => fail(sandboxError('host_error', `egress to ${label} timed out connecting after ${limits.connectTimeoutMs} ms`, { host: t.host })), limits.connectTimeoutMs);
+    const connectTimer = setTimeout(() => fail(transient(`egress to ${label} timed out connecting after ${limits.connectTimeoutMs} ms`, { host: t.host })), limits.connectTimeoutMs);
     r.on('socket', (s) => {
       if (s.connecting) s.once('connect', () => clearTimeout(connectTimer));
       else clearTimeout(connectTimer);
     });
-    r.setTimeout(limits.idleTimeoutMs, () => fail(sandboxError('host_error', `egress to ${label}: no data for ${limits.idleTimeoutMs} ms`, { host: t.host })));
+    r.setTimeout(limits.idleTimeoutMs, () => fail(transient(`egress to ${label}: no data for ${limits.idleTimeoutMs} ms`, { host: t.host })));
     r.on('error', (e: NodeJS.ErrnoException) => {
       if (req.signal.aborted) fail(sandboxError('host_error', 'egress aborted: the call ended'));
+      else if (e.code !== undefined && TRANSIENT_ERRNO.has(e.code)) fail(transient(`egress to ${label} failed: ${e.code}`, { host: t.host }));
       else fail(sandboxError('host_error', `egress to ${label} failed: ${e.code ?? e.message}`, { host: t.host }));
     });
     r.on('response', (res: IncomingMessage) => {
@@ -548,9 +563,9 @@ function send(t: Target, address: string, method: string, headers: Record<string
         }
         chunks.push(c);
       });
-      res.on('error', () => fail(sandboxError('host_error', `egress to ${label}: the response was cut off`, { host: t.host })));
+      res.on('error', () => fail(transient(`egress to ${label}: the response was cut off`, { host: t.host })));
       res.on('close', () => {
-        if (!res.complete) fail(sandboxError('host_error', `egress to ${label}: the connection closed before the response ended`, { host: t.host }));
+        if (!res.complete) fail(transient(`egress to ${label}: the connection closed before the response ended`, { host: t.host }));
       });
       res.on('end', () => {
         if (settled) return;

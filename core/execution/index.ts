@@ -19,6 +19,6 @@ export {
 } from './events.js';
 export { CRASH_POINTS, CRASH_ENV, crashPointFromEnv, type CrashPoint } from './crash.js';
 export { checkPostcondition, validatePostcondition, resolvePointer, type Postcondition, type PostconditionResult } from './postcondition.js';
-export { classifyFailure, backoffMs, DEFAULT_BACKOFF, type BackoffOptions, type FailureAction } from './retry.js';
+export { classifyFailure, failureClass, FAILURE_CLASSES, backoffMs, DEFAULT_BACKOFF, type BackoffOptions, type FailureAction, type FailureClass } from './retry.js';
 export { validateSubmit, requestHash, MAX_STEPS, MAX_ARGS_BYTES, MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_MS } from './validate.js';
 export type * from './types.js';

@@ -1,28 +1,73 @@
 /**
  * What to do after a failed attempt, and how long to wait before the next one.
  *
- * - Cut off mid-flight (timeout, sandbox worker crash, MCP connection lost): the effect may or may not have
- *   happened. Idempotent step: retry. Otherwise: `outcome_unknown`, the run waits for an
- *   operator; a non-idempotent call is never silently repeated.
- * - Transient and known to be before any effect (rate limited): retry.
- * - An error the executor marks `details.retryable: true`: retry only if idempotent.
- * - Anything else (bad input, plugin error, denial, postcondition): the step fails.
+ * Every failure is classified explicitly ({@link FAILURE_CLASSES}) on two questions:
+ * - Can it succeed if made again? Only what depends on something outside the call can: a
+ *   worker or connection that died and was restarted, a rate limit, a transient network failure
+ *   of egress. A spent budget (time, memory, output, host calls, allocations, egress bytes) is
+ *   deterministic: the same call spends it the same way, so it is never retried — a 2 s spinner
+ *   costs 2 s, not three times that plus the backoff.
+ * - Was it cut off mid-flight? Then its effect may or may not have happened: a non-idempotent
+ *   step becomes `outcome_unknown` and the run waits for an operator; a non-idempotent call is
+ *   never silently repeated.
+ * Codes not in the table are deterministic (bad input, plugin error, denial, postcondition) unless
+ * the executor marks the error `details.retryable: true`, which retries an idempotent step.
  */
-import { isTyrumError } from '../errors/index.js';
-
-const CUT_OFF = new Set<string>(['TYRUM_ERR_TIMEOUT', 'TYRUM_ERR_SANDBOX_TIMEOUT', 'TYRUM_ERR_SANDBOX_CRASH', 'TYRUM_ERR_MCP_CONNECTION_LOST']);
-const RETRYABLE_IF_IDEMPOTENT = new Set<string>([...CUT_OFF, 'TYRUM_ERR_SANDBOX_HOST']);
-const ALWAYS_RETRYABLE = new Set<string>(['TYRUM_ERR_RATE_LIMITED']);
+import { isTyrumError, type ErrorCode } from '../errors/index.js';
 
 export type FailureAction = 'retry' | 'fail' | 'outcome_unknown';
+
+/** How a failure code behaves on retry. */
+export interface FailureClass {
+  /**
+   * `always`: transient and known to fail before any effect (retried even when not idempotent);
+   * `if_idempotent`: may succeed on retry; `if_marked`: only when `details.retryable` is true
+   * (then like `if_idempotent`); `never`: deterministic, a retry fails the same way.
+   */
+  retry: 'always' | 'if_idempotent' | 'if_marked' | 'never';
+  /** The call was cut off mid-flight: its effect is unknown. */
+  cutOff: boolean;
+}
+
+const DETERMINISTIC: FailureClass = { retry: 'never', cutOff: false };
+
+/** The explicit classification; a code not listed is `if_marked`, not cut off. */
+export const FAILURE_CLASSES: Readonly<Partial<Record<ErrorCode, FailureClass>>> = Object.freeze({
+  // Can succeed on retry.
+  TYRUM_ERR_RATE_LIMITED: { retry: 'always', cutOff: false },
+  TYRUM_ERR_SANDBOX_CRASH: { retry: 'if_idempotent', cutOff: true }, // the worker was restarted
+  TYRUM_ERR_MCP_CONNECTION_LOST: { retry: 'if_idempotent', cutOff: true }, // the server is restarted
+  TYRUM_ERR_SANDBOX_HOST: { retry: 'if_marked', cutOff: false }, // egress marks its transient network failures
+  // Budgets: deterministic. A time budget stops the call mid-flight, so its effect is unknown.
+  TYRUM_ERR_SANDBOX_TIMEOUT: { retry: 'never', cutOff: true },
+  TYRUM_ERR_TIMEOUT: { retry: 'never', cutOff: true },
+  TYRUM_ERR_SANDBOX_BUDGET: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_OUTPUT_TOO_LARGE: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_INPUT_TOO_LARGE: DETERMINISTIC,
+  // The plugin or module itself (memory exhaustion shows as a trap: memory.grow failed).
+  TYRUM_ERR_SANDBOX_TRAP: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_PLUGIN_ERROR: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_DENIED: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_MODULE_REJECTED: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_DIGEST_MISMATCH: DETERMINISTIC,
+  TYRUM_ERR_SANDBOX_INSTANTIATE: DETERMINISTIC,
+  TYRUM_ERR_POSTCONDITION_FAILED: DETERMINISTIC,
+  TYRUM_ERR_POLICY_DENIED: DETERMINISTIC,
+});
+
+/** The class of a failure code (see {@link FAILURE_CLASSES}). */
+export function failureClass(code: ErrorCode): FailureClass {
+  return FAILURE_CLASSES[code] ?? { retry: 'if_marked', cutOff: false };
+}
 
 /** Classifies a failed attempt (before looking at how many attempts are left). */
 export function classifyFailure(err: unknown, idempotent: boolean): FailureAction {
   if (!isTyrumError(err)) return 'fail';
-  if (ALWAYS_RETRYABLE.has(err.code)) return 'retry';
-  if (CUT_OFF.has(err.code)) return idempotent ? 'retry' : 'outcome_unknown';
-  if (RETRYABLE_IF_IDEMPOTENT.has(err.code) || err.details?.retryable === true) return idempotent ? 'retry' : 'fail';
-  return 'fail';
+  const c = failureClass(err.code);
+  if (c.retry === 'always') return 'retry';
+  const retryable = c.retry === 'if_idempotent' || (c.retry === 'if_marked' && err.details?.retryable === true);
+  if (idempotent) return retryable ? 'retry' : 'fail';
+  return c.cutOff ? 'outcome_unknown' : 'fail';
 }
 
 export interface BackoffOptions {

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { TyrumError } from '../../../core/errors/index.js';
-import { backoffMs, checkPostcondition, classifyFailure, crashPointFromEnv, resolvePointer, validatePostcondition, requestHash } from '../../../core/execution/index.js';
+import { backoffMs, checkPostcondition, classifyFailure, crashPointFromEnv, resolvePointer, validatePostcondition, requestHash, FAILURE_CLASSES, type FailureAction } from '../../../core/execution/index.js';
+import { SANDBOX_ERROR_CODES, sandboxError, type SandboxFailureReason } from '../../../sandbox/errors.js';
 
 t.test('JSON pointers resolve own properties and array indexes only', async (t) => {
   const doc = { a: { 'b/c': [10, { '~x': true }] }, list: [] as unknown[] };
@@ -34,16 +35,61 @@ t.test('malformed postconditions are rejected with their path', async (t) => {
 });
 
 t.test('failures: cut-off calls retry only when idempotent, otherwise the outcome is unknown', async (t) => {
-  const timeout = new TyrumError('TYRUM_ERR_TIMEOUT', 'slow');
   const crash = new TyrumError('TYRUM_ERR_SANDBOX_CRASH', 'died');
-  t.equal(classifyFailure(timeout, true), 'retry');
-  t.equal(classifyFailure(timeout, false), 'outcome_unknown');
+  const lost = new TyrumError('TYRUM_ERR_MCP_CONNECTION_LOST', 'gone');
+  t.equal(classifyFailure(crash, true), 'retry', 'a restarted worker may well succeed');
   t.equal(classifyFailure(crash, false), 'outcome_unknown');
+  t.equal(classifyFailure(lost, true), 'retry');
+  t.equal(classifyFailure(lost, false), 'outcome_unknown');
   t.equal(classifyFailure(new TyrumError('TYRUM_ERR_RATE_LIMITED', 'later'), false), 'retry');
-  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_SANDBOX_HOST', 'x'), false), 'fail');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_SANDBOX_HOST', 'x'), true), 'fail', 'a host failure is retried only when marked transient');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_SANDBOX_HOST', 'x', { retryable: true }), true), 'retry');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_SANDBOX_HOST', 'x', { retryable: true }), false), 'fail');
   t.equal(classifyFailure(new TyrumError('TYRUM_ERR_INTERNAL', 'x', { retryable: true }), true), 'retry');
   t.equal(classifyFailure(new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', 'x'), true), 'fail');
   t.equal(classifyFailure(new Error('plain'), true), 'fail');
+});
+
+t.test('budget exhaustion is deterministic: never retried; a time budget cut-off of a non-idempotent call is outcome_unknown', async (t) => {
+  // Every way the sandbox reports a failure, as the pool and the worker build it.
+  const expected: Record<SandboxFailureReason, [idempotent: FailureAction, other: FailureAction]> = {
+    timeout: ['fail', 'outcome_unknown'],
+    trap: ['fail', 'fail'],
+    crash: ['retry', 'outcome_unknown'],
+    plugin_error: ['fail', 'fail'],
+    output_too_large: ['fail', 'fail'],
+    input_too_large: ['fail', 'fail'],
+    budget_exceeded: ['fail', 'fail'],
+    capability_denied: ['fail', 'fail'],
+    host_error: ['fail', 'fail'],
+    module_rejected: ['fail', 'fail'],
+    digest_mismatch: ['fail', 'fail'],
+    instantiate_failed: ['fail', 'fail'],
+    not_loaded: ['fail', 'fail'],
+    closed: ['fail', 'fail'],
+    invalid_argument: ['fail', 'fail'],
+  };
+  t.same(Object.keys(expected).sort(), Object.keys(SANDBOX_ERROR_CODES).sort(), 'the table covers every sandbox failure reason');
+  for (const [reason, [idem, other]] of Object.entries(expected) as Array<[SandboxFailureReason, [FailureAction, FailureAction]]>) {
+    const e = sandboxError(reason, reason);
+    t.equal(classifyFailure(e, true), idem, `${reason} (${e.code}), idempotent`);
+    t.equal(classifyFailure(e, false), other, `${reason} (${e.code}), not idempotent`);
+  }
+  // Each named budget (sandbox/worker.ts, sandbox/pool.ts, core/egress), and the time budgets.
+  const budgets = ['host_calls', 'kernel_blocks', 'alloc_bytes', 'var_bytes', 'egress_bytes', 'egress_request_bytes', 'kv_value', 'input', 'config'];
+  for (const budget of budgets) {
+    const e = sandboxError('budget_exceeded', `${budget} ran out`, { budget });
+    t.equal(classifyFailure(e, true), 'fail', `budget ${budget}`);
+    t.equal(classifyFailure(new TyrumError(e.code, e.message, { ...e.details, retryable: true }), true), 'fail', `budget ${budget}: a retryable mark does not make a budget transient`);
+  }
+  const timeouts = [sandboxError('timeout', 'spun', { limit_ms: 2000 }), new TyrumError('TYRUM_ERR_TIMEOUT', 'step timeout'), new TyrumError('TYRUM_ERR_TIMEOUT', 'MCP: no result within 300 ms', { retryable: true })];
+  for (const e of timeouts) {
+    t.equal(classifyFailure(e, true), 'fail', `${e.code}: a time budget is not retried`);
+    t.equal(classifyFailure(e, false), 'outcome_unknown', `${e.code}: a cut-off effect is unknown`);
+  }
+  t.equal(classifyFailure(sandboxError('trap', 'plugin trapped: memory access out of bounds'), true), 'fail', 'memory exhaustion traps: deterministic');
+  const retryable = Object.entries(FAILURE_CLASSES).filter(([, c]) => c.retry !== 'never').map(([code]) => code).sort();
+  t.same(retryable, ['TYRUM_ERR_MCP_CONNECTION_LOST', 'TYRUM_ERR_RATE_LIMITED', 'TYRUM_ERR_SANDBOX_CRASH', 'TYRUM_ERR_SANDBOX_HOST'].sort(), 'the codes that can succeed on retry');
 });
 
 t.test('backoff doubles per attempt, is capped, and jitters by at most 10%', async (t) => {

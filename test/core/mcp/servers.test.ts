@@ -496,7 +496,7 @@ t.test('supervision: a crashed server is restarted and serves again; a call that
   const hang = ok<Invoke>(await invoke(conn, 'mcp.flaky.hang', {}));
   t.equal(hang.state, 'failed');
   t.match(hang.error, { code: 'TYRUM_ERR_TIMEOUT', wire: 'timeout', message: /no result within 300 ms/ });
-  t.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms (300 ms per attempt; read_only calls are retried)`);
+  t.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms (300 ms: a spent time budget is not retried)`);
   t.match(ok<Invoke>(await invoke(conn, 'mcp.flaky.ping', {})), { state: 'succeeded', output: { content: [{ text: `pong ${pid2}` }] } }, 'timeouts do not take the server down');
 
   t.equal(ok<Invoke>(await invoke(conn, 'mcp.flaky.big', { bytes: 500 })).state, 'succeeded');
