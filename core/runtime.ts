@@ -29,6 +29,7 @@ import { packageInfo } from './util/package-info.js';
 import { SCOPES } from '../schemas/index.js';
 import type { OperationType } from '../schemas/index.js';
 import type { Peer } from './protocol/session.js';
+import { InflightLimiter } from './protocol/inflight.js';
 import { TyrumError } from './errors/index.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
@@ -281,8 +282,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       secretHandles: () => secrets.list(),
       now: Date.now,
     });
+    // One in-flight budget per token, shared by its WebSocket connections and /mcp.
+    const inflight = new InflightLimiter(config.limits.maxInflightRequests);
     server = new GatewayServer({
       config,
+      inflight,
       store,
       tokens,
       audit,
@@ -318,7 +322,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),
         emit: (type, payload) => server?.publish(type, payload),
         log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
-        maxInflightPerToken: config.limits.maxInflightRequests,
+        inflight,
         socketIdleTimeoutMs: config.limits.httpRequestTimeoutMs,
       }),
     });

@@ -35,6 +35,7 @@ import type { AuthenticatedToken } from '../auth/tokens.js';
 import type { AuditActor } from '../audit/index.js';
 import { ERROR_CODES, isTyrumError, TyrumError, type ErrorCode as TyrumErrorCode } from '../errors/index.js';
 import { denialRecord, type Peer } from '../protocol/session.js';
+import type { InflightLimiter } from '../protocol/inflight.js';
 import { validate } from '../protocol/validate.js';
 import { compilePluginSchema, toIssues } from '../../manifests/index.js';
 
@@ -58,8 +59,6 @@ export const MCP_POLL_MS = 1_000;
 export const MCP_PROGRESS_INTERVAL_MS = 10_000;
 /** On gateway shutdown, requests still in flight get this long to answer before their sockets are destroyed. */
 export const MCP_CLOSE_GRACE_MS = 1_000;
-/** In-flight MCP requests per token when the gateway does not give `maxInflightPerToken`. */
-export const MCP_DEFAULT_MAX_INFLIGHT_PER_TOKEN = 64;
 /** The device id of every MCP caller's `Peer`: MCP has no device identity. */
 export const MCP_DEVICE_ID = 'mcp';
 /** The `_meta` key of a `tools/call` request that sets the client's wait in milliseconds. */
@@ -74,6 +73,11 @@ export const STATUS_TOOL = 'tyrum_run_status';
 export const MCP_ERR_FORBIDDEN = -32003;
 /** JSON-RPC error code (server-defined range) for a token revoked or expired while its request waited. */
 export const MCP_ERR_UNAUTHORIZED = -32004;
+/**
+ * JSON-RPC error code (server-defined range; "limit exceeded", as in EIP-1474) for a request item
+ * over the token's in-flight budget: the wire code `rate_limited` of the WebSocket protocol.
+ */
+export const MCP_ERR_RATE_LIMITED = -32005;
 
 /** Who called, as the edge authenticated them. */
 export interface McpCaller {
@@ -95,8 +99,11 @@ export interface McpEndpointDeps {
   /** Live event sink (authz.denied). Must not throw. */
   emit?(type: 'authz.denied', payload: Record<string, unknown>): void;
   log?(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void;
-  /** Requests one token may have in flight (default {@link MCP_DEFAULT_MAX_INFLIGHT_PER_TOKEN}). */
-  maxInflightPerToken?: number;
+  /**
+   * The token's in-flight budget, the one its WebSocket connections use too: every `tools/list`
+   * and `tools/call` item (of a batch or not) holds one slot while it runs.
+   */
+  inflight: InflightLimiter;
   /**
    * The edge's socket idle timeout: a waiting call writes an SSE comment at least twice per
    * period so a long wait (an approval) is not cut off as idle.
@@ -342,10 +349,8 @@ function clientWait(meta: Record<string, unknown> | undefined): number {
 /** Creates the endpoint over the gateway's operation dispatch. */
 export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
   const log = deps.log ?? (() => undefined);
-  const maxInflight = deps.maxInflightPerToken ?? MCP_DEFAULT_MAX_INFLIGHT_PER_TOKEN;
   // Two SSE comments per idle period at the least, never more often than every 50 ms.
   const keepAliveMs = Math.max(50, Math.min(15_000, Math.floor((deps.socketIdleTimeoutMs ?? 30_000) / 2)));
-  const inflight = new Map<string, number>();
   const active = new Set<{ stop: AbortController; res: ServerResponse; done: Promise<void> }>();
   let closing = false;
 
@@ -508,11 +513,28 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
     }
   }
 
+  /**
+   * Runs one request item in a slot of the token's in-flight budget (shared with its WebSocket
+   * connections); an item over the budget is answered with its own rate-limit error, so a batch
+   * of 100 calls gets no more concurrent work than 100 separate requests.
+   */
+  async function limited<T>(peer: Peer, run: () => Promise<T>): Promise<T> {
+    const release = deps.inflight.acquire(peer.token.id);
+    if (release === null) {
+      throw rpcError(MCP_ERR_RATE_LIMITED, { code: 'TYRUM_ERR_RATE_LIMITED', wire: 'rate_limited', message: `more than ${deps.inflight.max} requests in flight for this token (WebSocket and /mcp together); retry later` });
+    }
+    try {
+      return await run();
+    } finally {
+      release();
+    }
+  }
+
   function serverFor(peer: Peer, stop: AbortSignal): Server {
     const server = new Server({ name: 'tyrum', version: deps.version }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
     server.onerror = (e) => log('info', 'mcp transport error', { error: e.message, connection_id: peer.connectionId });
-    server.setRequestHandler(ListToolsRequestSchema, () => listTools(peer));
-    server.setRequestHandler(CallToolRequestSchema, (request, extra) => callTool(peer, request.params, extra as unknown as Extra, stop));
+    server.setRequestHandler(ListToolsRequestSchema, () => limited(peer, () => listTools(peer)));
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) => limited(peer, () => callTool(peer, request.params, extra as unknown as Extra, stop)));
     return server;
   }
 
@@ -526,9 +548,6 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
         deps.audit?.('authz.denied', { kind: 'token', id: token.id }, { request_type: 'mcp', reason: 'role', required_scopes: [], role: 'client', device_id: MCP_DEVICE_ID, connection_id: null });
         return refuse(res, 403, MCP_ERR_FORBIDDEN, 'TYRUM_ERR_FORBIDDEN', 'this token is not valid for the client role');
       }
-      const count = inflight.get(token.id) ?? 0;
-      if (count >= maxInflight) return refuse(res, 429, ErrorCode.InvalidRequest, 'TYRUM_ERR_RATE_LIMITED', `more than ${maxInflight} MCP requests in flight for this token`, { 'retry-after': '1' });
-      inflight.set(token.id, count + 1);
 
       const connectionId = `mcp-${randomUUID()}`;
       const peer: Peer = { connectionId, clientId: connectionId, deviceId: MCP_DEVICE_ID, role: 'client', token, remoteAddress: caller.remoteAddress };
@@ -540,9 +559,6 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
       active.add(entry);
       res.once('close', () => {
         active.delete(entry);
-        const n = (inflight.get(token.id) ?? 1) - 1;
-        if (n > 0) inflight.set(token.id, n);
-        else inflight.delete(token.id);
         // The client went away or the answer is out: abort what still runs for it.
         void transport.close().catch(() => undefined);
         void server.close().catch(() => undefined);

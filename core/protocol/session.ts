@@ -15,6 +15,7 @@ import { deriveDeviceId, parseDevicePubkey, verifyProof } from '../auth/identity
 import type { AuthenticatedToken } from '../auth/tokens.js';
 import { decodeFrame, type CodecLimits } from './codec.js';
 import { validate } from './validate.js';
+import { InflightLimiter } from './inflight.js';
 
 export const CLOSE = {
   NORMAL: 1000,
@@ -43,6 +44,7 @@ export interface Transport {
 export interface SessionLimits extends CodecLimits {
   maxQueuedBytes: number;
   handshakeTimeoutMs: number;
+  /** The size of the in-flight budget when the session is not given the gateway's shared one. */
   maxInflightRequests: number;
 }
 
@@ -80,15 +82,22 @@ export class Session {
   readonly connectionId = randomUUID();
   private state: State = { kind: 'awaiting_init' };
   private readonly handshakeTimer: NodeJS.Timeout;
-  private inflight = 0;
+  private readonly inflight: InflightLimiter;
 
+  /**
+   * `inflight` is the gateway's per-token budget, shared by every connection of the token and by
+   * /mcp; a session given none (a test driving it alone) has a budget of its own of
+   * `limits.maxInflightRequests`.
+   */
   constructor(
     private readonly transport: Transport,
     readonly token: AuthenticatedToken,
     readonly remoteAddress: string,
     private readonly limits: SessionLimits,
     private readonly hooks: SessionHooks,
+    inflight?: InflightLimiter,
   ) {
+    this.inflight = inflight ?? new InflightLimiter(limits.maxInflightRequests);
     this.handshakeTimer = setTimeout(() => this.close(CLOSE.HANDSHAKE_TIMEOUT, 'handshake timeout'), limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
   }
@@ -277,11 +286,11 @@ export class Session {
       this.respondError(rid, type, 'invalid_request', `invalid ${type} payload`, { issues });
       return;
     }
-    if (this.inflight >= this.limits.maxInflightRequests) {
-      this.respondError(rid, type, 'rate_limited', `more than ${this.limits.maxInflightRequests} requests in flight on this connection`);
+    const release = this.inflight.acquire(peer.token.id);
+    if (release === null) {
+      this.respondError(rid, type, 'rate_limited', `more than ${this.inflight.max} requests in flight for this token (all its connections and /mcp together)`);
       return;
     }
-    this.inflight++;
     try {
       const result = await this.hooks.handle(op, req.payload, peer);
       this.respond(rid, type, result);
@@ -293,7 +302,7 @@ export class Session {
         this.respondError(rid, type, 'internal', 'internal error');
       }
     } finally {
-      this.inflight--;
+      release();
     }
   }
 

@@ -11,7 +11,7 @@ export const LimitsConfig = Strict({
   heartbeat_interval_ms: Int(100, 600_000, 'WebSocket ping interval; a peer that misses a pong is dropped. Default 30000.'),
   max_json_depth: Int(2, 1024, 'Deepest nesting accepted in a frame. Default 64.'),
   max_json_nodes: Int(16, 10_000_000, 'Most JSON values accepted in one frame. Default 100000.'),
-  max_inflight_requests: Int(1, 10_000, 'Requests one connection may have outstanding; more get rate_limited. Default 64.'),
+  max_inflight_requests: Int(1, 10_000, 'Requests one token may have outstanding, all its WebSocket connections and /mcp request items (of a batch too) together; more get rate_limited. Default 64.'),
   max_connections: Int(1, 1_000_000, 'Open WebSocket connections across the gateway; more get HTTP 503. Default 10000.'),
   max_pending_upgrades: Int(1, 100_000, 'Upgrades being authenticated at once; more get HTTP 503 (bounds token-hashing work an unauthenticated flood can cause). Default 128.'),
   http_headers_timeout_ms: Int(100, 120_000, 'Time a client has to send request headers (slow-header defence). Default 10000.'),

@@ -2,12 +2,13 @@ import t, { type Test } from 'tap';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { startTestGateway, removeHome, type TestGateway } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, connect, type TestGateway } from '../../helpers/gateway.js';
 import { listAudit } from '../../../core/audit/index.js';
-import { MCP_ERR_FORBIDDEN, MCP_ERR_UNAUTHORIZED, RUN_META_KEY, STATUS_TOOL, WAIT_META_KEY } from '../../../core/mcp/endpoint.js';
+import { MCP_ERR_FORBIDDEN, MCP_ERR_RATE_LIMITED, MCP_ERR_UNAUTHORIZED, RUN_META_KEY, STATUS_TOOL, WAIT_META_KEY } from '../../../core/mcp/endpoint.js';
 
 const TEXT_UTILS = new URL('../../../plugins/text-utils/build/', import.meta.url).pathname;
 const NOTES = new URL('../../../plugins/notes/build/', import.meta.url).pathname;
+const FLAKY = new URL('../../fixtures/mcp/flaky-server.mjs', import.meta.url).pathname;
 const CLI = { kind: 'cli', user: 'test' };
 
 type RunMeta = { run_id: string; state: string; approval_id: string | null; error: { code: string } | null };
@@ -322,14 +323,18 @@ t.test('requests in flight per token are bounded by max_inflight_requests', asyn
     },
   });
   await waiting;
-  const second = await rawInit(gw, { authorization: `Bearer ${gw.adminToken}` });
-  t.equal(second.status, 429);
-  t.equal(second.headers.get('retry-after'), '1');
-  t.match(await second.json(), { error: { message: /^TYRUM_ERR_RATE_LIMITED/, data: { code: 'TYRUM_ERR_RATE_LIMITED', wire: 'rate_limited' } } });
+  const second = await mcpClient(t, gw, gw.adminToken);
+  t.pass('initialize takes no slot: a client can still connect');
+  await t.rejects(second.callTool({ name: 'notes.add_note', arguments: { title: 'two', body: '' } }), {
+    code: MCP_ERR_RATE_LIMITED,
+    message: /^MCP error -32005: TYRUM_ERR_RATE_LIMITED: more than 1 requests in flight for this token/,
+    data: { code: 'TYRUM_ERR_RATE_LIMITED', wire: 'rate_limited' },
+  });
+  await t.rejects(second.listTools(), { code: MCP_ERR_RATE_LIMITED }, 'tools/list takes a slot too');
   gw.approvals.resolve(approvalId, { decision: 'approved' }, CLI);
   gw.engine.kick();
   t.notOk(((await call) as CallToolResult).isError);
-  t.equal((await rawInit(gw, { authorization: `Bearer ${gw.adminToken}` })).status, 200, 'the slot is free again');
+  t.ok((await second.listTools()).tools.length > 0, 'the slot is free again');
 });
 
 t.test('a tool imported from an external MCP server is served through /mcp as its server answers it, from the approved definition', async (t) => {
@@ -363,4 +368,121 @@ t.test('tyrum_run_status refuses arguments outside its listed inputSchema with a
     t.equal(r.isError, true, JSON.stringify(args));
     t.match(text(r), /TYRUM_ERR_INVALID_REQUEST.*tyrum_run_status takes/);
   }
+});
+
+type RpcAnswer = { jsonrpc: '2.0'; id: number | string | null; result?: CallToolResult; error?: { code: number; message: string; data?: Record<string, unknown> } };
+
+/**
+ * POSTs a raw JSON-RPC body to /mcp and collects the answers as they arrive (an SSE stream, or one
+ * JSON body): `answers` fills while the stream is open, `done` resolves when it ends.
+ */
+function postRaw(gw: TestGateway, token: string, body: unknown): { answers: RpcAnswer[]; status: Promise<number>; done: Promise<void> } {
+  const answers: RpcAnswer[] = [];
+  let status!: (s: number) => void;
+  const statusP = new Promise<number>((resolve) => (status = resolve));
+  const done = (async () => {
+    const res = await fetch(mcpUrl(gw), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
+    status(res.status);
+    if (!(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+      const text = await res.text();
+      if (text !== '') {
+        const parsed = JSON.parse(text) as RpcAnswer | RpcAnswer[];
+        answers.push(...(Array.isArray(parsed) ? parsed : [parsed]));
+      }
+      return;
+    }
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        const event = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
+        if (data !== '') answers.push(JSON.parse(data) as RpcAnswer);
+      }
+    }
+  })();
+  return { answers, status: statusP, done };
+}
+
+/** Polls `fn` until it is truthy, or fails after `ms` (a hang guard, not a timing assertion). */
+async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const callItem = (id: number, name: string, args: Record<string, unknown>, waitMs = 60_000) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, _meta: { [WAIT_META_KEY]: waitMs } } });
+
+t.test('JSON-RPC batch items count against the token\'s in-flight budget, which its WebSocket connections share', async (t) => {
+  const gw = await startTestGateway({ config: { limits: { max_inflight_requests: 4 } } });
+  t.teardown(async () => {
+    // The hanging MCP calls end with their server (else the engine would wait out their timeout).
+    await gw.mcpHost.close();
+    await gw.close();
+    removeHome(gw.home);
+  });
+  await gw.plugins.install(NOTES, CLI);
+  await gw.plugins.grant('notes', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
+  await gw.plugins.enable('notes', CLI);
+  await gw.mcp.add({ name: 'flaky', spec: { transport: 'stdio', command: process.execPath, args: [FLAKY], call_timeout_ms: 120_000 } }, CLI);
+  await gw.mcpHost.reconcile();
+  await gw.mcpHost.settled(15_000);
+  await gw.mcp.approve('flaky', { tools: ['hang', 'ping'], readOnly: ['hang', 'ping'] }, CLI);
+  const { token, record } = await gw.tokens.create({ scopes: ['operator.read', 'operator.write'], label: 'shared budget', createdBy: 'test' });
+  const other = await gw.tokens.create({ scopes: ['operator.read', 'operator.write'], createdBy: 'test' });
+  const runsOf = (id: string) => gw.engine.list({ limit: 1000 }).filter((r) => r.created_by === id);
+
+  // WebSocket first: two calls that never answer hold 2 of the token's 4 slots.
+  const { conn } = await connect(gw, { token });
+  t.teardown(() => conn.ws.close());
+  const held = [conn.request('tool.invoke', { tool_id: 'mcp.flaky.hang', args: {}, wait_ms: 60_000 }, 90_000), conn.request('tool.invoke', { tool_id: 'mcp.flaky.hang', args: {}, wait_ms: 60_000 }, 90_000)];
+  await until('two hanging runs', () => runsOf(record.id).filter((r) => r.state === 'running').length === 2);
+
+  // Three batches of five calls that wait for an approval, sent at once: 2 slots are left.
+  const batches = [0, 1, 2].map((b) => postRaw(gw, token, [1, 2, 3, 4, 5].map((i) => callItem(b * 10 + i, 'notes.add_note', { title: `b${b}i${i}`, body: '' }))));
+  const limited = () => batches.flatMap((b) => b.answers).filter((a) => a.error?.code === MCP_ERR_RATE_LIMITED);
+  await until('13 batch items refused', () => limited().length >= 13);
+  await until('two approvals requested', () => gw.approvals.list({ state: 'pending' }).length === 2);
+  t.equal(runsOf(record.id).length, 4, 'runs bounded by the budget: 2 from WebSocket, 2 from the batches');
+  t.match(limited()[0], { error: { message: /^TYRUM_ERR_RATE_LIMITED: /, data: { code: 'TYRUM_ERR_RATE_LIMITED', wire: 'rate_limited' } } });
+  t.ok(limited().every((a) => typeof a.id === 'number'), 'each refused item is answered under its own id');
+  for (const b of batches) t.equal(await b.status, 200, 'a batch is answered item by item, not refused whole');
+
+  // The budget is the token's, whatever the door: a WebSocket request is refused now too.
+  const ws = await conn.request('ping', {});
+  t.match(ws, { ok: false, error: { code: 'rate_limited' } }, 'WebSocket shares the budget /mcp uses');
+  const second = await connect(gw, { token });
+  t.teardown(() => second.conn.ws.close());
+  t.match(await second.conn.request('ping', {}), { ok: false, error: { code: 'rate_limited' } }, 'a new connection of the same token gets no fresh budget');
+  const otherConn = await connect(gw, { token: other.token });
+  t.teardown(() => otherConn.conn.ws.close());
+  t.match(await otherConn.conn.request('ping', {}), { ok: true }, 'another token has its own budget');
+
+  // Approved, the two running items finish; every item was answered exactly once.
+  for (const a of gw.approvals.list({ state: 'pending' })) gw.approvals.resolve(a.id, { decision: 'approved' }, CLI);
+  gw.engine.kick();
+  await Promise.all(batches.map((b) => b.done));
+  const all = batches.flatMap((b) => b.answers);
+  t.same(all.map((a) => a.id).sort((x, y) => Number(x) - Number(y)), [1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 23, 24, 25], 'one answer per item');
+  t.equal(all.filter((a) => a.result && !a.result.isError).length, 2, 'two calls ran and succeeded');
+  t.equal(limited().length, 13);
+  t.equal(runsOf(record.id).length, 4, 'nothing else ran');
+  t.match(await conn.request('ping', {}), { ok: true }, 'the finished batch items gave their slots back');
+
+  // Their server gone, the hanging calls end and give their slots back.
+  await gw.mcpHost.close();
+  for (const r of await Promise.all(held)) t.match(r, { ok: true, result: { state: 'failed' } });
+  const pings = await Promise.all([1, 2, 3, 4].map(() => conn.request('ping', {})));
+  t.ok(pings.every((p) => p.ok === true), 'the whole budget is free again');
 });
