@@ -4,7 +4,7 @@
  * risks, safe JSON Schemas). No file system access: see source.ts for that.
  */
 import semver from 'semver';
-import { HOST_API_VERSION, type PluginManifest, type RiskFlag } from '../schemas/index.js';
+import { HOST_API_VERSION, type PluginManifest, type RiskFlag, type ToolIo } from '../schemas/index.js';
 import { patternHazard } from './regex-safety.js';
 import { TyrumError } from '../core/errors/index.js';
 import { impliedRisks } from './capabilities.js';
@@ -161,8 +161,31 @@ export function checkManifestRules(m: PluginManifest, opts: ManifestOptions = {}
     // Tool arguments are a JSON object on every transport (the protocol, MCP's tools/call).
     if (tool.input_schema.type !== 'object') invalid(`${label}: must have "type": "object" (tool arguments are a JSON object)`, { field: label });
     assertSafeJsonSchema(tool.output_schema, `contributes.tools[${i}].output_schema`);
+    if (tool.input) checkToolIo(tool.input, tool.input_schema, `contributes.tools[${i}]`, 'input');
+    if (tool.output) checkToolIo(tool.output, tool.output_schema, `contributes.tools[${i}]`, 'output');
   });
   if (m.config_schema !== undefined) checkConfigSchema(m.config_schema);
+}
+
+/**
+ * A tool's `input` or `output` encoding: "text" and "bytes" name the string property of the
+ * schema that carries the raw bytes (for input, a required one: the export always gets it).
+ */
+function checkToolIo(io: ToolIo, schema: Record<string, unknown>, at: string, which: 'input' | 'output'): void {
+  const label = `${at}.${which}.field`;
+  if (io.encoding === 'json') {
+    if (io.field !== undefined) invalid(`${label}: only allowed with encoding "text" or "bytes"`, { field: label });
+    return;
+  }
+  if (io.field === undefined) invalid(`${label}: required with encoding "${io.encoding}" (the string property that carries the raw bytes)`, { field: label });
+  const props = schema.properties;
+  const prop = typeof props === 'object' && props !== null && Object.hasOwn(props, io.field) ? (props as Record<string, unknown>)[io.field] : undefined;
+  if (typeof prop !== 'object' || prop === null || (prop as Record<string, unknown>).type !== 'string') {
+    invalid(`${label}: ${quote(io.field)} is not a declared string property of ${at}.${which}_schema (give it "type": "string" under "properties")`, { field: label });
+  }
+  if (which === 'input' && !(Array.isArray(schema.required) && schema.required.includes(io.field))) {
+    invalid(`${label}: ${quote(io.field)} must be listed in ${at}.input_schema's "required" (the export always receives it)`, { field: label });
+  }
 }
 
 function checkConfigSchema(schema: Record<string, unknown>): void {

@@ -53,12 +53,30 @@ export const SecretRequest = Strict({
   purpose: Type.Optional(Type.String({ maxLength: 200 })),
 });
 
+/** How a tool's arguments reach its export, or how its export's output becomes the result. */
+export const TOOL_ENCODINGS = ['json', 'text', 'bytes'] as const;
+export type ToolEncoding = (typeof TOOL_ENCODINGS)[number];
+/**
+ * A tool's input or output encoding. "json" (the default): the export gets the arguments as JSON
+ * text / returns the result as JSON text. "text" or "bytes": one string property of the schema,
+ * `field`, carries the raw bytes (UTF-8 text, or base64 in the JSON value).
+ */
+export const ToolIo = Strict(
+  {
+    encoding: Type.Union(TOOL_ENCODINGS.map((e) => Type.Literal(e)), { description: 'json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).' }),
+    field: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'For text and bytes: the string property of the schema that carries the raw bytes.' })),
+  },
+);
+export type ToolIo = Static<typeof ToolIo>;
+
 export const ToolContribution = Strict({
   id: Type.String({ pattern: TOOL_NAME_PATTERN, description: 'Tool name, unique in the plugin; the tool_id is <plugin id>.<id>.' }),
-  export: Type.String({ minLength: 1, maxLength: 128, description: 'The wasm export that implements the tool (bytes in: JSON args, bytes out: JSON result).' }),
+  export: Type.String({ minLength: 1, maxLength: 128, description: 'The wasm export that implements the tool (by default bytes in: JSON args, bytes out: JSON result; see input and output).' }),
   description: Type.String({ minLength: 1, maxLength: 2000 }),
   input_schema: JsonSchemaDoc,
   output_schema: JsonSchemaDoc,
+  input: Type.Optional(ToolIo),
+  output: Type.Optional(ToolIo),
   effect: Type.Union([Type.Literal('read_only'), Type.Literal('state_changing')]),
   postcondition: Type.Optional(
     Strict(

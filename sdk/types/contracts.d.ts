@@ -55,7 +55,7 @@ export interface ConfigGateway {
      */
     max_json_nodes?: number;
     /**
-     * Requests one connection may have outstanding; more get rate_limited. Default 64.
+     * Requests one token may have outstanding, all its WebSocket connections and /mcp request items (of a batch too) together; more get rate_limited. Default 64.
      */
     max_inflight_requests?: number;
     /**
@@ -952,7 +952,7 @@ export interface OpPluginGetResult {
          */
         id: string;
         /**
-         * The wasm export that implements the tool (bytes in: JSON args, bytes out: JSON result).
+         * The wasm export that implements the tool (by default bytes in: JSON args, bytes out: JSON result; see input and output).
          */
         export: string;
         description: string;
@@ -975,6 +975,26 @@ export interface OpPluginGetResult {
            * via the `patternProperty` "^(.*)$".
            */
           [k: string]: unknown;
+        };
+        input?: {
+          /**
+           * json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).
+           */
+          encoding: "json" | "text" | "bytes";
+          /**
+           * For text and bytes: the string property of the schema that carries the raw bytes.
+           */
+          field?: string;
+        };
+        output?: {
+          /**
+           * json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).
+           */
+          encoding: "json" | "text" | "bytes";
+          /**
+           * For text and bytes: the string property of the schema that carries the raw bytes.
+           */
+          field?: string;
         };
         effect: "read_only" | "state_changing";
         /**
@@ -2380,7 +2400,7 @@ export interface PluginManifest {
        */
       id: string;
       /**
-       * The wasm export that implements the tool (bytes in: JSON args, bytes out: JSON result).
+       * The wasm export that implements the tool (by default bytes in: JSON args, bytes out: JSON result; see input and output).
        */
       export: string;
       description: string;
@@ -2403,6 +2423,26 @@ export interface PluginManifest {
          * via the `patternProperty` "^(.*)$".
          */
         [k: string]: unknown;
+      };
+      input?: {
+        /**
+         * json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).
+         */
+        encoding: "json" | "text" | "bytes";
+        /**
+         * For text and bytes: the string property of the schema that carries the raw bytes.
+         */
+        field?: string;
+      };
+      output?: {
+        /**
+         * json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).
+         */
+        encoding: "json" | "text" | "bytes";
+        /**
+         * For text and bytes: the string property of the schema that carries the raw bytes.
+         */
+        field?: string;
       };
       effect: "read_only" | "state_changing";
       /**
