@@ -59,8 +59,12 @@ export interface CreateTokenInput {
   ttlSeconds?: number;
   /** Who minted it: a token id, or 'cli'/'bootstrap'. */
   createdBy: string;
-  /** When given, the new token may not hold any scope outside this set (no escalation). */
-  maxScopes?: readonly string[];
+  /**
+   * The live token minting this one (token.create). The new token may not hold a scope or role
+   * the parent lacks, nor expire later than it (a parent with an expiry cannot mint one without);
+   * it is recorded as the parent's child and dies with it (revocation or expiry).
+   */
+  parentId?: string;
 }
 
 /** Parses "30d", "12h", "45m", "90s" or a bare number of seconds. */
@@ -101,17 +105,14 @@ export class TokenService {
     if (scopes.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a token needs at least one scope');
     const badRole = roles.find((r) => !isRole(r));
     if (badRole !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown role "${badRole}" (known: ${ROLES.join(', ')})`);
-    if (input.maxScopes) {
-      const wider = scopes.filter((s) => !input.maxScopes!.includes(s));
-      if (wider.length > 0) {
-        throw new TyrumError('TYRUM_ERR_SCOPE_ESCALATION', `cannot mint a token with scopes the caller does not hold: ${wider.join(', ')}`, { scopes: wider });
-      }
-    }
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const salt = randomBytes(16);
     const hash = await scrypt(secret, salt, KDF);
     const created = this.now();
+    const expiresAt = input.ttlSeconds === undefined ? null : created + input.ttlSeconds * 1000;
+    // Checked after the async hash, against a fresh read: a revocation may have landed meanwhile.
+    if (input.parentId !== undefined) this.checkParent(input.parentId, scopes, roles, expiresAt, created);
     const record: TokenRecord = {
       id,
       label: input.label ?? '',
@@ -122,12 +123,40 @@ export class TokenService {
       hash,
       created_at: created,
       created_by: input.createdBy,
-      expires_at: input.ttlSeconds === undefined ? null : created + input.ttlSeconds * 1000,
+      parent_id: input.parentId ?? null,
+      expires_at: expiresAt,
       revoked_at: null,
       last_used_at: null,
     };
     this.store.tx(() => this.store.tokens.insert(record));
     return { token: `tyrum_${id}_${secret}`, record };
+  }
+
+  /** A child may not outrank (scopes, roles) or outlive its parent, and a dead parent mints nothing. */
+  private checkParent(parentId: string, scopes: readonly string[], roles: readonly string[], expiresAt: number | null, now: number): void {
+    const parent = this.store.tokens.get(parentId);
+    if (!parent || !this.store.tokens.lineageLive(parentId, now)) {
+      throw new TyrumError('TYRUM_ERR_UNAUTHORIZED', `token ${parentId} is revoked or expired and cannot mint tokens`);
+    }
+    const wider = scopes.filter((s) => !parent.scopes.includes(s));
+    if (wider.length > 0) {
+      throw new TyrumError('TYRUM_ERR_SCOPE_ESCALATION', `cannot mint a token with scopes the caller does not hold: ${wider.join(', ')}`, { scopes: wider });
+    }
+    const higher = roles.filter((r) => !parent.roles.includes(r));
+    if (higher.length > 0) {
+      throw new TyrumError('TYRUM_ERR_ROLE_ESCALATION', `cannot mint a token with roles the caller does not hold: ${higher.join(', ')} (caller: ${parent.roles.join(', ')})`, { roles: higher });
+    }
+    if (parent.expires_at !== null && (expiresAt === null || expiresAt > parent.expires_at)) {
+      const maxTtl = Math.floor((parent.expires_at - now) / 1000);
+      const until = new Date(parent.expires_at).toISOString();
+      throw new TyrumError(
+        'TYRUM_ERR_TOKEN_LIFETIME',
+        expiresAt === null
+          ? `the caller's token expires at ${until}; a token it mints must expire too (ttl_seconds at most ${maxTtl})`
+          : `the caller's token expires at ${until}; a token it mints may not expire later (ttl_seconds at most ${maxTtl})`,
+        { expires_at: until, max_ttl_seconds: maxTtl },
+      );
+    }
   }
 
   /**
@@ -153,20 +182,30 @@ export class TokenService {
     // Re-read after the async hash: a revocation may have landed meanwhile.
     const fresh = this.store.tokens.get(parsed.id);
     if (!fresh || !isLive(fresh, this.now())) return null;
+    // A minted token lives only while every token up its minting chain does.
+    if (fresh.parent_id !== null && !this.store.tokens.lineageLive(fresh.id, this.now())) return null;
     // Coarse last-used tracking: one write a minute per token, not an fsync per upgrade.
     const now = this.now();
     if (fresh.last_used_at === null || now - fresh.last_used_at > 60_000) this.store.tokens.touch(fresh.id, now);
     return toAuthenticated(fresh);
   }
 
-  /** Revokes a token. Throws not_found for an unknown id; revoking twice is invalid_state. */
-  revoke(id: string): TokenRecord {
+  /**
+   * Revokes a token and, in the same transaction, every token it minted directly or
+   * transitively. Returns the record and the ids of the descendants this revoked (for the audit
+   * log and for closing their sockets). Throws not_found for an unknown id; revoking twice is
+   * invalid_state.
+   */
+  revoke(id: string): { record: TokenRecord; descendants: string[] } {
     const rec = this.store.tokens.get(id);
     if (!rec) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no token with id ${id}`);
     if (rec.revoked_at !== null) throw new TyrumError('TYRUM_ERR_INVALID_STATE', `token ${id} is already revoked`);
     const at = this.now();
-    this.store.tx(() => this.store.tokens.revoke(id, at));
-    return { ...rec, revoked_at: at };
+    const descendants = this.store.tx(() => {
+      this.store.tokens.revoke(id, at);
+      return this.store.tokens.descendants(id).filter((d) => this.store.tokens.revoke(d, at));
+    });
+    return { record: { ...rec, revoked_at: at }, descendants };
   }
 
   list(): TokenRecord[] {

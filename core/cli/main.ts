@@ -203,9 +203,11 @@ async function token(argv: string[], io: Io): Promise<number> {
       if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'usage: tyrum token revoke ID');
       const svc = openHome(resolveHome(values.home));
       try {
-        const rec = svc.tokens.revoke(id);
-        svc.audit.appendSync('token.revoked', cliActor(), { token_id: id });
-        io.out(values.json ? JSON.stringify({ token_id: id, revoked_at: new Date(rec.revoked_at ?? Date.now()).toISOString() }) : `revoked ${id}`);
+        const { record: rec, descendants } = svc.tokens.revoke(id);
+        svc.audit.appendSync('token.revoked', cliActor(), { token_id: id, descendants });
+        for (const d of descendants) svc.audit.appendSync('token.revoked', cliActor(), { token_id: d, revoked_with: id });
+        const revokedAt = new Date(rec.revoked_at ?? Date.now()).toISOString();
+        io.out(values.json ? JSON.stringify({ token_id: id, revoked_at: revokedAt, descendants }) : `revoked ${id}${descendants.length > 0 ? ` and the ${descendants.length} token(s) it minted: ${descendants.join(', ')}` : ''}`);
         return 0;
       } finally {
         await svc.close();

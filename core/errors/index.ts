@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   TYRUM_ERR_UNAUTHORIZED: { wire: 'unauthorized', description: 'Missing, unknown, expired or revoked token.' },
   TYRUM_ERR_FORBIDDEN: { wire: 'forbidden', description: 'The caller lacks the scope or role for this request.' },
   TYRUM_ERR_SCOPE_ESCALATION: { wire: 'forbidden', description: 'A token tried to mint a token with scopes it does not hold.' },
+  TYRUM_ERR_ROLE_ESCALATION: { wire: 'forbidden', description: 'A token tried to mint a token with roles it does not hold (e.g. a client token minting a node token).' },
+  TYRUM_ERR_TOKEN_LIFETIME: { wire: 'forbidden', description: 'A token with an expiry tried to mint a token that would outlive it (no expiry, or a later one).' },
   TYRUM_ERR_NOT_FOUND: { wire: 'not_found', description: 'The named object does not exist.' },
   TYRUM_ERR_CONFLICT: { wire: 'conflict', description: 'The request conflicts with the current state.' },
   TYRUM_ERR_INVALID_STATE: { wire: 'invalid_state', description: 'The object is not in a state that allows this.' },

@@ -97,7 +97,7 @@ export function createHandlers(s: HandlerServices): Handlers {
         ...(q.label !== undefined ? { label: q.label } : {}),
         ...(q.ttl_seconds !== undefined ? { ttlSeconds: q.ttl_seconds } : {}),
         createdBy: peer.token.id,
-        maxScopes: peer.token.scopes,
+        parentId: peer.token.id,
       });
       await s.audit.append('token.created', { kind: 'token', id: peer.token.id }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: created.record.expires_at });
       return { token: created.token, info: tokenInfo(created.record) };
@@ -107,9 +107,12 @@ export function createHandlers(s: HandlerServices): Handlers {
 
     'token.revoke': async (p, peer) => {
       const id = (p as { token_id: string }).token_id;
-      const rec = s.tokens.revoke(id);
-      await s.audit.append('token.revoked', { kind: 'token', id: peer.token.id }, { token_id: id });
-      s.onTokenRevoked(id);
+      const { record: rec, descendants } = s.tokens.revoke(id);
+      const by = { kind: 'token', id: peer.token.id } as const;
+      await s.audit.append('token.revoked', by, { token_id: id, descendants });
+      // Every token it minted, directly or not, was revoked with it.
+      for (const d of descendants) await s.audit.append('token.revoked', by, { token_id: d, revoked_with: id });
+      for (const d of [id, ...descendants]) s.onTokenRevoked(d);
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },
 

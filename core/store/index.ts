@@ -29,6 +29,8 @@ export interface TokenRecord {
   hash: Buffer;
   created_at: number;
   created_by: string | null;
+  /** The token that minted this one (token.create); null for CLI and bootstrap tokens. */
+  parent_id: string | null;
   expires_at: number | null;
   revoked_at: number | null;
   last_used_at: number | null;
@@ -119,13 +121,15 @@ function tokenFromRow(row: TokenRow): TokenRecord {
 
 /** Token repository. Callers own hashing; this only persists. */
 export class TokenRepo {
+  private lineageStmt: Database.Statement | undefined;
+
   constructor(private readonly db: Database.Database) {}
 
   insert(t: TokenRecord): void {
     this.db
       .prepare(
-        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, expires_at, revoked_at, last_used_at)
-         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @expires_at, @revoked_at, @last_used_at)`,
+        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at)
+         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at)`,
       )
       .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles) });
   }
@@ -148,13 +152,36 @@ export class TokenRepo {
     this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(at, id);
   }
 
-  /** Ids of the given tokens that are revoked or expired at `now` (for closing live sockets). */
+  /** Ids of every token minted, directly or transitively, by `id`. */
+  descendants(id: string): string[] {
+    const rows = this.db
+      .prepare(
+        `WITH RECURSIVE d(id) AS (SELECT id FROM tokens WHERE parent_id = ? UNION SELECT t.id FROM tokens t JOIN d ON t.parent_id = d.id)
+         SELECT id FROM d`,
+      )
+      .all(id) as Array<{ id: string }>;
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * True when the token exists and neither it nor any token in its minting chain is revoked or
+   * expired at `now` (a child lives only while its parent does).
+   */
+  lineageLive(id: string, now: number): boolean {
+    // Prepared once, on first use (after migrations): checked on every upgrade and every second per live token.
+    this.lineageStmt ??= this.db.prepare(
+      `WITH RECURSIVE chain(id, parent_id, revoked_at, expires_at) AS (
+           SELECT id, parent_id, revoked_at, expires_at FROM tokens WHERE id = ?
+           UNION SELECT t.id, t.parent_id, t.revoked_at, t.expires_at FROM tokens t JOIN chain c ON t.id = c.parent_id)
+         SELECT count(*) AS n, sum(revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)) AS dead FROM chain`,
+    );
+    const row = this.lineageStmt.get(id, now) as { n: number; dead: number | null };
+    return row.n > 0 && (row.dead ?? 0) === 0;
+  }
+
+  /** Ids of the given tokens that are revoked or expired at `now`, themselves or through a parent (for closing live sockets). */
   invalidAmong(ids: readonly string[], now: number): string[] {
-    if (ids.length === 0) return [];
-    const out: string[] = [];
-    const stmt = this.db.prepare('SELECT id FROM tokens WHERE id = ? AND (revoked_at IS NULL) AND (expires_at IS NULL OR expires_at > ?)');
-    for (const id of ids) if (!stmt.get(id, now)) out.push(id);
-    return out;
+    return ids.filter((id) => !this.lineageLive(id, now));
   }
 }
 

@@ -284,4 +284,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 6,
+    name: 'token lineage: the token that minted each token',
+    sql: `
+      -- A token minted over the protocol lives only while its parent does: revoking or expiry of
+      -- the parent ends it. NULL for tokens made by the CLI or at bootstrap.
+      ALTER TABLE tokens ADD COLUMN parent_id TEXT REFERENCES tokens (id);
+      -- Tokens minted before this migration recorded their minter's id in created_by.
+      UPDATE tokens SET parent_id = created_by WHERE created_by <> id AND created_by IN (SELECT id FROM tokens);
+      CREATE INDEX tokens_parent ON tokens (parent_id) WHERE parent_id IS NOT NULL;
+    `,
+  },
 ];

@@ -270,7 +270,7 @@ export const OPERATIONS = {
     }),
   },
   'token.create': {
-    description: 'Mints an access token; never with a scope the caller does not hold. The secret is returned once.',
+    description: 'Mints an access token, recorded as a child of the caller\'s token: never with a scope or role the caller does not hold, nor expiring later than the caller\'s token (a caller with an expiry must give ttl_seconds). The secret is returned once.',
     scopes: ['operator.admin'],
     roles: ['client'],
     payload: Strict({
@@ -289,7 +289,7 @@ export const OPERATIONS = {
     result: Strict({ tokens: Type.Array(TokenInfo) }),
   },
   'token.revoke': {
-    description: 'Revokes a token; its open connections are closed with 4001 within a second.',
+    description: 'Revokes a token and every token minted from it, directly or not (each audited); their open connections are closed with 4001 within a second. A token also stops working when the token that minted it expires.',
     scopes: ['operator.admin'],
     roles: ['client'],
     payload: Strict({ token_id: TokenId }),

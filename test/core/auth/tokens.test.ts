@@ -1,7 +1,9 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { openStore } from '../../../core/store/index.js';
+import { MIGRATIONS } from '../../../core/store/migrations.js';
 import { TokenService, parseToken, parseTtl } from '../../../core/auth/tokens.js';
 
 t.test('tokens', async (t) => {
@@ -53,7 +55,8 @@ t.test('tokens', async (t) => {
     await t.rejects(tokens.create({ scopes: ['operator.root'], createdBy: 'x' }), /unknown scope "operator.root"/);
     await t.rejects(tokens.create({ scopes: [], createdBy: 'x' }), /at least one scope/);
     await t.rejects(tokens.create({ scopes: ['operator.read'], roles: ['god'], createdBy: 'x' }), /unknown role "god"/);
-    await t.rejects(tokens.create({ scopes: ['operator.read', 'operator.admin'], maxScopes: ['operator.read'], createdBy: 'x' }), { code: 'TYRUM_ERR_SCOPE_ESCALATION' });
+    const reader = await tokens.create({ scopes: ['operator.read'], createdBy: 'x' });
+    await t.rejects(tokens.create({ scopes: ['operator.read', 'operator.admin'], parentId: reader.record.id, createdBy: reader.record.id }), { code: 'TYRUM_ERR_SCOPE_ESCALATION' });
   });
 });
 
@@ -84,4 +87,86 @@ t.test('a cached verification never outlives revocation or expiry, and never adm
   t.ok(await tokens.authenticate(b.token));
   tokens.revoke(b.record.id);
   t.equal(await tokens.authenticate(b.token), null, 'revocation applies despite the cache');
+});
+
+t.test('a minted token can neither outrank nor outlive its minter, nor survive it', async (t) => {
+  const dir = t.testdir();
+  const store = openStore(join(dir, 'l.db'));
+  t.teardown(() => store.close());
+  const now = 1_700_000_000_000;
+  const tokens = new TokenService(store, () => now);
+  const root = await tokens.create({ scopes: ['operator.read', 'operator.admin'], createdBy: 'test' });
+
+  t.test('roles: a client token cannot mint a node token', async (t) => {
+    await t.rejects(tokens.create({ scopes: ['operator.read'], roles: ['node'], createdBy: root.record.id, parentId: root.record.id }), { code: 'TYRUM_ERR_ROLE_ESCALATION' });
+    await t.rejects(tokens.create({ scopes: ['operator.read'], roles: ['client', 'node'], createdBy: root.record.id, parentId: root.record.id }), { code: 'TYRUM_ERR_ROLE_ESCALATION' });
+    const child = await tokens.create({ scopes: ['operator.read'], roles: ['client'], createdBy: root.record.id, parentId: root.record.id });
+    t.equal(child.record.parent_id, root.record.id, 'the parent is recorded on the child');
+  });
+
+  t.test('scopes: no scope the minter lacks', async (t) => {
+    const reader = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    await t.rejects(tokens.create({ scopes: ['operator.admin'], createdBy: reader.record.id, parentId: reader.record.id }), { code: 'TYRUM_ERR_SCOPE_ESCALATION' });
+  });
+
+  t.test('lifetime: a minter with an expiry cannot mint a token without one, or with a later one', async (t) => {
+    const short = await tokens.create({ scopes: ['operator.read', 'operator.admin'], ttlSeconds: 60, createdBy: 'test' });
+    await t.rejects(tokens.create({ scopes: ['operator.read'], createdBy: short.record.id, parentId: short.record.id }), { code: 'TYRUM_ERR_TOKEN_LIFETIME' });
+    await t.rejects(tokens.create({ scopes: ['operator.read'], ttlSeconds: 61, createdBy: short.record.id, parentId: short.record.id }), { code: 'TYRUM_ERR_TOKEN_LIFETIME' });
+    const ok = await tokens.create({ scopes: ['operator.read'], ttlSeconds: 60, createdBy: short.record.id, parentId: short.record.id });
+    t.equal(ok.record.expires_at, short.record.expires_at, 'the same expiry is allowed');
+  });
+
+  t.test('a dead minter mints nothing', async (t) => {
+    const gone = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    tokens.revoke(gone.record.id);
+    await t.rejects(tokens.create({ scopes: ['operator.read'], createdBy: gone.record.id, parentId: gone.record.id }), { code: 'TYRUM_ERR_UNAUTHORIZED' });
+  });
+
+  t.test('revoking a token revokes its descendants', async (t) => {
+    const parent = await tokens.create({ scopes: ['operator.read', 'operator.admin'], createdBy: 'test' });
+    const child = await tokens.create({ scopes: ['operator.read', 'operator.admin'], createdBy: parent.record.id, parentId: parent.record.id });
+    const grandchild = await tokens.create({ scopes: ['operator.read'], createdBy: child.record.id, parentId: child.record.id });
+    const sibling = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    t.ok(await tokens.authenticate(grandchild.token));
+    const r = tokens.revoke(parent.record.id);
+    t.same(r.descendants.sort(), [child.record.id, grandchild.record.id].sort(), 'descendants are named');
+    t.equal(await tokens.authenticate(child.token), null, 'the child is dead');
+    t.equal(await tokens.authenticate(grandchild.token), null, 'the grandchild is dead');
+    t.ok(store.tokens.get(grandchild.record.id)!.revoked_at !== null, 'and recorded as revoked');
+    t.ok(await tokens.authenticate(sibling.token), 'an unrelated token lives');
+  });
+
+  t.test('the expiry of a minter ends its descendants, even ones recorded with a longer life', async (t) => {
+    const parent = await tokens.create({ scopes: ['operator.read', 'operator.admin'], createdBy: 'test' });
+    const child = await tokens.create({ scopes: ['operator.read'], createdBy: parent.record.id, parentId: parent.record.id });
+    t.ok(await tokens.authenticate(child.token));
+    // Another connection moves the parent's expiry into the past, as time passing would.
+    const db = new Database(join(dir, 'l.db'));
+    db.prepare('UPDATE tokens SET expires_at = ? WHERE id = ?').run(now - 1, parent.record.id);
+    db.close();
+    t.equal(await tokens.authenticate(child.token), null, 'the child of an expired parent does not authenticate');
+    t.same(store.tokens.invalidAmong([child.record.id], now), [child.record.id], 'and its sockets are due for closing');
+  });
+});
+
+t.test('migration 6 links tokens minted before it to their minter, so revoking the minter reaches them', async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, 'old.db');
+  const raw = new Database(path);
+  for (const m of MIGRATIONS.filter((x) => x.version <= 5)) raw.exec(m.sql);
+  raw.pragma('user_version = 5');
+  const row = (id: string, createdBy: string) => ({ id, label: '', scopes: '["operator.read","operator.admin"]', roles: '["client"]', kdf: 'scrypt:N=4096,r=8,p=1', salt: Buffer.alloc(16), hash: Buffer.alloc(32), created_at: 1, created_by: createdBy });
+  const insert = raw.prepare('INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by) VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by)');
+  insert.run(row('aaaaaaaaaaaaaaaa', 'cli'));
+  insert.run(row('bbbbbbbbbbbbbbbb', 'aaaaaaaaaaaaaaaa'));
+  insert.run(row('cccccccccccccccc', 'bootstrap'));
+  raw.close();
+  const store = openStore(path);
+  t.teardown(() => store.close());
+  t.equal(store.tokens.get('aaaaaaaaaaaaaaaa')!.parent_id, null);
+  t.equal(store.tokens.get('bbbbbbbbbbbbbbbb')!.parent_id, 'aaaaaaaaaaaaaaaa', 'the minter recorded in created_by becomes the parent');
+  t.equal(store.tokens.get('cccccccccccccccc')!.parent_id, null);
+  const r = new TokenService(store).revoke('aaaaaaaaaaaaaaaa');
+  t.same(r.descendants, ['bbbbbbbbbbbbbbbb']);
 });
