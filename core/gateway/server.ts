@@ -50,6 +50,8 @@ export interface GatewayDeps {
    */
   mcp?: {
     handle(req: IncomingMessage, res: ServerResponse, body: unknown, caller: { token: AuthenticatedToken; remoteAddress: string }): Promise<void>;
+    /** Answers a request whose body the edge could not parse (in the endpoint's own error format). */
+    badBody(res: ServerResponse, problem: 'invalid_json' | 'unsupported_media_type' | 'too_large' | 'unreadable', detail: string): void;
     /** Ends requests in flight (called before the HTTP server closes, which waits for them). */
     close(): Promise<void>;
   };
@@ -217,6 +219,32 @@ export class GatewayServer {
           return refuse(401, 'unauthorized', token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN);
         }
         callers.set(req.raw, { token, remoteAddress: remote });
+      },
+      // The body parser runs after onRequest (only an authenticated caller gets this far): a body
+      // it refuses is answered by the endpoint, as JSON-RPC, never with fastify's own error body.
+      errorHandler: async (err: { name: string; code?: string; statusCode?: number; message: string }, req, reply) => {
+        if (!this.deps.mcp || reply.sent) throw err;
+        const problem =
+          err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.name === 'SyntaxError'
+            ? 'invalid_json'
+            : err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+              ? 'unsupported_media_type'
+              : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+                ? 'too_large'
+                : err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500
+                  ? 'unreadable'
+                  : null;
+        if (problem === null) throw err;
+        const detail =
+          problem === 'too_large'
+            ? `the body is larger than http_body_limit_bytes (${this.deps.config.limits.httpBodyLimitBytes} bytes)`
+            : problem === 'unsupported_media_type'
+              ? `got ${JSON.stringify(String(req.headers['content-type'] ?? 'none').slice(0, 100))}`
+              : problem === 'invalid_json' && err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
+                ? 'the body is empty'
+                : err.message;
+        reply.hijack();
+        this.deps.mcp.badBody(reply.raw, problem, detail);
       },
       handler: async (req, reply) => {
         const caller = callers.get(req.raw);

@@ -111,9 +111,18 @@ export interface McpEndpointDeps {
   socketIdleTimeoutMs?: number;
 }
 
+/** Why the edge could not hand over a request's body (its HTTP body parser refused it). */
+export type McpBodyProblem = 'invalid_json' | 'unsupported_media_type' | 'too_large' | 'unreadable';
+
 export interface McpEndpoint {
   /** Serves one `POST /mcp` whose JSON body the edge has parsed and whose caller it has authenticated. */
   handle(req: IncomingMessage, res: ServerResponse, body: unknown, caller: McpCaller): Promise<void>;
+  /**
+   * Answers a `POST /mcp` whose body could not be read with a JSON-RPC error (id null): malformed
+   * JSON or an empty body is a Parse error (-32700), as JSON-RPC 2.0 says; `detail` says what the
+   * parser found.
+   */
+  badBody(res: ServerResponse, problem: McpBodyProblem, detail: string): void;
   /** Ends waits in flight (they answer with what they have), then destroys what is left after a grace period. */
   close(): Promise<void>;
 }
@@ -549,6 +558,9 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
         return refuse(res, 403, MCP_ERR_FORBIDDEN, 'TYRUM_ERR_FORBIDDEN', 'this token is not valid for the client role');
       }
 
+      // JSON-RPC 2.0: an empty batch is answered with one Invalid Request error (the SDK would answer 202).
+      if (Array.isArray(body) && body.length === 0) return refuse(res, 400, ErrorCode.InvalidRequest, 'TYRUM_ERR_INVALID_REQUEST', 'Invalid Request: an empty batch');
+
       const connectionId = `mcp-${randomUUID()}`;
       const peer: Peer = { connectionId, clientId: connectionId, deviceId: MCP_DEVICE_ID, role: 'client', token, remoteAddress: caller.remoteAddress };
       const stop = new AbortController();
@@ -571,6 +583,20 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
         log('error', 'mcp request failed', { error: e instanceof Error ? e.stack : String(e), connection_id: connectionId });
         if (!res.headersSent) refuse(res, 500, ErrorCode.InternalError, 'TYRUM_ERR_INTERNAL', 'internal error');
         else res.destroy();
+      }
+    },
+
+    badBody(res, problem, detail) {
+      const bad = (status: number, rpcCode: number, message: string) => refuse(res, status, rpcCode, 'TYRUM_ERR_INVALID_REQUEST', message);
+      switch (problem) {
+        case 'invalid_json':
+          return bad(400, ErrorCode.ParseError, `Parse error: ${detail}`);
+        case 'unsupported_media_type':
+          return bad(415, -32000, `Unsupported Media Type: Content-Type must be application/json (${detail})`);
+        case 'too_large':
+          return bad(413, -32000, `Payload Too Large: ${detail}`);
+        case 'unreadable':
+          return bad(400, ErrorCode.InvalidRequest, `Invalid Request: ${detail}`);
       }
     },
 

@@ -486,3 +486,35 @@ t.test('JSON-RPC batch items count against the token\'s in-flight budget, which 
   const pings = await Promise.all([1, 2, 3, 4].map(() => conn.request('ping', {})));
   t.ok(pings.every((p) => p.ok === true), 'the whole budget is free again');
 });
+
+t.test('a body that is not JSON-RPC gets a JSON-RPC error, never a bare HTTP error page', async (t) => {
+  const gw = await startTestGateway({ config: { limits: { http_body_limit_bytes: 4096 } } });
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  const post = async (body: string | undefined, contentType: string | null) => {
+    const headers: Record<string, string> = { accept: 'application/json, text/event-stream', authorization: `Bearer ${gw.adminToken}` };
+    if (contentType !== null) headers['content-type'] = contentType;
+    const res = await fetch(mcpUrl(gw), { method: 'POST', headers, ...(body !== undefined ? { body } : {}) });
+    return { status: res.status, type: res.headers.get('content-type') ?? '', body: (await res.json()) as RpcAnswer };
+  };
+  const parse = { jsonrpc: '2.0', id: null, error: { code: -32700, message: /^TYRUM_ERR_INVALID_REQUEST: Parse error/, data: { code: 'TYRUM_ERR_INVALID_REQUEST', wire: 'invalid_request' } } };
+  const cases: Array<[string, string | undefined, string | null, number, Record<string, unknown>]> = [
+    ['malformed JSON', '{"jsonrpc":"2.0","id":1,"method":', 'application/json', 400, parse],
+    ['an empty body', '', 'application/json', 400, parse],
+    ['no body at all', undefined, 'application/json', 400, parse],
+    ['a body of another type', '<rpc/>', 'application/xml', 415, { jsonrpc: '2.0', id: null, error: { code: -32000, message: /^TYRUM_ERR_INVALID_REQUEST: .*Content-Type must be application\/json/ } }],
+    ['a text/plain body', '{}', 'text/plain', 415, { jsonrpc: '2.0', id: null, error: { code: -32000, message: /Content-Type must be application\/json/ } }],
+    ['a body over the limit', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping', params: { pad: 'x'.repeat(8192) } }), 'application/json', 413, { jsonrpc: '2.0', id: null, error: { code: -32000, message: /^TYRUM_ERR_INVALID_REQUEST: .*4096/ } }],
+    ['an empty batch', '[]', 'application/json', 400, { jsonrpc: '2.0', id: null, error: { code: -32600, message: /^TYRUM_ERR_INVALID_REQUEST: Invalid Request: an empty batch/ } }],
+  ];
+  for (const [what, body, type, status, expected] of cases) {
+    const r = await post(body, type);
+    t.equal(r.status, status, `${what}: HTTP ${status}`);
+    t.match(r.type, /^application\/json/, `${what}: a JSON body`);
+    t.match(r.body, expected, `${what}: a JSON-RPC error`);
+  }
+  const ok = await rawInit(gw, { authorization: `Bearer ${gw.adminToken}` });
+  t.equal(ok.status, 200, 'a well-formed request still works');
+});
