@@ -36,6 +36,7 @@ import { Redactor } from '../secrets/redact.js';
 import { MIN_SECRET_BYTES } from '../secrets/store.js';
 import { canonicalHost, looksLikeTemplate, parseTemplate, type TemplatePart } from '../egress/index.js';
 import { checkPostcondition } from '../execution/postcondition.js';
+import { rawIo, toolInput, toolOutput } from '../registry/io.js';
 import { SandboxPool, sandboxError, type CallUsage, type EgressHandler, type HostApi, type KvStore, type LogEntry, type SandboxLimits } from '../../sandbox/index.js';
 import { compilePluginSchema, effectiveRights, grantAllRequested, readPluginSource, toIssues, validatePluginConfig, type EffectiveRights, type PluginSource } from '../../manifests/index.js';
 import { issuesText } from '../../manifests/json-schema.js';
@@ -389,15 +390,11 @@ async function runCase(src: PluginSource, pool: SandboxPool, file: string, index
     });
     loaded = true;
     callStarted = performance.now();
-    const res = await pool.call(key, tool.export, Buffer.from(JSON.stringify(input), 'utf8'));
+    const res = await pool.call(key, tool.export, toolInput(toolId, rawIo(tool.input), input));
     callMs = performance.now() - callStarted;
     usage = res.usage;
     logs = res.logs;
-    try {
-      output = JSON.parse(Buffer.from(res.output).toString('utf8'));
-    } catch {
-      throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that is not JSON`);
-    }
+    output = toolOutput(toolId, rawIo(tool.output), res.output);
     const outputCheck = compilePluginSchema(tool.output_schema, `${toolId} output_schema`);
     if (!outputCheck(output)) {
       throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that does not match its output schema: ${issuesText(toIssues(outputCheck.errors))}`);

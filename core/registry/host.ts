@@ -20,6 +20,7 @@ import type { ValidateFunction } from 'ajv';
 import type { PluginRegistry, EnabledPlugin } from './plugins.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import { pluginKv } from './kv.js';
+import { rawIo, toolInput, toolOutput, type RawIo } from './io.js';
 import { WasmMcpConnection, WASM_MCP_EXPORTS } from '../mcp/wasm.js';
 import type { McpConnection } from '../mcp/types.js';
 
@@ -43,8 +44,15 @@ interface CatalogTool {
   exportName: string;
   input: ValidateFunction;
   output: ValidateFunction;
+  /** The declared text/bytes encodings; null is JSON (the default). */
+  io: { input: RawIo | null; output: RawIo | null };
   plugin: EnabledPlugin;
 }
+
+/** A failed call's log excerpt for the caller: at most this many of its last lines ... */
+const LOG_EXCERPT_LINES = 5;
+/** ... and at most this many bytes (UTF-8), after redaction. */
+const LOG_EXCERPT_BYTES = 1024;
 
 export interface InvokeResult {
   tool_id: string;
@@ -77,8 +85,11 @@ export interface PluginHostOptions {
  * RFC 8785 canonical form. Approvals bind to it; a changed definition is a different tool.
  */
 export function toolDefinitionHash(toolId: string, t: PluginManifest['contributes']['tools'][number]): string {
+  // Declared encodings change what the export receives, so they are part of the definition
+  // (only when declared: definitions without them keep their hash).
+  const io = { ...(rawIo(t.input) ? { input: t.input } : {}), ...(rawIo(t.output) ? { output: t.output } : {}) };
   return createHash('sha256')
-    .update(canonicalJson({ name: toolId, description: t.description, effect: t.effect, input_schema: t.input_schema, output_schema: t.output_schema, postcondition: t.postcondition ?? null }))
+    .update(canonicalJson({ name: toolId, description: t.description, effect: t.effect, input_schema: t.input_schema, output_schema: t.output_schema, postcondition: t.postcondition ?? null, ...io }))
     .digest('hex');
 }
 
@@ -142,6 +153,7 @@ export class PluginHost {
     const tool = this.getCatalog().get(toolId);
     if (!tool) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`);
     if (!tool.input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(tool.input.errors) });
+    toolInput(toolId, tool.io.input, args);
   }
 
   /** Runs a tool: args checked, executed in the sandbox under its budgets, output checked, audited. */
@@ -151,21 +163,23 @@ export class PluginHost {
     if (!tool) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`);
     const { entry } = tool;
     let usage: CallUsage | undefined;
+    /** The log of a call that returned (already sent to the operator's log). */
+    let callLogs: ReadonlyArray<PluginLogLine> = [];
     try {
       const argIssues = tool.input(args) ? [] : toIssues(tool.input.errors);
       if (argIssues.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: argIssues });
+      const input = toolInput(toolId, tool.io.input, args);
       const key = await this.ensureLoaded(tool.plugin);
-      const res = await this.pool.call(key, tool.exportName, Buffer.from(JSON.stringify(args), 'utf8'));
+      const res = await this.pool.call(key, tool.exportName, input);
       usage = res.usage;
+      callLogs = res.logs;
       this.pluginLogs(entry, res.logs);
-      let output: unknown;
-      try {
-        output = JSON.parse(Buffer.from(res.output).toString('utf8'));
-      } catch {
-        throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that is not JSON`, { reason: 'plugin_error' });
-      }
+      const output = toolOutput(toolId, tool.io.output, res.output);
       const outIssues = tool.output(output) ? [] : toIssues(tool.output.errors);
-      if (outIssues.length > 0) throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that does not match its output schema`, { reason: 'plugin_error', issues: outIssues });
+      if (outIssues.length > 0) {
+        const what = output === null && res.output.byteLength === 0 ? 'returned no output (the result null), which its output schema does not accept' : 'returned output that does not match its output schema';
+        throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} ${what}`, { reason: 'plugin_error', issues: outIssues });
+      }
       const result: InvokeResult = {
         tool_id: toolId,
         output: this.o.redact(output),
@@ -178,10 +192,17 @@ export class PluginHost {
       return result;
     } catch (e) {
       const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', `tool ${toolId} failed`, undefined, { cause: e });
-      if (Array.isArray(err.details?.logs)) this.pluginLogs(entry, err.details.logs as Array<{ level: LogLevel; message: string }>);
+      let logs = callLogs;
+      if (Array.isArray(err.details?.logs)) {
+        logs = err.details.logs as PluginLogLine[];
+        this.pluginLogs(entry, logs);
+      }
       this.record(entry, actor, round(performance.now() - started), usage, err);
-      // Plugin-supplied text (messages, logs) can echo secrets: redact before it leaves.
-      throw new TyrumError(err.code, String(this.o.redact(err.message)), err.details ? (this.o.redact(stripLogs(err.details)) as Record<string, unknown>) : undefined);
+      // Plugin-supplied text (messages, logs) can echo secrets: redact before it leaves. The
+      // caller gets the last lines of the plugin's log, which often say why (e.g. a WASI errno).
+      const excerpt = this.logExcerpt(logs);
+      const details = err.details || excerpt !== null ? { ...(this.o.redact(stripLogs(err.details ?? {})) as Record<string, unknown>), ...(excerpt !== null ? { log_excerpt: excerpt } : {}) } : undefined;
+      throw new TyrumError(err.code, String(this.o.redact(err.message)), details);
     }
   }
 
@@ -234,7 +255,26 @@ export class PluginHost {
     await this.pool.close();
   }
 
-  private pluginLogs(entry: Pick<ToolEntry, 'plugin_id' | 'tool_id'>, logs: ReadonlyArray<{ level: LogLevel; message: string }>): void {
+  /**
+   * The last lines of a failed call's plugin log as `level: message` lines, each redacted before
+   * it is cut (a cut secret could no longer be recognised), at most LOG_EXCERPT_LINES lines and
+   * LOG_EXCERPT_BYTES bytes; null when the plugin logged nothing.
+   */
+  private logExcerpt(logs: ReadonlyArray<PluginLogLine>): string | null {
+    const lines: string[] = [];
+    let room = LOG_EXCERPT_BYTES;
+    for (let i = logs.length - 1; i >= 0 && lines.length < LOG_EXCERPT_LINES; i--) {
+      const l = logs[i] as PluginLogLine;
+      if (lines.length > 0) room -= 1; // the newline
+      if (room <= 0) break;
+      const line = utf8Prefix(`${l.level}: ${String(this.o.redact(l.message))}`, room);
+      lines.unshift(line);
+      room -= Buffer.byteLength(line);
+    }
+    return lines.length > 0 ? lines.join('\n') : null;
+  }
+
+  private pluginLogs(entry: Pick<ToolEntry, 'plugin_id' | 'tool_id'>, logs: ReadonlyArray<PluginLogLine>): void {
     if (!this.o.log) return;
     for (const l of logs) this.o.log(l.level, String(this.o.redact(l.message)), { plugin_id: entry.plugin_id, tool_id: entry.tool_id, source: 'plugin' });
   }
@@ -331,6 +371,7 @@ export class PluginHost {
           // Schemas were screened for safety at install; compiled once per catalog build.
           input: compilePluginSchema(t.input_schema, `${toolId} input_schema`),
           output: compilePluginSchema(t.output_schema, `${toolId} output_schema`),
+          io: { input: rawIo(t.input), output: rawIo(t.output) },
           plugin: p,
         });
       }
@@ -338,6 +379,23 @@ export class PluginHost {
     this.catalog = catalog;
     return catalog;
   }
+}
+
+type PluginLogLine = { level: LogLevel; message: string };
+
+/** `s` cut to at most `max` UTF-8 bytes on a character boundary, marked with "…" when cut. */
+function utf8Prefix(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  const mark = '…';
+  let out = '';
+  let n = Buffer.byteLength(mark);
+  for (const ch of s) {
+    const b = Buffer.byteLength(ch);
+    if (n + b > max) break;
+    out += ch;
+    n += b;
+  }
+  return n <= max ? out + mark : '';
 }
 
 /** Extism config is string → string: strings pass as-is, anything else as JSON. */

@@ -153,6 +153,24 @@ t.test('expect, expect_error, input and output contracts, with budget use printe
   t.equal(parsed.passed, 3);
 });
 
+t.test("a tool's declared input and output encodings are applied as the gateway applies them", async (t) => {
+  const text = { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] };
+  const dir = await pluginDir(t.testdir(), {
+    id: 'vowels',
+    wat: 'count-vowels',
+    tools: [
+      { id: 'count_vowels', input: text, io: { input: { encoding: 'text', field: 'text' } } },
+      { id: 'raw', export: 'count_vowels', input: text, output: text, io: { input: { encoding: 'text', field: 'text' }, output: { encoding: 'text', field: 'text' } } },
+    ],
+  });
+  writeTests(dir, 'encodings', [
+    { name: 'raw text in', tool: 'count_vowels', input: { text: 'Hello, World!' }, expect: { count: 3, total: 3, vowels: 'aeiouAEIOU' } },
+    { name: 'raw text out', tool: 'raw', input: { text: 'aa' }, expect: { text: '{"count":2,"total":2,"vowels":"aeiouAEIOU"}' } },
+  ]);
+  const r = await runPluginTests(dir);
+  t.same(r.cases.map((c) => [c.name, c.ok, c.problems]), [['raw text in', true, []], ['raw text out', true, []]]);
+});
+
 t.test('a plugin error matches expect_error by substring; config is checked against config_schema', async (t) => {
   const dir = await pluginDir(t.testdir(), {
     id: 'failing',

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
-import type { PluginManifest } from '../../../schemas/index.js';
+import type { PluginManifest, ToolIo } from '../../../schemas/index.js';
 
 let wabt: ReturnType<typeof wabtInit> | undefined;
 const FIXTURE_DIRS = [new URL('../../fixtures/wasm/', import.meta.url), new URL('../../fixtures/plugins/', import.meta.url)];
@@ -34,7 +34,16 @@ export async function wasmOf(name: string): Promise<Buffer> {
   throw new Error(`no fixture ${name}.wat`);
 }
 
-export type ToolSpec = { id: string; export?: string; effect?: 'read_only' | 'state_changing'; input?: Record<string, unknown>; output?: Record<string, unknown>; postcondition?: { path: string; equals?: unknown; exists?: true; matches?: string } };
+export type ToolSpec = {
+  id: string;
+  export?: string;
+  effect?: 'read_only' | 'state_changing';
+  input?: Record<string, unknown>;
+  output?: Record<string, unknown>;
+  postcondition?: { path: string; equals?: unknown; exists?: true; matches?: string };
+  /** The manifest's `input` and `output` encodings. */
+  io?: { input?: ToolIo; output?: ToolIo };
+};
 
 /** Writes a plugin directory for `wat` and returns its path. */
 export async function pluginDir(
@@ -63,6 +72,8 @@ export async function pluginDir(
         output_schema: t.output ?? { type: 'object' },
         effect: t.effect ?? 'read_only',
         ...(t.postcondition ? { postcondition: t.postcondition } : {}),
+        ...(t.io?.input ? { input: t.io.input } : {}),
+        ...(t.io?.output ? { output: t.io.output } : {}),
       })),
     },
     ...(opts.requests ? { requests: opts.requests } : {}),
