@@ -3,7 +3,8 @@
  * them (pinning each definition's hash), see what changed, remove them. Works on the gateway
  * home directly; a running gateway picks changes up within a second.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { probeServer } from '../mcp/probe.js';
 import type { McpToolDiff, McpServerView } from '../mcp/registry.js';
@@ -29,7 +30,40 @@ New servers and changed tool definitions stay quarantined until approved. Approv
 state_changing (each call needs an approval under the default policy) unless named in --read-only;
 a server's own annotations (readOnlyHint, ...) are shown as hints and never trusted.`;
 
+/** The options of `tyrum mcp add`; the same words after `--` go to the server, which is worth a warning. */
+const ADD_OPTIONS = {
+  home: { type: 'string' },
+  description: { type: 'string' },
+  url: { type: 'string' },
+  header: { type: 'string', multiple: true },
+  env: { type: 'string', multiple: true },
+  'inherit-env': { type: 'string' },
+  timeout: { type: 'string' },
+  'max-output': { type: 'string' },
+  spec: { type: 'string' },
+  'no-probe': { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
 
+/**
+ * A stdio command as typed, with its relative paths made absolute against `cwd` (the directory
+ * `tyrum mcp add` runs in): the gateway starts the server in its own directory in the home, where
+ * `node node_modules/x/index.js` would name nothing. Resolved: the command when it contains a slash
+ * (a bare name such as `node` or `npx` stays for PATH lookup), and each argument that is not an
+ * option and names a file or folder that exists here (a word naming nothing, such as `stdio`, stays).
+ */
+export function resolveCommandPaths(command: readonly string[], cwd: string): { command: string[]; resolved: string[] } {
+  const resolved: string[] = [];
+  const out = command.map((word, i) => {
+    if (word.length === 0 || isAbsolute(word) || word.startsWith('-') || word.startsWith('~')) return word;
+    const full = resolve(cwd, word);
+    const isPath = i === 0 ? word.includes('/') : existsSync(full) && (word.includes('/') || statSync(full).isFile());
+    if (!isPath) return word;
+    resolved.push(word);
+    return full;
+  });
+  return { command: out, resolved };
+}
 
 function usage(io: Io, bad: boolean): number {
   (bad ? io.err : io.out)(USAGE);
@@ -97,29 +131,14 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
       const dd = rest.indexOf('--');
       const flags = dd >= 0 ? rest.slice(0, dd) : rest;
       const command = dd >= 0 ? rest.slice(dd + 1) : [];
-      const { values, positionals } = parse(
-        flags,
-        {
-          home: { type: 'string' },
-          description: { type: 'string' },
-          url: { type: 'string' },
-          header: { type: 'string', multiple: true },
-          env: { type: 'string', multiple: true },
-          'inherit-env': { type: 'string' },
-          timeout: { type: 'string' },
-          'max-output': { type: 'string' },
-          spec: { type: 'string' },
-          'no-probe': { type: 'boolean' },
-          json: { type: 'boolean' },
-        },
-        1,
-      );
+      const { values, positionals } = parse(flags, ADD_OPTIONS, 1);
       const name = positionals[0];
       if (values.help) return usage(io, false);
       if (name === undefined) return usage(io, true);
       const kinds = [command.length > 0, values.url !== undefined, values.spec !== undefined].filter(Boolean).length;
       if (kinds !== 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give exactly one of: -- COMMAND [ARG...] (stdio), --url URL (Streamable HTTP), --spec FILE');
       let spec: Record<string, unknown>;
+      let resolvedNote: string | null = null;
       if (values.spec !== undefined) {
         try {
           spec = JSON.parse(readFileSync(values.spec, 'utf8')) as Record<string, unknown>;
@@ -136,7 +155,13 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
           if (values.header) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--header applies to HTTP servers only');
           const env = pairs(values.env, 'env');
           const inherit = listArg(values['inherit-env']);
-          spec = { transport: 'stdio', command: command[0]!, ...(command.length > 1 ? { args: command.slice(1) } : {}), ...(env ? { env } : {}), ...(inherit ? { inherit_env: inherit } : {}), ...limits };
+          for (const word of new Set(command.slice(1).map((w) => /^--([a-z-]+)(=|$)/.exec(w)?.[1]))) {
+            if (word !== undefined && word in ADD_OPTIONS) io.err(`warning: --${word} comes after --, so it was passed to the server, not to tyrum; put tyrum's options before --`);
+          }
+          const cwd = process.cwd();
+          const paths = resolveCommandPaths(command, cwd);
+          if (paths.resolved.length > 0) resolvedNote = `  relative paths resolved against ${cwd}: ${paths.resolved.join(', ')}`;
+          spec = { transport: 'stdio', command: paths.command[0]!, ...(command.length > 1 ? { args: paths.command.slice(1) } : {}), ...(env ? { env } : {}), ...(inherit ? { inherit_env: inherit } : {}), ...limits };
         }
       }
       return withHome(values.home, async (svc) => {
@@ -154,6 +179,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
         if (values.json) io.out(JSON.stringify({ server: svc.mcp.get(name), probe, probe_error: probeError }));
         else {
           io.out(`added MCP server ${name} (${view.transport}; quarantined until approved)`);
+          if (resolvedNote) io.out(resolvedNote);
           if (probe) {
             io.out(`  listed ${probe.tools} tools${probe.summary.refused.length > 0 ? `; ${probe.summary.refused.length} refused: ${probe.summary.refused.map((r) => `${r.name} (${r.reason})`).join('; ')}` : ''}`);
             io.out(`next: tyrum mcp diff ${name}   then   tyrum mcp approve ${name} [--read-only TOOL,...]`);

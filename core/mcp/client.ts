@@ -15,7 +15,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, ErrorCode, ListToolsResultSchema, McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { TyrumError } from '../errors/index.js';
-import { ProcessTransport } from './stdio.js';
+import { ProcessTransport, stderrSummary } from './stdio.js';
 import type { McpCallOptions, McpCallResult, McpConnection, McpToolDefinition } from './types.js';
 import { packageInfo } from '../util/package-info.js';
 
@@ -121,8 +121,8 @@ export async function connectMcp(spec: ResolvedSpec, o: ConnectOptions): Promise
     transport = pt;
     describeExit = () => {
       if (pt.failure) return pt.failure;
-      const tail = pt.stderr.trim().split('\n').slice(-3).join(' | ');
-      return tail ? `the server process ended (stderr: ${tail.slice(0, 500)})` : 'the server process ended';
+      const said = stderrSummary(pt.stderrStart, pt.stderr);
+      return said ? `the server process ended (stderr: ${said.slice(0, 800)})` : 'the server process ended';
     };
   } else {
     const headers = spec.headers;

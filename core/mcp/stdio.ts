@@ -4,7 +4,8 @@
  * because the SDK's `StdioClientTransport` always merges a default environment (HOME, USER,
  * SHELL, ...) into the child's: Tyrum passes exactly the environment it builds, nothing
  * inherited unless granted. It also bounds what it reads: one message over `maxMessageBytes`
- * (no newline yet) kills the server; stderr is kept as a bounded tail for diagnostics.
+ * (no newline yet) kills the server; stderr is kept as a bounded head and tail for diagnostics
+ * ({@link stderrSummary}: a failing start is usually explained by its first error line).
  *
  * The server runs in its own process group so a stop also ends the grandchildren (`npx` starts
  * a second node); SIGTERM first, SIGKILL after a grace period.
@@ -21,7 +22,7 @@ export interface StdioOptions {
   env: Record<string, string>;
   cwd: string;
   maxMessageBytes: number;
-  /** Bytes of stderr kept (the tail), default 8 KiB. */
+  /** Bytes of stderr kept (the head, and the tail), default 8 KiB each. */
   stderrTailBytes?: number;
   /** Grace between SIGTERM and SIGKILL, default 2 s. */
   killGraceMs?: number;
@@ -34,6 +35,7 @@ export class ProcessTransport implements Transport {
   private child: ChildProcess | null = null;
   private readonly buffer: ReadBuffer;
   private stderrTail = '';
+  private stderrHead = '';
   private closed = false;
   /** Why the transport stopped the server itself (e.g. an oversized message), for health reports. */
   failure: string | null = null;
@@ -49,6 +51,11 @@ export class ProcessTransport implements Transport {
   /** The last bytes the server wrote to stderr (for health reports; may contain anything the server printed). */
   get stderr(): string {
     return this.stderrTail;
+  }
+
+  /** The first bytes the server wrote to stderr (where a failing start usually says why). */
+  get stderrStart(): string {
+    return this.stderrHead;
   }
 
   async start(): Promise<void> {
@@ -100,6 +107,7 @@ export class ProcessTransport implements Transport {
       const tail = this.o.stderrTailBytes ?? 8192;
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (s: string) => {
+        if (this.stderrHead.length < tail) this.stderrHead += s.slice(0, tail - this.stderrHead.length);
         this.stderrTail = (this.stderrTail + s).slice(-tail);
       });
     });
@@ -144,4 +152,25 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
       // already gone
     }
   }
+}
+
+/** Most error lines quoted by {@link stderrSummary}, and most characters of each. */
+const SUMMARY_LINES = 3;
+const SUMMARY_LINE_CHARS = 240;
+
+/**
+ * What a server's stderr says about why it stopped, in one line: its first lines naming an error
+ * (e.g. Node's "Error: Cannot find module '...'", which comes before a stack trace and a "Node.js
+ * v20" trailer), else its last non-empty lines. Empty when it wrote nothing.
+ */
+export function stderrSummary(head: string, tail: string): string {
+  const lines = (text: string) =>
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.length > 0);
+  const clip = (l: string) => (l.length > SUMMARY_LINE_CHARS ? `${l.slice(0, SUMMARY_LINE_CHARS)}…` : l);
+  const errors = lines(head).filter((l) => /\b(error|err_[a-z_]+|exception|fatal|panic|cannot|not found|no such file)\b/i.test(l) && !/^at /.test(l));
+  const picked = errors.length > 0 ? errors.slice(0, SUMMARY_LINES) : lines(tail).slice(-SUMMARY_LINES);
+  return picked.map(clip).join(' | ');
 }

@@ -4,7 +4,7 @@
 // 2 (usage) or 1 (not found, refused), and a server that cannot start is still declared with a
 // warning and a probe_failed health.
 import t from 'tap';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -241,4 +241,46 @@ t.test('a secret handle in --env is stored as the handle; the probe fills in the
   const literal = await runCli(['mcp', 'add', 'literal', '--home', home, '--env', 'API_KEY=PROBE_TOKEN', '--', process.execPath, FLAKY, '--require-env', `API_KEY=${sha}`]);
   t.equal(literal.code, 0);
   t.match(literal.err, /warning: could not list the server's tools now: .*API_KEY is not the expected value/);
+});
+
+t.test('mcp add from another directory: relative paths to existing files are resolved and stored absolute (the README quickstart)', async (t) => {
+  const home = join(t.testdir(), 'home');
+  const cwd = process.cwd();
+  const here = t.testdir({ 'server.mjs': '// not a server\n' });
+  process.chdir(here);
+  t.teardown(() => process.chdir(cwd));
+  const rel = relative(here, EVERYTHING);
+  t.notOk(isAbsolute(rel));
+  const add = await runCli(['mcp', 'add', 'everything', '--home', home, '--', 'node', rel, 'stdio']);
+  t.equal(add.code, 0, add.err);
+  t.match(add.out, /listed \d+ tools/, 'the server started although its working directory is in the home');
+  t.equal(add.err, '', 'no warning');
+  t.match(add.out, new RegExp(`resolved against ${here.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${rel.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  const list = JSON.parse((await runCli(['mcp', 'list', '--json', '--home', home])).out) as { servers: ServerView[] };
+  t.same(list.servers[0]?.spec.args, [EVERYTHING, 'stdio'], 'stored absolute; a bare word that names no file is left alone');
+  t.equal(list.servers[0]?.spec.command, 'node', 'a bare command name stays for PATH lookup');
+
+  // A command with a slash is a path, resolved too; flags and words that name no file are not.
+  const cmd = await runCli(['mcp', 'add', 'local', '--home', home, '--no-probe', '--', `./server.mjs`, '--config', 'nothing-here.json', '-x']);
+  t.equal(cmd.code, 0, cmd.err);
+  t.match(JSON.parse((await runCli(['mcp', 'list', '--json', '--home', home])).out), { servers: [{ name: 'everything' }, { name: 'local', spec: { command: join(here, 'server.mjs'), args: ['--config', 'nothing-here.json', '-x'] } }] });
+});
+
+t.test('a server that fails at start: the warning shows its first error line, not only the tail of stderr', async (t) => {
+  const home = join(t.testdir(), 'home');
+  const add = await runCli(['mcp', 'add', 'broken', '--home', home, '--', process.execPath, '/nonexistent/tyrum-missing-server.js', 'stdio']);
+  t.equal(add.code, 0, 'declared anyway');
+  t.match(add.err, /warning: could not list the server's tools now: .*Error( \[ERR_MODULE_NOT_FOUND\])?: Cannot find module '\/nonexistent\/tyrum-missing-server\.js'/);
+  t.notMatch(add.err, /\| {2}\| Node\.js/, 'not just the tail');
+});
+
+t.test('a tyrum flag after -- is passed to the server, with a warning saying so', async (t) => {
+  const home = join(t.testdir(), 'home');
+  const add = await runCli(['mcp', 'add', 'flagged', '--home', home, '--no-probe', '--', 'node', EVERYTHING, 'stdio', '--home', '/elsewhere', '--json']);
+  t.equal(add.code, 0, add.err);
+  t.match(add.err, /warning: --home comes after --, so it was passed to the server, not to tyrum; put tyrum's options before --/);
+  t.match(add.err, /warning: --json comes after --/);
+  t.match(JSON.parse((await runCli(['mcp', 'list', '--json', '--home', home])).out), { servers: [{ name: 'flagged', spec: { args: [EVERYTHING, 'stdio', '--home', '/elsewhere', '--json'] } }] });
+  const quiet = await runCli(['mcp', 'add', 'quiet', '--home', home, '--no-probe', '--', 'node', EVERYTHING, 'stdio', '--port', '3']);
+  t.equal(quiet.err, '', 'a flag tyrum mcp add does not take: no warning');
 });
