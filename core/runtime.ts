@@ -291,6 +291,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       tokens,
       audit,
       version: packageInfo().version,
+      keyId: key.keyId,
       logLevel: options.logLevel ?? 'info',
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).

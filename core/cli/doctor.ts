@@ -72,7 +72,7 @@ export async function doctor(argv: string[], io: Io): Promise<number> {
 
   const cfg = config as Config | null;
   if (cfg !== null) {
-    const detail = await portCheck(cfg);
+    const detail = await portCheck(cfg, (key as GatewayKey | null)?.keyId ?? null);
     checks.push({ name: 'port', ok: detail.ok, detail: detail.text });
   }
 
@@ -81,20 +81,30 @@ export async function doctor(argv: string[], io: Io): Promise<number> {
   return checks.every((c) => c.ok) ? 0 : 1;
 }
 
-/** Is a Tyrum gateway answering on the port, is the port free, or is something else on it? */
-async function portCheck(cfg: Config): Promise<{ ok: boolean; text: string }> {
+/**
+ * Is this home's gateway answering on the port (its /healthz names this home's key id), another
+ * Tyrum gateway, something else, or is the port free?
+ */
+async function portCheck(cfg: Config, keyId: string | null): Promise<{ ok: boolean; text: string }> {
   const scheme = cfg.tls ? 'https' : 'http';
   const host = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+  const where = `${cfg.host}:${cfg.port}`;
   try {
     const res = await fetch(`${scheme}://${host}:${cfg.port}/healthz`, { signal: AbortSignal.timeout(2000) });
-    const body = (await res.json()) as { status?: string; version?: string };
-    if (body.status === 'ok') return { ok: true, text: `gateway ${body.version ?? ''} running on ${cfg.host}:${cfg.port}` };
+    const body = (await res.json()) as { status?: string; version?: string; key_id?: unknown };
+    if (body.status === 'ok') {
+      const version = body.version ?? '';
+      if (keyId !== null && body.key_id === keyId) return { ok: true, text: `gateway ${version} running on ${where}` };
+      if (keyId === null) return { ok: false, text: `a Tyrum gateway ${version} answers on ${where}, but this home's gateway key is unavailable to tell whether it is this home's` };
+      const theirs = typeof body.key_id === 'string' ? `key id ${body.key_id}` : 'no key id';
+      return { ok: false, text: `another Tyrum gateway ${version} (${theirs}; this home's is ${keyId}) answers on ${where}: it is not this home's gateway, and this home's cannot start on that port` };
+    }
   } catch {
     // Nothing answering over HTTP: see whether the port is free.
   }
   return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', (e: NodeJS.ErrnoException) => resolve({ ok: false, text: `${cfg.host}:${cfg.port} is in use by something that is not a Tyrum gateway (${e.code ?? e.message})` }));
-    srv.listen(cfg.port, cfg.host, () => srv.close(() => resolve({ ok: true, text: `${cfg.host}:${cfg.port} is free (gateway not running)` })));
+    srv.once('error', (e: NodeJS.ErrnoException) => resolve({ ok: false, text: `${where} is in use by something that is not a Tyrum gateway (${e.code ?? e.message})` }));
+    srv.listen(cfg.port, cfg.host, () => srv.close(() => resolve({ ok: true, text: `${where} is free (gateway not running)` })));
   });
 }

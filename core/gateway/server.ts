@@ -42,6 +42,11 @@ export interface GatewayDeps {
   /** Applied to every event payload before it is pushed (secret values never leave in events). */
   redact?: (value: unknown) => unknown;
   version: string;
+  /**
+   * The gateway key's id (a fingerprint of its public key), shown on /healthz so `tyrum doctor`
+   * can tell this home's gateway from another one answering on the same port.
+   */
+  keyId: string;
   now?: () => number;
   /**
    * The MCP endpoint (core/mcp/endpoint.ts) behind `POST /mcp`. The edge checks the Origin and the
@@ -178,7 +183,7 @@ export class GatewayServer {
   }
 
   private routes(): void {
-    this.app.get('/healthz', async () => ({ status: 'ok', version: this.deps.version }));
+    this.app.get('/healthz', async () => ({ status: 'ok', version: this.deps.version, key_id: this.deps.keyId }));
     this.app.get('/contracts', async () => ({ contracts: Object.keys(CONTRACTS).map((n) => `/contracts/${n}.json`) }));
     this.app.get<{ Params: { file: string } }>('/contracts/:file', async (req, reply) => {
       const m = /^(.+)\.json$/.exec(req.params.file);
