@@ -6,16 +6,25 @@
  * rather than one per entry. The chain head is read inside that transaction, which holds the
  * database write lock, so the gateway and a CLI appending to the same file serialize into one
  * chain. After each committed batch a signed checkpoint is written outside the database.
+ *
+ * The chain must extend the last signed checkpoint: the database must still hold the entry at
+ * the checkpoint's seq with the hash the checkpoint names. That is checked before the first
+ * commit of each process (and by `checkAnchor` at start-up) and before every checkpoint is
+ * signed, so deleting the newest rows and restarting can never get a new checkpoint signed over
+ * the shortened chain. An operator may accept a damaged log (`acceptTampered`); the facts are
+ * then carried, signed, in every later checkpoint.
  */
 import type { Store } from '../store/index.js';
-import { TyrumError } from '../errors/index.js';
+import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import { signCheckpoint, writeCheckpoint, type CheckpointSigner } from './checkpoint.js';
+import { readCheckpoint, signCheckpoint, writeCheckpoint, checkpointText, type Checkpoint, type CheckpointBody, type CheckpointLoad, type CheckpointSigner, type CheckpointVerifier, type TamperRecord } from './checkpoint.js';
 import { GENESIS_HASH, assertActor, assertEntryType, entryFromRow, hashEntry, toJsonObject, type AuditActor, type AuditEntry } from './entry.js';
 
 export interface AuditLogOptions {
   store: Store;
   signer: CheckpointSigner;
+  /** The public half of `signer`: the previous checkpoint is authenticated before it is extended. */
+  verifier: CheckpointVerifier;
   /** Where the signed checkpoint lives; outside the database by design. */
   checkpointPath: string;
   /** Clock for entry and checkpoint timestamps (tests pin it). */
@@ -37,6 +46,17 @@ export interface AuditListQuery {
 export const AUDIT_LIST_DEFAULT_LIMIT = 100;
 export const AUDIT_LIST_MAX_LIMIT = 1000;
 
+/**
+ * Whether the log in the database extends the signed checkpoint. `ok` with a null checkpoint:
+ * a new, empty log that has none yet.
+ */
+export type AnchorCheck =
+  | { ok: true; checkpoint: CheckpointBody | null }
+  | { ok: false; reason: string; previous: CheckpointBody | null; found: { seq: number; head_hash: string } };
+
+/** How many times a checkpoint is re-read and re-signed when other writers keep replacing it. */
+const CHECKPOINT_ATTEMPTS = 10;
+
 interface Prepared {
   type: string;
   actor: AuditActor;
@@ -53,16 +73,26 @@ interface Pending {
 export class AuditLog {
   private readonly store: Store;
   private readonly signer: CheckpointSigner;
+  private readonly verifier: CheckpointVerifier;
   private readonly checkpointPath: string;
   private readonly now: () => Date;
   private readonly redact: (value: unknown) => unknown;
   private queue: Pending[] = [];
   private scheduled: NodeJS.Immediate | null = null;
   private closed = false;
+  /** The chain was found to extend the checkpoint in this process (checked once, before the first commit). */
+  private anchored = false;
+  /** The newest authentic checkpoint this process read or wrote, with its file text. */
+  private known: { text: string; body: CheckpointBody } | null = null;
+  /** Set once a checkpoint was seen: from then on its file may not vanish or go back. */
+  private seenSeq: number | null = null;
+  /** This process found the log empty and without a checkpoint: its first checkpoint starts the anchor. */
+  private startedEmpty = false;
 
   constructor(options: AuditLogOptions) {
     this.store = options.store;
     this.signer = options.signer;
+    this.verifier = options.verifier;
     this.checkpointPath = options.checkpointPath;
     this.now = options.now ?? (() => new Date());
     this.redact = options.redact ?? ((v) => v);
@@ -111,6 +141,60 @@ export class AuditLog {
     this.closed = true;
   }
 
+  /**
+   * Check that the log in the database extends the signed checkpoint: the entry at the
+   * checkpoint's seq exists and has the hash the checkpoint names. A missing checkpoint is
+   * fine only while the log is empty; an unreadable, forged or rolled-back one is not.
+   */
+  checkAnchor(): AnchorCheck {
+    const r = this.judge(this.readAnchor().load);
+    if (r.ok) this.anchored = true;
+    return r;
+  }
+
+  /** The coded error for a failed `checkAnchor`, saying what was found and how to proceed. */
+  tamperedError(check: Extract<AnchorCheck, { ok: false }>, details: Record<string, unknown> = {}): TyrumError {
+    return new TyrumError(
+      'TYRUM_ERR_AUDIT_TAMPERED',
+      `the audit log does not extend its signed checkpoint: ${check.reason}. Nothing will be appended to it or signed over it. ` +
+        'Inspect it with `tyrum audit verify`; then restore tyrum.db from a backup, or keep the damaged log as evidence and continue with ' +
+        '`tyrum start --accept-tampered-audit` (the tampering is then recorded for good in the signed checkpoint and reported by `tyrum doctor` and `tyrum audit verify`)',
+      { ...details, reason: check.reason, checkpoint_path: this.checkpointPath, previous_seq: check.previous?.seq ?? null, found_seq: check.found.seq },
+    );
+  }
+
+  /**
+   * The operator accepts the log as it is: sign a checkpoint over the current head that carries
+   * what was found, on top of every tampering accepted before, and log the acceptance. Returns
+   * null, doing nothing, when the log is intact.
+   */
+  acceptTampered(actor: AuditActor): TamperRecord | null {
+    for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
+      const { text, load } = this.readAnchor();
+      const check = this.judge(load);
+      if (check.ok) {
+        this.anchored = true;
+        return null;
+      }
+      const previous = check.previous ? { seq: check.previous.seq, head_hash: check.previous.head_hash, ts: check.previous.ts } : null;
+      const record: TamperRecord = { accepted_at: this.now().toISOString(), reason: check.reason, previous, found: check.found };
+      const tampered = [...(check.previous?.tampered ?? []), record];
+      const cp = signCheckpoint({ seq: check.found.seq, head_hash: check.found.head_hash, count: check.found.seq, ts: record.accepted_at, tampered }, this.signer);
+      // The accepted head may lie below the old checkpoint: it is the new anchor all the same.
+      if (this.publish(cp, text, true)) {
+        this.anchored = true;
+        this.appendSync('audit.tampering_accepted', actor, { ...record });
+        return record;
+      }
+    }
+    throw new TyrumError('TYRUM_ERR_AUDIT_CHECKPOINT', `the checkpoint at ${this.checkpointPath} kept changing while the tampering was being accepted; try again`);
+  }
+
+  /** Tamperings accepted on this log, from the newest checkpoint this process has seen. */
+  tampered(): TamperRecord[] {
+    return this.known?.body.tampered ?? [];
+  }
+
   /** Entries for `audit.list`. */
   list(query: AuditListQuery = {}): AuditEntry[] {
     return listAudit(this.store, query);
@@ -134,6 +218,19 @@ export class AuditLog {
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
+    if (!this.anchored) {
+      let err: unknown;
+      try {
+        const check = this.checkAnchor();
+        if (!check.ok) err = this.tamperedError(check, { committed: false });
+      } catch (e) {
+        err = e;
+      }
+      if (err !== undefined) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+    }
     let committed: AuditEntry[];
     try {
       committed = this.store.tx(() => this.insertBatch(batch));
@@ -145,12 +242,14 @@ export class AuditLog {
     try {
       if (last) this.checkpoint(last);
     } catch (e) {
-      const err = new TyrumError(
+      const err = isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')
+        ? e
+        : new TyrumError(
         'TYRUM_ERR_AUDIT_CHECKPOINT',
         `audit entries committed but the checkpoint at ${this.checkpointPath} could not be written: ${(e as Error).message}`,
-        { committed: true, through_seq: last?.seq, checkpoint_path: this.checkpointPath },
-        { cause: e },
-      );
+            { committed: true, through_seq: last?.seq, checkpoint_path: this.checkpointPath },
+            { cause: e },
+          );
       for (const p of batch) p.reject(err);
       return;
     }
@@ -179,10 +278,82 @@ export class AuditLog {
    * Checkpoint `head`, which is committed. Not part of the append transaction because a
    * checkpoint must never name rows that might still roll back. The IMMEDIATE transaction is
    * used only as the cross-process mutex around the checkpoint's compare-and-rename.
+   *
+   * Signs only over a chain that extends the previous checkpoint, carrying its tamper records;
+   * throws TYRUM_ERR_AUDIT_TAMPERED otherwise. Nothing to do when another writer's checkpoint
+   * already covers `head`.
    */
   private checkpoint(head: AuditEntry): void {
-    const cp = signCheckpoint({ seq: head.seq, head_hash: head.hash, count: head.seq, ts: this.now().toISOString() }, this.signer);
-    writeCheckpoint(this.checkpointPath, cp, (fn) => this.store.tx(fn));
+    for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
+      const { text, load } = this.readAnchor();
+      const check = this.judge(load);
+      if (!check.ok) throw this.tamperedError(check, { committed: true, through_seq: head.seq });
+      const prev = check.checkpoint;
+      if (prev !== null && prev.seq >= head.seq) return;
+      const cp = signCheckpoint({ seq: head.seq, head_hash: head.hash, count: head.seq, ts: this.now().toISOString(), ...(prev?.tampered ? { tampered: prev.tampered } : {}) }, this.signer);
+      if (this.publish(cp, text)) return;
+    }
+    throw new Error('the checkpoint file kept being replaced by other writers');
+  }
+
+  /** Write `cp` unless the file changed since it was read as `basedOn`; remember it when written. */
+  private publish(cp: Checkpoint, basedOn: string | null, reanchor = false): boolean {
+    if (!writeCheckpoint(this.checkpointPath, cp, basedOn, (fn) => this.store.tx(fn))) return false;
+    const { signature: _signature, ...body } = cp;
+    this.remember(checkpointText(cp), body, reanchor);
+    return true;
+  }
+
+  /** Read the checkpoint file; a text this process already authenticated is not verified again. */
+  private readAnchor(): { text: string | null; load: CheckpointLoad } {
+    const r = readCheckpoint(this.checkpointPath, this.verifier, this.known ?? undefined);
+    if (r.text !== null && r.load.status === 'ok') this.remember(r.text, r.load.checkpoint);
+    return r;
+  }
+
+  private remember(text: string, body: CheckpointBody, reanchor = false): void {
+    if (!reanchor && this.seenSeq !== null && body.seq < this.seenSeq) return;
+    this.known = { text, body };
+    this.seenSeq = body.seq;
+  }
+
+  /** Does the chain in the database extend the checkpoint as read? */
+  private judge(load: CheckpointLoad): AnchorCheck {
+    const found = (): { seq: number; head_hash: string } => {
+      const head = this.store.audit.head();
+      return { seq: head?.seq ?? 0, head_hash: head?.hash ?? GENESIS_HASH };
+    };
+    const bad = (reason: string, previous: CheckpointBody | null = null): AnchorCheck => ({ ok: false, reason, previous, found: found() });
+    const path = this.checkpointPath;
+    switch (load.status) {
+      case 'missing': {
+        if (this.seenSeq !== null) return bad(`the signed checkpoint ${path} was deleted (it recorded ${this.seenSeq} entries)`);
+        if (this.startedEmpty) return { ok: true, checkpoint: null };
+        const head = found();
+        if (head.seq > 0) return bad(`there is no signed checkpoint at ${path}, yet the log has entries up to ${head.seq}: it may have been truncated or re-hashed`);
+        this.startedEmpty = true;
+        return { ok: true, checkpoint: null };
+      }
+      case 'invalid':
+        return bad(`the checkpoint cannot be trusted: ${load.reason} (${path})`);
+      case 'forged':
+        return bad(`the checkpoint signature is invalid: the checkpoint was forged or altered, or was signed by another key (${path})`);
+      case 'ok':
+        break;
+    }
+    const cp = load.checkpoint;
+    if (this.seenSeq !== null && cp.seq < this.seenSeq) {
+      return bad(`the checkpoint went back from entry ${this.seenSeq} to entry ${cp.seq}: an older checkpoint was put back (${path})`, cp);
+    }
+    if (cp.seq === 0) return { ok: true, checkpoint: cp };
+    const row = this.store.audit.get(cp.seq);
+    if (row === undefined) {
+      return bad(`log truncated: the signed checkpoint records ${cp.seq} entries, the log ends at entry ${found().seq}`, cp);
+    }
+    if (row.hash !== cp.head_hash) {
+      return bad(`entry ${cp.seq} does not match the signed checkpoint (log rewritten and re-hashed at or before entry ${cp.seq})`, cp);
+    }
+    return { ok: true, checkpoint: cp };
   }
 }
 

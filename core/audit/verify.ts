@@ -6,10 +6,14 @@
  * anywhere; the checkpoint catches what a consistent chain cannot: a dropped tail and a chain
  * re-hashed from an edited entry onwards. Entries appended after the newest checkpoint are
  * covered by the chain only, which is why a checkpoint is written after every batch.
+ *
+ * A log an operator accepted as tampered (`tyrum start --accept-tampered-audit`) never verifies
+ * again: its checkpoint carries the facts, signed, and they are reported even when the chain
+ * since then is sound.
  */
 import type { AuditRow, Store } from '../store/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import { loadCheckpoint, type CheckpointBody, type CheckpointVerifier } from './checkpoint.js';
+import { loadCheckpoint, type CheckpointBody, type CheckpointVerifier, type TamperRecord } from './checkpoint.js';
 import { GENESIS_HASH, entryFromRow, hashEntry, type AuditEntry } from './entry.js';
 
 export interface VerifyAuditOptions {
@@ -36,6 +40,8 @@ export interface VerifyAuditResult {
   first_bad?: AuditFault;
   /** Why verification failed, naming the first bad entry when there is one. */
   reason?: string;
+  /** Tamperings an operator accepted, from the authentic checkpoint; the log then never verifies. */
+  tampered?: TamperRecord[];
 }
 
 /** What went wrong at one row, before it is turned into a message. */
@@ -68,7 +74,7 @@ export function verifyAudit(options: VerifyAuditOptions): VerifyAuditResult {
     expectedSeq = row.seq + 1;
     prev = row.hash;
   }
-  const base = { entries, head_hash: prev, checkpoint };
+  const base = { entries, head_hash: prev, checkpoint, ...(checkpoint?.tampered ? { tampered: checkpoint.tampered } : {}) };
 
   if (fault !== undefined) {
     const first_bad = describe(fault, entries);
@@ -97,7 +103,17 @@ export function verifyAudit(options: VerifyAuditOptions): VerifyAuditResult {
     };
     return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
   }
+  if (checkpoint?.tampered) return { ...base, ok: false, reason: describeTampered(checkpoint.tampered) };
   return { ...base, ok: true };
+}
+
+function describeTampered(records: readonly TamperRecord[]): string {
+  const last = records[records.length - 1]!;
+  const times = records.length === 1 ? '' : ` (${records.length} times; the last:)`;
+  return (
+    `the log was tampered with and the operator accepted it${times} on ${last.accepted_at}: ${last.reason}; ` +
+    `the log was taken as found at entry ${last.found.seq}. The chain since then verifies against the signed checkpoint, but what was lost or changed before cannot be recovered from it`
+  );
 }
 
 function checkRow(row: AuditRow, expectedSeq: number, prev: string): RowFault | undefined {

@@ -1,13 +1,13 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTyrumError } from '../../../core/errors/index.js';
 import { canonicalJson } from '../../../core/util/canonical-json.js';
 import { AuditLog, GENESIS_HASH, hashEntry, type AuditEntry } from '../../../core/audit/index.js';
-import { signCheckpoint } from '../../../core/audit/checkpoint.js';
+import { signCheckpoint, writeCheckpoint } from '../../../core/audit/checkpoint.js';
 import { fill, setup } from './fixtures/index.js';
 
 const fixed = () => new Date('2025-01-02T03:04:05.000Z');
@@ -144,9 +144,29 @@ t.test('the checkpoint never regresses to a lower seq', async (t) => {
   const env = setup(t);
   const newer = signCheckpoint({ seq: 1000, head_hash: 'a'.repeat(64), count: 1000, ts: fixed().toISOString() }, env.keys.signer);
   writeFileSync(env.checkpointPath, JSON.stringify(newer));
-  await fill(env.log, 2);
+  // A writer that read no checkpoint (or an older one) does not publish over one written since.
+  const older = signCheckpoint({ seq: 2, head_hash: 'b'.repeat(64), count: 2, ts: fixed().toISOString() }, env.keys.signer);
+  t.equal(writeCheckpoint(env.checkpointPath, older, null, (fn) => env.store.tx(fn)), false);
   t.equal((JSON.parse(readFileSync(env.checkpointPath, 'utf8')) as { seq: number }).seq, 1000);
   t.same(readdirSync(env.dir).filter((f) => f.endsWith('.tmp')), [], 'the unused temp file is removed');
+  // A log the checkpoint is ahead of was truncated: nothing is appended to it or signed over it.
+  await t.rejects(fill(env.log, 2), { code: 'TYRUM_ERR_AUDIT_TAMPERED', details: { committed: false } });
+  t.equal(env.store.audit.count(), 0);
+  t.equal((JSON.parse(readFileSync(env.checkpointPath, 'utf8')) as { seq: number }).seq, 1000);
+});
+
+t.test('a checkpoint deleted or put back while the log runs is never signed over', async (t) => {
+  const env = setup(t);
+  await fill(env.log, 3);
+  const third = readFileSync(env.checkpointPath, 'utf8');
+  await fill(env.log, 2);
+  rmSync(env.checkpointPath);
+  await t.rejects(fill(env.log, 1), { code: 'TYRUM_ERR_AUDIT_TAMPERED', message: /was deleted/, details: { committed: true } });
+  t.notOk(existsSync(env.checkpointPath), 'no fresh checkpoint replaces the deleted one');
+
+  writeFileSync(env.checkpointPath, third);
+  await t.rejects(fill(env.log, 1), { code: 'TYRUM_ERR_AUDIT_TAMPERED', message: /went back from entry 5 to entry 3/ });
+  t.equal(readFileSync(env.checkpointPath, 'utf8'), third);
 });
 
 t.test('a checkpoint that cannot be written rejects the appends, which stay committed', async (t) => {
@@ -163,7 +183,7 @@ t.test('a checkpoint that cannot be written rejects the appends, which stay comm
 
 t.test('two logs on two connections to one file append into a single valid chain', async (t) => {
   const env = setup(t);
-  const other = new AuditLog({ store: env.openStore(), signer: env.keys.signer, checkpointPath: env.checkpointPath });
+  const other = new AuditLog({ store: env.openStore(), signer: env.keys.signer, verifier: env.keys.verifier, checkpointPath: env.checkpointPath });
   for (let round = 0; round < 20; round++) {
     const pending = [
       env.log.append('test.a', { kind: 'cli' }, { round }),
@@ -238,7 +258,7 @@ t.test('entries stay valid when the database is reopened', async (t) => {
   await fill(env.log, 5);
   env.log.close();
   const store = env.openStore();
-  const log = new AuditLog({ store, signer: env.keys.signer, checkpointPath: env.checkpointPath });
+  const log = new AuditLog({ store, signer: env.keys.signer, verifier: env.keys.verifier, checkpointPath: env.checkpointPath });
   const next = await log.append('test.event', { kind: 'cli' }, {});
   t.equal(next.seq, 6);
   t.ok(env.verify(store).ok);

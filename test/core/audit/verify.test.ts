@@ -219,6 +219,22 @@ t.test('a checkpoint with a valid signature but an unexpected shape fails', asyn
   t.match(env.verify(), { ok: false, reason: /unexpected shape/ });
 });
 
+t.test('a checkpoint carrying an accepted tampering never verifies, and says what was found', async (t) => {
+  const env = await logOf(t, 3);
+  const head = env.store.audit.head()!;
+  const record = { accepted_at: '2025-01-02T03:04:05.000Z', reason: 'log truncated: the signed checkpoint records 9 entries, the log ends at entry 3', previous: { seq: 9, head_hash: 'c'.repeat(64), ts: 'x' }, found: { seq: 3, head_hash: head.hash } };
+  const cp = signCheckpoint({ seq: 3, head_hash: head.hash, count: 3, ts: 'x', tampered: [record] }, env.keys.signer);
+  t.equal(cp.version, 2, 'a checkpoint with a tamper record is version 2');
+  writeFileSync(env.checkpointPath, JSON.stringify(cp));
+  const result = env.verify();
+  t.match(result, { ok: false, entries: 3, tampered: [record], reason: /tampered with and the operator accepted it on 2025-01-02T03:04:05.000Z: log truncated/ });
+  t.equal(result.first_bad, undefined);
+
+  const bad = { version: 2, seq: 3, head_hash: head.hash, count: 3, ts: 'x', tampered: [{ reason: 'no date' }] };
+  writeFileSync(env.checkpointPath, JSON.stringify({ ...bad, signature: env.keys.signer.sign(Buffer.from(canonicalJson(bad))).toString('base64url') }));
+  t.match(env.verify(), { ok: false, reason: /unexpected shape/ }, 'a malformed tamper record');
+});
+
 t.test('chain faults are reported before checkpoint faults', async (t) => {
   const env = await logOf(t, 5);
   rmSync(env.checkpointPath);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditLog } from '../../../core/audit/log.js';
@@ -125,6 +125,7 @@ t.test('redactDeep works as the audit log redact option: the canary never reache
   const log = new AuditLog({
     store: env.store,
     signer: { keyId: 'test', sign: (d) => sign(null, d, privateKey) },
+    verifier: { verify: (d, sig) => verify(null, d, privateKey, sig) },
     checkpointPath: join(env.dir, 'audit.checkpoint.json'),
     redact: env.redactor.redactDeep,
   });
