@@ -5,7 +5,11 @@
  * power cut, not just a process crash), foreign keys on. `openStore` asserts the pragmas took
  * effect and refuses to return a store otherwise (TESTPLAN A4). Throughput comes from group
  * commit (`Store.tx` around many writes), not from weaker settings.
+ *
+ * The database holds token hashes, encrypted secrets and the audit log: it and its -wal and -shm
+ * files are owner-only (0600) whatever the umask.
  */
+import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
@@ -76,12 +80,18 @@ const REQUIRED = { journal_mode: 'wal', synchronous: 2 /* FULL */, foreign_keys:
 
 /** Open (creating if needed) the SQLite store at `path`, enforce pragmas and migrate. */
 export function openStore(path: string, options: StoreOptions = {}): Store {
+  const onDisk = !options.readonly && path !== ':memory:' && path !== '' && !path.startsWith('file:');
+  // Create the file 0600 before SQLite does (SQLite would apply the umask, typically giving
+  // 0644); SQLite then creates -wal and -shm with the database file's mode.
+  if (onDisk) closeSync(openSync(path, 'a', 0o600));
   const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     // journal_mode is a property of the file (set by a writer); synchronous is per connection,
     // and allowed on a read-only one too.
     if (!options.readonly) db.pragma('journal_mode = WAL');
+    // Files left wider by an older build (or created by another tool) are tightened.
+    if (onDisk) for (const f of [path, `${path}-wal`, `${path}-shm`]) ownerOnly(f);
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     const store = new Store(db);
@@ -92,6 +102,19 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
     db.close();
     throw e;
   }
+}
+
+/** chmod 0600 a file of ours that group or others can access; absent files and others' files are left alone. */
+function ownerOnly(file: string): void {
+  let st;
+  try {
+    st = statSync(file);
+  } catch {
+    return;
+  }
+  if ((st.mode & 0o077) === 0) return;
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) return;
+  chmodSync(file, 0o600);
 }
 
 /** Throws TYRUM_ERR_STORE_PRAGMA unless every required pragma is in effect. */

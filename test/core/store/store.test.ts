@@ -1,6 +1,7 @@
 import t from 'tap';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { openStore, assertPragmas } from '../../../core/store/index.js';
 import { MIGRATIONS } from '../../../core/store/migrations.js';
 
@@ -11,6 +12,31 @@ t.test('a new store runs with WAL, synchronous=FULL and foreign keys (A4)', asyn
   t.equal(s.schemaVersion(), MIGRATIONS[MIGRATIONS.length - 1]!.version);
   t.equal(s.integrityCheck(), 'ok');
   s.close();
+});
+
+t.test('the database and its WAL and shared-memory files are created 0600, whatever the umask', async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, 'modes.db');
+  const saved = process.umask(0o022);
+  t.teardown(() => void process.umask(saved));
+  const modes = () => Object.fromEntries(['', '-wal', '-shm'].map((suffix) => [suffix || 'db', existsSync(path + suffix) ? statSync(path + suffix).mode & 0o777 : 'missing']));
+
+  const s = openStore(path);
+  t.same(modes(), { db: 0o600, '-wal': 0o600, '-shm': 0o600 }, 'after open');
+  for (let i = 0; i < 50; i++) s.tx(() => s.audit.insert({ seq: i + 1, ts: 'x', type: 'test.event', actor: '{}', data: '{}', prev_hash: 'p', hash: `h${i}` }));
+  t.same(modes(), { db: 0o600, '-wal': 0o600, '-shm': 0o600 }, 'after writes');
+  s.close();
+
+  // A database left group- and world-readable by an older build is tightened when opened.
+  const old = join(dir, 'old.db');
+  const raw = new Database(old);
+  raw.pragma('journal_mode = WAL');
+  raw.close();
+  chmodSync(old, 0o644);
+  const again = openStore(old);
+  t.equal(statSync(old).mode & 0o777, 0o600);
+  t.equal(statSync(old + '-shm').mode & 0o777, 0o600);
+  again.close();
 });
 
 t.test('the store refuses to run when a required pragma is not in effect (A4)', async (t) => {
