@@ -8,5 +8,5 @@ if (!existsSync(fileURLToPath(entry))) {
   console.error('tyrum: the build output is missing; run `npm install` (or `npm run build`) in the tyrum checkout first');
   process.exit(1);
 }
-const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+const { runProcess } = await import(entry.href);
+await runProcess();

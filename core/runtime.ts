@@ -4,6 +4,7 @@
  * constructs these pieces together.
  */
 import { ensureHome, homePaths, loadConfig, type Config, type ConfigOverrides } from './config/index.js';
+import { lockHome } from './config/lock.js';
 import { openStore, type Store } from './store/index.js';
 import { loadOrCreateGatewayKey, type GatewayKey } from './auth/gateway-key.js';
 import { TokenService } from './auth/tokens.js';
@@ -39,12 +40,6 @@ export interface StartOptions {
   overrides?: ConfigOverrides;
   /** Pino level, or false for silence (tests). Default 'info'. */
   logLevel?: string | false;
-  /**
-   * Start even though the audit log no longer extends its signed checkpoint (`tyrum start
-   * --accept-tampered-audit`): the damage is recorded, signed, in every later checkpoint and
-   * reported by `tyrum doctor` and `tyrum audit verify`. Without it such a start is refused.
-   */
-  acceptTamperedAudit?: boolean;
 }
 
 export interface RunningGateway {
@@ -106,13 +101,6 @@ export interface OpenHomeOptions {
   onPluginChange?: (pluginId: string) => void;
   /** MCP servers or approvals changed in this process. */
   onMcpChange?: () => void;
-  /**
-   * What to do when the audit log does not extend its signed checkpoint: 'refuse' (default:
-   * throw TYRUM_ERR_AUDIT_TAMPERED before anything is changed), 'accept' (record the damage in
-   * the signed checkpoint and go on; `tyrum start --accept-tampered-audit`), or 'inspect' (open
-   * it anyway to read or verify it; appends are still refused).
-   */
-  tamperedAudit?: 'refuse' | 'accept' | 'inspect';
 }
 
 /** Opens (creating on first use) a gateway home: directory, config, database, key, audit log. */
@@ -126,14 +114,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     const secrets = new SecretStore(store, loadSecretKey(home));
     // Every audit entry passes the redactor: a secret value never reaches the log.
     const redactor = Redactor.fromSecrets(secrets);
-    const audit = new AuditLog({ store, signer: key, verifier: key, checkpointPath: paths.auditCheckpoint, redact: redactor.redactDeep });
-    if (opts.tamperedAudit !== 'inspect') {
-      const anchor = audit.checkAnchor();
-      if (!anchor.ok) {
-        if (opts.tamperedAudit !== 'accept') throw audit.tamperedError(anchor, { committed: false });
-        audit.acceptTampered({ kind: 'gateway', key_id: key.keyId });
-      }
-    }
+    const audit = new AuditLog({ store, signer: key, checkpointPath: paths.auditCheckpoint, redact: redactor.redactDeep });
     const tokens = new TokenService(store);
     const plugins = new PluginRegistry({
       store,
@@ -186,8 +167,14 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
   }
 }
 
-/** Starts a gateway on `home` and resolves once it is listening. */
+/**
+ * Starts a gateway on `home` and resolves once it is listening. One gateway per home (the lock in
+ * core/config/lock.ts); a port in use is TYRUM_ERR_PORT_IN_USE, and whatever had started is
+ * stopped again, so a failed start leaves no worker or server process behind.
+ */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  ensureHome(options.home);
+  const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
   let host: PluginHost | null = null;
   let mcpHost: McpHost | null = null;
@@ -201,20 +188,20 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       return mcpHost.reconcile();
     });
   };
-  const svc = openHome(options.home, options.overrides, {
-    emit: (type, payload) => server?.publish(type, payload),
-    onPluginChange: () => reconcile(),
-    onMcpChange: () => void mcpHost?.reconcile(),
-    tamperedAudit: options.acceptTamperedAudit === true ? 'accept' : 'refuse',
-  });
+  let svc: HomeServices;
+  try {
+    svc = openHome(options.home, options.overrides, {
+      emit: (type, payload) => server?.publish(type, payload),
+      onPluginChange: () => reconcile(),
+      onMcpChange: () => void mcpHost?.reconcile(),
+    });
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   const { store, key, audit, tokens, config, secrets, redactor, plugins, policy, approvals, mcp } = svc;
   let bootstrapToken: string | null = null;
   try {
-    if (!tokens.any()) {
-      const created = await tokens.create({ scopes: [...SCOPES], roles: ['client'], label: 'bootstrap admin', createdBy: 'bootstrap' });
-      bootstrapToken = created.token;
-      await audit.append('token.created', { kind: 'bootstrap' }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: null });
-    }
     const egress = createEgressHandler({
       rightsFor: (pluginKey) => host?.rightsFor(pluginKey) ?? null,
       secrets,
@@ -312,7 +299,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       tokens,
       audit,
       version: packageInfo().version,
-      keyId: key.keyId,
       logLevel: options.logLevel ?? 'info',
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
@@ -348,15 +334,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         socketIdleTimeoutMs: config.limits.httpRequestTimeoutMs,
       }),
     });
-    const tampered = audit.tampered();
-    if (tampered.length > 0) {
-      const last = tampered[tampered.length - 1]!;
-      server.app.log.warn(
-        { audit_tampered: tampered },
-        `the audit log was found tampered with ${tampered.length === 1 ? 'once' : `${tampered.length} times`} and accepted (last on ${last.accepted_at}: ${last.reason}); tyrum audit verify reports it`,
-      );
+    const port = await listen(server, config, svc.paths.config);
+    // Minted only once the gateway listens, so a start that fails (a port in use) never leaves the
+    // home's only admin token unprinted.
+    if (!tokens.any()) {
+      const created = await tokens.create({ scopes: [...SCOPES], roles: ['client'], label: 'bootstrap admin', createdBy: 'bootstrap' });
+      bootstrapToken = created.token;
+      await audit.append('token.created', { kind: 'bootstrap' }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: null });
     }
-    const port = await server.listen();
     reconcile();
     engine.start();
     await audit.append('gateway.started', { kind: 'gateway', key_id: key.keyId }, { host: config.host, port, version: packageInfo().version });
@@ -388,11 +373,33 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         await host!.close();
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);
         await svc.close();
+        lock.release();
       },
     };
     return running;
   } catch (e) {
+    await server?.close().catch(() => undefined);
+    await mcpHost?.close().catch(() => undefined);
+    await host?.close().catch(() => undefined);
     await svc.close().catch(() => undefined);
+    lock.release();
+    throw e;
+  }
+}
+
+/** Listens; an address in use or not allowed becomes a coded error that says what to do. */
+async function listen(server: GatewayServer, config: Config, configFile: string): Promise<number> {
+  try {
+    return await server.listen();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const where = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+    if (code === 'EADDRINUSE') {
+      throw new TyrumError('TYRUM_ERR_PORT_IN_USE', `cannot listen on ${where}: the port is in use (another gateway or program); choose another with --port N (e.g. tyrum start --port ${config.port === 65535 ? 8789 : config.port + 1}), or set "port" in ${configFile}`, { host: config.host, port: config.port }, { cause: e });
+    }
+    if (code === 'EACCES') {
+      throw new TyrumError('TYRUM_ERR_PORT_IN_USE', `cannot listen on ${where}: permission denied (ports below 1024 need privileges); choose another with --port N, or set "port" in ${configFile}`, { host: config.host, port: config.port }, { cause: e });
+    }
     throw e;
   }
 }

@@ -77,6 +77,8 @@ export function homePaths(home: string) {
     gatewayKey: join(home, 'gateway.key'),
     auditCheckpoint: join(home, 'audit.checkpoint.json'),
     clientKey: join(home, 'client-device.key'),
+    /** The pid of the gateway running on this home (core/config/lock.ts). */
+    gatewayLock: join(home, 'gateway.lock'),
   };
 }
 

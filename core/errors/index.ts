@@ -38,7 +38,6 @@ export const ERROR_CODES = {
   TYRUM_ERR_HOME: { wire: 'internal', description: 'The gateway home directory is missing, unreadable or too permissive.' },
   TYRUM_ERR_AUDIT_CHECKPOINT: { wire: 'internal', description: 'Audit entries were committed but the signed checkpoint could not be written.' },
   TYRUM_ERR_AUDIT_BROKEN: { wire: 'internal', description: 'The audit chain failed verification.' },
-  TYRUM_ERR_AUDIT_TAMPERED: { wire: 'internal', description: 'The audit log no longer extends its signed checkpoint (truncated, rewritten, or checkpoint missing or forged); the gateway refuses to start or sign over it.' },
   TYRUM_ERR_CONNECTION: { wire: 'internal', description: 'The client could not reach or stay connected to the gateway.' },
   TYRUM_ERR_SANDBOX_TIMEOUT: { wire: 'timeout', description: 'A plugin call or load exceeded its wall-clock budget; its worker was restarted.' },
   TYRUM_ERR_SANDBOX_TRAP: { wire: 'sandbox_error', description: 'The plugin trapped (unreachable, out-of-bounds access, stack overflow).' },
@@ -78,6 +77,8 @@ export const ERROR_CODES = {
   TYRUM_ERR_MCP_TOOL_ERROR: { wire: 'sandbox_error', description: 'An MCP tool reported an error result (isError) for this call.' },
   TYRUM_ERR_MCP_QUARANTINED: { wire: 'invalid_state', description: 'The MCP server or tool is quarantined: new, or its definition changed since an operator approved it.' },
   TYRUM_ERR_MCP_SCHEMA_REFUSED: { wire: 'invalid_request', description: "An MCP tool's schema was refused at registration (too large, too deep, remote refs, catastrophic patterns)." },
+  TYRUM_ERR_PORT_IN_USE: { wire: 'internal', description: 'The address and port the gateway should listen on are taken by another process; choose another with --port (or "port" in config.json).' },
+  TYRUM_ERR_HOME_LOCKED: { wire: 'conflict', description: 'Another gateway process is running on this home (its pid is in <home>/gateway.lock); one gateway per home.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,5 +1,52 @@
-/** Runs the CLI in-process with captured output and temporarily set environment variables. */
+/** Runs the CLI in-process with captured output and temporarily set environment variables; or as a real process. */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { main } from '../../core/cli/main.js';
+
+/** The `tyrum` entry from source (test/helpers/tyrum-src.ts), run with tsx. */
+export const TYRUM_SRC = fileURLToPath(new URL('./tyrum-src.ts', import.meta.url));
+
+/** A `tyrum ARGS` process from source, with its output collected as it comes. */
+export interface CliProcess {
+  child: ChildProcessWithoutNullStreams;
+  out(): string;
+  err(): string;
+  /** Resolves with the exit code; rejects after `ms` (a hang guard). */
+  exit(ms?: number): Promise<number | null>;
+  /** Resolves when stderr matches `re`, rejects when the process exits first or after `ms`. */
+  waitErr(re: RegExp, ms?: number): Promise<RegExpExecArray>;
+}
+
+export function spawnCli(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', TYRUM_SRC, ...argv], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const guard = <T>(p: Promise<T>, ms: number, what: string) =>
+    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms} ms; stderr so far:\n${err}`)), ms).unref())]);
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    exit: (ms = 30_000) => guard(exited, ms, 'tyrum did not exit'),
+    waitErr: (re, ms = 30_000) =>
+      guard(
+        new Promise<RegExpExecArray>((resolve, reject) => {
+          const check = () => {
+            const m = re.exec(err);
+            if (m) resolve(m);
+            else if (child.exitCode !== null) reject(new Error(`tyrum exited (${child.exitCode}) before printing ${re}; stderr:\n${err}`));
+            else setTimeout(check, 50);
+          };
+          check();
+        }),
+        ms,
+        `no ${re} on stderr`,
+      ),
+  };
+}
 
 export async function runCli(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
