@@ -40,6 +40,12 @@ export interface StartOptions {
   overrides?: ConfigOverrides;
   /** Pino level, or false for silence (tests). Default 'info'. */
   logLevel?: string | false;
+  /**
+   * Start even though the audit log no longer extends its signed checkpoint (`tyrum start
+   * --accept-tampered-audit`): the damage is recorded, signed, in every later checkpoint and
+   * reported by `tyrum doctor` and `tyrum audit verify`. Without it such a start is refused.
+   */
+  acceptTamperedAudit?: boolean;
 }
 
 export interface RunningGateway {
@@ -101,6 +107,13 @@ export interface OpenHomeOptions {
   onPluginChange?: (pluginId: string) => void;
   /** MCP servers or approvals changed in this process. */
   onMcpChange?: () => void;
+  /**
+   * What to do when the audit log does not extend its signed checkpoint: 'refuse' (default:
+   * throw TYRUM_ERR_AUDIT_TAMPERED before anything is changed), 'accept' (record the damage in
+   * the signed checkpoint and go on; `tyrum start --accept-tampered-audit`), or 'inspect' (open
+   * it anyway to read or verify it; appends are still refused).
+   */
+  tamperedAudit?: 'refuse' | 'accept' | 'inspect';
 }
 
 /** Opens (creating on first use) a gateway home: directory, config, database, key, audit log. */
@@ -114,7 +127,14 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     const secrets = new SecretStore(store, loadSecretKey(home));
     // Every audit entry passes the redactor: a secret value never reaches the log.
     const redactor = Redactor.fromSecrets(secrets);
-    const audit = new AuditLog({ store, signer: key, checkpointPath: paths.auditCheckpoint, redact: redactor.redactDeep });
+    const audit = new AuditLog({ store, signer: key, verifier: key, checkpointPath: paths.auditCheckpoint, redact: redactor.redactDeep });
+    if (opts.tamperedAudit !== 'inspect') {
+      const anchor = audit.checkAnchor();
+      if (!anchor.ok) {
+        if (opts.tamperedAudit !== 'accept') throw audit.tamperedError(anchor, { committed: false });
+        audit.acceptTampered({ kind: 'gateway', key_id: key.keyId });
+      }
+    }
     const tokens = new TokenService(store);
     const plugins = new PluginRegistry({
       store,
@@ -194,6 +214,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       emit: (type, payload) => server?.publish(type, payload),
       onPluginChange: () => reconcile(),
       onMcpChange: () => void mcpHost?.reconcile(),
+      tamperedAudit: options.acceptTamperedAudit === true ? 'accept' : 'refuse',
     });
   } catch (e) {
     lock.release();
@@ -299,6 +320,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       tokens,
       audit,
       version: packageInfo().version,
+      keyId: key.keyId,
       logLevel: options.logLevel ?? 'info',
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
@@ -334,6 +356,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         socketIdleTimeoutMs: config.limits.httpRequestTimeoutMs,
       }),
     });
+    const tampered = audit.tampered();
+    if (tampered.length > 0) {
+      const last = tampered[tampered.length - 1]!;
+      server.app.log.warn(
+        { audit_tampered: tampered },
+        `the audit log was found tampered with ${tampered.length === 1 ? 'once' : `${tampered.length} times`} and accepted (last on ${last.accepted_at}: ${last.reason}); tyrum audit verify reports it`,
+      );
+    }
     const port = await listen(server, config, svc.paths.config);
     // Minted only once the gateway listens, so a start that fails (a port in use) never leaves the
     // home's only admin token unprinted.

@@ -37,6 +37,8 @@ Usage: tyrum <command> [options]
 
 Gateway
   start [--home DIR] [--host H] [--port N] [--log-level L]   run the gateway in the foreground
+        [--accept-tampered-audit]                            start on an audit log that no longer matches its signed
+                                                             checkpoint; recorded for good, reported by doctor/audit verify
   doctor [--home DIR] [--json]                               check home, database, key, port, audit chain
   ping [--url URL] [--token T] [--home DIR] [--json]         connect, handshake and ping a running gateway
 
@@ -147,12 +149,16 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 }
 
 async function start(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, { home: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'log-level': { type: 'string' } });
-  if (values.help) return usage(io, 'tyrum start [--home DIR] [--host H] [--port N] [--log-level trace|debug|info|warn|error|silent]');
+  const { values } = parse(argv, { home: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'log-level': { type: 'string' }, 'accept-tampered-audit': { type: 'boolean' } });
+  if (values.help) return usage(io, 'tyrum start [--home DIR] [--host H] [--port N] [--log-level trace|debug|info|warn|error|silent] [--accept-tampered-audit]');
   const home = resolveHome(values.home);
   const overrides = { ...(values.host !== undefined ? { host: values.host } : {}), ...(values.port !== undefined ? { port: portArg(values.port)! } : {}) };
-  const gw = await startGateway({ home, overrides, logLevel: values['log-level'] ?? 'info' });
+  const gw = await startGateway({ home, overrides, logLevel: values['log-level'] ?? 'info', acceptTamperedAudit: values['accept-tampered-audit'] === true });
   io.err(`Tyrum gateway ${packageInfo().version} listening on ${gw.url}`);
+  const tampered = gw.audit.tampered();
+  if (tampered.length > 0) {
+    io.err(`WARNING: the audit log was tampered with (accepted ${tampered.length === 1 ? 'once' : `${tampered.length} times`}; last: ${tampered[tampered.length - 1]!.reason}). \`tyrum audit verify\` reports it.`);
+  }
   io.err(`home: ${home}`);
   if (gw.bootstrapToken) {
     // The banner (token included) goes to stderr; stdout carries the JSON log lines.
@@ -239,11 +245,12 @@ async function audit(argv: string[], io: Io): Promise<number> {
     case 'verify': {
       const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
       if (values.help) return usage(io, 'tyrum audit verify [--json]');
-      const svc = openHome(resolveHome(values.home));
+      const svc = openHome(resolveHome(values.home), {}, { tamperedAudit: 'inspect' });
       try {
         const r = verifyAudit({ store: svc.store, verifier: svc.key, checkpointPath: svc.paths.auditCheckpoint });
         if (values.json) io.out(JSON.stringify(r));
         else if (r.ok) io.out(`audit chain ok: ${r.entries} entries, head ${r.head_hash.slice(0, 16)}…, checkpoint at ${r.checkpoint?.seq ?? 0}`);
+        else if (r.tampered && r.first_bad === undefined) io.err(`audit log TAMPERED (accepted): ${r.reason}`);
         else io.err(`audit chain BROKEN: ${r.reason ?? 'unknown cause'}`);
         return r.ok ? 0 : 1;
       } finally {
@@ -258,7 +265,7 @@ async function audit(argv: string[], io: Io): Promise<number> {
         if (!/^\d+$/.test(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a non-negative integer`);
         return Number(v);
       };
-      const svc = openHome(resolveHome(values.home));
+      const svc = openHome(resolveHome(values.home), {}, { tamperedAudit: 'inspect' });
       try {
         const after = int(values.after, 'after');
         const limit = int(values.limit, 'limit');

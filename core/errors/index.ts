@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   TYRUM_ERR_HOME: { wire: 'internal', description: 'The gateway home directory is missing, unreadable or too permissive.' },
   TYRUM_ERR_AUDIT_CHECKPOINT: { wire: 'internal', description: 'Audit entries were committed but the signed checkpoint could not be written.' },
   TYRUM_ERR_AUDIT_BROKEN: { wire: 'internal', description: 'The audit chain failed verification.' },
+  TYRUM_ERR_AUDIT_TAMPERED: { wire: 'internal', description: 'The audit log no longer extends its signed checkpoint (truncated, rewritten, or checkpoint missing or forged); the gateway refuses to start or sign over it.' },
   TYRUM_ERR_CONNECTION: { wire: 'internal', description: 'The client could not reach or stay connected to the gateway.' },
   TYRUM_ERR_SANDBOX_TIMEOUT: { wire: 'timeout', description: 'A plugin call or load exceeded its wall-clock budget; its worker was restarted.' },
   TYRUM_ERR_SANDBOX_TRAP: { wire: 'sandbox_error', description: 'The plugin trapped (unreachable, out-of-bounds access, stack overflow).' },
