@@ -9,6 +9,7 @@
  * must then name explicitly). "*" itself never appears in effective rights.
  */
 import type { EgressRequest, EgressRule, PluginGrant, PluginManifest, PluginRequests, RiskFlag } from '../schemas/index.js';
+import { destinationHost } from '../core/secrets/destination.js';
 
 /** Budgets every plugin gets without asking. */
 export const DEFAULT_MEMORY_PAGES = 256; // 16 MiB
@@ -24,7 +25,7 @@ export interface NormalizedEgress {
 
 export interface EffectiveRights {
   egress: NormalizedEgress[];
-  /** Secret handles the plugin may name, each with the hosts its value may be sent to. */
+  /** Secret handles the plugin may name, each with the destinations (bare hosts: https:443; or origins) its value may be sent to. */
   secrets: Array<{ name: string; destinations: string[] }>;
   kv: { quota_bytes: number } | null;
   memory: { max_pages: number };
@@ -76,9 +77,13 @@ export function effectiveRights(manifest: Pick<PluginManifest, 'requests' | 'ris
     const requested = s.destinations.map((d) => d.toLowerCase());
     const grantedDest = gs.destinations?.map((x) => x.toLowerCase());
     // "*" requests take exactly the grant's destinations; a grant without destinations gives none.
+    // A grant may pin a requested host to an origin (core/secrets/destination.ts: a bare host is
+    // https on port 443 only; `http://host:port` names plain http or another port), never add a host.
     const destinations = requested.includes('*')
       ? [...new Set([...(grantedDest ?? []), ...requested.filter((d) => d !== '*' && grantedDest === undefined)])]
-      : requested.filter((d) => grantedDest === undefined || grantedDest.includes(d));
+      : grantedDest === undefined
+        ? requested
+        : grantedDest.filter((d) => requested.includes(destinationHost(d) ?? ''));
     if (destinations.length > 0) secrets.push({ name: s.name, destinations });
   }
   const kv = req.kv && g.kv ? { quota_bytes: Math.min(req.kv.quota_bytes, g.kv.quota_bytes) } : null;

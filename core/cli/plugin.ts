@@ -16,8 +16,11 @@ const USAGE = `usage:
   tyrum plugin list [--json]
   tyrum plugin lock                                         print the lock: ids, versions, digests and grants (JSON)
   tyrum plugin info ID [--json]
-  tyrum plugin grant ID [--all-requested] [--grant-file F] [--egress URL[=METHODS]]... [--secret NAME[=HOST,...]]...
+  tyrum plugin grant ID [--all-requested] [--grant-file F] [--egress URL[=METHODS]]... [--secret NAME[=DEST,...]]...
                         [--kv BYTES] [--memory PAGES] [--timeout MS] [--accept-risk FLAG,...]
+                        (DEST: a requested host, meaning https on port 443, or an origin on it such as
+                        http://127.0.0.1:8080; a secret goes only to origins both this grant and its
+                        own --destinations name)
   tyrum plugin revoke ID                                    withdraw the grant and disable
   tyrum plugin enable ID | disable ID
   tyrum plugin config ID [--set KEY=VALUE]... [--set-json KEY=JSON]... [--file F] [--show]
@@ -159,7 +162,8 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
         if (values.secret) {
           grant.secrets = values.secret.map((s) => {
             const [name, dests] = s.split('=', 2) as [string, string | undefined];
-            return dests ? { name, destinations: listArg(dests)! } : { name };
+            // Hosts and origins are lower case (a scheme typed HTTP:// is the same scheme).
+            return dests ? { name, destinations: listArg(dests)!.map((d) => d.toLowerCase()) } : { name };
           });
         }
         const kv = intArg(values.kv, 'kv');

@@ -11,9 +11,12 @@ import type { Io } from './main.js';
 import { cliActor as who } from './home.js';
 
 const USAGE = `usage:
-  tyrum secret set NAME --destinations HOST[,HOST...]   value from stdin (hidden on a terminal); setting again rotates
+  tyrum secret set NAME --destinations DEST[,DEST...]   value from stdin (hidden on a terminal); setting again rotates
   tyrum secret list [--json]                            handles and destinations, never values
-  tyrum secret rm NAME`;
+  tyrum secret rm NAME
+
+A destination is a bare host (api.github.com: https on port 443 only) or an origin
+(http://127.0.0.1:8080, https://api.example.com:8443); plain http only when named so.`;
 
 /** Reads all of stdin (one trailing newline dropped); on a TTY, reads one hidden line. */
 export async function readSecretInput(stdin: NodeJS.ReadStream = process.stdin, prompt?: (s: string) => void): Promise<Buffer> {
@@ -67,7 +70,7 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       try {
         const existing = svc.secrets.get(name);
         const destinations = listArg(values.destinations) ?? existing?.destinations;
-        if (!destinations || destinations.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--destinations is required for a new secret: the hosts its value may be sent to');
+        if (!destinations || destinations.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--destinations is required for a new secret: the hosts (https, port 443) or origins (http://host:port) its value may be sent to');
         const value = await input();
         if (value.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'no value on standard input (pipe it in: printf %s "$VALUE" | tyrum secret set NAME ...)');
         const h = svc.secrets.set(name, value, destinations);

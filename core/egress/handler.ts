@@ -10,10 +10,13 @@
  * so a DNS answer that changes between check and connect cannot redirect it.
  *
  * Secrets are injected only into header values written `{{secret:NAME}}`, and only when the
- * plugin holds the handle and the hop's host is a destination both of the plugin's right and of
- * the handle itself; on a redirect the templates are evaluated again for the new host, and a
- * header whose secret may not go there is dropped. The response (headers and body) is redacted
- * before the plugin sees it, so a destination echoing a secret does not hand it over.
+ * plugin holds the handle and the hop's origin (scheme, host, port) is a destination both of the
+ * plugin's right and of the handle itself (core/secrets/destination.ts: a bare host means https
+ * on port 443 only; plain http only where a destination names `http://`). Every redirect is
+ * checked again: one that would carry a secret to an origin it is not bound to is refused
+ * (`secret_redirect`), never followed with the secret or silently without it. The response
+ * (headers and body) is redacted before the plugin sees it, so a destination echoing a secret
+ * does not hand it over.
  *
  * Egress never adds credentials of its own: the only headers it sets are Host, Content-Length,
  * `Connection: close` (no pooled sockets) and `Accept-Encoding: identity` (a compressed body
@@ -29,7 +32,7 @@ import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { EgressHandler, EgressRequest, EgressResponse } from '../../sandbox/pool.js';
 import { sandboxError, sandboxReason } from '../../sandbox/errors.js';
 import { isTyrumError, type TyrumError } from '../errors/index.js';
-import type { Redactor, SecretStore } from '../secrets/index.js';
+import { destinationAllows, originLabel, type Redactor, type SecretOrigin, type SecretStore } from '../secrets/index.js';
 import { classifyAddress } from './address.js';
 import { looksLikeTemplate, parseTemplate, type TemplatePart } from './templates.js';
 
@@ -74,6 +77,7 @@ export type EgressDenial =
   | 'template_malformed'
   | 'secret_not_granted'
   | 'secret_destination'
+  | 'secret_redirect'
   | 'secret_missing'
   | 'secret_value_in_request';
 
@@ -83,6 +87,8 @@ export interface EgressRecord {
   method: string;
   /** The hop's URL, redacted. */
   url: string;
+  /** The hop's origin, `scheme://host:port` (absent when the URL does not parse). */
+  origin?: string;
   /** 0 for the request as made, 1.. for redirects. */
   hop: number;
   /** Response status, or null when no response was received. */
@@ -174,6 +180,17 @@ export function canonicalHost(host: string): string | null {
 
 function bareHost(host: string): string {
   return host.replace(/^\[|\]$/g, '');
+}
+
+function originOf(t: Target): SecretOrigin {
+  return { scheme: t.scheme, host: t.host, port: t.port };
+}
+
+/** `scheme://host:port` of any parsed URL (the port written out even when it is the default). */
+function urlOrigin(url: URL): string {
+  const scheme = url.protocol.replace(/:$/, '');
+  const port = url.port !== '' ? url.port : scheme === 'https' ? '443' : scheme === 'http' ? '80' : '';
+  return port === '' ? `${scheme}://${url.hostname}` : `${scheme}://${url.hostname}:${port}`;
 }
 
 /**
@@ -279,21 +296,22 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
   }
 
   /**
-   * The headers for one hop. On the first hop a template that may not go to the host is an
-   * error; on a redirect the header is dropped instead (the plugin did not choose that host).
+   * The headers for one hop. A template whose secret may not go to the hop's origin is refused:
+   * `secret_destination` on the first hop, `secret_redirect` on a redirect (a redirect never
+   * carries a secret to an origin it is not bound to, nor drops it silently).
    */
   function materialize(
     specs: readonly HeaderSpec[],
     rights: EgressRights,
     t: Target,
-    strict: boolean,
+    redirected: boolean,
     crossOrigin: boolean,
   ): { headers: Record<string, string>; injected: string[]; literal: string[] } {
     const headers: Record<string, string> = {};
     const injected = new Set<string>();
     const literal: string[] = [];
     let size = 0;
-    next: for (const spec of specs) {
+    for (const spec of specs) {
       if (spec.secrets.length === 0) {
         if (crossOrigin && CROSS_ORIGIN_DROPPED.has(spec.name)) continue;
         const v = spec.parts.map((p) => ('text' in p ? p.text : '')).join('');
@@ -303,18 +321,16 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         continue;
       }
       const values = new Map<string, string>();
+      const origin = originOf(t);
+      const label = originLabel(origin);
       for (const name of spec.secrets) {
         const right = rights.secrets.find((s) => s.name === name);
-        if (!right) {
-          if (strict) throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host: t.host });
-          continue next;
-        }
+        if (!right) throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host: t.host });
         if (!secrets.has(name)) throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway`, { secret: name });
-        const bound = secrets.destinations(name).map(canonicalHost);
-        const mayGo = right.destinations.some((d) => canonicalHost(d) === t.host) && bound.includes(t.host);
+        const mayGo = right.destinations.some((d) => destinationAllows(d, origin)) && secrets.destinations(name).some((d) => destinationAllows(d, origin));
         if (!mayGo) {
-          if (strict) throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${t.host}`, { secret: name, host: t.host });
-          continue next;
+          if (redirected) throw denied('secret_redirect', `egress refused: a redirect to ${label} would carry secret handle ${name}, which is not bound to that origin`, { secret: name, origin: label });
+          throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${label}`, { secret: name, origin: label });
         }
         let value: Buffer;
         try {
@@ -343,9 +359,10 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
   function refuseCarriedValues(t: Target, literalHeaders: readonly string[], body: Uint8Array | null): void {
     const found = new Set<string>([...redactor.findInText(t.url.href), ...literalHeaders.flatMap((h) => redactor.findInText(h))]);
     if (body) for (const n of redactor.findInBytes(body)) found.add(n);
+    const origin = originOf(t);
     for (const name of found) {
-      if (!secrets.destinations(name).map(canonicalHost).includes(t.host)) {
-        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${t.host}`, { secret: name, host: t.host });
+      if (!secrets.destinations(name).some((d) => destinationAllows(d, origin))) {
+        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${originLabel(origin)}`, { secret: name, origin: originLabel(origin) });
       }
     }
   }
@@ -357,10 +374,9 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
     let hop = 0;
     let hopUrl = redactor.redactText(String(req.url));
     let hopMethod = method;
+    let hopOrigin: string | undefined;
     let hopStarted = Date.now();
     try {
-      const rights = options.rightsFor(req.pluginKey);
-      if (!rights) throw denied('no_rights', 'egress refused: this plugin has no egress rights');
       let url: URL;
       try {
         url = new URL(String(req.url));
@@ -368,6 +384,9 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         throw denied('invalid_url', 'egress refused: the URL does not parse');
       }
       url.hash = '';
+      hopOrigin = urlOrigin(url);
+      const rights = options.rightsFor(req.pluginKey);
+      if (!rights || rights.egress.length === 0) throw denied('no_rights', `egress to ${hopOrigin} refused: this plugin has no egress rights`);
       if (looksLikeTemplate(String(req.url)) || looksLikeTemplate(decodeURIComponentSafe(url.href))) {
         throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the URL (host ${url.hostname})`, { host: url.hostname });
       }
@@ -386,12 +405,13 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
       for (;;) {
         if (req.signal.aborted) throw sandboxError('host_error', 'egress aborted: the call ended');
         hopUrl = redactor.redactText(url.href);
+        hopOrigin = urlOrigin(url);
         hopStarted = Date.now();
         const t = authorize(rights, url, hopMethod);
-        const { headers, injected, literal } = materialize(specs, rights, t, hop === 0, url.origin !== origin);
+        const { headers, injected, literal } = materialize(specs, rights, t, hop > 0, url.origin !== origin);
         refuseCarriedValues(t, literal, body);
         const address = await checkAddress(t);
-        const record = { pluginKey: req.pluginKey, method: hopMethod, url: hopUrl, hop, bytes_out: body?.byteLength ?? 0, address, secrets: injected };
+        const record = { pluginKey: req.pluginKey, method: hopMethod, url: hopUrl, origin: originLabel(originOf(t)), hop, bytes_out: body?.byteLength ?? 0, address, secrets: injected };
         let res: Received;
         try {
           res = await send(t, address, hopMethod, headers, body, req, limits);
@@ -426,7 +446,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
     } catch (e) {
       const reason = isTyrumError(e) && sandboxReason(e) === 'capability_denied' ? (e.details?.['egress'] as EgressDenial | undefined) : undefined;
       if (reason !== undefined) {
-        emit({ pluginKey: req.pluginKey, method: hopMethod, url: hopUrl, hop, status: null, bytes_out: 0, bytes_in: 0, denied: reason, ms: Date.now() - hopStarted });
+        emit({ pluginKey: req.pluginKey, method: hopMethod, url: hopUrl, ...(hopOrigin !== undefined ? { origin: hopOrigin } : {}), hop, status: null, bytes_out: 0, bytes_in: 0, denied: reason, ms: Date.now() - hopStarted });
       }
       if (sandboxReason(e) !== undefined) throw e;
       throw sandboxError('host_error', `egress failed: ${redactor.redactText((e as Error)?.message ?? String(e))}`);

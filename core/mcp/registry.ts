@@ -19,6 +19,7 @@ import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { validate } from '../protocol/validate.js';
 import { parseTemplate } from '../egress/templates.js';
+import { destinationAllows, originLabel, type SecretOrigin } from '../secrets/destination.js';
 import { assertSafeJsonSchema } from '../../manifests/index.js';
 import type { Store, McpServerRow, McpToolRow } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
@@ -449,7 +450,7 @@ export class McpRegistry {
    */
   resolve(row: McpServerRow, pluginSecrets: ReadonlySet<string> | null): ResolvedSpec {
     const spec = JSON.parse(row.spec) as McpServerSpec;
-    const fill = (value: string, where: string, host: string | null): string => {
+    const fill = (value: string, where: string, origin: SecretOrigin | null): string => {
       const parsed = parseTemplate(value);
       if (!parsed.ok) throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${where}: ${parsed.problem}`);
       return parsed.parts
@@ -458,7 +459,9 @@ export class McpRegistry {
           if (pluginSecrets && !pluginSecrets.has(p.secret)) throw new TyrumError('TYRUM_ERR_SANDBOX_DENIED', `${where}: secret ${p.secret} is not granted to ${row.origin}`);
           if (!this.o.secrets.has(p.secret)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `${where}: secret ${p.secret} does not exist (tyrum secret set ${p.secret})`);
           const dests = this.o.secrets.destinations(p.secret);
-          if (host !== null && dests.length > 0 && !dests.includes(host)) throw new TyrumError('TYRUM_ERR_SANDBOX_DENIED', `${where}: secret ${p.secret} may not be sent to ${host}`);
+          if (origin !== null && dests.length > 0 && !dests.some((d) => destinationAllows(d, origin))) {
+            throw new TyrumError('TYRUM_ERR_SANDBOX_DENIED', `${where}: secret ${p.secret} may not be sent to ${originLabel(origin)}`);
+          }
           return this.o.secrets.reveal(p.secret).toString('utf8');
         })
         .join('');
@@ -477,9 +480,12 @@ export class McpRegistry {
       return { transport: 'stdio', command: spec.command, args: [...(spec.args ?? [])], env, cwd: dir };
     }
     if (spec.transport === 'streamable_http') {
-      const host = new URL(spec.url).hostname.toLowerCase();
+      // A header secret goes only to its bound origins (a bare-host binding is https on port 443).
+      const u = new URL(spec.url);
+      const scheme = u.protocol === 'https:' ? 'https' : 'http';
+      const origin: SecretOrigin = { scheme, host: u.hostname.toLowerCase(), port: Number(u.port || (scheme === 'https' ? 443 : 80)) };
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(spec.headers ?? {})) headers[k] = fill(v, `headers.${k}`, host);
+      for (const [k, v] of Object.entries(spec.headers ?? {})) headers[k] = fill(v, `headers.${k}`, origin);
       return { transport: 'streamable_http', url: spec.url, headers };
     }
     throw new TyrumError('TYRUM_ERR_INVALID_STATE', `MCP server ${row.name} runs inside its plugin's sandbox`);

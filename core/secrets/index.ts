@@ -1,7 +1,7 @@
 /**
- * Secrets: the encryption key, encrypted handles bound to destinations, and redaction of known
- * values. Plugins only ever name a handle; the value leaves the gateway solely inside an egress
- * request to one of the handle's destinations (core/egress).
+ * Secrets: the encryption key, encrypted handles bound to destination origins, and redaction of
+ * known values. Plugins only ever name a handle; the value leaves the gateway solely inside an
+ * egress request to one of the handle's destinations (core/egress).
  */
 export { loadSecretKey, secretKeyPath, SECRET_KEY_BYTES, SECRET_KEY_ENV } from './key.js';
 export {
@@ -16,3 +16,4 @@ export {
   type SecretStoreOptions,
 } from './store.js';
 export { Redactor, redactionLabel, encodedForms, type RedactionEntry } from './redact.js';
+export { parseDestination, normalizeDestination, destinationAllows, destinationHost, originLabel, type SecretOrigin } from './destination.js';

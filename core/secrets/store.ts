@@ -1,6 +1,7 @@
 /**
- * Secret handles: values encrypted at rest with AES-256-GCM, each bound to the hosts it may be
- * sent to.
+ * Secret handles: values encrypted at rest with AES-256-GCM, each bound to the origins it may be
+ * sent to (./destination.ts: a bare host means https on port 443 only; `http://` and other ports
+ * are named as origins).
  *
  * Every write uses a fresh random 12-byte nonce, and the additional authenticated data is
  * `tyrum-secret:v1:<name>:<version>`: a ciphertext moved to another handle, or an old version
@@ -9,10 +10,11 @@
  * inject a value into a request bound for one of the handle's destinations.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { Host, SECRET_NAME_PATTERN } from '../../schemas/src/manifest.js';
+import { SECRET_NAME_PATTERN } from '../../schemas/src/manifest.js';
 import { TyrumError } from '../errors/index.js';
 import type { SecretRecord, Store } from '../store/index.js';
 import { SECRET_KEY_BYTES } from './key.js';
+import { normalizeDestination, originLabel, parseDestination } from './destination.js';
 
 /** Shortest value accepted: anything shorter cannot be redacted reliably (see `set`). */
 export const MIN_SECRET_BYTES = 6;
@@ -22,7 +24,6 @@ export const MAX_SECRET_BYTES = 64 * 1024;
 export const MAX_SECRET_DESTINATIONS = 16;
 
 const NAME_RE = new RegExp(SECRET_NAME_PATTERN);
-const HOST_RE = new RegExp(Host.pattern ?? '^$');
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -79,15 +80,21 @@ function assertName(name: string): void {
 
 function checkDestinations(name: string, list: readonly string[]): string[] {
   if (!Array.isArray(list) || list.length === 0) {
-    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `secret ${name} needs at least one destination host it may be sent to`, { name });
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `secret ${name} needs at least one destination it may be sent to`, { name });
   }
   const out: string[] = [];
   for (const raw of list) {
-    const host = typeof raw === 'string' ? raw.trim().toLowerCase() : '';
-    if (!HOST_RE.test(host) || host.length > 253) {
-      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `secret ${name}: destination ${JSON.stringify(String(raw).slice(0, 100))} is not an exact host name or IP literal (no schemes, ports, paths or wildcards)`, { name });
+    const dest = typeof raw === 'string' ? normalizeDestination(raw) : null;
+    if (dest === null) {
+      throw new TyrumError(
+        'TYRUM_ERR_INVALID_ARGUMENT',
+        `secret ${name}: destination ${JSON.stringify(String(raw).slice(0, 100))} is not an exact host (https, port 443) or origin such as https://api.example.com:8443 or http://127.0.0.1:8080 (no paths, user info or wildcards)`,
+        { name },
+      );
     }
-    if (!out.includes(host)) out.push(host);
+    // `api.example.com` and `https://api.example.com` are the same origin: keep the first.
+    const origin = originLabel(parseDestination(dest)!);
+    if (!out.some((d) => originLabel(parseDestination(d)!) === origin)) out.push(dest);
   }
   if (out.length > MAX_SECRET_DESTINATIONS) {
     throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `secret ${name} has ${out.length} destinations; at most ${MAX_SECRET_DESTINATIONS}`, { name });
@@ -133,7 +140,7 @@ export class SecretStore {
 
   /**
    * Create the handle, or rotate it: a new value gets version + 1 and a fresh nonce, keeps its
-   * `created_at` and updates `rotated_at`. `destinations` replaces the bound hosts; pass
+   * `created_at` and updates `rotated_at`. `destinations` replaces the bound origins; pass
    * `undefined` on a rotation to keep them (a new handle must name at least one).
    */
   set(name: string, value: Uint8Array, destinations: readonly string[] | undefined): SecretHandle {
@@ -206,7 +213,7 @@ export class SecretStore {
     return this.#store.secrets.get(name) !== undefined;
   }
 
-  /** The hosts the handle's value may be sent to; empty when the handle does not exist. */
+  /** The destinations (bare hosts or origins) the handle's value may be sent to; empty when the handle does not exist. */
   destinations(name: string): string[] {
     const rec = this.#store.secrets.get(name);
     return rec ? parseDestinations(rec.destinations) : [];

@@ -31,6 +31,19 @@ export const Host = Type.String({ pattern: HOST_PATTERN, minLength: 1, maxLength
  */
 export const RequestHost = Type.Union([Host, Type.Literal('*')], { description: 'Exact host, or "*": hosts the operator names in the grant.' });
 export const SecretName = Type.String({ pattern: SECRET_NAME_PATTERN, description: 'A secret handle name, e.g. GITHUB_TOKEN.' });
+/** An exact host, or an origin with scheme and optional port (the host part is a {@link Host}). */
+const DESTINATION_PATTERN = `^(?:${HOST_PATTERN.slice(1, -1)}|https?://${HOST_PATTERN.slice(1, -1)}(?::[0-9]{1,5})?/?)$`;
+/**
+ * Where a secret's value may be sent (a grant's and a handle's binding): a bare host means that
+ * host over https on port 443 only; plain http or another port is named as an origin, e.g.
+ * `http://127.0.0.1:8080` or `https://api.example.com:8443` (lower case, no path).
+ */
+export const SecretDestination = Type.String({
+  pattern: DESTINATION_PATTERN,
+  minLength: 1,
+  maxLength: 270,
+  description: 'Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).',
+});
 
 /** A JSON Schema object, checked for safety and compiled when the manifest is validated. */
 export const JsonSchemaDoc = Type.Record(Type.String(), Type.Unknown(), { description: 'A JSON Schema (draft-07) object.' });
@@ -129,7 +142,7 @@ export type PluginManifest = Static<typeof PluginManifest>;
 /** The operator's half of the two-key model; same shape as requests, plus accepted risks. */
 export const PluginGrant = Strict({
   egress: Type.Optional(Type.Array(EgressRule, { maxItems: 64 })),
-  secrets: Type.Optional(Type.Array(Strict({ name: SecretName, destinations: Type.Optional(Type.Array(Host, { minItems: 1, maxItems: 16, uniqueItems: true })) }), { maxItems: 32 })),
+  secrets: Type.Optional(Type.Array(Strict({ name: SecretName, destinations: Type.Optional(Type.Array(SecretDestination, { minItems: 1, maxItems: 16, uniqueItems: true })) }), { maxItems: 32 })),
   kv: Type.Optional(Strict({ quota_bytes: Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 }) })),
   memory: Type.Optional(Strict({ max_pages: Type.Integer({ minimum: 1, maximum: 65536 }) })),
   time: Type.Optional(Strict({ timeout_ms: Type.Integer({ minimum: 1, maximum: 300_000 }) })),

@@ -7,7 +7,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { Strict, Scope, Role, type Scope as ScopeT, type Role as RoleT, IsoTime, TokenId, JsonObject } from './common.js';
 import { ConnectInitPayload, ConnectInitResult, ConnectProofPayload, ConnectProofResult } from './handshake.js';
-import { PluginGrant, PluginManifest, RiskFlag, JsonSchemaDoc, PLUGIN_ID_PATTERN, SECRET_NAME_PATTERN, Host } from './manifest.js';
+import { PluginGrant, PluginManifest, RiskFlag, JsonSchemaDoc, PLUGIN_ID_PATTERN, SECRET_NAME_PATTERN, SecretDestination } from './manifest.js';
 
 export interface OperationSpec {
   readonly description: string;
@@ -215,7 +215,7 @@ export const CallUsage = Strict({
 export const SecretInfo = Strict({
   name: Type.String({ pattern: SECRET_NAME_PATTERN }),
   version: Type.Integer({ minimum: 1 }),
-  destinations: Type.Array(Host),
+  destinations: Type.Array(SecretDestination),
   created_at: IsoTime,
   rotated_at: IsoTime,
 });

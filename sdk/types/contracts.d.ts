@@ -628,7 +628,7 @@ export interface OpPluginDisableResult {
          * @minItems 1
          * @maxItems 16
          *
-         * Items: Exact host name or IP literal (no wildcards).
+         * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
          */
         destinations?: string[];
       }[];
@@ -742,7 +742,7 @@ export interface OpPluginEnableResult {
          * @minItems 1
          * @maxItems 16
          *
-         * Items: Exact host name or IP literal (no wildcards).
+         * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
          */
         destinations?: string[];
       }[];
@@ -856,7 +856,7 @@ export interface OpPluginGetResult {
          * @minItems 1
          * @maxItems 16
          *
-         * Items: Exact host name or IP literal (no wildcards).
+         * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
          */
         destinations?: string[];
       }[];
@@ -1231,7 +1231,7 @@ export interface OpPluginGrantPayload {
        * @minItems 1
        * @maxItems 16
        *
-       * Items: Exact host name or IP literal (no wildcards).
+       * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
        */
       destinations?: string[];
     }[];
@@ -1307,7 +1307,7 @@ export interface OpPluginGrantResult {
          * @minItems 1
          * @maxItems 16
          *
-         * Items: Exact host name or IP literal (no wildcards).
+         * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
          */
         destinations?: string[];
       }[];
@@ -1419,7 +1419,7 @@ export interface OpPluginListResult {
          * @minItems 1
          * @maxItems 16
          *
-         * Items: Exact host name or IP literal (no wildcards).
+         * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
          */
         destinations?: string[];
       }[];
@@ -1533,7 +1533,7 @@ export interface OpPluginRevokeResult {
          * @minItems 1
          * @maxItems 16
          *
-         * Items: Exact host name or IP literal (no wildcards).
+         * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
          */
         destinations?: string[];
       }[];
@@ -1957,7 +1957,7 @@ export interface OpSecretListResult {
     name: string;
     version: number;
     /**
-     * Items: Exact host name or IP literal (no wildcards).
+     * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
      */
     destinations: string[];
     /**
@@ -2342,7 +2342,7 @@ export interface PluginGrant {
      * @minItems 1
      * @maxItems 16
      *
-     * Items: Exact host name or IP literal (no wildcards).
+     * Items: Exact host (https, port 443 only) or origin http(s)://host[:port] (no path, no wildcards).
      */
     destinations?: string[];
   }[];

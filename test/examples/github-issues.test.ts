@@ -562,10 +562,13 @@ t.test("with the gateway's real egress and secret store: installed grant, token 
   const store = openStore(join(dir, 'tyrum.db'));
   t.teardown(() => store.close());
   const secrets = new SecretStore(store, loadSecretKey(dir, {}));
-  secrets.set('GITHUB_TOKEN', new TextEncoder().encode(CANARY), ['127.0.0.1']);
+  // The local API speaks plain http: the real egress needs its origin named in the handle's binding
+  // and the grant (a bare host means https on port 443 only).
+  secrets.set('GITHUB_TOKEN', new TextEncoder().encode(CANARY), [BASE]);
+  const realRights = effectiveRights(plugin.manifest, { ...GRANT, secrets: [{ name: 'GITHUB_TOKEN', destinations: [BASE] }] });
   const records: EgressRecord[] = [];
   const real = createEgressHandler({
-    rightsFor: (key) => (key.startsWith('real') ? rights : null),
+    rightsFor: (key) => (key.startsWith('real') ? realRights : null),
     secrets,
     redactor: Redactor.fromSecrets(secrets),
     onEgress: (r) => records.push(r),

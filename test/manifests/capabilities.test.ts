@@ -54,6 +54,15 @@ t.test('a request for host "*" takes exactly the hosts the operator names, withi
   t.same(permissionDiff({ requests: {} }, m).map((d) => d.detail)[0], 'hosts the operator names GET');
 });
 
+t.test('a grant may pin a requested secret host to an origin (http or another port); it cannot add a host', async (t) => {
+  const m: Req = { requests: { secrets: [{ name: 'TOKEN', destinations: ['127.0.0.1', 'api.example.com'] }] } };
+  const e = effectiveRights(m, { secrets: [{ name: 'TOKEN', destinations: ['http://127.0.0.1:8080', 'https://api.example.com:8443', 'http://evil.example.com'] }] });
+  t.same(e.secrets, [{ name: 'TOKEN', destinations: ['http://127.0.0.1:8080', 'https://api.example.com:8443'] }], 'origins on requested hosts kept; another host dropped');
+  t.same(effectiveRights(m, { secrets: [{ name: 'TOKEN' }] }).secrets, [{ name: 'TOKEN', destinations: ['127.0.0.1', 'api.example.com'] }], 'no grant destinations: the requested bare hosts (https, port 443)');
+  const wild: Req = { requests: { secrets: [{ name: 'TOKEN', destinations: ['*'] }] } };
+  t.same(effectiveRights(wild, { secrets: [{ name: 'TOKEN', destinations: ['http://127.0.0.1:8080'] }] }).secrets, [{ name: 'TOKEN', destinations: ['http://127.0.0.1:8080'] }], '"*": the granted origins');
+});
+
 t.test('implied risks follow requests and effects', async (t) => {
   t.same(impliedRisks({ requests: { egress: [{ host: '*' }], kv: { quota_bytes: 1 } }, contributes: { tools: [{ id: 'x', export: 'x', description: 'd', input_schema: {}, output_schema: {}, effect: 'state_changing' }] } }), ['network', 'storage', 'state_changing']);
 });

@@ -28,6 +28,13 @@ t.test('secret set reads the value from stdin only; list and audit never show it
   const none = spawnSync(process.execPath, [BIN, 'secret', 'set', 'NEW_ONE', '--home', home], { input: 'whatever-value', encoding: 'utf8' });
   t.equal(none.status, 2);
   t.match(none.stderr, /--destinations is required/);
+  const origin = spawnSync(process.execPath, [BIN, 'secret', 'set', 'LOCAL_TOKEN', '--destinations', 'http://127.0.0.1:8080,api.example.com', '--home', home], { input: `${value}-local`, encoding: 'utf8' });
+  t.equal(origin.status, 0, origin.stderr);
+  t.match(origin.stdout, /stored LOCAL_TOKEN \(version 1\) for http:\/\/127\.0\.0\.1:8080, api\.example\.com/);
+  const badOrigin = spawnSync(process.execPath, [BIN, 'secret', 'set', 'LOCAL_TOKEN', '--destinations', 'ftp://127.0.0.1', '--home', home], { input: `${value}-local`, encoding: 'utf8' });
+  t.equal(badOrigin.status, 2, 'an invalid argument');
+  t.match(badOrigin.stderr, /destination "ftp:\/\/127\.0\.0\.1" is not an exact host \(https, port 443\) or origin/);
+  t.equal((await run(['secret', 'rm', 'LOCAL_TOKEN', '--home', home])).code, 0);
   const empty = spawnSync(process.execPath, [BIN, 'secret', 'set', 'NEW_ONE', '--destinations', 'a.example', '--home', home], { input: '', encoding: 'utf8' });
   t.equal(empty.status, 2);
   t.match(empty.stderr, /no value on standard input/);
@@ -83,6 +90,15 @@ t.test('the plugin workflow from the CLI: install quarantined, grant, enable, ca
   const grant = await run(['plugin', 'grant', 'http-api', '--egress', 'https://api.github.com=GET', '--secret', 'API_TOKEN=api.github.com', '--accept-risk', 'network,secrets', ...H]);
   t.equal(grant.code, 0, grant.err);
   t.match(grant.out, /effective: egress https:\/\/api\.github\.com:443 GET; secrets API_TOKEN->api\.github\.com/);
+  // A local plain-http API: the secret destination names the origin explicitly.
+  const local = await run(['plugin', 'grant', 'http-api', '--egress', 'http://127.0.0.1:8080=GET', '--secret', 'API_TOKEN=HTTP://127.0.0.1:8080', '--accept-risk', 'network,secrets', ...H]);
+  t.equal(local.code, 0, local.err);
+  t.match(local.out, /secrets API_TOKEN->http:\/\/127\.0\.0\.1:8080/);
+  const withPath = await run(['plugin', 'grant', 'http-api', '--secret', 'API_TOKEN=http://127.0.0.1:8080/v1', ...H]);
+  t.equal(withPath.code, 2, 'a destination with a path is refused');
+  t.match(withPath.err, /invalid grant: \/secrets\/0\/destinations\/0: must match pattern.*TYRUM_ERR_INVALID_ARGUMENT/);
+  const grant2 = await run(['plugin', 'grant', 'http-api', '--egress', 'https://api.github.com=GET', '--secret', 'API_TOKEN=api.github.com', '--accept-risk', 'network,secrets', ...H]);
+  t.equal(grant2.code, 0, grant2.err);
   const cfgBad = await run(['plugin', 'config', 'http-api', '--set', 'base_url=https://api.github.com', '--set', 'token_handle=NOPE', ...H]);
   t.equal(cfgBad.code, 1);
   t.match(cfgBad.err, /token_handle/);

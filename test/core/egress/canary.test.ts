@@ -1,5 +1,7 @@
 // D6: a canary secret reaches its bound destination and nothing else: not another granted host,
 // not a plugin without the handle, not the plugin itself (echoes are redacted), not the records.
+// The local servers speak plain HTTP, so the secret is bound to their origins with an explicit
+// http:// (a bare host would mean https on port 443 only).
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ const L = '[REDACTED:CANARY_TOKEN]';
 interface Canary {
   env: SecretsEnv;
   value: string;
-  /** The bound destination (127.0.0.1). */
+  /** The bound destination (http://127.0.0.1:<port>). */
   bound: TestServer;
   /** Another granted host (b.test, pinned to 127.0.0.1), not a destination of the secret. */
   other: TestServer;
@@ -23,8 +25,6 @@ interface Canary {
 async function setup(t: Test, echo = false): Promise<Canary> {
   const env = openSecrets(t);
   const value = `CANARY-${randomBytes(16).toString('hex')}`;
-  env.secrets.set('CANARY_TOKEN', Buffer.from(value), ['127.0.0.1']);
-  env.secrets.set('OTHER_PLUGIN_TOKEN', Buffer.from(`OTHER-${randomBytes(16).toString('hex')}`), ['127.0.0.1']);
   const bound = await startServer(t, (req, res) => {
     const auth = String(req.headers['authorization'] ?? '');
     if (!echo) return answer(200, 'ok')(req, res);
@@ -37,11 +37,13 @@ async function setup(t: Test, echo = false): Promise<Canary> {
     res.end(JSON.stringify({ raw: auth, b64: b.toString('base64'), hex: b.toString('hex'), url: encodeURIComponent(auth), nested: JSON.stringify({ auth }) }));
   });
   const other = await startServer(t, answer(200, 'other'));
+  env.secrets.set('CANARY_TOKEN', Buffer.from(value), [bound.origin]);
+  env.secrets.set('OTHER_PLUGIN_TOKEN', Buffer.from(`OTHER-${randomBytes(16).toString('hex')}`), [bound.origin]);
   const h = harness(
     env,
     {
       egress: [rule('127.0.0.1', bound.port, ['GET', 'POST']), rule('b.test', other.port, ['GET', 'POST'])],
-      secrets: [{ name: 'CANARY_TOKEN', destinations: ['127.0.0.1'] }],
+      secrets: [{ name: 'CANARY_TOKEN', destinations: [bound.origin] }],
     },
     { 'b.test': ['127.0.0.1'] },
     { allowPrivateAddress: (host) => host === 'b.test' },
@@ -60,7 +62,7 @@ t.test('the canary is injected only into a request to its bound destination (D6)
   const toOther = await rejection(t, c.h.call(`http://b.test:${c.other.port}/steal`, { headers: { Authorization: 'Bearer {{secret:CANARY_TOKEN}}' } }));
   t.equal(sandboxReason(toOther), 'capability_denied');
   t.equal(toOther.details?.['egress'], 'secret_destination');
-  t.match(toOther.message, 'secret handle CANARY_TOKEN may not be sent to b.test');
+  t.match(toOther.message, `secret handle CANARY_TOKEN may not be sent to http://b.test:${c.other.port}`);
   t.equal(c.other.connections, 0, 'the other granted host saw zero connections');
   t.notMatch(JSON.stringify(c.h.records), c.value, 'records never hold the value');
 });
@@ -70,7 +72,7 @@ t.test('the plugin right and the handle\'s own destinations must both allow the 
   // The plugin's right claims b.test, but the handle is bound to 127.0.0.1 only.
   const wide = harness(
     c.env,
-    { egress: [rule('b.test', c.other.port, ['GET'])], secrets: [{ name: 'CANARY_TOKEN', destinations: ['b.test', '127.0.0.1'] }] },
+    { egress: [rule('b.test', c.other.port, ['GET'])], secrets: [{ name: 'CANARY_TOKEN', destinations: [`http://b.test:${c.other.port}`, c.bound.origin] }] },
     { 'b.test': ['127.0.0.1'] },
     { allowPrivateAddress: () => true },
   );
@@ -102,7 +104,7 @@ t.test('another plugin\'s handle, an unknown handle and misplaced or malformed t
   const inUrl = await rejection(t, c.h.call(`${c.bound.origin}/?k={{secret:CANARY_TOKEN}}`));
   t.equal(inUrl.details?.['egress'], 'template_misplaced');
   t.match(inUrl.message, /not in the URL/);
-  const granted = harness(c.env, { egress: [rule('127.0.0.1', c.bound.port, ['GET'])], secrets: [{ name: 'DELETED_TOKEN', destinations: ['127.0.0.1'] }] });
+  const granted = harness(c.env, { egress: [rule('127.0.0.1', c.bound.port, ['GET'])], secrets: [{ name: 'DELETED_TOKEN', destinations: [c.bound.origin] }] });
   t.equal((await rejection(t, granted.call(url, { headers: { a: '{{secret:DELETED_TOKEN}}' } }))).details?.['egress'], 'secret_missing');
   t.equal(c.bound.connections, 0, 'no refused request connected');
 });
@@ -142,32 +144,36 @@ t.test('a plugin that somehow holds the canary value cannot send it to a host th
   t.match(c.h.records[0]?.url, L);
 });
 
-t.test('on a redirect to a host outside the secret\'s destinations the injected header is dropped, literal credentials too', async (t) => {
+t.test('a redirect that would carry a secret to an origin it is not bound to is refused; literal credentials do not follow a cross-origin redirect', async (t) => {
   const c = await setup(t);
   const hop = await startServer(t, (req, res) => {
     res.writeHead(302, { location: `http://b.test:${c.other.port}/landed` }).end();
   });
+  c.env.secrets.set('CANARY_TOKEN', Buffer.from(c.value), [hop.origin]);
   const h = harness(
     c.env,
     {
       egress: [rule('127.0.0.1', hop.port, ['GET']), rule('b.test', c.other.port, ['GET'])],
-      secrets: [{ name: 'CANARY_TOKEN', destinations: ['127.0.0.1', 'b.test'] }],
+      secrets: [{ name: 'CANARY_TOKEN', destinations: [hop.origin, `http://b.test:${c.other.port}`] }],
     },
     { 'b.test': ['127.0.0.1'] },
     { allowPrivateAddress: (host) => host === 'b.test' },
   );
-  const res = await h.call(`${hop.origin}/start`, { headers: { 'x-api-key': '{{secret:CANARY_TOKEN}}', authorization: 'Basic literal', 'x-trace': 'keep' } });
+  const e = await rejection(t, h.call(`${hop.origin}/start`, { headers: { 'x-api-key': '{{secret:CANARY_TOKEN}}', 'x-trace': 'keep' } }));
+  t.equal(sandboxReason(e), 'capability_denied');
+  t.equal(e.details?.['egress'], 'secret_redirect');
+  t.match(e.message, `a redirect to http://b.test:${c.other.port} would carry secret handle CANARY_TOKEN`);
+  t.equal(hop.requests[0]?.headers['x-api-key'], c.value, 'first hop: the bound destination gets the value');
+  t.equal(c.other.connections, 0, 'the redirect target saw no connection');
+  t.match(h.records, [{ hop: 0, status: 302, secrets: ['CANARY_TOKEN'] }, { hop: 1, denied: 'secret_redirect' }]);
+
+  // Without a secret the redirect is followed; a literal Authorization is dropped cross-origin.
+  const res = await h.call(`${hop.origin}/start`, { headers: { authorization: 'Basic literal', 'x-trace': 'keep' } });
   t.equal(decode(res.body), 'other');
-  t.equal(hop.requests[0]?.headers['x-api-key'], c.value, 'first hop: bound destination gets the value');
   const landed = c.other.requests[0]!;
   t.equal(landed.url, '/landed');
-  t.equal(landed.headers['x-api-key'], undefined, 'the secret header is dropped for a host the handle is not bound to');
   t.equal(landed.headers['authorization'], undefined, 'a literal Authorization does not follow a cross-origin redirect');
   t.equal(landed.headers['x-trace'], 'keep');
-  t.same(
-    h.records.map((r) => r.secrets),
-    [['CANARY_TOKEN'], []],
-  );
 });
 
 t.test('through a real sandbox: the plugin output never contains the canary, and a refused call says why (D6)', async (t) => {

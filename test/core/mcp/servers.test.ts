@@ -570,7 +570,7 @@ t.test('Streamable HTTP: a header secret handle is filled in for the upstream on
   const up = await upstream(t);
   const { gw } = await gateway(t);
   const secret = `upstream-${randomBytes(16).toString('hex')}`;
-  gw.secrets.set('UPSTREAM_TOKEN', Buffer.from(secret), ['127.0.0.1']);
+  gw.secrets.set('UPSTREAM_TOKEN', Buffer.from(secret), [new URL(up.url).origin]); // plain http is named explicitly
   gw.secrets.set('ELSEWHERE_TOKEN', Buffer.from(`elsewhere-${randomBytes(8).toString('hex')}`), ['api.example.com']);
   // The caller: a client token of its own (not the admin token).
   const caller = await gw.tokens.create({ scopes: ['operator.read', 'operator.write'], label: 'mcp caller', createdBy: 'test' });
@@ -606,6 +606,11 @@ t.test('Streamable HTTP: a header secret handle is filled in for the upstream on
   // A secret that may not go to this host is never sent there: the server does not start.
   const before = up.received.length;
   await addServer(gw, 'wrong-host', { transport: 'streamable_http', url: up.url, headers: { Authorization: 'Bearer {{secret:ELSEWHERE_TOKEN}}' } });
-  t.match(gw.mcp.get('wrong-host').health, { status: 'backoff', error: /ELSEWHERE_TOKEN may not be sent to 127\.0\.0\.1/ });
+  t.match(gw.mcp.get('wrong-host').health, { status: 'backoff', error: /ELSEWHERE_TOKEN may not be sent to http:\/\/127\.0\.0\.1:\d+/ });
   t.equal(up.received.length, before, 'no request was made with it');
+  // A binding to the bare host means https on port 443: it does not reach the same host over http.
+  gw.secrets.set('BARE_HOST_TOKEN', Buffer.from(`bare-${randomBytes(8).toString('hex')}`), ['127.0.0.1']);
+  await addServer(gw, 'plain-http', { transport: 'streamable_http', url: up.url, headers: { Authorization: 'Bearer {{secret:BARE_HOST_TOKEN}}' } });
+  t.match(gw.mcp.get('plain-http').health, { status: 'backoff', error: /BARE_HOST_TOKEN may not be sent to http:\/\/127\.0\.0\.1:\d+/ });
+  t.equal(up.received.length, before, 'no request was made with it either');
 });

@@ -192,12 +192,13 @@ t.test('a plugin can use a secret only toward its bound destination and never se
     await gw.close();
     removeHome(gw.home);
   });
-  gw.secrets.set('API_TOKEN', Buffer.from(CANARY), ['127.0.0.1']);
-  gw.secrets.set('OTHER_TOKEN', Buffer.from(OTHER), ['127.0.0.2']);
+  // The servers speak plain http: the bindings name their origins (a bare host is https:443 only).
+  gw.secrets.set('API_TOKEN', Buffer.from(CANARY), [`http://127.0.0.1:${bport}`]);
+  gw.secrets.set('OTHER_TOKEN', Buffer.from(OTHER), [`http://127.0.0.2:${oport}`]);
 
   // The first-party http-api plugin, pointed at the bound server by the operator's grant.
   await gw.plugins.install(BUILT.httpApi, CLI);
-  await gw.plugins.grant('http-api', { grant: { egress: [{ host: '127.0.0.1', scheme: 'http', port: bport }], secrets: [{ name: 'API_TOKEN', destinations: ['127.0.0.1'] }] }, acceptRisks: ['network', 'secrets'] }, CLI);
+  await gw.plugins.grant('http-api', { grant: { egress: [{ host: '127.0.0.1', scheme: 'http', port: bport }], secrets: [{ name: 'API_TOKEN', destinations: [`http://127.0.0.1:${bport}`] }] }, acceptRisks: ['network', 'secrets'] }, CLI);
   await gw.plugins.configure('http-api', { base_url: `http://127.0.0.1:${bport}` }, CLI);
   await gw.plugins.enable('http-api', CLI);
 
@@ -218,7 +219,7 @@ t.test('a plugin can use a secret only toward its bound destination and never se
           { host: '127.0.0.1', scheme: 'http', port: bport },
           { host: '127.0.0.2', scheme: 'http', port: oport },
         ],
-        secrets: [{ name: 'API_TOKEN', destinations: ['127.0.0.1'] }],
+        secrets: [{ name: 'API_TOKEN', destinations: [`http://127.0.0.1:${bport}`] }],
       },
       acceptRisks: ['network', 'secrets'],
     },

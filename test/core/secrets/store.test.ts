@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore } from '../../../core/store/index.js';
-import { loadSecretKey, SecretStore, type SecretChange } from '../../../core/secrets/index.js';
+import { destinationAllows, loadSecretKey, parseDestination, SecretStore, type SecretChange } from '../../../core/secrets/index.js';
 import { openSecrets } from '../egress/helpers.js';
 
 const canary = () => `CANARY-${randomBytes(12).toString('hex')}`;
@@ -109,8 +109,8 @@ t.test('names, values and destinations are validated, and short values are refus
   t.throws(() => secrets.set('HUGE', Buffer.alloc(64 * 1024 + 1, 1), ['a.example']), { code: 'TYRUM_ERR_INVALID_ARGUMENT', message: /at most 65536/ });
   t.ok(secrets.set('MAX', Buffer.alloc(64 * 1024, 0x41), ['a.example']), 'exactly 64 KiB is fine');
   t.throws(() => secrets.set('NODEST', Buffer.from('long-enough'), []), { code: 'TYRUM_ERR_INVALID_ARGUMENT', message: /at least one destination/ });
-  for (const d of ['https://a.example', 'a.example:443', '*.example.com', 'a.example/path', '']) {
-    t.throws(() => secrets.set('BADDEST', Buffer.from('long-enough'), [d]), { code: 'TYRUM_ERR_INVALID_ARGUMENT', message: /not an exact host name or IP literal/ }, d);
+  for (const d of ['a.example:443', '*.example.com', 'a.example/path', '', 'ftp://a.example', 'https://a.example/path', 'https://user@a.example', 'https://a.example:0', 'https://a.example:65536', 'https://*.example.com', 'http://a.example?x=1', 'http://']) {
+    t.throws(() => secrets.set('BADDEST', Buffer.from('long-enough'), [d]), { code: 'TYRUM_ERR_INVALID_ARGUMENT', message: /not an exact host \(https, port 443\) or origin/ }, d);
   }
   t.throws(
     () =>
@@ -187,4 +187,22 @@ t.test('a listener that throws does not undo the committed change', async (t) =>
   t.throws(() => env.secrets.set('X_TOKEN', Buffer.from('value-xxxxx'), ['x.example']), { message: 'listener broke' });
   t.ok(env.secrets.has('X_TOKEN'), 'committed');
   t.same(seen, ['X_TOKEN'], 'later listeners still ran');
+});
+
+t.test('destinations are origins: a bare host means https on port 443; http and other ports are named explicitly', async (t) => {
+  const { secrets } = openSecrets(t);
+  const h = secrets.set('ORIGINS', Buffer.from('long-enough'), ['api.example.com', 'HTTP://127.0.0.1:8080/', 'https://api.example.com:443', 'https://[::1]:8443', 'http://Local.Test']);
+  t.same(h.destinations, ['api.example.com', 'http://127.0.0.1:8080', 'https://[::1]:8443', 'http://local.test'], 'stored normalised (lower case, default port dropped, no trailing slash); https://api.example.com:443 is the bare host again');
+  const o = (scheme: 'http' | 'https', host: string, port: number) => ({ scheme, host, port });
+  t.same(parseDestination('api.example.com'), o('https', 'api.example.com', 443), 'a bare host is https:443');
+  t.same(parseDestination('http://local.test'), o('http', 'local.test', 80));
+  t.ok(destinationAllows('api.example.com', o('https', 'api.example.com', 443)));
+  t.notOk(destinationAllows('api.example.com', o('http', 'api.example.com', 80)), 'a bare host never allows plain http');
+  t.notOk(destinationAllows('api.example.com', o('https', 'api.example.com', 8443)), 'nor another port');
+  t.ok(destinationAllows('http://127.0.0.1:8080', o('http', '127.0.0.1', 8080)));
+  t.notOk(destinationAllows('http://127.0.0.1:8080', o('http', '127.0.0.1', 8081)), 'another port on the same host is another origin');
+  t.notOk(destinationAllows('http://127.0.0.1:8080', o('https', '127.0.0.1', 8080)));
+  t.notOk(destinationAllows('https://api.example.com', o('http', 'api.example.com', 443)), 'https binding, http request');
+  t.ok(destinationAllows('https://[::1]:8443', o('https', '[::1]', 8443)));
+  t.equal(parseDestination('https://a.example/x'), null);
 });
