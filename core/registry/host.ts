@@ -268,6 +268,7 @@ export class PluginHost {
       if (lines.length > 0) room -= 1; // the newline
       if (room <= 0) break;
       const line = utf8Prefix(`${l.level}: ${String(this.o.redact(l.message))}`, room);
+      if (line === '') break;
       lines.unshift(line);
       room -= Buffer.byteLength(line);
     }
