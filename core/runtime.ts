@@ -16,7 +16,7 @@ import { PluginHost } from './registry/host.js';
 import { ToolCatalog } from './registry/tools.js';
 import { McpRegistry } from './mcp/registry.js';
 import { McpHost } from './mcp/host.js';
-import { createEgressHandler } from './egress/index.js';
+import { createEgressHandler, egressAuditEntry } from './egress/index.js';
 import { PolicyService, policyCall } from './policy/index.js';
 import { ApprovalService, type Approval } from './approvals/index.js';
 import type { OverrideInfo } from './policy/index.js';
@@ -227,7 +227,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       rightsFor: (pluginKey) => host?.rightsFor(pluginKey) ?? null,
       secrets,
       redactor,
-      onEgress: (r) => void audit.append('egress.request', { kind: 'plugin', key: r.pluginKey }, { ...r }).catch(() => undefined),
+      onEgress: (r) => {
+        // A hop made is egress.request; a refusal is egress.denied (plugin, method, origin, reason).
+        const e = egressAuditEntry(r);
+        void audit.append(e.type, { kind: 'plugin', key: r.pluginKey, ...(r.plugin_id !== undefined ? { plugin_id: r.plugin_id } : {}) }, e.data).catch(() => undefined);
+      },
     });
     host = new PluginHost({
       store,

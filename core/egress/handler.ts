@@ -84,6 +84,8 @@ export type EgressDenial =
 /** One outbound hop (or refusal), for evidence and audit. Never contains a secret value. */
 export interface EgressRecord {
   pluginKey: string;
+  /** The plugin's id, when its rights name it. */
+  plugin_id?: string;
   method: string;
   /** The hop's URL, redacted. */
   url: string;
@@ -107,8 +109,35 @@ export interface EgressRecord {
   ms: number;
 }
 
-/** The parts of a plugin's effective rights that egress uses. */
-export type EgressRights = Pick<EffectiveRights, 'egress' | 'secrets'>;
+/** The parts of a plugin's effective rights that egress uses, and whose they are (named in records and audit). */
+export type EgressRights = Pick<EffectiveRights, 'egress' | 'secrets'> & { plugin_id?: string };
+
+/** An audit entry for one egress record (written by the gateway for each record). */
+export interface EgressAuditEntry {
+  type: 'egress.request' | 'egress.denied';
+  data: Record<string, unknown>;
+}
+
+/**
+ * How a record is audited. A hop that was made is an `egress.request` with the record (its URL
+ * redacted). A refused request is an `egress.denied` naming the plugin, the method, the
+ * destination origin and the reason (`details.egress`) and nothing else: no path or query, no
+ * header, no body, no secret.
+ */
+export function egressAuditEntry(r: EgressRecord): EgressAuditEntry {
+  if (r.denied === undefined) return { type: 'egress.request', data: { ...r } };
+  return {
+    type: 'egress.denied',
+    data: {
+      ...(r.plugin_id !== undefined ? { plugin_id: r.plugin_id } : {}),
+      plugin_key: r.pluginKey,
+      method: r.method,
+      origin: r.origin ?? null,
+      reason: r.denied,
+      hop: r.hop,
+    },
+  };
+}
 
 export interface EgressOptions {
   /** The plugin's current effective rights (looked up per request, so a revocation applies at once); null = none. */
@@ -376,7 +405,10 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
     let hopMethod = method;
     let hopOrigin: string | undefined;
     let hopStarted = Date.now();
+    let pluginId: string | undefined;
     try {
+      const rights = options.rightsFor(req.pluginKey);
+      pluginId = rights?.plugin_id;
       let url: URL;
       try {
         url = new URL(String(req.url));
@@ -385,7 +417,6 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
       }
       url.hash = '';
       hopOrigin = urlOrigin(url);
-      const rights = options.rightsFor(req.pluginKey);
       if (!rights || rights.egress.length === 0) throw denied('no_rights', `egress to ${hopOrigin} refused: this plugin has no egress rights`);
       if (looksLikeTemplate(String(req.url)) || looksLikeTemplate(decodeURIComponentSafe(url.href))) {
         throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the URL (host ${url.hostname})`, { host: url.hostname });
@@ -411,7 +442,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         const { headers, injected, literal } = materialize(specs, rights, t, hop > 0, url.origin !== origin);
         refuseCarriedValues(t, literal, body);
         const address = await checkAddress(t);
-        const record = { pluginKey: req.pluginKey, method: hopMethod, url: hopUrl, origin: originLabel(originOf(t)), hop, bytes_out: body?.byteLength ?? 0, address, secrets: injected };
+        const record = { pluginKey: req.pluginKey, ...(pluginId !== undefined ? { plugin_id: pluginId } : {}), method: hopMethod, url: hopUrl, origin: originLabel(originOf(t)), hop, bytes_out: body?.byteLength ?? 0, address, secrets: injected };
         let res: Received;
         try {
           res = await send(t, address, hopMethod, headers, body, req, limits);
@@ -446,7 +477,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
     } catch (e) {
       const reason = isTyrumError(e) && sandboxReason(e) === 'capability_denied' ? (e.details?.['egress'] as EgressDenial | undefined) : undefined;
       if (reason !== undefined) {
-        emit({ pluginKey: req.pluginKey, method: hopMethod, url: hopUrl, ...(hopOrigin !== undefined ? { origin: hopOrigin } : {}), hop, status: null, bytes_out: 0, bytes_in: 0, denied: reason, ms: Date.now() - hopStarted });
+        emit({ pluginKey: req.pluginKey, ...(pluginId !== undefined ? { plugin_id: pluginId } : {}), method: hopMethod, url: hopUrl, ...(hopOrigin !== undefined ? { origin: hopOrigin } : {}), hop, status: null, bytes_out: 0, bytes_in: 0, denied: reason, ms: Date.now() - hopStarted });
       }
       if (sandboxReason(e) !== undefined) throw e;
       throw sandboxError('host_error', `egress failed: ${redactor.redactText((e as Error)?.message ?? String(e))}`);

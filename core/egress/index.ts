@@ -5,6 +5,7 @@
  */
 export {
   createEgressHandler,
+  egressAuditEntry,
   canonicalHost,
   DEFAULT_EGRESS_LIMITS,
   type EgressOptions,
@@ -12,6 +13,7 @@ export {
   type EgressRecord,
   type EgressRights,
   type EgressDenial,
+  type EgressAuditEntry,
 } from './handler.js';
 export { classifyAddress, parseV6, type AddressClass } from './address.js';
 export { parseTemplate, looksLikeTemplate, type TemplatePart, type ParsedTemplate } from './templates.js';

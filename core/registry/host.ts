@@ -68,7 +68,7 @@ export interface PluginHostOptions {
   home: string;
   registry: PluginRegistry;
   audit: AuditLog;
-  /** The gateway's checked egress (core/egress); plugins without egress rights never get it. */
+  /** The gateway's checked egress (core/egress); every plugin's http_request goes through it, and it refuses what the plugin's rights do not name. */
   egress: EgressHandler | null;
   /** Redacts known secret values from outputs and logs. */
   redact: (value: unknown) => unknown;
@@ -109,10 +109,10 @@ export class PluginHost {
     this.idleTimer.unref();
   }
 
-  /** The effective rights behind a sandbox pool key (what the checked egress enforces). */
-  rightsFor(poolKey: string): EffectiveRights | null {
+  /** The effective rights behind a sandbox pool key (what the checked egress enforces), with the plugin's id. */
+  rightsFor(poolKey: string): (EffectiveRights & { plugin_id: string }) | null {
     // Called on every egress request: a lookup in the loaded set, never a registry read.
-    for (const l of this.loaded.values()) if (l.key === poolKey) return l.rights;
+    for (const [id, l] of this.loaded) if (l.key === poolKey) return { ...l.rights, plugin_id: id };
     return null;
   }
 
@@ -328,7 +328,9 @@ export class PluginHost {
     const files = await loadInstalledPlugin(this.o.home, p.record.id, p.record.version, { manifestSha256: p.record.manifest_sha256, wasmSha256: p.record.wasm_sha256 });
     const hostApi: HostApi = {};
     if (p.effective.kv) hostApi.kv = pluginKv(this.o.store, p.record.id, p.effective.kv.quota_bytes);
-    if (p.effective.egress.length > 0 && this.o.egress) hostApi.egress = this.o.egress;
+    // Every plugin's http_request goes through the checked egress, granted or not: it refuses what
+    // the effective rights do not name (no rules at all: `no_rights`) and audits the refusal.
+    if (this.o.egress) hostApi.egress = this.o.egress;
     await this.pool.load(key, {
       wasm: files.wasmBytes,
       expectedSha256: p.record.wasm_sha256,
