@@ -9,7 +9,7 @@ import { readBundleFile, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
-import { parse } from './args.js';
+import { parse, need } from './args.js';
 import { cliActor as who, withHome } from './home.js';
 import type { Io } from './main.js';
 
@@ -36,7 +36,7 @@ const POLICY_USAGE = `usage:
 export async function policyCmd(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, args: { type: 'string' } }, 1);
-  if (values.help || sub === undefined) return (io.out(POLICY_USAGE), sub === undefined ? 2 : 0);
+  if (values.help || sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') return (io.out(POLICY_USAGE), sub === undefined ? 2 : 0);
   return withHome(values.home, async (svc) => {
     switch (sub) {
       case 'show': {
@@ -46,16 +46,14 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       case 'set': {
-        const file = positionals[0];
-        if (file === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', POLICY_USAGE);
+        const file = need(positionals[0], 'FILE', 'tyrum policy set FILE');
         const r = svc.policy.set(readBundleFile(file), `cli:${who().user}`, file);
         svc.audit.appendSync('policy.set', who(), { snapshot_id: r.id, changed: r.changed, source: file });
         io.out(values.json ? JSON.stringify({ snapshot_id: r.id, changed: r.changed }) : `${r.changed ? 'activated' : 'already active:'} ${r.id}`);
         return 0;
       }
       case 'explain': {
-        const toolId = positionals[0];
-        if (toolId === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', POLICY_USAGE);
+        const toolId = need(positionals[0], 'TOOL_ID', 'tyrum policy explain TOOL_ID [--args JSON]');
         const args = jsonArg(values.args, 'args');
         // Describe the tool from the registry (its effect, risks and rights) without starting sandboxes.
         const p = svc.plugins.enabled().find((x) => toolId.startsWith(`${x.record.id}.`) && x.manifest.contributes.tools.some((t) => `${x.record.id}.${t.id}` === toolId));
@@ -69,8 +67,7 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       case 'override-revoke': {
-        const id = positionals[0];
-        if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', POLICY_USAGE);
+        const id = need(positionals[0], 'ID', 'tyrum policy override-revoke ID');
         const r = svc.policy.revokeOverride(id);
         svc.audit.appendSync('policy.override_revoked', who(), { override_id: id, changed: r.changed });
         io.out(`${r.changed ? 'revoked' : 'already revoked:'} ${id}`);
@@ -92,7 +89,7 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, always: { type: 'boolean' }, expires: { type: 'string' }, reason: { type: 'string' } }, 1);
   if (values.expires !== undefined && !values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--expires applies to approve --always only');
   const ttl = values.expires === undefined ? undefined : parseTtl(values.expires);
-  if (values.help || sub === undefined) return (io.out(APPROVALS_USAGE), sub === undefined ? 2 : 0);
+  if (values.help || sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') return (io.out(APPROVALS_USAGE), sub === undefined ? 2 : 0);
   return withHome(values.home, async (svc) => {
     switch (sub) {
       case 'list': {
@@ -107,8 +104,7 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
       }
       case 'approve':
       case 'deny': {
-        const id = positionals[0];
-        if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', APPROVALS_USAGE);
+        const id = need(positionals[0], 'ID', `tyrum approvals ${sub} ID`);
         if (sub === 'deny' && values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--always applies to approve only');
         const r = await svc.resolveApproval(
           id,

@@ -10,7 +10,7 @@ import { openHome, startGateway } from '../runtime.js';
 import { parseTtl, tokenInfo } from '../auth/tokens.js';
 import { verifyAudit, listAudit } from '../audit/index.js';
 import { packageInfo } from '../util/package-info.js';
-import { parse, portArg, listArg } from './args.js';
+import { parse, portArg, listArg, need, closest } from './args.js';
 import { doctor } from './doctor.js';
 import { ping } from './ping.js';
 import { plugin } from './plugin.js';
@@ -96,17 +96,70 @@ export async function runProcess(): Promise<void> {
   process.exitCode = await main(process.argv.slice(2));
 }
 
+/** Every command and its subcommands (for `tyrum help X`, "did you mean" and naming the command in errors). */
+const COMMANDS: Record<string, readonly string[]> = {
+  start: [],
+  doctor: [],
+  ping: [],
+  token: ['create', 'list', 'revoke'],
+  audit: ['verify', 'list'],
+  plugin: ['install', 'list', 'lock', 'info', 'grant', 'revoke', 'enable', 'disable', 'remove', 'config', 'new', 'build', 'types', 'test', 'pack', 'keygen', 'sign'],
+  tool: ['list', 'call'],
+  secret: ['set', 'list', 'rm'],
+  policy: ['show', 'set', 'explain', 'override-revoke'],
+  approvals: ['list', 'approve', 'deny'],
+  run: ['list', 'get', 'cancel', 'resolve'],
+  mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
+  help: [],
+  version: [],
+};
+
+/** The command as typed so far, for messages: "tyrum plugin list". */
+function commandName(argv: readonly string[]): string {
+  const [cmd, sub] = argv;
+  if (cmd === undefined || !Object.hasOwn(COMMANDS, cmd)) return 'tyrum';
+  return sub !== undefined && COMMANDS[cmd]!.includes(sub) ? `tyrum ${cmd} ${sub}` : `tyrum ${cmd}`;
+}
+
+/** Unknown commands and subcommands, with the nearest known one when it looks like a typo. */
+function checkCommand(argv: readonly string[]): void {
+  const [cmd, sub] = argv;
+  if (cmd === undefined || cmd.startsWith('-')) return;
+  if (!Object.hasOwn(COMMANDS, cmd)) {
+    const near = closest(cmd, Object.keys(COMMANDS));
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}"${near ? `; did you mean "${near}"?` : ''} (see: tyrum help)`);
+  }
+  const subs = COMMANDS[cmd]!;
+  if (subs.length === 0 || sub === undefined || sub.startsWith('-') || sub === 'help' || subs.includes(sub)) return;
+  const near = closest(sub, subs);
+  throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown ${cmd} command "${sub}"${near ? `; did you mean "${near}"?` : ''} (tyrum ${cmd} has: ${subs.join(', ')}; see: tyrum help ${cmd})`);
+}
+
+/** `--json` among the options (not after `--`, where the words belong to a server's command). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    checkCommand(argv);
     switch (cmd) {
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
         io.out(USAGE);
         return cmd === undefined ? 2 : 0;
+      case 'help':
+        // `tyrum help plugin [grant]` is `tyrum plugin [grant] --help`, as git and docker do.
+        if (rest.length === 0) {
+          io.out(USAGE);
+          return 0;
+        }
+        checkCommand(rest);
+        return await main([...rest.filter((w) => !w.startsWith('-')).slice(0, 2), '--help'], io);
       case '--version':
       case 'version':
         io.out(packageInfo().version);
@@ -139,13 +192,30 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }
   } catch (e) {
-    if (isTyrumError(e)) {
-      io.err(`tyrum: ${e.message} [${e.code}]`);
-      return e.code === 'TYRUM_ERR_INVALID_ARGUMENT' ? 2 : 1;
-    }
-    io.err(`tyrum: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    return 1;
+    return report(e, argv, io);
   }
+}
+
+/**
+ * A failure as the user sees it: `tyrum: MESSAGE [CODE]` with any usage text on the lines after it;
+ * under --json, one JSON object on stderr, {"error":{"code","message","details"?}}. The exit code
+ * is the same either way: 2 for a usage error, 1 otherwise.
+ */
+function report(e: unknown, argv: readonly string[], io: Io): number {
+  const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', `unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  let message = err.message;
+  const where = commandName(argv);
+  if (err.details?.unknown_option === true) message = `${message.replace(/^unknown option '([^']+)'/, `unknown option '$1' for '${where}'`)} (see: ${where} --help)`;
+  const code = err.code === 'TYRUM_ERR_INVALID_ARGUMENT' ? 2 : 1;
+  if (wantsJson(argv)) {
+    const details = err.details && Object.keys(err.details).filter((k) => k !== 'unknown_option').length > 0 ? Object.fromEntries(Object.entries(err.details).filter(([k]) => k !== 'unknown_option')) : undefined;
+    io.err(JSON.stringify({ error: { code: err.code, message, ...(details ? { details } : {}) } }));
+    return code;
+  }
+  const [first, ...more] = message.split('\n');
+  io.err(`tyrum: ${first} [${err.code}]`);
+  if (more.length > 0) io.err(more.join('\n'));
+  return code;
 }
 
 async function start(argv: string[], io: Io): Promise<number> {
@@ -220,8 +290,7 @@ async function token(argv: string[], io: Io): Promise<number> {
     case 'revoke': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
       if (values.help) return usage(io, 'tyrum token revoke ID');
-      const id = positionals[0];
-      if (id === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'usage: tyrum token revoke ID');
+      const id = need(positionals[0], 'ID', 'tyrum token revoke ID');
       const svc = openHome(resolveHome(values.home));
       try {
         const { record: rec, descendants } = svc.tokens.revoke(id);
@@ -234,6 +303,10 @@ async function token(argv: string[], io: Io): Promise<number> {
         await svc.close();
       }
     }
+    case 'help':
+    case '--help':
+    case '-h':
+      return usage(io, 'tyrum token create|list|revoke ... (tyrum token SUBCOMMAND --help for each)');
     default:
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `usage: tyrum token create|list|revoke (got ${sub === undefined ? 'nothing' : `"${sub}"`})`);
   }
@@ -276,6 +349,10 @@ async function audit(argv: string[], io: Io): Promise<number> {
         await svc.close();
       }
     }
+    case 'help':
+    case '--help':
+    case '-h':
+      return usage(io, 'tyrum audit verify|list ... (tyrum audit SUBCOMMAND --help for each)');
     default:
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `usage: tyrum audit verify|list (got ${sub === undefined ? 'nothing' : `"${sub}"`})`);
   }

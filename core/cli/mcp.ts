@@ -8,7 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { probeServer } from '../mcp/probe.js';
 import type { McpToolDiff, McpServerView } from '../mcp/registry.js';
-import { parse, listArg } from './args.js';
+import { parse, listArg, need } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './main.js';
 
@@ -132,9 +132,8 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
       const flags = dd >= 0 ? rest.slice(0, dd) : rest;
       const command = dd >= 0 ? rest.slice(dd + 1) : [];
       const { values, positionals } = parse(flags, ADD_OPTIONS, 1);
-      const name = positionals[0];
       if (values.help) return usage(io, false);
-      if (name === undefined) return usage(io, true);
+      const name = need(positionals[0], 'NAME', 'tyrum mcp add NAME -- COMMAND [ARG...] | tyrum mcp add NAME --url URL');
       const kinds = [command.length > 0, values.url !== undefined, values.spec !== undefined].filter(Boolean).length;
       if (kinds !== 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give exactly one of: -- COMMAND [ARG...] (stdio), --url URL (Streamable HTTP), --spec FILE');
       let spec: Record<string, unknown>;
@@ -205,8 +204,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     case 'tools': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
       if (values.help) return usage(io, false);
-      if (positionals[0] === undefined) return usage(io, true);
-      const name = positionals[0];
+      const name = need(positionals[0], 'NAME', 'tyrum mcp tools NAME [--json]');
       return withHome(values.home, async (svc) => {
         const tools = svc.mcp.tools(name);
         if (values.json) io.out(JSON.stringify({ server: name, tools }));
@@ -220,8 +218,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     case 'diff': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, refresh: { type: 'boolean' } }, 1);
       if (values.help) return usage(io, false);
-      if (positionals[0] === undefined) return usage(io, true);
-      const name = positionals[0];
+      const name = need(positionals[0], 'NAME', 'tyrum mcp diff NAME [--refresh] [--all] [--json]');
       return withHome(values.home, async (svc) => {
         if (values.refresh) {
           const view = svc.mcp.get(name);
@@ -243,8 +240,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     case 'approve': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, tool: { type: 'string', multiple: true }, 'read-only': { type: 'string' } }, 1);
       if (values.help) return usage(io, false);
-      if (positionals[0] === undefined) return usage(io, true);
-      const name = positionals[0];
+      const name = need(positionals[0], 'NAME', 'tyrum mcp approve NAME [--tool T]... [--read-only T,...]');
       return withHome(values.home, async (svc) => {
         const readOnly = listArg(values['read-only']) ?? [];
         const r = await svc.mcp.approve(name, { ...(values.tool ? { tools: values.tool } : {}), readOnly }, actor());
@@ -260,8 +256,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     case 'remove': {
       const { values, positionals } = parse(rest, { home: { type: 'string' } }, 1);
       if (values.help) return usage(io, false);
-      if (positionals[0] === undefined) return usage(io, true);
-      const name = positionals[0];
+      const name = need(positionals[0], 'NAME', 'tyrum mcp remove NAME');
       return withHome(values.home, async (svc) => {
         await svc.mcp.remove(name, actor());
         io.out(`removed MCP server ${name}`);

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { TyrumError } from '../errors/index.js';
-import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule } from '../../schemas/index.js';
+import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule, type PluginManifest } from '../../schemas/index.js';
 import type { PluginInfo } from '../registry/plugins.js';
-import { parse, listArg } from './args.js';
+import { parse, listArg, need } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './main.js';
 
@@ -62,6 +62,40 @@ function riskList(v: string | undefined): RiskFlag[] {
 }
 
 
+/**
+ * What to run after installing, complete and correct for this plugin: the secrets it uses, a grant
+ * that gives it what it needs (explicit --egress/--secret flags when it asks for hosts the operator
+ * names, since --all-requested grants no network then), the configuration its schema requires, and
+ * enable. One line when `--all-requested` and enable are all it takes.
+ */
+export function installHints(m: PluginManifest): string[] {
+  const id = m.id;
+  const req = m.requests ?? {};
+  const risks = (m.risk ?? []).length > 0 ? ` --accept-risk ${(m.risk ?? []).join(',')}` : '';
+  const named = (req.egress ?? []).some((e) => e.host === '*') || (req.secrets ?? []).some((s) => s.destinations.includes('*'));
+  const schema = (m.config_schema ?? {}) as { required?: string[]; properties?: Record<string, { default?: unknown; format?: string }> };
+  const required = (schema.required ?? []).filter((k) => schema.properties?.[k]?.default === undefined);
+  const secrets = req.secrets ?? [];
+  if (!named && required.length === 0 && secrets.length === 0) return [`next: tyrum plugin grant ${id} --all-requested${risks} && tyrum plugin enable ${id}`];
+  const hosts = (list: readonly string[]) => list.map((h) => (h === '*' ? 'HOST' : h)).join(',');
+  const steps: string[] = [];
+  for (const s of secrets) steps.push(`printf '%s' "$${s.name}" | tyrum secret set ${s.name} --destinations ${hosts(s.destinations)}   # the value on stdin, never in argv`);
+  if (named) {
+    const flags: string[] = [];
+    for (const e of req.egress ?? []) flags.push(`--egress ${e.scheme ?? 'https'}://${e.host === '*' ? 'HOST' : e.host}${e.port ? `:${e.port}` : ''}=${(e.methods ?? ['GET']).join(',')}`);
+    for (const s of secrets) flags.push(`--secret ${s.name}=${hosts(s.destinations)}`);
+    if (req.kv) flags.push(`--kv ${req.kv.quota_bytes}`);
+    if (req.memory) flags.push(`--memory ${req.memory.max_pages}`);
+    if (req.time) flags.push(`--timeout ${req.time.timeout_ms}`);
+    steps.push(`tyrum plugin grant ${id} ${flags.join(' ')}${risks}`);
+  } else steps.push(`tyrum plugin grant ${id} --all-requested${risks}`);
+  if (required.length > 0) steps.push(`tyrum plugin config ${id} ${required.map((k) => `--set ${k}=${schema.properties?.[k]?.format === 'uri' ? 'https://HOST/...' : 'VALUE'}`).join(' ')}`);
+  steps.push(`tyrum plugin enable ${id}`);
+  const lines = ['next:', ...steps.map((x) => `  ${x}`)];
+  if (named) lines.push(`  (HOST: the host it should reach, e.g. api.example.com; it asks for hosts the operator names, so --all-requested would grant it no network)`);
+  return lines;
+}
+
 function describe(p: PluginInfo): string {
   const e = p.effective;
   const lines = [
@@ -80,8 +114,8 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
   switch (sub) {
     case 'install': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, 'allow-downgrade': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
-      const path = positionals[0];
-      if (values.help || path === undefined) return usage(io, !values.help);
+      if (values.help) return usage(io, false);
+      const path = need(positionals[0], 'PATH', 'tyrum plugin install PATH [--allow-downgrade]');
       return withHome(values.home, async (svc) => {
         const r = await svc.plugins.install(path, actor(), { allowDowngrade: values['allow-downgrade'] ?? false });
         if (values.json) io.out(JSON.stringify(r));
@@ -89,10 +123,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
           io.out(`${r.action} ${r.plugin.id} ${r.plugin.version}${r.plugin.state === 'disabled' ? ' (disabled: quarantined until granted and enabled)' : ''}`);
           for (const d of r.diff) io.out(`  asks for more: ${d.kind} ${d.change}: ${d.detail}`);
           io.out(describe(r.plugin));
-          if (r.plugin.state === 'disabled') {
-            const risks = r.plugin.risk.length > 0 ? ` --accept-risk ${r.plugin.risk.join(',')}` : '';
-            io.out(`next: tyrum plugin grant ${r.plugin.id} --all-requested${risks} && tyrum plugin enable ${r.plugin.id}`);
-          }
+          if (r.plugin.state === 'disabled') for (const line of installHints(svc.plugins.get(r.plugin.id).manifest)) io.out(line);
         }
         return 0;
       });
@@ -120,9 +151,10 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     }
     case 'info': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      if (values.help || positionals[0] === undefined) return usage(io, !values.help);
+      if (values.help) return usage(io, false);
+      const id = need(positionals[0], 'ID', 'tyrum plugin info ID [--json]');
       return withHome(values.home, async (svc) => {
-        const r = svc.plugins.get(positionals[0]!);
+        const r = svc.plugins.get(id);
         io.out(values.json ? JSON.stringify(r) : `${describe(r.plugin)}\n  requests:  ${JSON.stringify(r.manifest.requests ?? {})}\n  grant:     ${JSON.stringify(r.plugin.grant)}`);
         return 0;
       });
@@ -144,8 +176,8 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
         },
         1,
       );
-      const id = positionals[0];
-      if (values.help || id === undefined) return usage(io, !values.help);
+      if (values.help) return usage(io, false);
+      const id = need(positionals[0], 'ID', 'tyrum plugin grant ID [--all-requested] [--egress URL[=METHODS]]... [--secret NAME[=DEST,...]]... [--accept-risk FLAG,...]');
       let grant: PluginGrant | undefined;
       const flags = values.egress !== undefined || values.secret !== undefined || values.kv !== undefined || values.memory !== undefined || values.timeout !== undefined;
       if (values['grant-file'] !== undefined) {
@@ -187,8 +219,8 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     case 'disable':
     case 'remove': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      const id = positionals[0];
-      if (values.help || id === undefined) return usage(io, !values.help);
+      if (values.help) return usage(io, false);
+      const id = need(positionals[0], 'ID', `tyrum plugin ${sub} ID`);
       return withHome(values.home, async (svc) => {
         if (sub === 'remove') {
           await svc.plugins.remove(id, actor());
@@ -202,8 +234,8 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     }
     case 'config': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, set: { type: 'string', multiple: true }, 'set-json': { type: 'string', multiple: true }, file: { type: 'string' }, show: { type: 'boolean' } }, 1);
-      const id = positionals[0];
-      if (values.help || id === undefined) return usage(io, !values.help);
+      if (values.help) return usage(io, false);
+      const id = need(positionals[0], 'ID', 'tyrum plugin config ID [--set KEY=VALUE]... [--set-json KEY=JSON]... [--file F] [--show]');
       return withHome(values.home, async (svc) => {
         const current = JSON.parse(svc.store.plugins.getConfig(id) ?? '{}') as Record<string, unknown>;
         svc.plugins.get(id); // not_found for an unknown plugin, before anything else

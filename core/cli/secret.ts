@@ -6,7 +6,7 @@
 import { TyrumError } from '../errors/index.js';
 import { resolveHome } from '../config/index.js';
 import { openHome } from '../runtime.js';
-import { parse, listArg } from './args.js';
+import { parse, listArg, need } from './args.js';
 import type { Io } from './main.js';
 import { cliActor as who } from './home.js';
 
@@ -63,9 +63,8 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
   switch (sub) {
     case 'set': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      const name = positionals[0];
       if (values.help) return (io.out(USAGE), 0);
-      if (name === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', USAGE);
+      const name = need(positionals[0], 'NAME', 'tyrum secret set NAME --destinations DEST[,DEST...] (value on stdin)');
       const svc = openHome(resolveHome(values.home));
       try {
         const existing = svc.secrets.get(name);
@@ -88,7 +87,8 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       const svc = openHome(resolveHome(values.home));
       try {
         const list = svc.secrets.list();
-        if (values.json) io.out(JSON.stringify({ secrets: list }));
+        // Times in ISO-8601, as everywhere else in the CLI's JSON.
+        if (values.json) io.out(JSON.stringify({ secrets: list.map((h) => ({ ...h, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })) }));
         else {
           io.out(['NAME', 'VERSION', 'DESTINATIONS', 'ROTATED'].join('\t'));
           for (const h of list) io.out([h.name, String(h.version), h.destinations.join(','), new Date(h.rotated_at).toISOString()].join('\t'));
@@ -100,9 +100,8 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
     }
     case 'rm': {
       const { values, positionals } = parse(rest, { home: { type: 'string' } }, 1);
-      const name = positionals[0];
       if (values.help) return (io.out(USAGE), 0);
-      if (name === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', USAGE);
+      const name = need(positionals[0], 'NAME', 'tyrum secret rm NAME');
       const svc = openHome(resolveHome(values.home));
       try {
         if (!svc.secrets.remove(name)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no secret ${name}`);

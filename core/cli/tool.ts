@@ -1,6 +1,6 @@
 /** `tyrum tool list|call`: through a running gateway, as a client would. */
 import { TyrumError } from '../errors/index.js';
-import { parse } from './args.js';
+import { parse, need } from './args.js';
 import { withClient, CLIENT_FLAGS, remoteError } from './client.js';
 import type { Io } from './main.js';
 
@@ -25,9 +25,8 @@ export async function tool(argv: string[], io: Io): Promise<number> {
     }
     case 'call': {
       const { values, positionals } = parse(rest, { ...CLIENT_FLAGS, args: { type: 'string' }, 'idempotency-key': { type: 'string' }, 'wait-ms': { type: 'string' } }, 1);
-      const toolId = positionals[0];
       if (values.help) return (io.out(USAGE), 0);
-      if (toolId === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', USAGE);
+      const toolId = need(positionals[0], 'TOOL_ID', "tyrum tool call TOOL_ID --args '<json object>'");
       let args: unknown = {};
       if (values.args !== undefined) {
         try {

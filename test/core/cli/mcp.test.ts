@@ -148,7 +148,7 @@ t.test('bad input: usage errors exit 2, unknown servers and refusals exit 1', as
   t.equal(emptyCommand.code, 2, 'add with nothing after --');
   const noName = await runCli(['mcp', 'add', '--home', home]);
   t.equal(noName.code, 2);
-  t.match(noName.err, /usage:\n {2}tyrum mcp add NAME/);
+  t.match(noName.err, /missing NAME: usage: tyrum mcp add NAME/);
   const both = await runCli(['mcp', 'add', 'two', '--home', home, '--url', 'http://127.0.0.1:1/mcp', '--', 'node', EVERYTHING]);
   t.equal(both.code, 2, 'a command and a URL');
   t.equal((await cli('mcp')).code, 2);
