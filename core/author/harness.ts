@@ -34,6 +34,7 @@ import { validate } from '../protocol/validate.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { Redactor } from '../secrets/redact.js';
 import { MIN_SECRET_BYTES } from '../secrets/store.js';
+import { destinationAllows, originLabel, type SecretOrigin } from '../secrets/destination.js';
 import { canonicalHost, looksLikeTemplate, parseTemplate, type TemplatePart } from '../egress/index.js';
 import { checkPostcondition } from '../execution/postcondition.js';
 import { rawIo, toolInput, toolOutput } from '../registry/io.js';
@@ -266,7 +267,16 @@ export function harnessGrant(manifest: PluginManifest, recordings: readonly Http
   }
   const wild = (req.secrets ?? []).filter((s) => s.destinations.includes('*'));
   if (wild.length > 0) {
-    const hosts = [...new Set(recorded.map((r) => r.host.toLowerCase()))];
+    // As an operator would name them: a bare host for https on 443, the origin otherwise.
+    const hosts = [
+      ...new Set(
+        recorded.map((r) => {
+          const host = r.host.toLowerCase().includes(':') ? `[${r.host.toLowerCase()}]` : r.host.toLowerCase();
+          const port = r.port ?? (r.scheme === 'https' ? 443 : 80);
+          return r.scheme === 'https' && port === 443 ? host : `${r.scheme}://${host}:${port}`;
+        }),
+      ),
+    ];
     const secrets = [...(grant.secrets ?? [])];
     for (const s of wild) {
       const fixed = s.destinations.filter((d) => d !== '*');
@@ -527,8 +537,8 @@ class ScriptedHttp {
     let method = method0;
     for (let hop = 0; ; hop++) {
       const host = this.#authorize(url, method);
-      const { headers, literal } = this.#materialize(specs, host, hop === 0, url.origin !== origin);
-      this.#refuseCarried(host, url, literal, body);
+      const { headers, literal } = this.#materialize(specs, originOfUrl(url), hop > 0, url.origin !== origin);
+      this.#refuseCarried(url, literal, body);
       const shown = this.redactor.redactText(url.href);
       const i = this.#match(method, url.href);
       if (i < 0) {
@@ -621,16 +631,19 @@ class ScriptedHttp {
     return [...out.values()];
   }
 
-  /** The fake secret goes only where the gateway would send the real one: a destination of the handle. */
-  #mayGo(name: string, host: string): boolean {
+  /** The fake secret goes only where the gateway would send the real one: an origin the handle is granted for. */
+  #mayGo(name: string, origin: SecretOrigin): boolean {
     const right = this.rights.secrets.find((s) => s.name === name);
-    return right !== undefined && right.destinations.some((d) => canonicalHost(d) === host);
+    return right !== undefined && right.destinations.some((d) => destinationAllows(d, origin));
   }
 
-  #materialize(specs: readonly HeaderSpec[], host: string, strict: boolean, crossOrigin: boolean): { headers: Record<string, string>; literal: string[] } {
+  /** As the gateway's egress: a secret may not go to the hop's origin → refused (`secret_redirect` on a redirect). */
+  #materialize(specs: readonly HeaderSpec[], origin: SecretOrigin, redirected: boolean, crossOrigin: boolean): { headers: Record<string, string>; literal: string[] } {
     const headers: Record<string, string> = {};
     const literal: string[] = [];
-    next: for (const spec of specs) {
+    const host = origin.host;
+    const label = originLabel(origin);
+    for (const spec of specs) {
       if (spec.secrets.length === 0) {
         if (crossOrigin && CROSS_ORIGIN_DROPPED.has(spec.name)) continue;
         const v = spec.parts.map((p) => ('text' in p ? p.text : '')).join('');
@@ -640,15 +653,14 @@ class ScriptedHttp {
       }
       for (const name of spec.secrets) {
         if (!this.rights.secrets.some((s) => s.name === name)) {
-          if (strict) throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host });
-          continue next;
+          throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host });
         }
         if (!Object.hasOwn(this.secrets, name)) {
           throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway (give the test case a fake value in "secrets")`, { secret: name });
         }
-        if (!this.#mayGo(name, host)) {
-          if (strict) throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${host}`, { secret: name, host });
-          continue next;
+        if (!this.#mayGo(name, origin)) {
+          if (redirected) throw denied('secret_redirect', `egress refused: a redirect to ${label} would carry secret handle ${name}, which is not bound to that origin`, { secret: name, origin: label });
+          throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${label}`, { secret: name, origin: label });
         }
       }
       headers[spec.name] = spec.parts.map((p) => ('text' in p ? p.text : this.secrets[p.secret]!)).join('');
@@ -656,12 +668,13 @@ class ScriptedHttp {
     return { headers, literal };
   }
 
-  #refuseCarried(host: string, url: URL, literal: readonly string[], body: Uint8Array | null): void {
+  #refuseCarried(url: URL, literal: readonly string[], body: Uint8Array | null): void {
+    const origin = originOfUrl(url);
     const found = new Set<string>([...this.redactor.findInText(url.href), ...literal.flatMap((h) => this.redactor.findInText(h))]);
     if (body) for (const n of this.redactor.findInBytes(body)) found.add(n);
     for (const name of found) {
-      if (!this.#mayGo(name, host)) {
-        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${host}`, { secret: name, host });
+      if (!this.#mayGo(name, origin)) {
+        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${originLabel(origin)}`, { secret: name, origin: originLabel(origin) });
       }
     }
   }
@@ -728,4 +741,10 @@ export function formatReport(r: HarnessReport): string[] {
   }
   lines.push(`${r.passed} passed, ${r.failed} failed`);
   return lines;
+}
+
+/** The origin of an http(s) URL (checked by #authorize before use). */
+function originOfUrl(url: URL): SecretOrigin {
+  const scheme = url.protocol === 'https:' ? 'https' : 'http';
+  return { scheme, host: url.hostname, port: url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port) };
 }

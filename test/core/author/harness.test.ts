@@ -234,7 +234,7 @@ t.test('recorded HTTP: secrets only to their destinations, redacted everywhere; 
       input: { url: 'https://other.example.test/user', headers: auth },
       secrets,
       http: [{ url: 'https://other.example.test/user', status: 200, body: {} }],
-      expect_error: 'secret handle TOKEN may not be sent to other.example.test',
+      expect_error: 'secret handle TOKEN may not be sent to https://other.example.test:443',
     },
     {
       name: 'header mismatch is shown redacted',
@@ -298,6 +298,67 @@ t.test('a "*" egress request is granted the recorded hosts, as an operator would
   ]);
   const r = await runPluginTests(dir);
   t.ok(r.cases[0]!.ok, r.cases[0]!.problems.join('; '));
+});
+
+t.test('secrets are bound to origins in the harness as at the gateway: a requested host is https:443; a recorded plain-http origin is granted as that origin', async (t) => {
+  const fixed = await pluginDir(t.testdir(), {
+    id: 'fixedhost',
+    wat: 'http',
+    tools: [{ id: 'fetch' }],
+    requests: { egress: [{ host: 'api.example.test', scheme: 'http' }, { host: 'api.example.test' }, { host: 'api.example.test', port: 8443 }], secrets: [{ name: 'TOKEN', destinations: ['api.example.test'] }] },
+    risk: ['network', 'secrets'],
+  });
+  const TOKEN = { TOKEN: 'fake-token-123' };
+  const auth = { authorization: 'Bearer {{secret:TOKEN}}' };
+  writeTests(fixed, 'plain', [
+    {
+      name: 'no secret over plain http to a bare-host destination',
+      tool: 'fetch',
+      input: { url: 'http://api.example.test/user', headers: auth },
+      secrets: TOKEN,
+      http: [{ url: 'http://api.example.test/user', status: 200, body: {} }],
+      expect_error: 'secret handle TOKEN may not be sent to http://api.example.test:80',
+    },
+    {
+      name: 'redirect to another port with the secret',
+      tool: 'fetch',
+      input: { url: 'https://api.example.test/start', headers: auth },
+      secrets: TOKEN,
+      http: [
+        { url: 'https://api.example.test/start', status: 302, headers: { location: 'https://api.example.test:8443/next' } },
+        { url: 'https://api.example.test:8443/next', status: 200, body: { ok: true } },
+      ],
+      expect_error: 'a redirect to https://api.example.test:8443 would carry secret handle TOKEN',
+    },
+  ]);
+  const r1 = await runPluginTests(fixed);
+  t.same(
+    r1.cases.map((c) => [c.name, c.ok, c.problems.join('; ')]),
+    [
+      ['no secret over plain http to a bare-host destination', true, ''],
+      ['redirect to another port with the secret', true, ''],
+    ],
+  );
+
+  const wild = await pluginDir(t.testdir(), {
+    id: 'localapi',
+    wat: 'http',
+    tools: [{ id: 'fetch' }],
+    requests: { egress: [{ host: '*' }], secrets: [{ name: 'KEY', destinations: ['*'] }] },
+    risk: ['network', 'secrets'],
+  });
+  writeTests(wild, 'local', [
+    {
+      name: 'recorded http origin',
+      tool: 'fetch',
+      input: { url: 'http://local.test:8080/v1', headers: { 'x-key': '{{secret:KEY}}' } },
+      secrets: { KEY: 'key-value-42' },
+      http: [{ url: 'http://local.test:8080/v1', status: 200, body: { ok: true }, expect_headers: { 'x-key': '{{secret:KEY}}' } }],
+      expect: { ok: true },
+    },
+  ]);
+  const r2 = await runPluginTests(wild);
+  t.ok(r2.cases[0]!.ok, r2.cases[0]!.problems.join('; '));
 });
 
 t.test('a spinning plugin is stopped at its requests.time budget and the next case runs', async (t) => {
