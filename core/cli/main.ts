@@ -51,7 +51,7 @@ Tokens
 Plugins (work on the home; a running gateway picks changes up)
   plugin install PATH [--allow-downgrade]                    install from a directory or .tgz; starts disabled (quarantine)
   plugin list | lock | info ID | enable ID | disable ID | revoke ID | remove ID
-  plugin grant ID [--all-requested] [--egress URL[=METHODS]] [--secret NAME[=HOSTS]] [--kv B] [--memory P] [--timeout MS] [--accept-risk F,..]
+  plugin grant ID [--all-requested] [--egress URL[=METHODS]] [--secret NAME[=DESTS]] [--kv B] [--memory P] [--timeout MS] [--accept-risk F,..]
   plugin config ID [--set K=V] [--set-json K=JSON] [--file F] [--show]
 
 Tools (through a running gateway; token from --token or $TYRUM_TOKEN)
@@ -59,7 +59,7 @@ Tools (through a running gateway; token from --token or $TYRUM_TOKEN)
   tool call TOOL_ID --args '<json>' [--json]
 
 Secrets (values from stdin only; never printed)
-  secret set NAME --destinations HOST[,HOST]                 store or rotate
+  secret set NAME --destinations DEST[,DEST]                 store or rotate (DEST: host = https:443 only, or http(s)://host:port)
   secret list [--json] | secret rm NAME
 
 Policy and approvals (work on the home; a running gateway picks changes up)
