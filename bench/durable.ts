@@ -432,8 +432,9 @@ async function toolCalls(): Promise<void> {
     console.log(`- Counts are per completed call over the whole cell, warm-up included (over WS from the first call, once the clients`);
     console.log(`  have connected). "store tx" counts every Store.tx, including the audit checkpoint's compare-and-rename mutex (an`);
     console.log(`  IMMEDIATE transaction that writes nothing, so no WAL fsync); "WAL commits" are the transactions that changed the`);
-    console.log(`  database (each fsyncs the WAL under synchronous=FULL), detected with data_version on a second connection. Each audit`);
-    console.log(`  batch also fsyncs the checkpoint's temp file and its directory. SQLite's automatic WAL checkpoints (every ~1,000`);
+    console.log(`  database (each fsyncs the WAL under synchronous=FULL), detected with data_version on a second connection. The signed`);
+    console.log(`  audit checkpoint (a temp file and its directory fsynced) is written once per interval (audit_checkpoint_interval_ms,`);
+    console.log(`  1 s) or per audit_checkpoint_entries (1,000) entries, not per batch. SQLite's automatic WAL checkpoints (every ~1,000`);
     console.log(`  pages) add a few fsyncs not counted here.`);
     console.log(`- "blocked" = time inside Store.tx and fsyncSync, all synchronous on the gateway's event loop (better-sqlite3); its`);
     console.log(`  share is of the same span's wall time. ELU = the event loop's utilization over that span (busy, not idle).`);
@@ -532,6 +533,8 @@ async function groupCommit(): Promise<void> {
         probe = new TxProbe(svc.store, svc.paths.db);
         const t0 = performance.now();
         const entries = await mode.write(svc.audit, AUDIT_N, t0 + AUDIT_CAP_MS);
+        // append signs its checkpoint on an interval; sign the last one inside the measurement.
+        await svc.audit.flush();
         const ms = performance.now() - t0;
         cells.push({ name: mode.name, entries, ms, counts: probe.take() });
         probe.uninstall();

@@ -107,6 +107,8 @@ export interface OpenHomeOptions {
   onPluginChange?: (pluginId: string) => void;
   /** MCP servers or approvals changed in this process. */
   onMcpChange?: () => void;
+  /** A checkpoint the audit log signs off the call path (on its interval, or at close) failed. */
+  onAuditCheckpointError?: (error: TyrumError) => void;
   /**
    * What to do when the audit log does not extend its signed checkpoint: 'refuse' (default:
    * throw TYRUM_ERR_AUDIT_TAMPERED before anything is changed), 'accept' (record the damage in
@@ -127,7 +129,16 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     const secrets = new SecretStore(store, loadSecretKey(home));
     // Every audit entry passes the redactor: a secret value never reaches the log.
     const redactor = Redactor.fromSecrets(secrets);
-    const audit = new AuditLog({ store, signer: key, verifier: key, checkpointPath: paths.auditCheckpoint, redact: redactor.redactDeep });
+    const audit = new AuditLog({
+      store,
+      signer: key,
+      verifier: key,
+      checkpointPath: paths.auditCheckpoint,
+      redact: redactor.redactDeep,
+      checkpointIntervalMs: config.limits.auditCheckpointIntervalMs,
+      checkpointEntries: config.limits.auditCheckpointEntries,
+      ...(opts.onAuditCheckpointError ? { onCheckpointError: opts.onAuditCheckpointError } : {}),
+    });
     if (opts.tamperedAudit !== 'inspect') {
       const anchor = audit.checkAnchor();
       if (!anchor.ok) {
@@ -176,9 +187,14 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       resolveApproval,
       paths,
       close: async () => {
-        await audit.flush();
-        audit.close();
-        store.close();
+        // A checkpoint that cannot be signed (a log tampered with while running) is reported,
+        // and the store is closed all the same.
+        try {
+          await audit.flush();
+        } finally {
+          audit.close();
+          store.close();
+        }
       },
     };
   } catch (e) {
@@ -215,6 +231,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       onPluginChange: () => reconcile(),
       onMcpChange: () => void mcpHost?.reconcile(),
       tamperedAudit: options.acceptTamperedAudit === true ? 'accept' : 'refuse',
+      onAuditCheckpointError: (e) => server?.app.log.error({ code: e.code, details: e.details }, e.message),
     });
   } catch (e) {
     lock.release();
@@ -406,8 +423,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         await mcpHost!.close();
         await host!.close();
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);
-        await svc.close();
-        lock.release();
+        try {
+          await svc.close();
+        } finally {
+          lock.release();
+        }
       },
     };
     return running;

@@ -5,7 +5,14 @@
  * in a single IMMEDIATE transaction on the next (setImmediate), so a burst costs one fsync
  * rather than one per entry. The chain head is read inside that transaction, which holds the
  * database write lock, so the gateway and a CLI appending to the same file serialize into one
- * chain. After each committed batch a signed checkpoint is written outside the database.
+ * chain.
+ *
+ * A signed checkpoint is written outside the database off the call path: at most
+ * `checkpointIntervalMs` after an entry is committed, as soon as `checkpointEntries` entries are
+ * committed without one, on `flush` and `close`, and at once for the first entries of a log that
+ * has none and for `appendSync` (the CLI, a short-lived process). Entries appended since the
+ * newest checkpoint are covered by the chain only: until the next checkpoint they can be cut off
+ * the end of the log undetected; anything at or below the newest checkpoint cannot.
  *
  * The chain must extend the last signed checkpoint: the database must still hold the entry at
  * the checkpoint's seq with the hash the checkpoint names. That is checked before the first
@@ -31,7 +38,16 @@ export interface AuditLogOptions {
   now?: () => Date;
   /** Applied to actor and data before hashing, so redacted values never reach the log. */
   redact?: (value: unknown) => unknown;
+  /** Sign a checkpoint at most this long after an entry is committed. Default 1000. */
+  checkpointIntervalMs?: number;
+  /** Sign one as soon as this many entries are committed without one. Default 1000. */
+  checkpointEntries?: number;
+  /** A checkpoint signed off the call path (timer, `close`) failed; the gateway logs it. */
+  onCheckpointError?: (error: TyrumError) => void;
 }
+
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
+export const DEFAULT_CHECKPOINT_ENTRIES = 1000;
 
 /** Query for `audit.list`. */
 export interface AuditListQuery {
@@ -77,7 +93,13 @@ export class AuditLog {
   private readonly checkpointPath: string;
   private readonly now: () => Date;
   private readonly redact: (value: unknown) => unknown;
+  private readonly checkpointIntervalMs: number;
+  private readonly checkpointEntries: number;
+  private readonly onCheckpointError: (error: TyrumError) => void;
   private queue: Pending[] = [];
+  /** The newest entry this process committed that no checkpoint covers yet, and how many such entries. */
+  private uncheckpointed: { head: AuditEntry; count: number } | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
   private scheduled: NodeJS.Immediate | null = null;
   private closed = false;
   /** The chain was found to extend the checkpoint in this process (checked once, before the first commit). */
@@ -96,12 +118,17 @@ export class AuditLog {
     this.checkpointPath = options.checkpointPath;
     this.now = options.now ?? (() => new Date());
     this.redact = options.redact ?? ((v) => v);
+    this.checkpointIntervalMs = positiveInt(options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS, 'checkpointIntervalMs');
+    this.checkpointEntries = positiveInt(options.checkpointEntries ?? DEFAULT_CHECKPOINT_ENTRIES, 'checkpointEntries');
+    this.onCheckpointError = options.onCheckpointError ?? (() => undefined);
   }
 
   /**
    * Queue an entry; it is committed with everything else queued this tick. Resolves with the
-   * committed entry once it and its checkpoint are durable; rejects if either fails. Invalid
-   * input rejects at once without affecting other queued entries.
+   * committed entry once it is durable; the checkpoint follows within `checkpointIntervalMs`
+   * (`flush` forces it). Rejects if the commit fails, or a checkpoint signed with the commit
+   * (the log's first, or the `checkpointEntries`th entry) fails. Invalid input rejects at once
+   * without affecting other queued entries.
    */
   append(type: string, actor: AuditActor, data: Record<string, unknown> = {}): Promise<AuditEntry> {
     let entry: Prepared;
@@ -117,27 +144,42 @@ export class AuditLog {
   }
 
   /**
-   * Commit one entry now, for short-lived processes such as the CLI that have no later tick to
-   * wait for. Entries already queued by `append` go in the same transaction, ahead of it.
+   * Commit one entry and checkpoint it now, for short-lived processes such as the CLI that have
+   * no later tick to wait for. Entries already queued by `append` go in the same transaction,
+   * ahead of it.
    */
   appendSync(type: string, actor: AuditActor, data: Record<string, unknown> = {}): AuditEntry {
     const entry = this.prepare(type, actor, data);
     let result: { ok: true; entry: AuditEntry } | { ok: false; error: unknown } | undefined;
     this.queue.push({ entry, resolve: (e) => (result = { ok: true, entry: e }), reject: (error) => (result = { ok: false, error }) });
-    this.flushQueue();
+    this.flushQueue(true);
     if (result === undefined) throw new TyrumError('TYRUM_ERR_INTERNAL', 'audit flush finished without settling the entry');
     if (!result.ok) throw result.error;
     return result.entry;
   }
 
-  /** Commit everything queued so far now. Failures are reported through each `append` promise. */
+  /**
+   * Commit everything queued so far and sign the checkpoint over it now. Commit failures are
+   * reported through each `append` promise; a checkpoint failure rejects this call.
+   */
   async flush(): Promise<void> {
     this.flushQueue();
+    this.checkpointPending();
   }
 
-  /** Commit what is queued and refuse further appends. Does not close the shared store. */
+  /**
+   * Commit what is queued, sign the checkpoint over it and refuse further appends. Never throws:
+   * a checkpoint failure goes to `onCheckpointError`. Does not close the shared store.
+   */
   close(): void {
     this.flushQueue();
+    try {
+      this.checkpointPending();
+    } catch (e) {
+      this.onCheckpointError(e as TyrumError);
+    }
+    if (this.checkpointTimer !== null) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
     this.closed = true;
   }
 
@@ -210,7 +252,8 @@ export class AuditLog {
     return { type, actor: a, data: toJsonObject(this.redact(data), 'data') };
   }
 
-  private flushQueue(): void {
+  /** Commit the queue; checkpoint with it when `now`, for a log's first entries, or every `checkpointEntries` entries. */
+  private flushQueue(now = false): void {
     if (this.scheduled !== null) {
       clearImmediate(this.scheduled);
       this.scheduled = null;
@@ -239,19 +282,23 @@ export class AuditLog {
       return;
     }
     const last = committed[committed.length - 1];
-    try {
-      if (last) this.checkpoint(last);
-    } catch (e) {
-      const err = isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')
-        ? e
-        : new TyrumError(
-        'TYRUM_ERR_AUDIT_CHECKPOINT',
-        `audit entries committed but the checkpoint at ${this.checkpointPath} could not be written: ${(e as Error).message}`,
-            { committed: true, through_seq: last?.seq, checkpoint_path: this.checkpointPath },
-            { cause: e },
-          );
-      for (const p of batch) p.reject(err);
-      return;
+    if (last) this.uncheckpointed = { head: last, count: (this.uncheckpointed?.count ?? 0) + committed.length };
+    if (now || this.known === null || (this.uncheckpointed?.count ?? 0) >= this.checkpointEntries) {
+      try {
+        this.checkpointPending();
+      } catch (e) {
+        for (const p of batch) p.reject(e);
+        return;
+      }
+    } else {
+      this.checkpointTimer ??= setTimeout(() => {
+        this.checkpointTimer = null;
+        try {
+          this.checkpointPending();
+        } catch (e) {
+          this.onCheckpointError(e as TyrumError);
+        }
+      }, this.checkpointIntervalMs).unref();
     }
     batch.forEach((p, i) => {
       const entry = committed[i];
@@ -272,6 +319,28 @@ export class AuditLog {
       prev = hash;
       return { ...fields, hash };
     });
+  }
+
+  /** Sign the checkpoint over what this process committed since the last one, if anything. Throws a coded error. */
+  private checkpointPending(): void {
+    const pending = this.uncheckpointed;
+    if (pending === null) return;
+    try {
+      this.checkpoint(pending.head);
+    } catch (e) {
+      if (isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')) throw e;
+      throw new TyrumError(
+        'TYRUM_ERR_AUDIT_CHECKPOINT',
+        `audit entries committed but the checkpoint at ${this.checkpointPath} could not be written: ${(e as Error).message}`,
+        { committed: true, through_seq: pending.head.seq, checkpoint_path: this.checkpointPath },
+        { cause: e },
+      );
+    }
+    if (this.uncheckpointed === pending) this.uncheckpointed = null;
+    if (this.checkpointTimer !== null && this.uncheckpointed === null) {
+      clearTimeout(this.checkpointTimer);
+      this.checkpointTimer = null;
+    }
   }
 
   /**
@@ -355,6 +424,11 @@ export class AuditLog {
     }
     return { ok: true, checkpoint: cp };
   }
+}
+
+function positiveInt(n: number, name: string): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${name} must be a positive integer (got ${n})`);
+  return n;
 }
 
 /** Entries for `audit.list`, oldest first, with `actor` and `data` parsed. */

@@ -5,7 +5,8 @@
  * the result against the signed checkpoint. The chain catches edits, deletions and reordering
  * anywhere; the checkpoint catches what a consistent chain cannot: a dropped tail and a chain
  * re-hashed from an edited entry onwards. Entries appended after the newest checkpoint are
- * covered by the chain only, which is why a checkpoint is written after every batch.
+ * covered by the chain only; AuditLog signs one within its interval and entry count, so that
+ * window stays short (README, security model).
  *
  * A log an operator accepted as tampered (`tyrum start --accept-tampered-audit`) never verifies
  * again: its checkpoint carries the facts, signed, and they are reported even when the chain

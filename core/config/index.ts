@@ -11,6 +11,7 @@ import { createPublicKey } from 'node:crypto';
 import { GatewayConfig as GatewayConfigSchema } from '../../schemas/index.js';
 import { validate } from '../protocol/validate.js';
 import { TyrumError } from '../errors/index.js';
+import { DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS } from '../audit/log.js';
 
 /** Named limits; see the `config.gateway` contract for what each bounds. */
 export interface Limits {
@@ -28,6 +29,10 @@ export interface Limits {
   httpKeepAliveTimeoutMs: number;
   httpBodyLimitBytes: number;
   authFailureAuditPerMinute: number;
+  /** The audit log signs its checkpoint at most this long after an entry is committed. */
+  auditCheckpointIntervalMs: number;
+  /** ... or as soon as this many entries are committed without one. */
+  auditCheckpointEntries: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -45,6 +50,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   httpKeepAliveTimeoutMs: 5_000,
   httpBodyLimitBytes: 1024 * 1024,
   authFailureAuditPerMinute: 30,
+  auditCheckpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
+  auditCheckpointEntries: DEFAULT_CHECKPOINT_ENTRIES,
 });
 
 export const DEFAULT_PORT = 8788;

@@ -19,6 +19,8 @@ export const LimitsConfig = Strict({
   http_keep_alive_timeout_ms: Int(100, 600_000, 'Idle keep-alive time. Default 5000.'),
   http_body_limit_bytes: Int(1024, 64 * 1024 * 1024, 'Largest HTTP request body. Default 1048576.'),
   auth_failure_audit_per_minute: Int(1, 100_000, 'Audit entries per minute for failed authentication from one address; the rest are counted. Default 30.'),
+  audit_checkpoint_interval_ms: Int(10, 3_600_000, 'The signed audit checkpoint is written at most this long after an entry is committed (and at shutdown); entries newer than the last checkpoint can be cut off the log undetected until it is written. Default 1000.'),
+  audit_checkpoint_entries: Int(1, 1_000_000, 'The signed audit checkpoint is written as soon as this many entries are committed without one. Default 1000.'),
 });
 
 export const GatewayConfig = Strict({

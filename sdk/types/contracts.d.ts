@@ -86,6 +86,14 @@ export interface ConfigGateway {
      * Audit entries per minute for failed authentication from one address; the rest are counted. Default 30.
      */
     auth_failure_audit_per_minute?: number;
+    /**
+     * The signed audit checkpoint is written at most this long after an entry is committed (and at shutdown); entries newer than the last checkpoint can be cut off the log undetected until it is written. Default 1000.
+     */
+    audit_checkpoint_interval_ms?: number;
+    /**
+     * The signed audit checkpoint is written as soon as this many entries are committed without one. Default 1000.
+     */
+    audit_checkpoint_entries?: number;
   };
   /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.

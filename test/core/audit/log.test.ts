@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTyrumError } from '../../../core/errors/index.js';
 import { canonicalJson } from '../../../core/util/canonical-json.js';
-import { AuditLog, GENESIS_HASH, hashEntry, type AuditEntry } from '../../../core/audit/index.js';
+import { AuditLog, GENESIS_HASH, hashEntry, verifyAudit, type AuditEntry } from '../../../core/audit/index.js';
 import { signCheckpoint, writeCheckpoint } from '../../../core/audit/checkpoint.js';
-import { fill, setup } from './fixtures/index.js';
+import { fill, makeKeys, setup } from './fixtures/index.js';
+import { openStore } from '../../../core/store/index.js';
 
 const fixed = () => new Date('2025-01-02T03:04:05.000Z');
 
@@ -169,6 +170,49 @@ t.test('a checkpoint deleted or put back while the log runs is never signed over
   t.equal(readFileSync(env.checkpointPath, 'utf8'), third);
 });
 
+t.test('the checkpoint is signed off the call path: on an interval, every N entries, on flush and on close', async (t) => {
+  const cpSeq = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as { seq: number }).seq;
+  const dir = t.testdir();
+  const keys = makeKeys();
+  const open = (name: string, options: { checkpointIntervalMs?: number; checkpointEntries?: number }) => {
+    const store = openStore(join(dir, `${name}.db`));
+    t.teardown(() => store.close());
+    const checkpointPath = join(dir, `${name}.checkpoint.json`);
+    return { store, checkpointPath, log: new AuditLog({ store, signer: keys.signer, verifier: keys.verifier, checkpointPath, ...options }) };
+  };
+  const batches = async (log: AuditLog, n: number) => {
+    for (let i = 0; i < n; i++) await log.append('test.event', { kind: 'cli' }, { i });
+  };
+
+  const slow = open('slow', { checkpointIntervalMs: 600_000, checkpointEntries: 1000 });
+  await batches(slow.log, 1);
+  t.equal(cpSeq(slow.checkpointPath), 1, "a log's first entry is checkpointed at once");
+  await batches(slow.log, 20);
+  t.equal(cpSeq(slow.checkpointPath), 1, 'twenty more batches sign no checkpoint');
+  await slow.log.flush();
+  t.equal(cpSeq(slow.checkpointPath), 21, 'flush signs it');
+  await batches(slow.log, 3);
+  slow.log.close();
+  t.equal(cpSeq(slow.checkpointPath), 24, 'close signs it');
+  t.ok(verifyAudit({ store: slow.store, verifier: keys.verifier, checkpointPath: slow.checkpointPath }).ok);
+
+  const counted = open('counted', { checkpointIntervalMs: 600_000, checkpointEntries: 5 });
+  await batches(counted.log, 1);
+  await batches(counted.log, 4);
+  t.equal(cpSeq(counted.checkpointPath), 1);
+  await batches(counted.log, 1);
+  t.equal(cpSeq(counted.checkpointPath), 6, 'the fifth entry without a checkpoint signs one');
+
+  const timed = open('timed', { checkpointIntervalMs: 50, checkpointEntries: 1000 });
+  await batches(timed.log, 1);
+  await batches(timed.log, 3);
+  const deadline = Date.now() + 10_000;
+  while (cpSeq(timed.checkpointPath) !== 4 && Date.now() < deadline) await sleep(20);
+  t.equal(cpSeq(timed.checkpointPath), 4, 'the interval signs it without further appends');
+
+  t.throws(() => new AuditLog({ store: timed.store, signer: keys.signer, verifier: keys.verifier, checkpointPath: timed.checkpointPath, checkpointEntries: 0 }), { code: 'TYRUM_ERR_INVALID_ARGUMENT' });
+});
+
 t.test('a checkpoint that cannot be written rejects the appends, which stay committed', async (t) => {
   const dir = t.testdir();
   const env = setup(t, { checkpointPath: join(dir, 'no-such-dir', 'audit.checkpoint.json') });
@@ -193,6 +237,7 @@ t.test('two logs on two connections to one file append into a single valid chain
     other.appendSync('test.b', { kind: 'cli' }, { round, sync: true });
     await Promise.all(pending);
   }
+  await env.log.flush();
   const result = env.verify(env.openStore());
   t.equal(result.ok, true, result.reason ?? 'verifies');
   t.equal(result.entries, 80);
