@@ -13,13 +13,15 @@ t.test('a spinning read-only plugin is stopped at its time budget and not retrie
     await gw.close();
     removeHome(gw.home);
   });
-  const src = await pluginDir(t.testdir(), { id: 'spinner', wat: 'hostile', tools: [{ id: 'spin' }], requests: { time: { timeout_ms: BUDGET_MS } } });
+  const src = await pluginDir(t.testdir(), { id: 'spinner', wat: 'hostile', tools: [{ id: 'spin' }, { id: 'ok' }], requests: { time: { timeout_ms: BUDGET_MS } } });
   await gw.plugins.install(src, CLI);
   await gw.plugins.grant('spinner', { allRequested: true }, CLI);
   await gw.plugins.enable('spinner', CLI);
   const admin = await connect(gw);
   t.teardown(() => admin.conn.ws.close());
 
+  // Load the module first (its 'ok' export answers at once), so the timing below is the call alone.
+  await admin.conn.request('tool.invoke', { tool_id: 'spinner.ok', args: {} }, 20_000);
   const started = Date.now();
   const r = await admin.conn.request('tool.invoke', { tool_id: 'spinner.spin', args: {}, wait_ms: 30_000 }, 35_000);
   const heard = Date.now() - started;
