@@ -284,6 +284,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         // read_only tools have no external effect to repeat, so a cut-off call may simply run again.
         return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' };
       },
+      unavailable: (toolId) => tools.unavailable(toolId),
       decide: (step) => {
         const d = tools.describe(step.tool_id);
         const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));

@@ -50,6 +50,11 @@ export interface ExecutionEngineOptions {
   approvals: ApprovalService;
   /** The registry lookup; null when no such tool is enabled. */
   resolveTool(toolId: string): ResolvedTool | null;
+  /**
+   * Why `resolveTool` found nothing, the error the step fails with (e.g. TYRUM_ERR_MCP_QUARANTINED
+   * for an MCP tool whose definition changed while its call waited for approval). Default: not found.
+   */
+  unavailable?(toolId: string): TyrumError;
   /** The policy decision (core/policy's decide, bound to the active snapshot by the integrator). */
   decide(step: StepCall): PolicyResult | Promise<PolicyResult>;
   /** Runs the call (PluginHost.invoke). Must honour `signal`. */
@@ -591,7 +596,7 @@ export class ExecutionEngine {
   private async gate(claim: Claim, run: RunRow, step: StepRow): Promise<Next> {
     const args = JSON.parse(step.args) as Record<string, unknown>;
     const tool = this.resolveTool(step.tool_id);
-    if (!tool) return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${step.tool_id}`, { tool_id: step.tool_id }), {});
+    if (!tool) return this.failStep(claim, run, step, this.unavailable(step.tool_id), {});
     const idempotent = tool.idempotent || step.idempotency_key !== null;
     // Hash what will actually be sent, not the stored hash: an approval must cover these bytes.
     const call = this.stepCall(run, step, args, tool, idempotent, null);
@@ -711,7 +716,7 @@ export class ExecutionEngine {
     // Retry: the tool and any approval are checked again against what will run now.
     const args = JSON.parse(step.args) as Record<string, unknown>;
     const tool = this.resolveTool(step.tool_id);
-    if (!tool) return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${step.tool_id}`, { tool_id: step.tool_id }), {});
+    if (!tool) return this.failStep(claim, run, step, this.unavailable(step.tool_id), {});
     const call = this.stepCall(run, step, args, tool, idempotent, null);
     const res: Resolution = { definition_hash: tool.definition_hash, plugin_digest: tool.plugin_digest };
     let consume: string | null = null;
@@ -1008,6 +1013,15 @@ export class ExecutionEngine {
   private required<T>(v: T | undefined, runId: string): T {
     if (v === undefined) throw new TyrumError('TYRUM_ERR_CONFLICT', `run ${runId} changed concurrently; try again`, { run_id: runId });
     return v;
+  }
+
+  private unavailable(toolId: string): TyrumError {
+    try {
+      if (this.o.unavailable) return this.o.unavailable(toolId);
+    } catch (e) {
+      this.log('error', 'unavailable failed', { tool_id: toolId, err: String(e) });
+    }
+    return new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
   }
 
   private resolveTool(toolId: string): ResolvedTool | null {

@@ -292,9 +292,23 @@ export class McpHost {
     return [...this.getCatalog().values()].map(({ entry: { postcondition: _pc, ...wire } }) => wire);
   }
 
+  /**
+   * Why `toolId` is not served: TYRUM_ERR_MCP_QUARANTINED for a tool awaiting review (new, of an
+   * unapproved server, or changed since approval), TYRUM_ERR_MCP_SCHEMA_REFUSED for a refused
+   * one; null when no active server lists it (not found) or it is served.
+   */
+  unavailable(toolId: string): TyrumError | null {
+    if (this.getCatalog().has(toolId)) return null;
+    return this.o.registry.unavailable(toolId, this.o.activePlugins());
+  }
+
+  private notServed(toolId: string): TyrumError {
+    return this.unavailable(toolId) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no approved MCP tool ${toolId}`, { tool_id: toolId });
+  }
+
   checkCall(toolId: string, args: Record<string, unknown>): void {
     const t = this.getCatalog().get(toolId);
-    if (!t) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no approved MCP tool ${toolId} (new and changed MCP tools stay quarantined until an operator approves them: tyrum mcp diff)`);
+    if (!t) throw this.notServed(toolId);
     if (!t.input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(t.input.errors) });
   }
 
@@ -302,7 +316,7 @@ export class McpHost {
   async invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash: string; plugin_digest: string; duration_ms: number }> {
     const started = performance.now();
     const t = this.getCatalog().get(toolId);
-    if (!t) throw new TyrumError('TYRUM_ERR_MCP_QUARANTINED', `MCP tool ${toolId} is not approved (or its definition changed since approval): tyrum mcp diff ${toolId.split('.')[1] ?? ''}`);
+    if (!t) throw this.notServed(toolId);
     const sup = this.supervisors.get(t.served.server);
     const spec = sup?.spec;
     const timeoutMs = spec?.call_timeout_ms ?? DEFAULT_CALL_TIMEOUT_MS;

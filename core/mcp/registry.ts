@@ -434,6 +434,30 @@ export class McpRegistry {
     return out;
   }
 
+  /**
+   * Why a tool the gateway knows of is not served: quarantined (its server not approved yet, the
+   * tool new and not approved, or its definition changed since approval — a rug pull) or refused
+   * at registration. Null when no active server lists such a tool (then it is simply not found)
+   * or when it is served.
+   */
+  unavailable(toolId: string, activePlugins: ReadonlySet<string>): TyrumError | null {
+    const id = parseMcpToolId(toolId);
+    if (!id) return null;
+    const s = this.o.store.mcp.getServer(id.server);
+    if (!s || s.state === 'disabled' || !this.originActive(s, activePlugins)) return null;
+    const t = this.o.store.mcp.tools(id.server).find((x) => x.name === id.tool);
+    if (!t) return null;
+    const status = statusOf(t);
+    const review = `review it with \`tyrum mcp diff ${id.server}\` and approve it with \`tyrum mcp approve ${id.server} --tool ${id.tool}\``;
+    const details = { tool_id: toolId, server: id.server, status };
+    if (status === 'removed') return null;
+    if (status === 'refused') return new TyrumError('TYRUM_ERR_MCP_SCHEMA_REFUSED', `MCP tool ${toolId} was refused at registration: ${t.refused}`, details);
+    if (s.state === 'quarantined') return new TyrumError('TYRUM_ERR_MCP_QUARANTINED', `MCP tool ${toolId} is quarantined: server ${id.server} is not approved yet; ${review.replace(` --tool ${id.tool}`, '')}`, details);
+    if (status === 'changed') return new TyrumError('TYRUM_ERR_MCP_QUARANTINED', `MCP tool ${toolId} is quarantined: its definition changed since it was approved; ${review}`, details);
+    if (status === 'pending') return new TyrumError('TYRUM_ERR_MCP_QUARANTINED', `MCP tool ${toolId} is quarantined: it is new and not approved yet; ${review}`, details);
+    return null;
+  }
+
   /** Servers that should be running: not disabled, and for a plugin's, its plugin enabled. */
   runnable(activePlugins: ReadonlySet<string>): McpServerRow[] {
     return this.o.store.mcp.listServers().filter((s) => s.state !== 'disabled' && this.originActive(s, activePlugins));

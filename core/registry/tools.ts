@@ -5,6 +5,7 @@
  * (no plugin may be named "mcp"); everything else to plugins.
  */
 import type { RiskFlag } from '../../schemas/index.js';
+import { TyrumError } from '../errors/index.js';
 import type { AuditActor } from '../audit/index.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { PluginHost, ToolEntry } from './host.js';
@@ -48,5 +49,13 @@ export class ToolCatalog implements ToolSource {
 
   invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): ReturnType<ToolSource['invoke']> {
     return this.source(toolId).invoke(toolId, args, actor, signal);
+  }
+
+  /**
+   * Why a tool that `describe` does not know cannot run: a quarantined (or refused) MCP tool says
+   * so (TYRUM_ERR_MCP_QUARANTINED, TYRUM_ERR_MCP_SCHEMA_REFUSED); anything else is not found.
+   */
+  unavailable(toolId: string): TyrumError {
+    return (toolId.startsWith('mcp.') ? this.mcp?.unavailable(toolId) : null) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
   }
 }
