@@ -9,8 +9,9 @@
  *
  * A signed checkpoint is written outside the database off the call path: at most
  * `checkpointIntervalMs` after an entry is committed, as soon as `checkpointEntries` entries are
- * committed without one, on `flush` and `close`, and at once for the first entries of a log that
- * has none and for `appendSync` (the CLI, a short-lived process). Entries appended since the
+ * committed without one, on `flush` and `close`, and at once for a log's first entries and for
+ * `appendSync` (the CLI, a short-lived process). An empty log is anchored at seq 0 before its
+ * first entry is committed. Entries appended since the
  * newest checkpoint are covered by the chain only: until the next checkpoint they can be cut off
  * the end of the log undetected; anything at or below the newest checkpoint cannot.
  *
@@ -189,9 +190,25 @@ export class AuditLog {
    * fine only while the log is empty; an unreadable, forged or rolled-back one is not.
    */
   checkAnchor(): AnchorCheck {
-    const r = this.judge(this.readAnchor().load);
-    if (r.ok) this.anchored = true;
-    return r;
+    for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
+      const { text, load } = this.readAnchor();
+      const r = this.judge(load);
+      if (!r.ok) return r;
+      this.anchored = true;
+      if (r.checkpoint !== null) return r;
+      // A new, empty log: anchor it before its first entry (a checkpoint at seq 0), so no other
+      // process can ever find entries without a checkpoint while the first one is being signed.
+      let published: boolean;
+      try {
+        published = this.publish(signCheckpoint({ seq: 0, head_hash: GENESIS_HASH, count: 0, ts: this.now().toISOString() }, this.signer), text);
+      } catch {
+        // Unwritable: the first entries' checkpoint reports it (TYRUM_ERR_AUDIT_CHECKPOINT).
+        return r;
+      }
+      if (published) return { ok: true, checkpoint: this.known?.body ?? null };
+      // Another process anchored it first: read what it wrote.
+    }
+    return this.judge(this.readAnchor().load);
   }
 
   /** The coded error for a failed `checkAnchor`, saying what was found and how to proceed. */
@@ -283,7 +300,7 @@ export class AuditLog {
     }
     const last = committed[committed.length - 1];
     if (last) this.uncheckpointed = { head: last, count: (this.uncheckpointed?.count ?? 0) + committed.length };
-    if (now || this.known === null || (this.uncheckpointed?.count ?? 0) >= this.checkpointEntries) {
+    if (now || this.known === null || this.known.body.seq === 0 || (this.uncheckpointed?.count ?? 0) >= this.checkpointEntries) {
       try {
         this.checkpointPending();
       } catch (e) {

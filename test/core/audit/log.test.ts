@@ -156,6 +156,19 @@ t.test('the checkpoint never regresses to a lower seq', async (t) => {
   t.equal((JSON.parse(readFileSync(env.checkpointPath, 'utf8')) as { seq: number }).seq, 1000);
 });
 
+t.test('an empty log is anchored before its first entry, so another process never sees entries without a checkpoint', async (t) => {
+  const env = setup(t);
+  t.match(env.log.checkAnchor(), { ok: true, checkpoint: { seq: 0, head_hash: GENESIS_HASH } });
+  t.ok(existsSync(env.checkpointPath), 'the seq 0 checkpoint is on disk before anything is committed');
+  // Entries committed by the first process whose own checkpoint is not written yet.
+  const entry = { seq: 1, ts: fixed().toISOString(), type: 'test.event', actor: { kind: 'cli' }, data: {}, prev_hash: GENESIS_HASH };
+  env.store.audit.insert({ ...entry, actor: canonicalJson(entry.actor), data: canonicalJson(entry.data), hash: hashEntry(entry) });
+  const other = new AuditLog({ store: env.openStore(), signer: env.keys.signer, verifier: env.keys.verifier, checkpointPath: env.checkpointPath });
+  t.match(other.checkAnchor(), { ok: true }, 'a second process is not misled into reporting tampering');
+  t.equal((await other.append('test.event', { kind: 'cli' }, {})).seq, 2);
+  t.ok(env.verify().ok);
+});
+
 t.test('a checkpoint deleted or put back while the log runs is never signed over', async (t) => {
   const env = setup(t);
   await fill(env.log, 3);

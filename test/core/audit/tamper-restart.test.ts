@@ -134,8 +134,8 @@ t.test('a log truncated while the gateway runs gets no checkpoint over the short
   await t.rejects(gw.audit.flush(), { code: 'TYRUM_ERR_AUDIT_TAMPERED' }, 'signing the checkpoint is refused');
   t.equal(checkpointSeq(home), signed, 'the checkpoint still names the original head');
   closed = true;
-  await t.rejects(gw.close(), { code: 'TYRUM_ERR_AUDIT_TAMPERED' }, 'stopping reports it too');
-  t.equal(checkpointSeq(home), signed);
+  await gw.close();
+  t.equal(checkpointSeq(home), signed, 'stopping signs nothing either');
   const verify = await runCli(['audit', 'verify', '--home', home]);
   t.equal(verify.code, 1);
   t.match(verify.err, /does not match the signed checkpoint|truncated/);

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openHome, type HomeServices } from '../../../core/runtime.js';
 import { listAudit } from '../../../core/audit/index.js';
@@ -7,9 +8,15 @@ import { pluginDir } from './helpers.js';
 
 const CLI = { kind: 'cli', user: 'test' };
 
-async function home(t: { testdir(): string; teardown(fn: () => unknown): void }): Promise<HomeServices> {
-  const svc = openHome(join(t.testdir(), 'home'));
-  t.teardown(() => svc.close());
+// Not in t.testdir(): the tests call t.testdir() again (for plugin sources), which empties it
+// under the open home, and the audit log rightly reports a checkpoint gone from a live home.
+async function home(t: { teardown(fn: () => unknown): void }): Promise<HomeServices> {
+  const dir = mkdtempSync(join(tmpdir(), 'tyrum-lifecycle-'));
+  const svc = openHome(join(dir, 'home'));
+  t.teardown(async () => {
+    await svc.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   return svc;
 }
 
