@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { startGateway, type RunningGateway } from '../../../core/runtime.js';
 import { runCli } from '../../helpers/cli.js';
+import { connect } from '../../helpers/gateway.js';
 
 const start = (home: string, acceptTamperedAudit = false): Promise<RunningGateway> =>
   startGateway({ home, overrides: { port: 0 }, logLevel: false, ...(acceptTamperedAudit ? { acceptTamperedAudit } : {}) });
@@ -140,4 +141,19 @@ t.test('a log truncated while the gateway runs gets no checkpoint over the short
   t.equal(verify.code, 1);
   t.match(verify.err, /does not match the signed checkpoint|truncated/);
   await t.rejects(start(home), { code: 'TYRUM_ERR_AUDIT_TAMPERED' }, 'and the next start is refused');
+});
+
+t.test('audit.verify over the protocol reports a log truncated while the gateway runs', async (t) => {
+  const home = join(t.testdir(), 'home');
+  const gw = await start(home);
+  t.teardown(() => gw.close());
+  await use(gw, 4);
+  await gw.audit.flush();
+  truncate(home, 2);
+  await gw.audit.append('test.event', { kind: 'cli' }, {});
+  const { conn } = await connect(gw, { token: gw.bootstrapToken });
+  t.teardown(() => conn.ws.close());
+  const v = await conn.request('audit.verify');
+  t.equal(v.ok, true, 'answered, not failed with an internal error');
+  t.match(v.result, { ok: false, reason: /truncated|does not match the signed checkpoint/ });
 });
