@@ -570,10 +570,12 @@ async function groupCommit(): Promise<void> {
       ((c.counts.blockedMs / Math.max(1, c.entries)) * 1000).toFixed(0),
     ]),
   );
-  console.log(`\nEvery batch is one IMMEDIATE transaction (the entries, chained) plus a signed checkpoint: its temp file fsynced, a`);
-  console.log(`compare-and-rename under a second IMMEDIATE transaction that writes nothing, and a directory fsync, so one batch costs`);
-  console.log(`about three fsyncs whatever its size. append groups whatever is queued in one event-loop turn; a lone writer that`);
-  console.log(`awaits each entry gets no grouping. (Engine audit entries are never awaited, so under load they group.)`);
+  console.log(`\nEvery batch is one IMMEDIATE transaction (the entries, chained), one WAL fsync whatever its size. The signed`);
+  console.log(`checkpoint (its temp file fsynced, a compare-and-rename under a second IMMEDIATE transaction that writes nothing, and a`);
+  console.log(`directory fsync) is written per entry by appendSync (the CLI), but by append only for the log's first entries, once`);
+  console.log(`per audit_checkpoint_interval_ms (1 s) or audit_checkpoint_entries (1,000), and on flush (the last one of each row).`);
+  console.log(`append groups whatever is queued in one event-loop turn; a lone writer that awaits each entry gets no grouping.`);
+  console.log(`(Engine audit entries are never awaited, so under load they group.)`);
 }
 
 /** The durable-execution bench section: prints markdown. */
