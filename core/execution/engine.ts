@@ -149,6 +149,8 @@ export class ExecutionEngine {
   private readonly active = new Map<string, Claim>();
   private readonly tasks = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** The finish callbacks of callers in wait(); stop() answers them before the store can close. */
+  private readonly waiters = new Set<() => void>();
   private started = false;
   private stopping = false;
   private kickPending = false;
@@ -304,6 +306,7 @@ export class ExecutionEngine {
       const finish = () => {
         if (done) return;
         done = true;
+        this.waiters.delete(finish);
         off();
         clearTimeout(timer);
         clearInterval(recheck);
@@ -313,12 +316,20 @@ export class ExecutionEngine {
           reject(e);
         }
       };
+      this.waiters.add(finish);
       const off = this.events.onEvent((e) => {
         if (e.type === 'run.updated' && e.payload.run_id === runId && SETTLED.has(e.payload.state as RunState)) finish();
       });
       const timer = setTimeout(finish, timeoutMs);
       const recheck = setInterval(() => {
-        const r = this.store.execution.getRun(runId);
+        let r: RunRow | undefined;
+        try {
+          r = this.store.execution.getRun(runId);
+        } catch {
+          // The store went away under us (closed without stop()): answer instead of throwing
+          // from a timer, which would be an uncaught exception in the gateway.
+          return finish();
+        }
         if (!r || SETTLED.has(r.state)) finish();
       }, 1000);
       recheck.unref();
@@ -435,6 +446,9 @@ export class ExecutionEngine {
    * finishes or times out) and release their leases for the next worker. Resolves when done.
    */
   async stop(): Promise<void> {
+    // Callers still in wait() are answered with the run as it stands now, while the store is
+    // still open; their timers go with them.
+    for (const finish of [...this.waiters]) finish();
     if (!this.started) return;
     this.stopping = true;
     for (const t of this.timers) clearTimeout(t);

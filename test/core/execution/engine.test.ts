@@ -288,3 +288,27 @@ t.test('TyrumErrors thrown by submit carry wire codes', async (t) => {
     t.equal(isTyrumError(e) && e.wire, 'invalid_request');
   }
 });
+
+t.test('a caller still waiting on a run when the engine stops is answered, and its recheck never touches a closed store', async (t) => {
+  const env = setup(t, { start: false });
+  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'kv.read', args: { key: 'a' } }], created_by: me });
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown) => uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  t.teardown(() => process.off('uncaughtException', onUncaught));
+  // The engine never starts, so the run stays queued and the caller would wait the full minute.
+  const waiting = env.engine.wait(run.id, 60_000);
+  await env.close();
+  const settled = await Promise.race([
+    waiting.then(
+      (d) => ({ ok: true as const, state: d.run.state }),
+      (e: unknown) => ({ ok: false as const, e }),
+    ),
+    new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000)),
+  ]);
+  t.not(settled, 'hung', 'the waiting caller is answered when the engine stops');
+  t.match(settled, { ok: true, state: 'queued' }, 'with the run as it stood');
+  // Past the 1 s recheck: a timer left behind would read the closed store and throw.
+  await new Promise((r) => setTimeout(r, 1500));
+  t.same(uncaught, [], 'no timer fired against the closed store');
+});
