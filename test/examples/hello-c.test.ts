@@ -13,8 +13,8 @@ import { validate } from '../../core/protocol/validate.js';
 import { impliedRisks } from '../../manifests/capabilities.js';
 import { readPluginSource } from '../../manifests/index.js';
 import { PluginManifest } from '../../schemas/index.js';
-import { SandboxPool, sandboxReason, type KvStore } from '../../sandbox/index.js';
-import { dec, enc, EXAMPLES, label, loadBuilt, readPluginDir, ROOT, sha256, toolSchemas, upToDate } from './helpers.js';
+import { SandboxPool, sandboxReason } from '../../sandbox/index.js';
+import { dec, enc, EXAMPLES, label, loadBuilt, MapKv, readPluginDir, ROOT, sha256, toolSchemas, upToDate } from './helpers.js';
 import { skipWithoutClang } from '../helpers/toolchain.js';
 
 const DIR = join(EXAMPLES, 'hello-c');
@@ -47,39 +47,6 @@ async function run(): Promise<void> {
 
   type Json = Record<string, unknown>;
   type Tool = 'greet' | 'count';
-
-  /** A plugin's kv store in a Map; usage counts keys plus values, as the gateway's quota does. */
-  class MapKv implements KvStore {
-    readonly map = new Map<string, Uint8Array>();
-    gets = 0;
-    sets = 0;
-    constructor(readonly quota = Infinity) {}
-    used(): number {
-      let n = 0;
-      for (const [k, v] of this.map) n += Buffer.byteLength(k) + v.byteLength;
-      return n;
-    }
-    get(key: string): Uint8Array | null {
-      this.gets++;
-      const v = this.map.get(key);
-      return v === undefined ? null : new Uint8Array(v);
-    }
-    set(key: string, value: Uint8Array | null): boolean {
-      this.sets++;
-      if (value === null) {
-        this.map.delete(key);
-        return true;
-      }
-      const old = this.map.get(key);
-      const after = this.used() - (old === undefined ? 0 : Buffer.byteLength(key) + old.byteLength) + Buffer.byteLength(key) + value.byteLength;
-      if (after > this.quota) return false;
-      this.map.set(key, new Uint8Array(value));
-      return true;
-    }
-    snapshot(): Record<string, string> {
-      return Object.fromEntries([...this.map].map(([k, v]) => [k, dec(v)]));
-    }
-  }
 
   const QUOTA = plugin.manifest.requests?.kv?.quota_bytes ?? 0;
   const pool = new SandboxPool({ workers: 1 });

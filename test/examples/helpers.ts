@@ -9,7 +9,7 @@ import type { PluginManifest } from '../../schemas/index.js';
 import type { BuiltPlugin } from '../plugins/helpers.js';
 
 // One implementation, shared with the first-party plugin tests.
-export { sha256, loadBuilt, pluginAjv, toolSchemas, enc, dec, type BuiltPlugin, type ToolSchemas } from '../plugins/helpers.js';
+export { sha256, loadBuilt, pluginAjv, toolSchemas, enc, dec, MapKv, type BuiltPlugin, type ToolSchemas } from '../plugins/helpers.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const EXAMPLES = join(ROOT, 'examples');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { PluginManifest } from '../../schemas/index.js';
-import type { LoadInfo, LoadOptions, SandboxPool } from '../../sandbox/index.js';
+import type { KvStore, LoadInfo, LoadOptions, SandboxPool } from '../../sandbox/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const PLUGINS = join(ROOT, 'plugins');
@@ -101,3 +101,49 @@ export const dec = (b: Uint8Array): string => new TextDecoder('utf-8', { fatal: 
 /** A test label for a string: JSON-quoted, with line separators escaped (they would break the TAP stream). */
 export const label = (s: string): string =>
   JSON.stringify(s).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/**
+ * A plugin's kv store in a Map, for a real SandboxPool's host API: usage counts keys plus values, as
+ * the gateway's quota does, and a write that would exceed `quota` is refused. Counts gets and sets.
+ */
+export class MapKv implements KvStore {
+  readonly map = new Map<string, Uint8Array>();
+  gets = 0;
+  sets = 0;
+  constructor(readonly quota = Infinity) {}
+  used(): number {
+    let n = 0;
+    for (const [k, v] of this.map) n += Buffer.byteLength(k) + v.byteLength;
+    return n;
+  }
+  get(key: string): Uint8Array | null {
+    this.gets++;
+    const v = this.map.get(key);
+    return v === undefined ? null : new Uint8Array(v);
+  }
+  set(key: string, value: Uint8Array | null): boolean {
+    this.sets++;
+    if (value === null) {
+      this.map.delete(key);
+      return true;
+    }
+    const old = this.map.get(key);
+    const after = this.used() - (old === undefined ? 0 : Buffer.byteLength(key) + old.byteLength) + Buffer.byteLength(key) + value.byteLength;
+    if (after > this.quota) return false;
+    this.map.set(key, new Uint8Array(value));
+    return true;
+  }
+  /** The value under `key` as text. */
+  text(key: string): string | undefined {
+    const v = this.map.get(key);
+    return v === undefined ? undefined : dec(v);
+  }
+  /** Stores `value` under `key` directly (no quota, not counted), to seed a test. */
+  put(key: string, value: string): void {
+    this.map.set(key, enc(value));
+  }
+  /** The whole store as text, to compare before and after. */
+  snapshot(): Record<string, string> {
+    return Object.fromEntries([...this.map].map(([k, v]) => [k, dec(v)]));
+  }
+}

@@ -8,8 +8,8 @@ import { validate } from '../../core/protocol/validate.js';
 import { impliedRisks } from '../../manifests/capabilities.js';
 import { readPluginSource } from '../../manifests/index.js';
 import { PluginManifest } from '../../schemas/index.js';
-import { SandboxPool, sandboxReason, type KvStore } from '../../sandbox/index.js';
-import { dec, enc, label, loadBuilt, readBuilt, readSourceManifest, sha256 } from './helpers.js';
+import { SandboxPool, sandboxReason } from '../../sandbox/index.js';
+import { dec, enc, label, loadBuilt, MapKv, readBuilt, readSourceManifest, sha256 } from './helpers.js';
 
 const plugin = readBuilt('notes');
 
@@ -23,45 +23,6 @@ type Json = Record<string, unknown>;
 type Tool = 'add_note' | 'list_notes' | 'get_note' | 'delete_note';
 
 const utf8 = (s: string): number => Buffer.byteLength(s);
-
-/** A plugin's kv store in a Map; usage counts keys plus values, as the gateway's quota does. */
-class MapKv implements KvStore {
-  readonly map = new Map<string, Uint8Array>();
-  sets = 0;
-  constructor(readonly quota = Infinity) {}
-  used(): number {
-    let n = 0;
-    for (const [k, v] of this.map) n += utf8(k) + v.byteLength;
-    return n;
-  }
-  get(key: string): Uint8Array | null {
-    const v = this.map.get(key);
-    return v === undefined ? null : new Uint8Array(v);
-  }
-  set(key: string, value: Uint8Array | null): boolean {
-    this.sets++;
-    if (value === null) {
-      this.map.delete(key);
-      return true;
-    }
-    const old = this.map.get(key);
-    const after = this.used() - (old === undefined ? 0 : utf8(key) + old.byteLength) + utf8(key) + value.byteLength;
-    if (after > this.quota) return false;
-    this.map.set(key, new Uint8Array(value));
-    return true;
-  }
-  text(key: string): string | undefined {
-    const v = this.map.get(key);
-    return v === undefined ? undefined : dec(v);
-  }
-  put(key: string, value: string): void {
-    this.map.set(key, enc(value));
-  }
-  /** The whole store as text, to compare before and after. */
-  snapshot(): Record<string, string> {
-    return Object.fromEntries([...this.map].map(([k, v]) => [k, dec(v)]));
-  }
-}
 
 /** A store that refuses writes (not deletes) of the keys `refuse` names, as a full quota would. */
 class RefusingKv extends MapKv {

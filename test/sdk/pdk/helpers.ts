@@ -47,8 +47,6 @@ export async function compileAssemblyScript(dir: string): Promise<Uint8Array> {
   return new Uint8Array(readFileSync(join(dir, 'build', 'plugin.wasm')));
 }
 
-export { clangMissing } from '../../helpers/toolchain.js';
-
 /** Compile C source `file` with the flags sdk/pdk/c/README.md gives; returns the module. */
 export function compileC(file: string, outFile: string): Promise<Uint8Array> {
   mkdirSync(join(outFile, '..'), { recursive: true });
