@@ -20,7 +20,7 @@ import type { ValidateFunction } from 'ajv';
 import type { PluginRegistry, EnabledPlugin } from './plugins.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import { pluginKv } from './kv.js';
-import { rawIo, toolInput, toolOutput, type RawIo } from './io.js';
+import { checkToolInput, rawIo, toolInput, toolOutput, type RawIo } from './io.js';
 import { WasmMcpConnection, WASM_MCP_EXPORTS } from '../mcp/wasm.js';
 import type { McpConnection } from '../mcp/types.js';
 
@@ -153,7 +153,7 @@ export class PluginHost {
     const tool = this.getCatalog().get(toolId);
     if (!tool) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`);
     if (!tool.input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(tool.input.errors) });
-    toolInput(toolId, tool.io.input, args);
+    checkToolInput(toolId, tool.io.input, args);
   }
 
   /** Runs a tool: args checked, executed in the sandbox under its budgets, output checked, audited. */

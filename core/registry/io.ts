@@ -19,21 +19,39 @@ export function rawIo(io: ToolIo | undefined): RawIo | null {
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
+ * Refuses arguments that passed a tool's input schema but cannot become its input: for a declared
+ * text/bytes field, a value that is not a string or (bytes) not base64. Encodes nothing: the
+ * gateway checks a call before a run exists, and {@link toolInput} checks again when it runs.
+ */
+export function checkToolInput(toolId: string, io: RawIo | null, args: Record<string, unknown>): void {
+  if (io !== null) rawArgument(toolId, io, args);
+}
+
+/**
  * The bytes a tool's export receives for arguments that passed its input schema: their JSON
  * text, or the raw bytes of the declared field (text: UTF-8; bytes: decoded base64).
  */
 export function toolInput(toolId: string, io: RawIo | null, args: Record<string, unknown>): Uint8Array {
   if (io === null) return Buffer.from(JSON.stringify(args), 'utf8');
-  const path = `/${io.field.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+  const value = rawArgument(toolId, io, args);
+  return io.encoding === 'text' ? Buffer.from(value, 'utf8') : Buffer.from(value, 'base64');
+}
+
+/** The declared field's string value, checked as {@link checkToolInput} describes. */
+function rawArgument(toolId: string, io: RawIo, args: Record<string, unknown>): string {
   const value = args[io.field];
   if (typeof value !== 'string') {
-    throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `argument "${io.field}" of ${toolId} must be a string (its input encoding is ${io.encoding})`, { issues: [{ path, message: 'must be string' }] });
+    throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `argument "${io.field}" of ${toolId} must be a string (its input encoding is ${io.encoding})`, { issues: [{ path: pointer(io.field), message: 'must be string' }] });
   }
-  if (io.encoding === 'text') return Buffer.from(value, 'utf8');
-  if (!BASE64.test(value)) {
-    throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `argument "${io.field}" of ${toolId} must be base64 (its input encoding is bytes)`, { issues: [{ path, message: 'must be base64 (RFC 4648, padded)' }] });
+  if (io.encoding === 'bytes' && !BASE64.test(value)) {
+    throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `argument "${io.field}" of ${toolId} must be base64 (its input encoding is bytes)`, { issues: [{ path: pointer(io.field), message: 'must be base64 (RFC 4648, padded)' }] });
   }
-  return Buffer.from(value, 'base64');
+  return value;
+}
+
+/** The RFC 6901 pointer to a top-level argument. */
+function pointer(field: string): string {
+  return `/${field.replace(/~/g, '~0').replace(/\//g, '~1')}`;
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
