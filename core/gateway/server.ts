@@ -20,7 +20,7 @@ import type { TokenService, AuthenticatedToken } from '../auth/tokens.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
 import type { Store } from '../store/index.js';
 import { Session, CLOSE, encodeEvent, type Peer, type Transport } from '../protocol/session.js';
-import { InflightLimiter } from '../protocol/inflight.js';
+import type { InflightLimiter } from '../protocol/inflight.js';
 import { clientAddress } from './address.js';
 import { fromB64url } from '../util/encoding.js';
 
@@ -32,9 +32,9 @@ export interface GatewayDeps {
   handle(type: OperationType, payload: Record<string, unknown>, peer: Peer): Promise<Record<string, unknown>>;
   /**
    * The per-token in-flight budget (`limits.max_inflight_requests`) every WebSocket session
-   * shares with the MCP endpoint; without it the server makes its own (WebSocket only).
+   * shares with the MCP endpoint (the same limiter must be given to both).
    */
-  inflight?: InflightLimiter;
+  inflight: InflightLimiter;
   /** Pino log level, or false for no logging. */
   logLevel?: string | false;
   /** Called when another process committed to the database (CLI changes to plugins, grants, secrets). */
@@ -87,12 +87,10 @@ export class GatewayServer {
   private readonly authFailures = new Map<string, { windowStart: number; count: number; suppressed: number }>();
   private boundPort = 0;
   private readonly now: () => number;
-  private readonly inflight: InflightLimiter;
 
   constructor(private readonly deps: GatewayDeps) {
     const { limits } = deps.config;
     this.now = deps.now ?? Date.now;
-    this.inflight = deps.inflight ?? new InflightLimiter(limits.maxInflightRequests);
     const tls = deps.config.tls;
     // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every 30 s by
     // default; sweep at half the shorter timeout (bounded to 50 ms-1 s) so the limits hold.
@@ -357,7 +355,7 @@ export class GatewayServer {
         }
       },
       log: (level, msg, data) => log[level](data ?? {}, msg),
-    }, this.inflight);
+    }, this.deps.inflight);
     const entry: Live = { ws, session, alive: true };
     this.live.add(entry);
     ws.on('pong', () => {

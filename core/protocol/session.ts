@@ -15,7 +15,7 @@ import { deriveDeviceId, parseDevicePubkey, verifyProof } from '../auth/identity
 import type { AuthenticatedToken } from '../auth/tokens.js';
 import { decodeFrame, type CodecLimits } from './codec.js';
 import { validate } from './validate.js';
-import { InflightLimiter } from './inflight.js';
+import type { InflightLimiter } from './inflight.js';
 
 export const CLOSE = {
   NORMAL: 1000,
@@ -44,8 +44,6 @@ export interface Transport {
 export interface SessionLimits extends CodecLimits {
   maxQueuedBytes: number;
   handshakeTimeoutMs: number;
-  /** The size of the in-flight budget when the session is not given the gateway's shared one. */
-  maxInflightRequests: number;
 }
 
 /** The authenticated, handshaken peer, as handlers see it. */
@@ -82,12 +80,10 @@ export class Session {
   readonly connectionId = randomUUID();
   private state: State = { kind: 'awaiting_init' };
   private readonly handshakeTimer: NodeJS.Timeout;
-  private readonly inflight: InflightLimiter;
 
   /**
-   * `inflight` is the gateway's per-token budget, shared by every connection of the token and by
-   * /mcp; a session given none (a test driving it alone) has a budget of its own of
-   * `limits.maxInflightRequests`.
+   * `inflight` is the gateway's per-token budget (`limits.max_inflight_requests`), shared by every
+   * connection of the token and by /mcp.
    */
   constructor(
     private readonly transport: Transport,
@@ -95,9 +91,8 @@ export class Session {
     readonly remoteAddress: string,
     private readonly limits: SessionLimits,
     private readonly hooks: SessionHooks,
-    inflight?: InflightLimiter,
+    private readonly inflight: InflightLimiter,
   ) {
-    this.inflight = inflight ?? new InflightLimiter(limits.maxInflightRequests);
     this.handshakeTimer = setTimeout(() => this.close(CLOSE.HANDSHAKE_TIMEOUT, 'handshake timeout'), limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
   }

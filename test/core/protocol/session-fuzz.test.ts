@@ -11,6 +11,7 @@ import t from 'tap';
 import fc, { type Arbitrary } from 'fast-check';
 import { randomUUID } from 'node:crypto';
 import { Session, type Transport, type SessionHooks, type SessionLimits } from '../../../core/protocol/session.js';
+import { InflightLimiter } from '../../../core/protocol/inflight.js';
 import { validate } from '../../../core/protocol/validate.js';
 import { TyrumError, ERROR_CODES, type ErrorCode } from '../../../core/errors/index.js';
 import type { AuthenticatedToken } from '../../../core/auth/tokens.js';
@@ -32,8 +33,9 @@ const LIMITS: SessionLimits = {
   maxJsonNodes: 2000,
   maxQueuedBytes: 1024 * 1024,
   handshakeTimeoutMs: 60_000,
-  maxInflightRequests: 3,
 };
+/** Each session driven alone gets a budget of its own of this many requests in flight. */
+const MAX_INFLIGHT = 3;
 
 const ISO = '2026-01-02T03:04:05.678Z';
 const HASH = 'a'.repeat(64);
@@ -311,7 +313,7 @@ async function run(sc: Scenario): Promise<string | null> {
     onDeviceSeen() {},
     log() {},
   };
-  session = new Session(transport, token, '127.0.0.1', LIMITS, hooks);
+  session = new Session(transport, token, '127.0.0.1', LIMITS, hooks, new InflightLimiter(MAX_INFLIGHT));
 
   let phase: 'init' | 'proof' | 'ready' = 'init';
   let initSent: { role: string; rev: number; device: RawDevice } | null = null;
@@ -540,7 +542,7 @@ t.test('the handshake deadline closes an unfinished session with 4002 and spares
     const transport = new MemTransport();
     const hooks: SessionHooks = { handle: async () => ({}), audit() {}, authFailed() {}, emit() {}, onDeviceSeen() {}, log() {} };
     const token: AuthenticatedToken = { id: 'fedcba9876543210', label: 'x', scopes: [], roles: ['client'], expires_at: null };
-    return { transport, session: new Session(transport, token, '127.0.0.1', { ...LIMITS, handshakeTimeoutMs: 50 }, hooks) };
+    return { transport, session: new Session(transport, token, '127.0.0.1', { ...LIMITS, handshakeTimeoutMs: 50 }, hooks, new InflightLimiter(MAX_INFLIGHT)) };
   };
   const idle = mk();
   const done = mk();
