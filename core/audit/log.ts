@@ -105,12 +105,11 @@ export class AuditLog {
   private closed = false;
   /** The chain was found to extend the checkpoint in this process (checked once, before the first commit). */
   private anchored = false;
-  /** The newest authentic checkpoint this process read or wrote, with its file text. */
+  /**
+   * The newest authentic checkpoint this process read or wrote, with its file text. Once set, the
+   * file may not vanish or go back below its seq.
+   */
   private known: { text: string; body: CheckpointBody } | null = null;
-  /** Set once a checkpoint was seen: from then on its file may not vanish or go back. */
-  private seenSeq: number | null = null;
-  /** This process found the log empty and without a checkpoint: its first checkpoint starts the anchor. */
-  private startedEmpty = false;
 
   constructor(options: AuditLogOptions) {
     this.store = options.store;
@@ -174,11 +173,7 @@ export class AuditLog {
    */
   close(): void {
     this.flushQueue();
-    try {
-      this.checkpointPending();
-    } catch (e) {
-      this.onCheckpointError(e as TyrumError);
-    }
+    this.checkpointOffPath();
     if (this.checkpointTimer !== null) clearTimeout(this.checkpointTimer);
     this.checkpointTimer = null;
     this.closed = true;
@@ -298,9 +293,9 @@ export class AuditLog {
       for (const p of batch) p.reject(e);
       return;
     }
-    const last = committed[committed.length - 1];
-    if (last) this.uncheckpointed = { head: last, count: (this.uncheckpointed?.count ?? 0) + committed.length };
-    if (now || this.known === null || this.known.body.seq === 0 || (this.uncheckpointed?.count ?? 0) >= this.checkpointEntries) {
+    const count = (this.uncheckpointed?.count ?? 0) + committed.length;
+    this.uncheckpointed = { head: committed[committed.length - 1]!, count };
+    if (now || (this.known?.body.seq ?? 0) === 0 || count >= this.checkpointEntries) {
       try {
         this.checkpointPending();
       } catch (e) {
@@ -310,11 +305,7 @@ export class AuditLog {
     } else {
       this.checkpointTimer ??= setTimeout(() => {
         this.checkpointTimer = null;
-        try {
-          this.checkpointPending();
-        } catch (e) {
-          this.onCheckpointError(e as TyrumError);
-        }
+        this.checkpointOffPath();
       }, this.checkpointIntervalMs).unref();
     }
     batch.forEach((p, i) => {
@@ -360,6 +351,15 @@ export class AuditLog {
     }
   }
 
+  /** `checkpointPending` off the call path (the interval timer, `close`): a failure goes to `onCheckpointError`. */
+  private checkpointOffPath(): void {
+    try {
+      this.checkpointPending();
+    } catch (e) {
+      this.onCheckpointError(e as TyrumError);
+    }
+  }
+
   /**
    * Checkpoint `head`, which is committed. Not part of the append transaction because a
    * checkpoint must never name rows that might still roll back. The IMMEDIATE transaction is
@@ -398,9 +398,8 @@ export class AuditLog {
   }
 
   private remember(text: string, body: CheckpointBody, reanchor = false): void {
-    if (!reanchor && this.seenSeq !== null && body.seq < this.seenSeq) return;
+    if (!reanchor && this.known !== null && body.seq < this.known.body.seq) return;
     this.known = { text, body };
-    this.seenSeq = body.seq;
   }
 
   /** Does the chain in the database extend the checkpoint as read? */
@@ -413,11 +412,12 @@ export class AuditLog {
     const path = this.checkpointPath;
     switch (load.status) {
       case 'missing': {
-        if (this.seenSeq !== null) return bad(`the signed checkpoint ${path} was deleted (it recorded ${this.seenSeq} entries)`);
-        if (this.startedEmpty) return { ok: true, checkpoint: null };
+        if (this.known !== null) return bad(`the signed checkpoint ${path} was deleted (it recorded ${this.known.body.seq} entries)`);
+        // Anchored without ever seeing a checkpoint: this process found the log empty and could not
+        // write the seq 0 anchor, so its own entries have none yet (reported as a failed write).
+        if (this.anchored) return { ok: true, checkpoint: null };
         const head = found();
         if (head.seq > 0) return bad(`there is no signed checkpoint at ${path}, yet the log has entries up to ${head.seq}: it may have been truncated or re-hashed`);
-        this.startedEmpty = true;
         return { ok: true, checkpoint: null };
       }
       case 'invalid':
@@ -428,8 +428,9 @@ export class AuditLog {
         break;
     }
     const cp = load.checkpoint;
-    if (this.seenSeq !== null && cp.seq < this.seenSeq) {
-      return bad(`the checkpoint went back from entry ${this.seenSeq} to entry ${cp.seq}: an older checkpoint was put back (${path})`, cp);
+    // readAnchor kept the newest seq seen: a lower one is an older checkpoint put back.
+    if (this.known !== null && cp.seq < this.known.body.seq) {
+      return bad(`the checkpoint went back from entry ${this.known.body.seq} to entry ${cp.seq}: an older checkpoint was put back (${path})`, cp);
     }
     if (cp.seq === 0) return { ok: true, checkpoint: cp };
     const row = this.store.audit.get(cp.seq);
