@@ -20,7 +20,7 @@ import type { ValidateFunction } from 'ajv';
 import type { PluginRegistry, EnabledPlugin } from './plugins.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import { pluginKv } from './kv.js';
-import { checkToolInput, rawIo, toolInput, toolOutput, type RawIo } from './io.js';
+import { checkToolInput, outputMismatch, rawIo, toolInput, toolOutput, type RawIo } from './io.js';
 import { WasmMcpConnection, WASM_MCP_EXPORTS } from '../mcp/wasm.js';
 import type { McpConnection } from '../mcp/types.js';
 
@@ -176,10 +176,7 @@ export class PluginHost {
       this.pluginLogs(entry, res.logs);
       const output = toolOutput(toolId, tool.io.output, res.output);
       const outIssues = tool.output(output) ? [] : toIssues(tool.output.errors);
-      if (outIssues.length > 0) {
-        const what = output === null && res.output.byteLength === 0 ? 'returned no output (the result null), which its output schema does not accept' : 'returned output that does not match its output schema';
-        throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} ${what}`, { reason: 'plugin_error', issues: outIssues });
-      }
+      if (outIssues.length > 0) throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', outputMismatch(toolId, res.output, output), { reason: 'plugin_error', issues: outIssues });
       const result: InvokeResult = {
         tool_id: toolId,
         output: this.o.redact(output),

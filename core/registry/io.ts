@@ -76,3 +76,9 @@ export function toolOutput(toolId: string, io: RawIo | null, raw: Uint8Array): u
     throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that is not valid UTF-8 text (its output encoding is text)`, { reason: 'plugin_error' });
   }
 }
+
+/** Why a result failed its output schema: an export that set no output returned the result null. */
+export function outputMismatch(toolId: string, raw: Uint8Array, output: unknown): string {
+  const what = output === null && raw.byteLength === 0 ? 'returned no output (the result null), which its output schema does not accept' : 'returned output that does not match its output schema';
+  return `${toolId} ${what}`;
+}
