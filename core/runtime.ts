@@ -31,7 +31,7 @@ import { SCOPES } from '../schemas/index.js';
 import type { OperationType } from '../schemas/index.js';
 import type { Peer } from './protocol/session.js';
 import { InflightLimiter } from './protocol/inflight.js';
-import { TyrumError } from './errors/index.js';
+import { TyrumError, isTyrumError } from './errors/index.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
@@ -276,12 +276,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       owner: `gw-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
       approvals,
       resolveTool: (toolId) => {
-        const d = tools.describe(toolId);
-        if (!d) return null;
+        // A tool that cannot run says why (a quarantined MCP tool is not merely not found).
+        const d = tools.lookup(toolId);
+        if (isTyrumError(d)) return d;
         // read_only tools have no external effect to repeat, so a cut-off call may simply run again.
         return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' };
       },
-      unavailable: (toolId) => tools.unavailable(toolId),
       decide: (step) => {
         const d = tools.describe(step.tool_id);
         const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));
@@ -392,8 +392,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       await audit.append('token.created', { kind: 'bootstrap' }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: null });
     }
     reconcile();
-    engine.start();
     await audit.append('gateway.started', { kind: 'gateway', key_id: key.keyId }, { host: config.host, port, version: packageInfo().version });
+    // Last, with nothing after it that can fail: the catch below cannot stop an engine (its timers
+    // would then run over the closed store); running.close() does.
+    engine.start();
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,

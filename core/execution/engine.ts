@@ -48,13 +48,12 @@ export interface ExecutionEngineOptions {
   /** Unique per engine instance (e.g. `gw-<hostname>-<pid>-<random>`); leases are held in its name. */
   owner: string;
   approvals: ApprovalService;
-  /** The registry lookup; null when no such tool is enabled. */
-  resolveTool(toolId: string): ResolvedTool | null;
   /**
-   * Why `resolveTool` found nothing, the error the step fails with (e.g. TYRUM_ERR_MCP_QUARANTINED
-   * for an MCP tool whose definition changed while its call waited for approval). Default: not found.
+   * The registry lookup: the tool, or the error its step fails with when it cannot run (e.g.
+   * TYRUM_ERR_MCP_QUARANTINED for an MCP tool whose definition changed while its call waited for
+   * approval); null when no such tool is enabled (not found).
    */
-  unavailable?(toolId: string): TyrumError;
+  resolveTool(toolId: string): ResolvedTool | TyrumError | null;
   /** The policy decision (core/policy's decide, bound to the active snapshot by the integrator). */
   decide(step: StepCall): PolicyResult | Promise<PolicyResult>;
   /** Runs the call (PluginHost.invoke). Must honour `signal`. */
@@ -610,7 +609,7 @@ export class ExecutionEngine {
   private async gate(claim: Claim, run: RunRow, step: StepRow): Promise<Next> {
     const args = JSON.parse(step.args) as Record<string, unknown>;
     const tool = this.resolveTool(step.tool_id);
-    if (!tool) return this.failStep(claim, run, step, this.unavailable(step.tool_id), {});
+    if (isTyrumError(tool)) return this.failStep(claim, run, step, tool, {});
     const idempotent = tool.idempotent || step.idempotency_key !== null;
     // Hash what will actually be sent, not the stored hash: an approval must cover these bytes.
     const call = this.stepCall(run, step, args, tool, idempotent, null);
@@ -730,7 +729,7 @@ export class ExecutionEngine {
     // Retry: the tool and any approval are checked again against what will run now.
     const args = JSON.parse(step.args) as Record<string, unknown>;
     const tool = this.resolveTool(step.tool_id);
-    if (!tool) return this.failStep(claim, run, step, this.unavailable(step.tool_id), {});
+    if (isTyrumError(tool)) return this.failStep(claim, run, step, tool, {});
     const call = this.stepCall(run, step, args, tool, idempotent, null);
     const res: Resolution = { definition_hash: tool.definition_hash, plugin_digest: tool.plugin_digest };
     let consume: string | null = null;
@@ -1029,22 +1028,15 @@ export class ExecutionEngine {
     return v;
   }
 
-  private unavailable(toolId: string): TyrumError {
+  /** The tool a step runs, or the error the step fails with (not found unless the lookup says why). */
+  private resolveTool(toolId: string): ResolvedTool | TyrumError {
     try {
-      if (this.o.unavailable) return this.o.unavailable(toolId);
-    } catch (e) {
-      this.log('error', 'unavailable failed', { tool_id: toolId, err: String(e) });
-    }
-    return new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
-  }
-
-  private resolveTool(toolId: string): ResolvedTool | null {
-    try {
-      return this.o.resolveTool(toolId);
+      const tool = this.o.resolveTool(toolId);
+      if (tool !== null) return tool;
     } catch (e) {
       this.log('error', 'resolveTool failed', { tool_id: toolId, err: String(e) });
-      return null;
     }
+    return new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
   }
 
   private stepCall(run: RunRow, step: StepRow, args: Record<string, unknown>, tool: ResolvedTool, idempotent: boolean, approvalId: string | null): StepCall {

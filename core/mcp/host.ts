@@ -292,18 +292,18 @@ export class McpHost {
     return [...this.getCatalog().values()].map(({ entry: { postcondition: _pc, ...wire } }) => wire);
   }
 
+  /** `describe`, or the error a call of the tool fails with ({@link notServed}). */
+  lookup(toolId: string): NonNullable<ReturnType<McpHost['describe']>> | TyrumError {
+    return this.describe(toolId) ?? this.notServed(toolId);
+  }
+
   /**
    * Why `toolId` is not served: TYRUM_ERR_MCP_QUARANTINED for a tool awaiting review (new, of an
    * unapproved server, or changed since approval), TYRUM_ERR_MCP_SCHEMA_REFUSED for a refused
-   * one; null when no active server lists it (not found) or it is served.
+   * one, TYRUM_ERR_NOT_FOUND when no active server lists it.
    */
-  unavailable(toolId: string): TyrumError | null {
-    if (this.getCatalog().has(toolId)) return null;
-    return this.o.registry.unavailable(toolId, this.o.activePlugins());
-  }
-
   private notServed(toolId: string): TyrumError {
-    return this.unavailable(toolId) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no approved MCP tool ${toolId}`, { tool_id: toolId });
+    return this.o.registry.unavailable(toolId, this.o.activePlugins()) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no approved MCP tool ${toolId}`, { tool_id: toolId });
   }
 
   checkCall(toolId: string, args: Record<string, unknown>): void {

@@ -52,10 +52,11 @@ export class ToolCatalog implements ToolSource {
   }
 
   /**
-   * Why a tool that `describe` does not know cannot run: a quarantined (or refused) MCP tool says
-   * so (TYRUM_ERR_MCP_QUARANTINED, TYRUM_ERR_MCP_SCHEMA_REFUSED); anything else is not found.
+   * `describe`, or the error a call of the tool fails with: a quarantined (or refused) MCP tool
+   * says so (TYRUM_ERR_MCP_QUARANTINED, TYRUM_ERR_MCP_SCHEMA_REFUSED); anything else is not found.
    */
-  unavailable(toolId: string): TyrumError {
-    return (toolId.startsWith('mcp.') ? this.mcp?.unavailable(toolId) : null) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
+  lookup(toolId: string): DescribedTool | TyrumError {
+    if (toolId.startsWith('mcp.') && this.mcp) return this.mcp.lookup(toolId);
+    return this.plugins.describe(toolId) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
   }
 }
