@@ -19,11 +19,11 @@
  * A case runs on a fresh instance: config checked against `config_schema` (defaults applied),
  * input against `input_schema`, the call, the output against `output_schema` and the tool's
  * postcondition, then `expect` (deep equality) or `expect_error` (a substring of the error).
- * HTTP is answered from the recordings after the gateway's egress checks (granted host and
- * method, secret templates only in header values, a secret only to its destinations, redirects
- * re-checked); a request no recording matches fails the case. Fake secret values are redacted
- * from responses before the plugin sees them (as the gateway does) and from everything the
- * harness reports.
+ * HTTP goes through the gateway's own egress handler (core/egress: granted origin and method,
+ * secret templates only in header values, a secret only to its origins, redirects re-checked,
+ * responses redacted) with the recordings in place of the network; a request no recording
+ * matches fails the case. Fake secret values are redacted from responses before the plugin sees
+ * them (as the gateway does) and from everything the harness reports.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
@@ -34,8 +34,7 @@ import { validate } from '../protocol/validate.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { Redactor } from '../secrets/redact.js';
 import { MIN_SECRET_BYTES } from '../secrets/store.js';
-import { destinationAllows, originLabel, type SecretOrigin } from '../secrets/destination.js';
-import { canonicalHost, looksLikeTemplate, parseTemplate, type TemplatePart } from '../egress/index.js';
+import { createEgressHandler, parseTemplate, REDIRECT_STATUSES, type EgressHop, type EgressReply } from '../egress/index.js';
 import { checkPostcondition } from '../execution/postcondition.js';
 import { rawIo, toolInput, toolOutput } from '../registry/io.js';
 import { SandboxPool, sandboxError, type CallUsage, type EgressHandler, type HostApi, type KvStore, type LogEntry, type SandboxLimits } from '../../sandbox/index.js';
@@ -370,7 +369,7 @@ async function runCase(src: PluginSource, pool: SandboxPool, file: string, index
   const http = new ScriptedHttp(recordings, rights, secrets, redactor);
   const hostApi: HostApi = {};
   if (kv) hostApi.kv = kv;
-  if (rights.egress.length > 0) hostApi.egress = http.handler;
+  hostApi.egress = http.handler; // as at the gateway: a plugin granted no egress is refused (no_rights)
 
   const key = `${manifest.id}.${keySuffix}`;
   let loaded = false;
@@ -485,100 +484,78 @@ function firstDifference(a: unknown, b: unknown, at: string): string | null {
   return `${at || '/'}: expected ${preview(a, 200)}, got ${preview(b, 200)}`;
 }
 
-// --- scripted HTTP, mirroring the gateway's egress checks (core/egress/handler.ts) ---
+// --- scripted HTTP: the gateway's egress handler, answered from the recordings ---
 
-const DROPPED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-connection', 'proxy-authorization', 'accept-encoding', 'http2-settings']);
-const CROSS_ORIGIN_DROPPED = new Set(['authorization', 'cookie', 'proxy-authorization']);
-const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const HEADER_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-const MAX_REDIRECTS = 5;
-
-function denied(reason: string, message: string, details: Record<string, unknown> = {}): TyrumError {
-  return sandboxError('capability_denied', message, { ...details, egress: reason });
-}
-
-interface HeaderSpec {
-  name: string;
-  parts: TemplatePart[];
-  secrets: string[];
-}
-
+/**
+ * The plugin's `http_request` goes through the gateway's own egress handler (core/egress), so
+ * every check is the gateway's: granted origin and method, templates only in header values, a
+ * secret only to an origin both its grant and its binding name (here the binding is the grant,
+ * as an operator would set it), redirects re-checked, request limits, redacted responses. Only
+ * the network is replaced: a hop that passes is answered from the case's recordings (no DNS, no
+ * address check), and its headers are compared with `expect_headers`.
+ */
 class ScriptedHttp {
   readonly problems: string[] = [];
   readonly requests: CaseResult['requests'] = [];
   readonly #used = new Set<number>();
+  readonly #egress: EgressHandler;
 
   constructor(
     private readonly recordings: readonly HttpRecording[],
-    private readonly rights: EffectiveRights,
+    rights: EffectiveRights,
     private readonly secrets: Readonly<Record<string, string>>,
     private readonly redactor: Redactor,
-  ) {}
+  ) {
+    this.#egress = createEgressHandler({
+      rightsFor: () => rights,
+      secrets: {
+        has: (name) => Object.hasOwn(secrets, name),
+        destinations: (name) => rights.secrets.find((s) => s.name === name)?.destinations ?? [],
+        reveal: (name) => {
+          if (!Object.hasOwn(secrets, name)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no secret ${name}`);
+          return Buffer.from(secrets[name]!, 'utf8');
+        },
+      },
+      redactor,
+      transport: (hop) => this.#answer(hop),
+    });
+  }
 
   readonly handler: EgressHandler = async (req) => {
-    const method0 = String(req.method).toUpperCase();
-    let url: URL;
     try {
-      url = new URL(String(req.url));
-    } catch {
-      throw denied('invalid_url', 'egress refused: the URL does not parse');
-    }
-    url.hash = '';
-    if (looksLikeTemplate(String(req.url)) || looksLikeTemplate(safeDecode(url.href))) {
-      throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the URL (host ${url.hostname})`);
-    }
-    let body = req.body && req.body.byteLength > 0 ? req.body : null;
-    if (body && looksLikeTemplate(Buffer.from(body).toString('latin1'))) {
-      throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the body (host ${url.hostname})`);
-    }
-    const specs = this.#prepare(req.headers);
-    const origin = url.origin;
-    let method = method0;
-    for (let hop = 0; ; hop++) {
-      const host = this.#authorize(url, method);
-      const { headers, literal } = this.#materialize(specs, originOfUrl(url), hop > 0, url.origin !== origin);
-      this.#refuseCarried(url, literal, body);
-      const shown = this.redactor.redactText(url.href);
-      const i = this.#match(method, url.href);
-      if (i < 0) {
-        const msg = `unexpected request ${method} ${shown}`;
-        this.problems.push(msg);
-        this.requests.push({ method, url: shown, status: null });
-        throw sandboxError('host_error', msg, { host });
+      return await this.#egress(req);
+    } catch (e) {
+      if (isTyrumError(e) && e.details?.['egress'] === 'secret_missing') {
+        throw sandboxError('capability_denied', `${e.message} (give the test case a fake value in "secrets")`, e.details);
       }
-      const rec = this.recordings[i]!;
-      this.#checkHeaders(i, rec, headers);
-      this.requests.push({ method, url: shown, status: rec.status });
-      const recHeaders = Object.fromEntries(Object.entries(rec.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-      const location = recHeaders['location'];
-      if (REDIRECTS.has(rec.status) && typeof location === 'string' && location !== '') {
-        if (hop >= MAX_REDIRECTS) throw sandboxError('host_error', `egress stopped after ${MAX_REDIRECTS} redirects (last from ${host})`, { host });
-        let next: URL;
-        try {
-          next = new URL(location, url);
-        } catch {
-          throw sandboxError('host_error', `egress: ${host} answered a redirect with an invalid Location`, { host });
-        }
-        next.hash = '';
-        if ((rec.status === 303 && method !== 'GET' && method !== 'HEAD') || ((rec.status === 301 || rec.status === 302) && method === 'POST')) {
-          method = 'GET';
-          body = null;
-        }
-        url = next;
-        continue;
-      }
-      const raw = rec.body === undefined ? new Uint8Array(0) : typeof rec.body === 'string' ? Buffer.from(rec.body, 'utf8') : Buffer.from(JSON.stringify(rec.body), 'utf8');
-      const out = this.redactor.redactBytes(raw);
-      if (out.byteLength > req.maxResponseBytes) {
-        throw sandboxError('budget_exceeded', `egress response from ${host} exceeds the remaining ${req.maxResponseBytes}-byte egress budget`, { budget: 'egress_bytes', host });
-      }
-      const resHeaders: Record<string, string> = {};
-      for (const [k, v] of Object.entries(recHeaders)) resHeaders[this.redactor.redactText(k)] = this.redactor.redactText(v);
-      if (method !== 'HEAD') resHeaders['content-length'] = String(out.byteLength);
-      return { status: rec.status, headers: resHeaders, body: out };
+      throw e;
     }
   };
+
+  /** A checked hop: the matching recording's answer; no match fails the case. */
+  async #answer(hop: EgressHop): Promise<EgressReply> {
+    const shown = this.redactor.redactText(hop.url.href);
+    const i = this.#match(hop.method, hop.url.href);
+    if (i < 0) {
+      const msg = `unexpected request ${hop.method} ${shown}`;
+      this.problems.push(msg);
+      this.requests.push({ method: hop.method, url: shown, status: null });
+      throw sandboxError('host_error', msg, { host: hop.url.hostname });
+    }
+    const rec = this.recordings[i]!;
+    this.#checkHeaders(i, rec, hop.headers);
+    this.requests.push({ method: hop.method, url: shown, status: rec.status });
+    const headers = Object.fromEntries(Object.entries(rec.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+    const location = headers['location'];
+    if (REDIRECT_STATUSES.has(rec.status) && typeof location === 'string' && location !== '') {
+      return { status: rec.status, headers, location, body: new Uint8Array(0), bytesIn: 0 };
+    }
+    const body = rec.body === undefined ? new Uint8Array(0) : typeof rec.body === 'string' ? Buffer.from(rec.body, 'utf8') : Buffer.from(JSON.stringify(rec.body), 'utf8');
+    if (body.byteLength > hop.maxResponseBytes) {
+      throw sandboxError('budget_exceeded', `egress response from ${hop.url.hostname} exceeds the remaining ${hop.maxResponseBytes}-byte egress budget`, { budget: 'egress_bytes', host: hop.url.hostname });
+    }
+    return { status: rec.status, headers, location: null, body, bytesIn: body.byteLength };
+  }
 
   /** Recordings answer in order: the first unused one that matches, else the last one that matches. */
   #match(method: string, href: string): number {
@@ -603,82 +580,6 @@ class ScriptedHttp {
     return last;
   }
 
-  #authorize(url: URL, method: string): string {
-    const scheme = url.protocol === 'https:' ? 'https' : url.protocol === 'http:' ? 'http' : null;
-    if (scheme === null) throw denied('scheme', `egress refused: scheme ${url.protocol.replace(/:$/, '')} is not allowed (http or https only)`);
-    if (url.username !== '' || url.password !== '') throw denied('userinfo', `egress refused: credentials in the URL are not allowed (host ${url.hostname})`);
-    const host = url.hostname;
-    const port = url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port);
-    const label = `${scheme}://${host}:${port}`;
-    const rule = this.rights.egress.find((r) => r.scheme === scheme && r.port === port && canonicalHost(r.host) === host);
-    if (!rule) throw denied('host_not_granted', `egress to ${label} is not granted to this plugin`, { host, port, scheme, method });
-    if (!rule.methods.includes(method)) throw denied('method_not_granted', `egress ${method} to ${label} is not granted (granted: ${rule.methods.join(', ')})`, { host, port, scheme, method });
-    return host;
-  }
-
-  #prepare(raw: Record<string, string>): HeaderSpec[] {
-    const out = new Map<string, HeaderSpec>();
-    for (const [name, value] of Object.entries(raw ?? {})) {
-      if (looksLikeTemplate(name)) throw denied('template_misplaced', 'egress refused: secret templates are allowed in header values only, not in header names');
-      if (!HEADER_NAME_RE.test(name)) throw denied('invalid_header', `egress refused: ${JSON.stringify(name.slice(0, 60))} is not a valid header name`);
-      if (typeof value !== 'string' || !HEADER_VALUE_RE.test(value)) throw denied('invalid_header', `egress refused: header ${name} has an invalid value (control or non-Latin-1 characters)`);
-      const lower = name.toLowerCase();
-      if (DROPPED_HEADERS.has(lower)) continue;
-      const parsed = parseTemplate(value);
-      if (!parsed.ok) throw denied('template_malformed', `egress refused: header ${name}: ${parsed.problem}`);
-      out.set(lower, { name: lower, parts: parsed.parts, secrets: parsed.secrets });
-    }
-    return [...out.values()];
-  }
-
-  /** The fake secret goes only where the gateway would send the real one: an origin the handle is granted for. */
-  #mayGo(name: string, origin: SecretOrigin): boolean {
-    const right = this.rights.secrets.find((s) => s.name === name);
-    return right !== undefined && right.destinations.some((d) => destinationAllows(d, origin));
-  }
-
-  /** As the gateway's egress: a secret may not go to the hop's origin → refused (`secret_redirect` on a redirect). */
-  #materialize(specs: readonly HeaderSpec[], origin: SecretOrigin, redirected: boolean, crossOrigin: boolean): { headers: Record<string, string>; literal: string[] } {
-    const headers: Record<string, string> = {};
-    const literal: string[] = [];
-    const host = origin.host;
-    const label = originLabel(origin);
-    for (const spec of specs) {
-      if (spec.secrets.length === 0) {
-        if (crossOrigin && CROSS_ORIGIN_DROPPED.has(spec.name)) continue;
-        const v = spec.parts.map((p) => ('text' in p ? p.text : '')).join('');
-        headers[spec.name] = v;
-        literal.push(spec.name, v);
-        continue;
-      }
-      for (const name of spec.secrets) {
-        if (!this.rights.secrets.some((s) => s.name === name)) {
-          throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host });
-        }
-        if (!Object.hasOwn(this.secrets, name)) {
-          throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway (give the test case a fake value in "secrets")`, { secret: name });
-        }
-        if (!this.#mayGo(name, origin)) {
-          if (redirected) throw denied('secret_redirect', `egress refused: a redirect to ${label} would carry secret handle ${name}, which is not bound to that origin`, { secret: name, origin: label });
-          throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${label}`, { secret: name, origin: label });
-        }
-      }
-      headers[spec.name] = spec.parts.map((p) => ('text' in p ? p.text : this.secrets[p.secret]!)).join('');
-    }
-    return { headers, literal };
-  }
-
-  #refuseCarried(url: URL, literal: readonly string[], body: Uint8Array | null): void {
-    const origin = originOfUrl(url);
-    const found = new Set<string>([...this.redactor.findInText(url.href), ...literal.flatMap((h) => this.redactor.findInText(h))]);
-    if (body) for (const n of this.redactor.findInBytes(body)) found.add(n);
-    for (const name of found) {
-      if (!this.#mayGo(name, origin)) {
-        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${originLabel(origin)}`, { secret: name, origin: originLabel(origin) });
-      }
-    }
-  }
-
   /** `expect_headers`: each named header as sent, after the host's secret substitution. */
   #checkHeaders(i: number, rec: HttpRecording, sent: Record<string, string>): void {
     for (const [name, template] of Object.entries(rec.expect_headers ?? {})) {
@@ -692,21 +593,14 @@ class ScriptedHttp {
         this.problems.push(`http[${i}].expect_headers.${name}: names secret ${missing}, which has no fake value in "secrets"`);
         continue;
       }
-      const expected = parsed.parts.map((p) => ('text' in p ? p.text : this.secrets[p.secret]!)).join('');
+      // A secret's value goes on the wire as its UTF-8 bytes, which egress writes as a Latin-1 header string.
+      const expected = parsed.parts.map((p) => ('text' in p ? p.text : Buffer.from(this.secrets[p.secret]!, 'utf8').toString('latin1'))).join('');
       const actual = sent[name.toLowerCase()];
       if (actual !== expected) {
         const show = (v: string | undefined) => (v === undefined ? 'no such header' : JSON.stringify(this.redactor.redactText(v)));
         this.problems.push(`request ${i + 1} (${rec.method ?? 'GET'} ${this.redactor.redactText(rec.url)}): header ${name.toLowerCase()} expected ${show(expected)}, sent ${show(actual)}`);
       }
     }
-  }
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
   }
 }
 
@@ -743,8 +637,3 @@ export function formatReport(r: HarnessReport): string[] {
   return lines;
 }
 
-/** The origin of an http(s) URL (checked by #authorize before use). */
-function originOfUrl(url: URL): SecretOrigin {
-  const scheme = url.protocol === 'https:' ? 'https' : 'http';
-  return { scheme, host: url.hostname, port: url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port) };
-}

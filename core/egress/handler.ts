@@ -142,7 +142,8 @@ export function egressAuditEntry(r: EgressRecord): EgressAuditEntry {
 export interface EgressOptions {
   /** The plugin's current effective rights (looked up per request, so a revocation applies at once); null = none. */
   rightsFor: (pluginKey: string) => EgressRights | null;
-  secrets: SecretStore;
+  /** The handles: whether one is set, the origins it is bound to, its value. */
+  secrets: Pick<SecretStore, 'has' | 'destinations' | 'reveal'>;
   redactor: Redactor;
   /** Resolve a host name to its addresses. Default: `dns.lookup` with `all: true`. */
   resolve?: (host: string) => Promise<string[]>;
@@ -155,6 +156,36 @@ export interface EgressOptions {
    * hook: that literal is allowed as granted.)
    */
   allowPrivateAddress?: (host: string, address: string) => boolean;
+  /**
+   * Answer a hop that passed every check instead of the network (the plugin test harness answers
+   * from recordings). The host is then neither resolved nor its addresses checked. Default: resolve,
+   * check every address and connect to the checked one.
+   */
+  transport?: (hop: EgressHop) => Promise<EgressReply>;
+}
+
+/** A hop that passed the checks: what egress sends (besides Host, Content-Length, Connection, Accept-Encoding). */
+export interface EgressHop {
+  /** Without fragment. */
+  url: URL;
+  method: string;
+  /** Lower-case names; secrets injected. */
+  headers: Record<string, string>;
+  body: Uint8Array | null;
+  /** Most response body bytes the call may still receive (over it: budget_exceeded). */
+  maxResponseBytes: number;
+  signal: AbortSignal;
+}
+
+/** The answer to one hop: a redirect (`location` set, body not read) or a response whose body egress redacts. */
+export interface EgressReply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  location: string | null;
+  /** Decoded (no content-encoding left), not yet redacted. */
+  body: Uint8Array;
+  /** Body bytes as received. */
+  bytesIn: number;
 }
 
 /** Headers a plugin may not set: connection management, framing and the target host are egress's job. */
@@ -179,7 +210,8 @@ const CROSS_ORIGIN_DROPPED = new Set(['authorization', 'cookie', 'proxy-authoriz
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-encoding', 'content-length', 'proxy-connection', 'upgrade', 'trailer']);
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Statuses egress follows when they carry a Location. */
+export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 interface HeaderSpec {
   name: string;
@@ -441,11 +473,24 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         const t = authorize(rights, url, hopMethod);
         const { headers, injected, literal } = materialize(specs, rights, t, hop > 0, url.origin !== origin);
         refuseCarriedValues(t, literal, body);
-        const address = await checkAddress(t);
-        const record = { pluginKey: req.pluginKey, ...(pluginId !== undefined ? { plugin_id: pluginId } : {}), method: hopMethod, url: hopUrl, origin: originLabel(originOf(t)), hop, bytes_out: body?.byteLength ?? 0, address, secrets: injected };
-        let res: Received;
+        const address = options.transport ? undefined : await checkAddress(t);
+        const record = {
+          pluginKey: req.pluginKey,
+          ...(pluginId !== undefined ? { plugin_id: pluginId } : {}),
+          method: hopMethod,
+          url: hopUrl,
+          origin: originLabel(originOf(t)),
+          hop,
+          bytes_out: body?.byteLength ?? 0,
+          ...(address !== undefined ? { address } : {}),
+          secrets: injected,
+        };
+        let res: EgressReply;
         try {
-          res = await send(t, address, hopMethod, headers, body, req, limits);
+          res =
+            address === undefined
+              ? await options.transport!({ url, method: hopMethod, headers, body, maxResponseBytes: req.maxResponseBytes, signal: req.signal })
+              : await send(t, address, hopMethod, headers, body, req, limits);
         } catch (e) {
           emit({ ...record, status: null, bytes_in: 0, error: redactor.redactText((e as Error)?.message ?? String(e)), ms: Date.now() - hopStarted });
           throw e;
@@ -493,17 +538,6 @@ function decodeURIComponentSafe(s: string): string {
   }
 }
 
-/** A response as received: status, raw headers, the decoded body (not yet redacted). */
-interface Received {
-  status: number;
-  headers: IncomingHttpHeaders;
-  /** Set for a redirect with a Location (the body is not read). */
-  location: string | null;
-  body: Buffer;
-  /** Body bytes on the wire (before decoding). */
-  bytesIn: number;
-}
-
 const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
 const inflateRawAsync = promisify(inflateRaw);
@@ -547,8 +581,8 @@ function redactHeaders(h: IncomingHttpHeaders, redactor: Redactor): Record<strin
 const BODYFUL = new Set(['POST', 'PUT', 'PATCH']);
 
 /** Make one request to the pinned `address`; reads the body up to the call's remaining budget. */
-function send(t: Target, address: string, method: string, headers: Record<string, string>, body: Uint8Array | null, req: EgressRequest, limits: EgressLimits): Promise<Received> {
-  return new Promise<Received>((resolve, reject) => {
+function send(t: Target, address: string, method: string, headers: Record<string, string>, body: Uint8Array | null, req: EgressRequest, limits: EgressLimits): Promise<EgressReply> {
+  return new Promise<EgressReply>((resolve, reject) => {
     const family = isIPv6(address) ? 6 : 4;
     // Pinned: the socket goes to the address that passed the checks, whatever DNS says now.
     const lookup: LookupFunction = (_host, opts, cb) => {
@@ -597,7 +631,7 @@ function send(t: Target, address: string, method: string, headers: Record<string
     r.on('response', (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
       const location = res.headers['location'];
-      if (REDIRECTS.has(status) && typeof location === 'string' && location !== '') {
+      if (REDIRECT_STATUSES.has(status) && typeof location === 'string' && location !== '') {
         if (done()) resolve({ status, headers: res.headers, location, body: Buffer.alloc(0), bytesIn: 0 });
         res.destroy();
         r.destroy();

@@ -6,6 +6,7 @@
 export {
   createEgressHandler,
   egressAuditEntry,
+  REDIRECT_STATUSES,
   canonicalHost,
   DEFAULT_EGRESS_LIMITS,
   type EgressOptions,
@@ -14,6 +15,8 @@ export {
   type EgressRights,
   type EgressDenial,
   type EgressAuditEntry,
+  type EgressHop,
+  type EgressReply,
 } from './handler.js';
 export { classifyAddress, parseV6, type AddressClass } from './address.js';
 export { parseTemplate, looksLikeTemplate, type TemplatePart, type ParsedTemplate } from './templates.js';

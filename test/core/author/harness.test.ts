@@ -361,6 +361,24 @@ t.test('secrets are bound to origins in the harness as at the gateway: a request
   t.ok(r2.cases[0]!.ok, r2.cases[0]!.problems.join('; '));
 });
 
+t.test("HTTP goes through the gateway's egress handler: no egress granted is no_rights, and its request limits apply", async (t) => {
+  const none = await pluginDir(t.testdir(), { id: 'noegress', wat: 'http', tools: [{ id: 'fetch' }] });
+  writeTests(none, 'none', [
+    { name: 'no egress rights', tool: 'fetch', input: { url: 'https://api.example.test/' }, expect_error: 'egress to https://api.example.test:443 refused: this plugin has no egress rights' },
+  ]);
+  const r1 = await runPluginTests(none);
+  t.same(r1.cases.map((c) => [c.ok, c.problems.join('; ')]), [[true, '']]);
+  t.same(r1.cases[0]!.requests, [], 'nothing was answered');
+
+  const api = await pluginDir(t.testdir(), { id: 'limits', wat: 'http', tools: [{ id: 'fetch' }], requests: { egress: [{ host: 'api.example.test' }] }, risk: ['network'] });
+  const headers = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`x-h${i}`, 'v']));
+  writeTests(api, 'limits', [
+    { name: 'too many headers', tool: 'fetch', input: { url: 'https://api.example.test/', headers }, http: [{ url: 'https://api.example.test/', status: 200, body: {} }], expect_error: 'egress refused: 65 headers (at most 64)' },
+  ]);
+  const r2 = await runPluginTests(api);
+  t.same(r2.cases.map((c) => [c.ok, c.problems.join('; ')]), [[true, '']]);
+});
+
 t.test('a spinning plugin is stopped at its requests.time budget and the next case runs', async (t) => {
   const dir = await pluginDir(t.testdir(), { id: 'spinner', wat: await wat(SPIN_WAT), tools: [{ id: 'spin' }, { id: 'echo', export: 'spin' }], requests: { time: { timeout_ms: 300 } } });
   writeTests(dir, 'spin', [
