@@ -144,7 +144,7 @@ function tokenFromRow(row: TokenRow): TokenRecord {
 
 /** Token repository. Callers own hashing; this only persists. */
 export class TokenRepo {
-  private lineageStmt: Database.Statement | undefined;
+  private liveStmt: Database.Statement | undefined;
 
   constructor(private readonly db: Database.Database) {}
 
@@ -191,20 +191,27 @@ export class TokenRepo {
    * expired at `now` (a child lives only while its parent does).
    */
   lineageLive(id: string, now: number): boolean {
-    // Prepared once, on first use (after migrations): checked on every upgrade and every second per live token.
-    this.lineageStmt ??= this.db.prepare(
-      `WITH RECURSIVE chain(id, parent_id, revoked_at, expires_at) AS (
-           SELECT id, parent_id, revoked_at, expires_at FROM tokens WHERE id = ?
-           UNION SELECT t.id, t.parent_id, t.revoked_at, t.expires_at FROM tokens t JOIN chain c ON t.id = c.parent_id)
-         SELECT count(*) AS n, sum(revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)) AS dead FROM chain`,
-    );
-    const row = this.lineageStmt.get(id, now) as { n: number; dead: number | null };
-    return row.n > 0 && (row.dead ?? 0) === 0;
+    return this.invalidAmong([id], now).length === 0;
   }
 
-  /** Ids of the given tokens that are revoked or expired at `now`, themselves or through a parent (for closing live sockets). */
+  /**
+   * Ids of the given tokens that are revoked or expired at `now`, themselves or through a token up
+   * their minting chain (for closing live sockets), or that do not exist. One query for all of
+   * them: the revocation watcher asks about every live token once a second.
+   */
   invalidAmong(ids: readonly string[], now: number): string[] {
-    return ids.filter((id) => !this.lineageLive(id, now));
+    if (ids.length === 0) return [];
+    // Prepared once, on first use (after migrations): run on every upgrade and once a second.
+    this.liveStmt ??= this.db.prepare(
+      `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
+           SELECT id, id, parent_id, revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= @now)
+             FROM tokens WHERE id IN (SELECT value FROM json_each(@ids))
+           UNION SELECT c.root, t.id, t.parent_id, t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL AND t.expires_at <= @now)
+             FROM tokens t JOIN chain c ON t.id = c.parent_id)
+         SELECT root FROM chain GROUP BY root HAVING max(dead) = 0`,
+    );
+    const live = new Set((this.liveStmt.all({ ids: JSON.stringify(ids), now }) as Array<{ root: string }>).map((r) => r.root));
+    return ids.filter((id) => !live.has(id));
   }
 }
 

@@ -170,3 +170,28 @@ t.test('migration 6 links tokens minted before it to their minter, so revoking t
   const r = new TokenService(store).revoke('aaaaaaaaaaaaaaaa');
   t.same(r.descendants, ['bbbbbbbbbbbbbbbb']);
 });
+
+t.test('invalidAmong answers for many tokens at once: dead themselves, through an ancestor, or unknown', async (t) => {
+  const dir = t.testdir();
+  const store = openStore(join(dir, 'w.db'));
+  t.teardown(() => store.close());
+  const now = 1_700_000_000_000;
+  const tokens = new TokenService(store, () => now);
+  const admin = ['operator.read', 'operator.admin'];
+  const live = await tokens.create({ scopes: admin, createdBy: 'test' });
+  const liveChild = await tokens.create({ scopes: ['operator.read'], createdBy: live.record.id, parentId: live.record.id });
+  const doomed = await tokens.create({ scopes: admin, createdBy: 'test' });
+  const orphan = await tokens.create({ scopes: admin, createdBy: doomed.record.id, parentId: doomed.record.id });
+  const grandOrphan = await tokens.create({ scopes: ['operator.read'], createdBy: orphan.record.id, parentId: orphan.record.id });
+  const revoked = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+  tokens.revoke(revoked.record.id);
+  // The minter expires behind the gateway's back; its descendants were recorded without an expiry.
+  const db = new Database(join(dir, 'w.db'));
+  db.prepare('UPDATE tokens SET expires_at = ? WHERE id = ?').run(now, doomed.record.id);
+  db.close();
+  const ids = [live.record.id, liveChild.record.id, doomed.record.id, orphan.record.id, grandOrphan.record.id, revoked.record.id, 'ffffffffffffffff'];
+  t.same(store.tokens.invalidAmong(ids, now), [doomed.record.id, orphan.record.id, grandOrphan.record.id, revoked.record.id, 'ffffffffffffffff'], 'in the order asked');
+  t.same(store.tokens.invalidAmong([], now), []);
+  t.equal(store.tokens.lineageLive(liveChild.record.id, now), true);
+  t.equal(store.tokens.lineageLive(grandOrphan.record.id, now), false);
+});
