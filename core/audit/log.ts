@@ -206,11 +206,15 @@ export class AuditLog {
     return this.judge(this.readAnchor().load);
   }
 
-  /** The coded error for a failed `checkAnchor`, saying what was found and how to proceed. */
+  /**
+   * The coded error for a failed `checkAnchor`, saying what was found and how to proceed.
+   * `details.committed`: found only when signing a checkpoint over entries already committed.
+   */
   tamperedError(check: Extract<AnchorCheck, { ok: false }>, details: Record<string, unknown> = {}): TyrumError {
+    const refused = details.committed === true ? 'No checkpoint will be signed over it.' : 'Nothing will be appended to it or signed over it.';
     return new TyrumError(
       'TYRUM_ERR_AUDIT_TAMPERED',
-      `the audit log does not extend its signed checkpoint: ${check.reason}. Nothing will be appended to it or signed over it. ` +
+      `the audit log does not extend its signed checkpoint: ${check.reason}. ${refused} ` +
         'Inspect it with `tyrum audit verify`; then restore tyrum.db from a backup, or keep the damaged log as evidence and continue with ' +
         '`tyrum start --accept-tampered-audit` (the tampering is then recorded for good in the signed checkpoint and reported by `tyrum doctor` and `tyrum audit verify`)',
       { ...details, reason: check.reason, checkpoint_path: this.checkpointPath, previous_seq: check.previous?.seq ?? null, found_seq: check.found.seq },

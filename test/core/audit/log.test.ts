@@ -183,6 +183,19 @@ t.test('a checkpoint deleted or put back while the log runs is never signed over
   t.equal(readFileSync(env.checkpointPath, 'utf8'), third);
 });
 
+t.test('a log found tampered only when its checkpoint is signed says its entries went in, but no checkpoint over them', async (t) => {
+  const env = setup(t);
+  await fill(env.log, 2);
+  rmSync(env.checkpointPath);
+  const err = await fill(env.log, 1).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.match(err, { code: 'TYRUM_ERR_AUDIT_TAMPERED', details: { committed: true }, message: /No checkpoint will be signed over it/ });
+  t.notMatch((err as Error).message, /Nothing will be appended/, 'it does not claim the committed entries were refused');
+  t.equal(env.store.audit.count(), 3);
+});
+
 t.test('the checkpoint is signed off the call path: on an interval, every N entries, on flush and on close', async (t) => {
   const cpSeq = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as { seq: number }).seq;
   const dir = t.testdir();
