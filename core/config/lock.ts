@@ -52,8 +52,8 @@ export function lockHome(home: string): HomeLock {
 /** Creates the lock file with its content in one step (a reader never sees it empty); false if it exists. */
 function tryCreate(path: string): boolean {
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ pid: process.pid, started_at: new Date().toISOString() })}\n`, { mode: 0o600 });
   try {
+    writeFileSync(tmp, `${JSON.stringify({ pid: process.pid, started_at: new Date().toISOString() })}\n`, { mode: 0o600 });
     linkSync(tmp, path);
     return true;
   } catch (e) {
