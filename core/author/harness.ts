@@ -34,6 +34,7 @@ import { validate } from '../protocol/validate.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { Redactor } from '../secrets/redact.js';
 import { MIN_SECRET_BYTES } from '../secrets/store.js';
+import { originLabel, urlOrigin } from '../secrets/destination.js';
 import { createEgressHandler, parseTemplate, REDIRECT_STATUSES, type EgressHop, type EgressReply } from '../egress/index.js';
 import { checkPostcondition } from '../execution/postcondition.js';
 import { rawIo, toolInput, toolOutput } from '../registry/io.js';
@@ -243,15 +244,12 @@ function pluginLimits(manifest: PluginManifest, defaults: Readonly<SandboxLimits
 export function harnessGrant(manifest: PluginManifest, recordings: readonly HttpRecording[]): PluginGrant {
   const grant = grantAllRequested(manifest);
   const req = manifest.requests ?? {};
-  const recorded: Array<{ host: string; scheme: 'http' | 'https'; port: number | undefined; method: string }> = [];
+  const recorded: Array<{ host: string; scheme: 'http' | 'https'; port: number | undefined; origin: string; method: string }> = [];
   for (const r of recordings) {
-    try {
-      const u = new URL(r.url);
-      if (u.protocol !== 'https:' && u.protocol !== 'http:') continue;
-      recorded.push({ host: u.hostname.replace(/^\[|\]$/g, ''), scheme: u.protocol === 'https:' ? 'https' : 'http', port: u.port === '' ? undefined : Number(u.port), method: (r.method ?? 'GET').toUpperCase() });
-    } catch {
-      // Reported when the recording is used.
-    }
+    const u = URL.canParse(r.url) ? new URL(r.url) : null; // an unparsable URL is reported when the case runs
+    const o = u && urlOrigin(u);
+    if (!u || !o) continue;
+    recorded.push({ host: o.host.replace(/^\[|\]$/g, ''), scheme: o.scheme, port: u.port === '' ? undefined : o.port, origin: originLabel(o), method: (r.method ?? 'GET').toUpperCase() });
   }
   if ((req.egress ?? []).some((e) => e.host === '*')) {
     const extra: NonNullable<PluginGrant['egress']> = [];
@@ -266,16 +264,8 @@ export function harnessGrant(manifest: PluginManifest, recordings: readonly Http
   }
   const wild = (req.secrets ?? []).filter((s) => s.destinations.includes('*'));
   if (wild.length > 0) {
-    // As an operator would name them: a bare host for https on 443, the origin otherwise.
-    const hosts = [
-      ...new Set(
-        recorded.map((r) => {
-          const host = r.host.toLowerCase().includes(':') ? `[${r.host.toLowerCase()}]` : r.host.toLowerCase();
-          const port = r.port ?? (r.scheme === 'https' ? 443 : 80);
-          return r.scheme === 'https' && port === 443 ? host : `${r.scheme}://${host}:${port}`;
-        }),
-      ),
-    ];
+    // Each recorded origin, written out (`https://host:443` is the same destination as `host`).
+    const hosts = [...new Set(recorded.map((r) => r.origin))];
     const secrets = [...(grant.secrets ?? [])];
     for (const s of wild) {
       const fixed = s.destinations.filter((d) => d !== '*');

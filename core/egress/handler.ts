@@ -32,7 +32,7 @@ import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { EgressHandler, EgressRequest, EgressResponse } from '../../sandbox/pool.js';
 import { sandboxError, sandboxReason } from '../../sandbox/errors.js';
 import { isTyrumError, type TyrumError } from '../errors/index.js';
-import { destinationAllows, originLabel, type Redactor, type SecretOrigin, type SecretStore } from '../secrets/index.js';
+import { canonicalHost, destinationAllows, originLabel, urlOrigin, type Redactor, type SecretOrigin, type SecretStore } from '../secrets/index.js';
 import { classifyAddress } from './address.js';
 import { looksLikeTemplate, parseTemplate, type TemplatePart } from './templates.js';
 
@@ -220,38 +220,19 @@ interface HeaderSpec {
   secrets: string[];
 }
 
-interface Target {
+/** A granted hop: its URL and origin (host canonical as in URL.hostname, IPv6 in brackets). */
+interface Target extends SecretOrigin {
   url: URL;
-  scheme: 'http' | 'https';
-  /** Canonical host as in URL.hostname (IPv6 in brackets). */
-  host: string;
-  port: number;
-}
-
-/** The host as the URL parser writes it (lower case, IPv4 dotted, IPv6 compressed in brackets); null if unusable. */
-export function canonicalHost(host: string): string | null {
-  const bare = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
-  if (bare === '') return null;
-  try {
-    return new URL(`http://${isIPv6(bare) ? `[${bare}]` : bare}/`).hostname;
-  } catch {
-    return null;
-  }
 }
 
 function bareHost(host: string): string {
   return host.replace(/^\[|\]$/g, '');
 }
 
-function originOf(t: Target): SecretOrigin {
-  return { scheme: t.scheme, host: t.host, port: t.port };
-}
-
-/** `scheme://host:port` of any parsed URL (the port written out even when it is the default). */
-function urlOrigin(url: URL): string {
-  const scheme = url.protocol.replace(/:$/, '');
-  const port = url.port !== '' ? url.port : scheme === 'https' ? '443' : scheme === 'http' ? '80' : '';
-  return port === '' ? `${scheme}://${url.hostname}` : `${scheme}://${url.hostname}:${port}`;
+/** How records name the origin of a URL: `scheme://host:port`, or `scheme://host` for a scheme egress refuses. */
+function originText(url: URL): string {
+  const o = urlOrigin(url);
+  return o ? originLabel(o) : `${url.protocol}//${url.hostname}`;
 }
 
 /**
@@ -296,12 +277,11 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
 
   /** Match a URL against the rights; throws a denial naming host and method. */
   function authorize(rights: EgressRights, url: URL, method: string): Target {
-    const scheme = url.protocol === 'https:' ? 'https' : url.protocol === 'http:' ? 'http' : null;
-    if (scheme === null) throw denied('scheme', `egress refused: scheme ${url.protocol.replace(/:$/, '')} is not allowed (http or https only)`);
+    const o = urlOrigin(url);
+    if (o === null) throw denied('scheme', `egress refused: scheme ${url.protocol.replace(/:$/, '')} is not allowed (http or https only)`);
     if (url.username !== '' || url.password !== '') throw denied('userinfo', `egress refused: credentials in the URL are not allowed (host ${url.hostname})`, { host: url.hostname });
-    const host = url.hostname;
-    const port = url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port);
-    const label = `${scheme}://${host}:${port}`;
+    const { scheme, host, port } = o;
+    const label = originLabel(o);
     const rule = rights.egress.find((r) => r.scheme === scheme && r.port === port && canonicalHost(r.host) === host);
     if (!rule) throw denied('host_not_granted', `egress to ${label} is not granted to this plugin`, { host, port, scheme, method });
     if (!rule.methods.includes(method)) throw denied('method_not_granted', `egress ${method} to ${label} is not granted (granted: ${rule.methods.join(', ')})`, { host, port, scheme, method });
@@ -382,13 +362,12 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         continue;
       }
       const values = new Map<string, string>();
-      const origin = originOf(t);
-      const label = originLabel(origin);
+      const label = originLabel(t);
       for (const name of spec.secrets) {
         const right = rights.secrets.find((s) => s.name === name);
         if (!right) throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host: t.host });
         if (!secrets.has(name)) throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway`, { secret: name });
-        const mayGo = right.destinations.some((d) => destinationAllows(d, origin)) && secrets.destinations(name).some((d) => destinationAllows(d, origin));
+        const mayGo = right.destinations.some((d) => destinationAllows(d, t)) && secrets.destinations(name).some((d) => destinationAllows(d, t));
         if (!mayGo) {
           if (redirected) throw denied('secret_redirect', `egress refused: a redirect to ${label} would carry secret handle ${name}, which is not bound to that origin`, { secret: name, origin: label });
           throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${label}`, { secret: name, origin: label });
@@ -420,10 +399,9 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
   function refuseCarriedValues(t: Target, literalHeaders: readonly string[], body: Uint8Array | null): void {
     const found = new Set<string>([...redactor.findInText(t.url.href), ...literalHeaders.flatMap((h) => redactor.findInText(h))]);
     if (body) for (const n of redactor.findInBytes(body)) found.add(n);
-    const origin = originOf(t);
     for (const name of found) {
-      if (!secrets.destinations(name).some((d) => destinationAllows(d, origin))) {
-        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${originLabel(origin)}`, { secret: name, origin: originLabel(origin) });
+      if (!secrets.destinations(name).some((d) => destinationAllows(d, t))) {
+        throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${originLabel(t)}`, { secret: name, origin: originLabel(t) });
       }
     }
   }
@@ -448,7 +426,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         throw denied('invalid_url', 'egress refused: the URL does not parse');
       }
       url.hash = '';
-      hopOrigin = urlOrigin(url);
+      hopOrigin = originText(url);
       if (!rights || rights.egress.length === 0) throw denied('no_rights', `egress to ${hopOrigin} refused: this plugin has no egress rights`);
       if (looksLikeTemplate(String(req.url)) || looksLikeTemplate(decodeURIComponentSafe(url.href))) {
         throw denied('template_misplaced', `egress refused: secret templates are allowed in header values only, not in the URL (host ${url.hostname})`, { host: url.hostname });
@@ -468,7 +446,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
       for (;;) {
         if (req.signal.aborted) throw sandboxError('host_error', 'egress aborted: the call ended');
         hopUrl = redactor.redactText(url.href);
-        hopOrigin = urlOrigin(url);
+        hopOrigin = originText(url);
         hopStarted = Date.now();
         const t = authorize(rights, url, hopMethod);
         const { headers, injected, literal } = materialize(specs, rights, t, hop > 0, url.origin !== origin);
@@ -479,7 +457,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
           ...(pluginId !== undefined ? { plugin_id: pluginId } : {}),
           method: hopMethod,
           url: hopUrl,
-          origin: originLabel(originOf(t)),
+          origin: originLabel(t),
           hop,
           bytes_out: body?.byteLength ?? 0,
           ...(address !== undefined ? { address } : {}),

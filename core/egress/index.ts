@@ -7,7 +7,6 @@ export {
   createEgressHandler,
   egressAuditEntry,
   REDIRECT_STATUSES,
-  canonicalHost,
   DEFAULT_EGRESS_LIMITS,
   type EgressOptions,
   type EgressLimits,
@@ -18,5 +17,6 @@ export {
   type EgressHop,
   type EgressReply,
 } from './handler.js';
+export { canonicalHost } from '../secrets/destination.js';
 export { classifyAddress, parseV6, type AddressClass } from './address.js';
 export { parseTemplate, looksLikeTemplate, type TemplatePart, type ParsedTemplate } from './templates.js';

@@ -25,17 +25,29 @@ export interface SecretOrigin {
 const HOST_RE = new RegExp(Host.pattern ?? '^$');
 const DEFAULT_PORT = { https: 443, http: 80 } as const;
 
-/** The host as the URL parser writes it, if it is an exact host name or IP literal. */
-function canonical(host: string): string | null {
-  const bare = host.replace(/^\[|\]$/g, '');
-  if (bare === '' || bare.length > 253) return null;
-  const written = isIPv6(bare) ? `[${bare}]` : bare;
-  if (!HOST_RE.test(written)) return null;
+/** The host as the URL parser writes it (lower case, IPv4 dotted, IPv6 compressed in brackets); null if unusable. */
+export function canonicalHost(host: string): string | null {
+  const bare = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  if (bare === '') return null;
   try {
-    return new URL(`http://${written}/`).hostname;
+    return new URL(`http://${isIPv6(bare) ? `[${bare}]` : bare}/`).hostname;
   } catch {
     return null;
   }
+}
+
+/** {@link canonicalHost} of an exact host name or IP literal (the manifest's Host pattern); null otherwise. */
+function canonical(host: string): string | null {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (bare === '' || bare.length > 253) return null;
+  return HOST_RE.test(isIPv6(bare) ? `[${bare}]` : bare) ? canonicalHost(bare) : null;
+}
+
+/** The origin of an http(s) URL (the scheme's default port when none is written); null for any other scheme. */
+export function urlOrigin(url: URL): SecretOrigin | null {
+  const scheme = url.protocol === 'https:' ? 'https' : url.protocol === 'http:' ? 'http' : null;
+  if (scheme === null) return null;
+  return { scheme, host: url.hostname, port: url.port === '' ? DEFAULT_PORT[scheme] : Number(url.port) };
 }
 
 /** The origin a destination stands for, or null when it is neither a bare host nor an origin. */

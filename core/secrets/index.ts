@@ -16,4 +16,4 @@ export {
   type SecretStoreOptions,
 } from './store.js';
 export { Redactor, redactionLabel, encodedForms, type RedactionEntry } from './redact.js';
-export { parseDestination, normalizeDestination, destinationAllows, destinationHost, originLabel, type SecretOrigin } from './destination.js';
+export { parseDestination, normalizeDestination, destinationAllows, destinationHost, originLabel, canonicalHost, urlOrigin, type SecretOrigin } from './destination.js';
