@@ -21,6 +21,7 @@ import type { AuditLog, AuditActor } from '../audit/index.js';
 import type { Store } from '../store/index.js';
 import { Session, CLOSE, encodeEvent, type Peer, type Transport } from '../protocol/session.js';
 import type { InflightLimiter } from '../protocol/inflight.js';
+import type { McpBodyProblem } from '../mcp/endpoint.js';
 import { clientAddress } from './address.js';
 import { fromB64url } from '../util/encoding.js';
 
@@ -56,7 +57,7 @@ export interface GatewayDeps {
   mcp?: {
     handle(req: IncomingMessage, res: ServerResponse, body: unknown, caller: { token: AuthenticatedToken; remoteAddress: string }): Promise<void>;
     /** Answers a request whose body the edge could not parse (in the endpoint's own error format). */
-    badBody(res: ServerResponse, problem: 'invalid_json' | 'unsupported_media_type' | 'too_large' | 'unreadable', detail: string): void;
+    badBody(res: ServerResponse, problem: McpBodyProblem, detail: string): void;
     /** Ends requests in flight (called before the HTTP server closes, which waits for them). */
     close(): Promise<void>;
   };
@@ -227,27 +228,10 @@ export class GatewayServer {
       // it refuses is answered by the endpoint, as JSON-RPC, never with fastify's own error body.
       errorHandler: async (err: { name: string; code?: string; statusCode?: number; message: string }, req, reply) => {
         if (!this.deps.mcp || reply.sent) throw err;
-        const problem =
-          err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.name === 'SyntaxError'
-            ? 'invalid_json'
-            : err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-              ? 'unsupported_media_type'
-              : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-                ? 'too_large'
-                : err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500
-                  ? 'unreadable'
-                  : null;
-        if (problem === null) throw err;
-        const detail =
-          problem === 'too_large'
-            ? `the body is larger than http_body_limit_bytes (${this.deps.config.limits.httpBodyLimitBytes} bytes)`
-            : problem === 'unsupported_media_type'
-              ? `got ${JSON.stringify(String(req.headers['content-type'] ?? 'none').slice(0, 100))}`
-              : problem === 'invalid_json' && err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
-                ? 'the body is empty'
-                : err.message;
+        const bad = bodyProblem(err, this.deps.config.limits.httpBodyLimitBytes, req.headers['content-type']);
+        if (bad === null) throw err;
         reply.hijack();
-        this.deps.mcp.badBody(reply.raw, problem, detail);
+        this.deps.mcp.badBody(reply.raw, bad.problem, bad.detail);
       },
       handler: async (req, reply) => {
         const caller = callers.get(req.raw);
@@ -427,6 +411,26 @@ export class GatewayServer {
     const ids = [...new Set([...this.live].map((l) => l.session.token.id))];
     for (const id of this.deps.store.tokens.invalidAmong(ids, now)) this.closeToken(id, 'token revoked or expired');
   }
+}
+
+/**
+ * A /mcp body fastify's parser refused, as the MCP endpoint answers it (what went wrong and what the
+ * parser found); null for an error that is not about the body.
+ */
+function bodyProblem(err: { name: string; code?: string; statusCode?: number; message: string }, limitBytes: number, contentType: string | undefined): { problem: McpBodyProblem; detail: string } | null {
+  switch (err.code) {
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { problem: 'invalid_json', detail: 'the body is empty' };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { problem: 'invalid_json', detail: err.message };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { problem: 'unsupported_media_type', detail: `got ${JSON.stringify((contentType ?? 'none').slice(0, 100))}` };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { problem: 'too_large', detail: `the body is larger than http_body_limit_bytes (${limitBytes} bytes)` };
+  }
+  if (err.name === 'SyntaxError') return { problem: 'invalid_json', detail: err.message };
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return { problem: 'unreadable', detail: err.message };
+  return null;
 }
 
 function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
