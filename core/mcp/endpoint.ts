@@ -212,14 +212,18 @@ function rpcError(rpcCode: number, e: { code: string; wire: string; message: str
   return new RpcError(rpcCode, `${e.code}: ${e.message}`, { code: e.code, wire: e.wire, ...(e.details !== undefined ? { details: e.details } : {}) });
 }
 
-/** An answer written before any MCP machinery runs (role, rate or shutdown refusals). */
-function refuse(res: ServerResponse, status: number, rpcCode: number, code: TyrumErrorCode, message: string, headers: Record<string, string> = {}): void {
+/**
+ * An answer written before any MCP machinery runs (role, shutdown, empty batch or unreadable
+ * body refusals): the same JSON-RPC error {@link rpcError} gives the SDK to write, with id null.
+ */
+function refuse(res: ServerResponse, status: number, rpcCode: number, code: TyrumErrorCode, message: string): void {
   if (res.headersSent) {
     res.end();
     return;
   }
-  const body = JSON.stringify({ jsonrpc: '2.0', error: { code: rpcCode, message: `${code}: ${message}`, data: { code, wire: ERROR_CODES[code].wire } }, id: null });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
+  const e = rpcError(rpcCode, { code, wire: ERROR_CODES[code].wire, message });
+  const body = JSON.stringify({ jsonrpc: '2.0', error: { code: e.code, message: e.message, data: e.data }, id: null });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 
