@@ -29,6 +29,18 @@ export function removeHome(home: string): void {
   rmSync(home, { recursive: true, force: true });
 }
 
+/** A test gateway with an admin connection; both closed, and the home removed, when `t` ends. */
+export async function gatewayWithAdmin(t: { teardown(fn: () => unknown): void }): Promise<{ gw: TestGateway; admin: Awaited<ReturnType<typeof connect>> }> {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  const admin = await connect(gw);
+  t.teardown(() => admin.conn.ws.close());
+  return { gw, admin };
+}
+
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
 function base32(buf: Buffer): string {
   let bits = '';

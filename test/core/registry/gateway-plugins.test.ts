@@ -3,10 +3,10 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestGateway, removeHome, connect } from '../../helpers/gateway.js';
+import { gatewayWithAdmin, connect } from '../../helpers/gateway.js';
 import { main } from '../../../core/cli/main.js';
 import { listAudit } from '../../../core/audit/index.js';
-import { pluginDir, BUILT } from './helpers.js';
+import { pluginDir, installEnabled, BUILT } from './helpers.js';
 
 const CLI = { kind: 'cli', user: 'test' };
 const code = (r: Record<string, unknown>) => (r.error as { code?: string } | undefined)?.code;
@@ -20,13 +20,7 @@ const message = (r: Record<string, unknown>): string => (r.ok === true ? ((r.res
 const quiet = { out: () => undefined, err: () => undefined };
 
 t.test('plugins through the gateway', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  const admin = await connect(gw);
-  t.teardown(() => admin.conn.ws.close());
+  const { gw, admin } = await gatewayWithAdmin(t);
 
   t.test('install, see it quarantined, grant, enable and call it over the protocol', async (t) => {
     await gw.plugins.install(BUILT.textUtils, CLI);
@@ -89,10 +83,7 @@ t.test('plugins through the gateway', async (t) => {
   });
 
   t.test('a tampered module on disk is refused at load, naming both digests (D8)', async (t) => {
-    const src = await pluginDir(t.testdir(), { id: 'tamper', wat: 'echo', tools: [{ id: 'echo' }] });
-    await gw.plugins.install(src, CLI);
-    await gw.plugins.grant('tamper', { allRequested: true }, CLI);
-    await gw.plugins.enable('tamper', CLI);
+    await installEnabled(gw.plugins, await pluginDir(t.testdir(), { id: 'tamper', wat: 'echo', tools: [{ id: 'echo' }] }));
     const dir = join(gw.home, 'plugins', 'tamper', '1.0.0');
     const wasmPath = join(dir, readdirSync(dir).find((f) => f.endsWith('.wasm'))!);
     const bytes = readFileSync(wasmPath);
@@ -105,10 +96,7 @@ t.test('plugins through the gateway', async (t) => {
   });
 
   t.test('a plugin that loops forever is stopped at its budget; the gateway keeps answering (D1)', async (t) => {
-    const src = await pluginDir(t.testdir(), { id: 'hostile', wat: 'hostile', tools: [{ id: 'spin' }, { id: 'ok' }], requests: { time: { timeout_ms: 300 } } });
-    await gw.plugins.install(src, CLI);
-    await gw.plugins.grant('hostile', { allRequested: true }, CLI);
-    await gw.plugins.enable('hostile', CLI);
+    await installEnabled(gw.plugins, await pluginDir(t.testdir(), { id: 'hostile', wat: 'hostile', tools: [{ id: 'spin' }, { id: 'ok' }], requests: { time: { timeout_ms: 300 } } }));
     const pending = admin.conn.request('tool.invoke', { tool_id: 'hostile.spin', args: {}, wait_ms: 20_000 }, 25_000);
     const health = await fetch(`http://127.0.0.1:${gw.port}/healthz`);
     t.equal(health.status, 200, '/healthz answers while the plugin spins');
@@ -126,10 +114,7 @@ t.test('plugins through the gateway', async (t) => {
   t.test('output that breaks the output schema is never reported as success', async (t) => {
     // The real word_count module, declared with an output schema its output does not meet.
     const wasm = readFileSync(join(BUILT.textUtils, 'plugin.wasm'));
-    const src = await pluginDir(t.testdir(), { id: 'liar', wat: wasm, tools: [{ id: 'echo', export: 'word_count', output: { type: 'object', required: ['answer'] } }] });
-    await gw.plugins.install(src, CLI);
-    await gw.plugins.grant('liar', { allRequested: true }, CLI);
-    await gw.plugins.enable('liar', CLI);
+    await installEnabled(gw.plugins, await pluginDir(t.testdir(), { id: 'liar', wat: wasm, tools: [{ id: 'echo', export: 'word_count', output: { type: 'object', required: ['answer'] } }] }));
     const r = await admin.conn.request('tool.invoke', { tool_id: 'liar.echo', args: { text: 'no answer here' } });
     t.equal(outcome(r), 'sandbox_error');
     t.match(message(r), /output schema/);
@@ -137,25 +122,19 @@ t.test('plugins through the gateway', async (t) => {
 });
 
 t.test('a tool\'s declared postcondition is checked on every output; failing it is never success', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
+  const { gw, admin } = await gatewayWithAdmin(t);
   const wasm = readFileSync(join(BUILT.textUtils, 'plugin.wasm'));
-  const src = await pluginDir(t.testdir(), {
-    id: 'counted',
-    wat: wasm,
-    tools: [
-      { id: 'two_words', export: 'word_count', postcondition: { path: '/words', equals: 2 } },
-      { id: 'shape', export: 'word_count', postcondition: { path: '/missing', exists: true } },
-    ],
-  });
-  await gw.plugins.install(src, CLI);
-  await gw.plugins.grant('counted', { allRequested: true }, CLI);
-  await gw.plugins.enable('counted', CLI);
-  const admin = await connect(gw);
-  t.teardown(() => admin.conn.ws.close());
+  await installEnabled(
+    gw.plugins,
+    await pluginDir(t.testdir(), {
+      id: 'counted',
+      wat: wasm,
+      tools: [
+        { id: 'two_words', export: 'word_count', postcondition: { path: '/words', equals: 2 } },
+        { id: 'shape', export: 'word_count', postcondition: { path: '/missing', exists: true } },
+      ],
+    }),
+  );
   t.equal(outcome(await admin.conn.request('tool.invoke', { tool_id: 'counted.two_words', args: { text: 'two words' } })), 'ok', 'the postcondition holds');
   const bad = await admin.conn.request('tool.invoke', { tool_id: 'counted.two_words', args: { text: 'three whole words' } });
   t.equal((bad.result as { state: string }).state, 'failed');
@@ -187,11 +166,7 @@ t.test('a plugin can use a secret only toward its bound destination and never se
   const bport = (bound.address() as AddressInfo).port;
   const oport = (other.address() as AddressInfo).port;
 
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
+  const { gw, admin } = await gatewayWithAdmin(t);
   // The servers speak plain http: the bindings name their origins (a bare host is https:443 only).
   gw.secrets.set('API_TOKEN', Buffer.from(CANARY), [`http://127.0.0.1:${bport}`]);
   gw.secrets.set('OTHER_TOKEN', Buffer.from(OTHER), [`http://127.0.0.2:${oport}`]);
@@ -227,8 +202,6 @@ t.test('a plugin can use a secret only toward its bound destination and never se
   );
   await gw.plugins.enable('fetcher', CLI);
 
-  const admin = await connect(gw);
-  t.teardown(() => admin.conn.ws.close());
   const outputs: string[] = [];
   const call = async (tool_id: string, args: Record<string, unknown>) => {
     const r = await admin.conn.request('tool.invoke', { tool_id, args }, 10_000);

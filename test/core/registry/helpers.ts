@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
 import type { PluginManifest, ToolIo } from '../../../schemas/index.js';
+import type { PluginRegistry } from '../../../core/registry/plugins.js';
 
 let wabt: ReturnType<typeof wabtInit> | undefined;
 const FIXTURE_DIRS = [new URL('../../fixtures/wasm/', import.meta.url), new URL('../../fixtures/plugins/', import.meta.url)];
@@ -89,3 +90,12 @@ export const BUILT = {
   textUtils: new URL('../../../plugins/text-utils/build/', import.meta.url).pathname,
   httpApi: new URL('../../../plugins/http-api/build/', import.meta.url).pathname,
 };
+
+const CLI = { kind: 'cli', user: 'test' };
+
+/** Installs the plugin in `dir`, grants everything it requests and enables it, as an operator would. */
+export async function installEnabled(plugins: PluginRegistry, dir: string): Promise<void> {
+  const { plugin } = await plugins.install(dir, CLI);
+  await plugins.grant(plugin.id, { allRequested: true }, CLI);
+  await plugins.enable(plugin.id, CLI);
+}

@@ -4,44 +4,34 @@
  * the plugin's own log (a bounded, redacted excerpt reaches the caller).
  */
 import t from 'tap';
-import { startTestGateway, removeHome, connect } from '../../helpers/gateway.js';
-import { pluginDir } from './helpers.js';
+import { gatewayWithAdmin } from '../../helpers/gateway.js';
+import { installEnabled, pluginDir } from './helpers.js';
 
-const CLI = { kind: 'cli', user: 'test' };
 type RunResult = { state: string; output: unknown; error: { code: string; wire: string; message: string; details?: Record<string, unknown> } | null };
 
 t.test('unchanged Extism modules', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  const admin = await connect(gw);
-  t.teardown(() => admin.conn.ws.close());
+  const { gw, admin } = await gatewayWithAdmin(t);
   const invoke = async (tool_id: string, args: Record<string, unknown>): Promise<{ ok: boolean; result?: RunResult; error?: { code: string; message: string } }> =>
     (await admin.conn.request('tool.invoke', { tool_id, args })) as never;
-  const install = async (dir: string, id: string) => {
-    await gw.plugins.install(dir, CLI);
-    await gw.plugins.grant(id, { allRequested: true }, CLI);
-    await gw.plugins.enable(id, CLI);
-  };
+  /** A plugin written under the subtest's directory, installed, granted and enabled. */
+  const install = async (t: { testdir(): string }, spec: Parameters<typeof pluginDir>[1]) => installEnabled(gw.plugins, await pluginDir(t.testdir(), spec));
 
   const text = { type: 'object', properties: { text: { type: 'string' } }, required: ['text'], additionalProperties: false };
   const data = { type: 'object', properties: { data: { type: 'string' } }, required: ['data'], additionalProperties: false };
+  // The encodings that map those string fields to the export's raw bytes.
+  const asText = { encoding: 'text', field: 'text' } as const;
+  const asBytes = { encoding: 'bytes', field: 'data' } as const;
   const report = { type: 'object', properties: { count: { type: 'integer' }, total: { type: 'integer' }, vowels: { type: 'string' } }, required: ['count', 'total', 'vowels'], additionalProperties: false };
 
   t.test('count_vowels reads raw text: a tool with input encoding text is invoked as a normal tool', async (t) => {
-    await install(
-      await pluginDir(t.testdir(), {
-        id: 'vowels',
-        wat: 'count-vowels',
-        tools: [
-          { id: 'count_vowels', input: text, output: report, io: { input: { encoding: 'text', field: 'text' } } },
-          { id: 'as_json', export: 'count_vowels', input: text, output: report },
-        ],
-      }),
-      'vowels',
-    );
+    await install(t, {
+      id: 'vowels',
+      wat: 'count-vowels',
+      tools: [
+        { id: 'count_vowels', input: text, output: report, io: { input: asText } },
+        { id: 'as_json', export: 'count_vowels', input: text, output: report },
+      ],
+    });
     const r = await invoke('vowels.count_vowels', { text: 'Hello, World! ÄÖÜ aeiou' });
     t.equal(r.result?.state, 'succeeded', JSON.stringify(r));
     t.same(r.result?.output, { count: 8, total: 8, vowels: 'aeiouAEIOU' }, 'only the text reached the export, as raw UTF-8');
@@ -54,18 +44,15 @@ t.test('unchanged Extism modules', async (t) => {
   });
 
   t.test('bytes in and out are base64 in the JSON field; text out is wrapped into the field', async (t) => {
-    await install(
-      await pluginDir(t.testdir(), {
-        id: 'raw',
-        wat: 'raw-io',
-        tools: [
-          { id: 'bytes', export: 'echo', input: data, output: data, io: { input: { encoding: 'bytes', field: 'data' }, output: { encoding: 'bytes', field: 'data' } } },
-          { id: 'text', export: 'echo', input: text, output: text, io: { input: { encoding: 'text', field: 'text' }, output: { encoding: 'text', field: 'text' } } },
-          { id: 'latin', export: 'echo', input: data, output: text, io: { input: { encoding: 'bytes', field: 'data' }, output: { encoding: 'text', field: 'text' } } },
-        ],
-      }),
-      'raw',
-    );
+    await install(t, {
+      id: 'raw',
+      wat: 'raw-io',
+      tools: [
+        { id: 'bytes', export: 'echo', input: data, output: data, io: { input: asBytes, output: asBytes } },
+        { id: 'text', export: 'echo', input: text, output: text, io: { input: asText, output: asText } },
+        { id: 'latin', export: 'echo', input: data, output: text, io: { input: asBytes, output: asText } },
+      ],
+    });
     const bin = Buffer.from([0, 1, 2, 0xff, 0xfe, 0x80]).toString('base64');
     t.same((await invoke('raw.bytes', { data: bin })).result?.output, { data: bin }, 'arbitrary bytes round-trip');
     t.same((await invoke('raw.text', { text: 'héllo 😀' })).result?.output, { text: 'héllo 😀' });
@@ -78,19 +65,16 @@ t.test('unchanged Extism modules', async (t) => {
   });
 
   t.test('an export that succeeds with no output returns null, not a "not JSON" failure', async (t) => {
-    await install(
-      await pluginDir(t.testdir(), {
-        id: 'quiet',
-        wat: 'raw-io',
-        tools: [
-          { id: 'nothing', input: { type: 'object' }, output: {} },
-          { id: 'nothing_null', export: 'nothing', input: { type: 'object' }, output: { type: 'null' } },
-          { id: 'nothing_object', export: 'nothing', input: { type: 'object' }, output: { type: 'object' } },
-          { id: 'nothing_text', export: 'nothing', input: text, output: text, io: { output: { encoding: 'text', field: 'text' } } },
-        ],
-      }),
-      'quiet',
-    );
+    await install(t, {
+      id: 'quiet',
+      wat: 'raw-io',
+      tools: [
+        { id: 'nothing', input: { type: 'object' }, output: {} },
+        { id: 'nothing_null', export: 'nothing', input: { type: 'object' }, output: { type: 'null' } },
+        { id: 'nothing_object', export: 'nothing', input: { type: 'object' }, output: { type: 'object' } },
+        { id: 'nothing_text', export: 'nothing', input: text, output: text, io: { output: asText } },
+      ],
+    });
     const r = await invoke('quiet.nothing', {});
     t.equal(r.result?.state, 'succeeded', JSON.stringify(r.result?.error));
     t.equal(r.result?.output, null);
@@ -105,17 +89,14 @@ t.test('unchanged Extism modules', async (t) => {
   t.test("a failure explained by the plugin's own log carries a bounded, redacted excerpt of it", async (t) => {
     const CANARY = `CANARY-${Math.random().toString(36).slice(2)}-${Date.now()}`;
     gw.secrets.set('LOG_TOKEN', Buffer.from(CANARY), ['127.0.0.1']);
-    await install(
-      await pluginDir(t.testdir(), {
-        id: 'loud',
-        wat: 'raw-io',
-        tools: [
-          { id: 'log_trap', input: text, io: { input: { encoding: 'text', field: 'text' } } },
-          { id: 'log_error', input: text, io: { input: { encoding: 'text', field: 'text' } } },
-        ],
-      }),
-      'loud',
-    );
+    await install(t, {
+      id: 'loud',
+      wat: 'raw-io',
+      tools: [
+        { id: 'log_trap', input: text, io: { input: asText } },
+        { id: 'log_error', input: text, io: { input: asText } },
+      ],
+    });
     for (const tool of ['loud.log_trap', 'loud.log_error']) {
       const r = await invoke(tool, { text: `using token ${CANARY} ${'x'.repeat(4000)}` });
       t.equal(r.result?.state, 'failed', tool);
