@@ -197,8 +197,9 @@ export class PluginHost {
       this.record(entry, actor, round(performance.now() - started), usage, err);
       // Plugin-supplied text (messages, logs) can echo secrets: redact before it leaves. The
       // caller gets the last lines of the plugin's log, which often say why (e.g. a WASI errno).
+      let details = err.details ? (this.o.redact(stripLogs(err.details)) as Record<string, unknown>) : undefined;
       const excerpt = this.logExcerpt(logs);
-      const details = err.details || excerpt !== null ? { ...(this.o.redact(stripLogs(err.details ?? {})) as Record<string, unknown>), ...(excerpt !== null ? { log_excerpt: excerpt } : {}) } : undefined;
+      if (excerpt !== null) details = { ...details, log_excerpt: excerpt };
       throw new TyrumError(err.code, String(this.o.redact(err.message)), details);
     }
   }
