@@ -34,6 +34,38 @@ function parseError(e: Error & { code?: string }, known: string[]): TyrumError {
   return new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', e.message);
 }
 
+/** Every command and its subcommands (for `tyrum help X`, "did you mean" and naming the command in errors). */
+export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
+  start: [],
+  doctor: [],
+  ping: [],
+  token: ['create', 'list', 'revoke'],
+  audit: ['verify', 'list'],
+  plugin: ['install', 'list', 'lock', 'info', 'grant', 'revoke', 'enable', 'disable', 'remove', 'config', 'new', 'build', 'types', 'test', 'pack', 'keygen', 'sign'],
+  tool: ['list', 'call'],
+  secret: ['set', 'list', 'rm'],
+  policy: ['show', 'set', 'explain', 'override-revoke'],
+  approvals: ['list', 'approve', 'deny'],
+  run: ['list', 'get', 'cancel', 'resolve'],
+  mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
+  help: [],
+  version: [],
+};
+
+/**
+ * The usage error for `tyrum CMD SUB` when CMD has no subcommand SUB (or none was given), with the
+ * nearest one when SUB looks like a typo. main raises it before running a command, so a command's
+ * own switch only ever sees its subcommands and `--help`.
+ */
+export function subcommandError(cmd: string, sub: string | undefined): TyrumError {
+  const subs = COMMANDS[cmd] ?? [];
+  const has = `tyrum ${cmd} has: ${subs.join(', ')}; see: tyrum help ${cmd}`;
+  if (sub === undefined) return new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `missing command: tyrum ${cmd} COMMAND (${has})`);
+  if (sub.startsWith('-')) return new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `missing command before '${sub}': tyrum ${cmd} COMMAND [options] (${has})`);
+  const near = closest(sub, subs);
+  return new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown ${cmd} command "${sub}"${near ? `; did you mean "${near}"?` : ''} (${has})`);
+}
+
 /** A required positional argument: "missing ID: usage: tyrum plugin enable ID" when it is absent. */
 export function need(value: string | undefined, name: string, usage: string): string {
   if (value === undefined || value === '') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `missing ${name}: usage: ${usage}`);

@@ -9,7 +9,7 @@ import { readBundleFile, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
-import { parse, need } from './args.js';
+import { parse, need, subcommandError } from './args.js';
 import { cliActor as who, withHome } from './home.js';
 import type { Io } from './main.js';
 
@@ -36,7 +36,7 @@ const POLICY_USAGE = `usage:
 export async function policyCmd(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, args: { type: 'string' } }, 1);
-  if (values.help || sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') return (io.out(POLICY_USAGE), sub === undefined ? 2 : 0);
+  if (values.help || sub === '--help') return (io.out(POLICY_USAGE), 0);
   return withHome(values.home, async (svc) => {
     switch (sub) {
       case 'show': {
@@ -74,7 +74,7 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       default:
-        throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown policy command "${sub}"\n${POLICY_USAGE}`);
+        throw subcommandError('policy', sub);
     }
   });
 }
@@ -89,7 +89,7 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, always: { type: 'boolean' }, expires: { type: 'string' }, reason: { type: 'string' } }, 1);
   if (values.expires !== undefined && !values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--expires applies to approve --always only');
   const ttl = values.expires === undefined ? undefined : parseTtl(values.expires);
-  if (values.help || sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') return (io.out(APPROVALS_USAGE), sub === undefined ? 2 : 0);
+  if (values.help || sub === '--help') return (io.out(APPROVALS_USAGE), 0);
   return withHome(values.home, async (svc) => {
     switch (sub) {
       case 'list': {
@@ -116,7 +116,7 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       default:
-        throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown approvals command "${sub}"\n${APPROVALS_USAGE}`);
+        throw subcommandError('approvals', sub);
     }
   });
 }

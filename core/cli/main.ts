@@ -10,7 +10,7 @@ import { openHome, startGateway } from '../runtime.js';
 import { parseTtl, tokenInfo } from '../auth/tokens.js';
 import { verifyAudit, listAudit } from '../audit/index.js';
 import { packageInfo } from '../util/package-info.js';
-import { parse, portArg, listArg, need, closest } from './args.js';
+import { parse, portArg, listArg, need, closest, COMMANDS, subcommandError } from './args.js';
 import { doctor } from './doctor.js';
 import { ping } from './ping.js';
 import { plugin } from './plugin.js';
@@ -96,24 +96,6 @@ export async function runProcess(): Promise<void> {
   process.exitCode = await main(process.argv.slice(2));
 }
 
-/** Every command and its subcommands (for `tyrum help X`, "did you mean" and naming the command in errors). */
-const COMMANDS: Record<string, readonly string[]> = {
-  start: [],
-  doctor: [],
-  ping: [],
-  token: ['create', 'list', 'revoke'],
-  audit: ['verify', 'list'],
-  plugin: ['install', 'list', 'lock', 'info', 'grant', 'revoke', 'enable', 'disable', 'remove', 'config', 'new', 'build', 'types', 'test', 'pack', 'keygen', 'sign'],
-  tool: ['list', 'call'],
-  secret: ['set', 'list', 'rm'],
-  policy: ['show', 'set', 'explain', 'override-revoke'],
-  approvals: ['list', 'approve', 'deny'],
-  run: ['list', 'get', 'cancel', 'resolve'],
-  mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
-  help: [],
-  version: [],
-};
-
 /** The command as typed so far, for messages: "tyrum plugin list". */
 function commandName(argv: readonly string[]): string {
   const [cmd, sub] = argv;
@@ -121,7 +103,10 @@ function commandName(argv: readonly string[]): string {
   return sub !== undefined && COMMANDS[cmd]!.includes(sub) ? `tyrum ${cmd} ${sub}` : `tyrum ${cmd}`;
 }
 
-/** Unknown commands and subcommands, with the nearest known one when it looks like a typo. */
+/**
+ * Unknown commands, and for a command with subcommands a missing or unknown one, with the nearest
+ * known one when it looks like a typo: one check for every command, before any of them runs.
+ */
 function checkCommand(argv: readonly string[]): void {
   const [cmd, sub] = argv;
   if (cmd === undefined || cmd.startsWith('-')) return;
@@ -130,9 +115,14 @@ function checkCommand(argv: readonly string[]): void {
     throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}"${near ? `; did you mean "${near}"?` : ''} (see: tyrum help)`);
   }
   const subs = COMMANDS[cmd]!;
-  if (subs.length === 0 || sub === undefined || sub.startsWith('-') || sub === 'help' || subs.includes(sub)) return;
-  const near = closest(sub, subs);
-  throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown ${cmd} command "${sub}"${near ? `; did you mean "${near}"?` : ''} (tyrum ${cmd} has: ${subs.join(', ')}; see: tyrum help ${cmd})`);
+  if (subs.length === 0 || sub === '--help' || (sub !== undefined && subs.includes(sub))) return;
+  throw subcommandError(cmd, sub);
+}
+
+/** `tyrum X help` and `tyrum X -h` are `tyrum X --help` for a command with subcommands. */
+function helpWord(argv: string[]): string[] {
+  const [cmd, sub, ...rest] = argv;
+  return cmd !== undefined && Object.hasOwn(COMMANDS, cmd) && COMMANDS[cmd]!.length > 0 && (sub === 'help' || sub === '-h') ? [cmd, '--help', ...rest] : argv;
 }
 
 /** `--json` among the options (not after `--`, where the words belong to a server's command). */
@@ -142,7 +132,8 @@ function wantsJson(argv: readonly string[]): boolean {
 }
 
 /** Runs the CLI; resolves with the exit code. */
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+export async function main(args: string[], io: Io = processIo): Promise<number> {
+  const argv = helpWord(args);
   const [cmd, ...rest] = argv;
   try {
     checkCommand(argv);
@@ -158,7 +149,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
           io.out(USAGE);
           return 0;
         }
-        checkCommand(rest);
         return await main([...rest.filter((w) => !w.startsWith('-')).slice(0, 2), '--help'], io);
       case '--version':
       case 'version':
@@ -208,8 +198,8 @@ function report(e: unknown, argv: readonly string[], io: Io): number {
   if (err.details?.unknown_option === true) message = `${message.replace(/^unknown option '([^']+)'/, `unknown option '$1' for '${where}'`)} (see: ${where} --help)`;
   const code = err.code === 'TYRUM_ERR_INVALID_ARGUMENT' ? 2 : 1;
   if (wantsJson(argv)) {
-    const details = err.details && Object.keys(err.details).filter((k) => k !== 'unknown_option').length > 0 ? Object.fromEntries(Object.entries(err.details).filter(([k]) => k !== 'unknown_option')) : undefined;
-    io.err(JSON.stringify({ error: { code: err.code, message, ...(details ? { details } : {}) } }));
+    const { unknown_option: _, ...details } = err.details ?? {};
+    io.err(JSON.stringify({ error: { code: err.code, message, ...(Object.keys(details).length > 0 ? { details } : {}) } }));
     return code;
   }
   const [first, ...more] = message.split('\n');
@@ -303,12 +293,10 @@ async function token(argv: string[], io: Io): Promise<number> {
         await svc.close();
       }
     }
-    case 'help':
     case '--help':
-    case '-h':
       return usage(io, 'tyrum token create|list|revoke ... (tyrum token SUBCOMMAND --help for each)');
     default:
-      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `usage: tyrum token create|list|revoke (got ${sub === undefined ? 'nothing' : `"${sub}"`})`);
+      throw subcommandError('token', sub);
   }
 }
 
@@ -349,12 +337,10 @@ async function audit(argv: string[], io: Io): Promise<number> {
         await svc.close();
       }
     }
-    case 'help':
     case '--help':
-    case '-h':
       return usage(io, 'tyrum audit verify|list ... (tyrum audit SUBCOMMAND --help for each)');
     default:
-      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `usage: tyrum audit verify|list (got ${sub === undefined ? 'nothing' : `"${sub}"`})`);
+      throw subcommandError('audit', sub);
   }
 }
 

@@ -8,7 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { probeServer } from '../mcp/probe.js';
 import type { McpToolDiff, McpServerView } from '../mcp/registry.js';
-import { parse, listArg, need } from './args.js';
+import { parse, listArg, need, subcommandError } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './main.js';
 
@@ -65,9 +65,9 @@ export function resolveCommandPaths(command: readonly string[], cwd: string): { 
   return { command: out, resolved };
 }
 
-function usage(io: Io, bad: boolean): number {
-  (bad ? io.err : io.out)(USAGE);
-  return bad ? 2 : 0;
+function usage(io: Io): number {
+  io.out(USAGE);
+  return 0;
 }
 
 /** `K=V` pairs (repeatable flag) into a record; the value may itself contain '='. */
@@ -132,7 +132,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
       const flags = dd >= 0 ? rest.slice(0, dd) : rest;
       const command = dd >= 0 ? rest.slice(dd + 1) : [];
       const { values, positionals } = parse(flags, ADD_OPTIONS, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const name = need(positionals[0], 'NAME', 'tyrum mcp add NAME -- COMMAND [ARG...] | tyrum mcp add NAME --url URL');
       const kinds = [command.length > 0, values.url !== undefined, values.spec !== undefined].filter(Boolean).length;
       if (kinds !== 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give exactly one of: -- COMMAND [ARG...] (stdio), --url URL (Streamable HTTP), --spec FILE');
@@ -190,7 +190,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     }
     case 'list': {
       const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       return withHome(values.home, async (svc) => {
         const list = svc.mcp.list();
         if (values.json) io.out(JSON.stringify({ servers: list }));
@@ -203,7 +203,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     }
     case 'tools': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const name = need(positionals[0], 'NAME', 'tyrum mcp tools NAME [--json]');
       return withHome(values.home, async (svc) => {
         const tools = svc.mcp.tools(name);
@@ -217,7 +217,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     }
     case 'diff': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' }, refresh: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const name = need(positionals[0], 'NAME', 'tyrum mcp diff NAME [--refresh] [--all] [--json]');
       return withHome(values.home, async (svc) => {
         if (values.refresh) {
@@ -239,7 +239,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     }
     case 'approve': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, tool: { type: 'string', multiple: true }, 'read-only': { type: 'string' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const name = need(positionals[0], 'NAME', 'tyrum mcp approve NAME [--tool T]... [--read-only T,...]');
       return withHome(values.home, async (svc) => {
         const readOnly = listArg(values['read-only']) ?? [];
@@ -255,7 +255,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
     }
     case 'remove': {
       const { values, positionals } = parse(rest, { home: { type: 'string' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const name = need(positionals[0], 'NAME', 'tyrum mcp remove NAME');
       return withHome(values.home, async (svc) => {
         await svc.mcp.remove(name, actor());
@@ -263,13 +263,9 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
         return 0;
       });
     }
-    case undefined:
-    case 'help':
     case '--help':
-    case '-h':
-      return usage(io, sub === undefined);
+      return usage(io);
     default:
-      io.err(`unknown mcp command "${sub}"`);
-      return usage(io, true);
+      throw subcommandError('mcp', sub);
   }
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { TyrumError } from '../errors/index.js';
 import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule, type PluginManifest } from '../../schemas/index.js';
 import type { PluginInfo } from '../registry/plugins.js';
-import { parse, listArg, need } from './args.js';
+import { parse, listArg, need, subcommandError } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './main.js';
 
@@ -114,7 +114,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
   switch (sub) {
     case 'install': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, 'allow-downgrade': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const path = need(positionals[0], 'PATH', 'tyrum plugin install PATH [--allow-downgrade]');
       return withHome(values.home, async (svc) => {
         const r = await svc.plugins.install(path, actor(), { allowDowngrade: values['allow-downgrade'] ?? false });
@@ -130,7 +130,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     }
     case 'list': {
       const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       return withHome(values.home, async (svc) => {
         const list = svc.plugins.list();
         if (values.json) io.out(JSON.stringify({ plugins: list }));
@@ -143,7 +143,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     }
     case 'lock': {
       const { values } = parse(rest, { home: { type: 'string' } });
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       return withHome(values.home, async (svc) => {
         io.out(JSON.stringify(svc.plugins.lock(), null, 2));
         return 0;
@@ -151,7 +151,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     }
     case 'info': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const id = need(positionals[0], 'ID', 'tyrum plugin info ID [--json]');
       return withHome(values.home, async (svc) => {
         const r = svc.plugins.get(id);
@@ -176,7 +176,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
         },
         1,
       );
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const id = need(positionals[0], 'ID', 'tyrum plugin grant ID [--all-requested] [--egress URL[=METHODS]]... [--secret NAME[=DEST,...]]... [--accept-risk FLAG,...]');
       let grant: PluginGrant | undefined;
       const flags = values.egress !== undefined || values.secret !== undefined || values.kv !== undefined || values.memory !== undefined || values.timeout !== undefined;
@@ -219,7 +219,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     case 'disable':
     case 'remove': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const id = need(positionals[0], 'ID', `tyrum plugin ${sub} ID`);
       return withHome(values.home, async (svc) => {
         if (sub === 'remove') {
@@ -234,7 +234,7 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
     }
     case 'config': {
       const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, set: { type: 'string', multiple: true }, 'set-json': { type: 'string', multiple: true }, file: { type: 'string' }, show: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, false);
+      if (values.help) return usage(io);
       const id = need(positionals[0], 'ID', 'tyrum plugin config ID [--set KEY=VALUE]... [--set-json KEY=JSON]... [--file F] [--show]');
       return withHome(values.home, async (svc) => {
         const current = JSON.parse(svc.store.plugins.getConfig(id) ?? '{}') as Record<string, unknown>;
@@ -286,13 +286,14 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
       return (await import('./author-test-pack.js')).pluginKeygen(rest, io);
     case 'sign':
       return (await import('./author-test-pack.js')).pluginSign(rest, io);
+    case '--help':
+      return usage(io);
     default:
-      if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') return usage(io, sub === undefined);
-      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown plugin command "${sub}"\n${USAGE}`);
+      throw subcommandError('plugin', sub);
   }
 }
 
-function usage(io: Io, isError: boolean): number {
-  (isError ? io.err : io.out)(USAGE);
-  return isError ? 2 : 0;
+function usage(io: Io): number {
+  io.out(USAGE);
+  return 0;
 }

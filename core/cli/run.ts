@@ -1,6 +1,6 @@
 /** `tyrum run list|get|cancel|resolve`: durable runs, through a running gateway. */
 import { TyrumError } from '../errors/index.js';
-import { parse, need } from './args.js';
+import { parse, need, subcommandError } from './args.js';
 import { withClient, CLIENT_FLAGS, remoteError } from './client.js';
 import type { Io } from './main.js';
 
@@ -13,7 +13,8 @@ const USAGE = `usage:
 export async function runCmd(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parse(rest, { ...CLIENT_FLAGS, state: { type: 'string' } }, 3);
-  if (values.help || sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') return (io.out(USAGE), sub === undefined ? 2 : 0);
+  if (values.help || sub === '--help') return (io.out(USAGE), 0);
+  if (sub === undefined) throw subcommandError('run', sub);
   // Arguments are checked before connecting: a missing one is named even without a gateway.
   const forms: Record<string, string> = { get: 'tyrum run get RUN_ID [--json]', cancel: 'tyrum run cancel RUN_ID', resolve: 'tyrum run resolve RUN_ID STEP retry|skip|fail' };
   const form = Object.hasOwn(forms, sub) ? forms[sub] : undefined;
@@ -49,7 +50,7 @@ export async function runCmd(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       default:
-        throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown run command "${sub}"\n${USAGE}`);
+        throw subcommandError('run', sub);
     }
   });
 }

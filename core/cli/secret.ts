@@ -6,7 +6,7 @@
 import { TyrumError } from '../errors/index.js';
 import { resolveHome } from '../config/index.js';
 import { openHome } from '../runtime.js';
-import { parse, listArg, need } from './args.js';
+import { parse, listArg, need, subcommandError } from './args.js';
 import type { Io } from './main.js';
 import { cliActor as who } from './home.js';
 
@@ -112,8 +112,9 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
         await svc.close();
       }
     }
+    case '--help':
+      return (io.out(USAGE), 0);
     default:
-      if (sub === undefined || sub === 'help' || sub === '--help') return (io.out(USAGE), sub === undefined ? 2 : 0);
-      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown secret command "${sub}"\n${USAGE}`);
+      throw subcommandError('secret', sub);
   }
 }

@@ -1,6 +1,6 @@
 /** `tyrum tool list|call`: through a running gateway, as a client would. */
 import { TyrumError } from '../errors/index.js';
-import { parse, need } from './args.js';
+import { parse, need, subcommandError } from './args.js';
 import { withClient, CLIENT_FLAGS, remoteError } from './client.js';
 import type { Io } from './main.js';
 
@@ -58,8 +58,9 @@ export async function tool(argv: string[], io: Io): Promise<number> {
         return 1;
       });
     }
+    case '--help':
+      return (io.out(USAGE), 0);
     default:
-      if (sub === undefined || sub === 'help' || sub === '--help') return (io.out(USAGE), sub === undefined ? 2 : 0);
-      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown tool command "${sub}"\n${USAGE}`);
+      throw subcommandError('tool', sub);
   }
 }

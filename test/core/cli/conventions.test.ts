@@ -46,6 +46,20 @@ t.test('a typo in a command or subcommand: did you mean', async (t) => {
   t.match((await run(['zzzzzz'])).err, /^tyrum: unknown command "zzzzzz" \(see: tyrum help\)/);
 });
 
+t.test('a command with subcommands needs one: the same error for every command, before it runs', async (t) => {
+  for (const cmd of ['plugin', 'mcp', 'token', 'audit', 'policy', 'approvals', 'run', 'secret', 'tool']) {
+    const bare = await run([cmd]);
+    t.equal(bare.code, 2, cmd);
+    t.match(bare.err, new RegExp(`^tyrum: missing command: tyrum ${cmd} COMMAND \\(tyrum ${cmd} has: [a-z, -]+; see: tyrum help ${cmd}\\) \\[TYRUM_ERR_INVALID_ARGUMENT\\]$`), cmd);
+    const flag = await run([cmd, '--json']);
+    t.equal(flag.code, 2, `${cmd} --json`);
+    t.match(JSON.parse(flag.err), { error: { code: 'TYRUM_ERR_INVALID_ARGUMENT', message: /^missing command before '--json'/ } }, `${cmd} --json`);
+    const help = await run([cmd, '--help']);
+    t.equal(help.code, 0, `${cmd} --help`);
+    for (const word of ['help', '-h']) t.same(await run([cmd, word]), help, `tyrum ${cmd} ${word} is tyrum ${cmd} --help`);
+  }
+});
+
 t.test('a missing positional is named, with the usage', async (t) => {
   const home = join(t.testdir(), 'home');
   const cases: Array<[string[], RegExp]> = [
