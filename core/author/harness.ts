@@ -37,7 +37,7 @@ import { MIN_SECRET_BYTES } from '../secrets/store.js';
 import { originLabel, urlOrigin } from '../secrets/destination.js';
 import { createEgressHandler, parseTemplate, REDIRECT_STATUSES, type EgressHop, type EgressReply } from '../egress/index.js';
 import { checkPostcondition } from '../execution/postcondition.js';
-import { rawIo, toolInput, toolOutput } from '../registry/io.js';
+import { outputMismatch, rawIo, toolInput, toolOutput } from '../registry/io.js';
 import { SandboxPool, sandboxError, type CallUsage, type EgressHandler, type HostApi, type KvStore, type LogEntry, type SandboxLimits } from '../../sandbox/index.js';
 import { compilePluginSchema, effectiveRights, grantAllRequested, readPluginSource, toIssues, validatePluginConfig, type EffectiveRights, type PluginSource } from '../../manifests/index.js';
 import { issuesText } from '../../manifests/json-schema.js';
@@ -396,7 +396,7 @@ async function runCase(src: PluginSource, pool: SandboxPool, file: string, index
     output = toolOutput(toolId, rawIo(tool.output), res.output);
     const outputCheck = compilePluginSchema(tool.output_schema, `${toolId} output_schema`);
     if (!outputCheck(output)) {
-      throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${toolId} returned output that does not match its output schema: ${issuesText(toIssues(outputCheck.errors))}`);
+      throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', `${outputMismatch(toolId, res.output, output)}: ${issuesText(toIssues(outputCheck.errors))}`);
     }
     if (tool.postcondition) {
       const pc = checkPostcondition(tool.postcondition, output);

@@ -171,6 +171,23 @@ t.test("a tool's declared input and output encodings are applied as the gateway 
   t.same(r.cases.map((c) => [c.name, c.ok, c.problems]), [['raw text in', true, []], ['raw text out', true, []]]);
 });
 
+t.test('an export that sets no output is the result null, described as the gateway describes it', async (t) => {
+  const dir = await pluginDir(t.testdir(), {
+    id: 'quiet',
+    wat: 'raw-io',
+    tools: [
+      { id: 'nothing', output: {} },
+      { id: 'nothing_object', export: 'nothing', output: { type: 'object' } },
+    ],
+  });
+  writeTests(dir, 'quiet', [
+    { name: 'null result', tool: 'nothing', input: {}, expect: null },
+    { name: 'schema refuses null', tool: 'nothing_object', input: {}, expect_error: 'quiet.nothing_object returned no output (the result null), which its output schema does not accept' },
+  ]);
+  const r = await runPluginTests(dir);
+  t.same(r.cases.map((c) => [c.name, c.ok, c.problems]), [['null result', true, []], ['schema refuses null', true, []]]);
+});
+
 t.test('a plugin error matches expect_error by substring; config is checked against config_schema', async (t) => {
   const dir = await pluginDir(t.testdir(), {
     id: 'failing',
