@@ -66,20 +66,16 @@ export const SecretRequest = Strict({
   purpose: Type.Optional(Type.String({ maxLength: 200 })),
 });
 
-/** How a tool's arguments reach its export, or how its export's output becomes the result. */
-export const TOOL_ENCODINGS = ['json', 'text', 'bytes'] as const;
-export type ToolEncoding = (typeof TOOL_ENCODINGS)[number];
 /**
- * A tool's input or output encoding. "json" (the default): the export gets the arguments as JSON
- * text / returns the result as JSON text. "text" or "bytes": one string property of the schema,
- * `field`, carries the raw bytes (UTF-8 text, or base64 in the JSON value).
+ * How a tool's arguments reach its export, or how its export's output becomes the result. "json"
+ * (the default): the export gets the arguments as JSON text / returns the result as JSON text.
+ * "text" or "bytes": one string property of the schema, `field`, carries the raw bytes (UTF-8
+ * text, or base64 in the JSON value).
  */
-export const ToolIo = Strict(
-  {
-    encoding: Type.Union(TOOL_ENCODINGS.map((e) => Type.Literal(e)), { description: 'json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).' }),
-    field: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'For text and bytes: the string property of the schema that carries the raw bytes.' })),
-  },
-);
+export const ToolIo = Strict({
+  encoding: Type.Union([Type.Literal('json'), Type.Literal('text'), Type.Literal('bytes')], { description: 'json (default), text (raw UTF-8) or bytes (raw, base64 in the JSON field).' }),
+  field: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'For text and bytes: the string property of the schema that carries the raw bytes.' })),
+});
 export type ToolIo = Static<typeof ToolIo>;
 
 export const ToolContribution = Strict({
