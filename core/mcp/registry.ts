@@ -19,7 +19,7 @@ import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { validate } from '../protocol/validate.js';
 import { parseTemplate } from '../egress/templates.js';
-import { destinationAllows, originLabel, type SecretOrigin } from '../secrets/destination.js';
+import { destinationAllows, originLabel, urlOrigin, type SecretOrigin } from '../secrets/destination.js';
 import { assertSafeJsonSchema } from '../../manifests/index.js';
 import type { Store, McpServerRow, McpToolRow } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
@@ -205,8 +205,8 @@ function templatedValues(spec: McpServerSpec): Array<readonly [string, string]> 
 }
 
 /**
- * What policy can match on for a server's tools: an HTTP server's host as egress, and the
- * secret handles its spec uses (bound to that host; a stdio server's have no destination).
+ * What policy can match on for a server's tools: an HTTP server's origin as egress, and the
+ * secret handles its spec uses (bound to that origin; a stdio server's have no destination).
  */
 export function mcpRights(spec: McpServerSpec): Pick<EffectiveRights, 'egress' | 'secrets'> {
   const names = [...new Set(templatedValues(spec).flatMap(([, v]) => {
@@ -214,13 +214,20 @@ export function mcpRights(spec: McpServerSpec): Pick<EffectiveRights, 'egress' |
     return parsed.ok ? parsed.secrets : [];
   }))];
   if (spec.transport !== 'streamable_http') return { egress: [], secrets: names.map((n) => ({ name: n, destinations: [] })) };
-  const u = new URL(spec.url);
-  const host = u.hostname.toLowerCase();
-  const https = u.protocol === 'https:';
+  const o = serverOrigin(spec.url);
+  // A bare-host destination means https on port 443, so any other origin is named in full.
+  const destination = o.scheme === 'https' && o.port === 443 ? o.host : originLabel(o);
   return {
-    egress: [{ host, port: Number(u.port || (https ? 443 : 80)), scheme: https ? 'https' : 'http', methods: ['POST', 'GET', 'DELETE'] }],
-    secrets: names.map((n) => ({ name: n, destinations: [host] })),
+    egress: [{ host: o.host, port: o.port, scheme: o.scheme, methods: ['POST', 'GET', 'DELETE'] }],
+    secrets: names.map((n) => ({ name: n, destinations: [destination] })),
   };
+}
+
+/** The origin of a Streamable HTTP server's url (http or https, by the spec's contract). */
+function serverOrigin(url: string): SecretOrigin {
+  const o = urlOrigin(new URL(url));
+  if (o === null) throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `url: ${JSON.stringify(url.slice(0, 100))} is not an http(s) URL`);
+  return o;
 }
 
 function statusOf(t: McpToolRow): McpToolStatus {
@@ -505,9 +512,7 @@ export class McpRegistry {
     }
     if (spec.transport === 'streamable_http') {
       // A header secret goes only to its bound origins (a bare-host binding is https on port 443).
-      const u = new URL(spec.url);
-      const scheme = u.protocol === 'https:' ? 'https' : 'http';
-      const origin: SecretOrigin = { scheme, host: u.hostname.toLowerCase(), port: Number(u.port || (scheme === 'https' ? 443 : 80)) };
+      const origin = serverOrigin(spec.url);
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(spec.headers ?? {})) headers[k] = fill(v, `headers.${k}`, origin);
       return { transport: 'streamable_http', url: spec.url, headers };
