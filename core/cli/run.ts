@@ -1,4 +1,6 @@
 /** `tyrum run list|get|cancel|resolve`: durable runs, through a running gateway. */
+import type { Static } from '@sinclair/typebox';
+import type { RunDetail as RunDetailContract } from '../../schemas/index.js';
 import { TyrumError } from '../errors/index.js';
 import { parse, need, subcommandError } from './args.js';
 import { withClient, CLIENT_FLAGS, remoteError } from './client.js';
@@ -55,24 +57,8 @@ export async function runCmd(argv: string[], io: Io): Promise<number> {
   });
 }
 
-type Recorded = { code: string; message: string } | null;
-interface RunDetail extends Record<string, unknown> {
-  run: { id: string; kind: string; state: string; created_by: string; created_at: string; finished_at: string | null; pause_reason: string | null; cancel_requested: boolean; result: unknown; error: Recorded };
-  steps: Array<{
-    idx: number;
-    tool_id: string;
-    state: string;
-    args: unknown;
-    policy: { decision: string; enforced: boolean; snapshot_id: string } | null;
-    approval_id: string | null;
-    definition_hash: string | null;
-    plugin_digest: string | null;
-    result: unknown;
-    error: Recorded;
-    duration_ms: number | null;
-    attempts: Array<{ n: number; state: string; started_at: string; duration_ms: number | null; error: Recorded }>;
-  }>;
-}
+/** run.get's answer, as the wire contract (schemas) describes it. */
+type RunDetail = Static<typeof RunDetailContract>;
 
 /** A value on one line, cut to `max` characters. */
 function brief(v: unknown, max = 200): string {
@@ -81,7 +67,7 @@ function brief(v: unknown, max = 200): string {
 }
 
 /** `tyrum run get` for a person: the run, then each step with its decision, approval, attempts and outcome. */
-export function describeRun(r: RunDetail): string {
+function describeRun(r: RunDetail): string {
   const run = r.run;
   const lines = [
     `run ${run.id} (${run.kind}): ${run.state}${run.pause_reason ? ` (waits: ${run.pause_reason})` : ''}${run.cancel_requested ? ', cancel requested' : ''}`,
