@@ -114,9 +114,12 @@ export function createHandlers(s: HandlerServices): Handlers {
       const id = (p as { token_id: string }).token_id;
       const { record: rec, descendants } = s.tokens.revoke(id);
       const by = { kind: 'token', id: peer.token.id } as const;
-      await s.audit.append('token.revoked', by, { token_id: id, descendants });
-      // Every token it minted, directly or not, was revoked with it.
-      for (const d of descendants) await s.audit.append('token.revoked', by, { token_id: d, revoked_with: id });
+      // Every token it minted, directly or not, was revoked with it: one entry each, queued
+      // together so they go in one commit rather than one commit after another.
+      await Promise.all([
+        s.audit.append('token.revoked', by, { token_id: id, descendants }),
+        ...descendants.map((d) => s.audit.append('token.revoked', by, { token_id: d, revoked_with: id })),
+      ]);
       for (const d of [id, ...descendants]) s.onTokenRevoked(d);
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },
