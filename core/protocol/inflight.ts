@@ -28,9 +28,4 @@ export class InflightLimiter {
       else this.counts.delete(tokenId);
     };
   }
-
-  /** Slots of `tokenId` in use now. */
-  inUse(tokenId: string): number {
-    return this.counts.get(tokenId) ?? 0;
-  }
 }
