@@ -3,7 +3,8 @@
  * (`text-utils.word_count`) from many concurrent WebSocket connections of a few tokens, while
  * another process commits to the same database (as the CLI does), then checks that
  *
- * - every call was answered exactly once (frames counted per request id on the wire),
+ * - every call was answered exactly once (a second response to a request id reaches the SDK client
+ *   as a warning, which is counted),
  * - every answer is a succeeded run, and the store holds exactly one run per call, each with one
  *   succeeded step and one succeeded attempt (nothing lost, nothing duplicated),
  * - no caller ever saw a database busy error (`SQLITE_BUSY`, "database is locked"),
@@ -17,18 +18,19 @@
  * commits a token every 50 ms until its stdin closes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import WebSocket from 'ws';
 import { openHome, startGateway, type RunningGateway } from '../core/runtime.js';
-import { deviceIdentity, proofTranscript, signProof } from '../sdk/index.js';
+import { TyrumClient, TyrumRemoteError, type JsonObject } from '../sdk/index.js';
 
 const TEXT_UTILS = fileURLToPath(new URL('../plugins/text-utils/build/', import.meta.url));
 const TOOL_ID = 'text-utils.word_count';
 const BUSY_RE = /SQLITE_BUSY|database is locked/i;
+/** A call's wait_ms is 30 s; an answer later than this counts as none (and, if it comes, as a duplicate). */
+const CALL_TIMEOUT_MS = 120_000;
 
 export interface SoakOptions {
   /** Tool calls in all. */
@@ -78,47 +80,26 @@ export interface SoakReport {
   maxStallMs: number;
 }
 
-interface Conn {
-  ws: WebSocket;
-  request(type: string, payload: Record<string, unknown>): Promise<Record<string, unknown>>;
-}
+/** An answer as the soak counts it: the result, or the wire error code and text. */
+type Answer = { ok: true; result: JsonObject } | { ok: false; code: string; text: string };
 
-/** Opens one connection and completes the handshake (PROTOCOL.md), counting responses per request id in `seen`. */
-async function open(url: string, token: string, key: KeyObject, seen: Map<string, number>): Promise<Conn> {
-  const ws = new WebSocket(url, ['tyrum-v1'], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
-  const waiting = new Map<string, (f: Record<string, unknown>) => void>();
-  ws.on('message', (data) => {
-    const f = JSON.parse(data.toString()) as Record<string, unknown>;
-    if (typeof f.request_id !== 'string') return;
-    seen.set(f.request_id, (seen.get(f.request_id) ?? 0) + 1);
-    const w = waiting.get(f.request_id);
-    waiting.delete(f.request_id);
-    w?.(f);
+/**
+ * One SDK client (its handshake, PROTOCOL.md) whose requests resolve to an `Answer`, or null when no
+ * answer came (closed, timed out). A second response to one request id is a warning the client
+ * ignores; `onDuplicate` counts it.
+ */
+async function open(url: string, token: string, onDuplicate: () => void): Promise<{ client: TyrumClient; call(type: string, payload: JsonObject): Promise<Answer | null> }> {
+  const client = new TyrumClient({ url, token, deviceKey: generateKeyPairSync('ed25519').privateKey, reconnect: false, heartbeatMs: 0 });
+  client.on('warning', (w) => {
+    if (/^response to unknown request_id/.test(w.message)) onDuplicate();
   });
-  ws.on('close', () => {
-    for (const [id, w] of waiting) w({ request_id: id, ok: false, error: { code: 'closed', message: 'connection closed' } });
-    waiting.clear();
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  let n = 0;
-  const prefix = Math.random().toString(36).slice(2, 8);
-  const request = (type: string, payload: Record<string, unknown>) =>
-    new Promise<Record<string, unknown>>((resolve) => {
-      const request_id = `${prefix}-${++n}`;
-      waiting.set(request_id, resolve);
-      ws.send(JSON.stringify({ request_id, type, payload }));
-    });
-  const id = deviceIdentity(key);
-  const init = await request('connect.init', { protocol_rev: 1, role: 'client', device: { device_id: id.device_id, pubkey: id.pubkey }, capabilities: [] });
-  if (init.ok !== true) throw new Error(`connect.init failed: ${JSON.stringify(init.error)}`);
-  const { connection_id, challenge } = init.result as { connection_id: string; challenge: string };
-  const proof = signProof(key, proofTranscript({ protocol_rev: 1, role: 'client', device_id: id.device_id, connection_id, challenge }));
-  const hello = await request('connect.proof', { connection_id, proof });
-  if (hello.ok !== true) throw new Error(`connect.proof failed: ${JSON.stringify(hello.error)}`);
-  return { ws, request };
+  await client.connect();
+  const call = (type: string, payload: JsonObject) =>
+    client.request(type, payload, { timeoutMs: CALL_TIMEOUT_MS }).then(
+      (result): Answer => ({ ok: true, result }),
+      (e: unknown): Answer | null => (e instanceof TyrumRemoteError ? { ok: false, code: e.code, text: e.message } : null),
+    );
+  return { client, call };
 }
 
 /** Starts the writer process on `home`; resolves its commit count and errors when stopped. */
@@ -172,7 +153,7 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
   const home = mkdtempSync(join(tmpdir(), 'tyrum-soak-'));
   let gw: RunningGateway | null = null;
   let writerProc: ReturnType<typeof startWriter> | null = null;
-  const conns: Conn[] = [];
+  const conns: Array<Awaited<ReturnType<typeof open>>> = [];
   try {
     gw = await startGateway({ home, overrides: { port: 0 }, logLevel: false });
     const CLI = { kind: 'cli', user: 'soak' };
@@ -181,9 +162,8 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
     await gw.plugins.enable('text-utils', CLI);
     const tokens: string[] = [];
     for (let i = 0; i < opts.tokens; i++) tokens.push((await gw.tokens.create({ scopes: ['operator.read', 'operator.write'], label: `soak ${i}`, createdBy: 'soak' })).token);
-    const seen = new Map<string, number>();
-    for (let i = 0; i < opts.connections; i++) conns.push(await open(gw.url, tokens[i % tokens.length]!, generateKeyPairSync('ed25519').privateKey, seen));
-    const handshakeFrames = seen.size;
+    let duplicateAnswers = 0;
+    for (let i = 0; i < opts.connections; i++) conns.push(await open(gw.url, tokens[i % tokens.length]!, () => duplicateAnswers++));
 
     if (opts.writer !== false) writerProc = startWriter(home);
     const started = performance.now();
@@ -201,17 +181,18 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
       maxStallMs = Math.max(maxStallMs, performance.now() - lastAnswerAt);
       opts.onProgress?.(answered, performance.now() - started);
     }, 250);
-    const worker = async (c: Conn) => {
+    const worker = async (c: (typeof conns)[number]) => {
       while (next < opts.calls && performance.now() < deadline) {
         const i = next++;
-        const r = await c.request('tool.invoke', { tool_id: TOOL_ID, args: { text: `call ${i} of the soak` }, wait_ms: 30_000 });
+        const r = await c.call('tool.invoke', { tool_id: TOOL_ID, args: { text: `call ${i} of the soak` }, wait_ms: 30_000 });
+        if (r === null) continue; // no answer: counted as unanswered
         const now = performance.now();
         maxStallMs = Math.max(maxStallMs, now - lastAnswerAt);
         lastAnswerAt = now;
         answered++;
         if (BUSY_RE.test(JSON.stringify(r))) busySurfaced++;
-        if (r.ok !== true) {
-          fail(String((r.error as { code?: string } | undefined)?.code ?? 'unknown'));
+        if (!r.ok) {
+          fail(r.code);
           continue;
         }
         const res = r.result as { run_id: string; state: string; output: { words?: number } | null };
@@ -225,11 +206,6 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
     const wallMs = performance.now() - started;
     const writerReport = writerProc ? await writerProc.stop() : { commits: 0, errors: [] };
     writerProc = null;
-
-    // Wire: one response per request id.
-    let duplicateAnswers = 0;
-    for (const n of seen.values()) if (n > 1) duplicateAnswers += n - 1;
-    const answeredIds = seen.size - handshakeFrames;
 
     // Store: one run per answered call, each one succeeded step with one succeeded attempt.
     const stored = new Set<string>();
@@ -254,7 +230,7 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
     for (const id of stored) if (!named.has(id)) unmatchedRuns++;
     return {
       calls: opts.calls,
-      answered: answeredIds,
+      answered,
       succeeded,
       duplicateAnswers,
       unanswered: opts.calls - answered,
@@ -272,7 +248,7 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
     };
   } finally {
     await writerProc?.stop().catch(() => undefined);
-    for (const c of conns) c.ws.terminate();
+    await Promise.all(conns.map((c) => c.client.close().catch(() => undefined)));
     await gw?.close();
     rmSync(home, { recursive: true, force: true });
   }
