@@ -6,6 +6,7 @@
 import { TyrumError } from '../errors/index.js';
 import { resolveHome } from '../config/index.js';
 import { openHome } from '../runtime.js';
+import { isoTimes } from '../util/iso-times.js';
 import { parse, listArg, need, subcommandError } from './args.js';
 import type { Io } from './main.js';
 import { cliActor as who } from './home.js';
@@ -88,7 +89,7 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       try {
         const list = svc.secrets.list();
         // Times in ISO-8601, as everywhere else in the CLI's JSON.
-        if (values.json) io.out(JSON.stringify({ secrets: list.map((h) => ({ ...h, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })) }));
+        if (values.json) io.out(JSON.stringify({ secrets: isoTimes(list) }));
         else {
           io.out(['NAME', 'VERSION', 'DESTINATIONS', 'ROTATED'].join('\t'));
           for (const h of list) io.out([h.name, String(h.version), h.destinations.join(','), new Date(h.rotated_at).toISOString()].join('\t'));
