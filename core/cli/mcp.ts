@@ -155,7 +155,7 @@ export async function mcp(argv: string[], io: Io): Promise<number> {
           const env = pairs(values.env, 'env');
           const inherit = listArg(values['inherit-env']);
           for (const word of new Set(command.slice(1).map((w) => /^--([a-z-]+)(=|$)/.exec(w)?.[1]))) {
-            if (word !== undefined && word in ADD_OPTIONS) io.err(`warning: --${word} comes after --, so it was passed to the server, not to tyrum; put tyrum's options before --`);
+            if (word !== undefined && Object.hasOwn(ADD_OPTIONS, word)) io.err(`warning: --${word} comes after --, so it was passed to the server, not to tyrum; put tyrum's options before --`);
           }
           const cwd = process.cwd();
           const paths = resolveCommandPaths(command, cwd);

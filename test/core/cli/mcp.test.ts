@@ -281,6 +281,6 @@ t.test('a tyrum flag after -- is passed to the server, with a warning saying so'
   t.match(add.err, /warning: --home comes after --, so it was passed to the server, not to tyrum; put tyrum's options before --/);
   t.match(add.err, /warning: --json comes after --/);
   t.match(JSON.parse((await runCli(['mcp', 'list', '--json', '--home', home])).out), { servers: [{ name: 'flagged', spec: { args: [EVERYTHING, 'stdio', '--home', '/elsewhere', '--json'] } }] });
-  const quiet = await runCli(['mcp', 'add', 'quiet', '--home', home, '--no-probe', '--', 'node', EVERYTHING, 'stdio', '--port', '3']);
-  t.equal(quiet.err, '', 'a flag tyrum mcp add does not take: no warning');
+  const quiet = await runCli(['mcp', 'add', 'quiet', '--home', home, '--no-probe', '--', 'node', EVERYTHING, 'stdio', '--port', '3', '--constructor']);
+  t.equal(quiet.err, '', 'a flag tyrum mcp add does not take (--constructor included, an Object.prototype name): no warning');
 });
