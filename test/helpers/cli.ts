@@ -2,6 +2,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../core/cli/main.js';
+import { startTestGateway, removeHome, type TestGateway } from './gateway.js';
 
 /** The `tyrum` entry from source (test/helpers/tyrum-src.ts), run with tsx. */
 export const TYRUM_SRC = fileURLToPath(new URL('./tyrum-src.ts', import.meta.url));
@@ -62,4 +63,18 @@ export async function runCli(argv: string[], env: Record<string, string> = {}): 
       else process.env[k] = v;
     }
   }
+}
+
+/**
+ * A test gateway for CLI commands: `H` (`--home` its home) for commands on the home and `env`
+ * (its admin token and URL in TYRUM_TOKEN/TYRUM_URL) for commands through it. Closed, and its home
+ * removed, when `t` ends.
+ */
+export async function cliGateway(t: { teardown(fn: () => unknown): void }): Promise<{ gw: TestGateway; H: string[]; env: Record<string, string> }> {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  return { gw, H: ['--home', gw.home], env: { TYRUM_TOKEN: gw.adminToken, TYRUM_URL: gw.url } };
 }

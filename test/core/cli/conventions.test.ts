@@ -7,8 +7,7 @@
 // as printed, with HOST filled in, makes the plugin enableable).
 import t from 'tap';
 import { join } from 'node:path';
-import { runCli as run } from '../../helpers/cli.js';
-import { startTestGateway, removeHome } from '../../helpers/gateway.js';
+import { runCli as run, cliGateway } from '../../helpers/cli.js';
 import { openHome } from '../../../core/runtime.js';
 import { BUILT } from '../registry/helpers.js';
 
@@ -163,13 +162,7 @@ t.test('the http-api install hint is complete: run as printed (HOST filled in), 
 });
 
 t.test('run get is human-readable by default and JSON with --json', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  const H = ['--home', gw.home];
-  const env = { TYRUM_TOKEN: gw.adminToken, TYRUM_URL: gw.url };
+  const { H, env } = await cliGateway(t);
   t.equal((await run(['plugin', 'install', BUILT.textUtils, ...H])).code, 0);
   t.equal((await run(['plugin', 'grant', 'text-utils', '--all-requested', ...H])).code, 0);
   t.equal((await run(['plugin', 'enable', 'text-utils', ...H])).code, 0);

@@ -2,9 +2,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { runCli } from '../../helpers/cli.js';
+import { runCli, cliGateway } from '../../helpers/cli.js';
 import { parseEgressFlag } from '../../../core/cli/plugin.js';
-import { startTestGateway, removeHome } from '../../helpers/gateway.js';
 import { BUILT } from '../registry/helpers.js';
 
 const run = runCli;
@@ -51,13 +50,7 @@ t.test('--egress flags parse to exact grants and refuse paths and other schemes'
 });
 
 t.test('the plugin workflow from the CLI: install quarantined, grant, enable, call through the gateway', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  const H = ['--home', gw.home];
-  const env = { TYRUM_TOKEN: gw.adminToken, TYRUM_URL: gw.url };
+  const { H, env } = await cliGateway(t);
   const inst = await run(['plugin', 'install', BUILT.textUtils, ...H]);
   t.equal(inst.code, 0, inst.err);
   t.match(inst.out, /installed text-utils 1\.0\.0 \(disabled: quarantined until granted and enabled\)/);
