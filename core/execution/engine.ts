@@ -861,7 +861,7 @@ export class ExecutionEngine {
     const now = this.now();
     const err = this.errorInfo(error);
     const idempotent = step.idempotent === 1;
-    const action = isTyrumError(error, 'TYRUM_ERR_LEASE_LOST') ? 'fail' : classifyFailure(error, idempotent);
+    const action = classifyFailure(error, idempotent);
     const max = step.max_attempts ?? 1;
     const attemptSet = { state: 'failed' as const, finished_at: now, duration_ms: duration, error: JSON.stringify(err) };
     const attemptCond = { fence: claim.fence, states: ['started'] as const };

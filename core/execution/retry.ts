@@ -53,6 +53,8 @@ export const FAILURE_CLASSES: Readonly<Partial<Record<ErrorCode, FailureClass>>>
   TYRUM_ERR_SANDBOX_INSTANTIATE: DETERMINISTIC,
   TYRUM_ERR_POSTCONDITION_FAILED: DETERMINISTIC,
   TYRUM_ERR_POLICY_DENIED: DETERMINISTIC,
+  // Another worker took the run over: this one stops, whatever the error says.
+  TYRUM_ERR_LEASE_LOST: DETERMINISTIC,
 });
 
 /** The class of a failure code (see {@link FAILURE_CLASSES}). */

@@ -88,6 +88,7 @@ t.test('budget exhaustion is deterministic: never retried; a time budget cut-off
     t.equal(classifyFailure(e, false), 'outcome_unknown', `${e.code}: a cut-off effect is unknown`);
   }
   t.equal(classifyFailure(sandboxError('trap', 'plugin trapped: memory access out of bounds'), true), 'fail', 'memory exhaustion traps: deterministic');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_LEASE_LOST', 'taken over', { retryable: true }), true), 'fail', 'a lost lease is never retried by the worker that lost it');
   const retryable = Object.entries(FAILURE_CLASSES).filter(([, c]) => c.retry !== 'never').map(([code]) => code).sort();
   t.same(retryable, ['TYRUM_ERR_MCP_CONNECTION_LOST', 'TYRUM_ERR_RATE_LIMITED', 'TYRUM_ERR_SANDBOX_CRASH', 'TYRUM_ERR_SANDBOX_HOST'].sort(), 'the codes that can succeed on retry');
 });
