@@ -18,9 +18,7 @@ import { McpRegistry } from './mcp/registry.js';
 import { McpHost } from './mcp/host.js';
 import { createEgressHandler, egressAuditEntry } from './egress/index.js';
 import { PolicyService, policyCall } from './policy/index.js';
-import { ApprovalService, type Approval } from './approvals/index.js';
-import type { OverrideInfo } from './policy/index.js';
-import type { AuditActor } from './audit/index.js';
+import { ApprovalService, type ResolveApproval } from './approvals/index.js';
 import { ExecutionEngine } from './execution/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -88,18 +86,12 @@ export interface HomeServices {
   approvals: ApprovalService;
   mcp: McpRegistry;
   /** Resolves an approval; for an approved `always` one, also adds the narrow policy override. */
-  resolveApproval(id: string, input: ApprovalDecision, actor: AuditActor): Promise<{ approval: Approval; override: OverrideInfo | null }>;
+  resolveApproval: ResolveApproval;
   paths: ReturnType<typeof homePaths>;
   close(): Promise<void>;
 }
 
-export interface ApprovalDecision {
-  decision: 'approved' | 'denied';
-  reason?: string;
-  mode?: 'once' | 'always';
-  /** With mode `always`: how long the override lasts (default: until revoked). */
-  overrideTtlMs?: number;
-}
+export type { ApprovalDecision } from './approvals/decision.js';
 
 export interface OpenHomeOptions {
   /** Where plugin lifecycle events go (the running gateway publishes them). */
@@ -158,7 +150,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
     const policy = new PolicyService({ store });
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
     const mcp = new McpRegistry({ store, audit, secrets, home, ...(opts.onMcpChange ? { onChange: opts.onMcpChange } : {}) });
-    const resolveApproval: HomeServices['resolveApproval'] = async (id, input, actor) => {
+    const resolveApproval: ResolveApproval = async (id, input, actor) => {
       if (input.overrideTtlMs !== undefined && input.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'an override expiry applies only to an "always" approval');
       const r = approvals.resolve(id, { decision: input.decision, ...(input.reason !== undefined ? { reason: input.reason } : {}), ...(input.mode !== undefined ? { mode: input.mode } : {}) }, actor);
       if (!r.create_override) return { approval: r.approval, override: null };

@@ -19,3 +19,4 @@ export {
   type ResolveResult,
 } from './service.js';
 export { argsHash, bindingMismatch, BINDING_FIELDS, type Binding } from './binding.js';
+export type { ApprovalDecision, ResolveApproval } from './decision.js';

@@ -10,7 +10,7 @@ import { openStore, assertPragmas, type Store } from '../store/index.js';
 import { loadGatewayKey, type GatewayKey } from '../auth/gateway-key.js';
 import { verifyAudit } from '../audit/index.js';
 import { parse } from './args.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 interface Check {
   name: string;

@@ -11,7 +11,7 @@ import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
 import { parse, need, subcommandError } from './args.js';
 import { cliActor as who, withHome } from './home.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 
 

@@ -20,11 +20,9 @@ import { policyCmd, approvalsCmd } from './governance.js';
 import { runCmd } from './run.js';
 import { mcp } from './mcp.js';
 import { cliActor } from './home.js';
+import type { Io } from './io.js';
 
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-}
+export type { Io } from './io.js';
 
 const processIo: Io = {
   out: (t) => process.stdout.write(t + '\n'),

@@ -10,7 +10,7 @@ import { probeServer } from '../mcp/probe.js';
 import type { McpToolDiff, McpServerView } from '../mcp/registry.js';
 import { parse, listArg, need, subcommandError } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 const USAGE = `usage:
   tyrum mcp add NAME [--description D] [--env K=V]... [--inherit-env N,...] [--timeout MS] [--max-output BYTES] [--no-probe] -- COMMAND [ARG...]

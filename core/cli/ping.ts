@@ -1,7 +1,7 @@
 /** `tyrum ping`: connect, complete the handshake and measure one ping round trip. */
 import { parse } from './args.js';
 import { withClient, CLIENT_FLAGS } from './client.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 export async function ping(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, CLIENT_FLAGS);

@@ -9,7 +9,7 @@ import { RISK_FLAGS, type PluginGrant, type RiskFlag, type EgressRule, type Plug
 import type { PluginInfo } from '../registry/plugins.js';
 import { parse, listArg, need, subcommandError } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 const USAGE = `usage:
   tyrum plugin install PATH [--allow-downgrade] [--json]    install from a plugin directory or .tgz archive (starts disabled)

@@ -4,7 +4,7 @@ import type { RunDetail as RunDetailContract } from '../../schemas/index.js';
 import { TyrumError } from '../errors/index.js';
 import { parse, need, subcommandError } from './args.js';
 import { withClient, CLIENT_FLAGS, remoteError } from './client.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 const USAGE = `usage:
   tyrum run list [--state queued|running|paused|succeeded|failed|cancelled] [--json]

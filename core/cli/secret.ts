@@ -8,7 +8,7 @@ import { resolveHome } from '../config/index.js';
 import { openHome } from '../runtime.js';
 import { isoTimes } from '../util/iso-times.js';
 import { parse, listArg, need, subcommandError } from './args.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 import { cliActor as who } from './home.js';
 
 const USAGE = `usage:

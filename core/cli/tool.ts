@@ -2,7 +2,7 @@
 import { TyrumError } from '../errors/index.js';
 import { parse, need, subcommandError } from './args.js';
 import { withClient, CLIENT_FLAGS, remoteError } from './client.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 const USAGE = `usage:
   tyrum tool list [--json]

@@ -11,8 +11,7 @@ import type { PluginRegistry } from '../registry/plugins.js';
 import type { ToolSource } from '../registry/tools.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
 import type { ExecutionEngine, RunDetail, Postcondition } from '../execution/index.js';
-import type { HomeServices } from '../runtime.js';
-import type { ApprovalService } from '../approvals/index.js';
+import type { ApprovalService, ResolveApproval } from '../approvals/index.js';
 import { PolicyService, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { isoTimes } from '../util/iso-times.js';
@@ -31,7 +30,7 @@ export interface HandlerServices {
   host: ToolSource;
   engine: ExecutionEngine;
   approvals: ApprovalService;
-  resolveApproval: HomeServices['resolveApproval'];
+  resolveApproval: ResolveApproval;
   policy: PolicyService;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
