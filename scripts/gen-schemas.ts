@@ -4,7 +4,7 @@
  *   docs/protocol-operations.md  the op/event table (scopes, roles) the gateway enforces
  *   docs/errors.md               the error-code registry
  *   docs/manifest.md             the plugin manifest reference (manifests/reference.ts)
- *   sdk/types/contracts.d.ts     TypeScript types of every contract, for client authors (core/author/types.ts)
+ *   sdk/types/contracts.d.ts     TypeScript types of every contract, for client authors (sdk/author/types.ts)
  * `--check` regenerates in memory and exits 1 if any committed file differs (part of npm test).
  */
 import { readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { CONTRACTS, contractDocument, OPERATIONS, EVENTS } from '../schemas/index.js';
 import { ERROR_CODES, WIRE_ERROR_CODES } from '../core/errors/index.js';
 import { manifestReferenceDoc } from '../manifests/reference.js';
-import { contractTypes } from '../core/author/types.js';
+import { contractTypes } from '../sdk/author/types.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const jsonDir = join(root, 'schemas', 'json');

@@ -270,22 +270,16 @@ export async function plugin(argv: string[], io: Io): Promise<number> {
         return 0;
       });
     }
-    // Authoring commands load their toolchains (typegen, compilers, the sandbox) only when used,
-    // so operator commands start fast.
+    // The author's commands live with the SDK (sdk/author); they, and their toolchains (typegen,
+    // compilers, the sandbox), load only when one is typed, so operator commands start fast.
     case 'new':
-      return (await import('./author-new-build.js')).pluginNew(rest, io);
     case 'build':
-      return (await import('./author-new-build.js')).pluginBuild(rest, io);
     case 'types':
-      return (await import('./author-types.js')).pluginTypes(rest, io);
     case 'test':
-      return (await import('./author-test-pack.js')).pluginTest(rest, io);
     case 'pack':
-      return (await import('./author-test-pack.js')).pluginPack(rest, io);
     case 'keygen':
-      return (await import('./author-test-pack.js')).pluginKeygen(rest, io);
     case 'sign':
-      return (await import('./author-test-pack.js')).pluginSign(rest, io);
+      return (await import('../../sdk/author/cli/index.js')).authorCommand(sub, rest, io);
     case '--help':
       return usage(io);
     default:

@@ -14,7 +14,7 @@ import type { AuditLog, AuditActor } from '../audit/index.js';
 import { effectiveRights, grantAllRequested, type EffectiveRights, type PermissionChange } from '../../manifests/capabilities.js';
 import { installPluginFiles, removePluginFiles, validatePluginConfig, compareVersions } from '../../manifests/index.js';
 import { loadConfig, type TrustedPublisher } from '../config/index.js';
-import { readPluginForInstall } from '../author/signing.js';
+import { readPluginForInstall } from './signature.js';
 
 export type LifecycleAction = 'installed' | 'upgraded' | 'downgraded' | 'granted' | 'revoked' | 'enabled' | 'disabled' | 'configured' | 'removed';
 

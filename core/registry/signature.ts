@@ -1,5 +1,6 @@
 /**
- * Publisher signatures for packed plugins.
+ * Publisher signatures for packed plugins: the format, and its verification when a plugin is
+ * installed. Making keys and signatures is the author's side (sdk/author/signing.ts).
  *
  * A publisher holds an Ed25519 key (`tyrum plugin keygen`: PKCS#8 PEM, mode 0600) and signs each
  * archive it ships (`tyrum plugin sign`), which writes a detached signature `ARCHIVE.sig` beside
@@ -20,7 +21,7 @@
  * (`trusted_publishers` in config.json), the archive must be signed, and the signing key must be
  * one a trusted publisher of the manifest's `publisher` name holds.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, verify as edVerify, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { TyrumError } from '../errors/index.js';
@@ -74,33 +75,6 @@ export function decodePublicKey(b64url: string): KeyObject | null {
   } catch {
     return null;
   }
-}
-
-/** A new publisher key: the private key as PKCS#8 PEM and the public key as base64url SPKI. */
-export function generatePublisherKey(): { privateKeyPem: string; publicKey: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return { privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), publicKey: encodePublicKey(publicKey) };
-}
-
-/** Load a publisher's private key from PEM; refuses anything but an Ed25519 private key. */
-export function loadPublisherKey(pem: string | Buffer, label: string): KeyObject {
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(pem);
-  } catch (e) {
-    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${label}: not a private key in PEM (${(e as Error).message})`);
-  }
-  if (key.asymmetricKeyType !== 'ed25519') {
-    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${label}: an ${key.asymmetricKeyType ?? 'unknown'} key; publisher keys are Ed25519 (tyrum plugin keygen)`);
-  }
-  return key;
-}
-
-/** Sign an archive's bytes as `publisher` (the manifest's). */
-export function signArchive(archive: Uint8Array, publisher: string, privateKey: KeyObject): PluginSignature {
-  const unsigned = { publisher, sha256: sha256Hex(archive), public_key: encodePublicKey(createPublicKey(privateKey)) };
-  const signature = edSign(null, signatureMessage(unsigned), privateKey).toString('base64url');
-  return { version: 1, ...unsigned, signature };
 }
 
 const SIG_KEYS = ['version', 'publisher', 'sha256', 'public_key', 'signature'] as const;

@@ -1,4 +1,4 @@
-// `tyrum plugin build` (core/author/build.ts through core/cli/author-new-build.ts): a scaffolded
+// `tyrum plugin build` (sdk/author/build.ts through sdk/author/cli/new-build.ts): a scaffolded
 // plugin in each language builds into a directory that readPluginSource accepts (and so does its
 // build/), and its hello tool works in the real sandbox, UTF-8 and config included. Every failure
 // exits 1 naming its cause: a missing export, a memory maximum above the request, a compiler error
@@ -7,9 +7,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { isTyrumError } from '../../../core/errors/index.js';
-import { pluginBuild, pluginNew } from '../../../core/cli/author-new-build.js';
-import { checkModule, clangEnv, manifestWithDigest, type BuildResult } from '../../../core/author/build.js';
-import { PLACEHOLDER_SHA256, scaffoldManifest } from '../../../core/author/scaffold.js';
+import { pluginBuild, pluginNew } from '../../../sdk/author/cli/new-build.js';
+import { checkModule, clangEnv, manifestWithDigest, type BuildResult } from '../../../sdk/author/build.js';
+import { PLACEHOLDER_SHA256, scaffoldManifest } from '../../../sdk/author/scaffold.js';
 import { parseManifest } from '../../../manifests/manifest.js';
 import { readPluginSource, sha256Hex } from '../../../manifests/source.js';
 import { validatePluginConfig } from '../../../manifests/config.js';

@@ -1,15 +1,15 @@
-// `tyrum plugin new` (core/author/scaffold.ts through core/cli/author-new-build.ts): what a new
+// `tyrum plugin new` (sdk/author/scaffold.ts through sdk/author/cli/new-build.ts): what a new
 // plugin holds in each language, that it stands alone and its manifest, test file and README agree,
 // and the refusals (bad name, unknown language, an existing non-empty directory), each with its
-// message. Building what it writes is test/core/author/build.test.ts.
+// message. Building what it writes is test/sdk/author/build.test.ts.
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { Ajv } from 'ajv';
 import { isTyrumError } from '../../../core/errors/index.js';
-import { pluginNew } from '../../../core/cli/author-new-build.js';
-import { asToolchainVersions, PLACEHOLDER_SHA256, scaffoldPlugin, templatesDir } from '../../../core/author/scaffold.js';
+import { pluginNew } from '../../../sdk/author/cli/new-build.js';
+import { asToolchainVersions, PLACEHOLDER_SHA256, scaffoldPlugin, templatesDir } from '../../../sdk/author/scaffold.js';
 import { parseManifest } from '../../../manifests/manifest.js';
 import type { PluginManifest } from '../../../schemas/index.js';
 import type { Io } from '../../../core/cli/main.js';

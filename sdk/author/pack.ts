@@ -4,14 +4,15 @@
  * - {@link packToFile}: the plugin directory → one deterministic `<id>-<version>.tgz` (manifest at
  *   the root, module at its `wasm.path`; packPlugin checks everything the gateway checks first);
  * - {@link createKeyFile}: a new Ed25519 publisher key, PKCS#8 PEM, mode 0600, never overwriting;
- * - {@link signArchiveFile}: `ARCHIVE.sig` beside the archive (see signing.ts for the format).
+ * - {@link signArchiveFile}: `ARCHIVE.sig` beside the archive (core/registry/signature.ts has the format).
  */
 import { constants as FS } from 'node:fs';
 import { chmod, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { TyrumError } from '../errors/index.js';
+import { TyrumError } from '../../core/errors/index.js';
 import { packPlugin, readPluginArchive, sha256Hex, ARCHIVE_MAX_BYTES } from '../../manifests/index.js';
-import { generatePublisherKey, loadPublisherKey, signArchive, SIGNATURE_SUFFIX, type PluginSignature } from './signing.js';
+import { SIGNATURE_SUFFIX, type PluginSignature } from '../../core/registry/signature.js';
+import { generatePublisherKey, loadPublisherKey, signArchive } from './signing.js';
 
 export interface PackResult {
   id: string;

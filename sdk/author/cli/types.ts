@@ -1,11 +1,11 @@
 /**
  * `tyrum plugin types [DIR] [--out DIR] [--no-assembly] [--pdk PATH]`: typed config, tool inputs and
- * tool outputs for a plugin author, generated from the manifest (core/author/types.ts).
+ * tool outputs for a plugin author, generated from the manifest (sdk/author/types.ts).
  */
 import { resolve } from 'node:path';
-import { shownPath, writePluginTypes } from '../author/types.js';
-import { parse } from './args.js';
-import type { Io } from './main.js';
+import { shownPath, writePluginTypes } from '../types.js';
+import { parse } from '../../../core/cli/args.js';
+import type { Io } from '../../../core/cli/main.js';
 
 export const TYPES_USAGE = `usage: tyrum plugin types [DIR] [--out DIR] [--no-assembly] [--pdk PATH]
 

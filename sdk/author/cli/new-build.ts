@@ -1,15 +1,15 @@
 /**
  * `tyrum plugin new` and `tyrum plugin build`: the first two steps of a plugin author's loop
- * (core/author/scaffold.ts and core/author/build.ts). Both work on the file system only; no
+ * (sdk/author/scaffold.ts and sdk/author/build.ts). Both work on the file system only; no
  * gateway home is involved. Usage errors throw TYRUM_ERR_INVALID_ARGUMENT (exit 2 from main); a
  * failed build prints its cause (compiler output verbatim) on stderr and exits 1.
  */
 import { relative } from 'node:path';
-import { TyrumError } from '../errors/index.js';
-import { PLUGIN_LANGS, scaffoldPlugin, type PluginLang } from '../author/scaffold.js';
-import { buildPlugin, CLANG_ENV, PluginBuildError } from '../author/build.js';
-import { parse } from './args.js';
-import type { Io } from './main.js';
+import { TyrumError } from '../../../core/errors/index.js';
+import { PLUGIN_LANGS, scaffoldPlugin, type PluginLang } from '../scaffold.js';
+import { buildPlugin, CLANG_ENV, PluginBuildError } from '../build.js';
+import { parse } from '../../../core/cli/args.js';
+import type { Io } from '../../../core/cli/main.js';
 
 export const NEW_USAGE = `usage: tyrum plugin new NAME [--lang assemblyscript|c] [--dir DIR]
 

@@ -38,7 +38,7 @@ import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { PluginManifest } from '../../schemas/index.js';
-import { isTyrumError } from '../errors/index.js';
+import { isTyrumError } from '../../core/errors/index.js';
 import { inspectModule, type ModuleReport } from '../../sandbox/index.js';
 import { parseManifest } from '../../manifests/manifest.js';
 import { readPluginSource, sha256Hex } from '../../manifests/source.js';

@@ -3,11 +3,11 @@
  * Each takes the arguments after its sub-command. Results on stdout, diagnostics on stderr;
  * exit 0 on success, 1 on failure (a failing test case included), 2 on usage errors.
  */
-import { TyrumError } from '../errors/index.js';
-import { formatReport, runPluginTests } from '../author/harness.js';
-import { createKeyFile, packToFile, signArchiveFile } from '../author/pack.js';
-import { parse } from './args.js';
-import type { Io } from './main.js';
+import { TyrumError } from '../../../core/errors/index.js';
+import { formatReport, runPluginTests } from '../harness.js';
+import { createKeyFile, packToFile, signArchiveFile } from '../pack.js';
+import { parse } from '../../../core/cli/args.js';
+import type { Io } from '../../../core/cli/main.js';
 
 export const TEST_USAGE = `usage: tyrum plugin test [DIR] [--json]
   Runs DIR/tests/*.test.json (DIR defaults to .) against the built plugin in the gateway's sandbox,

@@ -20,8 +20,8 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { compile, type JSONSchema } from 'json-schema-to-typescript';
-import { TyrumError } from '../errors/index.js';
-import { packageInfo } from '../util/package-info.js';
+import { TyrumError } from '../../core/errors/index.js';
+import { packageInfo } from '../../core/util/package-info.js';
 import { parseManifest } from '../../manifests/manifest.js';
 import { eachSubschema } from '../../manifests/json-schema.js';
 import { pointer } from '../../manifests/json.js';

@@ -2,9 +2,9 @@ import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
-import { runPluginTests, formatReport, type HarnessReport } from '../../../core/author/harness.js';
-import { pluginTest } from '../../../core/cli/author-test-pack.js';
-import { pluginDir, BUILT } from '../registry/helpers.js';
+import { runPluginTests, formatReport, type HarnessReport } from '../../../sdk/author/harness.js';
+import { pluginTest } from '../../../sdk/author/cli/test-pack.js';
+import { pluginDir, BUILT } from '../../core/registry/helpers.js';
 
 const FAKE = 'fake-token-0123456789';
 

@@ -1,4 +1,4 @@
-// `tyrum plugin types` (core/author/types.ts, core/cli/author-types.ts): TypeScript declarations from a
+// `tyrum plugin types` (sdk/author/types.ts, sdk/author/cli/types.ts): TypeScript declarations from a
 // manifest's schemas (checked with the TypeScript compiler), AssemblyScript helpers that compile with
 // asc and round-trip in a real SandboxPool, refusals naming the unsupported construct's location, the
 // command's errors, and the gateway's contract types.
@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import ts from 'typescript';
-import { contractTypeName, contractTypes, manifestAssemblyScript, manifestTypeScript, pascalCase, toolTypeNames, writePluginTypes } from '../../../core/author/types.js';
-import { pluginTypes } from '../../../core/cli/author-types.js';
+import { contractTypeName, contractTypes, manifestAssemblyScript, manifestTypeScript, pascalCase, toolTypeNames, writePluginTypes } from '../../../sdk/author/types.js';
+import { pluginTypes } from '../../../sdk/author/cli/types.js';
 import { isTyrumError } from '../../../core/errors/index.js';
 import type { PluginManifest } from '../../../schemas/index.js';
 import { SandboxPool, sandboxReason } from '../../../sandbox/index.js';
-import { compileAssemblyScript, dec, enc, pdkImport, ROOT, sha256 } from '../../sdk/pdk/helpers.js';
+import { compileAssemblyScript, dec, enc, pdkImport, ROOT, sha256 } from '../pdk/helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'tyrum-types-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));

@@ -8,16 +8,16 @@
  * helpers are a copy of plugins/_shared/assembly/io.ts; the C header is a minimal one of our own), and it builds with `tyrum plugin build` using only npm packages (AssemblyScript) or Debian's
  * clang and lld (C).
  *
- * Template files live in core/author/templates/ (suffixed `.tmpl` so neither tsc nor eslint reads
+ * Template files live in sdk/author/templates/ (suffixed `.tmpl` so neither tsc nor eslint reads
  * them as project sources); `{{key}}` placeholders are replaced, and the manifest is generated here.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TyrumError } from '../errors/index.js';
+import { TyrumError } from '../../core/errors/index.js';
 import { MANIFEST_FILE } from '../../manifests/limits.js';
-import { packageInfo } from '../util/package-info.js';
+import { packageInfo } from '../../core/util/package-info.js';
 import { PDK_ASSEMBLYSCRIPT_DIR } from './types.js';
 
 /** Languages `tyrum plugin new` can scaffold. */
@@ -58,7 +58,7 @@ export function pluginIdProblem(name: string): string | null {
 
 /** The templates folder: beside this module in the source tree, or the source tree's when running from dist/. */
 export function templatesDir(): string {
-  const candidates = [new URL('./templates/', import.meta.url), new URL('../../../core/author/templates/', import.meta.url)];
+  const candidates = [new URL('./templates/', import.meta.url), new URL('../../../sdk/author/templates/', import.meta.url)];
   for (const c of candidates) {
     const dir = fileURLToPath(c);
     if (existsSync(join(dir, 'common'))) return dir;

@@ -4,11 +4,12 @@ import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 
 import { join } from 'node:path';
 import { openHome, type HomeServices } from '../../../core/runtime.js';
 import { listAudit } from '../../../core/audit/index.js';
-import { pluginKeygen, pluginPack, pluginSign } from '../../../core/cli/author-test-pack.js';
-import { createKeyFile, packToFile, signArchiveFile } from '../../../core/author/pack.js';
-import { loadPublisherKey, parseSignature, signArchive, signatureMessage } from '../../../core/author/signing.js';
+import { pluginKeygen, pluginPack, pluginSign } from '../../../sdk/author/cli/test-pack.js';
+import { createKeyFile, packToFile, signArchiveFile } from '../../../sdk/author/pack.js';
+import { loadPublisherKey, signArchive } from '../../../sdk/author/signing.js';
+import { parseSignature, signatureMessage } from '../../../core/registry/signature.js';
 import { buildConfig } from '../../../core/config/index.js';
-import { pluginDir, BUILT } from '../registry/helpers.js';
+import { pluginDir, BUILT } from '../../core/registry/helpers.js';
 
 const CLI = { kind: 'cli', user: 'test' };
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
