@@ -3,7 +3,7 @@
  * the one entry the kernel's CLI imports, lazily, when one of them is typed. Each command loads its
  * own toolchain (compilers, typegen, the sandbox) only when it runs.
  */
-import type { Io } from '../../../core/cli/main.js';
+import type { Io } from '../../../core/cli/io.js';
 
 /** The `tyrum plugin` sub-commands served here. */
 export const AUTHOR_COMMANDS = ['new', 'build', 'types', 'test', 'pack', 'keygen', 'sign'] as const;

@@ -9,7 +9,7 @@ import { TyrumError } from '../../../core/errors/index.js';
 import { PLUGIN_LANGS, scaffoldPlugin, type PluginLang } from '../scaffold.js';
 import { buildPlugin, CLANG_ENV, PluginBuildError } from '../build.js';
 import { parse } from '../../../core/cli/args.js';
-import type { Io } from '../../../core/cli/main.js';
+import type { Io } from '../../../core/cli/io.js';
 
 export const NEW_USAGE = `usage: tyrum plugin new NAME [--lang assemblyscript|c] [--dir DIR]
 

@@ -7,7 +7,7 @@ import { TyrumError } from '../../../core/errors/index.js';
 import { formatReport, runPluginTests } from '../harness.js';
 import { createKeyFile, packToFile, signArchiveFile } from '../pack.js';
 import { parse } from '../../../core/cli/args.js';
-import type { Io } from '../../../core/cli/main.js';
+import type { Io } from '../../../core/cli/io.js';
 
 export const TEST_USAGE = `usage: tyrum plugin test [DIR] [--json]
   Runs DIR/tests/*.test.json (DIR defaults to .) against the built plugin in the gateway's sandbox,

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { shownPath, writePluginTypes } from '../types.js';
 import { parse } from '../../../core/cli/args.js';
-import type { Io } from '../../../core/cli/main.js';
+import type { Io } from '../../../core/cli/io.js';
 
 export const TYPES_USAGE = `usage: tyrum plugin types [DIR] [--out DIR] [--no-assembly] [--pdk PATH]
 
