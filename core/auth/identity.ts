@@ -10,8 +10,26 @@ export function deriveDeviceId(spkiDer: Uint8Array): string {
   return 'dev_' + base32LowerNoPad(createHash('sha256').update(spkiDer).digest());
 }
 
-/** Parses a base64url DER SPKI Ed25519 public key; null for anything else. */
+/** Device keys parsed recently, by their exact text (a reconnecting device skips the parse and re-export). */
+const PARSED_KEYS_MAX = 1024;
+const parsedKeys = new Map<string, { key: KeyObject; der: Buffer }>();
+
+/**
+ * Parses a base64url DER SPKI Ed25519 public key; null for anything else. Accepted keys are
+ * remembered by their text (at most {@link PARSED_KEYS_MAX}, oldest first out): the same text
+ * always names the same key, so this is a pure function either way. Refusals are not remembered.
+ */
 export function parseDevicePubkey(b64: string): { key: KeyObject; der: Buffer } | null {
+  const known = parsedKeys.get(b64);
+  if (known !== undefined) return known;
+  const parsed = parseUncached(b64);
+  if (parsed === null) return null;
+  if (parsedKeys.size >= PARSED_KEYS_MAX) parsedKeys.delete(parsedKeys.keys().next().value!);
+  parsedKeys.set(b64, parsed);
+  return parsed;
+}
+
+function parseUncached(b64: string): { key: KeyObject; der: Buffer } | null {
   const der = fromB64url(b64);
   if (!der || der.length === 0) return null;
   try {

@@ -4,11 +4,12 @@
  * verification is constant-time.
  *
  * Why scrypt at N=4096 rather than a password-grade cost: the secret has 256 bits of entropy, so
- * brute force is hopeless at any cost, and the hash is computed on every WebSocket upgrade. The
- * salted KDF is still there so a stolen database does not hand out usable tokens, and the
- * parameters are stored per token (`kdf`) so they can be raised later without a migration.
+ * brute force is hopeless at any cost, and the hash is computed on the upgrade path (once per
+ * token per {@link VERIFIED_CACHE_TTL_MS}: see `TokenService.verified`). The salted KDF is still
+ * there so a stolen database does not hand out usable tokens, and the parameters are stored per
+ * token (`kdf`) so they can be raised later without a migration.
  */
-import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { TyrumError } from '../errors/index.js';
 import { SCOPES, ROLES, type Scope, type Role } from '../../schemas/index.js';
 import type { Store, TokenRecord } from '../store/index.js';
@@ -81,15 +82,25 @@ export function parseTtl(text: string): number {
 const VERIFIED_CACHE_MAX = 1024;
 /** How long a verified token skips the KDF before it is hashed again. */
 const VERIFIED_CACHE_TTL_MS = 5 * 60_000;
+/** `last_used_at` is coarse: a use within this long of the recorded one is not noted again. */
+const LAST_USED_RESOLUTION_MS = 60_000;
 
 /** Token lifecycle over the store. Audit entries are the caller's job (it knows the actor). */
 export class TokenService {
   /**
-   * SHA-256 of tokens that recently passed the scrypt check, mapped to their id. Only the KDF is
-   * skipped on a hit: the record is still read and checked for revocation and expiry every time.
-   * An unsalted SHA-256 of a 256-bit random secret reveals nothing usable.
+   * Tokens that recently passed the scrypt check, keyed by HMAC-SHA256 of the presented token
+   * under {@link cacheKey}, mapped to their id. Only the KDF is skipped on a hit: the record is
+   * still read and checked for revocation, expiry and its minting chain every time, so those apply
+   * at once. Neither the secret nor a digest anyone could compute without the key is held.
    */
   private readonly verified = new Map<string, { id: string; until: number }>();
+  /** The cache's HMAC key: random per service (so per process), never stored or logged. */
+  private readonly cacheKey = randomBytes(32);
+  /**
+   * Last-use times noted by `authenticate`, written by {@link flushLastUsed}: authentication
+   * itself never writes, so the upgrade path has no fsync.
+   */
+  private readonly lastUsed = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -166,9 +177,9 @@ export class TokenService {
   async authenticate(token: string): Promise<AuthenticatedToken | null> {
     const parsed = parseToken(token);
     if (!parsed) return null;
-    const rec = this.store.tokens.get(parsed.id);
+    let rec = this.store.tokens.get(parsed.id);
     if (!rec) return null;
-    const digest = createHash('sha256').update(token).digest('hex');
+    const digest = createHmac('sha256', this.cacheKey).update(token).digest('base64url');
     const hit = this.verified.get(digest);
     if (hit === undefined || hit.id !== rec.id || hit.until <= this.now()) {
       this.verified.delete(digest);
@@ -178,16 +189,31 @@ export class TokenService {
       if (hash.length !== rec.hash.length || !timingSafeEqual(hash, rec.hash)) return null;
       if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(digest, { id: rec.id, until: this.now() + VERIFIED_CACHE_TTL_MS });
+      // Re-read after the async hash: a revocation may have landed meanwhile.
+      rec = this.store.tokens.get(parsed.id);
+      if (!rec) return null;
     }
-    // Re-read after the async hash: a revocation may have landed meanwhile.
-    const fresh = this.store.tokens.get(parsed.id);
-    if (!fresh || !isLive(fresh, this.now())) return null;
-    // A minted token lives only while every token up its minting chain does.
-    if (fresh.parent_id !== null && !this.store.tokens.lineageLive(fresh.id, this.now())) return null;
-    // Coarse last-used tracking: one write a minute per token, not an fsync per upgrade.
     const now = this.now();
-    if (fresh.last_used_at === null || now - fresh.last_used_at > 60_000) this.store.tokens.touch(fresh.id, now);
-    return toAuthenticated(fresh);
+    if (!isLive(rec, now)) return null;
+    // A minted token lives only while every token up its minting chain does.
+    if (rec.parent_id !== null && !this.store.tokens.lineageLive(rec.id, now)) return null;
+    if (rec.last_used_at === null || now - rec.last_used_at > LAST_USED_RESOLUTION_MS) this.lastUsed.set(rec.id, now);
+    return toAuthenticated(rec);
+  }
+
+  /**
+   * Writes the last-use times noted since the previous flush, in one transaction (nested in the
+   * caller's, if any). The gateway calls it on an interval and at close; a crash loses at most
+   * the uses noted since the last flush, which are informational (`token list`), never an input
+   * to an authorization decision.
+   */
+  flushLastUsed(): void {
+    if (this.lastUsed.size === 0) return;
+    const noted = [...this.lastUsed];
+    this.lastUsed.clear();
+    this.store.tx(() => {
+      for (const [id, at] of noted) this.store.tokens.touch(id, at);
+    });
   }
 
   /**

@@ -23,6 +23,7 @@ import { Session, CLOSE, encodeEvent, type Peer, type Transport } from '../proto
 import type { InflightLimiter } from '../protocol/inflight.js';
 import type { McpBodyProblem } from '../mcp/endpoint.js';
 import { clientAddress } from './address.js';
+import { Presence, PRESENCE_FLUSH_MS } from './presence.js';
 import { fromB64url } from '../util/encoding.js';
 
 export interface GatewayDeps {
@@ -83,6 +84,9 @@ export class GatewayServer {
   private pendingUpgrades = 0;
   private heartbeat: NodeJS.Timeout | null = null;
   private revocationPoll: NodeJS.Timeout | null = null;
+  private presenceFlush: NodeJS.Timeout | null = null;
+  /** Devices and token uses seen at handshakes, written every PRESENCE_FLUSH_MS rather than on the handshake path. */
+  private readonly presence: Presence;
   private lastDataVersion = -1;
   private lastFullCheck = 0;
   private readonly authFailures = new Map<string, { windowStart: number; count: number; suppressed: number }>();
@@ -92,6 +96,7 @@ export class GatewayServer {
   constructor(private readonly deps: GatewayDeps) {
     const { limits } = deps.config;
     this.now = deps.now ?? Date.now;
+    this.presence = new Presence(deps.store, deps.tokens, this.now);
     const tls = deps.config.tls;
     // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every 30 s by
     // default; sweep at half the shorter timeout (bounded to 50 ms-1 s) so the limits hold.
@@ -133,6 +138,8 @@ export class GatewayServer {
     this.heartbeat.unref();
     this.revocationPoll = setInterval(() => this.checkRevocations(), REVOCATION_POLL_MS);
     this.revocationPoll.unref();
+    this.presenceFlush = setInterval(() => this.flushPresence(), PRESENCE_FLUSH_MS);
+    this.presenceFlush.unref();
     return this.boundPort;
   }
 
@@ -174,11 +181,22 @@ export class GatewayServer {
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.revocationPoll) clearInterval(this.revocationPoll);
+    if (this.presenceFlush) clearInterval(this.presenceFlush);
     for (const l of this.live) l.session.close(CLOSE.GOING_AWAY, 'gateway shutting down');
     await this.deps.mcp?.close();
     await this.app.close();
     for (const l of this.live) l.ws.terminate();
     this.wss.close();
+    this.flushPresence();
+  }
+
+  /** Writes the sightings noted since the last flush (one transaction); a failure is logged, never thrown. */
+  private flushPresence(): void {
+    try {
+      this.presence.flush();
+    } catch (e) {
+      this.app.log.error({ err: e }, 'could not record devices and token uses');
+    }
   }
 
   private routes(): void {
@@ -327,13 +345,9 @@ export class GatewayServer {
       authFailed: (reason, closeCode) => this.authFailed(remote, reason, token.id, null, closeCode),
       emit: (type, payload) => this.publish(type, payload),
       onDeviceSeen: (d) => {
+        // Noted, not written: no fsync on the handshake path (see core/gateway/presence.ts).
         try {
-          // Skip the write (an fsync on the event loop) for a known, unchanged device seen this minute.
-          const known = this.deps.store.devices.get(d.device_id);
-          const now = this.now();
-          const unchanged = known && known.role === d.role && known.label === d.label && known.platform === d.platform && known.version === d.version;
-          if (unchanged && now - known.last_seen_at < 60_000) return;
-          this.deps.store.tx(() => this.deps.store.devices.upsert(d, now));
+          this.presence.device(d);
         } catch (e) {
           log.error({ err: e }, 'could not record device');
         }

@@ -45,3 +45,18 @@ t.test('authorize allows any listed scope with a listed role, nothing else', asy
   t.same(authorize(OPERATIONS['audit.list'], { scopes: ['operator.read'], role: 'node' }), { allowed: false, reason: 'role', required: ['operator.read'] });
   t.same(authorize(OPERATIONS['token.create'], { scopes: ['operator.read', 'operator.write'], role: 'client' }), { allowed: false, reason: 'scope', required: ['operator.admin'] });
 });
+
+t.test('a device key parsed once is reused for the same text; refusals are never cached', async (t) => {
+  const ed = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
+  const text = ed.toString('base64url');
+  const first = parseDevicePubkey(text);
+  const second = parseDevicePubkey(text);
+  t.ok(first && second);
+  t.equal(second!.key, first!.key, 'the same KeyObject: no second parse and re-export on a reconnect');
+  t.equal(deriveDeviceId(second!.der), deriveDeviceId(ed));
+  const padded = Buffer.concat([ed, Buffer.from([0])]).toString('base64url');
+  t.equal(parseDevicePubkey(padded), null);
+  t.equal(parseDevicePubkey(padded), null, 'still refused the second time');
+  const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
+  t.notOk(parseDevicePubkey(other.toString('base64url'))!.key.equals(first!.key), 'another key is another KeyObject');
+});

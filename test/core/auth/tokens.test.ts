@@ -1,6 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { openStore } from '../../../core/store/index.js';
 import { MIGRATIONS } from '../../../core/store/migrations.js';
@@ -194,4 +195,53 @@ t.test('invalidAmong answers for many tokens at once: dead themselves, through a
   t.same(store.tokens.invalidAmong([], now), []);
   t.equal(store.tokens.lineageLive(liveChild.record.id, now), true);
   t.equal(store.tokens.lineageLive(grandOrphan.record.id, now), false);
+});
+
+t.test('authenticate writes nothing: last use is noted in memory and written by flushLastUsed, one transaction for all', async (t) => {
+  const dir = t.testdir();
+  const store = openStore(join(dir, 'u.db'));
+  t.teardown(() => store.close());
+  let now = 1_700_000_000_000;
+  const tokens = new TokenService(store, () => now);
+  const a = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+  const b = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+  const version = store.tokens.get(a.record.id);
+  t.ok(await tokens.authenticate(a.token));
+  t.ok(await tokens.authenticate(b.token));
+  t.same(store.tokens.get(a.record.id), version, 'the record is untouched by authentication (no write, no fsync, on the upgrade path)');
+  t.equal(store.tokens.get(b.record.id)?.last_used_at, null);
+  tokens.flushLastUsed();
+  t.equal(store.tokens.get(a.record.id)?.last_used_at, now, 'written by the flush');
+  t.equal(store.tokens.get(b.record.id)?.last_used_at, now);
+  now += 30_000;
+  t.ok(await tokens.authenticate(a.token));
+  tokens.flushLastUsed();
+  t.equal(store.tokens.get(a.record.id)?.last_used_at, now - 30_000, 'coarse: within a minute of the last recorded use nothing is noted');
+  now += 31_000;
+  t.ok(await tokens.authenticate(a.token));
+  tokens.flushLastUsed();
+  t.equal(store.tokens.get(a.record.id)?.last_used_at, now, 'after a minute the next use is noted');
+  tokens.flushLastUsed();
+  t.equal(store.tokens.get(a.record.id)?.last_used_at, now, 'an empty flush changes nothing');
+});
+
+t.test('the verified-token cache is keyed by a keyed hash: neither the secret nor an unkeyed digest of it is held', async (t) => {
+  const dir = t.testdir();
+  const store = openStore(join(dir, 'k.db'));
+  t.teardown(() => store.close());
+  const tokens = new TokenService(store);
+  const a = await tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+  t.ok(await tokens.authenticate(a.token));
+  const { secret } = parseToken(a.token)!;
+  const held = JSON.stringify([...(tokens as unknown as { verified: Map<string, unknown> }).verified]);
+  t.equal((tokens as unknown as { verified: Map<string, unknown> }).verified.size, 1, 'the verification is cached');
+  t.notOk(held.includes(secret), 'no secret in the cache');
+  for (const alg of ['sha256', 'sha512', 'sha1']) {
+    for (const input of [a.token, secret]) {
+      for (const enc of ['hex', 'base64', 'base64url'] as const) t.notOk(held.includes(createHash(alg).update(input).digest(enc)), `no unkeyed ${alg} (${enc})`);
+    }
+  }
+  const other = new TokenService(store);
+  t.ok(await other.authenticate(a.token));
+  t.notSame([...(other as unknown as { verified: Map<string, unknown> }).verified.keys()], [...(tokens as unknown as { verified: Map<string, unknown> }).verified.keys()], 'the key is per process (per service), so cache keys differ');
 });

@@ -24,6 +24,8 @@ t.test('handshake close codes (PROTOCOL.md)', async (t) => {
     t.equal(hello.role, 'client');
     t.same(hello.scopes, ['operator.read', 'operator.write', 'operator.approvals', 'operator.pairing', 'operator.admin']);
     t.match(hello.client_id, /^[0-9a-f-]{36}$/);
+    // Written off the handshake path, within PRESENCE_FLUSH_MS (core/gateway/presence.ts).
+    for (const deadline = Date.now() + 10_000; gw.store.devices.get(device.device_id) === undefined && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
     t.match(gw.store.devices.get(device.device_id), { role: 'client', pubkey: device.pubkey }, 'the device is recorded');
     const pong = await conn.request('ping');
     t.equal(pong.ok, true);
