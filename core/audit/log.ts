@@ -1,11 +1,12 @@
 /**
  * The append side of the audit log.
  *
- * Appends are group-committed: everything queued during one turn of the event loop is written
- * in a single IMMEDIATE transaction on the next (setImmediate), so a burst costs one fsync
- * rather than one per entry. The chain head is read inside that transaction, which holds the
- * database write lock, so the gateway and a CLI appending to the same file serialize into one
- * chain.
+ * Appends are group-committed with everything else the process writes (Store.commit): an
+ * entry describing a state change is written by `appendInTx` in the very transaction of that
+ * change, and `append` adds a unit of its own to the group of the current turn, so a burst costs
+ * one fsync rather than one per entry. The chain head is read inside the transaction, which
+ * holds the database write lock, so the gateway and a CLI appending to the same file serialize
+ * into one chain, and a unit that rolls back takes its entries with it.
  *
  * A signed checkpoint is written outside the database off the call path: at most
  * `checkpointIntervalMs` after an entry is committed, as soon as `checkpointEntries` entries are
@@ -80,12 +81,6 @@ interface Prepared {
   data: Record<string, unknown>;
 }
 
-interface Pending {
-  entry: Prepared;
-  resolve: (e: AuditEntry) => void;
-  reject: (e: unknown) => void;
-}
-
 /** Appends to the hash-chained audit log; one per process per store. */
 export class AuditLog {
   private readonly store: Store;
@@ -97,11 +92,9 @@ export class AuditLog {
   private readonly checkpointIntervalMs: number;
   private readonly checkpointEntries: number;
   private readonly onCheckpointError: (error: TyrumError) => void;
-  private queue: Pending[] = [];
   /** The newest entry this process committed that no checkpoint covers yet, and how many such entries. */
   private uncheckpointed: { head: AuditEntry; count: number } | null = null;
   private checkpointTimer: NodeJS.Timeout | null = null;
-  private scheduled: NodeJS.Immediate | null = null;
   private closed = false;
   /** The chain was found to extend the checkpoint in this process (checked once, before the first commit). */
   private anchored = false;
@@ -124,11 +117,11 @@ export class AuditLog {
   }
 
   /**
-   * Queue an entry; it is committed with everything else queued this tick. Resolves with the
+   * Append an entry as a unit of the current group commit (Store.commit). Resolves with the
    * committed entry once it is durable; the checkpoint follows within `checkpointIntervalMs`
    * (`flush` forces it). Rejects if the commit fails, or a checkpoint signed with the commit
    * (the log's first, or the `checkpointEntries`th entry) fails. Invalid input rejects at once
-   * without affecting other queued entries.
+   * without affecting other entries.
    */
   append(type: string, actor: AuditActor, data: Record<string, unknown> = {}): Promise<AuditEntry> {
     let entry: Prepared;
@@ -137,42 +130,64 @@ export class AuditLog {
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise((resolve, reject) => {
-      this.queue.push({ entry, resolve, reject });
-      this.scheduled ??= setImmediate(() => this.flushQueue());
+    let due = false;
+    return this.store
+      .commit(() => {
+        const committed = this.insert(entry);
+        this.store.afterCommit(() => (due = this.noteCommitted(committed)));
+        return committed;
+      })
+      .then((committed) => {
+        if (due) this.checkpointPending();
+        return committed;
+      });
+  }
+
+  /**
+   * Append an entry inside the caller's unit (Store.commit or Store.tx): it commits, or rolls
+   * back, with the state change it describes. A checkpoint it makes due is signed after the
+   * commit, off the caller's path (a failure goes to `onCheckpointError`). Throws on invalid
+   * input and on a log that does not extend its checkpoint (TYRUM_ERR_AUDIT_TAMPERED).
+   */
+  appendInTx(type: string, actor: AuditActor, data: Record<string, unknown> = {}): AuditEntry {
+    if (!this.store.inUnit()) throw new TyrumError('TYRUM_ERR_INTERNAL', 'appendInTx outside a transaction');
+    const committed = this.insert(this.prepare(type, actor, data));
+    this.store.afterCommit(() => {
+      if (this.noteCommitted(committed)) this.checkpointOffPath();
     });
+    return committed;
   }
 
   /**
    * Commit one entry and checkpoint it now, for short-lived processes such as the CLI that have
-   * no later tick to wait for. Entries already queued by `append` go in the same transaction,
-   * ahead of it.
+   * no later tick to wait for. A group in progress commits with it.
    */
   appendSync(type: string, actor: AuditActor, data: Record<string, unknown> = {}): AuditEntry {
     const entry = this.prepare(type, actor, data);
-    let result: { ok: true; entry: AuditEntry } | { ok: false; error: unknown } | undefined;
-    this.queue.push({ entry, resolve: (e) => (result = { ok: true, entry: e }), reject: (error) => (result = { ok: false, error }) });
-    this.flushQueue(true);
-    if (result === undefined) throw new TyrumError('TYRUM_ERR_INTERNAL', 'audit flush finished without settling the entry');
-    if (!result.ok) throw result.error;
-    return result.entry;
+    const committed = this.store.tx(() => {
+      const e = this.insert(entry);
+      this.store.afterCommit(() => this.noteCommitted(e));
+      return e;
+    });
+    this.checkpointPending();
+    return committed;
   }
 
   /**
-   * Commit everything queued so far and sign the checkpoint over it now. Commit failures are
-   * reported through each `append` promise; a checkpoint failure rejects this call.
+   * Commit everything in progress and sign the checkpoint over it now. Commit failures are
+   * reported to each appender; a checkpoint failure rejects this call.
    */
   async flush(): Promise<void> {
-    this.flushQueue();
+    await this.store.durable();
     this.checkpointPending();
   }
 
   /**
-   * Commit what is queued, sign the checkpoint over it and refuse further appends. Never throws:
-   * a checkpoint failure goes to `onCheckpointError`. Does not close the shared store.
+   * Commit what is in progress, sign the checkpoint over it and refuse further appends. Never
+   * throws: a checkpoint failure goes to `onCheckpointError`. Does not close the shared store.
    */
   close(): void {
-    this.flushQueue();
+    this.store.flushNow();
     this.checkpointOffPath();
     if (this.checkpointTimer !== null) clearTimeout(this.checkpointTimer);
     this.checkpointTimer = null;
@@ -268,69 +283,37 @@ export class AuditLog {
     return { type, actor: a, data: toJsonObject(this.redact(data), 'data') };
   }
 
-  /** Commit the queue; checkpoint with it when `now`, for a log's first entries, or every `checkpointEntries` entries. */
-  private flushQueue(now = false): void {
-    if (this.scheduled !== null) {
-      clearImmediate(this.scheduled);
-      this.scheduled = null;
-    }
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
+  /**
+   * Insert one entry at the head of the chain; runs inside the write transaction, so the head
+   * read here cannot move under us. The first entry of the process checks the anchor first.
+   */
+  private insert(entry: Prepared): AuditEntry {
     if (!this.anchored) {
-      let err: unknown;
-      try {
-        const check = this.checkAnchor();
-        if (!check.ok) err = this.tamperedError(check, { committed: false });
-      } catch (e) {
-        err = e;
-      }
-      if (err !== undefined) {
-        for (const p of batch) p.reject(err);
-        return;
-      }
+      const check = this.checkAnchor();
+      if (!check.ok) throw this.tamperedError(check, { committed: false });
     }
-    let committed: AuditEntry[];
-    try {
-      committed = this.store.tx(() => this.insertBatch(batch));
-    } catch (e) {
-      for (const p of batch) p.reject(e);
-      return;
-    }
-    const count = (this.uncheckpointed?.count ?? 0) + committed.length;
-    this.uncheckpointed = { head: committed[committed.length - 1]!, count };
-    if (now || (this.known?.body.seq ?? 0) === 0 || count >= this.checkpointEntries) {
-      try {
-        this.checkpointPending();
-      } catch (e) {
-        for (const p of batch) p.reject(e);
-        return;
-      }
-    } else {
-      this.checkpointTimer ??= setTimeout(() => {
-        this.checkpointTimer = null;
-        this.checkpointOffPath();
-      }, this.checkpointIntervalMs).unref();
-    }
-    batch.forEach((p, i) => {
-      const entry = committed[i];
-      if (entry) p.resolve(entry);
-    });
+    const head = this.store.audit.head();
+    const fields = { seq: (head?.seq ?? 0) + 1, ts: this.now().toISOString(), type: entry.type, actor: entry.actor, data: entry.data, prev_hash: head?.hash ?? GENESIS_HASH };
+    const hash = hashEntry(fields);
+    this.store.audit.insert({ ...fields, actor: canonicalJson(fields.actor), data: canonicalJson(fields.data), hash });
+    return { ...fields, hash };
   }
 
-  /** Runs inside the write transaction: the head read here cannot move under us. */
-  private insertBatch(batch: readonly Pending[]): AuditEntry[] {
-    const head = this.store.audit.head();
-    let seq = head?.seq ?? 0;
-    let prev = head?.hash ?? GENESIS_HASH;
-    return batch.map(({ entry }) => {
-      seq += 1;
-      const fields = { seq, ts: this.now().toISOString(), type: entry.type, actor: entry.actor, data: entry.data, prev_hash: prev };
-      const hash = hashEntry(fields);
-      this.store.audit.insert({ ...fields, actor: canonicalJson(fields.actor), data: canonicalJson(fields.data), hash });
-      prev = hash;
-      return { ...fields, hash };
-    });
+  /**
+   * After a commit: `entry` is durable and not yet covered by a checkpoint. True when a
+   * checkpoint is due now (a log's first entries, or `checkpointEntries` without one);
+   * otherwise the interval timer is armed.
+   */
+  private noteCommitted(entry: AuditEntry): boolean {
+    const count = (this.uncheckpointed?.count ?? 0) + 1;
+    if (this.uncheckpointed === null || entry.seq > this.uncheckpointed.head.seq) this.uncheckpointed = { head: entry, count };
+    else this.uncheckpointed.count = count;
+    if ((this.known?.body.seq ?? 0) === 0 || count >= this.checkpointEntries) return true;
+    this.checkpointTimer ??= setTimeout(() => {
+      this.checkpointTimer = null;
+      this.checkpointOffPath();
+    }, this.checkpointIntervalMs).unref();
+    return false;
   }
 
   /** Sign the checkpoint over what this process committed since the last one, if anything. Throws a coded error. */
@@ -463,5 +446,5 @@ export function listAudit(store: Store, query: AuditListQuery = {}): AuditEntry[
   if (!Number.isSafeInteger(limit) || limit < 1) {
     throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
   }
-  return store.audit.page(afterSeq, Math.min(limit, AUDIT_LIST_MAX_LIMIT), query.type).map(entryFromRow);
+  return store.committed.audit.page(afterSeq, Math.min(limit, AUDIT_LIST_MAX_LIMIT), query.type).map(entryFromRow);
 }

@@ -6,7 +6,15 @@
  * - A run is claimed with a lease (owner, expiry, fencing token) in one transaction. Every
  *   write a worker makes under that lease names the token in its WHERE clause, so a worker
  *   whose lease was taken over cannot write anything (TESTPLAN A3).
- * - Every state change and its outbox event commit in the same transaction.
+ * - Every state change, its outbox event and the audit entries describing it commit in the same
+ *   transaction, a unit of the store's group commit (Store.commit): units from concurrent runs
+ *   that fall in one turn of the event loop share one fsync. A caller is answered only after
+ *   its unit is durable.
+ * - A call costs one commit per phase: its start (submission, lease, policy decision, attempt
+ *   `started`) and its end (attempt, step, run, events, audit). A submission this engine can
+ *   run at once is carried into the run's first commit instead of being committed alone; a
+ *   read-only step (no external effect) is called before anything of it is written, so its
+ *   start is carried into its end commit: a run of one read-only step commits once.
  * - An attempt is committed as `started` before the tool is called. A `started` attempt found
  *   by a later owner was cut off mid-flight: an idempotent step is retried; any other step
  *   becomes `outcome_unknown` and the run waits for an operator. A step that succeeded is never
@@ -22,7 +30,7 @@ import { TyrumError, isTyrumError, type ErrorCode } from '../errors/index.js';
 import { argsHash, bindingMismatch, type Binding } from '../approvals/binding.js';
 import type { ApprovalService } from '../approvals/service.js';
 import { EventLog, runEventPayload, stepEventPayload, type Emit, type EventListener } from './events.js';
-import { crashPointFromEnv, type CrashPoint } from './crash.js';
+import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
 import { checkPostcondition, type Postcondition } from './postcondition.js';
 import { backoffMs, classifyFailure, DEFAULT_BACKOFF, type BackoffOptions } from './retry.js';
 import { requestHash, validateSubmit } from './validate.js';
@@ -71,15 +79,38 @@ export interface ExecutionEngineOptions {
   pollMs?: number;
   /** How often due approvals are expired (default 10 s). */
   sweepMs?: number;
-  /** Runs executed at once by this engine (default 8). */
+  /** Runs executed at once by this engine (default ENGINE_CONCURRENCY_DEFAULT). */
   concurrency?: number;
+  /**
+   * How long the caller of `submit` may wait for a read-only first step to finish before the
+   * run is committed as running and the caller answered (default READ_ONLY_ACK_MS).
+   */
+  readOnlyAckMs?: number;
   /** Per-attempt timeout when a step names none (default 30 s). */
   defaultTimeoutMs?: number;
   backoff?: Partial<BackoffOptions>;
   log?: (level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>) => void;
 }
 
+/** How `submit` may start the run. */
+export interface SubmitOptions {
+  /**
+   * Take the run in this engine at once if it has a free slot, committing the submission with
+   * the run's first step (the protocol's tool.invoke and workflow.start, whose callers wait).
+   * Without it the run is committed queued and claimed by the worker loop.
+   */
+  runNow?: boolean;
+}
+
 export const RUNS_LIST_DEFAULT_LIMIT = 50;
+/**
+ * Runs in flight at once per engine. A run waiting on a tool holds a slot but no CPU; with group
+ * commit, more runs in flight means more of them per fsync, so this is sized for concurrent
+ * callers rather than for cores.
+ */
+export const ENGINE_CONCURRENCY_DEFAULT = 64;
+/** See ExecutionEngineOptions.readOnlyAckMs. */
+export const READ_ONLY_ACK_MS = 100;
 export const RUNS_LIST_MAX_LIMIT = 500;
 const MAX_ERROR_DETAILS_BYTES = 16 * 1024;
 
@@ -87,13 +118,29 @@ const TERMINAL: ReadonlySet<RunState> = new Set(['succeeded', 'failed', 'cancell
 const SETTLED: ReadonlySet<RunState> = new Set(['succeeded', 'failed', 'cancelled', 'paused']);
 const UNFINISHED_STEPS = ['pending', 'waiting_approval', 'running'] as const;
 
+/** Appends an audit entry inside the unit being committed. */
+type Audit = (type: string, actor: AuditActor, data: Record<string, unknown>) => void;
+type Write = (emit: Emit, audit: Audit) => void;
+
+/** Writes of a run not committed yet, and the callers waiting for them to be (see `unit`). */
+interface Carry {
+  writes: Write[];
+  /** Answered with the run row as committed. */
+  waiters: Array<{ resolve: (run: RunRow) => void; reject: (e: unknown) => void }>;
+}
+
 interface Claim {
   runId: string;
   fence: { owner: string; token: number };
-  /** Set by the heartbeat when renewal found the lease gone. */
+  /** Set by the heartbeat when renewal found the lease gone, or when a carried commit failed. */
   lost: boolean;
   controller: AbortController | null;
+  /** Writes that go into the run's next commit (a submission, a deferred read-only start). */
+  carry: Carry | null;
 }
+
+/** Thrown inside a carried submission that lost its idempotency key to a concurrent one. */
+class DuplicateSubmission extends Error {}
 
 type Next = 'continue' | 'stop';
 
@@ -142,6 +189,9 @@ export class ExecutionEngine {
   private readonly pollMs: number;
   private readonly sweepMs: number;
   private readonly concurrency: number;
+  private readonly readOnlyAckMs: number;
+  private claiming = false;
+  private kickAfterClaim = false;
   private readonly defaultTimeoutMs: number;
   private readonly backoff: BackoffOptions;
   private readonly actor: AuditActor;
@@ -170,7 +220,8 @@ export class ExecutionEngine {
     this.heartbeatMs = positive(options.heartbeatMs ?? Math.max(1, Math.floor(this.leaseMs / 3)), 'heartbeatMs');
     this.pollMs = positive(options.pollMs ?? 500, 'pollMs');
     this.sweepMs = positive(options.sweepMs ?? 10_000, 'sweepMs');
-    this.concurrency = positive(options.concurrency ?? 8, 'concurrency');
+    this.concurrency = positive(options.concurrency ?? ENGINE_CONCURRENCY_DEFAULT, 'concurrency');
+    this.readOnlyAckMs = positive(options.readOnlyAckMs ?? READ_ONLY_ACK_MS, 'readOnlyAckMs');
     this.defaultTimeoutMs = positive(options.defaultTimeoutMs ?? 30_000, 'defaultTimeoutMs');
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.actor = { kind: 'engine', owner: this.owner };
@@ -184,102 +235,128 @@ export class ExecutionEngine {
   // ---------------------------------------------------------------- submission and reads
 
   /**
-   * Accepts a run (and its steps) in one transaction. A repeated idempotency key from the same
-   * creator returns the original run (`existing: true`) if the request is the same, and
+   * Accepts a run (and its steps); resolves once it is durable. A repeated idempotency key from
+   * the same creator returns the original run (`existing: true`) if the request is the same, and
    * `conflict` otherwise; concurrent duplicates collapse onto one run through the unique index.
+   *
+   * With `runNow` and a free slot in this engine, the run is taken at once: the submission is carried into
+   * the run's first commit (with its lease, policy decision and attempt start), or, for a
+   * read-only first step, into the commit of its result — then the run may already be finished
+   * when this resolves. A caller waits at most `readOnlyAckMs` for that before the run is
+   * committed as running.
    */
-  submit(input: SubmitInput): { run: RunView; existing: boolean } {
+  submit(input: SubmitInput, options: SubmitOptions = {}): Promise<{ run: RunView; existing: boolean }> {
+    // Bad input and a reused key throw at once; everything else settles the promise.
     validateSubmit(input);
     const hash = requestHash(input);
-    const now = this.now();
     const key = input.idempotency_key ?? null;
-    const out = this.events.transact((emit) => {
-      if (key !== null) {
-        const prior = this.store.execution.runByKey(input.created_by, key);
-        if (prior) return { row: prior, existing: true };
-      }
-      const row: RunRow = {
-        id: `run_${randomUUID()}`,
-        kind: input.kind,
-        state: 'queued',
-        created_by: input.created_by,
-        idempotency_key: key,
-        request_hash: hash,
-        created_at: now,
-        updated_at: now,
-        finished_at: null,
-        cancel_requested: 0,
-        pause_reason: null,
-        next_attempt_at: 0,
-        result: null,
-        error: null,
-        lease_owner: null,
-        lease_expires_at: null,
-        fencing_token: 0,
-      };
-      if (!this.store.execution.insertRun(row)) {
-        // Lost a race on (created_by, idempotency_key): the index kept the first; return it.
-        const prior = key === null ? undefined : this.store.execution.runByKey(input.created_by, key);
-        if (!prior) throw new TyrumError('TYRUM_ERR_INTERNAL', 'run insert was refused but no run holds its idempotency key');
-        return { row: prior, existing: true };
-      }
-      input.steps.forEach((s, idx) => {
-        this.store.execution.insertStep({
-          run_id: row.id,
-          idx,
-          tool_id: s.tool_id,
-          args: JSON.stringify(s.args),
-          args_hash: argsHash(s.args),
-          idempotency_key: s.idempotency_key ?? null,
-          state: 'pending',
-          idempotent: 0,
-          max_attempts: s.max_attempts ?? null,
-          timeout_ms: s.timeout_ms ?? this.defaultTimeoutMs,
-          postcondition: s.postcondition === undefined ? null : JSON.stringify(s.postcondition),
-          attempts: 0,
-          policy_decision: null,
-          policy_enforced: null,
-          policy_snapshot_id: null,
-          policy_detail: null,
-          approval_id: null,
-          definition_hash: null,
-          plugin_digest: null,
-          result: null,
-          error: null,
-          started_at: null,
-          finished_at: null,
-          updated_at: now,
-        });
-      });
-      emit('run.updated', runEventPayload(row));
-      return { row, existing: false };
-    });
-    if (out.existing) {
-      if (out.row.request_hash !== hash) {
-        throw new TyrumError('TYRUM_ERR_CONFLICT', `idempotency key ${JSON.stringify(key)} was already used for a different request`, { run_id: out.row.id, idempotency_key: key });
-      }
-      return { run: this.runView(out.row), existing: true };
+    if (key !== null) {
+      const prior = this.store.execution.runByKey(input.created_by, key);
+      if (prior) return this.existing(prior, hash, key);
     }
-    this.crash('accepted');
-    this.audit('run.submitted', input.actor ?? { kind: 'principal', id: input.created_by }, {
-      run_id: out.row.id,
+    return this.accept(input, hash, key, options.runNow === true);
+  }
+
+  private async accept(input: SubmitInput, hash: string, key: string | null, runNow: boolean): Promise<{ run: RunView; existing: boolean }> {
+    const now = this.now();
+    const row: RunRow = {
+      id: `run_${randomUUID()}`,
       kind: input.kind,
+      state: 'queued',
+      created_by: input.created_by,
       idempotency_key: key,
       request_hash: hash,
-      tools: input.steps.map((s) => s.tool_id),
-    });
-    this.kick();
-    return { run: this.runView(out.row), existing: false };
+      created_at: now,
+      updated_at: now,
+      finished_at: null,
+      cancel_requested: 0,
+      pause_reason: null,
+      next_attempt_at: 0,
+      result: null,
+      error: null,
+      lease_owner: null,
+      lease_expires_at: null,
+      fencing_token: 0,
+    };
+    const steps: StepRow[] = input.steps.map((s, idx) => ({
+      run_id: row.id,
+      idx,
+      tool_id: s.tool_id,
+      args: JSON.stringify(s.args),
+      args_hash: argsHash(s.args),
+      idempotency_key: s.idempotency_key ?? null,
+      state: 'pending',
+      idempotent: 0,
+      max_attempts: s.max_attempts ?? null,
+      timeout_ms: s.timeout_ms ?? this.defaultTimeoutMs,
+      postcondition: s.postcondition === undefined ? null : JSON.stringify(s.postcondition),
+      attempts: 0,
+      policy_decision: null,
+      policy_enforced: null,
+      policy_snapshot_id: null,
+      policy_detail: null,
+      approval_id: null,
+      definition_hash: null,
+      plugin_digest: null,
+      result: null,
+      error: null,
+      started_at: null,
+      finished_at: null,
+      updated_at: now,
+    }));
+    const actor = input.actor ?? { kind: 'principal', id: input.created_by };
+    const take = runNow && this.started && !this.stopping && this.active.size < this.concurrency;
+    if (take) Object.assign(row, { state: 'running', lease_owner: this.owner, lease_expires_at: now + this.leaseMs, fencing_token: 1 });
+    const write: Write = (emit, audit) => {
+      // Lost a race on (created_by, idempotency_key): the index kept the first.
+      if (!this.store.execution.insertRun(row)) throw new DuplicateSubmission();
+      for (const st of steps) this.store.execution.insertStep(st);
+      emit('run.updated', runEventPayload(row));
+      audit('run.submitted', actor, { run_id: row.id, kind: input.kind, idempotency_key: key, request_hash: hash, tools: input.steps.map((x) => x.tool_id) });
+    };
+    let committed: RunRow;
+    try {
+      if (take) {
+        committed = await new Promise<RunRow>((resolve, reject) => {
+          const claim: Claim = { runId: row.id, fence: { owner: this.owner, token: 1 }, lost: false, controller: null, carry: { writes: [write], waiters: [{ resolve, reject }] } };
+          this.launch(claim, { run: row, step: steps[0]! });
+        });
+      } else {
+        await this.unit(null, write);
+        committed = row;
+        this.crash('accepted');
+        this.kick();
+      }
+    } catch (e) {
+      if (!(e instanceof DuplicateSubmission)) throw e;
+      await this.store.durable();
+      const prior = key === null ? undefined : this.store.execution.runByKey(input.created_by, key);
+      if (!prior) throw new TyrumError('TYRUM_ERR_INTERNAL', 'run insert was refused but no run holds its idempotency key');
+      return this.existing(prior, hash, key);
+    }
+    return { run: this.runView(committed), existing: false };
+  }
+
+  /**
+   * The answer to a repeated idempotency key: `conflict` at once for a different request, else
+   * the original run once it is durable (it may be in the group still open).
+   */
+  private existing(prior: RunRow, hash: string, key: string | null): Promise<{ run: RunView; existing: boolean }> {
+    if (prior.request_hash !== hash) {
+      throw new TyrumError('TYRUM_ERR_CONFLICT', `idempotency key ${JSON.stringify(key)} was already used for a different request`, { run_id: prior.id, idempotency_key: key });
+    }
+    return this.store.durable().then(() => ({ run: this.runView(this.store.committed.execution.getRun(prior.id) ?? prior), existing: true }));
   }
 
   /** The run with its steps, attempts and evidence. Throws not_found. */
   get(runId: string): RunDetail {
-    const run = this.store.execution.getRun(runId);
+    const committed = this.store.committed.execution;
+    const run = committed.getRun(runId);
     if (!run) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no run ${runId}`, { run_id: runId });
-    const attempts = this.store.execution.attempts(runId);
+    const attempts = committed.attempts(runId);
     return {
       run: this.runView(run),
-      steps: this.store.execution.steps(runId).map((s) => this.stepView(s, attempts.filter((a) => a.step_idx === s.idx))),
+      steps: committed.steps(runId).map((s) => this.stepView(s, attempts.filter((a) => a.step_idx === s.idx))),
     };
   }
 
@@ -289,7 +366,7 @@ export class ExecutionEngine {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
     const states: readonly RunState[] = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'];
     if (query.state !== undefined && !states.includes(query.state)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `state must be one of ${states.join(', ')}`);
-    return this.store.execution.listRuns({ state: query.state, limit: Math.min(limit, RUNS_LIST_MAX_LIMIT), afterId: query.after }).map((r) => this.runView(r));
+    return this.store.committed.execution.listRuns({ state: query.state, limit: Math.min(limit, RUNS_LIST_MAX_LIMIT), afterId: query.after }).map((r) => this.runView(r));
   }
 
   /**
@@ -323,7 +400,7 @@ export class ExecutionEngine {
       const recheck = setInterval(() => {
         let r: RunRow | undefined;
         try {
-          r = this.store.execution.getRun(runId);
+          r = this.store.committed.execution.getRun(runId);
         } catch {
           // The store went away under us (closed without stop()): answer instead of throwing
           // from a timer, which would be an uncaught exception in the gateway.
@@ -347,24 +424,26 @@ export class ExecutionEngine {
    * lease) is cancelled at once; a running one stops at its next safe point (between steps or
    * before calling a tool). Cancelling a cancelled run returns it; a finished one is invalid_state.
    */
-  cancel(runId: string, actor: AuditActor): RunView {
+  async cancel(runId: string, actor: AuditActor): Promise<RunView> {
     const now = this.now();
-    const out = this.events.transact((emit) => {
+    const out = await this.unit(null, (emit, audit) => {
       const run = this.store.execution.getRun(runId);
       if (!run) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no run ${runId}`, { run_id: runId });
       if (run.state === 'cancelled') return { row: run, changed: false, immediate: false };
       if (TERMINAL.has(run.state)) throw new TyrumError('TYRUM_ERR_INVALID_STATE', `run ${runId} already ${run.state}`, { run_id: runId, state: run.state });
       const free = run.state === 'paused' || run.lease_owner === null || (run.lease_expires_at ?? 0) <= now;
-      if (free) return { row: this.cancelInTx(emit, run, null, actor), changed: true, immediate: true };
+      if (free) {
+        const row = this.cancelInTx(emit, run, null, actor);
+        audit('run.cancel_requested', actor, { run_id: runId, immediate: true });
+        audit('run.finished', this.actor, { run_id: runId, state: 'cancelled', error_code: null });
+        return { row };
+      }
       const row = this.store.execution.updateRun(runId, { cancel_requested: 1, updated_at: now });
       if (!row) throw new TyrumError('TYRUM_ERR_INTERNAL', `run ${runId} vanished`);
       emit('run.updated', runEventPayload(row));
-      return { row, changed: true, immediate: false };
+      audit('run.cancel_requested', actor, { run_id: runId, immediate: false });
+      return { row };
     });
-    if (out.changed) {
-      this.audit('run.cancel_requested', actor, { run_id: runId, immediate: out.immediate });
-      if (out.immediate) this.audit('run.finished', this.actor, { run_id: runId, state: 'cancelled', error_code: null });
-    }
     return this.runView(out.row);
   }
 
@@ -373,12 +452,12 @@ export class ExecutionEngine {
    * attempt), `skip` treats it as done without a result and continues the run, `fail` fails
    * the step and the run. Only for a run paused on that step; anything else is invalid_state.
    */
-  resolveUnknown(runId: string, stepIdx: number, action: UnknownResolution, actor: AuditActor): RunView {
+  async resolveUnknown(runId: string, stepIdx: number, action: UnknownResolution, actor: AuditActor): Promise<RunView> {
     if (action !== 'retry' && action !== 'skip' && action !== 'fail') {
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'action must be retry, skip or fail', { action });
     }
     const now = this.now();
-    const row = this.events.transact((emit) => {
+    const row = await this.unit(null, (emit, audit) => {
       const run = this.store.execution.getRun(runId);
       if (!run) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no run ${runId}`, { run_id: runId });
       const step = this.store.execution.getStep(runId, stepIdx);
@@ -396,7 +475,10 @@ export class ExecutionEngine {
         const err = this.errorInfo(new TyrumError('TYRUM_ERR_OUTCOME_UNKNOWN', `an operator marked step ${stepIdx} failed after its outcome was unknown`));
         const s = this.required(this.store.execution.updateStep(runId, stepIdx, { state: 'failed', error: JSON.stringify(err), finished_at: now, updated_at: now }, only), runId);
         emit('step.updated', stepEventPayload(s));
-        return this.finishRunInTx(emit, run, null, 'failed', null, err);
+        audit('step.operator_resolved', actor, { run_id: runId, step_idx: stepIdx, action });
+        const finished = this.finishRunInTx(emit, run, null, 'failed', null, err);
+        audit('run.finished', this.actor, { run_id: runId, state: finished.state, error_code: 'TYRUM_ERR_OUTCOME_UNKNOWN' });
+        return finished;
       }
       const set =
         action === 'retry'
@@ -410,10 +492,9 @@ export class ExecutionEngine {
         runId,
       );
       emit('run.updated', runEventPayload(r));
+      audit('step.operator_resolved', actor, { run_id: runId, step_idx: stepIdx, action });
       return r;
     });
-    this.audit('step.operator_resolved', actor, { run_id: runId, step_idx: stepIdx, action });
-    if (TERMINAL.has(row.state)) this.audit('run.finished', this.actor, { run_id: runId, state: row.state, error_code: 'TYRUM_ERR_OUTCOME_UNKNOWN' });
     this.kick();
     return this.runView(row);
   }
@@ -492,39 +573,54 @@ export class ExecutionEngine {
 
   private tick(): void {
     if (!this.started || this.stopping) return;
+    if (this.claiming) {
+      // One claim commit at a time (its slots are counted only once it lands); look again after.
+      this.kickAfterClaim = true;
+      return;
+    }
     const capacity = this.concurrency - this.active.size;
     if (capacity <= 0) return;
     const now = this.now();
-    let claimed: RunRow[];
-    try {
-      if (!this.store.execution.hasClaimable(now)) return;
-      claimed = this.events.transact((emit) => {
-        const out: RunRow[] = [];
-        for (const id of this.store.execution.claimable(now, capacity + this.active.size)) {
-          if (out.length >= capacity) break;
-          if (this.active.has(id)) continue;
-          const row = this.store.execution.claim(id, this.owner, now, this.leaseMs);
-          if (!row) continue;
-          out.push(row);
-          emit('run.updated', runEventPayload(row));
+    // Only committed runs are candidates (a submission still in the open group is claimed after
+    // its commit wakes us), so a run is never taken before its submitter has been answered.
+    if (!this.store.committed.execution.hasClaimable(now)) return;
+    const candidates = this.store.committed.execution.claimable(now, capacity + this.active.size);
+    this.claiming = true;
+    this.unit(null, (emit) => {
+      const out: RunRow[] = [];
+      for (const id of candidates) {
+        if (out.length >= capacity) break;
+        if (this.active.has(id)) continue;
+        const row = this.store.execution.claim(id, this.owner, now, this.leaseMs);
+        if (!row) continue;
+        out.push(row);
+        emit('run.updated', runEventPayload(row));
+      }
+      return out;
+    }).then(
+      (claimed) => {
+        this.claiming = false;
+        for (const row of claimed) {
+          this.crash('lease_taken');
+          this.launch({ runId: row.id, fence: { owner: this.owner, token: row.fencing_token }, lost: false, controller: null, carry: null });
         }
-        return out;
-      });
-    } catch (e) {
-      this.log('error', 'claiming runs failed', { err: String(e) });
-      return;
-    }
-    for (const row of claimed) {
-      this.crash('lease_taken');
-      this.launch(row);
-    }
+        if (this.kickAfterClaim || claimed.length > 0) {
+          this.kickAfterClaim = false;
+          this.kick();
+        }
+      },
+      (e: unknown) => {
+        this.claiming = false;
+        this.log('error', 'claiming runs failed', { err: String(e) });
+      },
+    );
   }
 
-  private launch(row: RunRow): void {
-    const claim: Claim = { runId: row.id, fence: { owner: this.owner, token: row.fencing_token }, lost: false, controller: null };
-    this.active.set(row.id, claim);
-    const task = this.processRun(claim).finally(() => {
-      this.active.delete(row.id);
+  /** Drive a claimed run; `first`: a run taken at submission, not in the database yet. */
+  private launch(claim: Claim, first?: { run: RunRow; step: StepRow }): void {
+    this.active.set(claim.runId, claim);
+    const task = this.processRun(claim, first).finally(() => {
+      this.active.delete(claim.runId);
       this.tasks.delete(task);
       this.kick();
     });
@@ -532,45 +628,47 @@ export class ExecutionEngine {
   }
 
   private heartbeat(): void {
-    if (this.active.size === 0) return;
+    // A run whose first commit is still carried is not in the database yet: nothing to renew.
+    const held = [...this.active.values()].filter((c) => !c.lost && c.carry === null);
+    if (held.length === 0) return;
     const until = this.now() + this.leaseMs;
-    const lost: Claim[] = [];
-    try {
-      this.store.tx(() => {
-        for (const c of this.active.values()) if (!c.lost && !this.store.execution.renewLease(c.runId, c.fence, until)) lost.push(c);
-      });
-    } catch (e) {
-      this.log('warn', 'lease renewal failed', { err: String(e) });
-      return;
-    }
-    for (const c of lost) {
-      c.lost = true;
-      c.controller?.abort(leaseLost(c.runId, this.owner));
-    }
+    this.unit(null, () => held.filter((c) => !this.store.execution.renewLease(c.runId, c.fence, until))).then(
+      (lost) => {
+        for (const c of lost) {
+          c.lost = true;
+          c.controller?.abort(leaseLost(c.runId, this.owner));
+        }
+      },
+      (e: unknown) => this.log('warn', 'lease renewal failed', { err: String(e) }),
+    );
   }
 
   /** Drives one claimed run until it finishes, pauses, waits for a retry, or the lease is gone. */
-  private async processRun(claim: Claim): Promise<void> {
+  private async processRun(claim: Claim, first?: { run: RunRow; step: StepRow }): Promise<void> {
     try {
+      if (first && (await this.advance(claim, first.run, first.step)) === 'stop') return;
       for (;;) {
         if (claim.lost) return;
         const run = this.store.execution.getRun(claim.runId);
         if (!run || run.state !== 'running' || run.lease_owner !== this.owner || run.fencing_token !== claim.fence.token) return;
         if (this.stopping) {
-          this.release(claim, run);
+          await this.release(claim, run);
           return;
         }
         if (run.cancel_requested === 1) {
-          this.events.transact((emit) => this.cancelInTx(emit, run, claim, this.actor));
-          this.audit('run.finished', this.actor, { run_id: run.id, state: 'cancelled', error_code: null });
+          await this.unit(claim, (emit, audit) => {
+            this.cancelInTx(emit, run, claim, this.actor);
+            audit('run.finished', this.actor, { run_id: run.id, state: 'cancelled', error_code: null });
+          });
           return;
         }
         const steps = this.store.execution.steps(run.id);
         const step = steps.find((s) => s.state !== 'succeeded' && s.state !== 'skipped');
         if (!step) {
-          const result = run.kind === 'tool' ? parseJson(steps[0]?.result ?? null) : steps.map((s) => parseJson(s.result));
-          this.events.transact((emit) => this.finishRunInTx(emit, run, claim, 'succeeded', result, null));
-          this.audit('run.finished', this.actor, { run_id: run.id, state: 'succeeded', error_code: null });
+          await this.unit(claim, (emit, audit) => {
+            this.finishRunInTx(emit, run, claim, 'succeeded', runResult(run, steps), null);
+            audit('run.finished', this.actor, { run_id: run.id, state: 'succeeded', error_code: null });
+          });
           return;
         }
         if ((await this.advance(claim, run, step)) === 'stop') return;
@@ -580,8 +678,10 @@ export class ExecutionEngine {
         this.log('warn', 'lease lost; late write rejected', { run_id: claim.runId, owner: this.owner, fencing_token: claim.fence.token });
         return;
       }
+      // A carried submission that did not commit: its caller has the error, and there is no run.
+      if (claim.lost) return;
       this.log('error', 'run processing failed; retrying later', { run_id: claim.runId, err: e instanceof Error ? e.message : String(e) });
-      this.retryLater(claim, 1000);
+      await this.retryLater(claim, 1000);
     }
   }
 
@@ -589,14 +689,16 @@ export class ExecutionEngine {
   private async advance(claim: Claim, run: RunRow, step: StepRow): Promise<Next> {
     switch (step.state) {
       case 'failed':
-        this.events.transact((emit) => this.finishRunInTx(emit, run, claim, 'failed', null, parseJson(step.error) as ErrorInfo | null));
-        this.audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: (parseJson(step.error) as ErrorInfo | null)?.code ?? null });
+        await this.unit(claim, (emit, audit) => {
+          this.finishRunInTx(emit, run, claim, 'failed', null, parseJson(step.error) as ErrorInfo | null);
+          audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: (parseJson(step.error) as ErrorInfo | null)?.code ?? null });
+        });
         return 'stop';
       case 'cancelled':
-        this.events.transact((emit) => this.finishRunInTx(emit, run, claim, 'cancelled', null, null));
+        await this.unit(claim, (emit) => this.finishRunInTx(emit, run, claim, 'cancelled', null, null));
         return 'stop';
       case 'outcome_unknown':
-        this.events.transact((emit) => this.pauseInTx(emit, run, claim, 'outcome_unknown'));
+        await this.unit(claim, (emit) => this.pauseInTx(emit, run, claim, 'outcome_unknown'));
         return 'stop';
       case 'running':
         return this.recover(claim, run, step);
@@ -637,14 +739,14 @@ export class ExecutionEngine {
 
     // require_approval, enforced.
     if (step.approval_id === null) {
-      this.requestApproval(claim, run, step, call, res);
+      await this.requestApproval(claim, run, step, call, res);
       return 'stop';
     }
     const a = this.approvals.find(step.approval_id);
     if (!a) return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_INTERNAL', `approval ${step.approval_id} is missing`), res);
     switch (a.state) {
       case 'pending':
-        this.events.transact((emit) => this.pauseInTx(emit, run, claim, 'approval'));
+        await this.unit(claim, (emit) => this.pauseInTx(emit, run, claim, 'approval'));
         return 'stop';
       case 'denied':
         return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_APPROVAL_DENIED', `approval ${a.id} was denied${a.reason ? `: ${a.reason}` : ''}`, { approval_id: a.id }), res);
@@ -659,19 +761,21 @@ export class ExecutionEngine {
     return this.attempt(claim, run, step, { ...call, approval_id: a.id }, res, a.id);
   }
 
-  /** Null when `a` covers exactly this call; otherwise the error to fail the step with (audited). */
+  /**
+   * Null when `a` covers exactly this call; otherwise the error to fail the step with. The
+   * mismatch (`details.fields`) is audited by `failStep`, in the commit of the failure.
+   */
   private checkApproval(run: RunRow, step: StepRow, a: Binding & { id: string; run_id: string | null; step_idx: number | null }, call: StepCall): TyrumError | null {
     const fields: string[] = bindingMismatch(a, { args_hash: call.args_hash, definition_hash: call.definition_hash, plugin_digest: call.plugin_digest });
     if (a.run_id !== run.id || a.step_idx !== step.idx) fields.push('step');
     if (fields.length === 0) return null;
-    this.audit('approval.binding_mismatch', this.actor, { approval_id: a.id, run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, fields });
     return new TyrumError('TYRUM_ERR_APPROVAL_MISMATCH', `approval ${a.id} does not cover this call: ${fields.join(', ')} changed since it was approved`, { approval_id: a.id, fields });
   }
 
-  private requestApproval(claim: Claim, run: RunRow, step: StepRow, call: StepCall, res: Resolution): void {
+  private async requestApproval(claim: Claim, run: RunRow, step: StepRow, call: StepCall, res: Resolution): Promise<void> {
     const now = this.now();
-    const a = this.events.transact((emit) => {
-      const approval = this.approvals.createInTx(emit, {
+    await this.unit(claim, (emit, audit) => {
+      const a = this.approvals.createInTx(emit, {
         run_id: run.id,
         step_idx: step.idx,
         tool_id: step.tool_id,
@@ -680,13 +784,11 @@ export class ExecutionEngine {
         plugin_digest: call.plugin_digest,
         requested_by: run.created_by,
       });
-      const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { ...res, state: 'waiting_approval', approval_id: approval.id, updated_at: now }, { fence: claim.fence }), claim);
+      const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { ...res, state: 'waiting_approval', approval_id: a.id, updated_at: now }, { fence: claim.fence }), claim);
       emit('step.updated', stepEventPayload(s));
       this.pauseInTx(emit, run, claim, 'approval');
-      return approval;
-    });
-    this.crash('waiting_approval');
-    this.audit('approval.requested', this.actor, { approval_id: a.id, run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, args_hash: a.args_hash, definition_hash: a.definition_hash, plugin_digest: a.plugin_digest, expires_at: a.expires_at });
+      audit('approval.requested', this.actor, { approval_id: a.id, run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, args_hash: a.args_hash, definition_hash: a.definition_hash, plugin_digest: a.plugin_digest, expires_at: a.expires_at });
+    }, () => this.crash('waiting_approval'));
   }
 
   /** Recovery and retries for a step already `running`: its last attempt says what happened. */
@@ -698,7 +800,7 @@ export class ExecutionEngine {
     const idempotent = step.idempotent === 1;
     if (last.state === 'succeeded') {
       // Cannot happen (attempt and step commit together); kept so a completed call is never redone.
-      this.events.transact((emit) => {
+      await this.unit(claim, (emit) => {
         const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { state: 'succeeded', result: last.result, finished_at: last.finished_at ?? now, updated_at: now }, { fence: claim.fence }), claim);
         emit('step.updated', stepEventPayload(s));
       });
@@ -709,16 +811,17 @@ export class ExecutionEngine {
       const interrupted = this.errorInfo(new TyrumError('TYRUM_ERR_STEP_INTERRUPTED', `attempt ${last.n} was cut off mid-flight (owner ${last.owner} stopped)`, { owner: last.owner, fencing_token: last.fencing_token }));
       if (!idempotent || last.n >= max) {
         const unknown = !idempotent;
-        this.events.transact((emit) => {
+        await this.unit(claim, (emit, audit) => {
           this.fenced(this.store.execution.updateAttempt(run.id, step.idx, last.n, { state: 'interrupted', finished_at: now, error: JSON.stringify(interrupted) }, { fence: claim.fence, states: ['started'] }), claim);
           if (unknown) this.outcomeUnknownInTx(emit, run, step, claim, interrupted);
           else this.failStepInTx(emit, run, step, claim, interrupted, {});
+          audit(unknown ? 'step.outcome_unknown' : 'step.finished', this.actor, { run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, attempt: last.n, state: unknown ? 'outcome_unknown' : 'failed', error_code: interrupted.code });
+          if (!unknown) audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: interrupted.code });
         });
-        this.audit(unknown ? 'step.outcome_unknown' : 'step.finished', this.actor, { run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, attempt: last.n, state: unknown ? 'outcome_unknown' : 'failed', error_code: interrupted.code });
-        if (!unknown) this.audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: interrupted.code });
         return 'stop';
       }
-      this.events.transact(() => {
+      // The retry below commits this with its own start.
+      this.carry(claim, () => {
         this.fenced(this.store.execution.updateAttempt(run.id, step.idx, last.n, { state: 'interrupted', finished_at: now, error: JSON.stringify(interrupted) }, { fence: claim.fence, states: ['started'] }), claim);
       });
     } else if (last.n >= max) {
@@ -746,40 +849,61 @@ export class ExecutionEngine {
     return this.attempt(claim, run, step, call, res, consume);
   }
 
-  /** Commit the attempt as started (consuming the approval), then call the tool. */
+  /**
+   * Start an attempt and call the tool. The start (consuming the approval) is committed before
+   * the call — except for the read-only first step of a run taken at submission, whose
+   * submission and start are carried into the commit of its end: it has no effect to protect,
+   * and nobody was answered before that commit, so a crash loses nothing anyone was told about.
+   * (A run already in the database keeps its attempt-started record: the evidence a later owner
+   * needs after a takeover.)
+   */
   private async attempt(claim: Claim, run: RunRow, step: StepRow, call: StepCall, res: Resolution, consumeApproval: string | null): Promise<Next> {
     const n = step.attempts + 1;
     const now = this.now();
+    const startInTx = (emit: Emit): StepRow => {
+      if (consumeApproval !== null && !this.approvals.consumeInTx(emit, consumeApproval, run.id, step.idx)) {
+        throw new TyrumError('TYRUM_ERR_APPROVAL_CONSUMED', `approval ${consumeApproval} was already used`, { approval_id: consumeApproval });
+      }
+      const attempt: AttemptRow = {
+        run_id: run.id,
+        step_idx: step.idx,
+        n,
+        state: 'started',
+        owner: this.owner,
+        fencing_token: claim.fence.token,
+        started_at: now,
+        finished_at: null,
+        duration_ms: null,
+        usage: null,
+        result: null,
+        error: null,
+      };
+      this.fenced(this.store.execution.insertAttempt(attempt, claim.fence) || undefined, claim);
+      const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { ...res, state: 'running', attempts: n, started_at: step.started_at ?? now, error: null, updated_at: now }, { fence: claim.fence }), claim);
+      emit('step.updated', stepEventPayload(s));
+      return s;
+    };
     let started: StepRow | null;
-    try {
-      started = this.events.transact((emit) => {
-        // Safe point: a cancel recorded while we were deciding stops the run before the call.
-        if (this.store.execution.getRun(run.id)?.cancel_requested === 1) return null;
-        if (consumeApproval !== null && !this.approvals.consumeInTx(emit, consumeApproval, run.id, step.idx)) {
-          throw new TyrumError('TYRUM_ERR_APPROVAL_CONSUMED', `approval ${consumeApproval} was already used`, { approval_id: consumeApproval });
-        }
-        const attempt: AttemptRow = {
-          run_id: run.id,
-          step_idx: step.idx,
-          n,
-          state: 'started',
-          owner: this.owner,
-          fencing_token: claim.fence.token,
-          started_at: now,
-          finished_at: null,
-          duration_ms: null,
-          usage: null,
-          result: null,
-          error: null,
-        };
-        this.fenced(this.store.execution.insertAttempt(attempt, claim.fence) || undefined, claim);
-        const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { ...res, state: 'running', attempts: n, started_at: step.started_at ?? now, error: null, updated_at: now }, { fence: claim.fence }), claim);
-        emit('step.updated', stepEventPayload(s));
-        return s;
-      });
-    } catch (e) {
-      if (isTyrumError(e, 'TYRUM_ERR_APPROVAL_CONSUMED')) return this.failStep(claim, run, step, e, res);
-      throw e;
+    let ackTimer: NodeJS.Timeout | null = null;
+    if (call.effect === 'read_only' && consumeApproval === null && claim.carry !== null && claim.carry.waiters.length > 0) {
+      // A run taken at submission whose first step is read-only: call first, commit once. Its
+      // caller is answered with the run running if the call is slow.
+      started = { ...step, ...res, state: 'running', attempts: n, started_at: step.started_at ?? now, error: null, updated_at: now } as StepRow;
+      this.carry(claim, (emit) => void startInTx(emit));
+      ackTimer = setTimeout(() => {
+        if (claim.carry !== null) this.unit(claim, () => undefined).catch(() => undefined);
+      }, this.readOnlyAckMs);
+    } else {
+      try {
+        started = await this.unit(claim, (emit) => {
+          // Safe point: a cancel recorded while we were deciding stops the run before the call.
+          if (this.store.execution.getRun(run.id)?.cancel_requested === 1) return null;
+          return startInTx(emit);
+        });
+      } catch (e) {
+        if (isTyrumError(e, 'TYRUM_ERR_APPROVAL_CONSUMED')) return this.failStep(claim, run, step, e, res);
+        throw e;
+      }
     }
     if (started === null) return 'continue';
     this.crash('step_started');
@@ -802,6 +926,7 @@ export class ExecutionEngine {
       error = e ?? new Error('execute rejected without a reason');
     } finally {
       clearTimeout(timer);
+      if (ackTimer !== null) clearTimeout(ackTimer);
       claim.controller = null;
     }
     const duration = Math.round((performance.now() - t0) * 1000) / 1000;
@@ -810,7 +935,7 @@ export class ExecutionEngine {
     return this.attemptFailed(claim, run, started, n, error, duration);
   }
 
-  private succeeded(claim: Claim, run: RunRow, step: StepRow, n: number, res: ExecuteResult, measuredMs: number): Next {
+  private async succeeded(claim: Claim, run: RunRow, step: StepRow, n: number, res: ExecuteResult, measuredMs: number): Promise<Next> {
     const now = this.now();
     let output: string;
     let usage: string | null;
@@ -828,19 +953,20 @@ export class ExecutionEngine {
     if (!check.ok) {
       // The call happened (its output is kept as evidence) but is not a success.
       const err = this.errorInfo(new TyrumError('TYRUM_ERR_POSTCONDITION_FAILED', `postcondition failed: ${check.reason}`, { postcondition: pc }));
-      this.events.transact((emit) => {
+      await this.unit(claim, (emit, audit) => {
         this.fenced(
           this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'failed', finished_at: now, duration_ms: duration, usage, result: output, error: JSON.stringify(err) }, { fence: claim.fence, states: ['started'] }),
           claim,
         );
         this.failStepInTx(emit, run, step, claim, err, hashes);
+        this.auditStep(audit, step, n, 'failed', err.code);
+        audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
       });
-      this.auditStep(run, step, n, 'failed', err.code);
-      this.audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
       return 'stop';
     }
-    this.events.transact(
-      (emit) => {
+    return this.unit(
+      claim,
+      (emit, audit): Next => {
         this.fenced(
           this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'succeeded', finished_at: now, duration_ms: duration, usage, result: output, error: null }, { fence: claim.fence, states: ['started'] }),
           claim,
@@ -850,14 +976,21 @@ export class ExecutionEngine {
           claim,
         );
         emit('step.updated', stepEventPayload(s));
+        this.auditStep(audit, s, n, 'succeeded', null, duration);
+        // The last step: the run finishes in the same commit, unless a cancel came in meanwhile
+        // (the loop then applies it, as between any two steps).
+        const current = this.store.execution.getRun(run.id);
+        const steps = this.store.execution.steps(run.id);
+        if (!current || current.cancel_requested === 1 || steps.some((x) => x.state !== 'succeeded' && x.state !== 'skipped')) return 'continue';
+        this.finishRunInTx(emit, current, claim, 'succeeded', runResult(current, steps), null);
+        audit('run.finished', this.actor, { run_id: run.id, state: 'succeeded', error_code: null });
+        return 'stop';
       },
       () => this.crash('result_saved'),
     );
-    this.auditStep(run, step, n, 'succeeded', null, duration);
-    return 'continue';
   }
 
-  private attemptFailed(claim: Claim, run: RunRow, step: StepRow, n: number, error: unknown, duration: number): Next {
+  private async attemptFailed(claim: Claim, run: RunRow, step: StepRow, n: number, error: unknown, duration: number): Promise<Next> {
     const now = this.now();
     const err = this.errorInfo(error);
     const idempotent = step.idempotent === 1;
@@ -866,16 +999,16 @@ export class ExecutionEngine {
     const attemptSet = { state: 'failed' as const, finished_at: now, duration_ms: duration, error: JSON.stringify(err) };
     const attemptCond = { fence: claim.fence, states: ['started'] as const };
     if (action === 'outcome_unknown') {
-      this.events.transact((emit) => {
+      await this.unit(claim, (emit, audit) => {
         this.fenced(this.store.execution.updateAttempt(run.id, step.idx, n, attemptSet, attemptCond), claim);
         this.outcomeUnknownInTx(emit, run, step, claim, err);
+        audit('step.outcome_unknown', this.actor, { run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, attempt: n, error_code: err.code });
       });
-      this.audit('step.outcome_unknown', this.actor, { run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, attempt: n, error_code: err.code });
       return 'stop';
     }
     if (action === 'retry' && n < max) {
       const delay = backoffMs(n, this.backoff);
-      this.events.transact((emit) => {
+      await this.unit(claim, (emit) => {
         this.fenced(this.store.execution.updateAttempt(run.id, step.idx, n, attemptSet, attemptCond), claim);
         const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { error: JSON.stringify(err), updated_at: now }, { fence: claim.fence, states: ['running'] }), claim);
         emit('step.updated', stepEventPayload(s));
@@ -888,23 +1021,27 @@ export class ExecutionEngine {
       this.wakeAfter(delay);
       return 'stop';
     }
-    this.events.transact((emit) => {
+    await this.unit(claim, (emit, audit) => {
       this.fenced(this.store.execution.updateAttempt(run.id, step.idx, n, attemptSet, attemptCond), claim);
       this.failStepInTx(emit, run, step, claim, err, {});
+      this.auditStep(audit, step, n, 'failed', err.code, duration);
+      audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
     });
-    this.auditStep(run, step, n, 'failed', err.code, duration);
-    this.audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
     return 'stop';
   }
 
   // ---------------------------------------------------------------- transitions (inside a transaction)
 
-  /** Fails the step (and so the run) in its own transaction. */
-  private failStep(claim: Claim, run: RunRow, step: StepRow, error: unknown, res: Resolution): Next {
+  /** Fails the step (and so the run) in its own commit. An approval that did not cover the call is audited with it. */
+  private async failStep(claim: Claim, run: RunRow, step: StepRow, error: unknown, res: Resolution): Promise<Next> {
     const err = this.errorInfo(error);
-    this.events.transact((emit) => this.failStepInTx(emit, run, step, claim, err, res));
-    this.auditStep(run, step, step.attempts, 'failed', err.code);
-    this.audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
+    const mismatch = isTyrumError(error, 'TYRUM_ERR_APPROVAL_MISMATCH') && Array.isArray(error.details?.fields) ? error.details : null;
+    await this.unit(claim, (emit, audit) => {
+      if (mismatch) audit('approval.binding_mismatch', this.actor, { approval_id: mismatch.approval_id, run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, fields: mismatch.fields });
+      this.failStepInTx(emit, run, step, claim, err, res);
+      this.auditStep(audit, { ...step, ...res }, step.attempts, 'failed', err.code);
+      audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
+    });
     return 'stop';
   }
 
@@ -990,9 +1127,9 @@ export class ExecutionEngine {
   }
 
   /** Gives the run back (engine stopping): queued, no lease, so the next worker takes it at once. */
-  private release(claim: Claim, run: RunRow): void {
+  private async release(claim: Claim, run: RunRow): Promise<void> {
     try {
-      this.events.transact((emit) => {
+      await this.unit(claim, (emit) => {
         const r = this.fenced(this.store.execution.updateRun(run.id, { state: 'queued', lease_owner: null, lease_expires_at: null, updated_at: this.now() }, { fence: claim.fence }), claim);
         emit('run.updated', runEventPayload(r));
       });
@@ -1002,9 +1139,9 @@ export class ExecutionEngine {
   }
 
   /** After an unexpected error: release the run with a delay so it is tried again later. */
-  private retryLater(claim: Claim, delayMs: number): void {
+  private async retryLater(claim: Claim, delayMs: number): Promise<void> {
     try {
-      this.events.transact((emit) => {
+      await this.unit(claim, (emit) => {
         const now = this.now();
         const r = this.store.execution.updateRun(claim.runId, { state: 'queued', next_attempt_at: now + delayMs, lease_owner: null, lease_expires_at: null, updated_at: now }, { fence: claim.fence, states: ['running'] });
         if (r) emit('run.updated', runEventPayload(r));
@@ -1072,14 +1209,50 @@ export class ExecutionEngine {
     return info;
   }
 
-  private audit(type: string, actor: AuditActor, data: Record<string, unknown>): void {
-    this.crash('audit_append');
-    this.o.audit.append(type, actor, data).catch((e: unknown) => this.log('error', 'audit append failed', { type, err: String(e) }));
+  /**
+   * Runs `fn` as one unit of the store's group commit, after the writes carried by `claim` (its
+   * submission, a deferred start), so they commit together; resolves once durable, after the
+   * events are delivered and the carried submission's callers answered. The audit entries `fn`
+   * appends are in the same transaction. If a unit with carried writes fails, the claim is given
+   * up (`lost`): those writes, and possibly the run itself, were never committed.
+   */
+  private unit<T>(claim: Claim | null, fn: (emit: Emit, audit: Audit) => T, beforeDeliver?: () => void): Promise<T> {
+    const carry = claim?.carry ?? null;
+    if (claim) claim.carry = null;
+    let row: RunRow | undefined;
+    const audit: Audit = (type, actor, data) => void this.o.audit.appendInTx(type, actor, data);
+    const p = this.events.commit((emit) => {
+      if (carry) for (const w of carry.writes) w(emit, audit);
+      const value = fn(emit, audit);
+      if (carry?.waiters.length) row = this.store.execution.getRun(claim!.runId);
+      return value;
+    }, beforeDeliver);
+    if (carry === null) return p;
+    return p.then(
+      (value) => {
+        if (carry.waiters.length > 0) {
+          this.crash('accepted');
+          for (const w of carry.waiters) w.resolve(row!);
+        }
+        return value;
+      },
+      (e: unknown) => {
+        claim!.lost = true;
+        for (const w of carry.waiters) w.reject(e);
+        throw e;
+      },
+    );
   }
 
-  private auditStep(run: RunRow, step: StepRow, attempt: number, state: 'succeeded' | 'failed', errorCode: string | null, durationMs?: number): void {
-    this.audit('step.finished', this.actor, {
-      run_id: run.id,
+  /** Add `write` to what the run's next commit carries. */
+  private carry(claim: Claim, write: Write): void {
+    claim.carry ??= { writes: [], waiters: [] };
+    claim.carry.writes.push(write);
+  }
+
+  private auditStep(audit: Audit, step: StepRow, attempt: number, state: 'succeeded' | 'failed', errorCode: string | null, durationMs?: number): void {
+    audit('step.finished', this.actor, {
+      run_id: step.run_id,
       step_idx: step.idx,
       tool_id: step.tool_id,
       attempt,
@@ -1171,4 +1344,9 @@ function checkDecision(d: PolicyResult): PolicyResult {
     throw new Error('decide() returned something that is not a decision');
   }
   return d;
+}
+
+/** A finished run's result: a tool run's one output, a workflow's outputs in step order. */
+function runResult(run: RunRow, steps: readonly StepRow[]): unknown {
+  return run.kind === 'tool' ? parseJson(steps[0]?.result ?? null) : steps.map((s) => parseJson(s.result));
 }

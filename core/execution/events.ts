@@ -58,20 +58,35 @@ export class EventLog {
    */
   transact<T>(fn: (emit: Emit) => T, beforeDeliver?: () => void): T {
     const written: OutboxEvent[] = [];
-    const value = this.store.tx(() => {
-      written.length = 0;
-      return fn((type, payload) => written.push(this.write(type, payload)));
-    });
+    const value = this.store.tx(() => fn((type, payload) => written.push(this.write(type, payload))));
     beforeDeliver?.();
     this.deliver(written);
     return value;
+  }
+
+  /**
+   * Runs `fn` now as a unit of the store's group commit (Store.commit); every event it emits is
+   * written in that unit and delivered to listeners once the group is durable, before the
+   * returned promise resolves. `beforeDeliver` runs between the commit and the delivery (the
+   * crash harness uses it). If `fn` throws, nothing of it is written or delivered.
+   */
+  commit<T>(fn: (emit: Emit) => T, beforeDeliver?: () => void): Promise<T> {
+    return this.store.commit(() => {
+      const written: OutboxEvent[] = [];
+      const value = fn((type, payload) => written.push(this.write(type, payload)));
+      this.store.afterCommit(() => {
+        beforeDeliver?.();
+        this.deliver(written);
+      });
+      return value;
+    });
   }
 
   /** Events with seq > cursor, oldest first: a gap-free catch-up. */
   after(cursor: number, limit = EVENTS_AFTER_DEFAULT_LIMIT): OutboxEvent[] {
     if (!Number.isSafeInteger(cursor) || cursor < 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'cursor must be a non-negative integer', { cursor });
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
-    return this.store.outbox.after(cursor, Math.min(limit, EVENTS_AFTER_MAX_LIMIT)).map((r) => ({
+    return this.store.committed.outbox.after(cursor, Math.min(limit, EVENTS_AFTER_MAX_LIMIT)).map((r) => ({
       seq: r.seq,
       event_id: r.event_id,
       type: r.type as ExecutionEventType,
@@ -82,7 +97,7 @@ export class EventLog {
 
   /** The newest seq (0 when empty): where a new subscriber that wants no history starts. */
   head(): number {
-    return this.store.outbox.head();
+    return this.store.committed.outbox.head();
   }
 
   /** Calls `listener` with every event committed from now on; returns the unsubscribe function. */

@@ -143,13 +143,13 @@ export function createHandlers(s: HandlerServices): Handlers {
       const q = p as { tool_id: string; args: Record<string, unknown>; idempotency_key?: string; wait_ms?: number };
       s.host.checkCall(q.tool_id, q.args);
       const declared = s.host.describe(q.tool_id)?.entry.postcondition;
-      const { run } = s.engine.submit({
+      const { run } = await s.engine.submit({
         kind: 'tool',
         steps: [{ tool_id: q.tool_id, args: q.args, ...(declared ? { postcondition: declared as Postcondition } : {}) }],
         ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}),
         created_by: peer.token.id,
         actor: actor(peer),
-      });
+      }, { runNow: true });
       return invokeView(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS));
     },
     'workflow.start': async (p, peer) => {
@@ -160,15 +160,15 @@ export function createHandlers(s: HandlerServices): Handlers {
         const declared = s.host.describe(step.tool_id)?.entry.postcondition;
         return (step as { postcondition?: unknown }).postcondition === undefined && declared ? { ...step, postcondition: declared as Postcondition } : step;
       });
-      const { run } = s.engine.submit({ kind: 'workflow', steps, ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}), created_by: peer.token.id, actor: actor(peer) });
+      const { run } = await s.engine.submit({ kind: 'workflow', steps, ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}), created_by: peer.token.id, actor: actor(peer) }, { runNow: true });
       return isoTimes({ ...(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS)) });
     },
     'run.get': async (p) => isoTimes({ ...s.engine.get((p as { run_id: string }).run_id) }),
     'run.list': async (p) => ({ runs: isoTimes(s.engine.list(p as { state?: never; limit?: number; after?: string })) }),
-    'run.cancel': async (p, peer) => ({ run: isoTimes(s.engine.cancel((p as { run_id: string }).run_id, actor(peer))) }),
+    'run.cancel': async (p, peer) => ({ run: isoTimes(await s.engine.cancel((p as { run_id: string }).run_id, actor(peer))) }),
     'run.resolve': async (p, peer) => {
       const q = p as { run_id: string; step_idx: number; action: 'retry' | 'skip' | 'fail' };
-      return { run: isoTimes(s.engine.resolveUnknown(q.run_id, q.step_idx, q.action, actor(peer))) };
+      return { run: isoTimes(await s.engine.resolveUnknown(q.run_id, q.step_idx, q.action, actor(peer))) };
     },
 
     'approval.list': async (p) => ({ approvals: isoTimes(s.approvals.list(p as { state?: never; run_id?: string; limit?: number })) }),

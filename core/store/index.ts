@@ -8,11 +8,21 @@
  *
  * The database holds token hashes, encrypted secrets and the audit log: it and its -wal and -shm
  * files are owner-only (0600) whatever the umask.
+ *
+ * Group commit: `Store.commit(fn)` runs `fn` at once, inside a SAVEPOINT of a transaction that
+ * stays open until the end of the current turn of the event loop (setImmediate), and resolves
+ * once that transaction is COMMITted, which is then durable. Everything committed in one turn —
+ * by concurrent calls, the audit log, the outbox — shares one fsync. A unit that throws is rolled
+ * back alone; a COMMIT that fails rejects every unit of the group. Nothing may be acknowledged
+ * before its unit's promise resolves. Reads that answer a caller go through `committed`, a
+ * read-only connection that sees only committed data (WAL readers do not block the writer), so
+ * nobody is shown a row whose group might still roll back.
  */
 import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
+import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
 import { PolicyRepo } from './policy.js';
 import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 import { McpRepo } from './mcp.js';
@@ -67,6 +77,8 @@ export interface StoreOptions {
   busyTimeoutMs?: number;
   /** Open read-only (doctor, audit verify on a copy). Skips migrations. */
   readonly?: boolean;
+  /** TEST ONLY: called at the group-commit crash points. Default: from TYRUM_TEST_CRASH_AT (core/util/crash.ts). */
+  crashPoint?: (name: CrashPoint) => void;
 }
 
 /** The pragmas the gateway requires, as read back from the connection. */
@@ -94,12 +106,26 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
     if (onDisk) for (const f of [path, `${path}-wal`, `${path}-shm`]) ownerOnly(f);
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    const store = new Store(db);
+    const store = new Store(db, options.crashPoint ?? crashPointFromEnv());
     assertPragmas(store.pragmas());
     if (!options.readonly) store.migrate(MIGRATIONS);
+    if (onDisk) store.attachReader(openReader(path, options.busyTimeoutMs));
     return store;
   } catch (e) {
     db.close();
+    throw e;
+  }
+}
+
+/** The read-only connection behind `Store.committed`: it sees what is committed, never a group still open. */
+function openReader(path: string, busyTimeoutMs: number | undefined): Database.Database {
+  const r = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    r.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs ?? 5000))}`);
+    r.pragma('foreign_keys = ON');
+    return r;
+  } catch (e) {
+    r.close();
     throw e;
   }
 }
@@ -415,6 +441,35 @@ export class SecretRepo {
   }
 }
 
+/** Repositories over the read-only connection: committed rows only (see the header). */
+export interface CommittedView {
+  readonly execution: ExecutionRepo;
+  readonly approvals: ApprovalRepo;
+  readonly outbox: OutboxRepo;
+  readonly audit: AuditRepo;
+}
+
+interface Unit {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  value: unknown;
+  after: Array<() => void>;
+}
+
+interface Group {
+  units: Unit[];
+  scheduled: NodeJS.Immediate | null;
+}
+
+/** Counters for the bench and `doctor`: how many durable commits, and how many units they carried. */
+export interface CommitStats {
+  commits: number;
+  units: number;
+}
+
+/** Stores of this process with a group commit open (normally one: tests and tools may open more). */
+const OPEN_GROUPS = new Set<Store>();
+
 /** An open store. One per process; share it. */
 export class Store {
   readonly tokens: TokenRepo;
@@ -428,9 +483,19 @@ export class Store {
   readonly approvals: ApprovalRepo;
   readonly outbox: OutboxRepo;
   readonly mcp: McpRepo;
+  /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
+  committed: CommittedView;
+  private reader: Database.Database | null = null;
+  private group: Group | null = null;
+  /** Callbacks registered by the unit running now (`afterCommit`); null outside a unit. */
+  private unitAfter: Array<() => void> | null = null;
+  private readonly stats: CommitStats = { commits: 0, units: 0 };
 
   /** @internal use openStore */
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly crashPoint: (name: CrashPoint) => void = () => undefined,
+  ) {
     this.tokens = new TokenRepo(db);
     this.devices = new DeviceRepo(db);
     this.audit = new AuditRepo(db);
@@ -442,14 +507,142 @@ export class Store {
     this.approvals = new ApprovalRepo(db);
     this.outbox = new OutboxRepo(db);
     this.mcp = new McpRepo(db);
+    this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit };
+  }
+
+  /** @internal openStore attaches the read-only connection once the schema is migrated. */
+  attachReader(reader: Database.Database): void {
+    this.reader = reader;
+    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader) };
   }
 
   /**
-   * Run `fn` in one IMMEDIATE transaction (the write lock is taken up front, so two processes
-   * never deadlock upgrading read locks). Group commit: put many writes in one call.
+   * Run `fn` now as one unit of the current group commit; resolves with its value once the
+   * group is durable (see the header). If `fn` throws, its writes are rolled back, the others'
+   * are not, and the promise rejects with what it threw.
+   */
+  commit<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const r = this.runUnit(fn);
+      if (!r.ok) return reject(r.error);
+      this.group!.units.push({ resolve: resolve as (v: unknown) => void, reject, value: r.value, after: r.after });
+    });
+  }
+
+  /**
+   * Inside a unit (or `tx`): `cb` runs after the group commits, before any unit's promise
+   * resolves; dropped if the unit rolls back. Outside one, an error: there is nothing to wait for.
+   */
+  afterCommit(cb: () => void): void {
+    if (this.unitAfter === null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'afterCommit outside a transaction');
+    this.unitAfter.push(cb);
+  }
+
+  /** True while a unit's function runs (callers inside one must not wait for its commit). */
+  inUnit(): boolean {
+    return this.unitAfter !== null;
+  }
+
+  /** Resolves once everything run so far is durable. */
+  durable(): Promise<void> {
+    return this.group === null ? Promise.resolve() : this.commit(() => undefined);
+  }
+
+  /**
+   * Run `fn` in one IMMEDIATE transaction and return when it is durable. A group in progress
+   * commits with it, at once. Inside a unit it is a nested savepoint of that unit.
    */
   tx<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    if (this.unitAfter !== null) return this.db.transaction(fn)();
+    const r = this.runUnit(fn);
+    if (!r.ok) {
+      // Commit what others queued this turn; the error is this caller's alone.
+      this.flush();
+      throw r.error;
+    }
+    this.group!.units.push({ resolve: () => undefined, reject: () => undefined, value: r.value, after: r.after });
+    const failure = this.flush();
+    if (failure !== null) throw failure;
+    return r.value;
+  }
+
+  /** Commit the group in progress now (tests, shutdown); a no-op when none is open. */
+  flushNow(): void {
+    this.flush();
+  }
+
+  commitStats(): CommitStats {
+    return { ...this.stats };
+  }
+
+  private runUnit<T>(fn: () => T): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
+    if (this.unitAfter !== null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'Store.commit called inside a unit; use the enclosing unit');
+    if (this.group === null) {
+      // Another connection of this process holding a group open would make BEGIN IMMEDIATE wait
+      // for a lock that only this thread can release: commit those first.
+      for (const other of OPEN_GROUPS) if (other !== this) other.flush();
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+      } catch (e) {
+        return { ok: false, error: e };
+      }
+      const group: Group = { units: [], scheduled: null };
+      group.scheduled = setImmediate(() => {
+        group.scheduled = null;
+        if (this.group === group) this.flush();
+      });
+      this.group = group;
+      OPEN_GROUPS.add(this);
+    }
+    const after: Array<() => void> = [];
+    this.unitAfter = after;
+    try {
+      // Nested inside the open transaction, better-sqlite3 wraps fn in a SAVEPOINT: a throw
+      // rolls back this unit only.
+      const value = this.db.transaction(fn)();
+      return { ok: true, value, after };
+    } catch (e) {
+      return { ok: false, error: e };
+    } finally {
+      this.unitAfter = null;
+    }
+  }
+
+  /** COMMIT the open group; settles its units. Returns the commit error, if any. */
+  private flush(): unknown {
+    const group = this.group;
+    if (group === null) return null;
+    this.group = null;
+    OPEN_GROUPS.delete(this);
+    if (group.scheduled !== null) clearImmediate(group.scheduled);
+    let failure: unknown = null;
+    try {
+      this.crashPoint('group_commit_before');
+      this.db.exec('COMMIT');
+      this.stats.commits += 1;
+      this.stats.units += group.units.length;
+      this.crashPoint('group_commit_after');
+    } catch (e) {
+      failure = e;
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    }
+    if (failure !== null) {
+      for (const u of group.units) u.reject(failure);
+      return failure;
+    }
+    for (const u of group.units) {
+      for (const cb of u.after) {
+        try {
+          cb();
+        } catch (e) {
+          // Callbacks are the store's own bookkeeping (event delivery, audit checkpoint state);
+          // one that throws must not keep the other units from being told they are durable.
+          process.emitWarning(`a commit callback threw: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+    }
+    for (const u of group.units) u.resolve(u.value);
+    return null;
   }
 
   pragmas(): PragmaReport {
@@ -495,6 +688,10 @@ export class Store {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (this.db.open) {
+      this.flush();
+      this.db.close();
+    }
+    if (this.reader?.open) this.reader.close();
   }
 }

@@ -18,7 +18,7 @@ function pendingFor(env: ReturnType<typeof setup>, runId: string): Approval {
 
 t.test('a state-changing call waits for approval; approving resumes exactly that step, which runs once', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({
+  const { run } = await env.engine.submit({
     kind: 'workflow',
     steps: [
       { tool_id: 'echo', args: { before: true } },
@@ -70,7 +70,7 @@ t.test('a state-changing call waits for approval; approving resumes exactly that
 
 t.test('a denied approval fails the step with policy_denied; the tool never runs', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: {} }], created_by: me });
   await env.engine.wait(run.id, 5000);
   env.approvals.resolve(pendingFor(env, run.id).id, { decision: 'denied', reason: 'not today' }, operator);
   const done = await env.engine.wait(run.id, 5000);
@@ -81,7 +81,7 @@ t.test('a denied approval fails the step with policy_denied; the tool never runs
 
 t.test('approving after expiry is invalid_state (expired), the tool never runs, and both are audited (C1)', async (t) => {
   const env = setup(t, { approvalTtlMs: 1000 });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { v: 1 } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { v: 1 } }], created_by: me });
   await env.engine.wait(run.id, 5000);
   const a = pendingFor(env, run.id);
   env.clock.advance(1500);
@@ -108,7 +108,7 @@ t.test('approving after expiry is invalid_state (expired), the tool never runs, 
   t.equal(rejected[0]?.data.reason, 'expired');
 
   // Progress: a fresh request is approved and runs.
-  const next = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { v: 2 } }], created_by: me });
+  const next = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { v: 2 } }], created_by: me });
   await env.engine.wait(next.run.id, 5000);
   env.approvals.resolve(pendingFor(env, next.run.id).id, { decision: 'approved' }, operator);
   t.equal((await env.engine.wait(next.run.id, 5000)).run.state, 'succeeded');
@@ -116,7 +116,7 @@ t.test('approving after expiry is invalid_state (expired), the tool never runs, 
 
 t.test('an approval that expires while the gateway is down is expired once, at restart (C2)', async (t) => {
   const env = setup(t, { approvalTtlMs: 1000 });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: {} }], created_by: me });
   await env.engine.wait(run.id, 5000);
   const a = pendingFor(env, run.id);
   await env.close(); // the gateway goes down
@@ -196,7 +196,7 @@ t.test('approve and deny racing from two processes over 100 approvals: one winne
 
 t.test('approval state cannot be smuggled in arguments (C4)', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { approved: true, approval_id: 'apr_forged', approval: { state: 'approved' } } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { approved: true, approval_id: 'apr_forged', approval: { state: 'approved' } } }], created_by: me });
   const paused = await env.engine.wait(run.id, 5000);
   t.equal(paused.run.state, 'paused', 'still requires approval');
   t.equal(paused.run.pause_reason, 'approval');
@@ -207,7 +207,7 @@ t.test('approval state cannot be smuggled in arguments (C4)', async (t) => {
 
 t.test('an approval covers only the approved arguments: changed args are refused and the approval is not consumed (C4)', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { target: 'staging' } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { target: 'staging' } }], created_by: me });
   await env.engine.wait(run.id, 5000);
   const a = pendingFor(env, run.id);
   // Someone rewrites the stored arguments between approval and execution.
@@ -226,10 +226,10 @@ t.test('an approval covers only the approved arguments: changed args are refused
 
 t.test('approving X does not let X\' (other args) run; X runs with exactly its args (C4)', async (t) => {
   const env = setup(t);
-  const x = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { amount: 10 } }], created_by: me });
+  const x = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { amount: 10 } }], created_by: me });
   await env.engine.wait(x.run.id, 5000);
   env.approvals.resolve(pendingFor(env, x.run.id).id, { decision: 'approved' }, operator);
-  const x2 = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { amount: 10_000 } }], created_by: me });
+  const x2 = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { amount: 10_000 } }], created_by: me });
   t.equal((await env.engine.wait(x.run.id, 5000)).run.state, 'succeeded');
   t.equal((await env.engine.wait(x2.run.id, 5000)).run.state, 'paused', "X' waits for its own approval");
   t.equal(env.world.calls({ run_id: x2.run.id }).length, 0);
@@ -240,7 +240,7 @@ t.test('a plugin upgrade after approval (new definition hash or digest) is refus
   const env = setup(t);
   for (const field of ['definition_hash', 'plugin_digest'] as const) {
     env.world.overrides.clear();
-    const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { field } }], created_by: me });
+    const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { field } }], created_by: me });
     await env.engine.wait(run.id, 5000);
     env.world.overrides.set('deploy.prod', { ...TOOLS['deploy.prod']!, [field]: `${field}-v2` });
     env.approvals.resolve(pendingFor(env, run.id).id, { decision: 'approved' }, operator);
@@ -252,7 +252,7 @@ t.test('a plugin upgrade after approval (new definition hash or digest) is refus
 
 t.test('an approval is single use and bound to its step', async (t) => {
   const env = setup(t, { start: false });
-  const { run } = env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'deploy.prod', args: {} }, { tool_id: 'deploy.prod', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'deploy.prod', args: {} }, { tool_id: 'deploy.prod', args: {} }], created_by: me });
   const a = env.events.transact((emit) => env.approvals.createInTx(emit, { run_id: run.id, step_idx: 0, tool_id: 'deploy.prod', args: {}, definition_hash: 'd', plugin_digest: 'p', requested_by: me }));
   t.equal(env.events.transact((emit) => env.approvals.consumeInTx(emit, a.id, run.id, 0)), false, 'a pending approval cannot be used');
   env.approvals.resolve(a.id, { decision: 'approved' }, operator);
@@ -297,10 +297,10 @@ t.test('get and list apply expiry lazily', async (t) => {
 
 t.test('cancelling a run that waits for approval denies the approval; resolving it later is conflict', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: {} }], created_by: me });
   await env.engine.wait(run.id, 5000);
   const a = pendingFor(env, run.id);
-  t.equal(env.engine.cancel(run.id, operator).state, 'cancelled');
+  t.equal((await env.engine.cancel(run.id, operator)).state, 'cancelled');
   t.match(env.approvals.get(a.id), { state: 'denied', reason: 'run cancelled' });
   t.throws(() => env.approvals.resolve(a.id, { decision: 'approved' }, operator), { code: 'TYRUM_ERR_CONFLICT' });
   await eventually(() => true);
@@ -310,7 +310,7 @@ t.test('cancelling a run that waits for approval denies the approval; resolving 
 
 t.test('the arguments an operator sees are redacted; the binding hash is of the real arguments', async (t) => {
   const env = setup(t, { redact: (v) => JSON.parse(JSON.stringify(v ?? null).replaceAll('s3cret', '[REDACTED]')) });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { token: 's3cret' } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'deploy.prod', args: { token: 's3cret' } }], created_by: me });
   await env.engine.wait(run.id, 5000);
   const a = pendingFor(env, run.id);
   t.same(a.args, { token: '[REDACTED]' });

@@ -13,8 +13,18 @@ const cases: CrashCase[] = [
   { at: 'result_saved', scenario: 'workflow' },
   { at: 'result_saved:3', scenario: 'workflow' },
   { at: 'waiting_approval', scenario: 'approval' },
-  { at: 'audit_append', scenario: 'workflow' },
-  { at: 'audit_append:4', scenario: 'workflow' },
+  // Inside a group commit: its units written but not committed, or committed but nobody told.
+  { at: 'group_commit_before:5', scenario: 'workflow' },
+  { at: 'group_commit_after:5', scenario: 'workflow' },
+  { at: 'group_commit_before:7', scenario: 'workflow' },
+  { at: 'group_commit_after:7', scenario: 'workflow' },
+  { at: 'group_commit_after:5', scenario: 'approval' },
+  // Runs taken at submission (runNow: the protocol's tool.invoke), the submission carried into their first commit.
+  { at: 'accepted', scenario: 'workflow', runNow: true },
+  { at: 'step_started:2', scenario: 'workflow', runNow: true },
+  { at: 'group_commit_before:5', scenario: 'workflow', runNow: true },
+  { at: 'group_commit_after:5', scenario: 'workflow', runNow: true },
+  { at: 'result_saved:2', scenario: 'workflow', runNow: true },
 ];
 
 t.test('every named crash point is exercised', async (t) => {
@@ -22,11 +32,11 @@ t.test('every named crash point is exercised', async (t) => {
 });
 
 for (const c of cases) {
-  t.test(`kill -9 at ${c.at} (${c.scenario}): every accepted run completes, no completed step runs again, the database and audit chain are intact (A1)`, async (t) => {
+  t.test(`kill -9 at ${c.at} (${c.scenario}${c.runNow ? ', run now' : ''}): every accepted run completes, no completed step runs again, the database and audit chain are intact (A1)`, async (t) => {
     const { env, accepted } = await crashAndRecover(t, c);
     t.ok(env.engine.list().length >= 1, 'work was accepted before the crash');
-    // 'accepted' and the first 'audit_append' (the submission's entry) fall before the acknowledgement.
-    if (c.at !== 'accepted' && c.at !== 'audit_append') t.ok(accepted.length >= 1, 'the child acknowledged a run before dying');
+    // 'accepted' falls before the acknowledgement.
+    if (c.at !== 'accepted') t.ok(accepted.length >= 1, 'the child acknowledged a run before dying');
     if (c.scenario === 'workflow') {
       t.equal(env.world.effects({ tool_id: 'pay.charge' }).length, 1, 'one charge');
       t.equal(env.world.effects({ tool_id: 'mail.send' }).length, 1, 'one mail');

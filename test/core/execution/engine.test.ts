@@ -7,7 +7,7 @@ const me = 'tok_alice';
 
 t.test('a tool run executes once and records its evidence: decision, snapshot, hashes, result, duration, usage', async (t) => {
   const env = setup(t);
-  const { run, existing } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'kv.read', args: { key: 'a' } }], created_by: me });
+  const { run, existing } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'kv.read', args: { key: 'a' } }], created_by: me });
   t.equal(existing, false);
   t.equal(run.state, 'queued');
   const done = await env.engine.wait(run.id, 5000);
@@ -38,7 +38,7 @@ t.test('a tool run executes once and records its evidence: decision, snapshot, h
 
 t.test('a workflow runs its steps in order and reports every output', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({
+  const { run } = await env.engine.submit({
     kind: 'workflow',
     steps: [
       { tool_id: 'echo', args: { n: 1 } },
@@ -57,7 +57,7 @@ t.test('a workflow runs its steps in order and reports every output', async (t) 
 
 t.test('a denied call fails with policy_denied, never runs, and the later steps are cancelled', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'forbidden.op', args: {} }, { tool_id: 'echo', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'forbidden.op', args: {} }, { tool_id: 'echo', args: {} }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.equal(done.run.state, 'failed');
   t.match(done.run.error, { code: 'TYRUM_ERR_POLICY_DENIED', wire: 'policy_denied' });
@@ -65,14 +65,14 @@ t.test('a denied call fails with policy_denied, never runs, and the later steps 
   t.equal(done.steps[1]?.state, 'cancelled');
   t.equal(env.world.calls({ run_id: run.id }).length, 0);
   // Progress: the engine still runs other work.
-  const ok = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
+  const ok = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   t.equal((await env.engine.wait(ok.run.id, 5000)).run.state, 'succeeded');
 });
 
 t.test('observe-only policy records the decision but does not enforce it', async (t) => {
   const env = setup(t);
   env.world.enforced = false;
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'forbidden.op', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'forbidden.op', args: {} }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.equal(done.run.state, 'succeeded');
   t.match(done.steps[0]?.policy, { decision: 'deny', enforced: false });
@@ -80,14 +80,14 @@ t.test('observe-only policy records the decision but does not enforce it', async
 
 t.test('an unknown tool fails the step with not_found', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'no.such', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'no.such', args: {} }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.match(done.run.error, { code: 'TYRUM_ERR_NOT_FOUND' });
 });
 
 t.test('retryable errors of an idempotent step are retried with exponential backoff up to max_attempts', async (t) => {
   const env = setup(t, { backoff: { baseMs: 40, maxMs: 1000 } });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: { fail: 2 } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: { fail: 2 } }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.equal(done.run.state, 'succeeded');
   const attempts = done.steps[0]!.attempts;
@@ -98,7 +98,7 @@ t.test('retryable errors of an idempotent step are retried with exponential back
   t.ok(gap1 >= 40, `first backoff ${gap1} ms >= 40`);
   t.ok(gap2 >= 80, `second backoff ${gap2} ms >= 80 (doubled)`);
 
-  const exhausted = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: { fail: 5 }, max_attempts: 2 }], created_by: me });
+  const exhausted = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: { fail: 5 }, max_attempts: 2 }], created_by: me });
   const failed = await env.engine.wait(exhausted.run.id, 5000);
   t.equal(failed.run.state, 'failed');
   t.equal(failed.steps[0]?.attempts.length, 2, 'max_attempts bounds the retries');
@@ -106,7 +106,7 @@ t.test('retryable errors of an idempotent step are retried with exponential back
 
 t.test('a non-retryable error fails at once', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'broken.read', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'broken.read', args: {} }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.equal(done.run.state, 'failed');
   t.equal(done.steps[0]?.attempts.length, 1);
@@ -116,29 +116,29 @@ t.test('a non-retryable error fails at once', async (t) => {
 t.test('a step timeout aborts the call: an idempotent step fails without a retry (a spent budget is deterministic), a non-idempotent one waits for an operator', async (t) => {
   const env = setup(t);
   const started = Date.now();
-  const ro = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.read', args: { ms: 5000 }, timeout_ms: 50, max_attempts: 2 }], created_by: me });
+  const ro = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.read', args: { ms: 5000 }, timeout_ms: 50, max_attempts: 2 }], created_by: me });
   const roDone = await env.engine.wait(ro.run.id, 5000);
   t.ok(Date.now() - started < 3000, 'the timeout cut the call short');
   t.equal(roDone.run.state, 'failed');
   t.same(roDone.steps[0]?.attempts.map((a) => a.error?.code), ['TYRUM_ERR_TIMEOUT'], 'one attempt: the time budget is not retried');
   t.equal(env.world.calls({ run_id: ro.run.id }).length, 1);
 
-  const rw = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.write', args: { ms: 5000 }, timeout_ms: 50 }], created_by: me });
+  const rw = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.write', args: { ms: 5000 }, timeout_ms: 50 }], created_by: me });
   const rwDone = await env.engine.wait(rw.run.id, 5000);
   t.equal(rwDone.run.state, 'paused');
   t.equal(rwDone.run.pause_reason, 'outcome_unknown');
   t.match(rwDone.steps[0], { state: 'outcome_unknown', error: { code: 'TYRUM_ERR_OUTCOME_UNKNOWN' } });
   t.equal(env.world.calls({ run_id: rw.run.id }).length, 1, 'never silently re-run');
   // The operator says it did not happen: fail it.
-  const failed = env.engine.resolveUnknown(rw.run.id, 0, 'fail', { kind: 'token', id: 'tok_op' });
+  const failed = await env.engine.resolveUnknown(rw.run.id, 0, 'fail', { kind: 'token', id: 'tok_op' });
   t.equal(failed.state, 'failed');
 });
 
 t.test('a failed postcondition is never reported as success; the output is kept as evidence', async (t) => {
   const env = setup(t);
-  const bad = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { status: 'error' }, postcondition: { path: '/status', equals: 'ok' } }], created_by: me });
-  const missing = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {}, postcondition: { path: '/status', exists: true } }], created_by: me });
-  const good = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { id: 'abc-123' }, postcondition: { path: '/id', matches: '^abc-[0-9]+$' } }], created_by: me });
+  const bad = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { status: 'error' }, postcondition: { path: '/status', equals: 'ok' } }], created_by: me });
+  const missing = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {}, postcondition: { path: '/status', exists: true } }], created_by: me });
+  const good = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { id: 'abc-123' }, postcondition: { path: '/id', matches: '^abc-[0-9]+$' } }], created_by: me });
   const b = await env.engine.wait(bad.run.id, 5000);
   t.equal(b.run.state, 'failed');
   t.match(b.run.error, { code: 'TYRUM_ERR_POSTCONDITION_FAILED', message: /differs/ });
@@ -150,7 +150,7 @@ t.test('a failed postcondition is never reported as success; the output is kept 
 
 t.test('an output that cannot be recorded fails the step instead of passing unrecorded', async (t) => {
   const env = setup(t);
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'weird.read', args: {}, max_attempts: 1 }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'weird.read', args: {}, max_attempts: 1 }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.equal(done.run.state, 'failed');
   t.match(done.run.error, { code: 'TYRUM_ERR_INTERNAL', message: /could not be recorded/ });
@@ -158,7 +158,7 @@ t.test('an output that cannot be recorded fails the step instead of passing unre
 
 t.test('results and errors are redacted before they are stored', async (t) => {
   const env = setup(t, { redact: (v) => JSON.parse(JSON.stringify(v ?? null).replaceAll('hunter2', '[REDACTED]')) });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'mail.send', args: { to: 'x', secret: 'hunter2' } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'mail.send', args: { to: 'x', secret: 'hunter2' } }], created_by: me });
   const done = await env.engine.wait(run.id, 5000);
   t.equal(done.steps[0]?.result && (done.steps[0].result as { secret: string }).secret, '[REDACTED]');
   t.equal((done.steps[0]?.args as { secret: string }).secret, '[REDACTED]');
@@ -168,10 +168,10 @@ t.test('results and errors are redacted before they are stored', async (t) => {
 
 t.test('cancel: a queued run is cancelled at once, a running one at the next safe point', async (t) => {
   const env = setup(t, { start: false });
-  const queued = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
-  const c = env.engine.cancel(queued.run.id, { kind: 'token', id: 'tok_op' });
+  const queued = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
+  const c = await env.engine.cancel(queued.run.id, { kind: 'token', id: 'tok_op' });
   t.equal(c.state, 'cancelled');
-  t.equal(env.engine.cancel(queued.run.id, { kind: 'token', id: 'tok_op' }).state, 'cancelled', 'cancelling twice is harmless');
+  t.equal((await env.engine.cancel(queued.run.id, { kind: 'token', id: 'tok_op' })).state, 'cancelled', 'cancelling twice is harmless');
 
   let release: () => void = () => undefined;
   const gate = new Promise<void>((r) => (release = r));
@@ -179,9 +179,9 @@ t.test('cancel: a queued run is cancelled at once, a running one at the next saf
     if (call.step_idx === 0) await gate;
   };
   env.engine.start();
-  const { run } = env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'echo', args: { a: 1 } }, { tool_id: 'mail.send', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'echo', args: { a: 1 } }, { tool_id: 'mail.send', args: {} }], created_by: me });
   await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, 'first step in flight');
-  const mid = env.engine.cancel(run.id, { kind: 'token', id: 'tok_op' });
+  const mid = await env.engine.cancel(run.id, { kind: 'token', id: 'tok_op' });
   t.equal(mid.state, 'running');
   t.equal(mid.cancel_requested, true);
   release();
@@ -189,9 +189,9 @@ t.test('cancel: a queued run is cancelled at once, a running one at the next saf
   t.equal(done.run.state, 'cancelled');
   t.same(done.steps.map((s) => s.state), ['succeeded', 'cancelled'], 'the call in flight finished; the next never started');
   t.equal(env.world.calls({ run_id: run.id, step_idx: 1 }).length, 0);
-  const finished = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { z: 1 } }], created_by: me });
+  const finished = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { z: 1 } }], created_by: me });
   await env.engine.wait(finished.run.id, 5000);
-  t.throws(() => env.engine.cancel(finished.run.id, { kind: 'cli' }), { code: 'TYRUM_ERR_INVALID_STATE' });
+  await t.rejects(env.engine.cancel(finished.run.id, { kind: 'cli' }), { code: 'TYRUM_ERR_INVALID_STATE' });
 });
 
 t.test('wait returns the current state when the time is up, without polling in a tight loop', async (t) => {
@@ -199,7 +199,7 @@ t.test('wait returns the current state when the time is up, without polling in a
   let release: () => void = () => undefined;
   const gate = new Promise<void>((r) => (release = r));
   env.world.beforeCall = () => gate;
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   const reads: number[] = [];
   const get = env.store.execution.getRun.bind(env.store.execution);
   env.store.execution.getRun = (id) => {
@@ -217,7 +217,8 @@ t.test('wait returns the current state when the time is up, without polling in a
 
 t.test('list pages through runs newest first and filters by state', async (t) => {
   const env = setup(t, { start: false });
-  const ids = Array.from({ length: 5 }, (_, i) => env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { i } }], created_by: me }).run.id);
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push((await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { i } }], created_by: me })).run.id);
   const page1 = env.engine.list({ limit: 3 });
   const page2 = env.engine.list({ limit: 3, after: page1[2]!.id });
   t.same([...page1, ...page2].map((r) => r.id), [...ids].reverse());
@@ -262,7 +263,7 @@ t.test('stop releases the run at a safe point and another engine finishes it wit
   env.world.beforeCall = async (call) => {
     if (call.step_idx === 0) await gate;
   };
-  const { run } = env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'echo', args: { a: 1 } }, { tool_id: 'echo', args: { b: 2 } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'echo', args: { a: 1 } }, { tool_id: 'echo', args: { b: 2 } }], created_by: me });
   await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, 'first call');
   const stopping = env.engine.stop();
   release();
@@ -281,7 +282,7 @@ t.test('stop releases the run at a safe point and another engine finishes it wit
 t.test('TyrumErrors thrown by submit carry wire codes', async (t) => {
   const env = setup(t, { start: false });
   try {
-    env.engine.submit({ kind: 'tool', steps: [], created_by: me });
+    await env.engine.submit({ kind: 'tool', steps: [], created_by: me });
     t.fail('should throw');
   } catch (e) {
     t.ok(isTyrumError(e, 'TYRUM_ERR_INVALID_REQUEST'));
@@ -291,7 +292,7 @@ t.test('TyrumErrors thrown by submit carry wire codes', async (t) => {
 
 t.test('a caller still waiting on a run when the engine stops is answered, and its recheck never touches a closed store', async (t) => {
   const env = setup(t, { start: false });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'kv.read', args: { key: 'a' } }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'kv.read', args: { key: 'a' } }], created_by: me });
   const uncaught: unknown[] = [];
   const onUncaught = (e: unknown) => uncaught.push(e);
   process.on('uncaughtException', onUncaught);

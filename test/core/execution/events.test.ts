@@ -12,7 +12,7 @@ t.test('a client that drops mid-run catches up from its cursor with no gaps and 
     live.push(e);
     if (live.length === 4) unsubscribe(); // the connection drops here
   });
-  const { run } = env.engine.submit({
+  const { run } = await env.engine.submit({
     kind: 'workflow',
     steps: [
       { tool_id: 'echo', args: { a: 1 } },
@@ -64,7 +64,7 @@ t.test('listeners are called only after the commit, and a throwing listener brea
   env.engine.onEvent((e) => {
     committedAtDelivery.push(env.engine.events.after(e.seq - 1, 1)[0]?.event_id === e.event_id);
   });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   t.equal((await env.engine.wait(run.id, 5000)).run.state, 'succeeded');
   t.ok(committedAtDelivery.length >= 4);
   t.ok(committedAtDelivery.every(Boolean), 'every delivered event was already readable from the outbox');
@@ -74,7 +74,7 @@ t.test('events.after validates its cursor and caps its page size', async (t) => 
   const env = setup(t, { start: false });
   t.throws(() => env.events.after(-1), { code: 'TYRUM_ERR_INVALID_ARGUMENT' });
   t.throws(() => env.events.after(0, 0), { code: 'TYRUM_ERR_INVALID_ARGUMENT' });
-  for (let i = 0; i < 3; i++) env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { i } }], created_by: me });
+  for (let i = 0; i < 3; i++) await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { i } }], created_by: me });
   t.equal(env.events.after(0, 1_000_000).length, 3);
   t.equal(env.events.after(3).length, 0);
 });

@@ -31,7 +31,7 @@ t.test('the same idempotency key sent 10× concurrently by 10 processes yields o
   t.throws(() => env.engine.submit({ kind: 'tool', steps: [{ ...steps[0]!, args: { amount: 8 } }], idempotency_key: 'order-1', created_by: me }), { code: 'TYRUM_ERR_CONFLICT' });
 
   // The key is scoped to its creator.
-  const bob = env.engine.submit({ kind: 'tool', steps, idempotency_key: 'order-1', created_by: 'tok_bob' });
+  const bob = await env.engine.submit({ kind: 'tool', steps, idempotency_key: 'order-1', created_by: 'tok_bob' });
   t.equal(bob.existing, false);
   t.not(bob.run.id, id);
 
@@ -44,7 +44,7 @@ t.test('the same idempotency key sent 10× concurrently by 10 processes yields o
   // After a restart the key still returns the original run and its result.
   await env.close();
   const restarted = env.reopen();
-  const after = restarted.engine.submit({ kind: 'tool', steps, idempotency_key: 'order-1', created_by: me });
+  const after = await restarted.engine.submit({ kind: 'tool', steps, idempotency_key: 'order-1', created_by: me });
   t.equal(after.existing, true);
   t.equal(after.run.id, id);
   t.equal(after.run.state, 'succeeded');
@@ -73,8 +73,8 @@ t.test('a conflicting payload raced from several processes gets conflict while t
 
 t.test('submissions without a key are never merged', async (t) => {
   const env = setup(t, { start: false });
-  const a = env.engine.submit({ kind: 'tool', steps, created_by: me });
-  const b = env.engine.submit({ kind: 'tool', steps, created_by: me });
+  const a = await env.engine.submit({ kind: 'tool', steps, created_by: me });
+  const b = await env.engine.submit({ kind: 'tool', steps, created_by: me });
   t.not(a.run.id, b.run.id);
   t.equal(a.run.idempotency_key, null);
 });

@@ -19,7 +19,7 @@ t.test('a worker that stalls past its lease loses it: its late write is rejected
   env.world.beforeCall = async (call, ctx) => {
     if (ctx.attempt === 1) await stall.wait;
   };
-  const { run } = a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: {} }], created_by: me });
+  const { run } = await a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: {} }], created_by: me });
   a.engine.start();
   await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, "A's call");
   b.engine.start();
@@ -46,7 +46,7 @@ t.test('a stalled worker on a non-idempotent step: the new owner pauses it as ou
   const b = env.reopen({ owner: 'worker-B', leaseMs: 150 });
   const stall = gate();
   env.world.beforeCall = async () => stall.wait;
-  const { run } = a.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'mail.send', args: { to: 'x' } }, { tool_id: 'echo', args: {} }], created_by: me });
+  const { run } = await a.engine.submit({ kind: 'workflow', steps: [{ tool_id: 'mail.send', args: { to: 'x' } }, { tool_id: 'echo', args: {} }], created_by: me });
   a.engine.start();
   await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, "A's call");
   b.engine.start();
@@ -59,7 +59,7 @@ t.test('a stalled worker on a non-idempotent step: the new owner pauses it as ou
   // The mail did go out (A's call completed), so the operator skips the step; the run continues.
   t.equal(env.world.effects({ run_id: run.id, tool_id: 'mail.send' }).length, 1);
   env.world.beforeCall = null;
-  b.engine.resolveUnknown(run.id, 0, 'skip', { kind: 'token', id: 'tok_op' });
+  await b.engine.resolveUnknown(run.id, 0, 'skip', { kind: 'token', id: 'tok_op' });
   const done = await b.engine.wait(run.id, 5000);
   t.equal(done.run.state, 'succeeded');
   t.same(done.steps.map((s) => s.state), ['skipped', 'succeeded']);
@@ -68,7 +68,7 @@ t.test('a stalled worker on a non-idempotent step: the new owner pauses it as ou
 
 t.test('fenced writes under an old token match nothing', async (t) => {
   const env = setup(t, { start: false });
-  const { run } = env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
+  const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   const s = env.store;
   const first = s.tx(() => s.execution.claim(run.id, 'A', Date.now() - 10_000, 1))!;
   t.equal(first.fencing_token, 1);
@@ -91,7 +91,7 @@ t.test('the heartbeat keeps a long call leased, so no other worker takes it over
   const env = setup(t, { start: false });
   const a = env.reopen({ owner: 'worker-A', leaseMs: 120 });
   const b = env.reopen({ owner: 'worker-B', leaseMs: 120 });
-  const { run } = a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.write', args: { ms: 600 } }], created_by: me });
+  const { run } = await a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.write', args: { ms: 600 } }], created_by: me });
   a.engine.start();
   await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, 'call started');
   b.engine.start();
@@ -113,7 +113,7 @@ t.test('a worker that notices its lease was taken aborts the call in flight', as
     });
     aborted = ctx.signal.aborted;
   };
-  const { run } = a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
+  const { run } = await a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   a.engine.start();
   await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, 'call started');
   // Another worker takes the run (as if A's lease had run out while it was frozen).

@@ -5,8 +5,8 @@ const me = 'tok_alice';
 const operator = { kind: 'token', id: 'tok_op' };
 
 /** A run left behind by a dead worker: leased by it (expired) with an attempt still 'started'. */
-function abandoned(env: ReturnType<typeof setup>, toolId: string) {
-  const { run } = env.engine.submit({ kind: 'workflow', steps: [{ tool_id: toolId, args: {} }, { tool_id: 'echo', args: {} }], created_by: me });
+async function abandoned(env: ReturnType<typeof setup>, toolId: string) {
+  const { run } = await env.engine.submit({ kind: 'workflow', steps: [{ tool_id: toolId, args: {} }, { tool_id: 'echo', args: {} }], created_by: me });
   const s = env.store;
   s.tx(() => {
     const claimed = s.execution.claim(run.id, 'dead-worker', Date.now() - 60_000, 1)!;
@@ -18,17 +18,18 @@ function abandoned(env: ReturnType<typeof setup>, toolId: string) {
 }
 
 t.test('a dead worker\'s in-flight non-idempotent step becomes outcome_unknown; retry runs it once more', async (t) => {
-  const env = setup(t);
-  const id = abandoned(env, 'mail.send');
+  const env = setup(t, { start: false });
+  const id = await abandoned(env, 'mail.send');
+  env.engine.start();
   const paused = await env.engine.wait(id, 5000);
   t.equal(paused.run.pause_reason, 'outcome_unknown');
   t.match(paused.steps[0], { state: 'outcome_unknown', attempts: [{ n: 1, state: 'interrupted', owner: 'dead-worker' }] });
   t.equal(env.world.calls({ run_id: id }).length, 0);
-  t.throws(() => env.engine.resolveUnknown(id, 1, 'retry', operator), { code: 'TYRUM_ERR_INVALID_STATE' }, 'only the unknown step');
-  t.throws(() => env.engine.resolveUnknown(id, 0, 'maybe' as never, operator), { code: 'TYRUM_ERR_INVALID_ARGUMENT' });
-  t.throws(() => env.engine.resolveUnknown('run_nope', 0, 'retry', operator), { code: 'TYRUM_ERR_NOT_FOUND' });
-  env.engine.resolveUnknown(id, 0, 'retry', operator);
-  t.throws(() => env.engine.resolveUnknown(id, 0, 'retry', operator), { code: 'TYRUM_ERR_INVALID_STATE' }, 'decided once');
+  await t.rejects(env.engine.resolveUnknown(id, 1, 'retry', operator), { code: 'TYRUM_ERR_INVALID_STATE' }, 'only the unknown step');
+  await t.rejects(env.engine.resolveUnknown(id, 0, 'maybe' as never, operator), { code: 'TYRUM_ERR_INVALID_ARGUMENT' });
+  await t.rejects(env.engine.resolveUnknown('run_nope', 0, 'retry', operator), { code: 'TYRUM_ERR_NOT_FOUND' });
+  await env.engine.resolveUnknown(id, 0, 'retry', operator);
+  await t.rejects(env.engine.resolveUnknown(id, 0, 'retry', operator), { code: 'TYRUM_ERR_INVALID_STATE' }, 'decided once');
   const done = await env.engine.wait(id, 5000);
   t.equal(done.run.state, 'succeeded');
   t.match(done.steps[0]?.attempts, [{ n: 1, state: 'interrupted' }, { n: 2, state: 'succeeded' }]);
@@ -36,8 +37,9 @@ t.test('a dead worker\'s in-flight non-idempotent step becomes outcome_unknown; 
 });
 
 t.test('a dead worker\'s in-flight idempotent step is retried without asking anyone', async (t) => {
-  const env = setup(t);
-  const id = abandoned(env, 'kv.read');
+  const env = setup(t, { start: false });
+  const id = await abandoned(env, 'kv.read');
+  env.engine.start();
   const done = await env.engine.wait(id, 5000);
   t.equal(done.run.state, 'succeeded');
   t.match(done.steps[0]?.attempts, [{ n: 1, state: 'interrupted', error: { code: 'TYRUM_ERR_STEP_INTERRUPTED' } }, { n: 2, state: 'succeeded' }]);
@@ -45,8 +47,8 @@ t.test('a dead worker\'s in-flight idempotent step is retried without asking any
 
 t.test('cancelling a run abandoned mid-call keeps the truth: the non-idempotent step stays outcome_unknown', async (t) => {
   const env = setup(t, { start: false });
-  const id = abandoned(env, 'mail.send');
-  const c = env.engine.cancel(id, operator);
+  const id = await abandoned(env, 'mail.send');
+  const c = await env.engine.cancel(id, operator);
   t.equal(c.state, 'cancelled');
   const r = env.engine.get(id);
   t.same(r.steps.map((s) => s.state), ['outcome_unknown', 'cancelled']);
@@ -58,15 +60,15 @@ t.test('cancelling a run abandoned mid-call keeps the truth: the non-idempotent 
 
 t.test('an operator can skip an unknown step and the run continues, or fail it and the run fails', async (t) => {
   const env = setup(t);
-  const a = abandoned(env, 'mail.send');
+  const a = await abandoned(env, 'mail.send');
   await env.engine.wait(a, 5000);
-  env.engine.resolveUnknown(a, 0, 'skip', operator);
+  await env.engine.resolveUnknown(a, 0, 'skip', operator);
   const skipped = await env.engine.wait(a, 5000);
   t.equal(skipped.run.state, 'succeeded');
   t.same(skipped.run.result, [null, {}], 'a skipped step has no result');
-  const b = abandoned(env, 'mail.send');
+  const b = await abandoned(env, 'mail.send');
   await env.engine.wait(b, 5000);
-  const failed = env.engine.resolveUnknown(b, 0, 'fail', operator);
+  const failed = await env.engine.resolveUnknown(b, 0, 'fail', operator);
   t.equal(failed.state, 'failed');
   t.same(env.engine.get(b).steps.map((s) => s.state), ['failed', 'cancelled']);
   t.equal(env.world.calls({ run_id: b }).length, 0);

@@ -1,5 +1,5 @@
 /**
- * Crash harness, TEST ONLY. Named points in the engine where the process can kill itself with
+ * Crash harness, TEST ONLY. Named points in the engine and the store's group commit where the process can kill itself with
  * SIGKILL, so a test can check that a restart keeps every invariant (TESTPLAN A1/A2).
  *
  * Off unless the environment variable TYRUM_TEST_CRASH_AT names a point: `step_started`
@@ -19,8 +19,10 @@ export const CRASH_POINTS = [
   'result_saved',
   /** The run is committed as paused on a pending approval. */
   'waiting_approval',
-  /** A state change is committed; its audit entry is not appended yet. */
-  'audit_append',
+  /** A group commit's units are all written; its COMMIT has not been issued (nothing is durable). */
+  'group_commit_before',
+  /** A group commit is durable; no unit's caller has been told, no event delivered. */
+  'group_commit_after',
 ] as const;
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];
