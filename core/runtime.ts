@@ -3,14 +3,14 @@
  * edge) into a running gateway. The CLI's `start` and the tests use this; nothing else
  * constructs these pieces together.
  */
-import { ensureHome, homePaths, loadConfig, type Config, type ConfigOverrides } from './config/index.js';
+import { ensureHome, type Config, type ConfigOverrides } from './config/index.js';
 import { lockHome } from './config/lock.js';
-import { openStore, type Store } from './store/index.js';
-import { loadOrCreateGatewayKey, type GatewayKey } from './auth/gateway-key.js';
+import type { Store } from './store/index.js';
+import type { GatewayKey } from './auth/gateway-key.js';
 import { TokenService } from './auth/tokens.js';
 import { AuditLog } from './audit/index.js';
 import { createHandlers } from './protocol/handlers.js';
-import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
+import type { SecretStore } from './secrets/index.js';
 import { PluginRegistry } from './registry/plugins.js';
 import { PluginHost } from './registry/host.js';
 import { ToolCatalog } from './registry/tools.js';
@@ -30,6 +30,7 @@ import type { OperationType } from '../schemas/index.js';
 import type { Peer } from './protocol/session.js';
 import { InflightLimiter } from './protocol/inflight.js';
 import { TyrumError, isTyrumError } from './errors/index.js';
+import { openHomeCore, type HomeCore, type OpenHomeOptions } from './home.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
@@ -72,73 +73,30 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-/** The core services of a gateway home, without the network edge (CLI commands use this). */
-export interface HomeServices {
-  config: Config;
-  store: Store;
-  key: GatewayKey;
-  audit: AuditLog;
-  tokens: TokenService;
-  secrets: SecretStore;
-  redactor: Redactor;
+/**
+ * The services of a gateway home, without the network edge (CLI commands use this): the core
+ * (core/home.ts) plus plugins, policy and MCP servers.
+ */
+export interface HomeServices extends HomeCore {
   plugins: PluginRegistry;
   policy: PolicyService;
-  approvals: ApprovalService;
   mcp: McpRegistry;
   /** Resolves an approval; for an approved `always` one, also adds the narrow policy override. */
   resolveApproval: ResolveApproval;
-  paths: ReturnType<typeof homePaths>;
-  close(): Promise<void>;
 }
 
 export type { ApprovalDecision } from './approvals/decision.js';
 
-export interface OpenHomeOptions {
-  /** Where plugin lifecycle events go (the running gateway publishes them). */
-  emit?: (type: 'plugin.lifecycle', payload: Record<string, unknown>) => void;
-  onPluginChange?: (pluginId: string) => void;
-  /** MCP servers or approvals changed in this process. */
-  onMcpChange?: () => void;
-  /** A checkpoint the audit log signs off the call path (on its interval, or at close) failed. */
-  onAuditCheckpointError?: (error: TyrumError) => void;
-  /**
-   * What to do when the audit log does not extend its signed checkpoint: 'refuse' (default:
-   * throw TYRUM_ERR_AUDIT_TAMPERED before anything is changed), 'accept' (record the damage in
-   * the signed checkpoint and go on; `tyrum start --accept-tampered-audit`), or 'inspect' (open
-   * it anyway to read or verify it; appends are still refused).
-   */
-  tamperedAudit?: 'refuse' | 'accept' | 'inspect';
-}
+export type { OpenHomeOptions, HomeCore } from './home.js';
 
-/** Opens (creating on first use) a gateway home: directory, config, database, key, audit log. */
+/**
+ * Opens (creating on first use) a gateway home: its core (directory, config, database, key, audit
+ * log, tokens, approvals; core/home.ts), then plugins, policy and MCP servers.
+ */
 export function openHome(home: string, overrides: ConfigOverrides = {}, opts: OpenHomeOptions = {}): HomeServices {
-  ensureHome(home);
-  const config = loadConfig(home, overrides);
-  const paths = homePaths(home);
-  const store = openStore(paths.db);
+  const core = openHomeCore(home, overrides, opts);
+  const { store, audit, secrets, approvals } = core;
   try {
-    const key = loadOrCreateGatewayKey(paths.gatewayKey);
-    const secrets = new SecretStore(store, loadSecretKey(home));
-    // Every audit entry passes the redactor: a secret value never reaches the log.
-    const redactor = Redactor.fromSecrets(secrets);
-    const audit = new AuditLog({
-      store,
-      signer: key,
-      verifier: key,
-      checkpointPath: paths.auditCheckpoint,
-      redact: redactor.redactDeep,
-      checkpointIntervalMs: config.limits.auditCheckpointIntervalMs,
-      checkpointEntries: config.limits.auditCheckpointEntries,
-      ...(opts.onAuditCheckpointError ? { onCheckpointError: opts.onAuditCheckpointError } : {}),
-    });
-    if (opts.tamperedAudit !== 'inspect') {
-      const anchor = audit.checkAnchor();
-      if (!anchor.ok) {
-        if (opts.tamperedAudit !== 'accept') throw audit.tamperedError(anchor, { committed: false });
-        audit.acceptTampered({ kind: 'gateway', key_id: key.keyId });
-      }
-    }
-    const tokens = new TokenService(store);
     const plugins = new PluginRegistry({
       store,
       home,
@@ -148,7 +106,6 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       ...(opts.onPluginChange ? { onChange: opts.onPluginChange } : {}),
     });
     const policy = new PolicyService({ store });
-    const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
     const mcp = new McpRegistry({ store, audit, secrets, home, ...(opts.onMcpChange ? { onChange: opts.onMcpChange } : {}) });
     const resolveApproval: ResolveApproval = async (id, input, actor) => {
       if (input.overrideTtlMs !== undefined && input.mode !== 'always') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'an override expiry applies only to an "always" approval');
@@ -164,28 +121,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       await audit.append('policy.override_added', actor, { override_id: override.id, tool_id: override.tool_id, approval_id: r.approval.id, expires_at: override.expires_at });
       return { approval: r.approval, override };
     };
-    return {
-      config,
-      store,
-      key,
-      audit,
-      tokens,
-      secrets,
-      redactor,
-      plugins,
-      policy,
-      approvals,
-      mcp,
-      resolveApproval,
-      paths,
-      close: async () => {
-        // Commits what is queued and signs the last checkpoint; a checkpoint that cannot be
-        // signed (say, a log tampered with while running) goes to onAuditCheckpointError and
-        // is caught by the next start's check.
-        audit.close();
-        store.close();
-      },
-    };
+    return { ...core, plugins, policy, mcp, resolveApproval };
   } catch (e) {
     store.close();
     throw e;

@@ -4,7 +4,7 @@
  */
 import { TyrumClient, loadOrCreateDeviceKey, type HandshakeResult } from '../../sdk/index.js';
 import { TyrumError } from '../errors/index.js';
-import { resolveHome, homePaths, ensureHome, DEFAULT_PORT, DEFAULT_HOST } from '../config/index.js';
+import { resolveHome, homePaths, ensureHome, DEFAULT_PORT, DEFAULT_HOST } from '../config/home.js';
 
 /** The flags every gateway-talking command accepts. */
 export const CLIENT_FLAGS = { home: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' } } as const;

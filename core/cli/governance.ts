@@ -5,12 +5,10 @@
  * when it starts.
  */
 import { TyrumError } from '../errors/index.js';
-import { readBundleFile, policyCall } from '../policy/index.js';
-import { argsHash } from '../approvals/binding.js';
 import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
 import { parse, need, subcommandError } from './args.js';
-import { cliActor as who, withHome } from './home.js';
+import { cliActor as who, withHome, withHomeCore } from './home.js';
 import type { Io } from './io.js';
 
 
@@ -37,6 +35,8 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, args: { type: 'string' } }, 1);
   if (values.help || sub === '--help') return (io.out(POLICY_USAGE), 0);
+  const { readBundleFile, policyCall } = await import('../policy/index.js');
+  const { argsHash } = await import('../approvals/binding.js');
   return withHome(values.home, async (svc) => {
     switch (sub) {
       case 'show': {
@@ -90,18 +90,21 @@ export async function approvalsCmd(argv: string[], io: Io): Promise<number> {
   if (values.expires !== undefined && !values.always) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--expires applies to approve --always only');
   const ttl = values.expires === undefined ? undefined : parseTtl(values.expires);
   if (values.help || sub === '--help') return (io.out(APPROVALS_USAGE), 0);
+  if (sub === 'list') {
+    // Listing needs only the home's core: no plugin, policy or MCP code is loaded for it.
+    return withHomeCore(values.home, async (svc) => {
+      svc.approvals.expireDue();
+      const list = isoTimes(svc.approvals.list(values.all ? {} : { state: 'pending' }));
+      if (values.json) io.out(JSON.stringify({ approvals: list }));
+      else {
+        io.out(['ID', 'STATE', 'TOOL', 'RUN', 'EXPIRES', 'ARGS'].join('\t'));
+        for (const a of list) io.out([a.id, a.state, a.tool_id, a.run_id ?? '-', String(a.expires_at), JSON.stringify(a.args)].join('\t'));
+      }
+      return 0;
+    });
+  }
   return withHome(values.home, async (svc) => {
     switch (sub) {
-      case 'list': {
-        svc.approvals.expireDue();
-        const list = isoTimes(svc.approvals.list(values.all ? {} : { state: 'pending' }));
-        if (values.json) io.out(JSON.stringify({ approvals: list }));
-        else {
-          io.out(['ID', 'STATE', 'TOOL', 'RUN', 'EXPIRES', 'ARGS'].join('\t'));
-          for (const a of list) io.out([a.id, a.state, a.tool_id, a.run_id ?? '-', String(a.expires_at), JSON.stringify(a.args)].join('\t'));
-        }
-        return 0;
-      }
       case 'approve':
       case 'deny': {
         const id = need(positionals[0], 'ID', `tyrum approvals ${sub} ID`);

@@ -1,25 +1,13 @@
 /**
  * The `tyrum` command line. Conventional and scriptable: results on stdout (`--json` where a
  * script wants it), diagnostics on stderr, exit 0 on success, 1 on failure, 2 on usage errors.
- * Token and audit commands work on the gateway home directly, so they work whether or not the
- * gateway is running (a running gateway notices revocations within a second).
+ * Each command's module is imported when that command runs, so a command loads only what it uses:
+ * `tyrum ping` or `tyrum tool list` load the client, not the kernel, the sandbox or any schema
+ * (test/core/cli/loads.test.ts checks it). Keep this module's own imports that light.
  */
 import { TyrumError, isTyrumError } from '../errors/index.js';
-import { resolveHome, DEFAULT_PORT } from '../config/index.js';
-import { openHome, startGateway } from '../runtime.js';
-import { parseTtl, tokenInfo } from '../auth/tokens.js';
-import { verifyAudit, listAudit } from '../audit/index.js';
 import { packageInfo } from '../util/package-info.js';
-import { parse, portArg, listArg, need, closest, COMMANDS, subcommandError } from './args.js';
-import { doctor } from './doctor.js';
-import { ping } from './ping.js';
-import { plugin } from './plugin.js';
-import { tool } from './tool.js';
-import { secret } from './secret.js';
-import { policyCmd, approvalsCmd } from './governance.js';
-import { runCmd } from './run.js';
-import { mcp } from './mcp.js';
-import { cliActor } from './home.js';
+import { closest, COMMANDS, subcommandError } from './args.js';
 import type { Io } from './io.js';
 
 export type { Io } from './io.js';
@@ -153,29 +141,29 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         io.out(packageInfo().version);
         return 0;
       case 'start':
-        return await start(rest, io);
+        return await (await import('./start.js')).start(rest, io);
       case 'token':
-        return await token(rest, io);
+        return await (await import('./token.js')).token(rest, io);
       case 'audit':
-        return await audit(rest, io);
+        return await (await import('./audit.js')).audit(rest, io);
       case 'doctor':
-        return await doctor(rest, io);
+        return await (await import('./doctor.js')).doctor(rest, io);
       case 'ping':
-        return await ping(rest, io);
+        return await (await import('./ping.js')).ping(rest, io);
       case 'plugin':
-        return await plugin(rest, io);
+        return await (await import('./plugin.js')).plugin(rest, io);
       case 'tool':
-        return await tool(rest, io);
+        return await (await import('./tool.js')).tool(rest, io);
       case 'secret':
-        return await secret(rest, io);
+        return await (await import('./secret.js')).secret(rest, io);
       case 'policy':
-        return await policyCmd(rest, io);
+        return await (await import('./governance.js')).policyCmd(rest, io);
       case 'approvals':
-        return await approvalsCmd(rest, io);
+        return await (await import('./governance.js')).approvalsCmd(rest, io);
       case 'run':
-        return await runCmd(rest, io);
+        return await (await import('./run.js')).runCmd(rest, io);
       case 'mcp':
-        return await mcp(rest, io);
+        return await (await import('./mcp.js')).mcp(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }
@@ -205,145 +193,3 @@ function report(e: unknown, argv: readonly string[], io: Io): number {
   if (more.length > 0) io.err(more.join('\n'));
   return code;
 }
-
-async function start(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, { home: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'log-level': { type: 'string' }, 'accept-tampered-audit': { type: 'boolean' } });
-  if (values.help) return usage(io, 'tyrum start [--home DIR] [--host H] [--port N] [--log-level trace|debug|info|warn|error|silent] [--accept-tampered-audit]');
-  const home = resolveHome(values.home);
-  const overrides = { ...(values.host !== undefined ? { host: values.host } : {}), ...(values.port !== undefined ? { port: portArg(values.port)! } : {}) };
-  const gw = await startGateway({ home, overrides, logLevel: values['log-level'] ?? 'info', acceptTamperedAudit: values['accept-tampered-audit'] === true });
-  io.err(`Tyrum gateway ${packageInfo().version} listening on ${gw.url}`);
-  const tampered = gw.audit.tampered();
-  if (tampered.length > 0) {
-    io.err(`WARNING: the audit log was tampered with (accepted ${tampered.length === 1 ? 'once' : `${tampered.length} times`}; last: ${tampered[tampered.length - 1]!.reason}). \`tyrum audit verify\` reports it.`);
-  }
-  io.err(`home: ${home}`);
-  if (gw.bootstrapToken) {
-    // The banner (token included) goes to stderr; stdout carries the JSON log lines.
-    io.err(`First start: created an admin token. It is shown only this once; store it now:\n  ${gw.bootstrapToken}`);
-    io.err(`Try it from another terminal:\n  export TYRUM_TOKEN=${gw.bootstrapToken}\n  tyrum ping --home ${home}${gw.port !== DEFAULT_PORT ? ` --url ${gw.url}` : ''}`);
-  } else {
-    io.err(`Connect with a token from \`tyrum token create --scopes ... --home ${home}\` (TYRUM_TOKEN) to ${gw.url}`);
-  }
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  io.err('shutting down');
-  await gw.close();
-  return 0;
-}
-
-async function token(argv: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv;
-  switch (sub) {
-    case 'create': {
-      const { values } = parse(rest, { home: { type: 'string' }, scopes: { type: 'string' }, roles: { type: 'string' }, ttl: { type: 'string' }, label: { type: 'string' }, json: { type: 'boolean' } });
-      if (values.help) return usage(io, 'tyrum token create --scopes a,b [--roles client,node] [--ttl 30d] [--label L] [--json]');
-      const scopes = listArg(values.scopes);
-      if (!scopes || scopes.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--scopes is required, e.g. --scopes operator.read,operator.write');
-      const ttlSeconds = values.ttl === undefined ? undefined : parseTtl(values.ttl);
-      const svc = openHome(resolveHome(values.home));
-      try {
-        const roles = listArg(values.roles);
-        const created = await svc.tokens.create({ scopes, ...(roles ? { roles } : {}), ...(values.label !== undefined ? { label: values.label } : {}), ...(ttlSeconds !== undefined ? { ttlSeconds } : {}), createdBy: 'cli' });
-        svc.audit.appendSync('token.created', cliActor(), { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: created.record.expires_at });
-        io.out(values.json ? JSON.stringify({ token: created.token, info: tokenInfo(created.record) }) : created.token);
-        return 0;
-      } finally {
-        await svc.close();
-      }
-    }
-    case 'list': {
-      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
-      if (values.help) return usage(io, 'tyrum token list [--json]');
-      const svc = openHome(resolveHome(values.home));
-      try {
-        const infos = svc.tokens.list().map(tokenInfo);
-        if (values.json) io.out(JSON.stringify({ tokens: infos }));
-        else {
-          io.out(['ID', 'LABEL', 'SCOPES', 'ROLES', 'CREATED', 'EXPIRES', 'STATUS'].join('\t'));
-          const now = Date.now();
-          for (const t of infos) {
-            const status = t.revoked_at ? 'revoked' : t.expires_at && Date.parse(t.expires_at) <= now ? 'expired' : 'active';
-            io.out([t.token_id, t.label || '-', t.scopes.join(','), t.roles.join(','), t.created_at, t.expires_at ?? 'never', status].join('\t'));
-          }
-        }
-        return 0;
-      } finally {
-        await svc.close();
-      }
-    }
-    case 'revoke': {
-      const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } }, 1);
-      if (values.help) return usage(io, 'tyrum token revoke ID');
-      const id = need(positionals[0], 'ID', 'tyrum token revoke ID');
-      const svc = openHome(resolveHome(values.home));
-      try {
-        const { record: rec, descendants } = svc.tokens.revoke(id);
-        svc.audit.appendSync('token.revoked', cliActor(), { token_id: id, descendants });
-        for (const d of descendants) svc.audit.appendSync('token.revoked', cliActor(), { token_id: d, revoked_with: id });
-        const revokedAt = new Date(rec.revoked_at ?? Date.now()).toISOString();
-        io.out(values.json ? JSON.stringify({ token_id: id, revoked_at: revokedAt, descendants }) : `revoked ${id}${descendants.length > 0 ? ` and the ${descendants.length} token(s) it minted: ${descendants.join(', ')}` : ''}`);
-        return 0;
-      } finally {
-        await svc.close();
-      }
-    }
-    case '--help':
-      return usage(io, 'tyrum token create|list|revoke ... (tyrum token SUBCOMMAND --help for each)');
-    default:
-      throw subcommandError('token', sub);
-  }
-}
-
-async function audit(argv: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv;
-  switch (sub) {
-    case 'verify': {
-      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
-      if (values.help) return usage(io, 'tyrum audit verify [--json]');
-      const svc = openHome(resolveHome(values.home), {}, { tamperedAudit: 'inspect' });
-      try {
-        const r = verifyAudit({ store: svc.store, verifier: svc.key, checkpointPath: svc.paths.auditCheckpoint });
-        if (values.json) io.out(JSON.stringify(r));
-        else if (r.ok) io.out(`audit chain ok: ${r.entries} entries, head ${r.head_hash.slice(0, 16)}…, checkpoint at ${r.checkpoint?.seq ?? 0}`);
-        else if (r.tampered && r.first_bad === undefined) io.err(`audit log TAMPERED (accepted): ${r.reason}`);
-        else io.err(`audit chain BROKEN: ${r.reason ?? 'unknown cause'}`);
-        return r.ok ? 0 : 1;
-      } finally {
-        await svc.close();
-      }
-    }
-    case 'list': {
-      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, after: { type: 'string' }, limit: { type: 'string' }, type: { type: 'string' } });
-      if (values.help) return usage(io, 'tyrum audit list [--after SEQ] [--limit N] [--type T] [--json]');
-      const int = (v: string | undefined, name: string) => {
-        if (v === undefined) return undefined;
-        if (!/^\d+$/.test(v)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--${name} must be a non-negative integer`);
-        return Number(v);
-      };
-      const svc = openHome(resolveHome(values.home), {}, { tamperedAudit: 'inspect' });
-      try {
-        const after = int(values.after, 'after');
-        const limit = int(values.limit, 'limit');
-        const entries = listAudit(svc.store, { ...(after !== undefined ? { after_seq: after } : {}), ...(limit !== undefined ? { limit } : {}), ...(values.type !== undefined ? { type: values.type } : {}) });
-        for (const e of entries) io.out(values.json ? JSON.stringify(e) : `${e.seq}\t${e.ts}\t${e.type}\t${JSON.stringify(e.actor)}\t${JSON.stringify(e.data)}`);
-        return 0;
-      } finally {
-        await svc.close();
-      }
-    }
-    case '--help':
-      return usage(io, 'tyrum audit verify|list ... (tyrum audit SUBCOMMAND --help for each)');
-    default:
-      throw subcommandError('audit', sub);
-  }
-}
-
-function usage(io: Io, text: string): number {
-  io.out(`usage: ${text}`);
-  return 0;
-}
-

@@ -4,8 +4,8 @@
  * echoed.
  */
 import { TyrumError } from '../errors/index.js';
-import { resolveHome } from '../config/index.js';
-import { openHome } from '../runtime.js';
+import { resolveHome } from '../config/home.js';
+import { openHomeCore } from '../home.js';
 import { isoTimes } from '../util/iso-times.js';
 import { parse, listArg, need, subcommandError } from './args.js';
 import type { Io } from './io.js';
@@ -66,7 +66,7 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, json: { type: 'boolean' } }, 1);
       if (values.help) return (io.out(USAGE), 0);
       const name = need(positionals[0], 'NAME', 'tyrum secret set NAME --destinations DEST[,DEST...] (value on stdin)');
-      const svc = openHome(resolveHome(values.home));
+      const svc = openHomeCore(resolveHome(values.home));
       try {
         const existing = svc.secrets.get(name);
         const destinations = listArg(values.destinations) ?? existing?.destinations;
@@ -85,7 +85,7 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
     case 'list': {
       const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
       if (values.help) return (io.out(USAGE), 0);
-      const svc = openHome(resolveHome(values.home));
+      const svc = openHomeCore(resolveHome(values.home));
       try {
         const list = svc.secrets.list();
         // Times in ISO-8601, as everywhere else in the CLI's JSON.
@@ -103,7 +103,7 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       const { values, positionals } = parse(rest, { home: { type: 'string' } }, 1);
       if (values.help) return (io.out(USAGE), 0);
       const name = need(positionals[0], 'NAME', 'tyrum secret rm NAME');
-      const svc = openHome(resolveHome(values.home));
+      const svc = openHomeCore(resolveHome(values.home));
       try {
         if (!svc.secrets.remove(name)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no secret ${name}`);
         svc.audit.appendSync('secret.removed', who(), { name });

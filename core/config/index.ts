@@ -3,15 +3,17 @@
  * `config.gateway` contract, unknown keys rejected with their path), CLI overrides, and the
  * named limits with their defaults. The result is frozen.
  */
-import { readFileSync, existsSync, mkdirSync, statSync, chmodSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { createPublicKey } from 'node:crypto';
 import { GatewayConfig as GatewayConfigSchema } from '../../schemas/index.js';
 import { validate } from '../protocol/validate.js';
 import { TyrumError } from '../errors/index.js';
 import { DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_INTERVAL_MS } from '../audit/log.js';
+import { DEFAULT_PORT, DEFAULT_HOST, homePaths } from './home.js';
+
+export { DEFAULT_PORT, DEFAULT_HOST, homePaths, resolveHome, ensureHome } from './home.js';
 
 /** Named limits; see the `config.gateway` contract for what each bounds. */
 export interface Limits {
@@ -54,9 +56,6 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   auditCheckpointEntries: DEFAULT_CHECKPOINT_ENTRIES,
 });
 
-export const DEFAULT_PORT = 8788;
-export const DEFAULT_HOST = '127.0.0.1';
-
 export interface Config {
   readonly home: string;
   readonly host: string;
@@ -73,37 +72,6 @@ export interface Config {
 export interface TrustedPublisher {
   readonly name: string;
   readonly publicKey: string;
-}
-
-/** Paths of the files the gateway keeps in its home. */
-export function homePaths(home: string) {
-  return {
-    home,
-    config: join(home, 'config.json'),
-    db: join(home, 'tyrum.db'),
-    gatewayKey: join(home, 'gateway.key'),
-    auditCheckpoint: join(home, 'audit.checkpoint.json'),
-    clientKey: join(home, 'client-device.key'),
-    /** The pid of the gateway running on this home (core/config/lock.ts). */
-    gatewayLock: join(home, 'gateway.lock'),
-  };
-}
-
-/** --home, else $TYRUM_HOME, else ~/.tyrum. */
-export function resolveHome(flag?: string): string {
-  return resolve(flag ?? process.env.TYRUM_HOME ?? join(homedir(), '.tyrum'));
-}
-
-/** Creates the home (0700) if missing; refuses one that group or others can access. */
-export function ensureHome(home: string): void {
-  if (!existsSync(home)) mkdirSync(home, { recursive: true, mode: 0o700 });
-  const st = statSync(home);
-  if (!st.isDirectory()) throw new TyrumError('TYRUM_ERR_HOME', `${home} is not a directory`);
-  if ((st.mode & 0o077) !== 0) {
-    // A home we just made is 0700; a pre-existing, too-open home is tightened only if we own it.
-    if (typeof process.getuid === 'function' && st.uid === process.getuid()) chmodSync(home, 0o700);
-    else throw new TyrumError('TYRUM_ERR_HOME', `${home} is accessible by group or others; run: chmod 700 ${home}`);
-  }
 }
 
 export interface ConfigOverrides {

@@ -9,7 +9,7 @@
  * The wire vocabulary itself is part of the contract and lives in schemas/.
  */
 
-import { WIRE_ERROR_CODES, type WireErrorCode } from '../../schemas/src/common.js';
+import { WIRE_ERROR_CODES, type WireErrorCode } from '../../schemas/src/wire-codes.js';
 
 export { WIRE_ERROR_CODES, type WireErrorCode };
 

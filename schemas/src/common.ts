@@ -14,23 +14,7 @@ export const ROLES = ['client', 'node'] as const;
 export type Role = (typeof ROLES)[number];
 export const Role = Type.Union(ROLES.map((r) => Type.Literal(r)), { description: 'The role a peer connects as.' });
 
-/** Wire error codes, in PROTOCOL.md order. Extend, never rename. */
-export const WIRE_ERROR_CODES = [
-  'invalid_request',
-  'unauthorized',
-  'forbidden',
-  'not_found',
-  'conflict',
-  'invalid_state',
-  'rate_limited',
-  'unsupported_request',
-  'approval_required',
-  'policy_denied',
-  'sandbox_error',
-  'timeout',
-  'internal',
-] as const;
-export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
+export { WIRE_ERROR_CODES, type WireErrorCode } from './wire-codes.js';
 
 /** A short opaque identifier chosen by the sender. */
 export const RequestId = Type.String({ minLength: 1, maxLength: 128 });

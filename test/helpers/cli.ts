@@ -18,8 +18,9 @@ export interface CliProcess {
   waitErr(re: RegExp, ms?: number): Promise<RegExpExecArray>;
 }
 
-export function spawnCli(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', TYRUM_SRC, ...argv], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+/** `imports`: more modules for Node to preload with --import, after tsx (e.g. test/helpers/record-loads.ts). */
+export function spawnCli(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; imports?: string[] } = {}): CliProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...(opts.imports ?? []).flatMap((m) => ['--import', m]), TYRUM_SRC, ...argv], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
