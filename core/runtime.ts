@@ -139,13 +139,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let server: GatewayServer | null = null;
   let host: PluginHost | null = null;
   let mcpHost: McpHost | null = null;
-  // Plugins changed (here or in another process): their sandboxes, the MCP servers they
-  // declare, and the MCP servers operators declared or approved.
-  const reconcile = () => {
-    void host?.reconcile().then((enabled) => {
+  // Plugins changed: `pluginId` in this process, or, without it, anything in another process (the
+  // CLI). Only the changed plugins are touched: their catalog entries and sandboxes, and the MCP
+  // servers they declare. MCP servers and approvals are reconciled at start, after a change from
+  // another process (it may have been one of theirs), and when a changed plugin declares servers.
+  const reconcile = (pluginId?: string) => {
+    void host?.reconcile(pluginId).then((changes) => {
       if (!mcpHost) return;
-      const problems = svc.mcp.syncPluginServers(enabled.map((p) => ({ id: p.record.id, servers: p.manifest.contributes.mcp_servers ?? [] })));
+      const declaring = changes.filter((c) => c.mcpServers.length > 0);
+      const problems = svc.mcp.syncPluginServers(declaring.map((c) => ({ id: c.id, servers: c.mcpServers })));
       for (const p of problems) server?.app.log.warn(p, 'plugin MCP server not registered');
+      if (pluginId !== undefined && !changes.some((c) => c.mcpServers.length > 0 || c.hadMcpServers)) return;
       return mcpHost.reconcile();
     });
   };
@@ -153,7 +157,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   try {
     svc = openHome(options.home, options.overrides, {
       emit: (type, payload) => server?.publish(type, payload),
-      onPluginChange: () => reconcile(),
+      onPluginChange: (pluginId) => reconcile(pluginId),
       onMcpChange: () => void mcpHost?.reconcile(),
       tamperedAudit: options.acceptTamperedAudit === true ? 'accept' : 'refuse',
       onAuditCheckpointError: (e) => server?.app.log.error({ code: e.code, details: e.details }, e.message),
@@ -184,6 +188,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       redact: redactor.redactDeep,
       emit: (type, payload) => server?.publish(type, payload),
       log: (level, message, data) => server?.app.log[level](data, message),
+      sandboxIdleMs: config.limits.sandboxIdleMs,
+      maxLiveSandboxes: config.limits.maxLiveSandboxes,
     });
     const pluginHost = host;
     mcpHost = new McpHost({

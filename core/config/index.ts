@@ -35,6 +35,10 @@ export interface Limits {
   auditCheckpointIntervalMs: number;
   /** ... or as soon as this many entries are committed without one. */
   auditCheckpointEntries: number;
+  /** A plugin's sandbox without calls for this long is evicted (started again by its next call). */
+  sandboxIdleMs: number;
+  /** Most plugin sandboxes live at once; starting one more evicts the least recently used idle one. */
+  maxLiveSandboxes: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -54,6 +58,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   authFailureAuditPerMinute: 30,
   auditCheckpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
   auditCheckpointEntries: DEFAULT_CHECKPOINT_ENTRIES,
+  sandboxIdleMs: 10 * 60_000,
+  maxLiveSandboxes: 256,
 });
 
 export interface Config {

@@ -93,7 +93,7 @@ export class PluginRegistry {
       state = diff.length === 0 ? existing.state : 'disabled';
     }
     await installPluginFiles(this.o.home, src);
-    const at = this.now();
+    const at = this.stampAfter(existing?.updated_at);
     const record: PluginRecord = {
       id: m.id,
       version: m.version,
@@ -144,7 +144,10 @@ export class PluginRegistry {
     const undeclared = accept.filter((f) => !(manifest.risk ?? []).includes(f));
     if (undeclared.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `plugin ${id} does not declare risk ${undeclared.join(', ')}; accept only declared risks`);
     const at = this.now();
-    this.o.store.tx(() => this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at }));
+    this.o.store.tx(() => {
+      this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at });
+      this.touch(id);
+    });
     const effective = effectiveRights(manifest, grant);
     await this.changed(r, 'granted', actor, { grant, effective });
     return this.info(this.record(id));
@@ -153,10 +156,9 @@ export class PluginRegistry {
   /** Withdraws the grant and disables the plugin. */
   async revoke(id: string, actor: AuditActor): Promise<PluginInfo> {
     const r = this.record(id);
-    const at = this.now();
     this.o.store.tx(() => {
       this.o.store.plugins.deleteGrant(id);
-      this.o.store.plugins.setState(id, 'disabled', at);
+      this.touch(id, 'disabled');
     });
     await this.changed({ ...r, state: 'disabled' }, 'revoked', actor, {});
     return this.info(this.record(id));
@@ -170,7 +172,7 @@ export class PluginRegistry {
       throw new TyrumError('TYRUM_ERR_INVALID_STATE', `plugin ${id} cannot be enabled: ${blockers.join('; ')}`, { blockers });
     }
     if (r.state === 'enabled') return this.info(r);
-    this.o.store.tx(() => this.o.store.plugins.setState(id, 'enabled', this.now()));
+    this.o.store.tx(() => this.touch(id, 'enabled'));
     await this.changed({ ...r, state: 'enabled' }, 'enabled', actor, {});
     return this.info(this.record(id));
   }
@@ -178,7 +180,7 @@ export class PluginRegistry {
   async disable(id: string, actor: AuditActor): Promise<PluginInfo> {
     const r = this.record(id);
     if (r.state === 'disabled') return this.info(r);
-    this.o.store.tx(() => this.o.store.plugins.setState(id, 'disabled', this.now()));
+    this.o.store.tx(() => this.touch(id, 'disabled'));
     await this.changed({ ...r, state: 'disabled' }, 'disabled', actor, {});
     return this.info(this.record(id));
   }
@@ -188,7 +190,10 @@ export class PluginRegistry {
     const r = this.record(id);
     const manifest = JSON.parse(r.manifest) as PluginManifest;
     const validated = this.validateConfig(r, manifest, config);
-    this.o.store.tx(() => this.o.store.plugins.setConfig(id, JSON.stringify(validated), this.now()));
+    this.o.store.tx(() => {
+      this.o.store.plugins.setConfig(id, JSON.stringify(validated), this.now());
+      this.touch(id);
+    });
     // Config values are recorded by shape only: the audit log keeps the keys, not the values.
     await this.changed(r, 'configured', actor, { keys: Object.keys(validated).sort() });
     return validated;
@@ -232,11 +237,23 @@ export class PluginRegistry {
   enabled(): EnabledPlugin[] {
     const out: EnabledPlugin[] = [];
     for (const record of this.o.store.plugins.list()) {
-      if (record.state !== 'enabled') continue;
-      const manifest = JSON.parse(record.manifest) as PluginManifest;
-      out.push({ record, manifest, effective: effectiveRights(manifest, this.grantOf(record.id)), config: this.storedConfig(record.id) });
+      const p = this.asEnabled(record);
+      if (p) out.push(p);
     }
     return out;
+  }
+
+  /** One plugin as {@link enabled} gives it, read now; undefined unless installed and enabled. */
+  enabledPlugin(id: string): EnabledPlugin | undefined {
+    const record = this.o.store.plugins.get(id);
+    return record ? this.asEnabled(record) : undefined;
+  }
+
+  /** An installed plugin's row with its manifest, grant and config, if it is enabled. */
+  asEnabled(record: PluginRecord): EnabledPlugin | undefined {
+    if (record.state !== 'enabled') return undefined;
+    const manifest = JSON.parse(record.manifest) as PluginManifest;
+    return { record, manifest, effective: effectiveRights(manifest, this.grantOf(record.id)), config: this.storedConfig(record.id) };
   }
 
   /** Why a plugin cannot be enabled now (empty: it can). */
@@ -258,6 +275,21 @@ export class PluginRegistry {
   /** A stable fingerprint of everything that shapes a plugin's sandbox (digest, rights, config). */
   fingerprint(p: EnabledPlugin): string {
     return createHash('sha256').update(JSON.stringify([p.record.wasm_sha256, p.record.manifest_sha256, p.effective, p.config])).digest('hex').slice(0, 16);
+  }
+
+  /**
+   * Every change to a plugin (its state, grant or config) moves its row's `updated_at` forward,
+   * strictly, in the transaction that makes the change, so {@link pluginStamp} differs after any
+   * change, even two in the same millisecond: a running gateway compares stamps to find what
+   * another process (the CLI) changed without re-reading every plugin.
+   */
+  private touch(id: string, state?: PluginRecord['state']): void {
+    const cur = this.record(id);
+    this.o.store.plugins.setState(id, state ?? cur.state, this.stampAfter(cur.updated_at));
+  }
+
+  private stampAfter(previous: number | undefined): number {
+    return previous === undefined ? this.now() : Math.max(this.now(), previous + 1);
   }
 
   private validateConfig(r: PluginRecord, manifest: PluginManifest, config: unknown): Record<string, unknown> {
@@ -311,6 +343,14 @@ export class PluginRegistry {
     this.o.emit?.('plugin.lifecycle', { plugin_id: r.id, version: r.version, action, state: action === 'removed' ? 'removed' : r.state });
     this.o.onChange?.(r.id);
   }
+}
+
+/**
+ * What identifies one state of an installed plugin's row: it changes with every lifecycle change
+ * (see PluginRegistry's `touch`), so equal stamps mean nothing about the plugin changed.
+ */
+export function pluginStamp(r: Pick<PluginRecord, 'state' | 'version' | 'manifest_sha256' | 'wasm_sha256' | 'updated_at'>): string {
+  return `${r.state}|${r.version}|${r.manifest_sha256}|${r.wasm_sha256}|${r.updated_at}`;
 }
 
 function actorLabel(a: AuditActor): string {

@@ -21,6 +21,8 @@ export const LimitsConfig = Strict({
   auth_failure_audit_per_minute: Int(1, 100_000, 'Audit entries per minute for failed authentication from one address; the rest are counted. Default 30.'),
   audit_checkpoint_interval_ms: Int(10, 3_600_000, 'The signed audit checkpoint is written at most this long after an entry is committed (and at shutdown); entries newer than the last checkpoint can be cut off the log undetected until it is written. Default 1000.'),
   audit_checkpoint_entries: Int(1, 1_000_000, 'The signed audit checkpoint is written as soon as this many entries are committed without one. Default 1000.'),
+  sandbox_idle_ms: Int(10, 86_400_000, 'A plugin sandbox without calls for this long is evicted; the next call starts it again. Default 600000.'),
+  max_live_sandboxes: Int(1, 10_000, 'Most plugin sandboxes live at once; starting one more evicts the least recently used one without a call in flight. Default 256.'),
 });
 
 export const GatewayConfig = Strict({

@@ -94,6 +94,14 @@ export interface ConfigGateway {
      * The signed audit checkpoint is written as soon as this many entries are committed without one. Default 1000.
      */
     audit_checkpoint_entries?: number;
+    /**
+     * A plugin sandbox without calls for this long is evicted; the next call starts it again. Default 600000.
+     */
+    sandbox_idle_ms?: number;
+    /**
+     * Most plugin sandboxes live at once; starting one more evicts the least recently used one without a call in flight. Default 256.
+     */
+    max_live_sandboxes?: number;
   };
   /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.
