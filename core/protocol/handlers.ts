@@ -8,7 +8,7 @@ import { listAudit, verifyAudit, type AuditLog, type CheckpointVerifier } from '
 import { tokenInfo, type TokenService } from '../auth/tokens.js';
 import type { Store } from '../store/index.js';
 import type { PluginRegistry } from '../registry/plugins.js';
-import type { ToolSource } from '../registry/tools.js';
+import type { ToolCatalog, ToolSource } from '../registry/tools.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
 import type { ExecutionEngine, RunDetail, Postcondition } from '../execution/index.js';
 import type { ApprovalService, ResolveApproval } from '../approvals/index.js';
@@ -27,7 +27,8 @@ export interface HandlerServices {
   /** Called after a token is revoked so its live connections close at once. */
   onTokenRevoked(tokenId: string): void;
   plugins: PluginRegistry;
-  host: ToolSource;
+  /** The tool catalog; `list` reads every enabled plugin without stalling the event loop. */
+  host: ToolSource & Pick<ToolCatalog, 'list'>;
   engine: ExecutionEngine;
   approvals: ApprovalService;
   resolveApproval: ResolveApproval;
@@ -138,7 +139,7 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
     'plugin.revoke': async (p, peer) => ({ plugin: await s.plugins.revoke((p as { plugin_id: string }).plugin_id, actor(peer)) }),
 
-    'tool.list': async () => ({ tools: s.host.tools() }),
+    'tool.list': async () => ({ tools: await s.host.list() }),
     'tool.invoke': async (p, peer) => {
       const q = p as { tool_id: string; args: Record<string, unknown>; idempotency_key?: string; wait_ms?: number };
       s.host.checkCall(q.tool_id, q.args);

@@ -88,6 +88,9 @@ export interface PluginChange {
   hadMcpServers: boolean;
 }
 
+/** Reading every plugin for the first listing yields to the event loop after this long. */
+const FILL_SLICE_MS = 10;
+
 /** A failed call's log excerpt for the caller: at most this many of its last lines ... */
 const LOG_EXCERPT_LINES = 5;
 /** ... and at most this many bytes (UTF-8), after redaction. */
@@ -146,6 +149,8 @@ export class PluginHost {
   private readonly entries = new Map<string, CatalogPlugin>();
   /** `entries` holds every enabled plugin (a listing read them all; changes keep it so). */
   private complete = false;
+  /** A listing is reading every enabled plugin (see {@link readAll}). */
+  private filling: Promise<void> | null = null;
   /** The row stamp of every installed plugin as last reconciled; null before the first reconcile. */
   private stamps: Map<string, string> | null = null;
   /** Enabled plugins that declare MCP servers. */
@@ -180,9 +185,16 @@ export class PluginHost {
     return t ? { entry: t.entry, risks: [...(t.plugin.manifest.risk ?? [])], rights: t.plugin.effective } : undefined;
   }
 
-  /** Tools of enabled plugins, sorted by id. The first listing reads every enabled plugin; later ones none. */
+  /**
+   * Tools of enabled plugins, sorted by id. The first listing reads every enabled plugin, at once
+   * (await {@link readAll} first to spread that over several turns of the event loop); later ones
+   * read none.
+   */
   tools(): Array<Omit<ToolEntry, 'postcondition'>> {
-    this.readAll();
+    if (!this.complete) {
+      for (const row of this.o.store.plugins.list()) this.entry(row.id);
+      this.complete = true;
+    }
     const out: Array<Omit<ToolEntry, 'postcondition'>> = [];
     for (const c of this.entries.values()) for (const { entry: { postcondition: _pc, ...wire } } of c.tools.values()) out.push(wire);
     return out.sort((a, b) => (a.tool_id < b.tool_id ? -1 : 1));
@@ -352,15 +364,29 @@ export class PluginHost {
     return c && c.plugin === tool.plugin ? c : { plugin: tool.plugin, key: this.poolKey(tool.plugin), tools: new Map() };
   }
 
-  /** Reads every enabled plugin not yet in the catalog (the first listing). */
-  private readAll(): void {
-    if (this.complete) return;
-    for (const row of this.o.store.plugins.list()) {
-      if (this.entries.has(row.id)) continue;
-      const p = this.o.registry.asEnabled(row);
-      if (p) this.add(p);
-    }
-    this.complete = true;
+  /**
+   * Reads every enabled plugin not yet in the catalog (before the first listing), yielding to the
+   * event loop every {@link FILL_SLICE_MS}, so 1,000 plugins never stall it. A plugin changed
+   * meanwhile is read by its reconcile (as once the catalog is complete).
+   */
+  readAll(): Promise<void> {
+    if (this.complete) return Promise.resolve();
+    this.filling ??= (async () => {
+      try {
+        let slice = performance.now();
+        for (const { id } of this.o.store.plugins.list()) {
+          // Read now, not from the listed row: it may have changed while this yielded.
+          this.entry(id);
+          if (performance.now() - slice < FILL_SLICE_MS) continue;
+          await new Promise<void>((r) => setImmediate(r));
+          slice = performance.now();
+        }
+        this.complete = true;
+      } finally {
+        this.filling = null;
+      }
+    })();
+    return this.filling;
   }
 
   private add(p: EnabledPlugin): CatalogPlugin {
@@ -416,7 +442,7 @@ export class PluginHost {
     const servers = p?.manifest.contributes.mcp_servers ?? [];
     if (servers.length > 0) this.mcpDeclarers.add(id);
     // Read again now only if it was in use or a listing holds every plugin; else on first use.
-    const c = p && (wasListed || this.complete || this.live.has(id)) ? this.add(p) : undefined;
+    const c = p && (wasListed || this.complete || this.filling !== null || this.live.has(id)) ? this.add(p) : undefined;
     const l = this.live.get(id);
     if (l && (!p || (c ?? this.add(p)).key !== l.key)) unloads.push(this.stop(l));
     return { id, mcpServers: servers, hadMcpServers };

@@ -43,6 +43,12 @@ export class ToolCatalog implements ToolSource {
     return all.sort((a, b) => (a.tool_id < b.tool_id ? -1 : a.tool_id > b.tool_id ? 1 : 0));
   }
 
+  /** {@link tools}, after reading every enabled plugin without stalling the event loop. */
+  async list(): Promise<Array<Omit<ToolEntry, 'postcondition'>>> {
+    await this.plugins.readAll();
+    return this.tools();
+  }
+
   checkCall(toolId: string, args: Record<string, unknown>): void {
     this.source(toolId).checkCall(toolId, args);
   }

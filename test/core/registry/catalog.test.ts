@@ -83,7 +83,7 @@ t.test('a lifecycle change of one plugin re-reads and recompiles only that plugi
 
   // A listing reads every enabled plugin once; after it, a change reads only the changed plugin.
   await installEnabled(gw.plugins, await echo(dir, 'delta'));
-  const listed = gw.host.tools().map((x) => x.tool_id);
+  const listed = (await gw.tools.list()).map((x) => x.tool_id);
   t.same(listed, ['alpha.echo', 'beta.echo', 'delta.echo']);
   const afterList = gw.host.entryReads;
   t.same(gw.host.tools().map((x) => x.tool_id), listed, 'a second listing reads nothing');
