@@ -8,6 +8,7 @@
  * statement simply matches no row.
  */
 import type Database from 'better-sqlite3';
+import { prepared } from './statements.js';
 
 export type RunKind = 'tool' | 'workflow';
 export type RunState = 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
@@ -132,15 +133,9 @@ const FENCE_SQL = 'EXISTS (SELECT 1 FROM runs AS f WHERE f.id = @w_run AND f.lea
 
 /** Prepared statements keyed by SQL text (the dynamic updates produce a handful of shapes). */
 class Statements {
-  private readonly cache = new Map<string, Database.Statement>();
   constructor(private readonly db: Database.Database) {}
   get(sql: string): Database.Statement {
-    let s = this.cache.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.cache.set(sql, s);
-    }
-    return s;
+    return prepared(this.db, sql);
   }
 }
 

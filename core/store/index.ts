@@ -20,6 +20,7 @@
  */
 import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { prepared } from './statements.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
@@ -175,8 +176,7 @@ export class TokenRepo {
   constructor(private readonly db: Database.Database) {}
 
   insert(t: TokenRecord): void {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at)
          VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at)`,
       )
@@ -184,27 +184,26 @@ export class TokenRepo {
   }
 
   get(id: string): TokenRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as TokenRow | undefined;
+    const row = prepared(this.db, 'SELECT * FROM tokens WHERE id = ?').get(id) as TokenRow | undefined;
     return row ? tokenFromRow(row) : undefined;
   }
 
   list(): TokenRecord[] {
-    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
+    return (prepared(this.db, 'SELECT * FROM tokens ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
   }
 
   /** Marks the token revoked; returns false when it does not exist or was already revoked. */
   revoke(id: string, at: number): boolean {
-    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
+    return prepared(this.db, 'UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
   }
 
   touch(id: string, at: number): void {
-    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(at, id);
+    prepared(this.db, 'UPDATE tokens SET last_used_at = ? WHERE id = ?').run(at, id);
   }
 
   /** Ids of every token minted, directly or transitively, by `id`. */
   descendants(id: string): string[] {
-    const rows = this.db
-      .prepare(
+    const rows = prepared(this.db, 
         `WITH RECURSIVE d(id) AS (SELECT id FROM tokens WHERE parent_id = ? UNION SELECT t.id FROM tokens t JOIN d ON t.parent_id = d.id)
          SELECT id FROM d`,
       )
@@ -228,7 +227,7 @@ export class TokenRepo {
   invalidAmong(ids: readonly string[], now: number): string[] {
     if (ids.length === 0) return [];
     // Prepared once, on first use (after migrations): run on every upgrade and once a second.
-    this.liveStmt ??= this.db.prepare(
+    this.liveStmt ??= prepared(this.db, 
       `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
            SELECT id, id, parent_id, revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= @now)
              FROM tokens WHERE id IN (SELECT value FROM json_each(@ids))
@@ -247,8 +246,7 @@ export class DeviceRepo {
 
   /** Insert or refresh a device after a successful proof. */
   upsert(d: Omit<DeviceRecord, 'first_seen_at' | 'last_seen_at'>, at: number): void {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `INSERT INTO devices (device_id, pubkey, role, label, platform, version, first_seen_at, last_seen_at)
          VALUES (@device_id, @pubkey, @role, @label, @platform, @version, @at, @at)
          ON CONFLICT(device_id) DO UPDATE SET role = excluded.role, label = excluded.label,
@@ -258,7 +256,7 @@ export class DeviceRepo {
   }
 
   get(deviceId: string): DeviceRecord | undefined {
-    return this.db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRecord | undefined;
+    return prepared(this.db, 'SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRecord | undefined;
   }
 }
 
@@ -267,32 +265,32 @@ export class AuditRepo {
   constructor(private readonly db: Database.Database) {}
 
   head(): AuditRow | undefined {
-    return this.db.prepare('SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
+    return prepared(this.db, 'SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
   }
 
   insert(row: AuditRow): void {
-    this.db.prepare('INSERT INTO audit_entries (seq, ts, type, actor, data, prev_hash, hash) VALUES (@seq, @ts, @type, @actor, @data, @prev_hash, @hash)').run(row);
+    prepared(this.db, 'INSERT INTO audit_entries (seq, ts, type, actor, data, prev_hash, hash) VALUES (@seq, @ts, @type, @actor, @data, @prev_hash, @hash)').run(row);
   }
 
   count(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM audit_entries').get() as { n: number }).n;
+    return (prepared(this.db, 'SELECT COUNT(*) AS n FROM audit_entries').get() as { n: number }).n;
   }
 
   get(seq: number): AuditRow | undefined {
-    return this.db.prepare('SELECT * FROM audit_entries WHERE seq = ?').get(seq) as AuditRow | undefined;
+    return prepared(this.db, 'SELECT * FROM audit_entries WHERE seq = ?').get(seq) as AuditRow | undefined;
   }
 
   /** Entries with seq > afterSeq in ascending order, at most `limit`, optionally of one type. */
   page(afterSeq: number, limit: number, type?: string): AuditRow[] {
     if (type !== undefined) {
-      return this.db.prepare('SELECT * FROM audit_entries WHERE seq > ? AND type = ? ORDER BY seq LIMIT ?').all(afterSeq, type, limit) as AuditRow[];
+      return prepared(this.db, 'SELECT * FROM audit_entries WHERE seq > ? AND type = ? ORDER BY seq LIMIT ?').all(afterSeq, type, limit) as AuditRow[];
     }
-    return this.db.prepare('SELECT * FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?').all(afterSeq, limit) as AuditRow[];
+    return prepared(this.db, 'SELECT * FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?').all(afterSeq, limit) as AuditRow[];
   }
 
   /** Every entry in physical order of seq, streamed (verification walks the whole log). */
   *iterate(): IterableIterator<AuditRow> {
-    yield* this.db.prepare('SELECT * FROM audit_entries ORDER BY seq').iterate() as IterableIterator<AuditRow>;
+    yield* prepared(this.db, 'SELECT * FROM audit_entries ORDER BY seq').iterate() as IterableIterator<AuditRow>;
   }
 }
 
@@ -322,17 +320,16 @@ export class PluginRepo {
   constructor(private readonly db: Database.Database) {}
 
   get(id: string): PluginRecord | undefined {
-    return this.db.prepare('SELECT * FROM plugins WHERE id = ?').get(id) as PluginRecord | undefined;
+    return prepared(this.db, 'SELECT * FROM plugins WHERE id = ?').get(id) as PluginRecord | undefined;
   }
 
   list(): PluginRecord[] {
-    return this.db.prepare('SELECT * FROM plugins ORDER BY id').all() as PluginRecord[];
+    return prepared(this.db, 'SELECT * FROM plugins ORDER BY id').all() as PluginRecord[];
   }
 
   /** Insert a new plugin or replace an installed one's version (an upgrade). */
   upsert(r: PluginRecord): void {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `INSERT INTO plugins (id, version, manifest, manifest_sha256, wasm_sha256, source, state, installed_at, updated_at)
          VALUES (@id, @version, @manifest, @manifest_sha256, @wasm_sha256, @source, @state, @installed_at, @updated_at)
          ON CONFLICT(id) DO UPDATE SET version = excluded.version, manifest = excluded.manifest, manifest_sha256 = excluded.manifest_sha256,
@@ -342,21 +339,20 @@ export class PluginRepo {
   }
 
   setState(id: string, state: PluginRecord['state'], at: number): boolean {
-    return this.db.prepare('UPDATE plugins SET state = ?, updated_at = ? WHERE id = ?').run(state, at, id).changes === 1;
+    return prepared(this.db, 'UPDATE plugins SET state = ?, updated_at = ? WHERE id = ?').run(state, at, id).changes === 1;
   }
 
   /** Removes the plugin with its grant, config and key-value data. */
   remove(id: string): boolean {
-    return this.db.prepare('DELETE FROM plugins WHERE id = ?').run(id).changes === 1;
+    return prepared(this.db, 'DELETE FROM plugins WHERE id = ?').run(id).changes === 1;
   }
 
   getGrant(id: string): GrantRecord | undefined {
-    return this.db.prepare('SELECT * FROM plugin_grants WHERE plugin_id = ?').get(id) as GrantRecord | undefined;
+    return prepared(this.db, 'SELECT * FROM plugin_grants WHERE plugin_id = ?').get(id) as GrantRecord | undefined;
   }
 
   setGrant(g: GrantRecord): void {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `INSERT INTO plugin_grants (plugin_id, grant_json, granted_by, granted_at) VALUES (@plugin_id, @grant_json, @granted_by, @granted_at)
          ON CONFLICT(plugin_id) DO UPDATE SET grant_json = excluded.grant_json, granted_by = excluded.granted_by, granted_at = excluded.granted_at`,
       )
@@ -364,16 +360,15 @@ export class PluginRepo {
   }
 
   deleteGrant(id: string): boolean {
-    return this.db.prepare('DELETE FROM plugin_grants WHERE plugin_id = ?').run(id).changes === 1;
+    return prepared(this.db, 'DELETE FROM plugin_grants WHERE plugin_id = ?').run(id).changes === 1;
   }
 
   getConfig(id: string): string | undefined {
-    return (this.db.prepare('SELECT config_json FROM plugin_config WHERE plugin_id = ?').get(id) as { config_json: string } | undefined)?.config_json;
+    return (prepared(this.db, 'SELECT config_json FROM plugin_config WHERE plugin_id = ?').get(id) as { config_json: string } | undefined)?.config_json;
   }
 
   setConfig(id: string, configJson: string, at: number): void {
-    this.db
-      .prepare('INSERT INTO plugin_config (plugin_id, config_json, updated_at) VALUES (?, ?, ?) ON CONFLICT(plugin_id) DO UPDATE SET config_json = excluded.config_json, updated_at = excluded.updated_at')
+    prepared(this.db, 'INSERT INTO plugin_config (plugin_id, config_json, updated_at) VALUES (?, ?, ?) ON CONFLICT(plugin_id) DO UPDATE SET config_json = excluded.config_json, updated_at = excluded.updated_at')
       .run(id, configJson, at);
   }
 }
@@ -383,20 +378,20 @@ export class PluginKvRepo {
   constructor(private readonly db: Database.Database) {}
 
   get(pluginId: string, key: string): Buffer | undefined {
-    return (this.db.prepare('SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?').get(pluginId, key) as { value: Buffer } | undefined)?.value;
+    return (prepared(this.db, 'SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?').get(pluginId, key) as { value: Buffer } | undefined)?.value;
   }
 
   set(pluginId: string, key: string, value: Uint8Array): void {
-    this.db.prepare('INSERT INTO plugin_kv (plugin_id, key, value) VALUES (?, ?, ?) ON CONFLICT(plugin_id, key) DO UPDATE SET value = excluded.value').run(pluginId, key, Buffer.from(value));
+    prepared(this.db, 'INSERT INTO plugin_kv (plugin_id, key, value) VALUES (?, ?, ?) ON CONFLICT(plugin_id, key) DO UPDATE SET value = excluded.value').run(pluginId, key, Buffer.from(value));
   }
 
   delete(pluginId: string, key: string): void {
-    this.db.prepare('DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?').run(pluginId, key);
+    prepared(this.db, 'DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?').run(pluginId, key);
   }
 
   /** Bytes used by a plugin: keys plus values. */
   usage(pluginId: string): number {
-    return (this.db.prepare('SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?').get(pluginId) as { n: number }).n;
+    return (prepared(this.db, 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?').get(pluginId) as { n: number }).n;
   }
 }
 
@@ -417,17 +412,16 @@ export class SecretRepo {
   constructor(private readonly db: Database.Database) {}
 
   get(name: string): SecretRecord | undefined {
-    return this.db.prepare('SELECT * FROM secrets WHERE name = ?').get(name) as SecretRecord | undefined;
+    return prepared(this.db, 'SELECT * FROM secrets WHERE name = ?').get(name) as SecretRecord | undefined;
   }
 
   list(): SecretRecord[] {
-    return this.db.prepare('SELECT * FROM secrets ORDER BY name').all() as SecretRecord[];
+    return prepared(this.db, 'SELECT * FROM secrets ORDER BY name').all() as SecretRecord[];
   }
 
   /** Insert, or replace the value of an existing handle (rotation: version + 1). */
   put(r: SecretRecord): void {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `INSERT INTO secrets (name, version, nonce, ciphertext, tag, destinations, created_at, rotated_at)
          VALUES (@name, @version, @nonce, @ciphertext, @tag, @destinations, @created_at, @rotated_at)
          ON CONFLICT(name) DO UPDATE SET version = excluded.version, nonce = excluded.nonce, ciphertext = excluded.ciphertext,
@@ -437,7 +431,7 @@ export class SecretRepo {
   }
 
   remove(name: string): boolean {
-    return this.db.prepare('DELETE FROM secrets WHERE name = ?').run(name).changes === 1;
+    return prepared(this.db, 'DELETE FROM secrets WHERE name = ?').run(name).changes === 1;
   }
 }
 
@@ -582,7 +576,7 @@ export class Store {
       // for a lock that only this thread can release: commit those first.
       for (const other of OPEN_GROUPS) if (other !== this) other.flush();
       try {
-        this.db.exec('BEGIN IMMEDIATE');
+        prepared(this.db, 'BEGIN IMMEDIATE').run();
       } catch (e) {
         return { ok: false, error: e };
       }
@@ -597,9 +591,17 @@ export class Store {
     const after: Array<() => void> = [];
     this.unitAfter = after;
     try {
-      // Nested inside the open transaction, better-sqlite3 wraps fn in a SAVEPOINT: a throw
-      // rolls back this unit only.
-      const value = this.db.transaction(fn)();
+      // Each unit is a SAVEPOINT of the open transaction: a throw rolls back this unit only.
+      prepared(this.db, 'SAVEPOINT unit').run();
+      let value: T;
+      try {
+        value = fn();
+      } catch (e) {
+        prepared(this.db, 'ROLLBACK TO unit').run();
+        prepared(this.db, 'RELEASE unit').run();
+        return { ok: false, error: e };
+      }
+      prepared(this.db, 'RELEASE unit').run();
       return { ok: true, value, after };
     } catch (e) {
       return { ok: false, error: e };
@@ -618,7 +620,7 @@ export class Store {
     let failure: unknown = null;
     try {
       this.crashPoint('group_commit_before');
-      this.db.exec('COMMIT');
+      prepared(this.db, 'COMMIT').run();
       this.stats.commits += 1;
       this.stats.units += group.units.length;
       this.crashPoint('group_commit_after');
@@ -660,7 +662,8 @@ export class Store {
 
   /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). */
   dataVersion(): number {
-    return Number(this.db.pragma('data_version', { simple: true }));
+    // A prepared statement, not db.pragma (which prepares one per call): the redactor asks per call.
+    return Number((prepared(this.db, 'PRAGMA data_version').get() as { data_version: number }).data_version);
   }
 
   schemaVersion(): number {

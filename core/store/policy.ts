@@ -4,6 +4,7 @@
  * hashing and decisions belong to core/policy.
  */
 import type Database from 'better-sqlite3';
+import { prepared } from './statements.js';
 
 /** A stored bundle; `bundle` is its canonical JSON, whose sha256 is the id. */
 export interface PolicySnapshotRow {
@@ -38,35 +39,33 @@ export class PolicyRepo {
 
   /** Stores a snapshot; false when one with this id already exists (content-addressed, so equal). */
   insertSnapshot(r: PolicySnapshotRow): boolean {
-    return this.db.prepare('INSERT INTO policy_snapshots (id, bundle, created_at, created_by) VALUES (@id, @bundle, @created_at, @created_by) ON CONFLICT(id) DO NOTHING').run(r).changes === 1;
+    return prepared(this.db, 'INSERT INTO policy_snapshots (id, bundle, created_at, created_by) VALUES (@id, @bundle, @created_at, @created_by) ON CONFLICT(id) DO NOTHING').run(r).changes === 1;
   }
 
   getSnapshot(id: string): PolicySnapshotRow | undefined {
-    return this.db.prepare('SELECT * FROM policy_snapshots WHERE id = ?').get(id) as PolicySnapshotRow | undefined;
+    return prepared(this.db, 'SELECT * FROM policy_snapshots WHERE id = ?').get(id) as PolicySnapshotRow | undefined;
   }
 
   /** The latest activation (the active snapshot), if a policy was ever activated. */
   active(): PolicyActivationRow | undefined {
-    return this.db
-      .prepare('SELECT h.seq, h.snapshot_id, h.activated_at, h.activated_by FROM policy_active a JOIN policy_activations h ON h.seq = a.activation_seq WHERE a.singleton = 1')
+    return prepared(this.db, 'SELECT h.seq, h.snapshot_id, h.activated_at, h.activated_by FROM policy_active a JOIN policy_activations h ON h.seq = a.activation_seq WHERE a.singleton = 1')
       .get() as PolicyActivationRow | undefined;
   }
 
   /** Makes `snapshotId` the active policy and records the activation. Call inside `Store.tx`. */
   activate(snapshotId: string, at: number, by: string): PolicyActivationRow {
-    const seq = Number(this.db.prepare('INSERT INTO policy_activations (snapshot_id, activated_at, activated_by) VALUES (?, ?, ?)').run(snapshotId, at, by).lastInsertRowid);
-    this.db.prepare('INSERT INTO policy_active (singleton, activation_seq) VALUES (1, ?) ON CONFLICT(singleton) DO UPDATE SET activation_seq = excluded.activation_seq').run(seq);
+    const seq = Number(prepared(this.db, 'INSERT INTO policy_activations (snapshot_id, activated_at, activated_by) VALUES (?, ?, ?)').run(snapshotId, at, by).lastInsertRowid);
+    prepared(this.db, 'INSERT INTO policy_active (singleton, activation_seq) VALUES (1, ?) ON CONFLICT(singleton) DO UPDATE SET activation_seq = excluded.activation_seq').run(seq);
     return { seq, snapshot_id: snapshotId, activated_at: at, activated_by: by };
   }
 
   /** Activations, newest first. */
   activations(limit = 100): PolicyActivationRow[] {
-    return this.db.prepare('SELECT * FROM policy_activations ORDER BY seq DESC LIMIT ?').all(limit) as PolicyActivationRow[];
+    return prepared(this.db, 'SELECT * FROM policy_activations ORDER BY seq DESC LIMIT ?').all(limit) as PolicyActivationRow[];
   }
 
   insertOverride(r: PolicyOverrideRow): void {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `INSERT INTO policy_overrides (id, tool_id, args_hash, created_by, created_from_approval, created_at, expires_at, revoked_at)
          VALUES (@id, @tool_id, @args_hash, @created_by, @created_from_approval, @created_at, @expires_at, @revoked_at)`,
       )
@@ -74,21 +73,21 @@ export class PolicyRepo {
   }
 
   getOverride(id: string): PolicyOverrideRow | undefined {
-    return this.db.prepare('SELECT * FROM policy_overrides WHERE id = ?').get(id) as PolicyOverrideRow | undefined;
+    return prepared(this.db, 'SELECT * FROM policy_overrides WHERE id = ?').get(id) as PolicyOverrideRow | undefined;
   }
 
   /** Every override, oldest first. */
   listOverrides(): PolicyOverrideRow[] {
-    return this.db.prepare('SELECT * FROM policy_overrides ORDER BY created_at, id').all() as PolicyOverrideRow[];
+    return prepared(this.db, 'SELECT * FROM policy_overrides ORDER BY created_at, id').all() as PolicyOverrideRow[];
   }
 
   /** Overrides naming `toolId` that are not revoked (expiry is the decision's business: it owns the clock input). */
   unrevokedForTool(toolId: string): PolicyOverrideRow[] {
-    return this.db.prepare('SELECT * FROM policy_overrides WHERE tool_id = ? AND revoked_at IS NULL ORDER BY created_at, id').all(toolId) as PolicyOverrideRow[];
+    return prepared(this.db, 'SELECT * FROM policy_overrides WHERE tool_id = ? AND revoked_at IS NULL ORDER BY created_at, id').all(toolId) as PolicyOverrideRow[];
   }
 
   /** Marks the override revoked; false when it does not exist or was already revoked. */
   revokeOverride(id: string, at: number): boolean {
-    return this.db.prepare('UPDATE policy_overrides SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
+    return prepared(this.db, 'UPDATE policy_overrides SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
   }
 }
