@@ -9,26 +9,22 @@ import type { Store } from './store/index.js';
 import type { GatewayKey } from './auth/gateway-key.js';
 import { TokenService } from './auth/tokens.js';
 import { AuditLog } from './audit/index.js';
-import { createHandlers } from './protocol/handlers.js';
 import type { SecretStore } from './secrets/index.js';
 import { PluginRegistry } from './registry/plugins.js';
-import { PluginHost } from './registry/host.js';
-import { ToolCatalog } from './registry/tools.js';
+import type { PluginHost } from './registry/host.js';
+import type { ToolCatalog } from './registry/tools.js';
 import { McpRegistry } from './mcp/registry.js';
-import { McpHost } from './mcp/host.js';
-import { createEgressHandler, egressAuditEntry } from './egress/index.js';
+import type { McpHost } from './mcp/host.js';
 import { PolicyService, policyCall } from './policy/index.js';
 import { ApprovalService, type ResolveApproval } from './approvals/index.js';
-import { ExecutionEngine } from './execution/index.js';
+import type { ExecutionEngine } from './execution/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { GatewayServer } from './gateway/server.js';
-import { createMcpEndpoint } from './mcp/endpoint.js';
+import type { GatewayServer } from './gateway/server.js';
 import { packageInfo } from './util/package-info.js';
 import { SCOPES } from '../schemas/index.js';
 import type { OperationType } from '../schemas/index.js';
 import type { Peer } from './protocol/session.js';
-import { InflightLimiter } from './protocol/inflight.js';
 import { TyrumError, isTyrumError } from './errors/index.js';
 import { openHomeCore, type HomeCore, type OpenHomeOptions } from './home.js';
 
@@ -129,11 +125,43 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
 }
 
 /**
+ * What only a running gateway uses: the network edge, protocol handlers, execution engine, sandbox
+ * host and MCP machinery. Loaded when a gateway starts, not when this module is imported, so CLI
+ * commands that open a home with openHome (plugin, mcp, policy) do not load them.
+ */
+async function gatewayParts() {
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight] = await Promise.all([
+    import('./protocol/handlers.js'),
+    import('./registry/host.js'),
+    import('./registry/tools.js'),
+    import('./mcp/host.js'),
+    import('./egress/index.js'),
+    import('./execution/index.js'),
+    import('./gateway/server.js'),
+    import('./mcp/endpoint.js'),
+    import('./protocol/inflight.js'),
+  ]);
+  return {
+    createHandlers: handlers.createHandlers,
+    PluginHost: host.PluginHost,
+    ToolCatalog: tools.ToolCatalog,
+    McpHost: mcpHost.McpHost,
+    createEgressHandler: egress.createEgressHandler,
+    egressAuditEntry: egress.egressAuditEntry,
+    ExecutionEngine: execution.ExecutionEngine,
+    GatewayServer: server.GatewayServer,
+    createMcpEndpoint: endpoint.createMcpEndpoint,
+    InflightLimiter: inflight.InflightLimiter,
+  };
+}
+
+/**
  * Starts a gateway on `home` and resolves once it is listening. One gateway per home (the lock in
  * core/config/lock.ts); a port in use is TYRUM_ERR_PORT_IN_USE, and whatever had started is
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;

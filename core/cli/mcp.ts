@@ -6,11 +6,13 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { TyrumError, isTyrumError } from '../errors/index.js';
-import { probeServer } from '../mcp/probe.js';
 import type { McpToolDiff, McpServerView } from '../mcp/registry.js';
 import { parse, listArg, need, subcommandError } from './args.js';
 import { cliActor as actor, withHome, intArg } from './home.js';
 import type { Io } from './io.js';
+
+/** Probing talks to the server through the MCP SDK, which only the commands that probe load. */
+const probeServer: typeof import('../mcp/probe.js').probeServer = async (...args) => (await import('../mcp/probe.js')).probeServer(...args);
 
 const USAGE = `usage:
   tyrum mcp add NAME [--description D] [--env K=V]... [--inherit-env N,...] [--timeout MS] [--max-output BYTES] [--no-probe] -- COMMAND [ARG...]

@@ -2,8 +2,10 @@
 // command runs, so a command loads only what it uses. A command through a running gateway (ping,
 // tool list, run list/get) loads the client: not the kernel runtime, the sandbox (Extism), the
 // database, TypeBox or ajv. A command on the home's core (approvals list, audit verify, token list)
-// opens the database and the audit log, but loads no runtime, plugin, sandbox, policy or MCP code.
-// --help and version load next to nothing. Each command runs as a real process from source with
+// opens the database and the audit log, but loads no runtime, plugin, sandbox, policy or MCP code;
+// one on the whole home (plugin list, mcp list, policy show) loads its services but not the
+// gateway's own machinery (network edge, engine, sandbox host, MCP SDK). --help and version load
+// next to nothing. Each command runs as a real process from source with
 // test/helpers/record-loads.ts preloaded, which lists every module the process resolved.
 import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -109,6 +111,27 @@ t.test('commands on the home core open the database and audit log, not the kerne
     t.equal(r.code, 0, `tyrum ${argv.join(' ')}: ${r.err}`);
     t.ok(r.modules.includes('core/home.ts') && r.modules.includes('core/store/index.ts'), `tyrum ${argv.join(' ')} opened the home's core`);
     notLoaded(t, r, KERNEL, `tyrum ${argv.join(' ')}`);
+  }
+});
+
+t.test('commands on the whole home (plugin, mcp, policy) load its services, not the gateway they are not running', async (t) => {
+  const { H } = await cliGateway(t);
+  const gateway: Record<string, RegExp> = {
+    'the network edge (core/gateway)': /^core\/gateway\//,
+    'fastify': /node_modules\/fastify\//,
+    'the protocol handlers': /^core\/protocol\/handlers\.ts$/,
+    'the execution engine': /^core\/execution\/engine\.ts$/,
+    'the sandbox host': /^core\/registry\/host\.ts$/,
+    '@extism/extism': /node_modules\/@extism\//,
+    'MCP clients and the /mcp endpoint': /^core\/mcp\/(host|endpoint|probe|client|stdio|wasm)\.ts$/,
+    'the MCP SDK': /node_modules\/@modelcontextprotocol\//,
+    'the author toolchain': /^sdk\/author\//,
+  };
+  for (const argv of [['plugin', 'list', '--json'], ['mcp', 'list', '--json'], ['policy', 'show', '--json']]) {
+    const r = await loads([...argv, ...H]);
+    t.equal(r.code, 0, `tyrum ${argv.join(' ')}: ${r.err}`);
+    t.ok(r.modules.includes('core/registry/plugins.ts'), `tyrum ${argv.join(' ')} opened the home's services`);
+    notLoaded(t, r, gateway, `tyrum ${argv.join(' ')}`);
   }
 });
 
