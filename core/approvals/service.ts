@@ -203,7 +203,8 @@ export class ApprovalService {
     const limit = query.limit ?? APPROVALS_LIST_DEFAULT_LIMIT;
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
     this.expireDue();
-    return this.store.approvals
+    // Committed rows only: an approval requested in the group still open may yet roll back.
+    return this.store.committed.approvals
       .list({ state: query.state, runId: query.run_id, limit: Math.min(limit, APPROVALS_LIST_MAX_LIMIT), afterId: query.after })
       .map(approvalFromRow);
   }

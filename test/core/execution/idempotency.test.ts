@@ -78,3 +78,21 @@ t.test('submissions without a key are never merged', async (t) => {
   t.not(a.run.id, b.run.id);
   t.equal(a.run.idempotency_key, null);
 });
+
+t.test('runs taken at submission (runNow): concurrent duplicates of one key yield one run and one effect; a different payload gets conflict', async (t) => {
+  const env = setup(t);
+  const submissions = await Promise.all(Array.from({ length: 8 }, () => env.engine.submit({ kind: 'tool', steps, idempotency_key: 'now-1', created_by: me }, { runNow: true })));
+  const ids = new Set(submissions.map((s) => s.run.id));
+  t.equal(ids.size, 1, 'every caller got the same run');
+  t.equal(submissions.filter((s) => !s.existing).length, 1, 'exactly one caller created it');
+  const [id] = [...ids] as string[];
+  const done = await env.engine.wait(id!, 5000);
+  t.equal(done.run.state, 'succeeded');
+  t.equal(env.world.effects({ tool_id: 'pay.charge', key: 'charge-7' }).length, 1, 'charged once');
+  t.throws(() => env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], idempotency_key: 'now-1', created_by: me }, { runNow: true }), { code: 'TYRUM_ERR_CONFLICT' });
+  // Read-only, raced in one turn: all but one lose the insert at commit; the tool may have run more than once (it has no effect), the run exists once.
+  const reads = await Promise.all(Array.from({ length: 5 }, () => env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'kv.read', args: { key: 'a' } }], idempotency_key: 'now-2', created_by: me }, { runNow: true })));
+  t.equal(new Set(reads.map((r) => r.run.id)).size, 1, 'one run for the read-only duplicates');
+  t.equal(reads.filter((r) => !r.existing).length, 1);
+  t.equal(env.engine.list({ limit: 100 }).filter((r) => r.idempotency_key === 'now-2').length, 1);
+});
