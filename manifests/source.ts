@@ -100,6 +100,27 @@ export async function readInside(root: string, segments: readonly string[], maxB
   }
 }
 
+/** Manifests of installed plugins this process has checked, by digest (see {@link checkedManifest}). */
+const checkedManifests = new Map<string, PluginManifest>();
+/** At most this many are remembered (the oldest is forgotten first). */
+const CHECKED_MANIFESTS_MAX = 1024;
+
+/**
+ * {@link parseManifest} for an installed plugin's manifest, remembered by its sha256: a plugin's
+ * sandbox starts on every first call after an eviction, and the same bytes checked by the same
+ * code give the same (deeply frozen) manifest, so only the digest is computed again. The digest
+ * is checked by the caller against the pinned one before this is reached.
+ */
+function checkedManifest(bytes: Buffer, sha256: string, opts: ReadPluginOptions): PluginManifest {
+  const key = `${sha256}|${opts.hostApiVersion ?? ''}`;
+  const known = checkedManifests.get(key);
+  if (known) return known;
+  const manifest = parseManifest(bytes, opts);
+  if (checkedManifests.size >= CHECKED_MANIFESTS_MAX) checkedManifests.delete(checkedManifests.keys().next().value as string);
+  checkedManifests.set(key, manifest);
+  return manifest;
+}
+
 /**
  * Read and check the plugin in directory `root` (already resolved by realpath). With `expect`,
  * each file's digest must equal the expected one (tampering since install).
@@ -114,7 +135,7 @@ export async function readPluginDir(root: string, opts: ReadPluginOptions, expec
       actual: manifestSha256,
     });
   }
-  const manifest = parseManifest(manifestBytes, opts);
+  const manifest = expect ? checkedManifest(manifestBytes, manifestSha256, opts) : parseManifest(manifestBytes, opts);
   const wasmLabel = `wasm.path ${JSON.stringify(manifest.wasm.path)}`;
   const wasmBytes = await readInside(root, manifest.wasm.path.split('/'), WASM_MAX_BYTES, wasmLabel);
   const wasmSha256 = sha256Hex(wasmBytes);

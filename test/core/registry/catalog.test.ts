@@ -160,9 +160,17 @@ t.test('an evicted sandbox starts again on the next call; plugin state survives;
   t.same(gw.host.liveSandboxes(), []);
   t.equal(await incr(gw), 4);
 
-  // Every start re-verifies the files, so a module changed while its sandbox was evicted is refused.
+  // Every start re-verifies the files, so a manifest or module changed while its sandbox was
+  // evicted is refused (the manifest's checks are remembered by digest, never its digest).
   t.equal(gw.host.evict('counter'), true);
   const vdir = join(gw.home, 'plugins', 'counter', '1.0.0');
+  const manifestPath = join(vdir, 'tyrum.plugin.json');
+  const manifest = readFileSync(manifestPath);
+  writeFileSync(manifestPath, `${manifest.toString('utf8')} `);
+  await t.rejects(incr(gw), { message: /tyrum\.plugin\.json was modified/ });
+  writeFileSync(manifestPath, manifest);
+  t.equal(await incr(gw), 5, 'restored: it starts again');
+  t.equal(gw.host.evict('counter'), true);
   const wasmPath = join(vdir, readdirSync(vdir).find((f) => f.endsWith('.wasm'))!);
   const bytes = readFileSync(wasmPath);
   bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
