@@ -17,7 +17,7 @@ import { McpRegistry } from './mcp/registry.js';
 import type { McpHost } from './mcp/host.js';
 import { PolicyService, policyCall } from './policy/index.js';
 import { ApprovalService, type ResolveApproval } from './approvals/index.js';
-import type { ExecutionEngine } from './execution/index.js';
+import type { ExecutionEngine, OutboxEvent } from './execution/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -255,26 +255,33 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
     });
-    // Durable events are pushed from the outbox in order, whichever process committed them
-    // (an approval resolved from the CLI is written by the CLI process).
+    // Durable events are pushed in outbox order, whichever process committed them (an approval
+    // resolved from the CLI is written by the CLI process). Events this process committed are
+    // pushed as delivered, with no re-read; a gap in the sequence (another process's commit)
+    // is filled from the outbox.
     let pushedSeq = engine.events.head();
+    let delivered: OutboxEvent[] = [];
+    const push = (e: OutboxEvent) => {
+      server?.pushEvent(e.event_id, e.type, new Date(e.occurred_at).toISOString(), e.payload);
+      pushedSeq = e.seq;
+    };
     const pump = () => {
-      for (;;) {
-        const batch = engine.events.after(pushedSeq, 500);
-        for (const e of batch) server?.pushEvent(e.event_id, e.type, new Date(e.occurred_at).toISOString(), e.payload);
-        if (batch.length === 0) return;
-        pushedSeq = batch[batch.length - 1]!.seq;
+      const ours = delivered.sort((a, b) => a.seq - b.seq);
+      delivered = [];
+      for (const e of ours) {
+        if (e.seq <= pushedSeq) continue;
+        while (e.seq > pushedSeq + 1) {
+          const batch = engine.events.after(pushedSeq, 500).filter((x) => x.seq < e.seq);
+          if (batch.length === 0) break;
+          batch.forEach(push);
+        }
+        push(e);
       }
     };
-    // One pending pump however many events a transaction emitted (a call emits ~5).
-    let pumpQueued = false;
-    engine.onEvent(() => {
-      if (pumpQueued) return;
-      pumpQueued = true;
-      queueMicrotask(() => {
-        pumpQueued = false;
-        pump();
-      });
+    // One pending pump however many events a commit delivered (a call emits ~5).
+    engine.onEvent((e) => {
+      delivered.push(e);
+      if (delivered.length === 1) queueMicrotask(pump);
     });
     const handlers = createHandlers({
       store,

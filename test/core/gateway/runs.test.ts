@@ -94,6 +94,11 @@ t.test('deny, approve from the CLI, and "always" overrides', async (t) => {
   t.equal(ok.code, 0, ok.err);
   t.match(ok.out, /override/);
   t.equal((await waitRun(conn, viaCli.run_id, (s) => s === 'succeeded')).run.state, 'succeeded', 'approved from another process: the gateway resumed the run');
+  const pushed = conn.frames.filter((f) => f.event_id !== undefined).map((f) => ({ type: f.type, ...(f.payload as { approval_id?: string; run_id?: string; state?: string }) }));
+  const cliDecision = pushed.findIndex((e) => e.type === 'approval.updated' && e.approval_id === viaCli.approval_id && e.state === 'approved');
+  const resumed = pushed.findIndex((e) => e.type === 'run.updated' && e.run_id === viaCli.run_id && e.state === 'succeeded');
+  t.ok(cliDecision >= 0, 'the decision committed by the CLI process was pushed live too');
+  t.ok(cliDecision < resumed, 'in outbox order, before the resumed run finished');
 
   const free = await add('no approval needed now');
   t.equal(free.state, 'succeeded', 'the "always" override lets the same tool through');
