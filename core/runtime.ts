@@ -141,6 +141,7 @@ async function gatewayParts() {
     import('./mcp/endpoint.js'),
     import('./protocol/inflight.js'),
   ]);
+  (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
     createHandlers: handlers.createHandlers,
     PluginHost: host.PluginHost,

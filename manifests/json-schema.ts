@@ -52,11 +52,21 @@ const configAjv = new Ajv({ ...PLUGIN_AJV_OPTIONS, useDefaults: true, allErrors:
  */
 const manifestAjv = new Ajv({ allErrors: true, verbose: true, strict: true, validateSchema: false, coerceTypes: false, useDefaults: false, removeAdditional: false, validateFormats: true });
 
-// Compile now, at start-up, rather than on the first install: the first compile of the contract
-// and of each instance's meta-schema takes tens of milliseconds of event-loop time.
-const manifestValidator: ValidateFunction = manifestAjv.compile(PluginManifest);
-runtimeAjv.validateSchema({});
-configAjv.validateSchema({});
+let manifestValidator: ValidateFunction | null = null;
+
+/**
+ * Compiles the manifest contract and each instance's meta-schema: tens of milliseconds of
+ * event-loop time, which a gateway spends at start (runtime.ts) rather than on its first install.
+ * Otherwise it happens on first use, so a CLI command that reads no manifest never pays for it.
+ */
+export function prepareSchemaValidators(): ValidateFunction {
+  if (manifestValidator === null) {
+    manifestValidator = manifestAjv.compile(PluginManifest);
+    runtimeAjv.validateSchema({});
+    configAjv.validateSchema({});
+  }
+  return manifestValidator;
+}
 
 /** Render ajv errors as issues: unions of constants collapsed to one line, capped in number. */
 export function toIssues(errors: readonly ErrorObject[] | null | undefined): SchemaIssue[] {
@@ -101,7 +111,8 @@ export function issuesText(issues: readonly SchemaIssue[]): string {
 
 /** Check a parsed manifest against the PluginManifest contract; empty when it conforms. */
 export function validateManifestShape(value: unknown): SchemaIssue[] {
-  return manifestValidator(value) ? [] : toIssues(manifestValidator.errors);
+  const validator = prepareSchemaValidators();
+  return validator(value) ? [] : toIssues(validator.errors);
 }
 
 function unsafe(label: string, message: string, at?: string): never {
