@@ -308,7 +308,7 @@ async function toolCalls(): Promise<void> {
     const engineCall = async () => {
       g.host.checkCall(TOOL_ID, ARGS);
       const declared = g.host.describe(TOOL_ID)?.entry.postcondition;
-      const { run } = g.engine.submit({ kind: 'tool', steps: [{ tool_id: TOOL_ID, args: ARGS, ...(declared ? { postcondition: declared as Postcondition } : {}) }], created_by: 'bench', actor: ACTOR });
+      const { run } = await g.engine.submit({ kind: 'tool', steps: [{ tool_id: TOOL_ID, args: ARGS, ...(declared ? { postcondition: declared as Postcondition } : {}) }], created_by: 'bench', actor: ACTOR });
       const d = await g.engine.wait(run.id, 30_000);
       if (d.run.state !== 'succeeded') throw new Error(`engine run ${run.id} ended ${d.run.state}: ${JSON.stringify(d.run.error ?? d.steps[0]?.error ?? null)}`);
       checkOutput(d.steps[0]?.result, 'engine run');

@@ -346,7 +346,7 @@ export async function mcpBench(): Promise<void> {
       // Mirrors the tool.invoke handler (core/protocol/handlers.ts); an MCP tool declares no postcondition.
       const engineCall = async () => {
         g.tools.checkCall(TOOL_ID, args);
-        const { run } = g.engine.submit({ kind: 'tool', steps: [{ tool_id: TOOL_ID, args }], created_by: 'bench', actor: ACTOR });
+        const { run } = await g.engine.submit({ kind: 'tool', steps: [{ tool_id: TOOL_ID, args }], created_by: 'bench', actor: ACTOR });
         const d = await g.engine.wait(run.id, WAIT_MS);
         if (d.run.state !== 'succeeded') throw new Error(`engine run ${run.id} ended ${d.run.state}: ${JSON.stringify(d.run.error ?? d.steps[0]?.error ?? null)}`);
         echoText(d.steps[0]?.result, 'engine run');

@@ -124,13 +124,13 @@ function checkOutput(out: unknown, where: string): void {
   }
 }
 
-interface Built {
+export interface Built {
   manifest: PluginManifest;
   manifestText: string;
   wasm: Buffer;
 }
 
-function readBuilt(): Built {
+export function readBuilt(): Built {
   const manifestText = readFileSync(join(BUILD_DIR, 'tyrum.plugin.json'), 'utf8');
   const manifest = JSON.parse(manifestText) as PluginManifest;
   return { manifest, manifestText, wasm: readFileSync(join(BUILD_DIR, manifest.wasm.path)) };
@@ -216,7 +216,7 @@ async function childClient<T extends Stats | LoopResult>(bg: BenchGateway, job: 
 async function engineInvoke(gw: RunningGateway, pluginId = 'text-utils'): Promise<unknown> {
   const toolId = `${pluginId}.${TOOL}`;
   gw.host.checkCall(toolId, ARGS);
-  const { run } = gw.engine.submit({ kind: 'tool', steps: [{ tool_id: toolId, args: ARGS }], created_by: 'bench', actor: ACTOR });
+  const { run } = await gw.engine.submit({ kind: 'tool', steps: [{ tool_id: toolId, args: ARGS }], created_by: 'bench', actor: ACTOR });
   const d = await gw.engine.wait(run.id, 30_000);
   if (d.run.state !== 'succeeded') throw new Error(`engine run ${run.id} ended ${d.run.state}: ${JSON.stringify(d.run.error ?? d.steps[0]?.error ?? null)}`);
   return d.steps[0]?.result;
@@ -376,7 +376,7 @@ async function installToFirstCall(): Promise<void> {
 // --- 4: memory with many plugins ---
 
 /** N copies of the built plugin under distinct ids (the manifest digest changes; wasm.sha256 stays valid). */
-function makeCopies(built: Built, n: number): { root: string; dirs: string[]; ids: string[] } {
+export function makeCopies(built: Built, n: number): { root: string; dirs: string[]; ids: string[] } {
   const root = mkdtempSync(join(tmpdir(), 'tyrum-bench-copies-'));
   const manifest = JSON.parse(built.manifestText) as Record<string, unknown>;
   const dirs: string[] = [];

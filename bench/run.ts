@@ -5,10 +5,16 @@
  * authorization cost on top of the transport itself. Then the plugin platform (bench/plugins.ts):
  * tool calls, install → first call, calls/s and memory with many plugins, each beside its
  * baseline. Then durable execution (bench/durable.ts) and MCP (bench/mcp.ts: one MCP tool called
- * directly, through Tyrum over WebSocket and through Tyrum's /mcp). Figures, not assertions:
- * nothing here fails a build.
+ * directly, through Tyrum over WebSocket and through Tyrum's /mcp). Then the sections that run a
+ * real `tyrum start` process (bench/gateway-process.ts): fsyncs per call under strace, gateway
+ * start → first call, CLI command time, memory per idle connection. At the end, one table of every
+ * target of issue 11 with its figure, the baseline measured in this run, the ratio and whether it
+ * is met, under the disk's own fdatasync p50 (in the directory the gateways' homes are made in) and
+ * the load average at the start and end of the run. Figures, not assertions: nothing here fails a
+ * build (a bench that crashes does).
  *
- * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp) runs only the sections named.
+ * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, fsyncs, start, cli,
+ * connections) runs only the sections named.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, freemem, loadavg, release, tmpdir, totalmem } from 'node:os';
@@ -20,8 +26,10 @@ import { TyrumClient } from '../sdk/index.js';
 import { pluginBench } from './plugins.js';
 import { durableBench } from './durable.js';
 import { mcpBench } from './mcp.js';
+import { cliBench, connectionsBench, fsyncBench, startBench } from './gateway-process.js';
+import { fdatasyncReference, fmtMs as fmtDur, printTargets } from './util.js';
 
-const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp'] as const;
+const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'fsyncs', 'start', 'cli', 'connections'] as const;
 const picked = process.argv.slice(2);
 for (const p of picked) if (!(SECTIONS as readonly string[]).includes(p)) throw new Error(`unknown bench section "${p}" (sections: ${SECTIONS.join(', ')})`);
 const want = (s: (typeof SECTIONS)[number]) => picked.length === 0 || picked.includes(s);
@@ -101,12 +109,18 @@ async function tyrum() {
 }
 
 const started = performance.now();
+const loadStart = loadavg().map((l) => l.toFixed(2)).join(' ');
+// The disk's own cost of a durable write, where every gateway home of this run is made (tmpdir).
+const diskDir = mkdtempSync(join(tmpdir(), 'tyrum-bench-disk-'));
+const disk = fdatasyncReference(diskDir, 500);
+rmSync(diskDir, { recursive: true, force: true });
 const cpu = cpus();
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 console.log('# Tyrum bench\n');
 console.log(`- Node ${process.version} (V8 ${process.versions.v8}), ${process.platform}/${process.arch}, kernel ${release()}`);
 console.log(`- ${cpu.length} CPU${cpu.length === 1 ? '' : 's'}: ${cpu[0]?.model.trim() ?? 'unknown'}`);
-console.log(`- memory ${gib(totalmem())} (${gib(freemem())} free); load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`- memory ${gib(totalmem())} (${gib(freemem())} free); load average at start ${loadStart}`);
+console.log(`- this disk (${tmpdir()}, where each gateway home of this run is made): 4 KiB write + fdatasync p50 ${fmtDur(disk.p50)}, p99 ${fmtDur(disk.p99)} (${disk.n} in a row)`);
 console.log('- everything below is one process on loopback unless a cell says otherwise; figures vary run to run');
 
 if (want('gateway')) {
@@ -129,4 +143,14 @@ if (want('gateway')) {
 if (want('plugins')) await pluginBench();
 if (want('durable')) await durableBench();
 if (want('mcp')) await mcpBench();
-console.log(`\nbench (after the build) finished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+if (want('fsyncs')) await fsyncBench();
+if (want('start')) await startBench();
+if (want('cli')) await cliBench();
+if (want('connections')) await connectionsBench();
+
+const loadEnd = loadavg().map((l) => l.toFixed(2)).join(' ');
+console.log(`\n## Issue 11 targets: summary of this run\n`);
+console.log(`Disk: 4 KiB write + fdatasync p50 **${fmtDur(disk.p50)}** (p99 ${fmtDur(disk.p99)}), in ${tmpdir()} where the gateway homes are made. Load average (1, 5, 15 min): **${loadStart}** at the start, **${loadEnd}** at the end; ${cpu.length} CPUs.`);
+console.log(`Ratios are figure / baseline; each baseline was measured in this run. "not run" = the section was not selected.\n`);
+printTargets(SECTIONS.filter((s) => want(s)));
+console.log(`\nbench (after the build) finished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadEnd}`);
