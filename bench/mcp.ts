@@ -17,11 +17,15 @@
  * child process (this file in client mode), so none shares the gateway's event loop; the gateway
  * runs in this process.
  *
- * Scale with environment variables (defaults: about 40 s):
+ * The figures of issue 11's P1 (WebSocket, echo and the WASM tool), P2 (/mcp) and calls/s
+ * targets go to the summary table (bench/util.ts reportTarget).
+ *
+ * Scale with environment variables (defaults: about 70 s):
  *   BENCH_MCP_CALLS=2000           sequential calls per path, capped by BENCH_MCP_SEQ_CAP_S=3
  *   BENCH_MCP_TPUT_SECONDS=2.5     measured seconds per calls/s cell (plus a 0.5 s warm-up)
- *   BENCH_MCP_CONCURRENCY=1,16     concurrency levels
- *   BENCH_MCP_PATHS=direct,ws,mcp  run only some paths
+ *   BENCH_MCP_CONCURRENCY=1,16,64  concurrency levels
+ *   BENCH_MCP_PATHS=direct,ws,wasm,mcp  run only some paths (wasm: tool.invoke over WebSocket of
+ *                                  text-utils.word_count, a WASM plugin tool, against the same direct baseline)
  *   BENCH_MCP_LAYERS=1             0 drops the in-process breakdown (McpHost.invoke, engine run)
  * Figures, not assertions: only a wrong answer or a failed call fails the run.
  */
@@ -36,7 +40,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startGateway, type RunningGateway } from '../core/runtime.js';
 import { TyrumClient, type JsonObject } from '../sdk/index.js';
-import { closedLoop, sequential, stats, type LoopResult, type Stats } from './util.js';
+import { closedLoop, reportTarget, sequential, stats, type LoopResult, type Stats, type TargetKey } from './util.js';
 
 function envNumber(name: string, def: number, min = 0): number {
   const raw = process.env[name];
@@ -53,11 +57,12 @@ function envList(name: string, def: string): number[] {
   });
 }
 
-type PathName = 'direct' | 'ws' | 'mcp';
-const PATH_LABEL: Record<PathName, string> = { direct: 'direct', ws: 'tyrum-ws', mcp: 'tyrum-mcp' };
+type PathName = 'direct' | 'ws' | 'wasm' | 'mcp';
+const PATH_LABEL: Record<PathName, string> = { direct: 'direct', ws: 'tyrum-ws', wasm: 'tyrum-ws-wasm', mcp: 'tyrum-mcp' };
 const PATH_WHAT: Record<PathName, string> = {
   direct: 'SDK Client + StdioClientTransport → server-everything (stdio)',
   ws: 'TyrumClient tool.invoke over WebSocket → gateway → same server (stdio)',
+  wasm: 'TyrumClient tool.invoke over WebSocket → gateway → text-utils.word_count (a WASM plugin tool in the sandbox)',
   mcp: 'SDK Client + StreamableHTTPClientTransport → gateway POST /mcp → same server (stdio)',
 };
 
@@ -70,6 +75,10 @@ const TOOL_ID = `mcp.${SERVER}.${TOOL}`;
 const MESSAGE = 'hello from the Tyrum bench';
 const EXPECTED_TEXT = `Echo: ${MESSAGE}`;
 const ACTOR = { kind: 'bench' };
+const WASM_DIR = join(ROOT, 'plugins/text-utils/build');
+const WASM_TOOL_ID = 'text-utils.word_count';
+const WASM_ARGS = { text: 'The quick brown fox jumps over the lazy dog. Grüße 😀 你好世界\nA second line.' };
+const WASM_WORDS = 18;
 /** How long a Tyrum call may wait for its run (WS `wait_ms`, /mcp `_meta["tyrum/wait_ms"]`). */
 const WAIT_MS = 30_000;
 /** A client process that has not answered by then is stopped. */
@@ -132,7 +141,7 @@ async function clientMain(job: ClientJob, token: string): Promise<ClientResult> 
         calls++;
       };
       callers = async (k) => Array.from({ length: k }, () => call);
-    } else if (job.path === 'ws') {
+    } else if (job.path === 'ws' || job.path === 'wasm') {
       const pool: Array<() => Promise<void>> = [];
       callers = async (k) => {
         while (pool.length < k) {
@@ -142,9 +151,11 @@ async function clientMain(job: ClientJob, token: string): Promise<ClientResult> 
           if (pool.length === 0) connectMs = performance.now() - t0;
           closers.push(() => c.close());
           pool.push(async () => {
-            const r = await c.request<JsonObject>('tool.invoke', { tool_id: TOOL_ID, args: { message: MESSAGE }, wait_ms: WAIT_MS });
+            const wasm = job.path === 'wasm';
+            const r = await c.request<JsonObject>('tool.invoke', { tool_id: wasm ? WASM_TOOL_ID : TOOL_ID, args: wasm ? WASM_ARGS : { message: MESSAGE }, wait_ms: WAIT_MS });
             if (r.state !== 'succeeded') throw new Error(`tool.invoke ended ${String(r.state)}: ${JSON.stringify(r.error ?? null)}`);
-            shape = echoText(r.output, 'tool.invoke over WebSocket');
+            if (!wasm) shape = echoText(r.output, 'tool.invoke over WebSocket');
+            else if ((r.output as { words?: unknown } | null)?.words !== WASM_WORDS) throw new Error(`${WASM_TOOL_ID}: unexpected output ${JSON.stringify(r.output)}`);
             calls++;
           });
         }
@@ -269,15 +280,39 @@ interface PathResult extends ClientResult {
   runsBad: number;
 }
 
+/** Issue 11's targets P1, P2 and calls/s, against direct MCP stdio measured in the same run. */
+function reportMcpTargets(direct: PathResult, results: PathResult[], levels: number[]): void {
+  const p: Record<'ws' | 'wasm' | 'mcp', { seq: TargetKey; ceiling: number; tput64: TargetKey; rise: TargetKey }> = {
+    ws: { seq: 'p1.echo', ceiling: 2, tput64: 'tput.echo.64', rise: 'tput.echo.rise' },
+    wasm: { seq: 'p1.wasm', ceiling: 2, tput64: 'tput.wasm.64', rise: 'tput.wasm.rise' },
+    mcp: { seq: 'p2.echo', ceiling: 2.5, tput64: 'tput.mcp.64', rise: 'tput.mcp.rise' },
+  };
+  const rate = (r: PathResult, l: number) => r.loops.find((x) => x.level === l)?.result.rate ?? NaN;
+  for (const r of results) {
+    if (r.path === 'direct') continue;
+    const k = p[r.path];
+    const x = r.seq.p50 / direct.seq.p50;
+    reportTarget(k.seq, { figure: fmtMs(r.seq.p50), baseline: `direct MCP stdio: ${fmtMs(direct.seq.p50)}`, ratio: times(r.seq.p50, direct.seq.p50), met: x <= k.ceiling });
+    if (levels.includes(64)) {
+      const t = rate(r, 64) / rate(direct, 64);
+      reportTarget(k.tput64, { figure: fmtRate(rate(r, 64)), baseline: `direct MCP stdio: ${fmtRate(rate(direct, 64))}`, ratio: rateRatio(rate(r, 64), rate(direct, 64)), met: t >= 0.5 });
+    }
+    if ([1, 16, 64].every((l) => levels.includes(l))) {
+      const [a, b, c] = [1, 16, 64].map((l) => rate(r, l)) as [number, number, number];
+      reportTarget(k.rise, { figure: [a, b, c].map(fmtRate).join(' → '), baseline: `direct: ${[1, 16, 64].map((l) => fmtRate(rate(direct, l))).join(' → ')}`, ratio: `${rateRatio(b, a)}, ${rateRatio(c, b)} per step`, met: b > a && c > b });
+    }
+  }
+}
+
 /** The MCP bench section: prints markdown. */
 export async function mcpBench(): Promise<void> {
   const t0 = performance.now();
   const N = Math.floor(envNumber('BENCH_MCP_CALLS', 2000, 1));
   const capMs = envNumber('BENCH_MCP_SEQ_CAP_S', 3, 0.1) * 1000;
   const seconds = envNumber('BENCH_MCP_TPUT_SECONDS', 2.5, 0.1);
-  const levels = envList('BENCH_MCP_CONCURRENCY', '1,16');
-  const wanted = new Set((process.env.BENCH_MCP_PATHS || 'direct,ws,mcp').split(',').map((s) => s.trim()));
-  for (const w of wanted) if (!(w in PATH_LABEL)) throw new Error(`BENCH_MCP_PATHS: unknown path "${w}" (direct, ws, mcp)`);
+  const levels = envList('BENCH_MCP_CONCURRENCY', '1,16,64');
+  const wanted = new Set((process.env.BENCH_MCP_PATHS || 'direct,ws,wasm,mcp').split(',').map((s) => s.trim()));
+  for (const w of wanted) if (!(w in PATH_LABEL)) throw new Error(`BENCH_MCP_PATHS: unknown path "${w}" (direct, ws, wasm, mcp)`);
   console.log(`\n## MCP: one tool called directly, through Tyrum over WebSocket, and through Tyrum's /mcp`);
   if (!existsSync(SERVER_JS)) {
     console.log(`\nskipped: ${SERVER_JS} is missing (npm install brings @modelcontextprotocol/server-everything)`);
@@ -298,6 +333,12 @@ export async function mcpBench(): Promise<void> {
     const p = g.store.pragmas();
     if (p.synchronous !== 2 || p.journal_mode.toLowerCase() !== 'wal') throw new Error(`gateway store is not WAL + synchronous=FULL (${JSON.stringify(p)})`);
     await approveEverything(g);
+    if (wanted.has('wasm')) {
+      const inst = await g.plugins.install(WASM_DIR, ACTOR);
+      await g.plugins.grant(inst.plugin.id, { allRequested: true }, ACTOR);
+      const info = await g.plugins.enable(inst.plugin.id, ACTOR);
+      if (info.state !== 'enabled') throw new Error(`${inst.plugin.id} did not enable: ${info.blockers.join('; ')}`);
+    }
     const admin = g.bootstrapToken;
     if (!admin) throw new Error('the fresh gateway home has no bootstrap token');
     // What a tool-calling WS client holds: operator.write (tool.invoke) and no operator.read, so it
@@ -332,6 +373,7 @@ export async function mcpBench(): Promise<void> {
     };
     if (wanted.has('direct')) await run('direct', '', '');
     if (wanted.has('ws')) await run('ws', g.url, writer.token);
+    if (wanted.has('wasm')) await run('wasm', g.url, writer.token);
     if (endpoint.up) await run('mcp', `http://127.0.0.1:${g.port}/mcp`, admin);
     else if (wanted.has('mcp')) skipped.push(`tyrum-mcp skipped: ${endpoint.why}`);
     const sample = last.run ? g.engine.get(last.run) : null;
@@ -395,6 +437,7 @@ export async function mcpBench(): Promise<void> {
         console.log(`- ${parts.join('; ')}`);
       }
     }
+    if (direct) reportMcpTargets(direct, results, levels);
     for (const s of skipped) console.log(`\n**${s}**`);
     if (layers.length > 0) {
       console.log(`\n#### Where the time goes: the layers behind tool.invoke, in the gateway's process (sequential${direct ? ', vs direct p50' : ''})\n`);

@@ -23,8 +23,13 @@
  *   BENCH_INVOKES=2000          sequential calls per latency cell, each cell capped by BENCH_SEQ_CAP_S=3
  *   BENCH_TPUT_SECONDS=3        duration of each calls/s cell; BENCH_TPUT_CONCURRENCY=1,64
  *   BENCH_INSTALL_RUNS=5        fresh homes for install → first call
- *   BENCH_MEM_PLUGINS=1000      plugins enabled in the memory section, measured at BENCH_MEM_CHECKPOINT=100 too
- *   BENCH_MEM_BUDGET_S=90       time budget of the memory section; it reports what it reached
+ *   BENCH_MEM_PLUGINS=1000      plugins enabled in the memory section (BENCH_PLUGINS_MAX=100 is the same), measured
+ *                               at 10, at BENCH_MEM_CHECKPOINT=100 and at 1,000 on the way
+ *   BENCH_MEM_BUDGET_S=150      time budget of the memory section; it reports what it reached
+ * At each of those counts the memory section also enables BENCH_PLUGIN_PROBES=3 more plugins one at a
+ * time (issue 11's scale targets): the enable alone, the first tool.invoke over WebSocket after it,
+ * and the event loop's longest delay (monitorEventLoopDelay) over the step's installs and enables,
+ * its first call and the probes.
  *   BENCH_MEM_OPS_INFLIGHT=8    install/grant/enable operations in flight at once
  *   BENCH_PLUGIN_SECTIONS=latency,install,memory   run only some sections
  * Figures, not assertions: only a wrong tool answer (or a failed call) fails the run.
@@ -42,7 +47,7 @@ import { startGateway, type RunningGateway } from '../core/runtime.js';
 import { SandboxPool } from '../sandbox/index.js';
 import { TyrumClient, type JsonObject } from '../sdk/index.js';
 import type { PluginManifest } from '../schemas/index.js';
-import { closedLoop, sequential, sleep, stats, type LoopResult, type Stats } from './util.js';
+import { closedLoop, reportTarget, sequential, skipTarget, sleep, stats, type LoopResult, type Stats } from './util.js';
 import type { ClientJob } from './ws-client.js';
 
 function envNumber(name: string, def: number, min = 0): number {
@@ -62,9 +67,10 @@ const TPUT_CONCURRENCY = (process.env.BENCH_TPUT_CONCURRENCY ?? '1,64').split(',
   if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_TPUT_CONCURRENCY: "${s}" is not a positive integer`);
   return n;
 });
-const MEM_PLUGINS = Math.floor(envNumber('BENCH_MEM_PLUGINS', 1000, 1));
+const MEM_PLUGINS = Math.floor(envNumber('BENCH_PLUGINS_MAX', envNumber('BENCH_MEM_PLUGINS', 1000, 1), 1));
 const MEM_CHECKPOINT = Math.floor(envNumber('BENCH_MEM_CHECKPOINT', 100, 0));
-const MEM_BUDGET_S = envNumber('BENCH_MEM_BUDGET_S', 90, 1);
+const MEM_BUDGET_S = envNumber('BENCH_MEM_BUDGET_S', 150, 1);
+const PROBES = Math.floor(envNumber('BENCH_PLUGIN_PROBES', 3, 1));
 /** Which parts to run: latency (latency + calls/s), install, memory. */
 const SECTIONS = new Set((process.env.BENCH_PLUGIN_SECTIONS ?? 'latency,install,memory').split(',').map((x) => x.trim()));
 /** Requests in flight while loading the N plugins (one connection). */
@@ -458,11 +464,25 @@ interface MemStep {
   load: { wall: number; lat: Stats };
   firstCall: number;
   firstCallStall: number;
+  /** Longest event-loop delay over the step's installs, grants and enables (ms). */
+  bulkStall: number;
+  probe: Probe;
+}
+
+/** Plugins enabled one at a time at a given count: what enabling one more costs there. */
+interface Probe {
+  at: number;
+  enable: number[];
+  first: number[];
+  second: number[];
+  /** Longest event-loop delay over the probes' install, grant, enable and calls (ms). */
+  stall: number;
 }
 
 async function memory(built: Built, deadline: number): Promise<void> {
-  const stages = [...new Set([MEM_CHECKPOINT, MEM_PLUGINS].filter((n) => n > 0 && n <= MEM_PLUGINS))].sort((a, b) => a - b);
-  const copies = makeCopies(built, MEM_PLUGINS);
+  const stages = [...new Set([10, MEM_CHECKPOINT, 1000, MEM_PLUGINS].filter((n) => n > 0 && n <= MEM_PLUGINS))].sort((a, b) => a - b);
+  // The bulk steps and the probes take the copies in order; the probes come after each step.
+  const copies = makeCopies(built, MEM_PLUGINS + PROBES * stages.length);
   let stopped = '';
   try {
     const bare = await bareBaseline(built, copies.ids, stages);
@@ -485,6 +505,8 @@ async function memory(built: Built, deadline: number): Promise<void> {
         const loadedBefore = loaded;
         const acc = { install: { wall: 0, lat: [] as number[] }, grant: { wall: 0, lat: [] as number[] }, enable: { wall: 0, lat: [] as number[] } };
         let lastChunkMs = 0;
+        const bulkMon = monitorEventLoopDelay({ resolution: 5 });
+        bulkMon.enable();
         while (enabled < target) {
           const to = Math.min(target, enabled + MEM_CHUNK);
           if (performance.now() + lastChunkMs * 1.3 + loadMsPerPlugin * (to - loaded) > deadline) break;
@@ -509,6 +531,8 @@ async function memory(built: Built, deadline: number): Promise<void> {
         const inst = { wall: acc.install.wall, lat: acc.install.lat };
         const gr = { wall: acc.grant.wall, lat: acc.grant.lat };
         const en = { wall: acc.enable.wall, lat: acc.enable.lat };
+        bulkMon.disable();
+        const bulkStall = bulkMon.count > 0 ? bulkMon.max / 1e6 : NaN;
         const enabledMem = await settledMemory();
         // Call each newly enabled plugin once so it is loaded in the sandbox. The first call after
         // a lifecycle change rebuilds the tool catalog: timed alone, with the event loop's longest stall.
@@ -535,6 +559,31 @@ async function memory(built: Built, deadline: number): Promise<void> {
         const loadWall = performance.now() - loadT0;
         if (loaded > loadedBefore) loadMsPerPlugin = Math.max(loadMsPerPlugin / 4, (loadWall / (loaded - loadedBefore)) * 1.2);
         const loadedMem = await settledMemory();
+        // Probes: enable one more plugin at a time at this count, then call it.
+        const probe: Probe = { at: enabled, enable: [], first: [], second: [], stall: NaN };
+        if (loaded === enabled) {
+          const mon = monitorEventLoopDelay({ resolution: 5 });
+          mon.enable();
+          await sleep(20);
+          for (let j = 0; j < PROBES; j++) {
+            const i = enabled;
+            await reg.install(copies.dirs[i]!, ACTOR);
+            await reg.grant(copies.ids[i]!, { allRequested: true }, ACTOR);
+            const e0 = performance.now();
+            const info = await reg.enable(copies.ids[i]!, ACTOR);
+            const e1 = performance.now();
+            if (info.state !== 'enabled') throw new Error(`${info.id} did not enable: ${info.blockers.join('; ')}`);
+            checkOutput(await invokeWs(c, copies.ids[i]!), 'first tool.invoke after enable');
+            const e2 = performance.now();
+            checkOutput(await invokeWs(c, copies.ids[i]!), 'second tool.invoke');
+            probe.enable.push(e1 - e0);
+            probe.first.push(e2 - e1);
+            probe.second.push(performance.now() - e2);
+            enabled = installed = granted = loaded = i + 1;
+          }
+          mon.disable();
+          probe.stall = mon.max / 1e6;
+        }
         steps.push({
           installed,
           granted,
@@ -550,6 +599,8 @@ async function memory(built: Built, deadline: number): Promise<void> {
           load: { wall: loadWall, lat: stats(loadLat) },
           firstCall,
           firstCallStall,
+          bulkStall,
+          probe,
         });
         if (loaded < target) {
           stopped ||= `the time budget (BENCH_MEM_BUDGET_S=${MEM_BUDGET_S}) ran out on the way to ${target}: ${installed} installed, ${granted} granted, ${enabled} enabled, ${loaded} loaded`;
@@ -589,7 +640,7 @@ async function memory(built: Built, deadline: number): Promise<void> {
         ['measure', ...steps.map((s) => `step to ${s.enabled.toLocaleString('en-US')} enabled`)],
         [
           ['plugins installed / granted / enabled / loaded (called once)', ...steps.map((s) => `${s.installed} / ${s.granted} / ${s.enabled} / ${s.loaded}`)],
-          ['**RSS, whole process** (target < 2 GB at 1,000)', ...steps.map((s) => `**${mib(s.loadedMem.rss)}**`)],
+          ['**RSS, whole process** (target ≤ 1 GiB at 1,000)', ...steps.map((s) => `**${mib(s.loadedMem.rss)}**`)],
           ['RSS, gateway idle with no plugin (baseline)', ...steps.map(() => mib(idle.rss))],
           ['RSS when enabled, before the new ones are called', ...steps.map((s) => mib(s.enabledMem.rss))],
           ['main-thread heap used: idle → enabled → loaded', ...steps.map((s) => `${mib(idle.heapUsed)} → ${mib(s.enabledMem.heapUsed)} → ${mib(s.loadedMem.heapUsed)}`)],
@@ -603,17 +654,23 @@ async function memory(built: Built, deadline: number): Promise<void> {
           [`time: enable, ${MEM_OPS_INFLIGHT} in flight`, ...steps.map((s) => phase(s.enable))],
           ['**time: install + grant + enable this step**', ...steps.map((s) => `**${fmtMs(s.install.wall + s.grant.wall + s.enable.wall)}**`)],
           [`time: first PluginHost.invoke of each new plugin (loads it), ${MEM_LOAD_INFLIGHT} in flight`, ...steps.map((s) => phase(s.load))],
-          ['… the first of them alone (rebuilds the whole tool catalog)', ...steps.map((s) => fmtMs(s.firstCall))],
+          ['… the first of them alone (the first call after the step\'s lifecycle changes)', ...steps.map((s) => fmtMs(s.firstCall))],
           ['… longest event-loop stall during that first call', ...steps.map((s) => fmtMs(s.firstCallStall))],
           ['baseline: bare SandboxPool load + first call, cumulative', ...steps.map((_, i) => fmtMs(bareAt(i)?.ms ?? NaN))],
+          ['longest event-loop stall during the step\'s installs, grants and enables', ...steps.map((s) => fmtMs(s.bulkStall))],
+          [`**probe: enable one more plugin, alone** (median of ${PROBES}; max)`, ...steps.map((s) => `**${fmtMs(median(s.probe.enable))}** (${fmtMs(Math.max(...s.probe.enable))}) at ${s.probe.at}`)],
+          ['**probe: first tool.invoke over WS after that enable** (median; max)', ...steps.map((s) => `**${fmtMs(median(s.probe.first))}** (${fmtMs(Math.max(...s.probe.first))})`)],
+          ['probe: second tool.invoke of the same plugin (baseline)', ...steps.map((s) => fmtMs(median(s.probe.second)))],
+          ['**longest event-loop stall over the probes** (install, enable, calls)', ...steps.map((s) => `**${fmtMs(s.probe.stall)}**`)],
         ],
       );
+      reportScaleTargets(steps, bare, stages);
       console.log(`\nColumns are successive steps on one gateway: each step installs, grants and enables the next plugins through the`);
       console.log(`registry API, measures, then calls each new one once in-process through PluginHost.invoke (the load path of a`);
       console.log(`tool.invoke, without the per-call durable run, so the budget goes to plugins); "per plugin" = growth over the step /`);
       console.log(`plugins it added. Memory after forced GCs of the main isolate; the sandbox workers (threads of this process, ${workers}`);
-      console.log(`plugins) collect on their own. Every lifecycle change re-reads all enabled plugins (PluginHost.reconcile), so per-op`);
-      console.log(`times grow with the number enabled; every call to a new plugin re-reads and re-verifies its files (and manifest).`);
+      console.log(`plugins) collect on their own. The probe rows enable one more plugin alone at that count, then call it over WebSocket:`);
+      console.log(`if a lifecycle change costs O(enabled) rather than O(changed), it shows there as the count grows.`);
       if (many) console.log(`With ${loaded} plugins loaded, sequential tool.invoke over WebSocket round-robin across them: p50 ${fmtMs(many.p50)}, p99 ${fmtMs(many.p99)}.`);
       if (stopped) console.log(`\n**Stopped early:** ${stopped}; the figures are for what was reached.`);
     } finally {
@@ -621,6 +678,52 @@ async function memory(built: Built, deadline: number): Promise<void> {
     }
   } finally {
     rmSync(copies.root, { recursive: true, force: true });
+  }
+}
+
+/** Issue 11's scale targets from the memory steps (10 / 100 / 1,000 plugins). */
+function reportScaleTargets(steps: MemStep[], bare: Map<number, { rss: number; heap: number; ms: number }>, stages: number[]): void {
+  const at = (n: number) => steps.find((s) => s.probe.at === n && s.probe.enable.length > 0);
+  const base = at(10);
+  const top = steps.at(-1);
+  const reachedTop = top && top.probe.enable.length > 0 && top.probe.at === MEM_PLUGINS ? top : undefined;
+  if (base && reachedTop && reachedTop !== base) {
+    const a = median(reachedTop.probe.enable);
+    const b = median(base.probe.enable);
+    reportTarget('plugins.enable', {
+      measure: MEM_PLUGINS === 1000 ? undefined : `enable time per plugin at ${MEM_PLUGINS.toLocaleString('en-US')} plugins vs at 10 (BENCH_PLUGINS_MAX)`,
+      figure: fmtMs(a),
+      baseline: `at 10: ${fmtMs(b)}`,
+      ratio: ratio(a, b),
+      met: a <= 2 * b,
+      note: `median of ${PROBES}`,
+    });
+  }
+  for (const n of [10, 100, 1000] as const) {
+    const s = at(n);
+    if (!s) {
+      const why = n > MEM_PLUGINS ? `BENCH_PLUGINS_MAX=${MEM_PLUGINS}` : `not reached within BENCH_MEM_BUDGET_S=${MEM_BUDGET_S}`;
+      skipTarget(`plugins.stall.${n}`, why);
+      skipTarget(`plugins.first.${n}`, why);
+      continue;
+    }
+    const stall = Math.max(...[s.bulkStall, s.firstCallStall, s.probe.stall].filter((x) => Number.isFinite(x)));
+    reportTarget(`plugins.stall.${n}`, { figure: fmtMs(stall), baseline: `monitor resolution 5 ms`, ratio: '', met: stall <= 50, note: `bulk ${fmtMs(s.bulkStall)}, first call ${fmtMs(s.firstCallStall)}, probes ${fmtMs(s.probe.stall)}` });
+    const first = median(s.probe.first);
+    const second = median(s.probe.second);
+    reportTarget(`plugins.first.${n}`, { figure: fmtMs(first), baseline: `second call: ${fmtMs(second)}`, ratio: ratio(first, second), met: first <= 100, note: `median of ${PROBES}, max ${fmtMs(Math.max(...s.probe.first))}` });
+  }
+  if (top) {
+    const b = bare.get(stages.at(-1)!);
+    const reached = top.loaded;
+    reportTarget('plugins.rss.1000', {
+      measure: reached >= 1000 ? undefined : `RSS, ${reached.toLocaleString('en-US')} plugins enabled and each called once (fewer than 1,000)`,
+      note: `${reached.toLocaleString('en-US')} plugins, whole process`,
+      figure: mib(top.loadedMem.rss),
+      baseline: b ? `bare SandboxPool, same modules: +${mib(b.rss)} over idle` : 'n/a',
+      ratio: '',
+      met: reached >= 1000 ? top.loadedMem.rss <= 2 ** 30 : null,
+    });
   }
 }
 
