@@ -3,9 +3,14 @@
  * client lists and calls the vetted tools of the gateway. The only module that imports the MCP
  * SDK's server side.
  *
- * Stateless: every HTTP request gets a fresh SDK `Server` and transport (the SDK's documented
- * stateless pattern), so there is no MCP session to hijack or leak, and nothing but the durable
- * run outlives a request. The edge (core/gateway/server.ts) has already checked the Origin and the
+ * Stateless: no MCP session, so there is none to hijack or leak, and nothing but the durable run
+ * outlives a request. Each HTTP request gets a fresh SDK transport (the SDK refuses to reuse a
+ * stateless one: JSON-RPC ids of different clients would collide) connected to an SDK `Server`
+ * taken from a pool: servers, with their handlers and schema validators, are built once and reused
+ * by later requests. A server serves one request at a time and goes back to the pool only once
+ * that request's transport is closed and every handler it started has settled, so nothing of one
+ * request can reach another's transport. Handlers learn their caller from the request's `AuthInfo`
+ * (the SDK hands the `req.auth` of a request to its handlers as `extra.authInfo`). The edge (core/gateway/server.ts) has already checked the Origin and the
  * bearer token; this module decides what the token may do, with the same operation catalog and
  * scopes as the WebSocket protocol, and runs everything through the same operation handlers
  * (`handle(type, payload, peer)`): contract check, policy, approvals, durable run and audit are
@@ -28,6 +33,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { OPERATIONS, type OperationType } from '../../schemas/index.js';
 import { authorize } from '../auth/authorize.js';
@@ -59,6 +65,8 @@ export const MCP_POLL_MS = 1_000;
 export const MCP_PROGRESS_INTERVAL_MS = 10_000;
 /** On gateway shutdown, requests still in flight get this long to answer before their sockets are destroyed. */
 export const MCP_CLOSE_GRACE_MS = 1_000;
+/** Idle SDK servers kept for later requests (a request holds one while it runs; more are built under load). */
+export const MCP_IDLE_SERVERS_MAX = 32;
 /** The device id of every MCP caller's `Peer`: MCP has no device identity. */
 export const MCP_DEVICE_ID = 'mcp';
 /** The `_meta` key of a `tools/call` request that sets the client's wait in milliseconds. */
@@ -162,6 +170,7 @@ interface RunView {
 
 type Extra = {
   signal: AbortSignal;
+  authInfo?: AuthInfo | undefined;
   _meta?: { progressToken?: string | number; [key: string]: unknown } | undefined;
   sendNotification: (n: { method: 'notifications/progress'; params: { progressToken: string | number; progress: number; message?: string } }) => Promise<void>;
 };
@@ -543,12 +552,45 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
     }
   }
 
-  function serverFor(peer: Peer, stop: AbortSignal): Server {
+  /** One HTTP request as its handlers see it: the caller, the gateway's stop signal, the handlers it started. */
+  interface RequestContext {
+    peer: Peer;
+    stop: AbortSignal;
+    running: Set<Promise<unknown>>;
+  }
+
+  /** The request each `AuthInfo` was made for (see the header: shared servers, per-request caller). */
+  const contexts = new WeakMap<AuthInfo, RequestContext>();
+  const idle: Server[] = [];
+
+  /** Runs a handler for the request `extra` belongs to, recorded so its server is not reused before it settles. */
+  function forRequest<T>(extra: Extra, run: (ctx: RequestContext) => Promise<T>): Promise<T> {
+    const ctx = extra.authInfo === undefined ? undefined : contexts.get(extra.authInfo);
+    // Every request is given its AuthInfo before its transport sees it; a handler without one is a bug here.
+    if (ctx === undefined) return Promise.reject(internal(new Error('an MCP request reached a handler without its caller'), 'request'));
+    const p = run(ctx);
+    ctx.running.add(p);
+    const forget = () => ctx.running.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  function buildServer(): Server {
     const server = new Server({ name: 'tyrum', version: deps.version }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
-    server.onerror = (e) => log('info', 'mcp transport error', { error: e.message, connection_id: peer.connectionId });
-    server.setRequestHandler(ListToolsRequestSchema, () => limited(peer, () => listTools(peer)));
-    server.setRequestHandler(CallToolRequestSchema, (request, extra) => limited(peer, () => callTool(peer, request.params, extra as unknown as Extra, stop)));
+    server.onerror = (e) => log('info', 'mcp transport error', { error: e.message });
+    server.setRequestHandler(ListToolsRequestSchema, (_request, extra) => forRequest(extra, ({ peer }) => limited(peer, () => listTools(peer))));
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) =>
+      forRequest(extra as unknown as Extra, ({ peer, stop }) => limited(peer, () => callTool(peer, request.params, extra as unknown as Extra, stop))),
+    );
     return server;
+  }
+
+  /** Back to the pool once the request's transport is closed, its handling done and its handlers settled. */
+  async function release(server: Server, transport: StreamableHTTPServerTransport, handled: () => Promise<unknown>, ctx: RequestContext): Promise<void> {
+    await transport.close().catch(() => undefined);
+    await handled().catch(() => undefined);
+    while (ctx.running.size > 0) await Promise.allSettled([...ctx.running]);
+    if (!closing && idle.length < MCP_IDLE_SERVERS_MAX) idle.push(server);
   }
 
   const statusArgs = compilePluginSchema(STATUS_TOOL_DEF.inputSchema as Record<string, unknown>, `${STATUS_TOOL} inputSchema`);
@@ -568,21 +610,28 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
       const connectionId = `mcp-${randomUUID()}`;
       const peer: Peer = { connectionId, clientId: connectionId, deviceId: MCP_DEVICE_ID, role: 'client', token, remoteAddress: caller.remoteAddress };
       const stop = new AbortController();
-      const server = serverFor(peer, stop.signal);
+      const ctx: RequestContext = { peer, stop: stop.signal, running: new Set() };
+      // The token id, never its secret: the SDK passes this object to the handlers only.
+      const auth: AuthInfo = { token: token.id, clientId: connectionId, scopes: [...token.scopes], ...(token.expires_at !== null ? { expiresAt: Math.floor(token.expires_at / 1000) } : {}) };
+      contexts.set(auth, ctx);
+      (req as IncomingMessage & { auth?: AuthInfo }).auth = auth;
+      const server = idle.pop() ?? buildServer();
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, keepAliveMs });
       let closed!: () => void;
       const entry = { stop, res, done: new Promise<void>((resolve) => (closed = resolve)) };
       active.add(entry);
+      let handled: Promise<unknown> = Promise.resolve();
       res.once('close', () => {
         active.delete(entry);
-        // The client went away or the answer is out: abort what still runs for it.
-        void transport.close().catch(() => undefined);
-        void server.close().catch(() => undefined);
+        // The client went away or the answer is out: closing the transport disconnects the server,
+        // which aborts the handlers still running for this request.
+        void release(server, transport, () => handled, ctx);
         closed();
       });
       try {
         await server.connect(transport);
-        await transport.handleRequest(req, res, body);
+        handled = transport.handleRequest(req, res, body);
+        await handled;
       } catch (e) {
         log('error', 'mcp request failed', { error: e instanceof Error ? e.stack : String(e), connection_id: connectionId });
         if (!res.headersSent) refuse(res, 500, ErrorCode.InternalError, 'TYRUM_ERR_INTERNAL', 'internal error');
@@ -606,6 +655,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
 
     async close() {
       closing = true;
+      idle.length = 0;
       for (const a of active) a.stop.abort();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...active].map((a) => a.done)), new Promise<void>((resolve) => (timer = setTimeout(resolve, MCP_CLOSE_GRACE_MS)))]);
