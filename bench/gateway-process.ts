@@ -37,7 +37,7 @@ import WebSocket from 'ws';
 import { openHome } from '../core/runtime.js';
 import { TyrumClient, type JsonObject } from '../sdk/index.js';
 import type { RiskFlag } from '../schemas/src/manifest.js';
-import { diskLine, envNumber, fmtMs, fmtRate, loadAverage, mib, reportTarget, skipTarget, sleep, stats, table, times, type Stats, type TargetKey } from './util.js';
+import { diskLine, envNumber, fdatasyncReference, fmtMs, fmtRate, loadAverage, mib, reportTarget, skipTarget, sleep, stats, table, times, type Stats, type TargetKey } from './util.js';
 import { makeCopies, readBuilt } from './plugins.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -352,7 +352,8 @@ export async function fsyncBench(): Promise<void> {
   let gw: GatewayProcess | null = null;
   const clients: TyrumClient[] = [];
   try {
-    const disk = diskLine(h.home);
+    const f = fdatasyncReference(h.home);
+    const disk = `this disk (${h.home}, the gateway's home): 4 KiB write + fdatasync p50 ${fmtMs(f.p50)}, p99 ${fmtMs(f.p99)} (${f.n} in a row); load average ${loadAverage()}`;
     gw = await GatewayProcess.start(h.home);
     const g = gw;
     const rows: string[][] = [];
@@ -380,7 +381,7 @@ export async function fsyncBench(): Promise<void> {
         const per = total / calls;
         const ceiling = kind === 'read_only' ? (level === 1 ? 1 : 0.2) : 2;
         if ([1, 16, 64].includes(level)) {
-          reportTarget(keys(kind, level), { figure: per.toFixed(2), baseline: 'direct MCP stdio: 0', ratio: '', met: per <= ceiling, note: `${total} syscalls / ${calls} calls` });
+          reportTarget(keys(kind, level), { figure: per.toFixed(2), baseline: `direct MCP stdio: 0; disk fdatasync p50 ${fmtMs(f.p50)}`, ratio: '', met: per <= ceiling, note: `${total} syscalls / ${calls} calls` });
         }
         rows.push([
           String(level),
