@@ -436,6 +436,9 @@ async function toolCalls(): Promise<void> {
     console.log(`  audit checkpoint (a temp file and its directory fsynced) is written once per interval (audit_checkpoint_interval_ms,`);
     console.log(`  1 s) or per audit_checkpoint_entries (1,000) entries, not per batch. SQLite's automatic WAL checkpoints (every ~1,000`);
     console.log(`  pages) add a few fsyncs not counted here.`);
+    console.log(`- These counts see only what goes through this process's Store.tx and fs.fsyncSync: commits made elsewhere (a`);
+    console.log(`  storage worker thread, a connection of its own) are not in them. The fsyncs section counts every fsync and`);
+    console.log(`  fdatasync syscall of a real gateway process with strace, and is the figure issue 11's targets are read from.`);
     console.log(`- "blocked" = time inside Store.tx and fsyncSync, all synchronous on the gateway's event loop (better-sqlite3); its`);
     console.log(`  share is of the same span's wall time. ELU = the event loop's utilization over that span (busy, not idle).`);
     console.log(`- The engine executes at most 8 runs at once (its default concurrency), and the sandbox runs one plugin's calls one at a`);
