@@ -464,8 +464,8 @@ export async function mcpBench(): Promise<void> {
     }
     console.log(`- Concurrency: direct runs N calls in flight on one SDK client (one server process, one stdio connection), as the`);
     console.log(`  gateway has one connection to its server; tyrum-ws uses one TyrumClient connection per caller (operator.write token,`);
-    console.log(`  so no event fan-out); tyrum-mcp one SDK client per caller (admin token; /mcp is stateless: one HTTP request per call,`);
-    console.log(`  each with a fresh server-side SDK Server and transport). The engine executes at most 8 runs at once (its default).`);
+    console.log(`  so no event fan-out); tyrum-mcp one SDK client per caller (admin token; /mcp is stateless: one HTTP request per call`);
+    console.log(`  with a fresh transport on the gateway side). The engine executes at most 8 runs at once (its default).`);
     console.log(`- "connect (first client)": direct = spawn the server + MCP initialize; tyrum-ws = WebSocket handshake (token,`);
     console.log(`  Ed25519 device proof); tyrum-mcp = MCP initialize over HTTP (bearer token). The gateway's own server was started before.`);
     console.log(`- Clients run in child processes (this file in client mode, one per path); the gateway runs in the bench process. All`);
