@@ -9,23 +9,45 @@ export interface PluginKv {
   set(key: string, value: Uint8Array | null): boolean;
 }
 
-/** Storage for one plugin with `quotaBytes`. */
+/**
+ * Storage for one plugin with `quotaBytes`. A write is applied at once (later reads in the call
+ * see it) as a deferred unit of the store's group commit, and the guest is answered without
+ * waiting for the fsync: the write commits in the same group as the end of the step that made
+ * it, or an earlier one, so nothing built on it is acknowledged before it is durable, and a
+ * call's writes cost no commit of their own. A commit that fails takes the step's end with it (the call is then
+ * not answered as done).
+ */
 export function pluginKv(store: Store, pluginId: string, quotaBytes: number): PluginKv {
   return {
     get: (key) => store.pluginKv.get(pluginId, key) ?? null,
     set: (key, value) => {
-      return store.tx(() => {
-        const old = store.pluginKv.get(pluginId, key);
-        if (value === null) {
-          store.pluginKv.delete(pluginId, key);
-          return true;
-        }
-        const keyBytes = Buffer.byteLength(key);
-        const next = store.pluginKv.usage(pluginId) - (old ? keyBytes + old.length : 0) + keyBytes + value.length;
-        if (next > quotaBytes) return false;
-        store.pluginKv.set(pluginId, key, value);
-        return true;
-      });
+      const r: { outcome: { ok: true; stored: boolean } | { ok: false; error: unknown } } = { outcome: { ok: false, error: new Error('kv write did not run') } };
+      store
+        .commit(() => {
+          try {
+            r.outcome = { ok: true, stored: write(store, pluginId, quotaBytes, key, value) };
+          } catch (error) {
+            r.outcome = { ok: false, error };
+            throw error;
+          }
+        }, { deferred: true })
+        // Reported below (the unit's own error) or with the step's end (a failed COMMIT).
+        .catch(() => undefined);
+      if (!r.outcome.ok) throw r.outcome.error;
+      return r.outcome.stored;
     },
   };
+}
+
+function write(store: Store, pluginId: string, quotaBytes: number, key: string, value: Uint8Array | null): boolean {
+  const old = store.pluginKv.get(pluginId, key);
+  if (value === null) {
+    store.pluginKv.delete(pluginId, key);
+    return true;
+  }
+  const keyBytes = Buffer.byteLength(key);
+  const next = store.pluginKv.usage(pluginId) - (old ? keyBytes + old.length : 0) + keyBytes + value.length;
+  if (next > quotaBytes) return false;
+  store.pluginKv.set(pluginId, key, value);
+  return true;
 }

@@ -452,7 +452,19 @@ interface Unit {
 
 interface Group {
   units: Unit[];
+  /** The end-of-turn commit; null while the group holds only deferred units. */
   scheduled: NodeJS.Immediate | null;
+  /** The latest a group of deferred units waits (DEFERRED_COMMIT_MS). */
+  deadline: NodeJS.Timeout | null;
+}
+
+export interface CommitOptions {
+  /**
+   * Nobody waits on this unit's durability before it is answered (a plugin's key-value write,
+   * made during a call whose end is committed later): it does not end the group at the end of
+   * the turn, and commits with the next unit that does, or after DEFERRED_COMMIT_MS.
+   */
+  deferred?: boolean;
 }
 
 /** Counters for the bench and `doctor`: how many durable commits, and how many units they carried. */
@@ -460,6 +472,13 @@ export interface CommitStats {
   commits: number;
   units: number;
 }
+
+/**
+ * How long writes queued with `{ deferred: true }` may wait for a unit that needs an answer
+ * before they commit on their own. The write lock is held meanwhile, so other processes' writers
+ * wait up to this long.
+ */
+export const DEFERRED_COMMIT_MS = 50;
 
 /** Stores of this process with a group commit open (normally one: tests and tools may open more). */
 const OPEN_GROUPS = new Set<Store>();
@@ -515,9 +534,9 @@ export class Store {
    * group is durable (see the header). If `fn` throws, its writes are rolled back, the others'
    * are not, and the promise rejects with what it threw.
    */
-  commit<T>(fn: () => T): Promise<T> {
+  commit<T>(fn: () => T, options: CommitOptions = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const r = this.runUnit(fn);
+      const r = this.runUnit(fn, options.deferred === true);
       if (!r.ok) return reject(r.error);
       this.group!.units.push({ resolve: resolve as (v: unknown) => void, reject, value: r.value, after: r.after });
     });
@@ -569,7 +588,7 @@ export class Store {
     return { ...this.stats };
   }
 
-  private runUnit<T>(fn: () => T): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
+  private runUnit<T>(fn: () => T, deferred = false): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
     if (this.unitAfter !== null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'Store.commit called inside a unit; use the enclosing unit');
     if (this.group === null) {
       // Another connection of this process holding a group open would make BEGIN IMMEDIATE wait
@@ -580,13 +599,20 @@ export class Store {
       } catch (e) {
         return { ok: false, error: e };
       }
-      const group: Group = { units: [], scheduled: null };
+      const group: Group = { units: [], scheduled: null, deadline: null };
+      group.deadline = setTimeout(() => {
+        group.deadline = null;
+        if (this.group === group) this.flush();
+      }, DEFERRED_COMMIT_MS);
+      this.group = group;
+      OPEN_GROUPS.add(this);
+    }
+    const group = this.group;
+    if (!deferred && group.scheduled === null) {
       group.scheduled = setImmediate(() => {
         group.scheduled = null;
         if (this.group === group) this.flush();
       });
-      this.group = group;
-      OPEN_GROUPS.add(this);
     }
     const after: Array<() => void> = [];
     this.unitAfter = after;
@@ -617,6 +643,7 @@ export class Store {
     this.group = null;
     OPEN_GROUPS.delete(this);
     if (group.scheduled !== null) clearImmediate(group.scheduled);
+    if (group.deadline !== null) clearTimeout(group.deadline);
     let failure: unknown = null;
     try {
       this.crashPoint('group_commit_before');

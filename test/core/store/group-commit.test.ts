@@ -84,3 +84,23 @@ t.test('two stores of one process do not deadlock on each other\'s open group', 
   await Promise.all([pa, pb]);
   t.equal(a.committed.audit.count(), 2);
 });
+
+t.test('deferred units wait for a unit that needs an answer, or DEFERRED_COMMIT_MS, and commit with it', async (t) => {
+  const s = openStore(join(t.testdir(), 'g.db'));
+  t.teardown(() => s.close());
+  const before = s.commitStats().commits;
+  const d1 = s.commit(() => s.audit.insert(row(1)), { deferred: true });
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.commitStats().commits, before, 'a turn later: still open, nothing committed');
+  t.equal(s.committed.audit.count(), 0);
+  const d2 = s.commit(() => s.audit.insert(row(2)), { deferred: true });
+  const normal = s.commit(() => s.audit.insert(row(3)));
+  await Promise.all([d1, d2, normal]);
+  t.equal(s.commitStats().commits, before + 1, 'the deferred writes committed with the next ordinary unit, in one commit');
+  t.equal(s.committed.audit.count(), 3);
+  const alone = s.commit(() => s.audit.insert(row(4)), { deferred: true });
+  await alone;
+  t.equal(s.commitStats().commits, before + 2, 'alone, a deferred unit commits after its deadline');
+  t.equal(s.committed.audit.count(), 4);
+});
