@@ -35,7 +35,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { openHome, startGateway, type RunningGateway } from '../core/runtime.js';
 import { homePaths } from '../core/config/index.js';
-import { openStore, type PragmaReport, type Store } from '../core/store/index.js';
+import { assertPragmas, openStore, type PragmaReport, type Store } from '../core/store/index.js';
 import { verifyAudit, type AuditLog } from '../core/audit/index.js';
 import type { Postcondition } from '../core/execution/postcondition.js';
 import type { SandboxPool } from '../sandbox/index.js';
@@ -101,10 +101,13 @@ function checkOutput(out: unknown, where: string): void {
 
 /** Throws unless the connection really runs WAL with synchronous=FULL; returns the report line. */
 function assertFull(p: PragmaReport, where: string): string {
-  if (p.synchronous !== 2 || p.journal_mode.toLowerCase() !== 'wal') {
-    throw new Error(`${where}: store is not in WAL + synchronous=FULL (${JSON.stringify(p)}); refusing to bench durability`);
+  try {
+    assertPragmas(p);
+  } catch (e) {
+    throw new Error(`${where}: every commit is not synced (${JSON.stringify(p)}); refusing to bench durability`, { cause: e });
   }
-  return `journal_mode=${p.journal_mode}, synchronous=${p.synchronous} (FULL), foreign_keys=${p.foreign_keys}`;
+  const sync = p.commit_sync === 'store' ? 'synchronous=1 (NORMAL) + the store fdatasyncs the log before answering' : 'synchronous=2 (FULL)';
+  return `journal_mode=${p.journal_mode}, ${sync}, foreign_keys=${p.foreign_keys}`;
 }
 
 // --- instrumentation ---

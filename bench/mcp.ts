@@ -39,6 +39,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startGateway, type RunningGateway } from '../core/runtime.js';
+import { assertPragmas } from '../core/store/index.js';
 import { TyrumClient, type JsonObject } from '../sdk/index.js';
 import { closedLoop, reportTarget, sequential, stats, type LoopResult, type Stats, type TargetKey } from './util.js';
 
@@ -331,7 +332,7 @@ export async function mcpBench(): Promise<void> {
     gw = await startGateway({ home, overrides: { port: 0 }, logLevel: false });
     const g = gw;
     const p = g.store.pragmas();
-    if (p.synchronous !== 2 || p.journal_mode.toLowerCase() !== 'wal') throw new Error(`gateway store is not WAL + synchronous=FULL (${JSON.stringify(p)})`);
+    assertPragmas(p); // WAL, every commit synced before it is reported
     await approveEverything(g);
     if (wanted.has('wasm')) {
       const inst = await g.plugins.install(WASM_DIR, ACTOR);

@@ -43,6 +43,8 @@ export interface OpenHomeOptions {
    * it anyway to read or verify it; appends are still refused).
    */
   tamperedAudit?: 'refuse' | 'accept' | 'inspect';
+  /** Run WAL checkpoints on a worker thread (a long-running gateway; see core/store/checkpointer.ts). */
+  checkpointer?: boolean;
 }
 
 /** Opens (creating on first use) a gateway home's core: directory, config, database, key, audit log. */
@@ -50,7 +52,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
   ensureHome(home);
   const config = loadConfig(home, overrides);
   const paths = homePaths(home);
-  const store = openStore(paths.db);
+  const store = openStore(paths.db, opts.checkpointer === true ? { checkpointer: {} } : {});
   try {
     const key = loadOrCreateGatewayKey(paths.gatewayKey);
     const secrets = new SecretStore(store, loadSecretKey(home));

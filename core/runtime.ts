@@ -189,6 +189,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       onPluginChange: (pluginId) => reconcile(pluginId),
       onMcpChange: () => void mcpHost?.reconcile(),
       tamperedAudit: options.acceptTamperedAudit === true ? 'accept' : 'refuse',
+      checkpointer: true,
       onAuditCheckpointError: (e) => server?.app.log.error({ code: e.code, details: e.details }, e.message),
     });
   } catch (e) {

@@ -55,7 +55,7 @@ export async function doctor(argv: string[], io: Io): Promise<number> {
     assertPragmas(p);
     const integrity = store.integrityCheck();
     if (integrity !== 'ok') throw new Error(`integrity_check: ${integrity}`);
-    return `journal_mode=${p.journal_mode} synchronous=FULL foreign_keys=on integrity=ok schema=v${store.schemaVersion()}`;
+    return `journal_mode=${p.journal_mode} ${p.commit_sync === 'store' ? 'synchronous=NORMAL, each commit fdatasynced by the store' : 'synchronous=FULL'} foreign_keys=on integrity=ok schema=v${store.schemaVersion()}`;
   });
   let key: GatewayKey | null = null;
   add('gateway key', () => {

@@ -1,24 +1,40 @@
 /**
  * The embedded state store: the only module that imports better-sqlite3.
  *
- * Durability is not negotiable: WAL, synchronous=FULL (a committed transaction survives a
- * power cut, not just a process crash), foreign keys on. `openStore` asserts the pragmas took
- * effect and refuses to return a store otherwise (TESTPLAN A4). Throughput comes from group
- * commit (`Store.tx` around many writes), not from weaker settings.
+ * Durability is not negotiable: WAL, every commit synced before anyone is told of it (a
+ * committed transaction survives a power cut, not just a process crash), foreign keys on.
+ * `openStore` asserts the pragmas took effect and refuses to return a store otherwise (TESTPLAN
+ * A4). Throughput comes from group commit, not from weaker settings.
+ *
+ * Commit sync: with synchronous=FULL SQLite fdatasyncs the write-ahead log inside COMMIT, on the
+ * calling thread: better-sqlite3 is synchronous, so every socket of the gateway would wait for
+ * the disk. An on-disk store therefore runs its writer with synchronous=NORMAL (COMMIT writes
+ * the log without syncing; checkpoints still sync the log before and the database after) and
+ * fdatasyncs the log itself, through its own descriptor of the -wal file, on libuv's thread
+ * pool. That is the same system call FULL makes on the same file, so the guarantee is the same:
+ * no unit's promise resolves, no `afterCommit` callback runs (event delivery, audit checkpoint
+ * state) and `tx` does not return until a sync that began after its COMMIT has ended. The syncs
+ * pipeline with the commits: while one runs, the next groups commit, and the next sync covers
+ * them all. The log's directory entry is synced at open, as SQLite does on a new log's first
+ * sync. What changes: another connection may read a committed row for the length of one
+ * fdatasync before it is durable (a power cut then loses it, and nobody was told it was done).
+ * A failed fdatasync rejects the unsynced units and every later write (TYRUM_ERR_STORE_IO): the
+ * kernel may have dropped the log's dirty pages, and only a restart recovers safely.
  *
  * The database holds token hashes, encrypted secrets and the audit log: it and its -wal and -shm
  * files are owner-only (0600) whatever the umask.
  *
  * Group commit: `Store.commit(fn)` runs `fn` at once, inside a SAVEPOINT of a transaction that
  * stays open until the end of the current turn of the event loop (setImmediate), and resolves
- * once that transaction is COMMITted, which is then durable. Everything committed in one turn —
+ * once that transaction is COMMITted and synced. Everything committed in one turn —
  * by concurrent calls, the audit log, the outbox — shares one fsync. A unit that throws is rolled
  * back alone; a COMMIT that fails rejects every unit of the group. Nothing may be acknowledged
  * before its unit's promise resolves. Reads that answer a caller go through `committed`, a
  * read-only connection that sees only committed data (WAL readers do not block the writer), so
  * nobody is shown a row whose group might still roll back.
  */
-import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { prepared } from './statements.js';
 import { TyrumError } from '../errors/index.js';
@@ -27,6 +43,7 @@ import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
 import { PolicyRepo } from './policy.js';
 import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 import { McpRepo } from './mcp.js';
+import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
 export * from './execution.js';
@@ -78,6 +95,11 @@ export interface StoreOptions {
   busyTimeoutMs?: number;
   /** Open read-only (doctor, audit verify on a copy). Skips migrations. */
   readonly?: boolean;
+  /**
+   * Run WAL checkpoints on a worker thread instead of in COMMIT on this one (core/store/checkpointer.ts).
+   * For long-running processes (the gateway); short-lived ones (the CLI) leave it off.
+   */
+  checkpointer?: CheckpointerOptions;
   /** TEST ONLY: called at the group-commit crash points. Default: from TYRUM_TEST_CRASH_AT (core/util/crash.ts). */
   crashPoint?: (name: CrashPoint) => void;
 }
@@ -87,6 +109,12 @@ export interface PragmaReport {
   journal_mode: string;
   synchronous: number;
   foreign_keys: number;
+  /**
+   * Who makes a COMMIT durable: 'sqlite' (synchronous=FULL, SQLite syncs the log inside COMMIT)
+   * or 'store' (synchronous=NORMAL, and the store fdatasyncs the log off the event loop before it
+   * reports any commit; see "Commit sync" in the header).
+   */
+  commit_sync: 'sqlite' | 'store';
 }
 
 const REQUIRED = { journal_mode: 'wal', synchronous: 2 /* FULL */, foreign_keys: 1 } as const;
@@ -110,7 +138,11 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
     const store = new Store(db, options.crashPoint ?? crashPointFromEnv());
     assertPragmas(store.pragmas());
     if (!options.readonly) store.migrate(MIGRATIONS);
-    if (onDisk) store.attachReader(openReader(path, options.busyTimeoutMs));
+    if (onDisk) {
+      store.attachReader(openReader(path, options.busyTimeoutMs));
+      store.attachWalSync(openWalForSync(db, path));
+      if (options.checkpointer) store.attachCheckpointer(path, options.checkpointer);
+    }
     return store;
   } catch (e) {
     db.close();
@@ -131,6 +163,42 @@ function openReader(path: string, busyTimeoutMs: number | undefined): Database.D
   }
 }
 
+/**
+ * The descriptor the store fdatasyncs the write-ahead log through (see "Commit sync" in the
+ * header), after making the log's directory entry durable (SQLite does that on the first sync of
+ * a new log; ours replace its syncs). Null when the log cannot be opened: the connection then
+ * stays synchronous=FULL and SQLite syncs in COMMIT, as before.
+ */
+function openWalForSync(db: Database.Database, path: string): number | null {
+  // A read in WAL mode makes sure the log file exists.
+  prepared(db, 'SELECT 1 FROM sqlite_master LIMIT 1').get();
+  let fd: number;
+  try {
+    fd = openSync(`${path}-wal`, 'r+');
+  } catch {
+    return null;
+  }
+  try {
+    fsyncSync(fd);
+    syncDirectory(dirname(path));
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** fsync a directory, so entries created or renamed in it survive a power cut (not on Windows, which cannot open one). */
+export function syncDirectory(dir: string): void {
+  if (process.platform === 'win32') return;
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
 /** chmod 0600 a file of ours that group or others can access; absent files and others' files are left alone. */
 function ownerOnly(file: string): void {
   let st;
@@ -148,7 +216,8 @@ function ownerOnly(file: string): void {
 export function assertPragmas(report: PragmaReport): void {
   const bad: string[] = [];
   if (report.journal_mode.toLowerCase() !== REQUIRED.journal_mode) bad.push(`journal_mode=${report.journal_mode} (need wal)`);
-  if (report.synchronous !== REQUIRED.synchronous) bad.push(`synchronous=${report.synchronous} (need 2 = FULL)`);
+  const durable = report.synchronous === REQUIRED.synchronous || (report.synchronous === 1 && report.commit_sync === 'store');
+  if (!durable) bad.push(`synchronous=${report.synchronous} with commit_sync=${report.commit_sync} (need 2 = FULL, or 1 = NORMAL with the store syncing each commit)`);
   if (report.foreign_keys !== REQUIRED.foreign_keys) bad.push(`foreign_keys=${report.foreign_keys} (need 1)`);
   if (bad.length > 0) {
     throw new TyrumError('TYRUM_ERR_STORE_PRAGMA', `refusing to run: database pragmas not in effect: ${bad.join(', ')}`, { pragmas: report });
@@ -452,6 +521,8 @@ interface Unit {
 
 interface Group {
   units: Unit[];
+  /** Position in commit order, set at COMMIT; settled once a log sync that began after it ends. */
+  seq: number;
   /** The end-of-turn commit; null while the group holds only deferred units. */
   scheduled: NodeJS.Immediate | null;
   /** The latest a group of deferred units waits (DEFERRED_COMMIT_MS). */
@@ -503,6 +574,16 @@ export class Store {
   /** Callbacks registered by the unit running now (`afterCommit`); null outside a unit. */
   private unitAfter: Array<() => void> | null = null;
   private readonly stats: CommitStats = { commits: 0, units: 0 };
+  /** The write-ahead log, fdatasynced by the store (null: SQLite syncs in COMMIT). */
+  private walFd: number | null = null;
+  /** Groups COMMITted, waiting for a log sync, in commit order. */
+  private readonly unsynced: Group[] = [];
+  private lastCommitSeq = 0;
+  private syncInFlight = false;
+  /** The log could not be synced: nothing more is written (see failSync). */
+  private syncFailure: TyrumError | null = null;
+  private closeWalWhenIdle = false;
+  private checkpointer: Checkpointer | null = null;
 
   /** @internal use openStore */
   constructor(
@@ -527,6 +608,29 @@ export class Store {
   attachReader(reader: Database.Database): void {
     this.reader = reader;
     this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader) };
+  }
+
+  /**
+   * @internal openStore hands over the log's descriptor: from here on COMMIT does not sync
+   * (synchronous=NORMAL) and the store does, off the event loop, before settling any unit.
+   */
+  attachWalSync(fd: number | null): void {
+    if (fd === null) return;
+    this.db.pragma('synchronous = NORMAL');
+    this.walFd = fd;
+  }
+
+  /** @internal openStore starts the checkpoint worker; the writer's own checkpoint becomes a rare fallback. */
+  attachCheckpointer(path: string, options: CheckpointerOptions): void {
+    const pages = Math.max(1, Math.floor(options.pages ?? CHECKPOINT_PAGES_DEFAULT));
+    this.db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
+    this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+    this.checkpointer = startCheckpointer(path, { ...options, pages });
+  }
+
+  /** What the checkpoint worker did (null when there is none: SQLite checkpoints in COMMIT). */
+  checkpointStats(): ReturnType<Checkpointer['stats']> | null {
+    return this.checkpointer?.stats() ?? null;
   }
 
   /**
@@ -558,7 +662,11 @@ export class Store {
 
   /** Resolves once everything run so far is durable. */
   durable(): Promise<void> {
-    return this.group === null ? Promise.resolve() : this.commit(() => undefined);
+    if (this.group !== null) return this.commit(() => undefined);
+    const last = this.unsynced[this.unsynced.length - 1];
+    if (last === undefined) return Promise.resolve();
+    // Committed, not yet synced: settle with that group.
+    return new Promise<void>((resolve, reject) => last.units.push({ resolve: resolve as (v: unknown) => void, reject, value: undefined, after: [] }));
   }
 
   /**
@@ -570,18 +678,18 @@ export class Store {
     const r = this.runUnit(fn);
     if (!r.ok) {
       // Commit what others queued this turn; the error is this caller's alone.
-      this.flush();
+      this.flush(true);
       throw r.error;
     }
     this.group!.units.push({ resolve: () => undefined, reject: () => undefined, value: r.value, after: r.after });
-    const failure = this.flush();
+    const failure = this.flush(true);
     if (failure !== null) throw failure;
     return r.value;
   }
 
-  /** Commit the group in progress now (tests, shutdown); a no-op when none is open. */
+  /** Commit the group in progress now and make everything committed durable (tests, shutdown). */
   flushNow(): void {
-    this.flush();
+    this.flush(true);
   }
 
   commitStats(): CommitStats {
@@ -590,6 +698,7 @@ export class Store {
 
   private runUnit<T>(fn: () => T, deferred = false): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
     if (this.unitAfter !== null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'Store.commit called inside a unit; use the enclosing unit');
+    if (this.syncFailure !== null) return { ok: false, error: this.syncFailure };
     if (this.group === null) {
       // Another connection of this process holding a group open would make BEGIN IMMEDIATE wait
       // for a lock that only this thread can release: commit those first.
@@ -599,7 +708,7 @@ export class Store {
       } catch (e) {
         return { ok: false, error: e };
       }
-      const group: Group = { units: [], scheduled: null, deadline: null };
+      const group: Group = { units: [], seq: 0, scheduled: null, deadline: null };
       group.deadline = setTimeout(() => {
         group.deadline = null;
         if (this.group === group) this.flush();
@@ -636,42 +745,118 @@ export class Store {
     }
   }
 
-  /** COMMIT the open group; settles its units. Returns the commit error, if any. */
-  private flush(): unknown {
+  /**
+   * COMMIT the open group. Returns the commit error, if any. Its units settle once the log is
+   * synced: at once when SQLite synced in COMMIT or `now` is set (tx, shutdown: fdatasync here,
+   * which settles every group committed before it), else when the next sync off the event loop
+   * ends.
+   */
+  private flush(now = false): unknown {
     const group = this.group;
-    if (group === null) return null;
-    this.group = null;
-    OPEN_GROUPS.delete(this);
-    if (group.scheduled !== null) clearImmediate(group.scheduled);
-    if (group.deadline !== null) clearTimeout(group.deadline);
-    let failure: unknown = null;
-    try {
-      this.crashPoint('group_commit_before');
-      prepared(this.db, 'COMMIT').run();
-      this.stats.commits += 1;
-      this.stats.units += group.units.length;
+    if (group !== null) {
+      this.group = null;
+      OPEN_GROUPS.delete(this);
+      if (group.scheduled !== null) clearImmediate(group.scheduled);
+      if (group.deadline !== null) clearTimeout(group.deadline);
+      try {
+        this.crashPoint('group_commit_before');
+        prepared(this.db, 'COMMIT').run();
+        this.stats.commits += 1;
+        this.stats.units += group.units.length;
+      } catch (e) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        for (const u of group.units) u.reject(e);
+        return e;
+      }
+      group.seq = ++this.lastCommitSeq;
+      this.unsynced.push(group);
+    }
+    if (this.unsynced.length === 0) return null;
+    if (this.walFd === null) {
       this.crashPoint('group_commit_after');
+      this.settleThrough(this.lastCommitSeq);
+      return null;
+    }
+    if (!now) {
+      this.syncWal();
+      return null;
+    }
+    this.crashPoint('group_commit_written');
+    const through = this.lastCommitSeq;
+    try {
+      fdatasyncSync(this.walFd);
     } catch (e) {
-      failure = e;
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      return this.failSync(e);
     }
-    if (failure !== null) {
-      for (const u of group.units) u.reject(failure);
-      return failure;
-    }
-    for (const u of group.units) {
-      for (const cb of u.after) {
-        try {
-          cb();
-        } catch (e) {
-          // Callbacks are the store's own bookkeeping (event delivery, audit checkpoint state);
-          // one that throws must not keep the other units from being told they are durable.
-          process.emitWarning(`a commit callback threw: ${e instanceof Error ? e.message : String(e)}`);
+    this.crashPoint('group_commit_after');
+    this.settleThrough(through);
+    return null;
+  }
+
+  /**
+   * fdatasync the log on libuv's thread pool, unless a sync is already running (it starts the
+   * next one when it ends, covering every group committed meanwhile: the syncs pipeline with the
+   * commits, one at a time). A sync covers the groups COMMITted before it began.
+   */
+  private syncWal(): void {
+    if (this.syncInFlight || this.walFd === null || this.unsynced.length === 0) return;
+    this.syncInFlight = true;
+    this.crashPoint('group_commit_written');
+    const through = this.lastCommitSeq;
+    fdatasync(this.walFd, (err) => {
+      this.syncInFlight = false;
+      if (this.closeWalWhenIdle) return this.closeWal();
+      if (err !== null) {
+        this.failSync(err);
+        return;
+      }
+      this.crashPoint('group_commit_after');
+      this.settleThrough(through);
+      this.syncWal();
+    });
+  }
+
+  /**
+   * A failed fdatasync may have dropped the log's dirty pages (the kernel does not keep them for
+   * a retry): what was committed since the last good sync may not be on disk, so those units are
+   * rejected and the store refuses every later write. Only a restart, which recovers from what
+   * is on disk, is safe.
+   */
+  private failSync(cause: unknown): TyrumError {
+    const err = new TyrumError(
+      'TYRUM_ERR_STORE_IO',
+      `could not make the database's write-ahead log durable (${cause instanceof Error ? cause.message : String(cause)}); refusing further writes: restart the gateway`,
+      undefined,
+      { cause },
+    );
+    this.syncFailure ??= err;
+    for (const g of this.unsynced.splice(0)) for (const u of g.units) u.reject(err);
+    return err;
+  }
+
+  /** Settle, in commit order, every group committed at or before `seq`: callbacks first, then answers. */
+  private settleThrough(seq: number): void {
+    while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= seq) {
+      const group = this.unsynced.shift()!;
+      for (const u of group.units) {
+        for (const cb of u.after) {
+          try {
+            cb();
+          } catch (e) {
+            // Callbacks are the store's own bookkeeping (event delivery, audit checkpoint state);
+            // one that throws must not keep the other units from being told they are durable.
+            process.emitWarning(`a commit callback threw: ${e instanceof Error ? e.message : String(e)}`);
+          }
         }
       }
+      for (const u of group.units) u.resolve(u.value);
     }
-    for (const u of group.units) u.resolve(u.value);
-    return null;
+  }
+
+  private closeWal(): void {
+    if (this.walFd === null) return;
+    closeSync(this.walFd);
+    this.walFd = null;
   }
 
   pragmas(): PragmaReport {
@@ -679,6 +864,7 @@ export class Store {
       journal_mode: String(this.db.pragma('journal_mode', { simple: true })),
       synchronous: Number(this.db.pragma('synchronous', { simple: true })),
       foreign_keys: Number(this.db.pragma('foreign_keys', { simple: true })),
+      commit_sync: this.walFd === null ? 'sqlite' : 'store',
     };
   }
 
@@ -719,9 +905,14 @@ export class Store {
 
   close(): void {
     if (this.db.open) {
-      this.flush();
+      this.flush(true);
       this.db.close();
     }
+    void this.checkpointer?.stop();
+    this.checkpointer = null;
+    // A sync still running on the thread pool holds the descriptor: it closes it when it ends.
+    if (this.syncInFlight) this.closeWalWhenIdle = true;
+    else this.closeWal();
     if (this.reader?.open) this.reader.close();
   }
 }

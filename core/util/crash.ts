@@ -21,6 +21,8 @@ export const CRASH_POINTS = [
   'waiting_approval',
   /** A group commit's units are all written; its COMMIT has not been issued (nothing is durable). */
   'group_commit_before',
+  /** A group is COMMITted (in the write-ahead log, visible to readers) and its log sync is starting: not yet durable, nobody told. */
+  'group_commit_written',
   /** A group commit is durable; no unit's caller has been told, no event delivered. */
   'group_commit_after',
 ] as const;

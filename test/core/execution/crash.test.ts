@@ -13,8 +13,11 @@ const cases: CrashCase[] = [
   { at: 'result_saved', scenario: 'workflow' },
   { at: 'result_saved:3', scenario: 'workflow' },
   { at: 'waiting_approval', scenario: 'approval' },
-  // Inside a group commit: its units written but not committed, or committed but nobody told.
+  // Inside a group commit: its units written but not committed, committed but the log not yet
+  // synced, or synced but nobody told.
   { at: 'group_commit_before:5', scenario: 'workflow' },
+  { at: 'group_commit_written:5', scenario: 'workflow' },
+  { at: 'group_commit_written:4', scenario: 'approval' },
   { at: 'group_commit_after:5', scenario: 'workflow' },
   { at: 'group_commit_before:7', scenario: 'workflow' },
   { at: 'group_commit_after:7', scenario: 'workflow' },
@@ -23,6 +26,7 @@ const cases: CrashCase[] = [
   { at: 'accepted', scenario: 'workflow', runNow: true },
   { at: 'step_started:2', scenario: 'workflow', runNow: true },
   { at: 'group_commit_before:5', scenario: 'workflow', runNow: true },
+  { at: 'group_commit_written:4', scenario: 'workflow', runNow: true },
   { at: 'group_commit_after:5', scenario: 'workflow', runNow: true },
   { at: 'result_saved:2', scenario: 'workflow', runNow: true },
 ];

@@ -104,3 +104,57 @@ t.test('deferred units wait for a unit that needs an answer, or DEFERRED_COMMIT_
   t.equal(s.commitStats().commits, before + 2, 'alone, a deferred unit commits after its deadline');
   t.equal(s.committed.audit.count(), 4);
 });
+
+t.test('an on-disk store syncs the log itself, off the event loop: a committed group is answered only after that sync', async (t) => {
+  const s = openStore(join(t.testdir(), 'g.db'));
+  t.teardown(() => s.close());
+  t.same(s.pragmas(), { journal_mode: 'wal', synchronous: 1, foreign_keys: 1, commit_sync: 'store' }, 'COMMIT does not sync; the store does');
+  const order: string[] = [];
+  const first = s.commit(() => {
+    s.audit.insert(row(1));
+    s.afterCommit(() => order.push('after 1'));
+  }).then(() => order.push('resolved 1'));
+  // The group commits at the end of this turn; this callback runs right after it, in the same
+  // phase, before any thread-pool completion can be seen.
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.committed.audit.count(), 1, 'COMMITted: other connections read it');
+  t.same(order, [], 'but nobody is told, and no callback runs, before the log sync ends');
+  const second = s.commit(() => s.audit.insert(row(2))).then(() => order.push('resolved 2'));
+  const waited = s.durable().then(() => order.push('durable'));
+  await Promise.all([first, second, waited]);
+  t.same(order, ['after 1', 'resolved 1', 'resolved 2', 'durable'], 'groups settle in commit order');
+});
+
+t.test('durable() waits for a group committed but not yet synced', async (t) => {
+  const s = openStore(join(t.testdir(), 'g.db'));
+  t.teardown(() => s.close());
+  let resolved = false;
+  void s.commit(() => s.audit.insert(row(1))).then(() => (resolved = true));
+  await new Promise((r) => setImmediate(r));
+  t.notOk(resolved);
+  await s.durable();
+  t.ok(resolved, 'durable() settled after the unit it covers');
+});
+
+t.test('a failed log sync rejects what it covered and every later write (TYRUM_ERR_STORE_IO)', async (t) => {
+  const s = openStore(join(t.testdir(), 'g.db'));
+  const internals = s as unknown as { walFd: number | null };
+  const real = internals.walFd;
+  t.teardown(() => {
+    internals.walFd = real;
+    s.close();
+  });
+  internals.walFd = 1 << 20; // not an open descriptor: fdatasync fails with EBADF
+  await t.rejects(s.commit(() => s.audit.insert(row(1))), { code: 'TYRUM_ERR_STORE_IO', message: /restart the gateway/ });
+  await t.rejects(s.commit(() => s.audit.insert(row(2))), { code: 'TYRUM_ERR_STORE_IO' }, 'later writes are refused');
+  t.throws(() => s.tx(() => s.audit.insert(row(3))), { code: 'TYRUM_ERR_STORE_IO' });
+  t.equal(s.audit.count(), 1, 'nothing after the failure was written');
+});
+
+t.test('a read-only store leaves syncing to SQLite', async (t) => {
+  const path = join(t.testdir(), 'g.db');
+  openStore(path).close();
+  const ro = openStore(path, { readonly: true });
+  t.teardown(() => ro.close());
+  t.equal(ro.pragmas().commit_sync, 'sqlite', 'a read-only store never syncs the log itself');
+});

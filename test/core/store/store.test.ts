@@ -5,10 +5,10 @@ import { chmodSync, existsSync, statSync } from 'node:fs';
 import { openStore, assertPragmas } from '../../../core/store/index.js';
 import { MIGRATIONS } from '../../../core/store/migrations.js';
 
-t.test('a new store runs with WAL, synchronous=FULL and foreign keys (A4)', async (t) => {
+t.test('a new store runs with WAL, every commit synced, and foreign keys (A4)', async (t) => {
   const dir = t.testdir();
   const s = openStore(join(dir, 'a.db'));
-  t.same(s.pragmas(), { journal_mode: 'wal', synchronous: 2, foreign_keys: 1 });
+  t.same(s.pragmas(), { journal_mode: 'wal', synchronous: 1, foreign_keys: 1, commit_sync: 'store' }, 'NORMAL, with the store fdatasyncing the log before any commit is reported');
   t.equal(s.schemaVersion(), MIGRATIONS[MIGRATIONS.length - 1]!.version);
   t.equal(s.integrityCheck(), 'ok');
   s.close();
@@ -41,13 +41,16 @@ t.test('the database and its WAL and shared-memory files are created 0600, whate
 
 t.test('the store refuses to run when a required pragma is not in effect (A4)', async (t) => {
   for (const bad of [
-    { journal_mode: 'delete', synchronous: 2, foreign_keys: 1 },
-    { journal_mode: 'wal', synchronous: 1, foreign_keys: 1 },
-    { journal_mode: 'wal', synchronous: 2, foreign_keys: 0 },
-    { journal_mode: 'memory', synchronous: 0, foreign_keys: 0 },
-  ]) {
+    { journal_mode: 'delete', synchronous: 2, foreign_keys: 1, commit_sync: 'sqlite' },
+    { journal_mode: 'wal', synchronous: 1, foreign_keys: 1, commit_sync: 'sqlite' },
+    { journal_mode: 'wal', synchronous: 0, foreign_keys: 1, commit_sync: 'store' },
+    { journal_mode: 'wal', synchronous: 2, foreign_keys: 0, commit_sync: 'sqlite' },
+    { journal_mode: 'memory', synchronous: 0, foreign_keys: 0, commit_sync: 'sqlite' },
+  ] as const) {
     t.throws(() => assertPragmas(bad), { code: 'TYRUM_ERR_STORE_PRAGMA' }, JSON.stringify(bad));
   }
+  t.doesNotThrow(() => assertPragmas({ journal_mode: 'wal', synchronous: 2, foreign_keys: 1, commit_sync: 'sqlite' }), 'FULL: SQLite syncs in COMMIT');
+  t.doesNotThrow(() => assertPragmas({ journal_mode: 'wal', synchronous: 1, foreign_keys: 1, commit_sync: 'store' }), 'NORMAL with the store syncing each commit');
   // A database that cannot do WAL (in-memory) is refused at open.
   t.throws(() => openStore(':memory:'), { code: 'TYRUM_ERR_STORE_PRAGMA', message: /journal_mode=memory/ });
 });
