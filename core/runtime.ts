@@ -172,8 +172,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // CLI). Only the changed plugins are touched: their catalog entries and sandboxes, and the MCP
   // servers they declare. MCP servers and approvals are reconciled at start, after a change from
   // another process (it may have been one of theirs), and when a changed plugin declares servers.
-  const reconcile = (pluginId?: string) => {
-    void host?.reconcile(pluginId).then((changes) => {
+  const reconcile = (pluginId?: string): Promise<unknown> | undefined =>
+    host?.reconcile(pluginId).then((changes) => {
       if (!mcpHost) return;
       const declaring = changes.filter((c) => c.mcpServers.length > 0);
       const problems = svc.mcp.syncPluginServers(declaring.map((c) => ({ id: c.id, servers: c.mcpServers })));
@@ -181,7 +181,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       if (pluginId !== undefined && !changes.some((c) => c.mcpServers.length > 0 || c.hadMcpServers)) return;
       return mcpHost.reconcile();
     });
-  };
   let svc: HomeServices;
   try {
     svc = openHome(options.home, options.overrides, {
@@ -303,6 +302,20 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
     const inflight = new InflightLimiter(config.limits.maxInflightRequests);
+    // One dispatch for WebSocket requests and /mcp. A request first waits until what another
+    // process (the CLI) committed is picked up, so an enable followed at once by a call finds the
+    // tool; then until every group other connections can already read is durable (Store.settled),
+    // and runs at once, so no answer shows a row a power cut could still take back.
+    const whenSettled = (h: Handler, payload: Record<string, unknown>, peer: Peer) => {
+      const settled = store.settled();
+      return settled ? settled.then(() => h(payload, peer)) : h(payload, peer);
+    };
+    const dispatch = (type: OperationType, payload: Record<string, unknown>, peer: Peer) => {
+      const h = (handlers as Partial<Record<OperationType, Handler>>)[type];
+      if (!h) throw new TyrumError('TYRUM_ERR_UNSUPPORTED_REQUEST', `no handler for ${type}`);
+      const external = server?.syncExternal();
+      return external ? external.then(() => whenSettled(h, payload, peer)) : whenSettled(h, payload, peer);
+    };
     server = new GatewayServer({
       config,
       inflight,
@@ -315,24 +328,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
       onExternalChange: () => {
-        reconcile();
+        const picked = reconcile();
         pump();
         engine.kick();
+        return picked;
       },
       redact: redactor.redactDeep,
-      handle: (type: OperationType, payload, peer) => {
-        const h = (handlers as Partial<Record<OperationType, Handler>>)[type];
-        if (!h) throw new TyrumError('TYRUM_ERR_UNSUPPORTED_REQUEST', `no handler for ${type}`);
-        return h(payload, peer);
-      },
+      handle: dispatch,
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
       // WebSocket pipeline (contract check, policy, approvals, durable run, audit).
       mcp: createMcpEndpoint({
-        handle: (type, payload, peer) => {
-          const h = (handlers as Partial<Record<OperationType, Handler>>)[type];
-          if (!h) throw new TyrumError('TYRUM_ERR_UNSUPPORTED_REQUEST', `no handler for ${type}`);
-          return h(payload, peer);
-        },
+        handle: dispatch,
         version: packageInfo().version,
         onRunChange: (listener) =>
           engine.onEvent((e) => {
@@ -362,7 +368,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       bootstrapToken = created.token;
       await audit.append('token.created', { kind: 'bootstrap' }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: null });
     }
-    reconcile();
+    void reconcile();
     await audit.append('gateway.started', { kind: 'gateway', key_id: key.keyId }, { host: config.host, port, version: packageInfo().version });
     // Last, with nothing after it that can fail: the catch below cannot stop an engine (its timers
     // would then run over the closed store); running.close() does.

@@ -582,7 +582,9 @@ export class ExecutionEngine {
     if (capacity <= 0) return;
     const now = this.now();
     // Only committed runs are candidates (a submission still in the open group is claimed after
-    // its commit wakes us), so a run is never taken before its submitter has been answered.
+    // its commit wakes us). A committed submission may not be synced yet, so its submitter may
+    // not have been answered; the claim commits after it, and nothing runs before the claim is
+    // durable, which makes the submission durable too.
     if (!this.store.committed.execution.hasClaimable(now)) return;
     const candidates = this.store.committed.execution.claimable(now, capacity + this.active.size);
     this.claiming = true;

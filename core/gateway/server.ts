@@ -39,8 +39,11 @@ export interface GatewayDeps {
   inflight: InflightLimiter;
   /** Pino log level, or false for no logging. */
   logLevel?: string | false;
-  /** Called when another process committed to the database (CLI changes to plugins, grants, secrets). */
-  onExternalChange?: () => void;
+  /**
+   * Called when another process committed to the database (CLI changes to plugins, grants,
+   * secrets); resolves once those changes are picked up (requests wait for it: see syncExternal).
+   */
+  onExternalChange?: () => Promise<unknown> | void;
   /** Applied to every event payload before it is pushed (secret values never leave in events). */
   redact?: (value: unknown) => unknown;
   version: string;
@@ -88,6 +91,8 @@ export class GatewayServer {
   /** Devices and token uses seen at handshakes, written every PRESENCE_FLUSH_MS rather than on the handshake path. */
   private readonly presence: Presence;
   private lastDataVersion = -1;
+  /** Picking up another process's changes, when that is in progress. */
+  private externalSync: Promise<void> | null = null;
   private lastFullCheck = 0;
   private readonly authFailures = new Map<string, { windowStart: number; count: number; suppressed: number }>();
   private boundPort = 0;
@@ -123,6 +128,8 @@ export class GatewayServer {
       // Select exactly tyrum-v1; never echo the tyrum-auth.* entry.
       handleProtocols: (protocols) => (protocols.has('tyrum-v1') ? 'tyrum-v1' : false),
     });
+    // Changes committed before now were read when the home was opened.
+    this.lastDataVersion = deps.store.dataVersion();
     this.routes();
     this.app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       void this.onUpgrade(req, socket, head);
@@ -397,6 +404,33 @@ export class GatewayServer {
     this.deps.audit.append(type, actor, data).catch((e: unknown) => this.app.log.error({ err: e }, 'audit append failed'));
   }
 
+  /**
+   * Resolves once every change another process committed before this call is picked up (its
+   * plugin enabled in the catalog, say). Every request waits for it before it is handled, so a
+   * `tyrum plugin enable` followed at once by a call finds the tool, without waiting for the
+   * next poll. One PRAGMA data_version when nothing changed.
+   */
+  syncExternal(): Promise<void> | null {
+    this.noticeExternal();
+    return this.externalSync;
+  }
+
+  /** True when another connection committed since the last look; starts picking it up. */
+  private noticeExternal(): boolean {
+    const dv = this.deps.store.dataVersion();
+    if (dv === this.lastDataVersion) return false;
+    this.lastDataVersion = dv;
+    const run = Promise.resolve(this.deps.onExternalChange?.())
+      .then(() => undefined)
+      .catch((e: unknown) => this.app.log.error({ err: e }, 'picking up changes made by another process failed'));
+    const sync = (this.externalSync ?? Promise.resolve()).then(() => run);
+    this.externalSync = sync;
+    void sync.then(() => {
+      if (this.externalSync === sync) this.externalSync = null;
+    });
+    return true;
+  }
+
   private beat(): void {
     for (const l of this.live) {
       if (!l.alive) {
@@ -415,11 +449,8 @@ export class GatewayServer {
    */
   private checkRevocations(): void {
     const now = this.now();
-    const dv = this.deps.store.dataVersion();
-    const external = dv !== this.lastDataVersion;
+    const external = this.noticeExternal();
     if (!external && now - this.lastFullCheck < 1000) return;
-    if (external && this.lastDataVersion !== -1) this.deps.onExternalChange?.();
-    this.lastDataVersion = dv;
     this.lastFullCheck = now;
     if (this.live.size === 0) return;
     const ids = [...new Set([...this.live].map((l) => l.session.token.id))];

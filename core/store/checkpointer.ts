@@ -22,12 +22,36 @@
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/**
+ * One read-only descriptor of each -shm file per process, never closed: closing any descriptor of
+ * a file drops every POSIX lock the process holds on it, and SQLite keeps its WAL locks there.
+ */
+const SHM_FDS = new Map<string, number>();
+
+function shmFd(path: string): number {
+  const key = resolve(`${path}-shm`);
+  const held = SHM_FDS.get(key);
+  if (held !== undefined) {
+    if (fstatSync(held).ino === statSync(key).ino) return held;
+    // The last connection of every process closed and SQLite unlinked the file: nothing locks the
+    // old inode any more, so its descriptor can go.
+    closeSync(held);
+  }
+  const fd = openSync(key, 'r');
+  SHM_FDS.set(key, fd);
+  return fd;
+}
 
 export interface CheckpointerOptions {
   /** Checkpoint once the log holds this many frames not yet in the database file. Default 1,000 (SQLite's own default). */
   pages?: number;
   /** How often the worker reads the wal-index header. Default 50 ms. */
   intervalMs?: number;
+  /** The worker ended without being stopped (it crashed): the caller takes checkpoints back. */
+  onDied?: () => void;
 }
 
 export const CHECKPOINT_PAGES_DEFAULT = 1000;
@@ -55,7 +79,7 @@ const db = new Database(path, { fileMustExist: true });
 db.pragma('busy_timeout = 0');
 db.pragma('synchronous = FULL');
 db.pragma('wal_autocheckpoint = 0');
-const shm = fs.openSync(path + '-shm', 'r');
+const shm = workerData.shmFd;
 const buf = Buffer.alloc(136);
 const u32 = (o) => (littleEndian ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
 let stopped = false;
@@ -80,7 +104,7 @@ function tick() {
 parentPort.on('message', (m) => {
   if (m !== 'stop') return;
   stopped = true;
-  try { db.close(); fs.closeSync(shm); } finally { process.exit(0); }
+  try { db.close(); } finally { process.exit(0); }
 });
 parentPort.postMessage({ kind: 'ready' });
 tick();
@@ -96,7 +120,7 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
   const intervalMs = Math.max(1, Math.floor(options.intervalMs ?? CHECKPOINT_INTERVAL_MS_DEFAULT));
   const worker = new Worker(WORKER, {
     eval: true,
-    workerData: { module: createRequire(import.meta.url).resolve('better-sqlite3'), path, pages, intervalMs, littleEndian: endianness() === 'LE' },
+    workerData: { module: createRequire(import.meta.url).resolve('better-sqlite3'), path, shmFd: shmFd(path), pages, intervalMs, littleEndian: endianness() === 'LE' },
   });
   worker.unref();
   const counts = { ready: false, checkpoints: 0, frames: 0, errors: 0, lastError: null as string | null };
@@ -116,13 +140,18 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
     counts.lastError = e.message;
   });
   let exited = false;
-  const exit = new Promise<void>((resolve) => worker.once('exit', () => {
-    exited = true;
-    resolve();
-  }));
+  let stopping = false;
+  const exit = new Promise<void>((done) =>
+    worker.once('exit', () => {
+      exited = true;
+      if (!stopping) options.onDied?.();
+      done();
+    }),
+  );
   return {
     stats: () => ({ ...counts }),
     stop: () => {
+      stopping = true;
       if (!exited) worker.postMessage('stop');
       return exit;
     },

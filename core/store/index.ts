@@ -124,7 +124,7 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
   const onDisk = !options.readonly && path !== ':memory:' && path !== '' && !path.startsWith('file:');
   // Create the file 0600 before SQLite does (SQLite would apply the umask, typically giving
   // 0644); SQLite then creates -wal and -shm with the database file's mode.
-  if (onDisk) closeSync(openSync(path, 'a', 0o600));
+  if (onDisk) createOwnerOnly(path);
   const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
@@ -150,6 +150,19 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
   }
 }
 
+/**
+ * Create the database file 0600 if it does not exist. An existing file is not opened: closing any
+ * descriptor of a file drops every POSIX lock this process holds on it, including SQLite's locks
+ * of another connection of this process to the same database.
+ */
+function createOwnerOnly(path: string): void {
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
 /** The read-only connection behind `Store.committed`: it sees what is committed, never a group still open. */
 function openReader(path: string, busyTimeoutMs: number | undefined): Database.Database {
   const r = new Database(path, { readonly: true, fileMustExist: true });
@@ -169,23 +182,32 @@ function openReader(path: string, busyTimeoutMs: number | undefined): Database.D
  * a new log; ours replace its syncs). Null when the log cannot be opened: the connection then
  * stays synchronous=FULL and SQLite syncs in COMMIT, as before.
  */
-function openWalForSync(db: Database.Database, path: string): number | null {
+function openWalForSync(db: Database.Database, path: string): WalFds | null {
   // A read in WAL mode makes sure the log file exists.
   prepared(db, 'SELECT 1 FROM sqlite_master LIMIT 1').get();
-  let fd: number;
+  const fds: number[] = [];
   try {
-    fd = openSync(`${path}-wal`, 'r+');
+    // Two descriptors: Linux reports a writeback error once per open file, so a synchronous and
+    // a thread-pool sync running at the same time must not share one, or one of them could miss it.
+    fds.push(openSync(`${path}-wal`, 'r+'), openSync(`${path}-wal`, 'r+'));
   } catch {
+    for (const fd of fds) closeSync(fd);
     return null;
   }
   try {
-    fsyncSync(fd);
+    fsyncSync(fds[0]!);
     syncDirectory(dirname(path));
   } catch (e) {
-    closeSync(fd);
+    for (const fd of fds) closeSync(fd);
     throw e;
   }
-  return fd;
+  return { async: fds[0]!, sync: fds[1]! };
+}
+
+/** The write-ahead log's descriptors: one for syncs on the thread pool, one for synchronous ones. */
+interface WalFds {
+  async: number;
+  sync: number;
 }
 
 /** fsync a directory, so entries created or renamed in it survive a power cut (not on Windows, which cannot open one). */
@@ -575,10 +597,14 @@ export class Store {
   private unitAfter: Array<() => void> | null = null;
   private readonly stats: CommitStats = { commits: 0, units: 0 };
   /** The write-ahead log, fdatasynced by the store (null: SQLite syncs in COMMIT). */
-  private walFd: number | null = null;
+  private walFd: WalFds | null = null;
   /** Groups COMMITted, waiting for a log sync, in commit order. */
   private readonly unsynced: Group[] = [];
   private lastCommitSeq = 0;
+  /** Settling is running (callbacks may commit with tx, which settles too: see settleThrough). */
+  private settling = false;
+  /** Every group up to this seq is durable. */
+  private syncedSeq = 0;
   private syncInFlight = false;
   /** The log could not be synced: nothing more is written (see failSync). */
   private syncFailure: TyrumError | null = null;
@@ -614,7 +640,7 @@ export class Store {
    * @internal openStore hands over the log's descriptor: from here on COMMIT does not sync
    * (synchronous=NORMAL) and the store does, off the event loop, before settling any unit.
    */
-  attachWalSync(fd: number | null): void {
+  attachWalSync(fd: WalFds | null): void {
     if (fd === null) return;
     this.db.pragma('synchronous = NORMAL');
     this.walFd = fd;
@@ -625,7 +651,14 @@ export class Store {
     const pages = Math.max(1, Math.floor(options.pages ?? CHECKPOINT_PAGES_DEFAULT));
     this.db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
     this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
-    this.checkpointer = startCheckpointer(path, { ...options, pages });
+    this.checkpointer = startCheckpointer(path, {
+      ...options,
+      pages,
+      // A worker that died leaves the writer to checkpoint at the usual threshold again.
+      onDied: () => {
+        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${pages}`);
+      },
+    });
   }
 
   /** What the checkpoint worker did (null when there is none: SQLite checkpoints in COMMIT). */
@@ -662,10 +695,22 @@ export class Store {
 
   /** Resolves once everything run so far is durable. */
   durable(): Promise<void> {
+    if (this.syncFailure !== null) return Promise.reject(this.syncFailure);
     if (this.group !== null) return this.commit(() => undefined);
+    return this.settled() ?? Promise.resolve();
+  }
+
+  /**
+   * Null when everything other connections can read is durable; otherwise resolves once it is
+   * (without committing a group still open: nobody else can read that). Other connections read a
+   * group from its COMMIT on, one log sync before it is durable, so a read that answers a caller
+   * waits for this first and then reads at once, before another group can commit (groups commit
+   * from setImmediate or timers, never from a promise callback; `tx` syncs before it returns).
+   */
+  settled(): Promise<void> | null {
+    if (this.syncFailure !== null) return Promise.reject(this.syncFailure);
     const last = this.unsynced[this.unsynced.length - 1];
-    if (last === undefined) return Promise.resolve();
-    // Committed, not yet synced: settle with that group.
+    if (last === undefined) return null;
     return new Promise<void>((resolve, reject) => last.units.push({ resolve: resolve as (v: unknown) => void, reject, value: undefined, after: [] }));
   }
 
@@ -749,48 +794,51 @@ export class Store {
    * COMMIT the open group. Returns the commit error, if any. Its units settle once the log is
    * synced: at once when SQLite synced in COMMIT or `now` is set (tx, shutdown: fdatasync here,
    * which settles every group committed before it), else when the next sync off the event loop
-   * ends.
+   * ends. Groups committed earlier are synced and settled even when this COMMIT fails.
    */
   private flush(now = false): unknown {
     const group = this.group;
+    let failure: unknown = null;
     if (group !== null) {
       this.group = null;
       OPEN_GROUPS.delete(this);
       if (group.scheduled !== null) clearImmediate(group.scheduled);
       if (group.deadline !== null) clearTimeout(group.deadline);
       try {
+        // After a failed sync nothing more is committed: the group is rolled back and refused.
+        if (this.syncFailure !== null) throw this.syncFailure;
         this.crashPoint('group_commit_before');
         prepared(this.db, 'COMMIT').run();
         this.stats.commits += 1;
         this.stats.units += group.units.length;
+        group.seq = ++this.lastCommitSeq;
+        this.unsynced.push(group);
       } catch (e) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
         for (const u of group.units) u.reject(e);
-        return e;
+        failure = e;
       }
-      group.seq = ++this.lastCommitSeq;
-      this.unsynced.push(group);
     }
-    if (this.unsynced.length === 0) return null;
+    if (this.unsynced.length === 0) return failure;
     if (this.walFd === null) {
       this.crashPoint('group_commit_after');
       this.settleThrough(this.lastCommitSeq);
-      return null;
+      return failure;
     }
     if (!now) {
       this.syncWal();
-      return null;
+      return failure;
     }
     this.crashPoint('group_commit_written');
     const through = this.lastCommitSeq;
     try {
-      fdatasyncSync(this.walFd);
+      fdatasyncSync(this.walFd.sync);
     } catch (e) {
       return this.failSync(e);
     }
     this.crashPoint('group_commit_after');
     this.settleThrough(through);
-    return null;
+    return failure;
   }
 
   /**
@@ -799,17 +847,17 @@ export class Store {
    * commits, one at a time). A sync covers the groups COMMITted before it began.
    */
   private syncWal(): void {
-    if (this.syncInFlight || this.walFd === null || this.unsynced.length === 0) return;
+    if (this.syncInFlight || this.walFd === null || this.unsynced.length === 0 || this.syncFailure !== null) return;
     this.syncInFlight = true;
     this.crashPoint('group_commit_written');
     const through = this.lastCommitSeq;
-    fdatasync(this.walFd, (err) => {
+    fdatasync(this.walFd.async, (err) => {
       this.syncInFlight = false;
+      // An error is fatal even if a synchronous sync settled the groups meanwhile: it may have
+      // been reported to this descriptor only.
+      if (err !== null) this.failSync(err);
       if (this.closeWalWhenIdle) return this.closeWal();
-      if (err !== null) {
-        this.failSync(err);
-        return;
-      }
+      if (err !== null) return;
       this.crashPoint('group_commit_after');
       this.settleThrough(through);
       this.syncWal();
@@ -823,39 +871,55 @@ export class Store {
    * is on disk, is safe.
    */
   private failSync(cause: unknown): TyrumError {
-    const err = new TyrumError(
-      'TYRUM_ERR_STORE_IO',
-      `could not make the database's write-ahead log durable (${cause instanceof Error ? cause.message : String(cause)}); refusing further writes: restart the gateway`,
-      undefined,
-      { cause },
-    );
-    this.syncFailure ??= err;
+    const err =
+      this.syncFailure ??
+      new TyrumError(
+        'TYRUM_ERR_STORE_IO',
+        `could not make the database's write-ahead log durable (${cause instanceof Error ? cause.message : String(cause)}); refusing further writes: restart the gateway`,
+        undefined,
+        { cause },
+      );
+    this.syncFailure = err;
     for (const g of this.unsynced.splice(0)) for (const u of g.units) u.reject(err);
+    void this.checkpointer?.stop();
+    this.checkpointer = null;
     return err;
   }
 
-  /** Settle, in commit order, every group committed at or before `seq`: callbacks first, then answers. */
+  /**
+   * Settle, in commit order, every group committed at or before `seq`: callbacks first, then
+   * answers. A callback that commits with `tx` makes more groups durable; the loop that is
+   * already running settles them after the current one, so the order holds.
+   */
   private settleThrough(seq: number): void {
-    while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= seq) {
-      const group = this.unsynced.shift()!;
-      for (const u of group.units) {
-        for (const cb of u.after) {
-          try {
-            cb();
-          } catch (e) {
-            // Callbacks are the store's own bookkeeping (event delivery, audit checkpoint state);
-            // one that throws must not keep the other units from being told they are durable.
-            process.emitWarning(`a commit callback threw: ${e instanceof Error ? e.message : String(e)}`);
+    this.syncedSeq = Math.max(this.syncedSeq, seq);
+    if (this.settling) return;
+    this.settling = true;
+    try {
+      while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= this.syncedSeq) {
+        const group = this.unsynced.shift()!;
+        for (const u of group.units) {
+          for (const cb of u.after) {
+            try {
+              cb();
+            } catch (e) {
+              // Callbacks are the store's own bookkeeping (event delivery, audit checkpoint state);
+              // one that throws must not keep the other units from being told they are durable.
+              process.emitWarning(`a commit callback threw: ${e instanceof Error ? e.message : String(e)}`);
+            }
           }
         }
+        for (const u of group.units) u.resolve(u.value);
       }
-      for (const u of group.units) u.resolve(u.value);
+    } finally {
+      this.settling = false;
     }
   }
 
   private closeWal(): void {
     if (this.walFd === null) return;
-    closeSync(this.walFd);
+    closeSync(this.walFd.async);
+    closeSync(this.walFd.sync);
     this.walFd = null;
   }
 

@@ -65,7 +65,7 @@ t.test('the plugin workflow from the CLI: install quarantined, grant, enable, ca
   t.match(lock, { lock_version: 1, plugins: [{ id: 'text-utils', wasm_sha256: /^[0-9a-f]{64}$/, grant: {}, state: 'enabled' }] });
   const list = await run(['plugin', 'list', ...H]);
   t.match(list.out, /text-utils\t1\.0\.0\tenabled/);
-  await new Promise((r) => setTimeout(r, 600));
+  // No wait: a request first picks up what the CLI committed.
   const tools = await run(['tool', 'list', '--json'], env);
   t.equal(tools.code, 0, tools.err);
   t.same((JSON.parse(tools.out) as { tools: Array<{ tool_id: string }> }).tools.map((x) => x.tool_id), ['text-utils.transform', 'text-utils.word_count']);

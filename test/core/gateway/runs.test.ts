@@ -167,7 +167,6 @@ t.test('kill -9 while a run waits for approval, restart, approve: it completes o
     const r = await runCli([...argv, '--home', home]);
     t.equal(r.code, 0, r.err);
   }
-  await new Promise((r) => setTimeout(r, 700));
   const a = await connect({ port: first.port }, { token });
   const call = result<Invoke>(await a.conn.request('tool.invoke', { tool_id: 'notes.add_note', args: { title: 'survives', body: 'a crash' }, wait_ms: 3000 }));
   t.equal(call.state, 'paused');

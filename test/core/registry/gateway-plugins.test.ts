@@ -67,19 +67,13 @@ t.test('plugins through the gateway', async (t) => {
     reader.conn.ws.close();
   });
 
-  t.test('changes made by the CLI reach the running gateway within a second', async (t) => {
+  t.test('changes made by the CLI apply to the very next request', async (t) => {
     t.equal(await main(['plugin', 'disable', 'text-utils', '--home', gw.home], quiet), 0);
-    const deadline = Date.now() + 1500;
-    let tools: unknown[] = ['x'];
-    while (Date.now() < deadline && tools.length > 0) {
-      await new Promise((r) => setTimeout(r, 100));
-      tools = ((await admin.conn.request('tool.list')).result as { tools: unknown[] }).tools;
-    }
+    const tools = ((await admin.conn.request('tool.list')).result as { tools: unknown[] }).tools;
     t.same(tools, [], 'disabled from the CLI: its tools are gone');
     t.equal(code(await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })), 'not_found');
     t.equal(await main(['plugin', 'enable', 'text-utils', '--home', gw.home], quiet), 0);
-    await new Promise((r) => setTimeout(r, 600));
-    t.equal((await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })).ok, true, 'enabled again from the CLI');
+    t.equal((await admin.conn.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } })).ok, true, 'enabled again from the CLI, no wait');
   });
 
   t.test('a tampered module on disk is refused at load, naming both digests (D8)', async (t) => {

@@ -2,6 +2,7 @@
 // once durable; a unit that throws is rolled back alone; readers see only what is committed.
 import t from 'tap';
 import { join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import { openStore } from '../../../core/store/index.js';
 
 const row = (seq: number) => ({ seq, ts: 'x', type: 'test.event', actor: '{}', data: '{}', prev_hash: 'p', hash: `h${seq}` });
@@ -138,13 +139,13 @@ t.test('durable() waits for a group committed but not yet synced', async (t) => 
 
 t.test('a failed log sync rejects what it covered and every later write (TYRUM_ERR_STORE_IO)', async (t) => {
   const s = openStore(join(t.testdir(), 'g.db'));
-  const internals = s as unknown as { walFd: number | null };
+  const internals = s as unknown as { walFd: { async: number; sync: number } | null };
   const real = internals.walFd;
   t.teardown(() => {
     internals.walFd = real;
     s.close();
   });
-  internals.walFd = 1 << 20; // not an open descriptor: fdatasync fails with EBADF
+  internals.walFd = { async: 1 << 20, sync: (1 << 20) + 1 }; // not open descriptors: fdatasync fails with EBADF
   await t.rejects(s.commit(() => s.audit.insert(row(1))), { code: 'TYRUM_ERR_STORE_IO', message: /restart the gateway/ });
   await t.rejects(s.commit(() => s.audit.insert(row(2))), { code: 'TYRUM_ERR_STORE_IO' }, 'later writes are refused');
   t.throws(() => s.tx(() => s.audit.insert(row(3))), { code: 'TYRUM_ERR_STORE_IO' });
@@ -158,3 +159,66 @@ t.test('a read-only store leaves syncing to SQLite', async (t) => {
   t.teardown(() => ro.close());
   t.equal(ro.pragmas().commit_sync, 'sqlite', 'a read-only store never syncs the log itself');
 });
+
+t.test('a callback that commits with tx does not reorder settling: every group\'s callbacks run before the next group\'s', async (t) => {
+  const s = openStore(join(t.testdir(), 'g.db'));
+  t.teardown(() => s.close());
+  const order: string[] = [];
+  const p1 = s.commit(() => {
+    s.audit.insert(row(1));
+    s.afterCommit(() => {
+      order.push('g1 A');
+      s.tx(() => s.audit.insert(row(100)));
+    });
+    s.afterCommit(() => order.push('g1 B'));
+  }).then(() => order.push('g1 resolved'));
+  await new Promise((r) => setImmediate(r));
+  const p2 = s.commit(() => {
+    s.audit.insert(row(2));
+    s.afterCommit(() => order.push('g2 cb'));
+  }).then(() => order.push('g2 resolved'));
+  await Promise.all([p1, p2]);
+  t.same(order, ['g1 A', 'g1 B', 'g2 cb', 'g1 resolved', 'g2 resolved']);
+  t.equal(s.committed.audit.count(), 3);
+});
+
+t.test('after a failed log sync, a group opened before it is rolled back and refused, and durable() rejects', async (t) => {
+  const s = openStore(join(t.testdir(), 'g.db'));
+  const internals = s as unknown as { walFd: { async: number; sync: number } | null };
+  const real = internals.walFd;
+  t.teardown(() => {
+    internals.walFd = real;
+    s.close();
+  });
+  internals.walFd = { async: 1 << 20, sync: (1 << 20) + 1 };
+  const first = s.commit(() => s.audit.insert(row(1)));
+  await new Promise((r) => setImmediate(r)); // committed; its sync is on the thread pool
+  const opened = s.commit(() => s.audit.insert(row(2)), { deferred: true });
+  await t.rejects(first, { code: 'TYRUM_ERR_STORE_IO' });
+  await t.rejects(opened, { code: 'TYRUM_ERR_STORE_IO' }, 'the group open at the failure is refused too');
+  t.same(s.committed.audit.page(0, 10).map((r) => r.seq), [1], 'and rolled back');
+  await t.rejects(s.durable(), { code: 'TYRUM_ERR_STORE_IO' });
+});
+
+t.test('closing one of two stores on a file keeps the other\'s SQLite locks (no descriptor of ours closes the -shm file)', { skip: process.platform === 'linux' ? false : 'reads /proc/locks (Linux only)' }, async (t) => {
+  const path = join(t.testdir(), 'g.db');
+  const a = openStore(path, { checkpointer: { intervalMs: 1 } });
+  const b = openStore(path);
+  t.teardown(() => b.close());
+  await s0(b);
+  const ino = statSync(`${path}-shm`).ino;
+  const locks = () => readFileSync('/proc/locks', 'utf8').split('\n').filter((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[4] === String(process.pid) && f[5]?.endsWith(`:${ino}`);
+  });
+  t.ok(locks().length > 0, 'the process holds locks on -shm while both are open');
+  a.close();
+  await new Promise((r) => setTimeout(r, 300)); // the checkpoint worker stops
+  t.ok(locks().length > 0, 'b still holds its locks after a (and its checkpoint worker) closed');
+  await s0(b);
+});
+
+/** One committed write through `s`. */
+async function s0(s: ReturnType<typeof openStore>): Promise<void> {
+  await s.commit(() => s.audit.insert(row(1 + s.audit.count())));
+}
