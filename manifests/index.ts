@@ -22,7 +22,7 @@ export { validatePluginConfig } from './config.js';
 export type { SecretLookup } from './config.js';
 export { compareVersions } from './versions.js';
 export type { CompareOptions, VersionComparison } from './versions.js';
-export { assertSafeJsonSchema, compilePluginSchema, forgetPluginSchema, toIssues } from './json-schema.js';
+export { assertSafeJsonSchema, compiledSchemaCount, compilePluginSchema, forgetPluginSchema, toIssues } from './json-schema.js';
 export type { SchemaIssue } from './json-schema.js';
 export { patternHazard } from './regex-safety.js';
 export * from './capabilities.js';

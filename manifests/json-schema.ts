@@ -271,49 +271,65 @@ export function assertSafeJsonSchema(schema: unknown, label: string): void {
   }
 }
 
-const runtimeCache = new WeakMap<object, ValidateFunction>();
+/**
+ * Compiled validators, keyed by the schema's JSON text, not its object: a manifest read again
+ * (each sandbox start, each config check) is a new object with the same schema, and ajv keeps
+ * every object it compiled in a Map of its own, so keying by identity grew ajv without bound.
+ * Keyed by content, each distinct schema is compiled, and held, once.
+ */
+const runtimeCache = new Map<string, { fn: ValidateFunction; compiled: object }>();
+const configCache = new Map<string, { fn: ValidateFunction; compiled: object }>();
 
 /**
  * A validator for a plugin-supplied schema (tool input or output), screened with
- * {@link assertSafeJsonSchema} on first use and cached per schema object. The validator never
+ * {@link assertSafeJsonSchema} on first use and cached per schema content. The validator never
  * changes the data; on failure, {@link toIssues}(fn.errors) lists what is wrong.
  */
 export function compilePluginSchema(schema: Record<string, unknown>, label = 'schema'): ValidateFunction {
-  let fn = runtimeCache.get(schema);
-  if (!fn) {
-    assertSafeJsonSchema(schema, label);
-    fn = runtimeAjv.compile(schema);
-    runtimeCache.set(schema, fn);
-  }
-  return fn;
-}
-
-const configCache = new WeakMap<object, { fn: ValidateFunction; compiled: object }>();
-
-/**
- * A validator that fills defaults into the config it checks (callers pass a copy they own).
- * `prepare` derives the schema actually compiled from the plugin's (see manifests/config.ts);
- * both are cached per original schema object.
- */
-export function compileConfigSchema(schema: Record<string, unknown>, label: string, prepare: (s: Record<string, unknown>) => Record<string, unknown>): ValidateFunction {
-  let hit = configCache.get(schema);
+  const key = JSON.stringify(schema);
+  let hit = runtimeCache.get(key);
   if (!hit) {
     assertSafeJsonSchema(schema, label);
-    const compiled = prepare(schema);
-    hit = { fn: configAjv.compile(compiled), compiled };
-    configCache.set(schema, hit);
+    // ajv keeps the object it compiles: give it a copy of its own, so the caller's stays collectable.
+    const compiled = JSON.parse(key) as object;
+    hit = { fn: runtimeAjv.compile(compiled), compiled };
+    runtimeCache.set(key, hit);
   }
   return hit.fn;
 }
 
 /**
- * Drop the compiled validators of `schema` (ajv keeps every compiled schema alive otherwise).
- * Call it when the plugin that supplied the schema is removed or replaced.
+ * A validator that fills defaults into the config it checks (callers pass a copy they own).
+ * `prepare` derives the schema actually compiled from the plugin's (see manifests/config.ts);
+ * both are cached per original schema content.
+ */
+export function compileConfigSchema(schema: Record<string, unknown>, label: string, prepare: (s: Record<string, unknown>) => Record<string, unknown>): ValidateFunction {
+  const key = JSON.stringify(schema);
+  let hit = configCache.get(key);
+  if (!hit) {
+    assertSafeJsonSchema(schema, label);
+    const compiled = prepare(JSON.parse(key) as Record<string, unknown>);
+    hit = { fn: configAjv.compile(compiled), compiled };
+    configCache.set(key, hit);
+  }
+  return hit.fn;
+}
+
+/**
+ * Drop the compiled validators of `schema` (by content). Call it when the plugin that supplied
+ * the schema is removed or replaced; another plugin with the same schema compiles it again.
  */
 export function forgetPluginSchema(schema: object): void {
-  runtimeCache.delete(schema);
-  runtimeAjv.removeSchema(schema);
-  const hit = configCache.get(schema);
+  const key = JSON.stringify(schema);
+  const run = runtimeCache.get(key);
+  if (run) runtimeAjv.removeSchema(run.compiled);
+  runtimeCache.delete(key);
+  const hit = configCache.get(key);
   if (hit) configAjv.removeSchema(hit.compiled);
-  configCache.delete(schema);
+  configCache.delete(key);
+}
+
+/** How many distinct schemas are compiled now (tests: the caches must not grow with re-reads). */
+export function compiledSchemaCount(): { runtime: number; config: number } {
+  return { runtime: runtimeCache.size, config: configCache.size };
 }

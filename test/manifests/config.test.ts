@@ -2,7 +2,7 @@
 // accept only the name of an existing, granted handle (E5 for config).
 import t, { type Test } from 'tap';
 import { isTyrumError } from '../../core/errors/index.js';
-import { validatePluginConfig, type SecretLookup } from '../../manifests/index.js';
+import { compiledSchemaCount, validatePluginConfig, type SecretLookup } from '../../manifests/index.js';
 import type { PluginManifest } from '../../schemas/index.js';
 
 type ConfigManifest = Pick<PluginManifest, 'id' | 'config_schema' | 'requests'>;
@@ -107,4 +107,12 @@ t.test('non-object, non-JSON and hostile configs are refused', async (t) => {
   cyclic.self = cyclic;
   refused(t, cyclic, /nests deeper than/);
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was polluted');
+});
+
+t.test('checking configs against a manifest read again and again compiles its schema once', async (t) => {
+  const check = () => validatePluginConfig(JSON.parse(JSON.stringify(manifest)) as ConfigManifest, { api_key: 'WEATHER_KEY' }, ok);
+  check();
+  const before = compiledSchemaCount();
+  for (let i = 0; i < 50; i++) check();
+  t.same(compiledSchemaCount(), before, 'no validator compiled, or held by ajv, per re-read manifest');
 });

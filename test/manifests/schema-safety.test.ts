@@ -3,7 +3,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { isTyrumError } from '../../core/errors/index.js';
-import { assertSafeJsonSchema, compilePluginSchema, forgetPluginSchema, patternHazard, readPluginSource, toIssues } from '../../manifests/index.js';
+import { assertSafeJsonSchema, compiledSchemaCount, compilePluginSchema, forgetPluginSchema, patternHazard, readPluginSource, toIssues } from '../../manifests/index.js';
 import { measureBlocking, set, writePlugin } from './helpers.js';
 
 function refusal(schema: unknown, label = 'contributes.tools[1].input_schema'): string {
@@ -120,7 +120,10 @@ t.test('H2: reading a plugin with a hostile schema is refused in well under a se
 t.test('compiled plugin schemas validate without changing the data, and can be forgotten', async (t) => {
   const schema = { type: 'object', properties: { n: { type: 'integer', default: 5 } }, required: ['n'] };
   const fn = compilePluginSchema(schema, 'contributes.tools[0].input_schema');
-  t.equal(compilePluginSchema(schema), fn, 'cached per schema object');
+  t.equal(compilePluginSchema(schema), fn, 'cached');
+  const before = compiledSchemaCount();
+  t.equal(compilePluginSchema(JSON.parse(JSON.stringify(schema)) as typeof schema), fn, 'the same schema read again (a new object) reuses the validator');
+  t.same(compiledSchemaCount(), before, 'nothing more is compiled or held');
   const data = {};
   t.equal(fn(data), false);
   t.same(data, {}, 'no defaults filled in');
