@@ -138,6 +138,8 @@ export class TokenService {
       expires_at: expiresAt,
       revoked_at: null,
       last_used_at: null,
+      kind: 'access',
+      device_id: null,
     };
     this.store.tx(() => this.store.tokens.insert(record));
     return { token: `tyrum_${id}_${secret}`, record };

@@ -43,11 +43,13 @@ import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
 import { PolicyRepo } from './policy.js';
 import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 import { McpRepo } from './mcp.js';
+import { NodePairingRepo } from './nodes.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
 export * from './execution.js';
 export * from './mcp.js';
+export * from './nodes.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -66,7 +68,13 @@ export interface TokenRecord {
   expires_at: number | null;
   revoked_at: number | null;
   last_used_at: number | null;
+  /** 'access' (clients, operators), 'node_enrollment' (may only ask to be paired), 'node' (a paired node's). */
+  kind: TokenKind;
+  /** The device a 'node' token is bound to; null for the other kinds. */
+  device_id: string | null;
 }
+
+export type TokenKind = 'access' | 'node_enrollment' | 'node';
 
 export interface DeviceRecord {
   device_id: string;
@@ -268,8 +276,8 @@ export class TokenRepo {
 
   insert(t: TokenRecord): void {
     prepared(this.db, 
-        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at)
-         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at)`,
+        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at, kind, device_id)
+         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at, @kind, @device_id)`,
       )
       .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles) });
   }
@@ -589,6 +597,7 @@ export class Store {
   readonly approvals: ApprovalRepo;
   readonly outbox: OutboxRepo;
   readonly mcp: McpRepo;
+  readonly pairings: NodePairingRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -627,6 +636,7 @@ export class Store {
     this.approvals = new ApprovalRepo(db);
     this.outbox = new OutboxRepo(db);
     this.mcp = new McpRepo(db);
+    this.pairings = new NodePairingRepo(db);
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit };
   }
 

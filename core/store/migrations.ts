@@ -296,4 +296,45 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tokens_parent ON tokens (parent_id) WHERE parent_id IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    name: 'nodes: pairings, and node tokens bound to a device',
+    sql: `
+      -- 'access': an operator's or client's token. 'node_enrollment': lets a node connect far
+      -- enough to ask to be paired, nothing more. 'node': minted when a pairing is approved,
+      -- bound to that node's device id.
+      ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'access' CHECK (kind IN ('access', 'node_enrollment', 'node'));
+      ALTER TABLE tokens ADD COLUMN device_id TEXT;
+
+      CREATE TABLE node_pairings (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'pair_*'),
+        device_id TEXT NOT NULL,
+        pubkey TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('awaiting_human', 'approved', 'denied', 'revoked')),
+        trust_level TEXT CHECK (trust_level IN ('local', 'remote')),
+        node_name TEXT,
+        label TEXT,
+        platform TEXT,
+        version TEXT,
+        mode TEXT,
+        remote_address TEXT NOT NULL,
+        -- JSON [{id, version, definition_hash}] as the node advertised them (its latest connection).
+        advertised TEXT NOT NULL,
+        -- JSON [{id, version, definition_hash, read_only}] granted by the operator.
+        allowlist TEXT NOT NULL DEFAULT '[]',
+        -- The node token, once minted; NULL until then.
+        token_id TEXT REFERENCES tokens (id),
+        credential_delivered_at INTEGER,
+        requested_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        resolved_by TEXT,
+        reason TEXT
+      ) STRICT;
+      -- At most one live pairing per device; approved node names are unique.
+      CREATE UNIQUE INDEX node_pairings_live ON node_pairings (device_id) WHERE state IN ('awaiting_human', 'approved');
+      CREATE UNIQUE INDEX node_pairings_name ON node_pairings (node_name) WHERE state = 'approved';
+      CREATE INDEX node_pairings_state ON node_pairings (state, requested_at);
+    `,
+  },
 ];
