@@ -12,7 +12,7 @@
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { TyrumError } from '../errors/index.js';
 import { SCOPES, ROLES, type Scope, type Role } from '../../schemas/index.js';
-import type { Store, TokenRecord } from '../store/index.js';
+import type { Store, TokenKind, TokenRecord } from '../store/index.js';
 
 const KDF = { N: 4096, r: 8, p: 1 } as const;
 const KDF_LABEL = `scrypt:N=${KDF.N},r=${KDF.r},p=${KDF.p}`;
@@ -50,6 +50,9 @@ export interface AuthenticatedToken {
   scopes: Scope[];
   roles: Role[];
   expires_at: number | null;
+  kind: TokenKind;
+  /** The device a node token is bound to (its handshake must prove that device); null otherwise. */
+  device_id: string | null;
 }
 
 export interface CreateTokenInput {
@@ -66,6 +69,13 @@ export interface CreateTokenInput {
    * it is recorded as the parent's child and dies with it (revocation or expiry).
    */
   parentId?: string;
+  /**
+   * 'access' (default) for clients and operators. 'node_enrollment': role node, no scope, an
+   * expiry: lets a node connect far enough to ask to be paired. 'node': role node, no scope,
+   * bound to `deviceId` (minted when a pairing is approved).
+   */
+  kind?: TokenKind;
+  deviceId?: string;
 }
 
 /** Parses "30d", "12h", "45m", "90s" or a bare number of seconds. */
@@ -113,9 +123,19 @@ export class TokenService {
     const roles = [...new Set(input.roles ?? ['client'])];
     const badScope = scopes.find((s) => !isScope(s));
     if (badScope !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown scope "${badScope}" (known: ${SCOPES.join(', ')})`);
-    if (scopes.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a token needs at least one scope');
     const badRole = roles.find((r) => !isRole(r));
     if (badRole !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown role "${badRole}" (known: ${ROLES.join(', ')})`);
+    const kind = input.kind ?? 'access';
+    if (kind === 'access') {
+      if (scopes.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a token needs at least one scope');
+      if (input.deviceId !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'only node tokens are bound to a device');
+    } else {
+      // Node credentials act through the node role only: no operator scope, never a client.
+      if (scopes.length > 0 || roles.length !== 1 || roles[0] !== 'node') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `a ${kind} token has the role node and no scopes`);
+      if (kind === 'node' && input.deviceId === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a node token is bound to a device id');
+      if (kind === 'node_enrollment' && input.ttlSeconds === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'an enrollment token needs an expiry');
+      if (kind === 'node_enrollment' && input.deviceId !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'an enrollment token is not bound to a device');
+    }
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const salt = randomBytes(16);
@@ -138,8 +158,8 @@ export class TokenService {
       expires_at: expiresAt,
       revoked_at: null,
       last_used_at: null,
-      kind: 'access',
-      device_id: null,
+      kind,
+      device_id: input.deviceId ?? null,
     };
     this.store.tx(() => this.store.tokens.insert(record));
     return { token: `tyrum_${id}_${secret}`, record };
@@ -251,7 +271,7 @@ export function isLive(rec: TokenRecord, now: number): boolean {
 }
 
 function toAuthenticated(rec: TokenRecord): AuthenticatedToken {
-  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at };
+  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at, kind: rec.kind, device_id: rec.device_id };
 }
 
 /** Public view of a token record (the shape of `TokenInfo` on the wire). */
@@ -266,5 +286,7 @@ export function tokenInfo(rec: TokenRecord) {
     expires_at: iso(rec.expires_at),
     revoked_at: iso(rec.revoked_at),
     last_used_at: iso(rec.last_used_at),
+    kind: rec.kind,
+    device_id: rec.device_id,
   };
 }

@@ -214,6 +214,11 @@ export class Session {
       this.authFailure(CLOSE.UNAUTHORIZED, `token is not valid for role ${p.role}`);
       return;
     }
+    // A node token is bound to the device it was issued to: on any other key it is worthless.
+    if (this.token.device_id !== null && this.token.device_id !== p.device.device_id) {
+      this.authFailure(CLOSE.UNAUTHORIZED, 'token is bound to another device');
+      return;
+    }
     const challenge = randomBytes(32).toString('base64url');
     this.state = {
       kind: 'awaiting_proof',

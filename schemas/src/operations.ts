@@ -5,7 +5,7 @@
  * (generated, and checked by `npm test`). An operation is listed here only once it works.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
-import { Strict, Scope, Role, type Scope as ScopeT, type Role as RoleT, IsoTime, TokenId, JsonObject } from './common.js';
+import { Strict, Scope, Role, type Scope as ScopeT, type Role as RoleT, IsoTime, TokenId, JsonObject, DeviceId } from './common.js';
 import { ConnectInitPayload, ConnectInitResult, ConnectProofPayload, ConnectProofResult } from './handshake.js';
 import { PluginGrant, PluginManifest, RiskFlag, JsonSchemaDoc, PLUGIN_ID_PATTERN, SECRET_NAME_PATTERN, SecretDestination } from './manifest.js';
 
@@ -39,6 +39,10 @@ export const TokenInfo = Strict({
   expires_at: Type.Union([IsoTime, Type.Null()]),
   revoked_at: Type.Union([IsoTime, Type.Null()]),
   last_used_at: Type.Union([IsoTime, Type.Null()]),
+  kind: Type.Union([Type.Literal('access'), Type.Literal('node_enrollment'), Type.Literal('node')], {
+    description: "'access' for clients and operators; 'node_enrollment' lets a node ask to be paired; 'node' is a paired node's, bound to device_id.",
+  }),
+  device_id: Type.Union([DeviceId, Type.Null()]),
 });
 
 const Empty = Strict({});

@@ -2029,6 +2029,11 @@ export interface OpTokenCreateResult {
     expires_at: string | null;
     revoked_at: string | null;
     last_used_at: string | null;
+    /**
+     * 'access' for clients and operators; 'node_enrollment' lets a node ask to be paired; 'node' is a paired node's, bound to device_id.
+     */
+    kind: "access" | "node_enrollment" | "node";
+    device_id: string | null;
   };
 }
 
@@ -2056,6 +2061,11 @@ export interface OpTokenListResult {
     expires_at: string | null;
     revoked_at: string | null;
     last_used_at: string | null;
+    /**
+     * 'access' for clients and operators; 'node_enrollment' lets a node ask to be paired; 'node' is a paired node's, bound to device_id.
+     */
+    kind: "access" | "node_enrollment" | "node";
+    device_id: string | null;
   }[];
 }
 

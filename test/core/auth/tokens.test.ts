@@ -245,3 +245,27 @@ t.test('the verified-token cache is keyed by a keyed hash: neither the secret no
   t.ok(await other.authenticate(a.token));
   t.notSame([...(other as unknown as { verified: Map<string, unknown> }).verified.keys()], [...(tokens as unknown as { verified: Map<string, unknown> }).verified.keys()], 'the key is per process (per service), so cache keys differ');
 });
+
+t.test('node credentials: role node only, no scopes; node tokens bound to a device, enrollment tokens expiring', async (t) => {
+  const store = openStore(join(t.testdir(), 'k.db'));
+  t.teardown(() => store.close());
+  const tokens = new TokenService(store);
+  const node = await tokens.create({ kind: 'node', roles: ['node'], scopes: [], deviceId: 'dev_x', createdBy: 'pairing:pair_1' });
+  t.match(await tokens.authenticate(node.token), { kind: 'node', device_id: 'dev_x', scopes: [], roles: ['node'] });
+  const enroll = await tokens.create({ kind: 'node_enrollment', roles: ['node'], scopes: [], ttlSeconds: 3600, createdBy: 'cli' });
+  t.match(await tokens.authenticate(enroll.token), { kind: 'node_enrollment', device_id: null });
+  const access = await tokens.create({ scopes: ['operator.read'], createdBy: 'cli' });
+  t.match(await tokens.authenticate(access.token), { kind: 'access', device_id: null });
+  for (const [input, msg] of [
+    [{ kind: 'node', roles: ['node'], scopes: ['operator.read'], deviceId: 'd' }, /role node and no scopes/],
+    [{ kind: 'node', roles: ['client'], scopes: [], deviceId: 'd' }, /role node and no scopes/],
+    [{ kind: 'node', roles: ['node', 'client'], scopes: [], deviceId: 'd' }, /role node and no scopes/],
+    [{ kind: 'node', roles: ['node'], scopes: [] }, /bound to a device id/],
+    [{ kind: 'node_enrollment', roles: ['node'], scopes: [] }, /needs an expiry/],
+    [{ kind: 'node_enrollment', roles: ['node'], scopes: [], ttlSeconds: 60, deviceId: 'd' }, /not bound to a device/],
+    [{ scopes: [], roles: ['node'] }, /at least one scope/],
+    [{ scopes: ['operator.read'], deviceId: 'd' }, /only node tokens are bound/],
+  ] as const) {
+    await t.rejects(tokens.create({ createdBy: 'test', ...input } as Parameters<typeof tokens.create>[0]), { code: 'TYRUM_ERR_INVALID_ARGUMENT', message: msg }, JSON.stringify(input));
+  }
+});

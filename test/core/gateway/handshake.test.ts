@@ -137,6 +137,17 @@ t.test('handshake close codes (PROTOCOL.md)', async (t) => {
     t.equal((await c.closeCode()).code, 4001);
   });
 
+  t.test('a node token works only on the device it is bound to; on any other key it closes 4001', async (t) => {
+    const bound = newDevice();
+    const { token } = await gw.tokens.create({ kind: 'node', roles: ['node'], scopes: [], deviceId: bound.device_id, createdBy: 'test' });
+    const other = await raw(gw, { token });
+    other.send({ request_id: 'a', type: 'connect.init', payload: initPayload(newDevice(), { role: 'node' }) });
+    t.same(await other.closeCode(), { code: 4001, reason: 'token is bound to another device' });
+    const { conn, hello } = await connect(gw, { token, device: bound, role: 'node' });
+    t.match(hello, { device_id: bound.device_id, role: 'node', scopes: [] }, 'the device it was issued to connects');
+    conn.ws.close();
+  });
+
   t.test('scopes a client claims are ignored: only the token record counts (F4)', async (t) => {
     const { token } = await gw.tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
     const dev = newDevice();

@@ -39,7 +39,7 @@ const MAX_INFLIGHT = 3;
 
 const ISO = '2026-01-02T03:04:05.678Z';
 const HASH = 'a'.repeat(64);
-const TOKEN_INFO = { token_id: '0123456789abcdef', label: 'x', scopes: ['operator.read'], roles: ['client'], created_at: ISO, expires_at: null, revoked_at: null, last_used_at: null };
+const TOKEN_INFO = { token_id: '0123456789abcdef', label: 'x', scopes: ['operator.read'], roles: ['client'], created_at: ISO, expires_at: null, revoked_at: null, last_used_at: null, kind: 'access', device_id: null };
 
 const RUN_DETAIL = {
   run: { id: 'run_1', kind: 'tool', state: 'succeeded', created_by: 'tok', idempotency_key: null, request_hash: HASH, created_at: ISO, updated_at: ISO, finished_at: ISO, cancel_requested: false, pause_reason: null, next_attempt_at: ISO, result: { ok: 1 }, error: null, lease: null },
@@ -269,7 +269,7 @@ function parseSent(text: string): Record<string, unknown> {
 async function run(sc: Scenario): Promise<string | null> {
   const transport = new MemTransport();
   transport.congestAfter = sc.congestAfter;
-  const token: AuthenticatedToken = { id: 'fedcba9876543210', label: 'fuzz', scopes: sc.scopes as Scope[], roles: sc.roles as Role[], expires_at: null };
+  const token: AuthenticatedToken = { id: 'fedcba9876543210', label: 'fuzz', scopes: sc.scopes as Scope[], roles: sc.roles as Role[], expires_at: null, kind: 'access', device_id: null };
   const problems: string[] = [];
   let calls = 0;
   let pending = 0;
@@ -541,7 +541,7 @@ t.test('the handshake deadline closes an unfinished session with 4002 and spares
   const mk = () => {
     const transport = new MemTransport();
     const hooks: SessionHooks = { handle: async () => ({}), audit() {}, authFailed() {}, emit() {}, onDeviceSeen() {}, log() {} };
-    const token: AuthenticatedToken = { id: 'fedcba9876543210', label: 'x', scopes: [], roles: ['client'], expires_at: null };
+    const token: AuthenticatedToken = { id: 'fedcba9876543210', label: 'x', scopes: [], roles: ['client'], expires_at: null, kind: 'access', device_id: null };
     return { transport, session: new Session(transport, token, '127.0.0.1', { ...LIMITS, handshakeTimeoutMs: 50 }, hooks, new InflightLimiter(MAX_INFLIGHT)) };
   };
   const idle = mk();
