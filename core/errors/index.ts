@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   TYRUM_ERR_RATE_LIMITED: { wire: 'rate_limited', description: 'Too many requests; retry later.' },
   TYRUM_ERR_UNSUPPORTED_REQUEST: { wire: 'unsupported_request', description: 'Unknown request type.' },
   TYRUM_ERR_STORE_PRAGMA: { wire: 'internal', description: 'The database does not have the required durability pragmas.' },
+  TYRUM_ERR_PAIRING_LIMIT: { wire: 'rate_limited', description: 'Too many node pairings already wait for an operator (limits.max_pending_pairings); deny or approve some first.' },
+  TYRUM_ERR_NODE_CAPABILITY_UNKNOWN: { wire: 'invalid_request', description: 'A pairing approval names a capability the node did not advertise.' },
   TYRUM_ERR_STORE_IO: { wire: 'internal', description: 'The database could not make a commit durable (fdatasync failed); the store refuses further writes until the gateway restarts.' },
   TYRUM_ERR_STORE_MIGRATION: { wire: 'internal', description: 'A database migration failed or the schema is newer than this build.' },
   TYRUM_ERR_HOME: { wire: 'internal', description: 'The gateway home directory is missing, unreadable or too permissive.' },

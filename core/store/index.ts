@@ -540,6 +540,7 @@ export interface CommittedView {
   readonly approvals: ApprovalRepo;
   readonly outbox: OutboxRepo;
   readonly audit: AuditRepo;
+  readonly pairings: NodePairingRepo;
 }
 
 interface Unit {
@@ -637,13 +638,13 @@ export class Store {
     this.outbox = new OutboxRepo(db);
     this.mcp = new McpRepo(db);
     this.pairings = new NodePairingRepo(db);
-    this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit };
+    this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings };
   }
 
   /** @internal openStore attaches the read-only connection once the schema is migrated. */
   attachReader(reader: Database.Database): void {
     this.reader = reader;
-    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader) };
+    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader) };
   }
 
   /**

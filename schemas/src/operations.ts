@@ -463,7 +463,7 @@ export const OPERATIONS = {
     result: Strict({ override: JsonObject, changed: Type.Boolean() }),
   },
   'event.list': {
-    description: 'Durable events (run, step and approval transitions) after a cursor, for catching up after a reconnect with no gaps.',
+    description: 'Durable events (run, step, approval and pairing transitions) after a cursor, for catching up after a reconnect with no gaps.',
     scopes: ['operator.read'],
     roles: ['client'],
     payload: Strict({ after: Type.Optional(Type.Integer({ minimum: 0 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
@@ -538,6 +538,17 @@ export const EVENTS = {
     description: 'An approval was created or resolved, or expired (durable).',
     audience: ['operator.read'],
     payload: Type.Object({ approval_id: Type.String(), state: lit(APPROVAL_STATES) }),
+  },
+  'pairing.updated': {
+    description: 'A node pairing was requested, approved (or its allowlist changed), denied or revoked (durable).',
+    audience: ['operator.read'],
+    payload: Strict({
+      pairing_id: Type.String({ pattern: '^pair_[0-9a-f]{16}$' }),
+      device_id: DeviceId,
+      state: Type.Union(['awaiting_human', 'approved', 'denied', 'revoked'].map((x) => Type.Literal(x))),
+      trust_level: Type.Union([Type.Literal('local'), Type.Literal('remote'), Type.Null()]),
+      node_name: Type.Union([Type.String(), Type.Null()]),
+    }),
   },
   'tool.invoked': {
     description: 'A tool call finished (ok or not).',

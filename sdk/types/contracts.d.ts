@@ -256,6 +256,17 @@ export interface EventAuthzDenied {
   )[];
 }
 
+export interface EventPairingUpdated {
+  pairing_id: string;
+  /**
+   * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+   */
+  device_id: string;
+  state: "awaiting_human" | "approved" | "denied" | "revoked";
+  trust_level: "local" | "remote" | null;
+  node_name: string | null;
+}
+
 export interface EventPluginLifecycle {
   plugin_id: string;
   version: string;
@@ -2766,6 +2777,7 @@ export interface Contracts {
   "event.approval.updated": EventApprovalUpdated;
   "event.auth.failed": EventAuthFailed;
   "event.authz.denied": EventAuthzDenied;
+  "event.pairing.updated": EventPairingUpdated;
   "event.plugin.lifecycle": EventPluginLifecycle;
   "event.run.updated": EventRunUpdated;
   "event.step.updated": EventStepUpdated;
