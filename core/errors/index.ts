@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   TYRUM_ERR_UNSUPPORTED_REQUEST: { wire: 'unsupported_request', description: 'Unknown request type.' },
   TYRUM_ERR_STORE_PRAGMA: { wire: 'internal', description: 'The database does not have the required durability pragmas.' },
   TYRUM_ERR_PAIRING_LIMIT: { wire: 'rate_limited', description: 'Too many node pairings already wait for an operator (limits.max_pending_pairings); deny or approve some first.' },
+  TYRUM_ERR_NODE_DISCONNECTED: { wire: 'internal', description: "The node's connection closed before it answered a request the gateway sent it." },
   TYRUM_ERR_NODE_CAPABILITY_UNKNOWN: { wire: 'invalid_request', description: 'A pairing approval names a capability the node did not advertise.' },
   TYRUM_ERR_STORE_IO: { wire: 'internal', description: 'The database could not make a commit durable (fdatasync failed); the store refuses further writes until the gateway restarts.' },
   TYRUM_ERR_STORE_MIGRATION: { wire: 'internal', description: 'A database migration failed or the schema is newer than this build.' },

@@ -608,7 +608,17 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
       if (Array.isArray(body) && body.length === 0) return refuse(res, 400, ErrorCode.InvalidRequest, 'TYRUM_ERR_INVALID_REQUEST', 'Invalid Request: an empty batch');
 
       const connectionId = `mcp-${randomUUID()}`;
-      const peer: Peer = { connectionId, clientId: connectionId, deviceId: MCP_DEVICE_ID, role: 'client', token, remoteAddress: caller.remoteAddress };
+      const peer: Peer = {
+        connectionId,
+        clientId: connectionId,
+        deviceId: MCP_DEVICE_ID,
+        role: 'client',
+        token,
+        remoteAddress: caller.remoteAddress,
+        pubkey: '',
+        device: { label: 'mcp', platform: null, version: null },
+        capabilities: [],
+      };
       const stop = new AbortController();
       const ctx: RequestContext = { peer, stop: stop.signal, running: new Set() };
       // The token id, never its secret: the SDK passes this object to the handlers only.

@@ -8,8 +8,8 @@
  * not valid for this role, 1013 slow consumer.
  */
 import { randomBytes, randomUUID, type KeyObject } from 'node:crypto';
-import { OPERATIONS, RequestEnvelope, type OperationType, type Role, type Scope, type EventType } from '../../schemas/index.js';
-import { isTyrumError, type WireErrorCode } from '../errors/index.js';
+import { OPERATIONS, RequestEnvelope, ResponseEnvelope, type OperationType, type Role, type Scope, type EventType } from '../../schemas/index.js';
+import { TyrumError, isTyrumError, type WireErrorCode } from '../errors/index.js';
 import { authorize, type AuthzDecision } from '../auth/authorize.js';
 import { deriveDeviceId, parseDevicePubkey, verifyProof } from '../auth/identity.js';
 import type { AuthenticatedToken } from '../auth/tokens.js';
@@ -54,7 +54,18 @@ export interface Peer {
   role: Role;
   token: AuthenticatedToken;
   remoteAddress: string;
+  /** The device key (base64url DER SPKI) the peer proved it holds. */
+  pubkey: string;
+  device: { label: string | null; platform: string | null; version: string | null };
+  /** What a node advertised in connect.init (always empty for clients). */
+  capabilities: Array<{ id: string; version: string }>;
 }
+
+/** A node's answer to a request the gateway sent it. */
+export type PeerAnswer = { ok: true; result: Record<string, unknown> } | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+/** Answers to requests this session never sent (or already gave up on) before it is closed 4003. */
+export const MAX_STRAY_RESPONSES = 16;
 
 export type OperationHandler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
@@ -68,11 +79,17 @@ export interface SessionHooks {
   emit(type: EventType, payload: Record<string, unknown>): void;
   onDeviceSeen(device: { device_id: string; pubkey: string; role: Role; label: string | null; platform: string | null; version: string | null }): void;
   log(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void;
+  /** The handshake completed (nodes: the gateway's node registry takes the session). */
+  onReady?(session: Session): void;
+  /** A session that was ready closed, from either side. */
+  onClosed?(session: Session): void;
+  /** A node answered a request id this session has no pending request for. */
+  strayResponse?(peer: Peer, requestId: string): void;
 }
 
 type State =
   | { kind: 'awaiting_init' }
-  | { kind: 'awaiting_proof'; role: Role; deviceId: string; key: KeyObject; pubkey: string; rev: number; challenge: string; device: { label: string | null; platform: string | null; version: string | null } }
+  | { kind: 'awaiting_proof'; role: Role; deviceId: string; key: KeyObject; pubkey: string; rev: number; challenge: string; device: { label: string | null; platform: string | null; version: string | null }; capabilities: Array<{ id: string; version: string }> }
   | { kind: 'ready'; peer: Peer }
   | { kind: 'closed' };
 
@@ -80,6 +97,9 @@ export class Session {
   readonly connectionId = randomUUID();
   private state: State = { kind: 'awaiting_init' };
   private readonly handshakeTimer: NodeJS.Timeout;
+  /** Requests this session sent its node peer, by request id. */
+  private readonly outbound = new Map<string, { type: string; resolve: (a: PeerAnswer) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>();
+  private strays = 0;
 
   /**
    * `inflight` is the gateway's per-token budget (`limits.max_inflight_requests`), shared by every
@@ -119,6 +139,12 @@ export class Session {
       return;
     }
     const frame = decoded.value;
+    // A node answers the requests the gateway sends it (pairing.credential, task.execute). From
+    // anyone else, or before the handshake, a response frame is a protocol violation below.
+    if (this.state.kind === 'ready' && this.state.peer.role === 'node' && isObject(frame) && 'ok' in frame) {
+      this.onAnswer(frame, this.state.peer);
+      return;
+    }
     const issues = validate(RequestEnvelope, frame);
     if (issues.length > 0) {
       // A frame that is not even a request envelope: answer if we can tell which request it
@@ -160,19 +186,74 @@ export class Session {
     this.sendText(frame);
   }
 
+  /**
+   * Send the node peer a request and wait for its answer (`ok` or an error it reports). Rejects
+   * with TYRUM_ERR_NODE_DISCONNECTED when the connection closes first, TYRUM_ERR_TIMEOUT after
+   * `timeoutMs`, and at once when the peer is not a ready node.
+   */
+  request(type: string, payload: Record<string, unknown>, opts: { timeoutMs: number; requestId?: string }): Promise<PeerAnswer> {
+    if (this.state.kind !== 'ready' || this.state.peer.role !== 'node') {
+      return Promise.reject(new TyrumError('TYRUM_ERR_NODE_DISCONNECTED', `cannot send ${type}: the connection is not a ready node`));
+    }
+    const requestId = opts.requestId ?? `gw_${randomUUID()}`;
+    if (this.outbound.has(requestId)) return Promise.reject(new TyrumError('TYRUM_ERR_CONFLICT', `request ${requestId} is already pending`));
+    return new Promise<PeerAnswer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.outbound.delete(requestId);
+        reject(new TyrumError('TYRUM_ERR_TIMEOUT', `the node did not answer ${type} within ${opts.timeoutMs} ms`, { request_id: requestId }));
+      }, opts.timeoutMs);
+      timer.unref();
+      this.outbound.set(requestId, { type, resolve, reject, timer });
+      this.send({ request_id: requestId, type, payload });
+    });
+  }
+
   /** Close with a code; idempotent. */
   close(code: number, reason: string): void {
     if (this.state.kind === 'closed') return;
+    const wasReady = this.state.kind === 'ready';
     this.state = { kind: 'closed' };
     clearTimeout(this.handshakeTimer);
     this.transport.close(code, closeReason(reason));
+    this.ended(wasReady, reason);
   }
 
   /** The socket closed underneath us (peer went away). */
   closedByTransport(): void {
     if (this.state.kind === 'closed') return;
+    const wasReady = this.state.kind === 'ready';
     this.state = { kind: 'closed' };
     clearTimeout(this.handshakeTimer);
+    this.ended(wasReady, 'the connection closed');
+  }
+
+  /** Requests still waiting for the node fail; the gateway forgets the session. */
+  private ended(wasReady: boolean, reason: string): void {
+    for (const [id, p] of this.outbound) {
+      clearTimeout(p.timer);
+      p.reject(new TyrumError('TYRUM_ERR_NODE_DISCONNECTED', `the node's connection closed before it answered ${p.type} (${reason})`, { request_id: id }));
+    }
+    this.outbound.clear();
+    if (wasReady) this.hooks.onClosed?.(this);
+  }
+
+  private onAnswer(frame: Record<string, unknown>, peer: Peer): void {
+    const issues = validate(ResponseEnvelope, frame);
+    if (issues.length > 0) {
+      this.violation(`malformed response envelope: ${issues[0]!.path} ${issues[0]!.message}`);
+      return;
+    }
+    const answer = frame as { request_id: string; type: string } & PeerAnswer;
+    const pending = this.outbound.get(answer.request_id);
+    if (!pending || pending.type !== answer.type) {
+      this.hooks.strayResponse?.(peer, answer.request_id);
+      this.strays += 1;
+      if (this.strays >= MAX_STRAY_RESPONSES) this.violation(`${MAX_STRAY_RESPONSES} answers to requests that were never sent or already ended`);
+      return;
+    }
+    this.outbound.delete(answer.request_id);
+    clearTimeout(pending.timer);
+    pending.resolve(answer.ok ? { ok: true, result: answer.result } : { ok: false, error: answer.error });
   }
 
   private violation(reason: string): void {
@@ -196,7 +277,7 @@ export class Session {
       this.close(CLOSE.PROTOCOL_VIOLATION, 'invalid connect.init payload');
       return;
     }
-    const p = req.payload as { protocol_rev: number; role: Role; device: { device_id: string; pubkey: string; label?: string; platform?: string; version?: string } };
+    const p = req.payload as { protocol_rev: number; role: Role; device: { device_id: string; pubkey: string; label?: string; platform?: string; version?: string }; capabilities: Array<{ id: string; version: string }> };
     if (!SUPPORTED_PROTOCOL_REVS.includes(p.protocol_rev)) {
       this.close(CLOSE.UNSUPPORTED_REV, `unsupported protocol_rev ${p.protocol_rev}; supported: ${SUPPORTED_PROTOCOL_REVS.join(',')}`);
       return;
@@ -229,6 +310,7 @@ export class Session {
       rev: p.protocol_rev,
       challenge,
       device: { label: p.device.label ?? null, platform: p.device.platform ?? null, version: p.device.version ?? null },
+      capabilities: p.role === 'node' ? p.capabilities.map((c) => ({ id: c.id, version: c.version })) : [],
     };
     this.respond(req.request_id, req.type, { connection_id: this.connectionId, challenge });
   }
@@ -253,11 +335,22 @@ export class Session {
       return;
     }
     clearTimeout(this.handshakeTimer);
-    const peer: Peer = { connectionId: this.connectionId, clientId: this.connectionId, deviceId: st.deviceId, role: st.role, token: this.token, remoteAddress: this.remoteAddress };
+    const peer: Peer = {
+      connectionId: this.connectionId,
+      clientId: this.connectionId,
+      deviceId: st.deviceId,
+      role: st.role,
+      token: this.token,
+      remoteAddress: this.remoteAddress,
+      pubkey: st.pubkey,
+      device: st.device,
+      capabilities: st.capabilities,
+    };
     this.state = { kind: 'ready', peer };
     this.hooks.onDeviceSeen({ device_id: st.deviceId, pubkey: st.pubkey, role: st.role, ...st.device });
     this.hooks.audit('connection.opened', { kind: 'token', id: this.token.id }, { connection_id: this.connectionId, device_id: st.deviceId, role: st.role, remote_address: this.remoteAddress });
     this.respond(req.request_id, req.type, { client_id: peer.clientId, device_id: peer.deviceId, role: peer.role, scopes: [...this.token.scopes] });
+    this.hooks.onReady?.(this);
   }
 
   private async onRequest(req: { request_id: string; type: string; payload: Record<string, unknown> }, peer: Peer): Promise<void> {
@@ -270,6 +363,10 @@ export class Session {
     const spec = OPERATIONS[op];
     if ('handshake' in spec) {
       this.respondError(rid, type, 'invalid_state', 'the handshake is already complete');
+      return;
+    }
+    if ('direction' in spec && spec.direction === 'to_node') {
+      this.respondError(rid, type, 'unsupported_request', `${type} is sent by the gateway to nodes, not by peers`);
       return;
     }
     const decision = authorize(spec, { scopes: peer.token.scopes, role: peer.role });

@@ -18,6 +18,8 @@ export interface OperationSpec {
   readonly result: TSchema;
   /** Handshake messages are handled by the connection state machine, not the op table. */
   readonly handshake?: true;
+  /** Sent by the gateway to a node, which answers it; a peer sending it gets unsupported_request. */
+  readonly direction?: 'to_node';
 }
 
 export const AuditEntry = Strict({
