@@ -9,6 +9,7 @@ import { NodeCapabilityError } from './workspace.js';
 
 export { NodeCapabilityError, Workspace, splitWorkspacePath, type WorkspaceHooks, type WorkspaceOptions, type DirRef, type FileRef } from './workspace.js';
 export { FsCapabilities, DEFAULT_FS_LIMITS, globToRegExp, type FsLimits, type CapabilityResult, type WriteBefore } from './fs.js';
+export { ShellExec, SHELL_PATH, DEFAULT_SHELL_OUTPUT_BYTES, resolveCommand, type ShellOptions, type ExecContext } from './shell.js';
 export { BUILTIN_CAPABILITIES, CAPABILITY_ID_PATTERN, builtinCapability, type BuiltinCapabilityId, type CapabilityContract } from '../../../schemas/src/capabilities.js';
 
 /** sys.noop: answers ok; for tests and benchmarks. */
