@@ -12,6 +12,7 @@ import { TokenService } from './auth/tokens.js';
 import { AuditLog } from './audit/index.js';
 import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
 import { ApprovalService } from './approvals/index.js';
+import { PairingService } from './nodes/pairing.js';
 import type { TyrumError } from './errors/index.js';
 
 /** The core services of a gateway home. */
@@ -24,6 +25,8 @@ export interface HomeCore {
   secrets: SecretStore;
   redactor: Redactor;
   approvals: ApprovalService;
+  /** Node pairings (core/nodes/pairing.ts): requested by connecting nodes, decided by operators. */
+  pairings: PairingService;
   paths: ReturnType<typeof homePaths>;
   close(): Promise<void>;
 }
@@ -77,6 +80,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
     }
     const tokens = new TokenService(store);
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
+    const pairings = new PairingService({ store, events: approvals.events, audit });
     return {
       config,
       store,
@@ -86,6 +90,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
       secrets,
       redactor,
       approvals,
+      pairings,
       paths,
       close: async () => {
         // Commits what is queued and signs the last checkpoint; a checkpoint that cannot be

@@ -130,7 +130,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -140,6 +140,7 @@ async function gatewayParts() {
     import('./gateway/server.js'),
     import('./mcp/endpoint.js'),
     import('./protocol/inflight.js'),
+    import('./nodes/registry.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -153,6 +154,7 @@ async function gatewayParts() {
     GatewayServer: server.GatewayServer,
     createMcpEndpoint: endpoint.createMcpEndpoint,
     InflightLimiter: inflight.InflightLimiter,
+    NodeRegistry: nodeRegistry.NodeRegistry,
   };
 }
 
@@ -162,7 +164,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -284,6 +286,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       delivered.push(e);
       if (delivered.length === 1) queueMicrotask(pump);
     });
+    // Node connections: pairing requests on connect, credentials delivered once on approval.
+    const nodes = new NodeRegistry({
+      store,
+      pairings: svc.pairings,
+      tokens,
+      events: approvals.events,
+      audit,
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
     const handlers = createHandlers({
       store,
       tokens,
@@ -298,6 +309,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       resolveApproval: svc.resolveApproval,
       policy,
       secretHandles: () => secrets.list(),
+      pairings: svc.pairings,
+      nodes,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -331,8 +344,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         const picked = reconcile();
         pump();
         engine.kick();
+        // A pairing approved, denied or revoked from the CLI.
+        void nodes.reconcile();
         return picked;
       },
+      onPeerReady: (session) => nodes.onReady(session),
+      onPeerClosed: (session) => nodes.onClosed(session),
       redact: redactor.redactDeep,
       handle: dispatch,
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the

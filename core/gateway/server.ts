@@ -44,6 +44,10 @@ export interface GatewayDeps {
    * secrets); resolves once those changes are picked up (requests wait for it: see syncExternal).
    */
   onExternalChange?: () => Promise<unknown> | void;
+  /** A connection finished its handshake (nodes go to the node registry). */
+  onPeerReady?: (session: Session) => void;
+  /** A handshaken connection closed. */
+  onPeerClosed?: (session: Session) => void;
   /** Applied to every event payload before it is pushed (secret values never leave in events). */
   redact?: (value: unknown) => unknown;
   version: string;
@@ -360,6 +364,9 @@ export class GatewayServer {
         }
       },
       log: (level, msg, data) => log[level](data ?? {}, msg),
+      onReady: (s) => this.deps.onPeerReady?.(s),
+      onClosed: (s) => this.deps.onPeerClosed?.(s),
+      strayResponse: (peer, requestId) => this.audit('node.stray_response', { kind: 'token', id: peer.token.id }, { connection_id: peer.connectionId, device_id: peer.deviceId, request_id: requestId }),
     }, this.deps.inflight);
     const entry: Live = { ws, session, alive: true };
     this.live.add(entry);

@@ -16,6 +16,8 @@ import { PolicyService, policyCall } from '../policy/index.js';
 import { argsHash } from '../approvals/binding.js';
 import { isoTimes } from '../util/iso-times.js';
 import type { Peer } from './session.js';
+import type { PairingService, Pairing } from '../nodes/pairing.js';
+import type { NodeRegistry } from '../nodes/registry.js';
 import { isTyrumError } from '../errors/index.js';
 
 export interface HandlerServices {
@@ -33,6 +35,9 @@ export interface HandlerServices {
   approvals: ApprovalService;
   resolveApproval: ResolveApproval;
   policy: PolicyService;
+  pairings: PairingService;
+  /** The node connections: whether a node is connected; told when pairings change. */
+  nodes: Pick<NodeRegistry, 'connected' | 'reconcile'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -40,6 +45,29 @@ export interface HandlerServices {
 
 const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId });
 const DEFAULT_WAIT_MS = 10_000;
+
+/** A pairing as `PairingInfo` on the wire (with whether the node is connected now). */
+export function pairingView(p: Pairing, connected = false): Record<string, unknown> {
+  return isoTimes({
+    pairing_id: p.pairing_id,
+    device_id: p.device_id,
+    state: p.state,
+    trust_level: p.trust_level,
+    node_name: p.node_name,
+    label: p.label,
+    platform: p.platform,
+    version: p.version,
+    remote_address: p.remote_address,
+    advertised: p.advertised,
+    capability_allowlist: p.capability_allowlist,
+    requested_at: p.requested_at,
+    resolved_at: p.resolved_at,
+    resolved_by: p.resolved_by as Record<string, unknown> | null,
+    reason: p.reason,
+    credential_delivered_at: p.credential_delivered_at,
+    connected,
+  });
+}
 
 /** The tool.invoke view of a one-step run. */
 function invokeView(d: RunDetail): Record<string, unknown> {
@@ -62,7 +90,9 @@ function invokeView(d: RunDetail): Record<string, unknown> {
 
 type Payload = Record<string, unknown>;
 type Handler = (payload: Payload, peer: Peer) => Promise<Record<string, unknown>>;
-export type Handlers = Record<Exclude<OperationType, 'connect.init' | 'connect.proof'>, Handler>;
+/** Operations the gateway sends to nodes: a peer sending one is refused by the session, so none has a handler. */
+export type ToNodeOperation = 'pairing.credential';
+export type Handlers = Record<Exclude<OperationType, 'connect.init' | 'connect.proof' | ToNodeOperation>, Handler>;
 
 /** Builds the handler table over the given services. */
 export function createHandlers(s: HandlerServices): Handlers {
@@ -120,8 +150,35 @@ export function createHandlers(s: HandlerServices): Handlers {
         s.audit.append('token.revoked', by, { token_id: id, descendants }),
         ...descendants.map((d) => s.audit.append('token.revoked', by, { token_id: d, revoked_with: id })),
       ]);
+      // A node token revoked here takes its pairing with it.
+      s.approvals.events.transact((emit) => {
+        for (const d of [id, ...descendants]) s.pairings.revokeByTokenInTx(emit, d, by);
+      });
       for (const d of [id, ...descendants]) s.onTokenRevoked(d);
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
+    },
+
+    'pairing.list': async (p) => ({ pairings: s.pairings.list(p as { state?: never; limit?: number }).map((x) => pairingView(x, s.nodes.connected(x.device_id))) }),
+    'pairing.approve': async (p, peer) => {
+      const q = p as { pairing_id: string; trust_level: 'local' | 'remote'; capability_allowlist: Array<{ id: string; version?: string }>; read_only?: string[]; node_name?: string; reason?: string };
+      const { pairing_id, ...input } = q;
+      const pairing = s.pairings.approve(pairing_id, input, actor(peer));
+      // A waiting node gets its credential; the answer does not wait for that.
+      void s.nodes.reconcile();
+      return { pairing: pairingView(pairing, s.nodes.connected(pairing.device_id)) };
+    },
+    'pairing.deny': async (p, peer) => {
+      const q = p as { pairing_id: string; reason?: string };
+      const pairing = s.pairings.deny(q.pairing_id, q.reason !== undefined ? { reason: q.reason } : {}, actor(peer));
+      await s.nodes.reconcile();
+      return { pairing: pairingView(pairing, s.nodes.connected(pairing.device_id)) };
+    },
+    'pairing.revoke': async (p, peer) => {
+      const q = p as { pairing_id: string; reason?: string };
+      const pairing = s.pairings.revoke(q.pairing_id, q.reason !== undefined ? { reason: q.reason } : {}, actor(peer));
+      if (pairing.token_id !== null) s.onTokenRevoked(pairing.token_id);
+      await s.nodes.reconcile();
+      return { pairing: pairingView(pairing, s.nodes.connected(pairing.device_id)) };
     },
 
     'plugin.list': async () => ({ plugins: s.plugins.list() }),

@@ -118,6 +118,31 @@ export const StepInfo = Strict({
 
 export const RunDetail = Strict({ run: RunInfo, steps: Type.Array(StepInfo) });
 
+const PairingId = Type.String({ pattern: '^pair_[0-9a-f]{16}$' });
+const PairingState = Type.Union(['awaiting_human', 'approved', 'denied', 'revoked'].map((x) => Type.Literal(x)));
+const TrustLevel = Type.Union([Type.Literal('local'), Type.Literal('remote')]);
+const NodeName = Type.String({ pattern: '^[a-z][a-z0-9-]{0,30}[a-z0-9]$' });
+const CapabilityRef = Strict({ id: Type.String({ minLength: 1, maxLength: 128 }), version: Type.String({ minLength: 1, maxLength: 32 }), definition_hash: Type.String({ pattern: '^[0-9a-f]{64}$' }) });
+export const PairingInfo = Strict({
+  pairing_id: PairingId,
+  device_id: DeviceId,
+  state: PairingState,
+  trust_level: Type.Union([TrustLevel, Type.Null()]),
+  node_name: Type.Union([NodeName, Type.Null()]),
+  label: Type.Union([Type.String(), Type.Null()]),
+  platform: Type.Union([Type.String(), Type.Null()]),
+  version: Type.Union([Type.String(), Type.Null()]),
+  remote_address: Type.String(),
+  advertised: Type.Array(CapabilityRef, { description: 'What the node advertised at its latest connection.' }),
+  capability_allowlist: Type.Array(Strict({ id: Type.String(), version: Type.String(), definition_hash: Type.String({ pattern: '^[0-9a-f]{64}$' }), read_only: Type.Boolean() })),
+  requested_at: IsoTime,
+  resolved_at: Type.Union([IsoTime, Type.Null()]),
+  resolved_by: Type.Union([JsonObject, Type.Null()]),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  credential_delivered_at: Type.Union([IsoTime, Type.Null()]),
+  connected: Type.Boolean({ description: 'A connection of this node is open to this gateway now.' }),
+});
+
 export const ApprovalInfo = Strict({
   id: Type.String(),
   run_id: Nullable(Type.String()),
@@ -430,6 +455,49 @@ export const OPERATIONS = {
       override_ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 365 * 24 * 3600, description: 'With mode "always": the override expires after this long (default: no expiry).' })),
     }),
     result: Strict({ approval: ApprovalInfo, override_id: Nullable(Type.String()) }),
+  },
+  'pairing.list': {
+    description: 'Node pairings, newest first: nodes waiting for an operator, approved ones with their allowlists, and denied or revoked ones.',
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({ state: Type.Optional(PairingState), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }),
+    result: Strict({ pairings: Type.Array(PairingInfo) }),
+  },
+  'pairing.approve': {
+    description: 'Approve a waiting node (or change an approved one): its trust level and the capabilities it may run, each pinned to the definition it advertised. The gateway then delivers the node its node-scoped token, once.',
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({
+      pairing_id: PairingId,
+      trust_level: TrustLevel,
+      capability_allowlist: Type.Array(Strict({ id: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })) }), { maxItems: 256 }),
+      read_only: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 256 })),
+      node_name: Type.Optional(NodeName),
+      reason: Type.Optional(Type.String({ maxLength: 1000 })),
+    }),
+    result: Strict({ pairing: PairingInfo }),
+  },
+  'pairing.deny': {
+    description: 'Refuse a waiting node; its connections are closed (4001).',
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({ pairing_id: PairingId, reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
+    result: Strict({ pairing: PairingInfo }),
+  },
+  'pairing.revoke': {
+    description: "Withdraw an approved node's pairing: its node token is revoked and its connections closed within a second. A later connection starts a new pairing with an empty allowlist.",
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({ pairing_id: PairingId, reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
+    result: Strict({ pairing: PairingInfo }),
+  },
+  'pairing.credential': {
+    description: 'Sent by the gateway to a node whose pairing was approved: its node-scoped token, delivered once. The node stores it, answers {stored: true} and reconnects with it.',
+    scopes: 'any',
+    roles: ['node'],
+    direction: 'to_node',
+    payload: Strict({ pairing_id: PairingId, token: Type.String(), token_id: TokenId, device_id: DeviceId, node_name: NodeName, trust_level: TrustLevel, capability_allowlist: Type.Array(Strict({ id: Type.String(), version: Type.String() })) }),
+    result: Strict({ stored: Type.Literal(true) }),
   },
   'policy.get': {
     description: 'The active policy bundle, its content-addressed snapshot id, recent history and overrides.',

@@ -590,6 +590,258 @@ export interface OpEventListResult {
   next_after: number;
 }
 
+export interface OpPairingApprovePayload {
+  pairing_id: string;
+  trust_level: "local" | "remote";
+  /**
+   * @maxItems 256
+   */
+  capability_allowlist: {
+    id: string;
+    version?: string;
+  }[];
+  /**
+   * @maxItems 256
+   */
+  read_only?: string[];
+  node_name?: string;
+  reason?: string;
+}
+
+export interface OpPairingApproveResult {
+  pairing: {
+    pairing_id: string;
+    /**
+     * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+     */
+    device_id: string;
+    state: "awaiting_human" | "approved" | "denied" | "revoked";
+    trust_level: ("local" | "remote") | null;
+    node_name: string | null;
+    label: string | null;
+    platform: string | null;
+    version: string | null;
+    remote_address: string;
+    /**
+     * What the node advertised at its latest connection.
+     */
+    advertised: {
+      id: string;
+      version: string;
+      definition_hash: string;
+    }[];
+    capability_allowlist: {
+      id: string;
+      version: string;
+      definition_hash: string;
+      read_only: boolean;
+    }[];
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    requested_at: string;
+    resolved_at: string | null;
+    resolved_by: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    reason: string | null;
+    credential_delivered_at: string | null;
+    /**
+     * A connection of this node is open to this gateway now.
+     */
+    connected: boolean;
+  };
+}
+
+export interface OpPairingCredentialPayload {
+  pairing_id: string;
+  token: string;
+  /**
+   * The public id part of an access token.
+   */
+  token_id: string;
+  /**
+   * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+   */
+  device_id: string;
+  node_name: string;
+  trust_level: "local" | "remote";
+  capability_allowlist: {
+    id: string;
+    version: string;
+  }[];
+}
+
+export interface OpPairingCredentialResult {
+  stored: true;
+}
+
+export interface OpPairingDenyPayload {
+  pairing_id: string;
+  reason?: string;
+}
+
+export interface OpPairingDenyResult {
+  pairing: {
+    pairing_id: string;
+    /**
+     * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+     */
+    device_id: string;
+    state: "awaiting_human" | "approved" | "denied" | "revoked";
+    trust_level: ("local" | "remote") | null;
+    node_name: string | null;
+    label: string | null;
+    platform: string | null;
+    version: string | null;
+    remote_address: string;
+    /**
+     * What the node advertised at its latest connection.
+     */
+    advertised: {
+      id: string;
+      version: string;
+      definition_hash: string;
+    }[];
+    capability_allowlist: {
+      id: string;
+      version: string;
+      definition_hash: string;
+      read_only: boolean;
+    }[];
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    requested_at: string;
+    resolved_at: string | null;
+    resolved_by: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    reason: string | null;
+    credential_delivered_at: string | null;
+    /**
+     * A connection of this node is open to this gateway now.
+     */
+    connected: boolean;
+  };
+}
+
+export interface OpPairingListPayload {
+  state?: "awaiting_human" | "approved" | "denied" | "revoked";
+  limit?: number;
+}
+
+export interface OpPairingListResult {
+  pairings: {
+    pairing_id: string;
+    /**
+     * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+     */
+    device_id: string;
+    state: "awaiting_human" | "approved" | "denied" | "revoked";
+    trust_level: ("local" | "remote") | null;
+    node_name: string | null;
+    label: string | null;
+    platform: string | null;
+    version: string | null;
+    remote_address: string;
+    /**
+     * What the node advertised at its latest connection.
+     */
+    advertised: {
+      id: string;
+      version: string;
+      definition_hash: string;
+    }[];
+    capability_allowlist: {
+      id: string;
+      version: string;
+      definition_hash: string;
+      read_only: boolean;
+    }[];
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    requested_at: string;
+    resolved_at: string | null;
+    resolved_by: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    reason: string | null;
+    credential_delivered_at: string | null;
+    /**
+     * A connection of this node is open to this gateway now.
+     */
+    connected: boolean;
+  }[];
+}
+
+export interface OpPairingRevokePayload {
+  pairing_id: string;
+  reason?: string;
+}
+
+export interface OpPairingRevokeResult {
+  pairing: {
+    pairing_id: string;
+    /**
+     * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+     */
+    device_id: string;
+    state: "awaiting_human" | "approved" | "denied" | "revoked";
+    trust_level: ("local" | "remote") | null;
+    node_name: string | null;
+    label: string | null;
+    platform: string | null;
+    version: string | null;
+    remote_address: string;
+    /**
+     * What the node advertised at its latest connection.
+     */
+    advertised: {
+      id: string;
+      version: string;
+      definition_hash: string;
+    }[];
+    capability_allowlist: {
+      id: string;
+      version: string;
+      definition_hash: string;
+      read_only: boolean;
+    }[];
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    requested_at: string;
+    resolved_at: string | null;
+    resolved_by: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    reason: string | null;
+    credential_delivered_at: string | null;
+    /**
+     * A connection of this node is open to this gateway now.
+     */
+    connected: boolean;
+  };
+}
+
 export interface OpPingPayload {}
 
 export interface OpPingResult {
@@ -2797,6 +3049,16 @@ export interface Contracts {
   "op.connect.proof.result": OpConnectProofResult;
   "op.event.list.payload": OpEventListPayload;
   "op.event.list.result": OpEventListResult;
+  "op.pairing.approve.payload": OpPairingApprovePayload;
+  "op.pairing.approve.result": OpPairingApproveResult;
+  "op.pairing.credential.payload": OpPairingCredentialPayload;
+  "op.pairing.credential.result": OpPairingCredentialResult;
+  "op.pairing.deny.payload": OpPairingDenyPayload;
+  "op.pairing.deny.result": OpPairingDenyResult;
+  "op.pairing.list.payload": OpPairingListPayload;
+  "op.pairing.list.result": OpPairingListResult;
+  "op.pairing.revoke.payload": OpPairingRevokePayload;
+  "op.pairing.revoke.result": OpPairingRevokeResult;
   "op.ping.payload": OpPingPayload;
   "op.ping.result": OpPingResult;
   "op.plugin.disable.payload": OpPluginDisablePayload;

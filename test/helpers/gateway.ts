@@ -132,6 +132,11 @@ export class RawConn {
     return this.waitFor(() => this.frames.find((f) => f.event_id !== undefined && f.type === type), timeoutMs, `event ${type}`);
   }
 
+  /** A request the gateway sent this peer (a node): the frame with `payload` and no `ok`. */
+  incoming(type: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    return this.waitFor(() => this.frames.find((f) => f.type === type && 'payload' in f && !('ok' in f) && f.event_id === undefined), timeoutMs, `request ${type}`);
+  }
+
   closeCode(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
     return this.waitFor(() => this.closed ?? undefined, timeoutMs, 'close');
   }
@@ -166,12 +171,12 @@ export function open(gw: { port: number }, opts: OpenOptions = {}): Promise<RawC
 }
 
 /** Opens and completes the handshake; returns the connection and the handshake result. */
-export async function connect(gw: { port: number }, opts: OpenOptions & { role?: 'client' | 'node'; device?: RawDevice } = {}) {
+export async function connect(gw: { port: number }, opts: OpenOptions & { role?: 'client' | 'node'; device?: RawDevice; capabilities?: Array<{ id: string; version: string }>; label?: string } = {}) {
   const conn = await open(gw, opts);
   if (!(conn instanceof RawConn)) throw new Error(`upgrade refused: ${conn.status} ${conn.body}`);
   const device = opts.device ?? newDevice();
   const role = opts.role ?? 'client';
-  const init = await conn.request('connect.init', { protocol_rev: 1, role, device: { device_id: device.device_id, pubkey: device.pubkey }, capabilities: [] });
+  const init = await conn.request('connect.init', { protocol_rev: 1, role, device: { device_id: device.device_id, pubkey: device.pubkey, ...(opts.label !== undefined ? { label: opts.label } : {}) }, capabilities: opts.capabilities ?? [] });
   if (init.ok !== true) throw new Error(`connect.init failed: ${JSON.stringify(init)}`);
   const { connection_id, challenge } = init.result as { connection_id: string; challenge: string };
   const proof = signTranscript(device, { protocol_rev: 1, role, device_id: device.device_id, connection_id, challenge });

@@ -25,7 +25,7 @@ const MAX_CLOSE_REASON_BYTES = 123;
 
 const HANDSHAKE_TYPES = new Set(['connect.init', 'connect.proof']);
 const OP_TYPES = Object.keys(OPERATIONS) as OperationType[];
-type NonHandshakeOp = Exclude<OperationType, 'connect.init' | 'connect.proof'>;
+type NonHandshakeOp = Exclude<OperationType, 'connect.init' | 'connect.proof' | 'pairing.credential'>;
 
 const LIMITS: SessionLimits = {
   maxFrameBytes: 64 * 1024,
@@ -57,6 +57,8 @@ const PLUGIN_INFO = { id: 'text-utils', version: '1.0.0', name: 'Text', descript
 const MANIFEST = { manifest_version: 1, id: 'text-utils', name: 'Text', version: '1.0.0', description: 'd', publisher: 'p', engines: { tyrum: '^1.0.0' }, wasm: { path: 'plugin.wasm', sha256: HASH }, contributes: { tools: [] } };
 const TOOL_INFO = { tool_id: 'text-utils.word_count', plugin_id: 'text-utils', plugin_version: '1.0.0', description: 'd', effect: 'read_only', input_schema: { type: 'object' }, output_schema: { type: 'object' }, definition_hash: HASH, plugin_digest: HASH };
 
+const PAIRING_INFO = { pairing_id: 'pair_0123456789abcdef', device_id: 'dev_' + 'a'.repeat(52), state: 'awaiting_human', trust_level: null, node_name: null, label: 'box', platform: null, version: null, remote_address: '127.0.0.1', advertised: [{ id: 'fs.read', version: '1', definition_hash: HASH }], capability_allowlist: [], requested_at: ISO, resolved_at: null, resolved_by: null, reason: null, credential_delivered_at: null, connected: true };
+
 /** A result that satisfies each operation's result schema (checked below, so the property is not vacuous). */
 const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Record<string, unknown>> = {
   ping: () => ({ pong: true, server_time: new Date().toISOString() }),
@@ -86,6 +88,10 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'policy.override.revoke': () => ({ override: { id: 'ovr_1' }, changed: true }),
   'event.list': () => ({ events: [{ cursor: 1, event_id: 'e1', type: 'run.updated', occurred_at: ISO, payload: { run_id: 'run_1', state: 'queued' } }], next_after: 1 }),
   'secret.list': () => ({ secrets: [{ name: 'API_TOKEN', version: 1, destinations: ['api.example.com'], created_at: ISO, rotated_at: ISO }] }),
+  'pairing.list': () => ({ pairings: [PAIRING_INFO] }),
+  'pairing.approve': () => ({ pairing: { ...PAIRING_INFO, state: 'approved', trust_level: 'remote', node_name: 'box' } }),
+  'pairing.deny': () => ({ pairing: { ...PAIRING_INFO, state: 'denied' } }),
+  'pairing.revoke': () => ({ pairing: { ...PAIRING_INFO, state: 'revoked' } }),
 };
 
 // Real device keys, made once (key generation is the slow part of a handshake).
@@ -188,6 +194,11 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'policy.explain': fc.record({ tool_id: fc.constantFrom('text-utils.word_count') }),
   'policy.override.revoke': fc.record({ override_id: fc.constantFrom('ovr_1') }),
   'event.list': fc.record({ after: fc.nat(), limit: fc.integer({ min: 1, max: 1000 }) }, { requiredKeys: [] }),
+  'pairing.list': fc.record({ state: fc.constantFrom('awaiting_human', 'approved', 'denied', 'revoked'), limit: fc.integer({ min: 1, max: 500 }) }, { requiredKeys: [] }),
+  'pairing.approve': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef'), trust_level: fc.constantFrom('local', 'remote'), capability_allowlist: fc.constant([{ id: 'fs.read' }]) }),
+  'pairing.deny': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef') }),
+  'pairing.revoke': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef') }),
+  'pairing.credential': fc.constant({}),
 };
 
 /** A well-formed envelope for a real operation, usually with a valid payload. */
@@ -476,8 +487,9 @@ async function run(sc: Scenario): Promise<string | null> {
 // ---- tests ------------------------------------------------------------------------------------
 
 t.test('the fake handler results satisfy every non-handshake operation result schema', async (t) => {
-  const ops = OP_TYPES.filter((op) => !HANDSHAKE_TYPES.has(op));
-  t.same(Object.keys(RESULTS).sort(), [...ops].sort(), 'one fake result per catalogued operation');
+  // Operations the gateway sends to nodes have no handler: a peer sending one is refused.
+  const ops = OP_TYPES.filter((op) => !HANDSHAKE_TYPES.has(op) && !('direction' in OPERATIONS[op]));
+  t.same(Object.keys(RESULTS).sort(), [...ops].sort(), 'one fake result per catalogued operation a peer may send');
   for (const op of ops) t.same(validate(OPERATIONS[op].result, RESULTS[op as NonHandshakeOp]({ token_id: '0123456789abcdef', tool_id: 'text-utils.word_count' })), [], op);
 });
 
