@@ -48,6 +48,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   approvals: ['list', 'approve', 'deny'],
   run: ['list', 'get', 'cancel', 'resolve'],
   mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
+  node: ['enroll', 'list', 'approve', 'deny', 'revoke'],
   help: [],
   version: [],
 };

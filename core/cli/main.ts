@@ -52,6 +52,11 @@ Policy and approvals (work on the home; a running gateway picks changes up)
   policy show | policy set FILE | policy explain TOOL_ID [--args JSON] | policy override-revoke ID
   approvals list [--all] | approvals approve ID [--always] [--reason R] | approvals deny ID [--reason R]
 
+Nodes (work on the home; a running gateway delivers tokens and closes nodes at once)
+  node enroll [--ttl 1h]                                     an enrollment token a node connects with to ask to be paired
+  node list [--all] | node approve PAIRING_ID --allow CAP,... [--read-only CAP,...] [--trust local|remote] [--name N]
+  node deny PAIRING_ID | node revoke PAIRING_ID|NAME
+
 Runs (through a running gateway)
   run list [--state S] | run get ID | run cancel ID | run resolve ID STEP retry|skip|fail
 
@@ -162,6 +167,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./governance.js')).approvalsCmd(rest, io);
       case 'run':
         return await (await import('./run.js')).runCmd(rest, io);
+      case 'node':
+        return await (await import('./node.js')).nodeCmd(rest, io);
       case 'mcp':
         return await (await import('./mcp.js')).mcp(rest, io);
       default:
