@@ -13,6 +13,7 @@ import { AuditLog } from './audit/index.js';
 import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
 import { ApprovalService } from './approvals/index.js';
 import { PairingService } from './nodes/pairing.js';
+import { contractOf } from './nodes/contracts.js';
 import type { TyrumError } from './errors/index.js';
 
 /** The core services of a gateway home. */
@@ -80,7 +81,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
     }
     const tokens = new TokenService(store);
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
-    const pairings = new PairingService({ store, events: approvals.events, audit });
+    const pairings = new PairingService({ store, events: approvals.events, audit, knownCapability: (id, version) => contractOf(id, version) !== undefined });
     return {
       config,
       store,

@@ -130,7 +130,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -141,6 +141,7 @@ async function gatewayParts() {
     import('./mcp/endpoint.js'),
     import('./protocol/inflight.js'),
     import('./nodes/registry.js'),
+    import('./nodes/host.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -155,6 +156,7 @@ async function gatewayParts() {
     createMcpEndpoint: endpoint.createMcpEndpoint,
     InflightLimiter: inflight.InflightLimiter,
     NodeRegistry: nodeRegistry.NodeRegistry,
+    NodeHost: nodeHost.NodeHost,
   };
 }
 
@@ -164,7 +166,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -233,7 +235,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       emit: (type, payload) => server?.publish(type, payload),
       log: (level, message, data) => server?.app.log[level](data, message),
     });
-    const tools = new ToolCatalog(host, mcpHost);
+    // Node connections: pairing requests on connect, credentials delivered once on approval.
+    const nodes = new NodeRegistry({
+      store,
+      pairings: svc.pairings,
+      tokens,
+      events: approvals.events,
+      audit,
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
+    // Capabilities of approved nodes are tools too (node.<capability>[@<node>]).
+    const tools = new ToolCatalog(host, mcpHost, new NodeHost({ store, connections: nodes }));
     const actorOf = (createdBy: string) => ({ kind: 'token', id: createdBy });
     const engine = new ExecutionEngine({
       store,
@@ -245,7 +257,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         const d = tools.lookup(toolId);
         if (isTyrumError(d)) return d;
         // read_only tools have no external effect to repeat, so a cut-off call may simply run again.
-        return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' };
+        return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' || d.idempotent === true };
       },
       decide: (step) => {
         const d = tools.describe(step.tool_id);
@@ -285,15 +297,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     engine.onEvent((e) => {
       delivered.push(e);
       if (delivered.length === 1) queueMicrotask(pump);
-    });
-    // Node connections: pairing requests on connect, credentials delivered once on approval.
-    const nodes = new NodeRegistry({
-      store,
-      pairings: svc.pairings,
-      tokens,
-      events: approvals.events,
-      audit,
-      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
     const handlers = createHandlers({
       store,

@@ -111,6 +111,7 @@ export function checkManifestRules(m: PluginManifest, opts: ManifestOptions = {}
 
   // Tool ids of MCP servers are mcp.<server>.<tool>: a plugin named "mcp" would shadow them.
   if (m.id === 'mcp') invalid('id: "mcp" is reserved for MCP server tools (mcp.<server>.<tool>)', { field: 'id' });
+  if (m.id === 'node') invalid('id: "node" is reserved for node capabilities (node.<capability>@<node>)', { field: 'id' });
   const servers = new Map<string, number>();
   (m.contributes.mcp_servers ?? []).forEach((srv, i) => {
     const prev = servers.get(srv.name);

@@ -53,6 +53,15 @@ export const FAILURE_CLASSES: Readonly<Partial<Record<ErrorCode, FailureClass>>>
   TYRUM_ERR_SANDBOX_INSTANTIATE: DETERMINISTIC,
   TYRUM_ERR_POSTCONDITION_FAILED: DETERMINISTIC,
   TYRUM_ERR_POLICY_DENIED: DETERMINISTIC,
+  // Nodes. A connection lost mid-dispatch: the node may have acted.
+  TYRUM_ERR_NODE_DISCONNECTED: { retry: 'if_idempotent', cutOff: true },
+  TYRUM_ERR_NODE_UNAVAILABLE: { retry: 'if_idempotent', cutOff: false }, // nothing was sent
+  TYRUM_ERR_NODE_CAPABILITY_FAILED: { retry: 'if_marked', cutOff: false },
+  TYRUM_ERR_NODE_NOT_PAIRED: DETERMINISTIC,
+  TYRUM_ERR_NODE_NOT_ALLOWLISTED: DETERMINISTIC,
+  TYRUM_ERR_NODE_AMBIGUOUS: DETERMINISTIC,
+  TYRUM_ERR_NODE_REFUSED: DETERMINISTIC,
+  TYRUM_ERR_NODE_OUTPUT_INVALID: DETERMINISTIC,
   // Another worker took the run over: this one stops, whatever the error says.
   TYRUM_ERR_LEASE_LOST: DETERMINISTIC,
 });

@@ -97,6 +97,8 @@ export interface PairingServiceOptions {
   now?: () => number;
   /** How many pairings may wait for an operator at once; a node beyond it is refused. */
   maxPending?: number;
+  /** Whether the gateway knows a contract for this capability (only those can be allowed). Default: all. */
+  knownCapability?: (id: string, version: string) => boolean;
 }
 
 export class PairingService {
@@ -105,8 +107,10 @@ export class PairingService {
   private readonly audit: AuditLog;
   private readonly now: () => number;
   private readonly maxPending: number;
+  private readonly known: (id: string, version: string) => boolean;
 
   constructor(o: PairingServiceOptions) {
+    this.known = o.knownCapability ?? (() => true);
     this.store = o.store;
     this.events = o.events;
     this.audit = o.audit;
@@ -185,6 +189,8 @@ export class PairingService {
       const row = this.existing(id);
       if (row.state !== 'awaiting_human' && row.state !== 'approved') throw new TyrumError('TYRUM_ERR_INVALID_STATE', `pairing ${id} is ${row.state}; a new connection of the node starts a new pairing`, { pairing_id: id, state: row.state });
       const allowlist = allowlistFrom(JSON.parse(row.advertised) as CapabilityRef[], input);
+      const unknown = allowlist.find((c) => !this.known(c.id, c.version));
+      if (unknown) throw new TyrumError('TYRUM_ERR_NODE_CAPABILITY_UNKNOWN', `${unknown.id}@${unknown.version} has no contract this gateway knows, so it cannot be allowed`, { capability: `${unknown.id}@${unknown.version}` });
       const name = input.node_name ?? row.node_name ?? defaultName(row);
       if (!NODE_NAME_PATTERN.test(name)) throw invalid(`node_name "${name}" must be 2-32 lowercase letters, digits and dashes, starting with a letter`, { node_name: name });
       const taken = this.store.pairings.byName(name);

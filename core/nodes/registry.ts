@@ -15,7 +15,6 @@
  *
  * One connection per node device: a newer one replaces the older (closed 1000).
  */
-import { createHash } from 'node:crypto';
 import { isTyrumError } from '../errors/index.js';
 import type { AuditLog } from '../audit/log.js';
 import type { EventLog } from '../execution/events.js';
@@ -23,8 +22,9 @@ import type { TokenService } from '../auth/tokens.js';
 import type { Store } from '../store/index.js';
 import type { Session } from '../protocol/session.js';
 import { CLOSE } from '../protocol/session.js';
-import { canonicalJson } from '../util/canonical-json.js';
-import type { CapabilityRef, PairingService, Pairing } from './pairing.js';
+import type { PairingService, Pairing } from './pairing.js';
+import { capabilityRef } from './contracts.js';
+import type { NodeConnections } from './host.js';
 
 /** How long a node has to store and confirm its credential. */
 export const CREDENTIAL_TIMEOUT_MS = 10_000;
@@ -46,15 +46,7 @@ interface NodeConnection {
   delivering: boolean;
 }
 
-/**
- * The hash a capability is pinned by at approval. Until capabilities carry contracts (schemas),
- * a capability's definition is its id and version.
- */
-export function capabilityRef(c: { id: string; version: string }): CapabilityRef {
-  return { id: c.id, version: c.version, definition_hash: createHash('sha256').update(canonicalJson({ id: c.id, version: c.version })).digest('hex') };
-}
-
-export class NodeRegistry {
+export class NodeRegistry implements NodeConnections {
   private readonly conns = new Map<string, NodeConnection>();
   private readonly timeoutMs: number;
 
@@ -66,6 +58,14 @@ export class NodeRegistry {
   connected(deviceId: string): boolean {
     for (const c of this.conns.values()) if (c.session.peer?.deviceId === deviceId) return true;
     return false;
+  }
+
+  /** The open connection holding this pairing's node token, if any. */
+  paired(pairingId: string): Session | undefined {
+    for (const c of this.conns.values()) {
+      if (c.pairingId === pairingId && c.session.peer?.token.kind === 'node' && c.session.isReady) return c.session;
+    }
+    return undefined;
   }
 
   /** A session finished its handshake. Only nodes concern the registry. */

@@ -2,7 +2,8 @@
  * The gateway's one tool catalog: plugin tools (PluginHost) and approved MCP tools (McpHost)
  * behind the same four calls the pipeline makes (describe for policy, tools for listing,
  * checkCall before a run exists, invoke inside a step). `mcp.<server>.<tool>` ids belong to MCP
- * (no plugin may be named "mcp"); everything else to plugins.
+ * (no plugin may be named "mcp"), `node.<capability>[@<node>]` to nodes (nor "node");
+ * everything else to plugins.
  */
 import type { RiskFlag } from '../../schemas/index.js';
 import { TyrumError } from '../errors/index.js';
@@ -10,11 +11,14 @@ import type { AuditActor } from '../audit/index.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { PluginHost, ToolEntry } from './host.js';
 import type { McpHost } from '../mcp/host.js';
+import type { NodeHost } from '../nodes/host.js';
 
 export interface DescribedTool {
   entry: ToolEntry;
   risks: RiskFlag[];
   rights: Pick<EffectiveRights, 'egress' | 'secrets'>;
+  /** Safe to run again after an unknown outcome even though it changes state (a node capability's contract says so). */
+  idempotent?: boolean;
 }
 
 export interface ToolSource {
@@ -28,9 +32,11 @@ export class ToolCatalog implements ToolSource {
   constructor(
     private readonly plugins: PluginHost,
     private readonly mcp: McpHost | null,
+    private readonly nodes: NodeHost | null = null,
   ) {}
 
   private source(toolId: string): ToolSource {
+    if (toolId.startsWith('node.') && this.nodes) return this.nodes;
     return toolId.startsWith('mcp.') && this.mcp ? this.mcp : this.plugins;
   }
 
@@ -39,7 +45,7 @@ export class ToolCatalog implements ToolSource {
   }
 
   tools(): Array<Omit<ToolEntry, 'postcondition'>> {
-    const all = [...this.plugins.tools(), ...(this.mcp?.tools() ?? [])];
+    const all = [...this.plugins.tools(), ...(this.mcp?.tools() ?? []), ...(this.nodes?.tools() ?? [])];
     return all.sort((a, b) => (a.tool_id < b.tool_id ? -1 : a.tool_id > b.tool_id ? 1 : 0));
   }
 
@@ -63,6 +69,7 @@ export class ToolCatalog implements ToolSource {
    */
   lookup(toolId: string): DescribedTool | TyrumError {
     if (toolId.startsWith('mcp.') && this.mcp) return this.mcp.lookup(toolId);
+    if (toolId.startsWith('node.') && this.nodes) return this.nodes.lookup(toolId);
     return this.plugins.describe(toolId) ?? new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
   }
 }

@@ -186,8 +186,8 @@ const PolicyEvidence = Strict({ decision: Decision, enforced: Type.Boolean(), sn
 const PluginId = Type.String({ pattern: PLUGIN_ID_PATTERN });
 /** `<plugin id>.<tool name>` */
 export const ToolId = Type.String({
-  pattern: '^([a-z][a-z0-9-]{0,62}[a-z0-9]\\.[a-z][a-z0-9_]{0,62}|mcp\\.[a-z][a-z0-9_-]{0,47}\\.[A-Za-z0-9_.-]{1,128})$',
-  description: '<plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server',
+  pattern: '^([a-z][a-z0-9-]{0,62}[a-z0-9]\\.[a-z][a-z0-9_]{0,62}|mcp\\.[a-z][a-z0-9_-]{0,47}\\.[A-Za-z0-9_.-]{1,128}|node\\.[a-z][a-z0-9_]{0,31}(\\.[a-z][a-z0-9_]{0,31}){1,4}(@[a-z0-9][a-z0-9_-]{0,62})?)$',
+  description: '<plugin id>.<tool name>, mcp.<server>.<MCP tool name> for a tool of an approved MCP server, or node.<capability>[@<node name or device id>] for a capability of an approved node',
 });
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 

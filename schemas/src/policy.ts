@@ -49,7 +49,7 @@ export const POLICY_RULE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$';
  * Host patterns are lowercase (hosts are matched case-insensitively).
  */
 export const POLICY_GLOB_CHARSETS = {
-  tools: 'A-Za-z0-9_.\\-',
+  tools: 'A-Za-z0-9_.@\\-',
   plugins: 'a-z0-9\\-',
   egress_hosts: 'a-z0-9.:\\[\\]\\-',
   secrets: 'A-Z0-9_',

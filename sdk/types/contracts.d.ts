@@ -291,7 +291,7 @@ export interface EventStepUpdated {
 
 export interface EventToolInvoked {
   /**
-   * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
+   * <plugin id>.<tool name>, mcp.<server>.<MCP tool name> for a tool of an approved MCP server, or node.<capability>[@<node name or device id>] for a capability of an approved node
    */
   tool_id: string;
   ok: boolean;
@@ -2352,7 +2352,7 @@ export interface OpTokenRevokeResult {
 
 export interface OpToolInvokePayload {
   /**
-   * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
+   * <plugin id>.<tool name>, mcp.<server>.<MCP tool name> for a tool of an approved MCP server, or node.<capability>[@<node name or device id>] for a capability of an approved node
    */
   tool_id: string;
   args: {
@@ -2376,7 +2376,7 @@ export interface OpToolInvokeResult {
   run_id: string;
   state: "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
   /**
-   * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
+   * <plugin id>.<tool name>, mcp.<server>.<MCP tool name> for a tool of an approved MCP server, or node.<capability>[@<node name or device id>] for a capability of an approved node
    */
   tool_id: string;
   output: unknown;
@@ -2417,7 +2417,7 @@ export interface OpToolListPayload {}
 export interface OpToolListResult {
   tools: {
     /**
-     * <plugin id>.<tool name>, or mcp.<server>.<MCP tool name> for a tool of an approved MCP server
+     * <plugin id>.<tool name>, mcp.<server>.<MCP tool name> for a tool of an approved MCP server, or node.<capability>[@<node name or device id>] for a capability of an approved node
      */
     tool_id: string;
     plugin_id: string;

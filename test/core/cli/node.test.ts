@@ -4,7 +4,7 @@ import t from 'tap';
 import { runCli, cliGateway } from '../../helpers/cli.js';
 import { connect } from '../../helpers/gateway.js';
 
-const CAPS = [{ id: 'fs.read', version: '1' }, { id: 'shell.exec', version: '2' }];
+const CAPS = [{ id: 'fs.read', version: '1' }, { id: 'shell.exec', version: '1' }, { id: 'camera.snap', version: '3' }];
 
 t.test('enroll, list, approve (the gateway delivers the token), revoke by name, deny', async (t) => {
   const { gw, H } = await cliGateway(t);
@@ -17,19 +17,22 @@ t.test('enroll, list, approve (the gateway delivers the token), revoke by name, 
   const node = await connect(gw, { token: enroll, role: 'node', capabilities: CAPS, label: 'ci runner' });
   const listed = await runCli(['node', 'list', ...H]);
   t.equal(listed.code, 0, listed.err);
-  t.match(listed.out, /pair_[0-9a-f]{16}\tawaiting_human\t-\t-\tdev_[a-z2-7]+\tci runner\t127\.0\.0\.1\tadvertised: fs\.read@1,shell\.exec@2/);
+  t.match(listed.out, /pair_[0-9a-f]{16}\tawaiting_human\t-\t-\tdev_[a-z2-7]+\tci runner\t127\.0\.0\.1\tadvertised: fs\.read@1,shell\.exec@1,camera\.snap@3/);
   t.match(listed.err, /tyrum node approve PAIRING_ID --allow/);
   const id = /pair_[0-9a-f]{16}/.exec(listed.out)![0];
 
-  const unknown = await runCli(['node', 'approve', id, '--allow', 'camera.snap', ...H]);
+  const unknown = await runCli(['node', 'approve', id, '--allow', 'camera.flash', ...H]);
   t.equal(unknown.code, 1);
-  t.match(unknown.err, /did not advertise camera\.snap.*TYRUM_ERR_NODE_CAPABILITY_UNKNOWN/);
+  t.match(unknown.err, /did not advertise camera\.flash.*TYRUM_ERR_NODE_CAPABILITY_UNKNOWN/);
+  const noContract = await runCli(['node', 'approve', id, '--allow', 'camera.snap', ...H]);
+  t.equal(noContract.code, 1);
+  t.match(noContract.err, /camera\.snap@3 has no contract this gateway knows/);
   t.equal((await runCli(['node', 'approve', id, ...H])).code, 2, '--allow is required');
   t.equal((await runCli(['node', 'approve', id, '--allow', 'fs.read', '--trust', 'galactic', ...H])).code, 2);
 
-  const approved = await runCli(['node', 'approve', id, '--allow', 'fs.read,shell.exec@2', '--read-only', 'fs.read', '--name', 'ci', ...H]);
+  const approved = await runCli(['node', 'approve', id, '--allow', 'fs.read,shell.exec@1', '--read-only', 'fs.read', '--name', 'ci', ...H]);
   t.equal(approved.code, 0, approved.err);
-  t.match(approved.out, /approved pair_[0-9a-f]{16}: node ci \(remote\), capabilities fs\.read@1\(ro\),shell\.exec@2/);
+  t.match(approved.out, /approved pair_[0-9a-f]{16}: node ci \(remote\), capabilities fs\.read@1\(ro\),shell\.exec@1/);
   // The running gateway notices the approval made by this other connection and delivers the token.
   const cred = await node.conn.incoming('pairing.credential', 5000);
   node.conn.send({ request_id: cred.request_id, type: 'pairing.credential', ok: true, result: { stored: true } });

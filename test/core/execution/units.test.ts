@@ -90,7 +90,12 @@ t.test('budget exhaustion is deterministic: never retried; a time budget cut-off
   t.equal(classifyFailure(sandboxError('trap', 'plugin trapped: memory access out of bounds'), true), 'fail', 'memory exhaustion traps: deterministic');
   t.equal(classifyFailure(new TyrumError('TYRUM_ERR_LEASE_LOST', 'taken over', { retryable: true }), true), 'fail', 'a lost lease is never retried by the worker that lost it');
   const retryable = Object.entries(FAILURE_CLASSES).filter(([, c]) => c.retry !== 'never').map(([code]) => code).sort();
-  t.same(retryable, ['TYRUM_ERR_MCP_CONNECTION_LOST', 'TYRUM_ERR_RATE_LIMITED', 'TYRUM_ERR_SANDBOX_CRASH', 'TYRUM_ERR_SANDBOX_HOST'].sort(), 'the codes that can succeed on retry');
+  t.same(retryable, ['TYRUM_ERR_MCP_CONNECTION_LOST', 'TYRUM_ERR_NODE_CAPABILITY_FAILED', 'TYRUM_ERR_NODE_DISCONNECTED', 'TYRUM_ERR_NODE_UNAVAILABLE', 'TYRUM_ERR_RATE_LIMITED', 'TYRUM_ERR_SANDBOX_CRASH', 'TYRUM_ERR_SANDBOX_HOST'].sort(), 'the codes that can succeed on retry');
+  // Nodes (J3): a connection lost mid-dispatch may have acted; one that was never reached did not.
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_NODE_DISCONNECTED', 'gone'), false), 'outcome_unknown', 'a node lost mid-dispatch: unknown, never silently re-sent');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_NODE_DISCONNECTED', 'gone'), true), 'retry', 'an idempotent capability is retried');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_NODE_UNAVAILABLE', 'offline'), false), 'fail', 'nothing sent: a plain failure');
+  t.equal(classifyFailure(new TyrumError('TYRUM_ERR_NODE_CAPABILITY_FAILED', 'no', { retryable: true }), true), 'retry', 'a failure the node marks retryable');
 });
 
 t.test('backoff doubles per attempt, is capped, and jitters by at most 10%', async (t) => {

@@ -1,0 +1,218 @@
+/**
+ * Node capabilities as tools: the third source of the tool catalog (after plugins and MCP).
+ *
+ * `node.<capability>@<node>` names a capability of one approved node (its name, or its device
+ * id); `node.<capability>` names it on the only approved node that may run it. A tool exists for
+ * every capability an approved pairing allows that has a contract the gateway knows (the built-in
+ * ones, schemas/src/capabilities.ts): its input and output are checked against that contract,
+ * whatever the node says. Its effect is `state_changing` unless the operator allowed it as
+ * read-only, so by default a node capability waits for an approval.
+ *
+ * A call goes through the one pipeline (policy, approvals, a durable step, audit) and ends here:
+ * the gateway sends `task.execute` to the node's connection that holds its node token. It fails
+ * with a code that says which condition is not met: not paired (TYRUM_ERR_NODE_NOT_PAIRED), not
+ * allowed or allowed for another definition (TYRUM_ERR_NODE_NOT_ALLOWLISTED), not connected
+ * (TYRUM_ERR_NODE_UNAVAILABLE, nothing was sent), or the connection closed while the node worked
+ * (TYRUM_ERR_NODE_DISCONNECTED: the engine then marks a non-idempotent step outcome_unknown and
+ * never re-sends it by itself).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { CapabilityContract } from '../../schemas/src/capabilities.js';
+import { capabilityRef, contractOf } from './contracts.js';
+import { TyrumError } from '../errors/index.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { compilePluginSchema, toIssues } from '../../manifests/json-schema.js';
+import type { AuditActor } from '../audit/index.js';
+import type { DescribedTool, ToolSource } from '../registry/tools.js';
+import type { ToolEntry } from '../registry/host.js';
+import type { PairingRow, Store } from '../store/index.js';
+import type { AllowedCapability } from './pairing.js';
+import type { Session } from '../protocol/session.js';
+
+/** `node.<capability>[@<selector>]` */
+const NODE_TOOL = /^node\.([a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){1,4})(?:@([a-z0-9][a-z0-9_-]{0,62}))?$/;
+
+/** The node connections NodeHost dispatches to (core/nodes/registry.ts). */
+export interface NodeConnections {
+  /** The open connection holding this pairing's node token, if any. */
+  paired(pairingId: string): Session | undefined;
+}
+
+export interface NodeHostOptions {
+  store: Store;
+  connections: NodeConnections;
+  now?: () => number;
+}
+
+interface Resolved {
+  described: DescribedTool;
+  pairing: PairingRow;
+  allowed: AllowedCapability;
+  contract: CapabilityContract;
+}
+
+export class NodeHost implements ToolSource {
+  constructor(private readonly o: NodeHostOptions) {}
+
+  tools(): Array<Omit<ToolEntry, 'postcondition'>> {
+    const approved = this.o.store.committed.pairings.list('approved', 10_000);
+    const out: Array<Omit<ToolEntry, 'postcondition'>> = [];
+    const holders = new Map<string, number>();
+    for (const p of approved) {
+      for (const a of allowlist(p)) {
+        const k = contractOf(a.id, a.version);
+        if (!k) continue;
+        holders.set(a.id, (holders.get(a.id) ?? 0) + 1);
+        const { postcondition: _, ...entry } = describe(`node.${a.id}@${p.node_name}`, p, a, k).entry;
+        out.push(entry);
+      }
+    }
+    // The short form, where exactly one approved node may run the capability.
+    for (const p of approved) {
+      for (const a of allowlist(p)) {
+        const k = contractOf(a.id, a.version);
+        if (!k || holders.get(a.id) !== 1) continue;
+        const { postcondition: _, ...entry } = describe(`node.${a.id}`, p, a, k).entry;
+        out.push(entry);
+      }
+    }
+    return out;
+  }
+
+  describe(toolId: string): DescribedTool | undefined {
+    const r = this.resolve(toolId);
+    return r instanceof TyrumError ? undefined : r.described;
+  }
+
+  /** `describe`, or the error a call fails with (which condition is not met). */
+  lookup(toolId: string): DescribedTool | TyrumError {
+    const r = this.resolve(toolId);
+    return r instanceof TyrumError ? r : r.described;
+  }
+
+  checkCall(toolId: string, args: Record<string, unknown>): void {
+    const r = this.resolve(toolId);
+    if (r instanceof TyrumError) throw r;
+    checkArgs(toolId, r.contract, args);
+  }
+
+  async invoke(toolId: string, args: Record<string, unknown>, _actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash: string; plugin_digest: string; duration_ms: number; usage: null }> {
+    const started = performance.now();
+    const r = this.resolve(toolId);
+    if (r instanceof TyrumError) throw r;
+    const { pairing, allowed, contract, described } = r;
+    checkArgs(toolId, contract, args);
+    const session = this.o.connections.paired(pairing.id);
+    const peer = session?.peer;
+    if (!session || !peer) throw nodeError('TYRUM_ERR_NODE_UNAVAILABLE', `node ${pairing.node_name} is not connected; nothing was sent`, pairing, { failed: 'connected' });
+    // The node must still advertise the definition the operator allowed.
+    const advertised = peer.capabilities.find((c) => c.id === allowed.id && c.version === allowed.version);
+    if (!advertised || capabilityRef(advertised).definition_hash !== allowed.definition_hash) {
+      throw nodeError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `node ${pairing.node_name} no longer advertises ${allowed.id}@${allowed.version} as approved; approve the pairing again`, pairing, { failed: 'allowlisted', reason: 'definition_changed' });
+    }
+    const dispatchId = `dsp_${randomBytes(12).toString('hex')}`;
+    const request = session.request(
+      'task.execute',
+      { dispatch_id: dispatchId, capability: allowed.id, capability_version: allowed.version, args, timeout_ms: contract.default_timeout_ms },
+      { timeoutMs: contract.default_timeout_ms, requestId: dispatchId },
+    );
+    const answer = await raceAbort(request, signal);
+    const duration = performance.now() - started;
+    if (!answer.ok) {
+      const { code, message, details } = answer.error;
+      const text = `node ${pairing.node_name}: ${message.slice(0, 2000)}`;
+      if (code === 'forbidden') throw nodeError('TYRUM_ERR_NODE_REFUSED', text, pairing, { dispatch_id: dispatchId, ...(details ?? {}) });
+      if (code === 'invalid_request') throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', text, { dispatch_id: dispatchId, ...(details ?? {}) });
+      if (code === 'timeout') throw new TyrumError('TYRUM_ERR_TIMEOUT', text, { dispatch_id: dispatchId });
+      throw nodeError('TYRUM_ERR_NODE_CAPABILITY_FAILED', text, pairing, { dispatch_id: dispatchId, node_code: code, ...(details?.retryable === true ? { retryable: true } : {}) });
+    }
+    const output = answer.result.output;
+    const check = compilePluginSchema(contract.output_schema as unknown as Record<string, unknown>, `${allowed.id} output`);
+    if (typeof output !== 'object' || output === null || !check(output)) {
+      throw nodeError('TYRUM_ERR_NODE_OUTPUT_INVALID', `node ${pairing.node_name} answered ${allowed.id} with an output its contract refuses`, pairing, { dispatch_id: dispatchId, issues: toIssues(check.errors) });
+    }
+    return { output, definition_hash: described.entry.definition_hash, plugin_digest: described.entry.plugin_digest, duration_ms: duration, usage: null };
+  }
+
+  private resolve(toolId: string): Resolved | TyrumError {
+    const m = NODE_TOOL.exec(toolId);
+    if (!m) return new TyrumError('TYRUM_ERR_NOT_FOUND', `no tool ${toolId}: node tools are node.<capability>[@<node>]`, { tool_id: toolId });
+    const cap = m[1]!;
+    const selector = m[2];
+    const approved = this.o.store.committed.pairings.list('approved', 10_000);
+    const candidates = selector === undefined ? approved : approved.filter((p) => p.node_name === selector || p.device_id === selector);
+    if (candidates.length === 0) {
+      return new TyrumError('TYRUM_ERR_NODE_NOT_PAIRED', selector === undefined ? `no approved node (for ${toolId})` : `no approved node ${selector}`, { tool_id: toolId, failed: 'paired' });
+    }
+    const holding = candidates.flatMap((p) => allowlist(p).filter((a) => a.id === cap).map((a) => ({ p, a }))).sort((x, y) => (x.p.node_name ?? '').localeCompare(y.p.node_name ?? ''));
+    if (holding.length === 0) {
+      return new TyrumError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `${cap} is not in the allowlist of ${selector === undefined ? 'any approved node' : `node ${selector}`}`, { tool_id: toolId, failed: 'allowlisted' });
+    }
+    if (holding.length > 1) {
+      return new TyrumError('TYRUM_ERR_NODE_AMBIGUOUS', `${holding.length} nodes may run ${cap}: name one (${holding.map((h) => `node.${cap}@${h.p.node_name}`).join(', ')})`, { tool_id: toolId, candidates: holding.map((h) => h.p.node_name) });
+    }
+    const { p, a } = holding[0]!;
+    const contract = contractOf(a.id, a.version);
+    if (!contract) return new TyrumError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `${a.id}@${a.version} has no contract this gateway knows`, { tool_id: toolId, failed: 'allowlisted' });
+    return { described: describe(toolId, p, a, contract), pairing: p, allowed: a, contract };
+  }
+}
+
+function describe(toolId: string, p: PairingRow, a: AllowedCapability, k: CapabilityContract): DescribedTool & { idempotent: boolean } {
+  return {
+    entry: {
+      tool_id: toolId,
+      plugin_id: 'node',
+      plugin_version: k.version,
+      description: `${k.description} (node ${p.node_name}, ${p.trust_level ?? 'remote'})`,
+      effect: a.read_only ? 'read_only' : 'state_changing',
+      input_schema: JSON.parse(JSON.stringify(k.input_schema)) as Record<string, unknown>,
+      output_schema: JSON.parse(JSON.stringify(k.output_schema)) as Record<string, unknown>,
+      definition_hash: a.definition_hash,
+      // Which node and which pairing: an approval binds to this, so it cannot run on another
+      // node, nor on the same node after it was revoked and paired again.
+      plugin_digest: sha256(canonicalJson({ device_id: p.device_id, pubkey: p.pubkey, pairing_id: p.id })),
+      postcondition: null,
+    },
+    risks: [],
+    rights: { egress: [], secrets: [] },
+    idempotent: k.idempotent,
+  };
+}
+
+function allowlist(p: PairingRow): AllowedCapability[] {
+  return JSON.parse(p.allowlist) as AllowedCapability[];
+}
+
+function checkArgs(toolId: string, k: CapabilityContract, args: Record<string, unknown>): void {
+  const input = compilePluginSchema(k.input_schema as unknown as Record<string, unknown>, `${k.id} input`);
+  if (!input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(input.errors) });
+}
+
+function nodeError(code: 'TYRUM_ERR_NODE_UNAVAILABLE' | 'TYRUM_ERR_NODE_NOT_ALLOWLISTED' | 'TYRUM_ERR_NODE_REFUSED' | 'TYRUM_ERR_NODE_CAPABILITY_FAILED' | 'TYRUM_ERR_NODE_OUTPUT_INVALID', message: string, p: PairingRow, details: Record<string, unknown>): TyrumError {
+  return new TyrumError(code, message, { node: p.node_name, pairing_id: p.id, ...details });
+}
+
+/** The request, or the abort reason if the engine gives up first (timeout, lost lease, shutdown). */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
