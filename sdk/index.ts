@@ -36,3 +36,15 @@ export {
 } from './client/errors.js';
 export { parseFrame, type EventFrame, type InboundFrame, type JsonObject, type RequestFrame, type ResponseFrame } from './client/frames.js';
 export { deviceIdentity, loadOrCreateDeviceKey, proofTranscript, signProof, type DeviceIdentity, type ProofFields } from './client/identity.js';
+export {
+  TyrumNode,
+  FileCredentialStore,
+  NodeTaskError,
+  nodeStatePaths,
+  type CredentialStore,
+  type NodeCapability,
+  type NodeCapabilityResult,
+  type NodeDispatchContext,
+  type NodeStatus,
+  type TyrumNodeOptions,
+} from './node/runtime.js';

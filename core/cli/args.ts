@@ -48,7 +48,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   approvals: ['list', 'approve', 'deny'],
   run: ['list', 'get', 'cancel', 'resolve'],
   mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
-  node: ['enroll', 'list', 'approve', 'deny', 'revoke'],
+  node: ['enroll', 'list', 'approve', 'deny', 'revoke', 'run'],
   help: [],
   version: [],
 };

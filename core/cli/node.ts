@@ -4,6 +4,8 @@
  * token, and closes denied and revoked nodes within a second. Decisions work with the gateway
  * down too; the node gets its token at its next connection.
  */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { TyrumError } from '../errors/index.js';
 import { parseTtl } from '../auth/tokens.js';
 import { isoTimes } from '../util/iso-times.js';
@@ -20,7 +22,12 @@ const USAGE = `usage:
   tyrum node approve PAIRING_ID --allow CAP[@VER],... [--read-only CAP,...] [--trust local|remote]
                      [--name NAME] [--reason R]         approve (or change an approved node's allowlist)
   tyrum node deny PAIRING_ID [--reason R]
-  tyrum node revoke PAIRING_ID|NAME [--reason R]        its token dies; its connections close within a second`;
+  tyrum node revoke PAIRING_ID|NAME [--reason R]        its token dies; its connections close within a second
+  tyrum node run --workspace DIR [--gateway URL] [--allow-exec CMD,...] [--no-write] [--state-dir DIR] [--label L]
+                                                      run a headless node on this machine: fs.list/read/search
+                                                      (and fs.write unless --no-write) confined to DIR, shell.exec
+                                                      for the named commands only; the enrollment token comes from
+                                                      $TYRUM_NODE_ENROLLMENT_TOKEN until the node is paired`;
 
 const ENROLL_TTL_DEFAULT = '1h';
 
@@ -40,10 +47,17 @@ export async function nodeCmd(argv: string[], io: Io): Promise<number> {
       trust: { type: 'string' },
       name: { type: 'string' },
       reason: { type: 'string' },
+      gateway: { type: 'string' },
+      url: { type: 'string' },
+      workspace: { type: 'string' },
+      'allow-exec': { type: 'string' },
+      'no-write': { type: 'boolean' },
+      'state-dir': { type: 'string' },
     },
     1,
   );
   if (values.help || sub === '--help') return (io.out(USAGE), 0);
+  if (sub === 'run') return runNode(values, io);
   return withHomeCore(values.home, async (svc) => {
     const reason = values.reason !== undefined ? { reason: values.reason } : {};
     switch (sub) {
@@ -104,6 +118,47 @@ export async function nodeCmd(argv: string[], io: Io): Promise<number> {
         throw subcommandError('node', sub);
     }
   });
+}
+
+/** `tyrum node run`: a headless node in the foreground until SIGINT/SIGTERM. */
+async function runNode(values: Record<string, string | boolean | undefined>, io: Io): Promise<number> {
+  const workspace = values.workspace;
+  if (typeof workspace !== 'string') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--workspace DIR is required: the directory the node may read and write');
+  const url = (values.gateway ?? values.url ?? process.env.TYRUM_URL ?? 'ws://127.0.0.1:8788/ws') as string;
+  const stateDir = typeof values['state-dir'] === 'string' ? values['state-dir'] : process.env.TYRUM_NODE_HOME ?? join(homedir(), '.tyrum-node');
+  const enrollmentToken = process.env.TYRUM_NODE_ENROLLMENT_TOKEN;
+  const { startHeadlessNode } = await import('../../sdk/node/headless/run.js');
+  let ended!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (ended = resolve));
+  const started = await startHeadlessNode({
+    url,
+    workspace,
+    stateDir,
+    ...(enrollmentToken ? { enrollmentToken } : {}),
+    ...(typeof values['allow-exec'] === 'string' ? { allowExec: list(values['allow-exec']) } : {}),
+    readOnly: values['no-write'] === true,
+    ...(typeof values.label === 'string' ? { label: values.label } : {}),
+    onStatus: (st) => {
+      if (st.state === 'waiting_for_approval') io.err('waiting for an operator: tyrum node list, then tyrum node approve PAIRING_ID --allow ...');
+      else if (st.state === 'paired') io.err(`paired as ${st.node_name}; node token stored; reconnecting with it`);
+      else if (st.state === 'connected') io.err(`connected to ${url} with the ${st.with === 'node_token' ? 'node token' : 'enrollment token'}`);
+      else if (st.state === 'revoked') io.err('the pairing was revoked: the node token is deleted');
+      else {
+        io.err(`stopped: ${st.reason}`);
+        ended(st.reason === 'interrupted' ? 0 : 1);
+      }
+    },
+  }).catch((e: unknown) => {
+    throw new TyrumError('TYRUM_ERR_CONNECTION', `the node could not start: ${e instanceof Error ? e.message : String(e)}`);
+  });
+  io.err(`node offering ${started.capabilities.join(', ')} in ${workspace}`);
+  const stop = () => void started.node.stop('interrupted');
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const code = await done;
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  return code;
 }
 
 function list(text: string): string[] {

@@ -11,7 +11,6 @@ import type { AuditActor } from '../audit/index.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { PluginHost, ToolEntry } from './host.js';
 import type { McpHost } from '../mcp/host.js';
-import type { NodeHost } from '../nodes/host.js';
 
 export interface DescribedTool {
   entry: ToolEntry;
@@ -32,7 +31,7 @@ export class ToolCatalog implements ToolSource {
   constructor(
     private readonly plugins: PluginHost,
     private readonly mcp: McpHost | null,
-    private readonly nodes: NodeHost | null = null,
+    private readonly nodes: (ToolSource & { lookup(toolId: string): DescribedTool | TyrumError }) | null = null,
   ) {}
 
   private source(toolId: string): ToolSource {
