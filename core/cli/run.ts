@@ -80,7 +80,10 @@ function describeRun(r: RunDetail): string {
     if (s.policy) lines.push(`  policy: ${s.policy.decision}${s.policy.enforced ? '' : ' (observed, not enforced)'} by snapshot ${s.policy.snapshot_id}`);
     if (s.approval_id) lines.push(`  approval: ${s.approval_id}`);
     if (s.definition_hash || s.plugin_digest) lines.push(`  tool definition ${s.definition_hash?.slice(0, 16) ?? '-'}…, plugin digest ${s.plugin_digest?.slice(0, 16) ?? '-'}…`);
-    for (const a of s.attempts) lines.push(`  attempt ${a.n}: ${a.state} at ${a.started_at}${a.duration_ms !== null ? ` (${Math.round(a.duration_ms)} ms)` : ''}${a.error ? `: ${a.error.message} [${a.error.code}]` : ''}`);
+    for (const a of s.attempts) {
+      lines.push(`  attempt ${a.n}: ${a.state} at ${a.started_at}${a.duration_ms !== null ? ` (${Math.round(a.duration_ms)} ms)` : ''}${a.error ? `: ${a.error.message} [${a.error.code}]` : ''}`);
+      if (a.evidence !== null && a.evidence !== undefined) lines.push(`    evidence: ${brief(a.evidence, 800)}`);
+    }
     if (s.error) lines.push(`  error: ${s.error.message} [${s.error.code}]`);
     else if (s.state === 'succeeded') lines.push(`  result: ${brief(s.result)}`);
   }

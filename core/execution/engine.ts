@@ -879,6 +879,7 @@ export class ExecutionEngine {
         usage: null,
         result: null,
         error: null,
+        evidence: null,
       };
       this.fenced(this.store.execution.insertAttempt(attempt, claim.fence) || undefined, claim);
       const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { ...res, state: 'running', attempts: n, started_at: step.started_at ?? now, error: null, updated_at: now }, { fence: claim.fence }), claim);
@@ -941,9 +942,11 @@ export class ExecutionEngine {
     const now = this.now();
     let output: string;
     let usage: string | null;
+    let evidence: string | null;
     try {
       output = JSON.stringify(this.redact(res.output) ?? null);
       usage = res.usage === undefined || res.usage === null ? null : JSON.stringify(res.usage);
+      evidence = res.evidence === undefined || res.evidence === null ? null : JSON.stringify(this.redact(res.evidence));
     } catch (e) {
       // Unrecordable output cannot be evidence, so it cannot be a success either.
       return this.attemptFailed(claim, run, step, n, new TyrumError('TYRUM_ERR_INTERNAL', `the output of ${step.tool_id} could not be recorded: ${(e as Error).message}`), measuredMs);
@@ -957,7 +960,7 @@ export class ExecutionEngine {
       const err = this.errorInfo(new TyrumError('TYRUM_ERR_POSTCONDITION_FAILED', `postcondition failed: ${check.reason}`, { postcondition: pc }));
       await this.unit(claim, (emit, audit) => {
         this.fenced(
-          this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'failed', finished_at: now, duration_ms: duration, usage, result: output, error: JSON.stringify(err) }, { fence: claim.fence, states: ['started'] }),
+          this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'failed', finished_at: now, duration_ms: duration, usage, result: output, error: JSON.stringify(err), evidence }, { fence: claim.fence, states: ['started'] }),
           claim,
         );
         this.failStepInTx(emit, run, step, claim, err, hashes);
@@ -970,7 +973,7 @@ export class ExecutionEngine {
       claim,
       (emit, audit): Next => {
         this.fenced(
-          this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'succeeded', finished_at: now, duration_ms: duration, usage, result: output, error: null }, { fence: claim.fence, states: ['started'] }),
+          this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'succeeded', finished_at: now, duration_ms: duration, usage, result: output, error: null, evidence }, { fence: claim.fence, states: ['started'] }),
           claim,
         );
         const s = this.fenced(
@@ -1305,6 +1308,7 @@ export class ExecutionEngine {
       usage: parseJson(a.usage),
       result: parseJson(a.result),
       error: parseJson(a.error) as ErrorInfo | null,
+      evidence: parseJson(a.evidence),
     }));
     const last = views[views.length - 1];
     return {

@@ -80,6 +80,8 @@ export interface ExecuteResult {
   duration_ms?: number;
   definition_hash?: string;
   plugin_digest?: string;
+  /** What the executor reports beside the output (a node's digests, exit code...); kept, redacted, with the attempt. */
+  evidence?: Record<string, unknown> | null;
 }
 
 /** A recorded error: stable code, wire code and a redacted message. */
@@ -123,6 +125,8 @@ export interface AttemptView {
   /** Redacted output (kept as evidence even when a postcondition failed). */
   result: unknown;
   error: ErrorInfo | null;
+  /** Redacted evidence the executor reported (a node's file digests, exit code...), or null. */
+  evidence: unknown;
 }
 
 export interface StepView {

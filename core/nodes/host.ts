@@ -96,7 +96,7 @@ export class NodeHost implements ToolSource {
     checkArgs(toolId, r.contract, args);
   }
 
-  async invoke(toolId: string, args: Record<string, unknown>, _actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash: string; plugin_digest: string; duration_ms: number; usage: null }> {
+  async invoke(toolId: string, args: Record<string, unknown>, _actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; evidence: Record<string, unknown>; definition_hash: string; plugin_digest: string; duration_ms: number; usage: null }> {
     const started = performance.now();
     const r = this.resolve(toolId);
     if (r instanceof TyrumError) throw r;
@@ -131,7 +131,14 @@ export class NodeHost implements ToolSource {
     if (typeof output !== 'object' || output === null || !check(output)) {
       throw nodeError('TYRUM_ERR_NODE_OUTPUT_INVALID', `node ${pairing.node_name} answered ${allowed.id} with an output its contract refuses`, pairing, { dispatch_id: dispatchId, issues: toIssues(check.errors) });
     }
-    return { output, definition_hash: described.entry.definition_hash, plugin_digest: described.entry.plugin_digest, duration_ms: duration, usage: null };
+    return {
+      output,
+      evidence: evidenceOf(answer.result.evidence, dispatchId, pairing),
+      definition_hash: described.entry.definition_hash,
+      plugin_digest: described.entry.plugin_digest,
+      duration_ms: duration,
+      usage: null,
+    };
   }
 
   private resolve(toolId: string): Resolved | TyrumError {
@@ -178,6 +185,17 @@ function describe(toolId: string, p: PairingRow, a: AllowedCapability, k: Capabi
     rights: { egress: [], secrets: [] },
     idempotent: k.idempotent,
   };
+}
+
+/** Evidence a node reports is kept with the attempt; this much of it at most. */
+export const NODE_EVIDENCE_MAX_BYTES = 64 * 1024;
+
+/** Which node ran it and what it reported (an oversized report is replaced by its size). */
+function evidenceOf(reported: unknown, dispatchId: string, p: PairingRow): Record<string, unknown> {
+  const base = { dispatch_id: dispatchId, node: p.node_name, device_id: p.device_id, pairing_id: p.id };
+  if (typeof reported !== 'object' || reported === null || Array.isArray(reported)) return { ...base, node_evidence: null };
+  const bytes = Buffer.byteLength(JSON.stringify(reported));
+  return { ...base, node_evidence: bytes <= NODE_EVIDENCE_MAX_BYTES ? reported : { dropped: true, bytes, limit: NODE_EVIDENCE_MAX_BYTES } };
 }
 
 function allowlist(p: PairingRow): AllowedCapability[] {

@@ -24,7 +24,7 @@ export interface ToolSource {
   describe(toolId: string): DescribedTool | undefined;
   tools(): Array<Omit<ToolEntry, 'postcondition'>>;
   checkCall(toolId: string, args: Record<string, unknown>): void;
-  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null }>;
+  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null; evidence?: Record<string, unknown> | null }>;
 }
 
 export class ToolCatalog implements ToolSource {

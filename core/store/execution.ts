@@ -80,6 +80,8 @@ export interface AttemptRow {
   usage: string | null;
   result: string | null;
   error: string | null;
+  /** JSON evidence the executor reported (migration 8); null when none. */
+  evidence: string | null;
 }
 
 export interface ApprovalRow {
@@ -127,7 +129,7 @@ const STEP_COLUMNS = new Set<string>([
   'state', 'idempotent', 'max_attempts', 'attempts', 'policy_decision', 'policy_enforced', 'policy_snapshot_id', 'policy_detail', 'approval_id',
   'definition_hash', 'plugin_digest', 'result', 'error', 'started_at', 'finished_at', 'updated_at',
 ]);
-const ATTEMPT_COLUMNS = new Set<string>(['state', 'finished_at', 'duration_ms', 'usage', 'result', 'error']);
+const ATTEMPT_COLUMNS = new Set<string>(['state', 'finished_at', 'duration_ms', 'usage', 'result', 'error', 'evidence']);
 
 const FENCE_SQL = 'EXISTS (SELECT 1 FROM runs AS f WHERE f.id = @w_run AND f.lease_owner = @w_owner AND f.fencing_token = @w_token)';
 
@@ -328,8 +330,8 @@ export class ExecutionRepo {
   /** Records an attempt as started, only while `f` holds the run's lease. */
   insertAttempt(a: AttemptRow, f: Fence): boolean {
     const bind: Bind = { ...a };
-    const sql = `INSERT INTO attempts (run_id, step_idx, n, state, owner, fencing_token, started_at, finished_at, duration_ms, usage, result, error)
-      SELECT @run_id, @step_idx, @n, @state, @owner, @fencing_token, @started_at, @finished_at, @duration_ms, @usage, @result, @error WHERE 1${fence(a.run_id, f, bind)}`;
+    const sql = `INSERT INTO attempts (run_id, step_idx, n, state, owner, fencing_token, started_at, finished_at, duration_ms, usage, result, error, evidence)
+      SELECT @run_id, @step_idx, @n, @state, @owner, @fencing_token, @started_at, @finished_at, @duration_ms, @usage, @result, @error, @evidence WHERE 1${fence(a.run_id, f, bind)}`;
     return this.s.get(sql).run(bind).changes === 1;
   }
 

@@ -337,4 +337,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX node_pairings_state ON node_pairings (state, requested_at);
     `,
   },
+  {
+    version: 8,
+    name: 'attempt evidence',
+    sql: `
+      -- JSON, redacted: what the executor reported beside the output (a node's digests before and
+      -- after a write, an exit code, durations). Written in the commit that ends the attempt.
+      ALTER TABLE attempts ADD COLUMN evidence TEXT;
+    `,
+  },
 ];

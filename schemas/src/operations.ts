@@ -90,6 +90,7 @@ export const AttemptInfo = Strict({
   usage: Type.Unknown(),
   result: Type.Unknown(),
   error: Nullable(RecordedError),
+  evidence: Type.Unknown({ description: 'What the executor reported beside the output (a node: file digests before and after a write, exit code, durations); null when nothing.' }),
 });
 
 export const StepInfo = Strict({

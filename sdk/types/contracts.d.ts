@@ -2119,6 +2119,12 @@ export interface OpRunGetResult {
           [k: string]: unknown;
         };
       } | null;
+      /**
+       * What the executor reported beside the output (a node: file digests before and after a write, exit code, durations); null when nothing.
+       */
+      evidence: {
+        [k: string]: unknown;
+      };
     }[];
   }[];
 }
@@ -2591,6 +2597,12 @@ export interface OpWorkflowStartResult {
           [k: string]: unknown;
         };
       } | null;
+      /**
+       * What the executor reported beside the output (a node: file digests before and after a write, exit code, durations); null when nothing.
+       */
+      evidence: {
+        [k: string]: unknown;
+      };
     }[];
   }[];
 }

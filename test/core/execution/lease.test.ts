@@ -78,7 +78,7 @@ t.test('fenced writes under an old token match nothing', async (t) => {
   t.equal(s.execution.updateStep(run.id, 0, { state: 'succeeded', updated_at: 1 }, { fence: stale }), undefined);
   t.equal(s.execution.updateRun(run.id, { state: 'succeeded', updated_at: 1 }, { fence: stale }), undefined);
   t.equal(
-    s.execution.insertAttempt({ run_id: run.id, step_idx: 0, n: 1, state: 'started', owner: 'A', fencing_token: 1, started_at: 1, finished_at: null, duration_ms: null, usage: null, result: null, error: null }, stale),
+    s.execution.insertAttempt({ run_id: run.id, step_idx: 0, n: 1, state: 'started', owner: 'A', fencing_token: 1, started_at: 1, finished_at: null, duration_ms: null, usage: null, result: null, error: null, evidence: null }, stale),
     false,
   );
   t.equal(s.execution.renewLease(run.id, stale, Date.now() + 1000), false);

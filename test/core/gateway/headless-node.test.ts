@@ -51,6 +51,9 @@ t.test('headless node: pair with the CLI, an approved write lands in the workspa
     return r.run.state === 'succeeded' || r.run.state === 'failed' ? r : undefined;
   });
   t.match(done, { run: { state: 'succeeded' }, steps: [{ result: { size: 5, created: true } }] });
+  t.match(done, { steps: [{ attempts: [{ evidence: { node: 'dev-box', dispatch_id: /^dsp_/, node_evidence: { path: 'notes/hello.txt', before: { exists: false }, after: { size: 5 } } } }] }] }, 'the node evidence is kept with the attempt');
+  const human = await runCli(['run', 'get', write.run_id], { TYRUM_TOKEN: gw.adminToken, TYRUM_URL: gw.url });
+  t.match(human.out, /evidence: \{"dispatch_id":"dsp_[0-9a-f]+","node":"dev-box".*"before":\{"exists":false/, 'tyrum run get shows it');
   t.equal(readFileSync(join(workspace, 'notes', 'hello.txt'), 'utf8'), 'hello', 'the file is in the workspace');
   t.match(await admin.request('tool.invoke', { tool_id: 'node.fs.read@dev-box', args: { path: 'notes/hello.txt' }, wait_ms: 5000 }), { ok: true, result: { state: 'succeeded', output: { content: 'hello' } } });
   t.match(await admin.request('tool.invoke', { tool_id: 'node.fs.read@dev-box', args: { path: '../escape' }, wait_ms: 5000 }), { ok: true, result: { state: 'failed', error: { code: 'TYRUM_ERR_NODE_REFUSED', message: /node dev-box: / } } }, 'the node refuses a path out of the workspace');

@@ -47,7 +47,7 @@ const RUN_DETAIL = {
     {
       idx: 0, tool_id: 'text-utils.word_count', args: {}, args_hash: HASH, idempotency_key: null, state: 'succeeded', idempotent: true, max_attempts: 3, timeout_ms: 30000, postcondition: null,
       policy: { decision: 'allow', enforced: true, snapshot_id: 'pol_x', detail: {} }, approval_id: null, definition_hash: HASH, plugin_digest: HASH, result: { ok: 1 }, error: null, duration_ms: 1, usage: null, started_at: ISO, finished_at: ISO,
-      attempts: [{ n: 1, state: 'succeeded', owner: 'gw', fencing_token: 1, started_at: ISO, finished_at: ISO, duration_ms: 1, usage: null, result: { ok: 1 }, error: null }],
+      attempts: [{ n: 1, state: 'succeeded', owner: 'gw', fencing_token: 1, started_at: ISO, finished_at: ISO, duration_ms: 1, usage: null, result: { ok: 1 }, error: null, evidence: null }],
     },
   ],
 };
