@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   TYRUM_ERR_NODE_NOT_PAIRED: { wire: 'forbidden', description: 'No approved node for this node tool (none, or not the one named).' },
   TYRUM_ERR_NODE_NOT_ALLOWLISTED: { wire: 'forbidden', description: "The capability is not in the node's allowlist, or the node now advertises another definition of it than the one approved." },
   TYRUM_ERR_NODE_AMBIGUOUS: { wire: 'conflict', description: 'More than one approved node may run this capability: name one (node.<capability>@<node>).' },
+  TYRUM_ERR_NODE_NOT_READY: { wire: 'invalid_state', description: 'The node is connected but did not report the capability ready (capability.ready): a local permission or its consent blocks it.' },
   TYRUM_ERR_NODE_UNAVAILABLE: { wire: 'invalid_state', description: 'The node is paired and allowed but not connected; nothing was sent.' },
   TYRUM_ERR_NODE_REFUSED: { wire: 'forbidden', description: "The node refused the capability (its own operator's consent)." },
   TYRUM_ERR_NODE_CAPABILITY_FAILED: { wire: 'sandbox_error', description: 'The node ran the capability and reported a failure.' },

@@ -57,6 +57,7 @@ export const FAILURE_CLASSES: Readonly<Partial<Record<ErrorCode, FailureClass>>>
   TYRUM_ERR_NODE_DISCONNECTED: { retry: 'if_idempotent', cutOff: true },
   TYRUM_ERR_NODE_UNAVAILABLE: { retry: 'if_idempotent', cutOff: false }, // nothing was sent
   TYRUM_ERR_NODE_CAPABILITY_FAILED: { retry: 'if_marked', cutOff: false },
+  TYRUM_ERR_NODE_NOT_READY: DETERMINISTIC, // nothing was sent; the operator of the node must act
   TYRUM_ERR_NODE_NOT_PAIRED: DETERMINISTIC,
   TYRUM_ERR_NODE_NOT_ALLOWLISTED: DETERMINISTIC,
   TYRUM_ERR_NODE_AMBIGUOUS: DETERMINISTIC,

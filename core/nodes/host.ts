@@ -36,6 +36,8 @@ const NODE_TOOL = /^node\.([a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){1,4})(
 export interface NodeConnections {
   /** The open connection holding this pairing's node token, if any. */
   paired(pairingId: string): Session | undefined;
+  /** True when the node reported the capability ready on that connection, else why not. */
+  readiness(pairingId: string, capability: string): true | string;
 }
 
 export interface NodeHostOptions {
@@ -110,6 +112,8 @@ export class NodeHost implements ToolSource {
     if (!advertised || capabilityRef(advertised).definition_hash !== allowed.definition_hash) {
       throw nodeError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `node ${pairing.node_name} no longer advertises ${allowed.id}@${allowed.version} as approved; approve the pairing again`, pairing, { failed: 'allowlisted', reason: 'definition_changed' });
     }
+    const ready = this.o.connections.readiness(pairing.id, allowed.id);
+    if (ready !== true) throw nodeError('TYRUM_ERR_NODE_NOT_READY', `node ${pairing.node_name} does not report ${allowed.id} ready: ${ready}; nothing was sent`, pairing, { failed: 'ready', reason: ready });
     const dispatchId = `dsp_${randomBytes(12).toString('hex')}`;
     const request = session.request(
       'task.execute',
@@ -207,7 +211,7 @@ function checkArgs(toolId: string, k: CapabilityContract, args: Record<string, u
   if (!input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(input.errors) });
 }
 
-function nodeError(code: 'TYRUM_ERR_NODE_UNAVAILABLE' | 'TYRUM_ERR_NODE_NOT_ALLOWLISTED' | 'TYRUM_ERR_NODE_REFUSED' | 'TYRUM_ERR_NODE_CAPABILITY_FAILED' | 'TYRUM_ERR_NODE_OUTPUT_INVALID', message: string, p: PairingRow, details: Record<string, unknown>): TyrumError {
+function nodeError(code: 'TYRUM_ERR_NODE_NOT_READY' | 'TYRUM_ERR_NODE_UNAVAILABLE' | 'TYRUM_ERR_NODE_NOT_ALLOWLISTED' | 'TYRUM_ERR_NODE_REFUSED' | 'TYRUM_ERR_NODE_CAPABILITY_FAILED' | 'TYRUM_ERR_NODE_OUTPUT_INVALID', message: string, p: PairingRow, details: Record<string, unknown>): TyrumError {
   return new TyrumError(code, message, { node: p.node_name, pairing_id: p.id, ...details });
 }
 

@@ -15,12 +15,12 @@
  *
  * One connection per node device: a newer one replaces the older (closed 1000).
  */
-import { isTyrumError } from '../errors/index.js';
+import { TyrumError, isTyrumError } from '../errors/index.js';
 import type { AuditLog } from '../audit/log.js';
 import type { EventLog } from '../execution/events.js';
 import type { TokenService } from '../auth/tokens.js';
 import type { Store } from '../store/index.js';
-import type { Session } from '../protocol/session.js';
+import type { Peer, Session } from '../protocol/session.js';
 import { CLOSE } from '../protocol/session.js';
 import type { PairingService, Pairing } from './pairing.js';
 import { capabilityRef } from './contracts.js';
@@ -41,6 +41,8 @@ export interface NodeRegistryOptions {
 
 interface NodeConnection {
   session: Session;
+  /** The node's latest capability.ready snapshot: id -> ready or why not. */
+  ready: Map<string, { ready: boolean; reason: string | null }>;
   /** The pairing this connection asked for (enrollment connections) or holds (node-token ones). */
   pairingId: string | null;
   delivering: boolean;
@@ -68,6 +70,34 @@ export class NodeRegistry implements NodeConnections {
     return undefined;
   }
 
+  /**
+   * Whether the node reported the capability ready on its paired connection: true, or why not
+   * (never reported, reported not ready with its reason, or no such connection).
+   */
+  readiness(pairingId: string, capability: string): true | string {
+    const s = this.paired(pairingId);
+    const c = s ? this.conns.get(s.connectionId) : undefined;
+    if (!c) return 'not connected';
+    const r = c.ready.get(capability);
+    if (!r) return 'the node has not reported it ready (capability.ready)';
+    return r.ready ? true : (r.reason ?? 'the node reports it not ready');
+  }
+
+  /**
+   * capability.ready from a node: a full snapshot for its connection. Only what it advertised
+   * may be reported. Answers what the gateway may dispatch to it now.
+   */
+  reportReady(peer: Peer, caps: Array<{ id: string; version: string; ready: boolean; reason?: string }>): { pairing_id: string | null; state: string | null; dispatchable: string[] } {
+    const conn = this.conns.get(peer.connectionId);
+    if (!conn) throw new TyrumError('TYRUM_ERR_INVALID_STATE', 'this connection is not a node connection the gateway tracks');
+    const unknown = caps.find((c) => !peer.capabilities.some((a) => a.id === c.id && a.version === c.version));
+    if (unknown) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `${unknown.id}@${unknown.version} was not advertised in connect.init`, { capability: unknown.id });
+    conn.ready = new Map(caps.map((c) => [c.id, { ready: c.ready, reason: c.reason ?? null }]));
+    const row = conn.pairingId === null ? undefined : this.o.store.pairings.get(conn.pairingId);
+    const allowed = row?.state === 'approved' && peer.token.kind === 'node' ? (JSON.parse(row.allowlist) as Array<{ id: string }>).map((a) => a.id) : [];
+    return { pairing_id: row?.id ?? null, state: row?.state ?? null, dispatchable: allowed.filter((id) => conn.ready.get(id)?.ready === true).sort() };
+  }
+
   /** A session finished its handshake. Only nodes concern the registry. */
   onReady(session: Session): void {
     const peer = session.peer;
@@ -78,7 +108,7 @@ export class NodeRegistry implements NodeConnections {
       const o = other.session.peer;
       if (o?.deviceId === peer.deviceId && (peer.token.kind === 'node' || o.token.kind !== 'node')) other.session.close(CLOSE.NORMAL, 'replaced by a newer connection');
     }
-    const conn: NodeConnection = { session, pairingId: null, delivering: false };
+    const conn: NodeConnection = { session, pairingId: null, delivering: false, ready: new Map() };
     this.conns.set(session.connectionId, conn);
     if (peer.token.kind === 'node') {
       const pairing = this.o.store.pairings.byToken(peer.token.id);

@@ -37,7 +37,7 @@ export interface HandlerServices {
   policy: PolicyService;
   pairings: PairingService;
   /** The node connections: whether a node is connected; told when pairings change. */
-  nodes: Pick<NodeRegistry, 'connected' | 'reconcile'>;
+  nodes: Pick<NodeRegistry, 'connected' | 'reconcile' | 'reportReady'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -158,6 +158,7 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },
 
+    'capability.ready': async (p, peer) => s.nodes.reportReady(peer, (p as { capabilities: Array<{ id: string; version: string; ready: boolean; reason?: string }> }).capabilities),
     'pairing.list': async (p) => ({ pairings: s.pairings.list(p as { state?: never; limit?: number }).map((x) => pairingView(x, s.nodes.connected(x.device_id))) }),
     'pairing.approve': async (p, peer) => {
       const q = p as { pairing_id: string; trust_level: 'local' | 'remote'; capability_allowlist: Array<{ id: string; version?: string }>; read_only?: string[]; node_name?: string; reason?: string };

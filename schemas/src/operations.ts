@@ -492,6 +492,19 @@ export const OPERATIONS = {
     payload: Strict({ pairing_id: PairingId, reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
     result: Strict({ pairing: PairingInfo }),
   },
+  'capability.ready': {
+    description: "A node reports which of its capabilities are ready now (local permissions or consent can block one); a full snapshot that replaces the previous one for this connection. The gateway dispatches only what is paired, allowed and ready.",
+    scopes: 'any',
+    roles: ['node'],
+    payload: Strict({
+      capabilities: Type.Array(Strict({ id: Type.String({ minLength: 1, maxLength: 128 }), version: Type.String({ minLength: 1, maxLength: 32 }), ready: Type.Boolean(), reason: Type.Optional(Type.String({ maxLength: 200 })) }), { maxItems: 256 }),
+    }),
+    result: Strict({
+      pairing_id: Type.Union([PairingId, Type.Null()]),
+      state: Type.Union([PairingState, Type.Null()]),
+      dispatchable: Type.Array(Type.String(), { description: 'Capability ids that are allowed and ready: what the gateway may send this node now.' }),
+    }),
+  },
   'pairing.credential': {
     description: 'Sent by the gateway to a node whose pairing was approved: its node-scoped token, delivered once. The node stores it, answers {stored: true} and reconnects with it.',
     scopes: 'any',

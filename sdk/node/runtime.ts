@@ -47,6 +47,11 @@ export interface NodeCapability {
   id: string;
   version: string;
   handler: (args: Record<string, unknown>, ctx: NodeDispatchContext) => Promise<NodeCapabilityResult>;
+  /**
+   * Whether it can run now (a local permission, a device present...): true, or why not. Reported
+   * to the gateway (capability.ready) after every connection and on `refreshReady()`. Default: ready.
+   */
+  ready?: () => Promise<true | string> | true | string;
 }
 
 /** Where the node keeps its node token. */
@@ -157,7 +162,26 @@ export class TyrumNode {
     client.on('close', (info) => this.onClose(client, info, stored !== null));
     await client.connect();
     this.o.onStatus?.({ state: 'connected', with: stored !== null ? 'node_token' : 'enrollment_token' });
+    await this.refreshReady();
     if (stored === null) this.o.onStatus?.({ state: 'waiting_for_approval' });
+  }
+
+  /** Tell the gateway which capabilities are ready now (after a local permission changed, say). */
+  async refreshReady(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    const capabilities = await Promise.all(
+      this.o.capabilities.map(async (c) => {
+        let r: true | string;
+        try {
+          r = c.ready ? await c.ready() : true;
+        } catch (e) {
+          r = e instanceof Error ? e.message : String(e);
+        }
+        return r === true ? { id: c.id, version: c.version, ready: true } : { id: c.id, version: c.version, ready: false, reason: r.slice(0, 200) };
+      }),
+    );
+    await client.request('capability.ready', { capabilities });
   }
 
   private onClose(client: TyrumClient, info: CloseInfo, withNodeToken: boolean): void {

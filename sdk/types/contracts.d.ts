@@ -508,6 +508,27 @@ export interface OpAuditVerifyResult {
   reason: string | null;
 }
 
+export interface OpCapabilityReadyPayload {
+  /**
+   * @maxItems 256
+   */
+  capabilities: {
+    id: string;
+    version: string;
+    ready: boolean;
+    reason?: string;
+  }[];
+}
+
+export interface OpCapabilityReadyResult {
+  pairing_id: string | null;
+  state: ("awaiting_human" | "approved" | "denied" | "revoked") | null;
+  /**
+   * Capability ids that are allowed and ready: what the gateway may send this node now.
+   */
+  dispatchable: string[];
+}
+
 export interface OpConnectInitPayload {
   protocol_rev: number;
   /**
@@ -3055,6 +3076,8 @@ export interface Contracts {
   "op.audit.list.result": OpAuditListResult;
   "op.audit.verify.payload": OpAuditVerifyPayload;
   "op.audit.verify.result": OpAuditVerifyResult;
+  "op.capability.ready.payload": OpCapabilityReadyPayload;
+  "op.capability.ready.result": OpCapabilityReadyResult;
   "op.connect.init.payload": OpConnectInitPayload;
   "op.connect.init.result": OpConnectInitResult;
   "op.connect.proof.payload": OpConnectProofPayload;

@@ -40,6 +40,8 @@ async function pairedNode(t: Test, gw: TestGateway, admin: RawConn, name: string
   waiting.conn.send({ request_id: cred.request_id, type: 'pairing.credential', ok: true, result: { stored: true } });
   const node = await connect(gw, { token: (cred.payload as { token: string }).token, role: 'node', device, capabilities: CAPS });
   t.teardown(() => node.conn.ws.close());
+  const ready = await node.conn.request('capability.ready', { capabilities: CAPS.map((c) => ({ ...c, ready: true })) });
+  t.match(ready, { ok: true, result: { pairing_id: pairingId, state: 'approved', dispatchable: allow.caps.slice().sort() } }, 'what may be dispatched: allowed and ready');
   return { conn: node.conn, pairingId, device };
 }
 
@@ -93,6 +95,16 @@ t.test('node capabilities are tools: read-only runs, state-changing waits for ap
 
   t.match(await admin.request('tool.invoke', { tool_id: 'node.shell.exec@box', args: { argv: ['ls'] } }), { ok: false, error: { code: 'forbidden', message: /not in the allowlist of node box/ } }, 'advertised but not allowed');
   t.match(await admin.request('tool.invoke', { tool_id: 'node.fs.read@nobody', args: { path: 'a' } }), { ok: false, error: { code: 'forbidden', message: /no approved node nobody/ } });
+
+  // Not ready (a local permission, say): nothing is sent, the step says why.
+  t.match(await node.conn.request('capability.ready', { capabilities: [{ id: 'fs.read', version: '1', ready: true }, { id: 'fs.write', version: '1', ready: false, reason: 'disk is read-only' }] }), { ok: true, result: { dispatchable: ['fs.read'] } });
+  const before = asked.length;
+  const blocked = (await admin.request('tool.invoke', { tool_id: 'node.fs.write@box', args: { path: 'z.txt', content: 'x' }, wait_ms: 2000 })).result as { approval_id: string; run_id: string };
+  await admin.request('approval.resolve', { approval_id: blocked.approval_id, decision: 'approved' });
+  t.match(await settled(admin, blocked.run_id), { run: { state: 'failed', error: { code: 'TYRUM_ERR_NODE_NOT_READY', message: /disk is read-only/ } } });
+  t.equal(asked.length, before, 'nothing was sent');
+  t.match(await node.conn.request('capability.ready', { capabilities: [{ id: 'camera.snap', version: '1', ready: true }] }), { ok: false, error: { code: 'invalid_request', message: /not advertised/ } });
+  await node.conn.request('capability.ready', { capabilities: CAPS.map((c) => ({ ...c, ready: true })) });
 
   // J3: the node's connection drops while it works on a non-idempotent capability.
   writeAnswer = 'drop';
