@@ -130,7 +130,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -142,6 +142,7 @@ async function gatewayParts() {
     import('./protocol/inflight.js'),
     import('./nodes/registry.js'),
     import('./nodes/host.js'),
+    import('./nodes/presence.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -157,6 +158,7 @@ async function gatewayParts() {
     InflightLimiter: inflight.InflightLimiter,
     NodeRegistry: nodeRegistry.NodeRegistry,
     NodeHost: nodeHost.NodeHost,
+    PresenceRegistry: nodePresence.PresenceRegistry,
   };
 }
 
@@ -166,7 +168,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -298,6 +300,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       delivered.push(e);
       if (delivered.length === 1) queueMicrotask(pump);
     });
+    // Who is connected now (clients and nodes), announced live to operators.
+    const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
     const handlers = createHandlers({
       store,
       tokens,
@@ -314,6 +318,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       secretHandles: () => secrets.list(),
       pairings: svc.pairings,
       nodes,
+      presence,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -351,8 +356,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         void nodes.reconcile();
         return picked;
       },
-      onPeerReady: (session) => nodes.onReady(session),
-      onPeerClosed: (session) => nodes.onClosed(session),
+      onPeerReady: (session) => {
+        if (session.peer) presence.connected(session.peer);
+        nodes.onReady(session);
+      },
+      onPeerClosed: (session, peer) => {
+        presence.disconnected(peer);
+        nodes.onClosed(session);
+      },
+      onPeerSeen: (peer) => presence.seen(peer),
       redact: redactor.redactDeep,
       handle: dispatch,
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
@@ -417,6 +429,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       close: async () => {
         await engine.stop();
         await server!.close();
+        presence.close();
         await mcpHost!.close();
         await host!.close();
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);

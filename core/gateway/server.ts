@@ -47,7 +47,9 @@ export interface GatewayDeps {
   /** A connection finished its handshake (nodes go to the node registry). */
   onPeerReady?: (session: Session) => void;
   /** A handshaken connection closed. */
-  onPeerClosed?: (session: Session) => void;
+  onPeerClosed?: (session: Session, peer: Peer) => void;
+  /** A handshaken connection answered a heartbeat. */
+  onPeerSeen?: (peer: Peer) => void;
   /** Applied to every event payload before it is pushed (secret values never leave in events). */
   redact?: (value: unknown) => unknown;
   version: string;
@@ -365,13 +367,15 @@ export class GatewayServer {
       },
       log: (level, msg, data) => log[level](data ?? {}, msg),
       onReady: (s) => this.deps.onPeerReady?.(s),
-      onClosed: (s) => this.deps.onPeerClosed?.(s),
+      onClosed: (s, peer) => this.deps.onPeerClosed?.(s, peer),
       strayResponse: (peer, requestId) => this.audit('node.stray_response', { kind: 'token', id: peer.token.id }, { connection_id: peer.connectionId, device_id: peer.deviceId, request_id: requestId }),
     }, this.deps.inflight);
     const entry: Live = { ws, session, alive: true };
     this.live.add(entry);
     ws.on('pong', () => {
       entry.alive = true;
+      const peer = session.peer;
+      if (peer) this.deps.onPeerSeen?.(peer);
     });
     ws.on('message', (data, isBinary) => session.receive(toBytes(data), isBinary));
     ws.on('error', (err) => log.warn({ err: err.message, connection_id: session.connectionId }, 'websocket error'));

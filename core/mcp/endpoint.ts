@@ -616,7 +616,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
         token,
         remoteAddress: caller.remoteAddress,
         pubkey: '',
-        device: { label: 'mcp', platform: null, version: null },
+        device: { label: 'mcp', platform: null, version: null, mode: 'mcp' },
         capabilities: [],
       };
       const stop = new AbortController();

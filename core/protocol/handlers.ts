@@ -18,6 +18,7 @@ import { isoTimes } from '../util/iso-times.js';
 import type { Peer } from './session.js';
 import type { PairingService, Pairing } from '../nodes/pairing.js';
 import type { NodeRegistry } from '../nodes/registry.js';
+import { presenceView, type PresenceRegistry } from '../nodes/presence.js';
 import { isTyrumError } from '../errors/index.js';
 
 export interface HandlerServices {
@@ -38,6 +39,7 @@ export interface HandlerServices {
   pairings: PairingService;
   /** The node connections: whether a node is connected; told when pairings change. */
   nodes: Pick<NodeRegistry, 'connected' | 'reconcile' | 'reportReady'>;
+  presence: Pick<PresenceRegistry, 'list'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -158,6 +160,7 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },
 
+    'presence.list': async () => ({ entries: s.presence.list().map(presenceView) }),
     'capability.ready': async (p, peer) => s.nodes.reportReady(peer, (p as { capabilities: Array<{ id: string; version: string; ready: boolean; reason?: string }> }).capabilities),
     'pairing.list': async (p) => ({ pairings: s.pairings.list(p as { state?: never; limit?: number }).map((x) => pairingView(x, s.nodes.connected(x.device_id))) }),
     'pairing.approve': async (p, peer) => {

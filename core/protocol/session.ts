@@ -56,7 +56,7 @@ export interface Peer {
   remoteAddress: string;
   /** The device key (base64url DER SPKI) the peer proved it holds. */
   pubkey: string;
-  device: { label: string | null; platform: string | null; version: string | null };
+  device: { label: string | null; platform: string | null; version: string | null; mode: string | null };
   /** What a node advertised in connect.init (always empty for clients). */
   capabilities: Array<{ id: string; version: string }>;
 }
@@ -81,15 +81,15 @@ export interface SessionHooks {
   log(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void;
   /** The handshake completed (nodes: the gateway's node registry takes the session). */
   onReady?(session: Session): void;
-  /** A session that was ready closed, from either side. */
-  onClosed?(session: Session): void;
+  /** A session that was ready closed, from either side (`peer`: who it was). */
+  onClosed?(session: Session, peer: Peer): void;
   /** A node answered a request id this session has no pending request for. */
   strayResponse?(peer: Peer, requestId: string): void;
 }
 
 type State =
   | { kind: 'awaiting_init' }
-  | { kind: 'awaiting_proof'; role: Role; deviceId: string; key: KeyObject; pubkey: string; rev: number; challenge: string; device: { label: string | null; platform: string | null; version: string | null }; capabilities: Array<{ id: string; version: string }> }
+  | { kind: 'awaiting_proof'; role: Role; deviceId: string; key: KeyObject; pubkey: string; rev: number; challenge: string; device: { label: string | null; platform: string | null; version: string | null; mode: string | null }; capabilities: Array<{ id: string; version: string }> }
   | { kind: 'ready'; peer: Peer }
   | { kind: 'closed' };
 
@@ -211,30 +211,30 @@ export class Session {
   /** Close with a code; idempotent. */
   close(code: number, reason: string): void {
     if (this.state.kind === 'closed') return;
-    const wasReady = this.state.kind === 'ready';
+    const peer = this.state.kind === 'ready' ? this.state.peer : null;
     this.state = { kind: 'closed' };
     clearTimeout(this.handshakeTimer);
     this.transport.close(code, closeReason(reason));
-    this.ended(wasReady, reason);
+    this.ended(peer, reason);
   }
 
   /** The socket closed underneath us (peer went away). */
   closedByTransport(): void {
     if (this.state.kind === 'closed') return;
-    const wasReady = this.state.kind === 'ready';
+    const peer = this.state.kind === 'ready' ? this.state.peer : null;
     this.state = { kind: 'closed' };
     clearTimeout(this.handshakeTimer);
-    this.ended(wasReady, 'the connection closed');
+    this.ended(peer, 'the connection closed');
   }
 
   /** Requests still waiting for the node fail; the gateway forgets the session. */
-  private ended(wasReady: boolean, reason: string): void {
+  private ended(peer: Peer | null, reason: string): void {
     for (const [id, p] of this.outbound) {
       clearTimeout(p.timer);
       p.reject(new TyrumError('TYRUM_ERR_NODE_DISCONNECTED', `the node's connection closed before it answered ${p.type} (${reason})`, { request_id: id }));
     }
     this.outbound.clear();
-    if (wasReady) this.hooks.onClosed?.(this);
+    if (peer) this.hooks.onClosed?.(this, peer);
   }
 
   private onAnswer(frame: Record<string, unknown>, peer: Peer): void {
@@ -277,7 +277,7 @@ export class Session {
       this.close(CLOSE.PROTOCOL_VIOLATION, 'invalid connect.init payload');
       return;
     }
-    const p = req.payload as { protocol_rev: number; role: Role; device: { device_id: string; pubkey: string; label?: string; platform?: string; version?: string }; capabilities: Array<{ id: string; version: string }> };
+    const p = req.payload as { protocol_rev: number; role: Role; device: { device_id: string; pubkey: string; label?: string; platform?: string; version?: string; mode?: string }; capabilities: Array<{ id: string; version: string }> };
     if (!SUPPORTED_PROTOCOL_REVS.includes(p.protocol_rev)) {
       this.close(CLOSE.UNSUPPORTED_REV, `unsupported protocol_rev ${p.protocol_rev}; supported: ${SUPPORTED_PROTOCOL_REVS.join(',')}`);
       return;
@@ -309,7 +309,7 @@ export class Session {
       pubkey: p.device.pubkey,
       rev: p.protocol_rev,
       challenge,
-      device: { label: p.device.label ?? null, platform: p.device.platform ?? null, version: p.device.version ?? null },
+      device: { label: p.device.label ?? null, platform: p.device.platform ?? null, version: p.device.version ?? null, mode: p.device.mode ?? null },
       capabilities: p.role === 'node' ? p.capabilities.map((c) => ({ id: c.id, version: c.version })) : [],
     };
     this.respond(req.request_id, req.type, { connection_id: this.connectionId, challenge });

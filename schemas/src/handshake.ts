@@ -8,6 +8,7 @@ export const Device = Strict({
   label: Type.Optional(Type.String({ maxLength: 128 })),
   platform: Type.Optional(Type.String({ maxLength: 64 })),
   version: Type.Optional(Type.String({ maxLength: 64 })),
+  mode: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$', description: 'What kind of peer this is, shown in presence: e.g. "cli", "ui", "node", "browser-node".' })),
 });
 
 export const Capability = Strict({ id: Type.String({ minLength: 1, maxLength: 128 }), version: Type.String({ minLength: 1, maxLength: 32 }) });

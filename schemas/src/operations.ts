@@ -144,6 +144,20 @@ export const PairingInfo = Strict({
   connected: Type.Boolean({ description: 'A connection of this node is open to this gateway now.' }),
 });
 
+export const PresenceEntry = Strict({
+  device_id: DeviceId,
+  role: Role,
+  label: Type.Union([Type.String(), Type.Null()]),
+  mode: Type.Union([Type.String(), Type.Null()]),
+  platform: Type.Union([Type.String(), Type.Null()]),
+  version: Type.Union([Type.String(), Type.Null()]),
+  connected: Type.Boolean(),
+  connections: Type.Integer({ minimum: 0 }),
+  connected_since: IsoTime,
+  last_seen_at: IsoTime,
+  remote_address: Type.String(),
+});
+
 export const ApprovalInfo = Strict({
   id: Type.String(),
   run_id: Nullable(Type.String()),
@@ -492,6 +506,13 @@ export const OPERATIONS = {
     payload: Strict({ pairing_id: PairingId, reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
     result: Strict({ pairing: PairingInfo }),
   },
+  'presence.list': {
+    description: 'Who is connected to this gateway now, clients and nodes: device, role, label, mode, platform, connected since, last seen.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({ entries: Type.Array(PresenceEntry) }),
+  },
   'capability.ready': {
     description: "A node reports which of its capabilities are ready now (local permissions or consent can block one); a full snapshot that replaces the previous one for this connection. The gateway dispatches only what is paired, allowed and ready.",
     scopes: 'any',
@@ -622,6 +643,16 @@ export const EVENTS = {
     description: 'An approval was created or resolved, or expired (durable).',
     audience: ['operator.read'],
     payload: Type.Object({ approval_id: Type.String(), state: lit(APPROVAL_STATES) }),
+  },
+  'presence.upserted': {
+    description: 'A client or node connected, is still seen, or lost its last connection (live only).',
+    audience: ['operator.read'],
+    payload: Strict({ entry: PresenceEntry }),
+  },
+  'presence.pruned': {
+    description: 'A presence entry was dropped: disconnected for longer than the presence window, or stale (no heartbeat answered).',
+    audience: ['operator.read'],
+    payload: Strict({ device_id: DeviceId, role: Role, reason: Type.Union([Type.Literal('disconnected'), Type.Literal('stale')]) }),
   },
   'pairing.updated': {
     description: 'A node pairing was requested, approved (or its allowlist changed), denied or revoked (durable).',

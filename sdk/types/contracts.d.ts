@@ -275,6 +275,46 @@ export interface EventPluginLifecycle {
   state: "disabled" | "enabled" | "removed";
 }
 
+export interface EventPresencePruned {
+  /**
+   * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+   */
+  device_id: string;
+  /**
+   * The role a peer connects as.
+   */
+  role: "client" | "node";
+  reason: "disconnected" | "stale";
+}
+
+export interface EventPresenceUpserted {
+  entry: {
+    /**
+     * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+     */
+    device_id: string;
+    /**
+     * The role a peer connects as.
+     */
+    role: "client" | "node";
+    label: string | null;
+    mode: string | null;
+    platform: string | null;
+    version: string | null;
+    connected: boolean;
+    connections: number;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    connected_since: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    last_seen_at: string;
+    remote_address: string;
+  };
+}
+
 export interface EventRunUpdated {
   run_id: string;
   state: "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
@@ -547,6 +587,10 @@ export interface OpConnectInitPayload {
     label?: string;
     platform?: string;
     version?: string;
+    /**
+     * What kind of peer this is, shown in presence: e.g. "cli", "ui", "node", "browser-node".
+     */
+    mode?: string;
   };
   /**
    * @maxItems 256
@@ -1977,6 +2021,36 @@ export interface OpPolicySetResult {
   changed: boolean;
 }
 
+export interface OpPresenceListPayload {}
+
+export interface OpPresenceListResult {
+  entries: {
+    /**
+     * dev_ + base32(sha256(pubkey DER)), lowercase, no padding.
+     */
+    device_id: string;
+    /**
+     * The role a peer connects as.
+     */
+    role: "client" | "node";
+    label: string | null;
+    mode: string | null;
+    platform: string | null;
+    version: string | null;
+    connected: boolean;
+    connections: number;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    connected_since: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    last_seen_at: string;
+    remote_address: string;
+  }[];
+}
+
 export interface OpRunCancelPayload {
   run_id: string;
 }
@@ -3064,6 +3138,8 @@ export interface Contracts {
   "event.authz.denied": EventAuthzDenied;
   "event.pairing.updated": EventPairingUpdated;
   "event.plugin.lifecycle": EventPluginLifecycle;
+  "event.presence.pruned": EventPresencePruned;
+  "event.presence.upserted": EventPresenceUpserted;
   "event.run.updated": EventRunUpdated;
   "event.step.updated": EventStepUpdated;
   "event.tool.invoked": EventToolInvoked;
@@ -3116,6 +3192,8 @@ export interface Contracts {
   "op.policy.override.revoke.result": OpPolicyOverrideRevokeResult;
   "op.policy.set.payload": OpPolicySetPayload;
   "op.policy.set.result": OpPolicySetResult;
+  "op.presence.list.payload": OpPresenceListPayload;
+  "op.presence.list.result": OpPresenceListResult;
   "op.run.cancel.payload": OpRunCancelPayload;
   "op.run.cancel.result": OpRunCancelResult;
   "op.run.get.payload": OpRunGetPayload;

@@ -48,6 +48,11 @@ t.test('an unknown node waits for an operator; approval delivers its node token 
   const [waiting] = await until(async () => ((await pairings(admin, 'awaiting_human')).length > 0 ? pairings(admin, 'awaiting_human') : undefined));
   t.match(waiting, { state: 'awaiting_human', device_id: device.device_id, capability_allowlist: [], connected: true, advertised: [{ id: 'fs.read', version: '1' }, { id: 'fs.write', version: '1' }] });
   t.match(await admin.event('pairing.updated'), { payload: { pairing_id: waiting!.pairing_id, state: 'awaiting_human' } }, 'operators see the request live');
+  const present = ((await admin.request('presence.list')).result as { entries: Array<{ device_id: string; role: string; label: string | null; mode: string | null; connected: boolean; connected_since: string }> }).entries;
+  t.match(present.find((e) => e.role === 'node'), { device_id: device.device_id, label: 'Build Box', mode: 'node', connected: true, connected_since: /^\d{4}-/ }, 'presence lists the node');
+  t.ok(present.some((e) => e.role === 'client'), 'and the operator client');
+  t.match(await admin.event('presence.upserted'), { payload: { entry: { role: /client|node/, connected: true } } }, 'presence changes are pushed');
+  t.match(await node.request('presence.list', {}), { ok: false, error: { code: 'forbidden' } }, 'a node cannot list presence');
 
   const approved = await admin.request('pairing.approve', { pairing_id: waiting!.pairing_id, trust_level: 'remote', capability_allowlist: [{ id: 'fs.read' }], read_only: ['fs.read'] });
   t.match(approved, { ok: true, result: { pairing: { state: 'approved', node_name: 'build-box', capability_allowlist: [{ id: 'fs.read', version: '1', read_only: true }] } } });
