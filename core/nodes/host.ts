@@ -38,6 +38,8 @@ export interface NodeConnections {
   paired(pairingId: string): Session | undefined;
   /** True when the node reported the capability ready on that connection, else why not. */
   readiness(pairingId: string, capability: string): true | string;
+  /** Collect the evidence the node streams for a dispatch (attempt.evidence) until `done()`. */
+  track(pairingId: string, dispatchId: string): { items: Array<Record<string, unknown>>; dropped: number; done(): void };
 }
 
 export interface NodeHostOptions {
@@ -115,12 +117,22 @@ export class NodeHost implements ToolSource {
     const ready = this.o.connections.readiness(pairing.id, allowed.id);
     if (ready !== true) throw nodeError('TYRUM_ERR_NODE_NOT_READY', `node ${pairing.node_name} does not report ${allowed.id} ready: ${ready}; nothing was sent`, pairing, { failed: 'ready', reason: ready });
     const dispatchId = `dsp_${randomBytes(12).toString('hex')}`;
+    const streamed = this.o.connections.track(pairing.id, dispatchId);
     const request = session.request(
       'task.execute',
       { dispatch_id: dispatchId, capability: allowed.id, capability_version: allowed.version, args, timeout_ms: contract.default_timeout_ms },
       { timeoutMs: contract.default_timeout_ms, requestId: dispatchId },
     );
-    const answer = await raceAbort(request, signal);
+    let answer;
+    try {
+      answer = await raceAbort(request, signal);
+    } catch (e) {
+      // Cut off (disconnect, timeout): keep how far the node got with the failure.
+      if (e instanceof TyrumError && streamed.items.length > 0) throw new TyrumError(e.code, e.message, { ...(e.details ?? {}), dispatch_id: dispatchId, streamed_evidence: streamed.items }, { cause: e });
+      throw e;
+    } finally {
+      streamed.done();
+    }
     const duration = performance.now() - started;
     if (!answer.ok) {
       const { code, message, details } = answer.error;
@@ -137,7 +149,7 @@ export class NodeHost implements ToolSource {
     }
     return {
       output,
-      evidence: evidenceOf(answer.result.evidence, dispatchId, pairing),
+      evidence: { ...evidenceOf(answer.result.evidence, dispatchId, pairing), ...(streamed.items.length > 0 ? { streamed: streamed.items } : {}), ...(streamed.dropped > 0 ? { streamed_dropped: streamed.dropped } : {}) },
       definition_hash: described.entry.definition_hash,
       plugin_digest: described.entry.plugin_digest,
       duration_ms: duration,

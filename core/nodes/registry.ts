@@ -26,6 +26,16 @@ import type { PairingService, Pairing } from './pairing.js';
 import { capabilityRef } from './contracts.js';
 import type { NodeConnections } from './host.js';
 
+/** Streamed evidence kept per dispatch, at most. */
+export const STREAMED_EVIDENCE_MAX_ITEMS = 64;
+export const STREAMED_EVIDENCE_MAX_BYTES = 256 * 1024;
+
+export interface StreamedEvidence {
+  items: Array<Record<string, unknown>>;
+  bytes: number;
+  dropped: number;
+}
+
 /** How long a node has to store and confirm its credential. */
 export const CREDENTIAL_TIMEOUT_MS = 10_000;
 
@@ -41,6 +51,8 @@ export interface NodeRegistryOptions {
 
 interface NodeConnection {
   session: Session;
+  /** Evidence streamed for the dispatches this connection runs, by dispatch id. */
+  dispatches: Map<string, StreamedEvidence>;
   /** The node's latest capability.ready snapshot: id -> ready or why not. */
   ready: Map<string, { ready: boolean; reason: string | null }>;
   /** The pairing this connection asked for (enrollment connections) or holds (node-token ones). */
@@ -83,6 +95,29 @@ export class NodeRegistry implements NodeConnections {
     return r.ready ? true : (r.reason ?? 'the node reports it not ready');
   }
 
+  /** Collect what the node streams for `dispatchId` (attempt.evidence) until `done`. */
+  track(pairingId: string, dispatchId: string): StreamedEvidence & { done(): void } {
+    const s = this.paired(pairingId);
+    const c = s ? this.conns.get(s.connectionId) : undefined;
+    const d: StreamedEvidence = { items: [], bytes: 0, dropped: 0 };
+    c?.dispatches.set(dispatchId, d);
+    return Object.assign(d, { done: () => void c?.dispatches.delete(dispatchId) });
+  }
+
+  /** attempt.evidence from a node, for a dispatch running on this very connection. */
+  evidence(peer: Peer, p: { dispatch_id: string; seq: number; evidence: Record<string, unknown> }): { accepted: true } {
+    const d = this.conns.get(peer.connectionId)?.dispatches.get(p.dispatch_id);
+    if (!d) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no dispatch ${p.dispatch_id} is running on this connection`, { dispatch_id: p.dispatch_id });
+    const bytes = Buffer.byteLength(JSON.stringify(p.evidence));
+    if (d.items.length >= STREAMED_EVIDENCE_MAX_ITEMS || d.bytes + bytes > STREAMED_EVIDENCE_MAX_BYTES) {
+      d.dropped += 1;
+      throw new TyrumError('TYRUM_ERR_RATE_LIMITED', `at most ${STREAMED_EVIDENCE_MAX_ITEMS} items or ${STREAMED_EVIDENCE_MAX_BYTES} bytes of evidence per dispatch`, { dispatch_id: p.dispatch_id });
+    }
+    d.bytes += bytes;
+    d.items.push({ seq: p.seq, at: new Date().toISOString(), ...p.evidence });
+    return { accepted: true };
+  }
+
   /**
    * capability.ready from a node: a full snapshot for its connection. Only what it advertised
    * may be reported. Answers what the gateway may dispatch to it now.
@@ -108,7 +143,7 @@ export class NodeRegistry implements NodeConnections {
       const o = other.session.peer;
       if (o?.deviceId === peer.deviceId && (peer.token.kind === 'node' || o.token.kind !== 'node')) other.session.close(CLOSE.NORMAL, 'replaced by a newer connection');
     }
-    const conn: NodeConnection = { session, pairingId: null, delivering: false, ready: new Map() };
+    const conn: NodeConnection = { session, pairingId: null, delivering: false, ready: new Map(), dispatches: new Map() };
     this.conns.set(session.connectionId, conn);
     if (peer.token.kind === 'node') {
       const pairing = this.o.store.pairings.byToken(peer.token.id);

@@ -38,7 +38,7 @@ export interface HandlerServices {
   policy: PolicyService;
   pairings: PairingService;
   /** The node connections: whether a node is connected; told when pairings change. */
-  nodes: Pick<NodeRegistry, 'connected' | 'reconcile' | 'reportReady'>;
+  nodes: Pick<NodeRegistry, 'connected' | 'reconcile' | 'reportReady' | 'evidence'>;
   presence: Pick<PresenceRegistry, 'list'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
@@ -160,6 +160,7 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },
 
+    'attempt.evidence': async (p, peer) => s.nodes.evidence(peer, p as { dispatch_id: string; seq: number; evidence: Record<string, unknown> }),
     'presence.list': async () => ({ entries: s.presence.list().map(presenceView) }),
     'capability.ready': async (p, peer) => s.nodes.reportReady(peer, (p as { capabilities: Array<{ id: string; version: string; ready: boolean; reason?: string }> }).capabilities),
     'pairing.list': async (p) => ({ pairings: s.pairings.list(p as { state?: never; limit?: number }).map((x) => pairingView(x, s.nodes.connected(x.device_id))) }),

@@ -526,6 +526,13 @@ export const OPERATIONS = {
       dispatchable: Type.Array(Type.String(), { description: 'Capability ids that are allowed and ready: what the gateway may send this node now.' }),
     }),
   },
+  'attempt.evidence': {
+    description: 'A node streams evidence for a dispatch it is running (task.execute); kept with the attempt, also when the dispatch is cut off.',
+    scopes: 'any',
+    roles: ['node'],
+    payload: Strict({ dispatch_id: Type.String({ pattern: '^dsp_[0-9a-f]{24}$' }), seq: Type.Integer({ minimum: 0, maximum: 1023 }), evidence: JsonObject }),
+    result: Strict({ accepted: Type.Literal(true) }),
+  },
   'pairing.credential': {
     description: 'Sent by the gateway to a node whose pairing was approved: its node-scoped token, delivered once. The node stores it, answers {stored: true} and reconnects with it.',
     scopes: 'any',

@@ -29,6 +29,10 @@ export interface NodeDispatchContext {
   dispatch_id: string;
   /** Aborted at the dispatch's deadline (`timeout_ms`) and when the node stops. */
   signal: AbortSignal;
+  /** The dispatch's deadline, in ms from its start. */
+  timeout_ms: number;
+  /** Stream evidence while the dispatch runs (attempt.evidence); kept even if the dispatch is cut off. */
+  evidence(item: Record<string, unknown>): Promise<void>;
 }
 
 /** A capability handler may throw this to answer with a wire error code. */
@@ -230,7 +234,12 @@ export class TyrumNode {
     this.inflight.add(abort);
     try {
       const args = typeof p.args === 'object' && p.args !== null && !Array.isArray(p.args) ? (p.args as Record<string, unknown>) : {};
-      const r = await cap.handler(args, { dispatch_id: String(p.dispatch_id), signal: abort.signal });
+      let seq = 0;
+      const dispatchId = String(p.dispatch_id);
+      const evidence = async (item: Record<string, unknown>): Promise<void> => {
+        await client.request('attempt.evidence', { dispatch_id: dispatchId, seq: seq++, evidence: item as JsonObject });
+      };
+      const r = await cap.handler(args, { dispatch_id: dispatchId, signal: abort.signal, timeout_ms: timeoutMs, evidence });
       respond({ ok: true, result: { output: r.output as JsonObject, ...(r.evidence ? { evidence: r.evidence as JsonObject } : {}) } });
     } catch (e) {
       const code = typeof (e as { code?: unknown }).code === 'string' && ['forbidden', 'invalid_request', 'not_found', 'conflict', 'timeout', 'internal'].includes((e as { code: string }).code) ? (e as { code: string }).code : 'internal';

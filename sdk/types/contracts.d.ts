@@ -503,6 +503,22 @@ export interface OpApprovalResolveResult {
   override_id: string | null;
 }
 
+export interface OpAttemptEvidencePayload {
+  dispatch_id: string;
+  seq: number;
+  evidence: {
+    /**
+     * This interface was referenced by `undefined`'s JSON-Schema definition
+     * via the `patternProperty` "^(.*)$".
+     */
+    [k: string]: unknown;
+  };
+}
+
+export interface OpAttemptEvidenceResult {
+  accepted: true;
+}
+
 export interface OpAuditListPayload {
   after_seq?: number;
   limit?: number;
@@ -3148,6 +3164,8 @@ export interface Contracts {
   "op.approval.list.result": OpApprovalListResult;
   "op.approval.resolve.payload": OpApprovalResolvePayload;
   "op.approval.resolve.result": OpApprovalResolveResult;
+  "op.attempt.evidence.payload": OpAttemptEvidencePayload;
+  "op.attempt.evidence.result": OpAttemptEvidenceResult;
   "op.audit.list.payload": OpAuditListPayload;
   "op.audit.list.result": OpAuditListResult;
   "op.audit.verify.payload": OpAuditVerifyPayload;

@@ -46,7 +46,12 @@ export async function startHeadlessNode(o: HeadlessNodeOptions): Promise<{ node:
   if (!o.readOnly) caps.push({ id: 'fs.write', version: '1', handler: (args) => fs.write(args) });
   if (o.allowExec && o.allowExec.length > 0) {
     const shell = new ShellExec(workspace, { allow: o.allowExec });
-    caps.push({ id: 'shell.exec', version: '1', handler: (args) => shell.exec(args) });
+    caps.push({
+      id: 'shell.exec',
+      version: '1',
+      // The process id is streamed as soon as it exists: kept with the attempt even if it is cut off.
+      handler: (args, ctx) => shell.exec(args, { timeout_ms: ctx.timeout_ms, onEvidence: (e) => void ctx.evidence(e).catch(() => undefined) }),
+    });
   }
   const paths = nodeStatePaths(state);
   const node = new TyrumNode({

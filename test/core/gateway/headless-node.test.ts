@@ -26,9 +26,9 @@ t.test('headless node: pair with the CLI, an approved write lands in the workspa
   mkdirSync(workspace);
   const enroll = JSON.parse((await runCli(['node', 'enroll', '--json', ...H])).out) as { token: string };
   const seen: NodeStatus[] = [];
-  const { node, capabilities } = await startHeadlessNode({ url: gw.url, workspace, stateDir: join(dir, 'state'), enrollmentToken: enroll.token, label: 'dev box', onStatus: (s) => seen.push(s) });
+  const { node, capabilities } = await startHeadlessNode({ url: gw.url, workspace, stateDir: join(dir, 'state'), enrollmentToken: enroll.token, label: 'dev box', allowExec: ['printf'], onStatus: (s) => seen.push(s) });
   t.teardown(() => node.stop());
-  t.same(capabilities, ['fs.list@1', 'fs.read@1', 'fs.search@1', 'sys.noop@1', 'fs.write@1'], 'no shell.exec unless its operator names commands');
+  t.same(capabilities, ['fs.list@1', 'fs.read@1', 'fs.search@1', 'sys.noop@1', 'fs.write@1', 'shell.exec@1'], 'shell.exec because its operator named a command');
   t.match(seen, [{ state: 'connected', with: 'enrollment_token' }, { state: 'waiting_for_approval' }]);
 
   const listed = await until(async () => {
@@ -36,7 +36,7 @@ t.test('headless node: pair with the CLI, an approved write lands in the workspa
     const p = (JSON.parse(r.out) as { pairings: Array<{ pairing_id: string; state: string }> }).pairings[0];
     return p?.state === 'awaiting_human' ? p : undefined;
   });
-  const approved = await runCli(['node', 'approve', listed.pairing_id, '--allow', 'fs.read,fs.write', '--read-only', 'fs.read', ...H]);
+  const approved = await runCli(['node', 'approve', listed.pairing_id, '--allow', 'fs.read,fs.write,shell.exec', '--read-only', 'fs.read', ...H]);
   t.equal(approved.code, 0, approved.err);
   await until(() => (seen.some((s) => s.state === 'connected' && s.with === 'node_token') ? true : undefined));
   t.equal(statSync(join(dir, 'state', 'node-token')).mode & 0o777, 0o600, 'the node token is stored owner-only');
@@ -57,6 +57,19 @@ t.test('headless node: pair with the CLI, an approved write lands in the workspa
   t.equal(readFileSync(join(workspace, 'notes', 'hello.txt'), 'utf8'), 'hello', 'the file is in the workspace');
   t.match(await admin.request('tool.invoke', { tool_id: 'node.fs.read@dev-box', args: { path: 'notes/hello.txt' }, wait_ms: 5000 }), { ok: true, result: { state: 'succeeded', output: { content: 'hello' } } });
   t.match(await admin.request('tool.invoke', { tool_id: 'node.fs.read@dev-box', args: { path: '../escape' }, wait_ms: 5000 }), { ok: true, result: { state: 'failed', error: { code: 'TYRUM_ERR_NODE_REFUSED', message: /node dev-box: / } } }, 'the node refuses a path out of the workspace');
+
+  // shell.exec: argv passed literally, the pid streamed as evidence while it runs.
+  const exec = (await admin.request('tool.invoke', { tool_id: 'node.shell.exec@dev-box', args: { argv: ['printf', '%s', 'a; rm -rf $(x)'] }, wait_ms: 2000 })).result as { approval_id: string; run_id: string };
+  await admin.request('approval.resolve', { approval_id: exec.approval_id, decision: 'approved' });
+  const ran = await until(async () => {
+    const r = (await admin.request('run.get', { run_id: exec.run_id })).result as { run: { state: string } };
+    return r.run.state === 'succeeded' || r.run.state === 'failed' ? r : undefined;
+  });
+  t.match(ran, { run: { state: 'succeeded' }, steps: [{ result: { exit_code: 0, stdout: 'a; rm -rf $(x)' }, attempts: [{ evidence: { streamed: [{ kind: 'started', pid: Number }] } }] }] });
+  const notAllowed = (await admin.request('tool.invoke', { tool_id: 'node.shell.exec@dev-box', args: { argv: ['rm', '-rf', 'notes'] }, wait_ms: 2000 })).result as { approval_id: string; run_id: string };
+  await admin.request('approval.resolve', { approval_id: notAllowed.approval_id, decision: 'approved' });
+  await until(async () => (((await admin.request('run.get', { run_id: notAllowed.run_id })).result as { run: { state: string } }).run.state === 'failed' ? true : undefined));
+  t.ok(statSync(join(workspace, 'notes', 'hello.txt')).isFile(), 'a command its operator did not allow is refused on the node');
 
   const revoked = await runCli(['node', 'revoke', 'dev-box', ...H]);
   t.equal(revoked.code, 0, revoked.err);

@@ -7,7 +7,7 @@ import { startTestGateway, removeHome, connect, newDevice, type RawConn, type Ra
 
 const CAPS = [{ id: 'fs.read', version: '1' }, { id: 'fs.write', version: '1' }, { id: 'shell.exec', version: '1' }];
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-type Answer = { ok: true; result: Record<string, unknown> } | { ok: false; error: Record<string, unknown> } | 'drop';
+type Answer = { ok: true; result: Record<string, unknown> } | { ok: false; error: Record<string, unknown> } | 'drop' | { stream: Array<Record<string, unknown>>; then: Answer };
 
 /** A node that answers task.execute with `answer` (recording what it was asked). */
 function serve(conn: RawConn, answer: (capability: string, args: Record<string, unknown>) => Answer) {
@@ -17,9 +17,19 @@ function serve(conn: RawConn, answer: (capability: string, args: Record<string, 
     if (f.type !== 'task.execute' || f.payload === undefined || 'ok' in f) return;
     const p = f.payload as { capability: string; args: Record<string, unknown>; dispatch_id: string };
     asked.push(p);
-    const a = answer(p.capability, p.args);
-    if (a === 'drop') return void conn.ws.terminate();
-    conn.send({ request_id: f.request_id, type: 'task.execute', ...a });
+    void (async () => {
+      let a = answer(p.capability, p.args);
+      if (typeof a === 'object' && 'stream' in a) {
+        // Streamed evidence first, each acknowledged, then the final answer.
+        for (const [seq, evidence] of a.stream.entries()) {
+          const ack = await conn.request('attempt.evidence', { dispatch_id: p.dispatch_id, seq, evidence });
+          if (ack.ok !== true) throw new Error(JSON.stringify(ack));
+        }
+        a = a.then;
+      }
+      if (a === 'drop') return void conn.ws.terminate();
+      conn.send({ request_id: f.request_id, type: 'task.execute', ...(a as object) });
+    })();
   });
   return asked;
 }
@@ -81,14 +91,16 @@ t.test('node capabilities are tools: read-only runs, state-changing waits for ap
   const bad = await admin.request('tool.invoke', { tool_id: 'node.fs.read@box', args: { path: 'bad-output' }, wait_ms: 5000 });
   t.match(bad, { ok: true, result: { state: 'failed', error: { code: 'TYRUM_ERR_NODE_OUTPUT_INVALID' } } }, 'an output the contract refuses fails the step');
 
+  writeAnswer = { stream: [{ step: 'started' }], then: writeAnswer };
   const write = (await admin.request('tool.invoke', { tool_id: 'node.fs.write@box', args: { path: 'b.txt', content: 'hello' }, wait_ms: 2000 })).result as { state: string; approval_id: string; run_id: string };
   t.equal(write.state, 'paused', 'state_changing by default: waits for an approval');
   t.equal(asked.filter((a) => a.capability === 'fs.write').length, 0, 'nothing sent before the approval');
   t.match(await admin.request('approval.resolve', { approval_id: write.approval_id, decision: 'approved' }), { ok: true });
-  t.match(await settled(admin, write.run_id), { run: { state: 'succeeded' }, steps: [{ result: { size: 5, created: true } }] });
+  t.match(await settled(admin, write.run_id), { run: { state: 'succeeded' }, steps: [{ result: { size: 5, created: true }, attempts: [{ evidence: { node: 'box', streamed: [{ seq: 0, step: 'started' }] } }] }] });
+  t.match(await node.conn.request('attempt.evidence', { dispatch_id: 'dsp_' + '0'.repeat(24), seq: 0, evidence: { x: 1 } }), { ok: false, error: { code: 'not_found' } }, 'evidence for a dispatch not running here is refused');
   t.equal(asked.filter((a) => a.capability === 'fs.write').length, 1, 'sent once, after the approval');
 
-  writeAnswer = { ok: false, error: { code: 'forbidden', message: 'fs.write is not enabled on this node', details: { reason: 'not_enabled' } } };
+  writeAnswer = { ok: false, error: { code: 'forbidden', message: 'fs.write is not enabled on this node', details: { reason: 'not_enabled' } } } as Answer;
   const refused = (await admin.request('tool.invoke', { tool_id: 'node.fs.write@box', args: { path: 'c.txt', content: 'x' }, wait_ms: 2000 })).result as { approval_id: string; run_id: string };
   await admin.request('approval.resolve', { approval_id: refused.approval_id, decision: 'approved' });
   t.match(await settled(admin, refused.run_id), { run: { state: 'failed', error: { code: 'TYRUM_ERR_NODE_REFUSED' } } }, "the node's own consent refusing is a failure, not retried");
@@ -107,11 +119,12 @@ t.test('node capabilities are tools: read-only runs, state-changing waits for ap
   await node.conn.request('capability.ready', { capabilities: CAPS.map((c) => ({ ...c, ready: true })) });
 
   // J3: the node's connection drops while it works on a non-idempotent capability.
-  writeAnswer = 'drop';
+  writeAnswer = { stream: [{ step: 'opened' }, { step: 'half written' }], then: 'drop' };
   const cut = (await admin.request('tool.invoke', { tool_id: 'node.fs.write@box', args: { path: 'd.txt', content: 'x' }, wait_ms: 2000 })).result as { approval_id: string; run_id: string };
   await admin.request('approval.resolve', { approval_id: cut.approval_id, decision: 'approved' });
   const unknown = await settled(admin, cut.run_id, ['paused', 'failed', 'succeeded']);
   t.match(unknown, { run: { state: 'paused', pause_reason: 'outcome_unknown' }, steps: [{ state: 'outcome_unknown', attempts: [{ error: { code: 'TYRUM_ERR_NODE_DISCONNECTED' } }] }] }, 'outcome_unknown: never silently re-sent');
+  t.match(unknown, { steps: [{ attempts: [{ error: { details: { streamed_evidence: [{ seq: 0, step: 'opened' }, { seq: 1, step: 'half written' }] } } }] }] }, 'how far the node got is kept with the failure');
   t.equal(asked.filter((a) => a.args.path === 'd.txt').length, 1);
 
   // Not connected now: nothing is sent, the call fails saying so.

@@ -89,6 +89,7 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'event.list': () => ({ events: [{ cursor: 1, event_id: 'e1', type: 'run.updated', occurred_at: ISO, payload: { run_id: 'run_1', state: 'queued' } }], next_after: 1 }),
   'secret.list': () => ({ secrets: [{ name: 'API_TOKEN', version: 1, destinations: ['api.example.com'], created_at: ISO, rotated_at: ISO }] }),
   'pairing.list': () => ({ pairings: [PAIRING_INFO] }),
+  'attempt.evidence': () => ({ accepted: true }),
   'presence.list': () => ({ entries: [{ device_id: 'dev_' + 'a'.repeat(52), role: 'node', label: 'box', mode: 'node', platform: null, version: null, connected: true, connections: 1, connected_since: ISO, last_seen_at: ISO, remote_address: '127.0.0.1' }] }),
   'capability.ready': () => ({ pairing_id: 'pair_0123456789abcdef', state: 'approved', dispatchable: ['fs.read'] }),
   'pairing.approve': () => ({ pairing: { ...PAIRING_INFO, state: 'approved', trust_level: 'remote', node_name: 'box' } }),
@@ -202,6 +203,7 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'pairing.revoke': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef') }),
   'pairing.credential': fc.constant({}),
   'presence.list': fc.constant({}),
+  'attempt.evidence': fc.record({ dispatch_id: fc.constant('dsp_' + '0'.repeat(24)), seq: fc.nat({ max: 1023 }), evidence: fc.constant({ step: 'x' }) }),
   'capability.ready': fc.record({ capabilities: fc.constant([{ id: 'fs.read', version: '1', ready: true }]) }),
 };
 
