@@ -12,7 +12,7 @@ import { TokenService } from './auth/tokens.js';
 import { AuditLog } from './audit/index.js';
 import { SecretStore, Redactor, loadSecretKey } from './secrets/index.js';
 import { ApprovalService } from './approvals/index.js';
-import { PairingService } from './nodes/pairing.js';
+import { PairingService, policyAutoApprove } from './nodes/pairing.js';
 import { contractOf } from './nodes/contracts.js';
 import type { TyrumError } from './errors/index.js';
 
@@ -81,7 +81,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
     }
     const tokens = new TokenService(store);
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
-    const pairings = new PairingService({ store, events: approvals.events, audit, knownCapability: (id, version) => contractOf(id, version) !== undefined });
+    const pairings = new PairingService({ store, events: approvals.events, audit, knownCapability: (id, version) => contractOf(id, version) !== undefined, autoApprove: policyAutoApprove(store) });
     return {
       config,
       store,

@@ -22,6 +22,8 @@ import type { AuditLog } from '../audit/log.js';
 import type { AuditActor } from '../audit/entry.js';
 import type { EventLog, Emit } from '../execution/events.js';
 import { canonicalJson } from '../util/canonical-json.js';
+import { isLoopback } from '../config/index.js';
+import type { PolicyBundle } from '../../schemas/index.js';
 import { PAIRING_STATES, type PairingRow, type PairingState, type Store, type TrustLevel } from '../store/index.js';
 
 /** A capability as a node advertised it: id, version and the hash of its definition. */
@@ -99,6 +101,19 @@ export interface PairingServiceOptions {
   maxPending?: number;
   /** Whether the gateway knows a contract for this capability (only those can be allowed). Default: all. */
   knownCapability?: (id: string, version: string) => boolean;
+  /**
+   * The policy's answer for a new pairing (an auto-approve rule that matches a local node), or
+   * null: it waits for an operator. Default: null.
+   */
+  autoApprove?: (facts: NodeFacts) => AutoApproval | null;
+}
+
+/** A pairing approved by a policy rule instead of an operator. */
+export interface AutoApproval {
+  rule_id: string;
+  snapshot_id: string;
+  capabilities: Array<{ id: string; version?: string }>;
+  read_only: string[];
 }
 
 export class PairingService {
@@ -108,9 +123,11 @@ export class PairingService {
   private readonly now: () => number;
   private readonly maxPending: number;
   private readonly known: (id: string, version: string) => boolean;
+  private readonly autoApprove: (facts: NodeFacts) => AutoApproval | null;
 
   constructor(o: PairingServiceOptions) {
     this.known = o.knownCapability ?? (() => true);
+    this.autoApprove = o.autoApprove ?? (() => null);
     this.store = o.store;
     this.events = o.events;
     this.audit = o.audit;
@@ -172,6 +189,13 @@ export class PairingService {
         platform: facts.platform,
         advertised: facts.advertised.map((c) => `${c.id}@${c.version}`),
       });
+      const auto = this.autoApprove(facts);
+      if (auto) {
+        // The rule's capabilities the node advertised (and the gateway has contracts for).
+        const offered = auto.capabilities.filter((c) => facts.advertised.some((a) => a.id === c.id && (c.version === undefined || a.version === c.version) && this.known(a.id, a.version)));
+        const approved = this.approveInTx(emit, row, { trust_level: 'local', capability_allowlist: offered, read_only: auto.read_only.filter((id) => offered.some((c) => c.id === id)) }, { kind: 'policy', rule_id: auto.rule_id, snapshot_id: auto.snapshot_id }, 'pairing.auto_approved', now);
+        return { pairing: approved, created: true };
+      }
       return { pairing: fromRow(row), created: true };
     });
   }
@@ -188,32 +212,39 @@ export class PairingService {
     return this.events.transact((emit) => {
       const row = this.existing(id);
       if (row.state !== 'awaiting_human' && row.state !== 'approved') throw new TyrumError('TYRUM_ERR_INVALID_STATE', `pairing ${id} is ${row.state}; a new connection of the node starts a new pairing`, { pairing_id: id, state: row.state });
-      const allowlist = allowlistFrom(JSON.parse(row.advertised) as CapabilityRef[], input);
-      const unknown = allowlist.find((c) => !this.known(c.id, c.version));
-      if (unknown) throw new TyrumError('TYRUM_ERR_NODE_CAPABILITY_UNKNOWN', `${unknown.id}@${unknown.version} has no contract this gateway knows, so it cannot be allowed`, { capability: `${unknown.id}@${unknown.version}` });
-      const name = input.node_name ?? row.node_name ?? defaultName(row);
-      if (!NODE_NAME_PATTERN.test(name)) throw invalid(`node_name "${name}" must be 2-32 lowercase letters, digits and dashes, starting with a letter`, { node_name: name });
-      const taken = this.store.pairings.byName(name);
-      if (taken && taken.id !== id) throw new TyrumError('TYRUM_ERR_CONFLICT', `node name "${name}" is taken by pairing ${taken.id}`, { node_name: name, pairing_id: taken.id });
-      const updated = this.store.pairings.transition(id, [row.state], {
-        state: 'approved',
-        trust_level: input.trust_level,
-        node_name: name,
-        allowlist: canonicalJson(allowlist),
-        resolved_at: row.resolved_at ?? now,
-        resolved_by: canonicalJson(actor),
-        reason: input.reason ?? null,
-        updated_at: now,
-      });
-      if (!updated) throw raced(id);
-      this.record(emit, updated, row.state === 'approved' ? 'pairing.allowlist_changed' : 'pairing.approved', actor, {
-        trust_level: input.trust_level,
-        node_name: name,
-        capability_allowlist: allowlist.map((c) => `${c.id}@${c.version}${c.read_only ? ' (read-only)' : ''}`),
-        ...(input.reason !== undefined ? { reason: input.reason } : {}),
-      });
-      return fromRow(updated);
+      return this.approveInTx(emit, row, input, actor, row.state === 'approved' ? 'pairing.allowlist_changed' : 'pairing.approved', now);
     });
+  }
+
+  private approveInTx(emit: Emit, row: PairingRow, input: ApproveInput, actor: AuditActor, auditType: string, now: number): Pairing {
+    const id = row.id;
+    const allowlist = allowlistFrom(JSON.parse(row.advertised) as CapabilityRef[], input);
+    const unknown = allowlist.find((c) => !this.known(c.id, c.version));
+    if (unknown) throw new TyrumError('TYRUM_ERR_NODE_CAPABILITY_UNKNOWN', `${unknown.id}@${unknown.version} has no contract this gateway knows, so it cannot be allowed`, { capability: `${unknown.id}@${unknown.version}` });
+    let name = input.node_name ?? row.node_name ?? defaultName(row);
+    // A default name another node holds falls back to one from the device id.
+    if (input.node_name === undefined && row.node_name === null && this.store.pairings.byName(name)) name = `node-${row.device_id.replace(/^dev_/, '').slice(0, 8)}`;
+    if (!NODE_NAME_PATTERN.test(name)) throw invalid(`node_name "${name}" must be 2-32 lowercase letters, digits and dashes, starting with a letter`, { node_name: name });
+    const taken = this.store.pairings.byName(name);
+    if (taken && taken.id !== id) throw new TyrumError('TYRUM_ERR_CONFLICT', `node name "${name}" is taken by pairing ${taken.id}`, { node_name: name, pairing_id: taken.id });
+    const updated = this.store.pairings.transition(id, [row.state], {
+      state: 'approved',
+      trust_level: input.trust_level,
+      node_name: name,
+      allowlist: canonicalJson(allowlist),
+      resolved_at: row.resolved_at ?? now,
+      resolved_by: canonicalJson(actor),
+      reason: input.reason ?? null,
+      updated_at: now,
+    });
+    if (!updated) throw raced(id);
+    this.record(emit, updated, auditType, actor, {
+      trust_level: input.trust_level,
+      node_name: name,
+      capability_allowlist: allowlist.map((c) => `${c.id}@${c.version}${c.read_only ? ' (read-only)' : ''}`),
+      ...(input.reason !== undefined ? { reason: input.reason } : {}),
+    });
+    return fromRow(updated);
   }
 
   /** Refuse a pending pairing. The node's connections are closed by the caller. */
@@ -280,6 +311,24 @@ export class PairingService {
     emit('pairing.updated', pairingEvent(row));
     this.audit.appendInTx(auditType, actor, { pairing_id: row.id, device_id: row.device_id, state: row.state, ...data });
   }
+}
+
+/**
+ * The active policy bundle's answer for a new pairing: the first `pairing.auto_approve` rule that
+ * matches a node connecting from a loopback address (and, if the rule names labels, with one of
+ * them). Nothing is auto-approved without such a rule, and never a remote node.
+ */
+export function policyAutoApprove(store: Store): (facts: NodeFacts) => AutoApproval | null {
+  return (facts) => {
+    if (!isLoopback(facts.remote_address)) return null;
+    const active = store.policy.active();
+    const snapshot = active ? store.policy.getSnapshot(active.snapshot_id) : undefined;
+    if (!snapshot) return null;
+    const bundle = JSON.parse(snapshot.bundle) as PolicyBundle;
+    const rule = bundle.pairing?.auto_approve.find((r) => r.labels === undefined || (facts.label !== null && r.labels.includes(facts.label)));
+    if (!rule) return null;
+    return { rule_id: rule.id, snapshot_id: snapshot.id, capabilities: rule.capabilities, read_only: rule.read_only ?? [] };
+  };
 }
 
 /** The `pairing.updated` event payload. */

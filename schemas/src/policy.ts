@@ -96,6 +96,24 @@ export const PolicyDefaults = Strict(
 );
 export type PolicyDefaults = Static<typeof PolicyDefaults>;
 
+/** Nodes paired without an operator: only local ones (a loopback address), only by a rule naming what they may run. */
+export const PairingPolicy = Strict(
+  {
+    auto_approve: Type.Array(
+      Strict({
+        id: Type.String({ pattern: POLICY_RULE_ID_PATTERN, description: 'Recorded with every pairing it approves.' }),
+        trust_level: Type.Literal('local', { description: 'Only local nodes (connecting from a loopback address) can be approved by policy.' }),
+        capabilities: Type.Array(Strict({ id: Type.String({ minLength: 1, maxLength: 128 }), version: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })) }), { minItems: 1, maxItems: 256, description: 'The allowlist: what the node advertised of these.' }),
+        read_only: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 256 })),
+        labels: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100, description: 'Only nodes whose label is one of these.' })),
+      }),
+      { maxItems: 20 },
+    ),
+  },
+  { description: 'Pairing rules. Without any, every node waits for an operator.' },
+);
+export type PairingPolicy = Static<typeof PairingPolicy>;
+
 export const PolicyBundle = Strict(
   {
     $schema: Type.Optional(Type.String({ maxLength: 500 })),
@@ -103,6 +121,7 @@ export const PolicyBundle = Strict(
     mode: PolicyMode,
     defaults: Type.Optional(PolicyDefaults),
     rules: Type.Array(PolicyRule, { maxItems: 1000 }),
+    pairing: Type.Optional(PairingPolicy),
   },
   { description: 'A versioned policy bundle. Rule ids are unique. A tool the registry does not know is always denied.' },
 );

@@ -3140,6 +3140,45 @@ export interface PolicyBundle {
       secrets?: string[];
     };
   }[];
+  /**
+   * Pairing rules. Without any, every node waits for an operator.
+   */
+  pairing?: {
+    /**
+     * @maxItems 20
+     */
+    auto_approve: {
+      /**
+       * Recorded with every pairing it approves.
+       */
+      id: string;
+      /**
+       * Only local nodes (connecting from a loopback address) can be approved by policy.
+       */
+      trust_level: "local";
+      /**
+       * The allowlist: what the node advertised of these.
+       *
+       * @minItems 1
+       * @maxItems 256
+       */
+      capabilities: {
+        id: string;
+        version?: string;
+      }[];
+      /**
+       * @maxItems 256
+       */
+      read_only?: string[];
+      /**
+       * Only nodes whose label is one of these.
+       *
+       * @minItems 1
+       * @maxItems 100
+       */
+      labels?: string[];
+    }[];
+  };
 }
 
 /** Every contract's type by contract name (schemas/json/<name>.json). */

@@ -130,3 +130,27 @@ t.test('a denied node is closed; pairing operations need the pairing scope and a
   t.match(await admin.request('pairing.deny', { pairing_id: p.pairing_id }), { ok: false, error: { code: 'invalid_state' } });
   t.match(await admin.request('pairing.revoke', { pairing_id: 'pair_0000000000000000' }), { ok: false, error: { code: 'not_found' } });
 });
+
+t.test('auto-approval only by an explicit policy rule, only for a local node, only what the rule and the node agree on', async (t) => {
+  const gw = await gateway(t);
+  const admin = (await connect(gw)).conn;
+  t.teardown(() => admin.ws.close());
+  const enroll = await enrollment(gw);
+  gw.policy.set(
+    { policy_version: 1, mode: 'enforce', rules: [], pairing: { auto_approve: [{ id: 'ci-runners', trust_level: 'local', capabilities: [{ id: 'fs.read' }, { id: 'sys.noop' }], read_only: ['fs.read'], labels: ['ci runner'] }] } },
+    'test',
+  );
+  // A label the rule does not name waits for an operator.
+  const other = (await connect(gw, { token: enroll, role: 'node', capabilities: CAPS, label: 'laptop' })).conn;
+  const waiting = await until(async () => (await pairings(admin, 'awaiting_human'))[0]);
+  t.equal(waiting.state, 'awaiting_human');
+  other.ws.close();
+  // A local node the rule names is approved at once, with the rule's capabilities it advertised.
+  const node = (await connect(gw, { token: enroll, role: 'node', capabilities: CAPS, label: 'ci runner' })).conn;
+  const cred = await node.incoming('pairing.credential');
+  t.match(cred.payload, { trust_level: 'local', node_name: 'ci-runner', capability_allowlist: [{ id: 'fs.read', version: '1' }] });
+  node.send({ request_id: cred.request_id, type: 'pairing.credential', ok: true, result: { stored: true } });
+  const approved = (await pairings(admin, 'approved'))[0]!;
+  t.match(approved, { trust_level: 'local', resolved_by: { kind: 'policy', rule_id: 'ci-runners', snapshot_id: /^pol_/ }, capability_allowlist: [{ id: 'fs.read', read_only: true }] });
+  t.ok(gw.store.audit.page(0, 1000).some((r) => r.type === 'pairing.auto_approved'), 'audited as approved by policy');
+});

@@ -7,7 +7,8 @@ import { AuditLog } from '../../../core/audit/log.js';
 import { verifyAudit } from '../../../core/audit/verify.js';
 import { EventLog } from '../../../core/execution/events.js';
 import { TokenService } from '../../../core/auth/tokens.js';
-import { PairingService, type NodeFacts } from '../../../core/nodes/pairing.js';
+import { PairingService, policyAutoApprove, type NodeFacts } from '../../../core/nodes/pairing.js';
+import { PolicyService } from '../../../core/policy/index.js';
 import { makeKeys } from '../execution/fixtures/world.js';
 
 const operator = { kind: 'token', id: 'tok_op' };
@@ -152,4 +153,15 @@ t.test('at most maxPending pairings wait for an operator', async (t) => {
   pairings.request(facts({ device_id: 'dev_2' }));
   t.throws(() => pairings.request(facts({ device_id: 'dev_3' })), { code: 'TYRUM_ERR_PAIRING_LIMIT' });
   t.equal(pairings.request(facts({ device_id: 'dev_1' })).created, false, 'a waiting node reconnecting is not refused');
+});
+
+t.test('policyAutoApprove: a loopback node a rule names, never a remote one, nothing without a rule', async (t) => {
+  const { store } = setup(t);
+  const decide = policyAutoApprove(store);
+  t.equal(decide(facts()), null, 'the default bundle approves nothing');
+  const policy = new PolicyService({ store });
+  policy.set({ policy_version: 1, mode: 'enforce', rules: [], pairing: { auto_approve: [{ id: 'local-fs', trust_level: 'local', capabilities: [{ id: 'fs.read' }] }] } }, 'test');
+  t.match(decide(facts()), { rule_id: 'local-fs', snapshot_id: /^pol_/, capabilities: [{ id: 'fs.read' }], read_only: [] });
+  t.equal(decide(facts({ remote_address: '10.0.0.5' })), null, 'a remote node always waits for an operator');
+  t.match(decide(facts({ remote_address: '::1' })), { rule_id: 'local-fs' });
 });
