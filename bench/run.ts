@@ -13,7 +13,7 @@
  * the load average at the start and end of the run. Figures, not assertions: nothing here fails a
  * build (a bench that crashes does).
  *
- * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, fsyncs, start, cli,
+ * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, fsyncs, start, cli,
  * connections) runs only the sections named.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,10 +26,11 @@ import { TyrumClient } from '../sdk/index.js';
 import { pluginBench } from './plugins.js';
 import { durableBench } from './durable.js';
 import { mcpBench } from './mcp.js';
+import { nodesBench } from './nodes.js';
 import { cliBench, connectionsBench, fsyncBench, startBench } from './gateway-process.js';
 import { fdatasyncReference, fmtMs as fmtDur, printTargets } from './util.js';
 
-const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'fsyncs', 'start', 'cli', 'connections'] as const;
+const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'fsyncs', 'start', 'cli', 'connections'] as const;
 const picked = process.argv.slice(2);
 for (const p of picked) if (!(SECTIONS as readonly string[]).includes(p)) throw new Error(`unknown bench section "${p}" (sections: ${SECTIONS.join(', ')})`);
 const want = (s: (typeof SECTIONS)[number]) => picked.length === 0 || picked.includes(s);
@@ -143,13 +144,14 @@ if (want('gateway')) {
 if (want('plugins')) await pluginBench();
 if (want('durable')) await durableBench();
 if (want('mcp')) await mcpBench();
+if (want('nodes')) await nodesBench();
 if (want('fsyncs')) await fsyncBench();
 if (want('start')) await startBench();
 if (want('cli')) await cliBench();
 if (want('connections')) await connectionsBench();
 
 const loadEnd = loadavg().map((l) => l.toFixed(2)).join(' ');
-console.log(`\n## Issue 11 targets: summary of this run\n`);
+console.log(`\n## Targets (issues 11 and 12): summary of this run\n`);
 console.log(`Disk: 4 KiB write + fdatasync p50 **${fmtDur(disk.p50)}** (p99 ${fmtDur(disk.p99)}), in ${tmpdir()} where the gateway homes are made. Load average (1, 5, 15 min): **${loadStart}** at the start, **${loadEnd}** at the end; ${cpu.length} CPUs.`);
 console.log(`Ratios are figure / baseline; each baseline was measured in this run. "not run" = the section was not selected.\n`);
 printTargets(SECTIONS.filter((s) => want(s)));

@@ -165,8 +165,9 @@ export class TyrumNode {
     client.on('request', (req, respond) => void this.onRequest(client, req, respond));
     client.on('close', (info) => this.onClose(client, info, stored !== null));
     await client.connect();
-    this.o.onStatus?.({ state: 'connected', with: stored !== null ? 'node_token' : 'enrollment_token' });
+    // Readiness first: once 'connected' is reported, the gateway knows what it may dispatch.
     await this.refreshReady();
+    this.o.onStatus?.({ state: 'connected', with: stored !== null ? 'node_token' : 'enrollment_token' });
     if (stored === null) this.o.onStatus?.({ state: 'waiting_for_approval' });
   }
 

@@ -123,6 +123,10 @@ t.test('a denied node is closed; pairing operations need the pairing scope and a
   const node = (await connect(gw, { token: enroll, role: 'node', capabilities: CAPS })).conn;
   const p = await until(async () => (await pairings(admin, 'awaiting_human'))[0]);
   t.match(await node.request('pairing.list', {}), { ok: false, error: { code: 'forbidden' } }, 'a node cannot list pairings');
+  // F6: an unpaired node asking to run capabilities is refused.
+  t.match(await node.request('tool.invoke', { tool_id: 'node.fs.read', args: { path: 'a' } }), { ok: false, error: { code: 'forbidden' } }, 'F6: a node cannot invoke tools');
+  t.match(await node.request('task.execute', { dispatch_id: 'x' }), { ok: false, error: { code: 'unsupported_request' } }, 'F6: nor send task.execute');
+  t.match(await node.request('capability.ready', { capabilities: CAPS.map((c) => ({ ...c, ready: true })) }), { ok: true, result: { state: 'awaiting_human', dispatchable: [] } }, 'F6: unpaired, nothing is dispatchable');
   t.match(await node.request('pairing.credential', {}), { ok: false, error: { code: 'unsupported_request' } }, 'nor send what the gateway sends');
   t.match(await admin.request('pairing.approve', { pairing_id: p.pairing_id, trust_level: 'remote', capability_allowlist: [{ id: 'shell.exec' }] }), { ok: false, error: { code: 'invalid_request', message: /did not advertise shell\.exec/ } });
   t.match(await admin.request('pairing.deny', { pairing_id: p.pairing_id, reason: 'unknown box' }), { ok: true, result: { pairing: { state: 'denied' } } });
