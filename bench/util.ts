@@ -192,7 +192,7 @@ export function printTargets(ran: readonly string[]): void {
     const met = f.met === null ? 'n/a' : f.met ? 'yes' : '**NO**';
     return [f.measure ?? t.measure, `**${f.figure}**${f.note ? ` (${f.note})` : ''}`, f.baseline, f.ratio, t.target, met];
   });
-  table(['target (issue 11)', 'figure', 'baseline (same run)', 'ratio', 'target', 'met'], rows);
+  table(['target', 'figure', 'baseline (same run)', 'ratio', 'target', 'met'], rows);
   const vals = [...reported.values()].filter((f) => f.met !== null);
   console.log(`\n${vals.filter((f) => f.met).length} of ${vals.length} targets with a figure met.`);
 }
