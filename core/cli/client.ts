@@ -24,7 +24,7 @@ export async function withClient<T>(flags: ClientFlags, fn: (client: TyrumClient
   ensureHome(home);
   const deviceKey = await loadOrCreateDeviceKey(homePaths(home).clientKey);
   const url = flags.url ?? process.env.TYRUM_URL ?? `ws://${DEFAULT_HOST}:${DEFAULT_PORT}/ws`;
-  const client = new TyrumClient({ url, token, deviceKey, reconnect: false, device: { label: 'tyrum-cli', platform: process.platform } });
+  const client = new TyrumClient({ url, token, deviceKey, reconnect: false, device: { label: 'tyrum-cli', platform: process.platform, mode: 'cli' } });
   let hello: HandshakeResult;
   try {
     hello = await client.connect();

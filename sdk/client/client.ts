@@ -88,7 +88,7 @@ export interface TyrumClientOptions {
   /** What a node can do; must be empty for `client`. Default `[]`. */
   capabilities?: Capability[];
   /** Optional human-facing device description shown to operators at pairing. */
-  device?: { label?: string; platform?: string; version?: string };
+  device?: { label?: string; platform?: string; version?: string; mode?: string };
   /** Default timeout of `request()`, in ms. Default 30 000. */
   requestTimeoutMs?: number;
   /** Deadline for upgrade + connect.init + connect.proof, in ms. Default 10 000 (the gateway's). */
@@ -207,7 +207,7 @@ interface ResolvedOptions {
   role: Role;
   protocolRev: number;
   capabilities: Capability[];
-  device: { label?: string; platform?: string; version?: string };
+  device: { label?: string; platform?: string; version?: string; mode?: string };
   requestTimeoutMs: number;
   handshakeTimeoutMs: number;
   reconnect: boolean;
@@ -406,6 +406,7 @@ export class TyrumClient extends EventEmitter<TyrumClientEvents> {
     if (o.device.label !== undefined) device.label = o.device.label;
     if (o.device.platform !== undefined) device.platform = o.device.platform;
     if (o.device.version !== undefined) device.version = o.device.version;
+    if (o.device.mode !== undefined) device.mode = o.device.mode;
     const init = { protocol_rev: o.protocolRev, role: o.role, device, capabilities: o.capabilities.map((c) => ({ id: c.id, version: c.version })) };
     const fail = (e: Error): void => this.#failHandshake(conn, asHandshakeError(e));
     this.#send(conn, 'connect.init', init, o.handshakeTimeoutMs, (r) => this.#onInitResult(conn, r), fail);
@@ -801,7 +802,7 @@ function resolveOptions(options: TyrumClientOptions): ResolvedOptions {
   }
   if (role === 'client' && capabilities.length > 0) throw new TypeError('only nodes advertise capabilities (role "node")');
   const device = { ...(options.device ?? {}) };
-  for (const k of ['label', 'platform', 'version'] as const) {
+  for (const k of ['label', 'platform', 'version', 'mode'] as const) {
     if (device[k] !== undefined && typeof device[k] !== 'string') throw new TypeError(`device.${k} must be a string`);
   }
   const authVia = options.authVia ?? 'header';

@@ -158,7 +158,7 @@ export class TyrumNode {
       deviceKey: this.o.deviceKey,
       role: 'node',
       capabilities: this.o.capabilities.map((c) => ({ id: c.id, version: c.version })),
-      ...(this.o.device ? { device: this.o.device } : {}),
+      device: { ...(this.o.device ?? {}), mode: 'node' },
       ...(this.o.allowInsecureTransport ? { allowInsecureTransport: true } : {}),
     });
     this.client = client;
