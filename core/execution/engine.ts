@@ -49,6 +49,7 @@ import type {
   SubmitInput,
   UnknownResolution,
 } from './types.js';
+import { raceAbort } from '../util/abort.js';
 
 export interface ExecutionEngineOptions {
   store: Store;
@@ -155,23 +156,6 @@ function leaseLost(runId: string, owner: string): TyrumError {
   return new TyrumError('TYRUM_ERR_LEASE_LOST', `lease on run ${runId} is no longer held by ${owner}; write rejected`, { run_id: runId, owner });
 }
 
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** Runs, steps and attempts: submission, the worker loop, recovery, cancellation, evidence. */
 export class ExecutionEngine {

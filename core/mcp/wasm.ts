@@ -18,6 +18,7 @@
  */
 import { TyrumError } from '../errors/index.js';
 import { MCP_TOOL_NAME_RE, type McpCallOptions, type McpCallResult, type McpConnection, type McpToolDefinition } from './types.js';
+import { raceAbort } from '../util/abort.js';
 
 /** The exports a WASM MCP server must have; the plugin host requires them at load. */
 export const WASM_MCP_EXPORTS = ['call', 'describe'] as const;
@@ -55,24 +56,6 @@ function kind(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
-/** Reject as soon as `signal` aborts (the sandbox call itself ends at its own budget). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** An {@link McpConnection} to the MCP server a plugin module implements. */
 export class WasmMcpConnection implements McpConnection {

@@ -28,6 +28,7 @@ import type { ToolEntry } from '../registry/host.js';
 import type { PairingRow, Store } from '../store/index.js';
 import type { AllowedCapability } from './pairing.js';
 import type { Session } from '../protocol/session.js';
+import { raceAbort } from '../util/abort.js';
 
 /** `node.<capability>[@<selector>]` */
 const NODE_TOOL = /^node\.([a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){1,4})(?:@([a-z0-9][a-z0-9_-]{0,62}))?$/;
@@ -227,25 +228,6 @@ function nodeError(code: 'TYRUM_ERR_NODE_NOT_READY' | 'TYRUM_ERR_NODE_UNAVAILABL
   return new TyrumError(code, message, { node: p.node_name, pairing_id: p.id, ...details });
 }
 
-/** The request, or the abort reason if the engine gives up first (timeout, lost lease, shutdown). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
