@@ -84,7 +84,10 @@ function discover(only) {
       shared.push(name);
       continue;
     }
+    // Building named plugins looks at those only: a folder beside them may be something else
+    // (examples/ also holds a node example, which is no plugin).
     if (!existsSync(join(dir, 'tyrum.plugin.json'))) {
+      if (only.length > 0 && !only.includes(name)) continue;
       fail(name, `${shown(dir)}/ has no tyrum.plugin.json (shared sources belong in a folder whose name starts with "_")`);
     }
     plugins.push(name);

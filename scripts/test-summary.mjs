@@ -41,6 +41,8 @@ let failed = 0;
 let skipped = 0;
 /** Skip reasons, each with the tests (file: name) that gave it. */
 const reasons = new Map();
+/** Test files whose output ends without a plan (1..N): they crashed, e.g. while importing. */
+const unfinished = [];
 function walk(dir) {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
@@ -49,6 +51,10 @@ function walk(dir) {
   }
 }
 function count(text, file) {
+  if (!/^1\.\.\d+/m.test(text)) {
+    unfinished.push(file);
+    failed++;
+  }
   for (const line of text.split('\n')) {
     const m = /^\s*(not )?ok \d+(?: - )?(.*)$/.exec(line);
     if (!m || /# time=/.test(m[2])) continue;
@@ -69,5 +75,6 @@ for (const [reason, tests] of reasons) {
   for (const test of tests.slice(0, 5)) console.log(`  ${test}`);
   if (tests.length > 5) console.log(`  ... and ${tests.length - 5} more`);
 }
+if (unfinished.length > 0) console.log(`failed before finishing (${unfinished.length}, counted as failed): ${unfinished.join(', ')}`);
 if (commandCode !== 0 && failed === 0) console.log(`the test runner exited with code ${commandCode} (see its output above)`);
 process.exit(commandCode !== 0 ? commandCode : failed > 0 ? 1 : 0);

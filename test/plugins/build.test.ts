@@ -120,6 +120,10 @@ t.test('a folder without a manifest, or an unknown plugin named, stops the build
   t.equal(stray.code, 1);
   t.match(stray.stderr, /build-plugins: stray: .*stray\/ has no tyrum\.plugin\.json \(shared sources belong in a folder whose name starts with "_"\)/);
   t.notOk(existsSync(join(work, 'stray', 'good', 'build')), 'nothing was built');
+  // Naming the plugins to build looks at those only (examples/ holds a node example beside them).
+  const named = await build(join(work, 'stray'), 'good');
+  t.equal(named.code, 0, named.stderr);
+  t.ok(existsSync(join(work, 'stray', 'good', 'build', 'plugin.wasm')), 'the named plugin built');
   const unknown = await build(pluginsDir('unknown', { good: {} }), 'nope');
   t.equal(unknown.code, 1);
   t.match(unknown.stderr, /build-plugins: nope: no plugin .*nope\/ \(plugins: good\)/);

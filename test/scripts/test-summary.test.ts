@@ -59,3 +59,12 @@ t.test('npm test runs tap through the summary, so the line prints when tap fails
   t.match(pkg.scripts.test, /&& node scripts\/test-summary\.mjs -- tap$/);
   t.notMatch(pkg.scripts.test, /tap &&/, 'nothing after tap is skipped when it fails');
 });
+
+t.test('a test file that crashed before finishing (no plan in its TAP) is counted as failed and named', async (t) => {
+  const dir = join(t.testdir(), 'results');
+  // What tap leaves for a file that threw while importing: no plan, no assertions.
+  const r = summary(['--dir', dir, '--', process.execPath, runner(t, dir, { 'test/a.test.ts.tap': PASSING, 'test/crash.test.ts.tap': '' }, 1)]);
+  t.equal(r.code, 1);
+  t.match(r.out, /^tests: 1 passed, 1 failed, 1 skipped$/m, 'not "0 failed"');
+  t.match(r.out, /^failed before finishing \(1, counted as failed\): test\/crash\.test\.ts$/m);
+});
