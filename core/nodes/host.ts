@@ -17,8 +17,7 @@
  * never re-sends it by itself).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { CapabilityContract } from '../../schemas/src/capabilities.js';
-import { capabilityRef, contractOf } from './contracts.js';
+import { capabilityRef, knownCapability, type KnownCapability } from './contracts.js';
 import { TyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { compilePluginSchema, toIssues } from '../../manifests/json-schema.js';
@@ -53,33 +52,22 @@ interface Resolved {
   described: DescribedTool;
   pairing: PairingRow;
   allowed: AllowedCapability;
-  contract: CapabilityContract;
+  known: KnownCapability;
 }
 
 export class NodeHost implements ToolSource {
   constructor(private readonly o: NodeHostOptions) {}
 
   tools(): Array<Omit<ToolEntry, 'postcondition'>> {
-    const approved = this.o.store.committed.pairings.list('approved', 10_000);
-    const out: Array<Omit<ToolEntry, 'postcondition'>> = [];
+    const allowed = this.o.store.committed.pairings.list('approved', 10_000).flatMap((p) => allowlist(p).map((a) => ({ p, a, k: knownCapability(a.id, a.version) })));
     const holders = new Map<string, number>();
-    for (const p of approved) {
-      for (const a of allowlist(p)) {
-        const k = contractOf(a.id, a.version);
-        if (!k) continue;
-        holders.set(a.id, (holders.get(a.id) ?? 0) + 1);
-        const { postcondition: _, ...entry } = describe(`node.${a.id}@${p.node_name}`, p, a, k).entry;
-        out.push(entry);
-      }
-    }
-    // The short form, where exactly one approved node may run the capability.
-    for (const p of approved) {
-      for (const a of allowlist(p)) {
-        const k = contractOf(a.id, a.version);
-        if (!k || holders.get(a.id) !== 1) continue;
-        const { postcondition: _, ...entry } = describe(`node.${a.id}`, p, a, k).entry;
-        out.push(entry);
-      }
+    for (const { a, k } of allowed) if (k) holders.set(a.id, (holders.get(a.id) ?? 0) + 1);
+    const out: Array<Omit<ToolEntry, 'postcondition'>> = [];
+    for (const { p, a, k } of allowed) {
+      if (!k) continue;
+      out.push(entryOf(describe(`node.${a.id}@${p.node_name}`, p, a, k)));
+      // The short form, where exactly one approved node may run the capability.
+      if (holders.get(a.id) === 1) out.push(entryOf(describe(`node.${a.id}`, p, a, k)));
     }
     return out;
   }
@@ -98,15 +86,16 @@ export class NodeHost implements ToolSource {
   checkCall(toolId: string, args: Record<string, unknown>): void {
     const r = this.resolve(toolId);
     if (r instanceof TyrumError) throw r;
-    checkArgs(toolId, r.contract, args);
+    checkArgs(toolId, r.known, args);
   }
 
   async invoke(toolId: string, args: Record<string, unknown>, _actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; evidence: Record<string, unknown>; definition_hash: string; plugin_digest: string; duration_ms: number; usage: null }> {
     const started = performance.now();
     const r = this.resolve(toolId);
     if (r instanceof TyrumError) throw r;
-    const { pairing, allowed, contract, described } = r;
-    checkArgs(toolId, contract, args);
+    const { pairing, allowed, known, described } = r;
+    const contract = known.contract;
+    checkArgs(toolId, known, args);
     const session = this.o.connections.paired(pairing.id);
     const peer = session?.peer;
     if (!session || !peer) throw nodeError('TYRUM_ERR_NODE_UNAVAILABLE', `node ${pairing.node_name} is not connected; nothing was sent`, pairing, { failed: 'connected' });
@@ -144,7 +133,7 @@ export class NodeHost implements ToolSource {
       throw nodeError('TYRUM_ERR_NODE_CAPABILITY_FAILED', text, pairing, { dispatch_id: dispatchId, node_code: code, ...(details?.retryable === true ? { retryable: true } : {}) });
     }
     const output = answer.result.output;
-    const check = compilePluginSchema(contract.output_schema as unknown as Record<string, unknown>, `${allowed.id} output`);
+    const check = validators(known).output;
     if (typeof output !== 'object' || output === null || !check(output)) {
       throw nodeError('TYRUM_ERR_NODE_OUTPUT_INVALID', `node ${pairing.node_name} answered ${allowed.id} with an output its contract refuses`, pairing, { dispatch_id: dispatchId, issues: toIssues(check.errors) });
     }
@@ -163,8 +152,7 @@ export class NodeHost implements ToolSource {
     if (!m) return new TyrumError('TYRUM_ERR_NOT_FOUND', `no tool ${toolId}: node tools are node.<capability>[@<node>]`, { tool_id: toolId });
     const cap = m[1]!;
     const selector = m[2];
-    const approved = this.o.store.committed.pairings.list('approved', 10_000);
-    const candidates = selector === undefined ? approved : approved.filter((p) => p.node_name === selector || p.device_id === selector);
+    const candidates = this.candidates(selector);
     if (candidates.length === 0) {
       return new TyrumError('TYRUM_ERR_NODE_NOT_PAIRED', selector === undefined ? `no approved node (for ${toolId})` : `no approved node ${selector}`, { tool_id: toolId, failed: 'paired' });
     }
@@ -176,13 +164,22 @@ export class NodeHost implements ToolSource {
       return new TyrumError('TYRUM_ERR_NODE_AMBIGUOUS', `${holding.length} nodes may run ${cap}: name one (${holding.map((h) => `node.${cap}@${h.p.node_name}`).join(', ')})`, { tool_id: toolId, candidates: holding.map((h) => h.p.node_name) });
     }
     const { p, a } = holding[0]!;
-    const contract = contractOf(a.id, a.version);
-    if (!contract) return new TyrumError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `${a.id}@${a.version} has no contract this gateway knows`, { tool_id: toolId, failed: 'allowlisted' });
-    return { described: describe(toolId, p, a, contract), pairing: p, allowed: a, contract };
+    const known = knownCapability(a.id, a.version);
+    if (!known) return new TyrumError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `${a.id}@${a.version} has no contract this gateway knows`, { tool_id: toolId, failed: 'allowlisted' });
+    return { described: describe(toolId, p, a, known), pairing: p, allowed: a, known };
+  }
+
+  /** Approved pairings a selector names (its node name, or its device id; one indexed read), or all. */
+  private candidates(selector: string | undefined): PairingRow[] {
+    const repo = this.o.store.committed.pairings;
+    if (selector === undefined) return repo.list('approved', 10_000);
+    const p = repo.byName(selector) ?? repo.live(selector);
+    return p?.state === 'approved' ? [p] : [];
   }
 }
 
-function describe(toolId: string, p: PairingRow, a: AllowedCapability, k: CapabilityContract): DescribedTool & { idempotent: boolean } {
+function describe(toolId: string, p: PairingRow, a: AllowedCapability, known: KnownCapability): DescribedTool & { idempotent: boolean } {
+  const k = known.contract;
   return {
     entry: {
       tool_id: toolId,
@@ -190,8 +187,8 @@ function describe(toolId: string, p: PairingRow, a: AllowedCapability, k: Capabi
       plugin_version: k.version,
       description: `${k.description} (node ${p.node_name}, ${p.trust_level ?? 'remote'})`,
       effect: a.read_only ? 'read_only' : 'state_changing',
-      input_schema: JSON.parse(JSON.stringify(k.input_schema)) as Record<string, unknown>,
-      output_schema: JSON.parse(JSON.stringify(k.output_schema)) as Record<string, unknown>,
+      input_schema: known.input_schema,
+      output_schema: known.output_schema,
       definition_hash: a.definition_hash,
       // Which node and which pairing: an approval binds to this, so it cannot run on another
       // node, nor on the same node after it was revoked and paired again.
@@ -219,8 +216,25 @@ function allowlist(p: PairingRow): AllowedCapability[] {
   return JSON.parse(p.allowlist) as AllowedCapability[];
 }
 
-function checkArgs(toolId: string, k: CapabilityContract, args: Record<string, unknown>): void {
-  const input = compilePluginSchema(k.input_schema as unknown as Record<string, unknown>, `${k.id} input`);
+function entryOf(d: DescribedTool): Omit<ToolEntry, 'postcondition'> {
+  const { postcondition: _, ...entry } = d.entry;
+  return entry;
+}
+
+/** A contract's compiled validators, once per built-in capability. */
+type Validator = ReturnType<typeof compilePluginSchema>;
+const VALIDATORS = new WeakMap<KnownCapability, { input: Validator; output: Validator }>();
+function validators(k: KnownCapability): { input: Validator; output: Validator } {
+  let v = VALIDATORS.get(k);
+  if (!v) {
+    v = { input: compilePluginSchema(k.input_schema, `${k.contract.id} input`), output: compilePluginSchema(k.output_schema, `${k.contract.id} output`) };
+    VALIDATORS.set(k, v);
+  }
+  return v;
+}
+
+function checkArgs(toolId: string, k: KnownCapability, args: Record<string, unknown>): void {
+  const input = validators(k).input;
   if (!input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(input.errors) });
 }
 
