@@ -243,9 +243,9 @@ export class TyrumNode {
       const r = await cap.handler(args, { dispatch_id: dispatchId, signal: abort.signal, timeout_ms: timeoutMs, evidence });
       respond({ ok: true, result: { output: r.output as JsonObject, ...(r.evidence ? { evidence: r.evidence as JsonObject } : {}) } });
     } catch (e) {
-      const code = typeof (e as { code?: unknown }).code === 'string' && ['forbidden', 'invalid_request', 'not_found', 'conflict', 'timeout', 'internal'].includes((e as { code: string }).code) ? (e as { code: string }).code : 'internal';
-      const details = (e as { details?: unknown }).details;
-      respond({ ok: false, error: { code, message: e instanceof Error ? e.message : String(e), ...(typeof details === 'object' && details !== null ? { details: details as JsonObject } : {}) } });
+      // A NodeTaskError answers with its wire code and details; anything else is an internal error.
+      const known = e instanceof NodeTaskError;
+      respond({ ok: false, error: { code: known ? e.code : 'internal', message: e instanceof Error ? e.message : String(e), ...(known && e.details ? { details: e.details as JsonObject } : {}) } });
     } finally {
       clearTimeout(timer);
       this.running -= 1;

@@ -24,17 +24,12 @@ import { randomBytes } from 'node:crypto';
 import { constants, realpathSync, openSync, closeSync, fstatSync, type Stats } from 'node:fs';
 import { open, readlink, lstat, mkdir, rename, unlink, readdir, type FileHandle } from 'node:fs/promises';
 
-/** The error every capability handler throws; `code` is the wire error code the node answers with. */
-export class NodeCapabilityError extends Error {
-  constructor(
-    readonly code: 'forbidden' | 'invalid_request' | 'not_found' | 'conflict' | 'timeout' | 'internal',
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-    this.name = 'NodeCapabilityError';
-  }
-}
+/**
+ * The error every capability handler throws; `code` is the wire error code the node answers with.
+ * The SDK's one error class for that (TyrumNode answers with its code and details).
+ */
+export { NodeTaskError as NodeCapabilityError } from '../runtime.js';
+import { NodeTaskError as NodeCapabilityError } from '../runtime.js';
 
 /** Test seam: runs after the path walk and checks, right before the final object is opened. */
 export interface WorkspaceHooks {
