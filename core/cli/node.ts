@@ -4,6 +4,7 @@
  * token, and closes denied and revoked nodes within a second. Decisions work with the gateway
  * down too; the node gets its token at its next connection.
  */
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { TyrumError } from '../errors/index.js';
@@ -127,7 +128,10 @@ async function runNode(values: Record<string, string | boolean | undefined>, io:
   const url = (values.gateway ?? values.url ?? process.env.TYRUM_URL ?? 'ws://127.0.0.1:8788/ws') as string;
   const stateDir = typeof values['state-dir'] === 'string' ? values['state-dir'] : process.env.TYRUM_NODE_HOME ?? join(homedir(), '.tyrum-node');
   const enrollmentToken = process.env.TYRUM_NODE_ENROLLMENT_TOKEN;
-  const { startHeadlessNode } = await import('../../sdk/node/headless/run.js');
+  const { startHeadlessNode, nodeStatePaths } = await import('../../sdk/node/headless/run.js');
+  if (!enrollmentToken && !existsSync(nodeStatePaths(stateDir).token)) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `this node has no token yet (none in ${stateDir}): pair it with an enrollment token, export TYRUM_NODE_ENROLLMENT_TOKEN=$(tyrum node enroll)`);
+  }
   let ended!: (code: number) => void;
   const done = new Promise<number>((resolve) => (ended = resolve));
   const started = await startHeadlessNode({
@@ -149,7 +153,10 @@ async function runNode(values: Record<string, string | boolean | undefined>, io:
       }
     },
   }).catch((e: unknown) => {
-    throw new TyrumError('TYRUM_ERR_CONNECTION', `the node could not start: ${e instanceof Error ? e.message : String(e)}`);
+    // A bad workspace, command or missing token is the user's to fix (exit 2); anything else is
+    // the connection (gateway down, token refused).
+    const usage = (e as { name?: unknown }).name === 'NodeTaskError';
+    throw new TyrumError(usage ? 'TYRUM_ERR_INVALID_ARGUMENT' : 'TYRUM_ERR_CONNECTION', `the node could not start: ${e instanceof Error ? e.message : String(e)}`);
   });
   io.err(`node offering ${started.capabilities.join(', ')} in ${workspace}`);
   const stop = () => void started.node.stop('interrupted');

@@ -151,7 +151,7 @@ export class TyrumNode {
   private async connect(): Promise<void> {
     const stored = this.o.credentials.load();
     const token = stored ?? this.o.enrollmentToken;
-    if (token === undefined) throw new Error('no node token stored and no enrollment token given (tyrum node enroll)');
+    if (token === undefined) throw new NodeTaskError('invalid_request', 'no node token is stored and no enrollment token was given: an operator makes one with tyrum node enroll');
     const client = new TyrumClient({
       ...(this.o.url !== undefined ? { url: this.o.url } : {}),
       token,

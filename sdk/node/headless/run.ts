@@ -12,7 +12,7 @@ import { mkdirSync, realpathSync } from 'node:fs';
 import { sep } from 'node:path';
 import { hostname, platform } from 'node:os';
 import { loadOrCreateDeviceKey } from '../../client/identity.js';
-import { FileCredentialStore, TyrumNode, nodeStatePaths, type NodeCapability, type NodeStatus } from '../runtime.js';
+import { FileCredentialStore, NodeTaskError, TyrumNode, nodeStatePaths, type NodeCapability, type NodeStatus } from '../runtime.js';
 import { Workspace } from './workspace.js';
 import { FsCapabilities } from './fs.js';
 import { ShellExec } from './shell.js';
@@ -34,7 +34,7 @@ export async function startHeadlessNode(o: HeadlessNodeOptions): Promise<{ node:
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   const root = realpathSync(o.workspace);
   const state = realpathSync(o.stateDir);
-  if (within(state, root) || within(root, state)) throw new Error(`the state directory (${state}) and the workspace (${root}) must not contain each other: the node's token would be readable through fs.read`);
+  if (within(state, root) || within(root, state)) throw new NodeTaskError('invalid_request', `the state directory (${state}) and the workspace (${root}) must not contain each other: the node's token would be readable through fs.read`);
   const workspace = new Workspace(root);
   const fs = new FsCapabilities(workspace);
   const caps: NodeCapability[] = [
@@ -67,6 +67,8 @@ export async function startHeadlessNode(o: HeadlessNodeOptions): Promise<{ node:
   await node.start();
   return { node, capabilities: caps.map((c) => `${c.id}@${c.version}`) };
 }
+
+export { nodeStatePaths };
 
 function within(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);

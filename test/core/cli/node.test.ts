@@ -61,3 +61,14 @@ t.test('enroll, list, approve (the gateway delivers the token), revoke by name, 
   t.equal((await runCli(['node', 'list', '--all', '--state', 'denied', ...H])).code, 2);
   t.equal((await runCli(['node', 'frobnicate', ...H])).code, 2);
 });
+
+t.test('node run: usage errors say what to do', async (t) => {
+  const dir = t.testdir({ ws: {} });
+  const noToken = await runCli(['node', 'run', '--workspace', `${dir}/ws`, '--state-dir', `${dir}/state`], { TYRUM_NODE_ENROLLMENT_TOKEN: '' });
+  t.equal(noToken.code, 2);
+  t.match(noToken.err, /this node has no token yet .*export TYRUM_NODE_ENROLLMENT_TOKEN=\$\(tyrum node enroll\)/);
+  const inside = await runCli(['node', 'run', '--workspace', `${dir}/ws`, '--state-dir', `${dir}/ws/state`], { TYRUM_NODE_ENROLLMENT_TOKEN: 'tyrum_x' });
+  t.equal(inside.code, 2);
+  t.match(inside.err, /must not contain each other/);
+  t.equal((await runCli(['node', 'run'])).code, 2, '--workspace is required');
+});
