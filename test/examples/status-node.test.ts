@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { TyrumNode, type CredentialStore } from '../../sdk/index.js';
 import { statusCapabilities } from '../../examples/status-node/node.js';
-import { startTestGateway, removeHome, connect } from '../helpers/gateway.js';
+import { gatewayWithAdmin } from '../helpers/gateway.js';
 
 class Mem implements CredentialStore {
   t: string | null = null;
@@ -22,14 +22,8 @@ class Mem implements CredentialStore {
 }
 
 t.test('status-node: paired, read through the pipeline with evidence, paused by its probe', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const pause = join(t.testdir(), 'pause');
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
   const { token: enroll } = await gw.tokens.create({ kind: 'node_enrollment', roles: ['node'], scopes: [], ttlSeconds: 600, createdBy: 'test' });
   let paired!: () => void;
   const done = new Promise<void>((r) => (paired = r));

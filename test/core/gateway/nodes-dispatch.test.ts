@@ -3,7 +3,7 @@
 // on both sides, a disconnect mid-dispatch leaving a non-idempotent step outcome_unknown.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { startTestGateway, removeHome, connect, newDevice, type RawConn, type RawDevice, type TestGateway } from '../../helpers/gateway.js';
+import { gatewayWithAdmin, connect, newDevice, type RawConn, type RawDevice, type TestGateway } from '../../helpers/gateway.js';
 
 const CAPS = [{ id: 'fs.read', version: '1' }, { id: 'fs.write', version: '1' }, { id: 'shell.exec', version: '1' }];
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -65,13 +65,7 @@ async function settled(admin: RawConn, runId: string, states = ['succeeded', 'fa
 }
 
 t.test('node capabilities are tools: read-only runs, state-changing waits for approval, the contract holds both ways', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const node = await pairedNode(t, gw, admin, 'box', { caps: ['fs.read', 'fs.write'], readOnly: ['fs.read'] });
   let writeAnswer: Answer = { ok: true, result: { output: { size: 5, sha256: sha('hello'), created: true } } };
   const asked = serve(node.conn, (cap, args) => {
@@ -135,13 +129,7 @@ t.test('node capabilities are tools: read-only runs, state-changing waits for ap
 });
 
 t.test('two nodes with one capability: the short form is ambiguous; an approval binds to its node', async (t) => {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const a = await pairedNode(t, gw, admin, 'alpha', { caps: ['fs.write'], readOnly: [] });
   const b = await pairedNode(t, gw, admin, 'beta', { caps: ['fs.write'], readOnly: [] });
   const okWrite = (): Answer => ({ ok: true, result: { output: { size: 1, sha256: sha('x'), created: false } } });

@@ -1,19 +1,10 @@
 // Node pairing through a real gateway (issue 12; TESTPLAN F5/F6/J4a): an unknown node waits for
 // an operator, approval delivers a device-bound node token once, revocation closes the node and
 // reconnecting never restores access.
-import t, { type Test } from 'tap';
-import { startTestGateway, removeHome, connect, open, newDevice, RawConn, type TestGateway } from '../../helpers/gateway.js';
+import t from 'tap';
+import { gatewayWithAdmin, connect, open, newDevice, RawConn, type TestGateway } from '../../helpers/gateway.js';
 
 const CAPS = [{ id: 'fs.read', version: '1' }, { id: 'fs.write', version: '1' }];
-
-async function gateway(t: Test): Promise<TestGateway> {
-  const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
-  return gw;
-}
 
 async function enrollment(gw: TestGateway): Promise<string> {
   return (await gw.tokens.create({ kind: 'node_enrollment', roles: ['node'], scopes: [], ttlSeconds: 3600, createdBy: 'test' })).token;
@@ -38,9 +29,7 @@ async function until<T>(f: () => Promise<T | undefined>, ms = 5000): Promise<T> 
 }
 
 t.test('an unknown node waits for an operator; approval delivers its node token once; it reconnects with it', async (t) => {
-  const gw = await gateway(t);
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const enroll = await enrollment(gw);
   const device = newDevice();
   const node = (await connect(gw, { token: enroll, role: 'node', device, capabilities: CAPS, label: 'Build Box' })).conn;
@@ -94,9 +83,7 @@ t.test('an unknown node waits for an operator; approval delivers its node token 
 });
 
 t.test('a node that does not confirm its credential gets a fresh one next time; the unconfirmed token dies', async (t) => {
-  const gw = await gateway(t);
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const enroll = await enrollment(gw);
   const device = newDevice();
   const node = (await connect(gw, { token: enroll, role: 'node', device, capabilities: CAPS })).conn;
@@ -116,9 +103,7 @@ t.test('a node that does not confirm its credential gets a fresh one next time; 
 });
 
 t.test('a denied node is closed; pairing operations need the pairing scope and a client', async (t) => {
-  const gw = await gateway(t);
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const enroll = await enrollment(gw);
   const node = (await connect(gw, { token: enroll, role: 'node', capabilities: CAPS })).conn;
   const p = await until(async () => (await pairings(admin, 'awaiting_human'))[0]);
@@ -136,9 +121,7 @@ t.test('a denied node is closed; pairing operations need the pairing scope and a
 });
 
 t.test('auto-approval only by an explicit policy rule, only for a local node, only what the rule and the node agree on', async (t) => {
-  const gw = await gateway(t);
-  const admin = (await connect(gw)).conn;
-  t.teardown(() => admin.ws.close());
+  const { gw, admin: { conn: admin } } = await gatewayWithAdmin(t);
   const enroll = await enrollment(gw);
   gw.policy.set(
     { policy_version: 1, mode: 'enforce', rules: [], pairing: { auto_approve: [{ id: 'ci-runners', trust_level: 'local', capabilities: [{ id: 'fs.read' }, { id: 'sys.noop' }], read_only: ['fs.read'], labels: ['ci runner'] }] } },
