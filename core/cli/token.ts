@@ -59,6 +59,8 @@ export async function token(argv: string[], io: Io): Promise<number> {
         const { record: rec, descendants } = svc.tokens.revoke(id);
         svc.audit.appendSync('token.revoked', cliActor(), { token_id: id, descendants });
         for (const d of descendants) svc.audit.appendSync('token.revoked', cliActor(), { token_id: d, revoked_with: id });
+        // A node token takes its pairing with it (as over the protocol).
+        svc.pairings.revokeByTokens([id, ...descendants], cliActor());
         const revokedAt = new Date(rec.revoked_at ?? Date.now()).toISOString();
         io.out(values.json ? JSON.stringify({ token_id: id, revoked_at: revokedAt, descendants }) : `revoked ${id}${descendants.length > 0 ? ` and the ${descendants.length} token(s) it minted: ${descendants.join(', ')}` : ''}`);
         return 0;

@@ -263,6 +263,15 @@ export class PairingService {
   }
 
   /**
+   * Tokens were revoked (`tyrum token revoke` or token.revoke, with what they minted): the
+   * pairings whose node token is among them are revoked too, in one transaction, so no approved
+   * pairing is left holding a dead token. Returns the pairings revoked.
+   */
+  revokeByTokens(tokenIds: readonly string[], actor: AuditActor): Pairing[] {
+    return this.events.transact((emit) => tokenIds.map((id) => this.revokeByTokenInTx(emit, id, actor)).filter((p): p is Pairing => p !== undefined));
+  }
+
+  /**
    * The node token `tokenId` was revoked (token.revoke, or its minter's revocation): its pairing,
    * if approved, is revoked with it, inside the caller's transaction.
    */

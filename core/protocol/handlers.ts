@@ -153,9 +153,7 @@ export function createHandlers(s: HandlerServices): Handlers {
         ...descendants.map((d) => s.audit.append('token.revoked', by, { token_id: d, revoked_with: id })),
       ]);
       // A node token revoked here takes its pairing with it.
-      s.approvals.events.transact((emit) => {
-        for (const d of [id, ...descendants]) s.pairings.revokeByTokenInTx(emit, d, by);
-      });
+      s.pairings.revokeByTokens([id, ...descendants], by);
       for (const d of [id, ...descendants]) s.onTokenRevoked(d);
       return { token_id: id, revoked_at: new Date(rec.revoked_at ?? s.now()).toISOString() };
     },

@@ -706,7 +706,7 @@ export class Store {
 
   /** Resolves once everything run so far is durable. */
   durable(): Promise<void> {
-    if (this.syncFailure !== null) return Promise.reject(this.syncFailure);
+    // After a failed sync, commit() and settled() both reject with it.
     if (this.group !== null) return this.commit(() => undefined);
     return this.settled() ?? Promise.resolve();
   }

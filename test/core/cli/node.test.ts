@@ -72,3 +72,18 @@ t.test('node run: usage errors say what to do', async (t) => {
   t.match(inside.err, /must not contain each other/);
   t.equal((await runCli(['node', 'run'])).code, 2, '--workspace is required');
 });
+
+t.test('tyrum token revoke of a node token revokes its pairing too (none left approved with a dead token)', async (t) => {
+  const { gw, H } = await cliGateway(t);
+  const enroll = JSON.parse((await runCli(['node', 'enroll', '--json', ...H])).out) as { token: string };
+  const node = await connect(gw, { token: enroll.token, role: 'node', capabilities: CAPS });
+  const id = /pair_[0-9a-f]{16}/.exec((await runCli(['node', 'list', ...H])).out)![0];
+  t.equal((await runCli(['node', 'approve', id, '--allow', 'fs.read', ...H])).code, 0);
+  const cred = await node.conn.incoming('pairing.credential', 5000);
+  node.conn.send({ request_id: cred.request_id, type: 'pairing.credential', ok: true, result: { stored: true } });
+  const { token_id } = cred.payload as { token_id: string };
+  const revoked = await runCli(['token', 'revoke', token_id, ...H]);
+  t.equal(revoked.code, 0, revoked.err);
+  const all = JSON.parse((await runCli(['node', 'list', '--all', '--json', ...H])).out) as { pairings: Array<{ pairing_id: string; state: string; reason: string | null }> };
+  t.match(all.pairings.find((p) => p.pairing_id === id), { state: 'revoked', reason: 'its node token was revoked' });
+});
