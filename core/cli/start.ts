@@ -11,19 +11,21 @@ export async function start(argv: string[], io: Io): Promise<number> {
   const home = resolveHome(values.home);
   const overrides = { ...(values.host !== undefined ? { host: values.host } : {}), ...(values.port !== undefined ? { port: portArg(values.port)! } : {}) };
   const gw = await startGateway({ home, overrides, logLevel: values['log-level'] ?? 'info', acceptTamperedAudit: values['accept-tampered-audit'] === true });
-  io.err(`Tyrum gateway ${packageInfo().version} listening on ${gw.url}`);
+  // The banner (token included) goes to stderr in one write, so a reader never sees half of it;
+  // stdout carries the JSON log lines.
+  const banner = [`Tyrum gateway ${packageInfo().version} listening on ${gw.url}`];
   const tampered = gw.audit.tampered();
   if (tampered.length > 0) {
-    io.err(`WARNING: the audit log was tampered with (accepted ${tampered.length === 1 ? 'once' : `${tampered.length} times`}; last: ${tampered[tampered.length - 1]!.reason}). \`tyrum audit verify\` reports it.`);
+    banner.push(`WARNING: the audit log was tampered with (accepted ${tampered.length === 1 ? 'once' : `${tampered.length} times`}; last: ${tampered[tampered.length - 1]!.reason}). \`tyrum audit verify\` reports it.`);
   }
-  io.err(`home: ${home}`);
+  banner.push(`home: ${home}`);
   if (gw.bootstrapToken) {
-    // The banner (token included) goes to stderr; stdout carries the JSON log lines.
-    io.err(`First start: created an admin token. It is shown only this once; store it now:\n  ${gw.bootstrapToken}`);
-    io.err(`Try it from another terminal:\n  export TYRUM_TOKEN=${gw.bootstrapToken}\n  tyrum ping --home ${home}${gw.port !== DEFAULT_PORT ? ` --url ${gw.url}` : ''}`);
+    banner.push(`First start: created an admin token. It is shown only this once; store it now:\n  ${gw.bootstrapToken}`);
+    banner.push(`Try it from another terminal:\n  export TYRUM_TOKEN=${gw.bootstrapToken}\n  tyrum ping --home ${home}${gw.port !== DEFAULT_PORT ? ` --url ${gw.url}` : ''}`);
   } else {
-    io.err(`Connect with a token from \`tyrum token create --scopes ... --home ${home}\` (TYRUM_TOKEN) to ${gw.url}`);
+    banner.push(`Connect with a token from \`tyrum token create --scopes ... --home ${home}\` (TYRUM_TOKEN) to ${gw.url}`);
   }
+  io.err(banner.join('\n'));
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -125,7 +125,7 @@ t.test('the installed bin starts a gateway, prints the bootstrap token once and 
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const deadline = Date.now() + 15_000;
-  while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws/.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws[^]*\n {2}tyrum ping /.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
   t.match(err, /listening on ws:\/\/127\.0\.0\.1:(\d+)\/ws/);
   t.match(err, /shown only this once; store it now:\n {2}tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n/, 'the banner shows the bootstrap token');
   t.equal(out.trim(), '', 'stdout carries only log lines (none at level silent)');

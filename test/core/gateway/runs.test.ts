@@ -155,7 +155,7 @@ t.test('kill -9 while a run waits for approval, restart, approve: it completes o
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const deadline = Date.now() + 15_000;
-    while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws/.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws[^]*\n {2}tyrum ping /.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(err)?.[1]);
     return { child, port, token: /tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(err)?.[0] ?? null };
   };
