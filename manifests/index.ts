@@ -14,7 +14,7 @@
  */
 export { readPluginSource, readPluginArchive, packPlugin, sha256Hex } from './source.js';
 export type { PluginSource, ReadPluginOptions, ExpectedDigests } from './source.js';
-export { parseManifest, checkManifestRules, RISK_IMPLIED_BY, SECRET_FIELD_MARKER } from './manifest.js';
+export { parseManifest, checkManifestRules, manifestExports, RISK_IMPLIED_BY, SECRET_FIELD_MARKER } from './manifest.js';
 export type { ManifestOptions } from './manifest.js';
 export { installPluginFiles, loadInstalledPlugin, removePluginFiles, pluginFilesDir, pluginVersionDir } from './install.js';
 export type { InstalledPluginFiles } from './install.js';

@@ -61,6 +61,11 @@ function deepFreeze<T>(v: T): T {
  * deeply frozen. Throws TYRUM_ERR_MANIFEST_INVALID naming the field or cause, or
  * TYRUM_ERR_PLUGIN_INCOMPATIBLE when `engines.tyrum` excludes the host API version.
  */
+/** Every wasm export the manifest names (tools and channel adapters), without repeats. */
+export function manifestExports(m: PluginManifest): string[] {
+  return [...new Set([...m.contributes.tools.map((t) => t.export), ...(m.contributes.channels ?? []).flatMap((c) => [c.inbound.export, c.outbound.export])])];
+}
+
 export function parseManifest(bytes: Uint8Array, opts: ManifestOptions = {}): PluginManifest {
   if (bytes.byteLength > MANIFEST_MAX_BYTES) {
     invalid(`${MANIFEST_FILE} is ${bytes.byteLength} bytes, above the ${MANIFEST_MAX_BYTES}-byte limit`, { size: bytes.byteLength, limit: MANIFEST_MAX_BYTES });
@@ -117,6 +122,22 @@ export function checkManifestRules(m: PluginManifest, opts: ManifestOptions = {}
     const prev = servers.get(srv.name);
     if (prev !== undefined) invalid(`contributes.mcp_servers[${i}].name: duplicate server name ${quote(srv.name)} (also contributes.mcp_servers[${prev}].name)`, { field: `contributes.mcp_servers[${i}].name` });
     servers.set(srv.name, i);
+  });
+
+  const channelIds = new Map<string, number>();
+  (m.contributes.channels ?? []).forEach((ch, i) => {
+    const prev = channelIds.get(ch.id);
+    if (prev !== undefined) invalid(`contributes.channels[${i}].id: duplicate channel id ${quote(ch.id)} (also contributes.channels[${prev}].id)`, { field: `contributes.channels[${i}].id` });
+    channelIds.set(ch.id, i);
+    let base: URL | null = null;
+    try {
+      base = new URL(ch.outbound.api_base);
+    } catch {
+      base = null;
+    }
+    if (base === null || (base.protocol !== 'https:' && base.protocol !== 'http:') || base.username !== '' || base.password !== '') {
+      invalid(`contributes.channels[${i}].outbound.api_base: ${quote(ch.outbound.api_base)} is not an http(s) URL without credentials`, { field: `contributes.channels[${i}].outbound.api_base` });
+    }
   });
 
   const toolIds = new Map<string, number>();

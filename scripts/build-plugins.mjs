@@ -108,9 +108,12 @@ function checkSourceManifest(id, manifest) {
   const tools = manifest.contributes?.tools;
   const servers = manifest.contributes?.mcp_servers;
   const wasmMcp = Array.isArray(servers) && servers.some((s) => s?.transport === 'wasm');
-  if (!Array.isArray(tools) || (tools.length === 0 && !wasmMcp)) fail(id, 'the manifest contributes no tools');
-  // A module that is itself an MCP server (transport "wasm") must export the WASM MCP ABI.
-  return [...new Set([...tools.map((t) => t.export), ...(wasmMcp ? WASM_MCP_EXPORTS : [])])];
+  const channels = Array.isArray(manifest.contributes?.channels) ? manifest.contributes.channels : [];
+  if (!Array.isArray(tools) || (tools.length === 0 && !wasmMcp && channels.length === 0)) fail(id, 'the manifest contributes no tools, MCP server or channel');
+  // A module that is itself an MCP server (transport "wasm") must export the WASM MCP ABI; a
+  // channel adapter its inbound and outbound exports.
+  const channelExports = channels.flatMap((c) => [c?.inbound?.export, c?.outbound?.export]).filter((e) => typeof e === 'string');
+  return [...new Set([...tools.map((t) => t.export), ...channelExports, ...(wasmMcp ? WASM_MCP_EXPORTS : [])])];
 }
 
 function checkAsconfig(id, dir) {

@@ -22,7 +22,7 @@ import { canonicalJson } from '../util/canonical-json.js';
 import type { Store, PluginRecord } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
 import { SandboxPool, type EgressHandler, type CallResult, type CallUsage, type HostApi, type LogLevel } from '../../sandbox/index.js';
-import { loadInstalledPlugin, toIssues } from '../../manifests/index.js';
+import { loadInstalledPlugin, manifestExports, toIssues } from '../../manifests/index.js';
 import type { ValidateFunction } from 'ajv';
 import type { McpServerContribution } from '../../schemas/index.js';
 import { pluginStamp, type PluginRegistry, type EnabledPlugin } from './plugins.js';
@@ -501,7 +501,7 @@ export class PluginHost {
     await this.pool.load(c.key, {
       wasm: files.wasmBytes,
       expectedSha256: p.record.wasm_sha256,
-      exports: [...p.manifest.contributes.tools.map((t) => t.export), ...((p.manifest.contributes.mcp_servers ?? []).some((m) => m.transport === 'wasm') ? WASM_MCP_EXPORTS : [])],
+      exports: [...manifestExports(p.manifest), ...((p.manifest.contributes.mcp_servers ?? []).some((m) => m.transport === 'wasm') ? WASM_MCP_EXPORTS : [])],
       limits: { memoryPages: p.effective.memory.max_pages, wallMs: p.effective.time.timeout_ms },
       config: extismConfig(p.config),
       hostApi,

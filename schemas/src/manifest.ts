@@ -100,6 +100,48 @@ export const ToolContribution = Strict({
   ),
 });
 
+const JsonPointer = Type.String({ maxLength: 256, pattern: '^(/[^/]*)*$', description: 'An RFC 6901 JSON pointer ("" is the whole document).' });
+
+/** How the host checks that an inbound webhook really comes from the platform, before the plugin sees a byte. */
+export const CHANNEL_VERIFY_SCHEMES = ['telegram_secret_token', 'slack_v0', 'hmac_sha256'] as const;
+export type ChannelVerifyScheme = (typeof CHANNEL_VERIFY_SCHEMES)[number];
+
+/**
+ * A chat-channel adapter (docs/channels.md). The plugin only translates: `inbound.export` turns a
+ * verified webhook body into normalised messages, `outbound.export` turns a reply into the
+ * platform's HTTP requests. The host verifies webhooks, fixes every request's origin (the
+ * instance's API base) and destination (the conversation's chat and thread, written at the
+ * `destination` pointers), injects the bot credential where the plugin wrote `{{credential}}`,
+ * sends, retries and records receipts. The plugin never sees the credential or the network.
+ */
+export const ChannelContribution = Strict({
+  id: Type.String({ pattern: TOOL_NAME_PATTERN, description: 'Channel name, unique in the plugin; the channel type is <plugin id>.<id> (or just <plugin id> when the plugin has one channel).' }),
+  description: Type.String({ minLength: 1, maxLength: 1000 }),
+  verify: Strict({
+    scheme: Type.Union(CHANNEL_VERIFY_SCHEMES.map((s) => Type.Literal(s)), {
+      description: 'telegram_secret_token: X-Telegram-Bot-Api-Secret-Token equals the secret; slack_v0: X-Slack-Signature is v0=HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body); hmac_sha256: X-Tyrum-Signature is sha256=HMAC-SHA256(secret, X-Tyrum-Timestamp + "." + body).',
+    }),
+    replay_window_s: Type.Optional(Type.Integer({ minimum: 30, maximum: 900, description: 'For timestamped schemes: how old (or how far in the future) a request may be, in seconds (default 300).' })),
+  }),
+  inbound: Strict({
+    export: Type.String({ minLength: 1, maxLength: 128, description: 'Export that parses a verified webhook: JSON {headers, body, instance} in, JSON {messages[], respond?} out.' }),
+    headers: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9-]{1,64}$' }), { maxItems: 16, uniqueItems: true, description: 'Request headers (lower case) the plugin is shown; signature headers never are.' })),
+  }),
+  outbound: Strict({
+    export: Type.String({ minLength: 1, maxLength: 128, description: 'Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.' }),
+    api_base: Type.String({ maxLength: 500, pattern: '^https?://[^\\s?#]+$', description: 'The platform API base URL (an instance may name another, e.g. a self-hosted or local server); every request goes to its origin.' }),
+    destination: Strict({
+      chat: JsonPointer,
+      thread: Type.Optional(JsonPointer),
+    }, { description: 'Where in each request body the chat (and thread) id sits; the host checks them against the conversation.' }),
+    ok_pointer: Type.Optional(JsonPointer),
+    receipt_pointer: Type.Optional(JsonPointer),
+    sign: Type.Optional(Type.Literal('hmac_sha256', { description: 'Sign each request like hmac_sha256 inbound (X-Tyrum-Timestamp, X-Tyrum-Signature) with the instance\'s verification secret.' })),
+  }),
+  text_limit: Type.Optional(Type.Integer({ minimum: 64, maximum: 100_000, description: 'Longest text the platform takes in one message (the formatter splits longer replies).' })),
+});
+export type ChannelContribution = Static<typeof ChannelContribution>;
+
 export const PluginRequests = Strict({
   egress: Type.Optional(Type.Array(EgressRequest, { maxItems: 64 })),
   secrets: Type.Optional(Type.Array(SecretRequest, { maxItems: 32 })),
@@ -126,7 +168,7 @@ export const PluginManifest = Strict({
   }),
   contributes: Strict({
     tools: Type.Array(ToolContribution, { maxItems: 64 }),
-    channels: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 0, description: 'Reserved for chat-channel adapters.' })),
+    channels: Type.Optional(Type.Array(ChannelContribution, { maxItems: 8, description: 'Chat-channel adapters (docs/channels.md).' })),
     mcp_servers: Type.Optional(Type.Array(McpServerContribution, { maxItems: 16, description: 'MCP servers this plugin brings; each starts quarantined until an operator approves it.' })),
   }),
   requests: Type.Optional(PluginRequests),

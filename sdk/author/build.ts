@@ -40,7 +40,7 @@ import { performance } from 'node:perf_hooks';
 import type { PluginManifest } from '../../schemas/index.js';
 import { isTyrumError } from '../../core/errors/index.js';
 import { inspectModule, type ModuleReport } from '../../sandbox/index.js';
-import { parseManifest } from '../../manifests/manifest.js';
+import { manifestExports, parseManifest } from '../../manifests/manifest.js';
 import { readPluginSource, sha256Hex } from '../../manifests/source.js';
 import { DEFAULT_MEMORY_PAGES } from '../../manifests/capabilities.js';
 import { MANIFEST_FILE, WASM_MAX_BYTES } from '../../manifests/limits.js';
@@ -287,8 +287,15 @@ export function checkModule(manifest: PluginManifest, wasm: Uint8Array, lang: Pl
   }
   const problems: string[] = [];
   const functions = new Set(report.exports.filter((x) => x.kind === 'function').map((x) => x.name));
-  const missing = manifest.contributes.tools.filter((t) => !functions.has(t.export));
-  for (const t of missing) problems.push(`tool ${t.id}: export ${JSON.stringify(t.export)} not found in the module`);
+  const named = [
+    ...manifest.contributes.tools.map((t) => ({ what: `tool ${t.id}`, export: t.export })),
+    ...(manifest.contributes.channels ?? []).flatMap((c) => [
+      { what: `channel ${c.id} (inbound)`, export: c.inbound.export },
+      { what: `channel ${c.id} (outbound)`, export: c.outbound.export },
+    ]),
+  ];
+  const missing = named.filter((t) => !functions.has(t.export));
+  for (const t of missing) problems.push(`${t.what}: export ${JSON.stringify(t.export)} not found in the module`);
   if (missing.length > 0) {
     const have = [...functions].sort();
     problems.push(`  (${EXPORT_HINT[lang]}; the module exports ${have.length > 0 ? have.map((n) => JSON.stringify(n)).join(', ') : 'no functions'})`);
@@ -348,7 +355,7 @@ export async function buildPlugin(dir: string, opts: BuildOptions = {}): Promise
     fail('manifest', `${MANIFEST_FILE}: wasm.path must be inside ${BUILD_DIR}/ (the build output folder), e.g. "${BUILD_DIR}/plugin.wasm"; got ${JSON.stringify(wasmPath)}`);
   }
   const detected = detectLanguage(root);
-  const exports = [...new Set(manifest.contributes.tools.map((t) => t.export))];
+  const exports = manifestExports(manifest);
 
   // Never leave a stale module or manifest beside a new build.
   const buildDir = join(root, BUILD_DIR);

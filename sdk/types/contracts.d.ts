@@ -1374,11 +1374,78 @@ export interface OpPluginGetResult {
         };
       }[];
       /**
-       * Reserved for chat-channel adapters.
+       * Chat-channel adapters (docs/channels.md).
        *
-       * @maxItems 0
+       * @maxItems 8
        */
-      channels?: unknown[];
+      channels?: {
+        /**
+         * Channel name, unique in the plugin; the channel type is <plugin id>.<id> (or just <plugin id> when the plugin has one channel).
+         */
+        id: string;
+        description: string;
+        verify: {
+          /**
+           * telegram_secret_token: X-Telegram-Bot-Api-Secret-Token equals the secret; slack_v0: X-Slack-Signature is v0=HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body); hmac_sha256: X-Tyrum-Signature is sha256=HMAC-SHA256(secret, X-Tyrum-Timestamp + "." + body).
+           */
+          scheme: "telegram_secret_token" | "slack_v0" | "hmac_sha256";
+          /**
+           * For timestamped schemes: how old (or how far in the future) a request may be, in seconds (default 300).
+           */
+          replay_window_s?: number;
+        };
+        inbound: {
+          /**
+           * Export that parses a verified webhook: JSON {headers, body, instance} in, JSON {messages[], respond?} out.
+           */
+          export: string;
+          /**
+           * Request headers (lower case) the plugin is shown; signature headers never are.
+           *
+           * @maxItems 16
+           */
+          headers?: string[];
+        };
+        outbound: {
+          /**
+           * Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.
+           */
+          export: string;
+          /**
+           * The platform API base URL (an instance may name another, e.g. a self-hosted or local server); every request goes to its origin.
+           */
+          api_base: string;
+          /**
+           * Where in each request body the chat (and thread) id sits; the host checks them against the conversation.
+           */
+          destination: {
+            /**
+             * An RFC 6901 JSON pointer ("" is the whole document).
+             */
+            chat: string;
+            /**
+             * An RFC 6901 JSON pointer ("" is the whole document).
+             */
+            thread?: string;
+          };
+          /**
+           * An RFC 6901 JSON pointer ("" is the whole document).
+           */
+          ok_pointer?: string;
+          /**
+           * An RFC 6901 JSON pointer ("" is the whole document).
+           */
+          receipt_pointer?: string;
+          /**
+           * Sign each request like hmac_sha256 inbound (X-Tyrum-Timestamp, X-Tyrum-Signature) with the instance's verification secret.
+           */
+          sign?: "hmac_sha256";
+        };
+        /**
+         * Longest text the platform takes in one message (the formatter splits longer replies).
+         */
+        text_limit?: number;
+      }[];
       /**
        * MCP servers this plugin brings; each starts quarantined until an operator approves it.
        *
@@ -2874,11 +2941,78 @@ export interface PluginManifest {
       };
     }[];
     /**
-     * Reserved for chat-channel adapters.
+     * Chat-channel adapters (docs/channels.md).
      *
-     * @maxItems 0
+     * @maxItems 8
      */
-    channels?: unknown[];
+    channels?: {
+      /**
+       * Channel name, unique in the plugin; the channel type is <plugin id>.<id> (or just <plugin id> when the plugin has one channel).
+       */
+      id: string;
+      description: string;
+      verify: {
+        /**
+         * telegram_secret_token: X-Telegram-Bot-Api-Secret-Token equals the secret; slack_v0: X-Slack-Signature is v0=HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body); hmac_sha256: X-Tyrum-Signature is sha256=HMAC-SHA256(secret, X-Tyrum-Timestamp + "." + body).
+         */
+        scheme: "telegram_secret_token" | "slack_v0" | "hmac_sha256";
+        /**
+         * For timestamped schemes: how old (or how far in the future) a request may be, in seconds (default 300).
+         */
+        replay_window_s?: number;
+      };
+      inbound: {
+        /**
+         * Export that parses a verified webhook: JSON {headers, body, instance} in, JSON {messages[], respond?} out.
+         */
+        export: string;
+        /**
+         * Request headers (lower case) the plugin is shown; signature headers never are.
+         *
+         * @maxItems 16
+         */
+        headers?: string[];
+      };
+      outbound: {
+        /**
+         * Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.
+         */
+        export: string;
+        /**
+         * The platform API base URL (an instance may name another, e.g. a self-hosted or local server); every request goes to its origin.
+         */
+        api_base: string;
+        /**
+         * Where in each request body the chat (and thread) id sits; the host checks them against the conversation.
+         */
+        destination: {
+          /**
+           * An RFC 6901 JSON pointer ("" is the whole document).
+           */
+          chat: string;
+          /**
+           * An RFC 6901 JSON pointer ("" is the whole document).
+           */
+          thread?: string;
+        };
+        /**
+         * An RFC 6901 JSON pointer ("" is the whole document).
+         */
+        ok_pointer?: string;
+        /**
+         * An RFC 6901 JSON pointer ("" is the whole document).
+         */
+        receipt_pointer?: string;
+        /**
+         * Sign each request like hmac_sha256 inbound (X-Tyrum-Timestamp, X-Tyrum-Signature) with the instance's verification secret.
+         */
+        sign?: "hmac_sha256";
+      };
+      /**
+       * Longest text the platform takes in one message (the formatter splits longer replies).
+       */
+      text_limit?: number;
+    }[];
     /**
      * MCP servers this plugin brings; each starts quarantined until an operator approves it.
      *
