@@ -92,6 +92,18 @@ export const ERROR_CODES = {
   TYRUM_ERR_MCP_SCHEMA_REFUSED: { wire: 'invalid_request', description: "An MCP tool's schema was refused at registration (too large, too deep, remote refs, catastrophic patterns)." },
   TYRUM_ERR_PORT_IN_USE: { wire: 'internal', description: 'The address and port the gateway should listen on are taken by another process; choose another with --port (or "port" in config.json).' },
   TYRUM_ERR_HOME_LOCKED: { wire: 'conflict', description: 'Another gateway process is running on this home (its pid is in <home>/gateway.lock); one gateway per home.' },
+  TYRUM_ERR_BACKEND_NOT_CONFIGURED: { wire: 'invalid_state', description: 'No model backend is configured for agent turns (tyrum backend set).' },
+  TYRUM_ERR_BACKEND_UNAVAILABLE: { wire: 'internal', description: 'The model backend could not be reached (connection refused, reset, DNS), also after retries.' },
+  TYRUM_ERR_BACKEND_RATE_LIMITED: { wire: 'rate_limited', description: 'The model backend answered 429 (rate limited or out of quota), also after retries.' },
+  TYRUM_ERR_BACKEND_HTTP: { wire: 'internal', description: 'The model backend answered an HTTP error that retrying cannot fix (401 bad key, 404 unknown model, 400 bad request), or a 5xx also after retries.' },
+  TYRUM_ERR_BACKEND_TIMEOUT: { wire: 'timeout', description: 'The model backend did not answer (or stopped streaming) within its timeout.' },
+  TYRUM_ERR_BACKEND_PROTOCOL: { wire: 'internal', description: "The model backend's answer is not a Chat Completions response (malformed JSON or event stream, missing fields, oversized)." },
+  TYRUM_ERR_TURN_STEP_CAP: { wire: 'invalid_state', description: 'An agent turn reached its step cap (model calls per turn) without a final answer.' },
+  TYRUM_ERR_CONVERSATION_QUEUE_FULL: { wire: 'rate_limited', description: 'The conversation already holds its maximum of messages waiting for a turn (limits.max_pending_messages); the message was not accepted.' },
+  TYRUM_ERR_CHANNEL_UNVERIFIED: { wire: 'unauthorized', description: 'An inbound webhook failed its authenticity check (secret token, signature or timestamp window); nothing was stored.' },
+  TYRUM_ERR_CHANNEL_DESTINATION: { wire: 'forbidden', description: "A channel adapter's outbound request named another origin, chat or thread than the conversation's; the host refused it." },
+  TYRUM_ERR_CHANNEL_ADAPTER: { wire: 'sandbox_error', description: "A channel adapter's output does not match the channel ABI (docs/channels.md)." },
+  TYRUM_ERR_CHANNEL_DELIVERY: { wire: 'internal', description: 'The chat platform refused a reply (an error other than 429/5xx, or ok:false), or it kept failing until the delivery attempts ran out.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
