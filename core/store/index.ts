@@ -44,12 +44,14 @@ import { PolicyRepo } from './policy.js';
 import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 import { McpRepo } from './mcp.js';
 import { NodePairingRepo } from './nodes.js';
+import { ConversationRepo } from './conversations.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
 export * from './execution.js';
 export * from './mcp.js';
 export * from './nodes.js';
+export * from './conversations.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -599,6 +601,7 @@ export class Store {
   readonly outbox: OutboxRepo;
   readonly mcp: McpRepo;
   readonly pairings: NodePairingRepo;
+  readonly conversations: ConversationRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -638,6 +641,7 @@ export class Store {
     this.outbox = new OutboxRepo(db);
     this.mcp = new McpRepo(db);
     this.pairings = new NodePairingRepo(db);
+    this.conversations = new ConversationRepo(db);
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings };
   }
 

@@ -346,4 +346,144 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE attempts ADD COLUMN evidence TEXT;
     `,
   },
+  {
+    version: 9,
+    name: 'conversations, agent turns, the model backend, channel instances, senders, inbound dedupe and the delivery outbox',
+    sql: `
+      -- The model backend agent turns use (one row, name 'default'). The API key is a secret
+      -- handle's name, never a value.
+      CREATE TABLE agent_backends (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('openai-compatible')),
+        base_url TEXT NOT NULL,
+        model TEXT NOT NULL,
+        api_key_secret TEXT,
+        system_prompt TEXT,
+        -- JSON array of tool-id globs offered to the model (policy still decides each call).
+        tools TEXT NOT NULL,
+        max_steps INTEGER NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      -- A configured bot of a channel plugin; its webhook is /channels/<plugin>/<name>/webhook.
+      CREATE TABLE channel_instances (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'chan_*'),
+        plugin_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        name TEXT NOT NULL,
+        api_base TEXT NOT NULL,
+        credential_secret TEXT,
+        verify_secret TEXT NOT NULL,
+        dm_policy TEXT NOT NULL CHECK (dm_policy IN ('pairing', 'allowlist', 'open')),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (plugin_id, name)
+      ) STRICT;
+
+      -- Who may talk to the agent through an instance: allowed senders, and unknown ones waiting
+      -- with a pairing code for the operator.
+      CREATE TABLE channel_senders (
+        instance_id TEXT NOT NULL REFERENCES channel_instances (id) ON DELETE CASCADE,
+        sender_id TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('allowed', 'pending', 'denied')),
+        name TEXT,
+        code TEXT,
+        chat_id TEXT,
+        code_expires_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, sender_id)
+      ) STRICT;
+      CREATE UNIQUE INDEX channel_senders_code ON channel_senders (instance_id, code) WHERE code IS NOT NULL;
+
+      -- Inbound dedupe: the same (instance, external id) is taken once, however often delivered.
+      CREATE TABLE channel_inbound (
+        instance_id TEXT NOT NULL REFERENCES channel_instances (id) ON DELETE CASCADE,
+        external_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        -- What became of it: 'message' (a message id), 'pairing', 'ignored'.
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (instance_id, external_id)
+      ) STRICT;
+
+      -- A conversation is keyed by (channel, account, thread): an instance's chat and thread, or
+      -- ('operator', the creating token, a generated id) for one an operator client created.
+      CREATE TABLE conversations (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'conv_*'),
+        channel TEXT NOT NULL,
+        account TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        title TEXT,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (channel, account, thread)
+      ) STRICT;
+      CREATE INDEX conversations_updated ON conversations (updated_at);
+
+      CREATE TABLE messages (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'msg_*'),
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'notice')),
+        content TEXT,
+        -- assistant: JSON [{id, tool_id, arguments}]; tool: the call it answers and its run.
+        tool_calls TEXT,
+        tool_call_id TEXT,
+        run_id TEXT,
+        -- user: the turn that took it (NULL while it waits); assistant/tool/notice: the turn that wrote it.
+        turn_id TEXT,
+        -- JSON {source: operator|channel, ...}: where the text came from and whether it was verified.
+        provenance TEXT NOT NULL,
+        usage TEXT,
+        created_at INTEGER NOT NULL,
+        UNIQUE (conversation_id, seq)
+      ) STRICT;
+      CREATE INDEX messages_waiting ON messages (conversation_id) WHERE role = 'user' AND turn_id IS NULL;
+      CREATE INDEX messages_turn ON messages (turn_id);
+
+      -- One turn at a time per conversation (a unique partial index); a queued turn takes every
+      -- user message that arrived before it started.
+      CREATE TABLE turns (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'turn_*'),
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
+        waiting TEXT,
+        steps INTEGER NOT NULL DEFAULT 0,
+        usage TEXT NOT NULL,
+        error TEXT,
+        owner TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER
+      ) STRICT;
+      CREATE UNIQUE INDEX turns_one_running ON turns (conversation_id) WHERE state = 'running';
+      CREATE UNIQUE INDEX turns_one_queued ON turns (conversation_id) WHERE state = 'queued';
+      CREATE INDEX turns_active ON turns (state, created_at) WHERE state IN ('queued', 'running');
+
+      -- Replies to channel chats, sent by the host with retries; parts_sent survives a crash so
+      -- a retry never sends a delivered part again.
+      CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'dlv_*'),
+        instance_id TEXT NOT NULL REFERENCES channel_instances (id) ON DELETE CASCADE,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        message_id TEXT NOT NULL UNIQUE,
+        chat_id TEXT NOT NULL,
+        thread_id TEXT,
+        text TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        parts_sent INTEGER NOT NULL DEFAULT 0,
+        receipts TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER
+      ) STRICT;
+      CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+    `,
+  },
 ];

@@ -1,0 +1,345 @@
+/**
+ * Persistence of conversations, messages, agent turns, the model backend setting, channel
+ * instances, their senders, inbound dedupe and the delivery outbox (migration 9). Rows only: the
+ * state machines, events and audit belong to core/conversations and core/channels.
+ */
+import type Database from 'better-sqlite3';
+import { prepared } from './statements.js';
+
+export interface BackendRow {
+  name: string;
+  kind: 'openai-compatible';
+  base_url: string;
+  model: string;
+  api_key_secret: string | null;
+  system_prompt: string | null;
+  /** JSON array of tool-id globs. */
+  tools: string;
+  max_steps: number;
+  timeout_ms: number;
+  max_retries: number;
+  updated_at: number;
+}
+
+export type DmPolicy = 'pairing' | 'allowlist' | 'open';
+
+export interface ChannelInstanceRow {
+  id: string;
+  plugin_id: string;
+  channel: string;
+  name: string;
+  api_base: string;
+  credential_secret: string | null;
+  verify_secret: string;
+  dm_policy: DmPolicy;
+  created_at: number;
+  updated_at: number;
+}
+
+export type SenderState = 'allowed' | 'pending' | 'denied';
+
+export interface SenderRow {
+  instance_id: string;
+  sender_id: string;
+  state: SenderState;
+  name: string | null;
+  code: string | null;
+  chat_id: string | null;
+  code_expires_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ConversationRow {
+  id: string;
+  channel: string;
+  account: string;
+  thread: string;
+  title: string | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export type MessageRole = 'user' | 'assistant' | 'tool' | 'notice';
+
+export interface MessageRow {
+  id: string;
+  conversation_id: string;
+  seq: number;
+  role: MessageRole;
+  content: string | null;
+  tool_calls: string | null;
+  tool_call_id: string | null;
+  run_id: string | null;
+  turn_id: string | null;
+  provenance: string;
+  usage: string | null;
+  created_at: number;
+}
+
+export type TurnState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export interface TurnRow {
+  id: string;
+  conversation_id: string;
+  state: TurnState;
+  waiting: string | null;
+  steps: number;
+  usage: string;
+  error: string | null;
+  owner: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+export type DeliveryState = 'pending' | 'delivered' | 'failed';
+
+export interface DeliveryRow {
+  id: string;
+  instance_id: string;
+  conversation_id: string;
+  message_id: string;
+  chat_id: string;
+  thread_id: string | null;
+  text: string;
+  state: DeliveryState;
+  parts_sent: number;
+  receipts: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+}
+
+function setClause(changes: Record<string, unknown>): string {
+  return Object.keys(changes)
+    .map((k) => `${k} = @${k}`)
+    .join(', ');
+}
+
+const TURN_CHANGEABLE = new Set(['state', 'waiting', 'steps', 'usage', 'error', 'owner', 'started_at', 'finished_at']);
+const DELIVERY_CHANGEABLE = new Set(['state', 'parts_sent', 'receipts', 'attempts', 'next_attempt_at', 'last_error', 'updated_at', 'finished_at']);
+
+export class ConversationRepo {
+  constructor(private readonly db: Database.Database) {}
+
+  // --- the model backend ---
+
+  backend(name: string): BackendRow | undefined {
+    return prepared(this.db, 'SELECT * FROM agent_backends WHERE name = ?').get(name) as BackendRow | undefined;
+  }
+
+  putBackend(r: BackendRow): void {
+    prepared(
+      this.db,
+      `INSERT INTO agent_backends (name, kind, base_url, model, api_key_secret, system_prompt, tools, max_steps, timeout_ms, max_retries, updated_at)
+       VALUES (@name, @kind, @base_url, @model, @api_key_secret, @system_prompt, @tools, @max_steps, @timeout_ms, @max_retries, @updated_at)
+       ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url, model = excluded.model, api_key_secret = excluded.api_key_secret,
+         system_prompt = excluded.system_prompt, tools = excluded.tools, max_steps = excluded.max_steps, timeout_ms = excluded.timeout_ms,
+         max_retries = excluded.max_retries, updated_at = excluded.updated_at`,
+    ).run(r);
+  }
+
+  // --- channel instances and senders ---
+
+  insertInstance(r: ChannelInstanceRow): void {
+    prepared(
+      this.db,
+      `INSERT INTO channel_instances (id, plugin_id, channel, name, api_base, credential_secret, verify_secret, dm_policy, created_at, updated_at)
+       VALUES (@id, @plugin_id, @channel, @name, @api_base, @credential_secret, @verify_secret, @dm_policy, @created_at, @updated_at)`,
+    ).run(r);
+  }
+
+  instance(id: string): ChannelInstanceRow | undefined {
+    return prepared(this.db, 'SELECT * FROM channel_instances WHERE id = ?').get(id) as ChannelInstanceRow | undefined;
+  }
+
+  instanceByName(pluginId: string, name: string): ChannelInstanceRow | undefined {
+    return prepared(this.db, 'SELECT * FROM channel_instances WHERE plugin_id = ? AND name = ?').get(pluginId, name) as ChannelInstanceRow | undefined;
+  }
+
+  instances(): ChannelInstanceRow[] {
+    return prepared(this.db, 'SELECT * FROM channel_instances ORDER BY plugin_id, name').all() as ChannelInstanceRow[];
+  }
+
+  updateInstance(id: string, changes: Partial<Pick<ChannelInstanceRow, 'api_base' | 'credential_secret' | 'verify_secret' | 'dm_policy' | 'updated_at'>>): void {
+    if (Object.keys(changes).length === 0) return;
+    prepared(this.db, `UPDATE channel_instances SET ${setClause(changes)} WHERE id = @id`).run({ ...changes, id });
+  }
+
+  /** Removes the instance with its senders, dedupe records and pending deliveries (its conversations stay as history). */
+  deleteInstance(id: string): boolean {
+    return prepared(this.db, 'DELETE FROM channel_instances WHERE id = ?').run(id).changes === 1;
+  }
+
+  sender(instanceId: string, senderId: string): SenderRow | undefined {
+    return prepared(this.db, 'SELECT * FROM channel_senders WHERE instance_id = ? AND sender_id = ?').get(instanceId, senderId) as SenderRow | undefined;
+  }
+
+  senderByCode(instanceId: string, code: string): SenderRow | undefined {
+    return prepared(this.db, 'SELECT * FROM channel_senders WHERE instance_id = ? AND code = ?').get(instanceId, code) as SenderRow | undefined;
+  }
+
+  putSender(r: SenderRow): void {
+    prepared(
+      this.db,
+      `INSERT INTO channel_senders (instance_id, sender_id, state, name, code, chat_id, code_expires_at, created_at, updated_at)
+       VALUES (@instance_id, @sender_id, @state, @name, @code, @chat_id, @code_expires_at, @created_at, @updated_at)
+       ON CONFLICT (instance_id, sender_id) DO UPDATE SET state = excluded.state, name = excluded.name, code = excluded.code, chat_id = excluded.chat_id,
+         code_expires_at = excluded.code_expires_at, updated_at = excluded.updated_at`,
+    ).run(r);
+  }
+
+  senders(instanceId: string): SenderRow[] {
+    return prepared(this.db, 'SELECT * FROM channel_senders WHERE instance_id = ? ORDER BY state, created_at').all(instanceId) as SenderRow[];
+  }
+
+  pendingSenders(instanceId: string, now: number): number {
+    return (prepared(this.db, "SELECT COUNT(*) AS n FROM channel_senders WHERE instance_id = ? AND state = 'pending' AND code_expires_at > ?").get(instanceId, now) as { n: number }).n;
+  }
+
+  deleteSender(instanceId: string, senderId: string): boolean {
+    return prepared(this.db, 'DELETE FROM channel_senders WHERE instance_id = ? AND sender_id = ?').run(instanceId, senderId).changes === 1;
+  }
+
+  /** Records an inbound message id; false when it was seen before (a duplicate delivery). */
+  claimInbound(instanceId: string, externalId: string, outcome: string, now: number): boolean {
+    return prepared(this.db, 'INSERT OR IGNORE INTO channel_inbound (instance_id, external_id, received_at, outcome) VALUES (?, ?, ?, ?)').run(instanceId, externalId, now, outcome).changes === 1;
+  }
+
+  // --- conversations and messages ---
+
+  insertConversation(r: ConversationRow): void {
+    prepared(
+      this.db,
+      `INSERT INTO conversations (id, channel, account, thread, title, created_by, created_at, updated_at)
+       VALUES (@id, @channel, @account, @thread, @title, @created_by, @created_at, @updated_at)`,
+    ).run(r);
+  }
+
+  conversation(id: string): ConversationRow | undefined {
+    return prepared(this.db, 'SELECT * FROM conversations WHERE id = ?').get(id) as ConversationRow | undefined;
+  }
+
+  conversationByKey(channel: string, account: string, thread: string): ConversationRow | undefined {
+    return prepared(this.db, 'SELECT * FROM conversations WHERE channel = ? AND account = ? AND thread = ?').get(channel, account, thread) as ConversationRow | undefined;
+  }
+
+  /** Most recently active first; `before` is an updated_at cursor (exclusive). */
+  conversations(limit: number, channel?: string, before?: number): ConversationRow[] {
+    return prepared(
+      this.db,
+      `SELECT * FROM conversations WHERE (@channel IS NULL OR channel = @channel) AND (@before IS NULL OR updated_at < @before) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
+    ).all({ channel: channel ?? null, before: before ?? null, limit }) as ConversationRow[];
+  }
+
+  touchConversation(id: string, now: number): void {
+    prepared(this.db, 'UPDATE conversations SET updated_at = ? WHERE id = ?').run(now, id);
+  }
+
+  /** Inserts a message at the conversation's next seq; returns that seq. */
+  insertMessage(r: Omit<MessageRow, 'seq'>): number {
+    const seq = (prepared(this.db, 'SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM messages WHERE conversation_id = ?').get(r.conversation_id) as { seq: number }).seq;
+    prepared(
+      this.db,
+      `INSERT INTO messages (id, conversation_id, seq, role, content, tool_calls, tool_call_id, run_id, turn_id, provenance, usage, created_at)
+       VALUES (@id, @conversation_id, @seq, @role, @content, @tool_calls, @tool_call_id, @run_id, @turn_id, @provenance, @usage, @created_at)`,
+    ).run({ ...r, seq });
+    return seq;
+  }
+
+  message(id: string): MessageRow | undefined {
+    return prepared(this.db, 'SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+  }
+
+  /** The newest `limit` messages, oldest first. */
+  lastMessages(conversationId: string, limit: number): MessageRow[] {
+    return (prepared(this.db, 'SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?').all(conversationId, limit) as MessageRow[]).reverse();
+  }
+
+  messagesOfTurn(turnId: string): MessageRow[] {
+    return prepared(this.db, 'SELECT * FROM messages WHERE turn_id = ? ORDER BY seq').all(turnId) as MessageRow[];
+  }
+
+  /** User messages no turn has taken yet. */
+  waitingCount(conversationId: string): number {
+    return (prepared(this.db, "SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ? AND role = 'user' AND turn_id IS NULL").get(conversationId) as { n: number }).n;
+  }
+
+  /** Gives every waiting user message to `turnId`; returns how many. */
+  takeWaiting(conversationId: string, turnId: string): number {
+    return prepared(this.db, "UPDATE messages SET turn_id = ? WHERE conversation_id = ? AND role = 'user' AND turn_id IS NULL").run(turnId, conversationId).changes;
+  }
+
+  // --- turns ---
+
+  insertTurn(r: TurnRow): void {
+    prepared(
+      this.db,
+      `INSERT INTO turns (id, conversation_id, state, waiting, steps, usage, error, owner, created_at, started_at, finished_at)
+       VALUES (@id, @conversation_id, @state, @waiting, @steps, @usage, @error, @owner, @created_at, @started_at, @finished_at)`,
+    ).run(r);
+  }
+
+  turn(id: string): TurnRow | undefined {
+    return prepared(this.db, 'SELECT * FROM turns WHERE id = ?').get(id) as TurnRow | undefined;
+  }
+
+  turnIn(conversationId: string, state: 'queued' | 'running'): TurnRow | undefined {
+    return prepared(this.db, 'SELECT * FROM turns WHERE conversation_id = ? AND state = ?').get(conversationId, state) as TurnRow | undefined;
+  }
+
+  /** Queued and running turns, oldest first. */
+  activeTurns(): TurnRow[] {
+    return prepared(this.db, "SELECT * FROM turns WHERE state IN ('queued', 'running') ORDER BY created_at, id").all() as TurnRow[];
+  }
+
+  turns(conversationId: string, limit: number): TurnRow[] {
+    return prepared(this.db, 'SELECT * FROM turns WHERE conversation_id = ? ORDER BY created_at DESC, id DESC LIMIT ?').all(conversationId, limit) as TurnRow[];
+  }
+
+  /** A conditional update: applies only while the turn is in `from`; true when it did. */
+  updateTurn(id: string, from: readonly TurnState[], changes: Partial<TurnRow>): boolean {
+    for (const k of Object.keys(changes)) if (!TURN_CHANGEABLE.has(k)) throw new Error(`turn column ${k} is not changeable`);
+    const states = from.map((_, i) => `@from${i}`).join(', ');
+    const params: Record<string, unknown> = { ...changes, id };
+    from.forEach((s, i) => (params[`from${i}`] = s));
+    return prepared(this.db, `UPDATE turns SET ${setClause(changes)} WHERE id = @id AND state IN (${states})`).run(params).changes === 1;
+  }
+
+  // --- deliveries ---
+
+  insertDelivery(r: DeliveryRow): void {
+    prepared(
+      this.db,
+      `INSERT INTO deliveries (id, instance_id, conversation_id, message_id, chat_id, thread_id, text, state, parts_sent, receipts, attempts, next_attempt_at, last_error, created_at, updated_at, finished_at)
+       VALUES (@id, @instance_id, @conversation_id, @message_id, @chat_id, @thread_id, @text, @state, @parts_sent, @receipts, @attempts, @next_attempt_at, @last_error, @created_at, @updated_at, @finished_at)`,
+    ).run(r);
+  }
+
+  delivery(id: string): DeliveryRow | undefined {
+    return prepared(this.db, 'SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
+  }
+
+  dueDeliveries(now: number, limit: number): DeliveryRow[] {
+    return prepared(this.db, "SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?").all(now, limit) as DeliveryRow[];
+  }
+
+  /** When the next pending delivery is due, or null. */
+  nextDeliveryAt(): number | null {
+    return (prepared(this.db, "SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'").get() as { t: number | null }).t;
+  }
+
+  deliveries(conversationId: string, limit: number): DeliveryRow[] {
+    return prepared(this.db, 'SELECT * FROM deliveries WHERE conversation_id = ? ORDER BY created_at DESC LIMIT ?').all(conversationId, limit) as DeliveryRow[];
+  }
+
+  updateDelivery(id: string, changes: Partial<DeliveryRow>): void {
+    for (const k of Object.keys(changes)) if (!DELIVERY_CHANGEABLE.has(k)) throw new Error(`delivery column ${k} is not changeable`);
+    prepared(this.db, `UPDATE deliveries SET ${setClause(changes)} WHERE id = @id`).run({ ...changes, id });
+  }
+}
