@@ -91,6 +91,8 @@ export interface BuildResult {
   /** Whether the source manifest's digest changed (false: the module is byte-identical to the last build). */
   sourceManifestChanged: boolean;
   tools: { id: string; export: string }[];
+  /** Channel adapters and their exports. */
+  channels: { id: string; inbound: string; outbound: string }[];
   memory: {
     initialPages: number | null;
     /** The maximum the module declares (null: none; the gateway caps it at load). */
@@ -400,6 +402,7 @@ export async function buildPlugin(dir: string, opts: BuildOptions = {}): Promise
     manifests: [MANIFEST_FILE, `${BUILD_DIR}/${MANIFEST_FILE}`],
     sourceManifestChanged,
     tools: manifest.contributes.tools.map((t) => ({ id: t.id, export: t.export })),
+    channels: (manifest.contributes.channels ?? []).map((c) => ({ id: c.id, inbound: c.inbound.export, outbound: c.outbound.export })),
     memory: { initialPages: report.memory?.initialPages ?? null, declaredMaxPages: report.memory?.declaredMaxPages ?? null, capPages },
     warnings,
     ms: Math.round(performance.now() - started),

@@ -16,7 +16,24 @@
  *       "http"?: [{ "method"?, "url", "status", "headers"?, "body"?, "expect_headers"? }],
  *       "secrets"?: { "NAME": "<fake value>" } }
  *
- * A case runs on a fresh instance: config checked against `config_schema` (defaults applied),
+ * Channel plugins (`contributes.channels`, docs/channels.md) have two more case kinds:
+ *
+ *     { "name"?, "inbound": { "channel"?, "body": <JSON or string>, "headers"?: {...}, "instance"? },
+ *       "verify"?: { "secret", "sign"?: true, "now"?: <unix seconds> },
+ *       "expect"?: { "messages"?: [...], "respond"?: {...} | null, "error"?: "<code or substring>", "unverified"?: true | "<reason>" } }
+ *     { "name"?, "outbound": { "channel"?, "text", "chat_id", "thread_id"?, "text_limit"?, "api_base"?, "credential"? },
+ *       "expect"?: { "requests"?: [{ "method"?, "url"?, "path"?, "headers"?, "body"? }], "count"?, "error"? } }
+ *
+ * An inbound case first verifies the recorded webhook as the host does (verifyWebhook, with the
+ * request's own timestamp as the clock unless `now` is given), then calls the inbound export with
+ * only the headers the manifest lists, and checks the answer with the host's checkInboundResult. An
+ * outbound case calls the outbound export, checks the answer with checkOutboundResult (so a request
+ * to another chat or thread fails with TYRUM_ERR_CHANNEL_DESTINATION, as at the gateway), and
+ * builds each request's URL and headers with the host's outboundUrl and outboundHeaders. Messages,
+ * respond, requests, headers and bodies match partially (the keys given must match; arrays must
+ * have the same length). The credential and verification secrets are redacted from the report.
+ *
+ * A tool case runs on a fresh instance: config checked against `config_schema` (defaults applied),
  * input against `input_schema`, the call, the output against `output_schema` and the tool's
  * postcondition, then `expect` (deep equality) or `expect_error` (a substring of the error).
  * HTTP goes through the gateway's own egress handler (core/egress: granted origin and method,
@@ -28,7 +45,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { SECRET_NAME_PATTERN, type PluginGrant, type PluginManifest } from '../../schemas/index.js';
+import { SECRET_NAME_PATTERN, type ChannelContribution, type PluginGrant, type PluginManifest } from '../../schemas/index.js';
 import { TyrumError, isTyrumError } from '../../core/errors/index.js';
 import { validate } from '../../core/protocol/validate.js';
 import { canonicalJson } from '../../core/util/canonical-json.js';
@@ -39,8 +56,10 @@ import { createEgressHandler, parseTemplate, REDIRECT_STATUSES, type EgressHop, 
 import { checkPostcondition } from '../../core/execution/postcondition.js';
 import { outputMismatch, rawIo, toolInput, toolOutput } from '../../core/registry/io.js';
 import { SandboxPool, sandboxError, type CallUsage, type EgressHandler, type HostApi, type KvStore, type LogEntry, type SandboxLimits } from '../../sandbox/index.js';
-import { compilePluginSchema, effectiveRights, grantAllRequested, readPluginSource, toIssues, validatePluginConfig, type EffectiveRights, type PluginSource } from '../../manifests/index.js';
+import { compilePluginSchema, effectiveRights, grantAllRequested, manifestExports, readPluginSource, toIssues, validatePluginConfig, type EffectiveRights, type PluginSource } from '../../manifests/index.js';
 import { issuesText } from '../../manifests/json-schema.js';
+import { checkInboundResult, checkOutboundResult, outboundHeaders, outboundUrl, CREDENTIAL_PLACEHOLDER, type InboundResult, type OutboundInput } from '../../core/channels/abi.js';
+import { REPLAY_WINDOW_DEFAULT_S, signHmac, signSlack, verifyWebhook } from '../../core/channels/verify.js';
 
 // --- the test file format ---
 
@@ -73,8 +92,103 @@ const TestCase = Type.Object(
   { additionalProperties: false },
 );
 
+const ChannelId = Type.String({ minLength: 1, maxLength: 200 });
+const ErrorExpectation = Type.String({ minLength: 1, description: 'An error code (TYRUM_ERR_...) or a substring of the error message.' });
+const VERIFY_REASONS = ['missing_header', 'bad_signature', 'stale_timestamp', 'bad_timestamp'] as const;
+
+/** A recorded webhook, sent to the channel's inbound export after the host's checks. */
+const InboundCase = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    inbound: Type.Object(
+      {
+        channel: Type.Optional(ChannelId),
+        body: Type.Unknown({ description: 'The webhook body: a string is the raw body; any other JSON value is sent as compact JSON text.' }),
+        headers: Type.Optional(Headers),
+        instance: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+      },
+      { additionalProperties: false },
+    ),
+    verify: Type.Optional(
+      Type.Object(
+        {
+          secret: Type.String({ minLength: 1, maxLength: 8192 }),
+          sign: Type.Optional(Type.Boolean({ description: 'Compute the signature headers with the secret (instead of recording them).' })),
+          now: Type.Optional(Type.Integer({ minimum: 0, description: "The host's clock, unix seconds (default: the request's own timestamp header, else now)." })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    expect: Type.Optional(
+      Type.Object(
+        {
+          messages: Type.Optional(Type.Array(Type.Unknown())),
+          respond: Type.Optional(Type.Unknown()),
+          error: Type.Optional(ErrorExpectation),
+          unverified: Type.Optional(Type.Union([Type.Literal(true), ...VERIFY_REASONS.map((r) => Type.Literal(r))])),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** A reply, formatted by the channel's outbound export into the platform's requests. */
+const OutboundCase = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    outbound: Type.Object(
+      {
+        channel: Type.Optional(ChannelId),
+        text: Type.String(),
+        chat_id: Type.String({ minLength: 1, maxLength: 256 }),
+        thread_id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 256 }), Type.Null()])),
+        text_limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+        api_base: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
+        credential: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 4096 }), Type.Null()])),
+      },
+      { additionalProperties: false },
+    ),
+    expect: Type.Optional(
+      Type.Object(
+        {
+          requests: Type.Optional(
+            Type.Array(
+              Type.Object(
+                {
+                  method: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
+                  url: Type.Optional(Type.String({ minLength: 1, maxLength: 8192 })),
+                  path: Type.Optional(Type.String({ maxLength: 2048 })),
+                  headers: Type.Optional(Headers),
+                  body: Type.Optional(Type.Unknown()),
+                },
+                { additionalProperties: false },
+              ),
+              { maxItems: 64 },
+            ),
+          ),
+          count: Type.Optional(Type.Integer({ minimum: 0 })),
+          error: Type.Optional(ErrorExpectation),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export type HttpRecording = Static<typeof HttpRecording>;
 export type TestCase = Static<typeof TestCase>;
+export type InboundCase = Static<typeof InboundCase>;
+export type OutboundCase = Static<typeof OutboundCase>;
+
+/** The credential an outbound case injects unless it names one. */
+export const TEST_CREDENTIAL = 'test-token';
+/** The instance name an inbound case passes unless it names one. */
+export const TEST_INSTANCE = 'test';
+/** The text limit an outbound case passes when neither it nor the channel names one. */
+export const DEFAULT_TEXT_LIMIT = 4096;
 
 /** Directory (inside the plugin) and suffix of test files. */
 export const TESTS_DIR = 'tests';
@@ -102,13 +216,35 @@ export interface HarnessLimits {
   output_bytes: number;
 }
 
+/** One outbound request as the host would send it (credential in place; redacted in the report). */
+export interface SentRequest {
+  method: string;
+  path: string;
+  url: string;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+}
+
 export interface CaseResult {
   /** Test file, relative to the plugin directory. */
   file: string;
   /** 1-based position in the file (0: the file itself could not be read). */
   index: number;
   name: string;
+  /** What the case exercises: a tool call, or a channel's inbound or outbound export. */
+  kind: 'tool' | 'inbound' | 'outbound';
+  /** The tool id ("-" for channel cases). */
   tool: string;
+  /** The channel id (channel cases). */
+  channel?: string;
+  /** Inbound: how the host's webhook check went ("ok", a refusal reason, or "skipped" without `verify`). */
+  verified?: string;
+  /** Inbound: the names of the headers the plugin was shown (those the manifest lists). */
+  shown_headers?: string[];
+  /** Inbound: the normalised answer (after checkInboundResult). */
+  inbound?: InboundResult;
+  /** Outbound: the requests the host would send. */
+  outbound?: SentRequest[];
   ok: boolean;
   /** Why the case failed (empty when it passed). */
   problems: string[];
@@ -209,14 +345,26 @@ async function readCases(file: string, label: string): Promise<unknown[]> {
 }
 
 function failedFile(label: string, e: unknown): CaseResult {
-  return { file: label, index: 0, name: label, tool: '-', ok: false, problems: [(e as Error).message], usage: null, requests: [], logs: [] };
+  return { file: label, index: 0, name: label, kind: 'tool', tool: '-', ok: false, problems: [(e as Error).message], usage: null, requests: [], logs: [] };
 }
 
 /** The fake values a raw case names (collected before validation, so even a bad case's are redacted). */
 function collectSecrets(raw: unknown): Array<{ name: string; value: string }> {
+  const out: Array<{ name: string; value: string }> = [];
+  const add = (name: string, value: unknown) => {
+    if (typeof value === 'string' && Buffer.byteLength(value) >= MIN_SECRET_BYTES) out.push({ name, value });
+  };
   const s = (raw as { secrets?: unknown } | null)?.secrets;
-  if (typeof s !== 'object' || s === null) return [];
-  return Object.entries(s).flatMap(([name, value]) => (typeof value === 'string' && Buffer.byteLength(value) >= MIN_SECRET_BYTES ? [{ name: name.slice(0, 64), value }] : []));
+  if (typeof s === 'object' && s !== null) for (const [name, value] of Object.entries(s)) add(name.slice(0, 64), value);
+  add('VERIFY_SECRET', (raw as { verify?: { secret?: unknown } } | null)?.verify?.secret);
+  const outbound = (raw as { outbound?: { credential?: unknown } } | null)?.outbound;
+  if (typeof outbound === 'object' && outbound !== null) {
+    const credential = outbound.credential === undefined ? TEST_CREDENTIAL : outbound.credential;
+    add('CREDENTIAL', credential);
+    // In a path the credential is URL-encoded.
+    if (typeof credential === 'string' && encodeURIComponent(credential) !== credential) add('CREDENTIAL', encodeURIComponent(credential));
+  }
+  return out;
 }
 
 function redactorOf(fakes: ReadonlyArray<{ name: string; value: string }>): Redactor | null {
@@ -308,6 +456,10 @@ function memoryKv(seed: Record<string, string>, quota: number): KvStore & { byte
 }
 
 async function runCase(src: PluginSource, pool: SandboxPool, file: string, index: number, raw: unknown, keySuffix: string): Promise<CaseResult> {
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && !('tool' in raw)) {
+    if ('inbound' in raw) return runInboundCase(src, pool, file, index, raw, keySuffix);
+    if ('outbound' in raw) return runOutboundCase(src, pool, file, index, raw, keySuffix);
+  }
   const manifest = src.manifest;
   const rawName = (raw as { name?: unknown } | null)?.name;
   const rawTool = (raw as { tool?: unknown } | null)?.tool;
@@ -315,6 +467,7 @@ async function runCase(src: PluginSource, pool: SandboxPool, file: string, index
     file,
     index,
     name: typeof rawName === 'string' && rawName !== '' ? rawName : `${file} #${index}`,
+    kind: 'tool',
     tool: typeof rawTool === 'string' ? rawTool : '?',
     ok: false,
     problems: [],
@@ -474,6 +627,315 @@ function firstDifference(a: unknown, b: unknown, at: string): string | null {
   return `${at || '/'}: expected ${preview(a, 200)}, got ${preview(b, 200)}`;
 }
 
+// --- channel cases: the inbound and outbound exports of a chat-channel adapter ---
+
+/** Headers that carry a webhook's signature: the host never shows them to the plugin. */
+const SIGNATURE_HEADERS = new Set(['x-tyrum-signature', 'x-tyrum-timestamp', 'x-slack-signature', 'x-slack-request-timestamp', 'x-telegram-bot-api-secret-token']);
+
+function channelResult(file: string, index: number, raw: object, kind: 'inbound' | 'outbound'): CaseResult {
+  const rawName = (raw as { name?: unknown }).name;
+  return {
+    file,
+    index,
+    name: typeof rawName === 'string' && rawName !== '' ? rawName : `${file} #${index}`,
+    kind,
+    tool: '-',
+    ok: false,
+    problems: [],
+    usage: null,
+    requests: [],
+    logs: [],
+  };
+}
+
+/** The case's channel: the one it names, else the plugin's only one; null (with a problem) otherwise. */
+function pickChannel(manifest: PluginManifest, named: string | undefined, result: CaseResult): ChannelContribution | null {
+  const channels = manifest.contributes.channels ?? [];
+  if (channels.length === 0) {
+    result.problems.push(`plugin ${manifest.id} has no channel (contributes.channels), so it has no ${result.kind} export to test`);
+    return null;
+  }
+  if (named === undefined) {
+    if (channels.length === 1) return channels[0]!;
+    result.problems.push(`${result.kind}.channel: the plugin has ${channels.length} channels (${channels.map((c) => c.id).join(', ')}); name one`);
+    return null;
+  }
+  const id = named.startsWith(`${manifest.id}.`) ? named.slice(manifest.id.length + 1) : named;
+  const ch = channels.find((c) => c.id === id);
+  if (ch === undefined) result.problems.push(`no channel "${named}" in plugin ${manifest.id} (channels: ${channels.map((c) => c.id).join(', ')})`);
+  return ch ?? null;
+}
+
+/**
+ * One call of a channel export in the sandbox, under the plugin's budgets, with its default config
+ * and (if requested) empty key-value storage; no egress: the host does the network for channels.
+ * Returns the parsed JSON answer, or the error the call (or its answer) ended with.
+ */
+async function callChannelExport(
+  src: PluginSource,
+  pool: SandboxPool,
+  key: string,
+  exportName: string,
+  input: unknown,
+  result: CaseResult,
+): Promise<{ answer: unknown; error: TyrumError | null }> {
+  const manifest = src.manifest;
+  const rights = effectiveRights(manifest, grantAllRequested(manifest));
+  const hostApi: HostApi = {};
+  if (rights.kv) hostApi.kv = memoryKv({}, rights.kv.quota_bytes);
+  let loaded = false;
+  let callStarted = 0;
+  let callMs = 0;
+  let usage: CallUsage | null = null;
+  let logs: readonly LogEntry[] = [];
+  let answer: unknown;
+  let error: TyrumError | null = null;
+  try {
+    const config = validatePluginConfig(manifest, {}, { secretExists: () => false, secretGranted: (n) => rights.secrets.some((s) => s.name === n) });
+    await pool.load(key, {
+      wasm: src.wasmBytes,
+      expectedSha256: src.wasmSha256,
+      exports: manifestExports(manifest),
+      limits: { memoryPages: rights.memory.max_pages, wallMs: rights.time.timeout_ms },
+      config: extismConfig(config),
+      hostApi,
+    });
+    loaded = true;
+    callStarted = performance.now();
+    const res = await pool.call(key, exportName, Buffer.from(JSON.stringify(input), 'utf8'));
+    callMs = performance.now() - callStarted;
+    usage = res.usage;
+    logs = res.logs;
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(res.output);
+      answer = JSON.parse(text);
+    } catch {
+      throw new TyrumError('TYRUM_ERR_CHANNEL_ADAPTER', `the ${result.kind} export "${exportName}" returned something other than JSON text: ${preview(Buffer.from(res.output).toString('utf8'), 200)}`);
+    }
+  } catch (e) {
+    if (callStarted > 0 && callMs === 0) callMs = performance.now() - callStarted;
+    error = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', `harness: ${(e as Error)?.message ?? String(e)}`);
+    if (Array.isArray(error.details?.logs)) logs = error.details.logs as LogEntry[];
+  } finally {
+    if (loaded) await pool.unload(key).catch(() => undefined);
+  }
+  result.logs = logs.map((l) => ({ level: l.level, message: l.message }));
+  if (usage) {
+    result.usage = {
+      wall_ms: round(usage.wall_ms),
+      mem_pages_peak: usage.mem_pages_peak,
+      host_calls: usage.host_calls,
+      alloc_bytes: usage.alloc_bytes,
+      egress_bytes: usage.egress_bytes,
+      output_bytes: usage.output_bytes,
+    };
+  } else if (callStarted > 0) {
+    result.usage = { wall_ms: round(callMs), mem_pages_peak: null, host_calls: null, alloc_bytes: null, egress_bytes: null, output_bytes: null };
+  }
+  return { answer, error };
+}
+
+/** Whether `error` is what `expected` names: its code, or a substring of its message. */
+function errorMatches(error: TyrumError, expected: string): boolean {
+  return error.code === expected || error.message.includes(expected);
+}
+
+/** The verdict on an expected error (null: the case expects none). */
+function errorVerdict(error: TyrumError | null, expected: string | undefined, what: string): string | null {
+  if (expected === undefined) return error === null ? null : `${error.code}: ${error.message}`;
+  if (error === null) return `expected an error matching ${JSON.stringify(expected)}, but ${what}`;
+  return errorMatches(error, expected) ? null : `expected an error matching ${JSON.stringify(expected)}, got ${error.code}: ${error.message}`;
+}
+
+/**
+ * The first place where `actual` does not match `expected` partially (the keys `expected` gives
+ * must match; arrays must have the same length, item by item; anything else must be equal), or null.
+ */
+export function partialDifference(expected: unknown, actual: unknown, at = ''): string | null {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (Array.isArray(expected) && Array.isArray(actual)) {
+    if (expected.length !== actual.length) return `${at || '/'}: expected ${expected.length} item${expected.length === 1 ? '' : 's'}, got ${actual.length}`;
+    for (let i = 0; i < expected.length; i++) {
+      const d = partialDifference(expected[i], actual[i], `${at}/${i}`);
+      if (d) return d;
+    }
+    return null;
+  }
+  if (isObj(expected) && isObj(actual)) {
+    for (const k of Object.keys(expected)) {
+      const p = `${at}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      if (!Object.hasOwn(actual, k)) return `${p}: missing (expected ${preview(expected[k], 200)})`;
+      const d = partialDifference(expected[k], actual[k], p);
+      if (d) return d;
+    }
+    return null;
+  }
+  if (canonicalJson(expected) === canonicalJson(actual)) return null;
+  return `${at || '/'}: expected ${preview(expected, 200)}, got ${preview(actual, 200)}`;
+}
+
+async function runInboundCase(src: PluginSource, pool: SandboxPool, file: string, index: number, raw: object, keySuffix: string): Promise<CaseResult> {
+  const manifest = src.manifest;
+  const result = channelResult(file, index, raw, 'inbound');
+  const issues = validate(InboundCase, raw);
+  if (issues.length > 0) {
+    result.problems.push(`not a valid inbound case: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    return result;
+  }
+  const c = raw as InboundCase;
+  const expect = c.expect ?? {};
+  const channel = pickChannel(manifest, c.inbound.channel, result);
+  if (channel === null) return result;
+  result.channel = channel.id;
+  if (expect.unverified !== undefined && c.verify === undefined) result.problems.push('expect.unverified needs "verify": { "secret": ... } (without it the harness does not check the webhook)');
+  if (expect.unverified !== undefined && (expect.messages !== undefined || expect.respond !== undefined || expect.error !== undefined)) {
+    result.problems.push('expect.unverified: a refused webhook never reaches the plugin, so give no messages, respond or error with it');
+  }
+  if (c.inbound.body === undefined) result.problems.push('inbound.body: required (the webhook body, a string or any JSON value)');
+  if (result.problems.length > 0) return result;
+
+  const bodyText = typeof c.inbound.body === 'string' ? c.inbound.body : JSON.stringify(c.inbound.body);
+  const body = Buffer.from(bodyText, 'utf8');
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c.inbound.headers ?? {})) headers[k.toLowerCase()] = v;
+
+  // The host's webhook check, before the plugin sees a byte.
+  if (c.verify === undefined) result.verified = 'skipped';
+  else {
+    const secret = Buffer.from(c.verify.secret, 'utf8');
+    const tsHeader = channel.verify.scheme === 'slack_v0' ? headers['x-slack-request-timestamp'] : channel.verify.scheme === 'hmac_sha256' ? headers['x-tyrum-timestamp'] : undefined;
+    const nowMs = c.verify.now !== undefined ? c.verify.now * 1000 : !c.verify.sign && tsHeader !== undefined && /^[0-9]{1,12}$/.test(tsHeader) ? Number(tsHeader) * 1000 : Date.now();
+    if (c.verify.sign) {
+      if (channel.verify.scheme === 'hmac_sha256') Object.assign(headers, signHmac(secret, body, nowMs));
+      else if (channel.verify.scheme === 'slack_v0') Object.assign(headers, signSlack(secret, body, nowMs));
+      else headers['x-telegram-bot-api-secret-token'] = c.verify.secret;
+    }
+    const v = verifyWebhook(channel.verify.scheme, headers, body, secret, nowMs, channel.verify.replay_window_s ?? REPLAY_WINDOW_DEFAULT_S);
+    result.verified = v.ok ? 'ok' : v.reason;
+    if (!v.ok) {
+      const want = expect.unverified;
+      if (want === undefined) result.problems.push(`the webhook does not verify (${channel.verify.scheme}: ${v.reason}); the host would refuse it with TYRUM_ERR_CHANNEL_UNVERIFIED before the plugin sees it`);
+      else if (want !== true && want !== v.reason) result.problems.push(`expected the webhook to be refused as ${want}, but it was refused as ${v.reason}`);
+      result.ok = result.problems.length === 0;
+      return result;
+    }
+    if (expect.unverified !== undefined) {
+      result.problems.push(`expected the webhook to be refused (${channel.verify.scheme}), but it verifies`);
+      return result;
+    }
+  }
+
+  // Only the headers the manifest lists, never a signature header, as the host passes them.
+  const shown = new Set((channel.inbound.headers ?? []).filter((h) => !SIGNATURE_HEADERS.has(h)));
+  const input = { headers: Object.fromEntries(Object.entries(headers).filter(([k]) => shown.has(k))), body: bodyText, instance: c.inbound.instance ?? TEST_INSTANCE };
+  result.shown_headers = Object.keys(input.headers).sort();
+  const call = await callChannelExport(src, pool, `${manifest.id}.${keySuffix}`, channel.inbound.export, input, result);
+  let error = call.error;
+  let normalised: InboundResult | null = null;
+  if (error === null) {
+    try {
+      normalised = checkInboundResult(call.answer);
+      result.inbound = normalised;
+    } catch (e) {
+      error = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', String(e));
+    }
+  }
+  if (error) result.error = { code: error.code, message: error.message };
+
+  const problems: string[] = [];
+  const ev = errorVerdict(error, expect.error, `the inbound export answered ${preview(normalised, 300)}`);
+  if (ev) problems.push(ev);
+  if (normalised !== null && expect.error === undefined) {
+    if (expect.messages !== undefined) {
+      const d = partialDifference(expect.messages, normalised.messages, '/messages');
+      if (d) problems.push(`inbound messages differ at ${d}\n  got ${preview(normalised.messages, 1000)}`);
+    }
+    if (expect.respond !== undefined) {
+      const d = partialDifference(expect.respond, normalised.respond, '/respond');
+      if (d) problems.push(`inbound respond differs at ${d}`);
+    }
+  }
+  result.problems = problems;
+  result.ok = problems.length === 0;
+  return result;
+}
+
+async function runOutboundCase(src: PluginSource, pool: SandboxPool, file: string, index: number, raw: object, keySuffix: string): Promise<CaseResult> {
+  const manifest = src.manifest;
+  const result = channelResult(file, index, raw, 'outbound');
+  const issues = validate(OutboundCase, raw);
+  if (issues.length > 0) {
+    result.problems.push(`not a valid outbound case: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    return result;
+  }
+  const c = raw as OutboundCase;
+  const expect = c.expect ?? {};
+  const channel = pickChannel(manifest, c.outbound.channel, result);
+  if (channel === null) return result;
+  result.channel = channel.id;
+  const credential = c.outbound.credential === undefined ? TEST_CREDENTIAL : c.outbound.credential;
+  if (credential !== null && Buffer.byteLength(credential) < MIN_SECRET_BYTES) result.problems.push(`outbound.credential: a fake credential needs at least ${MIN_SECRET_BYTES} bytes (shorter values cannot be redacted reliably)`);
+  const apiBase = c.outbound.api_base ?? channel.outbound.api_base;
+  if (!URL.canParse(apiBase) || !/^https?:$/.test(new URL(apiBase).protocol)) result.problems.push(`outbound.api_base: ${JSON.stringify(apiBase)} is not an http(s) URL`);
+  if (expect.error !== undefined && (expect.requests !== undefined || expect.count !== undefined)) result.problems.push('give expect.error or expect.requests/count, not both');
+  if (result.problems.length > 0) return result;
+
+  const input: OutboundInput = { text: c.outbound.text, chat_id: c.outbound.chat_id, thread_id: c.outbound.thread_id ?? null, text_limit: c.outbound.text_limit ?? channel.text_limit ?? DEFAULT_TEXT_LIMIT };
+  const call = await callChannelExport(src, pool, `${manifest.id}.${keySuffix}`, channel.outbound.export, input, result);
+  let error = call.error;
+  let sent: SentRequest[] | null = null;
+  if (error === null) {
+    try {
+      // The host's checks (destination, path, templates), then the URL and headers it would send.
+      sent = checkOutboundResult(channel, input, call.answer).map((r) => ({
+        method: r.method,
+        path: r.path,
+        url: outboundUrl(apiBase, r.path, credential).href,
+        headers: outboundHeaders(r.headers, credential),
+        body: r.body,
+      }));
+      result.outbound = sent;
+      result.requests = sent.map((r) => ({ method: r.method, url: r.url, status: null }));
+    } catch (e) {
+      error = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', String(e));
+    }
+  }
+  if (error) result.error = { code: error.code, message: error.message };
+
+  const problems: string[] = [];
+  const ev = errorVerdict(error, expect.error, `the outbound export answered ${sent?.length ?? 0} request${sent?.length === 1 ? '' : 's'} that pass the host's checks`);
+  if (ev) problems.push(ev);
+  if (sent !== null && expect.error === undefined) {
+    const want = expect.requests ?? [];
+    if (expect.count !== undefined && sent.length !== expect.count) problems.push(`outbound: expected ${expect.count} request${expect.count === 1 ? '' : 's'}, got ${sent.length}`);
+    else if (expect.count === undefined && expect.requests !== undefined && sent.length !== want.length) problems.push(`outbound: expected ${want.length} request${want.length === 1 ? '' : 's'}, got ${sent.length}`);
+    want.forEach((w, i) => {
+      const got = sent[i];
+      if (got === undefined) return;
+      const label = `outbound request ${i + 1} (${got.method} ${got.path})`;
+      if (w.method !== undefined && w.method.toUpperCase() !== got.method) problems.push(`${label}: method expected ${w.method.toUpperCase()}, got ${got.method}`);
+      if (w.path !== undefined && w.path !== got.path) problems.push(`${label}: path expected ${JSON.stringify(w.path)}, got ${JSON.stringify(got.path)}`);
+      if (w.url !== undefined) {
+        const url = URL.canParse(w.url) ? new URL(w.url).href : w.url;
+        if (url !== got.url) problems.push(`${label}: url expected ${url}, got ${got.url}`);
+      }
+      for (const [name, value] of Object.entries(w.headers ?? {})) {
+        const expected = credential === null ? value : value.split(CREDENTIAL_PLACEHOLDER).join(credential);
+        const actual = got.headers[name.toLowerCase()];
+        if (actual !== expected) problems.push(`${label}: header ${name.toLowerCase()} expected ${JSON.stringify(expected)}, got ${actual === undefined ? 'no such header' : JSON.stringify(actual)}`);
+      }
+      if (w.body !== undefined) {
+        const d = partialDifference(w.body, got.body, '/body');
+        if (d) problems.push(`${label}: body differs at ${d}`);
+      }
+    });
+  }
+  result.problems = problems;
+  result.ok = problems.length === 0;
+  return result;
+}
+
 // --- scripted HTTP: the gateway's egress handler, answered from the recordings ---
 
 /**
@@ -618,8 +1080,10 @@ export function formatReport(r: HarnessReport): string[] {
     `limits per call (what the gateway enforces once everything requested is granted): wall ${l.wall_ms} ms · memory ${l.memory_pages} pages · host calls ${l.host_calls} · alloc ${l.alloc_bytes} B · egress ${l.egress_bytes} B · output ${l.output_bytes} B`,
   ];
   for (const c of r.cases) {
-    const where = c.index > 0 ? ` [${c.file} #${c.index} ${c.tool}]` : '';
-    lines.push(`${c.ok ? '✓' : '✗'} ${c.name}${where}  ${usageLine(c.usage, l)}`);
+    const what = c.kind === 'tool' ? c.tool : `${c.kind}${c.channel !== undefined ? ` ${c.channel}` : ''}`;
+    const where = c.index > 0 ? ` [${c.file} #${c.index} ${what}]` : '';
+    const refused = c.kind === 'inbound' && c.verified !== undefined && c.verified !== 'ok' && c.verified !== 'skipped';
+    lines.push(`${c.ok ? '✓' : '✗'} ${c.name}${where}  ${refused ? `webhook refused by the host (${c.verified}), plugin not called` : usageLine(c.usage, l)}`);
     for (const p of c.problems) lines.push(...p.split('\n').map((x) => `    ${x}`));
     if (!c.ok) for (const log of c.logs.slice(0, 20)) lines.push(`    log ${log.level}: ${log.message}`);
   }

@@ -1,7 +1,10 @@
 /**
  * `tyrum plugin new`: writes a working plugin into a new directory: a manifest (one read-only tool,
  * `hello`, with strict JSON Schemas, and a config schema with one defaulted field), the source in
- * AssemblyScript or C, a test file for `tyrum plugin test`, a README and build settings.
+ * AssemblyScript or C, a test file for `tyrum plugin test`, a README and build settings. With
+ * `kind: 'channel'` (AssemblyScript only): a chat-channel adapter instead (no tools, one channel
+ * with inbound and outbound exports for a simple JSON webhook platform), with inbound and outbound
+ * test cases; templates/channel/ overlays templates/assemblyscript/.
  *
  * The result stands alone: nothing in it refers to a path outside its directory (the AssemblyScript
  * JSON runtime is copied from the PDK, sdk/pdk/assemblyscript/json.ts, at scaffold time; the I/O
@@ -24,6 +27,12 @@ import { PDK_ASSEMBLYSCRIPT_DIR } from './types.js';
 export const PLUGIN_LANGS = ['assemblyscript', 'c'] as const;
 export type PluginLang = (typeof PLUGIN_LANGS)[number];
 
+/** What `tyrum plugin new` can scaffold: a tool plugin (the default) or a chat-channel adapter. */
+export const PLUGIN_KINDS = ['tool', 'channel'] as const;
+export type PluginKind = (typeof PLUGIN_KINDS)[number];
+/** Languages each kind has templates for. */
+export const KIND_LANGS: Readonly<Record<PluginKind, readonly PluginLang[]>> = { tool: PLUGIN_LANGS, channel: ['assemblyscript'] };
+
 /** The manifest's id pattern (schemas/src/manifest.ts): the directory name is the plugin id. */
 export const PLUGIN_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}[a-z0-9]$/;
 
@@ -37,6 +46,8 @@ export interface ScaffoldOptions {
   /** The plugin id, also the new directory's name. */
   name: string;
   lang?: PluginLang;
+  /** A tool plugin (default) or a chat-channel adapter (AssemblyScript only). */
+  kind?: PluginKind;
   /** The directory to create the plugin in (default: the current directory). */
   parent?: string;
 }
@@ -44,6 +55,7 @@ export interface ScaffoldOptions {
 export interface ScaffoldResult {
   id: string;
   lang: PluginLang;
+  kind: PluginKind;
   /** The new plugin directory (absolute). */
   dir: string;
   /** The files written, relative to `dir`, sorted. */
@@ -124,6 +136,45 @@ export function scaffoldManifest(id: string): Record<string, unknown> {
   };
 }
 
+/** The channel scaffold's API base (an instance may name another). */
+export const SCAFFOLD_CHANNEL_API_BASE = 'https://chat.example.com/api';
+
+/**
+ * The manifest of a new channel adapter: no tools, one channel `chat` for a simple JSON webhook
+ * platform (hmac_sha256 webhooks, `POST /messages` with a bearer token).
+ */
+export function scaffoldChannelManifest(id: string): Record<string, unknown> {
+  return {
+    manifest_version: 1,
+    id,
+    name: id,
+    version: '0.1.0',
+    description: `A chat-channel adapter for a JSON webhook platform. (Describe which platform ${id} connects: operators read this before they install it.)`,
+    publisher: 'Your name',
+    license: 'Apache-2.0',
+    engines: { tyrum: '^1.0.0' },
+    wasm: { path: SCAFFOLD_WASM_PATH, sha256: PLACEHOLDER_SHA256 },
+    contributes: {
+      tools: [],
+      channels: [
+        {
+          id: 'chat',
+          description: 'Messages from signed JSON webhooks ({id, sender, chat, text}); replies as POST /messages with a bearer token, split at text_limit.',
+          verify: { scheme: 'hmac_sha256' },
+          inbound: { export: 'inbound', headers: ['content-type'] },
+          outbound: {
+            export: 'outbound',
+            api_base: SCAFFOLD_CHANNEL_API_BASE,
+            destination: { chat: '/chat_id', thread: '/thread_id' },
+            receipt_pointer: '/id',
+          },
+          text_limit: 4000,
+        },
+      ],
+    },
+  };
+}
+
 /** Files a template folder holds: relative paths, sorted. */
 function listTemplates(dir: string, prefix = ''): string[] {
   const out: string[] = [];
@@ -158,6 +209,13 @@ export function scaffoldPlugin(opts: ScaffoldOptions): ScaffoldResult {
   if (!(PLUGIN_LANGS as readonly string[]).includes(lang)) {
     throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown language ${JSON.stringify(lang)} (known: ${PLUGIN_LANGS.join(', ')})`);
   }
+  const kind = opts.kind ?? 'tool';
+  if (!(PLUGIN_KINDS as readonly string[]).includes(kind)) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown kind ${JSON.stringify(kind)} (known: ${PLUGIN_KINDS.join(', ')})`);
+  }
+  if (!KIND_LANGS[kind].includes(lang)) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `${kind} templates exist for AssemblyScript only (--lang ${KIND_LANGS[kind].join('|')}); drop --lang ${lang}`);
+  }
   const dir = resolve(opts.parent ?? '.', id);
   let created = false;
   if (existsSync(dir)) {
@@ -179,10 +237,19 @@ export function scaffoldPlugin(opts: ScaffoldOptions): ScaffoldResult {
   vars.test_format = fill(readFileSync(join(common, 'test-format.md.tmpl'), 'utf8'), vars).trimEnd();
 
   const files = new Map<string, string>();
-  files.set(MANIFEST_FILE, `${JSON.stringify(scaffoldManifest(id), null, 2)}\n`);
-  files.set('tests/hello.test.json', readFileSync(join(common, 'hello.test.json.tmpl'), 'utf8'));
   const langDir = join(templates, lang);
-  for (const rel of listTemplates(langDir)) files.set(outputPath(rel), fill(readFileSync(join(langDir, rel), 'utf8'), vars));
+  if (kind === 'channel') {
+    // The AssemblyScript build settings and helpers, with the channel's own source, README and tests.
+    files.set(MANIFEST_FILE, `${JSON.stringify(scaffoldChannelManifest(id), null, 2)}\n`);
+    const channelDir = join(templates, 'channel');
+    const own = new Set(listTemplates(channelDir));
+    for (const rel of listTemplates(langDir)) if (!own.has(rel)) files.set(outputPath(rel), fill(readFileSync(join(langDir, rel), 'utf8'), vars));
+    for (const rel of own) files.set(outputPath(rel), fill(readFileSync(join(channelDir, rel), 'utf8'), vars));
+  } else {
+    files.set(MANIFEST_FILE, `${JSON.stringify(scaffoldManifest(id), null, 2)}\n`);
+    files.set('tests/hello.test.json', readFileSync(join(common, 'hello.test.json.tmpl'), 'utf8'));
+    for (const rel of listTemplates(langDir)) files.set(outputPath(rel), fill(readFileSync(join(langDir, rel), 'utf8'), vars));
+  }
   // The JSON runtime is the PDK's own file, copied as-is: one source, no template to drift.
   if (lang === 'assemblyscript') files.set('assembly/json.ts', readFileSync(join(packageInfo().root, PDK_ASSEMBLYSCRIPT_DIR, 'json.ts'), 'utf8'));
 
@@ -198,5 +265,5 @@ export function scaffoldPlugin(opts: ScaffoldOptions): ScaffoldResult {
     else for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
     throw e;
   }
-  return { id, lang, dir, files: [...files.keys()].sort() };
+  return { id, lang, kind, dir, files: [...files.keys()].sort() };
 }

@@ -6,17 +6,21 @@
  */
 import { relative } from 'node:path';
 import { TyrumError } from '../../../core/errors/index.js';
-import { PLUGIN_LANGS, scaffoldPlugin, type PluginLang } from '../scaffold.js';
+import { PLUGIN_KINDS, PLUGIN_LANGS, scaffoldPlugin, type PluginKind, type PluginLang } from '../scaffold.js';
 import { buildPlugin, CLANG_ENV, PluginBuildError } from '../build.js';
 import { parse } from '../../../core/cli/args.js';
 import type { Io } from '../../../core/cli/io.js';
 
-export const NEW_USAGE = `usage: tyrum plugin new NAME [--lang assemblyscript|c] [--dir DIR]
+export const NEW_USAGE = `usage: tyrum plugin new NAME [--kind tool|channel] [--lang assemblyscript|c] [--dir DIR]
 
 Create DIR/NAME/ (DIR defaults to the current directory): a working plugin with one tool, "hello",
 its manifest (tyrum.plugin.json), source, a test (tests/hello.test.json) and a README.
 NAME is the plugin id: 2-64 characters, lowercase letters, digits and "-", starting with a letter.
 
+  --kind tool             (default) a tool plugin
+  --kind channel          a chat-channel adapter (AssemblyScript only): inbound and outbound exports
+                          for a JSON webhook platform, with tests/inbound.test.json and
+                          tests/outbound.test.json
   --lang assemblyscript   (default) AssemblyScript with @extism/as-pdk; needs nothing but Tyrum
   --lang c                C for wasm32; needs clang and lld (Debian: apt-get install clang lld)
   --dir DIR               where to create the plugin's folder`;
@@ -40,15 +44,26 @@ function asLang(v: string | undefined): PluginLang {
   return v as PluginLang;
 }
 
+function asKind(v: string | undefined, lang: string | undefined): PluginKind {
+  if (v === undefined) return 'tool';
+  if (!(PLUGIN_KINDS as readonly string[]).includes(v)) {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown --kind "${v}" (known: ${PLUGIN_KINDS.join(', ')})`);
+  }
+  if (v === 'channel' && lang !== undefined && lang !== 'assemblyscript') {
+    throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `channel templates exist for AssemblyScript only: --kind channel takes no --lang ${lang} (omit --lang)\n${NEW_USAGE}`);
+  }
+  return v as PluginKind;
+}
+
 /** A path as shown to the user: relative to the current directory when inside it. */
 function shown(path: string): string {
   const rel = relative(process.cwd(), path);
   return rel === '' ? '.' : rel.startsWith('..') ? path : rel;
 }
 
-/** `tyrum plugin new NAME [--lang assemblyscript|c] [--dir DIR]` */
+/** `tyrum plugin new NAME [--kind tool|channel] [--lang assemblyscript|c] [--dir DIR]` */
 export async function pluginNew(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { lang: { type: 'string' }, dir: { type: 'string' } }, 1);
+  const { values, positionals } = parse(argv, { kind: { type: 'string' }, lang: { type: 'string' }, dir: { type: 'string' } }, 1);
   if (values.help) {
     io.out(NEW_USAGE);
     return 0;
@@ -56,9 +71,10 @@ export async function pluginNew(argv: string[], io: Io): Promise<number> {
   const name = positionals[0];
   if (name === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `missing the plugin NAME\n${NEW_USAGE}`);
   const lang = asLang(values.lang);
-  const r = scaffoldPlugin({ name, lang, ...(values.dir !== undefined ? { parent: values.dir } : {}) });
+  const kind = asKind(values.kind, values.lang);
+  const r = scaffoldPlugin({ name, lang, kind, ...(values.dir !== undefined ? { parent: values.dir } : {}) });
   const where = shown(r.dir);
-  io.out(`Created ${r.id} (${r.lang === 'c' ? 'C' : 'AssemblyScript'}) in ${where}/:`);
+  io.out(`Created ${r.id} (${r.lang === 'c' ? 'C' : 'AssemblyScript'}${r.kind === 'channel' ? ', channel adapter' : ''}) in ${where}/:`);
   for (const f of r.files) io.out(`  ${f}`);
   io.out(`next:\n  cd ${where}\n  tyrum plugin build\n  tyrum plugin test`);
   return 0;
@@ -82,7 +98,8 @@ export async function pluginBuild(argv: string[], io: Io): Promise<number> {
     const mem = r.memory;
     io.out(`Built ${r.id} ${r.version} with ${r.compiler} in ${(r.ms / 1000).toFixed(1)} s`);
     io.out(`  module:   ${r.wasmPath} ${r.wasmBytes.toLocaleString('en-US')} bytes, sha256 ${r.sha256}`);
-    io.out(`  tools:    ${r.tools.map((t) => (t.id === t.export ? t.id : `${t.id} (export ${t.export})`)).join(', ')}`);
+    io.out(`  tools:    ${r.tools.length === 0 ? 'none' : r.tools.map((t) => (t.id === t.export ? t.id : `${t.id} (export ${t.export})`)).join(', ')}`);
+    if (r.channels.length > 0) io.out(`  channels: ${r.channels.map((c) => `${c.id} (exports ${c.inbound}, ${c.outbound})`).join(', ')}`);
     io.out(
       `  memory:   initial ${mem.initialPages ?? 0} pages, maximum ${mem.declaredMaxPages === null ? `none (the gateway caps it at ${mem.capPages})` : mem.declaredMaxPages} of requests.memory.max_pages ${mem.capPages}`,
     );

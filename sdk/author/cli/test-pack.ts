@@ -12,7 +12,9 @@ import type { Io } from '../../../core/cli/io.js';
 export const TEST_USAGE = `usage: tyrum plugin test [DIR] [--json]
   Runs DIR/tests/*.test.json (DIR defaults to .) against the built plugin in the gateway's sandbox,
   under the budgets the gateway enforces once everything the manifest requests is granted.
-  Each case: { "name"?, "tool", "input", "expect"? | "expect_error"?, "config"?, "kv"?, "http"?, "secrets"? }.
+  Each case: { "name"?, "tool", "input", "expect"? | "expect_error"?, "config"?, "kv"?, "http"?, "secrets"? };
+  for channel adapters also { "name"?, "inbound": { "body", "headers"?, ... }, "verify"?, "expect"? } and
+  { "name"?, "outbound": { "text", "chat_id", ... }, "expect"? } (docs/plugin-authors.md, "Channel adapters").
   Prints ✓/✗ per case with its budget use against the limits, then "N passed, M failed"; exit 1 on any failure.`;
 
 export const PACK_USAGE = `usage: tyrum plugin pack [DIR] [--out FILE] [--json]

@@ -201,7 +201,7 @@ t.test('an unknown --lang, a missing name, extra arguments and unknown flags are
   t.throws(() => scaffoldPlugin({ name: 'x1', lang: 'go' as never, parent }), /unknown language "go" \(known: assemblyscript, c\)/);
   const missing = await cli(pluginNew, ['--dir', parent]);
   t.equal(missing.code, 2);
-  t.match(missing.err, /missing the plugin NAME\nusage: tyrum plugin new NAME \[--lang assemblyscript\|c\] \[--dir DIR\]/);
+  t.match(missing.err, /missing the plugin NAME\nusage: tyrum plugin new NAME \[--kind tool\|channel\] \[--lang assemblyscript\|c\] \[--dir DIR\]/);
   const extra = await cli(pluginNew, ['x1', 'x2', '--dir', parent]);
   t.equal(extra.code, 2);
   t.match(extra.err, /unexpected argument "x2"/);
