@@ -18,6 +18,8 @@ import type { McpHost } from './mcp/host.js';
 import { PolicyService, policyCall } from './policy/index.js';
 import { ApprovalService, type ResolveApproval } from './approvals/index.js';
 import type { ExecutionEngine, OutboxEvent } from './execution/index.js';
+import type { ConversationService, TurnRunner } from './conversations/index.js';
+import type { ChannelService } from './channels/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -66,6 +68,9 @@ export interface RunningGateway {
   readonly engine: ExecutionEngine;
   readonly policy: PolicyService;
   readonly approvals: ApprovalService;
+  readonly conversations: ConversationService;
+  readonly turns: TurnRunner;
+  readonly channels: ChannelService;
   close(): Promise<void>;
 }
 
@@ -130,7 +135,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -143,6 +148,8 @@ async function gatewayParts() {
     import('./nodes/registry.js'),
     import('./nodes/host.js'),
     import('./nodes/presence.js'),
+    import('./conversations/index.js'),
+    import('./channels/index.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -159,6 +166,8 @@ async function gatewayParts() {
     NodeRegistry: nodeRegistry.NodeRegistry,
     NodeHost: nodeHost.NodeHost,
     PresenceRegistry: nodePresence.PresenceRegistry,
+    conversations,
+    channels,
   };
 }
 
@@ -168,7 +177,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -248,7 +257,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     });
     // Capabilities of approved nodes are tools too (node.<capability>[@<node>]).
     const tools = new ToolCatalog(host, mcpHost, new NodeHost({ store, connections: nodes }));
-    const actorOf = (createdBy: string) => ({ kind: 'token', id: createdBy });
+    // A run's creator: a token id, or channel:<plugin>/<instance> for a channel conversation's turn.
+    const actorOf = (createdBy: string) => (createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : { kind: 'token', id: createdBy });
     const engine = new ExecutionEngine({
       store,
       audit,
@@ -300,6 +310,62 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       delivered.push(e);
       if (delivered.length === 1) queueMicrotask(pump);
     });
+    // Conversations, agent turns and channels.
+    const channelOf = (pluginId: string, channelId: string | null) => {
+      const m = plugins.get(pluginId)?.manifest;
+      const list = m?.contributes.channels ?? [];
+      return (channelId === null ? (list.length === 1 ? list[0] : undefined) : list.find((c) => c.id === channelId)) ?? null;
+    };
+    const secretAccess = { has: (n: string) => secrets.has(n), destinations: (n: string) => secrets.destinations(n), reveal: (n: string) => secrets.reveal(n) };
+    const deliverer = new chan.Deliverer({
+      store,
+      events: engine.events,
+      audit,
+      contribution: channelOf,
+      enabled: (id) => pluginHost.enabledPlugin(id) !== undefined,
+      callExport: (id, exp, input) => pluginHost.callChannel(id, exp, input),
+      reveal: (n) => secrets.reveal(n),
+      destinations: (n) => secrets.destinations(n),
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
+    const conversations = new conv.ConversationService({ store, events: engine.events, maxPendingMessages: config.limits.maxPendingMessages });
+    const backends = new conv.BackendSource(store, secretAccess);
+    const turns = new conv.TurnRunner({
+      store,
+      events: engine.events,
+      owner: engine.owner,
+      backend: () => backends.current(),
+      offeredTools: async () => {
+        const globs = backends.current().settings.tools;
+        const out = [];
+        for (const t of await tools.list()) {
+          if (!globs.some((g) => conv.globMatch(g, t.tool_id))) continue;
+          // Tools the policy denies are not offered to the model (each call is still decided).
+          const d = tools.describe(t.tool_id);
+          if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced === 'deny') continue;
+          out.push({ tool_id: t.tool_id, description: t.description, input_schema: t.input_schema });
+        }
+        return out;
+      },
+      engine,
+      publish: (type, payload) => server?.publish(type, payload),
+      onReply: (c, m) => deliverer.queue(c, m),
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
+    conversations.onQueued = () => turns.kick();
+    const channels = new chan.ChannelService({
+      store,
+      events: engine.events,
+      audit,
+      conversations,
+      contribution: channelOf,
+      enabled: (id) => pluginHost.enabledPlugin(id) !== undefined,
+      callExport: (id, exp, input) => pluginHost.callChannel(id, exp, input),
+      reveal: (n) => secrets.reveal(n),
+      secretExists: (n) => secrets.has(n),
+      queueDelivery: (c, m) => deliverer.queue(c, m),
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
     const handlers = createHandlers({
@@ -319,6 +385,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       pairings: svc.pairings,
       nodes,
       presence,
+      conversations,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -354,6 +421,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         engine.kick();
         // A pairing approved, denied or revoked from the CLI.
         void nodes.reconcile();
+        // A channel added or a sender approved from the CLI; a backend set.
+        turns.kick();
+        deliverer.kick();
         return picked;
       },
       onPeerReady: (session) => {
@@ -367,6 +437,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       onPeerSeen: (peer) => presence.seen(peer),
       redact: redactor.redactDeep,
       handle: dispatch,
+      // POST /channels/<plugin>/<instance>/webhook: verified by the host, parsed by the plugin.
+      channelWebhook: async (plugin, name, headers, body) => {
+        await server?.syncExternal();
+        return channels.webhook(plugin, name, headers, body);
+      },
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
       // WebSocket pipeline (contract check, policy, approvals, durable run, audit).
       mcp: createMcpEndpoint({
@@ -405,6 +480,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Last, with nothing after it that can fail: the catch below cannot stop an engine (its timers
     // would then run over the closed store); running.close() does.
     engine.start();
+    turns.start();
+    deliverer.start();
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,
@@ -426,7 +503,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       engine,
       policy,
       approvals,
+      conversations,
+      turns,
+      channels,
       close: async () => {
+        await turns.stop();
+        await deliverer.stop();
         await engine.stop();
         await server!.close();
         presence.close();

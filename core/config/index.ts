@@ -39,6 +39,8 @@ export interface Limits {
   sandboxIdleMs: number;
   /** Most plugin sandboxes live at once; starting one more evicts the least recently used idle one. */
   maxLiveSandboxes: number;
+  /** User messages a conversation may hold waiting for a turn; more are refused (TYRUM_ERR_CONVERSATION_QUEUE_FULL). */
+  maxPendingMessages: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -60,6 +62,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   auditCheckpointEntries: DEFAULT_CHECKPOINT_ENTRIES,
   sandboxIdleMs: 10 * 60_000,
   maxLiveSandboxes: 256,
+  maxPendingMessages: 20,
 });
 
 export interface Config {

@@ -11,7 +11,19 @@ import { randomUUID } from 'node:crypto';
 import type { RunRow, StepRow, Store } from '../store/index.js';
 import { TyrumError } from '../errors/index.js';
 
-export const EXECUTION_EVENT_TYPES = ['run.updated', 'step.updated', 'approval.updated', 'pairing.updated'] as const;
+export const EXECUTION_EVENT_TYPES = [
+  'run.updated',
+  'step.updated',
+  'approval.updated',
+  'pairing.updated',
+  'message.created',
+  'message.final',
+  'turn.started',
+  'turn.completed',
+  'turn.failed',
+  'delivery.receipt',
+  'channel.sender_updated',
+] as const;
 export type ExecutionEventType = (typeof EXECUTION_EVENT_TYPES)[number];
 
 /** One outbox event. `seq` is the catch-up cursor; `event_id` the dedupe key. */

@@ -71,6 +71,12 @@ export interface GatewayDeps {
     /** Ends requests in flight (called before the HTTP server closes, which waits for them). */
     close(): Promise<void>;
   };
+  /**
+   * `POST /channels/<plugin>/<instance>/webhook`: a chat platform's webhook. No bearer token (the
+   * platform cannot send one): the channel service verifies the platform's signature or secret
+   * token over the raw body before anything else. Without it the route answers 404.
+   */
+  channelWebhook?(plugin: string, instance: string, headers: IncomingMessage['headers'], body: Buffer): Promise<{ status: number; body: unknown }>;
 }
 
 const INVALID_TOKEN = 'invalid, expired or revoked token';
@@ -213,6 +219,23 @@ export class GatewayServer {
   }
 
   private routes(): void {
+    // Channel webhooks get the raw bytes (signatures are over them), in their own scope so the
+    // JSON parsing of /mcp is untouched.
+    void this.app.register(async (scope) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: this.deps.config.limits.httpBodyLimitBytes }, (_req, body, done) => done(null, body));
+      scope.post<{ Params: { plugin: string; instance: string } }>('/channels/:plugin/:instance/webhook', async (req, reply) => {
+        if (!this.deps.channelWebhook) return reply.code(404).send({ error: { code: 'not_found', message: 'channels are not enabled' } });
+        const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        try {
+          const r = await this.deps.channelWebhook(req.params.plugin, req.params.instance, req.headers, body);
+          return reply.code(r.status).header('content-type', 'application/json').send(JSON.stringify(r.body));
+        } catch (e) {
+          this.app.log.error({ err: e }, 'channel webhook failed');
+          return reply.code(500).send({ error: { code: 'internal', message: 'internal error' } });
+        }
+      });
+    });
     this.app.get('/healthz', async () => ({ status: 'ok', version: this.deps.version, key_id: this.deps.keyId }));
     this.app.get('/contracts', async () => ({ contracts: Object.keys(CONTRACTS).map((n) => `/contracts/${n}.json`) }));
     this.app.get<{ Params: { file: string } }>('/contracts/:file', async (req, reply) => {

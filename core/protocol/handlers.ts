@@ -20,6 +20,7 @@ import type { PairingService, Pairing } from '../nodes/pairing.js';
 import type { NodeRegistry } from '../nodes/registry.js';
 import { presenceView, type PresenceRegistry } from '../nodes/presence.js';
 import { isTyrumError } from '../errors/index.js';
+import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type ConversationService } from '../conversations/service.js';
 
 export interface HandlerServices {
   store: Store;
@@ -40,6 +41,7 @@ export interface HandlerServices {
   /** The node connections: whether a node is connected; told when pairings change. */
   nodes: Pick<NodeRegistry, 'connected' | 'reconcile' | 'reportReady' | 'evidence'>;
   presence: Pick<PresenceRegistry, 'list'>;
+  conversations: ConversationService;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -279,6 +281,31 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { events, next_after: events.length > 0 ? events[events.length - 1]!.cursor : after };
     },
 
+    'conversation.create': async (p, peer) => {
+      const c = await s.conversations.create((p as { title?: string }).title ?? null, peer.token.id);
+      return { conversation: conversationInfo(c) };
+    },
+    'conversation.list': async (p) => {
+      const q = p as { channel?: string; limit?: number; before?: string };
+      const before = q.before === undefined ? undefined : Date.parse(q.before);
+      return { conversations: s.conversations.list(q.limit ?? 50, q.channel, before).map(conversationInfo) };
+    },
+    'conversation.get': async (p) => {
+      const q = p as { conversation_id: string; limit?: number };
+      const c = s.conversations.get(q.conversation_id);
+      const repo = s.store.conversations;
+      return {
+        conversation: conversationInfo(c),
+        messages: repo.lastMessages(c.id, q.limit ?? 100).map(messageInfo),
+        turns: repo.turns(c.id, 20).map(turnInfo),
+        deliveries: repo.deliveries(c.id, 20).map(deliveryInfo),
+      };
+    },
+    'conversation.send': async (p, peer) => {
+      const q = p as { conversation_id: string; text: string; idempotency_key?: string };
+      const r = await s.conversations.send(q.conversation_id, q.text, peer.token.id, q.idempotency_key);
+      return { message: messageInfo(r.message), turn_id: r.turn_id, existing: r.existing };
+    },
     'secret.list': async () => ({
       secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),
     }),

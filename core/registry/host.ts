@@ -333,6 +333,30 @@ export class PluginHost {
     });
   }
 
+  /**
+   * Calls an export of an enabled plugin's channel adapter (manifest `contributes.channels`) in
+   * its sandbox, under its budgets: JSON in, JSON out. A plugin error, a trap or output that is
+   * not JSON is a TyrumError; plugin text in messages is redacted.
+   */
+  async callChannel(pluginId: string, exportName: string, input: unknown): Promise<unknown> {
+    const c = this.entry(pluginId);
+    if (!c) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `plugin ${pluginId} is not enabled`, { plugin_id: pluginId });
+    let res: CallResult;
+    try {
+      res = await this.call(c, exportName, new TextEncoder().encode(JSON.stringify(input)));
+    } catch (e) {
+      const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', `channel adapter ${pluginId} failed`, undefined, { cause: e });
+      if (Array.isArray(err.details?.logs)) this.pluginLogs({ plugin_id: pluginId, tool_id: `channel:${exportName}` }, err.details.logs as PluginLogLine[]);
+      throw new TyrumError(err.code, String(this.o.redact(err.message)), err.details ? (this.o.redact(stripLogs(err.details)) as Record<string, unknown>) : undefined);
+    }
+    this.pluginLogs({ plugin_id: pluginId, tool_id: `channel:${exportName}` }, res.logs);
+    try {
+      return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(res.output)) as unknown;
+    } catch {
+      throw new TyrumError('TYRUM_ERR_CHANNEL_ADAPTER', `channel adapter ${pluginId} export ${exportName} did not return JSON`, { plugin_id: pluginId, export: exportName });
+    }
+  }
+
   /** An enabled plugin as the catalog holds it (read now if not yet), or undefined. */
   enabledPlugin(pluginId: string): EnabledPlugin | undefined {
     return this.entry(pluginId)?.plugin;

@@ -256,6 +256,11 @@ export class ConversationRepo {
     return prepared(this.db, 'SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
   }
 
+  /** An operator message sent with this idempotency key in the conversation, if any. */
+  messageByKey(conversationId: string, key: string): MessageRow | undefined {
+    return prepared(this.db, "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND json_extract(provenance, '$.idempotency_key') = ?").get(conversationId, key) as MessageRow | undefined;
+  }
+
   /** The newest `limit` messages, oldest first. */
   lastMessages(conversationId: string, limit: number): MessageRow[] {
     return (prepared(this.db, 'SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?').all(conversationId, limit) as MessageRow[]).reverse();

@@ -23,6 +23,7 @@ export const LimitsConfig = Strict({
   audit_checkpoint_entries: Int(1, 1_000_000, 'The signed audit checkpoint is written as soon as this many entries are committed without one. Default 1000.'),
   sandbox_idle_ms: Int(10, 86_400_000, 'A plugin sandbox without calls for this long is evicted; the next call starts it again. Default 600000.'),
   max_live_sandboxes: Int(1, 10_000, 'Most plugin sandboxes live at once; starting one more evicts the least recently used one without a call in flight. Default 256.'),
+  max_pending_messages: Int(1, 10_000, 'User messages a conversation may hold waiting for a turn (a turn takes every waiting message); more are refused with TYRUM_ERR_CONVERSATION_QUEUE_FULL. Default 20.'),
 });
 
 export const GatewayConfig = Strict({

@@ -144,6 +144,58 @@ export const PairingInfo = Strict({
   connected: Type.Boolean({ description: 'A connection of this node is open to this gateway now.' }),
 });
 
+const ConversationId = Type.String({ pattern: '^conv_[0-9a-f]{16}$' });
+const MessageId = Type.String({ pattern: '^msg_[0-9a-f]{16}$' });
+const TurnId = Type.String({ pattern: '^turn_[0-9a-f]{16}$' });
+export const TURN_STATES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
+export const MESSAGE_ROLES = ['user', 'assistant', 'tool', 'notice'] as const;
+export const TokenUsageInfo = Strict({ prompt_tokens: Type.Integer({ minimum: 0 }), completion_tokens: Type.Integer({ minimum: 0 }), total_tokens: Type.Integer({ minimum: 0 }) });
+export const ConversationInfo = Strict({
+  conversation_id: ConversationId,
+  channel: Type.String({ description: '"operator" for a conversation an operator client created, else the channel instance ("<plugin>/<name>").' }),
+  account: Type.String({ description: 'The chat id on the channel, or the creating token for an operator conversation.' }),
+  thread: Type.Union([Type.String(), Type.Null()]),
+  title: Type.Union([Type.String(), Type.Null()]),
+  created_by: Type.String(),
+  created_at: IsoTime,
+  updated_at: IsoTime,
+});
+export const MessageInfo = Strict({
+  message_id: MessageId,
+  seq: Type.Integer({ minimum: 1 }),
+  role: lit(MESSAGE_ROLES),
+  content: Type.Union([Type.String(), Type.Null()]),
+  tool_calls: Type.Union([Type.Array(Strict({ id: Type.String(), tool_id: Type.Union([Type.String(), Type.Null()]), arguments: Type.String() })), Type.Null()]),
+  tool_call_id: Type.Union([Type.String(), Type.Null()]),
+  run_id: Type.Union([Type.String(), Type.Null()]),
+  turn_id: Type.Union([TurnId, Type.Null()]),
+  provenance: JsonObject,
+  usage: Type.Union([TokenUsageInfo, Type.Null()]),
+  created_at: IsoTime,
+});
+export const TurnInfo = Strict({
+  turn_id: TurnId,
+  state: lit(TURN_STATES),
+  waiting: Type.Union([Type.String({ description: '"approval" while a tool call waits for an operator.' }), Type.Null()]),
+  steps: Type.Integer({ minimum: 0, description: 'Model calls made.' }),
+  usage: TokenUsageInfo,
+  error: Type.Union([RecordedError, Type.Null()]),
+  created_at: IsoTime,
+  started_at: Type.Union([IsoTime, Type.Null()]),
+  finished_at: Type.Union([IsoTime, Type.Null()]),
+});
+export const DeliveryInfo = Strict({
+  delivery_id: Type.String({ pattern: '^dlv_[0-9a-f]{16}$' }),
+  message_id: MessageId,
+  state: lit(['pending', 'delivered', 'failed'] as const),
+  parts_sent: Type.Integer({ minimum: 0 }),
+  attempts: Type.Integer({ minimum: 0 }),
+  receipts: Type.Array(Type.String()),
+  last_error: Type.Union([Type.String(), Type.Null()]),
+  created_at: IsoTime,
+  finished_at: Type.Union([IsoTime, Type.Null()]),
+});
+
 export const PresenceEntry = Strict({
   device_id: DeviceId,
   role: Role,
@@ -584,6 +636,38 @@ export const OPERATIONS = {
       next_after: Type.Integer({ minimum: 0 }),
     }),
   },
+  'conversation.create': {
+    description: 'Starts a conversation with the agent for this operator client.',
+    scopes: ['operator.write'],
+    roles: ['client'],
+    payload: Strict({ title: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
+    result: Strict({ conversation: ConversationInfo }),
+  },
+  'conversation.list': {
+    description: 'Conversations, most recently active first (operator and channel ones).',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ channel: Type.Optional(Type.String({ maxLength: 200 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), before: Type.Optional(IsoTime) }),
+    result: Strict({ conversations: Type.Array(ConversationInfo) }),
+  },
+  'conversation.get': {
+    description: "A conversation with its latest messages (oldest first), its latest turns and, for a channel conversation, its reply deliveries.",
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ conversation_id: ConversationId, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }),
+    result: Strict({ conversation: ConversationInfo, messages: Type.Array(MessageInfo), turns: Type.Array(TurnInfo), deliveries: Type.Array(DeliveryInfo) }),
+  },
+  'conversation.send': {
+    description: 'A message from the operator into a conversation. One turn runs at a time; a message sent during a turn waits and the next turn takes every waiting message. Answers at once with the stored message and the turn that will take it; follow message.* and turn.* events.',
+    scopes: ['operator.write'],
+    roles: ['client'],
+    payload: Strict({
+      conversation_id: ConversationId,
+      text: Type.String({ minLength: 1, maxLength: 32_768 }),
+      idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Repeating a key in this conversation returns the first message instead of sending again.' })),
+    }),
+    result: Strict({ message: MessageInfo, turn_id: TurnId, existing: Type.Boolean() }),
+  },
   'secret.list': {
     description: 'Secret handles and their bound destinations; never values.',
     scopes: ['operator.admin'],
@@ -671,6 +755,72 @@ export const EVENTS = {
       trust_level: Type.Union([Type.Literal('local'), Type.Literal('remote'), Type.Null()]),
       node_name: Type.Union([Type.String(), Type.Null()]),
     }),
+  },
+  'message.created': {
+    description: 'A message was stored in a conversation: a user message (operator or channel), a tool result, or a notice (durable).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, message_id: MessageId, seq: Type.Integer({ minimum: 1 }), role: lit(MESSAGE_ROLES), turn_id: Type.Union([TurnId, Type.Null()]), content: Type.Union([Type.String(), Type.Null()]), tool_call_id: Type.Union([Type.String(), Type.Null()]), run_id: Type.Union([Type.String(), Type.Null()]) }),
+  },
+  'message.delta': {
+    description: 'A piece of assistant text as the model streams it (live only; message.final carries the whole).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, turn_id: TurnId, message_id: MessageId, delta: Type.String() }),
+  },
+  'message.final': {
+    description: 'An assistant message is complete and stored: its text and the tool calls it asks for (durable).',
+    audience: ['operator.read'],
+    payload: Strict({
+      conversation_id: ConversationId,
+      turn_id: TurnId,
+      message_id: MessageId,
+      seq: Type.Integer({ minimum: 1 }),
+      content: Type.Union([Type.String(), Type.Null()]),
+      tool_calls: Type.Array(Strict({ id: Type.String(), tool_id: Type.Union([Type.String(), Type.Null()]), arguments: Type.String() })),
+    }),
+  },
+  'turn.started': {
+    description: 'An agent turn started (or resumed after a restart) (durable).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, turn_id: TurnId, state: lit(TURN_STATES), steps: Type.Integer({ minimum: 0 }), usage: TokenUsageInfo, error_code: Type.Union([Type.String(), Type.Null()]) }),
+  },
+  'turn.completed': {
+    description: 'An agent turn ended with a final answer (durable).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, turn_id: TurnId, state: lit(TURN_STATES), steps: Type.Integer({ minimum: 0 }), usage: TokenUsageInfo, error_code: Type.Union([Type.String(), Type.Null()]) }),
+  },
+  'turn.failed': {
+    description: 'An agent turn ended without an answer: the backend failed, the step cap was reached, or it was cancelled (durable).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, turn_id: TurnId, state: lit(TURN_STATES), steps: Type.Integer({ minimum: 0 }), usage: TokenUsageInfo, error_code: Type.Union([Type.String(), Type.Null()]) }),
+  },
+  'typing.started': {
+    description: 'The agent is producing an answer in this conversation (live only).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, turn_id: TurnId }),
+  },
+  'typing.stopped': {
+    description: 'The agent stopped producing an answer (live only).',
+    audience: ['operator.read'],
+    payload: Strict({ conversation_id: ConversationId, turn_id: TurnId }),
+  },
+  'delivery.receipt': {
+    description: 'A reply to a channel chat was delivered (with the platform message ids) or finally failed (durable).',
+    audience: ['operator.read'],
+    payload: Strict({
+      delivery_id: Type.String({ pattern: '^dlv_[0-9a-f]{16}$' }),
+      conversation_id: ConversationId,
+      message_id: MessageId,
+      channel: Type.String(),
+      state: lit(['delivered', 'failed'] as const),
+      receipts: Type.Array(Type.String()),
+      attempts: Type.Integer({ minimum: 0 }),
+      error_code: Type.Union([Type.String(), Type.Null()]),
+    }),
+  },
+  'channel.sender_updated': {
+    description: 'An unknown sender asked to talk to the agent (a pairing code was sent to them), or an operator allowed, denied or removed a sender (durable).',
+    audience: ['operator.pairing'],
+    payload: Strict({ channel: Type.String(), sender_id: Type.String(), name: Type.Union([Type.String(), Type.Null()]), state: lit(['allowed', 'pending', 'denied', 'removed'] as const), code: Type.Union([Type.String(), Type.Null()]) }),
   },
   'tool.invoked': {
     description: 'A tool call finished (ok or not).',

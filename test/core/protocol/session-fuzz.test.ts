@@ -59,6 +59,9 @@ const TOOL_INFO = { tool_id: 'text-utils.word_count', plugin_id: 'text-utils', p
 
 const PAIRING_INFO = { pairing_id: 'pair_0123456789abcdef', device_id: 'dev_' + 'a'.repeat(52), state: 'awaiting_human', trust_level: null, node_name: null, label: 'box', platform: null, version: null, remote_address: '127.0.0.1', advertised: [{ id: 'fs.read', version: '1', definition_hash: HASH }], capability_allowlist: [], requested_at: ISO, resolved_at: null, resolved_by: null, reason: null, credential_delivered_at: null, connected: true };
 
+const CONVERSATION_INFO = { conversation_id: 'conv_0123456789abcdef', channel: 'operator', account: 'tok', thread: null, title: null, created_by: 'tok', created_at: ISO, updated_at: ISO };
+const MESSAGE_INFO = { message_id: 'msg_0123456789abcdef', seq: 1, role: 'user', content: 'hi', tool_calls: null, tool_call_id: null, run_id: null, turn_id: null, provenance: { source: 'operator' }, usage: null, created_at: ISO };
+
 /** A result that satisfies each operation's result schema (checked below, so the property is not vacuous). */
 const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Record<string, unknown>> = {
   ping: () => ({ pong: true, server_time: new Date().toISOString() }),
@@ -95,6 +98,10 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'pairing.approve': () => ({ pairing: { ...PAIRING_INFO, state: 'approved', trust_level: 'remote', node_name: 'box' } }),
   'pairing.deny': () => ({ pairing: { ...PAIRING_INFO, state: 'denied' } }),
   'pairing.revoke': () => ({ pairing: { ...PAIRING_INFO, state: 'revoked' } }),
+  'conversation.create': () => ({ conversation: CONVERSATION_INFO }),
+  'conversation.list': () => ({ conversations: [CONVERSATION_INFO] }),
+  'conversation.get': () => ({ conversation: CONVERSATION_INFO, messages: [MESSAGE_INFO], turns: [], deliveries: [] }),
+  'conversation.send': () => ({ message: MESSAGE_INFO, turn_id: 'turn_0123456789abcdef', existing: false }),
 };
 
 // Real device keys, made once (key generation is the slow part of a handshake).
@@ -201,6 +208,10 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'pairing.approve': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef'), trust_level: fc.constantFrom('local', 'remote'), capability_allowlist: fc.constant([{ id: 'fs.read' }]) }),
   'pairing.deny': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef') }),
   'pairing.revoke': fc.record({ pairing_id: fc.constant('pair_0123456789abcdef') }),
+  'conversation.create': fc.record({ title: fc.string({ minLength: 1, maxLength: 20 }) }, { requiredKeys: [] }),
+  'conversation.list': fc.record({ limit: fc.integer({ min: 1, max: 500 }) }, { requiredKeys: [] }),
+  'conversation.get': fc.record({ conversation_id: fc.constant('conv_0123456789abcdef') }),
+  'conversation.send': fc.record({ conversation_id: fc.constant('conv_0123456789abcdef'), text: fc.string({ minLength: 1, maxLength: 50 }) }),
   'pairing.credential': fc.constant({}),
   'presence.list': fc.constant({}),
   'attempt.evidence': fc.record({ dispatch_id: fc.constant('dsp_' + '0'.repeat(24)), seq: fc.nat({ max: 1023 }), evidence: fc.constant({ step: 'x' }) }),
