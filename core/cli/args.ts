@@ -49,6 +49,9 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   run: ['list', 'get', 'cancel', 'resolve'],
   mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
   node: ['enroll', 'list', 'approve', 'deny', 'revoke', 'run'],
+  channel: ['add', 'list', 'remove', 'senders'],
+  backend: ['set', 'show', 'test'],
+  chat: [],
   help: [],
   version: [],
 };

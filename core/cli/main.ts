@@ -65,6 +65,15 @@ MCP servers (work on the home; a running gateway picks changes up)
   mcp add NAME --url URL [--header K=V]...                   declare a Streamable HTTP server
   mcp list | mcp tools NAME | mcp diff NAME [--refresh] | mcp approve NAME [--read-only T,..] | mcp remove NAME
 
+Agent and channels
+  backend set --base-url URL --model NAME [--api-key-secret H] [--tools GLOB,..] [--max-steps N]
+                                                             the model endpoint turns use (OpenAI-compatible: OpenAI, Ollama, vLLM, ...)
+  backend show | backend test [--prompt TEXT]                show it; one real request to it
+  chat [--conversation ID] [--message TEXT]                  talk to the agent through the running gateway
+  channel add PLUGIN NAME --verify-secret H [--credential-secret H] [--api-base URL] [--dm pairing|allowlist|open]
+  channel list | channel remove PLUGIN/NAME
+  channel senders PLUGIN/NAME [--approve CODE|ID | --deny CODE|ID | --remove ID]
+
 Audit
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
   audit list [--after SEQ] [--limit N] [--type T] [--json]   print audit entries
@@ -171,6 +180,12 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./node.js')).nodeCmd(rest, io);
       case 'mcp':
         return await (await import('./mcp.js')).mcp(rest, io);
+      case 'channel':
+        return await (await import('./channel.js')).channelCmd(rest, io);
+      case 'backend':
+        return await (await import('./backend.js')).backendCmd(rest, io);
+      case 'chat':
+        return await (await import('./chat.js')).chatCmd(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }

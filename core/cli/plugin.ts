@@ -27,7 +27,7 @@ const USAGE = `usage:
   tyrum plugin remove ID
 
 Authoring (see docs/plugin-authors.md):
-  tyrum plugin new NAME [--lang assemblyscript|c] [--dir DIR]   scaffold a working plugin
+  tyrum plugin new NAME [--kind tool|channel] [--lang assemblyscript|c] [--dir DIR]   scaffold a working plugin
   tyrum plugin build [DIR] [--json]                         compile, check exports/imports/memory, write the digest
   tyrum plugin types [DIR] [--out DIR] [--no-assembly]      TypeScript types and AssemblyScript helpers from the schemas
   tyrum plugin test [DIR] [--json]                          run tests/*.test.json in the gateway's sandbox and budgets

@@ -13,6 +13,8 @@ import { cliActor as who } from './home.js';
 
 const USAGE = `usage:
   tyrum secret set NAME --destinations DEST[,DEST...]   value from stdin (hidden on a terminal); setting again rotates
+  tyrum secret set NAME --local-only                    a secret the gateway only uses itself, never sends (a webhook
+                                                        signing secret, e.g. for tyrum channel add --verify-secret)
   tyrum secret list [--json]                            handles and destinations, never values
   tyrum secret rm NAME
 
@@ -63,20 +65,25 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
   const [sub, ...rest] = argv;
   switch (sub) {
     case 'set': {
-      const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, json: { type: 'boolean' } }, 1);
+      const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, 'local-only': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
       if (values.help) return (io.out(USAGE), 0);
       const name = need(positionals[0], 'NAME', 'tyrum secret set NAME --destinations DEST[,DEST...] (value on stdin)');
       const svc = openHomeCore(resolveHome(values.home));
       try {
         const existing = svc.secrets.get(name);
-        const destinations = listArg(values.destinations) ?? existing?.destinations;
-        if (!destinations || destinations.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--destinations is required for a new secret: the hosts (https, port 443) or origins (http://host:port) its value may be sent to');
+        const localOnly = values['local-only'] === true;
+        if (localOnly && values.destinations !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--local-only and --destinations exclude each other');
+        const destinations = localOnly ? [] : (listArg(values.destinations) ?? existing?.destinations);
+        const wasLocal = existing !== undefined && existing.destinations.length === 0;
+        if (!localOnly && !wasLocal && (!destinations || destinations.length === 0)) {
+          throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--destinations is required for a new secret: the hosts (https, port 443) or origins (http://host:port) its value may be sent to (or --local-only for a secret the gateway only uses itself, e.g. a webhook signing secret)');
+        }
         const value = await input();
         if (value.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'no value on standard input (pipe it in: printf %s "$VALUE" | tyrum secret set NAME ...)');
-        const h = svc.secrets.set(name, value, destinations);
+        const h = svc.secrets.set(name, value, localOnly ? [] : values.destinations !== undefined ? destinations : undefined, { localOnly });
         value.fill(0);
         svc.audit.appendSync(existing ? 'secret.rotated' : 'secret.created', who(), { name: h.name, version: h.version, destinations: h.destinations });
-        io.out(values.json ? JSON.stringify(h) : `${existing ? 'rotated' : 'stored'} ${h.name} (version ${h.version}) for ${h.destinations.join(', ')}`);
+        io.out(values.json ? JSON.stringify(h) : `${existing ? 'rotated' : 'stored'} ${h.name} (version ${h.version}) ${h.destinations.length === 0 ? 'local-only (never sent anywhere)' : `for ${h.destinations.join(', ')}`}`);
         return 0;
       } finally {
         await svc.close();

@@ -143,14 +143,20 @@ export class SecretStore {
    * `created_at` and updates `rotated_at`. `destinations` replaces the bound origins; pass
    * `undefined` on a rotation to keep them (a new handle must name at least one).
    */
-  set(name: string, value: Uint8Array, destinations: readonly string[] | undefined): SecretHandle {
+  set(name: string, value: Uint8Array, destinations: readonly string[] | undefined, options: { localOnly?: boolean } = {}): SecretHandle {
     assertName(name);
     checkValue(name, value);
-    const given = destinations === undefined ? undefined : checkDestinations(name, destinations);
+    // A local-only handle (no destinations) is never sent anywhere: the gateway only uses it
+    // itself, e.g. to verify a chat platform's webhook signatures.
+    if (options.localOnly === true && destinations !== undefined && destinations.length > 0) {
+      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `secret ${name}: a local-only secret has no destinations`, { name });
+    }
+    const given = options.localOnly === true ? [] : destinations === undefined ? undefined : checkDestinations(name, destinations);
     const handle = this.#store.tx(() => {
       const prev = this.#store.secrets.get(name);
       const dests = given ?? (prev ? parseDestinations(prev.destinations) : undefined);
-      if (dests === undefined || dests.length === 0) checkDestinations(name, []); // throws: a new handle needs destinations
+      const keepsLocal = given === undefined && prev !== undefined && dests !== undefined && dests.length === 0;
+      if ((dests === undefined || dests.length === 0) && options.localOnly !== true && !keepsLocal) checkDestinations(name, []); // throws: a new handle needs destinations
       const version = (prev?.version ?? 0) + 1;
       const now = this.#now();
       const nonce = randomBytes(NONCE_BYTES);
