@@ -199,7 +199,8 @@ export function outboundUrl(apiBase: string, path: string, credential: string | 
   let p = path;
   if (p.includes(CREDENTIAL_PLACEHOLDER)) {
     if (credential === null) throw new TyrumError('TYRUM_ERR_CHANNEL_ADAPTER', `the request path uses ${CREDENTIAL_PLACEHOLDER} but the instance has no credential`);
-    p = p.split(CREDENTIAL_PLACEHOLDER).join(encodeURIComponent(credential));
+    // Tokens such as Telegram's (123456:ABC-...) go in as they are; anything else is percent-encoded.
+    p = p.split(CREDENTIAL_PLACEHOLDER).join(/^[A-Za-z0-9:_.~-]+$/.test(credential) ? credential : encodeURIComponent(credential));
   }
   const url = new URL(`${base.origin}${prefix}${p}`);
   if (url.origin !== base.origin) throw new TyrumError('TYRUM_ERR_CHANNEL_DESTINATION', 'an outbound request left the API base origin');
