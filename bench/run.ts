@@ -5,7 +5,9 @@
  * authorization cost on top of the transport itself. Then the plugin platform (bench/plugins.ts):
  * tool calls, install → first call, calls/s and memory with many plugins, each beside its
  * baseline. Then durable execution (bench/durable.ts) and MCP (bench/mcp.ts: one MCP tool called
- * directly, through Tyrum over WebSocket and through Tyrum's /mcp). Then the sections that run a
+ * directly, through Tyrum over WebSocket and through Tyrum's /mcp), nodes (bench/nodes.ts) and chat
+ * channels (bench/channels.ts: Telegram webhook → agent turn → reply delivered, beside a bare
+ * node:http POST; figures printed in its own table, not in the targets table). Then the sections that run a
  * real `tyrum start` process (bench/gateway-process.ts): fsyncs per call under strace, gateway
  * start → first call, CLI command time, memory per idle connection. At the end, one table of every
  * target of issue 11 with its figure, the baseline measured in this run, the ratio and whether it
@@ -13,7 +15,7 @@
  * the load average at the start and end of the run. Figures, not assertions: nothing here fails a
  * build (a bench that crashes does).
  *
- * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, fsyncs, start, cli,
+ * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, channels, fsyncs, start, cli,
  * connections) runs only the sections named.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,10 +29,11 @@ import { pluginBench } from './plugins.js';
 import { durableBench } from './durable.js';
 import { mcpBench } from './mcp.js';
 import { nodesBench } from './nodes.js';
+import { channelsBench } from './channels.js';
 import { cliBench, connectionsBench, fsyncBench, startBench } from './gateway-process.js';
 import { fdatasyncReference, fmtMs as fmtDur, printTargets } from './util.js';
 
-const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'fsyncs', 'start', 'cli', 'connections'] as const;
+const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'channels', 'fsyncs', 'start', 'cli', 'connections'] as const;
 const picked = process.argv.slice(2);
 for (const p of picked) if (!(SECTIONS as readonly string[]).includes(p)) throw new Error(`unknown bench section "${p}" (sections: ${SECTIONS.join(', ')})`);
 const want = (s: (typeof SECTIONS)[number]) => picked.length === 0 || picked.includes(s);
@@ -145,6 +148,7 @@ if (want('plugins')) await pluginBench();
 if (want('durable')) await durableBench();
 if (want('mcp')) await mcpBench();
 if (want('nodes')) await nodesBench();
+if (want('channels')) await channelsBench();
 if (want('fsyncs')) await fsyncBench();
 if (want('start')) await startBench();
 if (want('cli')) await cliBench();
