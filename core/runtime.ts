@@ -312,7 +312,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     });
     // Conversations, agent turns and channels.
     const channelOf = (pluginId: string, channelId: string | null) => {
-      const m = plugins.get(pluginId)?.manifest;
+      let m;
+      try {
+        m = plugins.get(pluginId).manifest;
+      } catch {
+        return null; // removed since the channel was added
+      }
       const list = m?.contributes.channels ?? [];
       return (channelId === null ? (list.length === 1 ? list[0] : undefined) : list.find((c) => c.id === channelId)) ?? null;
     };
