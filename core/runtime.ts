@@ -355,6 +355,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       engine,
       publish: (type, payload) => server?.publish(type, payload),
       onReply: (c, m) => deliverer.queue(c, m),
+      maxConcurrent: config.limits.maxConcurrentTurns,
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
     conversations.onQueued = () => turns.kick();

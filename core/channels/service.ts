@@ -208,7 +208,7 @@ export class ChannelService {
       const text = new TextDecoder('utf-8', { fatal: true }).decode(body);
       parsed = checkInboundResult(await this.o.callExport(pluginId, contribution.inbound.export, { headers: shown, body: text, instance: inst.name }));
     } catch (e) {
-      const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_CHANNEL_ADAPTER', 'the webhook body is not UTF-8 text');
+      const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'the webhook body is not UTF-8 text');
       this.o.log?.('warn', 'channel adapter could not parse a webhook', { channel: label, code: err.code, message: err.message });
       await this.o.audit.append('channel.inbound_failed', { kind: 'channel', channel: label }, { code: err.code, message: err.message });
       // 4xx for what the platform sent wrong (it should not retry), 5xx for a plugin failure.
@@ -221,6 +221,7 @@ export class ChannelService {
       } catch (e) {
         if (isTyrumError(e, 'TYRUM_ERR_CONVERSATION_QUEUE_FULL')) {
           this.o.log?.('warn', 'channel message dropped: the conversation queue is full', { channel: label, external_id: m.external_id });
+          await this.busy(inst, label, m);
           continue;
         }
         throw e;
@@ -247,6 +248,36 @@ export class ChannelService {
       return this.pairing(inst, label, m, sender, now, emit);
     });
     if (outcome === 'pairing') await this.o.audit.append('channel.sender_pending', { kind: 'channel', channel: label }, { sender_id: m.sender.id, chat_id: m.chat.id });
+  }
+
+  /**
+   * The sender learns that a message was not taken (the conversation's queue is full): one notice,
+   * not one per dropped message, until a turn takes the waiting messages.
+   */
+  private async busy(inst: ChannelInstanceRow, label: string, m: InboundMessage): Promise<void> {
+    await this.o.events.commit((emit) => {
+      const repo = this.o.store.conversations;
+      const conv = this.o.conversations.conversationForChat(label, m.chat.id, m.thread_id, m.sender.name);
+      const last = repo.lastMessages(conv.id, 1)[0];
+      if (last?.role === 'notice' && last.provenance.includes('"queue_full"')) return;
+      const now = this.now();
+      const notice: Omit<MessageRow, 'seq'> = {
+        id: newId('msg'),
+        conversation_id: conv.id,
+        role: 'notice',
+        content: 'I am still working through your earlier messages, so I did not take this one. Please send it again after my answer.',
+        tool_calls: null,
+        tool_call_id: null,
+        run_id: null,
+        turn_id: null,
+        provenance: JSON.stringify({ source: 'gateway', reason: 'queue_full' }),
+        usage: null,
+        created_at: now,
+      };
+      const seq = repo.insertMessage(notice);
+      emit('message.created', messageEvent({ ...notice, seq }));
+      this.o.queueDelivery(conv, { ...notice, seq });
+    });
   }
 
   /** Inside the unit: an unknown sender in a direct chat gets a pairing code (once per hour), no turn. */

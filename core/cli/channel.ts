@@ -103,7 +103,7 @@ export async function channelCmd(argv: string[], io: Io): Promise<number> {
         if (values.json) io.out(JSON.stringify({ channel: channelLabel(row), webhook_path: path, api_base: row.api_base, dm_policy: row.dm_policy }));
         else {
           io.out(`added channel ${channelLabel(row)}`);
-          io.out(`webhook: POST http://127.0.0.1:${svc.config.port === 0 ? DEFAULT_PORT : svc.config.port}${path} (expose it through your HTTPS reverse proxy or tunnel; see docs/channels.md)`);
+          io.out(`webhook: POST ${path} on the gateway's address (http://${svc.config.host}:${svc.config.port === 0 ? DEFAULT_PORT : svc.config.port} unless started with --port); expose it through your HTTPS reverse proxy or tunnel (docs/channels.md)`);
           if (svc.plugins.get(row.plugin_id)?.plugin.state !== 'enabled') io.out(`note: plugin ${row.plugin_id} is not enabled yet: tyrum plugin enable ${row.plugin_id}`);
         }
         return 0;

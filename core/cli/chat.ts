@@ -87,9 +87,9 @@ export async function chatCmd(argv: string[], io: Io, input: NodeJS.ReadableStre
       if (shownApprovals.has(id)) return;
       shownApprovals.add(id);
       try {
-        const r = await req<{ approvals: Array<{ approval_id: string; tool_id: string; state: string; run_id: string; args: unknown }> }>('approval.list', { state: 'pending' });
-        const a = r.approvals.find((x) => x.approval_id === id);
-        if (a && !values.json) out(`  ⏸ ${a.tool_id} waits for approval ${a.approval_id}: tyrum approvals approve ${a.approval_id}   (or deny)`);
+        const r = await req<{ approvals: Array<{ id: string; tool_id: string; state: string; run_id: string; args: unknown }> }>('approval.list', { state: 'pending' });
+        const a = r.approvals.find((x) => x.id === id);
+        if (a && !values.json) out(`  ⏸ ${a.tool_id} waits for approval ${a.id}: tyrum approvals approve ${a.id}   (or deny)`);
       } catch {
         // The token may lack operator.read; the turn still waits and resumes when resolved.
       }

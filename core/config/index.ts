@@ -41,6 +41,8 @@ export interface Limits {
   maxLiveSandboxes: number;
   /** User messages a conversation may hold waiting for a turn; more are refused (TYRUM_ERR_CONVERSATION_QUEUE_FULL). */
   maxPendingMessages: number;
+  /** Agent turns worked on at once (each may wait on a model or an approval); more wait their turn. */
+  maxConcurrentTurns: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -63,6 +65,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   sandboxIdleMs: 10 * 60_000,
   maxLiveSandboxes: 256,
   maxPendingMessages: 20,
+  maxConcurrentTurns: 16,
 });
 
 export interface Config {

@@ -146,12 +146,19 @@ export class TurnRunner {
             const running = this.o.store.conversations.turnIn(t.conversation_id, 'running');
             if (running) {
               // The running turn of a previous process is picked up first (below, or next round).
-              if (!this.active.has(running.id) && this.active.size < max) this.launch(running);
+              if (!this.active.has(running.id) && this.active.size < max) {
+                const resumed = await this.resume(running);
+                if (resumed) this.launch(resumed);
+              }
               continue;
             }
             const claimed = await this.claim(t);
             if (claimed) this.launch(claimed);
-          } else this.launch(t);
+          } else {
+            // A running turn not worked on here: cut off by a stop or a crash. It resumes.
+            const resumed = await this.resume(t);
+            if (resumed) this.launch(resumed);
+          }
         }
       } while (this.again && !this.stopped);
     } catch (e) {
@@ -178,6 +185,17 @@ export class TurnRunner {
       const now = this.now();
       if (!repo.updateTurn(turn.id, ['queued'], { state: 'running', owner: this.o.owner, started_at: now })) return null;
       repo.takeWaiting(turn.conversation_id, turn.id);
+      const t = repo.turn(turn.id)!;
+      emit('turn.started', turnEvent(t));
+      return t;
+    });
+  }
+
+  /** A running turn taken over by this process (its owner noted), announced with turn.started. */
+  private resume(turn: TurnRow): Promise<TurnRow | null> {
+    return this.o.events.commit((emit) => {
+      const repo = this.o.store.conversations;
+      if (!repo.updateTurn(turn.id, ['running'], { owner: this.o.owner })) return null;
       const t = repo.turn(turn.id)!;
       emit('turn.started', turnEvent(t));
       return t;
@@ -240,7 +258,19 @@ export class TurnRunner {
     } finally {
       this.o.publish('typing.stopped', { conversation_id: conv.id, turn_id: turn.id });
     }
-    const calls: StoredToolCall[] = completion.tool_calls.map((c) => ({ id: c.id, name: c.name, tool_id: byName.get(c.name) ?? null, arguments: c.arguments }));
+    // Call ids key the tool runs (<turn>:<call id>): they must be unique in the turn, and servers
+    // that leave them out get call_<n> per completion, so a repeated id gets the step appended.
+    const used = new Set(
+      this.o.store.conversations
+        .messagesOfTurn(turn.id)
+        .flatMap((m) => (m.tool_calls === null ? [] : (JSON.parse(m.tool_calls) as StoredToolCall[]).map((c) => c.id))),
+    );
+    const calls: StoredToolCall[] = completion.tool_calls.map((c) => {
+      let id = c.id;
+      for (let n = 2; used.has(id); n++) id = `${c.id}_${turn.steps + 1}_${n}`;
+      used.add(id);
+      return { id, name: c.name, tool_id: byName.get(c.name) ?? null, arguments: c.arguments };
+    });
     return this.o.events.commit((emit) => {
       const repo = this.o.store.conversations;
       const now = this.now();
