@@ -102,6 +102,14 @@ export interface ConfigGateway {
      * Most plugin sandboxes live at once; starting one more evicts the least recently used one without a call in flight. Default 256.
      */
     max_live_sandboxes?: number;
+    /**
+     * User messages a conversation may hold waiting for a turn (a turn takes every waiting message); more are refused with TYRUM_ERR_CONVERSATION_QUEUE_FULL. Default 20.
+     */
+    max_pending_messages?: number;
+    /**
+     * Agent turns worked on at once across conversations (a turn waiting for a model or an approval counts); more wait. Default 16.
+     */
+    max_concurrent_turns?: number;
   };
   /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.
@@ -256,6 +264,56 @@ export interface EventAuthzDenied {
   )[];
 }
 
+export interface EventChannelSenderUpdated {
+  channel: string;
+  sender_id: string;
+  name: string | null;
+  state: "allowed" | "pending" | "denied" | "removed";
+  code: string | null;
+}
+
+export interface EventDeliveryReceipt {
+  delivery_id: string;
+  conversation_id: string;
+  message_id: string;
+  channel: string;
+  state: "delivered" | "failed";
+  receipts: string[];
+  attempts: number;
+  error_code: string | null;
+}
+
+export interface EventMessageCreated {
+  conversation_id: string;
+  message_id: string;
+  seq: number;
+  role: "user" | "assistant" | "tool" | "notice";
+  turn_id: string | null;
+  content: string | null;
+  tool_call_id: string | null;
+  run_id: string | null;
+}
+
+export interface EventMessageDelta {
+  conversation_id: string;
+  turn_id: string;
+  message_id: string;
+  delta: string;
+}
+
+export interface EventMessageFinal {
+  conversation_id: string;
+  turn_id: string;
+  message_id: string;
+  seq: number;
+  content: string | null;
+  tool_calls: {
+    id: string;
+    tool_id: string | null;
+    arguments: string;
+  }[];
+}
+
 export interface EventPairingUpdated {
   pairing_id: string;
   /**
@@ -338,6 +396,55 @@ export interface EventToolInvoked {
   error_code: string | null;
   duration_ms: number;
   token_id: string;
+}
+
+export interface EventTurnCompleted {
+  conversation_id: string;
+  turn_id: string;
+  state: "queued" | "running" | "completed" | "failed" | "cancelled";
+  steps: number;
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+  };
+  error_code: string | null;
+}
+
+export interface EventTurnFailed {
+  conversation_id: string;
+  turn_id: string;
+  state: "queued" | "running" | "completed" | "failed" | "cancelled";
+  steps: number;
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+  };
+  error_code: string | null;
+}
+
+export interface EventTurnStarted {
+  conversation_id: string;
+  turn_id: string;
+  state: "queued" | "running" | "completed" | "failed" | "cancelled";
+  steps: number;
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+  };
+  error_code: string | null;
+}
+
+export interface EventTypingStarted {
+  conversation_id: string;
+  turn_id: string;
+}
+
+export interface EventTypingStopped {
+  conversation_id: string;
+  turn_id: string;
 }
 
 export type McpServer =
@@ -644,6 +751,223 @@ export interface OpConnectProofResult {
    * Items: An operator scope.
    */
   scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+}
+
+export interface OpConversationCreatePayload {
+  title?: string;
+}
+
+export interface OpConversationCreateResult {
+  conversation: {
+    conversation_id: string;
+    /**
+     * "operator" for a conversation an operator client created, else the channel instance ("<plugin>/<name>").
+     */
+    channel: string;
+    /**
+     * The chat id on the channel, or the creating token for an operator conversation.
+     */
+    account: string;
+    thread: string | null;
+    title: string | null;
+    created_by: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    updated_at: string;
+  };
+}
+
+export interface OpConversationGetPayload {
+  conversation_id: string;
+  limit?: number;
+}
+
+export interface OpConversationGetResult {
+  conversation: {
+    conversation_id: string;
+    /**
+     * "operator" for a conversation an operator client created, else the channel instance ("<plugin>/<name>").
+     */
+    channel: string;
+    /**
+     * The chat id on the channel, or the creating token for an operator conversation.
+     */
+    account: string;
+    thread: string | null;
+    title: string | null;
+    created_by: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    updated_at: string;
+  };
+  messages: {
+    message_id: string;
+    seq: number;
+    role: "user" | "assistant" | "tool" | "notice";
+    content: string | null;
+    tool_calls:
+      | {
+          id: string;
+          tool_id: string | null;
+          arguments: string;
+        }[]
+      | null;
+    tool_call_id: string | null;
+    run_id: string | null;
+    turn_id: string | null;
+    provenance: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    };
+    usage: {
+      prompt_tokens: number;
+      completion_tokens: number;
+      total_tokens: number;
+    } | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+  }[];
+  turns: {
+    turn_id: string;
+    state: "queued" | "running" | "completed" | "failed" | "cancelled";
+    waiting: string | null;
+    /**
+     * Model calls made.
+     */
+    steps: number;
+    usage: {
+      prompt_tokens: number;
+      completion_tokens: number;
+      total_tokens: number;
+    };
+    error: {
+      code: string;
+      wire: string;
+      message: string;
+      details?: {
+        /**
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^(.*)$".
+         */
+        [k: string]: unknown;
+      };
+    } | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    started_at: string | null;
+    finished_at: string | null;
+  }[];
+  deliveries: {
+    delivery_id: string;
+    message_id: string;
+    state: "pending" | "delivered" | "failed";
+    parts_sent: number;
+    attempts: number;
+    receipts: string[];
+    last_error: string | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    finished_at: string | null;
+  }[];
+}
+
+export interface OpConversationListPayload {
+  channel?: string;
+  limit?: number;
+  /**
+   * ISO-8601 timestamp (UTC).
+   */
+  before?: string;
+}
+
+export interface OpConversationListResult {
+  conversations: {
+    conversation_id: string;
+    /**
+     * "operator" for a conversation an operator client created, else the channel instance ("<plugin>/<name>").
+     */
+    channel: string;
+    /**
+     * The chat id on the channel, or the creating token for an operator conversation.
+     */
+    account: string;
+    thread: string | null;
+    title: string | null;
+    created_by: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    updated_at: string;
+  }[];
+}
+
+export interface OpConversationSendPayload {
+  conversation_id: string;
+  text: string;
+  /**
+   * Repeating a key in this conversation returns the first message instead of sending again.
+   */
+  idempotency_key?: string;
+}
+
+export interface OpConversationSendResult {
+  message: {
+    message_id: string;
+    seq: number;
+    role: "user" | "assistant" | "tool" | "notice";
+    content: string | null;
+    tool_calls:
+      | {
+          id: string;
+          tool_id: string | null;
+          arguments: string;
+        }[]
+      | null;
+    tool_call_id: string | null;
+    run_id: string | null;
+    turn_id: string | null;
+    provenance: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    };
+    usage: {
+      prompt_tokens: number;
+      completion_tokens: number;
+      total_tokens: number;
+    } | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+  };
+  turn_id: string;
+  existing: boolean;
 }
 
 export interface OpEventListPayload {
@@ -3325,6 +3649,11 @@ export interface Contracts {
   "event.approval.updated": EventApprovalUpdated;
   "event.auth.failed": EventAuthFailed;
   "event.authz.denied": EventAuthzDenied;
+  "event.channel.sender_updated": EventChannelSenderUpdated;
+  "event.delivery.receipt": EventDeliveryReceipt;
+  "event.message.created": EventMessageCreated;
+  "event.message.delta": EventMessageDelta;
+  "event.message.final": EventMessageFinal;
   "event.pairing.updated": EventPairingUpdated;
   "event.plugin.lifecycle": EventPluginLifecycle;
   "event.presence.pruned": EventPresencePruned;
@@ -3332,6 +3661,11 @@ export interface Contracts {
   "event.run.updated": EventRunUpdated;
   "event.step.updated": EventStepUpdated;
   "event.tool.invoked": EventToolInvoked;
+  "event.turn.completed": EventTurnCompleted;
+  "event.turn.failed": EventTurnFailed;
+  "event.turn.started": EventTurnStarted;
+  "event.typing.started": EventTypingStarted;
+  "event.typing.stopped": EventTypingStopped;
   "mcp.server": McpServer;
   "op.approval.list.payload": OpApprovalListPayload;
   "op.approval.list.result": OpApprovalListResult;
@@ -3349,6 +3683,14 @@ export interface Contracts {
   "op.connect.init.result": OpConnectInitResult;
   "op.connect.proof.payload": OpConnectProofPayload;
   "op.connect.proof.result": OpConnectProofResult;
+  "op.conversation.create.payload": OpConversationCreatePayload;
+  "op.conversation.create.result": OpConversationCreateResult;
+  "op.conversation.get.payload": OpConversationGetPayload;
+  "op.conversation.get.result": OpConversationGetResult;
+  "op.conversation.list.payload": OpConversationListPayload;
+  "op.conversation.list.result": OpConversationListResult;
+  "op.conversation.send.payload": OpConversationSendPayload;
+  "op.conversation.send.result": OpConversationSendResult;
   "op.event.list.payload": OpEventListPayload;
   "op.event.list.result": OpEventListResult;
   "op.pairing.approve.payload": OpPairingApprovePayload;
