@@ -116,28 +116,28 @@ export type ChannelVerifyScheme = (typeof CHANNEL_VERIFY_SCHEMES)[number];
  */
 export const ChannelContribution = Strict({
   id: Type.String({ pattern: TOOL_NAME_PATTERN, description: 'Channel name, unique in the plugin; the channel type is <plugin id>.<id> (or just <plugin id> when the plugin has one channel).' }),
-  description: Type.String({ minLength: 1, maxLength: 1000 }),
+  description: Type.String({ minLength: 1, maxLength: 1000, description: 'What the channel connects to, for operators.' }),
   verify: Strict({
     scheme: Type.Union(CHANNEL_VERIFY_SCHEMES.map((s) => Type.Literal(s)), {
       description: 'telegram_secret_token: X-Telegram-Bot-Api-Secret-Token equals the secret; slack_v0: X-Slack-Signature is v0=HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body); hmac_sha256: X-Tyrum-Signature is sha256=HMAC-SHA256(secret, X-Tyrum-Timestamp + "." + body).',
     }),
     replay_window_s: Type.Optional(Type.Integer({ minimum: 30, maximum: 900, description: 'For timestamped schemes: how old (or how far in the future) a request may be, in seconds (default 300).' })),
-  }),
+  }, { description: 'How the host checks that a webhook comes from the platform, with the instance\'s verification secret.' }),
   inbound: Strict({
     export: Type.String({ minLength: 1, maxLength: 128, description: 'Export that parses a verified webhook: JSON {headers, body, instance} in, JSON {messages[], respond?} out.' }),
     headers: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9-]{1,64}$' }), { maxItems: 16, uniqueItems: true, description: 'Request headers (lower case) the plugin is shown; signature headers never are.' })),
-  }),
+  }, { description: 'The export that turns a verified webhook into normalised messages.' }),
   outbound: Strict({
     export: Type.String({ minLength: 1, maxLength: 128, description: 'Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.' }),
     api_base: Type.String({ maxLength: 500, pattern: '^https?://[^\\s?#]+$', description: 'The platform API base URL (an instance may name another, e.g. a self-hosted or local server); every request goes to its origin.' }),
     destination: Strict({
-      chat: JsonPointer,
-      thread: Type.Optional(JsonPointer),
+      chat: { ...JsonPointer, description: 'Where each request body carries the chat id.' },
+      thread: Type.Optional({ ...JsonPointer, description: 'Where each request body carries the thread id (absent when the conversation has none).' }),
     }, { description: 'Where in each request body the chat (and thread) id sits; the host checks them against the conversation.' }),
-    ok_pointer: Type.Optional(JsonPointer),
-    receipt_pointer: Type.Optional(JsonPointer),
+    ok_pointer: Type.Optional({ ...JsonPointer, description: 'Where the platform\'s answer says true on success (e.g. /ok); anything else is a refusal.' }),
+    receipt_pointer: Type.Optional({ ...JsonPointer, description: 'Where the platform\'s answer holds the id of the message sent (the delivery receipt).' }),
     sign: Type.Optional(Type.Literal('hmac_sha256', { description: 'Sign each request like hmac_sha256 inbound (X-Tyrum-Timestamp, X-Tyrum-Signature) with the instance\'s verification secret.' })),
-  }),
+  }, { description: 'The export that formats a reply as the platform\'s HTTP requests, and where the host checks and sends them.' }),
   text_limit: Type.Optional(Type.Integer({ minimum: 64, maximum: 100_000, description: 'Longest text the platform takes in one message (the formatter splits longer replies).' })),
 });
 export type ChannelContribution = Static<typeof ChannelContribution>;

@@ -1707,7 +1707,13 @@ export interface OpPluginGetResult {
          * Channel name, unique in the plugin; the channel type is <plugin id>.<id> (or just <plugin id> when the plugin has one channel).
          */
         id: string;
+        /**
+         * What the channel connects to, for operators.
+         */
         description: string;
+        /**
+         * How the host checks that a webhook comes from the platform, with the instance's verification secret.
+         */
         verify: {
           /**
            * telegram_secret_token: X-Telegram-Bot-Api-Secret-Token equals the secret; slack_v0: X-Slack-Signature is v0=HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body); hmac_sha256: X-Tyrum-Signature is sha256=HMAC-SHA256(secret, X-Tyrum-Timestamp + "." + body).
@@ -1718,6 +1724,9 @@ export interface OpPluginGetResult {
            */
           replay_window_s?: number;
         };
+        /**
+         * The export that turns a verified webhook into normalised messages.
+         */
         inbound: {
           /**
            * Export that parses a verified webhook: JSON {headers, body, instance} in, JSON {messages[], respond?} out.
@@ -1730,6 +1739,9 @@ export interface OpPluginGetResult {
            */
           headers?: string[];
         };
+        /**
+         * The export that formats a reply as the platform's HTTP requests, and where the host checks and sends them.
+         */
         outbound: {
           /**
            * Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.
@@ -1744,20 +1756,20 @@ export interface OpPluginGetResult {
            */
           destination: {
             /**
-             * An RFC 6901 JSON pointer ("" is the whole document).
+             * Where each request body carries the chat id.
              */
             chat: string;
             /**
-             * An RFC 6901 JSON pointer ("" is the whole document).
+             * Where each request body carries the thread id (absent when the conversation has none).
              */
             thread?: string;
           };
           /**
-           * An RFC 6901 JSON pointer ("" is the whole document).
+           * Where the platform's answer says true on success (e.g. /ok); anything else is a refusal.
            */
           ok_pointer?: string;
           /**
-           * An RFC 6901 JSON pointer ("" is the whole document).
+           * Where the platform's answer holds the id of the message sent (the delivery receipt).
            */
           receipt_pointer?: string;
           /**
@@ -3274,7 +3286,13 @@ export interface PluginManifest {
        * Channel name, unique in the plugin; the channel type is <plugin id>.<id> (or just <plugin id> when the plugin has one channel).
        */
       id: string;
+      /**
+       * What the channel connects to, for operators.
+       */
       description: string;
+      /**
+       * How the host checks that a webhook comes from the platform, with the instance's verification secret.
+       */
       verify: {
         /**
          * telegram_secret_token: X-Telegram-Bot-Api-Secret-Token equals the secret; slack_v0: X-Slack-Signature is v0=HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body); hmac_sha256: X-Tyrum-Signature is sha256=HMAC-SHA256(secret, X-Tyrum-Timestamp + "." + body).
@@ -3285,6 +3303,9 @@ export interface PluginManifest {
          */
         replay_window_s?: number;
       };
+      /**
+       * The export that turns a verified webhook into normalised messages.
+       */
       inbound: {
         /**
          * Export that parses a verified webhook: JSON {headers, body, instance} in, JSON {messages[], respond?} out.
@@ -3297,6 +3318,9 @@ export interface PluginManifest {
          */
         headers?: string[];
       };
+      /**
+       * The export that formats a reply as the platform's HTTP requests, and where the host checks and sends them.
+       */
       outbound: {
         /**
          * Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.
@@ -3311,20 +3335,20 @@ export interface PluginManifest {
          */
         destination: {
           /**
-           * An RFC 6901 JSON pointer ("" is the whole document).
+           * Where each request body carries the chat id.
            */
           chat: string;
           /**
-           * An RFC 6901 JSON pointer ("" is the whole document).
+           * Where each request body carries the thread id (absent when the conversation has none).
            */
           thread?: string;
         };
         /**
-         * An RFC 6901 JSON pointer ("" is the whole document).
+         * Where the platform's answer says true on success (e.g. /ok); anything else is a refusal.
          */
         ok_pointer?: string;
         /**
-         * An RFC 6901 JSON pointer ("" is the whole document).
+         * Where the platform's answer holds the id of the message sent (the delivery receipt).
          */
         receipt_pointer?: string;
         /**

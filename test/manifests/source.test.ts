@@ -152,7 +152,18 @@ const CASES: BadCase[] = [
     code: 'TYRUM_ERR_MANIFEST_INVALID',
     message: /^requests\.secrets\[1\]\.name: duplicate secret "A"/,
   },
-  { name: 'reserved channels in use', files: { edit: (m) => set(m, 'contributes.channels', [{}]) }, code: 'TYRUM_ERR_MANIFEST_INVALID', message: /\/contributes\/channels: must NOT have more than 0 items/ },
+  { name: 'a channel without its fields', files: { edit: (m) => set(m, 'contributes.channels', [{}]) }, code: 'TYRUM_ERR_MANIFEST_INVALID', message: /\/contributes\/channels\/0\/id: required field is missing/ },
+  {
+    name: 'a channel whose API base carries credentials',
+    files: {
+      edit: (m) =>
+        set(m, 'contributes.channels', [
+          { id: 'chat', description: 'd', verify: { scheme: 'hmac_sha256' }, inbound: { export: 'word_count' }, outbound: { export: 'transform', api_base: 'https://user:pw@api.example.com', destination: { chat: '/chat_id' } } },
+        ]),
+    },
+    code: 'TYRUM_ERR_MANIFEST_INVALID',
+    message: /^contributes\.channels\[0\]\.outbound\.api_base: .* is not an http\(s\) URL without credentials/,
+  },
   { name: 'an input schema that is not an object schema', files: { edit: toolSchema(0, { type: 'string' }) }, code: 'TYRUM_ERR_MANIFEST_INVALID', message: /^contributes\.tools\[0\]\.input_schema: must have "type": "object"/ },
   {
     name: 'a 100 KiB input schema',
