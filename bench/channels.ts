@@ -38,7 +38,7 @@ import { randomBytes } from 'node:crypto';
 import { startGateway, type RunningGateway } from '../core/runtime.js';
 import { setBackend } from '../core/conversations/settings.js';
 import type { OutboxEvent } from '../core/execution/events.js';
-import { closedLoop, diskLine, envNumber, fmtMs, fmtRate, loadAverage, sequential, stats, table, times, type Stats } from './util.js';
+import { closedLoop, diskLine, envNumber, fmtMs, fmtRate, loadAverage, sequential, stats, table, times, type Stats, reportTarget } from './util.js';
 
 const MESSAGES = envNumber('BENCH_CHANNEL_MESSAGES', 200, 1);
 const WARMUP = envNumber('BENCH_CHANNEL_WARMUP', 20);
@@ -315,6 +315,8 @@ export async function channelsBench(): Promise<void> {
     const tput = await closedLoop(Array.from({ length: CONCURRENCY }, () => message), TPUT_S);
 
     const b = bareSeq.p50;
+    reportTarget('channels.inbound', { figure: `${fmtMs(toStarted.p50)} (${fmtMs(toStarted.p99)})`, baseline: `bare node:http POST p50 ${fmtMs(b)}`, ratio: times(toStarted.p50, b), met: null });
+    reportTarget('channels.reply', { figure: `${fmtMs(turnNet.p50)} (${fmtMs(turnNet.p99)})`, baseline: `bare node:http POST p50 ${fmtMs(b)}`, ratio: times(turnNet.p50, b), met: null });
     const row = (name: string, s: Stats, note = ''): string[] => [name, fmtMs(s.p50), fmtMs(s.p99), String(s.n), times(s.p50, b), note];
     console.log(`Sequential: ${traces.length} messages (after ${WARMUP} warm-up), one at a time, each from the allowed sender in a new Telegram group (a new conversation per message), the next sent once the previous reply was delivered. Baseline: the same update POSTed with the same fetch to a bare node:http server on 127.0.0.1, sequential p50 **${fmtMs(bareSeq.p50)}** (p99 ${fmtMs(bareSeq.p99)}, ${bareSeq.n} posts).\n`);
     table(

@@ -155,6 +155,8 @@ export const TARGETS = {
   'plugins.first.1000': { section: 'plugins', measure: 'first call after enabling, 1,000 plugins', target: '≤ 100 ms' },
   'plugins.rss.1000': { section: 'plugins', measure: 'RSS, 1,000 plugins enabled and each called once', target: '≤ 1 GiB' },
   'nodes.noop': { section: 'nodes', measure: 'sequential p50, a no-op node capability through the full pipeline vs a WASM plugin tool', target: 'none set (measured)' },
+  'channels.inbound': { section: 'channels', measure: 'inbound webhook → turn started, p50 (p99), Telegram plugin, sequential', target: 'none set (measured)' },
+  'channels.reply': { section: 'channels', measure: 'turn started → reply handed to the outbox, model time excluded, p50 (p99)', target: 'none set (measured)' },
   'conn.rss': { section: 'connections', measure: 'RSS per idle authenticated WebSocket connection, 10,000 connections', target: 'none set (measured)' },
 } as const;
 export type TargetKey = keyof typeof TARGETS;
