@@ -98,7 +98,12 @@ export class ConversationService {
       const conv = this.get(conversationId);
       if (idempotencyKey !== undefined) {
         const prior = this.store.conversations.messageByKey(conv.id, idempotencyKey);
-        if (prior) return { message: prior, turn_id: prior.turn_id ?? this.store.conversations.turnIn(conv.id, 'queued')?.id ?? '', existing: true };
+        if (prior) {
+          const repo = this.store.conversations;
+          // The turn that took it, or the one that will (queued, else the one running now).
+          const turnId = prior.turn_id ?? repo.turnIn(conv.id, 'queued')?.id ?? repo.turnIn(conv.id, 'running')?.id ?? repo.turns(conv.id, 1)[0]!.id;
+          return { message: prior, turn_id: turnId, existing: true };
+        }
       }
       const prov: Provenance = { source: 'operator', token_id: tokenId, ...(idempotencyKey !== undefined ? { idempotency_key: idempotencyKey } : {}) };
       const r = this.accept(conv, text, prov, emit);

@@ -386,6 +386,8 @@ export class TurnRunner {
     while (startAt < rows.length && rows[startAt]!.role !== 'user') startAt++;
     const out: ChatMessage[] = [{ role: 'system', content: `${settings.systemPrompt ?? DEFAULT_SYSTEM_PROMPT}\n\n${UNTRUSTED_NOTE}` }];
     for (const m of rows.slice(startAt)) {
+      // A user message no turn has taken yet arrived during this turn: the next turn answers it.
+      if (m.role === 'user' && m.turn_id === null) continue;
       if (m.role === 'user') out.push({ role: 'user', content: userContent(m) });
       else if (m.role === 'assistant') {
         const calls = m.tool_calls === null ? [] : (JSON.parse(m.tool_calls) as StoredToolCall[]);

@@ -160,3 +160,22 @@ t.test('conversations: idempotent sends, waiting messages taken by one turn, a f
   const turns = gw.store.conversations.turns(conv, 10);
   t.equal(turns.filter((x) => x.state === 'queued').length, 1, 'three waiting messages, one queued turn');
 });
+
+t.test('a message sent during a turn waits for the next turn, which takes every waiting message', async (t) => {
+  const { gw, model } = await setup(t);
+  const admin = await connect(gw);
+  t.teardown(() => admin.conn.ws.close());
+  const conv = ((await admin.conn.request('conversation.create', {})) as { result: { conversation: { conversation_id: string } } }).result.conversation.conversation_id;
+  model.push({ content: 'First answer.', delayMs: 600 }, { content: 'Second answer.' });
+  const one = (await admin.conn.request('conversation.send', { conversation_id: conv, text: 'one' })) as { result: { turn_id: string } };
+  await until('the first model call', () => model.requests[0]);
+  const two = (await admin.conn.request('conversation.send', { conversation_id: conv, text: 'two' })) as { result: { turn_id: string } };
+  const three = (await admin.conn.request('conversation.send', { conversation_id: conv, text: 'three' })) as { result: { turn_id: string } };
+  t.not(two.result.turn_id, one.result.turn_id, 'a message during a running turn goes to the next turn');
+  t.equal(three.result.turn_id, two.result.turn_id, 'every waiting message goes to that same next turn');
+  await until('two turns completed', () => gw.store.conversations.turns(conv, 10).filter((x) => x.state === 'completed').length === 2);
+  const texts = (i: number) => (model.requests[i]!.body as { messages: Array<{ role: string; content: string | null }> }).messages.filter((m) => m.role === 'user').map((m) => m.content);
+  t.same(texts(0), ['one'], 'the first turn saw only its own message');
+  t.same(texts(1), ['one', 'two', 'three'], 'the second turn took both waiting messages');
+  t.equal(model.requests.length, 2, 'three messages, two turns');
+});
