@@ -21,7 +21,9 @@ const cases: CrashCase[] = [
   { at: 'group_commit_after:5', scenario: 'workflow' },
   { at: 'group_commit_before:7', scenario: 'workflow' },
   { at: 'group_commit_after:7', scenario: 'workflow' },
-  { at: 'group_commit_after:5', scenario: 'approval' },
+  // The 4th, not the 5th: under load the approval scenario's commits share fewer groups and it may
+  // reach its pause (and print "settled") after only 4 (a full test run under load failed once on group_commit_after:5).
+  { at: 'group_commit_after:4', scenario: 'approval' },
   // Runs taken at submission (runNow: the protocol's tool.invoke), the submission carried into their first commit.
   { at: 'accepted', scenario: 'workflow', runNow: true },
   { at: 'step_started:2', scenario: 'workflow', runNow: true },
