@@ -87,6 +87,15 @@ t.test('backend set, show and test; chat --message through the gateway', async (
   t.equal(chat.code, 0, chat.err);
   const events = chat.out.split('\n').map((l) => JSON.parse(l) as { type: string; payload: Record<string, unknown> });
   t.ok(events.some((e) => e.type === 'turn.started'));
+  t.equal(
+    events
+      .filter((e) => e.type === 'message.delta')
+      .map((e) => e.payload.delta)
+      .join(''),
+    'Hello, operator.',
+    'the answer streamed in as message.delta events',
+  );
+  t.ok(events.some((e) => e.type === 'typing.started') && events.some((e) => e.type === 'typing.stopped'), 'typing events');
   t.match(events.find((e) => e.type === 'message.final')?.payload, { content: 'Hello, operator.' });
   t.ok(events.some((e) => e.type === 'turn.completed'));
   t.equal((await runCli(['chat', '--conversation', 'nope', '--message', 'x'], env)).code, 2);
