@@ -44,7 +44,7 @@ t.test('a top-level channel message is a group message whose thread is the messa
   t.same(await slack.inbound(fx('message-channel')), {
     messages: [
       {
-        external_id: 'Ev07ABCDEF01',
+        external_id: 'C0789ABCD:1717000000.123456',
         sender: { id: 'U0ADA0001', name: null },
         chat: { id: 'C0789ABCD', kind: 'group' },
         thread_id: '1717000000.123456',
@@ -57,12 +57,12 @@ t.test('a top-level channel message is a group message whose thread is the messa
 
 t.test('a reply in a thread keeps the thread it was posted in', async (t) => {
   const r = await slack.inbound(fx('message-thread-reply'));
-  t.match(r.messages, [{ external_id: 'Ev07ABCDEF02', sender: { id: 'U0GRACE02' }, chat: { id: 'C0789ABCD', kind: 'group' }, thread_id: '1717000000.123456', text: 'and what about staging?' }]);
+  t.match(r.messages, [{ external_id: 'C0789ABCD:1717000100.000200', sender: { id: 'U0GRACE02' }, chat: { id: 'C0789ABCD', kind: 'group' }, thread_id: '1717000000.123456', text: 'and what about staging?' }]);
 });
 
 t.test('a direct message (im) is direct and has no thread', async (t) => {
   t.same((await slack.inbound(fx('message-im'))).messages, [
-    { external_id: 'Ev07ABCDEF03', sender: { id: 'U0ADA0001', name: null }, chat: { id: 'D0ADAIM01', kind: 'direct' }, thread_id: null, text: 'remind me what we decided about the budget 💸' },
+    { external_id: 'D0ADAIM01:1717000200.000300', sender: { id: 'U0ADA0001', name: null }, chat: { id: 'D0ADAIM01', kind: 'direct' }, thread_id: null, text: 'remind me what we decided about the budget 💸' },
   ]);
   const threaded = await slack.inbound(slackEvent({ event_id: 'Ev1', channel: 'D0ADAIM01', user: 'U1', text: 'in a DM thread', thread_ts: '1717000000.000001' }));
   t.match(threaded.messages, [{ chat: { kind: 'direct' }, thread_id: '1717000000.000001' }], 'a thread inside a DM stays a thread');
@@ -70,7 +70,7 @@ t.test('a direct message (im) is direct and has no thread', async (t) => {
 
 t.test('an app mention is a message, in the thread it starts', async (t) => {
   t.same((await slack.inbound(fx('app-mention'))).messages, [
-    { external_id: 'Ev07ABCDEF04', sender: { id: 'U0GRACE02', name: null }, chat: { id: 'C0789ABCD', kind: 'group' }, thread_id: '1717000300.000400', text: '<@U0TYRUMBOT> open an incident for the outage' },
+    { external_id: 'C0789ABCD:1717000300.000400', sender: { id: 'U0GRACE02', name: null }, chat: { id: 'C0789ABCD', kind: 'group' }, thread_id: '1717000300.000400', text: '<@U0TYRUMBOT> open an incident for the outage' },
   ]);
 });
 
@@ -91,7 +91,7 @@ t.test('a body that is not JSON is a plugin error', async (t) => {
 
 t.test('the mock-chat slackEvent builder produces envelopes the plugin reads', async (t) => {
   const r = await slack.inbound(slackEvent({ event_id: 'Ev0B1', channel: 'C0B1', user: 'U0B1', text: 'hello', ts: '1717001000.000100' }));
-  t.same(r.messages, [{ external_id: 'Ev0B1', sender: { id: 'U0B1', name: null }, chat: { id: 'C0B1', kind: 'group' }, thread_id: '1717001000.000100', text: 'hello' }]);
+  t.same(r.messages, [{ external_id: 'C0B1:1717001000.000100', sender: { id: 'U0B1', name: null }, chat: { id: 'C0B1', kind: 'group' }, thread_id: '1717001000.000100', text: 'hello' }]);
 });
 
 t.test('a reply is chat.postMessage in the conversation\'s thread, with the bot token left to the host', async (t) => {
@@ -133,4 +133,11 @@ t.test('the requests delivered to the Web API answer ok with the message ts at t
   api.failNext(2, 503);
   const failed = await deliver(api.url, token, [...reqs, ...reqs, ...reqs]);
   t.same(failed.map((r) => r.status), [503, 503, 200], 'the next two fail, then it serves again');
+});
+
+t.test('a mention delivered twice (as message and as app_mention, two event ids) is one message: one dedupe key', async (t) => {
+  const asMessage = await slack.inbound(slackEvent({ event_id: 'EvA', channel: 'C1', user: 'U1', text: '<@UBOT> hi', ts: '1717002000.000100' }));
+  const asMention = await slack.inbound({ ...slackEvent({ event_id: 'EvB', channel: 'C1', user: 'U1', text: '<@UBOT> hi', ts: '1717002000.000100' }), event: { type: 'app_mention', channel: 'C1', user: 'U1', text: '<@UBOT> hi', ts: '1717002000.000100' } });
+  t.equal(asMessage.messages[0]!.external_id, asMention.messages[0]!.external_id);
+  t.equal(asMessage.messages[0]!.external_id, 'C1:1717002000.000100');
 });

@@ -24,7 +24,7 @@ import {
  * {headers, body, instance} -> {messages, respond?}.
  * - url_verification: no message; the host answers {challenge}.
  * - event_callback with a `message` (no subtype, no bot_id: a person's new message) or an
- *   `app_mention`: one message. external_id is the envelope's event_id (Slack retries carry it).
+ *   `app_mention`: one message. external_id is "<channel>:<ts>" (the message, whichever event carried it).
  * - anything else: no message.
  */
 export function inbound(): i32 {
@@ -70,7 +70,11 @@ function readEvent(envelope: JsonObject, out: MessagesWriter): void {
   let thread = id(member(event, "thread_ts"));
   // A top-level message in a channel: the reply starts a thread under it. In a DM, reply inline.
   if (thread === null && !direct) thread = id(member(event, "ts"));
-  out.add(eventId, user, senderName(event), channel, direct, thread, unescape(text));
+  // The dedupe key is the message itself (channel and ts), not the event: Slack's retries repeat
+  // both, and a mention delivered twice (as `message` and as `app_mention`, two event ids) is one
+  // message, so one turn. The event id is the fallback for an event without a ts.
+  const ts = id(member(event, "ts"));
+  out.add(ts !== null ? channel + ":" + ts : eventId, user, senderName(event), channel, direct, thread, unescape(text));
 }
 
 /** The poster's name when Slack includes a profile (message events often do), else null. */
