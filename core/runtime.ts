@@ -392,6 +392,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       nodes,
       presence,
       conversations,
+      channels,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.

@@ -76,6 +76,30 @@ function pairingCode(): string {
   return `${s.slice(0, 4)}-${s.slice(4)}`;
 }
 
+const isoOrNull = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+
+/** A channel instance as `ChannelInfo` on the wire. */
+export function channelInfo(r: ChannelInstanceRow, pluginEnabled: boolean): Record<string, unknown> {
+  return {
+    channel: channelLabel(r),
+    plugin_id: r.plugin_id,
+    channel_id: r.channel,
+    api_base: r.api_base,
+    dm_policy: r.dm_policy,
+    verify_secret: r.verify_secret,
+    credential_secret: r.credential_secret,
+    webhook_path: `/channels/${r.plugin_id}/${r.name}/webhook`,
+    plugin_enabled: pluginEnabled,
+    created_at: new Date(r.created_at).toISOString(),
+  };
+}
+
+/** A sender as `ChannelSenderInfo` on the wire; a pairing code only while it is valid. */
+export function senderInfo(s: SenderRow, now: number): Record<string, unknown> {
+  const live = s.state === 'pending' && (s.code_expires_at ?? 0) > now;
+  return { sender_id: s.sender_id, state: s.state, name: s.name, code: live ? s.code : null, code_expires_at: live ? isoOrNull(s.code_expires_at) : null, updated_at: new Date(s.updated_at).toISOString() };
+}
+
 export class ChannelService {
   private readonly o: ChannelServiceOptions;
   private readonly now: () => number;
@@ -133,6 +157,11 @@ export class ChannelService {
 
   list(): ChannelInstanceRow[] {
     return this.o.store.conversations.instances();
+  }
+
+  /** Whether the instance's plugin is enabled now (its webhook and replies work). */
+  pluginEnabled(r: ChannelInstanceRow): boolean {
+    return this.o.enabled(r.plugin_id);
   }
 
   remove(label: string): ChannelInstanceRow {

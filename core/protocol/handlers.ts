@@ -21,6 +21,7 @@ import type { NodeRegistry } from '../nodes/registry.js';
 import { presenceView, type PresenceRegistry } from '../nodes/presence.js';
 import { isTyrumError } from '../errors/index.js';
 import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type ConversationService } from '../conversations/service.js';
+import { channelInfo, senderInfo, type ChannelService } from '../channels/service.js';
 
 export interface HandlerServices {
   store: Store;
@@ -42,6 +43,7 @@ export interface HandlerServices {
   nodes: Pick<NodeRegistry, 'connected' | 'reconcile' | 'reportReady' | 'evidence'>;
   presence: Pick<PresenceRegistry, 'list'>;
   conversations: ConversationService;
+  channels: ChannelService;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -305,6 +307,16 @@ export function createHandlers(s: HandlerServices): Handlers {
       const q = p as { conversation_id: string; text: string; idempotency_key?: string };
       const r = await s.conversations.send(q.conversation_id, q.text, peer.token.id, q.idempotency_key);
       return { message: messageInfo(r.message), turn_id: r.turn_id, existing: r.existing };
+    },
+    'channel.list': async () => ({ channels: s.channels.list().map((r) => channelInfo(r, s.channels.pluginEnabled(r))) }),
+    'channel.senders': async (p) => {
+      const now = s.now();
+      return { senders: s.channels.senders((p as { channel: string }).channel).map((x) => senderInfo(x, now)) };
+    },
+    'channel.sender.decide': async (p, peer) => {
+      const q = p as { channel: string; sender: string; action: 'allow' | 'deny' | 'remove' };
+      const row = await s.channels.decideSender(q.channel, q.sender, q.action, actor(peer));
+      return { sender: row === null ? null : senderInfo(row, s.now()) };
     },
     'secret.list': async () => ({
       secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),

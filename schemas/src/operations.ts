@@ -196,6 +196,28 @@ export const DeliveryInfo = Strict({
   finished_at: Type.Union([IsoTime, Type.Null()]),
 });
 
+const ChannelName = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}[a-z0-9]/[a-z][a-z0-9-]{0,30}[a-z0-9]$', description: '<plugin>/<instance>' });
+export const ChannelInfo = Strict({
+  channel: ChannelName,
+  plugin_id: Type.String(),
+  channel_id: Type.String({ description: "The plugin's channel contribution." }),
+  api_base: Type.String(),
+  dm_policy: lit(['pairing', 'allowlist', 'open'] as const),
+  verify_secret: Type.String({ description: 'The handle name, never a value.' }),
+  credential_secret: Type.Union([Type.String(), Type.Null()]),
+  webhook_path: Type.String(),
+  plugin_enabled: Type.Boolean(),
+  created_at: IsoTime,
+});
+export const ChannelSenderInfo = Strict({
+  sender_id: Type.String(),
+  state: lit(['allowed', 'pending', 'denied'] as const),
+  name: Type.Union([Type.String(), Type.Null()]),
+  code: Type.Union([Type.String({ description: 'The pairing code sent to a waiting sender (while valid).' }), Type.Null()]),
+  code_expires_at: Type.Union([IsoTime, Type.Null()]),
+  updated_at: IsoTime,
+});
+
 export const PresenceEntry = Strict({
   device_id: DeviceId,
   role: Role,
@@ -667,6 +689,27 @@ export const OPERATIONS = {
       idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Repeating a key in this conversation returns the first message instead of sending again.' })),
     }),
     result: Strict({ message: MessageInfo, turn_id: TurnId, existing: Type.Boolean() }),
+  },
+  'channel.list': {
+    description: 'Chat-channel instances (bots) with their webhook paths; secret handle names, never values.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({ channels: Type.Array(ChannelInfo) }),
+  },
+  'channel.senders': {
+    description: "Who may talk to the agent through a channel: allowed and denied senders, and unknown ones waiting with the pairing code they were sent.",
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({ channel: ChannelName }),
+    result: Strict({ senders: Type.Array(ChannelSenderInfo) }),
+  },
+  'channel.sender.decide': {
+    description: 'Allow or deny a sender (named by id or by the pairing code they were sent), or remove one. An allowed sender\'s next message starts a turn.',
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({ channel: ChannelName, sender: Type.String({ minLength: 1, maxLength: 256, description: 'A sender id, or a pairing code XXXX-XXXX.' }), action: lit(['allow', 'deny', 'remove'] as const) }),
+    result: Strict({ sender: Type.Union([ChannelSenderInfo, Type.Null()]) }),
   },
   'secret.list': {
     description: 'Secret handles and their bound destinations; never values.',

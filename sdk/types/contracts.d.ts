@@ -692,6 +692,82 @@ export interface OpCapabilityReadyResult {
   dispatchable: string[];
 }
 
+export interface OpChannelListPayload {}
+
+export interface OpChannelListResult {
+  channels: {
+    /**
+     * <plugin>/<instance>
+     */
+    channel: string;
+    plugin_id: string;
+    /**
+     * The plugin's channel contribution.
+     */
+    channel_id: string;
+    api_base: string;
+    dm_policy: "pairing" | "allowlist" | "open";
+    /**
+     * The handle name, never a value.
+     */
+    verify_secret: string;
+    credential_secret: string | null;
+    webhook_path: string;
+    plugin_enabled: boolean;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+  }[];
+}
+
+export interface OpChannelSenderDecidePayload {
+  /**
+   * <plugin>/<instance>
+   */
+  channel: string;
+  /**
+   * A sender id, or a pairing code XXXX-XXXX.
+   */
+  sender: string;
+  action: "allow" | "deny" | "remove";
+}
+
+export interface OpChannelSenderDecideResult {
+  sender: {
+    sender_id: string;
+    state: "allowed" | "pending" | "denied";
+    name: string | null;
+    code: string | null;
+    code_expires_at: string | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    updated_at: string;
+  } | null;
+}
+
+export interface OpChannelSendersPayload {
+  /**
+   * <plugin>/<instance>
+   */
+  channel: string;
+}
+
+export interface OpChannelSendersResult {
+  senders: {
+    sender_id: string;
+    state: "allowed" | "pending" | "denied";
+    name: string | null;
+    code: string | null;
+    code_expires_at: string | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    updated_at: string;
+  }[];
+}
+
 export interface OpConnectInitPayload {
   protocol_rev: number;
   /**
@@ -3703,6 +3779,12 @@ export interface Contracts {
   "op.audit.verify.result": OpAuditVerifyResult;
   "op.capability.ready.payload": OpCapabilityReadyPayload;
   "op.capability.ready.result": OpCapabilityReadyResult;
+  "op.channel.list.payload": OpChannelListPayload;
+  "op.channel.list.result": OpChannelListResult;
+  "op.channel.sender.decide.payload": OpChannelSenderDecidePayload;
+  "op.channel.sender.decide.result": OpChannelSenderDecideResult;
+  "op.channel.senders.payload": OpChannelSendersPayload;
+  "op.channel.senders.result": OpChannelSendersResult;
   "op.connect.init.payload": OpConnectInitPayload;
   "op.connect.init.result": OpConnectInitResult;
   "op.connect.proof.payload": OpConnectProofPayload;

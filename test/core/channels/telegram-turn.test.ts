@@ -129,9 +129,18 @@ t.test('an unknown sender gets a pairing code and no turn; the operator approves
   await new Promise((r) => setTimeout(r, 200));
   t.equal(w.telegram.sent.length, 1, 'one code per hour');
 
-  // The operator approves the code; the sender's next message starts a turn.
-  const row = await w.gw.channels.decideSender('telegram/bot', code!, 'allow', CLI);
-  t.equal(row?.sender_id, '77');
+  // The operator sees the waiting sender and approves the code over the protocol; the sender's
+  // next message starts a turn.
+  const op = await connect(w.gw);
+  t.teardown(() => op.conn.ws.close());
+  const channels = (await op.conn.request('channel.list', {})) as { result: { channels: Array<{ channel: string; webhook_path: string; plugin_enabled: boolean }> } };
+  t.match(channels.result.channels, [{ channel: 'telegram/bot', webhook_path: '/channels/telegram/bot/webhook', plugin_enabled: true }]);
+  const senders = (await op.conn.request('channel.senders', { channel: 'telegram/bot' })) as { result: { senders: Array<{ sender_id: string; state: string; code: string | null }> } };
+  t.match(senders.result.senders.find((x) => x.sender_id === '77'), { state: 'pending', code });
+  const decided = (await op.conn.request('channel.sender.decide', { channel: 'telegram/bot', sender: code!, action: 'allow' })) as { result: { sender: { sender_id: string; state: string } } };
+  t.match(decided.result.sender, { sender_id: '77', state: 'allowed' });
+  const nope = (await op.conn.request('channel.sender.decide', { channel: 'telegram/nobot', sender: '1', action: 'allow' })) as { error: { code: string } };
+  t.equal(nope.error.code, 'not_found');
   w.model.push({ content: 'Hi! How can I help?' });
   await w.post(telegramUpdate({ update_id: 2003, chat_id: 77, from_id: 77, text: 'hi again' }));
   await until('the answer', () => w.telegram.sent.length > 1);
