@@ -138,6 +138,12 @@ export function checkManifestRules(m: PluginManifest, opts: ManifestOptions = {}
     if (base === null || (base.protocol !== 'https:' && base.protocol !== 'http:') || base.username !== '' || base.password !== '') {
       invalid(`contributes.channels[${i}].outbound.api_base: ${quote(ch.outbound.api_base)} is not an http(s) URL without credentials`, { field: `contributes.channels[${i}].outbound.api_base` });
     }
+    ch.outbound.paths.forEach((path, j) => {
+      const segments = path.split('/').slice(1);
+      if (segments.some((seg) => seg === '.' || seg === '..') || path.split('{{credential}}').join('').match(/[{}]/)) {
+        invalid(`contributes.channels[${i}].outbound.paths[${j}]: ${quote(path)} may not have "." or ".." segments, or braces other than {{credential}}`, { field: `contributes.channels[${i}].outbound.paths[${j}]` });
+      }
+    });
   });
 
   const toolIds = new Map<string, number>();

@@ -156,18 +156,27 @@ export function checkOutboundResult(channel: ChannelContribution, input: Outboun
     const method = r.method ?? 'POST';
     if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') throw adapterError(`requests[${i}].method must be POST, PUT or PATCH`);
     const path = r.path ?? '';
-    if (typeof path !== 'string' || path.length > 2048 || (path !== '' && !path.startsWith('/')) || path.startsWith('//') || /[\s\\#]|\/\.\.?(\/|$|\?)|%2e|%2f/i.test(path)) {
-      throw new TyrumError('TYRUM_ERR_CHANNEL_DESTINATION', `requests[${i}].path must be a plain path under the API base (starting with "/", no "..", "//", "#", backslash or encoded dots/slashes)`, { index: i });
+    // Only the paths the manifest lists, exactly: no query string (Telegram and Slack read
+    // parameters from the query too, where the destination check cannot see them, and where a
+    // {{credential}} would be posted as content), no other API method (setWebhook...).
+    if (typeof path !== 'string' || !channel.outbound.paths.includes(path)) {
+      throw new TyrumError('TYRUM_ERR_CHANNEL_DESTINATION', `requests[${i}].path ${JSON.stringify(String(path).slice(0, 100))} is not one of the channel's outbound paths (manifest outbound.paths)`, { index: i });
     }
-    if (path.split(CREDENTIAL_PLACEHOLDER).join('').includes('{{')) throw adapterError(`requests[${i}].path has a template other than ${CREDENTIAL_PLACEHOLDER}`);
     const headers: Record<string, string> = {};
     if (r.headers !== undefined) {
       if (!isObject(r.headers)) throw adapterError(`requests[${i}].headers must be an object of strings`);
       for (const [k, v] of Object.entries(r.headers)) {
         if (!HEADER_NAME_RE.test(k) || typeof v !== 'string' || /[\r\n]/.test(v) || v.length > 4096) throw adapterError(`requests[${i}].headers.${k.slice(0, 64)} is not a valid header`);
-        if (HOST_HEADERS.has(k.toLowerCase())) throw adapterError(`requests[${i}].headers: ${k} is set by the host`);
+        const name = k.toLowerCase();
+        if (HOST_HEADERS.has(name)) throw adapterError(`requests[${i}].headers: ${k} is set by the host`);
+        // The body is JSON, sent as JSON: a form or text content type would let the platform read
+        // other fields (another chat) out of the bytes the host checked as JSON.
+        if (name === 'content-type' && !/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(v)) throw adapterError(`requests[${i}].headers.content-type must be application/json (the host sends the body as JSON)`);
         if (v.split(CREDENTIAL_PLACEHOLDER).join('').includes('{{')) throw adapterError(`requests[${i}].headers.${k} has a template other than ${CREDENTIAL_PLACEHOLDER}`);
-        headers[k.toLowerCase()] = v;
+        // The credential goes only into the Authorization header (or a listed path): never into a
+        // header a platform might echo or log as content.
+        if (v.includes(CREDENTIAL_PLACEHOLDER) && name !== 'authorization') throw new TyrumError('TYRUM_ERR_CHANNEL_DESTINATION', `requests[${i}].headers.${k}: ${CREDENTIAL_PLACEHOLDER} may only go into the Authorization header`, { index: i });
+        headers[name] = v;
       }
     }
     if (!isObject(r.body)) throw adapterError(`requests[${i}].body must be a JSON object`);
@@ -196,6 +205,9 @@ export function checkOutboundResult(channel: ChannelContribution, input: Outboun
 export function outboundUrl(apiBase: string, path: string, credential: string | null): URL {
   const base = new URL(apiBase);
   const prefix = base.pathname.replace(/\/+$/, '');
+  // Defence in depth (checkOutboundResult already allows only the manifest's paths): never a query
+  // or fragment, where a credential would become a parameter the platform reads as content.
+  if (/[?#]/.test(path)) throw new TyrumError('TYRUM_ERR_CHANNEL_DESTINATION', 'an outbound path may not carry a query string or fragment');
   let p = path;
   if (p.includes(CREDENTIAL_PLACEHOLDER)) {
     if (credential === null) throw new TyrumError('TYRUM_ERR_CHANNEL_ADAPTER', `the request path uses ${CREDENTIAL_PLACEHOLDER} but the instance has no credential`);

@@ -130,6 +130,12 @@ export const ChannelContribution = Strict({
   outbound: Strict({
     export: Type.String({ minLength: 1, maxLength: 128, description: 'Export that formats a reply: JSON {text, chat_id, thread_id, text_limit} in, JSON {requests[]} out.' }),
     api_base: Type.String({ maxLength: 500, pattern: '^https?://[^\\s?#]+$', description: 'The platform API base URL (an instance may name another, e.g. a self-hosted or local server); every request goes to its origin.' }),
+    paths: Type.Array(Type.String({ maxLength: 256, pattern: '^(/[A-Za-z0-9._~{}:-]+)*$' }), {
+      minItems: 1,
+      maxItems: 16,
+      uniqueItems: true,
+      description: 'Every path (under the API base) an outbound request may use, exactly; {{credential}} may appear in them. No query strings: parameters go in the JSON body, where the host checks the destination. "" is the API base itself.',
+    }),
     destination: Strict({
       chat: { ...JsonPointer, description: 'Where each request body carries the chat id.' },
       thread: Type.Optional({ ...JsonPointer, description: 'Where each request body carries the thread id (absent when the conversation has none).' }),

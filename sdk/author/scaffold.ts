@@ -165,6 +165,7 @@ export function scaffoldChannelManifest(id: string): Record<string, unknown> {
           outbound: {
             export: 'outbound',
             api_base: SCAFFOLD_CHANNEL_API_BASE,
+            paths: ['/messages'],
             destination: { chat: '/chat_id', thread: '/thread_id' },
             receipt_pointer: '/id',
           },

@@ -1828,6 +1828,13 @@ export interface OpPluginGetResult {
            */
           api_base: string;
           /**
+           * Every path (under the API base) an outbound request may use, exactly; {{credential}} may appear in them. No query strings: parameters go in the JSON body, where the host checks the destination. "" is the API base itself.
+           *
+           * @minItems 1
+           * @maxItems 16
+           */
+          paths: string[];
+          /**
            * Where in each request body the chat (and thread) id sits; the host checks them against the conversation.
            */
           destination: {
@@ -3406,6 +3413,13 @@ export interface PluginManifest {
          * The platform API base URL (an instance may name another, e.g. a self-hosted or local server); every request goes to its origin.
          */
         api_base: string;
+        /**
+         * Every path (under the API base) an outbound request may use, exactly; {{credential}} may appear in them. No query strings: parameters go in the JSON body, where the host checks the destination. "" is the API base itself.
+         *
+         * @minItems 1
+         * @maxItems 16
+         */
+        paths: string[];
         /**
          * Where in each request body the chat (and thread) id sits; the host checks them against the conversation.
          */

@@ -158,7 +158,7 @@ const CASES: BadCase[] = [
     files: {
       edit: (m) =>
         set(m, 'contributes.channels', [
-          { id: 'chat', description: 'd', verify: { scheme: 'hmac_sha256' }, inbound: { export: 'word_count' }, outbound: { export: 'transform', api_base: 'https://user:pw@api.example.com', destination: { chat: '/chat_id' } } },
+          { id: 'chat', description: 'd', verify: { scheme: 'hmac_sha256' }, inbound: { export: 'word_count' }, outbound: { export: 'transform', api_base: 'https://user:pw@api.example.com', paths: ['/send'], destination: { chat: '/chat_id' } } },
         ]),
     },
     code: 'TYRUM_ERR_MANIFEST_INVALID',

@@ -27,7 +27,7 @@ t.test('the build directory is an installable channel plugin that asks for nothi
   t.match(slack.channel, {
     id: 'slack',
     verify: { scheme: 'slack_v0' },
-    outbound: { api_base: 'https://slack.com/api', destination: { chat: '/channel', thread: '/thread_ts' }, ok_pointer: '/ok', receipt_pointer: '/ts' },
+    outbound: { paths: ['/chat.postMessage'], api_base: 'https://slack.com/api', destination: { chat: '/channel', thread: '/thread_ts' }, ok_pointer: '/ok', receipt_pointer: '/ts' },
     text_limit: 4000,
   });
   t.equal(slack.channel.inbound.headers, undefined, 'no request header is needed');

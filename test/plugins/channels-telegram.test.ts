@@ -43,7 +43,7 @@ t.test('the build directory is an installable channel plugin that asks for nothi
   t.match(tg.channel, {
     id: 'telegram',
     verify: { scheme: 'telegram_secret_token' },
-    outbound: { api_base: 'https://api.telegram.org', destination: { chat: '/chat_id', thread: '/message_thread_id' }, ok_pointer: '/ok', receipt_pointer: '/result/message_id' },
+    outbound: { paths: ['/bot{{credential}}/sendMessage'], api_base: 'https://api.telegram.org', destination: { chat: '/chat_id', thread: '/message_thread_id' }, ok_pointer: '/ok', receipt_pointer: '/result/message_id' },
     text_limit: 4096,
   });
   t.equal(m.requests, undefined, 'no egress, no secrets, no storage');

@@ -27,7 +27,7 @@ t.test('the build directory is an installable channel plugin that asks for nothi
   t.match(hook.channel, {
     id: 'webhook',
     verify: { scheme: 'hmac_sha256' },
-    outbound: { api_base: 'https://example.invalid/webhook', destination: { chat: '/chat_id', thread: '/thread_id' }, sign: 'hmac_sha256' },
+    outbound: { paths: [''], api_base: 'https://example.invalid/webhook', destination: { chat: '/chat_id', thread: '/thread_id' }, sign: 'hmac_sha256' },
     text_limit: 100000,
   });
   t.equal(m.requests, undefined);

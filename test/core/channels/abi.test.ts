@@ -10,7 +10,7 @@ const CHANNEL: ChannelContribution = {
   description: 'd',
   verify: { scheme: 'hmac_sha256' },
   inbound: { export: 'inbound' },
-  outbound: { export: 'outbound', api_base: 'https://api.example.com/v1', destination: { chat: '/chat_id', thread: '/thread' } },
+  outbound: { export: 'outbound', api_base: 'https://api.example.com/v1', paths: ['/send', '/x/{{credential}}'], destination: { chat: '/chat_id', thread: '/thread' } },
 };
 const INPUT = { text: 'hi', chat_id: '42', thread_id: null, text_limit: 100 };
 const req = (body: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ requests: [{ method: 'POST', path: '/send', body, ...extra }] });
@@ -28,14 +28,17 @@ t.test('outbound: the conversation chat and thread are enforced at the manifest 
 });
 
 t.test('outbound: paths stay under the API base; the credential goes only where the host puts it', async (t) => {
-  for (const path of ['//evil.example/x', '/../admin', '/a/%2e%2e/b', 'http://evil.example/', '/a#frag', '/a\\b', '/a/./b']) {
+  for (const path of ['//evil.example/x', '/../admin', '/a/%2e%2e/b', 'http://evil.example/', '/a#frag', '/a\\b', '/a/./b', '/send?chat_id=666', '/send?text={{credential}}', '/x/{{credential}}/../send', '/setWebhook']) {
     t.throws(() => checkOutboundResult(CHANNEL, INPUT, { requests: [{ path, body: { chat_id: '42' } }] }), { code: 'TYRUM_ERR_CHANNEL_DESTINATION' }, `path ${path}`);
   }
   t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42', token: '{{credential}}' })), { code: 'TYRUM_ERR_CHANNEL_DESTINATION' }, 'no credential in a body (it would reach the platform as content)');
   t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { headers: { host: 'evil.example' } })), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' }, 'no Host header');
   t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { headers: { 'x-a': 'a\r\nx-b: b' } })), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' }, 'no header injection');
   t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { method: 'GET' })), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' });
-  t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { path: '/x/{{secret:OTHER}}' })), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' }, 'only {{credential}}, never another handle');
+  t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { path: '/x/{{secret:OTHER}}' })), { code: 'TYRUM_ERR_CHANNEL_DESTINATION' }, 'only listed paths, never another handle');
+  t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { headers: { 'x-token': '{{credential}}' } })), { code: 'TYRUM_ERR_CHANNEL_DESTINATION' }, 'the credential only in Authorization');
+  t.ok(checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42' }, { headers: { authorization: 'Bearer {{credential}}', 'content-type': 'application/json; charset=utf-8' } })));
+  t.throws(() => checkOutboundResult(CHANNEL, INPUT, req({ chat_id: '42', pad: '&chat_id=666&' }, { headers: { 'content-type': 'application/x-www-form-urlencoded' } })), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' }, 'a form content type would let the platform read another chat');
   t.throws(() => checkOutboundResult(CHANNEL, INPUT, { requests: [] }), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' });
   t.throws(() => checkOutboundResult(CHANNEL, INPUT, { requests: Array.from({ length: 17 }, () => ({ path: '/s', body: { chat_id: '42' } })) }), { code: 'TYRUM_ERR_CHANNEL_ADAPTER' });
   t.equal(outboundUrl('https://api.telegram.org', '/bot{{credential}}/sendMessage', '123:AB-c_d').toString(), 'https://api.telegram.org/bot123:AB-c_d/sendMessage');

@@ -332,7 +332,7 @@ const channel = (id: string, inbound: string, outbound: string, extra: Record<st
   description: `channel ${id}`,
   verify: { scheme: 'hmac_sha256' },
   inbound: { export: inbound },
-  outbound: { export: outbound, api_base: 'https://api.example.test/bot', destination: { chat: '/chat', thread: '/thread' } },
+  outbound: { export: outbound, api_base: 'https://api.example.test/bot', paths: ['/send', '/bot{{credential}}/send'], destination: { chat: '/chat', thread: '/thread' } },
   ...extra,
 });
 
