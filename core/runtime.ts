@@ -356,6 +356,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       publish: (type, payload) => server?.publish(type, payload),
       onReply: (c, m) => deliverer.queue(c, m),
       maxConcurrent: config.limits.maxConcurrentTurns,
+      onRunChange: (listener) =>
+        engine.onEvent((e) => {
+          if (e.type === 'run.updated' && typeof e.payload.run_id === 'string') listener(e.payload.run_id);
+        }),
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
     conversations.onQueued = () => turns.kick();

@@ -99,6 +99,7 @@ export class ConversationService {
       if (idempotencyKey !== undefined) {
         const prior = this.store.conversations.messageByKey(conv.id, idempotencyKey);
         if (prior) {
+          if (prior.content !== text) throw new TyrumError('TYRUM_ERR_CONFLICT', `idempotency key ${idempotencyKey} was used in this conversation for another text`, { conversation_id: conv.id });
           const repo = this.store.conversations;
           // The turn that took it, or the one that will (queued, else the one running now).
           const turnId = prior.turn_id ?? repo.turnIn(conv.id, 'queued')?.id ?? repo.turnIn(conv.id, 'running')?.id ?? repo.turns(conv.id, 1)[0]!.id;

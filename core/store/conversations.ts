@@ -266,6 +266,11 @@ export class ConversationRepo {
     return (prepared(this.db, 'SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?').all(conversationId, limit) as MessageRow[]).reverse();
   }
 
+  /** The newest `limit` messages with a seq below `seq`, oldest first. */
+  lastMessagesBefore(conversationId: string, seq: number, limit: number): MessageRow[] {
+    return (prepared(this.db, 'SELECT * FROM messages WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?').all(conversationId, seq, limit) as MessageRow[]).reverse();
+  }
+
   messagesOfTurn(turnId: string): MessageRow[] {
     return prepared(this.db, 'SELECT * FROM messages WHERE turn_id = ? ORDER BY seq').all(turnId) as MessageRow[];
   }

@@ -129,10 +129,14 @@ function telegramServer(botToken) {
 
 const NOTE_TOOL = 'notes__add_note'; // notes.add_note, as the gateway names it for the API
 
-/** The text of a user message without the gateway's provenance line ("[from telegram/bot, ...]"). */
+/**
+ * The text of a user message. A channel message arrives as the gateway's JSON envelope
+ * ({channel, chat, sender, webhook_verified, text}); an operator's message as plain text.
+ */
 function userText(content) {
   const text = typeof content === 'string' ? content : Array.isArray(content) ? content.map((p) => p?.text ?? '').join('') : '';
-  return text.startsWith('[from ') && text.includes('\n') ? text.slice(text.indexOf('\n') + 1) : text;
+  const envelope = text.startsWith('{') ? parseJson(text) : null;
+  return envelope !== null && typeof envelope === 'object' && typeof envelope.text === 'string' ? envelope.text : text;
 }
 
 /** What the note is about: the words after "note"/"remember", e.g. "note: buy milk" → "buy milk". */

@@ -105,7 +105,7 @@ t.test('an allowed sender asks, the model calls a state_changing tool, the opera
   t.equal(w.model.requests.length, 2, 'two model calls: the tool call and the answer');
   // The model saw the tool's result and the untrusted-provenance marking of the channel text.
   const second = w.model.requests[1]!.body as { messages: Array<{ role: string; content: string | null }> };
-  t.match(second.messages.find((m) => m.role === 'user')!.content, /from telegram\/bot.*verified by the gateway; untrusted content\]\nplease note: buy milk/s);
+  t.match(JSON.parse(second.messages.find((m) => m.role === 'user')!.content!), { channel: 'telegram/bot', chat: 'direct message', sender: { id: '42' }, webhook_verified: true, text: 'please note: buy milk' }, 'channel text reaches the model inside an envelope the gateway writes');
   t.match(second.messages.find((m) => m.role === 'tool')!.content, /"ok":true/);
   const notes = await w.gw.tools.invoke('notes.list_notes', {}, { kind: 'test' });
   t.match((notes.output as { notes: Array<{ title: string }> }).notes, [{ title: 'Buy milk' }], 'the tool ran once');
