@@ -22,13 +22,13 @@ import type { AuditLog } from '../audit/index.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { atPointer, checkOutboundResult, outboundHeaders, outboundUrl } from './abi.js';
 import { signHmac } from './verify.js';
-import { channelLabel } from './service.js';
+import { channelLabel, trimNewline } from './service.js';
 import { newId, OPERATOR_CHANNEL } from '../conversations/service.js';
 
 export const DELIVERY_MAX_ATTEMPTS_DEFAULT = 10;
 export const DELIVERY_BACKOFF_BASE_MS = 1000;
 export const DELIVERY_BACKOFF_MAX_MS = 5 * 60_000;
-export const DELIVERY_REQUEST_TIMEOUT_MS = 15_000;
+export const DELIVERY_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_TEXT_LIMIT = 4096;
 /** Bytes of a platform's answer read (enough for any receipt). */
 const MAX_ANSWER_BYTES = 256 * 1024;
@@ -199,7 +199,7 @@ export class Deliverer {
     const body = JSON.stringify(r.body);
     const headers: Record<string, string> = { 'content-type': 'application/json', ...outboundHeaders(r.headers, credential) };
     if (c.outbound.sign === 'hmac_sha256') {
-      const secret = this.o.reveal(inst.verify_secret);
+      const secret = trimNewline(this.o.reveal(inst.verify_secret));
       Object.assign(headers, signHmac(secret, body, this.now()));
       secret.fill(0);
     }
@@ -207,9 +207,14 @@ export class Deliverer {
     try {
       res = await (this.o.fetch ?? fetch)(target, { method: r.method, headers, body, redirect: 'manual', signal: AbortSignal.timeout(DELIVERY_REQUEST_TIMEOUT_MS) });
     } catch (e) {
-      throw new Retryable(`the platform could not be reached: ${(e as Error).name === 'TimeoutError' ? 'timed out' : ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message)}`, null);
+      // A timeout may come after the platform took the message: the retry may deliver it twice
+      // (at least once; the platforms have no idempotency key for messages).
+      const why = (e as Error).name === 'TimeoutError' ? 'timed out' : ((e as { cause?: { code?: string } }).cause?.code ?? 'network error');
+      throw new Retryable(`the platform could not be reached: ${why}`, null);
     }
-    const text = await readCapped(res);
+    // A platform (or a receiver) may echo the request: never keep the credential in an error.
+    const raw = await readCapped(res);
+    const text = credential === null || credential === '' ? raw : raw.split(credential).join('[REDACTED]').split(encodeURIComponent(credential)).join('[REDACTED]');
     if (res.status === 429 || res.status >= 500) throw new Retryable(`the platform answered ${res.status}`, retryAfter(res.headers.get('retry-after')));
     if (res.status < 200 || res.status > 299) throw new TyrumError('TYRUM_ERR_CHANNEL_DELIVERY', `the platform refused the reply: HTTP ${res.status} ${text.slice(0, 200)}`);
     let json: unknown = null;

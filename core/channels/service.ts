@@ -20,6 +20,8 @@ import { checkInboundResult, type InboundMessage } from './abi.js';
 import { verifyWebhook } from './verify.js';
 import { messageEvent, newId, type ConversationService } from '../conversations/service.js';
 
+/** How long an inbound message id is remembered for dedupe. */
+export const INBOUND_DEDUPE_MS = 14 * 24 * 3_600_000;
 /** How long a pairing code stays valid. */
 export const PAIRING_CODE_TTL_MS = 60 * 60 * 1000;
 /** Unknown senders waiting with a live code per instance; more are ignored until the operator acts. */
@@ -70,6 +72,13 @@ export function channelLabel(i: Pick<ChannelInstanceRow, 'plugin_id' | 'name'>):
   return `${i.plugin_id}/${i.name}`;
 }
 
+/** A verification secret without a trailing line break (`echo "$S" | tyrum secret set ...` adds one). */
+export function trimNewline(b: Buffer): Buffer {
+  let end = b.length;
+  while (end > 0 && (b[end - 1] === 0x0a || b[end - 1] === 0x0d)) end--;
+  return end === b.length ? b : b.subarray(0, end);
+}
+
 function pairingCode(): string {
   let s = '';
   for (let i = 0; i < 8; i++) s += CODE_ALPHABET[randomInt(CODE_ALPHABET.length)];
@@ -103,6 +112,7 @@ export function senderInfo(s: SenderRow, now: number): Record<string, unknown> {
 export class ChannelService {
   private readonly o: ChannelServiceOptions;
   private readonly now: () => number;
+  private prunedAt = 0;
 
   constructor(options: ChannelServiceOptions) {
     this.o = options;
@@ -215,7 +225,7 @@ export class ChannelService {
     if (!contribution || !this.o.enabled(pluginId)) return { status: 503, body: { error: { code: 'invalid_state', message: `the plugin of channel ${label} is not enabled` } } };
     let secret: Buffer;
     try {
-      secret = this.o.reveal(inst.verify_secret);
+      secret = trimNewline(this.o.reveal(inst.verify_secret));
     } catch {
       this.o.log?.('error', 'channel verification secret missing', { channel: label, secret: inst.verify_secret });
       return { status: 503, body: { error: { code: 'invalid_state', message: 'the channel cannot verify webhooks (its secret handle is missing)' } } };
@@ -224,7 +234,7 @@ export class ChannelService {
     secret.fill(0);
     if (!verdict.ok) {
       this.o.log?.('warn', 'channel webhook refused: not authentic', { channel: label, reason: verdict.reason });
-      return { status: 401, body: { error: { code: 'unauthorized', message: 'webhook not verified', reason: verdict.reason } } };
+      return { status: 401, body: { error: { code: 'unauthorized', message: 'webhook not verified' } } };
     }
     const shown: Record<string, string> = {};
     for (const h of contribution.inbound.headers ?? []) {
@@ -240,10 +250,13 @@ export class ChannelService {
       const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INVALID_REQUEST', 'the webhook body is not UTF-8 text');
       this.o.log?.('warn', 'channel adapter could not parse a webhook', { channel: label, code: err.code, message: err.message });
       await this.o.audit.append('channel.inbound_failed', { kind: 'channel', channel: label }, { code: err.code, message: err.message });
-      // 4xx for what the platform sent wrong (it should not retry), 5xx for a plugin failure.
-      const ours = err.code === 'TYRUM_ERR_CHANNEL_ADAPTER' || err.code.startsWith('TYRUM_ERR_SANDBOX');
-      return { status: ours ? 500 : 400, body: { error: { code: err.wire, message: err.message } } };
+      // An authentic webhook the adapter deterministically cannot use (it reported an error, or its
+      // answer breaks the ABI): 200, so the platform does not retry it forever (Telegram would hold
+      // back later updates meanwhile); it is audited. A trap, timeout or crash may pass: 500, retried.
+      const transient = err.code.startsWith('TYRUM_ERR_SANDBOX') && err.code !== 'TYRUM_ERR_SANDBOX_PLUGIN_ERROR';
+      return transient ? { status: 500, body: { error: { code: err.wire, message: 'the channel adapter failed; retry later' } } } : { status: 200, body: { ok: false, ignored: err.code } };
     }
+    this.prune();
     for (const m of parsed.messages) {
       try {
         await this.take(inst, label, m);
@@ -259,6 +272,17 @@ export class ChannelService {
     return parsed.respond ?? { status: 200, body: { ok: true } };
   }
 
+  /**
+   * Forgets inbound ids older than {@link INBOUND_DEDUPE_MS}, at most hourly and in bounded batches
+   * (platforms retry within minutes or hours; kept forever, the table would only grow).
+   */
+  private prune(): void {
+    const now = this.now();
+    if (now - this.prunedAt < 3_600_000) return;
+    this.prunedAt = now;
+    void this.o.store.commit(() => this.o.store.conversations.pruneInbound(now - INBOUND_DEDUPE_MS, 10_000)).catch((e) => this.o.log?.('warn', 'could not prune the inbound dedupe records', { err: e }));
+  }
+
   /** One inbound message, in one commit. */
   private async take(inst: ChannelInstanceRow, label: string, m: InboundMessage): Promise<void> {
     const outcome = await this.o.events.commit((emit) => {
@@ -266,15 +290,19 @@ export class ChannelService {
       const now = this.now();
       // A duplicate delivery of the same message: nothing more happens.
       if (!repo.claimInbound(inst.id, m.external_id, 'received', now)) return 'duplicate';
+      const settle = (outcome: 'message' | 'pairing' | 'ignored') => {
+        repo.setInboundOutcome(inst.id, m.external_id, outcome);
+        return outcome;
+      };
       const sender = repo.sender(inst.id, m.sender.id);
       const allowed = sender?.state === 'allowed' || (sender === undefined && m.chat.kind === 'direct' && inst.dm_policy === 'open');
       if (allowed) {
         const conv = this.o.conversations.conversationForChat(label, m.chat.id, m.thread_id, m.sender.name);
         this.o.conversations.accept(conv, m.text, { source: 'channel', channel: label, sender: m.sender, chat: m.chat, verified: true, external_id: m.external_id }, emit);
-        return 'message';
+        return settle('message');
       }
-      if (sender?.state === 'denied' || m.chat.kind !== 'direct' || inst.dm_policy !== 'pairing') return 'ignored';
-      return this.pairing(inst, label, m, sender, now, emit);
+      if (sender?.state === 'denied' || m.chat.kind !== 'direct' || inst.dm_policy !== 'pairing') return settle('ignored');
+      return settle(this.pairing(inst, label, m, sender, now, emit));
     });
     if (outcome === 'pairing') await this.o.audit.append('channel.sender_pending', { kind: 'channel', channel: label }, { sender_id: m.sender.id, chat_id: m.chat.id });
   }

@@ -18,6 +18,15 @@ const USAGE = `usage:
         Tool calls that need an approval wait: approve from another terminal with
         tyrum approvals approve ID (the id is printed).`;
 
+/**
+ * Model and tool text as printed: no terminal control sequences (a model could otherwise move the
+ * cursor, retitle the terminal or draw a fake approval line over the real one).
+ */
+function clean(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '');
+}
+
 interface EventPayload {
   conversation_id?: string;
   turn_id?: string;
@@ -36,6 +45,7 @@ export async function chatCmd(argv: string[], io: Io, input: NodeJS.ReadableStre
     if (!values.json) io.err(`conversation ${convId} (resume with --conversation ${convId})`);
     const out = (line: string) => io.out(line);
     let partial = '';
+    const live = process.stdout.isTTY === true;
     let turnDone: ((failed: boolean) => void) | null = null;
     let currentTurn: string | null = null;
     let failures = 0;
@@ -56,21 +66,23 @@ export async function chatCmd(argv: string[], io: Io, input: NodeJS.ReadableStre
       }
       switch (e.type) {
         case 'message.delta':
+          // Streamed to a terminal as it comes; to a pipe or file, the whole answer at message.final.
+          if (!live) break;
           partial += String(p.delta ?? '');
-          process.stdout.write(String(p.delta ?? ''));
+          process.stdout.write(clean(String(p.delta ?? '')));
           break;
         case 'message.final': {
           const calls = (p.tool_calls as Array<{ tool_id: string | null; arguments: string }> | undefined) ?? [];
           // Streamed text was printed as it came; text that was not streamed is printed now.
-          if (partial === '' && typeof p.content === 'string' && p.content !== '') out(p.content);
+          if (partial === '' && typeof p.content === 'string' && p.content !== '') out(clean(p.content));
           else if (partial !== '') process.stdout.write('\n');
           partial = '';
-          for (const c of calls) out(`  → ${c.tool_id ?? '(unknown tool)'} ${c.arguments}`);
+          for (const c of calls) out(`  → ${clean(c.tool_id ?? '(unknown tool)')} ${clean(c.arguments)}`);
           break;
         }
         case 'message.created':
-          if (p.role === 'tool') out(`  ← ${String(p.content ?? '').slice(0, 400)}`);
-          else if (p.role === 'notice') out(`  (${String(p.content ?? '')})`);
+          if (p.role === 'tool') out(`  ← ${clean(String(p.content ?? '').slice(0, 400))}`);
+          else if (p.role === 'notice') out(`  (${clean(String(p.content ?? ''))})`);
           break;
         case 'turn.completed':
         case 'turn.failed':
@@ -89,7 +101,11 @@ export async function chatCmd(argv: string[], io: Io, input: NodeJS.ReadableStre
       try {
         const r = await req<{ approvals: Array<{ id: string; tool_id: string; state: string; run_id: string; args: unknown }> }>('approval.list', { state: 'pending' });
         const a = r.approvals.find((x) => x.id === id);
-        if (a && !values.json) out(`  ⏸ ${a.tool_id} waits for approval ${a.id}: tyrum approvals approve ${a.id}   (or deny)`);
+        if (!a || values.json || currentTurn === null) return;
+        // Only this chat's calls: a tool run of this turn is keyed <turn id>:<call id>.
+        const run = await req<{ run: { idempotency_key: string | null } }>('run.get', { run_id: a.run_id });
+        if (!run.run.idempotency_key?.startsWith(`${currentTurn}:`)) return;
+        out(`  ⏸ ${clean(a.tool_id)} waits for approval ${a.id}: tyrum approvals approve ${a.id}   (or deny)`);
       } catch {
         // The token may lack operator.read; the turn still waits and resumes when resolved.
       }

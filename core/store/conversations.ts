@@ -211,6 +211,15 @@ export class ConversationRepo {
     return prepared(this.db, 'INSERT OR IGNORE INTO channel_inbound (instance_id, external_id, received_at, outcome) VALUES (?, ?, ?, ?)').run(instanceId, externalId, now, outcome).changes === 1;
   }
 
+  setInboundOutcome(instanceId: string, externalId: string, outcome: string): void {
+    prepared(this.db, 'UPDATE channel_inbound SET outcome = ? WHERE instance_id = ? AND external_id = ?').run(outcome, instanceId, externalId);
+  }
+
+  /** Deletes up to `limit` inbound dedupe records received before `before`; returns how many. */
+  pruneInbound(before: number, limit: number): number {
+    return prepared(this.db, 'DELETE FROM channel_inbound WHERE rowid IN (SELECT rowid FROM channel_inbound WHERE received_at < ? LIMIT ?)').run(before, limit).changes;
+  }
+
   // --- conversations and messages ---
 
   insertConversation(r: ConversationRow): void {

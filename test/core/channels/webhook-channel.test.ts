@@ -4,6 +4,7 @@
 // group chat hears only allowed senders; a message in a thread keeps its own conversation.
 import t from 'tap';
 import { signHmac } from '../../../core/channels/verify.js';
+import { listAudit } from '../../../core/audit/index.js';
 import { startTestGateway, removeHome } from '../../helpers/gateway.js';
 import { startMockReceiver } from '../../helpers/mock-chat.js';
 import { startMockOpenAi } from '../../helpers/mock-openai.js';
@@ -76,4 +77,29 @@ t.test('a signed webhook message is answered with a signed request to the config
     ],
     'one conversation per chat and thread',
   );
+});
+
+t.test('an authentic webhook the adapter cannot parse is acknowledged (no retry storm) and audited; a secret stored with a trailing newline verifies', async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  await gw.plugins.install(WEBHOOK, CLI);
+  await gw.plugins.grant('webhook', { allRequested: true, acceptRisks: [] }, CLI);
+  await gw.plugins.enable('webhook', CLI);
+  // As `echo "$S" | tyrum secret set HOOK_SECRET --local-only` would store it.
+  gw.secrets.set('HOOK_SECRET', Buffer.from(`${SHARED}\n`), [], { localOnly: true });
+  gw.channels.add({ plugin: 'webhook', name: 'crm', apiBase: 'http://127.0.0.1:9/hook', verifySecret: 'HOOK_SECRET', allow: ['u1'] });
+  const send = (body: string) => fetch(`http://127.0.0.1:${gw.port}/channels/webhook/crm/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', ...signHmac(SHARED, body, Date.now()) }, body });
+  const garbage = await send('this is not json');
+  t.equal(garbage.status, 200, 'acknowledged: the platform would only send it again');
+  t.match(await garbage.json(), { ok: false, ignored: 'TYRUM_ERR_SANDBOX_PLUGIN_ERROR' });
+  const deep = await send('['.repeat(100) + ']'.repeat(100));
+  t.equal(deep.status, 200);
+  const entries = listAudit(gw.store, { type: 'channel.inbound_failed', limit: 10 });
+  t.equal(entries.length, 2, 'both audited');
+  const ok = await send(JSON.stringify({ id: 'm1', sender: { id: 'u1' }, chat: { id: 'c1' }, text: 'hi' }));
+  t.equal(ok.status, 200, 'the trailing newline of the stored secret is not part of it');
+  t.same(await ok.json(), { ok: true });
 });

@@ -7,6 +7,7 @@ import { startMockOpenAi } from '../../helpers/mock-openai.js';
 import { secret } from '../../../core/cli/secret.js';
 
 const TELEGRAM = new URL('../../../plugins/telegram/build/', import.meta.url).pathname;
+const NOTES = new URL('../../../plugins/notes/build/', import.meta.url).pathname;
 
 async function setSecret(home: string, name: string, value: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -99,4 +100,40 @@ t.test('backend set, show and test; chat --message through the gateway', async (
   t.match(events.find((e) => e.type === 'message.final')?.payload, { content: 'Hello, operator.' });
   t.ok(events.some((e) => e.type === 'turn.completed'));
   t.equal((await runCli(['chat', '--conversation', 'nope', '--message', 'x'], env)).code, 2);
+});
+
+t.test('tyrum chat shows the approval its own turn waits for (and no other), and strips terminal control sequences', async (t) => {
+  const { gw, H, env } = await cliGateway(t);
+  const model = await startMockOpenAi({ script: [] });
+  t.teardown(() => model.close());
+  for (const argv of [
+    ['plugin', 'install', NOTES],
+    ['plugin', 'grant', 'notes', '--all-requested', '--accept-risk', 'state_changing,storage'],
+    ['plugin', 'enable', 'notes'],
+    ['backend', 'set', '--base-url', model.url, '--model', 'm'],
+  ]) {
+    const r = await runCli([...argv, ...H]);
+    t.equal(r.code, 0, r.err);
+  }
+  // Someone else's pending approval: not this chat's business.
+  const other = await runCli(['tool', 'call', 'notes.add_note', '--args', '{"title":"other","body":""}'], env);
+  t.equal(other.code, 3);
+  model.push({ tool_calls: [{ id: 'c1', name: 'notes__add_note', arguments: '{"title":"mine","body":""}' }], stream: false }, { content: 'Saved \u001b]0;pwned\u0007\u001b[2Jyour note.', stream: false });
+  const chat = runCli(['chat', '--message', 'note mine'], env);
+  const mine = await (async () => {
+    for (let i = 0; i < 300; i++) {
+      const a = gw.approvals.list({ state: 'pending' }).find((x) => (x.args as { title?: string }).title === 'mine');
+      if (a) return a;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('no approval for the chat');
+  })();
+  gw.approvals.resolve(mine.id, { decision: 'approved' }, { kind: 'test' });
+  const r = await chat;
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, new RegExp(`⏸ notes\\.add_note waits for approval ${mine.id}`), 'its own approval, with the id');
+  const otherId = gw.approvals.list({ state: 'pending' }).find((x) => (x.args as { title?: string }).title === 'other')!.id;
+  t.notMatch(r.out, otherId, 'not the approval of another caller');
+  t.match(r.out, /Saved your note\./, 'the answer, without the escape sequences');
+  t.notMatch(r.out, /\u001b/);
 });
