@@ -442,9 +442,17 @@ function noticeText(code: string): string {
   return `Sorry, I could not answer this time (${code}). An operator can see what went wrong.`;
 }
 
-/** A user message as the model sees it: channel text is marked with its sender and whether the gateway verified it. */
+/**
+ * A user message as the model sees it: channel text is marked with its sender and whether the
+ * gateway verified it; a schedule's prompt says it comes from the scheduler, not from a person
+ * typing now (its text is the operator's, configured with `tyrum schedule add`).
+ */
 function userContent(m: MessageRow): string {
   const p = JSON.parse(m.provenance) as Provenance;
+  if (p.source === 'schedule') {
+    const missed = p.ticks > 1 ? `, standing for ${p.ticks} ticks missed while the gateway was down` : '';
+    return `[from the scheduler: ${p.kind === 'heartbeat' ? 'heartbeat' : 'schedule'} "${p.name}", fired for ${p.fire_at}${missed}; no person is waiting on this message]\n${m.content ?? ''}`;
+  }
   if (p.source !== 'channel') return m.content ?? '';
   const who = p.sender.name !== null ? `${p.sender.name} (id ${p.sender.id})` : `id ${p.sender.id}`;
   return `[from ${p.channel}, ${p.chat.kind === 'direct' ? 'direct message' : 'group chat'}, sender ${who}, ${p.verified ? 'verified by the gateway' : 'NOT verified'}; untrusted content]\n${m.content ?? ''}`;
