@@ -46,6 +46,7 @@ import type { ExecutionEngine } from '../execution/engine.js';
 import type { ConversationService, Provenance } from '../conversations/service.js';
 import { OPERATOR_CHANNEL } from '../conversations/service.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
+import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
 import { MAX_ARGS_BYTES, MAX_PROMPT_CHARS, MISSED_AFTER_MS_DEFAULT, SCHEDULER_BATCH, SCHEDULER_POLL_MS_DEFAULT, HEARTBEAT_PROMPT_DEFAULT, type ScheduleTarget } from './types.js';
 import { checkZone } from './cron.js';
 import { dueTicks, nextTicks, ticker, type Ticker, type Timing } from './timing.js';
@@ -66,6 +67,8 @@ export interface SchedulerOptions {
   /** A tick reached later than this is missed (default MISSED_AFTER_MS_DEFAULT). */
   missedAfterMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>) => void;
+  /** TEST ONLY: called at the `schedule_fired` crash point. Default: from TYRUM_TEST_CRASH_AT (off when unset). */
+  crashPoint?: (name: CrashPoint) => void;
 }
 
 /** What `add` takes (the CLI's flags, checked). */
@@ -121,6 +124,7 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly pollMs: number;
   private readonly missedAfterMs: number;
+  private readonly crash: (name: CrashPoint) => void;
   private readonly tickers = new Map<string, { key: string; ticker: Ticker }>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<unknown> | null = null;
@@ -133,6 +137,7 @@ export class Scheduler {
     this.now = o.now ?? Date.now;
     this.pollMs = o.pollMs ?? SCHEDULER_POLL_MS_DEFAULT;
     this.missedAfterMs = o.missedAfterMs ?? MISSED_AFTER_MS_DEFAULT;
+    this.crash = o.crashPoint ?? crashPointFromEnv();
   }
 
   // ---------------------------------------------------------------- management
@@ -376,6 +381,8 @@ export class Scheduler {
         error_code: outcome.error?.code ?? null,
         next_fire_at: iso(next),
       });
+      // A kill here loses the whole claim: the tick is still due after a restart and fires then, once.
+      this.crash('schedule_fired');
       return outcome;
     });
   }
