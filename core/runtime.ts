@@ -20,6 +20,7 @@ import { ApprovalService, type ResolveApproval } from './approvals/index.js';
 import type { ExecutionEngine, OutboxEvent } from './execution/index.js';
 import type { ConversationService, TurnRunner } from './conversations/index.js';
 import type { ChannelService } from './channels/index.js';
+import type { Scheduler } from './scheduler/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -71,6 +72,7 @@ export interface RunningGateway {
   readonly conversations: ConversationService;
   readonly turns: TurnRunner;
   readonly channels: ChannelService;
+  readonly scheduler: Scheduler;
   close(): Promise<void>;
 }
 
@@ -135,7 +137,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -150,6 +152,7 @@ async function gatewayParts() {
     import('./nodes/presence.js'),
     import('./conversations/index.js'),
     import('./channels/index.js'),
+    import('./scheduler/index.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -168,6 +171,7 @@ async function gatewayParts() {
     PresenceRegistry: nodePresence.PresenceRegistry,
     conversations,
     channels,
+    Scheduler: scheduler.Scheduler,
   };
 }
 
@@ -177,7 +181,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -257,8 +261,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     });
     // Capabilities of approved nodes are tools too (node.<capability>[@<node>]).
     const tools = new ToolCatalog(host, mcpHost, new NodeHost({ store, connections: nodes }));
-    // A run's creator: a token id, or channel:<plugin>/<instance> for a channel conversation's turn.
-    const actorOf = (createdBy: string) => (createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : { kind: 'token', id: createdBy });
+    // A run's creator: a token id, channel:<plugin>/<instance> for a channel conversation's turn, or
+    // schedule:<id> for a schedule's tool call (and the tool calls of its agent turns).
+    const actorOf = (createdBy: string) =>
+      createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
     const engine = new ExecutionEngine({
       store,
       audit,
@@ -376,6 +382,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       queueDelivery: (c, m) => deliverer.queue(c, m),
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
+    // Schedules: each due tick claimed in one transaction with the run or message it starts.
+    const scheduler = new Scheduler({
+      store,
+      events: engine.events,
+      audit,
+      owner: engine.owner,
+      engine,
+      conversations,
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
     const handlers = createHandlers({
@@ -435,6 +451,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         // A channel added or a sender approved from the CLI; a backend set.
         turns.kick();
         deliverer.kick();
+        // A schedule added, resumed or removed from the CLI.
+        scheduler.kick();
         return picked;
       },
       onPeerReady: (session) => {
@@ -493,6 +511,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     engine.start();
     turns.start();
     deliverer.start();
+    scheduler.start();
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,
@@ -517,7 +536,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       conversations,
       turns,
       channels,
+      scheduler,
       close: async () => {
+        // No new fires first: a fire's run or message must find the engine and runner still up.
+        await scheduler.stop();
         await turns.stop();
         await deliverer.stop();
         await engine.stop();

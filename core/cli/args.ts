@@ -51,6 +51,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   node: ['enroll', 'list', 'approve', 'deny', 'revoke', 'run'],
   channel: ['add', 'list', 'remove', 'senders'],
   backend: ['set', 'show', 'test'],
+  schedule: ['add', 'list', 'pause', 'resume', 'remove', 'next'],
   chat: [],
   help: [],
   version: [],

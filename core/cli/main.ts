@@ -74,6 +74,12 @@ Agent and channels
   channel list | channel remove PLUGIN/NAME
   channel senders PLUGIN/NAME [--approve CODE|ID | --deny CODE|ID | --remove ID]
 
+Schedules (work on the home; a running gateway fires them, once per tick)
+  schedule add NAME (--cron EXPR [--tz ZONE] | --every 5m | --heartbeat 30m) (--tool ID [--args JSON] | --prompt TEXT)
+               [--missed skip|catch_up_once]                 a tool call or an agent turn on a timetable
+  schedule list [--json] | schedule pause NAME | schedule resume NAME | schedule remove NAME
+  schedule next NAME [--count N]                             the next fire times, in the schedule's zone and UTC
+
 Audit
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
   audit list [--after SEQ] [--limit N] [--type T] [--json]   print audit entries
@@ -186,6 +192,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./backend.js')).backendCmd(rest, io);
       case 'chat':
         return await (await import('./chat.js')).chatCmd(rest, io);
+      case 'schedule':
+        return await (await import('./schedule.js')).scheduleCmd(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }

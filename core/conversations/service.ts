@@ -23,7 +23,9 @@ export function newId(prefix: 'conv' | 'msg' | 'turn' | 'dlv' | 'chan'): string 
 /** Where a user message came from; carried into the turn (and shown to the model) as provenance. */
 export type Provenance =
   | { source: 'operator'; token_id: string; idempotency_key?: string }
-  | { source: 'channel'; channel: string; sender: { id: string; name: string | null }; chat: { id: string; kind: 'direct' | 'group' }; verified: boolean; external_id: string };
+  | { source: 'channel'; channel: string; sender: { id: string; name: string | null }; chat: { id: string; kind: 'direct' | 'group' }; verified: boolean; external_id: string }
+  /** A schedule's fire (core/scheduler): the prompt an operator configured, sent at `fire_at` (ISO). */
+  | { source: 'schedule'; schedule_id: string; name: string; kind: 'cron' | 'interval' | 'heartbeat'; fire_at: string; ticks: number };
 
 export interface Usage {
   prompt_tokens: number;

@@ -493,10 +493,15 @@ function noticeText(code: string): string {
  * A user message as the model sees it. A channel message is a JSON object whose metadata the
  * gateway sets and whose `text` is the sender's, escaped, so no text can forge another sender's
  * header (it stays inside the string). The sender is as the channel adapter reported it; the
- * gateway verified the webhook, not the person.
+ * gateway verified the webhook, not the person. A schedule's prompt says it comes from the
+ * scheduler, not from a person typing now (its text is the operator's, from `tyrum schedule add`).
  */
 function userContent(m: MessageRow): string {
   const p = JSON.parse(m.provenance) as Provenance;
+  if (p.source === 'schedule') {
+    const missed = p.ticks > 1 ? `, standing for ${p.ticks} ticks missed while the gateway was down` : '';
+    return `[from the scheduler: ${p.kind === 'heartbeat' ? 'heartbeat' : 'schedule'} "${p.name}", fired for ${p.fire_at}${missed}; no person is waiting on this message]\n${m.content ?? ''}`;
+  }
   if (p.source !== 'channel') return m.content ?? '';
   return JSON.stringify({
     channel: p.channel,

@@ -104,6 +104,8 @@ export const ERROR_CODES = {
   TYRUM_ERR_CHANNEL_DESTINATION: { wire: 'forbidden', description: "A channel adapter's outbound request named another origin, chat or thread than the conversation's; the host refused it." },
   TYRUM_ERR_CHANNEL_ADAPTER: { wire: 'sandbox_error', description: "A channel adapter's output does not match the channel ABI (docs/channels.md)." },
   TYRUM_ERR_CHANNEL_DELIVERY: { wire: 'internal', description: 'The chat platform refused a reply (an error other than 429/5xx, or ok:false), or it kept failing until the delivery attempts ran out.' },
+  TYRUM_ERR_SCHEDULE_CRON: { wire: 'invalid_request', description: 'A schedule\'s cron expression is malformed or never fires (five fields, or six with seconds first; see docs/scheduler.md).' },
+  TYRUM_ERR_SCHEDULE_TIMEZONE: { wire: 'invalid_request', description: 'A schedule names a time zone that is not an IANA zone known to this Node (e.g. UTC, Europe/Berlin).' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

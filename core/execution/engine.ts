@@ -241,7 +241,37 @@ export class ExecutionEngine {
     return this.accept(input, hash, key, options.runNow === true);
   }
 
-  private async accept(input: SubmitInput, hash: string, key: string | null, runNow: boolean): Promise<{ run: RunView; existing: boolean }> {
+  /**
+   * Inside a unit of the store's group commit that the caller owns (`Store.commit`,
+   * `EventLog.commit`): accepts a run in that unit, so it commits — or rolls back — with the
+   * caller's other writes (the scheduler records a fire and its run in one transaction). The run is
+   * queued and claimed by the worker loop after the commit. A repeated idempotency key from the same
+   * creator returns the original run (`existing: true`) if the request is the same, and `conflict`
+   * otherwise. Events go through `emit`, the audit entry into the same unit.
+   */
+  submitInUnit(input: SubmitInput, emit: Emit): { run: RunView; existing: boolean } {
+    if (!this.store.inUnit()) throw new TyrumError('TYRUM_ERR_INTERNAL', 'submitInUnit outside a unit');
+    validateSubmit(input);
+    const hash = requestHash(input);
+    const key = input.idempotency_key ?? null;
+    if (key !== null) {
+      const prior = this.store.execution.runByKey(input.created_by, key);
+      if (prior) {
+        if (prior.request_hash !== hash) throw new TyrumError('TYRUM_ERR_CONFLICT', `idempotency key ${JSON.stringify(key)} was already used for a different request`, { run_id: prior.id, idempotency_key: key });
+        return { run: this.runView(prior), existing: true };
+      }
+    }
+    const { row, steps, actor } = this.newRun(input, hash, key);
+    if (!this.store.execution.insertRun(row)) throw new TyrumError('TYRUM_ERR_INTERNAL', 'run insert was refused but no run holds its idempotency key');
+    for (const st of steps) this.store.execution.insertStep(st);
+    emit('run.updated', runEventPayload(row));
+    this.o.audit.appendInTx('run.submitted', actor, { run_id: row.id, kind: input.kind, idempotency_key: key, request_hash: hash, tools: input.steps.map((x) => x.tool_id) });
+    this.store.afterCommit(() => this.kick());
+    return { run: this.runView(row), existing: false };
+  }
+
+  /** The rows of a new queued run. */
+  private newRun(input: SubmitInput, hash: string, key: string | null): { row: RunRow; steps: StepRow[]; actor: AuditActor } {
     const now = this.now();
     const row: RunRow = {
       id: `run_${randomUUID()}`,
@@ -288,7 +318,12 @@ export class ExecutionEngine {
       finished_at: null,
       updated_at: now,
     }));
-    const actor = input.actor ?? { kind: 'principal', id: input.created_by };
+    return { row, steps, actor: input.actor ?? { kind: 'principal', id: input.created_by } };
+  }
+
+  private async accept(input: SubmitInput, hash: string, key: string | null, runNow: boolean): Promise<{ run: RunView; existing: boolean }> {
+    const now = this.now();
+    const { row, steps, actor } = this.newRun(input, hash, key);
     const take = runNow && this.started && !this.stopping && this.active.size < this.concurrency;
     if (take) Object.assign(row, { state: 'running', lease_owner: this.owner, lease_expires_at: now + this.leaseMs, fencing_token: 1 });
     const write: Write = (emit, audit) => {

@@ -23,6 +23,7 @@ export const EXECUTION_EVENT_TYPES = [
   'turn.failed',
   'delivery.receipt',
   'channel.sender_updated',
+  'schedule.fired',
 ] as const;
 export type ExecutionEventType = (typeof EXECUTION_EVENT_TYPES)[number];
 

@@ -289,6 +289,11 @@ export class ConversationRepo {
     return (prepared(this.db, "SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ? AND role = 'user' AND turn_id IS NULL").get(conversationId) as { n: number }).n;
   }
 
+  /** The oldest user message no turn has taken yet. */
+  firstWaiting(conversationId: string): MessageRow | undefined {
+    return prepared(this.db, "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND turn_id IS NULL ORDER BY seq LIMIT 1").get(conversationId) as MessageRow | undefined;
+  }
+
   /** Gives every waiting user message to `turnId`; returns how many. */
   takeWaiting(conversationId: string, turnId: string): number {
     return prepared(this.db, "UPDATE messages SET turn_id = ? WHERE conversation_id = ? AND role = 'user' AND turn_id IS NULL").run(turnId, conversationId).changes;

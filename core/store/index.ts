@@ -45,6 +45,7 @@ import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 import { McpRepo } from './mcp.js';
 import { NodePairingRepo } from './nodes.js';
 import { ConversationRepo } from './conversations.js';
+import { ScheduleRepo } from './schedules.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
@@ -52,6 +53,7 @@ export * from './execution.js';
 export * from './mcp.js';
 export * from './nodes.js';
 export * from './conversations.js';
+export * from './schedules.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -602,6 +604,7 @@ export class Store {
   readonly mcp: McpRepo;
   readonly pairings: NodePairingRepo;
   readonly conversations: ConversationRepo;
+  readonly schedules: ScheduleRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -642,6 +645,7 @@ export class Store {
     this.mcp = new McpRepo(db);
     this.pairings = new NodePairingRepo(db);
     this.conversations = new ConversationRepo(db);
+    this.schedules = new ScheduleRepo(db);
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings };
   }
 

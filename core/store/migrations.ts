@@ -486,4 +486,53 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
     `,
   },
+  {
+    version: 10,
+    name: 'scheduler',
+    sql: `
+      -- A schedule: when it fires (a cron expression in a time zone, or a fixed interval from an
+      -- anchor) and what each fire starts (target: JSON {type: tool, tool_id, args} or
+      -- {type: agent_turn, prompt}). next_fire_at is the claim token: a fire advances it with a
+      -- conditional UPDATE (WHERE next_fire_at = the value read), so one claimer wins each tick.
+      CREATE TABLE schedules (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'sch_*'),
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('cron', 'interval', 'heartbeat')),
+        cron TEXT,
+        timezone TEXT NOT NULL,
+        every_ms INTEGER CHECK (every_ms IS NULL OR every_ms >= 1000),
+        anchor_at INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        missed_policy TEXT NOT NULL CHECK (missed_policy IN ('skip', 'catch_up_once')),
+        state TEXT NOT NULL CHECK (state IN ('active', 'paused')),
+        -- NULL while paused.
+        next_fire_at INTEGER,
+        last_fire_at INTEGER,
+        fires INTEGER NOT NULL DEFAULT 0,
+        -- Ticks that passed without a fire (downtime under the skip policy, or folded into a catch-up fire).
+        missed INTEGER NOT NULL DEFAULT 0,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK ((kind = 'cron') = (cron IS NOT NULL)),
+        CHECK ((kind = 'cron') = (every_ms IS NULL))
+      ) STRICT;
+      CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE state = 'active';
+
+      -- One row per fire, written in the transaction that claims the tick and starts the run or
+      -- message: (schedule_id, fire_at) is unique, so a tick can never fire twice.
+      CREATE TABLE schedule_fires (
+        schedule_id TEXT NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+        fire_at INTEGER NOT NULL,
+        ticks INTEGER NOT NULL DEFAULT 1,
+        fired_at INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        run_id TEXT,
+        conversation_id TEXT,
+        message_id TEXT,
+        error TEXT,
+        PRIMARY KEY (schedule_id, fire_at)
+      ) STRICT;
+    `,
+  },
 ];

@@ -25,6 +25,8 @@ export const CRASH_POINTS = [
   'group_commit_written',
   /** A group commit is durable; no unit's caller has been told, no event delivered. */
   'group_commit_after',
+  /** A schedule's claim transaction has advanced the tick and started its run or message; nothing of it is committed. */
+  'schedule_fired',
 ] as const;
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];

@@ -865,6 +865,21 @@ export const EVENTS = {
     audience: ['operator.pairing'],
     payload: Strict({ channel: Type.String(), sender_id: Type.String(), name: Type.Union([Type.String(), Type.Null()]), state: lit(['allowed', 'pending', 'denied', 'removed'] as const), code: Type.Union([Type.String(), Type.Null()]) }),
   },
+  'schedule.fired': {
+    description: 'A schedule fired: the run (tool call) or message (agent turn) it started, recorded in the same transaction as the claim of its tick (durable). A catch-up fire covers `missed` ticks; `error_code` is set when the target could not be started (the tick is still used up).',
+    audience: ['operator.read'],
+    payload: Strict({
+      schedule_id: Type.String({ pattern: '^sch_[0-9a-f]{16}$' }),
+      name: Type.String(),
+      fire_at: Type.String({ description: 'The tick this fire is for (ISO 8601, UTC).' }),
+      ticks: Type.Integer({ minimum: 1, description: 'Ticks this fire stands for: 1, or more for a catch_up_once fire after downtime.' }),
+      target: lit(['tool', 'agent_turn'] as const),
+      run_id: Type.Union([Type.String(), Type.Null()]),
+      conversation_id: Type.Union([ConversationId, Type.Null()]),
+      message_id: Type.Union([MessageId, Type.Null()]),
+      error_code: Type.Union([Type.String(), Type.Null()]),
+    }),
+  },
   'tool.invoked': {
     description: 'A tool call finished (ok or not).',
     audience: ['operator.read'],

@@ -379,6 +379,24 @@ export interface EventRunUpdated {
   [k: string]: unknown;
 }
 
+export interface EventScheduleFired {
+  schedule_id: string;
+  name: string;
+  /**
+   * The tick this fire is for (ISO 8601, UTC).
+   */
+  fire_at: string;
+  /**
+   * Ticks this fire stands for: 1, or more for a catch_up_once fire after downtime.
+   */
+  ticks: number;
+  target: "tool" | "agent_turn";
+  run_id: string | null;
+  conversation_id: string | null;
+  message_id: string | null;
+  error_code: string | null;
+}
+
 export interface EventStepUpdated {
   run_id: string;
   step_idx: number;
@@ -3773,6 +3791,7 @@ export interface Contracts {
   "event.presence.pruned": EventPresencePruned;
   "event.presence.upserted": EventPresenceUpserted;
   "event.run.updated": EventRunUpdated;
+  "event.schedule.fired": EventScheduleFired;
   "event.step.updated": EventStepUpdated;
   "event.tool.invoked": EventToolInvoked;
   "event.turn.completed": EventTurnCompleted;

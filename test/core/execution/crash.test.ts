@@ -34,7 +34,8 @@ const cases: CrashCase[] = [
 ];
 
 t.test('every named crash point is exercised', async (t) => {
-  t.same([...new Set(cases.map((c) => c.at.split(':')[0]))].sort(), [...CRASH_POINTS].sort());
+  // schedule_fired is the scheduler's: test/core/scheduler/gateway.test.ts kills a real gateway there.
+  t.same([...new Set(cases.map((c) => c.at.split(':')[0]))].sort(), [...CRASH_POINTS].filter((p) => p !== 'schedule_fired').sort());
 });
 
 for (const c of cases) {
