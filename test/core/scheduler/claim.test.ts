@@ -82,6 +82,9 @@ t.test('after downtime: skip fires nothing for missed ticks, catch_up_once fires
   t.same(late.map((o) => [o.name, o.ticks, o.missed]).sort(), [['catcher', 1, 0], ['skipper', 1, 0]]);
   const missed = env.store.audit.page(0, 1000, 'schedule.missed').map((e) => JSON.parse(e.data) as { name: string; ticks: number });
   t.same(missed, [{ ...missed[0], name: 'skipper', ticks: 4 }], 'the skipped ticks are audited');
+  // Let the fired runs finish before the test's directory is removed (an engine writing into it
+  // then made the removal fail under load).
+  await eventually(() => env.store.execution.listRuns({ limit: 100 }).every((r) => r.state === 'succeeded'), 10_000, 'runs finished');
 });
 
 t.test('a paused schedule does not fire; resuming starts from the next tick, without catching up', async (t) => {
