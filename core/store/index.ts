@@ -738,7 +738,17 @@ export class Store {
    * commits with it, at once. Inside a unit it is a nested savepoint of that unit.
    */
   tx<T>(fn: () => T): T {
-    if (this.unitAfter !== null) return this.db.transaction(fn)();
+    if (this.unitAfter !== null) {
+      // A nested savepoint: callbacks it registered go with its writes if it rolls back.
+      const after = this.unitAfter;
+      const mark = after.length;
+      try {
+        return this.db.transaction(fn)();
+      } catch (e) {
+        after.length = mark;
+        throw e;
+      }
+    }
     const r = this.runUnit(fn);
     if (!r.ok) {
       // Commit what others queued this turn; the error is this caller's alone.

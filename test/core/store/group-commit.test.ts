@@ -23,6 +23,28 @@ t.test('units queued in one turn share one commit, and are answered after it', a
   t.same(order, ['resolved 1', 'resolved 2', 'resolved 3']);
 });
 
+t.test('a nested transaction that rolls back takes its afterCommit callbacks with it; the unit keeps its own', async (t) => {
+  const s = openStore(join(t.testdir(), 'n.db'));
+  t.teardown(() => s.close());
+  const ran: string[] = [];
+  await s.commit(() => {
+    s.audit.insert(row(1));
+    s.afterCommit(() => ran.push('outer'));
+    try {
+      s.tx(() => {
+        s.audit.insert(row(2));
+        s.afterCommit(() => ran.push('inner, rolled back'));
+        throw new Error('inner refused');
+      });
+    } catch {
+      // The unit goes on without the inner writes.
+    }
+    s.tx(() => s.afterCommit(() => ran.push('inner, kept')));
+  });
+  t.same(s.committed.audit.page(0, 10).map((r) => r.seq), [1]);
+  t.same(ran, ['outer', 'inner, kept']);
+});
+
 t.test('a unit that throws is rolled back alone; its afterCommit callbacks never run', async (t) => {
   const s = openStore(join(t.testdir(), 'g.db'));
   t.teardown(() => s.close());
