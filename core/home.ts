@@ -56,7 +56,9 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
   ensureHome(home);
   const config = loadConfig(home, overrides);
   const paths = homePaths(home);
-  const store = openStore(paths.db, opts.checkpointer === true ? { checkpointer: {} } : {});
+  // The checkpoint worker starts once the home is known good (below): a refused open (a tampered
+  // audit log) then leaves no thread behind still holding the database.
+  const store = openStore(paths.db);
   try {
     const key = loadOrCreateGatewayKey(paths.gatewayKey);
     const secrets = new SecretStore(store, loadSecretKey(home));
@@ -82,6 +84,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
     const tokens = new TokenService(store);
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
     const pairings = new PairingService({ store, events: approvals.events, audit, knownCapability: (id, version) => contractOf(id, version) !== undefined, autoApprove: policyAutoApprove(store) });
+    if (opts.checkpointer === true) store.attachCheckpointer(paths.db, {});
     return {
       config,
       store,
@@ -99,6 +102,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
         // is caught by the next start's check.
         audit.close();
         store.close();
+        await store.whenClosed();
       },
     };
   } catch (e) {

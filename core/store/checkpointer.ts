@@ -152,7 +152,12 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
     stats: () => ({ ...counts }),
     stop: () => {
       stopping = true;
-      if (!exited) worker.postMessage('stop');
+      // Unref'd while it runs (it must not keep a process alive); ref'd while it stops, so a
+      // caller awaiting its exit is not left with an event loop that ends first.
+      if (!exited) {
+        worker.ref();
+        worker.postMessage('stop');
+      }
       return exit;
     },
   };

@@ -626,6 +626,8 @@ export class Store {
   private syncFailure: TyrumError | null = null;
   private closeWalWhenIdle = false;
   private checkpointer: Checkpointer | null = null;
+  /** The checkpoint worker's exit once it was asked to stop (whenClosed waits for it). */
+  private checkpointerExit: Promise<void> = Promise.resolve();
 
   /** @internal use openStore */
   constructor(
@@ -665,7 +667,7 @@ export class Store {
     this.walFd = fd;
   }
 
-  /** @internal openStore starts the checkpoint worker; the writer's own checkpoint becomes a rare fallback. */
+  /** Starts the checkpoint worker (openStore does, or openHomeCore once the home checks pass); the writer's own checkpoint becomes a rare fallback. */
   attachCheckpointer(path: string, options: CheckpointerOptions): void {
     const pages = Math.max(1, Math.floor(options.pages ?? CHECKPOINT_PAGES_DEFAULT));
     this.db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
@@ -910,8 +912,7 @@ export class Store {
       );
     this.syncFailure = err;
     for (const g of this.unsynced.splice(0)) for (const u of g.units) u.reject(err);
-    void this.checkpointer?.stop();
-    this.checkpointer = null;
+    this.stopCheckpointer();
     return err;
   }
 
@@ -996,13 +997,26 @@ export class Store {
     }
   }
 
+  private stopCheckpointer(): void {
+    if (this.checkpointer) this.checkpointerExit = this.checkpointer.stop();
+    this.checkpointer = null;
+  }
+
+  /**
+   * Resolves once everything close() started has ended: the checkpoint worker holds its own
+   * connection to the database until its thread exits, so a caller that removes or reuses the
+   * files (a test's temp dir, a restore) waits for this, not just for close().
+   */
+  whenClosed(): Promise<void> {
+    return this.checkpointerExit;
+  }
+
   close(): void {
     if (this.db.open) {
       this.flush(true);
       this.db.close();
     }
-    void this.checkpointer?.stop();
-    this.checkpointer = null;
+    this.stopCheckpointer();
     // A sync still running on the thread pool holds the descriptor: it closes it when it ends.
     if (this.syncInFlight) this.closeWalWhenIdle = true;
     else this.closeWal();
