@@ -21,6 +21,8 @@ import type { ExecutionEngine, OutboxEvent } from './execution/index.js';
 import type { ConversationService, TurnRunner } from './conversations/index.js';
 import type { ChannelService } from './channels/index.js';
 import type { Scheduler } from './scheduler/index.js';
+import type { WorkflowRunner } from './playbooks/runner.js';
+import { loadSecretKey } from './secrets/key.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -73,6 +75,7 @@ export interface RunningGateway {
   readonly turns: TurnRunner;
   readonly channels: ChannelService;
   readonly scheduler: Scheduler;
+  readonly workflows: WorkflowRunner;
   close(): Promise<void>;
 }
 
@@ -137,7 +140,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -153,6 +156,7 @@ async function gatewayParts() {
     import('./conversations/index.js'),
     import('./channels/index.js'),
     import('./scheduler/index.js'),
+    import('./playbooks/runner.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -172,6 +176,7 @@ async function gatewayParts() {
     conversations,
     channels,
     Scheduler: scheduler.Scheduler,
+    WorkflowRunner: playbooks.WorkflowRunner,
   };
 }
 
@@ -181,7 +186,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -262,9 +267,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Capabilities of approved nodes are tools too (node.<capability>[@<node>]).
     const tools = new ToolCatalog(host, mcpHost, new NodeHost({ store, connections: nodes }));
     // A run's creator: a token id, channel:<plugin>/<instance> for a channel conversation's turn, or
-    // schedule:<id> for a schedule's tool call (and the tool calls of its agent turns).
+    // schedule:<id> for a schedule's tool call (and the tool calls of its agent turns), workflow:<id>
+    // for a playbook step's tool call.
     const actorOf = (createdBy: string) =>
-      createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
+      createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : createdBy.startsWith('workflow:') ? { kind: 'workflow', workflow_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
     const engine = new ExecutionEngine({
       store,
       audit,
@@ -392,6 +398,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       conversations,
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
+    // Playbook runs: each step an engine run, an agent turn or an approval gate with a resume token.
+    const workflows = new WorkflowRunner({
+      store,
+      events: engine.events,
+      audit,
+      secret: loadSecretKey(options.home),
+      engine,
+      conversations,
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
     const handlers = createHandlers({
@@ -413,6 +429,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       presence,
       conversations,
       channels,
+      workflows,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -512,6 +529,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     turns.start();
     deliverer.start();
     scheduler.start();
+    workflows.start();
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,
@@ -537,9 +555,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       turns,
       channels,
       scheduler,
+      workflows,
       close: async () => {
         // No new fires first: a fire's run or message must find the engine and runner still up.
         await scheduler.stop();
+        await workflows.stop();
         await turns.stop();
         await deliverer.stop();
         await engine.stop();

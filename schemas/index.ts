@@ -10,6 +10,7 @@ import { GatewayConfig } from './src/config.js';
 import { PluginManifest, PluginGrant } from './src/manifest.js';
 import { PolicyBundle } from './src/policy.js';
 import { McpServerSpec } from './src/mcp.js';
+import { Playbook } from './src/playbook.js';
 
 export * from './src/common.js';
 export * from './src/envelope.js';
@@ -19,6 +20,7 @@ export * from './src/config.js';
 export * from './src/manifest.js';
 export * from './src/policy.js';
 export * from './src/mcp.js';
+export * from './src/playbook.js';
 
 /** JSON Schema dialect of every emitted file. */
 export const JSON_SCHEMA_DIALECT = 'http://json-schema.org/draft-07/schema#';
@@ -34,6 +36,7 @@ function contracts(): Record<string, TSchema> {
     'plugin.grant': PluginGrant,
     'policy.bundle': PolicyBundle,
     'mcp.server': McpServerSpec,
+    playbook: Playbook,
   };
   for (const [type, spec] of Object.entries(OPERATIONS)) {
     out[`op.${type}.payload`] = spec.payload;

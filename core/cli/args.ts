@@ -52,6 +52,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   channel: ['add', 'list', 'remove', 'senders'],
   backend: ['set', 'show', 'test'],
   schedule: ['add', 'list', 'pause', 'resume', 'remove', 'next'],
+  playbook: ['check', 'run', 'resume', 'get', 'list', 'cancel'],
   chat: [],
   help: [],
   version: [],

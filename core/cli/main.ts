@@ -80,6 +80,11 @@ Schedules (work on the home; a running gateway fires them, once per tick)
   schedule list [--json] | schedule pause NAME | schedule resume NAME | schedule remove NAME
   schedule next NAME [--count N]                             the next fire times, in the schedule's zone and UTC
 
+Playbooks (check works on the file; the rest through a running gateway)
+  playbook check FILE [--input K=V]...                       validate; print the compiled plan and its hash
+  playbook run FILE [--input K=V]...                         start a workflow; exit 3 while it waits at a gate
+  playbook resume TOKEN [--deny] | playbook get ID | playbook list | playbook cancel ID
+
 Audit
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
   audit list [--after SEQ] [--limit N] [--type T] [--json]   print audit entries
@@ -194,6 +199,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./chat.js')).chatCmd(rest, io);
       case 'schedule':
         return await (await import('./schedule.js')).scheduleCmd(rest, io);
+      case 'playbook':
+        return await (await import('./playbook.js')).playbookCmd(rest, io);
       default:
         throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `unknown command "${cmd}" (see: tyrum help)`);
     }

@@ -25,7 +25,9 @@ export type Provenance =
   | { source: 'operator'; token_id: string; idempotency_key?: string }
   | { source: 'channel'; channel: string; sender: { id: string; name: string | null }; chat: { id: string; kind: 'direct' | 'group' }; verified: boolean; external_id: string }
   /** A schedule's fire (core/scheduler): the prompt an operator configured, sent at `fire_at` (ISO). */
-  | { source: 'schedule'; schedule_id: string; name: string; kind: 'cron' | 'interval' | 'heartbeat'; fire_at: string; ticks: number };
+  | { source: 'schedule'; schedule_id: string; name: string; kind: 'cron' | 'interval' | 'heartbeat'; fire_at: string; ticks: number }
+  /** An agent step of a workflow (core/playbooks): the step's prompt with its references filled in. */
+  | { source: 'workflow'; workflow_id: string; name: string; step_id: string };
 
 export interface Usage {
   prompt_tokens: number;

@@ -106,6 +106,11 @@ export const ERROR_CODES = {
   TYRUM_ERR_CHANNEL_DELIVERY: { wire: 'internal', description: 'The chat platform refused a reply (an error other than 429/5xx, or ok:false), or it kept failing until the delivery attempts ran out.' },
   TYRUM_ERR_SCHEDULE_CRON: { wire: 'invalid_request', description: 'A schedule\'s cron expression is malformed or never fires (five fields, or six with seconds first; see docs/scheduler.md).' },
   TYRUM_ERR_SCHEDULE_TIMEZONE: { wire: 'invalid_request', description: 'A schedule names a time zone that is not an IANA zone known to this Node (e.g. UTC, Europe/Berlin).' },
+  TYRUM_ERR_PLAYBOOK_INVALID: { wire: 'invalid_request', description: "A playbook (or its inputs) is not valid: not YAML/JSON, not the playbook schema, a step with no or two actions, a reference to an undeclared input or a later step, or inputs that fail the playbook's inputs schema (docs/playbooks.md)." },
+  TYRUM_ERR_PLAYBOOK_REFERENCE: { wire: 'invalid_state', description: "A playbook step refers to a value that is absent when it runs (an input or an earlier step's output path); the workflow fails at that step." },
+  TYRUM_ERR_RESUME_TOKEN_INVALID: { wire: 'forbidden', description: 'The resume token is not one this gateway issued (malformed, altered, or from another home).' },
+  TYRUM_ERR_RESUME_TOKEN_USED: { wire: 'invalid_state', description: 'The resume token was already used, or its workflow is no longer waiting at that gate (resumed, cancelled or finished); tokens are single use.' },
+  TYRUM_ERR_RESUME_TOKEN_EXPIRED: { wire: 'invalid_state', description: "The approval gate's resume token expired; an expired gate fails its workflow." },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

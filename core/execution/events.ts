@@ -24,6 +24,7 @@ export const EXECUTION_EVENT_TYPES = [
   'delivery.receipt',
   'channel.sender_updated',
   'schedule.fired',
+  'workflow.updated',
 ] as const;
 export type ExecutionEventType = (typeof EXECUTION_EVENT_TYPES)[number];
 

@@ -3,10 +3,12 @@
  * receives a payload that has already passed its schema and an authorized peer; a test checks
  * that each non-handshake operation in the catalog has exactly one handler here.
  */
+import type { WorkflowRunner } from '../playbooks/runner.js';
+import { checkPlaybook, compilePlaybook } from '../playbooks/spec.js';
 import type { OperationType } from '../../schemas/index.js';
 import { listAudit, verifyAudit, type AuditLog, type CheckpointVerifier } from '../audit/index.js';
 import { tokenInfo, type TokenService } from '../auth/tokens.js';
-import type { Store } from '../store/index.js';
+import type { Store, WorkflowRow, WorkflowState } from '../store/index.js';
 import type { PluginRegistry } from '../registry/plugins.js';
 import type { ToolCatalog, ToolSource } from '../registry/tools.js';
 import type { PluginGrant, RiskFlag } from '../../schemas/index.js';
@@ -19,7 +21,7 @@ import type { Peer } from './session.js';
 import type { PairingService, Pairing } from '../nodes/pairing.js';
 import type { NodeRegistry } from '../nodes/registry.js';
 import { presenceView, type PresenceRegistry } from '../nodes/presence.js';
-import { isTyrumError } from '../errors/index.js';
+import { TyrumError, isTyrumError } from '../errors/index.js';
 import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type ConversationService } from '../conversations/service.js';
 import { channelInfo, senderInfo, type ChannelService } from '../channels/service.js';
 
@@ -44,6 +46,8 @@ export interface HandlerServices {
   presence: Pick<PresenceRegistry, 'list'>;
   conversations: ConversationService;
   channels: ChannelService;
+  /** Playbook runs (workflow.start with a playbook, workflow.get|list|resume|cancel). */
+  workflows: WorkflowRunner;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -102,6 +106,12 @@ export type Handlers = Record<Exclude<OperationType, 'connect.init' | 'connect.p
 
 /** Builds the handler table over the given services. */
 export function createHandlers(s: HandlerServices): Handlers {
+  // The resume token is an approval capability: only a caller who may approve sees it.
+  const workflowView = (wf: WorkflowRow, peer: Peer): Record<string, unknown> => {
+    const v = s.workflows.view(wf) as unknown as Record<string, unknown>;
+    const mayApprove = peer.token.scopes.includes('operator.approvals') || peer.token.scopes.includes('operator.admin');
+    return { ...v, ...(mayApprove ? { resume_token: s.workflows.tokenFor(wf) } : {}) };
+  };
   return {
     ping: async () => ({ pong: true, server_time: new Date(s.now()).toISOString() }),
 
@@ -218,6 +228,16 @@ export function createHandlers(s: HandlerServices): Handlers {
       return invokeView(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS));
     },
     'workflow.start': async (p, peer) => {
+      if (Object.hasOwn(p, 'playbook')) {
+        const r = p as { playbook: Record<string, unknown>; inputs?: Record<string, unknown>; idempotency_key?: string; wait_ms?: number };
+        const plan = compilePlaybook(checkPlaybook(r.playbook), r.inputs ?? {});
+        // Fail fast on a tool that does not exist (its calls are still decided when they run).
+        for (const st of plan.steps) {
+          if (st.tool_id !== null && s.host.describe(st.tool_id) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `step "${st.id}" calls ${st.tool_id}, which is not an enabled tool (tyrum tool list)`, { step_id: st.id, tool_id: st.tool_id });
+        }
+        const { workflow } = await s.workflows.create(plan, peer.token.id, actor(peer), r.idempotency_key);
+        return { workflow: workflowView(await s.workflows.waitSettled(workflow.id, r.wait_ms ?? DEFAULT_WAIT_MS), peer) };
+      }
       const q = p as { steps: Array<{ tool_id: string; args: Record<string, unknown> }>; idempotency_key?: string; wait_ms?: number };
       for (const step of q.steps) s.host.checkCall(step.tool_id, step.args);
       // A tool's declared postcondition applies in workflows too, unless the step brings its own.
@@ -228,6 +248,18 @@ export function createHandlers(s: HandlerServices): Handlers {
       const { run } = await s.engine.submit({ kind: 'workflow', steps, ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}), created_by: peer.token.id, actor: actor(peer) }, { runNow: true });
       return isoTimes({ ...(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS)) });
     },
+    'workflow.get': async (p, peer) => ({ workflow: workflowView(s.workflows.get((p as { workflow_id: string }).workflow_id), peer) }),
+    'workflow.list': async (p, peer) => {
+      const q = p as { state?: WorkflowState; limit?: number; before?: string };
+      const rows = s.store.workflows.list(q.limit ?? 50, q.state, q.before !== undefined ? Date.parse(q.before) : undefined);
+      return { workflows: rows.map((w) => workflowView(w, peer)) };
+    },
+    'workflow.resume': async (p, peer) => {
+      const q = p as { token: string; decision?: 'approve' | 'deny'; reason?: string; wait_ms?: number };
+      const wf = await s.workflows.resume(q.token, q.decision ?? 'approve', actor(peer), q.reason);
+      return { workflow: workflowView(await s.workflows.waitSettled(wf.id, q.wait_ms ?? DEFAULT_WAIT_MS), peer) };
+    },
+    'workflow.cancel': async (p, peer) => ({ workflow: workflowView(await s.workflows.cancel((p as { workflow_id: string }).workflow_id, actor(peer)), peer) }),
     'run.get': async (p) => isoTimes({ ...s.engine.get((p as { run_id: string }).run_id) }),
     'run.list': async (p) => ({ runs: isoTimes(s.engine.list(p as { state?: never; limit?: number; after?: string })) }),
     'run.cancel': async (p, peer) => ({ run: isoTimes(await s.engine.cancel((p as { run_id: string }).run_id, actor(peer))) }),

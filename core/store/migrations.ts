@@ -535,4 +535,52 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 12,
+    name: 'playbooks',
+    sql: `
+      -- A workflow: one run of a compiled playbook (core/playbooks). plan is the compiled plan
+      -- (JSON, with its inputs); step_idx the step being worked on; steps the per-step record
+      -- (JSON array: state, run/turn ids, gate decision); outputs the step outputs by step id.
+      -- A paused workflow waits at step_idx's approval gate: gate_nonce names the resume token
+      -- issued for it (the token itself is an HMAC the gateway can re-derive; it is not stored).
+      CREATE TABLE workflows (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'wf_*'),
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        plan_hash TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'succeeded', 'failed', 'cancelled')),
+        step_idx INTEGER NOT NULL DEFAULT 0,
+        steps TEXT NOT NULL,
+        outputs TEXT NOT NULL DEFAULT '{}',
+        gate_nonce TEXT,
+        gate_message TEXT,
+        gate_expires_at INTEGER,
+        error TEXT,
+        created_by TEXT NOT NULL,
+        idempotency_key TEXT,
+        request_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        CHECK ((state = 'paused') = (gate_nonce IS NOT NULL))
+      ) STRICT;
+      CREATE INDEX workflows_active ON workflows (state) WHERE state IN ('running', 'paused');
+      CREATE INDEX workflows_created ON workflows (created_at);
+      CREATE UNIQUE INDEX workflows_idempotency ON workflows (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+      -- Every gate decided: a resume token is single use because its (workflow, step) row exists.
+      CREATE TABLE workflow_gates (
+        workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+        step_idx INTEGER NOT NULL,
+        nonce TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('approved', 'denied', 'expired')),
+        decided_by TEXT,
+        reason TEXT,
+        decided_at INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, step_idx)
+      ) STRICT;
+    `,
+  },
 ];

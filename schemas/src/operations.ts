@@ -4,6 +4,7 @@
  * authorization in the gateway, the emitted JSON Schemas and docs/protocol-operations.md
  * (generated, and checked by `npm test`). An operation is listed here only once it works.
  */
+import { WorkflowInfo, WorkflowId, WORKFLOW_STATES } from './playbook.js';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { Strict, Scope, Role, type Scope as ScopeT, type Role as RoleT, IsoTime, TokenId, JsonObject, DeviceId } from './common.js';
 import { ConnectInitPayload, ConnectInitResult, ConnectProofPayload, ConnectProofResult } from './handshake.js';
@@ -494,8 +495,47 @@ export const OPERATIONS = {
     description: 'Starts a multi-step run: steps run in order, each through the same policy, approval and sandbox path as tool.invoke.',
     scopes: ['operator.write'],
     roles: ['client'],
-    payload: Strict({ steps: Type.Array(StepRequest, { minItems: 1, maxItems: 64 }), idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), wait_ms: WaitMs }),
-    result: RunDetail,
+    payload: Type.Union([
+      Strict({ steps: Type.Array(StepRequest, { minItems: 1, maxItems: 64 }), idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), wait_ms: WaitMs }, { title: 'steps', description: 'A fixed list of tool calls: one engine run with several steps (result: the run).' }),
+      Strict(
+        {
+          playbook: { ...JsonObject, description: 'A playbook document (schemas/json/playbook.json), e.g. a parsed YAML file.' },
+          inputs: Type.Optional(JsonObject),
+          idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+          wait_ms: WaitMs,
+        },
+        { title: 'playbook', description: 'A playbook and its inputs: a workflow whose steps (tool, node, agent turn, approval gate) run in order (result: {workflow}).' },
+      ),
+    ]),
+    result: Type.Union([RunDetail, Strict({ workflow: WorkflowInfo })]),
+  },
+  'workflow.get': {
+    description: 'A workflow (playbook run): its steps, outputs, the gate it waits at and, for a caller with operator.approvals, the resume token.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ workflow_id: WorkflowId }),
+    result: Strict({ workflow: WorkflowInfo }),
+  },
+  'workflow.list': {
+    description: 'Workflows, newest first.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ state: Type.Optional(lit(WORKFLOW_STATES)), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), before: Type.Optional(Type.String({ format: 'date-time', description: 'created_at of the last workflow of the previous page.' })) }),
+    result: Strict({ workflows: Type.Array(WorkflowInfo) }),
+  },
+  'workflow.resume': {
+    description: "Decides a paused workflow's approval gate with its resume token (single use, expiring, bound to that workflow and step): approve continues the workflow, deny fails it.",
+    scopes: ['operator.approvals'],
+    roles: ['client'],
+    payload: Strict({ token: Type.String({ minLength: 1, maxLength: 256 }), decision: Type.Optional(lit(['approve', 'deny'] as const)), reason: Type.Optional(Type.String({ maxLength: 1000 })), wait_ms: WaitMs }),
+    result: Strict({ workflow: WorkflowInfo }),
+  },
+  'workflow.cancel': {
+    description: 'Cancels a running or paused workflow, and the run its current step started.',
+    scopes: ['operator.write'],
+    roles: ['client'],
+    payload: Strict({ workflow_id: WorkflowId }),
+    result: Strict({ workflow: WorkflowInfo }),
   },
   'run.get': {
     description: 'A run with its steps, attempts and evidence (policy decision and snapshot, approval, redacted results, durations, budget use).',
@@ -877,6 +917,19 @@ export const EVENTS = {
       run_id: Type.Union([Type.String(), Type.Null()]),
       conversation_id: Type.Union([ConversationId, Type.Null()]),
       message_id: Type.Union([MessageId, Type.Null()]),
+      error_code: Type.Union([Type.String(), Type.Null()]),
+    }),
+  },
+  'workflow.updated': {
+    description: 'A workflow moved: started, a step started or ended, paused at an approval gate (never with the resume token), resumed, finished or was cancelled (durable).',
+    audience: ['operator.read'],
+    payload: Strict({
+      workflow_id: WorkflowId,
+      name: Type.String(),
+      state: lit(WORKFLOW_STATES),
+      step_idx: Type.Integer({ minimum: 0 }),
+      step_id: Type.Union([Type.String(), Type.Null()]),
+      gate: Type.Union([Strict({ step_id: Type.String(), message: Type.String(), expires_at: Type.String() }), Type.Null()]),
       error_code: Type.Union([Type.String(), Type.Null()]),
     }),
   },

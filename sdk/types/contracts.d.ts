@@ -465,6 +465,20 @@ export interface EventTypingStopped {
   turn_id: string;
 }
 
+export interface EventWorkflowUpdated {
+  workflow_id: string;
+  name: string;
+  state: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+  step_idx: number;
+  step_id: string | null;
+  gate: {
+    step_id: string;
+    message: string;
+    expires_at: string;
+  } | null;
+  error_code: string | null;
+}
+
 export type McpServer =
   | {
       transport: "stdio";
@@ -3070,7 +3084,287 @@ export interface OpToolListResult {
   }[];
 }
 
-export interface OpWorkflowStartPayload {
+export interface OpWorkflowCancelPayload {
+  workflow_id: string;
+}
+
+export interface OpWorkflowCancelResult {
+  workflow: {
+    workflow_id: string;
+    name: string;
+    version: string;
+    plan_hash: string;
+    state: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+    /**
+     * The step being worked on (= the number of steps once finished successfully).
+     */
+    step_idx: number;
+    inputs: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    };
+    steps: {
+      idx: number;
+      id: string;
+      kind: "tool" | "agent" | "gate";
+      tool_id: string | null;
+      state: "pending" | "started" | "succeeded" | "skipped" | "failed" | "cancelled";
+      run_id: string | null;
+      conversation_id: string | null;
+      turn_id: string | null;
+      /**
+       * A tool step: the run's (redacted) output; an agent step: {text, conversation_id, turn_id}; a gate: {approved, decided_by, reason}; null when skipped or not reached.
+       */
+      output: {
+        [k: string]: unknown;
+      };
+      started_at: string | null;
+      finished_at: string | null;
+    }[];
+    gate: {
+      step_idx: number;
+      step_id: string;
+      message: string;
+      expires_at: string;
+    } | null;
+    resume_token?: string | null;
+    error: {
+      code: string;
+      wire: string;
+      message: string;
+      details?: {
+        /**
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^(.*)$".
+         */
+        [k: string]: unknown;
+      };
+    } | null;
+    created_by: string;
+    created_at: string;
+    updated_at: string;
+    finished_at: string | null;
+  };
+}
+
+export interface OpWorkflowGetPayload {
+  workflow_id: string;
+}
+
+export interface OpWorkflowGetResult {
+  workflow: {
+    workflow_id: string;
+    name: string;
+    version: string;
+    plan_hash: string;
+    state: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+    /**
+     * The step being worked on (= the number of steps once finished successfully).
+     */
+    step_idx: number;
+    inputs: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    };
+    steps: {
+      idx: number;
+      id: string;
+      kind: "tool" | "agent" | "gate";
+      tool_id: string | null;
+      state: "pending" | "started" | "succeeded" | "skipped" | "failed" | "cancelled";
+      run_id: string | null;
+      conversation_id: string | null;
+      turn_id: string | null;
+      /**
+       * A tool step: the run's (redacted) output; an agent step: {text, conversation_id, turn_id}; a gate: {approved, decided_by, reason}; null when skipped or not reached.
+       */
+      output: {
+        [k: string]: unknown;
+      };
+      started_at: string | null;
+      finished_at: string | null;
+    }[];
+    gate: {
+      step_idx: number;
+      step_id: string;
+      message: string;
+      expires_at: string;
+    } | null;
+    resume_token?: string | null;
+    error: {
+      code: string;
+      wire: string;
+      message: string;
+      details?: {
+        /**
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^(.*)$".
+         */
+        [k: string]: unknown;
+      };
+    } | null;
+    created_by: string;
+    created_at: string;
+    updated_at: string;
+    finished_at: string | null;
+  };
+}
+
+export interface OpWorkflowListPayload {
+  state?: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+  limit?: number;
+  /**
+   * created_at of the last workflow of the previous page.
+   */
+  before?: string;
+}
+
+export interface OpWorkflowListResult {
+  workflows: {
+    workflow_id: string;
+    name: string;
+    version: string;
+    plan_hash: string;
+    state: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+    /**
+     * The step being worked on (= the number of steps once finished successfully).
+     */
+    step_idx: number;
+    inputs: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    };
+    steps: {
+      idx: number;
+      id: string;
+      kind: "tool" | "agent" | "gate";
+      tool_id: string | null;
+      state: "pending" | "started" | "succeeded" | "skipped" | "failed" | "cancelled";
+      run_id: string | null;
+      conversation_id: string | null;
+      turn_id: string | null;
+      /**
+       * A tool step: the run's (redacted) output; an agent step: {text, conversation_id, turn_id}; a gate: {approved, decided_by, reason}; null when skipped or not reached.
+       */
+      output: {
+        [k: string]: unknown;
+      };
+      started_at: string | null;
+      finished_at: string | null;
+    }[];
+    gate: {
+      step_idx: number;
+      step_id: string;
+      message: string;
+      expires_at: string;
+    } | null;
+    resume_token?: string | null;
+    error: {
+      code: string;
+      wire: string;
+      message: string;
+      details?: {
+        /**
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^(.*)$".
+         */
+        [k: string]: unknown;
+      };
+    } | null;
+    created_by: string;
+    created_at: string;
+    updated_at: string;
+    finished_at: string | null;
+  }[];
+}
+
+export interface OpWorkflowResumePayload {
+  token: string;
+  decision?: "approve" | "deny";
+  reason?: string;
+  /**
+   * How long to wait for the run to finish or pause before answering (default 10000).
+   */
+  wait_ms?: number;
+}
+
+export interface OpWorkflowResumeResult {
+  workflow: {
+    workflow_id: string;
+    name: string;
+    version: string;
+    plan_hash: string;
+    state: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+    /**
+     * The step being worked on (= the number of steps once finished successfully).
+     */
+    step_idx: number;
+    inputs: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    };
+    steps: {
+      idx: number;
+      id: string;
+      kind: "tool" | "agent" | "gate";
+      tool_id: string | null;
+      state: "pending" | "started" | "succeeded" | "skipped" | "failed" | "cancelled";
+      run_id: string | null;
+      conversation_id: string | null;
+      turn_id: string | null;
+      /**
+       * A tool step: the run's (redacted) output; an agent step: {text, conversation_id, turn_id}; a gate: {approved, decided_by, reason}; null when skipped or not reached.
+       */
+      output: {
+        [k: string]: unknown;
+      };
+      started_at: string | null;
+      finished_at: string | null;
+    }[];
+    gate: {
+      step_idx: number;
+      step_id: string;
+      message: string;
+      expires_at: string;
+    } | null;
+    resume_token?: string | null;
+    error: {
+      code: string;
+      wire: string;
+      message: string;
+      details?: {
+        /**
+         * This interface was referenced by `undefined`'s JSON-Schema definition
+         * via the `patternProperty` "^(.*)$".
+         */
+        [k: string]: unknown;
+      };
+    } | null;
+    created_by: string;
+    created_at: string;
+    updated_at: string;
+    finished_at: string | null;
+  };
+}
+
+export type OpWorkflowStartPayload = OpWorkflowStartPayloadSteps | OpWorkflowStartPayloadPlaybook;
+
+/**
+ * A fixed list of tool calls: one engine run with several steps (result: the run).
+ */
+export interface OpWorkflowStartPayloadSteps {
   /**
    * @minItems 1
    * @maxItems 64
@@ -3103,122 +3397,337 @@ export interface OpWorkflowStartPayload {
    */
   wait_ms?: number;
 }
-
-export interface OpWorkflowStartResult {
-  run: {
-    id: string;
-    kind: "tool" | "workflow";
-    state: "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
-    created_by: string;
-    idempotency_key: string | null;
-    request_hash: string;
+/**
+ * A playbook and its inputs: a workflow whose steps (tool, node, agent turn, approval gate) run in order (result: {workflow}).
+ */
+export interface OpWorkflowStartPayloadPlaybook {
+  /**
+   * A playbook document (schemas/json/playbook.json), e.g. a parsed YAML file.
+   */
+  playbook: {
     /**
-     * ISO-8601 timestamp (UTC).
+     * This interface was referenced by `undefined`'s JSON-Schema definition
+     * via the `patternProperty` "^(.*)$".
      */
-    created_at: string;
-    /**
-     * ISO-8601 timestamp (UTC).
-     */
-    updated_at: string;
-    finished_at: string | null;
-    cancel_requested: boolean;
-    pause_reason: ("approval" | "outcome_unknown") | null;
-    /**
-     * ISO-8601 timestamp (UTC).
-     */
-    next_attempt_at: string;
-    result: unknown;
-    error: {
-      code: string;
-      wire: string;
-      message: string;
-      details?: {
-        /**
-         * This interface was referenced by `undefined`'s JSON-Schema definition
-         * via the `patternProperty` "^(.*)$".
-         */
-        [k: string]: unknown;
-      };
-    } | null;
-    lease: {
-      owner: string;
-      /**
-       * ISO-8601 timestamp (UTC).
-       */
-      expires_at: string;
-      fencing_token: number;
-    } | null;
+    [k: string]: unknown;
   };
-  steps: {
-    idx: number;
-    tool_id: string;
-    args: unknown;
-    args_hash: string;
-    idempotency_key: string | null;
-    state:
-      "pending" | "running" | "waiting_approval" | "succeeded" | "failed" | "outcome_unknown" | "skipped" | "cancelled";
-    idempotent: boolean;
-    max_attempts: number | null;
-    timeout_ms: number;
-    postcondition: unknown;
-    policy: {
-      decision: "allow" | "require_approval" | "deny";
-      enforced: boolean;
-      snapshot_id: string;
-      detail: unknown;
-    } | null;
-    approval_id: string | null;
-    definition_hash: string | null;
-    plugin_digest: string | null;
-    result: unknown;
-    error: {
-      code: string;
-      wire: string;
-      message: string;
-      details?: {
+  inputs?: {
+    /**
+     * This interface was referenced by `undefined`'s JSON-Schema definition
+     * via the `patternProperty` "^(.*)$".
+     */
+    [k: string]: unknown;
+  };
+  idempotency_key?: string;
+  /**
+   * How long to wait for the run to finish or pause before answering (default 10000).
+   */
+  wait_ms?: number;
+}
+
+export type OpWorkflowStartResult =
+  | {
+      run: {
+        id: string;
+        kind: "tool" | "workflow";
+        state: "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
+        created_by: string;
+        idempotency_key: string | null;
+        request_hash: string;
         /**
-         * This interface was referenced by `undefined`'s JSON-Schema definition
-         * via the `patternProperty` "^(.*)$".
+         * ISO-8601 timestamp (UTC).
          */
-        [k: string]: unknown;
+        created_at: string;
+        /**
+         * ISO-8601 timestamp (UTC).
+         */
+        updated_at: string;
+        finished_at: string | null;
+        cancel_requested: boolean;
+        pause_reason: ("approval" | "outcome_unknown") | null;
+        /**
+         * ISO-8601 timestamp (UTC).
+         */
+        next_attempt_at: string;
+        result: unknown;
+        error: {
+          code: string;
+          wire: string;
+          message: string;
+          details?: {
+            /**
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^(.*)$".
+             */
+            [k: string]: unknown;
+          };
+        } | null;
+        lease: {
+          owner: string;
+          /**
+           * ISO-8601 timestamp (UTC).
+           */
+          expires_at: string;
+          fencing_token: number;
+        } | null;
       };
-    } | null;
-    duration_ms: number | null;
-    usage: unknown;
-    started_at: string | null;
-    finished_at: string | null;
-    attempts: {
-      n: number;
-      state: "started" | "succeeded" | "failed" | "interrupted";
-      owner: string;
-      fencing_token: number;
-      /**
-       * ISO-8601 timestamp (UTC).
-       */
-      started_at: string;
-      finished_at: string | null;
-      duration_ms: number | null;
-      usage: unknown;
-      result: unknown;
-      error: {
-        code: string;
-        wire: string;
-        message: string;
-        details?: {
+      steps: {
+        idx: number;
+        tool_id: string;
+        args: unknown;
+        args_hash: string;
+        idempotency_key: string | null;
+        state:
+          | "pending"
+          | "running"
+          | "waiting_approval"
+          | "succeeded"
+          | "failed"
+          | "outcome_unknown"
+          | "skipped"
+          | "cancelled";
+        idempotent: boolean;
+        max_attempts: number | null;
+        timeout_ms: number;
+        postcondition: unknown;
+        policy: {
+          decision: "allow" | "require_approval" | "deny";
+          enforced: boolean;
+          snapshot_id: string;
+          detail: unknown;
+        } | null;
+        approval_id: string | null;
+        definition_hash: string | null;
+        plugin_digest: string | null;
+        result: unknown;
+        error: {
+          code: string;
+          wire: string;
+          message: string;
+          details?: {
+            /**
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^(.*)$".
+             */
+            [k: string]: unknown;
+          };
+        } | null;
+        duration_ms: number | null;
+        usage: unknown;
+        started_at: string | null;
+        finished_at: string | null;
+        attempts: {
+          n: number;
+          state: "started" | "succeeded" | "failed" | "interrupted";
+          owner: string;
+          fencing_token: number;
+          /**
+           * ISO-8601 timestamp (UTC).
+           */
+          started_at: string;
+          finished_at: string | null;
+          duration_ms: number | null;
+          usage: unknown;
+          result: unknown;
+          error: {
+            code: string;
+            wire: string;
+            message: string;
+            details?: {
+              /**
+               * This interface was referenced by `undefined`'s JSON-Schema definition
+               * via the `patternProperty` "^(.*)$".
+               */
+              [k: string]: unknown;
+            };
+          } | null;
+          /**
+           * What the executor reported beside the output (a node: file digests before and after a write, exit code, durations); null when nothing.
+           */
+          evidence: {
+            [k: string]: unknown;
+          };
+        }[];
+      }[];
+    }
+  | {
+      workflow: {
+        workflow_id: string;
+        name: string;
+        version: string;
+        plan_hash: string;
+        state: "running" | "paused" | "succeeded" | "failed" | "cancelled";
+        /**
+         * The step being worked on (= the number of steps once finished successfully).
+         */
+        step_idx: number;
+        inputs: {
           /**
            * This interface was referenced by `undefined`'s JSON-Schema definition
            * via the `patternProperty` "^(.*)$".
            */
           [k: string]: unknown;
         };
-      } | null;
+        steps: {
+          idx: number;
+          id: string;
+          kind: "tool" | "agent" | "gate";
+          tool_id: string | null;
+          state: "pending" | "started" | "succeeded" | "skipped" | "failed" | "cancelled";
+          run_id: string | null;
+          conversation_id: string | null;
+          turn_id: string | null;
+          /**
+           * A tool step: the run's (redacted) output; an agent step: {text, conversation_id, turn_id}; a gate: {approved, decided_by, reason}; null when skipped or not reached.
+           */
+          output: {
+            [k: string]: unknown;
+          };
+          started_at: string | null;
+          finished_at: string | null;
+        }[];
+        gate: {
+          step_idx: number;
+          step_id: string;
+          message: string;
+          expires_at: string;
+        } | null;
+        resume_token?: string | null;
+        error: {
+          code: string;
+          wire: string;
+          message: string;
+          details?: {
+            /**
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^(.*)$".
+             */
+            [k: string]: unknown;
+          };
+        } | null;
+        created_by: string;
+        created_at: string;
+        updated_at: string;
+        finished_at: string | null;
+      };
+    };
+
+/**
+ * A playbook (docs/playbooks.md).
+ */
+export interface Playbook {
+  name: string;
+  version: string;
+  description?: string;
+  /**
+   * A JSON Schema (draft-07) for the inputs object; defaults are filled in.
+   */
+  inputs?: {
+    /**
+     * This interface was referenced by `undefined`'s JSON-Schema definition
+     * via the `patternProperty` "^(.*)$".
+     */
+    [k: string]: unknown;
+  };
+  /**
+   * @minItems 1
+   * @maxItems 64
+   *
+   * Items: One step: a tool call, a node capability or an agent turn, optionally behind an approval gate; or only a gate.
+   */
+  steps: {
+    /**
+     * The name later steps use to refer to this step ("${steps.<id>.output}").
+     */
+    id: string;
+    description?: string;
+    /**
+     * Call this tool (its id as `tyrum tool list` shows it).
+     */
+    tool?: string;
+    node?: {
       /**
-       * What the executor reported beside the output (a node: file digests before and after a write, exit code, durations); null when nothing.
+       * A node capability, e.g. fs.write: the tool node.<capability>.
        */
-      evidence: {
+      capability: string;
+      /**
+       * Which node (its name or device id); needed when more than one approved node offers the capability.
+       */
+      node?: string;
+    };
+    agent?: {
+      /**
+       * The message the agent answers in a turn of its own conversation; references are filled in.
+       */
+      prompt: string;
+    };
+    /**
+     * The tool or node arguments (a JSON object); strings may hold references.
+     */
+    args?: {
+      [k: string]: unknown;
+    };
+    /**
+     * A step runs only when this holds (all given tests must pass); otherwise it is skipped and its output is null.
+     */
+    if?: {
+      /**
+       * What to test: a reference such as "${steps.fetch.output.count}" or "${inputs.channel}", or a string with references in it.
+       */
+      value: string;
+      /**
+       * True when the value equals this (deep JSON equality).
+       */
+      equals?: {
         [k: string]: unknown;
       };
-    }[];
+      /**
+       * True when the value differs from this.
+       */
+      not_equals?: {
+        [k: string]: unknown;
+      };
+      /**
+       * true: the value is present (not null/absent); false: it is absent.
+       */
+      exists?: boolean;
+      /**
+       * A regular expression the value (as text) must match.
+       */
+      matches?: string;
+    };
+    approval?: {
+      /**
+       * What the approver is asked; references are filled in.
+       */
+      message: string;
+      /**
+       * How long the resume token stays valid (default 86400: one day). An expired gate fails the workflow.
+       */
+      expires_in_s?: number;
+    };
+    /**
+     * Checked against the tool's output like a tool's declared postcondition; a step whose output fails it fails.
+     */
+    postcondition?: {
+      /**
+       * JSON pointer into the output, e.g. /status.
+       */
+      path: string;
+      equals?: unknown;
+      exists?: true;
+      matches?: string;
+    };
+    retry?: {
+      /**
+       * Attempts of a tool or node call (only idempotent tools are retried by the engine).
+       */
+      max_attempts?: number;
+      /**
+       * Per attempt.
+       */
+      timeout_ms?: number;
+    };
   }[];
 }
 
@@ -3799,6 +4308,7 @@ export interface Contracts {
   "event.turn.started": EventTurnStarted;
   "event.typing.started": EventTypingStarted;
   "event.typing.stopped": EventTypingStopped;
+  "event.workflow.updated": EventWorkflowUpdated;
   "mcp.server": McpServer;
   "op.approval.list.payload": OpApprovalListPayload;
   "op.approval.list.result": OpApprovalListResult;
@@ -3886,8 +4396,17 @@ export interface Contracts {
   "op.tool.invoke.result": OpToolInvokeResult;
   "op.tool.list.payload": OpToolListPayload;
   "op.tool.list.result": OpToolListResult;
+  "op.workflow.cancel.payload": OpWorkflowCancelPayload;
+  "op.workflow.cancel.result": OpWorkflowCancelResult;
+  "op.workflow.get.payload": OpWorkflowGetPayload;
+  "op.workflow.get.result": OpWorkflowGetResult;
+  "op.workflow.list.payload": OpWorkflowListPayload;
+  "op.workflow.list.result": OpWorkflowListResult;
+  "op.workflow.resume.payload": OpWorkflowResumePayload;
+  "op.workflow.resume.result": OpWorkflowResumeResult;
   "op.workflow.start.payload": OpWorkflowStartPayload;
   "op.workflow.start.result": OpWorkflowStartResult;
+  "playbook": Playbook;
   "plugin.grant": PluginGrant;
   "plugin.manifest": PluginManifest;
   "policy.bundle": PolicyBundle;

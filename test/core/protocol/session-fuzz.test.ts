@@ -60,6 +60,7 @@ const TOOL_INFO = { tool_id: 'text-utils.word_count', plugin_id: 'text-utils', p
 const PAIRING_INFO = { pairing_id: 'pair_0123456789abcdef', device_id: 'dev_' + 'a'.repeat(52), state: 'awaiting_human', trust_level: null, node_name: null, label: 'box', platform: null, version: null, remote_address: '127.0.0.1', advertised: [{ id: 'fs.read', version: '1', definition_hash: HASH }], capability_allowlist: [], requested_at: ISO, resolved_at: null, resolved_by: null, reason: null, credential_delivered_at: null, connected: true };
 
 const CONVERSATION_INFO = { conversation_id: 'conv_0123456789abcdef', channel: 'operator', account: 'tok', thread: null, title: null, created_by: 'tok', created_at: ISO, updated_at: ISO };
+const WORKFLOW_INFO = { workflow_id: 'wf_0123456789abcdef', name: 'p', version: '1', plan_hash: '0'.repeat(64), state: 'running', step_idx: 0, inputs: {}, steps: [], gate: null, error: null, created_by: 't', created_at: '2026-01-01T00:00:00.000Z', updated_at: '2026-01-01T00:00:00.000Z', finished_at: null };
 const SENDER_INFO = { sender_id: '42', state: 'pending', name: null, code: 'ABCD-EFGH', code_expires_at: ISO, updated_at: ISO };
 const MESSAGE_INFO = { message_id: 'msg_0123456789abcdef', seq: 1, role: 'user', content: 'hi', tool_calls: null, tool_call_id: null, run_id: null, turn_id: null, provenance: { source: 'operator' }, usage: null, created_at: ISO };
 
@@ -106,6 +107,10 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'channel.list': () => ({ channels: [{ channel: 'telegram/bot', plugin_id: 'telegram', channel_id: 'telegram', api_base: 'https://api.telegram.org', dm_policy: 'pairing', verify_secret: 'TG_WEBHOOK', credential_secret: null, webhook_path: '/channels/telegram/bot/webhook', plugin_enabled: true, created_at: ISO }] }),
   'channel.senders': () => ({ senders: [SENDER_INFO] }),
   'channel.sender.decide': () => ({ sender: SENDER_INFO }),
+  'workflow.get': () => ({ workflow: WORKFLOW_INFO }),
+  'workflow.list': () => ({ workflows: [WORKFLOW_INFO] }),
+  'workflow.resume': () => ({ workflow: WORKFLOW_INFO }),
+  'workflow.cancel': () => ({ workflow: WORKFLOW_INFO }),
 };
 
 // Real device keys, made once (key generation is the slow part of a handshake).
@@ -219,6 +224,10 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'channel.list': fc.constant({}),
   'channel.senders': fc.record({ channel: fc.constant('telegram/bot') }),
   'channel.sender.decide': fc.record({ channel: fc.constant('telegram/bot'), sender: fc.constant('42'), action: fc.constantFrom('allow', 'deny', 'remove') }),
+  'workflow.get': fc.record({ workflow_id: fc.constant('wf_0123456789abcdef') }),
+  'workflow.list': fc.record({ limit: fc.integer({ min: 1, max: 500 }) }),
+  'workflow.resume': fc.record({ token: fc.string({ minLength: 1, maxLength: 64 }) }),
+  'workflow.cancel': fc.record({ workflow_id: fc.constant('wf_0123456789abcdef') }),
   'pairing.credential': fc.constant({}),
   'presence.list': fc.constant({}),
   'attempt.evidence': fc.record({ dispatch_id: fc.constant('dsp_' + '0'.repeat(24)), seq: fc.nat({ max: 1023 }), evidence: fc.constant({ step: 'x' }) }),
