@@ -106,6 +106,11 @@ export const ERROR_CODES = {
   TYRUM_ERR_CHANNEL_DELIVERY: { wire: 'internal', description: 'The chat platform refused a reply (an error other than 429/5xx, or ok:false), or it kept failing until the delivery attempts ran out.' },
   TYRUM_ERR_SCHEDULE_CRON: { wire: 'invalid_request', description: 'A schedule\'s cron expression is malformed or never fires (five fields, or six with seconds first; see docs/scheduler.md).' },
   TYRUM_ERR_SCHEDULE_TIMEZONE: { wire: 'invalid_request', description: 'A schedule names a time zone that is not an IANA zone known to this Node (e.g. UTC, Europe/Berlin).' },
+  TYRUM_ERR_ARTIFACT_TOO_LARGE: { wire: 'invalid_request', description: 'An artifact is larger than limits.max_artifact_bytes; nothing was stored.' },
+  TYRUM_ERR_ARTIFACT_QUOTA: { wire: 'rate_limited', description: 'Storing the artifact would take the artifacts over limits.max_artifacts_total_bytes; nothing was stored (remove old ones, tyrum gc, or raise the limit).' },
+  TYRUM_ERR_ARTIFACT_MEDIA_TYPE: { wire: 'invalid_request', description: 'An artifact\'s media type is not a valid type/subtype (RFC 6838 names, optional parameters); nothing was stored.' },
+  TYRUM_ERR_ARTIFACT_INVALID: { wire: 'invalid_request', description: 'An artifact a tool or node reported is malformed (not base64, missing content, bad name, too many), or carries a known secret value; nothing was stored.' },
+  TYRUM_ERR_ARTIFACT_IO: { wire: 'internal', description: 'The artifact store could not write or read a blob (disk full, permissions, a blob missing or not matching its digest).' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -24,6 +24,8 @@ export const EXECUTION_EVENT_TYPES = [
   'delivery.receipt',
   'channel.sender_updated',
   'schedule.fired',
+  'artifact.created',
+  'artifact.attached',
 ] as const;
 export type ExecutionEventType = (typeof EXECUTION_EVENT_TYPES)[number];
 
