@@ -5,6 +5,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestGateway, removeHome, type TestGateway } from '../../helpers/gateway.js';
 import { runCli } from '../../helpers/cli.js';
+import { pluginDir, installEnabled } from '../registry/helpers.js';
 import { TyrumClient, TyrumNode, type CredentialStore } from '../../../sdk/index.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -179,4 +180,30 @@ t.test('tyrum artifact list and get: through the gateway, the download checked a
   t.notOk(existsSync(join(home, 'no.txt')) || existsSync(join(home, 'no.txt.part')), 'nothing written');
   const usage = await runCli(['artifact', 'get', 'x', ...flags]);
   t.equal(usage.code, 2, 'a missing --out is a usage error');
+});
+
+t.test('a WASM tool output with $artifacts: taken out before the output schema is checked, stored and attached; a bad entry fails the call and stores nothing', async (t) => {
+  const gw = await startTestGateway();
+  const client = new TyrumClient({ url: gw.url, token: gw.adminToken, deviceKey: generateKeyPairSync('ed25519').privateKey, reconnect: false });
+  t.teardown(async () => {
+    await client.close();
+    await gw.close();
+    removeHome(gw.home);
+  });
+  // raw-io's `echo` export returns its input: with JSON io, the tool's output is its arguments.
+  const dir = await pluginDir(t.testdir(), { id: 'echoer', wat: 'raw-io', tools: [{ id: 'echo', output: { type: 'object', properties: { rows: { type: 'integer' } }, required: ['rows'], additionalProperties: false } }] });
+  await installEnabled(gw.plugins, dir);
+  await client.connect();
+  const csv = 'id,title\n1,hello\n';
+  const ok = (await client.request('tool.invoke', { tool_id: 'echoer.echo', args: { rows: 1, $artifacts: [{ media_type: 'text/csv', name: 'export.csv', text: csv }] } })) as { run_id: string; state: string; output: unknown };
+  t.equal(ok.state, 'succeeded', 'the output passes its strict schema: $artifacts was taken out first');
+  t.same(ok.output, { rows: 1 });
+  const list = (await client.request('artifact.list', { run_id: ok.run_id })) as { artifacts: Array<{ artifact: { artifact_id: string; media_type: string; name: string } }> };
+  t.same(list.artifacts.map((x) => [x.artifact.artifact_id, x.artifact.media_type, x.artifact.name]), [[`sha256:${sha(csv)}`, 'text/csv', 'export.csv']]);
+  const res = await fetch(`http://127.0.0.1:${gw.port}/artifacts/sha256:${sha(csv)}`, { headers: { authorization: `Bearer ${gw.adminToken}` } });
+  t.equal(await res.text(), csv);
+  const bad = (await client.request('tool.invoke', { tool_id: 'echoer.echo', args: { rows: 2, $artifacts: [{ media_type: 'text', text: 'x' }] } })) as { state: string; error: { code: string } | null };
+  t.equal(bad.state, 'failed');
+  t.equal(bad.error?.code, 'TYRUM_ERR_ARTIFACT_MEDIA_TYPE');
+  t.equal(gw.store.committed.artifacts.get(`sha256:${sha('x')}`), undefined, 'nothing stored');
 });
