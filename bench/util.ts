@@ -157,6 +157,8 @@ export const TARGETS = {
   'nodes.noop': { section: 'nodes', measure: 'sequential p50, a no-op node capability through the full pipeline vs a WASM plugin tool', target: 'none set (measured)' },
   'channels.inbound': { section: 'channels', measure: 'inbound webhook → turn started, p50 (p99), Telegram plugin, sequential', target: 'none set (measured)' },
   'channels.reply': { section: 'channels', measure: 'turn started → reply handed to the outbox, model time excluded, p50 (p99)', target: 'none set (measured)' },
+  'artifacts.write': { section: 'artifacts', measure: 'artifact write MB/s (service put, fsynced) vs raw file write + fsync of the same bytes', target: 'none set (measured)' },
+  'artifacts.read': { section: 'artifacts', measure: 'artifact read MB/s (service open, streamed) vs raw file read of the same bytes', target: 'none set (measured)' },
   'conn.rss': { section: 'connections', measure: 'RSS per idle authenticated WebSocket connection, 10,000 connections', target: 'none set (measured)' },
 } as const;
 export type TargetKey = keyof typeof TARGETS;

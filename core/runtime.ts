@@ -23,6 +23,7 @@ import type { ChannelService } from './channels/index.js';
 import type { Scheduler } from './scheduler/index.js';
 import type { WorkflowRunner } from './playbooks/runner.js';
 import { loadSecretKey } from './secrets/key.js';
+import type { ArtifactService } from './artifacts/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -76,6 +77,8 @@ export interface RunningGateway {
   readonly channels: ChannelService;
   readonly scheduler: Scheduler;
   readonly workflows: WorkflowRunner;
+  /** Evidence blobs (core/artifacts): what playbook steps attach and the retention sweeper removes. */
+  readonly artifacts: ArtifactService;
   close(): Promise<void>;
 }
 
@@ -140,7 +143,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks, artifacts] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -157,6 +160,7 @@ async function gatewayParts() {
     import('./channels/index.js'),
     import('./scheduler/index.js'),
     import('./playbooks/runner.js'),
+    import('./artifacts/index.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -177,6 +181,9 @@ async function gatewayParts() {
     channels,
     Scheduler: scheduler.Scheduler,
     WorkflowRunner: playbooks.WorkflowRunner,
+    openArtifactService: artifacts.openArtifactService,
+    artifactSink: artifacts.artifactSink,
+    contentDisposition: artifacts.contentDisposition,
   };
 }
 
@@ -186,7 +193,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -271,9 +278,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // for a playbook step's tool call.
     const actorOf = (createdBy: string) =>
       createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : createdBy.startsWith('workflow:') ? { kind: 'workflow', workflow_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
+    // Evidence blobs under <home>/artifacts/, attached to the runs whose calls produced them.
+    const artifacts = openArtifactService({ store, events: approvals.events, audit, home: options.home, limits: config.limits });
     const engine = new ExecutionEngine({
       store,
       audit,
+      artifacts: artifactSink(artifacts),
       owner: `gw-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
       approvals,
       resolveTool: (toolId) => {
@@ -430,6 +440,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       conversations,
       channels,
       workflows,
+      artifacts,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -487,6 +498,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       channelWebhook: async (plugin, name, headers, body) => {
         await server?.syncExternal();
         return channels.webhook(plugin, name, headers, body);
+      },
+      // GET /artifacts/<id>: evidence blobs, streamed to a token that may read them.
+      artifacts: {
+        readableBy: (id, scopes) => artifacts.readableBy(id, scopes),
+        open: (id) => artifacts.open(id),
+        contentDisposition,
       },
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
       // WebSocket pipeline (contract check, policy, approvals, durable run, audit).
@@ -556,6 +573,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       channels,
       scheduler,
       workflows,
+      artifacts,
       close: async () => {
         // No new fires first: a fire's run or message must find the engine and runner still up.
         await scheduler.stop();

@@ -47,6 +47,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   policy: ['show', 'set', 'explain', 'override-revoke'],
   approvals: ['list', 'approve', 'deny'],
   run: ['list', 'get', 'cancel', 'resolve'],
+  artifact: ['list', 'get'],
   mcp: ['add', 'list', 'tools', 'diff', 'approve', 'remove'],
   node: ['enroll', 'list', 'approve', 'deny', 'revoke', 'run'],
   channel: ['add', 'list', 'remove', 'senders'],

@@ -59,6 +59,7 @@ Nodes (work on the home; a running gateway delivers tokens and closes nodes at o
 
 Runs (through a running gateway)
   run list [--state S] | run get ID | run cancel ID | run resolve ID STEP retry|skip|fail
+  artifact list --run RUN_ID | artifact get ARTIFACT_ID --out FILE   evidence blobs of runs (sha256-checked download)
 
 MCP servers (work on the home; a running gateway picks changes up)
   mcp add NAME [--env K=V]... -- COMMAND [ARG...]            declare a stdio server (quarantined; its tools listed for review)
@@ -187,6 +188,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./governance.js')).approvalsCmd(rest, io);
       case 'run':
         return await (await import('./run.js')).runCmd(rest, io);
+      case 'artifact':
+        return await (await import('./artifact.js')).artifactCmd(rest, io);
       case 'node':
         return await (await import('./node.js')).nodeCmd(rest, io);
       case 'mcp':

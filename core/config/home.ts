@@ -22,6 +22,8 @@ export function homePaths(home: string) {
     clientKey: join(home, 'client-device.key'),
     /** The pid of the gateway running on this home (core/config/lock.ts). */
     gatewayLock: join(home, 'gateway.lock'),
+    /** Content-addressed artifact blobs (core/artifacts/fs-store.ts). */
+    artifacts: join(home, 'artifacts'),
   };
 }
 

@@ -43,6 +43,10 @@ export interface Limits {
   maxPendingMessages: number;
   /** Agent turns worked on at once (each may wait on a model or an approval); more wait their turn. */
   maxConcurrentTurns: number;
+  /** Largest artifact stored (TYRUM_ERR_ARTIFACT_TOO_LARGE beyond it). */
+  maxArtifactBytes: number;
+  /** Total bytes of stored artifacts (TYRUM_ERR_ARTIFACT_QUOTA beyond it). */
+  maxArtifactsTotalBytes: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -66,6 +70,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxLiveSandboxes: 256,
   maxPendingMessages: 20,
   maxConcurrentTurns: 16,
+  maxArtifactBytes: 64 * 1024 * 1024,
+  maxArtifactsTotalBytes: 10 * 1024 * 1024 * 1024,
 });
 
 export interface Config {

@@ -111,6 +111,11 @@ export const ERROR_CODES = {
   TYRUM_ERR_RESUME_TOKEN_INVALID: { wire: 'forbidden', description: 'The resume token is not one this gateway issued (malformed, altered, or from another home).' },
   TYRUM_ERR_RESUME_TOKEN_USED: { wire: 'invalid_state', description: 'The resume token was already used, or its workflow is no longer waiting at that gate (resumed, cancelled or finished); tokens are single use.' },
   TYRUM_ERR_RESUME_TOKEN_EXPIRED: { wire: 'invalid_state', description: "The approval gate's resume token expired; an expired gate fails its workflow." },
+  TYRUM_ERR_ARTIFACT_TOO_LARGE: { wire: 'invalid_request', description: 'An artifact is larger than limits.max_artifact_bytes; nothing was stored.' },
+  TYRUM_ERR_ARTIFACT_QUOTA: { wire: 'rate_limited', description: 'Storing the artifact would take the artifacts over limits.max_artifacts_total_bytes; nothing was stored (remove old ones, tyrum gc, or raise the limit).' },
+  TYRUM_ERR_ARTIFACT_MEDIA_TYPE: { wire: 'invalid_request', description: 'An artifact\'s media type is not a valid type/subtype (RFC 6838 names, optional parameters); nothing was stored.' },
+  TYRUM_ERR_ARTIFACT_INVALID: { wire: 'invalid_request', description: 'An artifact a tool or node reported is malformed (not base64, missing content, bad name, too many), or carries a known secret value; nothing was stored.' },
+  TYRUM_ERR_ARTIFACT_IO: { wire: 'internal', description: 'The artifact store could not write or read a blob (disk full, permissions, a blob missing or not matching its digest).' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -35,6 +35,8 @@ import { checkPostcondition, type Postcondition } from './postcondition.js';
 import { backoffMs, classifyFailure, DEFAULT_BACKOFF, type BackoffOptions } from './retry.js';
 import { requestHash, validateSubmit } from './validate.js';
 import type {
+  ArtifactRef,
+  ArtifactSink,
   AttemptView,
   ErrorInfo,
   ExecuteContext,
@@ -69,6 +71,11 @@ export interface ExecutionEngineOptions {
   execute(step: StepCall, ctx: ExecuteContext): Promise<ExecuteResult>;
   /** Applied to every recorded result, error and displayed argument. */
   redact?: (value: unknown) => unknown;
+  /**
+   * Stores the artifacts a successful call reports (ExecuteResult.artifacts) and attaches them to
+   * its attempt. Without it, a call that reports artifacts fails (TYRUM_ERR_ARTIFACT_INVALID).
+   */
+  artifacts?: ArtifactSink;
   now?: () => number;
   /** TEST ONLY: called at each named crash point. Default: from TYRUM_TEST_CRASH_AT (off when unset). */
   crashPoint?: (name: CrashPoint) => void;
@@ -958,6 +965,17 @@ export class ExecutionEngine {
   }
 
   private async succeeded(claim: Claim, run: RunRow, step: StepRow, n: number, res: ExecuteResult, measuredMs: number): Promise<Next> {
+    let refs: ArtifactRef[] = [];
+    if (res.artifacts !== undefined && res.artifacts.length > 0) {
+      // The bytes are stored before the commit that references them (a crash in between leaves a
+      // blob nothing points to, which the retention sweep removes). One that cannot be stored
+      // fails the attempt, as an unrecordable output does: evidence that is lost is no evidence.
+      try {
+        refs = await this.storeArtifacts(step, res.artifacts);
+      } catch (e) {
+        return this.attemptFailed(claim, run, step, n, e, measuredMs);
+      }
+    }
     const now = this.now();
     let output: string;
     let usage: string | null;
@@ -965,7 +983,8 @@ export class ExecutionEngine {
     try {
       output = JSON.stringify(this.redact(res.output) ?? null);
       usage = res.usage === undefined || res.usage === null ? null : JSON.stringify(res.usage);
-      evidence = res.evidence === undefined || res.evidence === null ? null : JSON.stringify(this.redact(res.evidence));
+      const reported = res.evidence === undefined || res.evidence === null ? null : (this.redact(res.evidence) as Record<string, unknown>);
+      evidence = refs.length > 0 ? JSON.stringify({ ...(reported ?? {}), artifacts: refs }) : reported === null ? null : JSON.stringify(reported);
     } catch (e) {
       // Unrecordable output cannot be evidence, so it cannot be a success either.
       return this.attemptFailed(claim, run, step, n, new TyrumError('TYRUM_ERR_INTERNAL', `the output of ${step.tool_id} could not be recorded: ${(e as Error).message}`), measuredMs);
@@ -982,6 +1001,7 @@ export class ExecutionEngine {
           this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'failed', finished_at: now, duration_ms: duration, usage, result: output, error: JSON.stringify(err), evidence }, { fence: claim.fence, states: ['started'] }),
           claim,
         );
+        this.recordArtifacts(refs, emit, run, step, n);
         this.failStepInTx(emit, run, step, claim, err, hashes);
         this.auditStep(audit, step, n, 'failed', err.code);
         audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
@@ -995,6 +1015,7 @@ export class ExecutionEngine {
           this.store.execution.updateAttempt(run.id, step.idx, n, { state: 'succeeded', finished_at: now, duration_ms: duration, usage, result: output, error: null, evidence }, { fence: claim.fence, states: ['started'] }),
           claim,
         );
+        this.recordArtifacts(refs, emit, run, step, n);
         const s = this.fenced(
           this.store.execution.updateStep(run.id, step.idx, { ...hashes, state: 'succeeded', result: output, error: null, finished_at: now, updated_at: now }, { fence: claim.fence, states: ['running'] }),
           claim,
@@ -1012,6 +1033,24 @@ export class ExecutionEngine {
       },
       () => this.crash('result_saved'),
     );
+  }
+
+  /**
+   * Stores what a call reported as artifacts (the sink validates media types, caps and quota). Bytes
+   * holding a known secret value are refused: the redactor cannot rewrite a blob, so it is not kept.
+   */
+  private async storeArtifacts(step: StepRow, outputs: NonNullable<ExecuteResult['artifacts']>): Promise<ArtifactRef[]> {
+    if (!this.o.artifacts) throw new TyrumError('TYRUM_ERR_ARTIFACT_INVALID', `${step.tool_id} reported artifacts, but this gateway has no artifact store`, { tool_id: step.tool_id });
+    for (const [i, a] of outputs.entries()) {
+      const text = Buffer.from(a.content.buffer, a.content.byteOffset, a.content.byteLength).toString('latin1');
+      if (this.redact(text) !== text) throw new TyrumError('TYRUM_ERR_ARTIFACT_INVALID', `artifact ${i} of ${step.tool_id} contains a secret value; it was not stored`, { tool_id: step.tool_id, index: i, reason: 'secret' });
+    }
+    return this.o.artifacts.prepare(outputs);
+  }
+
+  private recordArtifacts(refs: readonly ArtifactRef[], emit: Emit, run: RunRow, step: StepRow, attempt: number): void {
+    if (refs.length === 0) return;
+    this.o.artifacts!.recordInTx(refs, emit, { run_id: run.id, step_idx: step.idx, attempt, created_by: run.created_by, actor: this.actor });
   }
 
   private async attemptFailed(claim: Claim, run: RunRow, step: StepRow, n: number, error: unknown, duration: number): Promise<Next> {

@@ -25,6 +25,8 @@ export const EXECUTION_EVENT_TYPES = [
   'channel.sender_updated',
   'schedule.fired',
   'workflow.updated',
+  'artifact.created',
+  'artifact.attached',
 ] as const;
 export type ExecutionEventType = (typeof EXECUTION_EVENT_TYPES)[number];
 

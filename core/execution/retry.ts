@@ -63,6 +63,11 @@ export const FAILURE_CLASSES: Readonly<Partial<Record<ErrorCode, FailureClass>>>
   TYRUM_ERR_NODE_AMBIGUOUS: DETERMINISTIC,
   TYRUM_ERR_NODE_REFUSED: DETERMINISTIC,
   TYRUM_ERR_NODE_OUTPUT_INVALID: DETERMINISTIC,
+  // Artifacts a tool or node reported that cannot be stored: the same output fails the same way.
+  TYRUM_ERR_ARTIFACT_TOO_LARGE: DETERMINISTIC,
+  TYRUM_ERR_ARTIFACT_QUOTA: DETERMINISTIC,
+  TYRUM_ERR_ARTIFACT_MEDIA_TYPE: DETERMINISTIC,
+  TYRUM_ERR_ARTIFACT_INVALID: DETERMINISTIC,
   // Another worker took the run over: this one stops, whatever the error says.
   TYRUM_ERR_LEASE_LOST: DETERMINISTIC,
 });

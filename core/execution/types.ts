@@ -2,6 +2,7 @@
 import type { AuditActor } from '../audit/index.js';
 import type { AttemptState, PauseReason, RunKind, RunState, StepState } from '../store/index.js';
 import type { Postcondition } from './postcondition.js';
+import type { Emit } from './events.js';
 
 export type { AttemptState, PauseReason, RunKind, RunState, StepState, Postcondition };
 
@@ -82,6 +83,39 @@ export interface ExecuteResult {
   plugin_digest?: string;
   /** What the executor reports beside the output (a node's digests, exit code...); kept, redacted, with the attempt. */
   evidence?: Record<string, unknown> | null;
+  /**
+   * Evidence blobs the tool or node produced (a screenshot, a report): stored in the artifact
+   * store, attached to the step's attempt, and referenced from its evidence as `artifacts`.
+   */
+  artifacts?: ArtifactOutput[];
+}
+
+/** One blob an executor reports; the engine hands it to its ArtifactSink. */
+export interface ArtifactOutput {
+  media_type: string;
+  name?: string | null;
+  content: Uint8Array;
+}
+
+/** What the attempt's evidence says about a stored artifact (never its content). */
+export interface ArtifactRef {
+  /** 'sha256:' + hex digest of the bytes. */
+  artifact_id: string;
+  size: number;
+  media_type: string;
+  name: string | null;
+}
+
+/**
+ * Where the engine stores the artifacts of a successful call (core/artifacts, injected): the bytes
+ * are written first, outside any transaction; the metadata, attachments, events and audit entries
+ * are written in the attempt's own commit, so a crash in between leaves only an unreferenced blob.
+ */
+export interface ArtifactSink {
+  /** Validates (media type, caps, quota) and stores the bytes; a coded error stores nothing more. */
+  prepare(outputs: readonly ArtifactOutput[]): Promise<ArtifactRef[]>;
+  /** Inside the attempt's commit: metadata rows, attachments to the step's attempt, events and audit entries. */
+  recordInTx(refs: readonly ArtifactRef[], emit: Emit, target: { run_id: string; step_idx: number; attempt: number; created_by: string; actor: AuditActor }): void;
 }
 
 /** A recorded error: stable code, wire code and a redacted message. */

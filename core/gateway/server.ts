@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Readable } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CONTRACTS, contractDocument, EVENTS, type EventType, type OperationType } from '../../schemas/index.js';
 import type { Config } from '../config/index.js';
@@ -25,6 +26,8 @@ import type { McpBodyProblem } from '../mcp/endpoint.js';
 import { clientAddress } from './address.js';
 import { Presence, PRESENCE_FLUSH_MS } from './presence.js';
 import { fromB64url } from '../util/encoding.js';
+import { authorize } from '../auth/authorize.js';
+import { TyrumError } from '../errors/index.js';
 
 export interface GatewayDeps {
   config: Config;
@@ -77,7 +80,20 @@ export interface GatewayDeps {
    * token over the raw body before anything else. Without it the route answers 404.
    */
   channelWebhook?(plugin: string, instance: string, headers: IncomingMessage['headers'], body: Buffer): Promise<{ status: number; body: unknown }>;
+  /**
+   * `GET /artifacts/<id>`: evidence blobs (core/artifacts). The edge authenticates the bearer token
+   * as for /mcp, requires `operator.read` (or `operator.admin`), asks `readableBy`, and streams
+   * the bytes. Without it the route answers 404.
+   */
+  artifacts?: {
+    readableBy(artifactId: string, scopes: readonly string[]): boolean;
+    open(artifactId: string): Promise<{ info: { artifact_id: string; media_type: string; name: string | null }; stream: Readable; size: number }>;
+    contentDisposition(name: string | null, fallback: string): string;
+  };
 }
+
+/** Who may download artifacts: the scope run.get needs (or admin), clients only. */
+const ARTIFACT_READ = { scopes: ['operator.read', 'operator.admin'], roles: ['client'] } as const;
 
 const INVALID_TOKEN = 'invalid, expired or revoked token';
 
@@ -245,6 +261,62 @@ export class GatewayServer {
       return reply.header('content-type', 'application/schema+json; charset=utf-8').send(doc);
     });
     this.mcpRoutes();
+    this.artifactRoutes();
+  }
+
+  /**
+   * `GET /artifacts/<id>` (and HEAD): 401 without a live bearer token, 403 without the scope (audited
+   * as authz.denied), 404 for an unknown id and for one this token may not read (the same answer,
+   * so existence does not leak), else the bytes, streamed, with their media type, `nosniff`, a
+   * download disposition, a sandboxing CSP and the digest as ETag (`If-None-Match` gets 304).
+   */
+  private artifactRoutes(): void {
+    const notFound = (reply: FastifyReply, id: string) => reply.code(404).header('content-type', 'application/json').send({ error: { code: 'not_found', message: `no artifact ${id.slice(0, 80)}` } });
+    this.app.get<{ Params: { id: string } }>('/artifacts/:id', async (req, reply) => {
+      const artifacts = this.deps.artifacts;
+      if (!artifacts) return reply.code(404).send({ error: { code: 'not_found', message: 'artifacts are not enabled' } });
+      const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
+      if (!this.originAllowed(req.headers.origin, remote)) return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
+      const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
+      if (typeof token === 'string') {
+        return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN } });
+      }
+      const decision = authorize(ARTIFACT_READ, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
+      if (!decision.allowed) {
+        this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: 'GET /artifacts', reason: decision.reason, required_scopes: decision.required, remote_address: remote });
+        return reply.code(403).send({ error: { code: 'forbidden', message: `downloading artifacts requires one of: ${ARTIFACT_READ.scopes.join(', ')}` } });
+      }
+      const id = req.params.id;
+      await this.syncExternal();
+      if (!artifacts.readableBy(id, token.scopes)) return notFound(reply, id);
+      const etag = `"${id}"`;
+      const common = {
+        etag,
+        'cache-control': 'private, no-cache',
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': "sandbox; default-src 'none'",
+        'cross-origin-resource-policy': 'same-origin',
+      };
+      if (req.headers['if-none-match'] === etag) return reply.code(304).headers(common).send();
+      let opened;
+      try {
+        opened = await artifacts.open(id);
+      } catch (e) {
+        if (e instanceof TyrumError && e.code === 'TYRUM_ERR_NOT_FOUND') return notFound(reply, id);
+        this.app.log.error({ err: e, artifact_id: id }, 'artifact could not be read');
+        return reply.code(500).send({ error: { code: 'internal', message: 'the artifact could not be read' } });
+      }
+      this.audit('artifact.downloaded', { kind: 'token', id: token.id }, { artifact_id: id, digest: id.slice(7), size: opened.size, remote_address: remote });
+      return reply
+        .code(200)
+        .headers({
+          ...common,
+          'content-type': opened.info.media_type,
+          'content-length': String(opened.size),
+          'content-disposition': artifacts.contentDisposition(opened.info.name, id.slice(7, 23)),
+        })
+        .send(opened.stream);
+    });
   }
 
   /**

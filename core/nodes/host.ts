@@ -28,6 +28,8 @@ import type { PairingRow, Store } from '../store/index.js';
 import type { AllowedCapability } from './pairing.js';
 import type { Session } from '../protocol/session.js';
 import { raceAbort } from '../util/abort.js';
+import { parseInlineArtifacts } from '../artifacts/inline.js';
+import type { ArtifactOutput } from '../execution/types.js';
 
 /** `node.<capability>[@<selector>]` */
 const NODE_TOOL = /^node\.([a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){1,4})(?:@([a-z0-9][a-z0-9_-]{0,62}))?$/;
@@ -89,7 +91,7 @@ export class NodeHost implements ToolSource {
     checkArgs(toolId, r.known, args);
   }
 
-  async invoke(toolId: string, args: Record<string, unknown>, _actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; evidence: Record<string, unknown>; definition_hash: string; plugin_digest: string; duration_ms: number; usage: null }> {
+  async invoke(toolId: string, args: Record<string, unknown>, _actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; evidence: Record<string, unknown>; definition_hash: string; plugin_digest: string; duration_ms: number; usage: null; artifacts?: ArtifactOutput[] }> {
     const started = performance.now();
     const r = this.resolve(toolId);
     if (r instanceof TyrumError) throw r;
@@ -133,6 +135,8 @@ export class NodeHost implements ToolSource {
       throw nodeError('TYRUM_ERR_NODE_CAPABILITY_FAILED', text, pairing, { dispatch_id: dispatchId, node_code: code, ...(details?.retryable === true ? { retryable: true } : {}) });
     }
     const output = answer.result.output;
+    // Evidence blobs the node attached (`artifacts` beside output and evidence): stored by the engine.
+    const artifacts = answer.result.artifacts === undefined ? [] : parseInlineArtifacts(answer.result.artifacts, `node ${pairing.node_name ?? pairing.device_id} (${allowed.id})`);
     const check = validators(known).output;
     if (typeof output !== 'object' || output === null || !check(output)) {
       throw nodeError('TYRUM_ERR_NODE_OUTPUT_INVALID', `node ${pairing.node_name} answered ${allowed.id} with an output its contract refuses`, pairing, { dispatch_id: dispatchId, issues: toIssues(check.errors) });
@@ -144,6 +148,7 @@ export class NodeHost implements ToolSource {
       plugin_digest: described.entry.plugin_digest,
       duration_ms: duration,
       usage: null,
+      ...(artifacts.length > 0 ? { artifacts } : {}),
     };
   }
 

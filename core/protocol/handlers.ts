@@ -24,6 +24,7 @@ import { presenceView, type PresenceRegistry } from '../nodes/presence.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type ConversationService } from '../conversations/service.js';
 import { channelInfo, senderInfo, type ChannelService } from '../channels/service.js';
+import type { ArtifactService, ArtifactInfo } from '../artifacts/service.js';
 
 export interface HandlerServices {
   store: Store;
@@ -48,6 +49,8 @@ export interface HandlerServices {
   channels: ChannelService;
   /** Playbook runs (workflow.start with a playbook, workflow.get|list|resume|cancel). */
   workflows: WorkflowRunner;
+  /** Artifact metadata and read checks (core/artifacts). */
+  artifacts: Pick<ArtifactService, 'get' | 'listForRun' | 'readableBy'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -77,6 +80,11 @@ export function pairingView(p: Pairing, connected = false): Record<string, unkno
     credential_delivered_at: p.credential_delivered_at,
     connected,
   });
+}
+
+/** An artifact on the wire: ISO times and where its bytes download from. */
+function artifactView(a: ArtifactInfo): Record<string, unknown> {
+  return isoTimes({ ...a, download_path: `/artifacts/${a.artifact_id}` });
 }
 
 /** The tool.invoke view of a one-step run. */
@@ -349,6 +357,19 @@ export function createHandlers(s: HandlerServices): Handlers {
       const q = p as { channel: string; sender: string; action: 'allow' | 'deny' | 'remove' };
       const row = await s.channels.decideSender(q.channel, q.sender, q.action, actor(peer));
       return { sender: row === null ? null : senderInfo(row, s.now()) };
+    },
+    'artifact.list': async (p) => {
+      const q = p as { run_id: string; limit?: number };
+      // Not found for an unknown run, as run.get answers.
+      s.engine.get(q.run_id);
+      return { artifacts: s.artifacts.listForRun(q.run_id, q.limit ?? 1000).map((x) => ({ artifact: artifactView(x.artifact), attachment: isoTimes({ ...x.attachment }) })) };
+    },
+    'artifact.get': async (p, peer) => {
+      const id = (p as { artifact_id: string }).artifact_id;
+      // An artifact this token may not read answers exactly as an unknown one.
+      if (!s.artifacts.readableBy(id, peer.token.scopes)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no artifact ${id}`, { artifact_id: id });
+      const r = s.artifacts.get(id);
+      return { artifact: artifactView(r.artifact), attachments: r.attachments.map((a) => isoTimes({ ...a })) };
     },
     'secret.list': async () => ({
       secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),

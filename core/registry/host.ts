@@ -32,6 +32,8 @@ import { pluginKv } from './kv.js';
 import { DEFAULT_LIMITS } from '../config/index.js';
 import { checkToolInput, outputMismatch, rawIo, toolInput, toolOutput, type RawIo } from './io.js';
 import { WasmMcpConnection, WASM_MCP_EXPORTS } from '../mcp/wasm.js';
+import { extractToolArtifacts } from '../artifacts/inline.js';
+import type { ArtifactOutput } from '../execution/types.js';
 import type { McpConnection } from '../mcp/types.js';
 
 /** A tool as the catalog knows it (the wire `ToolInfo`). */
@@ -103,6 +105,8 @@ export interface InvokeResult {
   plugin_digest: string;
   duration_ms: number;
   usage: { wall_ms: number; host_calls: number; alloc_bytes: number; egress_bytes: number; output_bytes: number; mem_pages_peak: number; log_lines: number };
+  /** Evidence blobs the tool returned under `$artifacts` (taken out of `output`); absent when none. */
+  artifacts?: ArtifactOutput[];
 }
 
 export interface PluginHostOptions {
@@ -283,7 +287,8 @@ export class PluginHost {
       usage = res.usage;
       callLogs = res.logs;
       this.pluginLogs(entry, res.logs);
-      const output = toolOutput(toolId, tool.io.output, res.output);
+      // Artifacts ride out of band: taken out of the output before its schema sees it.
+      const { output, artifacts } = extractToolArtifacts(toolOutput(toolId, tool.io.output, res.output), toolId);
       const outIssues = outputCheck(output) ? [] : toIssues(outputCheck.errors);
       if (outIssues.length > 0) throw new TyrumError('TYRUM_ERR_SANDBOX_PLUGIN_ERROR', outputMismatch(toolId, res.output, output), { reason: 'plugin_error', issues: outIssues });
       const result: InvokeResult = {
@@ -293,6 +298,7 @@ export class PluginHost {
         plugin_digest: entry.plugin_digest,
         duration_ms: round(performance.now() - started),
         usage: wireUsage(res.usage),
+        ...(artifacts.length > 0 ? { artifacts } : {}),
       };
       this.record(entry, actor, result.duration_ms, usage, null);
       return result;

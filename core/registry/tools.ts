@@ -11,6 +11,7 @@ import type { AuditActor } from '../audit/index.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { PluginHost, ToolEntry } from './host.js';
 import type { McpHost } from '../mcp/host.js';
+import type { ArtifactOutput } from '../execution/types.js';
 
 export interface DescribedTool {
   entry: ToolEntry;
@@ -24,7 +25,7 @@ export interface ToolSource {
   describe(toolId: string): DescribedTool | undefined;
   tools(): Array<Omit<ToolEntry, 'postcondition'>>;
   checkCall(toolId: string, args: Record<string, unknown>): void;
-  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null; evidence?: Record<string, unknown> | null }>;
+  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null; evidence?: Record<string, unknown> | null; artifacts?: ArtifactOutput[] }>;
 }
 
 export class ToolCatalog implements ToolSource {

@@ -47,6 +47,7 @@ import { NodePairingRepo } from './nodes.js';
 import { ConversationRepo } from './conversations.js';
 import { ScheduleRepo } from './schedules.js';
 import { WorkflowRepo } from './playbooks.js';
+import { ArtifactRepo } from './artifacts.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
@@ -56,6 +57,7 @@ export * from './nodes.js';
 export * from './conversations.js';
 export * from './schedules.js';
 export * from './playbooks.js';
+export * from './artifacts.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -547,6 +549,7 @@ export interface CommittedView {
   readonly outbox: OutboxRepo;
   readonly audit: AuditRepo;
   readonly pairings: NodePairingRepo;
+  readonly artifacts: ArtifactRepo;
 }
 
 interface Unit {
@@ -608,6 +611,7 @@ export class Store {
   readonly conversations: ConversationRepo;
   readonly schedules: ScheduleRepo;
   readonly workflows: WorkflowRepo;
+  readonly artifacts: ArtifactRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -652,13 +656,14 @@ export class Store {
     this.conversations = new ConversationRepo(db);
     this.schedules = new ScheduleRepo(db);
     this.workflows = new WorkflowRepo(db);
-    this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings };
+    this.artifacts = new ArtifactRepo(db);
+    this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings, artifacts: this.artifacts };
   }
 
   /** @internal openStore attaches the read-only connection once the schema is migrated. */
   attachReader(reader: Database.Database): void {
     this.reader = reader;
-    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader) };
+    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader), artifacts: new ArtifactRepo(reader) };
   }
 
   /**

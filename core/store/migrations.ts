@@ -536,6 +536,42 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 11,
+    name: 'artifacts',
+    sql: `
+      -- Content-addressed evidence blobs: the bytes live in the artifact store (a directory under
+      -- the home), one row per distinct content. id is 'sha256:' + the lowercase hex digest of the
+      -- bytes; media_type and name are those of the first put of that content.
+      CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY CHECK (id GLOB 'sha256:*' AND length(id) = 71),
+        size INTEGER NOT NULL CHECK (size >= 0),
+        media_type TEXT NOT NULL,
+        name TEXT,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX artifacts_created ON artifacts (created_at, id);
+
+      -- Where an artifact is evidence: a run (and the step and attempt that produced it, when a
+      -- tool or node did). Deleting a run deletes its attachments; the artifact then is unattached
+      -- and the retention sweeper may remove it.
+      CREATE TABLE artifact_attachments (
+        id INTEGER PRIMARY KEY,
+        artifact_id TEXT NOT NULL REFERENCES artifacts (id) ON DELETE CASCADE,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx INTEGER CHECK (step_idx IS NULL OR step_idx >= 0),
+        attempt INTEGER CHECK (attempt IS NULL OR attempt >= 1),
+        kind TEXT NOT NULL CHECK (kind IN ('evidence')),
+        name TEXT,
+        media_type TEXT NOT NULL,
+        attached_at INTEGER NOT NULL,
+        attached_by TEXT NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX artifact_attachments_once ON artifact_attachments (run_id, IFNULL(step_idx, -1), IFNULL(attempt, -1), artifact_id);
+      CREATE INDEX artifact_attachments_artifact ON artifact_attachments (artifact_id);
+    `,
+  },
+  {
     version: 12,
     name: 'playbooks',
     sql: `

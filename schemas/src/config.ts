@@ -24,6 +24,8 @@ export const LimitsConfig = Strict({
   sandbox_idle_ms: Int(10, 86_400_000, 'A plugin sandbox without calls for this long is evicted; the next call starts it again. Default 600000.'),
   max_live_sandboxes: Int(1, 10_000, 'Most plugin sandboxes live at once; starting one more evicts the least recently used one without a call in flight. Default 256.'),
   max_pending_messages: Int(1, 10_000, 'User messages a conversation may hold waiting for a turn (a turn takes every waiting message); more are refused with TYRUM_ERR_CONVERSATION_QUEUE_FULL. Default 20.'),
+  max_artifact_bytes: Int(1, 4 * 1024 * 1024 * 1024, 'Largest artifact (evidence blob) stored; a bigger one is refused with TYRUM_ERR_ARTIFACT_TOO_LARGE and nothing is stored. Default 67108864 (64 MiB).'),
+  max_artifacts_total_bytes: Int(1, Number.MAX_SAFE_INTEGER, 'Total size of all stored artifacts; a put that would pass it is refused with TYRUM_ERR_ARTIFACT_QUOTA. Default 10737418240 (10 GiB).'),
   max_concurrent_turns: Int(1, 10_000, 'Agent turns worked on at once across conversations (a turn waiting for a model or an approval counts); more wait. Default 16.'),
 });
 

@@ -341,6 +341,28 @@ export const SecretInfo = Strict({
   rotated_at: IsoTime,
 });
 
+const ArtifactId = Type.String({ pattern: '^sha256:[0-9a-f]{64}$', description: "'sha256:' + the lowercase hex digest of the bytes (content-addressed)." });
+const RunIdRef = Type.String({ minLength: 1, maxLength: 64 });
+export const ArtifactAttachmentInfo = Strict({
+  run_id: Type.String(),
+  step_idx: Nullable(Type.Integer({ minimum: 0 })),
+  attempt: Nullable(Type.Integer({ minimum: 1 })),
+  kind: Type.Literal('evidence'),
+  name: Nullable(Type.String({ description: 'The name given when it was attached (sanitised).' })),
+  media_type: Type.String({ description: 'The media type given when it was attached.' }),
+  attached_at: IsoTime,
+  attached_by: Type.String(),
+});
+export const ArtifactInfo = Strict({
+  artifact_id: ArtifactId,
+  size: Type.Integer({ minimum: 0 }),
+  media_type: Type.String({ description: 'Served as Content-Type by GET /artifacts/<id> (the first put of this content).' }),
+  name: Nullable(Type.String()),
+  created_at: IsoTime,
+  created_by: Type.String(),
+  download_path: Type.String({ description: '/artifacts/<artifact_id>: GET with Authorization: Bearer and operator.read.' }),
+});
+
 export const OPERATIONS = {
   'connect.init': {
     description: 'First frame of every connection: protocol revision, role, device identity, capabilities.',
@@ -751,6 +773,20 @@ export const OPERATIONS = {
     payload: Strict({ channel: ChannelName, sender: Type.String({ minLength: 1, maxLength: 256, description: 'A sender id, or a pairing code XXXX-XXXX.' }), action: lit(['allow', 'deny', 'remove'] as const) }),
     result: Strict({ sender: Type.Union([ChannelSenderInfo, Type.Null()]) }),
   },
+  'artifact.list': {
+    description: 'The artifacts attached to a run as evidence (by tools, nodes and playbook steps), in the order they were attached; metadata only, the bytes download from GET /artifacts/<artifact_id>.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ run_id: RunIdRef, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
+    result: Strict({ artifacts: Type.Array(Strict({ artifact: ArtifactInfo, attachment: ArtifactAttachmentInfo })) }),
+  },
+  'artifact.get': {
+    description: 'One artifact\'s metadata (size, media type, name, digest) and where it is attached. An artifact attached to no run is not_found except to operator.admin.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ artifact_id: ArtifactId }),
+    result: Strict({ artifact: ArtifactInfo, attachments: Type.Array(ArtifactAttachmentInfo) }),
+  },
   'secret.list': {
     description: 'Secret handles and their bound destinations; never values.',
     scopes: ['operator.admin'],
@@ -932,6 +968,16 @@ export const EVENTS = {
       gate: Type.Union([Strict({ step_id: Type.String(), message: Type.String(), expires_at: Type.String() }), Type.Null()]),
       error_code: Type.Union([Type.String(), Type.Null()]),
     }),
+  },
+  'artifact.created': {
+    description: 'New content was stored as an artifact (durable). Identical content is stored once: a second put of the same bytes creates no event, only an attachment.',
+    audience: ['operator.read'],
+    payload: Strict({ artifact_id: ArtifactId, size: Type.Integer({ minimum: 0 }), media_type: Type.String(), name: Nullable(Type.String()), created_by: Type.String() }),
+  },
+  'artifact.attached': {
+    description: 'An artifact was attached to a run as evidence, by a tool or node call (with its step and attempt) or through the artifact service (durable).',
+    audience: ['operator.read'],
+    payload: Strict({ artifact_id: ArtifactId, run_id: Type.String(), step_idx: Nullable(Type.Integer({ minimum: 0 })), attempt: Nullable(Type.Integer({ minimum: 1 })), kind: Type.Literal('evidence'), name: Nullable(Type.String()), media_type: Type.String(), size: Type.Integer({ minimum: 0 }) }),
   },
   'tool.invoked': {
     description: 'A tool call finished (ok or not).',

@@ -23,6 +23,12 @@ import type { JsonObject, RequestFrame } from '../client/frames.js';
 export interface NodeCapabilityResult {
   output: Record<string, unknown>;
   evidence?: Record<string, unknown>;
+  /**
+   * Evidence blobs (a screenshot, a log file): stored by the gateway as artifacts, attached to the
+   * call's run, and referenced from its evidence. `content_base64` (standard base64) or `text`
+   * (UTF-8); the whole answer is one frame, so keep them under the gateway's max_frame_bytes.
+   */
+  artifacts?: Array<{ media_type: string; name?: string; content_base64?: string; text?: string }>;
 }
 
 export interface NodeDispatchContext {
@@ -241,7 +247,7 @@ export class TyrumNode {
         await client.request('attempt.evidence', { dispatch_id: dispatchId, seq: seq++, evidence: item as JsonObject });
       };
       const r = await cap.handler(args, { dispatch_id: dispatchId, signal: abort.signal, timeout_ms: timeoutMs, evidence });
-      respond({ ok: true, result: { output: r.output as JsonObject, ...(r.evidence ? { evidence: r.evidence as JsonObject } : {}) } });
+      respond({ ok: true, result: { output: r.output as JsonObject, ...(r.evidence ? { evidence: r.evidence as JsonObject } : {}), ...(r.artifacts && r.artifacts.length > 0 ? { artifacts: r.artifacts } : {}) } });
     } catch (e) {
       // A NodeTaskError answers with its wire code and details; anything else is an internal error.
       const known = e instanceof NodeTaskError;

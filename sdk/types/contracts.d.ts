@@ -107,6 +107,14 @@ export interface ConfigGateway {
      */
     max_pending_messages?: number;
     /**
+     * Largest artifact (evidence blob) stored; a bigger one is refused with TYRUM_ERR_ARTIFACT_TOO_LARGE and nothing is stored. Default 67108864 (64 MiB).
+     */
+    max_artifact_bytes?: number;
+    /**
+     * Total size of all stored artifacts; a put that would pass it is refused with TYRUM_ERR_ARTIFACT_QUOTA. Default 10737418240 (10 GiB).
+     */
+    max_artifacts_total_bytes?: number;
+    /**
      * Agent turns worked on at once across conversations (a turn waiting for a model or an approval counts); more wait. Default 16.
      */
     max_concurrent_turns?: number;
@@ -234,6 +242,31 @@ export interface EventApprovalUpdated {
   approval_id: string;
   state: "pending" | "approved" | "denied" | "expired";
   [k: string]: unknown;
+}
+
+export interface EventArtifactAttached {
+  /**
+   * 'sha256:' + the lowercase hex digest of the bytes (content-addressed).
+   */
+  artifact_id: string;
+  run_id: string;
+  step_idx: number | null;
+  attempt: number | null;
+  kind: "evidence";
+  name: string | null;
+  media_type: string;
+  size: number;
+}
+
+export interface EventArtifactCreated {
+  /**
+   * 'sha256:' + the lowercase hex digest of the bytes (content-addressed).
+   */
+  artifact_id: string;
+  size: number;
+  media_type: string;
+  name: string | null;
+  created_by: string;
 }
 
 export interface EventAuthFailed {
@@ -640,6 +673,100 @@ export interface OpApprovalResolveResult {
     consumed_at: string | null;
   };
   override_id: string | null;
+}
+
+export interface OpArtifactGetPayload {
+  /**
+   * 'sha256:' + the lowercase hex digest of the bytes (content-addressed).
+   */
+  artifact_id: string;
+}
+
+export interface OpArtifactGetResult {
+  artifact: {
+    /**
+     * 'sha256:' + the lowercase hex digest of the bytes (content-addressed).
+     */
+    artifact_id: string;
+    size: number;
+    /**
+     * Served as Content-Type by GET /artifacts/<id> (the first put of this content).
+     */
+    media_type: string;
+    name: string | null;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    created_by: string;
+    /**
+     * /artifacts/<artifact_id>: GET with Authorization: Bearer and operator.read.
+     */
+    download_path: string;
+  };
+  attachments: {
+    run_id: string;
+    step_idx: number | null;
+    attempt: number | null;
+    kind: "evidence";
+    name: string | null;
+    /**
+     * The media type given when it was attached.
+     */
+    media_type: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    attached_at: string;
+    attached_by: string;
+  }[];
+}
+
+export interface OpArtifactListPayload {
+  run_id: string;
+  limit?: number;
+}
+
+export interface OpArtifactListResult {
+  artifacts: {
+    artifact: {
+      /**
+       * 'sha256:' + the lowercase hex digest of the bytes (content-addressed).
+       */
+      artifact_id: string;
+      size: number;
+      /**
+       * Served as Content-Type by GET /artifacts/<id> (the first put of this content).
+       */
+      media_type: string;
+      name: string | null;
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      created_at: string;
+      created_by: string;
+      /**
+       * /artifacts/<artifact_id>: GET with Authorization: Bearer and operator.read.
+       */
+      download_path: string;
+    };
+    attachment: {
+      run_id: string;
+      step_idx: number | null;
+      attempt: number | null;
+      kind: "evidence";
+      name: string | null;
+      /**
+       * The media type given when it was attached.
+       */
+      media_type: string;
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      attached_at: string;
+      attached_by: string;
+    };
+  }[];
 }
 
 export interface OpAttemptEvidencePayload {
@@ -4288,6 +4415,8 @@ export interface Contracts {
   "envelope.response": EnvelopeResponse;
   "error": ErrorContract;
   "event.approval.updated": EventApprovalUpdated;
+  "event.artifact.attached": EventArtifactAttached;
+  "event.artifact.created": EventArtifactCreated;
   "event.auth.failed": EventAuthFailed;
   "event.authz.denied": EventAuthzDenied;
   "event.channel.sender_updated": EventChannelSenderUpdated;
@@ -4314,6 +4443,10 @@ export interface Contracts {
   "op.approval.list.result": OpApprovalListResult;
   "op.approval.resolve.payload": OpApprovalResolvePayload;
   "op.approval.resolve.result": OpApprovalResolveResult;
+  "op.artifact.get.payload": OpArtifactGetPayload;
+  "op.artifact.get.result": OpArtifactGetResult;
+  "op.artifact.list.payload": OpArtifactListPayload;
+  "op.artifact.list.result": OpArtifactListResult;
   "op.attempt.evidence.payload": OpAttemptEvidencePayload;
   "op.attempt.evidence.result": OpAttemptEvidenceResult;
   "op.audit.list.payload": OpAuditListPayload;

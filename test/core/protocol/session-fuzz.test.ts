@@ -61,6 +61,7 @@ const PAIRING_INFO = { pairing_id: 'pair_0123456789abcdef', device_id: 'dev_' + 
 
 const CONVERSATION_INFO = { conversation_id: 'conv_0123456789abcdef', channel: 'operator', account: 'tok', thread: null, title: null, created_by: 'tok', created_at: ISO, updated_at: ISO };
 const WORKFLOW_INFO = { workflow_id: 'wf_0123456789abcdef', name: 'p', version: '1', plan_hash: '0'.repeat(64), state: 'running', step_idx: 0, inputs: {}, steps: [], gate: null, error: null, created_by: 't', created_at: '2026-01-01T00:00:00.000Z', updated_at: '2026-01-01T00:00:00.000Z', finished_at: null };
+const ARTIFACT_INFO = { artifact_id: `sha256:${'a'.repeat(64)}`, size: 3, media_type: 'text/plain', name: 'a.txt', created_at: ISO, created_by: 'tok', download_path: `/artifacts/sha256:${'a'.repeat(64)}` };
 const SENDER_INFO = { sender_id: '42', state: 'pending', name: null, code: 'ABCD-EFGH', code_expires_at: ISO, updated_at: ISO };
 const MESSAGE_INFO = { message_id: 'msg_0123456789abcdef', seq: 1, role: 'user', content: 'hi', tool_calls: null, tool_call_id: null, run_id: null, turn_id: null, provenance: { source: 'operator' }, usage: null, created_at: ISO };
 
@@ -92,6 +93,8 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'policy.explain': () => ({ decision: 'allow', enforced: 'allow', snapshot_id: 'pol_x', source: 'default', matched: [], text: 'allowed by default' }),
   'policy.override.revoke': () => ({ override: { id: 'ovr_1' }, changed: true }),
   'event.list': () => ({ events: [{ cursor: 1, event_id: 'e1', type: 'run.updated', occurred_at: ISO, payload: { run_id: 'run_1', state: 'queued' } }], next_after: 1 }),
+  'artifact.list': () => ({ artifacts: [{ artifact: ARTIFACT_INFO, attachment: { run_id: 'run_x', step_idx: 0, attempt: 1, kind: 'evidence', name: 'a.txt', media_type: 'text/plain', attached_at: ISO, attached_by: 'tok' } }] }),
+  'artifact.get': () => ({ artifact: ARTIFACT_INFO, attachments: [] }),
   'secret.list': () => ({ secrets: [{ name: 'API_TOKEN', version: 1, destinations: ['api.example.com'], created_at: ISO, rotated_at: ISO }] }),
   'pairing.list': () => ({ pairings: [PAIRING_INFO] }),
   'attempt.evidence': () => ({ accepted: true }),
@@ -201,6 +204,8 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'tool.list': fc.constant({}),
   'tool.invoke': fc.record({ tool_id: fc.constantFrom('text-utils.word_count', 'a.b'), args: fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k)), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }) }),
   'secret.list': fc.constant({}),
+  'artifact.list': fc.record({ run_id: fc.constant('run_x') }),
+  'artifact.get': fc.record({ artifact_id: fc.constant(`sha256:${'a'.repeat(64)}`) }),
   'workflow.start': fc.record({ steps: fc.constant([{ tool_id: 'text-utils.word_count', args: { text: 'a' } }]) }),
   'run.get': fc.record({ run_id: fc.constantFrom('run_1', 'nope') }),
   'run.list': fc.record({ limit: fc.integer({ min: 1, max: 500 }) }, { requiredKeys: [] }),
