@@ -21,6 +21,7 @@ import type { ExecutionEngine, OutboxEvent } from './execution/index.js';
 import type { ConversationService, TurnRunner } from './conversations/index.js';
 import type { ChannelService } from './channels/index.js';
 import type { Scheduler } from './scheduler/index.js';
+import type { Sweeper } from './retention/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -73,6 +74,8 @@ export interface RunningGateway {
   readonly turns: TurnRunner;
   readonly channels: ChannelService;
   readonly scheduler: Scheduler;
+  /** Retention (docs/retention.md): sweeps every retention.sweep_interval_ms. */
+  readonly sweeper: Sweeper;
   close(): Promise<void>;
 }
 
@@ -137,7 +140,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, retention] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -153,6 +156,7 @@ async function gatewayParts() {
     import('./conversations/index.js'),
     import('./channels/index.js'),
     import('./scheduler/index.js'),
+    import('./retention/index.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -172,6 +176,7 @@ async function gatewayParts() {
     conversations,
     channels,
     Scheduler: scheduler.Scheduler,
+    createSweeper: retention.createSweeper,
   };
 }
 
@@ -181,7 +186,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, createSweeper } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -392,6 +397,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       conversations,
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
+    // Retention: expired runs, events, fire records (and conversations, when configured) in bounded batches.
+    const sweeper = createSweeper({ store, audit, retention: config.retention, log: (level, msg, data) => server?.app.log[level](data ?? {}, msg) });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
     const handlers = createHandlers({
@@ -512,6 +519,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     turns.start();
     deliverer.start();
     scheduler.start();
+    sweeper.start();
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,
@@ -537,7 +545,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       turns,
       channels,
       scheduler,
+      sweeper,
       close: async () => {
+        // A sweep in progress ends after its current batch commits.
+        await sweeper.stop();
         // No new fires first: a fire's run or message must find the engine and runner still up.
         await scheduler.stop();
         await turns.stop();

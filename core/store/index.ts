@@ -46,6 +46,7 @@ import { McpRepo } from './mcp.js';
 import { NodePairingRepo } from './nodes.js';
 import { ConversationRepo } from './conversations.js';
 import { ScheduleRepo } from './schedules.js';
+import { RetentionRepo } from './retention.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
@@ -54,6 +55,7 @@ export * from './mcp.js';
 export * from './nodes.js';
 export * from './conversations.js';
 export * from './schedules.js';
+export * from './retention.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -605,6 +607,7 @@ export class Store {
   readonly pairings: NodePairingRepo;
   readonly conversations: ConversationRepo;
   readonly schedules: ScheduleRepo;
+  readonly retention: RetentionRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -648,6 +651,7 @@ export class Store {
     this.pairings = new NodePairingRepo(db);
     this.conversations = new ConversationRepo(db);
     this.schedules = new ScheduleRepo(db);
+    this.retention = new RetentionRepo(db);
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings };
   }
 
