@@ -43,7 +43,7 @@ export const RetentionConfig = Strict(
         description: 'How often the running gateway sweeps (the first sweep runs one interval after start). null: never on its own; `tyrum gc` still sweeps. Default 3600000 (1 h).',
       }),
     ),
-    batch_size: Int(1, 100_000, 'Rows a sweep examines per transaction (so at most this many are removed per transaction); the sweeper yields to the event loop between transactions. Default 500.'),
+    batch_size: Int(1, 100_000, 'Rows (runs, events, fire records, conversations) a sweep examines per transaction; a removed run takes its steps, attempts and approvals with it. The sweeper yields to the event loop between transactions. Default 500.'),
   },
   { description: 'What is removed when, by the sweeper and `tyrum gc` (docs/retention.md). The audit log is never removed: archive it with `tyrum audit archive`.' },
 );

@@ -136,7 +136,7 @@ export interface ConfigGateway {
      */
     sweep_interval_ms?: number | null;
     /**
-     * Rows a sweep examines per transaction (so at most this many are removed per transaction); the sweeper yields to the event loop between transactions. Default 500.
+     * Rows (runs, events, fire records, conversations) a sweep examines per transaction; a removed run takes its steps, attempts and approvals with it. The sweeper yields to the event loop between transactions. Default 500.
      */
     batch_size?: number;
   };
