@@ -24,6 +24,7 @@ import type { Scheduler } from './scheduler/index.js';
 import type { WorkflowRunner } from './playbooks/runner.js';
 import { loadSecretKey } from './secrets/key.js';
 import type { ArtifactService } from './artifacts/index.js';
+import type { Sweeper } from './retention/index.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
@@ -79,6 +80,8 @@ export interface RunningGateway {
   readonly workflows: WorkflowRunner;
   /** Evidence blobs (core/artifacts): what playbook steps attach and the retention sweeper removes. */
   readonly artifacts: ArtifactService;
+  /** Retention (docs/retention.md): sweeps every retention.sweep_interval_ms. */
+  readonly sweeper: Sweeper;
   close(): Promise<void>;
 }
 
@@ -143,7 +146,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks, artifacts] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks, artifacts, retention] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -161,6 +164,7 @@ async function gatewayParts() {
     import('./scheduler/index.js'),
     import('./playbooks/runner.js'),
     import('./artifacts/index.js'),
+    import('./retention/index.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -184,6 +188,7 @@ async function gatewayParts() {
     openArtifactService: artifacts.openArtifactService,
     artifactSink: artifacts.artifactSink,
     contentDisposition: artifacts.contentDisposition,
+    createSweeper: retention.createSweeper,
   };
 }
 
@@ -193,7 +198,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -418,6 +423,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       conversations,
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
+    // Retention: expired runs, events, fire records (and conversations, when configured) in bounded batches.
+    const sweeper = createSweeper({ store, audit, retention: config.retention, deleteArtifactBlob: (id) => artifacts.deleteBlob(id), log: (level, msg, data) => server?.app.log[level](data ?? {}, msg) });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
     const handlers = createHandlers({
@@ -547,6 +554,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     deliverer.start();
     scheduler.start();
     workflows.start();
+    sweeper.start();
     const urlHost = config.host.includes(':') ? `[${config.host}]` : config.host;
     const running: RunningGateway = {
       config,
@@ -574,7 +582,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       scheduler,
       workflows,
       artifacts,
+      sweeper,
       close: async () => {
+        // A sweep in progress ends after its current batch commits.
+        await sweeper.stop();
         // No new fires first: a fire's run or message must find the engine and runner still up.
         await scheduler.stop();
         await workflows.stop();

@@ -331,6 +331,12 @@ export class ArtifactService {
     return { dry_run: dryRun, blobs, bytes, temporary: tmp.count, temporary_bytes: tmp.bytes, next: listed.length === limit ? listed[listed.length - 1]!.digest : null };
   }
 
+  /** Deletes the blob of an artifact whose row is gone (the retention sweeper, after its batch commits); kept if a put touched it within the in-flight window. */
+  async deleteBlob(id: string): Promise<void> {
+    if (this.o.store.artifacts.get(id) !== undefined) return;
+    await this.o.blobs.delete(digestOf(id), { keepIfTouchedSince: this.now() - IN_FLIGHT_MS });
+  }
+
   private async remove(rows: ArtifactRow[], limit: number, options: SweepOptions, reason: string, del: (id: string) => boolean): Promise<SweepResult> {
     const dryRun = options.dryRun === true;
     if (dryRun) return { dry_run: true, artifacts: rows.length, bytes: rows.reduce((n, r) => n + r.size, 0), ids: rows.map((r) => r.id), more: rows.length === limit };

@@ -165,7 +165,8 @@ export function readCheckpoint(
   return { text, load: parseCheckpoint(text, verifier) };
 }
 
-function parseCheckpoint(text: string, verifier: CheckpointVerifier): CheckpointLoad {
+/** Authenticate a checkpoint given as text (a file's, or one carried in an audit archive). */
+export function parseCheckpoint(text: string, verifier: CheckpointVerifier): CheckpointLoad {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -14,7 +14,7 @@
  */
 import type { AuditRow, Store } from '../store/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import { loadCheckpoint, type CheckpointBody, type CheckpointVerifier, type TamperRecord } from './checkpoint.js';
+import { loadCheckpoint, type CheckpointBody, type CheckpointLoad, type CheckpointVerifier, type TamperRecord } from './checkpoint.js';
 import { GENESIS_HASH, entryFromRow, hashEntry, type AuditEntry } from './entry.js';
 
 export interface VerifyAuditOptions {
@@ -51,7 +51,8 @@ type RowFault =
   | { kind: 'malformed'; row: AuditRow }
   | { kind: 'edited'; row: AuditRow }
   | { kind: 'link'; row: AuditRow }
-  | { kind: 'misplaced'; row: AuditRow };
+  | { kind: 'misplaced'; row: AuditRow }
+  | { kind: 'unreadable'; seq: number; reason: string };
 
 /**
  * Verify the chain and the checkpoint. Streams rows in seq order (constant memory); reads the
@@ -60,52 +61,86 @@ type RowFault =
  */
 export function verifyAudit(options: VerifyAuditOptions): VerifyAuditResult {
   const cp = loadCheckpoint(options.checkpointPath, options.verifier);
-  const checkpoint = cp.status === 'ok' ? cp.checkpoint : null;
+  const walk = new ChainWalk(cp);
+  for (const row of options.store.audit.iterate()) walk.push(row);
+  return walk.result(options.checkpointPath);
+}
 
-  let entries = 0;
-  let expectedSeq = 1;
-  let prev = GENESIS_HASH;
-  let fault: RowFault | undefined;
-  let hashAtCheckpoint: string | undefined;
-  for (const row of options.store.audit.iterate()) {
-    entries += 1;
-    if (checkpoint && row.seq === checkpoint.seq) hashAtCheckpoint = row.hash;
+/**
+ * The verification walk, row by row: re-derives every hash and link, then judges the result
+ * against the checkpoint. The one implementation behind `verifyAudit` (rows from the database)
+ * and `verifyAuditArchive` (rows from an archive file, core/audit/archive.ts).
+ */
+export class ChainWalk {
+  private entries = 0;
+  private expectedSeq = 1;
+  private prev = GENESIS_HASH;
+  private fault: RowFault | undefined;
+  private hashAtCheckpoint: string | undefined;
+  private readonly checkpoint: CheckpointBody | null;
+
+  constructor(private readonly cp: CheckpointLoad) {
+    this.checkpoint = cp.status === 'ok' ? cp.checkpoint : null;
+  }
+
+  /** The next row, in seq order. */
+  push(row: AuditRow): void {
+    this.entries += 1;
+    if (this.checkpoint && row.seq === this.checkpoint.seq) this.hashAtCheckpoint = row.hash;
     // After the first fault keep walking only to count rows and find the head.
-    if (fault === undefined) fault = checkRow(row, expectedSeq, prev);
-    expectedSeq = row.seq + 1;
-    prev = row.hash;
-  }
-  const base = { entries, head_hash: prev, checkpoint, ...(checkpoint?.tampered ? { tampered: checkpoint.tampered } : {}) };
-
-  if (fault !== undefined) {
-    const first_bad = describe(fault, entries);
-    return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+    if (this.fault === undefined) this.fault = checkRow(row, this.expectedSeq, this.prev);
+    this.expectedSeq = row.seq + 1;
+    this.prev = row.hash;
   }
 
-  switch (cp.status) {
-    case 'missing':
-      if (entries === 0) return { ...base, ok: true };
-      return { ...base, ok: false, reason: `no signed checkpoint at ${options.checkpointPath}: truncation or re-hashing of the log cannot be ruled out` };
-    case 'invalid':
-      return { ...base, ok: false, reason: `${cp.reason} (${options.checkpointPath})` };
-    case 'forged':
-      return { ...base, ok: false, reason: `checkpoint signature is invalid: the checkpoint was forged or altered, or was signed by another key (${options.checkpointPath})` };
-    case 'ok':
-      break;
+  /** The next entry could not even be read as one (an archive line that is not an entry). */
+  unreadable(reason: string): void {
+    this.entries += 1;
+    if (this.fault === undefined) this.fault = { kind: 'unreadable', seq: this.expectedSeq, reason };
+    this.expectedSeq += 1;
   }
-  if (entries < cp.checkpoint.seq) {
-    const first_bad = { seq: entries + 1, reason: `missing (log truncated: the signed checkpoint records ${cp.checkpoint.seq} entries, the log has ${entries})` };
-    return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+
+  /**
+   * The verdict. `where` names the checkpoint's location in messages. `exact`: entries past the
+   * checkpoint are a fault too (an archive is written to end at its checkpoint, so anything after
+   * it was appended to the file later, unsigned).
+   */
+  result(where: string, opts: { exact?: boolean } = {}): VerifyAuditResult {
+    const { cp, checkpoint, entries } = this;
+    const base = { entries, head_hash: this.prev, checkpoint, ...(checkpoint?.tampered ? { tampered: checkpoint.tampered } : {}) };
+    if (this.fault !== undefined) {
+      const first_bad = describe(this.fault, entries);
+      return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+    }
+    switch (cp.status) {
+      case 'missing':
+        if (entries === 0) return { ...base, ok: true };
+        return { ...base, ok: false, reason: `no signed checkpoint at ${where}: truncation or re-hashing of the log cannot be ruled out` };
+      case 'invalid':
+        return { ...base, ok: false, reason: `${cp.reason} (${where})` };
+      case 'forged':
+        return { ...base, ok: false, reason: `checkpoint signature is invalid: the checkpoint was forged or altered, or was signed by another key (${where})` };
+      case 'ok':
+        break;
+    }
+    if (entries < cp.checkpoint.seq) {
+      const first_bad = { seq: entries + 1, reason: `missing (log truncated: the signed checkpoint records ${cp.checkpoint.seq} entries, the log has ${entries})` };
+      return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+    }
+    if (cp.checkpoint.seq > 0 && this.hashAtCheckpoint !== cp.checkpoint.head_hash) {
+      const first_bad = {
+        seq: cp.checkpoint.seq,
+        reason: `hash does not match the signed checkpoint (log rewritten and re-hashed at or before entry ${cp.checkpoint.seq})`,
+      };
+      return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+    }
+    if (opts.exact === true && entries > cp.checkpoint.seq) {
+      const first_bad = { seq: cp.checkpoint.seq + 1, reason: `not covered by the signed checkpoint, which ends at entry ${cp.checkpoint.seq} (entries added after the checkpoint was signed)` };
+      return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
+    }
+    if (checkpoint?.tampered) return { ...base, ok: false, reason: describeTampered(checkpoint.tampered) };
+    return { ...base, ok: true };
   }
-  if (cp.checkpoint.seq > 0 && hashAtCheckpoint !== cp.checkpoint.head_hash) {
-    const first_bad = {
-      seq: cp.checkpoint.seq,
-      reason: `hash does not match the signed checkpoint (log rewritten and re-hashed at or before entry ${cp.checkpoint.seq})`,
-    };
-    return { ...base, ok: false, first_bad, reason: `entry ${first_bad.seq}: ${first_bad.reason}` };
-  }
-  if (checkpoint?.tampered) return { ...base, ok: false, reason: describeTampered(checkpoint.tampered) };
-  return { ...base, ok: true };
 }
 
 function describeTampered(records: readonly TamperRecord[]): string {
@@ -144,6 +179,8 @@ function describe(fault: RowFault, entries: number): AuditFault {
         : { seq: fault.found, reason: `unexpected sequence number (expected ${fault.expected})` };
     case 'malformed':
       return { seq: fault.row.seq, reason: 'actor or data is not the canonical JSON that was hashed (entry edited)' };
+    case 'unreadable':
+      return { seq: fault.seq, reason: `unreadable (${fault.reason})` };
     case 'edited':
       return { seq: fault.row.seq, reason: 'hash mismatch (entry edited)' };
     case 'link':

@@ -14,11 +14,38 @@ export interface GatewayKey {
   verify(data: Buffer, sig: Buffer): boolean;
 }
 
+/** The key id of a public key's SPKI DER: the first 16 hex digits of its sha256. */
+function keyIdOf(der: Buffer): string {
+  return createHash('sha256').update(der).digest('hex').slice(0, 16);
+}
+
+/** The gateway's public key as SPKI DER, base64url (what an audit archive carries). */
+export function publicKeyText(key: GatewayKey): string {
+  return key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64url');
+}
+
+/** A checkpoint verifier from a public key given as SPKI DER base64url; throws when it is not an Ed25519 key. */
+export function publicKeyVerifier(spkiB64url: string): { keyId: string; verify(data: Buffer, sig: Buffer): boolean } {
+  const der = Buffer.from(spkiB64url, 'base64url');
+  const pub = createPublicKey({ key: der, format: 'der', type: 'spki' });
+  if (pub.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 public key');
+  return {
+    keyId: keyIdOf(pub.export({ format: 'der', type: 'spki' })),
+    verify: (data, sig) => {
+      try {
+        return verify(null, data, pub, sig);
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
 function fromPrivate(priv: KeyObject): GatewayKey {
   const pub = createPublicKey(priv);
   const der = pub.export({ format: 'der', type: 'spki' });
   return {
-    keyId: createHash('sha256').update(der).digest('hex').slice(0, 16),
+    keyId: keyIdOf(der),
     publicKey: pub,
     sign: (data) => sign(null, data, priv),
     verify: (data, sig) => {

@@ -86,9 +86,13 @@ Playbooks (check works on the file; the rest through a running gateway)
   playbook run FILE [--input K=V]...                         start a workflow; exit 3 while it waits at a gate
   playbook resume TOKEN [--deny] | playbook get ID | playbook list | playbook cancel ID
 
-Audit
+Audit and retention
   audit verify [--json]                                      verify the hash chain; exit 1 naming the first bad entry
+  audit verify --archive FILE [--key-id ID] [--json]         verify an archive offline (chain + signed checkpoint)
   audit list [--after SEQ] [--limit N] [--type T] [--json]   print audit entries
+  audit archive --out FILE [--json]                          write the whole log with its signed checkpoint to FILE
+  gc [--dry-run] [--json]                                    remove what the retention policy says has expired;
+                                                             --dry-run shows what would go
 
 Every command takes --home DIR (default $TYRUM_HOME or ~/.tyrum).
 Scopes: operator.read, operator.write, operator.approvals, operator.pairing, operator.admin.`;
@@ -172,6 +176,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./token.js')).token(rest, io);
       case 'audit':
         return await (await import('./audit.js')).audit(rest, io);
+      case 'gc':
+        return await (await import('./gc.js')).gc(rest, io);
       case 'doctor':
         return await (await import('./doctor.js')).doctor(rest, io);
       case 'ping':

@@ -74,6 +74,27 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxArtifactsTotalBytes: 10 * 1024 * 1024 * 1024,
 });
 
+/** Retention (docs/retention.md): days to keep each category, null meaning forever. */
+export interface Retention {
+  runsDays: number | null;
+  eventsDays: number | null;
+  artifactsDays: number | null;
+  conversationsDays: number | null;
+  /** How often the gateway sweeps; null: only `tyrum gc` does. */
+  sweepIntervalMs: number | null;
+  /** Rows a sweep examines per transaction. */
+  batchSize: number;
+}
+
+export const DEFAULT_RETENTION: Readonly<Retention> = Object.freeze({
+  runsDays: 30,
+  eventsDays: 7,
+  artifactsDays: 30,
+  conversationsDays: null,
+  sweepIntervalMs: 3_600_000,
+  batchSize: 500,
+});
+
 export interface Config {
   readonly home: string;
   readonly host: string;
@@ -84,6 +105,7 @@ export interface Config {
   readonly limits: Readonly<Limits>;
   /** Publishers whose signed plugins install; empty: unsigned plugins install too. */
   readonly trustedPublishers: readonly TrustedPublisher[];
+  readonly retention: Readonly<Retention>;
 }
 
 /** A publisher whose Ed25519 key (SPKI DER, base64url) signs the plugins it ships. */
@@ -131,6 +153,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     tls?: { cert_file: string; key_file: string };
     limits?: Record<string, number | undefined>;
     trusted_publishers?: Array<{ name: string; public_key: string }>;
+    retention?: Record<string, number | null | undefined>;
   };
   const cfg: Config = {
     home,
@@ -141,6 +164,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     tls: file.tls ? { certFile: resolve(home, file.tls.cert_file), keyFile: resolve(home, file.tls.key_file) } : null,
     limits: Object.freeze({ ...DEFAULT_LIMITS, ...camelLimits(file.limits ?? {}) }),
     trustedPublishers: Object.freeze((file.trusted_publishers ?? []).map((p) => Object.freeze({ name: p.name, publicKey: p.public_key }))),
+    retention: retentionOf(file.retention ?? {}, source),
   };
   assertSafeBind(cfg);
   cfg.trustedPublishers.forEach((p, i) => {
@@ -149,6 +173,22 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     }
   });
   return Object.freeze(cfg);
+}
+
+/** The retention section over its defaults; events may not outlive the runs they describe. */
+function retentionOf(raw: Record<string, number | null | undefined>, source: string): Readonly<Retention> {
+  const r: Retention = { ...DEFAULT_RETENTION };
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === undefined) continue;
+    (r as unknown as Record<string, number | null>)[k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())] = v;
+  }
+  if (r.runsDays !== null && (r.eventsDays === null || r.eventsDays > r.runsDays)) {
+    throw new TyrumError(
+      'TYRUM_ERR_INVALID_CONFIG',
+      `${source}: /retention/events_days: must be at most runs_days (${r.runsDays}): a removed run's events would outlive it (got ${r.eventsDays === null ? 'null, keep forever' : r.eventsDays})`,
+    );
+  }
+  return Object.freeze(r);
 }
 
 function isEd25519PublicKey(b64url: string): boolean {

@@ -48,6 +48,7 @@ import { ConversationRepo } from './conversations.js';
 import { ScheduleRepo } from './schedules.js';
 import { WorkflowRepo } from './playbooks.js';
 import { ArtifactRepo } from './artifacts.js';
+import { RetentionRepo } from './retention.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 
 export type { Migration };
@@ -58,6 +59,7 @@ export * from './conversations.js';
 export * from './schedules.js';
 export * from './playbooks.js';
 export * from './artifacts.js';
+export * from './retention.js';
 
 /** A token row. `salt`/`hash` are the scrypt material; the token secret is never stored. */
 export interface TokenRecord {
@@ -612,6 +614,7 @@ export class Store {
   readonly schedules: ScheduleRepo;
   readonly workflows: WorkflowRepo;
   readonly artifacts: ArtifactRepo;
+  readonly retention: RetentionRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -658,6 +661,7 @@ export class Store {
     this.workflows = new WorkflowRepo(db);
     this.artifacts = new ArtifactRepo(db);
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings, artifacts: this.artifacts };
+    this.retention = new RetentionRepo(db);
   }
 
   /** @internal openStore attaches the read-only connection once the schema is migrated. */

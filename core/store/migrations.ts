@@ -619,4 +619,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 13,
+    name: 'retention: turns and deliveries by conversation',
+    sql: `
+      -- Removing an inactive conversation (core/retention) takes its turns and deliveries; without
+      -- these each removal would scan both tables.
+      CREATE INDEX turns_conversation ON turns (conversation_id);
+      CREATE INDEX deliveries_conversation ON deliveries (conversation_id);
+    `,
+  },
 ];

@@ -29,6 +29,27 @@ export const LimitsConfig = Strict({
   max_concurrent_turns: Int(1, 10_000, 'Agent turns worked on at once across conversations (a turn waiting for a model or an approval counts); more wait. Default 16.'),
 });
 
+/** Days to keep something: an integer of days, or null for "keep forever". */
+const Days = (description: string) => Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 36_500 }), Type.Null()], { description }));
+
+export const RetentionConfig = Strict(
+  {
+    runs_days: Days(
+      'Runs that ended (succeeded, failed, cancelled) longer ago than this are removed with their steps, attempts and approvals, and schedule fire records older than this go too; a run something still waits on (a live agent turn, a pending approval) stays. null: keep forever. Default 30.',
+    ),
+    events_days: Days('Outbox events (the catch-up log clients resume from) older than this are removed, oldest first; the newest event always stays. Must not exceed runs_days. null: keep forever. Default 7.'),
+    artifacts_days: Days('Artifacts (evidence blobs) older than this are removed by the artifacts target, once it is registered. null: keep forever. Default 30.'),
+    conversations_days: Days('Conversations without activity for longer than this are removed with their messages, turns and deliveries (not while a turn or delivery is live). They are user data: null (the default) keeps them forever.'),
+    sweep_interval_ms: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 60_000, maximum: 7 * 86_400_000 }), Type.Null()], {
+        description: 'How often the running gateway sweeps (the first sweep runs one interval after start). null: never on its own; `tyrum gc` still sweeps. Default 3600000 (1 h).',
+      }),
+    ),
+    batch_size: Int(1, 100_000, 'Rows (runs, events, fire records, conversations) a sweep examines per transaction; a removed run takes its steps, attempts and approvals with it. The sweeper yields to the event loop between transactions. Default 500.'),
+  },
+  { description: 'What is removed when, by the sweeper and `tyrum gc` (docs/retention.md). The audit log is never removed: archive it with `tyrum audit archive`.' },
+);
+
 export const GatewayConfig = Strict({
   host: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bind address. Default 127.0.0.1.' })),
   port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Listen port; 0 picks a free one. Default 8788.' })),
@@ -36,6 +57,7 @@ export const GatewayConfig = Strict({
   trusted_proxies: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 64, description: 'Peer addresses whose X-Forwarded-For is believed. Default none.' })),
   tls: Type.Optional(Strict({ cert_file: Type.String({ minLength: 1 }), key_file: Type.String({ minLength: 1 }) })),
   limits: Type.Optional(LimitsConfig),
+  retention: Type.Optional(RetentionConfig),
   trusted_publishers: Type.Optional(
     Type.Array(
       Strict({

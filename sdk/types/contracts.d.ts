@@ -120,6 +120,35 @@ export interface ConfigGateway {
     max_concurrent_turns?: number;
   };
   /**
+   * What is removed when, by the sweeper and `tyrum gc` (docs/retention.md). The audit log is never removed: archive it with `tyrum audit archive`.
+   */
+  retention?: {
+    /**
+     * Runs that ended (succeeded, failed, cancelled) longer ago than this are removed with their steps, attempts and approvals, and schedule fire records older than this go too; a run something still waits on (a live agent turn, a pending approval) stays. null: keep forever. Default 30.
+     */
+    runs_days?: number | null;
+    /**
+     * Outbox events (the catch-up log clients resume from) older than this are removed, oldest first; the newest event always stays. Must not exceed runs_days. null: keep forever. Default 7.
+     */
+    events_days?: number | null;
+    /**
+     * Artifacts (evidence blobs) older than this are removed by the artifacts target, once it is registered. null: keep forever. Default 30.
+     */
+    artifacts_days?: number | null;
+    /**
+     * Conversations without activity for longer than this are removed with their messages, turns and deliveries (not while a turn or delivery is live). They are user data: null (the default) keeps them forever.
+     */
+    conversations_days?: number | null;
+    /**
+     * How often the running gateway sweeps (the first sweep runs one interval after start). null: never on its own; `tyrum gc` still sweeps. Default 3600000 (1 h).
+     */
+    sweep_interval_ms?: number | null;
+    /**
+     * Rows (runs, events, fire records, conversations) a sweep examines per transaction; a removed run takes its steps, attempts and approvals with it. The sweeper yields to the event loop between transactions. Default 500.
+     */
+    batch_size?: number;
+  };
+  /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.
    *
    * @maxItems 64
