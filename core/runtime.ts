@@ -22,6 +22,7 @@ import type { ConversationService, TurnRunner } from './conversations/index.js';
 import type { ChannelService } from './channels/index.js';
 import type { Scheduler } from './scheduler/index.js';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
 import { packageInfo } from './util/package-info.js';
@@ -44,6 +45,8 @@ export interface StartOptions {
    * reported by `tyrum doctor` and `tyrum audit verify`. Without it such a start is refused.
    */
   acceptTamperedAudit?: boolean;
+  /** Where the built operator UI is (default `dist/ui` in the package); a directory without index.html serves none. */
+  uiDir?: string;
 }
 
 export interface RunningGateway {
@@ -164,6 +167,7 @@ async function gatewayParts() {
     egressAuditEntry: egress.egressAuditEntry,
     ExecutionEngine: execution.ExecutionEngine,
     GatewayServer: server.GatewayServer,
+    UiAssets: server.UiAssets,
     createMcpEndpoint: endpoint.createMcpEndpoint,
     InflightLimiter: inflight.InflightLimiter,
     NodeRegistry: nodeRegistry.NodeRegistry,
@@ -181,7 +185,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, UiAssets, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -440,6 +444,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       version: packageInfo().version,
       keyId: key.keyId,
       logLevel: options.logLevel ?? 'info',
+      ui: UiAssets.load(options.uiDir ?? join(packageInfo().root, 'dist', 'ui')),
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
       onExternalChange: () => {

@@ -53,6 +53,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   backend: ['set', 'show', 'test'],
   schedule: ['add', 'list', 'pause', 'resume', 'remove', 'next'],
   chat: [],
+  ui: [],
   help: [],
   version: [],
 };

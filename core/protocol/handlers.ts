@@ -51,6 +51,8 @@ export interface HandlerServices {
 
 const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId });
 const DEFAULT_WAIT_MS = 10_000;
+/** Default lifetime of a node.bootstrap token. */
+export const NODE_BOOTSTRAP_TTL_SECONDS = 300;
 
 /** A pairing as `PairingInfo` on the wire (with whether the node is connected now). */
 export function pairingView(p: Pairing, connected = false): Record<string, unknown> {
@@ -163,6 +165,12 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
 
     'attempt.evidence': async (p, peer) => s.nodes.evidence(peer, p as { dispatch_id: string; seq: number; evidence: Record<string, unknown> }),
+    'node.bootstrap': async (p, peer) => {
+      const q = p as { ttl_seconds?: number; label?: string };
+      const { token, record } = await s.tokens.create({ kind: 'node_enrollment', roles: ['node'], scopes: [], singleUse: true, ttlSeconds: q.ttl_seconds ?? NODE_BOOTSTRAP_TTL_SECONDS, label: q.label ?? 'node bootstrap', createdBy: peer.token.id });
+      await s.audit.append('token.created', actor(peer), { token_id: record.id, kind: record.kind, single_use: true, roles: record.roles, scopes: record.scopes, label: record.label, expires_at: record.expires_at });
+      return { token, token_id: record.id, expires_at: new Date(record.expires_at!).toISOString() };
+    },
     'presence.list': async () => ({ entries: s.presence.list().map(presenceView) }),
     'capability.ready': async (p, peer) => s.nodes.reportReady(peer, (p as { capabilities: Array<{ id: string; version: string; ready: boolean; reason?: string }> }).capabilities),
     'pairing.list': async (p) => ({ pairings: s.pairings.list(p as { state?: never; limit?: number }).map((x) => pairingView(x, s.nodes.connected(x.device_id))) }),

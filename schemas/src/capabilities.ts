@@ -97,6 +97,17 @@ export const ShellExecOutput = Strict({
   duration_ms: Type.Integer({ minimum: 0 }),
 });
 
+/** browser.notify: a notification shown by a browser node (the embedded node of the operator UI). */
+export const BrowserNotifyInput = Strict({
+  title: Type.String({ minLength: 1, maxLength: 200 }),
+  body: Type.Optional(Type.String({ maxLength: 1000 })),
+  tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'A notification with the same tag replaces the previous one.' })),
+});
+export const BrowserNotifyOutput = Strict({
+  shown: Type.Literal(true),
+  shown_at: Type.String({ format: 'date-time' }),
+});
+
 export const SysNoopInput = Strict({});
 export const SysNoopOutput = Strict({ ok: Type.Literal(true) });
 
@@ -168,6 +179,14 @@ export const BUILTIN_CAPABILITIES = {
     default_timeout_ms: 60_000,
     input_schema: ShellExecInput,
     output_schema: ShellExecOutput,
+  }),
+  'browser.notify': contract({
+    id: 'browser.notify',
+    description: "Show a notification in the node's browser (needs the browser's notification permission; the node reports it not ready without it).",
+    idempotent: false,
+    default_timeout_ms: 10_000,
+    input_schema: BrowserNotifyInput,
+    output_schema: BrowserNotifyOutput,
   }),
   'sys.noop': contract({
     id: 'sys.noop',

@@ -580,6 +580,17 @@ export const OPERATIONS = {
     payload: Strict({ pairing_id: PairingId, reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
     result: Strict({ pairing: PairingInfo }),
   },
+  'node.bootstrap': {
+    description:
+      'A short-lived single-use node bootstrap token (role node, no scope, hashed at rest): the first device that connects with it asks to be paired and claims it (any other device is refused), and it is revoked once that device has stored its node token. For embedded nodes such as the operator UI\'s browser node, and the tyrum://bootstrap payload of mobile hosts. The secret is returned once.',
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({
+      ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 900, description: 'Lifetime; default 300 (5 minutes).' })),
+      label: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    }),
+    result: Strict({ token: Type.String(), token_id: Type.String(), expires_at: IsoTime }),
+  },
   'presence.list': {
     description: 'Who is connected to this gateway now, clients and nodes: device, role, label, mode, platform, connected since, last seen.',
     scopes: ['operator.read'],

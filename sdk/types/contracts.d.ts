@@ -1089,6 +1089,23 @@ export interface OpEventListResult {
   next_after: number;
 }
 
+export interface OpNodeBootstrapPayload {
+  /**
+   * Lifetime; default 300 (5 minutes).
+   */
+  ttl_seconds?: number;
+  label?: string;
+}
+
+export interface OpNodeBootstrapResult {
+  token: string;
+  token_id: string;
+  /**
+   * ISO-8601 timestamp (UTC).
+   */
+  expires_at: string;
+}
+
 export interface OpPairingApprovePayload {
   pairing_id: string;
   trust_level: "local" | "remote";
@@ -3832,6 +3849,8 @@ export interface Contracts {
   "op.conversation.send.result": OpConversationSendResult;
   "op.event.list.payload": OpEventListPayload;
   "op.event.list.result": OpEventListResult;
+  "op.node.bootstrap.payload": OpNodeBootstrapPayload;
+  "op.node.bootstrap.result": OpNodeBootstrapResult;
   "op.pairing.approve.payload": OpPairingApprovePayload;
   "op.pairing.approve.result": OpPairingApproveResult;
   "op.pairing.credential.payload": OpPairingCredentialPayload;
