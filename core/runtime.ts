@@ -417,6 +417,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       presence,
       conversations,
       channels,
+      mcp: svc.mcp,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.

@@ -22,6 +22,7 @@ import { presenceView, type PresenceRegistry } from '../nodes/presence.js';
 import { isTyrumError } from '../errors/index.js';
 import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type ConversationService } from '../conversations/service.js';
 import { channelInfo, senderInfo, type ChannelService } from '../channels/service.js';
+import type { McpRegistry, McpServerView } from '../mcp/registry.js';
 
 export interface HandlerServices {
   store: Store;
@@ -44,6 +45,8 @@ export interface HandlerServices {
   presence: Pick<PresenceRegistry, 'list'>;
   conversations: ConversationService;
   channels: ChannelService;
+  /** MCP servers and their tool approvals (mcp.list, mcp.diff, mcp.approve). */
+  mcp: Pick<McpRegistry, 'list' | 'get' | 'diff' | 'approve'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -165,6 +168,16 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
 
     'attempt.evidence': async (p, peer) => s.nodes.evidence(peer, p as { dispatch_id: string; seq: number; evidence: Record<string, unknown> }),
+    'mcp.list': async () => ({ servers: s.mcp.list().map(mcpServerView) }),
+    'mcp.diff': async (p) => {
+      const q = p as { name: string; all?: boolean };
+      const tools = s.mcp.diff(q.name, { all: q.all ?? false });
+      return { server: mcpServerView(s.mcp.get(q.name)), tools: tools as unknown as Array<Record<string, unknown>> };
+    },
+    'mcp.approve': async (p, peer) => {
+      const q = p as { name: string; tools?: string[]; read_only?: string[] };
+      return s.mcp.approve(q.name, { ...(q.tools !== undefined ? { tools: q.tools } : {}), readOnly: q.read_only ?? [] }, actor(peer));
+    },
     'node.bootstrap': async (p, peer) => {
       const q = p as { ttl_seconds?: number; label?: string };
       const { token, record } = await s.tokens.create({ kind: 'node_enrollment', roles: ['node'], scopes: [], singleUse: true, ttlSeconds: q.ttl_seconds ?? NODE_BOOTSTRAP_TTL_SECONDS, label: q.label ?? 'node bootstrap', createdBy: peer.token.id });
@@ -330,4 +343,9 @@ export function createHandlers(s: HandlerServices): Handlers {
       secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),
     }),
   };
+}
+
+/** An MCP server as `McpServerInfo` on the wire (times as ISO-8601). */
+function mcpServerView(v: McpServerView): Record<string, unknown> {
+  return isoTimes({ ...v } as unknown as Record<string, unknown>);
 }

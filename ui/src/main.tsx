@@ -11,6 +11,7 @@ import { OperatorSession } from './lib/session.js';
 import { ApprovalsPage } from './pages/approvals.js';
 import { AuditPage, HealthPage } from './pages/audit.js';
 import { ConversationsPage } from './pages/conversations.js';
+import { McpPage } from './pages/mcp.js';
 import { NodesPage } from './pages/nodes.js';
 import { PluginsPage } from './pages/plugins.js';
 import { RunsPage } from './pages/runs.js';
@@ -21,6 +22,7 @@ const PAGES = [
   ['approvals', 'Approvals'],
   ['runs', 'Runs'],
   ['plugins', 'Plugins'],
+  ['mcp', 'MCP'],
   ['nodes', 'Nodes'],
   ['conversations', 'Conversations'],
   ['audit', 'Audit'],
@@ -240,6 +242,8 @@ function Page({ route, session, node }: { route: { page: PageId; id: string | nu
       return <RunsPage session={session} runId={route.id} />;
     case 'plugins':
       return <PluginsPage session={session} />;
+    case 'mcp':
+      return <McpPage session={session} />;
     case 'nodes':
       return <NodesPage session={session} node={node} />;
     case 'conversations':
