@@ -9,6 +9,7 @@ import t from 'tap';
 import type { Browser, Page } from 'playwright-core';
 import { startTestGateway, removeHome, connect, type RawConn } from '../helpers/gateway.js';
 import { launchChromium, skipWithoutChromium, UI_DIR } from '../helpers/browser.js';
+import { startGateway } from '../../core/runtime.js';
 
 const NOTES = new URL('../../plugins/notes/build/', import.meta.url).pathname;
 const CLI = { kind: 'cli', user: 'test' };
@@ -31,9 +32,10 @@ async function waitRun(conn: RawConn, runId: string, ms = 15_000): Promise<{ run
 t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
   const gw = await startTestGateway({ uiDir: UI_DIR });
   const browser: Browser = await launchChromium();
+  let running: { close(): Promise<void> } = gw;
   t.teardown(async () => {
     await browser.close();
-    await gw.close();
+    await running.close();
     removeHome(gw.home);
   });
   await gw.plugins.install(NOTES, CLI);
@@ -151,5 +153,21 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     t.match(done.steps[0]?.result, { shown: true }, 'the browser showed the notification');
   });
 
-  t.same(pageErrors.filter((e) => !/Failed to load resource/.test(e)), [], 'no error in the page');
+  await t.test('after the gateway restarts, the page reconnects by itself and shows what happened meanwhile', async (t) => {
+    await page.getByTestId('nav-approvals').click();
+    conn.ws.close();
+    await gw.close();
+    const again = await startGateway({ home: gw.home, overrides: { port: gw.port }, logLevel: false, uiDir: UI_DIR });
+    running = again;
+    const { conn: c2 } = await connect(again, { token: gw.adminToken });
+    t.teardown(() => c2.ws.close());
+    const call = result<{ approval_id: string; state: string }>(await c2.request('tool.invoke', { tool_id: 'notes.add_note', args: { title: 'While you were away', body: '' }, wait_ms: 2000 }));
+    t.equal(call.state, 'paused');
+    await page.getByTestId('conn-state').filter({ hasText: 'live' }).waitFor({ timeout: 20_000 });
+    await page.getByTestId(`approval-${call.approval_id}`).waitFor({ timeout: 10_000 });
+    t.pass('the approval created while the page was disconnected is shown');
+  });
+
+  // A restarting gateway makes the browser log failed WebSocket attempts; anything else is a bug.
+  t.same(pageErrors.filter((e) => !/Failed to load resource|WebSocket/.test(e)), [], 'no error in the page');
 });
