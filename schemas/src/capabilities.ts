@@ -108,6 +108,18 @@ export const BrowserNotifyOutput = Strict({
   shown_at: Type.String({ format: 'date-time' }),
 });
 
+/** browser.location: the browser node's position (the browser's geolocation, behind its permission prompt). */
+export const BrowserLocationInput = Strict({
+  max_age_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000, description: 'Accept a cached position at most this old (default 0: a fresh one).' })),
+  high_accuracy: Type.Optional(Type.Boolean()),
+});
+export const BrowserLocationOutput = Strict({
+  latitude: Type.Number({ minimum: -90, maximum: 90 }),
+  longitude: Type.Number({ minimum: -180, maximum: 180 }),
+  accuracy_m: Type.Number({ minimum: 0 }),
+  at: Type.String({ format: 'date-time' }),
+});
+
 export const SysNoopInput = Strict({});
 export const SysNoopOutput = Strict({ ok: Type.Literal(true) });
 
@@ -187,6 +199,14 @@ export const BUILTIN_CAPABILITIES = {
     default_timeout_ms: 10_000,
     input_schema: BrowserNotifyInput,
     output_schema: BrowserNotifyOutput,
+  }),
+  'browser.location': contract({
+    id: 'browser.location',
+    description: "The position of the node's browser (needs the browser's location permission; the node reports it not ready without it).",
+    idempotent: true,
+    default_timeout_ms: 20_000,
+    input_schema: BrowserLocationInput,
+    output_schema: BrowserLocationOutput,
   }),
   'sys.noop': contract({
     id: 'sys.noop',

@@ -42,8 +42,8 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
   const { conn } = await connect(gw);
   t.teardown(() => conn.ws.close());
   const base = `http://127.0.0.1:${gw.port}`;
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-  await context.grantPermissions(['notifications'], { origin: base });
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, geolocation: { latitude: 52.37, longitude: 4.89, accuracy: 25 } });
+  await context.grantPermissions(['notifications', 'geolocation'], { origin: base });
   const page: Page = await context.newPage();
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -121,7 +121,7 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     await page.getByTestId('node-start').click();
     const waiting = page.locator('[data-testid^="pairing-pair_"]');
     await waiting.first().waitFor({ timeout: 15_000 });
-    t.match(await waiting.first().textContent(), /browser\.notify@1/, 'it advertises browser.notify');
+    t.match(await waiting.first().textContent(), /browser\.notify@1[\s\S]*browser\.location@1/, 'it advertises browser.notify and browser.location');
     await waiting.first().getByLabel('Name').fill('tab');
     await waiting.first().getByTestId('pair-approve').click();
     await page.getByTestId('node-state').filter({ hasText: 'paired' }).waitFor({ timeout: 15_000 });
@@ -151,6 +151,16 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     const done = await waitRun(conn, call!.run_id);
     t.equal(done.run.state, 'succeeded', 'the node ran it once approved');
     t.match(done.steps[0]?.result, { shown: true }, 'the browser showed the notification');
+
+    // browser.location was allowed without read-only, so it waits for an approval too.
+    const loc = result<{ run_id: string; state: string; approval_id: string }>(await conn.request('tool.invoke', { tool_id: 'node.browser.location@tab', args: {}, wait_ms: 2000 }));
+    t.equal(loc.state, 'paused');
+    const locCard = page.getByTestId(`approval-${loc.approval_id}`);
+    await locCard.waitFor({ timeout: 10_000 });
+    await locCard.getByTestId('approve').click();
+    const located = await waitRun(conn, loc.run_id);
+    t.equal(located.run.state, 'succeeded');
+    t.match(located.steps[0]?.result, { latitude: 52.37, longitude: 4.89, accuracy_m: 25 }, 'the browser reported its (granted) position');
   });
 
   await t.test('after the gateway restarts, the page reconnects by itself and shows what happened meanwhile', async (t) => {

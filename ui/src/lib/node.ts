@@ -16,7 +16,10 @@ import type { WireError } from '../../../sdk/client/errors.js';
 import { GatewayClient, gatewayWsUrl, type Status } from './client.js';
 import { deleteSecret, getSecret, loadOrCreateDeviceKey, setSecret, type DeviceKey } from './keys.js';
 
-export const BROWSER_CAPABILITIES = [{ id: 'browser.notify', version: '1' }] as const;
+export const BROWSER_CAPABILITIES = [
+  { id: 'browser.notify', version: '1' },
+  { id: 'browser.location', version: '1' },
+] as const;
 
 export type NodeState =
   | { state: 'stopped'; reason?: string }
@@ -90,6 +93,23 @@ export class BrowserNode {
     this.#set({ state: 'stopped', reason });
   }
 
+  /** The browser's location permission (the Permissions API; 'prompt' until the user decides). */
+  static async locationPermission(): Promise<PermissionState | 'unsupported'> {
+    if (typeof navigator === 'undefined' || !('geolocation' in navigator) || !navigator.permissions) return 'unsupported';
+    try {
+      return (await navigator.permissions.query({ name: 'geolocation' })).state;
+    } catch {
+      return 'unsupported';
+    }
+  }
+
+  /** Asks for the location permission (the browser prompts), then re-reports readiness. */
+  async requestLocationPermission(): Promise<void> {
+    await new Promise<void>((resolve) => navigator.geolocation.getCurrentPosition(() => resolve(), () => resolve(), { timeout: 30_000 }));
+    this.#note(`location permission: ${await BrowserNode.locationPermission()}`);
+    await this.reportReady();
+  }
+
   /** Asks for the notification permission (a user gesture must call this), then re-reports readiness. */
   async requestNotifyPermission(): Promise<NotificationPermission | 'unsupported'> {
     if (typeof Notification === 'undefined') return 'unsupported';
@@ -103,10 +123,12 @@ export class BrowserNode {
   async reportReady(): Promise<void> {
     const c = this.#client;
     if (!c || c.status.state !== 'open') return;
-    const perm = BrowserNode.notifyPermission();
-    const capabilities = BROWSER_CAPABILITIES.map((cap) =>
-      perm === 'granted' ? { id: cap.id, version: cap.version, ready: true } : { id: cap.id, version: cap.version, ready: false, reason: perm === 'unsupported' ? 'this browser has no Notification API' : `notification permission is ${perm}` },
-    );
+    const notify = BrowserNode.notifyPermission();
+    const location = await BrowserNode.locationPermission();
+    const capabilities = BROWSER_CAPABILITIES.map((cap) => {
+      const [perm, what] = cap.id === 'browser.notify' ? [notify, 'notification'] : [location, 'location'];
+      return perm === 'granted' ? { id: cap.id, version: cap.version, ready: true } : { id: cap.id, version: cap.version, ready: false, reason: perm === 'unsupported' ? `this browser has no ${what} API` : `${what} permission is ${perm}` };
+    });
     const r = await c.request<{ state: string | null; dispatchable: string[] }>('capability.ready', { capabilities });
     this.#note(`capability.ready sent (pairing ${r.state ?? 'none'}; dispatchable: ${r.dispatchable.join(', ') || 'none'})`);
   }
@@ -175,6 +197,7 @@ export class BrowserNode {
     }
     if (req.type !== 'task.execute') return { ok: false, error: { code: 'unsupported_request', message: `this node does not handle ${req.type}` } };
     const p = req.payload as { dispatch_id?: unknown; capability?: unknown; args?: unknown };
+    if (p.capability === 'browser.location') return this.#locate(p.args, String(p.dispatch_id));
     if (p.capability !== 'browser.notify') return { ok: false, error: { code: 'forbidden', message: `${String(p.capability)} is not offered by this browser node`, details: { reason: 'not_enabled' } } };
     const perm = BrowserNode.notifyPermission();
     if (perm !== 'granted') return { ok: false, error: { code: 'forbidden', message: `notification permission is ${perm}`, details: { reason: 'permission' } } };
@@ -188,5 +211,24 @@ export class BrowserNode {
     // Closing is the user's; the evidence says what was shown and when.
     void n;
     return { ok: true, result: { output: { shown: true, shown_at: shownAt }, evidence: { permission: perm, title_chars: title.length, body_chars: body?.length ?? 0 } } };
+  }
+
+  async #locate(rawArgs: unknown, dispatchId: string): Promise<Answer> {
+    const perm = await BrowserNode.locationPermission();
+    if (perm !== 'granted') return { ok: false, error: { code: 'forbidden', message: `location permission is ${perm}`, details: { reason: 'permission' } } };
+    const args = (typeof rawArgs === 'object' && rawArgs !== null ? rawArgs : {}) as { max_age_ms?: unknown; high_accuracy?: unknown };
+    const maximumAge = typeof args.max_age_ms === 'number' ? args.max_age_ms : 0;
+    const enableHighAccuracy = args.high_accuracy === true;
+    try {
+      const pos = await new Promise<GeolocationPosition>((resolve, reject) => navigator.geolocation.getCurrentPosition(resolve, reject, { maximumAge, enableHighAccuracy, timeout: 15_000 }));
+      this.#note(`browser.location ran (dispatch ${dispatchId})`);
+      return {
+        ok: true,
+        result: { output: { latitude: pos.coords.latitude, longitude: pos.coords.longitude, accuracy_m: pos.coords.accuracy, at: new Date(pos.timestamp).toISOString() }, evidence: { permission: perm, high_accuracy: enableHighAccuracy, max_age_ms: maximumAge } },
+      };
+    } catch (e) {
+      const err = e as GeolocationPositionError;
+      return { ok: false, error: { code: err.code === 1 ? 'forbidden' : err.code === 3 ? 'timeout' : 'internal', message: `the browser gave no position: ${err.message ?? String(e)}` } };
+    }
   }
 }

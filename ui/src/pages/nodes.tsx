@@ -212,7 +212,7 @@ function BrowserNodePanel({ session, node }: { session: OperatorSession; node: B
       <h2 id="bn-title">Use this browser as a node</h2>
       <p class="muted">
         Starts a node inside this tab with its own device key (not this operator session's), bootstrapped by a single-use token this session asks the gateway for. It enters the ordinary pairing flow below and offers <code>browser.notify</code>, which works only
-        once this browser allows notifications. Calls to it go through policy and approvals like any node.
+        once this browser allows notifications, and <code>browser.location</code>, which works only once it allows location. Calls to it go through policy and approvals like any node.
       </p>
       <dl class="kv">
         <dt>Node state</dt>
@@ -232,6 +232,7 @@ function BrowserNodePanel({ session, node }: { session: OperatorSession; node: B
       <div class="row wrap">
         {!running ? <Action label="Start browser node" kind="primary" testid="node-start" disabled={!session.can('operator.pairing')} run={() => node.start()} /> : <Action label="Stop browser node" run={async () => node.stop()} />}
         {perm !== 'granted' && perm !== 'unsupported' && <Action label="Allow notifications" run={() => node.requestNotifyPermission()} />}
+        {running && <Action label="Allow location" run={() => node.requestLocationPermission()} />}
         {running && <Action label="Report readiness again" run={() => node.reportReady()} />}
         {s.state === 'paired' && session.can('operator.write') && (
           <Action
