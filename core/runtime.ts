@@ -26,6 +26,7 @@ import { loadSecretKey } from './secrets/key.js';
 import type { ArtifactService } from './artifacts/index.js';
 import type { Sweeper } from './retention/index.js';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
 import { packageInfo } from './util/package-info.js';
@@ -48,6 +49,8 @@ export interface StartOptions {
    * reported by `tyrum doctor` and `tyrum audit verify`. Without it such a start is refused.
    */
   acceptTamperedAudit?: boolean;
+  /** Where the built operator UI is (default `dist/ui` in the package); a directory without index.html serves none. */
+  uiDir?: string;
 }
 
 export interface RunningGateway {
@@ -176,6 +179,7 @@ async function gatewayParts() {
     egressAuditEntry: egress.egressAuditEntry,
     ExecutionEngine: execution.ExecutionEngine,
     GatewayServer: server.GatewayServer,
+    UiAssets: server.UiAssets,
     createMcpEndpoint: endpoint.createMcpEndpoint,
     InflightLimiter: inflight.InflightLimiter,
     NodeRegistry: nodeRegistry.NodeRegistry,
@@ -198,7 +202,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, UiAssets, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -448,6 +452,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       channels,
       workflows,
       artifacts,
+      mcp: svc.mcp,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -475,6 +480,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       version: packageInfo().version,
       keyId: key.keyId,
       logLevel: options.logLevel ?? 'info',
+      ui: UiAssets.load(options.uiDir ?? join(packageInfo().root, 'dist', 'ui')),
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
       onExternalChange: () => {

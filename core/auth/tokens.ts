@@ -53,6 +53,8 @@ export interface AuthenticatedToken {
   kind: TokenKind;
   /** The device a node token is bound to (its handshake must prove that device); null otherwise. */
   device_id: string | null;
+  /** A single-use bootstrap token: claimed by the first device at connect.init (Session). Absent: false. */
+  single_use?: boolean;
 }
 
 export interface CreateTokenInput {
@@ -76,6 +78,11 @@ export interface CreateTokenInput {
    */
   kind?: TokenKind;
   deviceId?: string;
+  /**
+   * A single-use node bootstrap token (kind node_enrollment only): the first device that connects
+   * with it claims it, any other device is refused, and it is revoked once that device is paired.
+   */
+  singleUse?: boolean;
 }
 
 /** Parses "30d", "12h", "45m", "90s" or a bare number of seconds. */
@@ -136,6 +143,7 @@ export class TokenService {
       if (kind === 'node_enrollment' && input.ttlSeconds === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'an enrollment token needs an expiry');
       if (kind === 'node_enrollment' && input.deviceId !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'an enrollment token is not bound to a device');
     }
+    if (input.singleUse === true && kind !== 'node_enrollment') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'only enrollment tokens can be single-use');
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const salt = randomBytes(16);
@@ -160,6 +168,7 @@ export class TokenService {
       last_used_at: null,
       kind,
       device_id: input.deviceId ?? null,
+      single_use: input.singleUse === true,
     };
     this.store.tx(() => this.store.tokens.insert(record));
     return { token: `tyrum_${id}_${secret}`, record };
@@ -271,7 +280,7 @@ export function isLive(rec: TokenRecord, now: number): boolean {
 }
 
 function toAuthenticated(rec: TokenRecord): AuthenticatedToken {
-  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at, kind: rec.kind, device_id: rec.device_id };
+  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at, kind: rec.kind, device_id: rec.device_id, single_use: rec.single_use };
 }
 
 /** Public view of a token record (the shape of `TokenInfo` on the wire). */

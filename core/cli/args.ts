@@ -56,6 +56,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   schedule: ['add', 'list', 'pause', 'resume', 'remove', 'next'],
   playbook: ['check', 'run', 'resume', 'get', 'list', 'cancel'],
   chat: [],
+  ui: [],
   help: [],
   version: [],
 };

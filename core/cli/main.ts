@@ -27,6 +27,8 @@ Gateway
                                                              checkpoint; recorded for good, reported by doctor/audit verify
   doctor [--home DIR] [--json]                               check home, database, key, port, audit chain
   ping [--url URL] [--token T] [--home DIR] [--json]         connect, handshake and ping a running gateway
+  ui [--scopes a,b] [--ttl 30d] [--bootstrap] [--json]       a sign-in link for the web UI (token in the URL fragment);
+                                                             --bootstrap: also a tyrum://bootstrap payload for a mobile node
 
 Tokens
   token create --scopes a,b [--roles client,node] [--ttl 30d] [--label L] [--json]
@@ -206,6 +208,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./backend.js')).backendCmd(rest, io);
       case 'chat':
         return await (await import('./chat.js')).chatCmd(rest, io);
+      case 'ui':
+        return await (await import('./ui.js')).uiCmd(rest, io);
       case 'schedule':
         return await (await import('./schedule.js')).scheduleCmd(rest, io);
       case 'playbook':

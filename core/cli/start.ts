@@ -19,6 +19,9 @@ export async function start(argv: string[], io: Io): Promise<number> {
     banner.push(`WARNING: the audit log was tampered with (accepted ${tampered.length === 1 ? 'once' : `${tampered.length} times`}; last: ${tampered[tampered.length - 1]!.reason}). \`tyrum audit verify\` reports it.`);
   }
   banner.push(`home: ${home}`);
+  const httpBase = gw.url.replace(/^ws/, 'http').replace(/\/ws$/, '');
+  if (gw.bootstrapToken) banner.push(`Operator web UI (sign-in link; the token is in the fragment, never sent to the server):\n  ${httpBase}/#token=${gw.bootstrapToken}`);
+  else banner.push(`Operator web UI: ${httpBase}/ (a sign-in link: tyrum ui --home ${home})`);
   if (gw.bootstrapToken) {
     banner.push(`First start: created an admin token. It is shown only this once; store it now:\n  ${gw.bootstrapToken}`);
     banner.push(`Try it from another terminal:\n  export TYRUM_TOKEN=${gw.bootstrapToken}\n  tyrum ping --home ${home}${gw.port !== DEFAULT_PORT ? ` --url ${gw.url}` : ''}`);

@@ -28,6 +28,9 @@ import { Presence, PRESENCE_FLUSH_MS } from './presence.js';
 import { fromB64url } from '../util/encoding.js';
 import { authorize } from '../auth/authorize.js';
 import { TyrumError } from '../errors/index.js';
+import { UI_HEADERS, uiContentSecurityPolicy, type UiAssets } from './ui.js';
+
+export { UiAssets } from './ui.js';
 
 export interface GatewayDeps {
   config: Config;
@@ -79,6 +82,11 @@ export interface GatewayDeps {
    * platform cannot send one): the channel service verifies the platform's signature or secret
    * token over the raw body before anything else. Without it the route answers 404.
    */
+  /**
+   * The operator web UI (core/gateway/ui.ts), served at `/` with a strict CSP; without it `/`
+   * answers 404 saying how to build it.
+   */
+  ui?: UiAssets | null;
   channelWebhook?(plugin: string, instance: string, headers: IncomingMessage['headers'], body: Buffer): Promise<{ status: number; body: unknown }>;
   /**
    * `GET /artifacts/<id>`: evidence blobs (core/artifacts). The edge authenticates the bearer token
@@ -262,6 +270,7 @@ export class GatewayServer {
     });
     this.mcpRoutes();
     this.artifactRoutes();
+    this.uiRoutes();
   }
 
   /**
@@ -317,6 +326,32 @@ export class GatewayServer {
         })
         .send(opened.stream);
     });
+  }
+
+  /**
+   * `GET /` and the UI's files: static, from memory, with the CSP and hardening headers on every
+   * answer (the 404s too). The UI reads the token from the URL fragment, which browsers never
+   * send, so no token reaches this route or its logs.
+   */
+  private uiRoutes(): void {
+    const tls = this.deps.config.tls !== null;
+    const serve = async (req: { url: string; headers: IncomingMessage['headers'] }, reply: FastifyReply) => {
+      reply.header('content-security-policy', uiContentSecurityPolicy(req.headers.host, tls));
+      for (const [k, v] of Object.entries(UI_HEADERS)) reply.header(k, v);
+      const path = req.url.split('?')[0] ?? '/';
+      const ui = this.deps.ui;
+      if (!ui) {
+        return reply.code(404).header('content-type', 'text/plain; charset=utf-8').send('The operator UI is not built: run `npm run build` (it writes dist/ui), then restart the gateway.\n');
+      }
+      const file = ui.get(path);
+      if (!file) return reply.code(404).send({ error: { code: 'not_found', message: 'no such file' } });
+      // index.html is revalidated every time (it names the current bundle); bundles are hashed by etag.
+      reply.header('cache-control', 'no-cache').header('etag', file.etag);
+      if (req.headers['if-none-match'] === file.etag) return reply.code(304).send();
+      return reply.header('content-type', file.type).send(file.body);
+    };
+    this.app.get('/', serve);
+    this.app.get('/ui/*', serve);
   }
 
   /**
@@ -449,6 +484,7 @@ export class GatewayServer {
     const log = this.app.log;
     const session = new Session(transport, token, remote, this.deps.config.limits, {
       handle: this.deps.handle,
+      claimSingleUse: (tokenId, deviceId) => this.deps.store.tx(() => this.deps.store.tokens.claimSingleUse(tokenId, deviceId, this.now())),
       audit: (type, actor, data) => this.audit(type, actor as AuditActor, data),
       authFailed: (reason, closeCode) => this.authFailed(remote, reason, token.id, null, closeCode),
       emit: (type, payload) => this.publish(type, payload),

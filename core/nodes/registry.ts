@@ -248,6 +248,9 @@ export class NodeRegistry implements NodeConnections {
       if (failure === null) {
         store.pairings.transition(pairing.pairing_id, ['approved'], { credential_delivered_at: Date.now(), updated_at: Date.now() });
         audit.appendInTx('node.credential_delivered', actor, { pairing_id: pairing.pairing_id, device_id: pairing.device_id, token_id: record.id });
+        // A single-use bootstrap token has done its job once its device holds a node token.
+        const via = conn.session.token;
+        if (via.single_use === true && store.tokens.revoke(via.id, Date.now())) audit.appendInTx('token.revoked', actor, { token_id: via.id, reason: 'single-use bootstrap token used' });
         return;
       }
       store.tokens.revoke(record.id, Date.now());

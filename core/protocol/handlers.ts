@@ -25,6 +25,7 @@ import { TyrumError, isTyrumError } from '../errors/index.js';
 import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type ConversationService } from '../conversations/service.js';
 import { channelInfo, senderInfo, type ChannelService } from '../channels/service.js';
 import type { ArtifactService, ArtifactInfo } from '../artifacts/service.js';
+import type { McpRegistry, McpServerView } from '../mcp/registry.js';
 
 export interface HandlerServices {
   store: Store;
@@ -51,6 +52,8 @@ export interface HandlerServices {
   workflows: WorkflowRunner;
   /** Artifact metadata and read checks (core/artifacts). */
   artifacts: Pick<ArtifactService, 'get' | 'listForRun' | 'readableBy'>;
+  /** MCP servers and their tool approvals (mcp.list, mcp.diff, mcp.approve). */
+  mcp: Pick<McpRegistry, 'list' | 'get' | 'diff' | 'approve'>;
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -58,6 +61,8 @@ export interface HandlerServices {
 
 const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId });
 const DEFAULT_WAIT_MS = 10_000;
+/** Default lifetime of a node.bootstrap token. */
+export const NODE_BOOTSTRAP_TTL_SECONDS = 300;
 
 /** A pairing as `PairingInfo` on the wire (with whether the node is connected now). */
 export function pairingView(p: Pairing, connected = false): Record<string, unknown> {
@@ -181,6 +186,22 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
 
     'attempt.evidence': async (p, peer) => s.nodes.evidence(peer, p as { dispatch_id: string; seq: number; evidence: Record<string, unknown> }),
+    'mcp.list': async () => ({ servers: s.mcp.list().map(mcpServerView) }),
+    'mcp.diff': async (p) => {
+      const q = p as { name: string; all?: boolean };
+      const tools = s.mcp.diff(q.name, { all: q.all ?? false });
+      return { server: mcpServerView(s.mcp.get(q.name)), tools: tools as unknown as Array<Record<string, unknown>> };
+    },
+    'mcp.approve': async (p, peer) => {
+      const q = p as { name: string; tools?: string[]; read_only?: string[] };
+      return s.mcp.approve(q.name, { ...(q.tools !== undefined ? { tools: q.tools } : {}), readOnly: q.read_only ?? [] }, actor(peer));
+    },
+    'node.bootstrap': async (p, peer) => {
+      const q = p as { ttl_seconds?: number; label?: string };
+      const { token, record } = await s.tokens.create({ kind: 'node_enrollment', roles: ['node'], scopes: [], singleUse: true, ttlSeconds: q.ttl_seconds ?? NODE_BOOTSTRAP_TTL_SECONDS, label: q.label ?? 'node bootstrap', createdBy: peer.token.id });
+      await s.audit.append('token.created', actor(peer), { token_id: record.id, kind: record.kind, single_use: true, roles: record.roles, scopes: record.scopes, label: record.label, expires_at: record.expires_at });
+      return { token, token_id: record.id, expires_at: new Date(record.expires_at!).toISOString() };
+    },
     'presence.list': async () => ({ entries: s.presence.list().map(presenceView) }),
     'capability.ready': async (p, peer) => s.nodes.reportReady(peer, (p as { capabilities: Array<{ id: string; version: string; ready: boolean; reason?: string }> }).capabilities),
     'pairing.list': async (p) => ({ pairings: s.pairings.list(p as { state?: never; limit?: number }).map((x) => pairingView(x, s.nodes.connected(x.device_id))) }),
@@ -375,4 +396,9 @@ export function createHandlers(s: HandlerServices): Handlers {
       secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),
     }),
   };
+}
+
+/** An MCP server as `McpServerInfo` on the wire (times as ISO-8601). */
+function mcpServerView(v: McpServerView): Record<string, unknown> {
+  return isoTimes({ ...v } as unknown as Record<string, unknown>);
 }

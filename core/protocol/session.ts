@@ -73,6 +73,11 @@ export type OperationHandler = (payload: Record<string, unknown>, peer: Peer) =>
 export interface SessionHooks {
   /** Runs an authorized, schema-valid operation. */
   handle(type: OperationType, payload: Record<string, unknown>, peer: Peer): Promise<Record<string, unknown>>;
+  /**
+   * Binds a single-use bootstrap token to the device presenting it (the first one claims it; any
+   * other device is refused). Without this hook a single-use token is refused outright.
+   */
+  claimSingleUse?(tokenId: string, deviceId: string): 'claimed' | 'same' | 'refused';
   audit(type: string, actor: Record<string, unknown>, data: Record<string, unknown>): void;
   /** A handshake identity check failed (4001/4006/4007); the hook audits it, rate-limited per address. */
   authFailed(reason: string, closeCode: number): void;
@@ -299,6 +304,15 @@ export class Session {
     if (this.token.device_id !== null && this.token.device_id !== p.device.device_id) {
       this.authFailure(CLOSE.UNAUTHORIZED, 'token is bound to another device');
       return;
+    }
+    // A single-use bootstrap token belongs to the first device that connects with it.
+    if (this.token.single_use === true) {
+      const claim = this.hooks.claimSingleUse?.(this.token.id, p.device.device_id) ?? 'refused';
+      if (claim === 'refused') {
+        this.authFailure(CLOSE.UNAUTHORIZED, 'single-use bootstrap token already used by another device, revoked or expired');
+        return;
+      }
+      if (claim === 'claimed') this.hooks.audit('token.claimed', { kind: 'token', id: this.token.id }, { token_id: this.token.id, device_id: p.device.device_id, connection_id: this.connectionId });
     }
     const challenge = randomBytes(32).toString('base64url');
     this.state = {

@@ -80,8 +80,13 @@ export interface TokenRecord {
   last_used_at: number | null;
   /** 'access' (clients, operators), 'node_enrollment' (may only ask to be paired), 'node' (a paired node's). */
   kind: TokenKind;
-  /** The device a 'node' token is bound to; null for the other kinds. */
+  /**
+   * The device a 'node' token is bound to; for a single-use enrollment token, the device that
+   * claimed it at its first connection; null otherwise.
+   */
   device_id: string | null;
+  /** A single-use node bootstrap token (node.bootstrap): one device, revoked once that device is paired. */
+  single_use: boolean;
 }
 
 export type TokenKind = 'access' | 'node_enrollment' | 'node';
@@ -269,13 +274,14 @@ function parseJsonArray(text: string): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
-interface TokenRow extends Omit<TokenRecord, 'scopes' | 'roles'> {
+interface TokenRow extends Omit<TokenRecord, 'scopes' | 'roles' | 'single_use'> {
   scopes: string;
   roles: string;
+  single_use: number;
 }
 
 function tokenFromRow(row: TokenRow): TokenRecord {
-  return { ...row, scopes: parseJsonArray(row.scopes), roles: parseJsonArray(row.roles) };
+  return { ...row, scopes: parseJsonArray(row.scopes), roles: parseJsonArray(row.roles), single_use: row.single_use === 1 };
 }
 
 /** Token repository. Callers own hashing; this only persists. */
@@ -286,10 +292,24 @@ export class TokenRepo {
 
   insert(t: TokenRecord): void {
     prepared(this.db, 
-        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at, kind, device_id)
-         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at, @kind, @device_id)`,
+        `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at, kind, device_id, single_use)
+         VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at, @kind, @device_id, @single_use)`,
       )
-      .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles) });
+      .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles), single_use: t.single_use ? 1 : 0 });
+  }
+
+  /**
+   * Binds a live single-use token to `deviceId`: 'claimed' when this call bound it, 'same' when it
+   * was already bound to that device, 'refused' when it is bound to another, not single-use, or dead.
+   */
+  claimSingleUse(id: string, deviceId: string, now: number): 'claimed' | 'same' | 'refused' {
+    const claimed = prepared(
+      this.db,
+      `UPDATE tokens SET device_id = ? WHERE id = ? AND single_use = 1 AND device_id IS NULL AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
+    ).run(deviceId, id, now).changes;
+    if (claimed === 1) return 'claimed';
+    const row = this.get(id);
+    return row !== undefined && row.single_use && row.device_id === deviceId && isLiveRow(row, now) ? 'same' : 'refused';
   }
 
   get(id: string): TokenRecord | undefined {
@@ -1035,4 +1055,8 @@ export class Store {
     else this.closeWal();
     if (this.reader?.open) this.reader.close();
   }
+}
+
+function isLiveRow(t: TokenRecord, now: number): boolean {
+  return t.revoked_at === null && (t.expires_at === null || t.expires_at > now);
 }

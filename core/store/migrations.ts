@@ -629,4 +629,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX deliveries_conversation ON deliveries (conversation_id);
     `,
   },
+  {
+    version: 14,
+    name: 'single_use_tokens',
+    sql: `
+      -- A single-use node bootstrap token (node.bootstrap, the operator UI's "use this browser as a
+      -- node"): kind node_enrollment, bound to the first device that connects with it (device_id is
+      -- set then) and revoked once that device has stored its node token.
+      ALTER TABLE tokens ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0 CHECK (single_use IN (0, 1));
+    `,
+  },
 ];

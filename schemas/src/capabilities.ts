@@ -97,6 +97,29 @@ export const ShellExecOutput = Strict({
   duration_ms: Type.Integer({ minimum: 0 }),
 });
 
+/** browser.notify: a notification shown by a browser node (the embedded node of the operator UI). */
+export const BrowserNotifyInput = Strict({
+  title: Type.String({ minLength: 1, maxLength: 200 }),
+  body: Type.Optional(Type.String({ maxLength: 1000 })),
+  tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'A notification with the same tag replaces the previous one.' })),
+});
+export const BrowserNotifyOutput = Strict({
+  shown: Type.Literal(true),
+  shown_at: Type.String({ format: 'date-time' }),
+});
+
+/** browser.location: the browser node's position (the browser's geolocation, behind its permission prompt). */
+export const BrowserLocationInput = Strict({
+  max_age_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000, description: 'Accept a cached position at most this old (default 0: a fresh one).' })),
+  high_accuracy: Type.Optional(Type.Boolean()),
+});
+export const BrowserLocationOutput = Strict({
+  latitude: Type.Number({ minimum: -90, maximum: 90 }),
+  longitude: Type.Number({ minimum: -180, maximum: 180 }),
+  accuracy_m: Type.Number({ minimum: 0 }),
+  at: Type.String({ format: 'date-time' }),
+});
+
 export const SysNoopInput = Strict({});
 export const SysNoopOutput = Strict({ ok: Type.Literal(true) });
 
@@ -168,6 +191,22 @@ export const BUILTIN_CAPABILITIES = {
     default_timeout_ms: 60_000,
     input_schema: ShellExecInput,
     output_schema: ShellExecOutput,
+  }),
+  'browser.notify': contract({
+    id: 'browser.notify',
+    description: "Show a notification in the node's browser (needs the browser's notification permission; the node reports it not ready without it).",
+    idempotent: false,
+    default_timeout_ms: 10_000,
+    input_schema: BrowserNotifyInput,
+    output_schema: BrowserNotifyOutput,
+  }),
+  'browser.location': contract({
+    id: 'browser.location',
+    description: "The position of the node's browser (needs the browser's location permission; the node reports it not ready without it).",
+    idempotent: true,
+    default_timeout_ms: 20_000,
+    input_schema: BrowserLocationInput,
+    output_schema: BrowserLocationOutput,
   }),
   'sys.noop': contract({
     id: 'sys.noop',

@@ -7,6 +7,7 @@
 import { WorkflowInfo, WorkflowId, WORKFLOW_STATES } from './playbook.js';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { Strict, Scope, Role, type Scope as ScopeT, type Role as RoleT, IsoTime, TokenId, JsonObject, DeviceId } from './common.js';
+import { McpServerName, McpServerSpec } from './mcp.js';
 import { ConnectInitPayload, ConnectInitResult, ConnectProofPayload, ConnectProofResult } from './handshake.js';
 import { PluginGrant, PluginManifest, RiskFlag, JsonSchemaDoc, PLUGIN_ID_PATTERN, SECRET_NAME_PATTERN, SecretDestination } from './manifest.js';
 
@@ -362,6 +363,30 @@ export const ArtifactInfo = Strict({
   created_by: Type.String(),
   download_path: Type.String({ description: '/artifacts/<artifact_id>: GET with Authorization: Bearer and operator.read.' }),
 });
+const McpToolStatus = Type.Union([Type.Literal('approved'), Type.Literal('pending'), Type.Literal('changed'), Type.Literal('refused'), Type.Literal('removed')]);
+const McpServerInfo = Strict({
+  name: McpServerName,
+  origin: Type.String({ description: '"operator", or the plugin that contributes it.' }),
+  description: Type.String(),
+  state: Type.Union([Type.Literal('quarantined'), Type.Literal('approved'), Type.Literal('disabled')]),
+  transport: Type.String(),
+  spec: McpServerSpec,
+  spec_digest: Type.String(),
+  created_at: IsoTime,
+  approved_at: Type.Union([IsoTime, Type.Null()]),
+  approved_by: Type.Union([Type.String(), Type.Null()]),
+  health: Type.Union([JsonObject, Type.Null()]),
+  tools: Strict({ approved: Type.Integer(), pending: Type.Integer(), changed: Type.Integer(), refused: Type.Integer(), removed: Type.Integer() }),
+});
+const McpToolDiffInfo = Strict({
+  tool_id: Type.String(),
+  name: Type.String(),
+  status: McpToolStatus,
+  refused: Type.Union([Type.String(), Type.Null()]),
+  approved: Type.Union([JsonObject, Type.Null()], { description: 'The approved definition; null if never approved.' }),
+  observed: Type.Union([JsonObject, Type.Null()], { description: 'The definition the server lists now; null if it stopped listing it.' }),
+  fields: Type.Array(Strict({ field: Type.String(), approved: Type.Unknown(), observed: Type.Unknown() })),
+});
 
 export const OPERATIONS = {
   'connect.init': {
@@ -641,6 +666,41 @@ export const OPERATIONS = {
     roles: ['client'],
     payload: Strict({ pairing_id: PairingId, reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
     result: Strict({ pairing: PairingInfo }),
+  },
+  'mcp.list': {
+    description: 'MCP servers (declared by the operator or contributed by plugins): state (quarantined, approved, disabled), transport, spec, health, and how many of their tools are approved, pending, changed, refused or removed.',
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({ servers: Type.Array(McpServerInfo) }),
+  },
+  'mcp.diff': {
+    description: "An MCP server's tools that need review: new (pending) and changed tools with the approved and observed definitions and the fields that differ (all tools with all: true). Hints are the server's own, untrusted.",
+    scopes: ['operator.read'],
+    roles: ['client'],
+    payload: Strict({ name: McpServerName, all: Type.Optional(Type.Boolean()) }),
+    result: Strict({ server: McpServerInfo, tools: Type.Array(McpToolDiffInfo) }),
+  },
+  'mcp.approve': {
+    description: "Approves an MCP server's tools (all new and changed ones, or those named), pinning each to the definition the server lists now; read_only names tools approved as read-only (otherwise state_changing). Approving the server's first tools also takes it out of quarantine.",
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Strict({ name: McpServerName, tools: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 256 })), read_only: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 256 })) }),
+    result: Strict({
+      approved: Type.Array(Strict({ tool_id: Type.String(), definition_hash: Type.String(), effect: Type.String() })),
+      skipped: Type.Array(Strict({ name: Type.String(), reason: Type.String() })),
+    }),
+  },
+  'node.bootstrap': {
+    description:
+      'A short-lived single-use node bootstrap token (role node, no scope, hashed at rest): the first device that connects with it asks to be paired and claims it (any other device is refused), and it is revoked once that device has stored its node token. For embedded nodes such as the operator UI\'s browser node, and the tyrum://bootstrap payload of mobile hosts. The secret is returned once.',
+    scopes: ['operator.pairing'],
+    roles: ['client'],
+    payload: Strict({
+      ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 900, description: 'Lifetime; default 300 (5 minutes).' })),
+      label: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    }),
+    result: Strict({ token: Type.String(), token_id: Type.String(), expires_at: IsoTime }),
   },
   'presence.list': {
     description: 'Who is connected to this gateway now, clients and nodes: device, role, label, mode, platform, connected since, last seen.',

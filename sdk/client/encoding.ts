@@ -19,22 +19,4 @@ export function fromB64url(text: string): Buffer | null {
   return buf.toString('base64url') === text ? buf : null;
 }
 
-const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
-
-/** RFC 4648 base32, lowercase alphabet a-z2-7, no padding. */
-export function base32LowerNoPad(buf: Uint8Array): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const byte of buf) {
-    // Only the low `bits` bits matter; JS bitwise ops truncate to 32 bits, which keeps them.
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += B32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += B32[(value << (5 - bits)) & 31];
-  return out;
-}
+export { base32LowerNoPad } from './transcript.js';

@@ -9,27 +9,10 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { b64url, base32LowerNoPad } from './encoding.js';
+import type { DeviceIdentity } from './transcript.js';
 import { TyrumDeviceKeyError } from './errors.js';
 
-/** The identity a device presents in `connect.init`. */
-export interface DeviceIdentity {
-  /** `dev_` + base32 (lowercase, no padding) of sha256 over the DER SPKI public key. */
-  device_id: string;
-  /** Ed25519 public key, DER SPKI, base64url without padding. */
-  pubkey: string;
-}
-
-/** The fields the handshake proof signs, in PROTOCOL.md names. */
-export interface ProofFields {
-  protocol_rev: number;
-  role: 'client' | 'node';
-  device_id: string;
-  connection_id: string;
-  challenge: string;
-}
-
-/** RFC 4122 textual form, any version; case-insensitive because UUIDs are. */
-export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export { proofTranscript, UUID_RE, type DeviceIdentity, type ProofFields } from './transcript.js';
 
 /** PEM files are small; a larger file is not a key and is not worth reading into memory. */
 const MAX_KEY_FILE_BYTES = 16 * 1024;
@@ -130,31 +113,6 @@ export function deviceIdentity(key: KeyObject): DeviceIdentity {
     device_id: 'dev_' + base32LowerNoPad(createHash('sha256').update(der).digest()),
     pubkey: b64url(der),
   };
-}
-
-/**
- * Build the exact UTF-8 transcript the handshake proof signs (PROTOCOL.md, "Handshake"):
- * six lines, each ending with `\n`.
- *
- * Throws if a field could smuggle extra lines or is not of the documented shape: the
- * challenge and connection_id come from the gateway, and signing attacker-chosen line breaks
- * would let a hostile server obtain a signature over a different transcript.
- */
-export function proofTranscript(fields: ProofFields): string {
-  const { protocol_rev, role, device_id, connection_id, challenge } = fields;
-  if (!Number.isSafeInteger(protocol_rev) || protocol_rev < 1) throw new TypeError('protocol_rev must be a positive integer');
-  if (role !== 'client' && role !== 'node') throw new TypeError('role must be "client" or "node"');
-  if (!/^dev_[a-z2-7]+$/.test(device_id)) throw new TypeError('device_id must be dev_ followed by base32 (a-z2-7)');
-  if (!UUID_RE.test(connection_id)) throw new TypeError('connection_id must be a UUID');
-  if (!/^[A-Za-z0-9_-]+$/.test(challenge)) throw new TypeError('challenge must be base64url without padding');
-  return (
-    'tyrum-connect-proof\n' +
-    `protocol_rev=${protocol_rev}\n` +
-    `role=${role}\n` +
-    `device_id=${device_id}\n` +
-    `connection_id=${connection_id}\n` +
-    `challenge=${challenge}\n`
-  );
 }
 
 /** Sign a proof transcript with the device's Ed25519 private key; returns base64url, no padding. */

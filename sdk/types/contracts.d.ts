@@ -1259,6 +1259,318 @@ export interface OpEventListResult {
   next_after: number;
 }
 
+export interface OpMcpApprovePayload {
+  /**
+   * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+   */
+  name: string;
+  /**
+   * @minItems 1
+   * @maxItems 256
+   */
+  tools?: string[];
+  /**
+   * @maxItems 256
+   */
+  read_only?: string[];
+}
+
+export interface OpMcpApproveResult {
+  approved: {
+    tool_id: string;
+    definition_hash: string;
+    effect: string;
+  }[];
+  skipped: {
+    name: string;
+    reason: string;
+  }[];
+}
+
+export interface OpMcpDiffPayload {
+  /**
+   * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+   */
+  name: string;
+  all?: boolean;
+}
+
+export interface OpMcpDiffResult {
+  server: {
+    /**
+     * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+     */
+    name: string;
+    /**
+     * "operator", or the plugin that contributes it.
+     */
+    origin: string;
+    description: string;
+    state: "quarantined" | "approved" | "disabled";
+    transport: string;
+    spec:
+      | {
+          transport: "stdio";
+          /**
+           * Executable (absolute path, or a name looked up on PATH).
+           */
+          command: string;
+          /**
+           * @maxItems 64
+           */
+          args?: string[];
+          /**
+           * The whole environment of the server, besides PATH, HOME and TMPDIR (nothing is inherited unless listed in inherit_env).
+           */
+          env?: {
+            /**
+             * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+             *
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^[A-Za-z_][A-Za-z0-9_]{0,127}$".
+             */
+            [k: string]: string;
+          };
+          /**
+           * Names of the gateway's own environment variables passed through (never TYRUM_*).
+           *
+           * @maxItems 32
+           */
+          inherit_env?: string[];
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+      | {
+          transport: "streamable_http";
+          /**
+           * The Streamable HTTP endpoint.
+           */
+          url: string;
+          /**
+           * Sent with every request; values may use secret handles.
+           */
+          headers?: {
+            /**
+             * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+             *
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$".
+             */
+            [k: string]: string;
+          };
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+      | {
+          transport: "wasm";
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        };
+    spec_digest: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    approved_at: string | null;
+    approved_by: string | null;
+    health: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    tools: {
+      approved: number;
+      pending: number;
+      changed: number;
+      refused: number;
+      removed: number;
+    };
+  };
+  tools: {
+    tool_id: string;
+    name: string;
+    status: "approved" | "pending" | "changed" | "refused" | "removed";
+    refused: string | null;
+    /**
+     * The approved definition; null if never approved.
+     */
+    approved: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    /**
+     * The definition the server lists now; null if it stopped listing it.
+     */
+    observed: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    fields: {
+      field: string;
+      approved: unknown;
+      observed: unknown;
+    }[];
+  }[];
+}
+
+export interface OpMcpListPayload {}
+
+export interface OpMcpListResult {
+  servers: {
+    /**
+     * Server name: lowercase, no dots; tools are mcp.<server>.<tool>.
+     */
+    name: string;
+    /**
+     * "operator", or the plugin that contributes it.
+     */
+    origin: string;
+    description: string;
+    state: "quarantined" | "approved" | "disabled";
+    transport: string;
+    spec:
+      | {
+          transport: "stdio";
+          /**
+           * Executable (absolute path, or a name looked up on PATH).
+           */
+          command: string;
+          /**
+           * @maxItems 64
+           */
+          args?: string[];
+          /**
+           * The whole environment of the server, besides PATH, HOME and TMPDIR (nothing is inherited unless listed in inherit_env).
+           */
+          env?: {
+            /**
+             * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+             *
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^[A-Za-z_][A-Za-z0-9_]{0,127}$".
+             */
+            [k: string]: string;
+          };
+          /**
+           * Names of the gateway's own environment variables passed through (never TYRUM_*).
+           *
+           * @maxItems 32
+           */
+          inherit_env?: string[];
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+      | {
+          transport: "streamable_http";
+          /**
+           * The Streamable HTTP endpoint.
+           */
+          url: string;
+          /**
+           * Sent with every request; values may use secret handles.
+           */
+          headers?: {
+            /**
+             * Literal text; `{{secret:NAME}}` is replaced by the secret at start and never stored or logged.
+             *
+             * This interface was referenced by `undefined`'s JSON-Schema definition
+             * via the `patternProperty` "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$".
+             */
+            [k: string]: string;
+          };
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        }
+      | {
+          transport: "wasm";
+          /**
+           * Per tool call (default 60000).
+           */
+          call_timeout_ms?: number;
+          /**
+           * Largest tool result accepted, serialized (default 1 MiB).
+           */
+          max_output_bytes?: number;
+        };
+    spec_digest: string;
+    /**
+     * ISO-8601 timestamp (UTC).
+     */
+    created_at: string;
+    approved_at: string | null;
+    approved_by: string | null;
+    health: {
+      /**
+       * This interface was referenced by `undefined`'s JSON-Schema definition
+       * via the `patternProperty` "^(.*)$".
+       */
+      [k: string]: unknown;
+    } | null;
+    tools: {
+      approved: number;
+      pending: number;
+      changed: number;
+      refused: number;
+      removed: number;
+    };
+  }[];
+}
+
+export interface OpNodeBootstrapPayload {
+  /**
+   * Lifetime; default 300 (5 minutes).
+   */
+  ttl_seconds?: number;
+  label?: string;
+}
+
+export interface OpNodeBootstrapResult {
+  token: string;
+  token_id: string;
+  /**
+   * ISO-8601 timestamp (UTC).
+   */
+  expires_at: string;
+}
+
 export interface OpPairingApprovePayload {
   pairing_id: string;
   trust_level: "local" | "remote";
@@ -4504,6 +4816,14 @@ export interface Contracts {
   "op.conversation.send.result": OpConversationSendResult;
   "op.event.list.payload": OpEventListPayload;
   "op.event.list.result": OpEventListResult;
+  "op.mcp.approve.payload": OpMcpApprovePayload;
+  "op.mcp.approve.result": OpMcpApproveResult;
+  "op.mcp.diff.payload": OpMcpDiffPayload;
+  "op.mcp.diff.result": OpMcpDiffResult;
+  "op.mcp.list.payload": OpMcpListPayload;
+  "op.mcp.list.result": OpMcpListResult;
+  "op.node.bootstrap.payload": OpNodeBootstrapPayload;
+  "op.node.bootstrap.result": OpNodeBootstrapResult;
   "op.pairing.approve.payload": OpPairingApprovePayload;
   "op.pairing.approve.result": OpPairingApproveResult;
   "op.pairing.credential.payload": OpPairingCredentialPayload;

@@ -65,6 +65,8 @@ const ARTIFACT_INFO = { artifact_id: `sha256:${'a'.repeat(64)}`, size: 3, media_
 const SENDER_INFO = { sender_id: '42', state: 'pending', name: null, code: 'ABCD-EFGH', code_expires_at: ISO, updated_at: ISO };
 const MESSAGE_INFO = { message_id: 'msg_0123456789abcdef', seq: 1, role: 'user', content: 'hi', tool_calls: null, tool_call_id: null, run_id: null, turn_id: null, provenance: { source: 'operator' }, usage: null, created_at: ISO };
 
+const MCP_SERVER = { name: 'time', origin: 'operator', description: '', state: 'quarantined', transport: 'stdio', spec: { transport: 'stdio', command: '/usr/bin/env' }, spec_digest: HASH, created_at: ISO, approved_at: null, approved_by: null, health: null, tools: { approved: 0, pending: 1, changed: 0, refused: 0, removed: 0 } };
+
 /** A result that satisfies each operation's result schema (checked below, so the property is not vacuous). */
 const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Record<string, unknown>> = {
   ping: () => ({ pong: true, server_time: new Date().toISOString() }),
@@ -98,6 +100,10 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   'secret.list': () => ({ secrets: [{ name: 'API_TOKEN', version: 1, destinations: ['api.example.com'], created_at: ISO, rotated_at: ISO }] }),
   'pairing.list': () => ({ pairings: [PAIRING_INFO] }),
   'attempt.evidence': () => ({ accepted: true }),
+  'mcp.list': () => ({ servers: [MCP_SERVER] }),
+  'mcp.diff': () => ({ server: MCP_SERVER, tools: [{ tool_id: 'mcp.time.now', name: 'now', status: 'changed', refused: null, approved: { name: 'now' }, observed: { name: 'now', description: 'x' }, fields: [{ field: 'description', approved: null, observed: 'x' }] }] }),
+  'mcp.approve': () => ({ approved: [{ tool_id: 'mcp.time.now', definition_hash: HASH, effect: 'read_only' }], skipped: [] }),
+  'node.bootstrap': () => ({ token: `tyrum_0123456789abcdef_${'A'.repeat(43)}`, token_id: '0123456789abcdef', expires_at: ISO }),
   'presence.list': () => ({ entries: [{ device_id: 'dev_' + 'a'.repeat(52), role: 'node', label: 'box', mode: 'node', platform: null, version: null, connected: true, connections: 1, connected_since: ISO, last_seen_at: ISO, remote_address: '127.0.0.1' }] }),
   'capability.ready': () => ({ pairing_id: 'pair_0123456789abcdef', state: 'approved', dispatchable: ['fs.read'] }),
   'pairing.approve': () => ({ pairing: { ...PAIRING_INFO, state: 'approved', trust_level: 'remote', node_name: 'box' } }),
@@ -234,6 +240,10 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   'workflow.resume': fc.record({ token: fc.string({ minLength: 1, maxLength: 64 }) }),
   'workflow.cancel': fc.record({ workflow_id: fc.constant('wf_0123456789abcdef') }),
   'pairing.credential': fc.constant({}),
+  'mcp.list': fc.constant({}),
+  'mcp.diff': fc.record({ name: fc.constantFrom('time', 'fs-server'), all: fc.boolean() }, { requiredKeys: ['name'] }),
+  'mcp.approve': fc.record({ name: fc.constantFrom('time'), tools: fc.array(fc.string({ minLength: 1, maxLength: 20 }), { minLength: 1, maxLength: 3 }), read_only: fc.array(fc.string({ minLength: 1, maxLength: 20 }), { maxLength: 3 }) }, { requiredKeys: ['name'] }),
+  'node.bootstrap': fc.record({ ttl_seconds: fc.integer({ min: 60, max: 900 }), label: fc.string({ minLength: 1, maxLength: 100 }) }, { requiredKeys: [] }),
   'presence.list': fc.constant({}),
   'attempt.evidence': fc.record({ dispatch_id: fc.constant('dsp_' + '0'.repeat(24)), seq: fc.nat({ max: 1023 }), evidence: fc.constant({ step: 'x' }) }),
   'capability.ready': fc.record({ capabilities: fc.constant([{ id: 'fs.read', version: '1', ready: true }]) }),
