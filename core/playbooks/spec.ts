@@ -92,10 +92,10 @@ export function parsePlaybook(text: string, source = 'playbook'): PlaybookDoc {
   let doc: unknown;
   try {
     // maxAliasCount bounds alias expansion ("billion laughs"); unique keys are required.
-    doc = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true, prettyErrors: false });
+    doc = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true, prettyErrors: true });
   } catch (e) {
     const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
-    throw invalid(`${source} is not valid YAML or JSON${where}: ${(e as Error).message.split('\n')[0]}`);
+    throw invalid(`${source} is not valid YAML or JSON${where}: ${(e as Error).message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   }
   return checkPlaybook(doc, source);
 }
