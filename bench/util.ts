@@ -159,6 +159,7 @@ export const TARGETS = {
   'channels.reply': { section: 'channels', measure: 'turn started → reply handed to the outbox, model time excluded, p50 (p99)', target: 'none set (measured)' },
   'artifacts.write': { section: 'artifacts', measure: 'artifact write MB/s (service put, fsynced) vs raw file write + fsync of the same bytes', target: 'none set (measured)' },
   'artifacts.read': { section: 'artifacts', measure: 'artifact read MB/s (service open, streamed) vs raw file read of the same bytes', target: 'none set (measured)' },
+  'scheduler.fires': { section: 'scheduler', measure: 'scheduler fires/s sustained, 1,000 interval schedules all due (claim + run + outbox + audit, one commit each) vs fdatasync and raw SQLite commits', target: 'none set (measured)' },
   'conn.rss': { section: 'connections', measure: 'RSS per idle authenticated WebSocket connection, 10,000 connections', target: 'none set (measured)' },
 } as const;
 export type TargetKey = keyof typeof TARGETS;
