@@ -407,16 +407,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       queueDelivery: (c, m) => deliverer.queue(c, m),
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
-    // Schedules: each due tick claimed in one transaction with the run or message it starts.
-    const scheduler = new Scheduler({
-      store,
-      events: engine.events,
-      audit,
-      owner: engine.owner,
-      engine,
-      conversations,
-      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
-    });
     // Playbook runs: each step an engine run, an agent turn or an approval gate with a resume token.
     const workflows = new WorkflowRunner({
       store,
@@ -425,6 +415,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       secret: loadSecretKey(options.home),
       engine,
       conversations,
+      log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+    });
+    // Schedules: each due tick claimed in one transaction with the run or message it starts.
+    const scheduler = new Scheduler({
+      store,
+      events: engine.events,
+      audit,
+      owner: engine.owner,
+      engine,
+      conversations,
+      workflows,
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
     // Retention: expired runs, events, fire records (and conversations, when configured) in bounded batches.

@@ -65,7 +65,8 @@ export function parseInputs(list: string[] | undefined): Record<string, unknown>
   return out;
 }
 
-async function loadPlaybook(file: string): Promise<{ doc: Record<string, unknown>; path: string }> {
+/** Reads and parses a playbook file (TYRUM_ERR_PLAYBOOK_INVALID when it is not one). */
+export async function loadPlaybook(file: string): Promise<{ doc: Record<string, unknown>; path: string }> {
   const path = resolve(file);
   let text: string;
   try {

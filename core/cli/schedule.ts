@@ -7,11 +7,13 @@ import { parse, need, subcommandError } from './args.js';
 import { cliActor as who, intArg, withHome } from './home.js';
 import type { HomeServices } from '../runtime.js';
 import type { MissedPolicy, ScheduleRow } from '../store/index.js';
+import type { ScheduleTarget } from '../scheduler/types.js';
 import type { Io } from './io.js';
 
 const USAGE = `usage:
   tyrum schedule add NAME (--cron EXPR [--tz ZONE] | --every DURATION | --heartbeat DURATION)
-                     (--tool TOOL_ID [--args JSON] | --prompt TEXT) [--missed skip|catch_up_once] [--json]
+                     (--tool TOOL_ID [--args JSON] | --prompt TEXT | --playbook FILE [--input K=V]...)
+                     [--missed skip|catch_up_once] [--json]
         --cron       a cron expression: 5 fields (minute hour day month weekday), or 6 with seconds
                      first, or @hourly/@daily/...; in --tz, an IANA zone (default UTC)
         --every      a fixed interval from now: 30s, 5m, 1h, 1d (at least 1s)
@@ -19,6 +21,8 @@ const USAGE = `usage:
                      in the heartbeat's own conversation; never queues a second one while one waits
         --tool       each fire is a tool call through the gateway's pipeline (policy, approvals, audit)
         --prompt     each fire is a message that starts an agent turn in the schedule's conversation
+        --playbook   each fire starts a workflow of this playbook (as the file is now: add the schedule
+                     again to pick up a change), with its --input values (docs/playbooks.md)
         --missed     ticks missed while the gateway was down: skip them (default) or fire once for all
   tyrum schedule list [--json]
   tyrum schedule pause NAME | resume NAME | remove NAME
@@ -59,6 +63,8 @@ export async function scheduleCmd(argv: string[], io: Io): Promise<number> {
       tool: { type: 'string' },
       args: { type: 'string' },
       prompt: { type: 'string' },
+      playbook: { type: 'string' },
+      input: { type: 'string', multiple: true },
       missed: { type: 'string' },
       count: { type: 'string' },
     },
@@ -73,12 +79,17 @@ export async function scheduleCmd(argv: string[], io: Io): Promise<number> {
     case 'add': {
       const form = 'tyrum schedule add NAME (--cron EXPR [--tz ZONE] | --every DURATION | --heartbeat DURATION) (--tool TOOL_ID [--args JSON] | --prompt TEXT)';
       const name = need(positionals[0], 'NAME', form);
-      if (values.tool !== undefined && values.prompt !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give one of --tool or --prompt');
+      if ([values.tool, values.prompt, values.playbook].filter((v) => v !== undefined).length > 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give one of --tool, --prompt or --playbook');
+      if (values.input !== undefined && values.playbook === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--input goes with --playbook FILE');
       if (values.args !== undefined && values.tool === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--args goes with --tool TOOL_ID');
       if (values.tz !== undefined && values.cron === undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--tz goes with --cron (an interval is the same in every zone)');
       const missed = values.missed ?? 'skip';
       if (missed !== 'skip' && missed !== 'catch_up_once') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `--missed must be skip or catch_up_once, got "${missed}"`);
-      const target = values.tool !== undefined ? { type: 'tool' as const, tool_id: values.tool, args: argsJson(values.args) } : values.prompt !== undefined ? { type: 'agent_turn' as const, prompt: values.prompt } : undefined;
+      let target: ScheduleTarget | undefined = values.tool !== undefined ? { type: 'tool' as const, tool_id: values.tool, args: argsJson(values.args) } : values.prompt !== undefined ? { type: 'agent_turn' as const, prompt: values.prompt } : undefined;
+      if (values.playbook !== undefined) {
+        const { loadPlaybook, parseInputs } = await import('./playbook.js');
+        target = { type: 'playbook', playbook: (await loadPlaybook(values.playbook)).doc, inputs: parseInputs(values.input) };
+      }
       const input = {
         name,
         ...(values.cron !== undefined ? { cron: values.cron } : {}),
@@ -91,8 +102,9 @@ export async function scheduleCmd(argv: string[], io: Io): Promise<number> {
       return withHome(values.home, async (svc) => {
         const row = await scheduler(svc).add(input, who());
         // A tool that is not enabled yet is allowed (it may be enabled later): warn, do not refuse.
-        const unknownTool = target?.type === 'tool' && !toolKnown(svc, target.tool_id);
-        if (unknownTool) io.err(`warning: no enabled plugin or approved MCP server serves ${target.tool_id} now; its fires will fail with TYRUM_ERR_NOT_FOUND until one does`);
+        const toolId = target?.type === 'tool' ? target.tool_id : null;
+        const unknownTool = toolId !== null && !toolKnown(svc, toolId);
+        if (unknownTool) io.err(`warning: no enabled plugin or approved MCP server serves ${toolId} now; its fires will fail with TYRUM_ERR_NOT_FOUND until one does`);
         if (target?.type === 'agent_turn' || row.kind === 'heartbeat') {
           if (svc.store.conversations.backend('default') === undefined) io.err('warning: no model backend is configured; its turns will fail until one is (tyrum backend set ...)');
         }
@@ -130,7 +142,7 @@ export async function scheduleCmd(argv: string[], io: Io): Promise<number> {
         else {
           for (const r of rows) {
             const t = JSON.parse(r.target) as { type: string; tool_id?: string };
-            io.out([r.name, r.state, timing(r), t.type === 'tool' ? `tool ${t.tool_id}` : 'agent turn', `next ${when(r.next_fire_at, r.timezone)?.local ?? '-'}`, `fires ${r.fires}`, `missed ${r.missed} (${r.missed_policy})`].join('\t'));
+            io.out([r.name, r.state, timing(r), t.type === 'tool' ? `tool ${t.tool_id}` : t.type === 'playbook' ? `playbook ${String((t as { playbook?: { name?: unknown } }).playbook?.name)}` : 'agent turn', `next ${when(r.next_fire_at, r.timezone)?.local ?? '-'}`, `fires ${r.fires}`, `missed ${r.missed} (${r.missed_policy})`].join('\t'));
           }
         }
         return 0;

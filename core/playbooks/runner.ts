@@ -181,44 +181,51 @@ export class WorkflowRunner {
 
   /** Creates a workflow from a compiled plan (idempotent per creator and key) and starts it. */
   async create(plan: Plan, createdBy: string, actor: AuditActor, idempotencyKey?: string): Promise<{ workflow: WorkflowRow; existing: boolean }> {
-    const requestHash = plan.plan_hash;
-    const r = await this.o.events.commit((emit) => {
-      if (idempotencyKey !== undefined) {
-        const prior = this.store.workflows.byIdempotencyKey(createdBy, idempotencyKey);
-        if (prior) {
-          if (prior.request_hash !== requestHash) throw new TyrumError('TYRUM_ERR_CONFLICT', `idempotency key "${idempotencyKey}" was used for another playbook or other inputs`, { workflow_id: prior.id });
-          return { workflow: prior, existing: true };
-        }
-      }
-      const now = this.now();
-      const row: WorkflowRow = {
-        id: newWorkflowId(),
-        name: plan.name,
-        version: plan.version,
-        plan_hash: plan.plan_hash,
-        plan: JSON.stringify(plan),
-        state: 'running',
-        step_idx: 0,
-        steps: JSON.stringify(plan.steps.map((): StepRecord => ({ state: 'pending' }))),
-        outputs: '{}',
-        gate_nonce: null,
-        gate_message: null,
-        gate_expires_at: null,
-        error: null,
-        created_by: createdBy,
-        idempotency_key: idempotencyKey ?? null,
-        request_hash: requestHash,
-        created_at: now,
-        updated_at: now,
-        finished_at: null,
-      };
-      this.store.workflows.insert(row);
-      this.o.audit.appendInTx('workflow.started', actor, { workflow_id: row.id, name: plan.name, version: plan.version, plan_hash: plan.plan_hash, steps: plan.steps.length });
-      emit('workflow.updated', this.event(row));
-      return { workflow: row, existing: false };
-    });
+    const r = await this.o.events.commit((emit) => this.createInTx(plan, createdBy, actor, idempotencyKey, emit));
     this.kick();
     return r;
+  }
+
+  /**
+   * The same inside the caller's transaction (a schedule's fire starts its workflow in the commit
+   * that claims the tick); the runner picks it up once that commits.
+   */
+  createInTx(plan: Plan, createdBy: string, actor: AuditActor, idempotencyKey: string | undefined, emit: Emit): { workflow: WorkflowRow; existing: boolean } {
+    const requestHash = plan.plan_hash;
+    if (idempotencyKey !== undefined) {
+      const prior = this.store.workflows.byIdempotencyKey(createdBy, idempotencyKey);
+      if (prior) {
+        if (prior.request_hash !== requestHash) throw new TyrumError('TYRUM_ERR_CONFLICT', `idempotency key "${idempotencyKey}" was used for another playbook or other inputs`, { workflow_id: prior.id });
+        return { workflow: prior, existing: true };
+      }
+    }
+    const now = this.now();
+    const row: WorkflowRow = {
+      id: newWorkflowId(),
+      name: plan.name,
+      version: plan.version,
+      plan_hash: plan.plan_hash,
+      plan: JSON.stringify(plan),
+      state: 'running',
+      step_idx: 0,
+      steps: JSON.stringify(plan.steps.map((): StepRecord => ({ state: 'pending' }))),
+      outputs: '{}',
+      gate_nonce: null,
+      gate_message: null,
+      gate_expires_at: null,
+      error: null,
+      created_by: createdBy,
+      idempotency_key: idempotencyKey ?? null,
+      request_hash: requestHash,
+      created_at: now,
+      updated_at: now,
+      finished_at: null,
+    };
+    this.store.workflows.insert(row);
+    this.o.audit.appendInTx('workflow.started', actor, { workflow_id: row.id, name: plan.name, version: plan.version, plan_hash: plan.plan_hash, steps: plan.steps.length });
+    emit('workflow.updated', this.event(row));
+    this.store.afterCommit(() => this.kick());
+    return { workflow: row, existing: false };
   }
 
   get(id: string): WorkflowRow {

@@ -47,9 +47,11 @@ import type { ConversationService, Provenance } from '../conversations/service.j
 import { OPERATOR_CHANNEL } from '../conversations/service.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
-import { MAX_ARGS_BYTES, MAX_PROMPT_CHARS, MISSED_AFTER_MS_DEFAULT, SCHEDULER_BATCH, SCHEDULER_POLL_MS_DEFAULT, HEARTBEAT_PROMPT_DEFAULT, type ScheduleTarget } from './types.js';
+import { MAX_ARGS_BYTES, MAX_PLAYBOOK_BYTES, MAX_PROMPT_CHARS, MISSED_AFTER_MS_DEFAULT, SCHEDULER_BATCH, SCHEDULER_POLL_MS_DEFAULT, HEARTBEAT_PROMPT_DEFAULT, type ScheduleTarget } from './types.js';
 import { checkZone } from './cron.js';
 import { dueTicks, nextTicks, ticker, type Ticker, type Timing } from './timing.js';
+import type { WorkflowRunner } from '../playbooks/runner.js';
+import { checkPlaybook, compilePlaybook } from '../playbooks/spec.js';
 
 export interface SchedulerOptions {
   store: Store;
@@ -61,6 +63,8 @@ export interface SchedulerOptions {
   engine?: Pick<ExecutionEngine, 'submitInUnit'>;
   /** Starts agent-turn targets. */
   conversations?: Pick<ConversationService, 'accept'>;
+  /** Starts playbook targets. */
+  workflows?: Pick<WorkflowRunner, 'createInTx'>;
   now?: () => number;
   /** Longest wait between passes (default SCHEDULER_POLL_MS_DEFAULT); a pass also runs at the earliest next tick. */
   pollMs?: number;
@@ -95,6 +99,7 @@ export interface FireOutcome {
   run_id: string | null;
   conversation_id: string | null;
   message_id: string | null;
+  workflow_id: string | null;
   error: { code: string; message: string } | null;
 }
 
@@ -328,13 +333,13 @@ export class Scheduler {
       const next = tk.after(due.last);
       // The claim: exactly one claimer moves next_fire_at off `expected`.
       if (!this.store.schedules.advance(r.id, expected, next ?? null, fireAt !== null, missed, now)) return null;
-      const outcome: FireOutcome = { schedule_id: r.id, name: r.name, fire_at: fireAt, ticks, missed, run_id: null, conversation_id: null, message_id: null, error: null };
+      const outcome: FireOutcome = { schedule_id: r.id, name: r.name, fire_at: fireAt, ticks, missed, run_id: null, conversation_id: null, message_id: null, workflow_id: null, error: null };
       if (missed > 0 && fireAt === null) {
         this.o.audit.appendInTx('schedule.missed', this.actor(), { schedule_id: r.id, name: r.name, ticks: missed, first: iso(expected), last: iso(due.last), policy: r.missed_policy, next_fire_at: iso(next) });
         return outcome;
       }
       if (fireAt === null) return outcome;
-      const fire: ScheduleFireRow = { schedule_id: r.id, fire_at: fireAt, ticks, fired_at: now, owner: this.o.owner, run_id: null, conversation_id: null, message_id: null, error: null };
+      const fire: ScheduleFireRow = { schedule_id: r.id, fire_at: fireAt, ticks, fired_at: now, owner: this.o.owner, run_id: null, conversation_id: null, message_id: null, workflow_id: null, error: null };
       if (!this.store.schedules.insertFire(fire)) throw new TyrumError('TYRUM_ERR_CONFLICT', `tick ${iso(fireAt)} of schedule ${r.name} already fired`);
       // The target starts in a savepoint: if it cannot start (a bad request, a full conversation),
       // the tick is still used up and the fire recorded with the error, so it is not retried
@@ -352,9 +357,9 @@ export class Scheduler {
       } catch (e) {
         const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', e instanceof Error ? e.message : String(e));
         outcome.error = { code: err.code, message: err.message };
-        outcome.run_id = outcome.conversation_id = outcome.message_id = null;
+        outcome.run_id = outcome.conversation_id = outcome.message_id = outcome.workflow_id = null;
       }
-      this.store.schedules.updateFire(r.id, fireAt, { run_id: outcome.run_id, conversation_id: outcome.conversation_id, message_id: outcome.message_id, error: outcome.error === null ? null : JSON.stringify(outcome.error) });
+      this.store.schedules.updateFire(r.id, fireAt, { run_id: outcome.run_id, conversation_id: outcome.conversation_id, message_id: outcome.message_id, workflow_id: outcome.workflow_id, error: outcome.error === null ? null : JSON.stringify(outcome.error) });
       const target = targetOf(r);
       emit('schedule.fired', {
         schedule_id: r.id,
@@ -365,6 +370,7 @@ export class Scheduler {
         run_id: outcome.run_id,
         conversation_id: outcome.conversation_id,
         message_id: outcome.message_id,
+        workflow_id: outcome.workflow_id,
         error_code: outcome.error?.code ?? null,
       });
       this.o.audit.appendInTx('schedule.fired', this.actor(), {
@@ -377,6 +383,7 @@ export class Scheduler {
         run_id: outcome.run_id,
         conversation_id: outcome.conversation_id,
         message_id: outcome.message_id,
+        workflow_id: outcome.workflow_id,
         ...(coalesced ? { coalesced: true } : {}),
         error_code: outcome.error?.code ?? null,
         next_fire_at: iso(next),
@@ -416,6 +423,12 @@ export class Scheduler {
         const { message } = this.o.conversations.accept(conv, target.prompt, prov, emit);
         return { ids: { conversation_id: conv.id, message_id: message.id }, coalesced: false };
       }
+      case 'playbook': {
+        if (!this.o.workflows) throw new TyrumError('TYRUM_ERR_INTERNAL', 'this scheduler has no workflow runner to start playbooks');
+        const plan = compilePlaybook(checkPlaybook(target.playbook), target.inputs);
+        const { workflow } = this.o.workflows.createInTx(plan, `schedule:${r.id}`, { kind: 'schedule', schedule_id: r.id, name: r.name, fire_at: iso(fireAt) }, `sched:${r.id}:${fireAt}`, emit);
+        return { ids: { workflow_id: workflow.id }, coalesced: false };
+      }
     }
   }
 
@@ -445,6 +458,12 @@ export class Scheduler {
 }
 
 function checkTarget(t: ScheduleTarget): void {
+  if (t.type === 'playbook') {
+    if (Buffer.byteLength(JSON.stringify([t.playbook, t.inputs])) > MAX_PLAYBOOK_BYTES) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `a schedule's playbook and inputs must be at most ${MAX_PLAYBOOK_BYTES} bytes of JSON`);
+    // Checked and compiled now, so a bad playbook or inputs is refused when added, not at every fire.
+    compilePlaybook(checkPlaybook(t.playbook), t.inputs);
+    return;
+  }
   if (t.type === 'tool') {
     if (typeof t.tool_id !== 'string' || t.tool_id.length === 0 || t.tool_id.length > 200) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'a tool id is 1-200 characters');
     if (typeof t.args !== 'object' || t.args === null || Array.isArray(t.args)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--args must be a JSON object');
@@ -457,6 +476,7 @@ function checkTarget(t: ScheduleTarget): void {
 
 /** The target as the audit log records it: the tool and a hash-free summary, the prompt's length (not its text). */
 function auditTarget(t: ScheduleTarget): Record<string, unknown> {
+  if (t.type === 'playbook') return { type: 'playbook', name: t.playbook.name, version: t.playbook.version, plan_hash: compilePlaybook(checkPlaybook(t.playbook), t.inputs).plan_hash };
   return t.type === 'tool' ? { type: 'tool', tool_id: t.tool_id, arg_keys: Object.keys(t.args) } : { type: 'agent_turn', prompt_chars: t.prompt.length };
 }
 

@@ -9,7 +9,9 @@ export type ScheduleTarget =
   /** An engine run of one tool call: policy, approvals, sandbox and audit like any call. */
   | { type: 'tool'; tool_id: string; args: Record<string, unknown> }
   /** A message into the schedule's own operator conversation, which queues an agent turn. */
-  | { type: 'agent_turn'; prompt: string };
+  | { type: 'agent_turn'; prompt: string }
+  /** A workflow of a playbook (core/playbooks): the document as it was when the schedule was added, and its inputs. */
+  | { type: 'playbook'; playbook: Record<string, unknown>; inputs: Record<string, unknown> };
 
 export type ScheduleTargetType = ScheduleTarget['type'];
 
@@ -26,3 +28,5 @@ export const SCHEDULER_BATCH = 100;
 export const MAX_PROMPT_CHARS = 16_000;
 /** The largest arguments a tool schedule may carry (JSON bytes). */
 export const MAX_ARGS_BYTES = 64 * 1024;
+/** The largest playbook a schedule may carry (JSON bytes, with its inputs). */
+export const MAX_PLAYBOOK_BYTES = 256 * 1024;

@@ -639,4 +639,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE tokens ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0 CHECK (single_use IN (0, 1));
     `,
   },
+  {
+    version: 15,
+    name: 'schedule fires start workflows',
+    sql: `
+      -- A schedule whose target is a playbook records the workflow each fire started.
+      ALTER TABLE schedule_fires ADD COLUMN workflow_id TEXT;
+    `,
+  },
 ];

@@ -40,6 +40,8 @@ export interface ScheduleFireRow {
   run_id: string | null;
   conversation_id: string | null;
   message_id: string | null;
+  /** The workflow a playbook target started (migration 15). */
+  workflow_id: string | null;
   /** JSON {code, message} when the target could not be started. */
   error: string | null;
 }
@@ -110,14 +112,14 @@ export class ScheduleRepo {
     return (
       prepared(
         this.db,
-        `INSERT INTO schedule_fires (schedule_id, fire_at, ticks, fired_at, owner, run_id, conversation_id, message_id, error)
-         VALUES (@schedule_id, @fire_at, @ticks, @fired_at, @owner, @run_id, @conversation_id, @message_id, @error) ON CONFLICT DO NOTHING`,
+        `INSERT INTO schedule_fires (schedule_id, fire_at, ticks, fired_at, owner, run_id, conversation_id, message_id, workflow_id, error)
+         VALUES (@schedule_id, @fire_at, @ticks, @fired_at, @owner, @run_id, @conversation_id, @message_id, @workflow_id, @error) ON CONFLICT DO NOTHING`,
       ).run(f).changes === 1
     );
   }
 
-  updateFire(scheduleId: string, fireAt: number, changes: Pick<ScheduleFireRow, 'run_id' | 'conversation_id' | 'message_id' | 'error'>): void {
-    prepared(this.db, 'UPDATE schedule_fires SET run_id = @run_id, conversation_id = @conversation_id, message_id = @message_id, error = @error WHERE schedule_id = @schedule_id AND fire_at = @fire_at').run({ ...changes, schedule_id: scheduleId, fire_at: fireAt });
+  updateFire(scheduleId: string, fireAt: number, changes: Pick<ScheduleFireRow, 'run_id' | 'conversation_id' | 'message_id' | 'workflow_id' | 'error'>): void {
+    prepared(this.db, 'UPDATE schedule_fires SET run_id = @run_id, conversation_id = @conversation_id, message_id = @message_id, workflow_id = @workflow_id, error = @error WHERE schedule_id = @schedule_id AND fire_at = @fire_at').run({ ...changes, schedule_id: scheduleId, fire_at: fireAt });
   }
 
   /** Fires of a schedule, newest first. */

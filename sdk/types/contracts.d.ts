@@ -452,10 +452,11 @@ export interface EventScheduleFired {
    * Ticks this fire stands for: 1, or more for a catch_up_once fire after downtime.
    */
   ticks: number;
-  target: "tool" | "agent_turn";
+  target: "tool" | "agent_turn" | "playbook";
   run_id: string | null;
   conversation_id: string | null;
   message_id: string | null;
+  workflow_id?: string | null;
   error_code: string | null;
 }
 

@@ -271,3 +271,33 @@ t.test('a workflow waiting at a gate survives a restart; resuming after it compl
   const runs = second.store.execution.listRuns({ limit: 100 }).filter((r) => r.created_by === `workflow:${wf.workflow_id}`);
   t.equal(runs.length, 2, 'one run per tool step, none repeated');
 });
+
+t.test('a schedule whose target is a playbook starts one workflow per fire, in the claim that fires it', async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  await enablePlugins(gw, ['text-utils']);
+  const playbook = { name: 'tick', version: '1', inputs: { type: 'object', properties: { text: { type: 'string' } } }, steps: [{ id: 'count', tool: 'text-utils.word_count', args: { text: '${inputs.text}' } }] };
+  // A bad playbook or inputs is refused when the schedule is added.
+  await t.rejects(gw.scheduler.add({ name: 'bad', every_ms: 1000, target: { type: 'playbook', playbook: { ...playbook, steps: [] }, inputs: {} } }, CLI as never), { code: 'TYRUM_ERR_PLAYBOOK_INVALID' });
+  await t.rejects(gw.scheduler.add({ name: 'bad2', every_ms: 1000, target: { type: 'playbook', playbook, inputs: { text: 5 } } }, CLI as never), { code: 'TYRUM_ERR_PLAYBOOK_INVALID' });
+  const row = await gw.scheduler.add({ name: 'tick', every_ms: 1000, target: { type: 'playbook', playbook, inputs: { text: 'a b c' } } }, CLI as never);
+  const fired = await until('two fires that each started a workflow', () => {
+    const f = gw.store.schedules.fires(row.id, 10).filter((x) => x.workflow_id !== null);
+    return f.length >= 2 ? f : null;
+  });
+  await gw.scheduler.pause('tick', CLI as never);
+  const ids = fired.map((f) => f.workflow_id!);
+  t.equal(new Set(ids).size, ids.length, 'one workflow per fire');
+  for (const id of ids) {
+    const wf = await until(`workflow ${id} finished`, () => {
+      const w = gw.store.workflows.get(id);
+      return w && w.state !== 'running' ? w : null;
+    });
+    t.equal(wf.state, 'succeeded');
+    t.equal(wf.created_by, `schedule:${row.id}`);
+    t.same((JSON.parse(wf.outputs) as Record<string, unknown>).count, { words: 3, chars: 5, lines: 1 });
+  }
+});

@@ -115,7 +115,7 @@ t.test('the outbox loses its oldest events only, never the newest; schedule fire
   seedEvents(h.store, [30, 20, 10, 5, 40]);
   h.store.tx(() => {
     h.store.schedules.insert({ id: 'sch_1', name: 's', kind: 'interval', cron: null, timezone: 'UTC', every_ms: 60_000, anchor_at: 0, target: '{"type":"agent_turn","prompt":"p"}', missed_policy: 'skip', state: 'active', next_fire_at: NOW, last_fire_at: null, fires: 3, missed: 0, created_by: 'cli', created_at: 0, updated_at: 0 });
-    for (const d of [50, 31, 29]) h.store.schedules.insertFire({ schedule_id: 'sch_1', fire_at: NOW - d * DAY, ticks: 1, fired_at: NOW - d * DAY, owner: 'o', run_id: null, conversation_id: null, message_id: null, error: null });
+    for (const d of [50, 31, 29]) h.store.schedules.insertFire({ schedule_id: 'sch_1', fire_at: NOW - d * DAY, ticks: 1, fired_at: NOW - d * DAY, owner: 'o', run_id: null, conversation_id: null, message_id: null, workflow_id: null, error: null });
   });
   const r = await sweeperOf(h).sweep();
   t.equal(category(r, 'events').rows, 3, 'the prefix older than 7 days; the 5-day-old event ends it');

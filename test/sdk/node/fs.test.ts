@@ -34,7 +34,7 @@ function conforms(t: Test, id: keyof typeof BUILTIN_CAPABILITIES, output: unknow
 
 t.test('the built-in contracts: ids match the capability id pattern, version 1, strict schemas', async (t) => {
   const re = new RegExp(CAPABILITY_ID_PATTERN);
-  t.same(Object.keys(BUILTIN_CAPABILITIES).sort(), ['fs.list', 'fs.read', 'fs.search', 'fs.write', 'shell.exec', 'sys.noop']);
+  t.same(Object.keys(BUILTIN_CAPABILITIES).sort(), ['browser.location', 'browser.notify', 'fs.list', 'fs.read', 'fs.search', 'fs.write', 'shell.exec', 'sys.noop']);
   for (const [id, c] of Object.entries(BUILTIN_CAPABILITIES)) {
     t.equal(c.id, id);
     t.match(id, re, `${id} matches the id pattern`);
