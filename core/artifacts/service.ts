@@ -61,16 +61,8 @@ export interface ArtifactInfo {
   created_by: string;
 }
 
-export interface AttachmentInfo {
-  run_id: string;
-  step_idx: number | null;
-  attempt: number | null;
-  kind: 'evidence';
-  name: string | null;
-  media_type: string;
-  attached_at: number;
-  attached_by: string;
-}
+/** An attachment as ops and events show it: the row without its internal id and artifact id. */
+export type AttachmentInfo = Omit<ArtifactAttachmentRow, 'id' | 'artifact_id'>;
 
 /** What a sweep found (dryRun) or removed: counts and bytes, and the ids of this batch. */
 export interface SweepResult {

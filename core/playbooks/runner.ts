@@ -25,7 +25,7 @@ import type { RunDetail, SubmitInput, RunView } from '../execution/types.js';
 import type { ConversationService } from '../conversations/service.js';
 import { OPERATOR_CHANNEL } from '../conversations/service.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
-import { canonicalJson, conditionHolds, fill, type Plan, type PlanStep, type Scope } from './spec.js';
+import { conditionHolds, fill, type Plan, type PlanStep, type Scope } from './spec.js';
 
 export type StepState = 'pending' | 'started' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';
 
@@ -587,4 +587,3 @@ export class WorkflowRunner {
   }
 }
 
-export { canonicalJson };

@@ -6,7 +6,8 @@
  * has one action (tool, node or agent) or is a pure approval gate; references name declared
  * inputs or *earlier* steps; args are an object. Compiling applies the inputs (validated against
  * the playbook's own JSON Schema, defaults filled in) and yields a plan whose hash covers the
- * normalised playbook and the inputs: the same file with the same inputs has the same plan hash.
+ * normalised playbook and the inputs (RFC 8785 canonical JSON, core/util/canonical-json.ts): the same
+ * file with the same inputs has the same plan hash.
  *
  * References are `${inputs.<name>...}` and `${steps.<id>.output...}` with dotted paths (a number
  * segment indexes an array). A string that is exactly one reference takes the referenced value as
@@ -20,6 +21,7 @@ import { validate } from '../protocol/validate.js';
 import { TyrumError } from '../errors/index.js';
 import { compileConfigSchema, toIssues, issuesText } from '../../manifests/json-schema.js';
 import { patternHazard } from '../../manifests/regex-safety.js';
+import { canonicalJson } from '../util/canonical-json.js';
 
 /** The largest playbook file accepted (bytes). */
 export const PLAYBOOK_MAX_BYTES = 256 * 1024;
@@ -160,16 +162,6 @@ function regex(source: string, label: string): RegExp {
   } catch (e) {
     throw invalid(`${label} is not a valid regular expression: ${(e as Error).message}`);
   }
-}
-
-/** JSON with object keys sorted at every level: the same value always has the same text. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 /** Validates the inputs against the playbook's schema (defaults filled in) and compiles the plan. */
