@@ -118,8 +118,11 @@ export class WorkflowRunner {
   private readonly now: () => number;
   private readonly key: Buffer;
   private readonly active = new Map<string, Promise<void>>();
-  /** Wakes workflows waiting for a run or a turn (or a resume). */
-  private wakers = new Set<() => void>();
+  /**
+   * Workflows waiting for their step's run or turn, by that run or turn id: an event wakes only
+   * the workflows waiting on it (the poll, and stop, wake them all).
+   */
+  private readonly waiting = new Map<string, Set<() => void>>();
   private unsubscribe: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -139,7 +142,8 @@ export class WorkflowRunner {
     if (this.started) return;
     this.started = true;
     this.unsubscribe = this.o.engine.onEvent((e) => {
-      if (e.type === 'run.updated' || e.type === 'turn.completed' || e.type === 'turn.failed') this.wake();
+      if (e.type === 'run.updated') this.wake(e.payload.run_id);
+      else if (e.type === 'turn.completed' || e.type === 'turn.failed') this.wake(e.payload.turn_id);
     });
     const poll = (): void => {
       if (this.stopped) return;
@@ -392,10 +396,14 @@ export class WorkflowRunner {
     return { id: id!, idx: Number(idx), nonce: nonce! };
   }
 
-  private wake(): void {
-    const w = this.wakers;
-    this.wakers = new Set();
-    for (const f of w) f();
+  /** Wakes the workflows waiting on run or turn `id`; every waiting workflow without one. */
+  private wake(id?: unknown): void {
+    const keys = id === undefined ? [...this.waiting.keys()] : typeof id === 'string' ? [id] : [];
+    for (const k of keys) {
+      const set = this.waiting.get(k);
+      this.waiting.delete(k);
+      for (const f of set ?? []) f();
+    }
   }
 
   private settled(id: string): void {
@@ -405,9 +413,13 @@ export class WorkflowRunner {
     for (const f of set) f();
   }
 
-  /** Waits for an event that may concern a waiting step (or the poll interval). */
-  private nextWake(): Promise<void> {
-    return new Promise((done) => this.wakers.add(done));
+  /** Waits for an event about run or turn `id` (or the poll interval, or stop). */
+  private nextWake(id: string): Promise<void> {
+    return new Promise((done) => {
+      const set = this.waiting.get(id) ?? new Set();
+      set.add(done);
+      this.waiting.set(id, set);
+    });
   }
 
   private async expireGate(wf: WorkflowRow): Promise<void> {
@@ -441,7 +453,7 @@ export class WorkflowRunner {
       }
       try {
         const waited = await this.step(wf, plan);
-        if (waited === 'wait') await this.nextWake();
+        if (waited !== 'moved') await this.nextWake(waited.on);
       } catch (e) {
         if (this.stopped) return;
         await this.finish(wf, 'failed', errorJson(e));
@@ -450,8 +462,8 @@ export class WorkflowRunner {
     }
   }
 
-  /** One move of the current step; 'wait' when it waits for a run, a turn or an event. */
-  private async step(wf: WorkflowRow, plan: Plan): Promise<'moved' | 'wait'> {
+  /** One move of the current step, or the run or turn id it waits on. */
+  private async step(wf: WorkflowRow, plan: Plan): Promise<'moved' | { on: string }> {
     const idx = wf.step_idx;
     const step = plan.steps[idx]!;
     const records = JSON.parse(wf.steps) as StepRecord[];
@@ -508,7 +520,7 @@ export class WorkflowRunner {
         const err = detail.run.error ?? { code: 'TYRUM_ERR_INTERNAL', wire: 'internal', message: `the run of step "${step.id}" was ${state}` };
         throw new TyrumError(err.code as 'TYRUM_ERR_INTERNAL', `step "${step.id}" ${state === 'cancelled' ? 'was cancelled' : 'failed'}: ${err.message}`, { step_id: step.id, run_id: rec.run_id, ...(err.details ?? {}) });
       }
-      return 'wait';
+      return { on: rec.run_id! };
     }
     const turn = this.store.conversations.turn(rec.turn_id!);
     if (turn?.state === 'completed') {
@@ -520,7 +532,7 @@ export class WorkflowRunner {
       const err = turn.error ? (JSON.parse(turn.error) as ErrorJson) : null;
       throw new TyrumError((err?.code ?? 'TYRUM_ERR_INTERNAL') as 'TYRUM_ERR_INTERNAL', `the agent turn of step "${step.id}" failed${err ? `: ${err.message}` : ''}`, { step_id: step.id, turn_id: turn.id });
     }
-    return 'wait';
+    return { on: rec.turn_id! };
   }
 
   private conversationOf(wf: WorkflowRow, step: PlanStep): ConversationRow {
