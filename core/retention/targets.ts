@@ -20,6 +20,27 @@ function empty(cursor: Cursor): SweepBatch {
   return { rows: 0, bytes: 0, detail: {}, cursor, done: false };
 }
 
+/**
+ * One batch over rows in insertion order (rowid cursor) that ends at the first row created at or
+ * after the cutoff: nothing inserted after it can have ended before the cutoff. `visit` decides
+ * each row and adds what it removes to the batch.
+ */
+function walkCreated<R extends { rid: number; created_at: number }>(req: SweepRequest, scan: (after: number, limit: number) => R[], visit: (row: R, out: SweepBatch) => void): SweepBatch {
+  const after = typeof req.cursor === 'number' ? req.cursor : 0;
+  const scanned = scan(after, req.limit);
+  const out = empty(after);
+  out.done = scanned.length < req.limit;
+  for (const r of scanned) {
+    if (r.created_at >= req.cutoff) {
+      out.done = true;
+      break;
+    }
+    out.cursor = r.rid;
+    visit(r, out);
+  }
+  return out;
+}
+
 /** The turn a run was submitted for: agent turns key their tool runs `<turn id>:<call id>`. */
 function turnOf(idempotencyKey: string | null): string | null {
   if (idempotencyKey === null || !idempotencyKey.startsWith('turn_')) return null;
@@ -48,29 +69,19 @@ export function runsTarget(store: Store): RetentionTarget {
     name: 'runs',
     sweep(req: SweepRequest): SweepBatch {
       const repo = store.retention;
-      const after = typeof req.cursor === 'number' ? req.cursor : 0;
-      const scanned = repo.scanRuns(after, req.limit);
-      const out = empty(after);
-      out.done = scanned.length < req.limit;
-      const live = scanned.length > 0 ? repo.liveTurnIds() : new Set<string>();
-      const liveWorkflows = scanned.length > 0 ? repo.liveWorkflowIds() : new Set<string>();
-      for (const r of scanned) {
-        if (r.created_at >= req.cutoff) {
-          out.done = true;
-          break;
-        }
-        out.cursor = r.rid;
-        if (!TERMINAL.has(r.state) || r.done_at >= req.cutoff) continue;
+      let live: Set<string> | null = null;
+      let liveWorkflows: Set<string> | null = null;
+      return walkCreated(req, (after, limit) => repo.scanRuns(after, limit), (r, out) => {
+        if (!TERMINAL.has(r.state) || r.done_at >= req.cutoff) return;
         const turn = turnOf(r.idempotency_key);
-        if (turn !== null && live.has(turn)) continue;
+        if (turn !== null && (live ??= repo.liveTurnIds()).has(turn)) return;
         const wf = workflowOf(r.idempotency_key);
-        if (wf !== null && liveWorkflows.has(wf)) continue;
-        if (repo.hasPendingApproval(r.id)) continue;
+        if (wf !== null && (liveWorkflows ??= repo.liveWorkflowIds()).has(wf)) return;
+        if (repo.hasPendingApproval(r.id)) return;
         const f = repo.runFootprint(r.id);
         if (!req.dryRun) repo.deleteRun(r.id);
         for (const [table, fp] of Object.entries(f)) add(out, table, fp);
-      }
-      return out;
+      });
     },
   };
 }
@@ -201,22 +212,12 @@ export function workflowsTarget(store: Store): RetentionTarget {
     name: 'workflows',
     sweep(req: SweepRequest): SweepBatch {
       const repo = store.retention;
-      const after = typeof req.cursor === 'number' ? req.cursor : 0;
-      const scanned = repo.scanWorkflows(after, req.limit);
-      const out = empty(after);
-      out.done = scanned.length < req.limit;
-      for (const w of scanned) {
-        if (w.created_at >= req.cutoff) {
-          out.done = true;
-          break;
-        }
-        out.cursor = w.rid;
-        if (!TERMINAL.has(w.state) || w.finished_at === null || w.finished_at >= req.cutoff) continue;
+      return walkCreated(req, (after, limit) => repo.scanWorkflows(after, limit), (w, out) => {
+        if (!TERMINAL.has(w.state) || w.finished_at === null || w.finished_at >= req.cutoff) return;
         const f = repo.workflowFootprint(w.id);
         if (!req.dryRun) repo.deleteWorkflow(w.id);
         add(out, 'workflows', f);
-      }
-      return out;
+      });
     },
   };
 }
