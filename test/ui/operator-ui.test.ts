@@ -10,6 +10,10 @@ import type { Browser, Page } from 'playwright-core';
 import { startTestGateway, removeHome, connect, type RawConn } from '../helpers/gateway.js';
 import { launchChromium, skipWithoutChromium, UI_DIR } from '../helpers/browser.js';
 import { startGateway } from '../../core/runtime.js';
+import { pluginDir } from '../core/registry/helpers.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const NOTES = new URL('../../plugins/notes/build/', import.meta.url).pathname;
 const CLI = { kind: 'cli', user: 'test' };
@@ -85,6 +89,31 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     await card.getByText('enabled', { exact: true }).first().waitFor({ timeout: 10_000 });
     const listed = result<{ plugins: Array<{ id: string; state: string }> }>(await conn.request('plugin.list', {}));
     t.match(listed.plugins.find((p) => p.id === 'notes'), { state: 'enabled' });
+  });
+
+  await t.test('an upgrade that asks for more shows its permission diff on the page, and is granted and enabled from there', async (t) => {
+    const parent = mkdtempSync(join(tmpdir(), 'tyrum-ui-upgrade-'));
+    t.teardown(() => rmSync(parent, { recursive: true, force: true }));
+    const v = (version: string, hosts: string[]) => pluginDir(parent, { id: 'upg', wat: 'echo', version, tools: [{ id: 'echo' }], requests: { egress: hosts.map((host) => ({ host })) }, risk: ['network'] });
+    await gw.plugins.install(await v('1.0.0', ['a.example.com']), CLI);
+    await gw.plugins.grant('upg', { allRequested: true, acceptRisks: ['network'] }, CLI);
+    await gw.plugins.enable('upg', CLI);
+    const card = page.getByTestId('plugin-upg');
+    await card.getByText('enabled', { exact: true }).first().waitFor({ timeout: 10_000 });
+    t.equal(await card.getByTestId('upgrade-diff').count(), 0, 'no diff before an upgrade');
+    await gw.plugins.install(await v('2.0.0', ['a.example.com', 'b.example.com']), CLI);
+    const diff = card.getByTestId('upgrade-diff');
+    await diff.waitFor({ timeout: 10_000 });
+    t.match(await diff.textContent(), /1\.0\.0 → 2\.0\.0[\s\S]*egress[\s\S]*added[\s\S]*https:\/\/b\.example\.com:443/, 'the page shows what the upgrade added');
+    t.match(await card.getByTestId('blockers').textContent(), /asks for more/, 'and that it blocks enabling');
+    t.ok(await card.getByText('disabled', { exact: true }).first().isVisible(), 'the upgraded plugin is disabled');
+    await card.getByTestId('grant').click();
+    await diff.waitFor({ state: 'detached', timeout: 10_000 });
+    await card.getByTestId('enable').click();
+    await card.getByText('enabled', { exact: true }).first().waitFor({ timeout: 10_000 });
+    const got = result<{ plugin: { state: string; pending_upgrade: unknown; effective: { egress: Array<{ host: string }> } } }>(await conn.request('plugin.get', { plugin_id: 'upg' }));
+    t.match(got.plugin, { state: 'enabled', pending_upgrade: null });
+    t.same(got.plugin.effective.egress.map((e) => e.host).sort(), ['a.example.com', 'b.example.com'], 'the new grant covers the new host');
   });
 
   await t.test('a pending call appears live, is approved from the page, and its run completes', async (t) => {
