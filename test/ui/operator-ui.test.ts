@@ -48,6 +48,11 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
   const base = `http://127.0.0.1:${gw.port}`;
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, geolocation: { latitude: 52.37, longitude: 4.89, accuracy: 25 } });
   await context.grantPermissions(['notifications', 'geolocation'], { origin: base });
+  // Counts the tones the page starts (the new-approval sound is a WebAudio oscillator).
+  await context.addInitScript({
+    content: 'window.__tones = 0; { const start = OscillatorNode.prototype.start; OscillatorNode.prototype.start = function (...a) { window.__tones += 1; return start.apply(this, a); }; }',
+  });
+  const tones = () => page.evaluate<number>('window.__tones');
   const page: Page = await context.newPage();
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -123,11 +128,51 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     const card = page.getByTestId(`approval-${call.approval_id}`);
     await card.waitFor({ timeout: 10_000 });
     t.equal((await page.getByTestId('approval-badge').textContent())?.trim(), '1', 'the badge counts it');
+    await page.waitForFunction('window.__tones === 1', undefined, { timeout: 10_000 });
+    t.pass('and a tone played for it');
     t.match(await card.textContent(), /notes\.add_note/);
     await card.getByTestId('approve').click();
     const done = await waitRun(conn, call.run_id);
     t.equal(done.run.state, 'succeeded');
     await card.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
+  await t.test('no tone for approvals already pending at load; the sound toggle mutes it and is remembered', async (t) => {
+    const invoke = async (title: string) => result<{ approval_id: string; state: string }>(await conn.request('tool.invoke', { tool_id: 'notes.add_note', args: { title, body: '' }, wait_ms: 2000 }));
+    const first = await invoke('Waiting before the reload');
+    await page.reload();
+    await page.getByTestId('conn-state').filter({ hasText: 'live' }).waitFor({ timeout: 15_000 });
+    await page.getByTestId(`approval-${first.approval_id}`).waitFor({ timeout: 10_000 });
+    await page.getByTestId('approval-badge').filter({ hasText: '1' }).waitFor({ timeout: 10_000 });
+    t.equal(await tones(), 0, 'an approval already pending when the page loads does not chime');
+    const toggle = page.getByTestId('sound-toggle');
+    t.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    await toggle.click();
+    t.equal((await toggle.textContent())?.trim(), 'Sound off');
+    const second = await invoke('Arrives while muted');
+    await page.getByTestId(`approval-${second.approval_id}`).waitFor({ timeout: 10_000 });
+    await page.getByTestId('approval-badge').filter({ hasText: '2' }).waitFor({ timeout: 10_000 });
+    t.equal(await tones(), 0, 'muted: no tone');
+    await page.reload();
+    await page.getByTestId('conn-state').filter({ hasText: 'live' }).waitFor({ timeout: 15_000 });
+    t.equal((await page.getByTestId('sound-toggle').textContent())?.trim(), 'Sound off', 'the choice survives a reload');
+    await page.getByTestId('sound-toggle').click();
+    t.equal(await page.evaluate<string | null>("localStorage.getItem('tyrum.sound')"), null, 'sound on again');
+    for (const a of [first, second]) result(await conn.request('approval.resolve', { approval_id: a.approval_id, decision: 'denied', reason: 'test cleanup' }));
+    await page.getByTestId('approval-badge').waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
+  await t.test('the Health page shows the doctor checks the gateway ran on its own home', async (t) => {
+    await page.getByTestId('nav-health').click();
+    const table = page.getByTestId('health');
+    await table.waitFor({ timeout: 20_000 });
+    for (const name of ['home', 'config', 'database', 'gateway-key', 'audit-chain', 'plugins']) {
+      const row = table.getByTestId(`check-${name}`);
+      t.match(await row.textContent(), /gateway$/, `${name} ran in the gateway`);
+    }
+    t.match(await table.getByTestId('check-home').textContent(), /okmode 700|ok.*mode 700/);
+    t.match(await table.getByTestId('check-database').textContent(), /quick_check=ok/);
+    t.match(await table.getByTestId('check-audit-chain').textContent(), /entries verify; checkpoint at/);
   });
 
   await t.test('a changed MCP tool is reviewed with its diff and approved from the page', async (t) => {
