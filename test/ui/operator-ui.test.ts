@@ -175,6 +175,35 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     t.match(await table.getByTestId('check-audit-chain').textContent(), /entries verify; checkpoint at/);
   });
 
+  await t.test('a workflow waiting at an approval gate is shown live with its steps and approved from the page', async (t) => {
+    await page.getByTestId('nav-workflows').click();
+    const playbook = {
+      name: 'ui-check',
+      version: '1',
+      steps: [
+        { id: 'confirm', approval: { message: 'Go ahead with the UI check?' } },
+        { id: 'list', tool: 'notes.list_notes', args: {} },
+      ],
+    };
+    const started = result<{ workflow: { workflow_id: string; state: string } }>(await conn.request('workflow.start', { playbook, wait_ms: 2000 })).workflow;
+    t.equal(started.state, 'paused', 'the workflow waits at its gate');
+    const row = page.getByTestId(`workflow-${started.workflow_id}`);
+    await row.waitFor({ timeout: 10_000 });
+    t.match(await row.textContent(), /ui-check[\s\S]*paused[\s\S]*gate confirm/, 'the list shows it paused at its gate');
+    await row.getByRole('link').click();
+    const detail = page.getByTestId('workflow-detail');
+    const gate = detail.getByTestId('workflow-gate');
+    await gate.waitFor({ timeout: 10_000 });
+    t.match(await gate.textContent(), /Go ahead with the UI check\?/);
+    t.match(await detail.getByTestId('wf-step-list').textContent(), /notes\.list_notes[\s\S]*pending/);
+    await gate.getByTestId('gate-approve').click();
+    await detail.getByTestId('wf-step-list').getByText('succeeded').waitFor({ timeout: 15_000 });
+    await gate.waitFor({ state: 'detached', timeout: 10_000 });
+    const done = result<{ workflow: { state: string; steps: Array<{ id: string; state: string; output: unknown }> } }>(await conn.request('workflow.get', { workflow_id: started.workflow_id }));
+    t.equal(done.workflow.state, 'succeeded');
+    t.match(done.workflow.steps[0], { id: 'confirm', state: 'succeeded', output: { approved: true } }, 'the gate was approved by the page');
+  });
+
   await t.test('a changed MCP tool is reviewed with its diff and approved from the page', async (t) => {
     const echo = { name: 'echo', description: 'Echoes back the input string', inputSchema: { type: 'object', properties: { message: { type: 'string' } } } };
     await gw.mcp.add({ name: 'srv', spec: { transport: 'stdio', command: 'node', args: ['missing-server.js'] } }, CLI);

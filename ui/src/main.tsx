@@ -16,12 +16,14 @@ import { McpPage } from './pages/mcp.js';
 import { NodesPage } from './pages/nodes.js';
 import { PluginsPage } from './pages/plugins.js';
 import { RunsPage } from './pages/runs.js';
+import { WorkflowsPage } from './pages/workflows.js';
 
 const TOKEN_RE = /^tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/;
 
 const PAGES = [
   ['approvals', 'Approvals'],
   ['runs', 'Runs'],
+  ['workflows', 'Workflows'],
   ['plugins', 'Plugins'],
   ['mcp', 'MCP'],
   ['nodes', 'Nodes'],
@@ -273,6 +275,8 @@ function Page({ route, session, node }: { route: { page: PageId; id: string | nu
       return <ApprovalsPage session={session} />;
     case 'runs':
       return <RunsPage session={session} runId={route.id} />;
+    case 'workflows':
+      return <WorkflowsPage session={session} workflowId={route.id} />;
     case 'plugins':
       return <PluginsPage session={session} />;
     case 'mcp':
