@@ -266,6 +266,27 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     t.match(located.steps[0]?.result, { latitude: 52.37, longitude: 4.89, accuracy_m: 25 }, 'the browser reported its (granted) position');
   });
 
+  await t.test('revoking the browser node from the Nodes page closes its socket and refuses later tasks', async (t) => {
+    await page.getByTestId('nav-nodes').click();
+    type Presence = { entries: Array<{ mode: string | null; role: string; connected: boolean }> };
+    const connectedNodes = async () => result<Presence>(await conn.request('presence.list', {})).entries.filter((e) => e.role === 'node' && e.mode === 'browser-node' && e.connected).length;
+    t.equal(await connectedNodes(), 1, 'the browser node is connected');
+    await page.getByTestId('pairing-revoke-tab').click();
+    await page.getByTestId('node-state').filter({ hasText: /stopped/ }).waitFor({ timeout: 15_000 });
+    t.match(await page.getByTestId('browser-node').textContent(), /revoked/, 'the node says its pairing was revoked');
+    const pairings = result<{ pairings: Array<{ state: string; node_name: string | null }> }>(await conn.request('pairing.list', {}));
+    t.match(pairings.pairings.find((p) => p.node_name === 'tab'), { state: 'revoked' });
+    let nodes = 1;
+    for (let i = 0; i < 50 && nodes > 0; i++) {
+      nodes = await connectedNodes();
+      if (nodes > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.equal(nodes, 0, 'its socket was closed: it is no longer present');
+    const refused = await conn.request('tool.invoke', { tool_id: 'node.browser.notify@tab', args: { title: 'After revoke', body: '' }, wait_ms: 2000 });
+    t.equal(refused.ok, false, 'a later task for it is refused');
+    t.match(refused.error, { code: 'forbidden', details: { failed: 'paired' } }, 'because it is no longer paired');
+  });
+
   await t.test('after the gateway restarts, the page reconnects by itself and shows what happened meanwhile', async (t) => {
     await page.getByTestId('nav-approvals').click();
     conn.ws.close();
