@@ -437,7 +437,7 @@ export interface PluginRecord {
   updated_at: number;
 }
 
-/** An upgrade's permission diff waiting for the operator's new grant (migration 17). */
+/** An upgrade's permission diff waiting for the operator's new grant (migration 16). */
 export interface PendingDiffRecord {
   plugin_id: string;
   from_version: string;

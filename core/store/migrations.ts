@@ -648,7 +648,7 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 17,
+    version: 16,
     name: 'plugin upgrade permission diffs',
     sql: `
       -- What an upgrade asked for beyond the version the operator last granted (core/registry
