@@ -35,6 +35,7 @@ import type { OperationType } from '../schemas/index.js';
 import type { Peer } from './protocol/session.js';
 import { TyrumError, isTyrumError } from './errors/index.js';
 import { openHomeCore, type HomeCore, type OpenHomeOptions } from './home.js';
+import { gatewayDoctor } from './doctor/checks.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
@@ -454,6 +455,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       workflows,
       artifacts,
       mcp: svc.mcp,
+      doctor: gatewayDoctor({ home: svc.paths.home, paths: svc.paths, store, verifier: key, plugins: () => plugins.list() }),
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.

@@ -5,7 +5,7 @@
  * (playwright-core; /usr/bin/chromium or $TYRUM_CHROMIUM) through the pages. Needs `npm run build`
  * once (the plugins and dist/ui).
  */
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -82,6 +82,35 @@ try {
   await page.getByText('New conversation').click();
   await page.waitForURL(/#\/conversations\/.+/);
   await shot('conversations');
+  // A workflow paused at its approval gate.
+  const playbook = {
+    name: 'weekly-notes',
+    version: '1',
+    steps: [
+      { id: 'list', tool: 'notes.list_notes', args: {} },
+      { id: 'confirm', approval: { message: 'Archive this week\'s notes?' } },
+      { id: 'archive', tool: 'notes.list_notes', args: {} },
+    ],
+  };
+  const started = await conn.request('workflow.start', { playbook, wait_ms: 5000 });
+  if (started.ok !== true) throw new Error(`workflow.start: ${JSON.stringify(started.error)}`);
+  const wf = started.result as { workflow: { workflow_id: string } };
+  await page.goto(`${base}/#/workflows/${encodeURIComponent(wf.workflow.workflow_id)}`);
+  await page.getByTestId('workflow-gate').waitFor();
+  await shot('workflows');
+  // Notes 1.1.0 asks for more storage and the network: its permission diff waits for review.
+  const upgraded = join(home, 'notes-1.1.0');
+  cpSync(notes, upgraded, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(upgraded, 'tyrum.plugin.json'), 'utf8')) as { version: string; requests: Record<string, unknown>; risk: string[] };
+  manifest.version = '1.1.0';
+  manifest.requests = { ...manifest.requests, kv: { quota_bytes: 8 * 1024 * 1024 }, egress: [{ host: 'sync.example.com', methods: ['GET', 'PUT'] }] };
+  manifest.risk = [...manifest.risk, 'network'];
+  writeFileSync(join(upgraded, 'tyrum.plugin.json'), JSON.stringify(manifest, null, 2));
+  await gw.plugins.install(upgraded, cli);
+  await page.getByTestId('nav-plugins').click();
+  await page.getByTestId('upgrade-diff').waitFor();
+  await page.getByTestId('upgrade-diff').scrollIntoViewIfNeeded();
+  await shot('plugins-upgrade');
   await page.getByTestId('nav-audit').click();
   await page.getByTestId('audit-verify').getByText('verified').waitFor();
   await shot('audit');

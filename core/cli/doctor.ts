@@ -3,20 +3,13 @@
  * permissions, configuration, database pragmas and integrity, the gateway key, the port, and
  * the audit chain. Never creates anything: a missing home is reported, not made.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { resolveHome, homePaths, loadConfig, type Config } from '../config/index.js';
-import { openStore, assertPragmas, type Store } from '../store/index.js';
-import { loadGatewayKey, type GatewayKey } from '../auth/gateway-key.js';
-import { verifyAudit } from '../audit/index.js';
+import { resolveHome, homePaths, type Config } from '../config/index.js';
+import { openStore, type Store } from '../store/index.js';
+import { homeCheck, configCheck, databaseCheck, gatewayKeyCheck, auditCheck, skipped, type DoctorCheck } from '../doctor/checks.js';
 import { parse } from './args.js';
 import type { Io } from './io.js';
-
-interface Check {
-  name: string;
-  ok: boolean;
-  detail: string;
-}
 
 /** Runs every check; exit 1 when any fails. */
 export async function doctor(argv: string[], io: Io): Promise<number> {
@@ -27,58 +20,36 @@ export async function doctor(argv: string[], io: Io): Promise<number> {
   }
   const home = resolveHome(values.home);
   const paths = homePaths(home);
-  const checks: Check[] = [];
-  const add = (name: string, fn: () => string) => {
-    try {
-      checks.push({ name, ok: true, detail: fn() });
-    } catch (e) {
-      checks.push({ name, ok: false, detail: (e as Error).message });
-    }
-  };
-
-  add('home', () => {
-    if (!existsSync(home)) throw new Error(`${home} does not exist (run \`tyrum start\` once to create it)`);
-    const mode = statSync(home).mode & 0o777;
-    if ((mode & 0o077) !== 0) throw new Error(`${home} has mode ${mode.toString(8)}; run: chmod 700 ${home}`);
-    return `${home} (mode ${mode.toString(8)})`;
-  });
-  let config: Config | null = null;
-  add('config', () => {
-    config = loadConfig(home);
-    return existsSync(paths.config) ? `${paths.config} valid` : 'no config.json; defaults in effect';
-  });
+  const checks: DoctorCheck[] = [homeCheck(home)];
+  const cfg = configCheck(home, paths);
+  checks.push(cfg.check);
   let store: Store | null = null;
-  add('database', () => {
-    if (!existsSync(paths.db)) throw new Error(`${paths.db} does not exist`);
-    store = openStore(paths.db);
-    const p = store.pragmas();
-    assertPragmas(p);
-    const integrity = store.integrityCheck();
-    if (integrity !== 'ok') throw new Error(`integrity_check: ${integrity}`);
-    return `journal_mode=${p.journal_mode} ${p.commit_sync === 'store' ? 'synchronous=NORMAL, each commit fdatasynced by the store' : 'synchronous=FULL'} foreign_keys=on integrity=ok schema=v${store.schemaVersion()}`;
-  });
-  let key: GatewayKey | null = null;
-  add('gateway key', () => {
-    key = loadGatewayKey(paths.gatewayKey);
-    return `${paths.gatewayKey} (id ${key.keyId}, mode 600)`;
-  });
-  add('audit chain', () => {
-    if (!store || !key) throw new Error('skipped: database or key unavailable');
-    const r = verifyAudit({ store, verifier: key, checkpointPath: paths.auditCheckpoint });
-    if (!r.ok) throw new Error(r.reason ?? 'verification failed');
-    return `${r.entries} entries verify; checkpoint at ${r.checkpoint?.seq ?? 0}`;
-  });
+  if (!existsSync(paths.db)) checks.push({ name: 'database', status: 'fail', detail: `${paths.db} does not exist` });
+  else {
+    try {
+      store = openStore(paths.db);
+      checks.push(databaseCheck(store, 'full'));
+    } catch (e) {
+      checks.push({ name: 'database', status: 'fail', detail: (e as Error).message });
+    }
+  }
+  const key = gatewayKeyCheck(paths);
+  checks.push(key.check);
+  // The CLI fails what it cannot check (a gateway's doctor.run only warns: it is running).
+  if (!store || !key.key) checks.push({ ...skipped('audit chain', 'database or key unavailable'), status: 'fail' });
+  else checks.push(auditCheck(store, key.key, paths.auditCheckpoint));
   (store as Store | null)?.close();
 
-  const cfg = config as Config | null;
-  if (cfg !== null) {
-    const detail = await portCheck(cfg, (key as GatewayKey | null)?.keyId ?? null);
-    checks.push({ name: 'port', ok: detail.ok, detail: detail.text });
+  const config = cfg.config as Config | null;
+  if (config !== null) {
+    const detail = await portCheck(config, key.key?.keyId ?? null);
+    checks.push({ name: 'port', status: detail.ok ? 'ok' : 'fail', detail: detail.text });
   }
 
-  if (values.json) io.out(JSON.stringify({ ok: checks.every((c) => c.ok), checks }));
-  else for (const c of checks) io.out(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(12)} ${c.detail}`);
-  return checks.every((c) => c.ok) ? 0 : 1;
+  const ok = checks.every((c) => c.status !== 'fail');
+  if (values.json) io.out(JSON.stringify({ ok, checks: checks.map((c) => ({ name: c.name, ok: c.status !== 'fail', status: c.status, detail: c.detail })) }));
+  else for (const c of checks) io.out(`${c.status === 'ok' ? 'ok  ' : c.status === 'warn' ? 'warn' : 'FAIL'}  ${c.name.padEnd(12)} ${c.detail}`);
+  return ok ? 0 : 1;
 }
 
 /**

@@ -106,6 +106,11 @@ function describe(p: PluginInfo): string {
     `  risks:     ${p.risk.join(', ') || '-'}${e.accepted_risks.length > 0 ? ` (accepted: ${e.accepted_risks.join(', ')})` : ''}`,
     `  effective: egress ${e.egress.map((r) => `${r.scheme}://${r.host}:${r.port} ${r.methods.join(',')}`).join('; ') || 'none'}; secrets ${e.secrets.map((s) => `${s.name}->${s.destinations.join(',')}`).join('; ') || 'none'}; kv ${e.kv ? `${e.kv.quota_bytes} B` : 'none'}; memory ${e.memory.max_pages} pages; timeout ${e.time.timeout_ms} ms`,
   ];
+  if (p.pending_upgrade) {
+    const u = p.pending_upgrade;
+    lines.push(`  upgrade:   ${u.from_version} → ${u.to_version} asks for more than was granted (review, then tyrum plugin grant ${p.id} ...):`);
+    for (const d of u.diff) lines.push(`    ${d.kind} ${d.change}: ${d.detail}`);
+  }
   return lines.join('\n');
 }
 

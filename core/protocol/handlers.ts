@@ -26,6 +26,7 @@ import { conversationInfo, deliveryInfo, messageInfo, turnInfo, type Conversatio
 import { channelInfo, senderInfo, type ChannelService } from '../channels/service.js';
 import type { ArtifactService, ArtifactInfo } from '../artifacts/service.js';
 import type { McpRegistry, McpServerView } from '../mcp/registry.js';
+import type { DoctorCheck } from '../doctor/checks.js';
 
 export interface HandlerServices {
   store: Store;
@@ -54,6 +55,8 @@ export interface HandlerServices {
   artifacts: Pick<ArtifactService, 'get' | 'listForRun' | 'readableBy'>;
   /** MCP servers and their tool approvals (mcp.list, mcp.diff, mcp.approve). */
   mcp: Pick<McpRegistry, 'list' | 'get' | 'diff' | 'approve'>;
+  /** `tyrum doctor`'s in-process checks of the gateway's own home (doctor.run). */
+  doctor(): { ok: boolean; checks: DoctorCheck[]; checked_at: string };
   /** Secret handles (never values). */
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
@@ -151,6 +154,14 @@ export function createHandlers(s: HandlerServices): Handlers {
         first_bad_seq: r.first_bad?.seq ?? null,
         reason: r.reason ?? null,
       };
+    },
+
+    'doctor.run': async () => {
+      // Flush first, as audit.verify does, so the chain checked includes what is queued.
+      await s.audit.flush().catch((e: unknown) => {
+        if (!isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')) throw e;
+      });
+      return s.doctor();
     },
 
     'token.create': async (p, peer) => {

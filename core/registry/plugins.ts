@@ -47,8 +47,20 @@ export interface PluginInfo {
   grant: PluginGrant | null;
   effective: EffectiveRights;
   blockers: string[];
+  /** What upgrades asked for beyond the last granted version, until the operator grants again. */
+  pending_upgrade: PendingUpgrade | null;
   installed_at: string;
   updated_at: string;
+}
+
+/** An upgrade's permission diff waiting for a new grant (it blocks enabling meanwhile). */
+export interface PendingUpgrade {
+  /** The version the operator's grant was made for (before the first upgrade that asked for more). */
+  from_version: string;
+  to_version: string;
+  /** Everything the upgrades since from_version asked for beyond it. */
+  diff: PermissionChange[];
+  since: string;
 }
 
 export interface InstallResult {
@@ -105,7 +117,10 @@ export class PluginRegistry {
       installed_at: existing?.installed_at ?? at,
       updated_at: at,
     };
-    this.o.store.tx(() => this.o.store.plugins.upsert(record));
+    this.o.store.tx(() => {
+      this.o.store.plugins.upsert(record);
+      if (existing) this.recordPendingDiff(existing, m.version, diff, at);
+    });
     await this.changed(record, action, actor, {
       version: m.version,
       previous_version: existing?.version ?? null,
@@ -144,12 +159,15 @@ export class PluginRegistry {
     const undeclared = accept.filter((f) => !(manifest.risk ?? []).includes(f));
     if (undeclared.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `plugin ${id} does not declare risk ${undeclared.join(', ')}; accept only declared risks`);
     const at = this.now();
+    const pending = this.pendingUpgrade(id);
     this.o.store.tx(() => {
       this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at });
+      // Granting is the operator's review of an upgrade's permission diff.
+      this.o.store.plugins.clearPendingDiff(id);
       this.touch(id);
     });
     const effective = effectiveRights(manifest, grant);
-    await this.changed(r, 'granted', actor, { grant, effective });
+    await this.changed(r, 'granted', actor, { grant, effective, ...(pending ? { reviewed_upgrade: pending } : {}) });
     return this.info(this.record(id));
   }
 
@@ -263,6 +281,8 @@ export class PluginRegistry {
     const out: string[] = [];
     // The grant is the operator's key: even a plugin that asks for nothing must be granted.
     if (!this.o.store.plugins.getGrant(r.id)) out.push(`not granted (tyrum plugin grant ${r.id} ...)`);
+    const pending = this.pendingUpgrade(r.id);
+    if (pending) out.push(`upgrade ${pending.from_version} → ${pending.to_version} asks for more (${pending.diff.map((d) => `${d.kind} ${d.change}: ${d.detail}`).join('; ')}); review it and grant again`);
     if (eff.missing_risks.length > 0) out.push(`risk not accepted: ${eff.missing_risks.join(', ')} (grant with accept_risks)`);
     try {
       this.validateConfig(r, manifest, this.storedConfig(r.id));
@@ -300,6 +320,25 @@ export class PluginRegistry {
     });
   }
 
+  /**
+   * After an upgrade or downgrade of a granted plugin: a version asking for more starts (or adds
+   * to) the pending diff, which stays until the next grant; one asking for nothing new moves an
+   * existing pending diff to the new version. Runs in the install's transaction.
+   */
+  private recordPendingDiff(previous: PluginRecord, toVersion: string, diff: PermissionChange[], at: number): void {
+    const cur = this.o.store.plugins.getPendingDiff(previous.id);
+    if (diff.length === 0 && !cur) return;
+    if (!cur && !this.o.store.plugins.getGrant(previous.id)) return; // nothing granted yet: the whole request awaits a first grant
+    const merged = cur ? (JSON.parse(cur.diff_json) as PermissionChange[]) : [];
+    for (const d of diff) if (!merged.some((x) => x.kind === d.kind && x.change === d.change && x.detail === d.detail)) merged.push(d);
+    this.o.store.plugins.setPendingDiff({ plugin_id: previous.id, from_version: cur?.from_version ?? previous.version, to_version: toVersion, diff_json: JSON.stringify(merged), created_at: at });
+  }
+
+  private pendingUpgrade(id: string): PendingUpgrade | null {
+    const p = this.o.store.plugins.getPendingDiff(id);
+    return p ? { from_version: p.from_version, to_version: p.to_version, diff: JSON.parse(p.diff_json) as PermissionChange[], since: new Date(p.created_at).toISOString() } : null;
+  }
+
   private storedConfig(id: string): Record<string, unknown> {
     const raw = this.o.store.plugins.getConfig(id);
     return raw === undefined ? {} : (JSON.parse(raw) as Record<string, unknown>);
@@ -333,6 +372,7 @@ export class PluginRegistry {
       grant,
       effective: effectiveRights(m, grant),
       blockers: this.blockers(r),
+      pending_upgrade: this.pendingUpgrade(r.id),
       installed_at: new Date(r.installed_at).toISOString(),
       updated_at: new Date(r.updated_at).toISOString(),
     };

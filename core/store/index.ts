@@ -437,6 +437,15 @@ export interface PluginRecord {
   updated_at: number;
 }
 
+/** An upgrade's permission diff waiting for the operator's new grant (migration 16). */
+export interface PendingDiffRecord {
+  plugin_id: string;
+  from_version: string;
+  to_version: string;
+  diff_json: string;
+  created_at: number;
+}
+
 export interface GrantRecord {
   plugin_id: string;
   grant_json: string;
@@ -490,6 +499,22 @@ export class PluginRepo {
 
   deleteGrant(id: string): boolean {
     return prepared(this.db, 'DELETE FROM plugin_grants WHERE plugin_id = ?').run(id).changes === 1;
+  }
+
+  getPendingDiff(id: string): PendingDiffRecord | undefined {
+    return prepared(this.db, 'SELECT * FROM plugin_pending_diffs WHERE plugin_id = ?').get(id) as PendingDiffRecord | undefined;
+  }
+
+  setPendingDiff(r: PendingDiffRecord): void {
+    prepared(this.db, 
+        `INSERT INTO plugin_pending_diffs (plugin_id, from_version, to_version, diff_json, created_at) VALUES (@plugin_id, @from_version, @to_version, @diff_json, @created_at)
+         ON CONFLICT(plugin_id) DO UPDATE SET to_version = excluded.to_version, diff_json = excluded.diff_json, created_at = excluded.created_at`,
+      )
+      .run(r);
+  }
+
+  clearPendingDiff(id: string): boolean {
+    return prepared(this.db, 'DELETE FROM plugin_pending_diffs WHERE plugin_id = ?').run(id).changes === 1;
   }
 
   getConfig(id: string): string | undefined {
@@ -996,8 +1021,15 @@ export class Store {
   }
 
   /** Result of `PRAGMA integrity_check` ("ok" when healthy). */
-  integrityCheck(): string {
-    return String(this.db.pragma('integrity_check', { simple: true }));
+  /**
+   * SQLite's own consistency check: `full` is `integrity_check`, `quick` is `quick_check` (no
+   * index-versus-table cross-check; still reads every page). 'ok', or up to `maxErrors` problems
+   * joined by '; '.
+   */
+  integrityCheck(kind: 'full' | 'quick' = 'full', maxErrors = 100): string {
+    const n = Math.max(1, Math.floor(maxErrors));
+    const rows = this.db.pragma(`${kind === 'full' ? 'integrity_check' : 'quick_check'}(${n})`) as Array<Record<string, unknown>>;
+    return rows.map((r) => String(Object.values(r)[0])).join('; ');
   }
 
   /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). */

@@ -647,4 +647,20 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE schedule_fires ADD COLUMN workflow_id TEXT;
     `,
   },
+  {
+    version: 16,
+    name: 'plugin upgrade permission diffs',
+    sql: `
+      -- What an upgrade asked for beyond the version the operator last granted (core/registry
+      -- permissionDiff), kept until the operator grants again: the Plugins page and plugin.list
+      -- show it, and it blocks enabling. from_version is the version before the first such upgrade.
+      CREATE TABLE plugin_pending_diffs (
+        plugin_id TEXT PRIMARY KEY REFERENCES plugins (id) ON DELETE CASCADE,
+        from_version TEXT NOT NULL,
+        to_version TEXT NOT NULL,
+        diff_json TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

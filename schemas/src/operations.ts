@@ -308,6 +308,16 @@ export const PluginInfo = Strict({
   effective: EffectiveRights,
   /** Why the plugin cannot be enabled as things stand (empty when it can). */
   blockers: Type.Array(Type.String()),
+  /** An upgrade's permission diff waiting for the operator's new grant (cleared by plugin.grant; blocks enabling meanwhile). */
+  pending_upgrade: Type.Union([
+    Strict({
+      from_version: Type.String({ description: 'the version the current grant was made for' }),
+      to_version: Type.String(),
+      diff: Type.Array(Strict({ kind: Type.Union([Type.Literal('egress'), Type.Literal('secret'), Type.Literal('kv'), Type.Literal('memory'), Type.Literal('time'), Type.Literal('risk')]), change: Type.Union([Type.Literal('added'), Type.Literal('widened')]), detail: Type.String() })),
+      since: IsoTime,
+    }),
+    Type.Null(),
+  ]),
   installed_at: IsoTime,
   updated_at: IsoTime,
 });
@@ -437,6 +447,17 @@ export const OPERATIONS = {
       reason: Type.Union([Type.String(), Type.Null()]),
     }),
   },
+  'doctor.run': {
+    description: "Runs the checks of `tyrum doctor` that the gateway can make on its own home, in-process: home permissions, config.json, database pragmas and SQLite's quick_check, the gateway key file, the audit chain and its signed checkpoint, plus installed plugins awaiting review. Changes nothing. Admin scope: quick_check and the chain walk read the whole database; a call within 5 s of the last returns that report (see checked_at).",
+    scopes: ['operator.admin'],
+    roles: ['client'],
+    payload: Empty,
+    result: Strict({
+      ok: Type.Boolean({ description: 'no check failed (warnings allowed)' }),
+      checks: Type.Array(Strict({ name: Type.String(), status: Type.Union([Type.Literal('ok'), Type.Literal('warn'), Type.Literal('fail')]), detail: Type.String() })),
+      checked_at: IsoTime,
+    }),
+  },
   'token.create': {
     description: 'Mints an access token, recorded as a child of the caller\'s token: never with a scope or role the caller does not hold, nor expiring later than the caller\'s token (a caller with an expiry must give ttl_seconds). The secret is returned once.',
     scopes: ['operator.admin'],
@@ -464,7 +485,7 @@ export const OPERATIONS = {
     result: Strict({ token_id: TokenId, revoked_at: IsoTime }),
   },
   'plugin.list': {
-    description: 'Installed plugins with state, requested vs granted vs effective capabilities, digests and what blocks enabling.',
+    description: 'Installed plugins with state, requested vs granted vs effective capabilities, digests, what blocks enabling, and the permission diff of an upgrade that asks for more than was granted (pending_upgrade, until the next plugin.grant).',
     scopes: ['operator.read'],
     roles: ['client'],
     payload: Empty,

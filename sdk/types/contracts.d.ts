@@ -1235,6 +1235,24 @@ export interface OpConversationSendResult {
   existing: boolean;
 }
 
+export interface OpDoctorRunPayload {}
+
+export interface OpDoctorRunResult {
+  /**
+   * no check failed (warnings allowed)
+   */
+  ok: boolean;
+  checks: {
+    name: string;
+    status: "ok" | "warn" | "fail";
+    detail: string;
+  }[];
+  /**
+   * ISO-8601 timestamp (UTC).
+   */
+  checked_at: string;
+}
+
 export interface OpEventListPayload {
   after?: number;
   limit?: number;
@@ -1937,6 +1955,22 @@ export interface OpPluginDisableResult {
       missing_risks: ("network" | "secrets" | "state_changing" | "destructive" | "storage")[];
     };
     blockers: string[];
+    pending_upgrade: {
+      /**
+       * the version the current grant was made for
+       */
+      from_version: string;
+      to_version: string;
+      diff: {
+        kind: "egress" | "secret" | "kv" | "memory" | "time" | "risk";
+        change: "added" | "widened";
+        detail: string;
+      }[];
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      since: string;
+    } | null;
     /**
      * ISO-8601 timestamp (UTC).
      */
@@ -2051,6 +2085,22 @@ export interface OpPluginEnableResult {
       missing_risks: ("network" | "secrets" | "state_changing" | "destructive" | "storage")[];
     };
     blockers: string[];
+    pending_upgrade: {
+      /**
+       * the version the current grant was made for
+       */
+      from_version: string;
+      to_version: string;
+      diff: {
+        kind: "egress" | "secret" | "kv" | "memory" | "time" | "risk";
+        change: "added" | "widened";
+        detail: string;
+      }[];
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      since: string;
+    } | null;
     /**
      * ISO-8601 timestamp (UTC).
      */
@@ -2165,6 +2215,22 @@ export interface OpPluginGetResult {
       missing_risks: ("network" | "secrets" | "state_changing" | "destructive" | "storage")[];
     };
     blockers: string[];
+    pending_upgrade: {
+      /**
+       * the version the current grant was made for
+       */
+      from_version: string;
+      to_version: string;
+      diff: {
+        kind: "egress" | "secret" | "kv" | "memory" | "time" | "risk";
+        change: "added" | "widened";
+        detail: string;
+      }[];
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      since: string;
+    } | null;
     /**
      * ISO-8601 timestamp (UTC).
      */
@@ -2702,6 +2768,22 @@ export interface OpPluginGrantResult {
       missing_risks: ("network" | "secrets" | "state_changing" | "destructive" | "storage")[];
     };
     blockers: string[];
+    pending_upgrade: {
+      /**
+       * the version the current grant was made for
+       */
+      from_version: string;
+      to_version: string;
+      diff: {
+        kind: "egress" | "secret" | "kv" | "memory" | "time" | "risk";
+        change: "added" | "widened";
+        detail: string;
+      }[];
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      since: string;
+    } | null;
     /**
      * ISO-8601 timestamp (UTC).
      */
@@ -2814,6 +2896,22 @@ export interface OpPluginListResult {
       missing_risks: ("network" | "secrets" | "state_changing" | "destructive" | "storage")[];
     };
     blockers: string[];
+    pending_upgrade: {
+      /**
+       * the version the current grant was made for
+       */
+      from_version: string;
+      to_version: string;
+      diff: {
+        kind: "egress" | "secret" | "kv" | "memory" | "time" | "risk";
+        change: "added" | "widened";
+        detail: string;
+      }[];
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      since: string;
+    } | null;
     /**
      * ISO-8601 timestamp (UTC).
      */
@@ -2928,6 +3026,22 @@ export interface OpPluginRevokeResult {
       missing_risks: ("network" | "secrets" | "state_changing" | "destructive" | "storage")[];
     };
     blockers: string[];
+    pending_upgrade: {
+      /**
+       * the version the current grant was made for
+       */
+      from_version: string;
+      to_version: string;
+      diff: {
+        kind: "egress" | "secret" | "kv" | "memory" | "time" | "risk";
+        change: "added" | "widened";
+        detail: string;
+      }[];
+      /**
+       * ISO-8601 timestamp (UTC).
+       */
+      since: string;
+    } | null;
     /**
      * ISO-8601 timestamp (UTC).
      */
@@ -4815,6 +4929,8 @@ export interface Contracts {
   "op.conversation.list.result": OpConversationListResult;
   "op.conversation.send.payload": OpConversationSendPayload;
   "op.conversation.send.result": OpConversationSendResult;
+  "op.doctor.run.payload": OpDoctorRunPayload;
+  "op.doctor.run.result": OpDoctorRunResult;
   "op.event.list.payload": OpEventListPayload;
   "op.event.list.result": OpEventListResult;
   "op.mcp.approve.payload": OpMcpApprovePayload;

@@ -10,6 +10,10 @@ import type { Browser, Page } from 'playwright-core';
 import { startTestGateway, removeHome, connect, type RawConn } from '../helpers/gateway.js';
 import { launchChromium, skipWithoutChromium, UI_DIR } from '../helpers/browser.js';
 import { startGateway } from '../../core/runtime.js';
+import { pluginDir } from '../core/registry/helpers.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const NOTES = new URL('../../plugins/notes/build/', import.meta.url).pathname;
 const CLI = { kind: 'cli', user: 'test' };
@@ -44,6 +48,11 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
   const base = `http://127.0.0.1:${gw.port}`;
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, geolocation: { latitude: 52.37, longitude: 4.89, accuracy: 25 } });
   await context.grantPermissions(['notifications', 'geolocation'], { origin: base });
+  // Counts the tones the page starts (the new-approval sound is a WebAudio oscillator).
+  await context.addInitScript({
+    content: 'window.__tones = 0; { const start = OscillatorNode.prototype.start; OscillatorNode.prototype.start = function (...a) { window.__tones += 1; return start.apply(this, a); }; }',
+  });
+  const tones = () => page.evaluate<number>('window.__tones');
   const page: Page = await context.newPage();
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -87,6 +96,31 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     t.match(listed.plugins.find((p) => p.id === 'notes'), { state: 'enabled' });
   });
 
+  await t.test('an upgrade that asks for more shows its permission diff on the page, and is granted and enabled from there', async (t) => {
+    const parent = mkdtempSync(join(tmpdir(), 'tyrum-ui-upgrade-'));
+    t.teardown(() => rmSync(parent, { recursive: true, force: true }));
+    const v = (version: string, hosts: string[]) => pluginDir(parent, { id: 'upg', wat: 'echo', version, tools: [{ id: 'echo' }], requests: { egress: hosts.map((host) => ({ host })) }, risk: ['network'] });
+    await gw.plugins.install(await v('1.0.0', ['a.example.com']), CLI);
+    await gw.plugins.grant('upg', { allRequested: true, acceptRisks: ['network'] }, CLI);
+    await gw.plugins.enable('upg', CLI);
+    const card = page.getByTestId('plugin-upg');
+    await card.getByText('enabled', { exact: true }).first().waitFor({ timeout: 10_000 });
+    t.equal(await card.getByTestId('upgrade-diff').count(), 0, 'no diff before an upgrade');
+    await gw.plugins.install(await v('2.0.0', ['a.example.com', 'b.example.com']), CLI);
+    const diff = card.getByTestId('upgrade-diff');
+    await diff.waitFor({ timeout: 10_000 });
+    t.match(await diff.textContent(), /1\.0\.0 → 2\.0\.0[\s\S]*egress[\s\S]*added[\s\S]*https:\/\/b\.example\.com:443/, 'the page shows what the upgrade added');
+    t.match(await card.getByTestId('blockers').textContent(), /asks for more/, 'and that it blocks enabling');
+    t.ok(await card.getByText('disabled', { exact: true }).first().isVisible(), 'the upgraded plugin is disabled');
+    await card.getByTestId('grant').click();
+    await diff.waitFor({ state: 'detached', timeout: 10_000 });
+    await card.getByTestId('enable').click();
+    await card.getByText('enabled', { exact: true }).first().waitFor({ timeout: 10_000 });
+    const got = result<{ plugin: { state: string; pending_upgrade: unknown; effective: { egress: Array<{ host: string }> } } }>(await conn.request('plugin.get', { plugin_id: 'upg' }));
+    t.match(got.plugin, { state: 'enabled', pending_upgrade: null });
+    t.same(got.plugin.effective.egress.map((e) => e.host).sort(), ['a.example.com', 'b.example.com'], 'the new grant covers the new host');
+  });
+
   await t.test('a pending call appears live, is approved from the page, and its run completes', async (t) => {
     await page.getByTestId('nav-approvals').click();
     const call = result<{ run_id: string; state: string; approval_id: string }>(await conn.request('tool.invoke', { tool_id: 'notes.add_note', args: { title: 'From the UI test', body: 'x'.repeat(500) }, wait_ms: 2000 }));
@@ -94,11 +128,80 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     const card = page.getByTestId(`approval-${call.approval_id}`);
     await card.waitFor({ timeout: 10_000 });
     t.equal((await page.getByTestId('approval-badge').textContent())?.trim(), '1', 'the badge counts it');
+    await page.waitForFunction('window.__tones === 1', undefined, { timeout: 10_000 });
+    t.pass('and a tone played for it');
     t.match(await card.textContent(), /notes\.add_note/);
     await card.getByTestId('approve').click();
     const done = await waitRun(conn, call.run_id);
     t.equal(done.run.state, 'succeeded');
     await card.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
+  await t.test('no tone for approvals already pending at load; the sound toggle mutes it and is remembered', async (t) => {
+    const invoke = async (title: string) => result<{ approval_id: string; state: string }>(await conn.request('tool.invoke', { tool_id: 'notes.add_note', args: { title, body: '' }, wait_ms: 2000 }));
+    const first = await invoke('Waiting before the reload');
+    await page.reload();
+    await page.getByTestId('conn-state').filter({ hasText: 'live' }).waitFor({ timeout: 15_000 });
+    await page.getByTestId(`approval-${first.approval_id}`).waitFor({ timeout: 10_000 });
+    await page.getByTestId('approval-badge').filter({ hasText: '1' }).waitFor({ timeout: 10_000 });
+    t.equal(await tones(), 0, 'an approval already pending when the page loads does not chime');
+    const toggle = page.getByTestId('sound-toggle');
+    t.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    await toggle.click();
+    t.equal((await toggle.textContent())?.trim(), 'Sound off');
+    const second = await invoke('Arrives while muted');
+    await page.getByTestId(`approval-${second.approval_id}`).waitFor({ timeout: 10_000 });
+    await page.getByTestId('approval-badge').filter({ hasText: '2' }).waitFor({ timeout: 10_000 });
+    t.equal(await tones(), 0, 'muted: no tone');
+    await page.reload();
+    await page.getByTestId('conn-state').filter({ hasText: 'live' }).waitFor({ timeout: 15_000 });
+    t.equal((await page.getByTestId('sound-toggle').textContent())?.trim(), 'Sound off', 'the choice survives a reload');
+    await page.getByTestId('sound-toggle').click();
+    t.equal(await page.evaluate<string | null>("localStorage.getItem('tyrum.sound')"), null, 'sound on again');
+    for (const a of [first, second]) result(await conn.request('approval.resolve', { approval_id: a.approval_id, decision: 'denied', reason: 'test cleanup' }));
+    await page.getByTestId('approval-badge').waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
+  await t.test('the Health page shows the doctor checks the gateway ran on its own home', async (t) => {
+    await page.getByTestId('nav-health').click();
+    const table = page.getByTestId('health');
+    await table.waitFor({ timeout: 20_000 });
+    for (const name of ['home', 'config', 'database', 'gateway-key', 'audit-chain', 'plugins']) {
+      const row = table.getByTestId(`check-${name}`);
+      t.match(await row.textContent(), /gateway$/, `${name} ran in the gateway`);
+    }
+    t.match(await table.getByTestId('check-home').textContent(), /okmode 700|ok.*mode 700/);
+    t.match(await table.getByTestId('check-database').textContent(), /quick_check=ok/);
+    t.match(await table.getByTestId('check-audit-chain').textContent(), /entries verify; checkpoint at/);
+  });
+
+  await t.test('a workflow waiting at an approval gate is shown live with its steps and approved from the page', async (t) => {
+    await page.getByTestId('nav-workflows').click();
+    const playbook = {
+      name: 'ui-check',
+      version: '1',
+      steps: [
+        { id: 'confirm', approval: { message: 'Go ahead with the UI check?' } },
+        { id: 'list', tool: 'notes.list_notes', args: {} },
+      ],
+    };
+    const started = result<{ workflow: { workflow_id: string; state: string } }>(await conn.request('workflow.start', { playbook, wait_ms: 2000 })).workflow;
+    t.equal(started.state, 'paused', 'the workflow waits at its gate');
+    const row = page.getByTestId(`workflow-${started.workflow_id}`);
+    await row.waitFor({ timeout: 10_000 });
+    t.match(await row.textContent(), /ui-check[\s\S]*paused[\s\S]*gate confirm/, 'the list shows it paused at its gate');
+    await row.getByRole('link').click();
+    const detail = page.getByTestId('workflow-detail');
+    const gate = detail.getByTestId('workflow-gate');
+    await gate.waitFor({ timeout: 10_000 });
+    t.match(await gate.textContent(), /Go ahead with the UI check\?/);
+    t.match(await detail.getByTestId('wf-step-list').textContent(), /notes\.list_notes[\s\S]*pending/);
+    await gate.getByTestId('gate-approve').click();
+    await detail.getByTestId('wf-step-list').getByText('succeeded').waitFor({ timeout: 15_000 });
+    await gate.waitFor({ state: 'detached', timeout: 10_000 });
+    const done = result<{ workflow: { state: string; steps: Array<{ id: string; state: string; output: unknown }> } }>(await conn.request('workflow.get', { workflow_id: started.workflow_id }));
+    t.equal(done.workflow.state, 'succeeded');
+    t.match(done.workflow.steps[0], { id: 'confirm', state: 'succeeded', output: { approved: true } }, 'the gate was approved by the page');
   });
 
   await t.test('a changed MCP tool is reviewed with its diff and approved from the page', async (t) => {
@@ -161,6 +264,27 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     const located = await waitRun(conn, loc.run_id);
     t.equal(located.run.state, 'succeeded');
     t.match(located.steps[0]?.result, { latitude: 52.37, longitude: 4.89, accuracy_m: 25 }, 'the browser reported its (granted) position');
+  });
+
+  await t.test('revoking the browser node from the Nodes page closes its socket and refuses later tasks', async (t) => {
+    await page.getByTestId('nav-nodes').click();
+    type Presence = { entries: Array<{ mode: string | null; role: string; connected: boolean }> };
+    const connectedNodes = async () => result<Presence>(await conn.request('presence.list', {})).entries.filter((e) => e.role === 'node' && e.mode === 'browser-node' && e.connected).length;
+    t.equal(await connectedNodes(), 1, 'the browser node is connected');
+    await page.getByTestId('pairing-revoke-tab').click();
+    await page.getByTestId('node-state').filter({ hasText: /stopped/ }).waitFor({ timeout: 15_000 });
+    t.match(await page.getByTestId('browser-node').textContent(), /revoked/, 'the node says its pairing was revoked');
+    const pairings = result<{ pairings: Array<{ state: string; node_name: string | null }> }>(await conn.request('pairing.list', {}));
+    t.match(pairings.pairings.find((p) => p.node_name === 'tab'), { state: 'revoked' });
+    let nodes = 1;
+    for (let i = 0; i < 50 && nodes > 0; i++) {
+      nodes = await connectedNodes();
+      if (nodes > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.equal(nodes, 0, 'its socket was closed: it is no longer present');
+    const refused = await conn.request('tool.invoke', { tool_id: 'node.browser.notify@tab', args: { title: 'After revoke', body: '' }, wait_ms: 2000 });
+    t.equal(refused.ok, false, 'a later task for it is refused');
+    t.match(refused.error, { code: 'forbidden', details: { failed: 'paired' } }, 'because it is no longer paired');
   });
 
   await t.test('after the gateway restarts, the page reconnects by itself and shows what happened meanwhile', async (t) => {

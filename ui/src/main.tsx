@@ -3,7 +3,8 @@
  * (lib/client.ts); the gateway serves these files and nothing else for it.
  */
 import { render } from 'preact';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { chime, setSoundMuted, soundMuted, unlockAudioOnGesture } from './lib/chime.js';
 import type { Status } from './lib/client.js';
 import { deleteSecret, getSecret, loadOrCreateDeviceKey, setSecret, webCryptoEd25519Available } from './lib/keys.js';
 import { BrowserNode } from './lib/node.js';
@@ -15,12 +16,14 @@ import { McpPage } from './pages/mcp.js';
 import { NodesPage } from './pages/nodes.js';
 import { PluginsPage } from './pages/plugins.js';
 import { RunsPage } from './pages/runs.js';
+import { WorkflowsPage } from './pages/workflows.js';
 
 const TOKEN_RE = /^tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/;
 
 const PAGES = [
   ['approvals', 'Approvals'],
   ['runs', 'Runs'],
+  ['workflows', 'Workflows'],
   ['plugins', 'Plugins'],
   ['mcp', 'MCP'],
   ['nodes', 'Nodes'],
@@ -129,6 +132,11 @@ function Signed({ token, onSignOut }: { token: string; onSignOut: (why: string |
   const [pending, setPending] = useState(0);
   const [announce, setAnnounce] = useState('');
   const [, setNodeTick] = useState(0);
+  const [muted, setMuted] = useState(soundMuted);
+  // Pending approvals already seen (at load or since): only others are new. Kept across reconnects,
+  // so one that arrived while the socket was down is still announced once.
+  const seen = useRef<Set<string> | null>(null);
+  useEffect(unlockAudioOnGesture, []);
   useEffect(() => {
     const onHash = () => setRoute(parseRoute(location.hash));
     addEventListener('hashchange', onHash);
@@ -165,20 +173,34 @@ function Signed({ token, onSignOut }: { token: string; onSignOut: (why: string |
     [session],
   );
   useEffect(() => () => node.stop('page closed'), [node]);
-  // The pending-approvals badge: counted at start and after every approval event.
+  // The pending-approvals badge: counted at start and after every approval event. A pending
+  // approval not seen before (not one there when the page loaded) is announced and chimes.
   useEffect(() => {
     if (!session || status.state !== 'open') return;
-    let last = -1;
-    const count = () =>
-      session
-        .request<{ approvals: unknown[] }>('approval.list', { state: 'pending', limit: 500 })
+    // Answers can arrive out of order: only one newer than the last applied counts.
+    let asked = 0;
+    let applied = 0;
+    const count = () => {
+      const n = ++asked;
+      return session
+        .request<{ approvals: Array<{ id: string }> }>('approval.list', { state: 'pending', limit: 500 })
         .then((r) => {
-          const n = r.approvals.length;
-          if (last >= 0 && n > last) setAnnounce(`${n - last} new approval${n - last > 1 ? 's' : ''} waiting`);
-          last = n;
-          setPending(n);
+          if (n < applied) return;
+          applied = n;
+          const ids = r.approvals.map((a) => a.id);
+          if (seen.current === null) seen.current = new Set(ids);
+          else {
+            const fresh = ids.filter((id) => !seen.current!.has(id));
+            seen.current = new Set(ids); // resolved approvals never return to pending
+            if (fresh.length > 0) {
+              setAnnounce(`${fresh.length} new approval${fresh.length > 1 ? 's' : ''} waiting`);
+              chime();
+            }
+          }
+          setPending(ids.length);
         })
         .catch(() => undefined);
+    };
     void count();
     const off = session.onEvent((e) => {
       if (e.type === 'approval.updated') void count();
@@ -216,6 +238,19 @@ function Signed({ token, onSignOut }: { token: string; onSignOut: (why: string |
         <span class={`conn conn-${status.state}`} data-testid="conn-state" title={status.state === 'open' ? `device ${status.deviceId}; scopes ${status.scopes.join(', ')}` : undefined}>
           {status.state === 'open' ? 'live' : status.state === 'reconnecting' ? 'reconnecting…' : status.state}
         </span>
+        <button
+          type="button"
+          class="btn btn-small"
+          aria-pressed={!muted}
+          data-testid="sound-toggle"
+          title="A short tone when a new approval arrives"
+          onClick={() => {
+            setSoundMuted(!muted);
+            setMuted(!muted);
+          }}
+        >
+          {muted ? 'Sound off' : 'Sound on'}
+        </button>
         <button type="button" class="btn btn-small" onClick={() => onSignOut(null)}>
           Sign out
         </button>
@@ -240,6 +275,8 @@ function Page({ route, session, node }: { route: { page: PageId; id: string | nu
       return <ApprovalsPage session={session} />;
     case 'runs':
       return <RunsPage session={session} runId={route.id} />;
+    case 'workflows':
+      return <WorkflowsPage session={session} workflowId={route.id} />;
     case 'plugins':
       return <PluginsPage session={session} />;
     case 'mcp':

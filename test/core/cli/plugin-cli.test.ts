@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { runCli, cliGateway } from '../../helpers/cli.js';
 import { parseEgressFlag } from '../../../core/cli/plugin.js';
-import { BUILT } from '../registry/helpers.js';
+import { BUILT, pluginDir } from '../registry/helpers.js';
 
 const run = runCli;
 
@@ -100,4 +100,20 @@ t.test('the plugin workflow from the CLI: install quarantined, grant, enable, ca
   const rm = await run(['plugin', 'remove', 'http-api', ...H]);
   t.equal(rm.code, 0);
   t.equal((await run(['plugin', 'info', 'http-api', ...H])).code, 1);
+});
+
+t.test('tyrum plugin info shows an upgrade that asks for more until the plugin is granted again', async (t) => {
+  const { H } = await cliGateway(t);
+  const parent = t.testdir();
+  const v = (version: string, hosts: string[]) => pluginDir(parent, { id: 'upcli', wat: 'echo', version, tools: [{ id: 'echo' }], requests: { egress: hosts.map((host) => ({ host })) }, risk: ['network'] });
+  t.equal((await run(['plugin', 'install', await v('1.0.0', ['a.example.com']), ...H])).code, 0);
+  t.equal((await run(['plugin', 'grant', 'upcli', '--all-requested', '--accept-risk', 'network', ...H])).code, 0);
+  const up = await run(['plugin', 'install', await v('2.0.0', ['a.example.com', 'b.example.com']), ...H]);
+  t.equal(up.code, 0, up.err);
+  t.match(up.out, /asks for more: egress added: https:\/\/b\.example\.com:443/);
+  const info = await run(['plugin', 'info', 'upcli', ...H]);
+  t.match(info.out, /upgrade: {3}1\.0\.0 → 2\.0\.0 asks for more than was granted \(review, then tyrum plugin grant upcli \.\.\.\):\n {4}egress added: https:\/\/b\.example\.com:443/);
+  t.equal((await run(['plugin', 'grant', 'upcli', '--all-requested', '--accept-risk', 'network', ...H])).code, 0);
+  const after = await run(['plugin', 'info', 'upcli', '--json', ...H]);
+  t.match(JSON.parse(after.out), { plugin: { pending_upgrade: null, blockers: [] } });
 });

@@ -53,7 +53,7 @@ const RUN_DETAIL = {
 };
 const APPROVAL = { id: 'apr_1', run_id: 'run_1', step_idx: 0, tool_id: 'notes.add_note', args: {}, args_hash: HASH, definition_hash: HASH, plugin_digest: HASH, requested_by: 'tok', state: 'pending', mode: null, reason: null, created_at: ISO, expires_at: ISO, resolved_at: null, resolved_by: null, consumed_at: null };
 const EFFECTIVE = { egress: [], secrets: [], kv: null, memory: { max_pages: 256 }, time: { timeout_ms: 5000 }, accepted_risks: [], missing_risks: [] };
-const PLUGIN_INFO = { id: 'text-utils', version: '1.0.0', name: 'Text', description: 'd', publisher: 'p', state: 'disabled', manifest_sha256: HASH, wasm_sha256: HASH, risk: [], tools: ['text-utils.word_count'], grant: null, effective: EFFECTIVE, blockers: [], installed_at: ISO, updated_at: ISO };
+const PLUGIN_INFO = { id: 'text-utils', version: '1.0.0', name: 'Text', description: 'd', publisher: 'p', state: 'disabled', manifest_sha256: HASH, wasm_sha256: HASH, risk: [], tools: ['text-utils.word_count'], grant: null, effective: EFFECTIVE, blockers: [], pending_upgrade: null, installed_at: ISO, updated_at: ISO };
 const MANIFEST = { manifest_version: 1, id: 'text-utils', name: 'Text', version: '1.0.0', description: 'd', publisher: 'p', engines: { tyrum: '^1.0.0' }, wasm: { path: 'plugin.wasm', sha256: HASH }, contributes: { tools: [] } };
 const TOOL_INFO = { tool_id: 'text-utils.word_count', plugin_id: 'text-utils', plugin_version: '1.0.0', description: 'd', effect: 'read_only', input_schema: { type: 'object' }, output_schema: { type: 'object' }, definition_hash: HASH, plugin_digest: HASH };
 
@@ -72,6 +72,7 @@ const RESULTS: Record<NonHandshakeOp, (payload: Record<string, unknown>) => Reco
   ping: () => ({ pong: true, server_time: new Date().toISOString() }),
   'audit.list': () => ({ entries: [{ seq: 1, ts: ISO, type: 'auth.failed', actor: { kind: 'cli' }, data: { a: [1, 'x'] }, prev_hash: '0'.repeat(64), hash: HASH }], next_after_seq: 1 }),
   'audit.verify': () => ({ ok: true, entries: 1, head_hash: HASH, checkpoint_seq: 1, first_bad_seq: null, reason: null }),
+  'doctor.run': () => ({ ok: true, checks: [{ name: 'home', status: 'ok', detail: '/h (mode 700)' }], checked_at: ISO }),
   'token.create': () => ({ token: `tyrum_0123456789abcdef_${'A'.repeat(43)}`, info: TOKEN_INFO }),
   'token.list': () => ({ tokens: [TOKEN_INFO] }),
   'token.revoke': (p) => ({ token_id: p.token_id, revoked_at: ISO }),
@@ -195,6 +196,7 @@ const VALID_PAYLOADS: Record<OperationType, Arbitrary<Record<string, unknown>>> 
   ping: fc.constant({}),
   'audit.list': fc.record({ after_seq: fc.nat(), limit: fc.integer({ min: 1, max: 1000 }), type: fc.string({ minLength: 1, maxLength: 64 }) }, { requiredKeys: [] }),
   'audit.verify': fc.constant({}),
+  'doctor.run': fc.constant({}),
   'token.create': fc.record(
     { scopes: fc.subarray([...SCOPES], { minLength: 1 }), roles: fc.subarray([...ROLES], { minLength: 1 }), label: fc.string({ maxLength: 128 }), ttl_seconds: fc.integer({ min: 60, max: 10 * 365 * 24 * 3600 }) },
     { requiredKeys: ['scopes'] },

@@ -94,6 +94,47 @@ t.test('an upgrade that asks for more shows the permission diff and waits for a 
   t.equal(svc.plugins.get('up').plugin.version, '2.0.0', 'the refused downgrade changed nothing');
 });
 
+t.test('an upgrade that asks for more keeps its permission diff until the operator grants again, and it blocks enabling meanwhile', async (t) => {
+  const svc = await home(t);
+  const parent = t.testdir();
+  const v = (version: string, requests: Record<string, unknown>) => pluginDir(parent, { id: 'pd', wat: 'echo', version, tools: [{ id: 'echo' }], requests, risk: ['network'] });
+  const one = { egress: [{ host: 'a.example.com' }] };
+  await svc.plugins.install(await v('1.0.0', one), CLI);
+  t.equal(svc.plugins.get('pd').plugin.pending_upgrade, null, 'a first install has no upgrade diff');
+  await svc.plugins.grant('pd', { allRequested: true, acceptRisks: ['network'] }, CLI);
+  await svc.plugins.enable('pd', CLI);
+  const quiet = await svc.plugins.install(await v('1.1.0', one), CLI);
+  t.equal(quiet.plugin.pending_upgrade, null, 'an upgrade asking for nothing new leaves nothing to review');
+  // No new risk flag: the accepted risks still cover it, so only the diff blocks enabling.
+  await svc.plugins.install(await v('2.0.0', { egress: [{ host: 'a.example.com' }, { host: 'b.example.com' }] }), CLI);
+  const more = await svc.plugins.install(await v('3.0.0', { egress: [{ host: 'a.example.com' }, { host: 'b.example.com' }], memory: { max_pages: 512 } }), CLI);
+  t.match(more.plugin.pending_upgrade, { from_version: '1.1.0', to_version: '3.0.0', diff: [{ kind: 'egress', change: 'added', detail: /b\.example\.com/ }, { kind: 'memory' }] }, 'two upgrades add up against the granted version');
+  t.equal(more.plugin.state, 'disabled');
+  t.match(more.plugin.blockers, [/^upgrade 1\.1\.0 → 3\.0\.0 asks for more \(egress added: .*b\.example\.com.*memory/]);
+  t.equal(more.plugin.blockers.length, 1, 'the diff is the only blocker');
+  await t.rejects(svc.plugins.enable('pd', CLI), { code: 'TYRUM_ERR_INVALID_STATE', message: /asks for more/ });
+  const listed = svc.plugins.list().find((p) => p.id === 'pd');
+  t.match(listed?.pending_upgrade, { to_version: '3.0.0' }, 'the list shows it too');
+
+  const granted = await svc.plugins.grant('pd', { allRequested: true, acceptRisks: ['network'] }, CLI);
+  t.equal(granted.pending_upgrade, null, 'granting is the review: the diff is cleared');
+  t.same(granted.blockers, []);
+  t.equal((await svc.plugins.enable('pd', CLI)).state, 'enabled');
+  await svc.audit.flush();
+  const grants = listAudit(svc.store, { limit: 100 }).filter((e) => e.type === 'plugin.granted');
+  t.match(grants[grants.length - 1]?.data, { reviewed_upgrade: { from_version: '1.1.0', to_version: '3.0.0' } }, 'the audit log records which upgrade the grant reviewed');
+});
+
+t.test('an upgrade of a plugin that was never granted records no diff: its whole request awaits the first grant', async (t) => {
+  const svc = await home(t);
+  const parent = t.testdir();
+  await svc.plugins.install(await pluginDir(parent, { id: 'ng', wat: 'echo', tools: [{ id: 'echo' }] }), CLI);
+  const up = await svc.plugins.install(await pluginDir(parent, { id: 'ng', wat: 'echo', version: '2.0.0', tools: [{ id: 'echo' }], requests: { memory: { max_pages: 512 } } }), CLI);
+  t.equal(up.diff.length, 1, 'the install reports the diff');
+  t.equal(up.plugin.pending_upgrade, null);
+  t.match(up.plugin.blockers, [/not granted/]);
+});
+
 t.test('config is validated with defaults; secret fields accept only granted handles; remove deletes everything', async (t) => {
   const svc = await home(t);
   svc.secrets.set('API_TOKEN', Buffer.from('s3cret-value-123'), ['api.example.com']);

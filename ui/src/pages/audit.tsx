@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import type { OpAuditListResult, OpAuditVerifyResult, OpPluginListResult, OpPolicyGetResult } from '../../../sdk/types/contracts.js';
+import type { OpAuditListResult, OpAuditVerifyResult, OpDoctorRunResult, OpPluginListResult, OpPolicyGetResult } from '../../../sdk/types/contracts.js';
 import { Badge, ErrorBox, Hash, JsonView, Loading, Time } from '../components.js';
 import { useLive, type OperatorSession } from '../lib/session.js';
 
@@ -94,69 +94,88 @@ export function AuditPage({ session }: { session: OperatorSession }) {
 
 interface Check {
   name: string;
-  ok: boolean | null;
+  /** ok / warn / fail as tyrum doctor reports them; info for counts with no verdict. */
+  status: 'ok' | 'warn' | 'fail' | 'info';
   detail: string;
+  /** Where the check ran: in the gateway (doctor.run) or from this page over the protocol. */
+  source: 'gateway' | 'page';
 }
 
+const verdict = (ok: boolean): Check['status'] => (ok ? 'ok' : 'fail');
+
 /**
- * What `tyrum doctor` checks that can be seen over the protocol: the gateway answers and names its
- * key, the clock, the audit chain and checkpoint, the policy mode, plugins that cannot be enabled,
- * and what waits for a human. Home permissions, database pragmas and integrity are checked on the
- * gateway's machine by `tyrum doctor` (they have no operation).
+ * What `tyrum doctor` checks. With operator.admin the gateway runs the doctor's checks on its own
+ * home (`doctor.run`: home permissions, config, database pragmas and quick_check, the key file,
+ * the audit chain and checkpoint, plugins waiting for review); the page adds what only a client
+ * sees (the gateway answers `/healthz`, clock skew), the policy mode and what waits for a human.
+ * Without operator.admin the page verifies the audit chain and lists plugins itself.
  */
 export function HealthPage({ session }: { session: OperatorSession }) {
+  const admin = session.can('operator.admin');
   const { data, error, reload } = useLive(
     session,
-    async (): Promise<Check[]> => {
+    async (): Promise<{ checks: Check[]; at: string }> => {
       const checks: Check[] = [];
-      const add = async (name: string, fn: () => Promise<{ ok: boolean | null; detail: string }>) => {
+      const add = async (name: string, fn: () => Promise<{ status: Check['status']; detail: string }>) => {
         try {
-          checks.push({ name, ...(await fn()) });
+          checks.push({ name, source: 'page', ...(await fn()) });
         } catch (e) {
-          checks.push({ name, ok: false, detail: e instanceof Error ? e.message : String(e) });
+          checks.push({ name, source: 'page', status: 'fail', detail: e instanceof Error ? e.message : String(e) });
         }
       };
       await add('gateway', async () => {
         const r = await fetch('/healthz', { cache: 'no-store' });
         const h = (await r.json()) as { status?: string; version?: string; key_id?: string };
-        return { ok: r.ok && h.status === 'ok', detail: `status ${String(h.status)}, version ${String(h.version)}, key ${String(h.key_id)}` };
+        return { status: verdict(r.ok && h.status === 'ok'), detail: `status ${String(h.status)}, version ${String(h.version)}, key ${String(h.key_id)}` };
       });
       await add('clock', async () => {
         const t0 = Date.now();
         const r = await session.request<{ server_time: string }>('ping');
         const rtt = Date.now() - t0;
         const skew = Math.round(new Date(r.server_time).getTime() - (t0 + rtt / 2));
-        return { ok: Math.abs(skew) < 30_000, detail: `round trip ${rtt} ms, this browser's clock differs by ${skew} ms` };
+        return { status: verdict(Math.abs(skew) < 30_000), detail: `round trip ${rtt} ms, this browser's clock differs by ${skew} ms` };
       });
-      await add('audit chain', async () => {
-        const v = await session.request<OpAuditVerifyResult>('audit.verify', {}, 60_000);
-        return { ok: v.ok, detail: v.ok ? `${v.entries} entries verified; checkpoint at ${v.checkpoint_seq ?? 'none yet'}` : `broken at ${v.first_bad_seq ?? '?'}: ${v.reason ?? ''}` };
-      });
+      if (admin) {
+        try {
+          const d = await session.request<OpDoctorRunResult>('doctor.run', {}, 120_000);
+          for (const c of d.checks) checks.push({ ...c, source: 'gateway' });
+        } catch (e) {
+          checks.push({ name: 'doctor.run', source: 'page', status: 'fail', detail: e instanceof Error ? e.message : String(e) });
+        }
+      } else {
+        await add('audit chain', async () => {
+          const v = await session.request<OpAuditVerifyResult>('audit.verify', {}, 60_000);
+          return { status: verdict(v.ok), detail: v.ok ? `${v.entries} entries verified; checkpoint at ${v.checkpoint_seq ?? 'none yet'}` : `broken at ${v.first_bad_seq ?? '?'}: ${v.reason ?? ''}` };
+        });
+        await add('plugins', async () => {
+          const r = await session.request<OpPluginListResult>('plugin.list');
+          const blocked = r.plugins.filter((p) => p.state === 'disabled' && p.blockers.length > 0);
+          return { status: 'info', detail: `${r.plugins.length} installed, ${r.plugins.filter((p) => p.state === 'enabled').length} enabled${blocked.length > 0 ? `; blocked: ${blocked.map((p) => p.id).join(', ')}` : ''}` };
+        });
+        checks.push({ name: 'home, database, key', source: 'page', status: 'info', detail: 'checked by the gateway with operator.admin (doctor.run), or by tyrum doctor on its machine' });
+      }
       await add('policy', async () => {
         const p = await session.request<OpPolicyGetResult>('policy.get');
         const mode = String((p.bundle as { mode?: unknown }).mode ?? 'enforce');
-        return { ok: mode === 'enforce', detail: `mode ${mode}, snapshot ${p.snapshot_id.slice(0, 16)}…${mode !== 'enforce' ? ' (decisions are recorded, not enforced)' : ''}` };
-      });
-      await add('plugins', async () => {
-        const r = await session.request<OpPluginListResult>('plugin.list');
-        const blocked = r.plugins.filter((p) => p.state === 'disabled' && p.blockers.length > 0);
-        return { ok: null, detail: `${r.plugins.length} installed, ${r.plugins.filter((p) => p.state === 'enabled').length} enabled${blocked.length > 0 ? `; blocked: ${blocked.map((p) => p.id).join(', ')}` : ''}` };
+        return { status: mode === 'enforce' ? 'ok' : 'warn', detail: `mode ${mode}, snapshot ${p.snapshot_id.slice(0, 16)}…${mode !== 'enforce' ? ' (decisions are recorded, not enforced)' : ''}` };
       });
       await add('waiting for a human', async () => {
         const a = await session.request<{ approvals: unknown[] }>('approval.list', { state: 'pending', limit: 500 });
         let pairings = 'pairings: needs operator.pairing';
         if (session.can('operator.pairing')) pairings = `${(await session.request<{ pairings: unknown[] }>('pairing.list', { state: 'awaiting_human', limit: 500 })).pairings.length} pairing(s)`;
-        return { ok: null, detail: `${a.approvals.length} approval(s), ${pairings}` };
+        return { status: 'info', detail: `${a.approvals.length} approval(s), ${pairings}` };
       });
-      return checks;
+      return { checks, at: new Date().toISOString() };
     },
     ['plugin.', 'approval.', 'pairing.'],
-    [],
+    [admin],
   );
   return (
     <div>
       <h1>Health</h1>
-      <p class="muted">The checks of `tyrum doctor` that the protocol can see. Home permissions, database pragmas and integrity are checked by `tyrum doctor` on the gateway's machine.</p>
+      <p class="muted">
+        The checks of `tyrum doctor`. {admin ? 'Those marked "gateway" ran in the gateway on its own home (doctor.run; SQLite quick_check, reused for 5 s); the others ran from this page.' : 'Home permissions, database pragmas and integrity need operator.admin (the gateway runs them with doctor.run) or tyrum doctor on the gateway machine.'}
+      </p>
       <ErrorBox error={error} />
       {!data ? (
         <Loading what="checks" />
@@ -167,16 +186,18 @@ export function HealthPage({ session }: { session: OperatorSession }) {
               <th>Check</th>
               <th>Result</th>
               <th>Detail</th>
+              <th>Ran in</th>
             </tr>
           </thead>
           <tbody>
-            {data.map((c) => (
-              <tr key={c.name}>
+            {data.checks.map((c) => (
+              <tr key={c.name} data-testid={`check-${c.name.replace(/[^a-z0-9]+/g, '-')}`}>
                 <td>{c.name}</td>
                 <td>
-                  <Badge tone={c.ok === null ? 'neutral' : c.ok ? 'good' : 'bad'}>{c.ok === null ? 'info' : c.ok ? 'ok' : 'problem'}</Badge>
+                  <Badge tone={c.status === 'info' ? 'neutral' : c.status === 'ok' ? 'good' : c.status === 'warn' ? 'warn' : 'bad'}>{c.status === 'fail' ? 'problem' : c.status}</Badge>
                 </td>
                 <td>{c.detail}</td>
+                <td class="muted">{c.source === 'gateway' ? 'gateway' : 'page'}</td>
               </tr>
             ))}
           </tbody>
@@ -189,9 +210,11 @@ export function HealthPage({ session }: { session: OperatorSession }) {
         <summary>Session</summary>
         <JsonView value={session.status} />
       </details>
-      <p class="muted">
-        Checked <Time iso={new Date().toISOString()} />
-      </p>
+      {data && (
+        <p class="muted">
+          Checked <Time iso={data.at} />
+        </p>
+      )}
     </div>
   );
 }

@@ -64,7 +64,7 @@ export function NodesPage({ session, node }: { session: OperatorSession; node: B
               <td>
                 <Badge tone={p.connected ? 'good' : 'neutral'}>{p.connected ? 'connected' : 'offline'}</Badge>
               </td>
-              <td>{canPair && <Action label="Revoke" kind="danger" run={() => session.request('pairing.revoke', { pairing_id: p.pairing_id }).then(pairings.reload)} />}</td>
+              <td>{canPair && <Action label="Revoke" kind="danger" testid={`pairing-revoke-${p.node_name ?? p.pairing_id}`} run={() => session.request('pairing.revoke', { pairing_id: p.pairing_id }).then(pairings.reload)} />}</td>
             </tr>
           ))}
         </tbody>

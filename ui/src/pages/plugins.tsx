@@ -74,6 +74,36 @@ function PluginCard({ session, plugin: p, onDone }: { session: OperatorSession; 
           </ul>
         </div>
       )}
+      {p.pending_upgrade && (
+        <section class="callout upgrade" data-testid="upgrade-diff" aria-label={`upgrade ${p.pending_upgrade.from_version} to ${p.pending_upgrade.to_version}`}>
+          <strong>
+            Upgrade {p.pending_upgrade.from_version} → {p.pending_upgrade.to_version} asks for more than you granted
+          </strong>{' '}
+          (since <Time iso={p.pending_upgrade.since} />). It stays disabled until you review this and grant again; the current grant still applies to what the old version asked for.
+          <table class="table">
+            <thead>
+              <tr>
+                <th>Right</th>
+                <th>Change</th>
+                <th>What</th>
+              </tr>
+            </thead>
+            <tbody>
+              {p.pending_upgrade.diff.map((d) => (
+                <tr key={`${d.kind}|${d.change}|${d.detail}`} class={`diff-${d.change}`}>
+                  <td>{d.kind}</td>
+                  <td>
+                    <Badge tone="warn">{d.change}</Badge>
+                  </td>
+                  <td>
+                    <code>{d.detail}</code>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
       <div class="three">
         <div>
           <h3>Requested</h3>
@@ -100,7 +130,7 @@ function PluginCard({ session, plugin: p, onDone }: { session: OperatorSession; 
               ))}
             </fieldset>
           )}
-          <Action label="Grant all requested" testid="grant" run={() => session.request('plugin.grant', { plugin_id: p.id, all_requested: true, ...(accept.length > 0 ? { accept_risks: accept } : {}) }).then(onDone)} />
+          <Action label={p.pending_upgrade ? `Grant all requested by ${p.pending_upgrade.to_version}` : 'Grant all requested'} testid="grant" run={() => session.request('plugin.grant', { plugin_id: p.id, all_requested: true, ...(accept.length > 0 ? { accept_risks: accept } : {}) }).then(onDone)} />
           {p.state === 'disabled' ? (
             <Action label="Enable" kind="primary" testid="enable" run={() => session.request('plugin.enable', { plugin_id: p.id }).then(onDone)} />
           ) : (
