@@ -3,7 +3,6 @@ import type { Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { openHome, type HomeServices } from '../../../core/runtime.js';
 import { mcpDefinitionHash, parseMcpToolId, screenDefinition, validatorSchema } from '../../../core/mcp/registry.js';
 import type { McpToolDefinition } from '../../../core/mcp/types.js';
@@ -105,10 +104,19 @@ t.test('hostile schemas are refused at registration, cannot be approved, and scr
     { name: 'bad name!', inputSchema: { type: 'object' } },
     echo,
   ];
-  const lag = monitorEventLoopDelay({ resolution: 10 });
-  lag.enable();
+  // Not blocking the event loop is checked by what the screen does, not by a wall-clock bound
+  // (which fails on a loaded machine): it yields a turn of the loop between definitions, so a
+  // ticker that re-arms itself with setImmediate runs at least once per definition.
+  let turns = 0;
+  let ticking = true;
+  const tick = (): void => {
+    if (!ticking) return;
+    turns += 1;
+    setImmediate(tick);
+  };
+  setImmediate(tick);
   const summary = await svc.mcp.observe('srv', hostile);
-  lag.disable();
+  ticking = false;
   t.same(summary.refused.map((r) => r.name).sort(), ['bad name!', 'deep', 'huge', 'redos', 'remote']);
   t.match(Object.fromEntries(summary.refused.map((r) => [r.name, r.reason])), {
     deep: /deep|depth|nest/i,
@@ -117,7 +125,7 @@ t.test('hostile schemas are refused at registration, cannot be approved, and scr
     remote: /\$ref/,
     'bad name!': /not allowed/,
   });
-  t.ok(lag.max / 1e6 < 1000, `event loop stayed responsive (max delay ${(lag.max / 1e6).toFixed(1)} ms)`);
+  t.ok(turns >= hostile.length, `the event loop turned between definitions (${turns} turns for ${hostile.length} definitions)`);
   const r = await svc.mcp.approve('srv', {}, operator);
   t.same(r.approved.map((a) => a.tool_id), ['mcp.srv.echo']);
   t.same(r.skipped.map((s) => s.name).sort(), ['deep', 'huge', 'redos', 'remote']);

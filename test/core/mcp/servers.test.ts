@@ -11,7 +11,6 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -442,29 +441,16 @@ t.test('H1: a call waiting for approval when its tool is rug-pulled fails with T
 
 // --- H2: hostile schemas ---------------------------------------------------------------------
 
-t.test('H2: hostile schemas are refused at registration without blocking the event loop; the normal tool is approved and works', async (t) => {
+t.test('H2: hostile schemas are refused at registration; the normal tool is approved and works', async (t) => {
   const { gw, conn } = await gateway(t);
   await gw.mcp.add({ name: 'hostile', spec: { transport: 'stdio', command: NODE, args: [HOSTILE, 'screen'] } }, OPERATOR);
 
-  const delay = monitorEventLoopDelay({ resolution: 10 });
-  let maxGap = 0;
-  let last = performance.now();
-  const tick = setInterval(() => {
-    const now = performance.now();
-    maxGap = Math.max(maxGap, now - last);
-    last = now;
-  }, 5);
-  delay.enable();
-  try {
-    await gw.mcpHost.reconcile();
-    await gw.mcpHost.settled(15_000);
-  } finally {
-    clearInterval(tick);
-    delay.disable();
-  }
+  // That screening yields to the event loop between definitions is pinned in
+  // test/core/mcp/registry.test.ts by counting loop turns; a wall-clock bound here failed on a
+  // loaded machine (CI runs share cores), so none is asserted here.
+  await gw.mcpHost.reconcile();
+  await gw.mcpHost.settled(15_000);
   t.equal(status(gw, 'hostile').state, 'ready', 'the server was started and listed');
-  t.ok(delay.max / 1e6 < 1000, `max event-loop delay during registration ${Math.round(delay.max / 1e6)} ms`);
-  t.ok(maxGap < 1000, `max gap between 5 ms ticks ${Math.round(maxGap)} ms`);
 
   const byName = new Map(gw.mcp.tools('hostile').map((x) => [x.name, x]));
   t.same([...byName.keys()].sort(), ['deep_schema', 'huge_schema', 'normal_tool', 'redos_pattern', 'remote_ref']);
