@@ -149,6 +149,23 @@ export interface ConfigGateway {
     batch_size?: number;
   };
   /**
+   * Traces (docs/observability.md). Metrics at GET /metrics need no configuration.
+   */
+  telemetry?: {
+    /**
+     * Where OpenTelemetry traces are sent (OTLP over HTTP, JSON), e.g. http://127.0.0.1:4318/v1/traces. Unset (the default): tracing is off and no OpenTelemetry code is loaded.
+     */
+    otlp_endpoint?: string;
+    /**
+     * The service.name resource attribute of every span. Default "tyrum-gateway".
+     */
+    service_name?: string;
+    /**
+     * Fraction of new traces recorded (a call whose incoming traceparent is sampled follows its parent). Default 1.
+     */
+    sample_ratio?: number;
+  };
+  /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.
    *
    * @maxItems 64
