@@ -208,14 +208,16 @@ function retentionOf(raw: Record<string, number | null | undefined>, source: str
 /** The telemetry section over its defaults; the endpoint must be a URL fetch can use. */
 function telemetryOf(raw: { otlp_endpoint?: string; service_name?: string; sample_ratio?: number }, source: string): Readonly<Telemetry> {
   if (raw.otlp_endpoint !== undefined) {
-    let ok = false;
+    let problem: string | null = null;
     try {
       const u = new URL(raw.otlp_endpoint);
-      ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '';
+      // Credentials are never echoed back (the message may end up in a log).
+      if (u.username !== '' || u.password !== '') problem = 'it holds credentials (user:password@); put them in a collector next to the gateway';
+      else if (u.protocol !== 'http:' && u.protocol !== 'https:') problem = `got ${JSON.stringify(raw.otlp_endpoint.slice(0, 100))}`;
     } catch {
-      ok = false;
+      problem = `got ${JSON.stringify(raw.otlp_endpoint.slice(0, 100))}`;
     }
-    if (!ok) throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${source}: /telemetry/otlp_endpoint: not an http(s) URL without credentials (got ${JSON.stringify(raw.otlp_endpoint.slice(0, 100))})`);
+    if (problem !== null) throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${source}: /telemetry/otlp_endpoint: not an http(s) URL without credentials: ${problem}`);
   }
   return Object.freeze({
     otlpEndpoint: raw.otlp_endpoint ?? DEFAULT_TELEMETRY.otlpEndpoint,
