@@ -88,6 +88,8 @@ export interface RunningGateway {
   readonly artifacts: ArtifactService;
   /** Retention (docs/retention.md): sweeps every retention.sweep_interval_ms. */
   readonly sweeper: Sweeper;
+  /** Metrics (served at GET /metrics), the tracer when configured, the engine's call observer (docs/observability.md). */
+  readonly telemetry: Telemetry;
   close(): Promise<void>;
 }
 
@@ -615,6 +617,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       workflows,
       artifacts,
       sweeper,
+      telemetry,
       close: async () => {
         // A sweep in progress ends after its current batch commits.
         await sweeper.stop();

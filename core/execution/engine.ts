@@ -204,6 +204,7 @@ export class ExecutionEngine {
   private readonly waiters = new Set<() => void>();
   private started = false;
   private stopping = false;
+  private calls: CallObserver | null;
   private kickPending = false;
 
   constructor(options: ExecutionEngineOptions) {
@@ -211,6 +212,7 @@ export class ExecutionEngine {
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'engine owner must be a non-empty string of at most 200 characters');
     }
     this.o = options;
+    this.calls = options.calls ?? null;
     this.owner = options.owner;
     this.store = options.store;
     this.approvals = options.approvals;
@@ -361,7 +363,7 @@ export class ExecutionEngine {
             lost: false,
             controller: null,
             carry: { writes: [write], waiters: [{ resolve, reject }] },
-            traceparent: this.o.calls ? incomingTrace() : null,
+            traceparent: this.calls ? incomingTrace() : null,
           };
           this.launch(claim, { run: row, step: steps[0]! });
         });
@@ -665,9 +667,9 @@ export class ExecutionEngine {
   /** Drive a claimed run; `first`: a run taken at submission, not in the database yet. */
   private launch(claim: Claim, first?: { run: RunRow; step: StepRow }): void {
     this.active.set(claim.runId, claim);
-    // Every log line written while the run is driven names it (a fresh scope: a run claimed from
-    // within another run's callbacks does not inherit that run's ids).
-    const task = withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)).finally(() => {
+    // With an observer, every log line written while the run is driven names it (a fresh scope: a
+    // run claimed from within another run's callbacks does not inherit that run's ids).
+    const task = (this.calls ? withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)) : this.processRun(claim, first)).finally(() => {
       this.active.delete(claim.runId);
       this.tasks.delete(task);
       this.kick();
@@ -761,7 +763,7 @@ export class ExecutionEngine {
    * recorded where it is known (an end not recorded there, a thrown error, counts as `error`).
    */
   private async observed(claim: Claim, run: RunRow, step: StepRow, fn: () => Promise<Next>): Promise<Next> {
-    const calls = this.o.calls;
+    const calls = this.calls;
     if (!calls) return fn();
     const rec = calls.begin({ run_id: run.id, step: step.idx, tool_id: step.tool_id, kind: run.kind }, claim.traceparent ?? null);
     claim.call = rec;
@@ -1397,6 +1399,11 @@ export class ExecutionEngine {
       definition_hash: step.definition_hash,
       plugin_digest: step.plugin_digest,
     });
+  }
+
+  /** Reports calls from now on to `calls` (null: to nobody; the bench compares the two). */
+  observe(calls: CallObserver | null): void {
+    this.calls = calls;
   }
 
   /** Runs this engine is driving now (claimed and not yet released). */

@@ -54,3 +54,13 @@ export function withIncomingTrace<T>(traceparent: string | undefined, fn: () => 
 export function incomingTrace(): string | null {
   return incoming.getStore() ?? null;
 }
+
+/**
+ * Turns both stores off until their next use (AsyncLocalStorage.disable: on Node 20 an enabled store
+ * keeps promise hooks on for the whole process). For the bench's baseline, with the engine's observer
+ * detached so nothing opens a scope again.
+ */
+export function suspendScopes(): void {
+  fields.disable();
+  incoming.disable();
+}
