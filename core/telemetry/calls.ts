@@ -56,7 +56,7 @@ export interface CallObserver {
 
 const STAGE_SPAN: Record<TimedStage, string> = { policy: 'tyrum.policy', sandbox: 'tyrum.sandbox', commit: 'tyrum.commit' };
 
-class Record_ implements CallRecord {
+class ObservedCall implements CallRecord {
   readonly fields: LogFields;
   private readonly t0 = performance.now();
   private readonly spent: Partial<Record<TimedStage, number>> = {};
@@ -109,5 +109,5 @@ class Record_ implements CallRecord {
 
 /** The observer the gateway gives its engine: metrics always, a trace when a tracer is configured. */
 export function callObserver(metrics: GatewayMetrics, tracer: CallTracer | null): CallObserver {
-  return { begin: (info, traceparent) => new Record_(metrics, tracer, info, traceparent) };
+  return { begin: (info, traceparent) => new ObservedCall(metrics, tracer, info, traceparent) };
 }

@@ -28,9 +28,13 @@ export function withLogFields<T>(f: LogFields, fn: () => T): T {
   return fields.run(f, fn);
 }
 
-/** The fields of the current call, or an empty object outside one (pino's mixin). */
+/**
+ * The fields of the current call, or an empty object outside one (pino's mixin). A fresh object
+ * each time: pino merges the line's own fields into what the mixin returns.
+ */
 export function logFields(): Partial<LogFields> {
-  return fields.getStore() ?? {};
+  const f = fields.getStore();
+  return f === undefined ? {} : { ...f };
 }
 
 /** A W3C traceparent header value: version 00, 32-hex trace id, 16-hex parent id, flags. */

@@ -37,7 +37,12 @@ t.test('the incoming traceparent and the log fields follow the async work of the
     await Promise.resolve();
     t.same(logFields(), { run_id: 'run_a', step: 0 });
     withLogFields({ run_id: 'run_b' }, () => t.same(logFields(), { run_id: 'run_b' }, 'a nested run replaces the fields'));
+    // pino merges each line's own fields into what its mixin returns: that must not stick.
+    Object.assign(logFields(), { source: 'plugin', plugin_id: 'p' });
+    t.same(logFields(), { run_id: 'run_a', step: 0 }, 'a line\'s fields do not leak into the next line');
   });
+  Object.assign(logFields(), { leaked: true });
+  t.same(logFields(), {}, 'nor outside a scope');
 });
 
 t.test('a call record observes each stage once per call, sums repeated commits, and counts its outcome once', async (t) => {
