@@ -533,7 +533,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         open: (id) => artifacts.open(id),
         contentDisposition,
       },
-      // GET /metrics: this gateway's registry, for a token with operator.read.
+      // GET /metrics: this gateway's registry, for a token with operator.metrics (or operator.read, admin).
       metrics,
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
       // WebSocket pipeline (contract check, policy, approvals, durable run, audit).

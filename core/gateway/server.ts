@@ -102,8 +102,8 @@ export interface GatewayDeps {
     contentDisposition(name: string | null, fallback: string): string;
   };
   /**
-   * `GET /metrics` (core/telemetry): Prometheus text for a bearer token with `operator.read` (or
-   * `operator.admin`); frames in and out are counted here. Without it the route answers 404.
+   * `GET /metrics` (core/telemetry): Prometheus text for a bearer token with `operator.metrics`,
+   * `operator.read` or `operator.admin`; frames in and out are counted here. Without it the route answers 404.
    */
   metrics?: {
     readonly contentType: string;
@@ -115,8 +115,8 @@ export interface GatewayDeps {
 
 /** Who may download artifacts: the scope run.get needs (or admin), clients only. */
 const ARTIFACT_READ = { scopes: ['operator.read', 'operator.admin'], roles: ['client'] } as const;
-/** Who may scrape metrics: the read-only operator scope (or admin), clients only. */
-const METRICS_READ = { scopes: ['operator.read', 'operator.admin'], roles: ['client'] } as const;
+/** Who may scrape metrics: the metrics-only scope (a scraper's token), or the read-only operator scope, or admin; clients only. */
+const METRICS_READ = { scopes: ['operator.metrics', 'operator.read', 'operator.admin'], roles: ['client'] } as const;
 
 const INVALID_TOKEN = 'invalid, expired or revoked token';
 
@@ -301,8 +301,8 @@ export class GatewayServer {
   }
 
   /**
-   * `GET /metrics`: Prometheus text. 401 without a live bearer token, 403 without `operator.read`
-   * (or `operator.admin`; audited as authz.denied), else the exposition of this gateway's registry.
+   * `GET /metrics`: Prometheus text. 401 without a live bearer token, 403 without `operator.metrics`,
+   * `operator.read` or `operator.admin` (audited as authz.denied), else this gateway's registry.
    */
   private metricsRoute(): void {
     this.app.get('/metrics', async (req, reply) => {

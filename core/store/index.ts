@@ -601,9 +601,9 @@ export interface CommitOptions {
 }
 
 /**
- * Counters for the bench, `doctor` and the gateway's metrics: how many durable commits, how many
- * units they carried, and how many fdatasyncs of the log the store made (0 while SQLite syncs in
- * COMMIT itself). A second store implementation reports the same three.
+ * Counters for the bench and the gateway's metrics: how many durable commits, how many units they
+ * carried, and how many fdatasyncs of the log the store made, counted as each ends (0 while SQLite
+ * syncs in COMMIT itself). A second store implementation reports the same three.
  */
 export interface CommitStats {
   commits: number;
@@ -926,11 +926,12 @@ export class Store {
     const through = this.lastCommitSeq;
     const t0 = this.observer ? performance.now() : 0;
     try {
-      this.stats.syncs += 1;
       fdatasyncSync(this.walFd.sync);
     } catch (e) {
+      this.stats.syncs += 1;
       return this.failSync(e);
     }
+    this.stats.syncs += 1;
     this.observer?.synced((performance.now() - t0) / 1000);
     this.crashPoint('group_commit_after');
     this.settleThrough(through);
@@ -948,9 +949,10 @@ export class Store {
     this.crashPoint('group_commit_written');
     const through = this.lastCommitSeq;
     const t0 = this.observer ? performance.now() : 0;
-    this.stats.syncs += 1;
     fdatasync(this.walFd.async, (err) => {
       this.syncInFlight = false;
+      // Counted when it ends, with its timing, so a scrape never sees one without the other.
+      this.stats.syncs += 1;
       if (err === null) this.observer?.synced((performance.now() - t0) / 1000);
       // An error is fatal even if a synchronous sync settled the groups meanwhile: it may have
       // been reported to this descriptor only.

@@ -1,6 +1,6 @@
 /**
  * Observability (docs/observability.md): Prometheus metrics (always on, served at GET /metrics to
- * a token with `operator.read`), OpenTelemetry traces (off unless `telemetry.otlp_endpoint` is
+ * a token with `operator.metrics`, `operator.read` or `operator.admin`), OpenTelemetry traces (off unless `telemetry.otlp_endpoint` is
  * set) and the ids log lines carry. The third-party libraries stay behind this module: prom-client
  * in metrics.ts, @opentelemetry/* in tracing.ts, which is imported only when tracing is on.
  */

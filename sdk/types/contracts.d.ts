@@ -339,7 +339,12 @@ export interface EventAuthzDenied {
    * Items: An operator scope.
    */
   required_scopes: (
-    "operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin"
+    | "operator.read"
+    | "operator.write"
+    | "operator.approvals"
+    | "operator.pairing"
+    | "operator.admin"
+    | "operator.metrics"
   )[];
 }
 
@@ -1032,7 +1037,14 @@ export interface OpConnectProofResult {
   /**
    * Items: An operator scope.
    */
-  scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+  scopes: (
+    | "operator.read"
+    | "operator.write"
+    | "operator.approvals"
+    | "operator.pairing"
+    | "operator.admin"
+    | "operator.metrics"
+  )[];
 }
 
 export interface OpConversationCreatePayload {
@@ -3378,7 +3390,14 @@ export interface OpTokenCreatePayload {
    *
    * Items: An operator scope.
    */
-  scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+  scopes: (
+    | "operator.read"
+    | "operator.write"
+    | "operator.approvals"
+    | "operator.pairing"
+    | "operator.admin"
+    | "operator.metrics"
+  )[];
   /**
    * @minItems 1
    * @maxItems 2
@@ -3401,7 +3420,14 @@ export interface OpTokenCreateResult {
     /**
      * Items: An operator scope.
      */
-    scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+    scopes: (
+      | "operator.read"
+      | "operator.write"
+      | "operator.approvals"
+      | "operator.pairing"
+      | "operator.admin"
+      | "operator.metrics"
+    )[];
     /**
      * Items: The role a peer connects as.
      */
@@ -3433,7 +3459,14 @@ export interface OpTokenListResult {
     /**
      * Items: An operator scope.
      */
-    scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+    scopes: (
+      | "operator.read"
+      | "operator.write"
+      | "operator.approvals"
+      | "operator.pairing"
+      | "operator.admin"
+      | "operator.metrics"
+    )[];
     /**
      * Items: The role a peer connects as.
      */

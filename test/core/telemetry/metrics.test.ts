@@ -38,7 +38,7 @@ t.test('GET /metrics', async (t) => {
   const { conn } = await connect(gw);
   t.teardown(() => conn.ws.close());
 
-  t.test('answers 401 without a token, 403 without operator.read, and Prometheus text with it', async (t) => {
+  t.test('answers 401 without a token, 403 without a metrics-reading scope, and Prometheus text with one', async (t) => {
     const none = await scrape(gw, null);
     t.equal(none.status, 401);
     t.equal(none.headers.get('www-authenticate'), 'Bearer realm="tyrum"');
@@ -46,16 +46,29 @@ t.test('GET /metrics', async (t) => {
     const writer = await gw.tokens.create({ scopes: ['operator.write', 'operator.approvals'], createdBy: 'test' });
     const forbidden = await scrape(gw, writer.token);
     t.equal(forbidden.status, 403);
-    t.match(await forbidden.json(), { error: { code: 'forbidden', message: /operator\.read/ } });
-    const reader = await gw.tokens.create({ scopes: ['operator.read'], createdBy: 'test', label: 'prometheus' });
-    const ok = await scrape(gw, reader.token);
-    t.equal(ok.status, 200);
+    t.match(await forbidden.json(), { error: { code: 'forbidden', message: /operator\.metrics/ } });
+    const reader = await gw.tokens.create({ scopes: ['operator.read'], createdBy: 'test' });
+    t.equal((await scrape(gw, reader.token)).status, 200, 'an operator.read token scrapes');
+    const scraper = await gw.tokens.create({ scopes: ['operator.metrics'], createdBy: 'test', label: 'prometheus' });
+    const ok = await scrape(gw, scraper.token);
+    t.equal(ok.status, 200, 'so does a metrics-only token');
     t.match(ok.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
     const text = await ok.text();
     for (const name of ['tyrum_call_stage_duration_seconds', 'tyrum_store_commits_total', 'tyrum_connections', 'tyrum_event_loop_delay_seconds', 'process_cpu_seconds_total']) {
       t.match(text, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is exported`);
     }
     t.notMatch(text, /run_[0-9a-f]{8}-/, 'no run id in any label');
+  });
+
+  t.test('a metrics-only token reads the metrics and nothing else', async (t) => {
+    const scraper = await gw.tokens.create({ scopes: ['operator.metrics'], createdBy: 'test' });
+    const c = await connect(gw, { token: scraper.token });
+    t.teardown(() => c.conn.ws.close());
+    for (const [type, payload] of [['run.list', {}], ['tool.list', {}], ['audit.list', {}], ['tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } }]] as const) {
+      t.match(await c.conn.request(type, payload), { ok: false, error: { code: 'forbidden' } }, `${type} is refused`);
+    }
+    const artifact = await fetch(`http://127.0.0.1:${gw.port}/artifacts/sha256:${'0'.repeat(64)}`, { headers: { authorization: `Bearer ${scraper.token}` } });
+    t.equal(artifact.status, 403, 'GET /artifacts is refused');
   });
 
   t.test('after N tool calls the call counters, stage histograms and store counters moved by N', async (t) => {
