@@ -76,6 +76,8 @@ class ObservedCall implements CallRecord {
   }
 
   stage(stage: TimedStage, start: number, end: number): void {
+    // A commit the call started (the early answer of a slow read-only call) may land after its end.
+    if (this.ended) return;
     this.spent[stage] = (this.spent[stage] ?? 0) + (end - start) / 1000;
     this.span?.child(STAGE_SPAN[stage], start, end, this.n !== null && stage !== 'policy' ? { 'tyrum.attempt': this.n } : undefined);
   }
