@@ -93,7 +93,10 @@ t.test('with an OTLP endpoint, a call through /mcp is one span under the incomin
   t.equal(mcpCall.parentSpanId, parentId, 'the incoming span is the parent');
   t.match(attrs(mcpCall), { 'tyrum.tool_id': 'text-utils.transform', 'tyrum.run_id': /^run_/, 'tyrum.step': 0, 'tyrum.attempt': 1, 'tyrum.outcome': 'succeeded', 'tyrum.policy_decision': 'allow' });
   const children = spans.filter((s) => s.parentSpanId === mcpCall.spanId);
-  t.same(children.map((s) => s.name).sort(), ['tyrum.commit', 'tyrum.policy', 'tyrum.sandbox'], 'a child span per stage (a read-only first step commits once)');
+  t.same([...new Set(children.map((s) => s.name))].sort(), ['tyrum.commit', 'tyrum.policy', 'tyrum.sandbox'], 'a child span per stage');
+  const commits = children.filter((s) => s.name === 'tyrum.commit').length;
+  t.ok(commits === 1 || commits === 2, `one commit span per commit: a read-only first step commits once, or twice when it ran past the early answer (${commits})`);
+  t.equal(children.length, 2 + commits, 'one policy and one sandbox span');
   for (const c of children) {
     t.equal(c.traceId, traceId);
     t.ok(BigInt(c.startTimeUnixNano) >= BigInt(mcpCall.startTimeUnixNano) && BigInt(c.endTimeUnixNano) <= BigInt(mcpCall.endTimeUnixNano), `${c.name} lies within the call`);
