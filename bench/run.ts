@@ -17,10 +17,13 @@
  *
  * artifacts (bench/artifacts.ts) measures artifact write/read MB/s beside raw file I/O of the same bytes.
  *
+ * observability (bench/observability.ts) measures governed calls with the metrics instrumentation on
+ * vs off in alternating rounds of the same run (the ratio), and what a GET /metrics scrape costs.
+ *
  * scheduler (bench/scheduler.ts) measures scheduler fires/s sustained (every schedule due each pass)
  * beside the disk's fdatasync rate and raw SQLite commits/s (synchronous=FULL).
  *
- * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, channels, artifacts, scheduler, fsyncs, start, cli,
+ * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, channels, artifacts, scheduler, observability, fsyncs, start, cli,
  * connections) runs only the sections named.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,10 +40,11 @@ import { nodesBench } from './nodes.js';
 import { channelsBench } from './channels.js';
 import { artifactsBench } from './artifacts.js';
 import { schedulerBench } from './scheduler.js';
+import { observabilityBench } from './observability.js';
 import { cliBench, connectionsBench, fsyncBench, startBench } from './gateway-process.js';
 import { fdatasyncReference, fmtMs as fmtDur, printTargets } from './util.js';
 
-const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'channels', 'artifacts', 'scheduler', 'fsyncs', 'start', 'cli', 'connections'] as const;
+const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'channels', 'artifacts', 'scheduler', 'observability', 'fsyncs', 'start', 'cli', 'connections'] as const;
 const picked = process.argv.slice(2);
 for (const p of picked) if (!(SECTIONS as readonly string[]).includes(p)) throw new Error(`unknown bench section "${p}" (sections: ${SECTIONS.join(', ')})`);
 const want = (s: (typeof SECTIONS)[number]) => picked.length === 0 || picked.includes(s);
@@ -158,6 +162,7 @@ if (want('nodes')) await nodesBench();
 if (want('channels')) await channelsBench();
 if (want('artifacts')) await artifactsBench();
 if (want('scheduler')) await schedulerBench();
+if (want('observability')) await observabilityBench();
 if (want('fsyncs')) await fsyncBench();
 if (want('start')) await startBench();
 if (want('cli')) await cliBench();

@@ -36,6 +36,7 @@ import type { Peer } from './protocol/session.js';
 import { TyrumError, isTyrumError } from './errors/index.js';
 import { openHomeCore, type HomeCore, type OpenHomeOptions } from './home.js';
 import { gatewayDoctor } from './doctor/checks.js';
+import type { Telemetry } from './telemetry/index.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
@@ -44,6 +45,8 @@ export interface StartOptions {
   overrides?: ConfigOverrides;
   /** Pino level, or false for silence (tests). Default 'info'. */
   logLevel?: string | false;
+  /** Where log lines (pino JSON, one per line) go; default stdout. */
+  logStream?: { write(line: string): void };
   /**
    * Start even though the audit log no longer extends its signed checkpoint (`tyrum start
    * --accept-tampered-audit`): the damage is recorded, signed, in every later checkpoint and
@@ -86,6 +89,8 @@ export interface RunningGateway {
   readonly artifacts: ArtifactService;
   /** Retention (docs/retention.md): sweeps every retention.sweep_interval_ms. */
   readonly sweeper: Sweeper;
+  /** Metrics (served at GET /metrics), the tracer when configured, the engine's call observer (docs/observability.md). */
+  readonly telemetry: Telemetry;
   close(): Promise<void>;
 }
 
@@ -150,7 +155,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks, artifacts, retention] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks, artifacts, retention, telemetry] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -169,6 +174,7 @@ async function gatewayParts() {
     import('./playbooks/runner.js'),
     import('./artifacts/index.js'),
     import('./retention/index.js'),
+    import('./telemetry/index.js'),
   ]);
   (await import('../manifests/json-schema.js')).prepareSchemaValidators();
   return {
@@ -194,6 +200,7 @@ async function gatewayParts() {
     artifactSink: artifacts.artifactSink,
     contentDisposition: artifacts.contentDisposition,
     createSweeper: retention.createSweeper,
+    openTelemetry: telemetry.openTelemetry,
   };
 }
 
@@ -203,7 +210,7 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, UiAssets, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, UiAssets, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper, openTelemetry } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
@@ -238,7 +245,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   }
   const { store, key, audit, tokens, config, secrets, redactor, plugins, policy, approvals, mcp } = svc;
   let bootstrapToken: string | null = null;
+  let telemetry: Telemetry | null = null;
   try {
+    // Metrics always; traces when telemetry.otlp_endpoint is set (docs/observability.md).
+    telemetry = await openTelemetry(config.telemetry, packageInfo().version);
+    const metrics = telemetry.metrics;
+    store.observe(metrics.storeObserver);
     const egress = createEgressHandler({
       rightsFor: (pluginKey) => host?.rightsFor(pluginKey) ?? null,
       secrets,
@@ -313,6 +325,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       execute: (step, ctx) => tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal),
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
+      calls: telemetry.calls,
     });
     // Durable events are pushed in outbox order, whichever process committed them (an approval
     // resolved from the CLI is written by the CLI process). Events this process committed are
@@ -483,6 +496,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       version: packageInfo().version,
       keyId: key.keyId,
       logLevel: options.logLevel ?? 'info',
+      ...(options.logStream ? { logStream: options.logStream } : {}),
       ui: UiAssets.load(options.uiDir ?? join(packageInfo().root, 'dist', 'ui')),
       // Another process (the CLI) changed the database: pick up plugin and grant changes, push
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
@@ -521,6 +535,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         open: (id) => artifacts.open(id),
         contentDisposition,
       },
+      // GET /metrics: this gateway's registry, for a token with operator.metrics (or operator.read, admin).
+      metrics,
       // POST /mcp: MCP clients use the same dispatch as `handle`, so their calls travel the
       // WebSocket pipeline (contract check, policy, approvals, durable run, audit).
       mcp: createMcpEndpoint({
@@ -546,6 +562,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         `the audit log was found tampered with ${tampered.length === 1 ? 'once' : `${tampered.length} times`} and accepted (last on ${last.accepted_at}: ${last.reason}); tyrum audit verify reports it`,
       );
     }
+    const edge = server;
+    const pool = host.pool;
+    metrics.setSources({
+      store: () => store.commitStats(),
+      commitQueue: () => store.pendingUnits(),
+      sandboxQueue: () => pool.stats().workers.reduce((n, w) => n + w.queued, 0),
+      queuedRuns: () => store.committed.execution.countQueued(),
+      activeRuns: () => engine.activeRuns,
+      pendingApprovals: () => store.committed.approvals.countPending(),
+      connections: () => edge.connectionsByRole(),
+    });
     const port = await listen(server, config, svc.paths.config);
     // Minted only once the gateway listens, so a start that fails (a port in use) never leaves the
     // home's only admin token unprinted.
@@ -592,6 +619,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       workflows,
       artifacts,
       sweeper,
+      telemetry,
       close: async () => {
         // A sweep in progress ends after its current batch commits.
         await sweeper.stop();
@@ -605,6 +633,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         presence.close();
         await mcpHost!.close();
         await host!.close();
+        // Flushes the spans still buffered to the OTLP endpoint.
+        store.observe(null);
+        await telemetry!.close().catch((e: unknown) => server!.app.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not flush traces'));
         await audit.append('gateway.stopped', { kind: 'gateway', key_id: key.keyId }, {}).catch(() => undefined);
         try {
           await svc.close();
@@ -618,6 +649,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     await server?.close().catch(() => undefined);
     await mcpHost?.close().catch(() => undefined);
     await host?.close().catch(() => undefined);
+    store.observe(null);
+    await telemetry?.close().catch(() => undefined);
     await svc.close().catch(() => undefined);
     lock.release();
     throw e;

@@ -97,7 +97,8 @@ Audit and retention
                                                              --dry-run shows what would go
 
 Every command takes --home DIR (default $TYRUM_HOME or ~/.tyrum).
-Scopes: operator.read, operator.write, operator.approvals, operator.pairing, operator.admin.`;
+Scopes: operator.read, operator.write, operator.approvals, operator.pairing, operator.admin,
+operator.metrics (GET /metrics only: for a Prometheus scraper).`;
 
 /**
  * The process entry (bin/tyrum.js): runs `main` on the process's arguments and sets the exit code.

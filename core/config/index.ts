@@ -95,6 +95,17 @@ export const DEFAULT_RETENTION: Readonly<Retention> = Object.freeze({
   batchSize: 500,
 });
 
+/** Tracing (docs/observability.md): off unless an OTLP endpoint is set. */
+export interface Telemetry {
+  /** OTLP/HTTP traces endpoint; null: tracing off, no OpenTelemetry code loaded. */
+  readonly otlpEndpoint: string | null;
+  readonly serviceName: string;
+  /** Fraction of new root traces recorded. */
+  readonly sampleRatio: number;
+}
+
+export const DEFAULT_TELEMETRY: Readonly<Telemetry> = Object.freeze({ otlpEndpoint: null, serviceName: 'tyrum-gateway', sampleRatio: 1 });
+
 export interface Config {
   readonly home: string;
   readonly host: string;
@@ -106,6 +117,7 @@ export interface Config {
   /** Publishers whose signed plugins install; empty: unsigned plugins install too. */
   readonly trustedPublishers: readonly TrustedPublisher[];
   readonly retention: Readonly<Retention>;
+  readonly telemetry: Readonly<Telemetry>;
 }
 
 /** A publisher whose Ed25519 key (SPKI DER, base64url) signs the plugins it ships. */
@@ -154,6 +166,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     limits?: Record<string, number | undefined>;
     trusted_publishers?: Array<{ name: string; public_key: string }>;
     retention?: Record<string, number | null | undefined>;
+    telemetry?: { otlp_endpoint?: string; service_name?: string; sample_ratio?: number };
   };
   const cfg: Config = {
     home,
@@ -165,6 +178,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     limits: Object.freeze({ ...DEFAULT_LIMITS, ...camelLimits(file.limits ?? {}) }),
     trustedPublishers: Object.freeze((file.trusted_publishers ?? []).map((p) => Object.freeze({ name: p.name, publicKey: p.public_key }))),
     retention: retentionOf(file.retention ?? {}, source),
+    telemetry: telemetryOf(file.telemetry ?? {}, source),
   };
   assertSafeBind(cfg);
   cfg.trustedPublishers.forEach((p, i) => {
@@ -189,6 +203,27 @@ function retentionOf(raw: Record<string, number | null | undefined>, source: str
     );
   }
   return Object.freeze(r);
+}
+
+/** The telemetry section over its defaults; the endpoint must be a URL fetch can use. */
+function telemetryOf(raw: { otlp_endpoint?: string; service_name?: string; sample_ratio?: number }, source: string): Readonly<Telemetry> {
+  if (raw.otlp_endpoint !== undefined) {
+    let problem: string | null = null;
+    try {
+      const u = new URL(raw.otlp_endpoint);
+      // Credentials are never echoed back (the message may end up in a log).
+      if (u.username !== '' || u.password !== '') problem = 'it holds credentials (user:password@); put them in a collector next to the gateway';
+      else if (u.protocol !== 'http:' && u.protocol !== 'https:') problem = `got ${JSON.stringify(raw.otlp_endpoint.slice(0, 100))}`;
+    } catch {
+      problem = `got ${JSON.stringify(raw.otlp_endpoint.slice(0, 100))}`;
+    }
+    if (problem !== null) throw new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${source}: /telemetry/otlp_endpoint: not an http(s) URL without credentials: ${problem}`);
+  }
+  return Object.freeze({
+    otlpEndpoint: raw.otlp_endpoint ?? DEFAULT_TELEMETRY.otlpEndpoint,
+    serviceName: raw.service_name ?? DEFAULT_TELEMETRY.serviceName,
+    sampleRatio: raw.sample_ratio ?? DEFAULT_TELEMETRY.sampleRatio,
+  });
 }
 
 function isEd25519PublicKey(b64url: string): boolean {

@@ -52,6 +52,8 @@ import type {
   UnknownResolution,
 } from './types.js';
 import { raceAbort } from '../util/abort.js';
+import { withLogFields, incomingTrace } from '../telemetry/context.js';
+import type { CallObserver, CallRecord } from '../telemetry/calls.js';
 
 export interface ExecutionEngineOptions {
   store: Store;
@@ -98,6 +100,11 @@ export interface ExecutionEngineOptions {
   defaultTimeoutMs?: number;
   backoff?: Partial<BackoffOptions>;
   log?: (level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>) => void;
+  /**
+   * Told about every governed call (core/telemetry): its policy, sandbox and commit stages and how
+   * it ended, for metrics and traces. Without it nothing is timed.
+   */
+  calls?: CallObserver;
 }
 
 /** How `submit` may start the run. */
@@ -145,6 +152,10 @@ interface Claim {
   controller: AbortController | null;
   /** Writes that go into the run's next commit (a submission, a deferred read-only start). */
   carry: Carry | null;
+  /** The call being made now, when a CallObserver watches (its commits are timed by `unit`). */
+  call?: CallRecord | null;
+  /** The W3C traceparent of the request that submitted the run and is waiting for it (its calls' parent). */
+  traceparent?: string | null;
 }
 
 /** Thrown inside a carried submission that lost its idempotency key to a concurrent one. */
@@ -193,6 +204,7 @@ export class ExecutionEngine {
   private readonly waiters = new Set<() => void>();
   private started = false;
   private stopping = false;
+  private calls: CallObserver | null;
   private kickPending = false;
 
   constructor(options: ExecutionEngineOptions) {
@@ -200,6 +212,7 @@ export class ExecutionEngine {
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'engine owner must be a non-empty string of at most 200 characters');
     }
     this.o = options;
+    this.calls = options.calls ?? null;
     this.owner = options.owner;
     this.store = options.store;
     this.approvals = options.approvals;
@@ -344,7 +357,14 @@ export class ExecutionEngine {
     try {
       if (take) {
         committed = await new Promise<RunRow>((resolve, reject) => {
-          const claim: Claim = { runId: row.id, fence: { owner: this.owner, token: 1 }, lost: false, controller: null, carry: { writes: [write], waiters: [{ resolve, reject }] } };
+          const claim: Claim = {
+            runId: row.id,
+            fence: { owner: this.owner, token: 1 },
+            lost: false,
+            controller: null,
+            carry: { writes: [write], waiters: [{ resolve, reject }] },
+            traceparent: this.calls ? incomingTrace() : null,
+          };
           this.launch(claim, { run: row, step: steps[0]! });
         });
       } else {
@@ -647,7 +667,9 @@ export class ExecutionEngine {
   /** Drive a claimed run; `first`: a run taken at submission, not in the database yet. */
   private launch(claim: Claim, first?: { run: RunRow; step: StepRow }): void {
     this.active.set(claim.runId, claim);
-    const task = this.processRun(claim, first).finally(() => {
+    // With an observer, every log line written while the run is driven names it (a fresh scope: a
+    // run claimed from within another run's callbacks does not inherit that run's ids).
+    const task = (this.calls ? withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)) : this.processRun(claim, first)).finally(() => {
       this.active.delete(claim.runId);
       this.tasks.delete(task);
       this.kick();
@@ -729,9 +751,27 @@ export class ExecutionEngine {
         await this.unit(claim, (emit) => this.pauseInTx(emit, run, claim, 'outcome_unknown'));
         return 'stop';
       case 'running':
-        return this.recover(claim, run, step);
+        return this.observed(claim, run, step, () => this.recover(claim, run, step));
       default:
-        return this.gate(claim, run, step);
+        return this.observed(claim, run, step, () => this.gate(claim, run, step));
+    }
+  }
+
+  /**
+   * Runs one governed call (`fn`: gate or recover) under the observer: its log lines carry the
+   * run, step, attempt and trace ids; its stages are timed where they happen and its outcome
+   * recorded where it is known (an end not recorded there, a thrown error, counts as `error`).
+   */
+  private async observed(claim: Claim, run: RunRow, step: StepRow, fn: () => Promise<Next>): Promise<Next> {
+    const calls = this.calls;
+    if (!calls) return fn();
+    const rec = calls.begin({ run_id: run.id, step: step.idx, tool_id: step.tool_id, kind: run.kind }, claim.traceparent ?? null);
+    claim.call = rec;
+    try {
+      return await withLogFields(rec.fields, fn);
+    } finally {
+      rec.end('error');
+      claim.call = null;
     }
   }
 
@@ -744,8 +784,14 @@ export class ExecutionEngine {
     // Hash what will actually be sent, not the stored hash: an approval must cover these bytes.
     const call = this.stepCall(run, step, args, tool, idempotent, null);
     let decision: PolicyResult;
+    const rec = claim.call ?? null;
+    const tp = rec ? performance.now() : 0;
     try {
       decision = checkDecision(await this.o.decide(call));
+      if (rec) {
+        rec.stage('policy', tp, performance.now());
+        rec.policy(decision.enforced ? decision.decision : `${decision.decision} (observed)`);
+      }
     } catch (e) {
       return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_INTERNAL', `policy decision failed: ${e instanceof Error ? e.message : String(e)}`), {});
     }
@@ -768,6 +814,7 @@ export class ExecutionEngine {
     // require_approval, enforced.
     if (step.approval_id === null) {
       await this.requestApproval(claim, run, step, call, res);
+      claim.call?.end('approval');
       return 'stop';
     }
     const a = this.approvals.find(step.approval_id);
@@ -775,6 +822,7 @@ export class ExecutionEngine {
     switch (a.state) {
       case 'pending':
         await this.unit(claim, (emit) => this.pauseInTx(emit, run, claim, 'approval'));
+        claim.call?.end('approval');
         return 'stop';
       case 'denied':
         return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_APPROVAL_DENIED', `approval ${a.id} was denied${a.reason ? `: ${a.reason}` : ''}`, { approval_id: a.id }), res);
@@ -832,6 +880,7 @@ export class ExecutionEngine {
         const s = this.fenced(this.store.execution.updateStep(run.id, step.idx, { state: 'succeeded', result: last.result, finished_at: last.finished_at ?? now, updated_at: now }, { fence: claim.fence }), claim);
         emit('step.updated', stepEventPayload(s));
       });
+      claim.call?.end('succeeded');
       return 'continue';
     }
     if (last.state === 'started') {
@@ -846,6 +895,7 @@ export class ExecutionEngine {
           audit(unknown ? 'step.outcome_unknown' : 'step.finished', this.actor, { run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, attempt: last.n, state: unknown ? 'outcome_unknown' : 'failed', error_code: interrupted.code });
           if (!unknown) audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: interrupted.code });
         });
+        claim.call?.end(unknown ? 'unknown' : 'failed', interrupted);
         return 'stop';
       }
       // The retry below commits this with its own start.
@@ -887,6 +937,7 @@ export class ExecutionEngine {
    */
   private async attempt(claim: Claim, run: RunRow, step: StepRow, call: StepCall, res: Resolution, consumeApproval: string | null): Promise<Next> {
     const n = step.attempts + 1;
+    claim.call?.attempt(n);
     const now = this.now();
     const startInTx = (emit: Emit): StepRow => {
       if (consumeApproval !== null && !this.approvals.consumeInTx(emit, consumeApproval, run.id, step.idx)) {
@@ -934,7 +985,10 @@ export class ExecutionEngine {
         throw e;
       }
     }
-    if (started === null) return 'continue';
+    if (started === null) {
+      claim.call?.end('cancelled');
+      return 'continue';
+    }
     this.crash('step_started');
 
     const controller = new AbortController();
@@ -958,7 +1012,9 @@ export class ExecutionEngine {
       if (ackTimer !== null) clearTimeout(ackTimer);
       claim.controller = null;
     }
-    const duration = Math.round((performance.now() - t0) * 1000) / 1000;
+    const t1 = performance.now();
+    claim.call?.stage('sandbox', t0, t1);
+    const duration = Math.round((t1 - t0) * 1000) / 1000;
     this.crash('tool_returned');
     if (result !== undefined && error === undefined) return this.succeeded(claim, run, started, n, result, duration);
     return this.attemptFailed(claim, run, started, n, error, duration);
@@ -1006,9 +1062,10 @@ export class ExecutionEngine {
         this.auditStep(audit, step, n, 'failed', err.code);
         audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
       });
+      claim.call?.end('failed', err);
       return 'stop';
     }
-    return this.unit(
+    const next = await this.unit(
       claim,
       (emit, audit): Next => {
         this.fenced(
@@ -1033,6 +1090,8 @@ export class ExecutionEngine {
       },
       () => this.crash('result_saved'),
     );
+    claim.call?.end('succeeded');
+    return next;
   }
 
   /**
@@ -1067,6 +1126,7 @@ export class ExecutionEngine {
         this.outcomeUnknownInTx(emit, run, step, claim, err);
         audit('step.outcome_unknown', this.actor, { run_id: run.id, step_idx: step.idx, tool_id: step.tool_id, attempt: n, error_code: err.code });
       });
+      claim.call?.end('unknown', err);
       return 'stop';
     }
     if (action === 'retry' && n < max) {
@@ -1081,6 +1141,7 @@ export class ExecutionEngine {
         );
         emit('run.updated', runEventPayload(r));
       });
+      claim.call?.end('retry', err);
       this.wakeAfter(delay);
       return 'stop';
     }
@@ -1090,6 +1151,7 @@ export class ExecutionEngine {
       this.auditStep(audit, step, n, 'failed', err.code, duration);
       audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
     });
+    claim.call?.end('failed', err);
     return 'stop';
   }
 
@@ -1105,6 +1167,7 @@ export class ExecutionEngine {
       this.auditStep(audit, { ...step, ...res }, step.attempts, 'failed', err.code);
       audit('run.finished', this.actor, { run_id: run.id, state: 'failed', error_code: err.code });
     });
+    claim.call?.end(err.code === 'TYRUM_ERR_POLICY_DENIED' ? 'denied' : 'failed', err);
     return 'stop';
   }
 
@@ -1280,6 +1343,14 @@ export class ExecutionEngine {
    * up (`lost`): those writes, and possibly the run itself, were never committed.
    */
   private unit<T>(claim: Claim | null, fn: (emit: Emit, audit: Audit) => T, beforeDeliver?: () => void): Promise<T> {
+    const rec = claim?.call ?? null;
+    if (rec === null) return this.unitUntimed(claim, fn, beforeDeliver);
+    // A commit made during a call is its `commit` stage: from the write to its durability.
+    const t0 = performance.now();
+    return this.unitUntimed(claim, fn, beforeDeliver).finally(() => rec.stage('commit', t0, performance.now()));
+  }
+
+  private unitUntimed<T>(claim: Claim | null, fn: (emit: Emit, audit: Audit) => T, beforeDeliver?: () => void): Promise<T> {
     const carry = claim?.carry ?? null;
     if (claim) claim.carry = null;
     let row: RunRow | undefined;
@@ -1328,6 +1399,16 @@ export class ExecutionEngine {
       definition_hash: step.definition_hash,
       plugin_digest: step.plugin_digest,
     });
+  }
+
+  /** Reports calls from now on to `calls` (null: to nobody; the bench compares the two). */
+  observe(calls: CallObserver | null): void {
+    this.calls = calls;
+  }
+
+  /** Runs this engine is driving now (claimed and not yet released). */
+  get activeRuns(): number {
+    return this.active.size;
   }
 
   private log(level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>): void {

@@ -29,6 +29,7 @@ import { fromB64url } from '../util/encoding.js';
 import { authorize } from '../auth/authorize.js';
 import { TyrumError } from '../errors/index.js';
 import { UI_HEADERS, uiContentSecurityPolicy, type UiAssets } from './ui.js';
+import { logFields, withIncomingTrace } from '../telemetry/context.js';
 
 export { UiAssets } from './ui.js';
 
@@ -45,6 +46,8 @@ export interface GatewayDeps {
   inflight: InflightLimiter;
   /** Pino log level, or false for no logging. */
   logLevel?: string | false;
+  /** Where log lines (JSON, one per line) go; default stdout. */
+  logStream?: { write(line: string): void };
   /**
    * Called when another process committed to the database (CLI changes to plugins, grants,
    * secrets); resolves once those changes are picked up (requests wait for it: see syncExternal).
@@ -98,10 +101,22 @@ export interface GatewayDeps {
     open(artifactId: string): Promise<{ info: { artifact_id: string; media_type: string; name: string | null }; stream: Readable; size: number }>;
     contentDisposition(name: string | null, fallback: string): string;
   };
+  /**
+   * `GET /metrics` (core/telemetry): Prometheus text for a bearer token with `operator.metrics`,
+   * `operator.read` or `operator.admin`; frames in and out are counted here. Without it the route answers 404.
+   */
+  metrics?: {
+    readonly contentType: string;
+    scrape(): Promise<string>;
+    frameIn(): void;
+    frameOut(): void;
+  };
 }
 
 /** Who may download artifacts: the scope run.get needs (or admin), clients only. */
 const ARTIFACT_READ = { scopes: ['operator.read', 'operator.admin'], roles: ['client'] } as const;
+/** Who may scrape metrics: the metrics-only scope (a scraper's token), or the read-only operator scope, or admin; clients only. */
+const METRICS_READ = { scopes: ['operator.metrics', 'operator.read', 'operator.admin'], roles: ['client'] } as const;
 
 const INVALID_TOKEN = 'invalid, expired or revoked token';
 
@@ -143,7 +158,8 @@ export class GatewayServer {
     // default; sweep at half the shorter timeout (bounded to 50 ms-1 s) so the limits hold.
     const checkEvery = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.httpHeadersTimeoutMs, limits.httpRequestTimeoutMs) / 2)));
     this.app = Fastify({
-      logger: deps.logLevel === false ? false : { level: deps.logLevel ?? 'info' },
+      // Lines written while a call is handled carry its run, step, attempt and trace ids (core/telemetry/context.ts).
+      logger: deps.logLevel === false ? false : { level: deps.logLevel ?? 'info', mixin: logFields, ...(deps.logStream ? { stream: deps.logStream } : {}) },
       bodyLimit: limits.httpBodyLimitBytes,
       connectionTimeout: limits.httpRequestTimeoutMs,
       requestTimeout: limits.httpRequestTimeoutMs,
@@ -193,6 +209,16 @@ export class GatewayServer {
   /** Number of open WebSocket connections. */
   get connections(): number {
     return this.live.size;
+  }
+
+  /** Handshaken connections by role (the metrics' connections gauge; read per scrape). */
+  connectionsByRole(): { client: number; node: number } {
+    const out = { client: 0, node: 0 };
+    for (const l of this.live) {
+      const peer = l.session.peer;
+      if (peer) out[peer.role] += 1;
+    }
+    return out;
   }
 
   /** Push a live (non-durable) event to every handshaken connection in its audience. */
@@ -270,7 +296,32 @@ export class GatewayServer {
     });
     this.mcpRoutes();
     this.artifactRoutes();
+    this.metricsRoute();
     this.uiRoutes();
+  }
+
+  /**
+   * `GET /metrics`: Prometheus text. 401 without a live bearer token, 403 without `operator.metrics`,
+   * `operator.read` or `operator.admin` (audited as authz.denied), else this gateway's registry.
+   */
+  private metricsRoute(): void {
+    this.app.get('/metrics', async (req, reply) => {
+      const metrics = this.deps.metrics;
+      if (!metrics) return reply.code(404).send({ error: { code: 'not_found', message: 'metrics are not enabled' } });
+      const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
+      if (!this.originAllowed(req.headers.origin, remote)) return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
+      const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
+      if (typeof token === 'string') {
+        return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN } });
+      }
+      const decision = authorize(METRICS_READ, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
+      if (!decision.allowed) {
+        this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: 'GET /metrics', reason: decision.reason, required_scopes: decision.required, remote_address: remote });
+        return reply.code(403).send({ error: { code: 'forbidden', message: `reading metrics requires one of: ${METRICS_READ.scopes.join(', ')}` } });
+      }
+      const text = await metrics.scrape();
+      return reply.code(200).headers({ 'content-type': metrics.contentType, 'cache-control': 'no-store' }).send(text);
+    });
   }
 
   /**
@@ -400,7 +451,10 @@ export class GatewayServer {
         // From here the MCP transport owns the response (it may stream server-sent events).
         reply.hijack();
         try {
-          await this.deps.mcp.handle(req.raw, reply.raw, req.body, caller);
+          // An incoming W3C traceparent becomes the parent of the calls this request makes (core/telemetry).
+          const traceparent = req.headers.traceparent;
+          const mcp = this.deps.mcp;
+          await withIncomingTrace(typeof traceparent === 'string' ? traceparent : undefined, () => mcp.handle(req.raw, reply.raw, req.body, caller));
         } catch (e) {
           this.app.log.error({ err: e }, 'mcp request failed');
           if (!reply.raw.headersSent) reply.raw.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'internal', message: 'internal error' } }));
@@ -467,8 +521,14 @@ export class GatewayServer {
   }
 
   private attach(ws: WebSocket, token: AuthenticatedToken, remote: string): void {
+    const metrics = this.deps.metrics;
     const transport: Transport = {
-      send: (text) => ws.send(text),
+      send: metrics
+        ? (text) => {
+            metrics.frameOut();
+            ws.send(text);
+          }
+        : (text) => ws.send(text),
       close: (code, reason) => {
         // Defence in depth: ws throws on an invalid code or reason; never let that escape.
         try {
@@ -508,7 +568,10 @@ export class GatewayServer {
       const peer = session.peer;
       if (peer) this.deps.onPeerSeen?.(peer);
     });
-    ws.on('message', (data, isBinary) => session.receive(toBytes(data), isBinary));
+    ws.on('message', (data, isBinary) => {
+      metrics?.frameIn();
+      session.receive(toBytes(data), isBinary);
+    });
     ws.on('error', (err) => log.warn({ err: err.message, connection_id: session.connectionId }, 'websocket error'));
     ws.on('close', (code) => {
       this.live.delete(entry);

@@ -251,6 +251,11 @@ export class ExecutionRepo {
   }
 
   /** True when some run could be claimed now (a cheap read before taking the write lock). */
+  /** Runs in state `queued` (waiting for an engine, or for a retry's backoff): one index range count. */
+  countQueued(): number {
+    return (this.s.get(`SELECT COUNT(*) AS n FROM runs WHERE state = 'queued'`).get() as { n: number }).n;
+  }
+
   hasClaimable(now: number): boolean {
     return (
       this.s
@@ -349,6 +354,11 @@ export class ApprovalRepo {
 
   constructor(db: Database.Database) {
     this.s = new Statements(db);
+  }
+
+  /** Approvals waiting for a decision: one index range count. */
+  countPending(): number {
+    return (this.s.get(`SELECT COUNT(*) AS n FROM approvals WHERE state = 'pending'`).get() as { n: number }).n;
   }
 
   insert(a: ApprovalRow): void {

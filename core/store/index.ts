@@ -625,10 +625,24 @@ export interface CommitOptions {
   deferred?: boolean;
 }
 
-/** Counters for the bench and `doctor`: how many durable commits, and how many units they carried. */
+/**
+ * Counters for the bench and the gateway's metrics: how many durable commits, how many units they
+ * carried, and how many fdatasyncs of the log the store made, counted as each ends (0 while SQLite
+ * syncs in COMMIT itself). A second store implementation reports the same three.
+ */
 export interface CommitStats {
   commits: number;
   units: number;
+  syncs: number;
+}
+
+/**
+ * Told how long each group COMMIT and each log sync took (seconds), for latency histograms
+ * (core/telemetry). Called on the store's path: it must only record.
+ */
+export interface StoreObserver {
+  committed(seconds: number): void;
+  synced(seconds: number): void;
 }
 
 /**
@@ -666,7 +680,8 @@ export class Store {
   private group: Group | null = null;
   /** Callbacks registered by the unit running now (`afterCommit`); null outside a unit. */
   private unitAfter: Array<() => void> | null = null;
-  private readonly stats: CommitStats = { commits: 0, units: 0 };
+  private readonly stats: CommitStats = { commits: 0, units: 0, syncs: 0 };
+  private observer: StoreObserver | null = null;
   /** The write-ahead log, fdatasynced by the store (null: SQLite syncs in COMMIT). */
   private walFd: WalFds | null = null;
   /** Groups COMMITted, waiting for a log sync, in commit order. */
@@ -830,6 +845,18 @@ export class Store {
     return { ...this.stats };
   }
 
+  /** Units written but not yet durable: those of the open group and of groups waiting for their sync. */
+  pendingUnits(): number {
+    let n = this.group?.units.length ?? 0;
+    for (const g of this.unsynced) n += g.units.length;
+    return n;
+  }
+
+  /** Reports each COMMIT's and each log sync's duration to `o` (null: to nobody). */
+  observe(o: StoreObserver | null): void {
+    this.observer = o;
+  }
+
   private runUnit<T>(fn: () => T, deferred = false): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
     if (this.unitAfter !== null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'Store.commit called inside a unit; use the enclosing unit');
     if (this.syncFailure !== null) return { ok: false, error: this.syncFailure };
@@ -897,7 +924,9 @@ export class Store {
         // After a failed sync nothing more is committed: the group is rolled back and refused.
         if (this.syncFailure !== null) throw this.syncFailure;
         this.crashPoint('group_commit_before');
+        const t0 = this.observer ? performance.now() : 0;
         prepared(this.db, 'COMMIT').run();
+        this.observer?.committed((performance.now() - t0) / 1000);
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;
@@ -920,11 +949,15 @@ export class Store {
     }
     this.crashPoint('group_commit_written');
     const through = this.lastCommitSeq;
+    const t0 = this.observer ? performance.now() : 0;
     try {
       fdatasyncSync(this.walFd.sync);
     } catch (e) {
+      this.stats.syncs += 1;
       return this.failSync(e);
     }
+    this.stats.syncs += 1;
+    this.observer?.synced((performance.now() - t0) / 1000);
     this.crashPoint('group_commit_after');
     this.settleThrough(through);
     return failure;
@@ -940,8 +973,12 @@ export class Store {
     this.syncInFlight = true;
     this.crashPoint('group_commit_written');
     const through = this.lastCommitSeq;
+    const t0 = this.observer ? performance.now() : 0;
     fdatasync(this.walFd.async, (err) => {
       this.syncInFlight = false;
+      // Counted when it ends, with its timing, so a scrape never sees one without the other.
+      this.stats.syncs += 1;
+      if (err === null) this.observer?.synced((performance.now() - t0) / 1000);
       // An error is fatal even if a synchronous sync settled the groups meanwhile: it may have
       // been reported to this descriptor only.
       if (err !== null) this.failSync(err);

@@ -6,7 +6,7 @@ export function Strict<T extends TProperties>(properties: T, options: ObjectOpti
   return Type.Object(properties, { additionalProperties: false, ...options });
 }
 
-export const SCOPES = ['operator.read', 'operator.write', 'operator.approvals', 'operator.pairing', 'operator.admin'] as const;
+export const SCOPES = ['operator.read', 'operator.write', 'operator.approvals', 'operator.pairing', 'operator.admin', 'operator.metrics'] as const;
 export type Scope = (typeof SCOPES)[number];
 export const Scope = Type.Union(SCOPES.map((s) => Type.Literal(s)), { description: 'An operator scope.' });
 

@@ -50,6 +50,22 @@ export const RetentionConfig = Strict(
   { description: 'What is removed when, by the sweeper and `tyrum gc` (docs/retention.md). The audit log is never removed: archive it with `tyrum audit archive`.' },
 );
 
+export const TelemetryConfig = Strict(
+  {
+    otlp_endpoint: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 2048,
+        pattern: '^https?://[^\\s]+$',
+        description: 'Where OpenTelemetry traces are sent (OTLP over HTTP, JSON), e.g. http://127.0.0.1:4318/v1/traces. Unset (the default): tracing is off and no OpenTelemetry code is loaded.',
+      }),
+    ),
+    service_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'The service.name resource attribute of every span. Default "tyrum-gateway".' })),
+    sample_ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Fraction of new traces recorded (a call whose incoming traceparent is sampled follows its parent). Default 1.' })),
+  },
+  { description: 'Traces (docs/observability.md). Metrics at GET /metrics need no configuration.' },
+);
+
 export const GatewayConfig = Strict({
   host: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bind address. Default 127.0.0.1.' })),
   port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Listen port; 0 picks a free one. Default 8788.' })),
@@ -58,6 +74,7 @@ export const GatewayConfig = Strict({
   tls: Type.Optional(Strict({ cert_file: Type.String({ minLength: 1 }), key_file: Type.String({ minLength: 1 }) })),
   limits: Type.Optional(LimitsConfig),
   retention: Type.Optional(RetentionConfig),
+  telemetry: Type.Optional(TelemetryConfig),
   trusted_publishers: Type.Optional(
     Type.Array(
       Strict({

@@ -149,6 +149,23 @@ export interface ConfigGateway {
     batch_size?: number;
   };
   /**
+   * Traces (docs/observability.md). Metrics at GET /metrics need no configuration.
+   */
+  telemetry?: {
+    /**
+     * Where OpenTelemetry traces are sent (OTLP over HTTP, JSON), e.g. http://127.0.0.1:4318/v1/traces. Unset (the default): tracing is off and no OpenTelemetry code is loaded.
+     */
+    otlp_endpoint?: string;
+    /**
+     * The service.name resource attribute of every span. Default "tyrum-gateway".
+     */
+    service_name?: string;
+    /**
+     * Fraction of new traces recorded (a call whose incoming traceparent is sampled follows its parent). Default 1.
+     */
+    sample_ratio?: number;
+  };
+  /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.
    *
    * @maxItems 64
@@ -322,7 +339,12 @@ export interface EventAuthzDenied {
    * Items: An operator scope.
    */
   required_scopes: (
-    "operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin"
+    | "operator.read"
+    | "operator.write"
+    | "operator.approvals"
+    | "operator.pairing"
+    | "operator.admin"
+    | "operator.metrics"
   )[];
 }
 
@@ -1015,7 +1037,14 @@ export interface OpConnectProofResult {
   /**
    * Items: An operator scope.
    */
-  scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+  scopes: (
+    | "operator.read"
+    | "operator.write"
+    | "operator.approvals"
+    | "operator.pairing"
+    | "operator.admin"
+    | "operator.metrics"
+  )[];
 }
 
 export interface OpConversationCreatePayload {
@@ -3475,7 +3504,14 @@ export interface OpTokenCreatePayload {
    *
    * Items: An operator scope.
    */
-  scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+  scopes: (
+    | "operator.read"
+    | "operator.write"
+    | "operator.approvals"
+    | "operator.pairing"
+    | "operator.admin"
+    | "operator.metrics"
+  )[];
   /**
    * @minItems 1
    * @maxItems 2
@@ -3498,7 +3534,14 @@ export interface OpTokenCreateResult {
     /**
      * Items: An operator scope.
      */
-    scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+    scopes: (
+      | "operator.read"
+      | "operator.write"
+      | "operator.approvals"
+      | "operator.pairing"
+      | "operator.admin"
+      | "operator.metrics"
+    )[];
     /**
      * Items: The role a peer connects as.
      */
@@ -3530,7 +3573,14 @@ export interface OpTokenListResult {
     /**
      * Items: An operator scope.
      */
-    scopes: ("operator.read" | "operator.write" | "operator.approvals" | "operator.pairing" | "operator.admin")[];
+    scopes: (
+      | "operator.read"
+      | "operator.write"
+      | "operator.approvals"
+      | "operator.pairing"
+      | "operator.admin"
+      | "operator.metrics"
+    )[];
     /**
      * Items: The role a peer connects as.
      */

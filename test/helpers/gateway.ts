@@ -15,13 +15,19 @@ export interface TestGateway extends RunningGateway {
 }
 
 /** Starts a gateway in a fresh temp home (or `home`), silent, on a free port. */
-export async function startTestGateway(opts: { home?: string; overrides?: ConfigOverrides; config?: Record<string, unknown>; uiDir?: string } = {}): Promise<TestGateway> {
+export async function startTestGateway(opts: { home?: string; overrides?: ConfigOverrides; config?: Record<string, unknown>; uiDir?: string; log?: { level: string; stream: { write(line: string): void } } } = {}): Promise<TestGateway> {
   const home = opts.home ?? mkdtempSync(join(tmpdir(), 'tyrum-test-'));
   if (opts.config) {
     const { writeFileSync } = await import('node:fs');
     writeFileSync(join(home, 'config.json'), JSON.stringify(opts.config));
   }
-  const gw = await startGateway({ home, overrides: { port: 0, ...opts.overrides }, logLevel: false, ...(opts.uiDir !== undefined ? { uiDir: opts.uiDir } : {}) });
+  const gw = await startGateway({
+    home,
+    overrides: { port: 0, ...opts.overrides },
+    logLevel: opts.log?.level ?? false,
+    ...(opts.log ? { logStream: opts.log.stream } : {}),
+    ...(opts.uiDir !== undefined ? { uiDir: opts.uiDir } : {}),
+  });
   return Object.assign(gw, { adminToken: gw.bootstrapToken ?? '' });
 }
 

@@ -141,3 +141,28 @@ t.test('the author commands are reached through their one lazy entry, each loadi
   t.ok(r.modules.includes('sdk/author/cli/index.ts') && r.modules.includes('sdk/author/cli/new-build.ts'), 'plugin new loads sdk/author/cli');
   notLoaded(t, r, { 'the test harness': /^sdk\/author\/harness\.ts$/, '@extism/extism': /node_modules\/@extism\//, 'the kernel runtime': /^core\/runtime\.ts$/ }, 'tyrum plugin new --help');
 });
+
+t.test('a gateway with tracing off loads no OpenTelemetry code; one with an OTLP endpoint loads it behind core/telemetry/tracing.ts', async (t) => {
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  for (const traced of [false, true]) {
+    const home = join(t.testdir(), traced ? 'traced' : 'plain');
+    mkdirSync(home, { recursive: true });
+    // Port 9 (discard): nothing is exported in this test, the exporter only has to exist.
+    if (traced) writeFileSync(join(home, 'config.json'), JSON.stringify({ telemetry: { otlp_endpoint: 'http://127.0.0.1:9/v1/traces' } }));
+    const file = join(home, 'modules.txt');
+    const p = spawnCli(['start', '--home', home, '--port', '0', '--log-level', 'silent'], { env: { ...process.env, TYRUM_RECORD_LOADS: file }, imports: [RECORDER] });
+    t.teardown(() => void p.child.kill('SIGKILL'));
+    await p.waitErr(/listening on ws:\/\//);
+    p.child.kill('SIGTERM');
+    t.equal(await p.exit(30_000), 0, p.err());
+    const modules = readFileSync(file, 'utf8').split('\n').filter((u) => u.startsWith('file:')).map((u) => relative(ROOT, fileURLToPath(u)));
+    t.ok(modules.includes('core/telemetry/metrics.ts'), 'metrics are always on');
+    const otel = modules.filter((m) => /node_modules\/@opentelemetry\//.test(m));
+    if (traced) {
+      t.ok(modules.includes('core/telemetry/tracing.ts') && otel.length > 0, 'tracing on: the OpenTelemetry SDK is loaded');
+    } else {
+      t.same(otel, [], 'tracing off: no OpenTelemetry module');
+      t.notOk(modules.includes('core/telemetry/tracing.ts'), 'nor the module that wraps it');
+    }
+  }
+});

@@ -56,3 +56,28 @@ t.test('the home is created 0700 and a too-open home is tightened', async (t) =>
   writeFileSync(join(dir, 'file'), 'x');
   t.throws(() => ensureHome(join(dir, 'file')), /not a directory/);
 });
+
+t.test('telemetry: off by default; an OTLP endpoint, service name and sample ratio are validated', async (t) => {
+  const off = buildConfig('/h', {});
+  t.same(off.telemetry, { otlpEndpoint: null, serviceName: 'tyrum-gateway', sampleRatio: 1 }, 'tracing off unless an endpoint is named');
+  t.ok(Object.isFrozen(off.telemetry));
+  const on = buildConfig('/h', { telemetry: { otlp_endpoint: 'http://127.0.0.1:4318/v1/traces', service_name: 'gw-a', sample_ratio: 0.25 } });
+  t.same(on.telemetry, { otlpEndpoint: 'http://127.0.0.1:4318/v1/traces', serviceName: 'gw-a', sampleRatio: 0.25 });
+  const bad: Array<[unknown, RegExp]> = [
+    [{ telemetry: { otlp_endpoint: 'ftp://collector/v1/traces' } }, /\/telemetry\/otlp_endpoint/],
+    [{ telemetry: { otlp_endpoint: 'https://user:secret@collector/v1/traces' } }, /\/telemetry\/otlp_endpoint: not an http\(s\) URL without credentials/],
+    [{ telemetry: { otlp_endpoint: 'http://' } }, /\/telemetry\/otlp_endpoint/],
+    [{ telemetry: { sample_ratio: 1.5 } }, /\/telemetry\/sample_ratio/],
+    [{ telemetry: { service_name: '' } }, /\/telemetry\/service_name/],
+    [{ telemetry: { exporter: 'zipkin' } }, /unknown key "exporter"/],
+  ];
+  for (const [raw, re] of bad) t.throws(() => buildConfig('/h', raw, {}, 'config.json'), { code: 'TYRUM_ERR_INVALID_CONFIG', message: re }, JSON.stringify(raw));
+  t.notMatch((() => {
+    try {
+      buildConfig('/h', { telemetry: { otlp_endpoint: 'https://user:secret@collector/v1/traces' } });
+      return '';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  })(), /secret/, 'the refusal never echoes the credentials');
+});

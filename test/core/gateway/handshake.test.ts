@@ -22,7 +22,7 @@ t.test('handshake close codes (PROTOCOL.md)', async (t) => {
     const { conn, hello, device } = await connect(gw);
     t.equal(hello.device_id, device.device_id);
     t.equal(hello.role, 'client');
-    t.same(hello.scopes, ['operator.read', 'operator.write', 'operator.approvals', 'operator.pairing', 'operator.admin']);
+    t.same(hello.scopes, ['operator.read', 'operator.write', 'operator.approvals', 'operator.pairing', 'operator.admin', 'operator.metrics']);
     t.match(hello.client_id, /^[0-9a-f-]{36}$/);
     // Written off the handshake path, within PRESENCE_FLUSH_MS (core/gateway/presence.ts).
     for (const deadline = Date.now() + 10_000; gw.store.devices.get(device.device_id) === undefined && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
