@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CONTRACTS, contractDocument, EVENTS, type EventType, type OperationType } from '../../schemas/index.js';
@@ -301,6 +301,31 @@ export class GatewayServer {
   }
 
   /**
+   * The bearer check of the plain HTTP routes (`/metrics`, `/artifacts`): the Origin, then a live
+   * token in `Authorization: Bearer` (401, never a token in the URL), then the scope (403, audited
+   * as authz.denied). Returns the token and the caller's address, or null once the refusal is sent.
+   */
+  private async bearer(req: FastifyRequest, reply: FastifyReply, spec: Parameters<typeof authorize>[0] & { scopes: readonly string[] }, requestType: string, what: string): Promise<{ token: AuthenticatedToken; remote: string } | null> {
+    const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
+    if (!this.originAllowed(req.headers.origin, remote)) {
+      await reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
+      return null;
+    }
+    const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
+    if (typeof token === 'string') {
+      await reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN } });
+      return null;
+    }
+    const decision = authorize(spec, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
+    if (!decision.allowed) {
+      this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: requestType, reason: decision.reason, required_scopes: decision.required, remote_address: remote });
+      await reply.code(403).send({ error: { code: 'forbidden', message: `${what} requires one of: ${spec.scopes.join(', ')}` } });
+      return null;
+    }
+    return { token, remote };
+  }
+
+  /**
    * `GET /metrics`: Prometheus text. 401 without a live bearer token, 403 without `operator.metrics`,
    * `operator.read` or `operator.admin` (audited as authz.denied), else this gateway's registry.
    */
@@ -308,17 +333,7 @@ export class GatewayServer {
     this.app.get('/metrics', async (req, reply) => {
       const metrics = this.deps.metrics;
       if (!metrics) return reply.code(404).send({ error: { code: 'not_found', message: 'metrics are not enabled' } });
-      const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
-      if (!this.originAllowed(req.headers.origin, remote)) return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
-      const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
-      if (typeof token === 'string') {
-        return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN } });
-      }
-      const decision = authorize(METRICS_READ, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
-      if (!decision.allowed) {
-        this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: 'GET /metrics', reason: decision.reason, required_scopes: decision.required, remote_address: remote });
-        return reply.code(403).send({ error: { code: 'forbidden', message: `reading metrics requires one of: ${METRICS_READ.scopes.join(', ')}` } });
-      }
+      if ((await this.bearer(req, reply, METRICS_READ, 'GET /metrics', 'reading metrics')) === null) return reply;
       const text = await metrics.scrape();
       return reply.code(200).headers({ 'content-type': metrics.contentType, 'cache-control': 'no-store' }).send(text);
     });
@@ -335,17 +350,9 @@ export class GatewayServer {
     this.app.get<{ Params: { id: string } }>('/artifacts/:id', async (req, reply) => {
       const artifacts = this.deps.artifacts;
       if (!artifacts) return reply.code(404).send({ error: { code: 'not_found', message: 'artifacts are not enabled' } });
-      const remote = clientAddress(req.raw.socket.remoteAddress, req.headers['x-forwarded-for'], this.deps.config.trustedProxies);
-      if (!this.originAllowed(req.headers.origin, remote)) return reply.code(403).send({ error: { code: 'forbidden', message: 'origin not allowed' } });
-      const token = await this.checkToken(presentedToken(req.headers.authorization, []), remote);
-      if (typeof token === 'string') {
-        return reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN } });
-      }
-      const decision = authorize(ARTIFACT_READ, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
-      if (!decision.allowed) {
-        this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: 'GET /artifacts', reason: decision.reason, required_scopes: decision.required, remote_address: remote });
-        return reply.code(403).send({ error: { code: 'forbidden', message: `downloading artifacts requires one of: ${ARTIFACT_READ.scopes.join(', ')}` } });
-      }
+      const caller = await this.bearer(req, reply, ARTIFACT_READ, 'GET /artifacts', 'downloading artifacts');
+      if (caller === null) return reply;
+      const { token, remote } = caller;
       const id = req.params.id;
       await this.syncExternal();
       if (!artifacts.readableBy(id, token.scopes)) return notFound(reply, id);
