@@ -20,8 +20,10 @@ export function homePaths(home: string) {
     gatewayKey: join(home, 'gateway.key'),
     auditCheckpoint: join(home, 'audit.checkpoint.json'),
     clientKey: join(home, 'client-device.key'),
-    /** The pid of the gateway running on this home (core/config/lock.ts). */
+    /** Who holds the gateway lock: the pid and start time of the gateway running on this home (core/config/lock.ts). */
     gatewayLock: join(home, 'gateway.lock'),
+    /** The gateway lock itself, held by the operating system for the gateway's process (core/store/file-lock.ts). */
+    gatewayLockDb: join(home, 'gateway.lock.sqlite'),
     /** Content-addressed artifact blobs (core/artifacts/fs-store.ts). */
     artifacts: join(home, 'artifacts'),
   };

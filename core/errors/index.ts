@@ -91,7 +91,7 @@ export const ERROR_CODES = {
   TYRUM_ERR_MCP_QUARANTINED: { wire: 'invalid_state', description: 'The MCP server or tool is quarantined: new, or its definition changed since an operator approved it.' },
   TYRUM_ERR_MCP_SCHEMA_REFUSED: { wire: 'invalid_request', description: "An MCP tool's schema was refused at registration (too large, too deep, remote refs, catastrophic patterns)." },
   TYRUM_ERR_PORT_IN_USE: { wire: 'internal', description: 'The address and port the gateway should listen on are taken by another process; choose another with --port (or "port" in config.json).' },
-  TYRUM_ERR_HOME_LOCKED: { wire: 'conflict', description: 'Another gateway process is running on this home (its pid is in <home>/gateway.lock); one gateway per home.' },
+  TYRUM_ERR_HOME_LOCKED: { wire: 'conflict', description: 'Another gateway process is running on this home (the operating system holds <home>/gateway.lock.sqlite for it; <home>/gateway.lock names its pid); one gateway per home.' },
   TYRUM_ERR_BACKEND_NOT_CONFIGURED: { wire: 'invalid_state', description: 'No model backend is configured for agent turns (tyrum backend set).' },
   TYRUM_ERR_BACKEND_UNAVAILABLE: { wire: 'internal', description: 'The model backend could not be reached (connection refused, reset, DNS), also after retries.' },
   TYRUM_ERR_BACKEND_RATE_LIMITED: { wire: 'rate_limited', description: 'The model backend answered 429 (rate limited or out of quota), also after retries.' },
