@@ -7,8 +7,7 @@
  * worker that lost its lease cannot overwrite the new owner's work (TESTPLAN A3): the
  * statement simply matches no row.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb, type SqlStatement } from './statements.js';
 
 export type RunKind = 'tool' | 'workflow';
 export type RunState = 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
@@ -135,8 +134,8 @@ const FENCE_SQL = 'EXISTS (SELECT 1 FROM runs AS f WHERE f.id = @w_run AND f.lea
 
 /** Prepared statements keyed by SQL text (the dynamic updates produce a handful of shapes). */
 class Statements {
-  constructor(private readonly db: Database.Database) {}
-  get(sql: string): Database.Statement {
+  constructor(private readonly db: SqlDb) {}
+  get(sql: string): SqlStatement {
     return prepared(this.db, sql);
   }
 }
@@ -180,7 +179,7 @@ export interface UpdateCondition<S extends string> {
 export class ExecutionRepo {
   private readonly s: Statements;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(private readonly db: SqlDb) {
     this.s = new Statements(db);
   }
 
@@ -347,7 +346,7 @@ export class ExecutionRepo {
 export class ApprovalRepo {
   private readonly s: Statements;
 
-  constructor(db: Database.Database) {
+  constructor(db: SqlDb) {
     this.s = new Statements(db);
   }
 
@@ -447,7 +446,7 @@ export class ApprovalRepo {
 export class OutboxRepo {
   private readonly s: Statements;
 
-  constructor(db: Database.Database) {
+  constructor(db: SqlDb) {
     this.s = new Statements(db);
   }
 

@@ -36,7 +36,7 @@
 import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
@@ -207,7 +207,7 @@ function openReader(path: string, busyTimeoutMs: number | undefined): Database.D
  */
 function openWalForSync(db: Database.Database, path: string): WalFds | null {
   // A read in WAL mode makes sure the log file exists.
-  prepared(db, 'SELECT 1 FROM sqlite_master LIMIT 1').get();
+  prepared(sqliteDb(db), 'SELECT 1 FROM sqlite_master LIMIT 1').get();
   const fds: number[] = [];
   try {
     // Two descriptors: Linux reports a writeback error once per open file, so a synchronous and
@@ -286,9 +286,9 @@ function tokenFromRow(row: TokenRow): TokenRecord {
 
 /** Token repository. Callers own hashing; this only persists. */
 export class TokenRepo {
-  private liveStmt: Database.Statement | undefined;
+  private liveStmt: SqlStatement | undefined;
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   insert(t: TokenRecord): void {
     prepared(this.db, 
@@ -371,7 +371,7 @@ export class TokenRepo {
 
 /** Device repository: identities seen in completed handshakes. */
 export class DeviceRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   /** Insert or refresh a device after a successful proof. */
   upsert(d: Omit<DeviceRecord, 'first_seen_at' | 'last_seen_at'>, at: number): void {
@@ -391,7 +391,7 @@ export class DeviceRepo {
 
 /** Audit repository: raw rows. Hashing and chaining belong to core/audit. */
 export class AuditRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   head(): AuditRow | undefined {
     return prepared(this.db, 'SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
@@ -446,7 +446,7 @@ export interface GrantRecord {
 
 /** Plugins, their grants and configuration. */
 export class PluginRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   get(id: string): PluginRecord | undefined {
     return prepared(this.db, 'SELECT * FROM plugins WHERE id = ?').get(id) as PluginRecord | undefined;
@@ -504,7 +504,7 @@ export class PluginRepo {
 
 /** Per-plugin key-value storage (the host API's kv functions). */
 export class PluginKvRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   get(pluginId: string, key: string): Buffer | undefined {
     return (prepared(this.db, 'SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?').get(pluginId, key) as { value: Buffer } | undefined)?.value;
@@ -538,7 +538,7 @@ export interface SecretRecord {
 }
 
 export class SecretRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   get(name: string): SecretRecord | undefined {
     return prepared(this.db, 'SELECT * FROM secrets WHERE name = ?').get(name) as SecretRecord | undefined;
@@ -638,6 +638,8 @@ export class Store {
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
+  /** The writer connection as the repositories' port. */
+  private readonly sql: SqlDb;
   private group: Group | null = null;
   /** Callbacks registered by the unit running now (`afterCommit`); null outside a unit. */
   private unitAfter: Array<() => void> | null = null;
@@ -664,30 +666,33 @@ export class Store {
     private readonly db: Database.Database,
     private readonly crashPoint: (name: CrashPoint) => void = () => undefined,
   ) {
-    this.tokens = new TokenRepo(db);
-    this.devices = new DeviceRepo(db);
-    this.audit = new AuditRepo(db);
-    this.plugins = new PluginRepo(db);
-    this.pluginKv = new PluginKvRepo(db);
-    this.secrets = new SecretRepo(db);
-    this.policy = new PolicyRepo(db);
-    this.execution = new ExecutionRepo(db);
-    this.approvals = new ApprovalRepo(db);
-    this.outbox = new OutboxRepo(db);
-    this.mcp = new McpRepo(db);
-    this.pairings = new NodePairingRepo(db);
-    this.conversations = new ConversationRepo(db);
-    this.schedules = new ScheduleRepo(db);
-    this.workflows = new WorkflowRepo(db);
-    this.artifacts = new ArtifactRepo(db);
+    this.sql = sqliteDb(db);
+    const sql = this.sql;
+    this.tokens = new TokenRepo(sql);
+    this.devices = new DeviceRepo(sql);
+    this.audit = new AuditRepo(sql);
+    this.plugins = new PluginRepo(sql);
+    this.pluginKv = new PluginKvRepo(sql);
+    this.secrets = new SecretRepo(sql);
+    this.policy = new PolicyRepo(sql);
+    this.execution = new ExecutionRepo(sql);
+    this.approvals = new ApprovalRepo(sql);
+    this.outbox = new OutboxRepo(sql);
+    this.mcp = new McpRepo(sql);
+    this.pairings = new NodePairingRepo(sql);
+    this.conversations = new ConversationRepo(sql);
+    this.schedules = new ScheduleRepo(sql);
+    this.workflows = new WorkflowRepo(sql);
+    this.artifacts = new ArtifactRepo(sql);
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings, artifacts: this.artifacts };
-    this.retention = new RetentionRepo(db);
+    this.retention = new RetentionRepo(sql);
   }
 
   /** @internal openStore attaches the read-only connection once the schema is migrated. */
   attachReader(reader: Database.Database): void {
     this.reader = reader;
-    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader), artifacts: new ArtifactRepo(reader) };
+    const r = sqliteDb(reader);
+    this.committed = { execution: new ExecutionRepo(r), approvals: new ApprovalRepo(r), outbox: new OutboxRepo(r), audit: new AuditRepo(r), pairings: new NodePairingRepo(r), artifacts: new ArtifactRepo(r) };
   }
 
   /**
@@ -813,7 +818,7 @@ export class Store {
       // for a lock that only this thread can release: commit those first.
       for (const other of OPEN_GROUPS) if (other !== this) other.flush();
       try {
-        prepared(this.db, 'BEGIN IMMEDIATE').run();
+        prepared(this.sql, 'BEGIN IMMEDIATE').run();
       } catch (e) {
         return { ok: false, error: e };
       }
@@ -836,16 +841,16 @@ export class Store {
     this.unitAfter = after;
     try {
       // Each unit is a SAVEPOINT of the open transaction: a throw rolls back this unit only.
-      prepared(this.db, 'SAVEPOINT unit').run();
+      prepared(this.sql, 'SAVEPOINT unit').run();
       let value: T;
       try {
         value = fn();
       } catch (e) {
-        prepared(this.db, 'ROLLBACK TO unit').run();
-        prepared(this.db, 'RELEASE unit').run();
+        prepared(this.sql, 'ROLLBACK TO unit').run();
+        prepared(this.sql, 'RELEASE unit').run();
         return { ok: false, error: e };
       }
-      prepared(this.db, 'RELEASE unit').run();
+      prepared(this.sql, 'RELEASE unit').run();
       return { ok: true, value, after };
     } catch (e) {
       return { ok: false, error: e };
@@ -872,7 +877,7 @@ export class Store {
         // After a failed sync nothing more is committed: the group is rolled back and refused.
         if (this.syncFailure !== null) throw this.syncFailure;
         this.crashPoint('group_commit_before');
-        prepared(this.db, 'COMMIT').run();
+        prepared(this.sql, 'COMMIT').run();
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;
@@ -1003,7 +1008,7 @@ export class Store {
   /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). */
   dataVersion(): number {
     // A prepared statement, not db.pragma (which prepares one per call): the redactor asks per call.
-    return Number((prepared(this.db, 'PRAGMA data_version').get() as { data_version: number }).data_version);
+    return Number((prepared(this.sql, 'PRAGMA data_version').get() as { data_version: number }).data_version);
   }
 
   schemaVersion(): number {

@@ -3,8 +3,7 @@
  * definition last observed next to the one an operator approved. Rows only: hashing, screening
  * and what is served belong to core/mcp.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export type McpServerState = 'quarantined' | 'approved' | 'disabled';
 
@@ -42,7 +41,7 @@ export interface McpToolRow {
 }
 
 export class McpRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   getServer(name: string): McpServerRow | undefined {
     return prepared(this.db, 'SELECT * FROM mcp_servers WHERE name = ?').get(name) as McpServerRow | undefined;

@@ -2,8 +2,7 @@
  * Persistence of workflows (playbook runs) and their decided gates (migration 12). Rows only:
  * what a step does and when a workflow moves on belong to core/playbooks.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export type WorkflowState = 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
 export const WORKFLOW_TERMINAL: readonly WorkflowState[] = ['succeeded', 'failed', 'cancelled'];
@@ -45,7 +44,7 @@ export interface WorkflowGateRow {
 }
 
 export class WorkflowRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   insert(r: WorkflowRow): void {
     prepared(

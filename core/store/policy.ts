@@ -3,8 +3,7 @@
  * pointer with its activation history, and "approve always" overrides. Rows only: validation,
  * hashing and decisions belong to core/policy.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 /** A stored bundle; `bundle` is its canonical JSON, whose sha256 is the id. */
 export interface PolicySnapshotRow {
@@ -35,7 +34,7 @@ export interface PolicyOverrideRow {
 }
 
 export class PolicyRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   /** Stores a snapshot; false when one with this id already exists (content-addressed, so equal). */
   insertSnapshot(r: PolicySnapshotRow): boolean {

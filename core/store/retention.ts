@@ -7,8 +7,7 @@
  * "Bytes" are the sizes of the values the rows held (text and blob lengths, numbers as their
  * text), not pages returned to the filesystem: SQLite reuses freed pages for new rows.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 /** Rows and bytes, of one table or summed over several. */
 export interface Footprint {
@@ -39,10 +38,10 @@ export interface IdleConversation {
   updated_at: number;
 }
 
-const BYTES = new WeakMap<Database.Database, Map<string, string>>();
+const BYTES = new WeakMap<SqlDb, Map<string, string>>();
 
 /** One row's size: every column's value length for `table` (built from its schema, so new columns count too). */
-function rowBytes(db: Database.Database, table: string): string {
+function rowBytes(db: SqlDb, table: string): string {
   let cache = BYTES.get(db);
   if (!cache) {
     cache = new Map();
@@ -50,7 +49,11 @@ function rowBytes(db: Database.Database, table: string): string {
   }
   let expr = cache.get(table);
   if (expr === undefined) {
-    const cols = (db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => `COALESCE(LENGTH(CAST("${c.name}" AS BLOB)), 0)`);
+    const names = prepared(db, {
+      sqlite: 'SELECT name FROM pragma_table_info(?) ORDER BY cid',
+      postgres: 'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position',
+    }).all(table) as Array<{ name: string }>;
+    const cols = names.map((c) => `COALESCE(LENGTH(CAST("${c.name}" AS BLOB)), 0)`);
     expr = `(${cols.join(' + ')})`;
     cache.set(table, expr);
   }
@@ -58,7 +61,7 @@ function rowBytes(db: Database.Database, table: string): string {
 }
 
 export class RetentionRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   private footprint(table: string, where: string, ...params: unknown[]): Footprint {
     const r = prepared(this.db, `SELECT COUNT(*) AS rows, COALESCE(SUM(${rowBytes(this.db, table)}), 0) AS bytes FROM ${table} WHERE ${where}`).get(...params) as Footprint;
