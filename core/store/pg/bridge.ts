@@ -44,9 +44,12 @@ export interface PgResult {
 }
 
 export interface PgBridgeOptions {
-  /** Longest a statement may take before it fails with TYRUM_ERR_STORE_UNAVAILABLE. Default 30 s. */
+  /**
+   * Longest a statement may take before it fails with TYRUM_ERR_STORE_UNAVAILABLE, waiting for
+   * the statements posted before it and a reconnect included. Default 30 s.
+   */
   timeoutMs?: number;
-  /** Longest connecting may take. Default 10 s. */
+  /** Longest connecting may take; a statement that starts a new worker may take this much longer. Default 10 s. */
   connectTimeoutMs?: number;
   /** Settings applied on every new connection (`SET name = value`), e.g. `{ application_name: 'tyrum' }`. */
   settings?: Record<string, string>;
@@ -196,6 +199,7 @@ export class PgBridge {
   private readonly sends = new Set<Promise<PgResult>>();
   private closed = false;
   private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private readonly where: string;
 
   constructor(
@@ -203,14 +207,17 @@ export class PgBridge {
     private readonly options: PgBridgeOptions = {},
   ) {
     this.timeoutMs = Math.max(1, options.timeoutMs ?? 30_000);
+    this.connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 10_000);
     this.where = describeUrl(url);
   }
 
   /** Run one statement and return its result, blocking this thread until the server answers. */
   query(text: string, values: readonly unknown[] = [], prepare = false): PgResult {
+    // A new worker loads pg and connects first: that gets its own allowance.
+    const fresh = this.worker === null;
     const id = this.post(text, values, prepare);
     this.pending.set(id, null);
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = Date.now() + this.timeoutMs + (fresh ? this.connectTimeoutMs : 0);
     const port = this.port!;
     for (;;) {
       const seen = Atomics.load(this.flag, 0);
@@ -299,7 +306,7 @@ export class PgBridge {
         port: port2,
         flag: this.flag,
         url: this.url,
-        connectTimeoutMs: Math.max(1, this.options.connectTimeoutMs ?? 10_000),
+        connectTimeoutMs: this.connectTimeoutMs,
         settings: this.options.settings ?? {},
       },
       transferList: [port2],
