@@ -266,7 +266,10 @@ export class ConversationRepo {
 
   /** An operator message sent with this idempotency key in the conversation, if any. */
   messageByKey(conversationId: string, key: string): MessageRow | undefined {
-    return prepared(this.db, "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND json_extract(provenance, '$.idempotency_key') = ?").get(conversationId, key) as MessageRow | undefined;
+    return prepared(this.db, {
+      sqlite: "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND json_extract(provenance, '$.idempotency_key') = ?",
+      postgres: "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND CAST(provenance AS json) ->> 'idempotency_key' = ?",
+    }).get(conversationId, key) as MessageRow | undefined;
   }
 
   /** The newest `limit` messages, oldest first. */

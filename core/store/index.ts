@@ -356,14 +356,20 @@ export class TokenRepo {
   invalidAmong(ids: readonly string[], now: number): string[] {
     if (ids.length === 0) return [];
     // Prepared once, on first use (after migrations): run on every upgrade and once a second.
-    this.liveStmt ??= prepared(this.db, 
-      `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
+    this.liveStmt ??= prepared(this.db, {
+      sqlite: `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
            SELECT id, id, parent_id, revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= @now)
              FROM tokens WHERE id IN (SELECT value FROM json_each(@ids))
            UNION SELECT c.root, t.id, t.parent_id, t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL AND t.expires_at <= @now)
              FROM tokens t JOIN chain c ON t.id = c.parent_id)
          SELECT root FROM chain GROUP BY root HAVING max(dead) = 0`,
-    );
+      postgres: `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
+           SELECT id, id, parent_id, revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= @now)
+             FROM tokens WHERE id IN (SELECT value FROM json_array_elements_text(CAST(@ids AS json)))
+           UNION SELECT c.root, t.id, t.parent_id, t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL AND t.expires_at <= @now)
+             FROM tokens t JOIN chain c ON t.id = c.parent_id)
+         SELECT root FROM chain GROUP BY root HAVING NOT bool_or(dead)`,
+    });
     const live = new Set((this.liveStmt.all({ ids: JSON.stringify(ids), now }) as Array<{ root: string }>).map((r) => r.root));
     return ids.filter((id) => !live.has(id));
   }
@@ -520,7 +526,12 @@ export class PluginKvRepo {
 
   /** Bytes used by a plugin: keys plus values. */
   usage(pluginId: string): number {
-    return (prepared(this.db, 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?').get(pluginId) as { n: number }).n;
+    return (
+      prepared(this.db, {
+        sqlite: 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?',
+        postgres: 'SELECT COALESCE(SUM(octet_length(key) + octet_length(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?',
+      }).get(pluginId) as { n: number }
+    ).n;
   }
 }
 
@@ -562,6 +573,49 @@ export class SecretRepo {
   remove(name: string): boolean {
     return prepared(this.db, 'DELETE FROM secrets WHERE name = ?').run(name).changes === 1;
   }
+}
+
+/** Every repository, over one connection (SQLite's or PostgreSQL's). */
+export interface Repos {
+  readonly tokens: TokenRepo;
+  readonly devices: DeviceRepo;
+  readonly audit: AuditRepo;
+  readonly plugins: PluginRepo;
+  readonly pluginKv: PluginKvRepo;
+  readonly secrets: SecretRepo;
+  readonly policy: PolicyRepo;
+  readonly execution: ExecutionRepo;
+  readonly approvals: ApprovalRepo;
+  readonly outbox: OutboxRepo;
+  readonly mcp: McpRepo;
+  readonly pairings: NodePairingRepo;
+  readonly conversations: ConversationRepo;
+  readonly schedules: ScheduleRepo;
+  readonly workflows: WorkflowRepo;
+  readonly artifacts: ArtifactRepo;
+  readonly retention: RetentionRepo;
+}
+
+export function createRepos(sql: SqlDb): Repos {
+  return {
+    tokens: new TokenRepo(sql),
+    devices: new DeviceRepo(sql),
+    audit: new AuditRepo(sql),
+    plugins: new PluginRepo(sql),
+    pluginKv: new PluginKvRepo(sql),
+    secrets: new SecretRepo(sql),
+    policy: new PolicyRepo(sql),
+    execution: new ExecutionRepo(sql),
+    approvals: new ApprovalRepo(sql),
+    outbox: new OutboxRepo(sql),
+    mcp: new McpRepo(sql),
+    pairings: new NodePairingRepo(sql),
+    conversations: new ConversationRepo(sql),
+    schedules: new ScheduleRepo(sql),
+    workflows: new WorkflowRepo(sql),
+    artifacts: new ArtifactRepo(sql),
+    retention: new RetentionRepo(sql),
+  };
 }
 
 /** Repositories over the read-only connection: committed rows only (see the header). */
@@ -667,25 +721,25 @@ export class Store {
     private readonly crashPoint: (name: CrashPoint) => void = () => undefined,
   ) {
     this.sql = sqliteDb(db);
-    const sql = this.sql;
-    this.tokens = new TokenRepo(sql);
-    this.devices = new DeviceRepo(sql);
-    this.audit = new AuditRepo(sql);
-    this.plugins = new PluginRepo(sql);
-    this.pluginKv = new PluginKvRepo(sql);
-    this.secrets = new SecretRepo(sql);
-    this.policy = new PolicyRepo(sql);
-    this.execution = new ExecutionRepo(sql);
-    this.approvals = new ApprovalRepo(sql);
-    this.outbox = new OutboxRepo(sql);
-    this.mcp = new McpRepo(sql);
-    this.pairings = new NodePairingRepo(sql);
-    this.conversations = new ConversationRepo(sql);
-    this.schedules = new ScheduleRepo(sql);
-    this.workflows = new WorkflowRepo(sql);
-    this.artifacts = new ArtifactRepo(sql);
+    const r = createRepos(this.sql);
+    this.tokens = r.tokens;
+    this.devices = r.devices;
+    this.audit = r.audit;
+    this.plugins = r.plugins;
+    this.pluginKv = r.pluginKv;
+    this.secrets = r.secrets;
+    this.policy = r.policy;
+    this.execution = r.execution;
+    this.approvals = r.approvals;
+    this.outbox = r.outbox;
+    this.mcp = r.mcp;
+    this.pairings = r.pairings;
+    this.conversations = r.conversations;
+    this.schedules = r.schedules;
+    this.workflows = r.workflows;
+    this.artifacts = r.artifacts;
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings, artifacts: this.artifacts };
-    this.retention = new RetentionRepo(sql);
+    this.retention = r.retention;
   }
 
   /** @internal openStore attaches the read-only connection once the schema is migrated. */

@@ -93,7 +93,10 @@ export class McpRepo {
     );
     for (const t of seen) upsert.run(server, t.name, t.observed, t.observed_hash, at, t.refused);
     const names = seen.map((t) => t.name);
-    const gone = prepared(this.db, `UPDATE mcp_tools SET observed = NULL, observed_hash = NULL, refused = NULL, observed_at = ? WHERE server = ? AND observed IS NOT NULL AND name NOT IN (SELECT value FROM json_each(?))`);
+    const gone = prepared(this.db, {
+      sqlite: 'UPDATE mcp_tools SET observed = NULL, observed_hash = NULL, refused = NULL, observed_at = ? WHERE server = ? AND observed IS NOT NULL AND name NOT IN (SELECT value FROM json_each(?))',
+      postgres: 'UPDATE mcp_tools SET observed = NULL, observed_hash = NULL, refused = NULL, observed_at = ? WHERE server = ? AND observed IS NOT NULL AND name NOT IN (SELECT value FROM json_array_elements_text(CAST(? AS json)))',
+    });
     gone.run(at, server, JSON.stringify(names));
     // A tool never approved and no longer listed is just forgotten.
     prepared(this.db, 'DELETE FROM mcp_tools WHERE server = ? AND observed IS NULL AND approved IS NULL').run(server);

@@ -53,7 +53,7 @@ export class PolicyRepo {
 
   /** Makes `snapshotId` the active policy and records the activation. Call inside `Store.tx`. */
   activate(snapshotId: string, at: number, by: string): PolicyActivationRow {
-    const seq = Number(prepared(this.db, 'INSERT INTO policy_activations (snapshot_id, activated_at, activated_by) VALUES (?, ?, ?)').run(snapshotId, at, by).lastInsertRowid);
+    const seq = (prepared(this.db, 'INSERT INTO policy_activations (snapshot_id, activated_at, activated_by) VALUES (?, ?, ?) RETURNING seq').get(snapshotId, at, by) as { seq: number }).seq;
     prepared(this.db, 'INSERT INTO policy_active (singleton, activation_seq) VALUES (1, ?) ON CONFLICT(singleton) DO UPDATE SET activation_seq = excluded.activation_seq').run(seq);
     return { seq, snapshot_id: snapshotId, activated_at: at, activated_by: by };
   }
