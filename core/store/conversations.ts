@@ -241,7 +241,7 @@ export class ConversationRepo {
   conversations(limit: number, channel?: string, before?: number): ConversationRow[] {
     return prepared(
       this.db,
-      `SELECT * FROM conversations WHERE (@channel IS NULL OR channel = @channel) AND (@before IS NULL OR updated_at < @before) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
+      `SELECT * FROM conversations WHERE (CAST(@channel AS TEXT) IS NULL OR channel = @channel) AND (CAST(@before AS BIGINT) IS NULL OR updated_at < @before) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
     ).all({ channel: channel ?? null, before: before ?? null, limit }) as ConversationRow[];
   }
 

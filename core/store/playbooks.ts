@@ -71,7 +71,7 @@ export class WorkflowRepo {
   list(limit: number, state?: WorkflowState, before?: number): WorkflowRow[] {
     return prepared(
       this.db,
-      'SELECT * FROM workflows WHERE (@state IS NULL OR state = @state) AND (@before IS NULL OR created_at < @before) ORDER BY created_at DESC, id DESC LIMIT @limit',
+      'SELECT * FROM workflows WHERE (CAST(@state AS TEXT) IS NULL OR state = @state) AND (CAST(@before AS BIGINT) IS NULL OR created_at < @before) ORDER BY created_at DESC, id DESC LIMIT @limit',
     ).all({ state: state ?? null, before: before ?? null, limit }) as WorkflowRow[];
   }
 

@@ -146,7 +146,7 @@ export class RetentionRepo {
     return prepared(
       this.db,
       `SELECT c.id, c.updated_at FROM conversations c
-       WHERE c.updated_at < @cutoff AND (@au IS NULL OR (c.updated_at, c.id) > (@au, @aid))
+       WHERE c.updated_at < @cutoff AND (CAST(@au AS BIGINT) IS NULL OR (c.updated_at, c.id) > (@au, @aid))
          AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = c.id AND state = 'running')
          AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = c.id AND state = 'queued')
          AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = c.id AND role = 'user' AND turn_id IS NULL)
