@@ -49,11 +49,19 @@ function rowBytes(db: SqlDb, table: string): string {
   }
   let expr = cache.get(table);
   if (expr === undefined) {
-    const names = prepared(db, {
-      sqlite: 'SELECT name FROM pragma_table_info(?) ORDER BY cid',
-      postgres: 'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position',
-    }).all(table) as Array<{ name: string }>;
-    const cols = names.map((c) => `COALESCE(LENGTH(CAST("${c.name}" AS BLOB)), 0)`);
+    let cols: string[];
+    if (db.dialect === 'sqlite') {
+      const names = prepared(db, 'SELECT name FROM pragma_table_info(?) ORDER BY cid').all(table) as Array<{ name: string }>;
+      cols = names.map((c) => `COALESCE(LENGTH(CAST("${c.name}" AS BLOB)), 0)`);
+    } else {
+      // The same measure: bytes of text and bytea values, numbers as their text. The rowid
+      // stand-in is not a column in SQLite's sense (core/store/pg/migrations.ts): not counted.
+      const names = prepared(
+        db,
+        "SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? AND column_name <> 'rowid' ORDER BY ordinal_position",
+      ).all(table) as Array<{ name: string; type: string }>;
+      cols = names.map((c) => (c.type === 'bytea' || c.type === 'text' ? `COALESCE(octet_length("${c.name}"), 0)` : `COALESCE(octet_length(CAST("${c.name}" AS text)), 0)`));
+    }
     expr = `(${cols.join(' + ')})`;
     cache.set(table, expr);
   }
