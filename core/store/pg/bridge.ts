@@ -19,7 +19,10 @@
  * it back): `generation` counts such losses, so the store can tell that a transaction it opened
  * earlier no longer exists. After a timeout the worker is terminated (it may be stuck on a hung
  * socket) and a new one is started for the next statement; after a drop the worker reconnects
- * for the next statement. Nothing is retried: a statement's outcome after a drop is unknown.
+ * for the next statement. A connection that drops while idle (between statements) is reported to
+ * the next statement as lost, which does not run: it never runs silently on a new session outside
+ * the transaction its caller believes open. Nothing is retried: a statement's outcome after a
+ * drop is unknown.
  *
  * Types: int8 and numeric values arrive as JS numbers (timestamps are in ms); a value beyond
  * 2^53 is refused (TYRUM_ERR_INTERNAL) rather than rounded. bytea arrives as a Buffer. Booleans
@@ -88,6 +91,10 @@ const pg = require(workerData.pg);
 const { port, flag, url, connectTimeoutMs, settings } = workerData;
 const INT8 = 20, NUMERIC = 1700, BYTEA = 17;
 let client = null;
+// The connection dropped between statements (an idle connection's 'error'/'end'): the next
+// statement is answered 'lost' instead of running on a new connection, so the caller learns that
+// its session (and any transaction open in it) is gone before anything runs outside it.
+let dropped = false;
 let queue = Promise.resolve();
 
 function answer(m) {
@@ -99,8 +106,9 @@ function answer(m) {
 async function connect() {
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
   // An idle connection that drops emits 'error'; the next statement reconnects.
-  c.on('error', () => { if (client === c) client = null; });
-  c.on('end', () => { if (client === c) client = null; });
+  const drop = () => { if (client === c) { client = null; dropped = true; } };
+  c.on('error', drop);
+  c.on('end', drop);
   await c.connect();
   for (const [k, v] of Object.entries(settings)) await c.query('SELECT set_config($1, $2, false)', [k, v]);
   return c;
@@ -134,6 +142,10 @@ function param(v) {
 }
 
 async function run(m) {
+  if (dropped) {
+    dropped = false;
+    return answer({ id: m.id, ok: false, kind: 'lost', message: 'connection lost since the previous statement' });
+  }
   try {
     if (client === null) client = await connect();
   } catch (e) {
@@ -151,6 +163,7 @@ async function run(m) {
   } catch (e) {
     if (lostError(e)) {
       if (client === c) client = null;
+      dropped = false;
       c.end().catch(() => undefined);
       return answer({ id: m.id, ok: false, kind: 'lost', message: 'connection lost: ' + (e && e.message || String(e)) });
     }
