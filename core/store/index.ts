@@ -37,6 +37,7 @@ import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, st
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
+import { PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
@@ -171,6 +172,15 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
     db.close();
     throw e;
   }
+}
+
+/**
+ * Open the PostgreSQL store at `url` (durability settings checked, schema migrated: openPgDb) with
+ * the same group commit as SQLite's, COMMIT blocking for now (see docs/dev/postgres-port.md).
+ * Not reachable from the configuration yet: the gateway does not run on it.
+ */
+export function openPgStore(url: string, options: PgOpenOptions & { crashPoint?: (name: CrashPoint) => void } = {}): Store {
+  return new Store(openPgDb(url, options), options.crashPoint ?? crashPointFromEnv());
 }
 
 /**
@@ -715,12 +725,22 @@ export class Store {
   /** The checkpoint worker's exit once it was asked to stop (whenClosed waits for it). */
   private checkpointerExit: Promise<void> = Promise.resolve();
 
-  /** @internal use openStore */
+  /** The SQLite connection; null on PostgreSQL (see `lite`). */
+  private readonly db: Database.Database | null;
+  /** The PostgreSQL connection; null on SQLite. */
+  private readonly pg: PgDb | null;
+  /** PostgreSQL: the bridge's connection generation when the open group began (a change: the group's transaction is gone). */
+  private groupGeneration = 0;
+  private nestedDepth = 0;
+
+  /** @internal use openStore (SQLite) or openPgStore (PostgreSQL) */
   constructor(
-    private readonly db: Database.Database,
+    db: Database.Database | PgDb,
     private readonly crashPoint: (name: CrashPoint) => void = () => undefined,
   ) {
-    this.sql = sqliteDb(db);
+    this.db = db instanceof PgDb ? null : db;
+    this.pg = db instanceof PgDb ? db : null;
+    this.sql = db instanceof PgDb ? db : sqliteDb(db);
     const r = createRepos(this.sql);
     this.tokens = r.tokens;
     this.devices = r.devices;
@@ -742,6 +762,17 @@ export class Store {
     this.retention = r.retention;
   }
 
+  /** The SQLite connection, for what only SQLite has (pragmas, its WAL, checkpoints). */
+  private lite(): Database.Database {
+    if (this.db === null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'not available on the PostgreSQL store (an SQLite-only operation)');
+    return this.db;
+  }
+
+  /** Which database this store runs on. */
+  get dialect(): 'sqlite' | 'postgres' {
+    return this.sql.dialect;
+  }
+
   /** @internal openStore attaches the read-only connection once the schema is migrated. */
   attachReader(reader: Database.Database): void {
     this.reader = reader;
@@ -755,21 +786,22 @@ export class Store {
    */
   attachWalSync(fd: WalFds | null): void {
     if (fd === null) return;
-    this.db.pragma('synchronous = NORMAL');
+    this.lite().pragma('synchronous = NORMAL');
     this.walFd = fd;
   }
 
   /** Starts the checkpoint worker (openStore does, or openHomeCore once the home checks pass); the writer's own checkpoint becomes a rare fallback. */
   attachCheckpointer(path: string, options: CheckpointerOptions): void {
     const pages = Math.max(1, Math.floor(options.pages ?? CHECKPOINT_PAGES_DEFAULT));
-    this.db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
-    this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+    const db = this.lite();
+    db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     this.checkpointer = startCheckpointer(path, {
       ...options,
       pages,
       // A worker that died leaves the writer to checkpoint at the usual threshold again.
       onDied: () => {
-        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${pages}`);
+        if (db.open) db.pragma(`wal_autocheckpoint = ${pages}`);
       },
     });
   }
@@ -837,7 +869,7 @@ export class Store {
       const after = this.unitAfter;
       const mark = after.length;
       try {
-        return this.db.transaction(fn)();
+        return this.db !== null ? this.db.transaction(fn)() : this.pgNested(fn);
       } catch (e) {
         after.length = mark;
         throw e;
@@ -864,6 +896,26 @@ export class Store {
     return { ...this.stats };
   }
 
+  /** A nested savepoint on PostgreSQL (better-sqlite3's transaction() does this on SQLite). */
+  private pgNested<T>(fn: () => T): T {
+    const name = `nested_${++this.nestedDepth}`;
+    try {
+      prepared(this.sql, `SAVEPOINT ${name}`).run();
+      let value: T;
+      try {
+        value = fn();
+      } catch (e) {
+        prepared(this.sql, `ROLLBACK TO ${name}`).run();
+        prepared(this.sql, `RELEASE ${name}`).run();
+        throw e;
+      }
+      prepared(this.sql, `RELEASE ${name}`).run();
+      return value;
+    } finally {
+      this.nestedDepth -= 1;
+    }
+  }
+
   private runUnit<T>(fn: () => T, deferred = false): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
     if (this.unitAfter !== null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'Store.commit called inside a unit; use the enclosing unit');
     if (this.syncFailure !== null) return { ok: false, error: this.syncFailure };
@@ -872,9 +924,13 @@ export class Store {
       // for a lock that only this thread can release: commit those first.
       for (const other of OPEN_GROUPS) if (other !== this) other.flush();
       try {
-        prepared(this.sql, 'BEGIN IMMEDIATE').run();
+        prepared(this.sql, { sqlite: 'BEGIN IMMEDIATE', postgres: 'BEGIN' }).run();
       } catch (e) {
         return { ok: false, error: e };
+      }
+      if (this.pg !== null) {
+        this.groupGeneration = this.pg.bridge.generation;
+        this.pg.txGeneration = this.groupGeneration;
       }
       const group: Group = { units: [], seq: 0, scheduled: null, deadline: null };
       group.deadline = setTimeout(() => {
@@ -931,13 +987,21 @@ export class Store {
         // After a failed sync nothing more is committed: the group is rolled back and refused.
         if (this.syncFailure !== null) throw this.syncFailure;
         this.crashPoint('group_commit_before');
+        // PostgreSQL: a connection lost since BEGIN took the group's writes with it; COMMIT on
+        // the new session would only warn "no transaction in progress".
+        if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) throw this.pg.lostTransaction();
         prepared(this.sql, 'COMMIT').run();
+        if (this.pg !== null) this.pg.txGeneration = null;
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;
         this.unsynced.push(group);
       } catch (e) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        if (this.db !== null) {
+          if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        } else if (this.pg !== null) {
+          this.pg.rollbackQuietly();
+        }
         for (const u of group.units) u.reject(e);
         failure = e;
       }
@@ -1046,30 +1110,33 @@ export class Store {
   }
 
   pragmas(): PragmaReport {
+    const db = this.lite();
     return {
-      journal_mode: String(this.db.pragma('journal_mode', { simple: true })),
-      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
-      foreign_keys: Number(this.db.pragma('foreign_keys', { simple: true })),
+      journal_mode: String(db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(db.pragma('synchronous', { simple: true })),
+      foreign_keys: Number(db.pragma('foreign_keys', { simple: true })),
       commit_sync: this.walFd === null ? 'sqlite' : 'store',
     };
   }
 
   /** Result of `PRAGMA integrity_check` ("ok" when healthy). */
   integrityCheck(): string {
-    return String(this.db.pragma('integrity_check', { simple: true }));
+    return String(this.lite().pragma('integrity_check', { simple: true }));
   }
 
-  /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). */
+  /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). SQLite only. */
   dataVersion(): number {
+    this.lite();
     // A prepared statement, not db.pragma (which prepares one per call): the redactor asks per call.
     return Number((prepared(this.sql, 'PRAGMA data_version').get() as { data_version: number }).data_version);
   }
 
   schemaVersion(): number {
-    return Number(this.db.pragma('user_version', { simple: true }));
+    if (this.pg !== null) return pgSchemaVersion(this.pg);
+    return Number(this.lite().pragma('user_version', { simple: true }));
   }
 
-  /** Apply pending migrations, each in its own transaction. */
+  /** Apply pending migrations, each in its own transaction (SQLite; PostgreSQL's: migratePg at open). */
   migrate(migrations: readonly Migration[]): void {
     const current = this.schemaVersion();
     const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
@@ -1079,9 +1146,10 @@ export class Store {
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (m.version <= current) continue;
       try {
-        this.db.transaction(() => {
-          this.db.exec(m.sql);
-          this.db.pragma(`user_version = ${m.version}`);
+        const db = this.lite();
+        db.transaction(() => {
+          db.exec(m.sql);
+          db.pragma(`user_version = ${m.version}`);
         }).immediate();
       } catch (e) {
         throw new TyrumError('TYRUM_ERR_STORE_MIGRATION', `migration ${m.version} (${m.name}) failed: ${(e as Error).message}`, undefined, { cause: e });
@@ -1100,13 +1168,24 @@ export class Store {
    * files (a test's temp dir, a restore) waits for this, not just for close().
    */
   whenClosed(): Promise<void> {
-    return this.checkpointerExit;
+    return Promise.all([this.checkpointerExit, this.pgClosed]).then(() => undefined);
   }
 
+  private pgClosed: Promise<void> = Promise.resolve();
+  private closed = false;
+
   close(): void {
-    if (this.db.open) {
+    if (this.pg !== null) {
+      if (this.closed) return;
+      this.closed = true;
       this.flush(true);
-      this.db.close();
+      this.pgClosed = this.pg.close();
+      return;
+    }
+    const db = this.lite();
+    if (db.open) {
+      this.flush(true);
+      db.close();
     }
     this.stopCheckpointer();
     // A sync still running on the thread pool holds the descriptor: it closes it when it ends.

@@ -129,7 +129,7 @@ class PgStatement implements SqlStatement {
   private readonly t: Translated;
 
   constructor(
-    private readonly bridge: PgBridge,
+    private readonly db: PgDb,
     private readonly sql: string,
   ) {
     this.t = translate(sql);
@@ -152,7 +152,11 @@ class PgStatement implements SqlStatement {
   }
 
   private exec(params: unknown[]): PgResult {
-    return this.bridge.query(this.t.text, this.values(params), true);
+    const values = this.values(params);
+    // Inside the store's transaction, a statement after a lost connection would run on a new
+    // session, outside it: refused (the bridge also fails the first statement after a drop).
+    if (this.db.txGeneration !== null && this.db.bridge.generation !== this.db.txGeneration) throw this.db.lostTransaction();
+    return this.db.bridge.query(this.t.text, values, true);
   }
 
   run(...params: unknown[]): SqlRunResult {
@@ -183,11 +187,31 @@ class PgStatement implements SqlStatement {
 /** A PostgreSQL connection as the repositories' port; also runs raw SQL for the store and migrations. */
 export class PgDb implements SqlDb {
   readonly dialect = 'postgres' as const;
+  /**
+   * The bridge generation the store's open transaction began in, or null outside one: set by the
+   * Store at BEGIN, cleared at COMMIT or ROLLBACK.
+   */
+  txGeneration: number | null = null;
 
   constructor(readonly bridge: PgBridge) {}
 
   prepare(sql: string): SqlStatement {
-    return new PgStatement(this.bridge, sql);
+    return new PgStatement(this, sql);
+  }
+
+  /** The error for statements of a transaction whose connection was lost. */
+  lostTransaction(): TyrumError {
+    return new TyrumError('TYRUM_ERR_STORE_UNAVAILABLE', 'the connection to PostgreSQL was lost during the transaction: its writes are gone (the server rolled them back)');
+  }
+
+  /** ROLLBACK whatever is open, ignoring errors (the connection may be gone: the server rolled back then). */
+  rollbackQuietly(): void {
+    this.txGeneration = null;
+    try {
+      this.bridge.query('ROLLBACK');
+    } catch {
+      // Nothing open, or no connection: nothing to roll back.
+    }
   }
 
   /** Raw SQL, no translation (several statements allowed when there are no parameters). */
