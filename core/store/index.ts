@@ -653,6 +653,10 @@ interface Group {
   scheduled: NodeJS.Immediate | null;
   /** The latest a group of deferred units waits (DEFERRED_COMMIT_MS). */
   deadline: NodeJS.Timeout | null;
+  /** PostgreSQL: its COMMIT is posted and not yet answered (it settles only after the answer). */
+  pending?: boolean;
+  /** PostgreSQL: its COMMIT failed: its units reject with this when the group's turn to settle comes. */
+  failed?: unknown;
 }
 
 export interface CommitOptions {
@@ -990,6 +994,24 @@ export class Store {
         // PostgreSQL: a connection lost since BEGIN took the group's writes with it; COMMIT on
         // the new session would only warn "no transaction in progress".
         if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) throw this.pg.lostTransaction();
+        if (this.pg !== null && !now) {
+          // PostgreSQL: the COMMIT is posted, not waited for; the group settles when the server
+          // acknowledges it (durable: synchronous_commit=on). The worker runs statements in
+          // order, so the next group's BEGIN queues behind it.
+          this.pg.txGeneration = null;
+          this.stats.commits += 1;
+          this.stats.units += group.units.length;
+          group.seq = ++this.lastCommitSeq;
+          group.pending = true;
+          this.unsynced.push(group);
+          this.pg.bridge.sendNotify('COMMIT', (err) => {
+            group.pending = false;
+            if (err !== null) group.failed = commitFailure(err);
+            // Never settle inside the statement whose wait took this answer: callbacks may commit.
+            queueMicrotask(() => this.settleAcknowledged());
+          });
+          return failure;
+        }
         prepared(this.sql, 'COMMIT').run();
         if (this.pg !== null) this.pg.txGeneration = null;
         this.stats.commits += 1;
@@ -1082,8 +1104,13 @@ export class Store {
     if (this.settling) return;
     this.settling = true;
     try {
-      while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= this.syncedSeq) {
+      // A PostgreSQL group whose COMMIT is unanswered stops the walk: later ones wait behind it.
+      while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= this.syncedSeq && this.unsynced[0]!.pending !== true) {
         const group = this.unsynced.shift()!;
+        if (group.failed !== undefined) {
+          for (const u of group.units) u.reject(group.failed);
+          continue;
+        }
         for (const u of group.units) {
           for (const cb of u.after) {
             try {
@@ -1100,6 +1127,16 @@ export class Store {
     } finally {
       this.settling = false;
     }
+  }
+
+  /** PostgreSQL: settle, in commit order, every group whose COMMIT was answered. */
+  private settleAcknowledged(): void {
+    let through = 0;
+    for (const g of this.unsynced) {
+      if (g.pending === true) break;
+      through = g.seq;
+    }
+    if (through > 0) this.settleThrough(through);
   }
 
   private closeWal(): void {
@@ -1193,6 +1230,14 @@ export class Store {
     else this.closeWal();
     if (this.reader?.open) this.reader.close();
   }
+}
+
+/** Why a posted COMMIT failed; a lost connection leaves its outcome unknown, and says so. */
+function commitFailure(err: unknown): unknown {
+  if (err instanceof TyrumError && err.code === 'TYRUM_ERR_STORE_UNAVAILABLE') {
+    return new TyrumError('TYRUM_ERR_STORE_UNAVAILABLE', `PostgreSQL did not acknowledge the COMMIT (${err.message}): the group's writes may or may not be committed`, undefined, { cause: err });
+  }
+  return err;
 }
 
 function isLiveRow(t: TokenRecord, now: number): boolean {

@@ -255,21 +255,44 @@ export class PgBridge {
    * answers. Statements run in the order they were posted, `query`s and `send`s alike.
    */
   send(text: string, values: readonly unknown[] = []): Promise<PgResult> {
+    return this.postAsync(text, values, null);
+  }
+
+  /**
+   * Like `send`, but `done` is called synchronously as soon as the answer is taken, even while
+   * another statement's `query` is waiting (before any promise callback runs): the store records
+   * a COMMIT's outcome in order this way. `done` must not run statements itself.
+   */
+  sendNotify(text: string, done: (error: unknown, result?: PgResult) => void): void {
+    this.postAsync(text, [], done).catch(() => undefined);
+  }
+
+  private postAsync(text: string, values: readonly unknown[], done: ((error: unknown, result?: PgResult) => void) | null): Promise<PgResult> {
     const p = new Promise<PgResult>((resolve, reject) => {
       let id: number;
       try {
         id = this.post(text, values, false);
       } catch (e) {
+        done?.(e);
         return reject(e);
       }
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, {
+        resolve: (r) => {
+          done?.(null, r);
+          resolve(r);
+        },
+        reject: (e) => {
+          done?.(e);
+          reject(e);
+        },
+      });
       // The port delivers this answer through its 'message' event; keep the process alive meanwhile.
       this.port!.ref();
       this.armTimer();
     });
     this.sends.add(p);
-    const done = (): void => void this.sends.delete(p);
-    p.then(done, done);
+    const settled = (): void => void this.sends.delete(p);
+    p.then(settled, settled);
     return p;
   }
 

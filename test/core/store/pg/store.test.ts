@@ -6,6 +6,7 @@ import { openPgStore, type AuditRow, type Store } from '../../../../core/store/i
 import { MIGRATIONS } from '../../../../core/store/migrations.js';
 import { PgBridge } from '../../../../core/store/pg/bridge.js';
 import type { PgDb } from '../../../../core/store/pg/db.js';
+import { prepared } from '../../../../core/store/statements.js';
 import { sharedPostgres, skipWithoutPostgres } from '../../../helpers/postgres.js';
 
 const skip = skipWithoutPostgres();
@@ -77,7 +78,7 @@ t.test('afterCommit callbacks run in commit order, before any unit of their grou
     s.afterCommit(() => order.push('g2 cb'));
   }).then(() => order.push('g2 resolved'));
   await Promise.all([p1, p2]);
-  t.same(order, ['g1 cb', 'g1 resolved', 'g2 cb', 'g2 resolved'], 'COMMIT blocks: each group settles at its end of turn, callbacks first');
+  t.same(order, ['g1 cb', 'g1 resolved', 'g2 cb', 'g2 resolved'], 'each group settles once its COMMIT is answered, callbacks first, in commit order');
   t.same(seqs(), [1, 3, 4], "the nested tx's writes went with it");
 });
 
@@ -104,6 +105,27 @@ t.test('a connection lost during a group fails every unit of it, nothing of it p
   t.same(seqs(), [1]);
   await s.commit(() => s.audit.insert(row(4)));
   t.same(seqs(), [1, 4]);
+});
+
+t.test('a COMMIT the server refuses rejects every unit of its group, after the groups before it settled; the next group commits', { skip }, async (t) => {
+  const { s, seqs, pg } = await open(t);
+  pg.exec('CREATE TABLE dfk (id int PRIMARY KEY, ref int REFERENCES dfk (id) DEFERRABLE INITIALLY DEFERRED)');
+  const order: string[] = [];
+  const g1 = s.commit(() => s.audit.insert(row(1))).then(() => order.push('g1'));
+  await new Promise((r) => setImmediate(r));
+  // Checked only at COMMIT: a dangling reference.
+  const a = s.commit(() => prepared(pg, 'INSERT INTO dfk (id, ref) VALUES (?, ?)').run(1, 99));
+  const b = s.commit(() => s.audit.insert(row(2)));
+  const failed = Promise.allSettled([a, b]).then((r) => {
+    order.push('g2');
+    return r;
+  });
+  const results = await failed;
+  await g1;
+  t.match(results, [{ status: 'rejected', reason: { message: /FOREIGN KEY/ } }, { status: 'rejected', reason: { message: /FOREIGN KEY/ } }]);
+  t.same(order, ['g1', 'g2']);
+  await s.commit(() => s.audit.insert(row(3)));
+  t.same(seqs(), [1, 3]);
 });
 
 t.test("SQLite-only operations are refused on PostgreSQL, with a coded error", { skip }, async (t) => {
