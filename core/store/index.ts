@@ -32,6 +32,16 @@
  * before its unit's promise resolves. Reads that answer a caller go through `committed`, a
  * read-only connection that sees only committed data (WAL readers do not block the writer), so
  * nobody is shown a row whose group might still roll back.
+ *
+ * PostgreSQL (openPgStore; in progress, not reachable from the config, see
+ * docs/dev/postgres-port.md): the same Store over a `PgDb` (core/store/pg), synchronous through a
+ * worker-thread bridge. Units are SAVEPOINTs of one transaction per turn as here; the group's
+ * COMMIT is posted without blocking and the group settles, in commit order, when the server
+ * acknowledges it (durable: synchronous_commit=on is checked at open); `tx` and `close` COMMIT
+ * synchronously. A connection lost during a group fails every unit of it (TYRUM_ERR_STORE_UNAVAILABLE);
+ * a COMMIT whose answer is lost leaves its outcome unknown and says so. `committed` is the
+ * writer's connection there (as for `:memory:`). The SQLite-only operations (pragmas, WAL sync,
+ * checkpoints, data_version, integrity_check) refuse with TYRUM_ERR_INTERNAL.
  */
 import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -176,8 +186,9 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
 
 /**
  * Open the PostgreSQL store at `url` (durability settings checked, schema migrated: openPgDb) with
- * the same group commit as SQLite's, COMMIT blocking for now (see docs/dev/postgres-port.md).
- * Not reachable from the configuration yet: the gateway does not run on it.
+ * the same group commit as SQLite's: the group's COMMIT is posted without blocking and its units
+ * resolve once the server acknowledged it ("PostgreSQL" in the header). Not reachable from the
+ * configuration yet: the gateway does not run on it (docs/dev/postgres-port.md).
  */
 export function openPgStore(url: string, options: PgOpenOptions & { crashPoint?: (name: CrashPoint) => void } = {}): Store {
   return new Store(openPgDb(url, options), options.crashPoint ?? crashPointFromEnv());
