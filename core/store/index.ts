@@ -39,8 +39,8 @@
  * COMMIT is posted without blocking and the group settles, in commit order, when the server
  * acknowledges it (durable: synchronous_commit=on is checked at open); `tx` and `close` COMMIT
  * synchronously. A connection lost during a group fails every unit of it (TYRUM_ERR_STORE_UNAVAILABLE);
- * a COMMIT whose answer is lost leaves its outcome unknown and says so. `committed` is the
- * writer's connection there (as for `:memory:`). The SQLite-only operations (pragmas, WAL sync,
+ * a COMMIT whose answer is lost leaves its outcome unknown and says so. `committed` reads go
+ * through a second connection (committed rows only, as here). The SQLite-only operations (pragmas, WAL sync,
  * checkpoints, data_version, integrity_check) refuse with TYRUM_ERR_INTERNAL.
  */
 import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
@@ -191,7 +191,15 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
  * configuration yet: the gateway does not run on it (docs/dev/postgres-port.md).
  */
 export function openPgStore(url: string, options: PgOpenOptions & { crashPoint?: (name: CrashPoint) => void } = {}): Store {
-  return new Store(openPgDb(url, options), options.crashPoint ?? crashPointFromEnv());
+  const store = new Store(openPgDb(url, options), options.crashPoint ?? crashPointFromEnv());
+  try {
+    // `committed` reads go through a second connection: it sees committed rows only.
+    store.attachPgReader(openPgDb(url, { ...options, readonly: true }));
+    return store;
+  } catch (e) {
+    store.close();
+    throw e;
+  }
 }
 
 /**
@@ -788,6 +796,14 @@ export class Store {
     return this.sql.dialect;
   }
 
+  /** @internal openPgStore attaches the second connection `committed` reads go through. */
+  attachPgReader(reader: PgDb): void {
+    this.pgReader = reader;
+    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader), artifacts: new ArtifactRepo(reader) };
+  }
+
+  private pgReader: PgDb | null = null;
+
   /** @internal openStore attaches the read-only connection once the schema is migrated. */
   attachReader(reader: Database.Database): void {
     this.reader = reader;
@@ -1227,7 +1243,7 @@ export class Store {
       if (this.closed) return;
       this.closed = true;
       this.flush(true);
-      this.pgClosed = this.pg.close();
+      this.pgClosed = Promise.all([this.pg.close(), this.pgReader?.close()]).then(() => undefined);
       return;
     }
     const db = this.lite();

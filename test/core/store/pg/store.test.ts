@@ -39,6 +39,15 @@ t.test('units of one turn share one COMMIT and resolve only once the server ackn
   t.same(s.commitStats(), { commits: 1, units: 3 });
 });
 
+t.test('committed reads go through a second connection: never a row of a group still open', { skip }, async (t) => {
+  const { s } = await open(t);
+  const p = s.commit(() => s.audit.insert(row(1)));
+  t.equal(s.committed.audit.count(), 0, 'the group is open');
+  t.equal(s.audit.count(), 1, "the writer's own view has it");
+  await p;
+  t.equal(s.committed.audit.count(), 1);
+});
+
 t.test('a unit that throws, or whose statement fails, is rolled back alone', { skip }, async (t) => {
   const { s, seqs } = await open(t);
   const a = s.commit(() => s.audit.insert(row(1)));
