@@ -112,7 +112,15 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
     if (r.status !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
   };
   // --no-sync: the cluster is thrown away; the server itself runs with fsync on (the store checks).
-  run(b.initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions']);
+  const initdb = ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions'];
+  // A default collation that does not sort by bytes (ICU en-US, PostgreSQL 15+), so a test
+  // catches a column that sorts differently from SQLite; C where ICU is not available.
+  try {
+    run(b.initdb, [...initdb, '--locale-provider=icu', '--icu-locale=en-US']);
+  } catch {
+    rmSync(dataDir, { recursive: true, force: true });
+    run(b.initdb, initdb);
+  }
   const port = await freePort();
   const opts = [`-p ${port}`, `-k ${sockDir}`, "-c listen_addresses=127.0.0.1", ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(' ');
   let running = false;

@@ -262,7 +262,7 @@ export function pgSettings(db: PgDb): PgSettingsReport {
 const MIGRATION_LOCK = 0x7479_7275; // "tyru"
 
 export function pgSchemaVersion(db: PgDb): number {
-  db.exec('CREATE TABLE IF NOT EXISTS tyrum_schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+  db.exec('CREATE TABLE IF NOT EXISTS tyrum_schema_version (version INTEGER PRIMARY KEY, name TEXT COLLATE "C" NOT NULL, applied_at BIGINT NOT NULL)');
   return Number((db.exec('SELECT COALESCE(MAX(version), 0) AS v FROM tyrum_schema_version').rows[0] as { v: number }).v);
 }
 

@@ -112,6 +112,8 @@ forEachBackend(t, 'secrets: bytes round-trip and a rotation replaces the value b
   s.secrets.put({ ...r, version: 2, ciphertext: Buffer.from([9]), created_at: 5, rotated_at: 5 });
   t.same(s.secrets.get('api'), { ...r, version: 2, ciphertext: Buffer.from([9]), rotated_at: 5 });
   t.same(s.secrets.list().map((x) => x.name), ['api']);
+  for (const name of ['b', 'B', 'é', 'Z', 'a_1', 'a1']) s.secrets.put({ ...r, name });
+  t.same(s.secrets.list().map((x) => x.name), ['B', 'Z', 'a1', 'a_1', 'api', 'b', 'é'], 'text sorts by bytes on both stores');
   t.equal(s.secrets.remove('api'), true);
   t.equal(s.secrets.remove('api'), false);
 });

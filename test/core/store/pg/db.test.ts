@@ -91,6 +91,13 @@ t.test('two processes opening a new database at once migrate it once (advisory l
   t.same(db.exec('SELECT count(*) AS n FROM tyrum_schema_version').rows, [{ n: LATEST }]);
 });
 
+t.test('every text column compares by bytes (COLLATE "C"), whatever the database default', { skip }, async (t) => {
+  const db = openPgDb((await cluster()).database());
+  t.teardown(() => db.close());
+  t.same(db.exec("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() AND data_type = 'text' AND collation_name IS DISTINCT FROM 'C'").rows, []);
+  t.ok(db.exec("SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = current_schema() AND data_type = 'text'").rows[0]!.n as number > 100);
+});
+
 t.test("rows read like SQLite's: no rowid in SELECT *, booleans as 0/1, no lastInsertRowid", { skip }, async (t) => {
   const db = openPgDb((await cluster()).database());
   t.teardown(() => db.close());
