@@ -194,7 +194,7 @@ export function openPgStore(url: string, options: PgOpenOptions & { crashPoint?:
   const store = new Store(openPgDb(url, options), options.crashPoint ?? crashPointFromEnv());
   try {
     // `committed` reads go through a second connection: it sees committed rows only.
-    store.attachPgReader(openPgDb(url, { ...options, readonly: true }));
+    store.attachPgReader(openPgDb(url, { ...options, readonly: true, autocommit: true }));
     return store;
   } catch (e) {
     store.close();
@@ -955,7 +955,8 @@ export class Store {
       // for a lock that only this thread can release: commit those first.
       for (const other of OPEN_GROUPS) if (other !== this) other.flush();
       try {
-        prepared(this.sql, { sqlite: 'BEGIN IMMEDIATE', postgres: 'BEGIN' }).run();
+        if (this.pg !== null) this.pg.begin();
+        else prepared(this.sql, 'BEGIN IMMEDIATE').run();
       } catch (e) {
         return { ok: false, error: e };
       }

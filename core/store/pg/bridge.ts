@@ -21,8 +21,10 @@
  * socket) and a new one is started for the next statement; after a drop the worker reconnects
  * for the next statement. A connection that drops while idle (between statements) is reported to
  * the next statement as lost, which does not run: it never runs silently on a new session outside
- * the transaction its caller believes open. Nothing is retried: a statement's outcome after a
- * drop is unknown.
+ * the transaction its caller believes open. A caller that knows no transaction is open (a BEGIN,
+ * a reader connection) passes `strict = false`: such a statement just reconnects, and is run once
+ * more on a new connection if the old one turns out dead when it is sent (a BEGIN or a read is
+ * safe to repeat). Nothing else is retried: a statement's outcome after a drop is unknown.
  *
  * Types: int8 and numeric values arrive as JS numbers (timestamps are in ms); a value beyond
  * 2^53 is refused (TYRUM_ERR_INTERNAL) rather than rounded. bytea arrives as a Buffer. Booleans
@@ -82,6 +84,8 @@ interface Request {
   values: unknown[];
   /** A server-side prepared statement name (reused on this connection), or undefined. */
   name?: string;
+  /** false: the caller has no transaction open, so a connection dropped since the last statement is just reopened. */
+  strict?: boolean;
 }
 
 /** The worker: plain JavaScript, evaluated (it must run the same from sources and from dist). */
@@ -141,10 +145,11 @@ function param(v) {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 }
 
-async function run(m) {
+async function run(m, retried) {
   if (dropped) {
     dropped = false;
-    return answer({ id: m.id, ok: false, kind: 'lost', message: 'connection lost since the previous statement' });
+    // A lenient statement (no transaction can be open: BEGIN, a reader's query) reconnects.
+    if (m.strict !== false) return answer({ id: m.id, ok: false, kind: 'lost', message: 'connection lost since the previous statement' });
   }
   try {
     if (client === null) client = await connect();
@@ -165,6 +170,8 @@ async function run(m) {
       if (client === c) client = null;
       dropped = false;
       c.end().catch(() => undefined);
+      // A lenient statement met a connection that had died unnoticed: once more, on a new one.
+      if (m.strict === false && !retried) return run(m, true);
       return answer({ id: m.id, ok: false, kind: 'lost', message: 'connection lost: ' + (e && e.message || String(e)) });
     }
     answer({ id: m.id, ok: false, kind: 'sql', message: e.message, code: e.code, constraint: e.constraint });
@@ -180,7 +187,7 @@ port.on('message', (m) => {
     });
     return;
   }
-  queue = queue.then(() => run(m));
+  queue = queue.then(() => run(m, false));
 });
 `;
 
@@ -225,10 +232,10 @@ export class PgBridge {
   }
 
   /** Run one statement and return its result, blocking this thread until the server answers. */
-  query(text: string, values: readonly unknown[] = [], prepare = false): PgResult {
+  query(text: string, values: readonly unknown[] = [], prepare = false, strict = true): PgResult {
     // A new worker loads pg and connects first: that gets its own allowance.
     const fresh = this.worker === null;
-    const id = this.post(text, values, prepare);
+    const id = this.post(text, values, prepare, strict);
     this.pending.set(id, null);
     const deadline = Date.now() + this.timeoutMs + (fresh ? this.connectTimeoutMs : 0);
     const port = this.port!;
@@ -316,11 +323,12 @@ export class PgBridge {
     port.close();
   }
 
-  private post(text: string, values: readonly unknown[], prepare: boolean): number {
+  private post(text: string, values: readonly unknown[], prepare: boolean, strict = true): number {
     if (this.closed) throw new TyrumError('TYRUM_ERR_INTERNAL', 'the PostgreSQL store is closed');
     if (this.worker === null) this.start();
     const id = ++this.nextId;
     const req: Request = { id, text, values: values as unknown[] };
+    if (!strict) req.strict = false;
     if (prepare) {
       let name = this.names.get(text);
       if (name === undefined) {

@@ -156,7 +156,7 @@ class PgStatement implements SqlStatement {
     // Inside the store's transaction, a statement after a lost connection would run on a new
     // session, outside it: refused (the bridge also fails the first statement after a drop).
     if (this.db.txGeneration !== null && this.db.bridge.generation !== this.db.txGeneration) throw this.db.lostTransaction();
-    return this.db.bridge.query(this.t.text, values, true);
+    return this.db.bridge.query(this.t.text, values, true, !this.db.autocommit);
   }
 
   run(...params: unknown[]): SqlRunResult {
@@ -193,7 +193,16 @@ export class PgDb implements SqlDb {
    */
   txGeneration: number | null = null;
 
-  constructor(readonly bridge: PgBridge) {}
+  constructor(
+    readonly bridge: PgBridge,
+    /** A connection that never opens a transaction (the store's reader): after a drop its statements just reconnect. */
+    readonly autocommit = false,
+  ) {}
+
+  /** BEGIN the store's group transaction: nothing can be open before it, so a dropped connection just reconnects. */
+  begin(): void {
+    this.bridge.query('BEGIN', [], false, false);
+  }
 
   prepare(sql: string): SqlStatement {
     return new PgStatement(this, sql);
@@ -316,13 +325,15 @@ function rollback(db: PgDb): void {
 }
 
 export interface PgOpenOptions extends PgBridgeOptions {
-  /** Skip migrations (a tool that only reads). */
+  /** Skip migrations (a tool that only reads, the store's reader connection). */
   readonly?: boolean;
+  /** Never opens a transaction (the store's reader): statements after a drop reconnect. */
+  autocommit?: boolean;
 }
 
 /** Connect, check durability, migrate. Throws coded errors; the URL's password is never in them. */
 export function openPgDb(url: string, options: PgOpenOptions = {}): PgDb {
-  const db = new PgDb(new PgBridge(url, { ...options, settings: { application_name: 'tyrum', ...options.settings } }));
+  const db = new PgDb(new PgBridge(url, { ...options, settings: { application_name: 'tyrum', ...options.settings } }), options.autocommit === true);
   try {
     assertPgSettings(pgSettings(db));
     if (!options.readonly) migratePg(db);

@@ -114,6 +114,22 @@ t.test('a connection dropped while idle fails the next statement instead of runn
   t.same(b.query('SELECT count(*) AS n FROM d').rows, [{ n: 0 }], 'neither insert survived: nothing ran in autocommit on a new session');
 });
 
+t.test('a statement whose caller has no transaction open (strict = false) just reconnects after an idle drop', { skip }, async (t) => {
+  const url = (await cluster()).database();
+  const b = new PgBridge(url);
+  const killer = new PgBridge(url);
+  t.teardown(async () => {
+    await b.close();
+    await killer.close();
+  });
+  const pid = b.query('SELECT pg_backend_pid() AS pid').rows[0]!.pid as number;
+  killer.query('SELECT pg_terminate_backend($1)', [pid]);
+  while (killer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]).rows.length > 0);
+  await sleep(100);
+  const again = b.query('SELECT pg_backend_pid() AS pid', [], false, false).rows[0]!.pid;
+  t.not(again, pid, 'a new session');
+});
+
 t.test('a server that is stopped and started again: statements fail coded meanwhile, then work', { skip }, async (t) => {
   const c = await cluster();
   const b = new PgBridge(c.database(), { connectTimeoutMs: 2_000 });

@@ -116,6 +116,18 @@ t.test('a connection lost during a group fails every unit of it, nothing of it p
   t.same(seqs(), [1, 4]);
 });
 
+t.test('connections the server ended while idle are reopened: the next group and committed reads just work', { skip }, async (t) => {
+  const { s, other, pg } = await open(t);
+  await s.commit(() => s.audit.insert(row(1)));
+  t.equal(s.committed.audit.count(), 1);
+  const reader = (s as unknown as { pgReader: PgDb }).pgReader;
+  const pids = [pg, reader].map((d) => d.bridge.query('SELECT pg_backend_pid() AS pid').rows[0]!.pid as number);
+  other.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  while (other.query('SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids]).rows.length > 0);
+  await s.commit(() => s.audit.insert(row(2)));
+  t.equal(s.committed.audit.count(), 2);
+});
+
 t.test('a COMMIT the server refuses rejects every unit of its group, after the groups before it settled; the next group commits', { skip }, async (t) => {
   const { s, seqs, pg } = await open(t);
   pg.exec('CREATE TABLE dfk (id int PRIMARY KEY, ref int REFERENCES dfk (id) DEFERRABLE INITIALLY DEFERRED)');
