@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   TYRUM_ERR_NODE_CAPABILITY_UNKNOWN: { wire: 'invalid_request', description: 'A pairing approval names a capability the node did not advertise.' },
   TYRUM_ERR_STORE_IO: { wire: 'internal', description: 'The database could not make a commit durable (fdatasync failed); the store refuses further writes until the gateway restarts.' },
   TYRUM_ERR_STORE_MIGRATION: { wire: 'internal', description: 'A database migration failed or the schema is newer than this build.' },
+  TYRUM_ERR_STORE_UNAVAILABLE: { wire: 'internal', description: 'The PostgreSQL server did not answer in time or the connection to it was lost: the statement failed, and so did the transaction it was part of (the store reconnects for the next one).' },
   TYRUM_ERR_HOME: { wire: 'internal', description: 'The gateway home directory is missing, unreadable or too permissive.' },
   TYRUM_ERR_AUDIT_CHECKPOINT: { wire: 'internal', description: 'Audit entries were committed but the signed checkpoint could not be written.' },
   TYRUM_ERR_AUDIT_BROKEN: { wire: 'internal', description: 'The audit chain failed verification.' },

@@ -2,8 +2,7 @@
  * Persistence of artifact metadata and attachments (migration 11). Rows only: the bytes live in
  * the artifact store (core/artifacts), and what may be stored, read or removed is decided there.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export interface ArtifactRow {
   /** 'sha256:' + lowercase hex digest of the bytes. */
@@ -29,7 +28,7 @@ export interface ArtifactAttachmentRow {
 }
 
 export class ArtifactRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   /** Inserts the row unless that content is already known; true when it was new. */
   insert(r: ArtifactRow): boolean {

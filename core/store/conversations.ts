@@ -3,8 +3,7 @@
  * instances, their senders, inbound dedupe and the delivery outbox (migration 9). Rows only: the
  * state machines, events and audit belong to core/conversations and core/channels.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export interface BackendRow {
   name: string;
@@ -125,7 +124,7 @@ const TURN_CHANGEABLE = new Set(['state', 'waiting', 'steps', 'usage', 'error', 
 const DELIVERY_CHANGEABLE = new Set(['state', 'parts_sent', 'receipts', 'attempts', 'next_attempt_at', 'last_error', 'updated_at', 'finished_at']);
 
 export class ConversationRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   // --- the model backend ---
 
@@ -208,7 +207,7 @@ export class ConversationRepo {
 
   /** Records an inbound message id; false when it was seen before (a duplicate delivery). */
   claimInbound(instanceId: string, externalId: string, outcome: string, now: number): boolean {
-    return prepared(this.db, 'INSERT OR IGNORE INTO channel_inbound (instance_id, external_id, received_at, outcome) VALUES (?, ?, ?, ?)').run(instanceId, externalId, now, outcome).changes === 1;
+    return prepared(this.db, 'INSERT INTO channel_inbound (instance_id, external_id, received_at, outcome) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(instanceId, externalId, now, outcome).changes === 1;
   }
 
   setInboundOutcome(instanceId: string, externalId: string, outcome: string): void {
@@ -242,7 +241,7 @@ export class ConversationRepo {
   conversations(limit: number, channel?: string, before?: number): ConversationRow[] {
     return prepared(
       this.db,
-      `SELECT * FROM conversations WHERE (@channel IS NULL OR channel = @channel) AND (@before IS NULL OR updated_at < @before) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
+      `SELECT * FROM conversations WHERE (CAST(@channel AS TEXT) IS NULL OR channel = @channel) AND (CAST(@before AS BIGINT) IS NULL OR updated_at < @before) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
     ).all({ channel: channel ?? null, before: before ?? null, limit }) as ConversationRow[];
   }
 
@@ -267,7 +266,10 @@ export class ConversationRepo {
 
   /** An operator message sent with this idempotency key in the conversation, if any. */
   messageByKey(conversationId: string, key: string): MessageRow | undefined {
-    return prepared(this.db, "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND json_extract(provenance, '$.idempotency_key') = ?").get(conversationId, key) as MessageRow | undefined;
+    return prepared(this.db, {
+      sqlite: "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND json_extract(provenance, '$.idempotency_key') = ?",
+      postgres: "SELECT * FROM messages WHERE conversation_id = ? AND role = 'user' AND CAST(provenance AS json) ->> 'idempotency_key' = ?",
+    }).get(conversationId, key) as MessageRow | undefined;
   }
 
   /** The newest `limit` messages, oldest first. */

@@ -7,8 +7,7 @@
  * worker that lost its lease cannot overwrite the new owner's work (TESTPLAN A3): the
  * statement simply matches no row.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type DialectSql, type SqlDb, type SqlStatement } from './statements.js';
 
 export type RunKind = 'tool' | 'workflow';
 export type RunState = 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
@@ -135,8 +134,8 @@ const FENCE_SQL = 'EXISTS (SELECT 1 FROM runs AS f WHERE f.id = @w_run AND f.lea
 
 /** Prepared statements keyed by SQL text (the dynamic updates produce a handful of shapes). */
 class Statements {
-  constructor(private readonly db: Database.Database) {}
-  get(sql: string): Database.Statement {
+  constructor(private readonly db: SqlDb) {}
+  get(sql: string | DialectSql): SqlStatement {
     return prepared(this.db, sql);
   }
 }
@@ -180,7 +179,7 @@ export interface UpdateCondition<S extends string> {
 export class ExecutionRepo {
   private readonly s: Statements;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(private readonly db: SqlDb) {
     this.s = new Statements(db);
   }
 
@@ -335,9 +334,19 @@ export class ExecutionRepo {
   /** Records an attempt as started, only while `f` holds the run's lease. */
   insertAttempt(a: AttemptRow, f: Fence): boolean {
     const bind: Bind = { ...a };
-    const sql = `INSERT INTO attempts (run_id, step_idx, n, state, owner, fencing_token, started_at, finished_at, duration_ms, usage, result, error, evidence)
-      SELECT @run_id, @step_idx, @n, @state, @owner, @fencing_token, @started_at, @finished_at, @duration_ms, @usage, @result, @error, @evidence WHERE 1${fence(a.run_id, f, bind)}`;
-    return this.s.get(sql).run(bind).changes === 1;
+    const cond = fence(a.run_id, f, bind);
+    const into = 'INSERT INTO attempts (run_id, step_idx, n, state, owner, fencing_token, started_at, finished_at, duration_ms, usage, result, error, evidence)';
+    return (
+      this.s
+        .get({
+          sqlite: `${into} SELECT @run_id, @step_idx, @n, @state, @owner, @fencing_token, @started_at, @finished_at, @duration_ms, @usage, @result, @error, @evidence WHERE 1${cond}`,
+          // PostgreSQL types a parameter in a SELECT list as text unless told: each is cast to its column's type.
+          postgres: `${into} SELECT CAST(@run_id AS text), CAST(@step_idx AS bigint), CAST(@n AS bigint), CAST(@state AS text), CAST(@owner AS text),
+            CAST(@fencing_token AS bigint), CAST(@started_at AS bigint), CAST(@finished_at AS bigint), CAST(@duration_ms AS double precision), CAST(@usage AS text),
+            CAST(@result AS text), CAST(@error AS text), CAST(@evidence AS text) WHERE TRUE${cond}`,
+        })
+        .run(bind).changes === 1
+    );
   }
 
   /** Conditional update of an attempt; the updated row, or undefined when the condition failed. */
@@ -352,7 +361,7 @@ export class ExecutionRepo {
 export class ApprovalRepo {
   private readonly s: Statements;
 
-  constructor(db: Database.Database) {
+  constructor(db: SqlDb) {
     this.s = new Statements(db);
   }
 
@@ -457,12 +466,12 @@ export class ApprovalRepo {
 export class OutboxRepo {
   private readonly s: Statements;
 
-  constructor(db: Database.Database) {
+  constructor(db: SqlDb) {
     this.s = new Statements(db);
   }
 
   append(e: Omit<OutboxRow, 'seq'>): number {
-    return Number(this.s.get('INSERT INTO outbox (event_id, type, payload, occurred_at) VALUES (@event_id, @type, @payload, @occurred_at)').run(e).lastInsertRowid);
+    return (this.s.get('INSERT INTO outbox (event_id, type, payload, occurred_at) VALUES (@event_id, @type, @payload, @occurred_at) RETURNING seq').get(e) as { seq: number }).seq;
   }
 
   after(seq: number, limit: number): OutboxRow[] {

@@ -32,11 +32,22 @@
  * before its unit's promise resolves. Reads that answer a caller go through `committed`, a
  * read-only connection that sees only committed data (WAL readers do not block the writer), so
  * nobody is shown a row whose group might still roll back.
+ *
+ * PostgreSQL (openPgStore; in progress, not reachable from the config, see
+ * docs/dev/postgres-port.md): the same Store over a `PgDb` (core/store/pg), synchronous through a
+ * worker-thread bridge. Units are SAVEPOINTs of one transaction per turn as here; the group's
+ * COMMIT is posted without blocking and the group settles, in commit order, when the server
+ * acknowledges it (durable: synchronous_commit=on is checked at open); `tx` and `close` COMMIT
+ * synchronously. A connection lost during a group fails every unit of it (TYRUM_ERR_STORE_UNAVAILABLE);
+ * a COMMIT whose answer is lost leaves its outcome unknown and says so. `committed` reads go
+ * through a second connection (committed rows only, as here). The SQLite-only operations (pragmas, WAL sync,
+ * checkpoints, data_version, integrity_check) refuse with TYRUM_ERR_INTERNAL.
  */
 import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
+import { PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
@@ -174,6 +185,24 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
 }
 
 /**
+ * Open the PostgreSQL store at `url` (durability settings checked, schema migrated: openPgDb) with
+ * the same group commit as SQLite's: the group's COMMIT is posted without blocking and its units
+ * resolve once the server acknowledged it ("PostgreSQL" in the header). Not reachable from the
+ * configuration yet: the gateway does not run on it (docs/dev/postgres-port.md).
+ */
+export function openPgStore(url: string, options: PgOpenOptions & { crashPoint?: (name: CrashPoint) => void } = {}): Store {
+  const store = new Store(openPgDb(url, options), options.crashPoint ?? crashPointFromEnv());
+  try {
+    // `committed` reads go through a second connection: it sees committed rows only.
+    store.attachPgReader(openPgDb(url, { ...options, readonly: true, autocommit: true }));
+    return store;
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+/**
  * Create the database file 0600 if it does not exist. An existing file is not opened: closing any
  * descriptor of a file drops every POSIX lock this process holds on it, including SQLite's locks
  * of another connection of this process to the same database.
@@ -207,7 +236,7 @@ function openReader(path: string, busyTimeoutMs: number | undefined): Database.D
  */
 function openWalForSync(db: Database.Database, path: string): WalFds | null {
   // A read in WAL mode makes sure the log file exists.
-  prepared(db, 'SELECT 1 FROM sqlite_master LIMIT 1').get();
+  prepared(sqliteDb(db), 'SELECT 1 FROM sqlite_master LIMIT 1').get();
   const fds: number[] = [];
   try {
     // Two descriptors: Linux reports a writeback error once per open file, so a synchronous and
@@ -286,9 +315,9 @@ function tokenFromRow(row: TokenRow): TokenRecord {
 
 /** Token repository. Callers own hashing; this only persists. */
 export class TokenRepo {
-  private liveStmt: Database.Statement | undefined;
+  private liveStmt: SqlStatement | undefined;
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   insert(t: TokenRecord): void {
     prepared(this.db, 
@@ -356,14 +385,20 @@ export class TokenRepo {
   invalidAmong(ids: readonly string[], now: number): string[] {
     if (ids.length === 0) return [];
     // Prepared once, on first use (after migrations): run on every upgrade and once a second.
-    this.liveStmt ??= prepared(this.db, 
-      `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
+    this.liveStmt ??= prepared(this.db, {
+      sqlite: `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
            SELECT id, id, parent_id, revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= @now)
              FROM tokens WHERE id IN (SELECT value FROM json_each(@ids))
            UNION SELECT c.root, t.id, t.parent_id, t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL AND t.expires_at <= @now)
              FROM tokens t JOIN chain c ON t.id = c.parent_id)
          SELECT root FROM chain GROUP BY root HAVING max(dead) = 0`,
-    );
+      postgres: `WITH RECURSIVE chain(root, id, parent_id, dead) AS (
+           SELECT id, id, parent_id, revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= @now)
+             FROM tokens WHERE id IN (SELECT value FROM json_array_elements_text(CAST(@ids AS json)))
+           UNION SELECT c.root, t.id, t.parent_id, t.revoked_at IS NOT NULL OR (t.expires_at IS NOT NULL AND t.expires_at <= @now)
+             FROM tokens t JOIN chain c ON t.id = c.parent_id)
+         SELECT root FROM chain GROUP BY root HAVING NOT bool_or(dead)`,
+    });
     const live = new Set((this.liveStmt.all({ ids: JSON.stringify(ids), now }) as Array<{ root: string }>).map((r) => r.root));
     return ids.filter((id) => !live.has(id));
   }
@@ -371,7 +406,7 @@ export class TokenRepo {
 
 /** Device repository: identities seen in completed handshakes. */
 export class DeviceRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   /** Insert or refresh a device after a successful proof. */
   upsert(d: Omit<DeviceRecord, 'first_seen_at' | 'last_seen_at'>, at: number): void {
@@ -391,7 +426,7 @@ export class DeviceRepo {
 
 /** Audit repository: raw rows. Hashing and chaining belong to core/audit. */
 export class AuditRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   head(): AuditRow | undefined {
     return prepared(this.db, 'SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
@@ -455,7 +490,7 @@ export interface GrantRecord {
 
 /** Plugins, their grants and configuration. */
 export class PluginRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   get(id: string): PluginRecord | undefined {
     return prepared(this.db, 'SELECT * FROM plugins WHERE id = ?').get(id) as PluginRecord | undefined;
@@ -529,7 +564,7 @@ export class PluginRepo {
 
 /** Per-plugin key-value storage (the host API's kv functions). */
 export class PluginKvRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   get(pluginId: string, key: string): Buffer | undefined {
     return (prepared(this.db, 'SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?').get(pluginId, key) as { value: Buffer } | undefined)?.value;
@@ -545,7 +580,12 @@ export class PluginKvRepo {
 
   /** Bytes used by a plugin: keys plus values. */
   usage(pluginId: string): number {
-    return (prepared(this.db, 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?').get(pluginId) as { n: number }).n;
+    return (
+      prepared(this.db, {
+        sqlite: 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?',
+        postgres: 'SELECT COALESCE(SUM(octet_length(key) + octet_length(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?',
+      }).get(pluginId) as { n: number }
+    ).n;
   }
 }
 
@@ -563,7 +603,7 @@ export interface SecretRecord {
 }
 
 export class SecretRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   get(name: string): SecretRecord | undefined {
     return prepared(this.db, 'SELECT * FROM secrets WHERE name = ?').get(name) as SecretRecord | undefined;
@@ -587,6 +627,49 @@ export class SecretRepo {
   remove(name: string): boolean {
     return prepared(this.db, 'DELETE FROM secrets WHERE name = ?').run(name).changes === 1;
   }
+}
+
+/** Every repository, over one connection (SQLite's or PostgreSQL's). */
+export interface Repos {
+  readonly tokens: TokenRepo;
+  readonly devices: DeviceRepo;
+  readonly audit: AuditRepo;
+  readonly plugins: PluginRepo;
+  readonly pluginKv: PluginKvRepo;
+  readonly secrets: SecretRepo;
+  readonly policy: PolicyRepo;
+  readonly execution: ExecutionRepo;
+  readonly approvals: ApprovalRepo;
+  readonly outbox: OutboxRepo;
+  readonly mcp: McpRepo;
+  readonly pairings: NodePairingRepo;
+  readonly conversations: ConversationRepo;
+  readonly schedules: ScheduleRepo;
+  readonly workflows: WorkflowRepo;
+  readonly artifacts: ArtifactRepo;
+  readonly retention: RetentionRepo;
+}
+
+export function createRepos(sql: SqlDb): Repos {
+  return {
+    tokens: new TokenRepo(sql),
+    devices: new DeviceRepo(sql),
+    audit: new AuditRepo(sql),
+    plugins: new PluginRepo(sql),
+    pluginKv: new PluginKvRepo(sql),
+    secrets: new SecretRepo(sql),
+    policy: new PolicyRepo(sql),
+    execution: new ExecutionRepo(sql),
+    approvals: new ApprovalRepo(sql),
+    outbox: new OutboxRepo(sql),
+    mcp: new McpRepo(sql),
+    pairings: new NodePairingRepo(sql),
+    conversations: new ConversationRepo(sql),
+    schedules: new ScheduleRepo(sql),
+    workflows: new WorkflowRepo(sql),
+    artifacts: new ArtifactRepo(sql),
+    retention: new RetentionRepo(sql),
+  };
 }
 
 /** Repositories over the read-only connection: committed rows only (see the header). */
@@ -614,6 +697,10 @@ interface Group {
   scheduled: NodeJS.Immediate | null;
   /** The latest a group of deferred units waits (DEFERRED_COMMIT_MS). */
   deadline: NodeJS.Timeout | null;
+  /** PostgreSQL: its COMMIT is posted and not yet answered (it settles only after the answer). */
+  pending?: boolean;
+  /** PostgreSQL: its COMMIT failed: its units reject with this when the group's turn to settle comes. */
+  failed?: unknown;
 }
 
 export interface CommitOptions {
@@ -677,6 +764,8 @@ export class Store {
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
+  /** The writer connection as the repositories' port. */
+  private readonly sql: SqlDb;
   private group: Group | null = null;
   /** Callbacks registered by the unit running now (`afterCommit`); null outside a unit. */
   private unitAfter: Array<() => void> | null = null;
@@ -699,35 +788,67 @@ export class Store {
   /** The checkpoint worker's exit once it was asked to stop (whenClosed waits for it). */
   private checkpointerExit: Promise<void> = Promise.resolve();
 
-  /** @internal use openStore */
+  /** The SQLite connection; null on PostgreSQL (see `lite`). */
+  private readonly db: Database.Database | null;
+  /** The PostgreSQL connection; null on SQLite. */
+  private readonly pg: PgDb | null;
+  /** PostgreSQL: the bridge's connection generation when the open group began (a change: the group's transaction is gone). */
+  private groupGeneration = 0;
+  private nestedDepth = 0;
+
+  /** @internal use openStore (SQLite) or openPgStore (PostgreSQL) */
   constructor(
-    private readonly db: Database.Database,
+    db: Database.Database | PgDb,
     private readonly crashPoint: (name: CrashPoint) => void = () => undefined,
   ) {
-    this.tokens = new TokenRepo(db);
-    this.devices = new DeviceRepo(db);
-    this.audit = new AuditRepo(db);
-    this.plugins = new PluginRepo(db);
-    this.pluginKv = new PluginKvRepo(db);
-    this.secrets = new SecretRepo(db);
-    this.policy = new PolicyRepo(db);
-    this.execution = new ExecutionRepo(db);
-    this.approvals = new ApprovalRepo(db);
-    this.outbox = new OutboxRepo(db);
-    this.mcp = new McpRepo(db);
-    this.pairings = new NodePairingRepo(db);
-    this.conversations = new ConversationRepo(db);
-    this.schedules = new ScheduleRepo(db);
-    this.workflows = new WorkflowRepo(db);
-    this.artifacts = new ArtifactRepo(db);
+    this.db = db instanceof PgDb ? null : db;
+    this.pg = db instanceof PgDb ? db : null;
+    this.sql = db instanceof PgDb ? db : sqliteDb(db);
+    const r = createRepos(this.sql);
+    this.tokens = r.tokens;
+    this.devices = r.devices;
+    this.audit = r.audit;
+    this.plugins = r.plugins;
+    this.pluginKv = r.pluginKv;
+    this.secrets = r.secrets;
+    this.policy = r.policy;
+    this.execution = r.execution;
+    this.approvals = r.approvals;
+    this.outbox = r.outbox;
+    this.mcp = r.mcp;
+    this.pairings = r.pairings;
+    this.conversations = r.conversations;
+    this.schedules = r.schedules;
+    this.workflows = r.workflows;
+    this.artifacts = r.artifacts;
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings, artifacts: this.artifacts };
-    this.retention = new RetentionRepo(db);
+    this.retention = r.retention;
   }
+
+  /** The SQLite connection, for what only SQLite has (pragmas, its WAL, checkpoints). */
+  private lite(): Database.Database {
+    if (this.db === null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'not available on the PostgreSQL store (an SQLite-only operation)');
+    return this.db;
+  }
+
+  /** Which database this store runs on. */
+  get dialect(): 'sqlite' | 'postgres' {
+    return this.sql.dialect;
+  }
+
+  /** @internal openPgStore attaches the second connection `committed` reads go through. */
+  attachPgReader(reader: PgDb): void {
+    this.pgReader = reader;
+    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader), artifacts: new ArtifactRepo(reader) };
+  }
+
+  private pgReader: PgDb | null = null;
 
   /** @internal openStore attaches the read-only connection once the schema is migrated. */
   attachReader(reader: Database.Database): void {
     this.reader = reader;
-    this.committed = { execution: new ExecutionRepo(reader), approvals: new ApprovalRepo(reader), outbox: new OutboxRepo(reader), audit: new AuditRepo(reader), pairings: new NodePairingRepo(reader), artifacts: new ArtifactRepo(reader) };
+    const r = sqliteDb(reader);
+    this.committed = { execution: new ExecutionRepo(r), approvals: new ApprovalRepo(r), outbox: new OutboxRepo(r), audit: new AuditRepo(r), pairings: new NodePairingRepo(r), artifacts: new ArtifactRepo(r) };
   }
 
   /**
@@ -736,21 +857,22 @@ export class Store {
    */
   attachWalSync(fd: WalFds | null): void {
     if (fd === null) return;
-    this.db.pragma('synchronous = NORMAL');
+    this.lite().pragma('synchronous = NORMAL');
     this.walFd = fd;
   }
 
   /** Starts the checkpoint worker (openStore does, or openHomeCore once the home checks pass); the writer's own checkpoint becomes a rare fallback. */
   attachCheckpointer(path: string, options: CheckpointerOptions): void {
     const pages = Math.max(1, Math.floor(options.pages ?? CHECKPOINT_PAGES_DEFAULT));
-    this.db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
-    this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+    const db = this.lite();
+    db.pragma(`wal_autocheckpoint = ${pages * WRITER_FALLBACK_FACTOR}`);
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     this.checkpointer = startCheckpointer(path, {
       ...options,
       pages,
       // A worker that died leaves the writer to checkpoint at the usual threshold again.
       onDied: () => {
-        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${pages}`);
+        if (db.open) db.pragma(`wal_autocheckpoint = ${pages}`);
       },
     });
   }
@@ -818,7 +940,7 @@ export class Store {
       const after = this.unitAfter;
       const mark = after.length;
       try {
-        return this.db.transaction(fn)();
+        return this.db !== null ? this.db.transaction(fn)() : this.pgNested(fn);
       } catch (e) {
         after.length = mark;
         throw e;
@@ -857,6 +979,26 @@ export class Store {
     this.observer = o;
   }
 
+  /** A nested savepoint on PostgreSQL (better-sqlite3's transaction() does this on SQLite). */
+  private pgNested<T>(fn: () => T): T {
+    const name = `nested_${++this.nestedDepth}`;
+    try {
+      prepared(this.sql, `SAVEPOINT ${name}`).run();
+      let value: T;
+      try {
+        value = fn();
+      } catch (e) {
+        prepared(this.sql, `ROLLBACK TO ${name}`).run();
+        prepared(this.sql, `RELEASE ${name}`).run();
+        throw e;
+      }
+      prepared(this.sql, `RELEASE ${name}`).run();
+      return value;
+    } finally {
+      this.nestedDepth -= 1;
+    }
+  }
+
   private runUnit<T>(fn: () => T, deferred = false): { ok: true; value: T; after: Array<() => void> } | { ok: false; error: unknown } {
     if (this.unitAfter !== null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'Store.commit called inside a unit; use the enclosing unit');
     if (this.syncFailure !== null) return { ok: false, error: this.syncFailure };
@@ -865,9 +1007,14 @@ export class Store {
       // for a lock that only this thread can release: commit those first.
       for (const other of OPEN_GROUPS) if (other !== this) other.flush();
       try {
-        prepared(this.db, 'BEGIN IMMEDIATE').run();
+        if (this.pg !== null) this.pg.begin();
+        else prepared(this.sql, 'BEGIN IMMEDIATE').run();
       } catch (e) {
         return { ok: false, error: e };
+      }
+      if (this.pg !== null) {
+        this.groupGeneration = this.pg.bridge.generation;
+        this.pg.txGeneration = this.groupGeneration;
       }
       const group: Group = { units: [], seq: 0, scheduled: null, deadline: null };
       group.deadline = setTimeout(() => {
@@ -888,16 +1035,16 @@ export class Store {
     this.unitAfter = after;
     try {
       // Each unit is a SAVEPOINT of the open transaction: a throw rolls back this unit only.
-      prepared(this.db, 'SAVEPOINT unit').run();
+      prepared(this.sql, 'SAVEPOINT unit').run();
       let value: T;
       try {
         value = fn();
       } catch (e) {
-        prepared(this.db, 'ROLLBACK TO unit').run();
-        prepared(this.db, 'RELEASE unit').run();
+        prepared(this.sql, 'ROLLBACK TO unit').run();
+        prepared(this.sql, 'RELEASE unit').run();
         return { ok: false, error: e };
       }
-      prepared(this.db, 'RELEASE unit').run();
+      prepared(this.sql, 'RELEASE unit').run();
       return { ok: true, value, after };
     } catch (e) {
       return { ok: false, error: e };
@@ -924,15 +1071,41 @@ export class Store {
         // After a failed sync nothing more is committed: the group is rolled back and refused.
         if (this.syncFailure !== null) throw this.syncFailure;
         this.crashPoint('group_commit_before');
+        // PostgreSQL: a connection lost since BEGIN took the group's writes with it; COMMIT on
+        // the new session would only warn "no transaction in progress".
+        if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) throw this.pg.lostTransaction();
+        if (this.pg !== null && !now) {
+          // PostgreSQL: the COMMIT is posted, not waited for; the group settles when the server
+          // acknowledges it (durable: synchronous_commit=on). The worker runs statements in
+          // order, so the next group's BEGIN queues behind it.
+          this.pg.txGeneration = null;
+          this.stats.commits += 1;
+          this.stats.units += group.units.length;
+          group.seq = ++this.lastCommitSeq;
+          group.pending = true;
+          this.unsynced.push(group);
+          this.pg.bridge.sendNotify('COMMIT', (err) => {
+            group.pending = false;
+            if (err !== null) group.failed = commitFailure(err);
+            // Never settle inside the statement whose wait took this answer: callbacks may commit.
+            queueMicrotask(() => this.settleAcknowledged());
+          });
+          return failure;
+        }
         const t0 = this.observer ? performance.now() : 0;
-        prepared(this.db, 'COMMIT').run();
+        prepared(this.sql, 'COMMIT').run();
         this.observer?.committed((performance.now() - t0) / 1000);
+        if (this.pg !== null) this.pg.txGeneration = null;
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;
         this.unsynced.push(group);
       } catch (e) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        if (this.db !== null) {
+          if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        } else if (this.pg !== null) {
+          this.pg.rollbackQuietly();
+        }
         for (const u of group.units) u.reject(e);
         failure = e;
       }
@@ -1021,8 +1194,13 @@ export class Store {
     if (this.settling) return;
     this.settling = true;
     try {
-      while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= this.syncedSeq) {
+      // A PostgreSQL group whose COMMIT is unanswered stops the walk: later ones wait behind it.
+      while (this.unsynced.length > 0 && this.unsynced[0]!.seq <= this.syncedSeq && this.unsynced[0]!.pending !== true) {
         const group = this.unsynced.shift()!;
+        if (group.failed !== undefined) {
+          for (const u of group.units) u.reject(group.failed);
+          continue;
+        }
         for (const u of group.units) {
           for (const cb of u.after) {
             try {
@@ -1041,6 +1219,16 @@ export class Store {
     }
   }
 
+  /** PostgreSQL: settle, in commit order, every group whose COMMIT was answered. */
+  private settleAcknowledged(): void {
+    let through = 0;
+    for (const g of this.unsynced) {
+      if (g.pending === true) break;
+      through = g.seq;
+    }
+    if (through > 0) this.settleThrough(through);
+  }
+
   private closeWal(): void {
     if (this.walFd === null) return;
     closeSync(this.walFd.async);
@@ -1049,10 +1237,11 @@ export class Store {
   }
 
   pragmas(): PragmaReport {
+    const db = this.lite();
     return {
-      journal_mode: String(this.db.pragma('journal_mode', { simple: true })),
-      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
-      foreign_keys: Number(this.db.pragma('foreign_keys', { simple: true })),
+      journal_mode: String(db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(db.pragma('synchronous', { simple: true })),
+      foreign_keys: Number(db.pragma('foreign_keys', { simple: true })),
       commit_sync: this.walFd === null ? 'sqlite' : 'store',
     };
   }
@@ -1065,21 +1254,23 @@ export class Store {
    */
   integrityCheck(kind: 'full' | 'quick' = 'full', maxErrors = 100): string {
     const n = Math.max(1, Math.floor(maxErrors));
-    const rows = this.db.pragma(`${kind === 'full' ? 'integrity_check' : 'quick_check'}(${n})`) as Array<Record<string, unknown>>;
+    const rows = this.lite().pragma(`${kind === 'full' ? 'integrity_check' : 'quick_check'}(${n})`) as Array<Record<string, unknown>>;
     return rows.map((r) => String(Object.values(r)[0])).join('; ');
   }
 
-  /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). */
+  /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). SQLite only. */
   dataVersion(): number {
+    this.lite();
     // A prepared statement, not db.pragma (which prepares one per call): the redactor asks per call.
-    return Number((prepared(this.db, 'PRAGMA data_version').get() as { data_version: number }).data_version);
+    return Number((prepared(this.sql, 'PRAGMA data_version').get() as { data_version: number }).data_version);
   }
 
   schemaVersion(): number {
-    return Number(this.db.pragma('user_version', { simple: true }));
+    if (this.pg !== null) return pgSchemaVersion(this.pg);
+    return Number(this.lite().pragma('user_version', { simple: true }));
   }
 
-  /** Apply pending migrations, each in its own transaction. */
+  /** Apply pending migrations, each in its own transaction (SQLite; PostgreSQL's: migratePg at open). */
   migrate(migrations: readonly Migration[]): void {
     const current = this.schemaVersion();
     const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
@@ -1089,9 +1280,10 @@ export class Store {
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (m.version <= current) continue;
       try {
-        this.db.transaction(() => {
-          this.db.exec(m.sql);
-          this.db.pragma(`user_version = ${m.version}`);
+        const db = this.lite();
+        db.transaction(() => {
+          db.exec(m.sql);
+          db.pragma(`user_version = ${m.version}`);
         }).immediate();
       } catch (e) {
         throw new TyrumError('TYRUM_ERR_STORE_MIGRATION', `migration ${m.version} (${m.name}) failed: ${(e as Error).message}`, undefined, { cause: e });
@@ -1110,13 +1302,24 @@ export class Store {
    * files (a test's temp dir, a restore) waits for this, not just for close().
    */
   whenClosed(): Promise<void> {
-    return this.checkpointerExit;
+    return Promise.all([this.checkpointerExit, this.pgClosed]).then(() => undefined);
   }
 
+  private pgClosed: Promise<void> = Promise.resolve();
+  private closed = false;
+
   close(): void {
-    if (this.db.open) {
+    if (this.pg !== null) {
+      if (this.closed) return;
+      this.closed = true;
       this.flush(true);
-      this.db.close();
+      this.pgClosed = Promise.all([this.pg.close(), this.pgReader?.close()]).then(() => undefined);
+      return;
+    }
+    const db = this.lite();
+    if (db.open) {
+      this.flush(true);
+      db.close();
     }
     this.stopCheckpointer();
     // A sync still running on the thread pool holds the descriptor: it closes it when it ends.
@@ -1124,6 +1327,14 @@ export class Store {
     else this.closeWal();
     if (this.reader?.open) this.reader.close();
   }
+}
+
+/** Why a posted COMMIT failed; a lost connection leaves its outcome unknown, and says so. */
+function commitFailure(err: unknown): unknown {
+  if (err instanceof TyrumError && err.code === 'TYRUM_ERR_STORE_UNAVAILABLE') {
+    return new TyrumError('TYRUM_ERR_STORE_UNAVAILABLE', `PostgreSQL did not acknowledge the COMMIT (${err.message}): the group's writes may or may not be committed`, undefined, { cause: err });
+  }
+  return err;
 }
 
 function isLiveRow(t: TokenRecord, now: number): boolean {

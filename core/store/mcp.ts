@@ -3,8 +3,7 @@
  * definition last observed next to the one an operator approved. Rows only: hashing, screening
  * and what is served belong to core/mcp.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export type McpServerState = 'quarantined' | 'approved' | 'disabled';
 
@@ -42,7 +41,7 @@ export interface McpToolRow {
 }
 
 export class McpRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   getServer(name: string): McpServerRow | undefined {
     return prepared(this.db, 'SELECT * FROM mcp_servers WHERE name = ?').get(name) as McpServerRow | undefined;
@@ -94,7 +93,10 @@ export class McpRepo {
     );
     for (const t of seen) upsert.run(server, t.name, t.observed, t.observed_hash, at, t.refused);
     const names = seen.map((t) => t.name);
-    const gone = prepared(this.db, `UPDATE mcp_tools SET observed = NULL, observed_hash = NULL, refused = NULL, observed_at = ? WHERE server = ? AND observed IS NOT NULL AND name NOT IN (SELECT value FROM json_each(?))`);
+    const gone = prepared(this.db, {
+      sqlite: 'UPDATE mcp_tools SET observed = NULL, observed_hash = NULL, refused = NULL, observed_at = ? WHERE server = ? AND observed IS NOT NULL AND name NOT IN (SELECT value FROM json_each(?))',
+      postgres: 'UPDATE mcp_tools SET observed = NULL, observed_hash = NULL, refused = NULL, observed_at = ? WHERE server = ? AND observed IS NOT NULL AND name NOT IN (SELECT value FROM json_array_elements_text(CAST(? AS json)))',
+    });
     gone.run(at, server, JSON.stringify(names));
     // A tool never approved and no longer listed is just forgotten.
     prepared(this.db, 'DELETE FROM mcp_tools WHERE server = ? AND observed IS NULL AND approved IS NULL').run(server);

@@ -7,8 +7,7 @@
  * new row. Transitions are conditional updates (`transition`): of two racing resolutions exactly
  * one changes the row.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export type PairingState = 'awaiting_human' | 'approved' | 'denied' | 'revoked';
 export const PAIRING_STATES: readonly PairingState[] = ['awaiting_human', 'approved', 'denied', 'revoked'];
@@ -45,7 +44,7 @@ export type PairingChange = Partial<Pick<PairingRow, 'state' | 'trust_level' | '
 const CHANGEABLE = new Set<string>(['state', 'trust_level', 'node_name', 'allowlist', 'token_id', 'credential_delivered_at', 'resolved_at', 'resolved_by', 'reason', 'updated_at', 'advertised', 'label', 'platform', 'version', 'mode', 'remote_address']);
 
 export class NodePairingRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   insert(r: PairingRow): void {
     prepared(

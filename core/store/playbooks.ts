@@ -2,8 +2,7 @@
  * Persistence of workflows (playbook runs) and their decided gates (migration 12). Rows only:
  * what a step does and when a workflow moves on belong to core/playbooks.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export type WorkflowState = 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
 export const WORKFLOW_TERMINAL: readonly WorkflowState[] = ['succeeded', 'failed', 'cancelled'];
@@ -45,7 +44,7 @@ export interface WorkflowGateRow {
 }
 
 export class WorkflowRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   insert(r: WorkflowRow): void {
     prepared(
@@ -72,7 +71,7 @@ export class WorkflowRepo {
   list(limit: number, state?: WorkflowState, before?: number): WorkflowRow[] {
     return prepared(
       this.db,
-      'SELECT * FROM workflows WHERE (@state IS NULL OR state = @state) AND (@before IS NULL OR created_at < @before) ORDER BY created_at DESC, id DESC LIMIT @limit',
+      'SELECT * FROM workflows WHERE (CAST(@state AS TEXT) IS NULL OR state = @state) AND (CAST(@before AS BIGINT) IS NULL OR created_at < @before) ORDER BY created_at DESC, id DESC LIMIT @limit',
     ).all({ state: state ?? null, before: before ?? null, limit }) as WorkflowRow[];
   }
 

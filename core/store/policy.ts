@@ -3,8 +3,7 @@
  * pointer with its activation history, and "approve always" overrides. Rows only: validation,
  * hashing and decisions belong to core/policy.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 /** A stored bundle; `bundle` is its canonical JSON, whose sha256 is the id. */
 export interface PolicySnapshotRow {
@@ -35,7 +34,7 @@ export interface PolicyOverrideRow {
 }
 
 export class PolicyRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   /** Stores a snapshot; false when one with this id already exists (content-addressed, so equal). */
   insertSnapshot(r: PolicySnapshotRow): boolean {
@@ -54,7 +53,7 @@ export class PolicyRepo {
 
   /** Makes `snapshotId` the active policy and records the activation. Call inside `Store.tx`. */
   activate(snapshotId: string, at: number, by: string): PolicyActivationRow {
-    const seq = Number(prepared(this.db, 'INSERT INTO policy_activations (snapshot_id, activated_at, activated_by) VALUES (?, ?, ?)').run(snapshotId, at, by).lastInsertRowid);
+    const seq = (prepared(this.db, 'INSERT INTO policy_activations (snapshot_id, activated_at, activated_by) VALUES (?, ?, ?) RETURNING seq').get(snapshotId, at, by) as { seq: number }).seq;
     prepared(this.db, 'INSERT INTO policy_active (singleton, activation_seq) VALUES (1, ?) ON CONFLICT(singleton) DO UPDATE SET activation_seq = excluded.activation_seq').run(seq);
     return { seq, snapshot_id: snapshotId, activated_at: at, activated_by: by };
   }

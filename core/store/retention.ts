@@ -7,8 +7,7 @@
  * "Bytes" are the sizes of the values the rows held (text and blob lengths, numbers as their
  * text), not pages returned to the filesystem: SQLite reuses freed pages for new rows.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 /** Rows and bytes, of one table or summed over several. */
 export interface Footprint {
@@ -39,10 +38,10 @@ export interface IdleConversation {
   updated_at: number;
 }
 
-const BYTES = new WeakMap<Database.Database, Map<string, string>>();
+const BYTES = new WeakMap<SqlDb, Map<string, string>>();
 
 /** One row's size: every column's value length for `table` (built from its schema, so new columns count too). */
-function rowBytes(db: Database.Database, table: string): string {
+function rowBytes(db: SqlDb, table: string): string {
   let cache = BYTES.get(db);
   if (!cache) {
     cache = new Map();
@@ -50,7 +49,19 @@ function rowBytes(db: Database.Database, table: string): string {
   }
   let expr = cache.get(table);
   if (expr === undefined) {
-    const cols = (db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => `COALESCE(LENGTH(CAST("${c.name}" AS BLOB)), 0)`);
+    let cols: string[];
+    if (db.dialect === 'sqlite') {
+      const names = prepared(db, 'SELECT name FROM pragma_table_info(?) ORDER BY cid').all(table) as Array<{ name: string }>;
+      cols = names.map((c) => `COALESCE(LENGTH(CAST("${c.name}" AS BLOB)), 0)`);
+    } else {
+      // The same measure: bytes of text and bytea values, numbers as their text. The rowid
+      // stand-in is not a column in SQLite's sense (core/store/pg/migrations.ts): not counted.
+      const names = prepared(
+        db,
+        "SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? AND column_name <> 'rowid' ORDER BY ordinal_position",
+      ).all(table) as Array<{ name: string; type: string }>;
+      cols = names.map((c) => (c.type === 'bytea' || c.type === 'text' ? `COALESCE(octet_length("${c.name}"), 0)` : `COALESCE(octet_length(CAST("${c.name}" AS text)), 0)`));
+    }
     expr = `(${cols.join(' + ')})`;
     cache.set(table, expr);
   }
@@ -58,7 +69,7 @@ function rowBytes(db: Database.Database, table: string): string {
 }
 
 export class RetentionRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   private footprint(table: string, where: string, ...params: unknown[]): Footprint {
     const r = prepared(this.db, `SELECT COUNT(*) AS rows, COALESCE(SUM(${rowBytes(this.db, table)}), 0) AS bytes FROM ${table} WHERE ${where}`).get(...params) as Footprint;
@@ -143,7 +154,7 @@ export class RetentionRepo {
     return prepared(
       this.db,
       `SELECT c.id, c.updated_at FROM conversations c
-       WHERE c.updated_at < @cutoff AND (@au IS NULL OR (c.updated_at, c.id) > (@au, @aid))
+       WHERE c.updated_at < @cutoff AND (CAST(@au AS BIGINT) IS NULL OR (c.updated_at, c.id) > (@au, @aid))
          AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = c.id AND state = 'running')
          AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = c.id AND state = 'queued')
          AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = c.id AND role = 'user' AND turn_id IS NULL)

@@ -2,8 +2,7 @@
  * Persistence of schedules and their fires (migration 10). Rows only: when a schedule is due, how a
  * tick is claimed and what a fire starts belong to core/scheduler.
  */
-import type Database from 'better-sqlite3';
-import { prepared } from './statements.js';
+import { prepared, type SqlDb } from './statements.js';
 
 export type ScheduleKind = 'cron' | 'interval' | 'heartbeat';
 export type MissedPolicy = 'skip' | 'catch_up_once';
@@ -47,7 +46,7 @@ export interface ScheduleFireRow {
 }
 
 export class ScheduleRepo {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlDb) {}
 
   insert(r: ScheduleRow): void {
     prepared(

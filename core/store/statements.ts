@@ -1,23 +1,76 @@
 /**
- * Prepared statements, cached per connection and SQL text: preparing compiles the SQL, which on
- * the call path cost more than running it (a governed call runs a dozen statements). better-sqlite3
+ * The port the repositories run SQL through (`SqlDb`), and their prepared-statement cache.
+ *
+ * Two implementations: SQLite (`sqliteDb`, better-sqlite3's own statements, at no cost: the
+ * port is the subset of better-sqlite3's API the repos use) and PostgreSQL (core/store/pg, through
+ * the synchronous bridge). Both are synchronous: the store layer is (see core/store/index.ts).
+ *
+ * Dialect: the repos' SQL is written to run on both where the two accept the same text (most of
+ * it: upserts with `excluded`, `ON CONFLICT DO NOTHING`, `RETURNING`, `WITH RECURSIVE`). The
+ * PostgreSQL side translates only the mechanical differences (`?` and `@name` parameters to
+ * `$n`) and refuses, with a coded error, SQL it knows it cannot run (`rowid`, `json_each`,
+ * `PRAGMA`, ...). For those a statement is given per dialect: `{ sqlite, postgres }`.
+ *
+ * Preparing compiles the SQL, which on the call path cost more than running it (a governed call
+ * runs a dozen statements): statements are cached per connection and SQL text. better-sqlite3
  * statements stay valid for the connection's life; none of ours changes a statement's mode
  * (pluck/raw/expand), so sharing one per text is safe.
  */
 import type Database from 'better-sqlite3';
 
-const CACHES = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+export type Dialect = 'sqlite' | 'postgres';
 
-export function prepared(db: Database.Database, sql: string): Database.Statement {
+/** What a write reports. `lastInsertRowid` is SQLite's; on PostgreSQL reading it throws (use RETURNING). */
+export interface SqlRunResult {
+  changes: number;
+  lastInsertRowid: number | bigint;
+}
+
+/** A prepared statement: parameters are positional (`?`) or one object of named ones (`@name`). */
+export interface SqlStatement {
+  run(...params: unknown[]): SqlRunResult;
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+  iterate(...params: unknown[]): IterableIterator<unknown>;
+}
+
+/** A connection the repositories run their SQL on. */
+export interface SqlDb {
+  readonly dialect: Dialect;
+  prepare(sql: string): SqlStatement;
+}
+
+/** One statement in each dialect, for SQL the two do not share. */
+export interface DialectSql {
+  sqlite: string;
+  postgres: string;
+}
+
+const SQLITE = new WeakMap<Database.Database, SqlDb>();
+
+/** The port over a better-sqlite3 connection (one per connection, so the statement cache is shared). */
+export function sqliteDb(db: Database.Database): SqlDb {
+  let port = SQLITE.get(db);
+  if (port === undefined) {
+    port = { dialect: 'sqlite', prepare: (sql) => db.prepare(sql) };
+    SQLITE.set(db, port);
+  }
+  return port;
+}
+
+const CACHES = new WeakMap<SqlDb, Map<string, SqlStatement>>();
+
+export function prepared(db: SqlDb, sql: string | DialectSql): SqlStatement {
+  const text = typeof sql === 'string' ? sql : sql[db.dialect];
   let cache = CACHES.get(db);
   if (!cache) {
     cache = new Map();
     CACHES.set(db, cache);
   }
-  let s = cache.get(sql);
+  let s = cache.get(text);
   if (!s) {
-    s = db.prepare(sql);
-    cache.set(sql, s);
+    s = db.prepare(text);
+    cache.set(text, s);
   }
   return s;
 }

@@ -1,10 +1,11 @@
 // Migration 7: node pairings (one live pairing per device, conditional transitions) and the
 // token kind / device binding columns.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openStore, type PairingRow } from '../../../core/store/index.js';
 import { MIGRATIONS } from '../../../core/store/migrations.js';
+import { forEachBackend } from '../../helpers/store-backends.js';
 
 const row = (over: Partial<PairingRow> = {}): PairingRow => ({
   id: 'pair_0000000000000001',
@@ -46,29 +47,25 @@ t.test('a database at version 6 migrates: existing tokens are access tokens boun
   t.same(s.pairings.list(undefined, 10), []);
 });
 
-t.test('one live pairing per device; denied and revoked ones stay as history', async (t) => {
-  const s = openStore(join(t.testdir(), 'p.db'));
-  t.teardown(() => s.close());
-  s.tx(() => s.pairings.insert(row()));
-  t.throws(() => s.tx(() => s.pairings.insert(row({ id: 'pair_0000000000000002' }))), /UNIQUE/, 'a second live pairing for the device is refused');
-  t.ok(s.tx(() => s.pairings.transition('pair_0000000000000001', ['awaiting_human'], { state: 'denied', resolved_at: 2, updated_at: 2 })));
-  s.tx(() => s.pairings.insert(row({ id: 'pair_0000000000000002', requested_at: 3 })));
+forEachBackend(t, 'one live pairing per device; denied and revoked ones stay as history', async (t: Test, { repos: s, tx }) => {
+  tx(() => s.pairings.insert(row()));
+  t.throws(() => tx(() => s.pairings.insert(row({ id: 'pair_0000000000000002' }))), /UNIQUE/, 'a second live pairing for the device is refused');
+  t.ok(tx(() => s.pairings.transition('pair_0000000000000001', ['awaiting_human'], { state: 'denied', resolved_at: 2, updated_at: 2 })));
+  tx(() => s.pairings.insert(row({ id: 'pair_0000000000000002', requested_at: 3 })));
   t.same(s.pairings.list(undefined, 10).map((r) => [r.id, r.state]), [['pair_0000000000000002', 'awaiting_human'], ['pair_0000000000000001', 'denied']]);
   t.equal(s.pairings.live('dev_a')?.id, 'pair_0000000000000002');
   t.equal(s.pairings.countAwaiting(), 1);
-  t.throws(() => s.tx(() => s.pairings.insert(row({ id: 'bad', device_id: 'dev_b' }))), /CHECK/, 'pairing ids are pair_*');
+  t.throws(() => tx(() => s.pairings.insert(row({ id: 'bad', device_id: 'dev_b' }))), /CHECK/, 'pairing ids are pair_*');
 });
 
-t.test('transitions are conditional: of two racing resolutions one wins', async (t) => {
-  const s = openStore(join(t.testdir(), 'p.db'));
-  t.teardown(() => s.close());
-  s.tx(() => s.pairings.insert(row()));
-  const approve = s.tx(() => s.pairings.transition('pair_0000000000000001', ['awaiting_human'], { state: 'approved', node_name: 'laptop', updated_at: 2 }));
-  const deny = s.tx(() => s.pairings.transition('pair_0000000000000001', ['awaiting_human'], { state: 'denied', updated_at: 2 }));
+forEachBackend(t, 'transitions are conditional: of two racing resolutions one wins', async (t: Test, { repos: s, tx }) => {
+  tx(() => s.pairings.insert(row()));
+  const approve = tx(() => s.pairings.transition('pair_0000000000000001', ['awaiting_human'], { state: 'approved', node_name: 'laptop', updated_at: 2 }));
+  const deny = tx(() => s.pairings.transition('pair_0000000000000001', ['awaiting_human'], { state: 'denied', updated_at: 2 }));
   t.match(approve, { state: 'approved', node_name: 'laptop' });
   t.equal(deny, undefined, 'the loser changes nothing');
   t.equal(s.pairings.byName('laptop')?.id, 'pair_0000000000000001');
-  t.equal(s.tx(() => s.pairings.transition('pair_0000000000000001', ['approved'], { id: 'x' } as never)), undefined, 'a column that may not change is ignored');
-  s.tx(() => s.pairings.insert(row({ id: 'pair_0000000000000003', device_id: 'dev_b' })));
-  t.throws(() => s.tx(() => s.pairings.transition('pair_0000000000000003', ['awaiting_human'], { state: 'approved', node_name: 'laptop' })), /UNIQUE/, 'approved node names are unique');
+  t.equal(tx(() => s.pairings.transition('pair_0000000000000001', ['approved'], { id: 'x' } as never)), undefined, 'a column that may not change is ignored');
+  tx(() => s.pairings.insert(row({ id: 'pair_0000000000000003', device_id: 'dev_b' })));
+  t.throws(() => tx(() => s.pairings.transition('pair_0000000000000003', ['awaiting_human'], { state: 'approved', node_name: 'laptop' })), /UNIQUE/, 'approved node names are unique');
 });

@@ -1,0 +1,157 @@
+// The Store's group commit on PostgreSQL (openPgStore): the same unit semantics as on SQLite
+// (test/core/store/group-commit.test.ts), with COMMIT acknowledged by the server before any unit
+// resolves, and a lost connection failing the whole group.
+import t, { type Test } from 'tap';
+import { openPgStore, type AuditRow, type Store } from '../../../../core/store/index.js';
+import { MIGRATIONS } from '../../../../core/store/migrations.js';
+import { PgBridge } from '../../../../core/store/pg/bridge.js';
+import type { PgDb } from '../../../../core/store/pg/db.js';
+import { prepared } from '../../../../core/store/statements.js';
+import { sharedPostgres, skipWithoutPostgres } from '../../../helpers/postgres.js';
+
+const skip = skipWithoutPostgres();
+const cluster = sharedPostgres(t);
+
+const row = (seq: number): AuditRow => ({ seq, ts: `t${seq}`, type: 'test.event', actor: '{}', data: '{}', prev_hash: `p${seq}`, hash: `h${seq}` });
+
+async function open(t: Test): Promise<{ s: Store; other: PgBridge; seqs: () => number[]; pg: PgDb }> {
+  const url = (await cluster()).database();
+  const s = openPgStore(url);
+  const other = new PgBridge(url);
+  t.teardown(async () => {
+    s.close();
+    await s.whenClosed();
+    await other.close();
+  });
+  // What another connection sees: committed rows only.
+  const seqs = () => other.query('SELECT seq FROM audit_entries ORDER BY seq').rows.map((r) => r.seq as number);
+  return { s, other, seqs, pg: (s as unknown as { pg: PgDb }).pg };
+}
+
+t.test('units of one turn share one COMMIT and resolve only once the server acknowledged it', { skip }, async (t) => {
+  const { s, seqs } = await open(t);
+  t.equal(s.dialect, 'postgres');
+  t.equal(s.schemaVersion(), MIGRATIONS[MIGRATIONS.length - 1]!.version);
+  const ps = [1, 2, 3].map((i) => s.commit(() => s.audit.insert(row(i))));
+  t.same(seqs(), [], 'nothing is visible to another connection before the group commits');
+  await Promise.all(ps);
+  t.same(seqs(), [1, 2, 3]);
+  t.same(s.commitStats(), { commits: 1, units: 3 });
+});
+
+t.test('committed reads go through a second connection: never a row of a group still open', { skip }, async (t) => {
+  const { s } = await open(t);
+  const p = s.commit(() => s.audit.insert(row(1)));
+  t.equal(s.committed.audit.count(), 0, 'the group is open');
+  t.equal(s.audit.count(), 1, "the writer's own view has it");
+  await p;
+  t.equal(s.committed.audit.count(), 1);
+});
+
+t.test('a unit that throws, or whose statement fails, is rolled back alone', { skip }, async (t) => {
+  const { s, seqs } = await open(t);
+  const a = s.commit(() => s.audit.insert(row(1)));
+  const b = s.commit(() => {
+    s.audit.insert(row(2));
+    throw new Error('no');
+  });
+  const c = s.commit(() => {
+    s.audit.insert(row(3));
+    s.audit.insert(row(1)); // UNIQUE: PostgreSQL aborts the transaction; the unit's savepoint recovers it
+  });
+  const d = s.commit(() => s.audit.insert(row(4)));
+  await t.rejects(b, /no/);
+  await t.rejects(c, /UNIQUE/);
+  await Promise.all([a, d]);
+  t.same(seqs(), [1, 4]);
+});
+
+t.test('afterCommit callbacks run in commit order, before any unit of their group resolves; a nested tx rolls back alone', { skip }, async (t) => {
+  const { s, seqs } = await open(t);
+  const order: string[] = [];
+  const p1 = s.commit(() => {
+    s.audit.insert(row(1));
+    s.afterCommit(() => order.push('g1 cb'));
+    t.throws(() =>
+      s.tx(() => {
+        s.audit.insert(row(2));
+        s.afterCommit(() => order.push('dropped'));
+        throw new Error('inner');
+      }),
+    );
+    s.tx(() => s.audit.insert(row(3)));
+  }).then(() => order.push('g1 resolved'));
+  await new Promise((r) => setImmediate(r));
+  const p2 = s.commit(() => {
+    s.audit.insert(row(4));
+    s.afterCommit(() => order.push('g2 cb'));
+  }).then(() => order.push('g2 resolved'));
+  await Promise.all([p1, p2]);
+  t.same(order, ['g1 cb', 'g1 resolved', 'g2 cb', 'g2 resolved'], 'each group settles once its COMMIT is answered, callbacks first, in commit order');
+  t.same(seqs(), [1, 3, 4], "the nested tx's writes went with it");
+});
+
+t.test('tx returns once committed: another connection reads the row at once', { skip }, async (t) => {
+  const { s, seqs } = await open(t);
+  const pending = s.commit(() => s.audit.insert(row(1)));
+  s.tx(() => s.audit.insert(row(2)));
+  t.same(seqs(), [1, 2], 'the group in progress committed with it');
+  await pending;
+});
+
+t.test('a connection lost during a group fails every unit of it, nothing of it persists, and the next group commits', { skip }, async (t) => {
+  const { s, other, seqs, pg } = await open(t);
+  await s.commit(() => s.audit.insert(row(1)));
+  const pid = pg.bridge.query('SELECT pg_backend_pid() AS pid').rows[0]!.pid as number;
+  const a = s.commit(() => s.audit.insert(row(2)));
+  const aFailed = t.rejects(a, { code: 'TYRUM_ERR_STORE_UNAVAILABLE' }, 'the unit committed before the loss fails: its writes are gone');
+  // Still in the same turn (the group is open): end the session and wait until it is gone.
+  other.query('SELECT pg_terminate_backend($1)', [pid]);
+  while (other.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]).rows.length > 0);
+  const b = s.commit(() => s.audit.insert(row(3)));
+  await t.rejects(b, { code: 'TYRUM_ERR_STORE_UNAVAILABLE' }, 'a unit after the loss fails: it does not run outside the group');
+  await aFailed;
+  t.same(seqs(), [1]);
+  await s.commit(() => s.audit.insert(row(4)));
+  t.same(seqs(), [1, 4]);
+});
+
+t.test('connections the server ended while idle are reopened: the next group and committed reads just work', { skip }, async (t) => {
+  const { s, other, pg } = await open(t);
+  await s.commit(() => s.audit.insert(row(1)));
+  t.equal(s.committed.audit.count(), 1);
+  const reader = (s as unknown as { pgReader: PgDb }).pgReader;
+  const pids = [pg, reader].map((d) => d.bridge.query('SELECT pg_backend_pid() AS pid').rows[0]!.pid as number);
+  other.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  while (other.query('SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids]).rows.length > 0);
+  await s.commit(() => s.audit.insert(row(2)));
+  t.equal(s.committed.audit.count(), 2);
+});
+
+t.test('a COMMIT the server refuses rejects every unit of its group, after the groups before it settled; the next group commits', { skip }, async (t) => {
+  const { s, seqs, pg } = await open(t);
+  pg.exec('CREATE TABLE dfk (id int PRIMARY KEY, ref int REFERENCES dfk (id) DEFERRABLE INITIALLY DEFERRED)');
+  const order: string[] = [];
+  const g1 = s.commit(() => s.audit.insert(row(1))).then(() => order.push('g1'));
+  await new Promise((r) => setImmediate(r));
+  // Checked only at COMMIT: a dangling reference.
+  const a = s.commit(() => prepared(pg, 'INSERT INTO dfk (id, ref) VALUES (?, ?)').run(1, 99));
+  const b = s.commit(() => s.audit.insert(row(2)));
+  const failed = Promise.allSettled([a, b]).then((r) => {
+    order.push('g2');
+    return r;
+  });
+  const results = await failed;
+  await g1;
+  t.match(results, [{ status: 'rejected', reason: { message: /FOREIGN KEY/ } }, { status: 'rejected', reason: { message: /FOREIGN KEY/ } }]);
+  t.same(order, ['g1', 'g2']);
+  await s.commit(() => s.audit.insert(row(3)));
+  t.same(seqs(), [1, 3]);
+});
+
+t.test("SQLite-only operations are refused on PostgreSQL, with a coded error", { skip }, async (t) => {
+  const { s } = await open(t);
+  t.throws(() => s.pragmas(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
+  t.throws(() => s.dataVersion(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
+  t.throws(() => s.integrityCheck(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
+});
