@@ -117,6 +117,7 @@ export interface GatewayDeps {
 const ARTIFACT_READ = { scopes: ['operator.read', 'operator.admin'], roles: ['client'] } as const;
 /** Who may scrape metrics: the metrics-only scope (a scraper's token), or the read-only operator scope, or admin; clients only. */
 const METRICS_READ = { scopes: ['operator.metrics', 'operator.read', 'operator.admin'], roles: ['client'] } as const;
+const METRICS_ONLY = 'this token has only operator.metrics: it reads GET /metrics and nothing else';
 
 const INVALID_TOKEN = 'invalid, expired or revoked token';
 
@@ -334,7 +335,14 @@ export class GatewayServer {
       const metrics = this.deps.metrics;
       if (!metrics) return reply.code(404).send({ error: { code: 'not_found', message: 'metrics are not enabled' } });
       if ((await this.bearer(req, reply, METRICS_READ, 'GET /metrics', 'reading metrics')) === null) return reply;
-      const text = await metrics.scrape();
+      let text: string;
+      try {
+        text = await metrics.scrape();
+      } catch (e) {
+        // A collector that throws: the scraper learns the scrape failed, never why (the log does).
+        this.app.log.error({ err: e }, 'metrics scrape failed');
+        return reply.code(500).send({ error: { code: 'internal', message: 'the metrics could not be collected; see the gateway log' } });
+      }
       return reply.code(200).headers({ 'content-type': metrics.contentType, 'cache-control': 'no-store' }).send(text);
     });
   }
@@ -441,6 +449,7 @@ export class GatewayServer {
           reply.header('www-authenticate', 'Bearer realm="tyrum"');
           return refuse(401, 'unauthorized', token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN);
         }
+        if (this.metricsOnly(token, 'POST /mcp', remote)) return refuse(403, 'forbidden', METRICS_ONLY);
         callers.set(req.raw, { token, remoteAddress: remote });
       },
       // The body parser runs after onRequest (only an authenticated caller gets this far): a body
@@ -503,6 +512,7 @@ export class GatewayServer {
     }
     if (token === 'missing') return rejectUpgrade(socket, 401, 'unauthorized', 'a token is required (Authorization: Bearer, or the tyrum-auth.<base64url> subprotocol)');
     if (token === 'invalid') return rejectUpgrade(socket, 401, 'unauthorized', INVALID_TOKEN);
+    if (this.metricsOnly(token, 'WebSocket upgrade', remote)) return rejectUpgrade(socket, 403, 'forbidden', METRICS_ONLY);
     if (socket.destroyed) return;
     const authed = token;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, authed, remote));
@@ -513,6 +523,17 @@ export class GatewayServer {
     if (origin === undefined || (this.deps.config.allowedOrigins ?? this.ownOrigins()).includes(origin)) return true;
     this.authFailed(remote, 'origin not allowed', null, 403);
     return false;
+  }
+
+  /**
+   * A token whose only scope is `operator.metrics` (a Prometheus scraper's) reads `GET /metrics`
+   * and nothing else: no WebSocket session (not even ping or a presence entry under a label of its
+   * choosing) and no MCP session. True, audited as authz.denied, when `token` is one.
+   */
+  private metricsOnly(token: AuthenticatedToken, requestType: string, remote: string): boolean {
+    if (token.scopes.length === 0 || !token.scopes.every((s) => s === 'operator.metrics')) return false;
+    this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: requestType, reason: 'scope', required_scopes: ['operator.read', 'operator.write', 'operator.approvals', 'operator.pairing', 'operator.admin'], remote_address: remote });
+    return true;
   }
 
   /** The presented token, authenticated (the upgrade and /mcp alike); a failure is recorded. */

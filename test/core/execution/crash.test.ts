@@ -42,8 +42,11 @@ for (const c of cases) {
   t.test(`kill -9 at ${c.at} (${c.scenario}${c.runNow ? ', run now' : ''}): every accepted run completes, no completed step runs again, the database and audit chain are intact (A1)`, async (t) => {
     const { env, accepted } = await crashAndRecover(t, c);
     t.ok(env.engine.list().length >= 1, 'work was accepted before the crash');
-    // 'accepted' falls before the acknowledgement.
-    if (c.at !== 'accepted') t.ok(accepted.length >= 1, 'the child acknowledged a run before dying');
+    // 'accepted' falls before the acknowledgement. So may the first 'lease_taken': the child's
+    // engine (polling every 20 ms) can claim the run once its submission is committed, before the
+    // log sync that acknowledges it returns (seen in full runs under load); the run is in the
+    // database either way (checked above), and every run there must complete.
+    if (c.at !== 'accepted' && c.at !== 'lease_taken') t.ok(accepted.length >= 1, 'the child acknowledged a run before dying');
     if (c.scenario === 'workflow') {
       t.equal(env.world.effects({ tool_id: 'pay.charge' }).length, 1, 'one charge');
       t.equal(env.world.effects({ tool_id: 'mail.send' }).length, 1, 'one mail');

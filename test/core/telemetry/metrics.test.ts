@@ -1,5 +1,5 @@
 import t from 'tap';
-import { startTestGateway, removeHome, connect, type TestGateway } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, connect, open, type TestGateway } from '../../helpers/gateway.js';
 import { pluginDir, installEnabled, BUILT } from '../registry/helpers.js';
 import { BUDGET_KINDS } from '../../../core/telemetry/index.js';
 
@@ -60,15 +60,48 @@ t.test('GET /metrics', async (t) => {
     t.notMatch(text, /run_[0-9a-f]{8}-/, 'no run id in any label');
   });
 
-  t.test('a metrics-only token reads the metrics and nothing else', async (t) => {
+  t.test('a metrics-only token reads the metrics and nothing else: no WebSocket session, no MCP session, no artifact', async (t) => {
     const scraper = await gw.tokens.create({ scopes: ['operator.metrics'], createdBy: 'test' });
-    const c = await connect(gw, { token: scraper.token });
-    t.teardown(() => c.conn.ws.close());
-    for (const [type, payload] of [['run.list', {}], ['tool.list', {}], ['audit.list', {}], ['tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'x' } }]] as const) {
-      t.match(await c.conn.request(type, payload), { ok: false, error: { code: 'forbidden' } }, `${type} is refused`);
+    t.equal((await scrape(gw, scraper.token)).status, 200, 'it scrapes');
+    for (const authVia of ['header', 'subprotocol'] as const) {
+      const ws = await open(gw, { token: scraper.token, authVia });
+      if (!('status' in ws)) ws.ws.close();
+      t.match(ws, { status: 403, body: /only operator\.metrics/ }, `the WebSocket upgrade is refused (token in the ${authVia}): no ping, no presence entry`);
     }
+    const mcp = await fetch(`http://127.0.0.1:${gw.port}/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${scraper.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+    });
+    t.equal(mcp.status, 403, 'an MCP session is refused');
+    t.match(await mcp.json(), { error: { code: 'forbidden', message: /only operator\.metrics/ } });
     const artifact = await fetch(`http://127.0.0.1:${gw.port}/artifacts/sha256:${'0'.repeat(64)}`, { headers: { authorization: `Bearer ${scraper.token}` } });
     t.equal(artifact.status, 403, 'GET /artifacts is refused');
+    const denied = gw.audit.list({}).filter((e) => e.type === 'authz.denied' && (e.actor as { id?: string }).id === scraper.record.id).map((e) => (e.data as { request_type: string }).request_type);
+    t.same(denied.sort(), ['GET /artifacts', 'POST /mcp', 'WebSocket upgrade', 'WebSocket upgrade'], 'each refusal is audited');
+    const presence = await conn.request('presence.list', {});
+    t.notMatch(JSON.stringify(presence), scraper.record.id, 'it never appeared in presence');
+  });
+
+  t.test('a collector that throws fails the scrape with a 500 that does not say why', async (t) => {
+    const m = gw.telemetry.metrics;
+    const original = m.scrape;
+    m.scrape = () => Promise.reject(new Error('collector detail /home/secret-path'));
+    t.teardown(() => {
+      m.scrape = original;
+    });
+    const res = await scrape(gw, gw.adminToken);
+    t.equal(res.status, 500);
+    const body = await res.text();
+    t.match(JSON.parse(body), { error: { code: 'internal', message: /could not be collected/ } });
+    t.notMatch(body, /secret-path|collector detail/, 'the error message stays in the log');
+  });
+
+  t.test('a token with operator.metrics and another scope connects as that scope allows', async (t) => {
+    const both = await gw.tokens.create({ scopes: ['operator.metrics', 'operator.read'], createdBy: 'test' });
+    const c = await connect(gw, { token: both.token });
+    t.teardown(() => c.conn.ws.close());
+    t.match(await c.conn.request('run.list', {}), { ok: true });
   });
 
   t.test('after N tool calls the call counters, stage histograms and store counters moved by N', async (t) => {
