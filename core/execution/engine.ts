@@ -52,7 +52,7 @@ import type {
   UnknownResolution,
 } from './types.js';
 import { raceAbort } from '../util/abort.js';
-import { withLogFields, incomingTrace } from '../telemetry/context.js';
+import { withLogFields, incomingTrace, detached } from '../telemetry/context.js';
 import type { CallObserver, CallRecord } from '../telemetry/calls.js';
 
 export interface ExecutionEngineOptions {
@@ -588,23 +588,28 @@ export class ExecutionEngine {
   kick(): void {
     if (!this.started || this.stopping || this.kickPending) return;
     this.kickPending = true;
-    setImmediate(() => {
-      this.kickPending = false;
-      this.tick();
-    });
+    // Outside the caller's scope: the tick claims and launches other runs (core/telemetry/context.ts).
+    detached(() =>
+      setImmediate(() => {
+        this.kickPending = false;
+        this.tick();
+      }),
+    );
   }
 
   private every(ms: number, fn: () => void): void {
-    const t = setInterval(fn, ms);
+    const t = detached(() => setInterval(fn, ms));
     t.unref();
     this.timers.add(t);
   }
 
   private wakeAfter(ms: number): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      this.kick();
-    }, ms);
+    const t = detached(() =>
+      setTimeout(() => {
+        this.timers.delete(t);
+        this.kick();
+      }, ms),
+    );
     t.unref();
     this.timers.add(t);
   }
@@ -667,9 +672,11 @@ export class ExecutionEngine {
   /** Drive a claimed run; `first`: a run taken at submission, not in the database yet. */
   private launch(claim: Claim, first?: { run: RunRow; step: StepRow }): void {
     this.active.set(claim.runId, claim);
-    // With an observer, every log line written while the run is driven names it (a fresh scope: a
-    // run claimed from within another run's callbacks does not inherit that run's ids).
-    const task = (this.calls ? withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)) : this.processRun(claim, first)).finally(() => {
+    // With an observer, every log line written while the run is driven names it. A fresh scope
+    // either way: a run claimed from within another run's callbacks, or launched while a request
+    // is handled, inherits neither that run's ids nor the request's traceparent (a run taken at
+    // submission carries the one it was submitted under on its claim).
+    const task = detached(() => (this.calls ? withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)) : this.processRun(claim, first))).finally(() => {
       this.active.delete(claim.runId);
       this.tasks.delete(task);
       this.kick();
