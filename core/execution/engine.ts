@@ -53,7 +53,7 @@ import type {
 } from './types.js';
 import { raceAbort } from '../util/abort.js';
 import { withLogFields, incomingTrace, detached } from '../telemetry/context.js';
-import type { CallObserver, CallRecord } from '../telemetry/calls.js';
+import { guardedObserver, type CallObserver, type CallRecord } from '../telemetry/calls.js';
 
 export interface ExecutionEngineOptions {
   store: Store;
@@ -212,7 +212,7 @@ export class ExecutionEngine {
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'engine owner must be a non-empty string of at most 200 characters');
     }
     this.o = options;
-    this.calls = options.calls ?? null;
+    this.calls = options.calls ? this.guarded(options.calls) : null;
     this.owner = options.owner;
     this.store = options.store;
     this.approvals = options.approvals;
@@ -795,12 +795,12 @@ export class ExecutionEngine {
     const tp = rec ? performance.now() : 0;
     try {
       decision = checkDecision(await this.o.decide(call));
-      if (rec) {
-        rec.stage('policy', tp, performance.now());
-        rec.policy(decision.enforced ? decision.decision : `${decision.decision} (observed)`);
-      }
     } catch (e) {
       return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_INTERNAL', `policy decision failed: ${e instanceof Error ? e.message : String(e)}`), {});
+    }
+    if (rec) {
+      rec.stage('policy', tp, performance.now());
+      rec.policy(decision.enforced ? decision.decision : `${decision.decision} (observed)`);
     }
     const { decision: verdict, enforced, snapshot_id, ...detail } = decision;
     const res: Resolution = {
@@ -1410,7 +1410,12 @@ export class ExecutionEngine {
 
   /** Reports calls from now on to `calls` (null: to nobody; the bench compares the two). */
   observe(calls: CallObserver | null): void {
-    this.calls = calls;
+    this.calls = calls ? this.guarded(calls) : null;
+  }
+
+  /** The observer with its throws kept from the calls it watches (core/telemetry/calls.ts). */
+  private guarded(calls: CallObserver): CallObserver {
+    return guardedObserver(calls, (message, data) => this.log('warn', message, data));
   }
 
   /** Runs this engine is driving now (claimed and not yet released). */
