@@ -28,6 +28,7 @@ import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { readCheckpoint, signCheckpoint, writeCheckpoint, checkpointText, type Checkpoint, type CheckpointBody, type CheckpointLoad, type CheckpointSigner, type CheckpointVerifier, type TamperRecord } from './checkpoint.js';
 import { GENESIS_HASH, assertActor, assertEntryType, entryFromRow, hashEntry, toJsonObject, type AuditActor, type AuditEntry } from './entry.js';
+import { detached } from '../telemetry/context.js';
 
 export interface AuditLogOptions {
   store: Store;
@@ -309,10 +310,13 @@ export class AuditLog {
     if (this.uncheckpointed === null || entry.seq > this.uncheckpointed.head.seq) this.uncheckpointed = { head: entry, count };
     else this.uncheckpointed.count = count;
     if ((this.known?.body.seq ?? 0) === 0 || count >= this.checkpointEntries) return true;
-    this.checkpointTimer ??= setTimeout(() => {
-      this.checkpointTimer = null;
-      this.checkpointOffPath();
-    }, this.checkpointIntervalMs).unref();
+    // Outside the scope of the call whose commit arms it: the checkpoint is the log's, not that call's.
+    this.checkpointTimer ??= detached(() =>
+      setTimeout(() => {
+        this.checkpointTimer = null;
+        this.checkpointOffPath();
+      }, this.checkpointIntervalMs).unref(),
+    );
     return false;
   }
 

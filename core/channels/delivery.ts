@@ -24,6 +24,7 @@ import { atPointer, checkOutboundResult, outboundHeaders, outboundUrl } from './
 import { signHmac } from './verify.js';
 import { channelLabel, trimNewline } from './service.js';
 import { newId, OPERATOR_CHANNEL } from '../conversations/service.js';
+import { detached } from '../telemetry/context.js';
 
 export const DELIVERY_MAX_ATTEMPTS_DEFAULT = 10;
 export const DELIVERY_BACKOFF_BASE_MS = 1000;
@@ -121,6 +122,11 @@ export class Deliverer {
 
   /** Send what is due now; schedule the next wake-up. */
   kick(): void {
+    // Deliveries and their timers are the gateway's, not the scope of whatever triggered the kick.
+    detached(() => this.kickNow());
+  }
+
+  private kickNow(): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

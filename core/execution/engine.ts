@@ -52,8 +52,8 @@ import type {
   UnknownResolution,
 } from './types.js';
 import { raceAbort } from '../util/abort.js';
-import { withLogFields, incomingTrace } from '../telemetry/context.js';
-import type { CallObserver, CallRecord } from '../telemetry/calls.js';
+import { withLogFields, incomingTrace, detached } from '../telemetry/context.js';
+import { guardedObserver, type CallObserver, type CallRecord } from '../telemetry/calls.js';
 
 export interface ExecutionEngineOptions {
   store: Store;
@@ -212,7 +212,7 @@ export class ExecutionEngine {
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'engine owner must be a non-empty string of at most 200 characters');
     }
     this.o = options;
-    this.calls = options.calls ?? null;
+    this.calls = options.calls ? this.guarded(options.calls) : null;
     this.owner = options.owner;
     this.store = options.store;
     this.approvals = options.approvals;
@@ -588,23 +588,28 @@ export class ExecutionEngine {
   kick(): void {
     if (!this.started || this.stopping || this.kickPending) return;
     this.kickPending = true;
-    setImmediate(() => {
-      this.kickPending = false;
-      this.tick();
-    });
+    // Outside the caller's scope: the tick claims and launches other runs (core/telemetry/context.ts).
+    detached(() =>
+      setImmediate(() => {
+        this.kickPending = false;
+        this.tick();
+      }),
+    );
   }
 
   private every(ms: number, fn: () => void): void {
-    const t = setInterval(fn, ms);
+    const t = detached(() => setInterval(fn, ms));
     t.unref();
     this.timers.add(t);
   }
 
   private wakeAfter(ms: number): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      this.kick();
-    }, ms);
+    const t = detached(() =>
+      setTimeout(() => {
+        this.timers.delete(t);
+        this.kick();
+      }, ms),
+    );
     t.unref();
     this.timers.add(t);
   }
@@ -667,9 +672,11 @@ export class ExecutionEngine {
   /** Drive a claimed run; `first`: a run taken at submission, not in the database yet. */
   private launch(claim: Claim, first?: { run: RunRow; step: StepRow }): void {
     this.active.set(claim.runId, claim);
-    // With an observer, every log line written while the run is driven names it (a fresh scope: a
-    // run claimed from within another run's callbacks does not inherit that run's ids).
-    const task = (this.calls ? withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)) : this.processRun(claim, first)).finally(() => {
+    // With an observer, every log line written while the run is driven names it. A fresh scope
+    // either way: a run claimed from within another run's callbacks, or launched while a request
+    // is handled, inherits neither that run's ids nor the request's traceparent (a run taken at
+    // submission carries the one it was submitted under on its claim).
+    const task = detached(() => (this.calls ? withLogFields({ run_id: claim.runId }, () => this.processRun(claim, first)) : this.processRun(claim, first))).finally(() => {
       this.active.delete(claim.runId);
       this.tasks.delete(task);
       this.kick();
@@ -788,12 +795,12 @@ export class ExecutionEngine {
     const tp = rec ? performance.now() : 0;
     try {
       decision = checkDecision(await this.o.decide(call));
-      if (rec) {
-        rec.stage('policy', tp, performance.now());
-        rec.policy(decision.enforced ? decision.decision : `${decision.decision} (observed)`);
-      }
     } catch (e) {
       return this.failStep(claim, run, step, new TyrumError('TYRUM_ERR_INTERNAL', `policy decision failed: ${e instanceof Error ? e.message : String(e)}`), {});
+    }
+    if (rec) {
+      rec.stage('policy', tp, performance.now());
+      rec.policy(decision.enforced ? decision.decision : `${decision.decision} (observed)`);
     }
     const { decision: verdict, enforced, snapshot_id, ...detail } = decision;
     const res: Resolution = {
@@ -1403,7 +1410,12 @@ export class ExecutionEngine {
 
   /** Reports calls from now on to `calls` (null: to nobody; the bench compares the two). */
   observe(calls: CallObserver | null): void {
-    this.calls = calls;
+    this.calls = calls ? this.guarded(calls) : null;
+  }
+
+  /** The observer with its throws kept from the calls it watches (core/telemetry/calls.ts). */
+  private guarded(calls: CallObserver): CallObserver {
+    return guardedObserver(calls, (message, data) => this.log('warn', message, data));
   }
 
   /** Runs this engine is driving now (claimed and not yet released). */

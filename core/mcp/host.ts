@@ -23,6 +23,7 @@ import type { EffectiveRights } from '../../manifests/capabilities.js';
 import { connectMcp } from './client.js';
 import { McpRegistry, validatorSchema, type ServedMcpTool } from './registry.js';
 import type { McpCallResult, McpConnection } from './types.js';
+import { detached } from '../telemetry/context.js';
 
 export interface McpHostOptions {
   registry: McpRegistry;
@@ -222,7 +223,8 @@ class Supervisor {
     this.o.registry.recordHealth(this.row.name, { status: 'backoff', error: String(this.o.redact(reason)), restarts: this.restarts, retry_in_ms: delay });
     this.flushWaiters();
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.connect(), delay);
+    // The reconnect (and the relist timer it arms) belongs to no call, even when a call saw the failure.
+    this.timer = detached(() => setTimeout(() => void this.connect(), delay));
     this.timer.unref();
   }
 

@@ -26,6 +26,7 @@ import type { ConversationService } from '../conversations/service.js';
 import { OPERATOR_CHANNEL } from '../conversations/service.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { conditionHolds, fill, type Plan, type PlanStep, type Scope } from './spec.js';
+import { detached } from '../telemetry/context.js';
 
 export type StepState = 'pending' | 'started' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';
 
@@ -165,6 +166,11 @@ export class WorkflowRunner {
 
   /** Starts what can run: running workflows not worked on here; fails paused ones whose gate expired. */
   kick(): void {
+    // Workflows started here run in no caller's scope (core/telemetry/context.ts).
+    detached(() => this.kickNow());
+  }
+
+  private kickNow(): void {
     if (this.stopped || !this.started) return;
     const now = this.now();
     for (const wf of this.store.workflows.active()) {

@@ -52,6 +52,7 @@ import { checkZone } from './cron.js';
 import { dueTicks, nextTicks, ticker, type Ticker, type Timing } from './timing.js';
 import type { WorkflowRunner } from '../playbooks/runner.js';
 import { checkPlaybook, compilePlaybook } from '../playbooks/spec.js';
+import { detached } from '../telemetry/context.js';
 
 export interface SchedulerOptions {
   store: Store;
@@ -273,7 +274,8 @@ export class Scheduler {
       return;
     }
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.loop(), 0);
+    // The passes and their timers belong to no call (core/telemetry/context.ts).
+    this.timer = detached(() => setTimeout(() => void this.loop(), 0));
   }
 
   private async loop(): Promise<void> {

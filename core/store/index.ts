@@ -61,6 +61,7 @@ import { WorkflowRepo } from './playbooks.js';
 import { ArtifactRepo } from './artifacts.js';
 import { RetentionRepo } from './retention.js';
 import { CHECKPOINT_PAGES_DEFAULT, WAL_SIZE_LIMIT_BYTES, WRITER_FALLBACK_FACTOR, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
+import { detached } from '../telemetry/context.js';
 
 export type { Migration };
 export * from './execution.js';
@@ -1017,19 +1018,25 @@ export class Store {
         this.pg.txGeneration = this.groupGeneration;
       }
       const group: Group = { units: [], seq: 0, scheduled: null, deadline: null };
-      group.deadline = setTimeout(() => {
-        group.deadline = null;
-        if (this.group === group) this.flush();
-      }, DEFERRED_COMMIT_MS);
+      // The group's timers, and the sync and callbacks they lead to, belong to no call (the first
+      // writer's scope would otherwise follow every unit of the group: core/telemetry/context.ts).
+      group.deadline = detached(() =>
+        setTimeout(() => {
+          group.deadline = null;
+          if (this.group === group) this.flush();
+        }, DEFERRED_COMMIT_MS),
+      );
       this.group = group;
       OPEN_GROUPS.add(this);
     }
     const group = this.group;
     if (!deferred && group.scheduled === null) {
-      group.scheduled = setImmediate(() => {
-        group.scheduled = null;
-        if (this.group === group) this.flush();
-      });
+      group.scheduled = detached(() =>
+        setImmediate(() => {
+          group.scheduled = null;
+          if (this.group === group) this.flush();
+        }),
+      );
     }
     const after: Array<() => void> = [];
     this.unitAfter = after;
@@ -1147,7 +1154,9 @@ export class Store {
     this.crashPoint('group_commit_written');
     const through = this.lastCommitSeq;
     const t0 = this.observer ? performance.now() : 0;
-    fdatasync(this.walFd.async, (err) => {
+    const fd = this.walFd.async;
+    // A sync settles every writer's groups: its callback runs in no call's scope.
+    detached(() => fdatasync(fd, (err) => {
       this.syncInFlight = false;
       // Counted when it ends, with its timing, so a scrape never sees one without the other.
       this.stats.syncs += 1;
@@ -1160,7 +1169,7 @@ export class Store {
       this.crashPoint('group_commit_after');
       this.settleThrough(through);
       this.syncWal();
-    });
+    }));
   }
 
   /**

@@ -113,3 +113,44 @@ class ObservedCall implements CallRecord {
 export function callObserver(metrics: GatewayMetrics, tracer: CallTracer | null): CallObserver {
   return { begin: (info, traceparent) => new ObservedCall(metrics, tracer, info, traceparent) };
 }
+
+/**
+ * `observer` with every method made harmless: an observer that throws (a bug, a tracer that
+ * breaks) must never change how a call ends or leave its caller unanswered. A throw is dropped,
+ * `warn` told about the first one (with the method that threw); a `begin` that throws yields a
+ * record that records nothing, so the call still runs, with its run id and step in its log lines.
+ */
+export function guardedObserver(observer: CallObserver, warn: (message: string, data: Record<string, unknown>) => void): CallObserver {
+  let warned = false;
+  const guard = <A extends unknown[]>(method: string, fn: (...args: A) => void) => (...args: A): void => {
+    try {
+      fn(...args);
+    } catch (e) {
+      if (warned) return;
+      warned = true;
+      warn('the call observer threw; its reports are dropped and the calls go on (warned once)', { method, err: e instanceof Error ? e.message : String(e) });
+    }
+  };
+  return {
+    begin(info, traceparent) {
+      let rec: CallRecord;
+      let fields: LogFields;
+      try {
+        rec = observer.begin(info, traceparent);
+        fields = rec.fields;
+      } catch (e) {
+        guard('begin', () => {
+          throw e;
+        })();
+        return { fields: { run_id: info.run_id, step: info.step }, stage() {}, attempt() {}, policy() {}, end() {} };
+      }
+      return {
+        fields,
+        stage: guard('stage', (stage: TimedStage, start: number, end: number) => rec.stage(stage, start, end)),
+        attempt: guard('attempt', (n: number) => rec.attempt(n)),
+        policy: guard('policy', (decision: string) => rec.policy(decision)),
+        end: guard('end', (outcome: CallOutcome, error?: { code: string; details?: Record<string, unknown> } | null) => rec.end(outcome, error)),
+      };
+    },
+  };
+}

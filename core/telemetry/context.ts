@@ -20,8 +20,8 @@ export interface LogFields {
   span_id?: string;
 }
 
-const fields = new AsyncLocalStorage<LogFields>();
-const incoming = new AsyncLocalStorage<string>();
+const fields = new AsyncLocalStorage<LogFields | undefined>();
+const incoming = new AsyncLocalStorage<string | undefined>();
 
 /** Runs `fn` with `f` as the log fields of everything it does, synchronously or later. */
 export function withLogFields<T>(f: LogFields, fn: () => T): T {
@@ -57,6 +57,22 @@ export function withIncomingTrace<T>(traceparent: string | undefined, fn: () => 
 /** The incoming traceparent of the request being handled, if it sent a valid one. */
 export function incomingTrace(): string | null {
   return incoming.getStore() ?? null;
+}
+
+/**
+ * Runs `fn` outside every call: neither `fn` nor what it starts (a timer, an immediate, an interval,
+ * a promise chain, a libuv callback) carries the current log fields or incoming traceparent. For
+ * gateway-wide work that whichever call happens to trigger arms (the engine's kick and wake-up, the
+ * store's group-commit deadline and sync, the audit checkpoint timer): without it, that work would
+ * keep the first caller's scope for as long as it lives and name that call in its log lines.
+ *
+ * Free when no scope is open (in particular with the stores never used or suspended: nothing is
+ * enabled, `fn` is just called).
+ */
+export function detached<T>(fn: () => T): T {
+  if (fields.getStore() === undefined && incoming.getStore() === undefined) return fn();
+  // run(undefined) on an enabled store: what `fn` creates copies "no store" into its own context.
+  return fields.run(undefined, () => incoming.run(undefined, fn));
 }
 
 /**

@@ -9,8 +9,8 @@ import { GatewayMetrics } from './metrics.js';
 import { callObserver, type CallObserver, type CallTracer } from './calls.js';
 
 export { GatewayMetrics, budgetKind, CALL_OUTCOMES, CALL_STAGES, BUDGET_KINDS, type MetricSources, type StoreCounters, type CallOutcome, type CallStage, type BudgetKind } from './metrics.js';
-export { callObserver, type CallObserver, type CallRecord, type CallInfo, type CallTracer, type CallSpan, type TimedStage } from './calls.js';
-export { withLogFields, logFields, withIncomingTrace, incomingTrace, parseTraceparent, suspendScopes, type LogFields } from './context.js';
+export { callObserver, guardedObserver, type CallObserver, type CallRecord, type CallInfo, type CallTracer, type CallSpan, type TimedStage } from './calls.js';
+export { withLogFields, logFields, withIncomingTrace, incomingTrace, parseTraceparent, detached, suspendScopes, type LogFields } from './context.js';
 
 export interface Telemetry {
   readonly metrics: GatewayMetrics;

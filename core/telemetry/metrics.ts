@@ -13,7 +13,7 @@
  * docs/observability.md (a test keeps the two equal).
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /** Pipeline stages a governed call is timed in; `total` spans the call from its policy decision to its durable end. */
 export const CALL_STAGES = ['policy', 'sandbox', 'commit', 'total'] as const;
@@ -87,6 +87,26 @@ export interface MetricSources {
   connections(): { client: number; node: number };
 }
 
+/** The event-loop monitor's sampling interval (ms). */
+const LOOP_RESOLUTION_MS = 10;
+
+let processRegistry: Registry | null = null;
+
+/**
+ * prom-client's default (process) metrics, collected once per process and shared by every gateway
+ * registry of it. collectDefaultMetrics starts a GC PerformanceObserver and an enabled event-loop
+ * histogram that prom-client (15.x) gives no way to stop: collected per gateway, each gateway
+ * started and closed in one process (the tests, an embedding) would leave one of each behind. They
+ * describe the process, not a gateway, so one set serves all; it lives as long as the process.
+ */
+function processMetrics(): Registry {
+  if (processRegistry === null) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 /** Latency buckets in seconds: 50 µs to 10 s (a policy decision is microseconds, a sandbox call or an fsync milliseconds). */
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -110,6 +130,8 @@ export class GatewayMetrics {
     for (const outcome of CALL_OUTCOMES) {
       for (const stage of CALL_STAGES) this.stageChildren.set(`${stage}/${outcome}`, stages.labels(stage, outcome));
       this.outcomeChildren.set(outcome, calls.labels(outcome));
+      // Exported from the start at 0 (prom-client shows a labelled series only once it is touched).
+      calls.labels(outcome).inc(0);
     }
     this.budgetHits = new Counter({ name: 'tyrum_sandbox_budget_hits_total', help: 'Tool calls that ran out of a sandbox budget, by kind (time, output, input, host_calls, kernel_memory, vars, egress, kv, other).', labelNames: ['kind'], registers });
     for (const k of BUDGET_KINDS) this.budgetHits.labels(k).inc(0);
@@ -163,23 +185,27 @@ export class GatewayMetrics {
         this.set({ role: 'node' }, c.node);
       },
     });
-    this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    this.loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     this.loopDelay.enable();
     const loop = this.loopDelay;
     new Gauge({
       name: 'tyrum_event_loop_delay_seconds',
-      help: 'Event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay), at the 50th and 99th percentile and the maximum (quantile="1").',
+      help: `Event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, sampled every ${LOOP_RESOLUTION_MS} ms, that interval subtracted), at the 50th and 99th percentile and the maximum (quantile="1").`,
       labelNames: ['quantile'],
       registers,
       collect() {
-        const v = (ns: number) => (Number.isFinite(ns) ? ns / 1e9 : 0);
+        // The histogram records the time between its timer's runs, the sampling interval included
+        // (an idle loop reads ~10.1 ms): the delay is what exceeds the interval.
+        const v = (ns: number) => (Number.isFinite(ns) ? Math.max(0, ns - LOOP_RESOLUTION_MS * 1e6) / 1e9 : 0);
         this.set({ quantile: '0.5' }, v(loop.percentile(50)));
         this.set({ quantile: '0.99' }, v(loop.percentile(99)));
         this.set({ quantile: '1' }, v(loop.max));
         loop.reset();
       },
     });
-    collectDefaultMetrics({ register: this.registry });
+    // prom-client's process metrics, from the collectors of this process (see processMetrics).
+    // (getMetricsAsArray returns the metric objects themselves; its declared type is narrower.)
+    for (const m of processMetrics().getMetricsAsArray()) this.registry.registerMetric(m as unknown as Metric);
   }
 
   /** Where the scrape-time figures come from (set once the parts exist). */

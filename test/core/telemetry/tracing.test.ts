@@ -80,7 +80,6 @@ t.test('with an OTLP endpoint, a call through /mcp is one span under the incomin
   t.equal((ws.result as { state: string }).state, 'succeeded');
   conn.ws.close();
 
-  t.equal(otlp.spans().length, 0, 'nothing exported before the batch is due or the gateway closes (no per-call export)');
   await gw.close();
   closed = true;
   const spans = otlp.spans();

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { budgetKind, parseTraceparent, withIncomingTrace, incomingTrace, withLogFields, logFields, GatewayMetrics, callObserver } from '../../../core/telemetry/index.js';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { budgetKind, parseTraceparent, withIncomingTrace, incomingTrace, withLogFields, logFields, GatewayMetrics, callObserver, CALL_OUTCOMES } from '../../../core/telemetry/index.js';
 
 t.test('a failure maps to the budget it ran out of, from its code and details.budget', async (t) => {
   t.equal(budgetKind('TYRUM_ERR_SANDBOX_TIMEOUT', undefined), 'time');
@@ -65,4 +66,68 @@ t.test('a call record observes each stage once per call, sums repeated commits, 
   t.equal(v('tyrum_call_stage_duration_seconds_count', 'total'), 1, 'the total is always observed');
   const calls = await m.registry.getSingleMetric('tyrum_tool_calls_total')!.get();
   t.same(calls.values.filter((x) => x.value > 0).map((x) => [x.labels.outcome, x.value]), [['succeeded', 1]], 'the second end is ignored');
+});
+
+t.test('a fresh registry exports every tool-call outcome at 0, so a grep for the series finds it before the first call', async (t) => {
+  const m = new GatewayMetrics();
+  t.teardown(() => m.close());
+  const lines = (await m.scrape()).split('\n').filter((l) => l.startsWith('tyrum_tool_calls_total'));
+  t.same(lines.sort(), CALL_OUTCOMES.map((o) => `tyrum_tool_calls_total{outcome="${o}"} 0`).sort());
+});
+
+t.test('the event-loop delay leaves out the 10 ms sampling interval: an idle loop reads about 0, a blocked one the block', async (t) => {
+  const m = new GatewayMetrics();
+  t.teardown(() => m.close());
+  const delay = async (q: string) => {
+    const line = (await m.scrape()).split('\n').find((l) => l.startsWith(`tyrum_event_loop_delay_seconds{quantile="${q}"}`))!;
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  await m.scrape(); // starts a new window
+  await new Promise((r) => setTimeout(r, 200));
+  const idle = await delay('0.5');
+  t.ok(idle >= 0 && idle < 0.005, `idle p50 ${idle} s (the raw histogram reads ~0.0101)`);
+  await new Promise((r) => setTimeout(r, 30));
+  const until = performance.now() + 60;
+  while (performance.now() < until); // block the loop for 60 ms
+  await new Promise((r) => setTimeout(r, 30));
+  const max = await delay('1');
+  t.ok(max > 0.035 && max < 0.2, `after a 60 ms block the maximum reads ${max} s`);
+});
+
+t.test('opening and closing gateway metrics again and again in one process leaves no GC observer or event-loop histogram behind', async (t) => {
+  // Count the live ones by watching the prototypes every instance shares.
+  const histogramProto = Object.getPrototypeOf(monitorEventLoopDelay()) as { enable(): boolean; disable(): boolean };
+  const observerProto = PerformanceObserver.prototype as unknown as { observe(o: { entryTypes?: string[] }): void; disconnect(): void };
+  const liveHistograms = new Set<object>();
+  const gcObservers = new Set<object>();
+  const orig = { enable: histogramProto.enable, disable: histogramProto.disable, observe: observerProto.observe, disconnect: observerProto.disconnect };
+  histogramProto.enable = function (this: object) {
+    liveHistograms.add(this);
+    return orig.enable.call(this);
+  };
+  histogramProto.disable = function (this: object) {
+    liveHistograms.delete(this);
+    return orig.disable.call(this);
+  };
+  observerProto.observe = function (this: object, o: { entryTypes?: string[] }) {
+    if (o.entryTypes?.includes('gc')) gcObservers.add(this);
+    return orig.observe.call(this, o);
+  };
+  observerProto.disconnect = function (this: object) {
+    gcObservers.delete(this);
+    return orig.disconnect.call(this);
+  };
+  t.teardown(() => Object.assign(histogramProto, { enable: orig.enable, disable: orig.disable }) && Object.assign(observerProto, { observe: orig.observe, disconnect: orig.disconnect }));
+  const cycle = async () => {
+    const m = new GatewayMetrics();
+    await m.scrape();
+    m.close();
+  };
+  await cycle(); // the process's own collectors may start here, once
+  const before = { histograms: liveHistograms.size, gc: gcObservers.size };
+  for (let i = 0; i < 5; i++) await cycle();
+  t.same({ histograms: liveHistograms.size, gc: gcObservers.size }, before, 'five more gateways opened and closed: nothing more is running');
+  const m = new GatewayMetrics();
+  t.teardown(() => m.close());
+  t.match(await m.scrape(), /^nodejs_gc_duration_seconds_bucket|^process_cpu_seconds_total \d/m, "prom-client's process metrics are still exported");
 });
