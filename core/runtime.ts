@@ -468,7 +468,18 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       workflows,
       artifacts,
       mcp: svc.mcp,
-      doctor: gatewayDoctor({ home: svc.paths.home, paths: svc.paths, store, verifier: key, plugins: () => plugins.list() }),
+      doctor: gatewayDoctor({
+        home: svc.paths.home,
+        paths: svc.paths,
+        store,
+        verifier: key,
+        plugins: () => plugins.list(),
+        // Flush first, as audit.verify does, so the chain checked includes what is queued.
+        before: () =>
+          svc.audit.flush().catch((e: unknown) => {
+            if (!isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')) throw e;
+          }),
+      }),
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.

@@ -9,9 +9,9 @@ import { createHash } from 'node:crypto';
 import { PluginGrant as PluginGrantSchema, type PluginGrant, type PluginManifest, type RiskFlag } from '../../schemas/index.js';
 import { TyrumError } from '../errors/index.js';
 import { validate } from '../protocol/validate.js';
-import type { Store, PluginRecord } from '../store/index.js';
+import type { Store, PluginRecord, PendingDiffRecord } from '../store/index.js';
 import type { AuditLog, AuditActor } from '../audit/index.js';
-import { effectiveRights, grantAllRequested, type EffectiveRights, type PermissionChange } from '../../manifests/capabilities.js';
+import { effectiveRights, grantAllRequested, permissionDiff, type EffectiveRights, type PermissionChange } from '../../manifests/capabilities.js';
 import { installPluginFiles, removePluginFiles, validatePluginConfig, compareVersions } from '../../manifests/index.js';
 import { loadConfig, type TrustedPublisher } from '../config/index.js';
 import { readPluginForInstall } from './signature.js';
@@ -47,7 +47,7 @@ export interface PluginInfo {
   grant: PluginGrant | null;
   effective: EffectiveRights;
   blockers: string[];
-  /** What upgrades asked for beyond the last granted version, until the operator grants again. */
+  /** What the installed version asks for beyond the granted one, until the operator grants again. */
   pending_upgrade: PendingUpgrade | null;
   installed_at: string;
   updated_at: string;
@@ -55,10 +55,13 @@ export interface PluginInfo {
 
 /** An upgrade's permission diff waiting for a new grant (it blocks enabling meanwhile). */
 export interface PendingUpgrade {
-  /** The version the operator's grant was made for (before the first upgrade that asked for more). */
+  /**
+   * The version the operator's grant was made for (for a grant made before schema v17, which did
+   * not keep what it covered: the version before the first upgrade that asked for more).
+   */
   from_version: string;
   to_version: string;
-  /** Everything the upgrades since from_version asked for beyond it. */
+  /** What to_version asks for beyond from_version (older grants: the sum of the upgrades' diffs since). */
   diff: PermissionChange[];
   since: string;
 }
@@ -94,6 +97,8 @@ export class PluginRegistry {
     let action: InstallResult['action'] = 'installed';
     let diff: PermissionChange[] = [];
     let state: PluginRecord['state'] = 'disabled';
+    let pending: PendingDiffRecord | null = null;
+    const at = this.stampAfter(existing?.updated_at);
     if (existing) {
       const prev = JSON.parse(existing.manifest) as PluginManifest;
       // Refuses a silent downgrade and a changed module under an unchanged version.
@@ -101,11 +106,12 @@ export class PluginRegistry {
       if (cmp.kind === 'same') return { plugin: this.info(existing), action: 'unchanged', diff: [] };
       diff = cmp.diff;
       action = cmp.kind === 'upgrade' ? 'upgraded' : 'downgraded';
-      // A version change asking for nothing new keeps its state; one asking for more waits for a new grant.
-      state = diff.length === 0 ? existing.state : 'disabled';
+      pending = this.nextPendingDiff(existing, m, diff, at);
+      // A version change asking for nothing new keeps its state; one asking for more (than the
+      // version before, or than the grant covers) waits for a new grant.
+      state = diff.length === 0 && !pending ? existing.state : 'disabled';
     }
     await installPluginFiles(this.o.home, src);
-    const at = this.stampAfter(existing?.updated_at);
     const record: PluginRecord = {
       id: m.id,
       version: m.version,
@@ -119,7 +125,8 @@ export class PluginRegistry {
     };
     this.o.store.tx(() => {
       this.o.store.plugins.upsert(record);
-      if (existing) this.recordPendingDiff(existing, m.version, diff, at);
+      if (pending) this.o.store.plugins.setPendingDiff(pending);
+      else if (existing) this.o.store.plugins.clearPendingDiff(existing.id);
     });
     await this.changed(record, action, actor, {
       version: m.version,
@@ -161,7 +168,9 @@ export class PluginRegistry {
     const at = this.now();
     const pending = this.pendingUpgrade(id);
     this.o.store.tx(() => {
-      this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at });
+      // What this grant covers: later versions' permission diffs are computed against it.
+      const grantedFor: GrantedFor = { version: manifest.version, requests: manifest.requests ?? {}, risk: manifest.risk ?? [] };
+      this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at, granted_for: JSON.stringify(grantedFor) });
       // Granting is the operator's review of an upgrade's permission diff.
       this.o.store.plugins.clearPendingDiff(id);
       this.touch(id);
@@ -321,17 +330,28 @@ export class PluginRegistry {
   }
 
   /**
-   * After an upgrade or downgrade of a granted plugin: a version asking for more starts (or adds
-   * to) the pending diff, which stays until the next grant; one asking for nothing new moves an
-   * existing pending diff to the new version. Runs in the install's transaction.
+   * The pending permission diff after a version change of a plugin (null: none). For a grant that
+   * kept what it covered (migration 17) it is recomputed on every version change against the
+   * manifest granted: what the new version asks for beyond it, from the granted version, and none
+   * when nothing exceeds the grant (a downgrade back to the granted version clears it). For an
+   * older grant, whose coverage was not kept, the diffs of the version changes since the version
+   * before the first one that asked for more are summed (never cleared but by a new grant). A
+   * plugin never granted has none: its whole request awaits a first grant.
    */
-  private recordPendingDiff(previous: PluginRecord, toVersion: string, diff: PermissionChange[], at: number): void {
+  private nextPendingDiff(previous: PluginRecord, next: PluginManifest, diff: PermissionChange[], at: number): PendingDiffRecord | null {
+    const grant = this.o.store.plugins.getGrant(previous.id);
     const cur = this.o.store.plugins.getPendingDiff(previous.id);
-    if (diff.length === 0 && !cur) return;
-    if (!cur && !this.o.store.plugins.getGrant(previous.id)) return; // nothing granted yet: the whole request awaits a first grant
+    if (grant?.granted_for) {
+      const base = JSON.parse(grant.granted_for) as GrantedFor;
+      const beyond = permissionDiff(base, next);
+      if (beyond.length === 0) return null;
+      return { plugin_id: previous.id, from_version: base.version, to_version: next.version, diff_json: JSON.stringify(beyond), created_at: at };
+    }
+    if (diff.length === 0 && !cur) return null;
+    if (!cur && !grant) return null;
     const merged = cur ? (JSON.parse(cur.diff_json) as PermissionChange[]) : [];
     for (const d of diff) if (!merged.some((x) => x.kind === d.kind && x.change === d.change && x.detail === d.detail)) merged.push(d);
-    this.o.store.plugins.setPendingDiff({ plugin_id: previous.id, from_version: cur?.from_version ?? previous.version, to_version: toVersion, diff_json: JSON.stringify(merged), created_at: at });
+    return { plugin_id: previous.id, from_version: cur?.from_version ?? previous.version, to_version: next.version, diff_json: JSON.stringify(merged), created_at: at };
   }
 
   private pendingUpgrade(id: string): PendingUpgrade | null {
@@ -383,6 +403,13 @@ export class PluginRegistry {
     this.o.emit?.('plugin.lifecycle', { plugin_id: r.id, version: r.version, action, state: action === 'removed' ? 'removed' : r.state });
     this.o.onChange?.(r.id);
   }
+}
+
+/** What a grant covered: the version granted and what it asked for (plugin_grants.granted_for). */
+interface GrantedFor {
+  version: string;
+  requests: PluginManifest['requests'];
+  risk: PluginManifest['risk'];
 }
 
 /**

@@ -473,7 +473,7 @@ export interface PluginRecord {
   updated_at: number;
 }
 
-/** An upgrade's permission diff waiting for the operator's new grant (migration 16). */
+/** An upgrade's permission diff waiting for the operator's new grant (migration 16): from_version is the version granted (older grants: the version before the first upgrade that asked for more). */
 export interface PendingDiffRecord {
   plugin_id: string;
   from_version: string;
@@ -487,6 +487,8 @@ export interface GrantRecord {
   grant_json: string;
   granted_by: string;
   granted_at: number;
+  /** JSON {version, requests, risk} of the manifest granted (migration 17; null for older grants). */
+  granted_for?: string | null;
 }
 
 /** Plugins, their grants and configuration. */
@@ -527,10 +529,10 @@ export class PluginRepo {
 
   setGrant(g: GrantRecord): void {
     prepared(this.db, 
-        `INSERT INTO plugin_grants (plugin_id, grant_json, granted_by, granted_at) VALUES (@plugin_id, @grant_json, @granted_by, @granted_at)
-         ON CONFLICT(plugin_id) DO UPDATE SET grant_json = excluded.grant_json, granted_by = excluded.granted_by, granted_at = excluded.granted_at`,
+        `INSERT INTO plugin_grants (plugin_id, grant_json, granted_by, granted_at, granted_for) VALUES (@plugin_id, @grant_json, @granted_by, @granted_at, @granted_for)
+         ON CONFLICT(plugin_id) DO UPDATE SET grant_json = excluded.grant_json, granted_by = excluded.granted_by, granted_at = excluded.granted_at, granted_for = excluded.granted_for`,
       )
-      .run(g);
+      .run({ ...g, granted_for: g.granted_for ?? null });
   }
 
   deleteGrant(id: string): boolean {

@@ -663,4 +663,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 17,
+    name: 'what a plugin grant covered',
+    sql: `
+      -- The version and requests (JSON {version, requests, risk}) of the manifest the operator
+      -- granted: an upgrade's or downgrade's pending permission diff is computed against it, so a
+      -- version back within the grant clears the diff. NULL for grants made before this migration.
+      ALTER TABLE plugin_grants ADD COLUMN granted_for TEXT;
+    `,
+  },
 ];

@@ -311,7 +311,7 @@ export const PluginInfo = Strict({
   /** An upgrade's permission diff waiting for the operator's new grant (cleared by plugin.grant; blocks enabling meanwhile). */
   pending_upgrade: Type.Union([
     Strict({
-      from_version: Type.String({ description: 'the version the current grant was made for' }),
+      from_version: Type.String({ description: 'the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)' }),
       to_version: Type.String(),
       diff: Type.Array(Strict({ kind: Type.Union([Type.Literal('egress'), Type.Literal('secret'), Type.Literal('kv'), Type.Literal('memory'), Type.Literal('time'), Type.Literal('risk')]), change: Type.Union([Type.Literal('added'), Type.Literal('widened')]), detail: Type.String() })),
       since: IsoTime,

@@ -1986,7 +1986,7 @@ export interface OpPluginDisableResult {
     blockers: string[];
     pending_upgrade: {
       /**
-       * the version the current grant was made for
+       * the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)
        */
       from_version: string;
       to_version: string;
@@ -2116,7 +2116,7 @@ export interface OpPluginEnableResult {
     blockers: string[];
     pending_upgrade: {
       /**
-       * the version the current grant was made for
+       * the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)
        */
       from_version: string;
       to_version: string;
@@ -2246,7 +2246,7 @@ export interface OpPluginGetResult {
     blockers: string[];
     pending_upgrade: {
       /**
-       * the version the current grant was made for
+       * the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)
        */
       from_version: string;
       to_version: string;
@@ -2799,7 +2799,7 @@ export interface OpPluginGrantResult {
     blockers: string[];
     pending_upgrade: {
       /**
-       * the version the current grant was made for
+       * the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)
        */
       from_version: string;
       to_version: string;
@@ -2927,7 +2927,7 @@ export interface OpPluginListResult {
     blockers: string[];
     pending_upgrade: {
       /**
-       * the version the current grant was made for
+       * the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)
        */
       from_version: string;
       to_version: string;
@@ -3057,7 +3057,7 @@ export interface OpPluginRevokeResult {
     blockers: string[];
     pending_upgrade: {
       /**
-       * the version the current grant was made for
+       * the version the current grant was made for (the diff is what to_version asks for beyond it, recomputed on every version change; for a grant made before schema v17, which did not keep what it covered: the version before the first upgrade that asked for more, the diff summing the upgrades since)
        */
       from_version: string;
       to_version: string;

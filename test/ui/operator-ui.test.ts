@@ -173,6 +173,22 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     t.match(await table.getByTestId('check-home').textContent(), /okmode 700|ok.*mode 700/);
     t.match(await table.getByTestId('check-database').textContent(), /quick_check=ok/);
     t.match(await table.getByTestId('check-audit-chain').textContent(), /entries verify; checkpoint at/);
+
+    // Approval traffic does not make the page run the checks again (doctor.run stalls the gateway).
+    const checked = page.getByTestId('health-checked');
+    const firstAt = await checked.getAttribute('data-at');
+    t.ok(firstAt, 'the page says when it checked');
+    t.match(await checked.textContent(), /the gateway's report is from/);
+    const a = result<{ approval_id: string; state: string }>(await conn.request('tool.invoke', { tool_id: 'notes.add_note', args: { title: 'While the Health page is open', body: '' }, wait_ms: 2000 }));
+    t.equal(a.state, 'paused', 'the call waits for its approval');
+    result(await conn.request('approval.resolve', { approval_id: a.approval_id, decision: 'denied', reason: 'test cleanup' }));
+    await new Promise((r) => setTimeout(r, 800));
+    t.equal(await checked.getAttribute('data-at'), firstAt, 'no new check on approval events');
+
+    await page.getByTestId('check-again').click();
+    for (const deadline = Date.now() + 20_000; (await checked.getAttribute('data-at')) === firstAt && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+    t.not(await checked.getAttribute('data-at'), firstAt, '"Check again" runs the checks again');
+    t.match(await page.getByTestId('health').getByTestId('check-database').textContent(), /quick_check=ok/);
   });
 
   await t.test('a workflow waiting at an approval gate is shown live with its steps and approved from the page', async (t) => {

@@ -38,7 +38,7 @@ t.test('doctor.run reports the checks of tyrum doctor for the gateway\'s own hom
   t.match(report.checks.find((c) => c.name === 'home')?.detail, /mode 700/);
   t.match(report.checks.find((c) => c.name === 'audit chain')?.detail, /\d+ entries verify; checkpoint at \d+/);
   const again = (await admin.request('doctor.run', {})).result as DoctorReport;
-  t.equal(again.checked_at, report.checked_at, 'a call within a few seconds gets the same report');
+  t.equal(again.checked_at, report.checked_at, 'a call within the reuse window gets the same report');
   await gw.audit.flush();
   t.equal(gw.store.audit.count(), auditBefore, 'running the checks writes nothing to the audit log');
 });
@@ -50,8 +50,16 @@ t.test('the gateway doctor finds a group-readable home, an upgrade to review and
     removeHome(gw.home);
   });
   let now = 1_000_000;
-  const run = gatewayDoctor({ home: gw.home, paths: homePaths(gw.home), store: gw.store, verifier: gw.key, plugins: () => gw.plugins.list(), now: () => now });
-  t.equal(run().ok, true);
+  let befores = 0;
+  const run = gatewayDoctor({ home: gw.home, paths: homePaths(gw.home), store: gw.store, verifier: gw.key, plugins: () => gw.plugins.list(),
+    now: () => now,
+    before: async () => {
+      befores += 1;
+      await new Promise((r) => setTimeout(r, 20));
+    },
+  });
+  t.equal((await run()).ok, true);
+  t.equal(DOCTOR_REUSE_MS, 60_000, 'a report is reused for a minute');
 
   chmodSync(gw.home, 0o755);
   const parent = t.testdir();
@@ -59,9 +67,13 @@ t.test('the gateway doctor finds a group-readable home, an upgrade to review and
   await gw.plugins.grant('up', { allRequested: true }, CLI);
   await gw.plugins.install(await pluginDir(parent, { id: 'up', wat: 'echo', version: '2.0.0', tools: [{ id: 'echo' }], requests: { memory: { max_pages: 512 } } }), CLI);
   now += DOCTOR_REUSE_MS - 1;
-  t.equal(run().ok, true, 'still the earlier report');
+  t.equal((await run()).ok, true, 'still the earlier report');
   now += 1;
-  const found = run();
+  // Calls made while a check is in flight wait for it and get its report: one walk, not three.
+  const concurrent = await Promise.all([run(), run(), run()]);
+  t.ok(concurrent.every((r) => r === concurrent[0]), 'concurrent calls share one check');
+  t.equal(befores, 2, 'one fresh check for the three concurrent calls (and one for the first call)');
+  const found = concurrent[0]!;
   t.equal(found.ok, false);
   t.match(found.checks.find((c) => c.name === 'home'), { status: 'fail', detail: /mode 755; run: chmod 700/ });
   t.match(found.checks.find((c) => c.name === 'plugins'), { status: 'warn', detail: /up \(upgrade 1\.0\.0 → 2\.0\.0 to review\)/ });
@@ -75,7 +87,7 @@ t.test('the gateway doctor finds a group-readable home, an upgrade to review and
     db.close();
   }
   now += DOCTOR_REUSE_MS;
-  const tampered = run();
-  t.match(tampered.checks.find((c) => c.name === 'audit chain'), { status: 'fail', detail: /1/ });
+  const tampered = await run();
+  t.match(tampered.checks.find((c) => c.name === 'audit chain'), { status: 'fail', detail: /^entry 1: hash mismatch \(entry edited\)$/ });
   t.match(tampered.checks.find((c) => c.name === 'home'), { status: 'ok' });
 });

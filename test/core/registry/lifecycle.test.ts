@@ -108,9 +108,9 @@ t.test('an upgrade that asks for more keeps its permission diff until the operat
   // No new risk flag: the accepted risks still cover it, so only the diff blocks enabling.
   await svc.plugins.install(await v('2.0.0', { egress: [{ host: 'a.example.com' }, { host: 'b.example.com' }] }), CLI);
   const more = await svc.plugins.install(await v('3.0.0', { egress: [{ host: 'a.example.com' }, { host: 'b.example.com' }], memory: { max_pages: 512 } }), CLI);
-  t.match(more.plugin.pending_upgrade, { from_version: '1.1.0', to_version: '3.0.0', diff: [{ kind: 'egress', change: 'added', detail: /b\.example\.com/ }, { kind: 'memory' }] }, 'two upgrades add up against the granted version');
+  t.match(more.plugin.pending_upgrade, { from_version: '1.0.0', to_version: '3.0.0', diff: [{ kind: 'egress', change: 'added', detail: /b\.example\.com/ }, { kind: 'memory' }] }, 'two upgrades add up against the granted version');
   t.equal(more.plugin.state, 'disabled');
-  t.match(more.plugin.blockers, [/^upgrade 1\.1\.0 → 3\.0\.0 asks for more \(egress added: .*b\.example\.com.*memory/]);
+  t.match(more.plugin.blockers, [/^upgrade 1\.0\.0 → 3\.0\.0 asks for more \(egress added: .*b\.example\.com.*memory/]);
   t.equal(more.plugin.blockers.length, 1, 'the diff is the only blocker');
   await t.rejects(svc.plugins.enable('pd', CLI), { code: 'TYRUM_ERR_INVALID_STATE', message: /asks for more/ });
   const listed = svc.plugins.list().find((p) => p.id === 'pd');
@@ -122,7 +122,56 @@ t.test('an upgrade that asks for more keeps its permission diff until the operat
   t.equal((await svc.plugins.enable('pd', CLI)).state, 'enabled');
   await svc.audit.flush();
   const grants = listAudit(svc.store, { limit: 100 }).filter((e) => e.type === 'plugin.granted');
-  t.match(grants[grants.length - 1]?.data, { reviewed_upgrade: { from_version: '1.1.0', to_version: '3.0.0' } }, 'the audit log records which upgrade the grant reviewed');
+  t.match(grants[grants.length - 1]?.data, { reviewed_upgrade: { from_version: '1.0.0', to_version: '3.0.0' } }, 'the audit log records which upgrade the grant reviewed');
+});
+
+t.test('the pending diff is recomputed against what the grant covered on every version change', async (t) => {
+  const svc = await home(t);
+  const parent = t.testdir();
+  const v = (id: string, version: string, hosts: string[]) => pluginDir(parent, { id, wat: 'echo', version, tools: [{ id: 'echo' }], requests: { egress: hosts.map((host) => ({ host })) }, risk: ['network'] });
+
+  await t.test('a downgrade back to the granted version clears the diff and the plugin can be enabled', async (t) => {
+    await svc.plugins.install(await v('dg', '1.0.0', ['a.example.com']), CLI);
+    await svc.plugins.grant('dg', { allRequested: true, acceptRisks: ['network'] }, CLI);
+    await svc.plugins.enable('dg', CLI);
+    const up = await svc.plugins.install(await v('dg', '2.0.0', ['a.example.com', 'evil.example.com']), CLI);
+    t.match(up.plugin.pending_upgrade, { from_version: '1.0.0', to_version: '2.0.0', diff: [{ kind: 'egress', change: 'added', detail: /evil\.example\.com/ }] });
+    t.equal(up.plugin.state, 'disabled');
+    await t.rejects(svc.plugins.enable('dg', CLI), { code: 'TYRUM_ERR_INVALID_STATE', message: /upgrade 1\.0\.0 → 2\.0\.0 asks for more/ });
+    const back = await svc.plugins.install(await v('dg', '1.0.0', ['a.example.com']), CLI, { allowDowngrade: true });
+    t.equal(back.action, 'downgraded');
+    t.equal(back.plugin.pending_upgrade, null, 'nothing exceeds the grant: no pending diff');
+    t.same(back.plugin.blockers, [], 'nothing blocks it');
+    t.equal((await svc.plugins.enable('dg', CLI)).state, 'enabled', 'the granted version can be enabled again');
+  });
+
+  await t.test('two upgrades that each ask for more show the diff from the granted version', async (t) => {
+    await svc.plugins.install(await v('tw', '1.0.0', ['a.example.com']), CLI);
+    await svc.plugins.grant('tw', { allRequested: true, acceptRisks: ['network'] }, CLI);
+    const first = await svc.plugins.install(await v('tw', '1.1.0', ['a.example.com', 'b.example.com']), CLI);
+    t.match(first.plugin.pending_upgrade, { from_version: '1.0.0', to_version: '1.1.0' });
+    t.equal(first.plugin.pending_upgrade?.diff.length, 1);
+    const second = await svc.plugins.install(await v('tw', '1.2.0', ['a.example.com', 'b.example.com', 'c.example.com']), CLI);
+    t.match(second.plugin.pending_upgrade, { from_version: '1.0.0', to_version: '1.2.0', diff: [{ kind: 'egress', change: 'added', detail: /b\.example\.com/ }, { kind: 'egress', change: 'added', detail: /c\.example\.com/ }] });
+    t.equal(second.plugin.pending_upgrade?.diff.length, 2, 'everything 1.2.0 asks for beyond 1.0.0, nothing else');
+    t.match(second.plugin.blockers, [/^upgrade 1\.0\.0 → 1\.2\.0 asks for more/]);
+    // A later version that drops one of the new hosts shows only what still exceeds the grant.
+    const third = await svc.plugins.install(await v('tw', '1.3.0', ['a.example.com', 'c.example.com']), CLI);
+    t.match(third.plugin.pending_upgrade, { from_version: '1.0.0', to_version: '1.3.0', diff: [{ detail: /c\.example\.com/ }] });
+    t.equal(third.plugin.pending_upgrade?.diff.length, 1);
+  });
+
+  await t.test('a grant made before migration 17 (what it covered unknown) keeps summing diffs until the next grant: fails safe', async (t) => {
+    await svc.plugins.install(await v('old', '1.0.0', ['a.example.com']), CLI);
+    await svc.plugins.grant('old', { allRequested: true, acceptRisks: ['network'] }, CLI);
+    svc.store.plugins.setGrant({ ...svc.store.plugins.getGrant('old')!, granted_for: null });
+    await svc.plugins.install(await v('old', '2.0.0', ['a.example.com', 'evil.example.com']), CLI);
+    const back = await svc.plugins.install(await v('old', '1.0.0', ['a.example.com']), CLI, { allowDowngrade: true });
+    t.match(back.plugin.pending_upgrade, { from_version: '1.0.0', to_version: '1.0.0', diff: [{ detail: /evil\.example\.com/ }] });
+    const granted = await svc.plugins.grant('old', { allRequested: true, acceptRisks: ['network'] }, CLI);
+    t.equal(granted.pending_upgrade, null, 'a new grant clears it and keeps what it covers');
+    t.match(svc.store.plugins.getGrant('old')?.granted_for, /"version":"1\.0\.0"/);
+  });
 });
 
 t.test('an upgrade of a plugin that was never granted records no diff: its whole request awaits the first grant', async (t) => {

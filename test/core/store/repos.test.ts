@@ -90,7 +90,7 @@ forEachBackend(t, 'plugins: upgrade in place, grants and config and key-value da
   t.throws(() => s.plugins.setState('echo', 'bogus' as never, 7), /CHECK/);
   s.plugins.setGrant({ plugin_id: 'echo', grant_json: '{"a":1}', granted_by: 'op', granted_at: 7 });
   s.plugins.setGrant({ plugin_id: 'echo', grant_json: '{"a":2}', granted_by: 'op', granted_at: 8 });
-  t.same(s.plugins.getGrant('echo'), { plugin_id: 'echo', grant_json: '{"a":2}', granted_by: 'op', granted_at: 8 });
+  t.same(s.plugins.getGrant('echo'), { plugin_id: 'echo', grant_json: '{"a":2}', granted_by: 'op', granted_at: 8, granted_for: null });
   s.plugins.setConfig('echo', '{"k":"v"}', 9);
   t.equal(s.plugins.getConfig('echo'), '{"k":"v"}');
   s.pluginKv.set('echo', 'key', new Uint8Array([1, 2, 3]));
