@@ -107,3 +107,18 @@ t.test('doctor.run over WebSocket on a large audit log: the report is the same a
   t.same(r.checks.filter((c) => c.status !== 'ok'), []);
   t.match(r.checks.find((c) => c.name === 'audit chain')?.detail, new RegExp(`^${ENTRIES + 1}|^${ENTRIES}|^\\d+ entries verify`));
 });
+
+t.test('closing the gateway with a doctor.run in flight does not hang: the call ends with a coded error, a closed connection or its report', async (t) => {
+  const gw = await startTestGateway();
+  await fillAudit(gw, ENTRIES);
+  const { conn } = await connect(gw);
+  const doctor = conn.request('doctor.run', {}, 60_000);
+  // Answered in order after doctor.run was received: the check is now under way (or done).
+  t.equal((await conn.request('ping', {})).ok, true);
+  await gw.close();
+  const r = await doctor;
+  if (r.closed === undefined && r.ok === false) t.match(r.error, { code: 'invalid_state', message: /closing/ });
+  else t.pass(r.closed !== undefined ? 'the connection closed first' : 'the report was made before the close');
+  conn.ws.close();
+  removeHome(gw.home);
+});
