@@ -168,13 +168,9 @@ export function gatewayDoctor(o: {
     if (closed) throw closedError();
     const at = now();
     const run = runHeavyChecks({ dbPath: o.paths.db, checkpointPath: o.paths.auditCheckpoint, publicKey: o.key.publicKey, maxErrors: 10, ...(o.test ? { test: o.test } : {}) });
+    // Kept after it answered: close() also waits for a thread that has reported but not yet exited.
     worker = run;
-    let heavy: HeavyCheckResults;
-    try {
-      heavy = await run.results;
-    } finally {
-      worker = null;
-    }
+    const heavy: HeavyCheckResults = await run.results;
     const unwrap = <T>(r: { ok: true; value: T } | { ok: false; message: string }): T => {
       if (!r.ok) throw new Error(r.message);
       return r.value;

@@ -48,7 +48,7 @@ export interface HeavyCheckResults {
 export interface HeavyCheckRun {
   /** The results; rejects with TYRUM_ERR_INTERNAL if the worker died, TYRUM_ERR_INVALID_STATE if stopped first. */
   readonly results: Promise<HeavyCheckResults>;
-  /** End the worker now (it first finishes a statement it is in); resolves once its thread has exited. */
+  /** End the worker now if it still runs (it first finishes a statement it is in; a result not yet taken is dropped); resolves once its thread has exited. */
   stop(): Promise<void>;
 }
 
