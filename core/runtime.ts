@@ -446,6 +446,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     const sweeper = createSweeper({ store, audit, retention: config.retention, deleteArtifactBlob: (id) => artifacts.deleteBlob(id), log: (level, msg, data) => server?.app.log[level](data ?? {}, msg) });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
+    // doctor.run: quick_check and the audit walk on a worker thread (core/doctor/offload.ts), stopped on close.
+    const doctor = gatewayDoctor({
+      home: svc.paths.home,
+      paths: svc.paths,
+      store,
+      key,
+      plugins: () => plugins.list(),
+      // Flush first, as audit.verify does, so the chain checked includes what is queued.
+      before: () =>
+        svc.audit.flush().catch((e: unknown) => {
+          if (!isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')) throw e;
+        }),
+    });
     const handlers = createHandlers({
       store,
       tokens,
@@ -468,18 +481,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       workflows,
       artifacts,
       mcp: svc.mcp,
-      doctor: gatewayDoctor({
-        home: svc.paths.home,
-        paths: svc.paths,
-        store,
-        verifier: key,
-        plugins: () => plugins.list(),
-        // Flush first, as audit.verify does, so the chain checked includes what is queued.
-        before: () =>
-          svc.audit.flush().catch((e: unknown) => {
-            if (!isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')) throw e;
-          }),
-      }),
+      doctor: doctor.run,
       now: Date.now,
     });
     // One in-flight budget per token, shared by its WebSocket connections and /mcp.
@@ -640,6 +642,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         await turns.stop();
         await deliverer.stop();
         await engine.stop();
+        // A doctor check in flight is stopped (its caller gets a coded error) and its worker's connection closed.
+        await doctor.close();
         await server!.close();
         presence.close();
         await mcpHost!.close();

@@ -18,7 +18,8 @@ import { loadCheckpoint, type CheckpointBody, type CheckpointLoad, type Checkpoi
 import { GENESIS_HASH, entryFromRow, hashEntry, type AuditEntry } from './entry.js';
 
 export interface VerifyAuditOptions {
-  store: Store;
+  /** Where the rows come from: a Store, or anything that iterates its audit rows in seq order (the doctor's worker). */
+  store: { audit: { iterate(): Iterable<AuditRow> } };
   verifier: CheckpointVerifier;
   checkpointPath: string;
 }

@@ -3,12 +3,20 @@
  * gateway's `doctor.run` operation (which checks its own home with its open store and key): home
  * permissions, configuration, database pragmas and integrity, the gateway key file, the audit
  * chain and its signed checkpoint. Each check reads; none creates or repairs anything.
+ *
+ * The CLI runs every check in-process, on its own connection: it is a short-lived process with
+ * nothing else to serve, and it keeps its full integrity_check. The gateway runs the two that
+ * read the whole database (quick_check, the audit chain) on a worker thread (offload.ts), with
+ * the same code and the same verdicts, so its event loop keeps serving.
  */
 import { existsSync, statSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import { loadConfig, type Config, type homePaths } from '../config/index.js';
 import { assertPragmas, type Store } from '../store/index.js';
 import { loadGatewayKey, type GatewayKey } from '../auth/gateway-key.js';
-import { verifyAudit, type CheckpointVerifier } from '../audit/index.js';
+import { verifyAudit, type CheckpointVerifier, type VerifyAuditResult } from '../audit/index.js';
+import { TyrumError } from '../errors/index.js';
+import { runHeavyChecks, type HeavyCheckResults, type HeavyCheckRun, type HeavyCheckTestHooks } from './offload.js';
 
 type HomePaths = ReturnType<typeof homePaths>;
 
@@ -62,13 +70,20 @@ export function configCheck(home: string, paths: HomePaths): { check: DoctorChec
  * `maxErrors` problems are reported.
  */
 export function databaseCheck(store: Store, integrity: 'full' | 'quick', maxErrors = 10): DoctorCheck {
-  return check('database', () => {
-    const p = store.pragmas();
-    assertPragmas(p);
-    const problems = store.integrityCheck(integrity, maxErrors);
-    if (problems !== 'ok') throw new Error(`${integrity === 'full' ? 'integrity_check' : 'quick_check'}: ${problems}`);
-    return `journal_mode=${p.journal_mode} ${p.commit_sync === 'store' ? 'synchronous=NORMAL, each commit fdatasynced by the store' : 'synchronous=FULL'} foreign_keys=on ${integrity === 'full' ? 'integrity_check' : 'quick_check'}=ok schema=v${store.schemaVersion()}`;
-  });
+  return check('database', () => databaseVerdict(store, integrity, () => store.integrityCheck(integrity, maxErrors)));
+}
+
+/**
+ * The database check's verdict: the pragmas read from `store` (per connection: they must be the
+ * writer's), then `problems` (SQLite's answer, 'ok' or the problems; it may throw). Its detail, or
+ * a throw with the failure.
+ */
+function databaseVerdict(store: Store, integrity: 'full' | 'quick', problems: () => string): string {
+  const p = store.pragmas();
+  assertPragmas(p);
+  const found = problems();
+  if (found !== 'ok') throw new Error(`${integrity === 'full' ? 'integrity_check' : 'quick_check'}: ${found}`);
+  return `journal_mode=${p.journal_mode} ${p.commit_sync === 'store' ? 'synchronous=NORMAL, each commit fdatasynced by the store' : 'synchronous=FULL'} foreign_keys=on ${integrity === 'full' ? 'integrity_check' : 'quick_check'}=ok schema=v${store.schemaVersion()}`;
 }
 
 /** The gateway key file is present, closed to group and others, and an Ed25519 key. */
@@ -83,11 +98,13 @@ export function gatewayKeyCheck(paths: HomePaths): { check: DoctorCheck; key: Ga
 
 /** The audit chain verifies up to its head and extends the signed checkpoint. */
 export function auditCheck(store: Store, verifier: CheckpointVerifier, checkpointPath: string): DoctorCheck {
-  return check('audit chain', () => {
-    const r = verifyAudit({ store, verifier, checkpointPath });
-    if (!r.ok) throw new Error(r.reason ?? 'verification failed');
-    return `${r.entries} entries verify; checkpoint at ${r.checkpoint?.seq ?? 0}${r.checkpoint ? ` (signed ${r.checkpoint.ts})` : ''}`;
-  });
+  return check('audit chain', () => auditVerdict(verifyAudit({ store, verifier, checkpointPath })));
+}
+
+/** The audit check's detail for a verification result, or a throw with why it failed. */
+function auditVerdict(r: VerifyAuditResult): string {
+  if (!r.ok) throw new Error(r.reason ?? 'verification failed');
+  return `${r.entries} entries verify; checkpoint at ${r.checkpoint?.seq ?? 0}${r.checkpoint ? ` (signed ${r.checkpoint.ts})` : ''}`;
 }
 
 export interface DoctorReport {
@@ -97,57 +114,98 @@ export interface DoctorReport {
 }
 
 /**
- * Reports made within this long of the last one are that one: doctor.run reads the whole database
- * on the event loop (quick_check and the audit chain: about 1.5 s at 100,000 audit entries, during
- * which the gateway serves nothing), so callers get at most one fresh report a minute and see
- * when it was made in `checked_at`.
+ * Reports made within this long of the last one are that one: a fresh report reads the whole
+ * database (quick_check and the audit chain: about 1.5 s at 100,000 audit entries, on a worker
+ * thread, so the gateway keeps serving, but it is still a full read of the database), so callers
+ * get at most one fresh report a minute and see when it was made in `checked_at`.
  */
 export const DOCTOR_REUSE_MS = 60_000;
 
+/** The running gateway's doctor: `run` is the doctor.run operation, `close` ends a check in flight. */
+export interface GatewayDoctor {
+  run(): Promise<DoctorReport>;
+  /**
+   * Stop a check in flight (its caller gets TYRUM_ERR_INVALID_STATE) and refuse new ones;
+   * resolves once the worker thread has exited and closed its connection to the database.
+   */
+  close(): Promise<void>;
+}
+
 /**
  * The running gateway's doctor (the `doctor.run` operation): the CLI's checks of its own home
- * with its open store and key, SQLite's cheaper quick_check rather than integrity_check (the
- * gateway is serving meanwhile), no port check (it is the gateway on the port), and installed
- * plugins that cannot be enabled as things stand. A report younger than {@link DOCTOR_REUSE_MS}
- * is returned again, so repeated calls cannot keep the event loop walking the database.
+ * with its open store and key, SQLite's cheaper quick_check rather than integrity_check, no port
+ * check (it is the gateway on the port), and installed plugins that cannot be enabled as things
+ * stand. quick_check and the audit chain walk run on a worker thread with its own read-only
+ * connection (core/doctor/offload.ts), so the gateway's event loop keeps serving meanwhile; the
+ * cheap checks (home, config, pragmas, key file, plugins) run here. A report younger than
+ * {@link DOCTOR_REUSE_MS} is returned again.
  *
  * One at a time: `before` (the gateway's audit flush) runs first, and a call made while a check
- * is in flight waits for that check and gets its report rather than starting another.
+ * is in flight waits for that check and gets its report rather than starting another. A worker
+ * that dies rejects the call with TYRUM_ERR_INTERNAL; `close` with TYRUM_ERR_INVALID_STATE.
  */
 export function gatewayDoctor(o: {
   home: string;
   paths: HomePaths;
   store: Store;
-  verifier: CheckpointVerifier;
+  /** The gateway's key: only its public half goes to the worker, which verifies the checkpoint with it. */
+  key: { publicKey: KeyObject };
   plugins: () => Array<{ id: string; state: 'enabled' | 'disabled'; blockers: string[]; pending_upgrade: { from_version: string; to_version: string } | null }>;
   /** Runs before a fresh check (the gateway flushes its audit queue so the chain checked includes it). */
   before?: () => Promise<void>;
   now?: () => number;
-}): () => Promise<DoctorReport> {
+  /** TEST ONLY: hooks into the worker (core/doctor/offload.ts). */
+  test?: HeavyCheckTestHooks;
+}): GatewayDoctor {
   const now = o.now ?? Date.now;
   let last: { at: number; report: DoctorReport } | null = null;
   let inFlight: Promise<DoctorReport> | null = null;
-  const fresh = (): DoctorReport => {
+  let worker: HeavyCheckRun | null = null;
+  let closed = false;
+  const closedError = () => new TyrumError('TYRUM_ERR_INVALID_STATE', 'the gateway is closing: no doctor checks now');
+  const fresh = async (): Promise<DoctorReport> => {
+    if (o.before) await o.before();
+    if (closed) throw closedError();
     const at = now();
-    const checks: DoctorCheck[] = [homeCheck(o.home), configCheck(o.home, o.paths).check, databaseCheck(o.store, 'quick'), gatewayKeyCheck(o.paths).check, auditCheck(o.store, o.verifier, o.paths.auditCheckpoint), pluginsCheck(o.plugins())];
+    const run = runHeavyChecks({ dbPath: o.paths.db, checkpointPath: o.paths.auditCheckpoint, publicKey: o.key.publicKey, maxErrors: 10, ...(o.test ? { test: o.test } : {}) });
+    // Kept after it answered: close() also waits for a thread that has reported but not yet exited.
+    worker = run;
+    const heavy: HeavyCheckResults = await run.results;
+    const unwrap = <T>(r: { ok: true; value: T } | { ok: false; message: string }): T => {
+      if (!r.ok) throw new Error(r.message);
+      return r.value;
+    };
+    const checks: DoctorCheck[] = [
+      homeCheck(o.home),
+      configCheck(o.home, o.paths).check,
+      check('database', () => databaseVerdict(o.store, 'quick', () => unwrap(heavy.quick))),
+      gatewayKeyCheck(o.paths).check,
+      check('audit chain', () => auditVerdict(unwrap(heavy.audit))),
+      pluginsCheck(o.plugins()),
+    ];
     const report: DoctorReport = { ok: checks.every((c) => c.status !== 'fail'), checks, checked_at: new Date(at).toISOString() };
     last = { at, report };
     return report;
   };
-  return () => {
-    if (inFlight) return inFlight;
-    const at = now();
-    if (last && at - last.at < DOCTOR_REUSE_MS && at >= last.at) return Promise.resolve(last.report);
-    const p = (async () => {
-      if (o.before) await o.before();
-      return fresh();
-    })();
-    inFlight = p;
-    const done = () => {
-      if (inFlight === p) inFlight = null;
-    };
-    p.then(done, done);
-    return p;
+  return {
+    run: () => {
+      if (closed) return Promise.reject(closedError());
+      if (inFlight) return inFlight;
+      const at = now();
+      if (last && at - last.at < DOCTOR_REUSE_MS && at >= last.at) return Promise.resolve(last.report);
+      const p = fresh();
+      inFlight = p;
+      const done = () => {
+        if (inFlight === p) inFlight = null;
+      };
+      p.then(done, done);
+      return p;
+    },
+    close: async () => {
+      closed = true;
+      const w = worker;
+      if (w) await w.stop();
+    },
   };
 }
 

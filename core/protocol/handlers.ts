@@ -55,7 +55,7 @@ export interface HandlerServices {
   artifacts: Pick<ArtifactService, 'get' | 'listForRun' | 'readableBy'>;
   /** MCP servers and their tool approvals (mcp.list, mcp.diff, mcp.approve). */
   mcp: Pick<McpRegistry, 'list' | 'get' | 'diff' | 'approve'>;
-  /** `tyrum doctor`'s in-process checks of the gateway's own home (doctor.run). */
+  /** `tyrum doctor`'s checks of the gateway's own home (doctor.run; the whole-database reads on a worker thread: core/doctor/offload.ts). */
   /** One at a time; a report is reused for a minute (its `checked_at` says when it was made). */
   doctor(): Promise<{ ok: boolean; checks: DoctorCheck[]; checked_at: string }>;
   /** Secret handles (never values). */

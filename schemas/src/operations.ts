@@ -448,7 +448,7 @@ export const OPERATIONS = {
     }),
   },
   'doctor.run': {
-    description: "Runs the checks of `tyrum doctor` that the gateway can make on its own home, in-process: home permissions, config.json, database pragmas and SQLite's quick_check, the gateway key file, the audit chain and its signed checkpoint, plus installed plugins awaiting review. Changes nothing. Admin scope: quick_check and the chain walk read the whole database; a call within 5 s of the last returns that report (see checked_at).",
+    description: "Runs the checks of `tyrum doctor` that the gateway can make on its own home: home permissions, config.json, database pragmas and SQLite's quick_check, the gateway key file, the audit chain and its signed checkpoint, plus installed plugins awaiting review. quick_check and the chain walk run on a worker thread with its own read-only connection (committed data only), so the gateway keeps serving meanwhile. Changes nothing. Admin scope: quick_check and the chain walk read the whole database; one check runs at a time, and a call within 60 s of the last report returns that report (see checked_at).",
     scopes: ['operator.admin'],
     roles: ['client'],
     payload: Empty,

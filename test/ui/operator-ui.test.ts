@@ -174,7 +174,7 @@ t.test('the operator UI in Chromium', { skip, timeout: 120_000 }, async (t) => {
     t.match(await table.getByTestId('check-database').textContent(), /quick_check=ok/);
     t.match(await table.getByTestId('check-audit-chain').textContent(), /entries verify; checkpoint at/);
 
-    // Approval traffic does not make the page run the checks again (doctor.run stalls the gateway).
+    // Approval traffic does not make the page run the checks again (a fresh doctor.run reads the whole database).
     const checked = page.getByTestId('health-checked');
     const firstAt = await checked.getAttribute('data-at');
     t.ok(firstAt, 'the page says when it checked');

@@ -45,19 +45,21 @@ t.test('doctor.run reports the checks of tyrum doctor for the gateway\'s own hom
 
 t.test('the gateway doctor finds a group-readable home, an upgrade to review and a tampered audit log', async (t) => {
   const gw = await startTestGateway();
-  t.teardown(async () => {
-    await gw.close();
-    removeHome(gw.home);
-  });
   let now = 1_000_000;
   let befores = 0;
-  const run = gatewayDoctor({ home: gw.home, paths: homePaths(gw.home), store: gw.store, verifier: gw.key, plugins: () => gw.plugins.list(),
+  const doctor = gatewayDoctor({ home: gw.home, paths: homePaths(gw.home), store: gw.store, key: gw.key, plugins: () => gw.plugins.list(),
     now: () => now,
     before: async () => {
       befores += 1;
       await new Promise((r) => setTimeout(r, 20));
     },
   });
+  t.teardown(async () => {
+    await doctor.close();
+    await gw.close();
+    removeHome(gw.home);
+  });
+  const run = doctor.run;
   t.equal((await run()).ok, true);
   t.equal(DOCTOR_REUSE_MS, 60_000, 'a report is reused for a minute');
 
