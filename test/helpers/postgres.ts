@@ -11,17 +11,19 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const POSTGRES_MISSING = 'PostgreSQL not found: apt-get install postgresql';
+export const POSTGRES_MISSING = 'PostgreSQL not found (initdb, pg_ctl, postgres and psql under /usr/lib/postgresql/*/bin): apt-get install postgresql';
 
 interface Bins {
   initdb: string;
   pgCtl: string;
   postgres: string;
+  /** The client, to create each test's database (Debian's postgresql-client, a dependency of postgresql). */
+  psql: string;
 }
 
 let bins: Bins | null | undefined;
 
-/** The newest installed PostgreSQL's initdb, pg_ctl and postgres, or null. */
+/** The newest installed PostgreSQL's initdb, pg_ctl, postgres and psql, or null (a test then skips). */
 export function findPostgres(): Bins | null {
   if (bins !== undefined) return bins;
   bins = null;
@@ -29,8 +31,8 @@ export function findPostgres(): Bins | null {
   const majors = existsSync(root) ? readdirSync(root).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a)) : [];
   for (const m of majors) {
     const dir = join(root, m, 'bin');
-    const b = { initdb: join(dir, 'initdb'), pgCtl: join(dir, 'pg_ctl'), postgres: join(dir, 'postgres') };
-    if (existsSync(b.initdb) && existsSync(b.pgCtl) && existsSync(b.postgres)) {
+    const b = { initdb: join(dir, 'initdb'), pgCtl: join(dir, 'pg_ctl'), postgres: join(dir, 'postgres'), psql: join(dir, 'psql') };
+    if (existsSync(b.initdb) && existsSync(b.pgCtl) && existsSync(b.postgres) && existsSync(b.psql)) {
       bins = b;
       break;
     }
@@ -131,7 +133,7 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
     database: (name) => {
       const db = name ?? `t${process.pid}_${++dbCounter}`;
       if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`bad database name ${db}`);
-      execFileSync(join(b.initdb, '..', 'psql'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${db}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync(b.psql, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${db}`], { stdio: ['ignore', 'ignore', 'pipe'] });
       return `postgres://postgres@127.0.0.1:${port}/${db}`;
     },
     start: () => {
