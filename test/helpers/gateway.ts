@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { generateKeyPairSync, createHash, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
 import { startGateway, type RunningGateway } from '../../core/runtime.js';
-import type { ConfigOverrides } from '../../core/config/index.js';
+import { loadConfig, type ConfigOverrides } from '../../core/config/index.js';
 import { sharedPostgres, type PgCluster } from './postgres.js';
 
 export interface TestGateway extends RunningGateway {
@@ -63,6 +63,33 @@ export async function startTestGateway(opts: { home?: string; overrides?: Config
     throw new Error(`the test gateway runs on ${gw.store.dialect}, not on TYRUM_TEST_STORE's ${TEST_STORE}`);
   }
   return Object.assign(gw, { adminToken: gw.bootstrapToken ?? '' });
+}
+
+/**
+ * Run one write on the gateway's database through a connection of its own, behind the gateway's
+ * back (as the CLI or time passing would): the SQLite file, or the configured PostgreSQL database
+ * (`?` placeholders either way).
+ */
+export async function externalWrite(home: string, sql: string, params: unknown[]): Promise<void> {
+  const config = loadConfig(home);
+  if (config.store.kind === 'sqlite') {
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(join(home, 'tyrum.db'));
+    try {
+      db.prepare(sql).run(...params);
+    } finally {
+      db.close();
+    }
+    return;
+  }
+  const { PgBridge } = await import('../../core/store/pg/bridge.js');
+  const bridge = new PgBridge(config.store.url());
+  try {
+    let n = 0;
+    bridge.query(sql.replace(/\?/g, () => `$${++n}`), params);
+  } finally {
+    await bridge.close();
+  }
 }
 
 export function removeHome(home: string): void {
