@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { generateKeyPairSync, createHash, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
 import { startGateway, type RunningGateway } from '../../core/runtime.js';
+import Database from 'better-sqlite3';
 import { loadConfig, type ConfigOverrides } from '../../core/config/index.js';
+import { PgBridge } from '../../core/store/pg/bridge.js';
 import { sharedPostgres, type PgCluster } from './postgres.js';
 
 export interface TestGateway extends RunningGateway {
@@ -66,30 +68,48 @@ export async function startTestGateway(opts: { home?: string; overrides?: Config
 }
 
 /**
- * Run one write on the gateway's database through a connection of its own, behind the gateway's
- * back (as the CLI or time passing would): the SQLite file, or the configured PostgreSQL database
- * (`?` placeholders either way).
+ * Run one statement on the home's database through a connection of its own, behind the
+ * gateway's back (as the CLI or time passing would): the SQLite file `<home>/tyrum.db`, or the
+ * PostgreSQL database the home's config names (`?` placeholders either way). Returns the rows.
  */
-export async function externalWrite(home: string, sql: string, params: unknown[]): Promise<void> {
+export function externalQuery(home: string, sql: string, params: unknown[] = []): Array<Record<string, unknown>> {
   const config = loadConfig(home);
   if (config.store.kind === 'sqlite') {
-    const { default: Database } = await import('better-sqlite3');
     const db = new Database(join(home, 'tyrum.db'));
     try {
-      db.prepare(sql).run(...params);
+      const st = db.prepare(sql);
+      if (st.reader) return st.all(...params) as Array<Record<string, unknown>>;
+      st.run(...params);
+      return [];
     } finally {
       db.close();
     }
-    return;
   }
-  const { PgBridge } = await import('../../core/store/pg/bridge.js');
   const bridge = new PgBridge(config.store.url());
   try {
     let n = 0;
-    bridge.query(sql.replace(/\?/g, () => `$${++n}`), params);
+    return bridge.query(sql.replace(/\?/g, () => `$${++n}`), params).rows;
   } finally {
-    await bridge.close();
+    void bridge.close();
   }
+}
+
+/** One write behind the gateway's back (externalQuery). */
+export async function externalWrite(home: string, sql: string, params: unknown[]): Promise<void> {
+  externalQuery(home, sql, params);
+  await Promise.resolve();
+}
+
+/**
+ * Everything the home's database holds, as text, for "this secret is nowhere" checks: SQLite's
+ * file and its WAL as bytes; on PostgreSQL every row of every table as text (bytea as hex).
+ */
+export function databaseText(home: string): string {
+  if (loadConfig(home).store.kind === 'sqlite') {
+    return [join(home, 'tyrum.db'), join(home, 'tyrum.db-wal')].map((f) => (existsSync(f) ? readFileSync(f).toString('latin1') : '')).join('\n');
+  }
+  const tables = externalQuery(home, "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'");
+  return tables.map((t) => externalQuery(home, `SELECT t::text AS r FROM "${String(t.name)}" t`).map((r) => String(r.r)).join('\n')).join('\n');
 }
 
 export function removeHome(home: string): void {
