@@ -6,7 +6,7 @@
  * set of services on it.
  */
 import { ensureHome, homePaths, loadConfig, type Config, type ConfigOverrides } from './config/index.js';
-import { openStore, type Store } from './store/index.js';
+import { openPgStore, openStore, type Store } from './store/index.js';
 import { loadOrCreateGatewayKey, type GatewayKey } from './auth/gateway-key.js';
 import { TokenService } from './auth/tokens.js';
 import { AuditLog } from './audit/index.js';
@@ -51,6 +51,16 @@ export interface OpenHomeOptions {
   checkpointer?: boolean;
 }
 
+/**
+ * The state store the configuration names: SQLite at `<home>/tyrum.db` (the default), or
+ * PostgreSQL at the configured URL (connected, durability checked, schema migrated).
+ */
+export function openConfiguredStore(config: Config, paths: ReturnType<typeof homePaths>): Store {
+  const s = config.store;
+  if (s.kind === 'sqlite') return openStore(paths.db);
+  return openPgStore(s.url(), { timeoutMs: s.statementTimeoutMs, connectTimeoutMs: s.connectTimeoutMs });
+}
+
 /** Opens (creating on first use) a gateway home's core: directory, config, database, key, audit log. */
 export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts: OpenHomeOptions = {}): HomeCore {
   ensureHome(home);
@@ -58,7 +68,7 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
   const paths = homePaths(home);
   // The checkpoint worker starts once the home is known good (below): a refused open (a tampered
   // audit log) then leaves no thread behind still holding the database.
-  const store = openStore(paths.db);
+  const store = openConfiguredStore(config, paths);
   try {
     const key = loadOrCreateGatewayKey(paths.gatewayKey);
     const secrets = new SecretStore(store, loadSecretKey(home));
@@ -84,7 +94,8 @@ export function openHomeCore(home: string, overrides: ConfigOverrides = {}, opts
     const tokens = new TokenService(store);
     const approvals = new ApprovalService({ store, audit, redact: redactor.redactDeep });
     const pairings = new PairingService({ store, events: approvals.events, audit, knownCapability: (id, version) => contractOf(id, version) !== undefined, autoApprove: policyAutoApprove(store) });
-    if (opts.checkpointer === true) store.attachCheckpointer(paths.db, {});
+    // WAL checkpoints are SQLite's; PostgreSQL's server does its own.
+    if (opts.checkpointer === true && store.dialect === 'sqlite') store.attachCheckpointer(paths.db, {});
     return {
       config,
       store,

@@ -451,6 +451,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       home: svc.paths.home,
       paths: svc.paths,
       store,
+      storeSettings: config.store,
       key,
       plugins: () => plugins.list(),
       // Flush first, as audit.verify does, so the chain checked includes what is queued.

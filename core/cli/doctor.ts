@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { resolveHome, homePaths, type Config } from '../config/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { homeCheck, configCheck, databaseCheck, gatewayKeyCheck, auditCheck, skipped, type DoctorCheck } from '../doctor/checks.js';
+import { openConfiguredStore } from '../home.js';
 import { parse } from './args.js';
 import type { Io } from './io.js';
 
@@ -24,10 +25,12 @@ export async function doctor(argv: string[], io: Io): Promise<number> {
   const cfg = configCheck(home, paths);
   checks.push(cfg.check);
   let store: Store | null = null;
-  if (!existsSync(paths.db)) checks.push({ name: 'database', status: 'fail', detail: `${paths.db} does not exist` });
+  const pg = (cfg.config as Config | null)?.store.kind === 'postgres';
+  if (!pg && !existsSync(paths.db)) checks.push({ name: 'database', status: 'fail', detail: `${paths.db} does not exist` });
   else {
     try {
-      store = openStore(paths.db);
+      // PostgreSQL: the configured server (opening migrates a new database, as a gateway start would).
+      store = pg ? openConfiguredStore(cfg.config as Config, paths) : openStore(paths.db);
       checks.push(databaseCheck(store, 'full'));
     } catch (e) {
       checks.push({ name: 'database', status: 'fail', detail: (e as Error).message });

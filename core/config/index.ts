@@ -106,6 +106,21 @@ export interface Telemetry {
 
 export const DEFAULT_TELEMETRY: Readonly<Telemetry> = Object.freeze({ otlpEndpoint: null, serviceName: 'tyrum-gateway', sampleRatio: 1 });
 
+/**
+ * The state store. SQLite (the default) lives in `<home>/tyrum.db`. PostgreSQL: `url()` returns
+ * the connection URL, a function so that the URL (which may hold a password) is never part of
+ * what a caller serializes or logs; `where` names host, port and database only.
+ */
+export type StoreSettings =
+  | { readonly kind: 'sqlite' }
+  | { readonly kind: 'postgres'; readonly url: () => string; readonly where: string; readonly statementTimeoutMs: number; readonly connectTimeoutMs: number };
+
+/**
+ * Set to 1 to accept `store.kind: "postgres"` before the port is finished (tests and development
+ * of issue 16 only: docs/dev/postgres-port.md says what works).
+ */
+export const EXPERIMENTAL_POSTGRES_ENV = 'TYRUM_EXPERIMENTAL_POSTGRES';
+
 export interface Config {
   readonly home: string;
   readonly host: string;
@@ -118,6 +133,7 @@ export interface Config {
   readonly trustedPublishers: readonly TrustedPublisher[];
   readonly retention: Readonly<Retention>;
   readonly telemetry: Readonly<Telemetry>;
+  readonly store: StoreSettings;
 }
 
 /** A publisher whose Ed25519 key (SPKI DER, base64url) signs the plugins it ships. */
@@ -167,6 +183,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     trusted_publishers?: Array<{ name: string; public_key: string }>;
     retention?: Record<string, number | null | undefined>;
     telemetry?: { otlp_endpoint?: string; service_name?: string; sample_ratio?: number };
+    store?: StoreFile;
   };
   const cfg: Config = {
     home,
@@ -179,6 +196,7 @@ export function buildConfig(home: string, raw: unknown, overrides: ConfigOverrid
     trustedPublishers: Object.freeze((file.trusted_publishers ?? []).map((p) => Object.freeze({ name: p.name, publicKey: p.public_key }))),
     retention: retentionOf(file.retention ?? {}, source),
     telemetry: telemetryOf(file.telemetry ?? {}, source),
+    store: storeOf(file.store ?? { kind: 'sqlite' }, source),
   };
   assertSafeBind(cfg);
   cfg.trustedPublishers.forEach((p, i) => {
@@ -203,6 +221,54 @@ function retentionOf(raw: Record<string, number | null | undefined>, source: str
     );
   }
   return Object.freeze(r);
+}
+
+export interface StoreFile {
+  kind: 'sqlite' | 'postgres';
+  url?: string;
+  url_env?: string;
+  pool?: { statement_timeout_ms?: number; connect_timeout_ms?: number };
+}
+
+/**
+ * The store section. A PostgreSQL URL comes from `url` or from the variable `url_env` names (read
+ * now); it must parse as a postgres:// URL. No message quotes it: it may hold a password.
+ */
+export function storeOf(raw: StoreFile, source: string, env: NodeJS.ProcessEnv = process.env): StoreSettings {
+  const bad = (path: string, why: string): TyrumError => new TyrumError('TYRUM_ERR_INVALID_CONFIG', `${source}: /store${path}: ${why}`);
+  if (raw.kind === 'sqlite') {
+    for (const k of ['url', 'url_env', 'pool'] as const) if (raw[k] !== undefined) throw bad(`/${k}`, 'only for kind "postgres"');
+    return Object.freeze({ kind: 'sqlite' });
+  }
+  if (env[EXPERIMENTAL_POSTGRES_ENV] !== '1') {
+    throw bad(
+      '/kind',
+      `"postgres" is not supported yet: the PostgreSQL store is being ported (issue 16) and a gateway does not run on it end to end; use "sqlite" (the default). Development only: ${EXPERIMENTAL_POSTGRES_ENV}=1 accepts it`,
+    );
+  }
+  if ((raw.url === undefined) === (raw.url_env === undefined)) throw bad('', 'kind "postgres" needs exactly one of url and url_env');
+  let url: string;
+  if (raw.url_env !== undefined) {
+    const v = env[raw.url_env];
+    if (v === undefined || v === '') throw bad('/url_env', `the environment variable ${raw.url_env} is not set`);
+    url = v;
+  } else url = raw.url!;
+  const where = raw.url_env !== undefined ? `/url_env (${raw.url_env})` : '/url';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw bad(where, 'not a URL (postgres://user:password@host:port/database); the value is not shown, it may hold a password');
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') throw bad(where, `not a postgres:// URL (scheme ${JSON.stringify(parsed.protocol.slice(0, 20))})`);
+  const name = `${parsed.hostname}${parsed.port ? `:${parsed.port}` : ''}${parsed.pathname}`;
+  return Object.freeze({
+    kind: 'postgres',
+    url: () => url,
+    where: name,
+    statementTimeoutMs: raw.pool?.statement_timeout_ms ?? 30_000,
+    connectTimeoutMs: raw.pool?.connect_timeout_ms ?? 10_000,
+  });
 }
 
 /** The telemetry section over its defaults; the endpoint must be a URL fetch can use. */

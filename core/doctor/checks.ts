@@ -16,7 +16,7 @@ import { assertPragmas, type Store } from '../store/index.js';
 import { loadGatewayKey, type GatewayKey } from '../auth/gateway-key.js';
 import { verifyAudit, type CheckpointVerifier, type VerifyAuditResult } from '../audit/index.js';
 import { TyrumError } from '../errors/index.js';
-import { runHeavyChecks, type HeavyCheckResults, type HeavyCheckRun, type HeavyCheckTestHooks } from './offload.js';
+import { runHeavyChecks, type HeavyCheckDb, type HeavyCheckResults, type HeavyCheckRun, type HeavyCheckTestHooks } from './offload.js';
 
 type HomePaths = ReturnType<typeof homePaths>;
 
@@ -79,6 +79,9 @@ export function databaseCheck(store: Store, integrity: 'full' | 'quick', maxErro
  * a throw with the failure.
  */
 function databaseVerdict(store: Store, integrity: 'full' | 'quick', problems: () => string): string {
+  // PostgreSQL: openPgStore refused the store unless synchronous_commit, fsync and
+  // full_page_writes are on; page-level integrity is the server's (amcheck is not run here).
+  if (store.dialect === 'postgres') return `PostgreSQL: synchronous_commit, fsync and full_page_writes on (checked at open); schema=v${store.schemaVersion()}; no integrity scan (the server's own checks apply)`;
   const p = store.pragmas();
   assertPragmas(p);
   const found = problems();
@@ -148,6 +151,8 @@ export function gatewayDoctor(o: {
   home: string;
   paths: HomePaths;
   store: Store;
+  /** The configured store (config.store): the worker opens its own connection to it. SQLite when omitted. */
+  storeSettings?: Config['store'];
   /** The gateway's key: only its public half goes to the worker, which verifies the checkpoint with it. */
   key: { publicKey: KeyObject };
   plugins: () => Array<{ id: string; state: 'enabled' | 'disabled'; blockers: string[]; pending_upgrade: { from_version: string; to_version: string } | null }>;
@@ -167,7 +172,7 @@ export function gatewayDoctor(o: {
     if (o.before) await o.before();
     if (closed) throw closedError();
     const at = now();
-    const run = runHeavyChecks({ dbPath: o.paths.db, checkpointPath: o.paths.auditCheckpoint, publicKey: o.key.publicKey, maxErrors: 10, ...(o.test ? { test: o.test } : {}) });
+    const run = runHeavyChecks({ db: heavyDb(o.storeSettings, o.paths), checkpointPath: o.paths.auditCheckpoint, publicKey: o.key.publicKey, maxErrors: 10, ...(o.test ? { test: o.test } : {}) });
     // Kept after it answered: close() also waits for a thread that has reported but not yet exited.
     worker = run;
     const heavy: HeavyCheckResults = await run.results;
@@ -207,6 +212,11 @@ export function gatewayDoctor(o: {
       if (w) await w.stop();
     },
   };
+}
+
+function heavyDb(settings: Config['store'] | undefined, paths: HomePaths): HeavyCheckDb {
+  if (settings?.kind === 'postgres') return { kind: 'postgres', url: settings.url(), timeoutMs: settings.statementTimeoutMs, connectTimeoutMs: settings.connectTimeoutMs };
+  return { kind: 'sqlite', path: paths.db };
 }
 
 /** Installed plugins: a warning names each that waits for the operator (an upgrade to review, a grant, a risk). */

@@ -20,13 +20,20 @@ import type { VerifyAuditResult } from '../audit/index.js';
 
 /** What the worker is given (structured-cloned). */
 export interface HeavyCheckInput {
-  dbPath: string;
+  db: HeavyCheckDb;
   checkpointPath: string;
   /** The gateway's public key, SPKI DER base64url. */
   publicKey: string;
   maxErrors: number;
   test?: HeavyCheckTestHooks & { flag?: SharedArrayBuffer };
 }
+
+/**
+ * The database the worker reads: the SQLite file (a read-only connection beside the gateway's
+ * writer), or the PostgreSQL server (its own autocommit connection; the URL stays in memory,
+ * structured-cloned to the worker, never logged).
+ */
+export type HeavyCheckDb = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; timeoutMs: number; connectTimeoutMs: number };
 
 /** TEST ONLY: make the worker die before it checks, or pause in the middle of the audit walk. */
 export interface HeavyCheckTestHooks {
@@ -60,8 +67,8 @@ function startWorker(input: HeavyCheckInput): Worker {
   return new Worker(bootstrap, { eval: true, workerData: input });
 }
 
-/** Run the heavy checks of the database at `dbPath` on a new worker thread. */
-export function runHeavyChecks(o: { dbPath: string; checkpointPath: string; publicKey: KeyObject; maxErrors: number; test?: HeavyCheckTestHooks }): HeavyCheckRun {
+/** Run the heavy checks of the database `db` on a new worker thread. */
+export function runHeavyChecks(o: { db: HeavyCheckDb; checkpointPath: string; publicKey: KeyObject; maxErrors: number; test?: HeavyCheckTestHooks }): HeavyCheckRun {
   const flag = o.test?.holdAfterRows !== undefined ? new SharedArrayBuffer(4) : undefined;
   const release = () => {
     if (flag) {
@@ -71,7 +78,7 @@ export function runHeavyChecks(o: { dbPath: string; checkpointPath: string; publ
     }
   };
   const input: HeavyCheckInput = {
-    dbPath: o.dbPath,
+    db: o.db,
     checkpointPath: o.checkpointPath,
     publicKey: o.publicKey.export({ format: 'der', type: 'spki' }).toString('base64url'),
     maxErrors: o.maxErrors,

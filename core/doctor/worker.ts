@@ -10,7 +10,8 @@
  * the gateway's public key only, never the private one.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openStore, type AuditRow } from '../store/index.js';
+import { createRepos, openStore, type AuditRow } from '../store/index.js';
+import { openPgDb } from '../store/pg/db.js';
 import { verifyAudit } from '../audit/verify.js';
 import { publicKeyVerifier } from '../auth/gateway-key.js';
 import type { HeavyCheckResults, HeavyCheckInput } from './offload.js';
@@ -25,33 +26,52 @@ function hold(): void {
   while (Atomics.load(flag, 0) === 0) Atomics.wait(flag, 0, 0, 1000);
 }
 
+/** The rows and the integrity check of the database named in the input, and how to let it go. */
+interface Source {
+  audit: { iterate(): Iterable<AuditRow> };
+  /** SQLite's quick_check; PostgreSQL has no equivalent here (the doctor reports the server's checks apply). */
+  quick(): string;
+  close(): void;
+}
+
+function openSource(): Source {
+  const db = input.db;
+  if (db.kind === 'postgres') {
+    const pg = openPgDb(db.url, { readonly: true, autocommit: true, timeoutMs: db.timeoutMs, connectTimeoutMs: db.connectTimeoutMs });
+    return { audit: createRepos(pg).audit, quick: () => 'ok', close: () => void pg.close() };
+  }
+  const store = openStore(db.path, { readonly: true });
+  return { audit: store.audit, quick: () => store.integrityCheck('quick', input.maxErrors), close: () => store.close() };
+}
+
 function run(): HeavyCheckResults {
   if (input.test?.crash === true) process.exit(70);
-  let store;
+  let source: Source;
   try {
-    store = openStore(input.dbPath, { readonly: true });
+    source = openSource();
   } catch (e) {
-    const message = `cannot open ${input.dbPath} read-only: ${(e as Error).message}`;
+    const where = input.db.kind === 'sqlite' ? input.db.path : 'the PostgreSQL store';
+    const message = `cannot open ${where} read-only: ${(e as Error).message}`;
     return { quick: { ok: false, message }, audit: { ok: false, message } };
   }
   try {
     let quick: HeavyCheckResults['quick'];
     try {
-      quick = { ok: true, value: store.integrityCheck('quick', input.maxErrors) };
+      quick = { ok: true, value: source.quick() };
     } catch (e) {
       quick = { ok: false, message: (e as Error).message };
     }
     let audit: HeavyCheckResults['audit'];
     try {
       const holdAfter = input.test?.holdAfterRows;
-      const rows = holdAfter === undefined ? store : { audit: { iterate: () => heldRows(store!.audit.iterate(), holdAfter) } };
+      const rows = holdAfter === undefined ? source : { audit: { iterate: () => heldRows(source.audit.iterate(), holdAfter) } };
       audit = { ok: true, value: verifyAudit({ store: rows, verifier: publicKeyVerifier(input.publicKey), checkpointPath: input.checkpointPath }) };
     } catch (e) {
       audit = { ok: false, message: (e as Error).message };
     }
     return { quick, audit };
   } finally {
-    store.close();
+    source.close();
   }
 }
 

@@ -1269,8 +1269,15 @@ export class Store {
     return rows.map((r) => String(Object.values(r)[0])).join('; ');
   }
 
-  /** Changes whenever another connection commits; cheap to poll (used to notice CLI revocations). SQLite only. */
+  /**
+   * Changes whenever another connection commits; cheap to poll (used to notice CLI revocations,
+   * plugin, grant and secret changes). SQLite: PRAGMA data_version. PostgreSQL: the sum of the
+   * other writers' commit counters (tyrum_writers, bumped at every BEGIN), read through the
+   * `committed` connection (one round trip); it counts other processes and replicas, not this
+   * store's own commits, as on SQLite.
+   */
   dataVersion(): number {
+    if (this.pg !== null) return (this.pgReader ?? this.pg).othersCommits(this.pg.writerId);
     this.lite();
     // A prepared statement, not db.pragma (which prepares one per call): the redactor asks per call.
     return Number((prepared(this.sql, 'PRAGMA data_version').get() as { data_version: number }).data_version);

@@ -673,4 +673,13 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE plugin_grants ADD COLUMN granted_for TEXT;
     `,
   },
+  {
+    version: 18,
+    name: 'commit counters of other writers',
+    sql: `
+      -- Nothing on SQLite: PRAGMA data_version tells a connection that another one committed.
+      -- PostgreSQL has no such counter; its migration 18 adds tyrum_writers (core/store/pg/migrations.ts).
+      SELECT 1;
+    `,
+  },
 ];

@@ -66,6 +66,34 @@ export const TelemetryConfig = Strict(
   { description: 'Traces (docs/observability.md). Metrics at GET /metrics need no configuration.' },
 );
 
+export const StoreConfig = Strict(
+  {
+    kind: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], {
+      description: 'Where the state lives: "sqlite" (the default: <home>/tyrum.db) or "postgres" (not accepted yet: the port is in progress, docs/dev/postgres-port.md).',
+    }),
+    url: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 2048,
+        description: 'postgres: the connection URL (postgres://user:password@host:port/database). It may hold a password: prefer url_env. Never logged or echoed in errors.',
+      }),
+    ),
+    url_env: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 128, description: 'postgres: the environment variable that holds the connection URL (instead of url).' }),
+    ),
+    pool: Type.Optional(
+      Strict(
+        {
+          statement_timeout_ms: Int(100, 600_000, 'Longest a statement may wait for its answer before it fails with TYRUM_ERR_STORE_UNAVAILABLE. Default 30000.'),
+          connect_timeout_ms: Int(100, 120_000, 'Longest connecting may take. Default 10000.'),
+        },
+        { description: 'postgres: connection settings. The store holds two connections (the writer of the group commit and a reader of committed rows).' },
+      ),
+    ),
+  },
+  { description: 'The state store (docs/dev/postgres-port.md). Default {"kind": "sqlite"}.' },
+);
+
 export const GatewayConfig = Strict({
   host: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bind address. Default 127.0.0.1.' })),
   port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Listen port; 0 picks a free one. Default 8788.' })),
@@ -75,6 +103,7 @@ export const GatewayConfig = Strict({
   limits: Type.Optional(LimitsConfig),
   retention: Type.Optional(RetentionConfig),
   telemetry: Type.Optional(TelemetryConfig),
+  store: Type.Optional(StoreConfig),
   trusted_publishers: Type.Optional(
     Type.Array(
       Strict({

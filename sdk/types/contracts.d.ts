@@ -166,6 +166,36 @@ export interface ConfigGateway {
     sample_ratio?: number;
   };
   /**
+   * The state store (docs/dev/postgres-port.md). Default {"kind": "sqlite"}.
+   */
+  store?: {
+    /**
+     * Where the state lives: "sqlite" (the default: <home>/tyrum.db) or "postgres" (not accepted yet: the port is in progress, docs/dev/postgres-port.md).
+     */
+    kind: "sqlite" | "postgres";
+    /**
+     * postgres: the connection URL (postgres://user:password@host:port/database). It may hold a password: prefer url_env. Never logged or echoed in errors.
+     */
+    url?: string;
+    /**
+     * postgres: the environment variable that holds the connection URL (instead of url).
+     */
+    url_env?: string;
+    /**
+     * postgres: connection settings. The store holds two connections (the writer of the group commit and a reader of committed rows).
+     */
+    pool?: {
+      /**
+       * Longest a statement may wait for its answer before it fails with TYRUM_ERR_STORE_UNAVAILABLE. Default 30000.
+       */
+      statement_timeout_ms?: number;
+      /**
+       * Longest connecting may take. Default 10000.
+       */
+      connect_timeout_ms?: number;
+    };
+  };
+  /**
    * When set (non-empty), plugins install only from archives signed (`tyrum plugin sign`, ARCHIVE.sig beside it) with the key of the publisher their manifest names. Default: unsigned plugins install; a present but invalid signature is refused either way.
    *
    * @maxItems 64

@@ -2,25 +2,57 @@
  * Test helpers: a real gateway on port 0 in a temporary home, and a raw protocol client written
  * from PROTOCOL.md alone (independent of sdk/, so the two cross-check each other).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync, createHash, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
 import { startGateway, type RunningGateway } from '../../core/runtime.js';
-import type { ConfigOverrides } from '../../core/config/index.js';
+import Database from 'better-sqlite3';
+import { loadConfig, type ConfigOverrides } from '../../core/config/index.js';
+import { PgBridge } from '../../core/store/pg/bridge.js';
+import { sharedPostgres, type PgCluster } from './postgres.js';
 
 export interface TestGateway extends RunningGateway {
   adminToken: string;
 }
 
+/**
+ * TYRUM_TEST_STORE=postgres runs the gateways of a test file on PostgreSQL: one throwaway cluster
+ * per file (test/helpers/postgres.ts, stopped when the file ends), a new database per new home,
+ * `store` written into the home's config.json (kept when the same home starts again), and
+ * TYRUM_EXPERIMENTAL_POSTGRES=1 so the config accepts it (inherited by CLI child processes).
+ */
+export const TEST_STORE: 'sqlite' | 'postgres' = process.env.TYRUM_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+
+let cluster: (() => Promise<PgCluster>) | null = null;
+
+/** The `store` section a new test home gets (null: SQLite, the default). */
+export async function testStoreConfig(): Promise<Record<string, unknown> | null> {
+  if (TEST_STORE !== 'postgres') return null;
+  if (cluster === null) {
+    const { default: tap } = await import('tap');
+    cluster = sharedPostgres(tap);
+  }
+  process.env.TYRUM_EXPERIMENTAL_POSTGRES = '1';
+  return { kind: 'postgres', url: (await cluster()).database() };
+}
+
+/** Write `config` (or keep the home's) with the test store's section added when it has none. */
+export async function writeTestConfig(home: string, config?: Record<string, unknown>): Promise<void> {
+  const path = join(home, 'config.json');
+  const existing = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) : undefined;
+  const store = existing?.store ?? (await testStoreConfig());
+  if (config === undefined && (store === null || existing?.store !== undefined)) return;
+  const next: Record<string, unknown> = { ...(config ?? existing ?? {}) };
+  if (store !== null && next.store === undefined) next.store = store;
+  writeFileSync(path, JSON.stringify(next));
+}
+
 /** Starts a gateway in a fresh temp home (or `home`), silent, on a free port. */
 export async function startTestGateway(opts: { home?: string; overrides?: ConfigOverrides; config?: Record<string, unknown>; uiDir?: string; log?: { level: string; stream: { write(line: string): void } } } = {}): Promise<TestGateway> {
   const home = opts.home ?? mkdtempSync(join(tmpdir(), 'tyrum-test-'));
-  if (opts.config) {
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(join(home, 'config.json'), JSON.stringify(opts.config));
-  }
+  await writeTestConfig(home, opts.config);
   const gw = await startGateway({
     home,
     overrides: { port: 0, ...opts.overrides },
@@ -28,7 +60,56 @@ export async function startTestGateway(opts: { home?: string; overrides?: Config
     ...(opts.log ? { logStream: opts.log.stream } : {}),
     ...(opts.uiDir !== undefined ? { uiDir: opts.uiDir } : {}),
   });
+  if (gw.store.dialect !== TEST_STORE) {
+    await gw.close();
+    throw new Error(`the test gateway runs on ${gw.store.dialect}, not on TYRUM_TEST_STORE's ${TEST_STORE}`);
+  }
   return Object.assign(gw, { adminToken: gw.bootstrapToken ?? '' });
+}
+
+/**
+ * Run one statement on the home's database through a connection of its own, behind the
+ * gateway's back (as the CLI or time passing would): the SQLite file `<home>/tyrum.db`, or the
+ * PostgreSQL database the home's config names (`?` placeholders either way). Returns the rows.
+ */
+export function externalQuery(home: string, sql: string, params: unknown[] = []): Array<Record<string, unknown>> {
+  const config = loadConfig(home);
+  if (config.store.kind === 'sqlite') {
+    const db = new Database(join(home, 'tyrum.db'));
+    try {
+      const st = db.prepare(sql);
+      if (st.reader) return st.all(...params) as Array<Record<string, unknown>>;
+      st.run(...params);
+      return [];
+    } finally {
+      db.close();
+    }
+  }
+  const bridge = new PgBridge(config.store.url());
+  try {
+    let n = 0;
+    return bridge.query(sql.replace(/\?/g, () => `$${++n}`), params).rows;
+  } finally {
+    void bridge.close();
+  }
+}
+
+/** One write behind the gateway's back (externalQuery). */
+export async function externalWrite(home: string, sql: string, params: unknown[]): Promise<void> {
+  externalQuery(home, sql, params);
+  await Promise.resolve();
+}
+
+/**
+ * Everything the home's database holds, as text, for "this secret is nowhere" checks: SQLite's
+ * file and its WAL as bytes; on PostgreSQL every row of every table as text (bytea as hex).
+ */
+export function databaseText(home: string): string {
+  if (loadConfig(home).store.kind === 'sqlite') {
+    return [join(home, 'tyrum.db'), join(home, 'tyrum.db-wal')].map((f) => (existsSync(f) ? readFileSync(f).toString('latin1') : '')).join('\n');
+  }
+  const tables = externalQuery(home, "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'");
+  return tables.map((t) => externalQuery(home, `SELECT t::text AS r FROM "${String(t.name)}" t`).map((r) => String(r.r)).join('\n')).join('\n');
 }
 
 export function removeHome(home: string): void {

@@ -15,6 +15,7 @@
  * core/store/pg/migrations.ts) is dropped, as SQLite leaves it out of `SELECT *`; booleans become
  * 1/0 as SQLite returns them; `lastInsertRowid` does not exist (reading it throws: use RETURNING).
  */
+import { randomUUID } from 'node:crypto';
 import { TyrumError } from '../../errors/index.js';
 import type { Migration } from '../migrations.js';
 import type { SqlDb, SqlRunResult, SqlStatement } from '../statements.js';
@@ -199,9 +200,36 @@ export class PgDb implements SqlDb {
     readonly autocommit = false,
   ) {}
 
-  /** BEGIN the store's group transaction: nothing can be open before it, so a dropped connection just reconnects. */
+  /**
+   * This connection's key in tyrum_writers (migration 18): random, so the commits another process
+   * or replica makes are told from ours (`othersCommits`).
+   */
+  readonly writerId = randomUUID();
+
+  /**
+   * BEGIN the store's group transaction: nothing can be open before it, so a dropped connection
+   * just reconnects. The same round trip bumps this writer's commit counter, which becomes
+   * visible to other stores when the transaction commits (their `dataVersion` changes).
+   */
   begin(): void {
-    this.bridge.query('BEGIN', [], false, false);
+    // The id is a UUID (no quote can occur in it); parameters cannot go with two statements.
+    this.bridge.query(
+      `BEGIN; INSERT INTO tyrum_writers (writer, commits, last_at) VALUES ('${this.writerId}', 1, ${Date.now()}) ` +
+        'ON CONFLICT (writer) DO UPDATE SET commits = tyrum_writers.commits + 1, last_at = excluded.last_at',
+      [],
+      false,
+      false,
+    );
+  }
+
+  /**
+   * The number of transactions that writers other than `writerId` began and committed: it
+   * changes whenever another process or replica commits (PostgreSQL's stand-in for SQLite's
+   * PRAGMA data_version). Run it on a connection outside any transaction (the store's reader).
+   */
+  othersCommits(writerId: string): number {
+    const r = this.bridge.query('SELECT COALESCE(SUM(commits), 0)::bigint AS n FROM tyrum_writers WHERE writer <> $1', [writerId], true, !this.autocommit);
+    return Number(r.rows[0]!.n);
   }
 
   prepare(sql: string): SqlStatement {

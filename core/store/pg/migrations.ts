@@ -713,4 +713,20 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE plugin_grants ADD COLUMN granted_for TEXT COLLATE "C";
     `,
   },
+  {
+    version: 18,
+    name: 'commit counters of other writers',
+    sql: `
+      -- SQLite's PRAGMA data_version, for PostgreSQL: every write transaction of a store bumps its
+      -- own row (keyed by a random id per connection, in the BEGIN's round trip), so a store
+      -- notices that any other process or replica committed (the CLI revoking a token, enabling
+      -- a plugin, setting a secret) by summing the other rows, one indexed read. One row per
+      -- writer: writers never wait on each other's row.
+      CREATE TABLE tyrum_writers (
+        writer TEXT COLLATE "C" PRIMARY KEY,
+        commits BIGINT NOT NULL,
+        last_at BIGINT NOT NULL
+      );
+    `,
+  },
 ];

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { runCli } from '../../helpers/cli.js';
-import { startTestGateway, removeHome } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, TEST_STORE } from '../../helpers/gateway.js';
 
 type Report = { ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> };
 
@@ -43,6 +43,13 @@ t.test("doctor does not take another home's gateway on its port for its own", as
   const init = await runCli(['token', 'create', '--scopes', 'operator.read', '--home', home2]);
   t.equal(init.code, 0, init.err);
   writeFileSync(join(home2, 'config.json'), JSON.stringify({ port }));
+
+  // The database and audit checks run on the home's store (TYRUM_TEST_STORE picks it).
+  const full = JSON.parse((await runCli(['doctor', '--home', gw.home, '--json'])).out) as Report;
+  const db = full.checks.find((c) => c.name === 'database');
+  t.equal(db?.ok, true, db?.detail ?? 'no database check');
+  t.match(db?.detail, TEST_STORE === 'postgres' ? /^PostgreSQL: .*schema=v\d+/ : /journal_mode=wal/i);
+  t.equal(full.checks.find((c) => c.name === 'audit chain')?.ok, true, 'the audit chain verifies');
 
   const own = await portCheck(gw.home);
   t.equal(own.ok, true, own.detail);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildConfig, isLoopback, DEFAULT_LIMITS, ensureHome } from '../../../core/config/index.js';
+import { buildConfig, isLoopback, DEFAULT_LIMITS, ensureHome, storeOf } from '../../../core/config/index.js';
 import { startGateway } from '../../../core/runtime.js';
 import { statSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
@@ -80,4 +80,41 @@ t.test('telemetry: off by default; an OTLP endpoint, service name and sample rat
       return (e as Error).message;
     }
   })(), /secret/, 'the refusal never echoes the credentials');
+});
+
+t.test('store: SQLite by default; PostgreSQL refused until the port is finished; its URL never echoed', async (t) => {
+  t.same(buildConfig('/h', {}).store, { kind: 'sqlite' });
+  t.same(buildConfig('/h', { store: { kind: 'sqlite' } }).store, { kind: 'sqlite' });
+  t.throws(() => buildConfig('/h', { store: { kind: 'sqlite', url: 'postgres://x@h/db' } }), { code: 'TYRUM_ERR_INVALID_CONFIG', message: /\/store\/url: only for kind "postgres"/ });
+  t.throws(() => buildConfig('/h', { store: { kind: 'mysql' } }), { code: 'TYRUM_ERR_INVALID_CONFIG' });
+  const secretUrl = 'postgres://tyrum:hunter2-secret@db.example:5433/tyrum';
+  // Not accepted yet (a gateway does not run on it end to end).
+  const saved = process.env.TYRUM_EXPERIMENTAL_POSTGRES;
+  delete process.env.TYRUM_EXPERIMENTAL_POSTGRES;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.TYRUM_EXPERIMENTAL_POSTGRES;
+    else process.env.TYRUM_EXPERIMENTAL_POSTGRES = saved;
+  });
+  const refused = t.throws(() => buildConfig('/h', { store: { kind: 'postgres', url: secretUrl } }), { code: 'TYRUM_ERR_INVALID_CONFIG', message: /\/store\/kind: "postgres" is not supported yet/ }) as unknown;
+  t.notMatch(String((refused as Error | undefined)?.message), /hunter2/);
+  const env = { TYRUM_EXPERIMENTAL_POSTGRES: '1', PG_URL: secretUrl } as NodeJS.ProcessEnv;
+  const fromEnv = storeOf({ kind: 'postgres', url_env: 'PG_URL', pool: { statement_timeout_ms: 5000 } }, 'config', env);
+  t.equal(fromEnv.kind, 'postgres');
+  if (fromEnv.kind !== 'postgres') return;
+  t.equal(fromEnv.url(), secretUrl);
+  t.equal(fromEnv.where, 'db.example:5433/tyrum');
+  t.equal(fromEnv.statementTimeoutMs, 5000);
+  t.equal(fromEnv.connectTimeoutMs, 10_000);
+  t.notMatch(JSON.stringify(fromEnv), /hunter2/, 'the URL is not part of what serializes');
+  t.same(storeOf({ kind: 'postgres', url: secretUrl }, 'config', env).kind, 'postgres');
+  for (const [raw, why] of [
+    [{ kind: 'postgres' }, /exactly one of url and url_env/],
+    [{ kind: 'postgres', url: secretUrl, url_env: 'PG_URL' }, /exactly one of url and url_env/],
+    [{ kind: 'postgres', url_env: 'NOT_SET_ANYWHERE' }, /NOT_SET_ANYWHERE is not set/],
+    [{ kind: 'postgres', url: 'mysql://tyrum:hunter2-secret@h/db' }, /not a postgres:\/\/ URL/],
+    [{ kind: 'postgres', url: 'hunter2-secret not a url' }, /not a URL/],
+  ] as const) {
+    const e = t.throws(() => storeOf(raw, 'config', env), { code: 'TYRUM_ERR_INVALID_CONFIG', message: why }) as unknown;
+    t.notMatch(String((e as Error | undefined)?.message), /hunter2/, 'the URL is never in the message');
+  }
 });

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { startTestGateway, removeHome, connect, open } from '../../helpers/gateway.js';
-import Database from 'better-sqlite3';
+import { startTestGateway, removeHome, connect, open, externalWrite } from '../../helpers/gateway.js';
 import { main } from '../../../core/cli/main.js';
 
 t.test('revoking a token closes its sockets within 1 s and refuses new upgrades (F5)', async (t) => {
@@ -49,9 +48,7 @@ t.test('revoking a token closes its sockets within 1 s and refuses new upgrades 
     const { token, record } = await gw.tokens.create({ scopes: ['operator.read'], ttlSeconds: 60, createdBy: 'test' });
     const live = await connect(gw, { token });
     // Move the expiry into the past behind the gateway's back, as time passing would.
-    const db = new Database(`${gw.home}/tyrum.db`);
-    db.prepare('UPDATE tokens SET expires_at = ? WHERE id = ?').run(Date.now() - 1, record.id);
-    db.close();
+    await externalWrite(gw.home, 'UPDATE tokens SET expires_at = ? WHERE id = ?', [Date.now() - 1, record.id]);
     t.equal((await live.conn.closeCode(2000)).code, 4001, 'the open socket is closed');
     t.equal(((await open(gw, { token })) as { status: number }).status, 401);
   });

@@ -1,9 +1,9 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { startTestGateway, removeHome, connect, type RawConn } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, connect, writeTestConfig, TEST_STORE, type RawConn } from '../../helpers/gateway.js';
 import { runCli } from '../../helpers/cli.js';
 
 const NOTES = new URL('../../../plugins/notes/build/', import.meta.url).pathname;
@@ -149,20 +149,22 @@ t.test('one idempotency key, one run (B1)', async (t) => {
 t.test('kill -9 while a run waits for approval, restart, approve: it completes once', async (t) => {
   const home = mkdtempSync(join(tmpdir(), 'tyrum-kill-'));
   t.teardown(() => removeHome(home));
+  // TYRUM_TEST_STORE=postgres: the child gateway and the CLI run on the file's PostgreSQL cluster.
+  await writeTestConfig(home);
   const bin = join(import.meta.dirname, '../../../bin/tyrum.js');
-  const start = async (): Promise<{ child: ChildProcess; port: number; token: string | null }> => {
+  const start = async (): Promise<{ child: ChildProcess; port: number; token: string | null; err: string }> => {
     const child = spawn(process.execPath, [bin, 'start', '--home', home, '--port', '0', '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const deadline = Date.now() + 15_000;
     while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws[^]*\n {2}tyrum ping /.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(err)?.[1]);
-    return { child, port, token: /tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(err)?.[0] ?? null };
+    return { child, port, token: /tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(err)?.[0] ?? null, err };
   };
   const first = await start();
   t.teardown(() => first.child.kill('SIGKILL'));
   const token = first.token!;
-  t.ok(token, 'bootstrap token printed');
+  t.ok(token, `bootstrap token printed (stderr: ${first.err.slice(0, 2000)})`);
   for (const argv of [['plugin', 'install', NOTES], ['plugin', 'grant', 'notes', '--all-requested', '--accept-risk', 'state_changing,storage'], ['plugin', 'enable', 'notes']]) {
     const r = await runCli([...argv, '--home', home]);
     t.equal(r.code, 0, r.err);
@@ -184,6 +186,7 @@ t.test('kill -9 while a run waits for approval, restart, approve: it completes o
   t.same(notes.map((n) => n.title), ['survives'], 'exactly once');
   const verify = result<{ ok: boolean }>(await b.conn.request('audit.verify'));
   t.equal(verify.ok, true, 'the audit chain verifies after the crash');
+  t.equal(existsSync(join(home, 'tyrum.db')), TEST_STORE === 'sqlite', `the state is in ${TEST_STORE}`);
   b.conn.ws.close();
   second.child.kill('SIGTERM');
   await new Promise<void>((r) => second.child.once('exit', () => r()));

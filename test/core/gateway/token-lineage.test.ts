@@ -4,8 +4,7 @@
  * closing their open sockets.
  */
 import t, { type Test } from 'tap';
-import Database from 'better-sqlite3';
-import { startTestGateway, removeHome, connect, open, type TestGateway } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, connect, open, externalWrite, type TestGateway } from '../../helpers/gateway.js';
 import { listAudit } from '../../../core/audit/index.js';
 import { main } from '../../../core/cli/main.js';
 
@@ -125,9 +124,7 @@ t.test('when a token merely expires, its descendants\' sockets are closed and th
   const c = await connect(gw, { token: child.token });
   t.teardown(() => c.conn.ws.terminate());
   // Move the parent's expiry into the past behind the gateway's back, as time passing would.
-  const db = new Database(`${gw.home}/tyrum.db`);
-  db.prepare('UPDATE tokens SET expires_at = ? WHERE id = ?').run(Date.now() - 1, parent.record.id);
-  db.close();
+  await externalWrite(gw.home, 'UPDATE tokens SET expires_at = ? WHERE id = ?', [Date.now() - 1, parent.record.id]);
   t.equal((await c.conn.closeCode(CLOSE_GUARD_MS)).code, 4001, 'the child\'s socket is closed');
   t.equal(((await open(gw, { token: child.token })) as { status: number }).status, 401, 'the child is refused at the upgrade');
 });

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { gatewayWithAdmin, connect } from '../../helpers/gateway.js';
+import { gatewayWithAdmin, connect, databaseText } from '../../helpers/gateway.js';
 import { main } from '../../../core/cli/main.js';
 import { listAudit } from '../../../core/audit/index.js';
 import { pluginDir, installEnabled, BUILT } from './helpers.js';
@@ -228,8 +228,7 @@ t.test('a plugin can use a secret only toward its bound destination and never se
     ...outputs,
     JSON.stringify(listAudit(gw.store, { limit: 1000 })),
     JSON.stringify(admin.conn.frames),
-    readFileSync(join(gw.home, 'tyrum.db')).toString('latin1'),
-    readFileSync(join(gw.home, 'tyrum.db-wal')).toString('latin1'),
+    databaseText(gw.home),
   ].join('\n');
   t.notOk(everywhere.includes(CANARY), 'the canary is in no output, audit entry, event or database page');
   t.notOk(everywhere.includes(OTHER), 'nor is the other secret');

@@ -5,8 +5,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import Database from 'better-sqlite3';
 import { openHomeCore, type HomeCore } from '../../../core/home.js';
+import { externalQuery } from '../../helpers/gateway.js';
 import type { RunState, Store } from '../../../core/store/index.js';
 
 export const DAY = 86_400_000;
@@ -98,26 +98,16 @@ export function seedConversation(store: Store, id: string, daysAgo: number, mess
   });
 }
 
-/** Committed rows in each table, read through a separate read-only connection to the home's database. */
+/** Committed rows in each table, read through a separate connection to the home's database (either store). */
 export function counts(dir: string): Record<string, number> {
-  const db = new Database(join(dir, 'tyrum.db'), { readonly: true });
-  try {
-    const out: Record<string, number> = {};
-    for (const table of ['runs', 'steps', 'attempts', 'approvals', 'outbox', 'schedule_fires', 'conversations', 'messages', 'turns', 'deliveries', 'audit_entries']) {
-      out[table] = (db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
-    }
-    return out;
-  } finally {
-    db.close();
+  const out: Record<string, number> = {};
+  for (const table of ['runs', 'steps', 'attempts', 'approvals', 'outbox', 'schedule_fires', 'conversations', 'messages', 'turns', 'deliveries', 'audit_entries']) {
+    out[table] = Number(externalQuery(dir, `SELECT COUNT(*) AS n FROM ${table}`)[0]!.n);
   }
+  return out;
 }
 
 /** Ids of the runs left. */
 export function runIds(dir: string): string[] {
-  const db = new Database(join(dir, 'tyrum.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT id FROM runs ORDER BY id').all() as Array<{ id: string }>).map((r) => r.id);
-  } finally {
-    db.close();
-  }
+  return externalQuery(dir, 'SELECT id FROM runs ORDER BY id').map((r) => r.id as string);
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openStore } from '../../../core/store/index.js';
 import { spawnCli, runCli } from '../../helpers/cli.js';
-import { startTestGateway, removeHome } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, writeTestConfig } from '../../helpers/gateway.js';
 import { startMockOpenAi } from '../../helpers/mock-openai.js';
 
 function fires(home: string, name: string) {
@@ -76,6 +76,8 @@ t.test('a heartbeat starts agent turns in its own conversation, shown to the mod
   t.teardown(() => ai.close());
   const home = mkdtempSync(join(tmpdir(), 'tyrum-hb-'));
   t.teardown(() => removeHome(home));
+  // Before the CLI initialises the home: with TYRUM_TEST_STORE=postgres its store is PostgreSQL.
+  await writeTestConfig(home);
   const H = ['--home', home];
   const set = await runCli(['backend', 'set', '--base-url', ai.url, '--model', 'm', ...H]);
   t.equal(set.code, 0, set.err);

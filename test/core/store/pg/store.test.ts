@@ -152,6 +152,30 @@ t.test('a COMMIT the server refuses rejects every unit of its group, after the g
 t.test("SQLite-only operations are refused on PostgreSQL, with a coded error", { skip }, async (t) => {
   const { s } = await open(t);
   t.throws(() => s.pragmas(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
-  t.throws(() => s.dataVersion(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
   t.throws(() => s.integrityCheck(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
+});
+
+t.test('dataVersion changes when another store commits, not when this one does (tyrum_writers)', { skip }, async (t) => {
+  const url = (await cluster()).database();
+  const a = openPgStore(url);
+  const b = openPgStore(url);
+  t.teardown(async () => {
+    a.close();
+    b.close();
+    await Promise.all([a.whenClosed(), b.whenClosed()]);
+  });
+  const v0 = a.dataVersion();
+  await a.commit(() => a.audit.insert(row(1)));
+  a.tx(() => a.audit.insert(row(2)));
+  t.equal(a.dataVersion(), v0, "this store's own commits do not change it");
+  const open = b.dataVersion();
+  // A transaction of b still open: not visible to a yet.
+  const pending = b.commit(() => b.devices.upsert({ device_id: 'dev_x', pubkey: 'p', role: 'client', label: null, platform: null, version: null }, 1));
+  t.equal(a.dataVersion(), v0, 'an uncommitted transaction of another store does not change it');
+  await pending;
+  const v1 = a.dataVersion();
+  t.not(v1, v0, "another store's commit changes it");
+  t.equal(a.devices.get('dev_x')?.role, 'client', 'and what it committed is visible');
+  t.equal(b.dataVersion(), open, "nor does its own commit change b's");
+  t.equal(a.dataVersion(), v1, 'nothing committed since: unchanged');
 });
