@@ -59,7 +59,7 @@ function envList(name: string, def: string): number[] {
 
 // --- a gateway home and a gateway process ---
 
-interface PreparedHome {
+export interface PreparedHome {
   home: string;
   /** operator.write: what a tool-calling client holds (no operator.read, so no event fan-out). */
   writer: string;
@@ -75,7 +75,7 @@ interface PreparedHome {
  * (one built module, distinct ids), optionally text-utils and notes themselves with the notes
  * tools allowed by policy overrides, two tokens, and `config.json` limits.
  */
-async function prepareHome(o: { copies?: number; textUtils?: boolean; notes?: boolean; limits?: Record<string, number> }): Promise<PreparedHome> {
+export async function prepareHome(o: { copies?: number; textUtils?: boolean; notes?: boolean; limits?: Record<string, number>; config?: Record<string, unknown> }): Promise<PreparedHome> {
   const home = mkdtempSync(join(tmpdir(), 'tyrum-bench-proc-'));
   let copiesRoot: string | null = null;
   const cleanup = () => {
@@ -83,7 +83,7 @@ async function prepareHome(o: { copies?: number; textUtils?: boolean; notes?: bo
     if (copiesRoot) rmSync(copiesRoot, { recursive: true, force: true });
   };
   try {
-    if (o.limits) writeFileSync(join(home, 'config.json'), JSON.stringify({ limits: o.limits }));
+    if (o.limits || o.config) writeFileSync(join(home, 'config.json'), JSON.stringify({ ...o.config, ...(o.limits ? { limits: o.limits } : {}) }));
     const svc = openHome(home);
     try {
       const dirs: string[] = [];
@@ -138,7 +138,7 @@ function exited(child: ChildProcess, ms: number): Promise<number | null> {
 }
 
 /** `tyrum start` in a child process (the built CLI), soft open-file limit raised to the hard one. */
-class GatewayProcess {
+export class GatewayProcess {
   private constructor(
     readonly child: ChildProcess,
     readonly url: string,
@@ -150,11 +150,15 @@ class GatewayProcess {
     return this.child.pid!;
   }
 
-  static async start(home: string): Promise<GatewayProcess> {
+  /** What the process wrote to stderr so far (its log lines at `logLevel`). */
+  stderr = '';
+
+  static async start(home: string, env: NodeJS.ProcessEnv = process.env, logLevel = 'silent'): Promise<GatewayProcess> {
     const t0 = performance.now();
     // sh raises the soft limit (allowed up to the hard one) and execs node: the pid is the gateway's.
-    const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, TYRUM_BIN, 'start', '--home', home, '--port', '0', '--log-level', 'silent'], {
+    const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, TYRUM_BIN, 'start', '--home', home, '--port', '0', '--log-level', logLevel], {
       cwd: ROOT,
+      env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';
@@ -176,7 +180,10 @@ class GatewayProcess {
       child.once('error', fail);
       child.once('exit', (code) => fail(new Error(`tyrum start exited (${code}) before listening; stderr:\n${err}`)));
     });
-    return new GatewayProcess(child, url, performance.now() - t0);
+    const gw = new GatewayProcess(child, url, performance.now() - t0);
+    gw.stderr = err;
+    child.stderr!.on('data', (d: string) => (gw.stderr += d));
+    return gw;
   }
 
   /** Resident set size of the gateway process (bytes), from /proc. */

@@ -23,7 +23,10 @@
  * scheduler (bench/scheduler.ts) measures scheduler fires/s sustained (every schedule due each pass)
  * beside the disk's fdatasync rate and raw SQLite commits/s (synchronous=FULL).
  *
- * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, channels, artifacts, scheduler, observability, fsyncs, start, cli,
+ * replicas (bench/replicas.ts) measures governed calls/s at 64 clients on 1, 2 and 3 gateway replicas
+ * sharing one PostgreSQL, beside one gateway on SQLite in the same run (skipped without PostgreSQL).
+ *
+ * `npm run bench -- mcp` (or any of gateway, plugins, durable, mcp, nodes, channels, artifacts, scheduler, observability, replicas, fsyncs, start, cli,
  * connections) runs only the sections named.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -41,10 +44,11 @@ import { channelsBench } from './channels.js';
 import { artifactsBench } from './artifacts.js';
 import { schedulerBench } from './scheduler.js';
 import { observabilityBench } from './observability.js';
+import { replicasBench } from './replicas.js';
 import { cliBench, connectionsBench, fsyncBench, startBench } from './gateway-process.js';
 import { fdatasyncReference, fmtMs as fmtDur, printTargets } from './util.js';
 
-const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'channels', 'artifacts', 'scheduler', 'observability', 'fsyncs', 'start', 'cli', 'connections'] as const;
+const SECTIONS = ['gateway', 'plugins', 'durable', 'mcp', 'nodes', 'channels', 'artifacts', 'scheduler', 'observability', 'replicas', 'fsyncs', 'start', 'cli', 'connections'] as const;
 const picked = process.argv.slice(2);
 for (const p of picked) if (!(SECTIONS as readonly string[]).includes(p)) throw new Error(`unknown bench section "${p}" (sections: ${SECTIONS.join(', ')})`);
 const want = (s: (typeof SECTIONS)[number]) => picked.length === 0 || picked.includes(s);
@@ -163,6 +167,7 @@ if (want('channels')) await channelsBench();
 if (want('artifacts')) await artifactsBench();
 if (want('scheduler')) await schedulerBench();
 if (want('observability')) await observabilityBench();
+if (want('replicas')) await replicasBench();
 if (want('fsyncs')) await fsyncBench();
 if (want('start')) await startBench();
 if (want('cli')) await cliBench();
