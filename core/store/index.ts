@@ -1049,6 +1049,9 @@ export class Store {
       try {
         value = fn();
       } catch (e) {
+        // PostgreSQL: a connection lost meanwhile took the transaction with it; nothing to roll
+        // back, and a statement now would wait to reconnect for nothing (the group fails anyway).
+        if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) return { ok: false, error: e };
         prepared(this.sql, 'ROLLBACK TO unit').run();
         prepared(this.sql, 'RELEASE unit').run();
         return { ok: false, error: e };
