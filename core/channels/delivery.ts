@@ -123,7 +123,19 @@ export class Deliverer {
   /** Send what is due now; schedule the next wake-up. */
   kick(): void {
     // Deliveries and their timers are the gateway's, not the scope of whatever triggered the kick.
-    detached(() => this.kickNow());
+    detached(() => {
+      try {
+        this.kickNow();
+      } catch (e) {
+        // The store is unreachable (TYRUM_ERR_STORE_UNAVAILABLE on PostgreSQL): kicks run from
+        // timers and commit callbacks, which must not throw; look again in a second.
+        this.o.log?.('error', 'looking for due deliveries failed', { err: e });
+        if (this.stopped) return;
+        if (this.timer) clearTimeout(this.timer);
+        this.timer = setTimeout(() => this.kick(), 1000);
+        this.timer.unref();
+      }
+    });
   }
 
   private kickNow(): void {

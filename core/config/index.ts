@@ -115,12 +115,6 @@ export type StoreSettings =
   | { readonly kind: 'sqlite' }
   | { readonly kind: 'postgres'; readonly url: () => string; readonly where: string; readonly statementTimeoutMs: number; readonly connectTimeoutMs: number };
 
-/**
- * Set to 1 to accept `store.kind: "postgres"` before the port is finished (tests and development
- * of issue 16 only: docs/dev/postgres-port.md says what works).
- */
-export const EXPERIMENTAL_POSTGRES_ENV = 'TYRUM_EXPERIMENTAL_POSTGRES';
-
 export interface Config {
   readonly home: string;
   readonly host: string;
@@ -239,12 +233,6 @@ export function storeOf(raw: StoreFile, source: string, env: NodeJS.ProcessEnv =
   if (raw.kind === 'sqlite') {
     for (const k of ['url', 'url_env', 'pool'] as const) if (raw[k] !== undefined) throw bad(`/${k}`, 'only for kind "postgres"');
     return Object.freeze({ kind: 'sqlite' });
-  }
-  if (env[EXPERIMENTAL_POSTGRES_ENV] !== '1') {
-    throw bad(
-      '/kind',
-      `"postgres" is not supported yet: the PostgreSQL store is being ported (issue 16) and a gateway does not run on it end to end; use "sqlite" (the default). Development only: ${EXPERIMENTAL_POSTGRES_ENV}=1 accepts it`,
-    );
   }
   if ((raw.url === undefined) === (raw.url_env === undefined)) throw bad('', 'kind "postgres" needs exactly one of url and url_env');
   let url: string;

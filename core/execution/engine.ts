@@ -636,8 +636,16 @@ export class ExecutionEngine {
     // its commit wakes us). A committed submission may not be synced yet, so its submitter may
     // not have been answered; the claim commits after it, and nothing runs before the claim is
     // durable, which makes the submission durable too.
-    if (!this.store.committed.execution.hasClaimable(now)) return;
-    const candidates = this.store.committed.execution.claimable(now, capacity + this.active.size);
+    let candidates: string[];
+    try {
+      if (!this.store.committed.execution.hasClaimable(now)) return;
+      candidates = this.store.committed.execution.claimable(now, capacity + this.active.size);
+    } catch (e) {
+      // The store is unreachable (PostgreSQL down or silent: TYRUM_ERR_STORE_UNAVAILABLE): this
+      // runs from a timer, where a throw would end the process. The next poll looks again.
+      this.log('error', 'looking for claimable runs failed', { err: String(e) });
+      return;
+    }
     this.claiming = true;
     this.unit(null, (emit) => {
       const out: RunRow[] = [];

@@ -196,7 +196,15 @@ export class GatewayServer {
     this.boundPort = typeof addr === 'object' && addr !== null ? addr.port : this.deps.config.port;
     this.heartbeat = setInterval(() => this.beat(), this.deps.config.limits.heartbeatIntervalMs);
     this.heartbeat.unref();
-    this.revocationPoll = setInterval(() => this.checkRevocations(), REVOCATION_POLL_MS);
+    this.revocationPoll = setInterval(() => {
+      try {
+        this.checkRevocations();
+      } catch (e) {
+        // The store is unreachable (TYRUM_ERR_STORE_UNAVAILABLE on PostgreSQL): a timer must not
+        // throw (it would end the process); the next poll looks again.
+        this.app.log.error({ err: e }, 'checking for revoked tokens and external changes failed');
+      }
+    }, REVOCATION_POLL_MS);
     this.revocationPoll.unref();
     this.presenceFlush = setInterval(() => this.flushPresence(), PRESENCE_FLUSH_MS);
     this.presenceFlush.unref();

@@ -148,7 +148,12 @@ export class WorkflowRunner {
     });
     const poll = (): void => {
       if (this.stopped) return;
-      this.kick();
+      try {
+        this.kick();
+      } catch (e) {
+        // The store is unreachable (TYRUM_ERR_STORE_UNAVAILABLE): a timer must not throw; next poll.
+        this.o.log?.('error', 'looking for workflows to run failed', { err: e });
+      }
       this.wake();
       this.timer = setTimeout(poll, this.o.pollMs ?? WORKFLOW_POLL_MS_DEFAULT);
       this.timer.unref();

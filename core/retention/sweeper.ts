@@ -171,6 +171,13 @@ export class Sweeper {
       report.bytes += cat.bytes;
       if (report.interrupted) break;
     }
+    if (!dryRun && !report.interrupted && this.o.store.dialect === 'postgres') {
+      // PostgreSQL's commit counters (tyrum_writers): one row per connection ever opened. Rows
+      // idle for a day are folded into one, their sum (hence every store's dataVersion) kept.
+      const cutoff = startedAt - DAY_MS;
+      const folded = await this.o.store.commit(() => this.o.store.retention.foldIdleWriters(cutoff, startedAt));
+      if (folded > 0) this.o.log?.('info', 'retention: idle commit counters folded', { writers: folded });
+    }
     if (!dryRun && report.rows > 0) {
       const categories = Object.fromEntries(report.categories.filter((c) => c.days !== null).map((c) => [c.name, { rows: c.rows, bytes: c.bytes, detail: c.detail, cutoff: c.cutoff, batches: c.batches }]));
       await this.o.audit.append('retention.swept', actor, { rows: report.rows, bytes: report.bytes, categories, interrupted: report.interrupted });

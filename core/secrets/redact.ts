@@ -279,7 +279,16 @@ export class Redactor {
 
   #refresh(): void {
     if (this.#source === null) return;
-    const rev = this.#source.revision();
+    let rev: number;
+    try {
+      rev = this.#source.revision();
+    } catch (e) {
+      // The store is unreachable (TYRUM_ERR_STORE_UNAVAILABLE on PostgreSQL): redact with the
+      // secrets known so far (a secret this process cannot read it cannot have in a payload
+      // either), and look again next time. Only before the first read is there nothing to use.
+      if (this.#seenRevision === -1) throw e;
+      return;
+    }
     if (rev === this.#seenRevision) return;
     let added = false;
     for (const e of this.#source.values()) {

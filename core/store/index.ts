@@ -1049,6 +1049,9 @@ export class Store {
       try {
         value = fn();
       } catch (e) {
+        // PostgreSQL: a connection lost meanwhile took the transaction with it; nothing to roll
+        // back, and a statement now would wait to reconnect for nothing (the group fails anyway).
+        if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) return { ok: false, error: e };
         prepared(this.sql, 'ROLLBACK TO unit').run();
         prepared(this.sql, 'RELEASE unit').run();
         return { ok: false, error: e };
@@ -1093,8 +1096,11 @@ export class Store {
           group.seq = ++this.lastCommitSeq;
           group.pending = true;
           this.unsynced.push(group);
+          const t0 = this.observer ? performance.now() : 0;
           this.pg.bridge.sendNotify('COMMIT', (err) => {
             group.pending = false;
+            // The COMMIT's duration, from posting to the server's answer (it includes the server's WAL flush).
+            if (err === null) this.observer?.committed((performance.now() - t0) / 1000);
             if (err !== null) group.failed = commitFailure(err);
             // Never settle inside the statement whose wait took this answer: callbacks may commit.
             queueMicrotask(() => this.settleAcknowledged());

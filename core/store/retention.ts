@@ -238,4 +238,30 @@ export class RetentionRepo {
   deleteWorkflow(id: string): void {
     prepared(this.db, 'DELETE FROM workflows WHERE id = ?').run(id);
   }
+
+  // --- commit counters (PostgreSQL's tyrum_writers, migration 18) ---
+
+  /**
+   * Folds the commit counters of writers not bumped since `before` (connections that closed: every
+   * CLI run and every restart leaves one row) into the single row `retired`, in the caller's
+   * transaction: the rows' sum, which every store's `dataVersion` is read from, does not change
+   * (a writer still alive whose row was folded just starts a new row at its next commit; its own
+   * view changes once, which costs it one reconcile). Returns the rows folded. SQLite has no such
+   * table (its data_version is the file's): 0.
+   */
+  foldIdleWriters(before: number, now: number): number {
+    if (this.db.dialect === 'sqlite') return 0;
+    const r = prepared(
+      this.db,
+      `WITH gone AS (DELETE FROM tyrum_writers WHERE last_at < ? AND writer <> 'retired' RETURNING commits),
+       kept AS (
+         INSERT INTO tyrum_writers (writer, commits, last_at)
+         SELECT 'retired', SUM(commits), CAST(? AS BIGINT) FROM gone HAVING COUNT(*) > 0
+         ON CONFLICT (writer) DO UPDATE SET commits = tyrum_writers.commits + excluded.commits, last_at = excluded.last_at
+         RETURNING 1
+       )
+       SELECT (SELECT COUNT(*) FROM gone) AS n, (SELECT COUNT(*) FROM kept) AS k`,
+    ).get(before, now) as { n: number; k: number };
+    return r.n;
+  }
 }

@@ -69,7 +69,7 @@ export const TelemetryConfig = Strict(
 export const StoreConfig = Strict(
   {
     kind: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], {
-      description: 'Where the state lives: "sqlite" (the default: <home>/tyrum.db) or "postgres" (not accepted yet: the port is in progress, docs/dev/postgres-port.md).',
+      description: 'Where the state lives: "sqlite" (the default: <home>/tyrum.db) or "postgres" (a PostgreSQL 13+ database with synchronous_commit on; README "PostgreSQL").',
     }),
     url: Type.Optional(
       Type.String({

@@ -170,7 +170,7 @@ export interface ConfigGateway {
    */
   store?: {
     /**
-     * Where the state lives: "sqlite" (the default: <home>/tyrum.db) or "postgres" (not accepted yet: the port is in progress, docs/dev/postgres-port.md).
+     * Where the state lives: "sqlite" (the default: <home>/tyrum.db) or "postgres" (a PostgreSQL 13+ database with synchronous_commit on; README "PostgreSQL").
      */
     kind: "sqlite" | "postgres";
     /**

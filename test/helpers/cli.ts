@@ -50,13 +50,20 @@ export function spawnCli(argv: string[], opts: { cwd?: string; env?: NodeJS.Proc
   };
 }
 
-export async function runCli(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+export async function runCli(argv: string[], env: Record<string, string> = {}, onOut?: (line: string) => void): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   Object.assign(process.env, env);
   try {
-    const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
+    // `onOut` sees each line as it is written (a test that acts on what a long command shows).
+    const code = await main(argv, {
+      out: (s) => {
+        out.push(s);
+        onOut?.(s);
+      },
+      err: (s) => err.push(s),
+    });
     return { code, out: out.join('\n'), err: err.join('\n') };
   } finally {
     for (const [k, v] of Object.entries(saved)) {

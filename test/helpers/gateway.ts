@@ -20,8 +20,8 @@ export interface TestGateway extends RunningGateway {
 /**
  * TYRUM_TEST_STORE=postgres runs the gateways of a test file on PostgreSQL: one throwaway cluster
  * per file (test/helpers/postgres.ts, stopped when the file ends), a new database per new home,
- * `store` written into the home's config.json (kept when the same home starts again), and
- * TYRUM_EXPERIMENTAL_POSTGRES=1 so the config accepts it (inherited by CLI child processes).
+ * `store` written into the home's config.json (kept when the same home starts again; CLI child
+ * processes read it from there).
  */
 export const TEST_STORE: 'sqlite' | 'postgres' = process.env.TYRUM_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
 
@@ -34,7 +34,6 @@ export async function testStoreConfig(): Promise<Record<string, unknown> | null>
     const { default: tap } = await import('tap');
     cluster = sharedPostgres(tap);
   }
-  process.env.TYRUM_EXPERIMENTAL_POSTGRES = '1';
   return { kind: 'postgres', url: (await cluster()).database() };
 }
 

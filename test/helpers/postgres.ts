@@ -5,7 +5,7 @@
 // and `pg_ctl stop -m fast` in teardown. PostgreSQL refuses to run as root, so as root it runs
 // as the `postgres` user. Without PostgreSQL, tests skip with the reason from `skipWithoutPostgres`
 // (.ci/run installs it; it never starts the system's service).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -89,6 +89,13 @@ export interface PgCluster {
   start(): void;
   /** `pg_ctl stop -m fast`; a no-op when it is not running. */
   stop(): void;
+  /**
+   * `pg_ctl restart -m fast` (or `start` after a kill) in a child process, without blocking the
+   * event loop: a gateway in this process keeps serving (and failing) meanwhile.
+   */
+  restartAsync(mode?: 'restart' | 'start'): Promise<void>;
+  /** Pids of the postmaster and every process it started (backends, checkpointer, …). */
+  processes(): number[];
   /** Stops the server and removes the temp dir. */
   destroy(): void;
 }
@@ -146,6 +153,36 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
       const r = spawnSync(b.pgCtl, ['-D', dataDir, '-m', 'fast', '-w', 'stop'], { ...as, cwd: dir, encoding: 'utf8' });
       // "not running" (3) after a kill is fine; anything else is reported.
       if (r.status !== 0 && existsSync(join(dataDir, 'postmaster.pid'))) throw new Error(`pg_ctl stop failed: ${r.stderr}`);
+    },
+    restartAsync: (mode = 'restart') =>
+      new Promise<void>((resolve, reject) => {
+        const args = ['-D', dataDir, '-o', opts, '-l', join(dir, 'server.log'), '-w', '-t', '30', ...(mode === 'restart' ? ['-m', 'fast'] : []), mode];
+        const child = spawn(b.pgCtl, args, { ...as, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' } });
+        let err = '';
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.once('error', reject);
+        child.once('exit', (code) => {
+          if (code === 0) {
+            running = true;
+            resolve();
+          } else reject(new Error(`pg_ctl ${mode} failed (${code}): ${err}`));
+        });
+      }),
+    processes: () => {
+      const master = cluster.pid();
+      const kids = readdirSync('/proc')
+        .filter((d) => /^[0-9]+$/.test(d))
+        .filter((d) => {
+          try {
+            // Field 4 of /proc/<pid>/stat is the parent pid (after the parenthesised name).
+            const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+            return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === master;
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+      return [master, ...kids];
     },
     destroy: () => {
       try {

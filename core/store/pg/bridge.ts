@@ -18,8 +18,10 @@
  * (`send`s included). The connection is gone, and with it any open transaction (the server rolls
  * it back): `generation` counts such losses, so the store can tell that a transaction it opened
  * earlier no longer exists. After a timeout the worker is terminated (it may be stuck on a hung
- * socket) and a new one is started for the next statement; after a drop the worker reconnects
- * for the next statement. A connection that drops while idle (between statements) is reported to
+ * socket); until a new connection answers, statements fail at once (TYRUM_ERR_STORE_UNAVAILABLE,
+ * "reconnecting") while a probe posted without blocking reconnects, so a stalled server costs the
+ * calling thread one deadline, not one per statement. After a drop the worker reconnects for the
+ * next statement. A connection that drops while idle (between statements) is reported to
  * the next statement as lost, which does not run: it never runs silently on a new session outside
  * the transaction its caller believes open. A caller that knows no transaction is open (a BEGIN,
  * a reader connection) passes `strict = false`: such a statement just reconnects, and is run once
@@ -231,8 +233,31 @@ export class PgBridge {
     this.where = describeUrl(url);
   }
 
+  /**
+   * Set when a statement went unanswered past the deadline (a stalled server or network): until a
+   * new connection answers, statements fail at once instead of each blocking the thread for the
+   * connect timeout in turn. A probe (`SELECT 1`, posted without blocking) reconnects meanwhile.
+   */
+  private unreachable: TyrumError | null = null;
+  private probe: Promise<PgResult> | null = null;
+
   /** Run one statement and return its result, blocking this thread until the server answers. */
   query(text: string, values: readonly unknown[] = [], prepare = false, strict = true): PgResult {
+    if (this.unreachable !== null) {
+      if (this.probe === null && !this.closed) {
+        const probe = this.postAsync('SELECT 1', [], null);
+        this.probe = probe;
+        probe.then(
+          () => {
+            if (this.probe === probe) this.unreachable = null;
+          },
+          () => undefined,
+        ).finally(() => {
+          if (this.probe === probe) this.probe = null;
+        });
+      }
+      throw this.unavailable(`${this.unreachable.message}; reconnecting (statements fail at once until PostgreSQL answers again)`);
+    }
     // A new worker loads pg and connects first: that gets its own allowance.
     const fresh = this.worker === null;
     const id = this.post(text, values, prepare, strict);
@@ -253,7 +278,9 @@ export class PgBridge {
       // 'not-equal' or 'ok': an answer arrived since `seen` was read; look again.
       if (left > 0 && Atomics.wait(this.flag, 0, seen, left) !== 'timed-out') continue;
       if (Atomics.load(this.flag, 0) !== seen) continue;
-      throw this.abandon(`no answer from PostgreSQL at ${this.where} within ${this.timeoutMs} ms`);
+      const err = this.abandon(`no answer from PostgreSQL at ${this.where} within ${this.timeoutMs} ms`);
+      this.unreachable = err;
+      throw err;
     }
   }
 
@@ -381,7 +408,7 @@ export class PgBridge {
       this.timer = null;
       if (![...this.pending.values()].some((p) => p !== null)) return;
       if (Date.now() - this.lastAnswerAt >= this.timeoutMs) {
-        this.abandon(`no answer from PostgreSQL at ${this.where} within ${this.timeoutMs} ms`);
+        this.unreachable = this.abandon(`no answer from PostgreSQL at ${this.where} within ${this.timeoutMs} ms`);
         return;
       }
       this.timer = setTimeout(check, Math.min(1_000, this.timeoutMs));

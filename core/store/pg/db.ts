@@ -243,7 +243,11 @@ export class PgDb implements SqlDb {
 
   /** ROLLBACK whatever is open, ignoring errors (the connection may be gone: the server rolled back then). */
   rollbackQuietly(): void {
+    const began = this.txGeneration;
     this.txGeneration = null;
+    // The connection the transaction began on is gone: the server rolled it back already, and
+    // a ROLLBACK now would only wait for a new connection (a stalled server: the whole timeout).
+    if (began !== null && began !== this.bridge.generation) return;
     try {
       this.bridge.query('ROLLBACK');
     } catch {

@@ -119,7 +119,8 @@ t.test('tyrum chat shows the approval its own turn waits for (and no other), and
   const other = await runCli(['tool', 'call', 'notes.add_note', '--args', '{"title":"other","body":""}'], env);
   t.equal(other.code, 3);
   model.push({ tool_calls: [{ id: 'c1', name: 'notes__add_note', arguments: '{"title":"mine","body":""}' }], stream: false }, { content: 'Saved \u001b]0;pwned\u0007\u001b[2Jyour note.', stream: false });
-  const chat = runCli(['chat', '--message', 'note mine'], env);
+  const shown: string[] = [];
+  const chat = runCli(['chat', '--message', 'note mine'], env, (line) => shown.push(line));
   const mine = await (async () => {
     for (let i = 0; i < 300; i++) {
       const a = gw.approvals.list({ state: 'pending' }).find((x) => (x.args as { title?: string }).title === 'mine');
@@ -128,6 +129,9 @@ t.test('tyrum chat shows the approval its own turn waits for (and no other), and
     }
     throw new Error('no approval for the chat');
   })();
+  // Resolved once the chat has shown it: resolving earlier races the chat's own approval.list
+  // (it shows only what is still pending), which PostgreSQL's timing lost.
+  for (let i = 0; i < 300 && !shown.some((l) => l.includes(`waits for approval ${mine.id}`)); i++) await new Promise((r) => setTimeout(r, 50));
   gw.approvals.resolve(mine.id, { decision: 'approved' }, { kind: 'test' });
   const r = await chat;
   t.equal(r.code, 0, r.err);

@@ -82,22 +82,27 @@ t.test('telemetry: off by default; an OTLP endpoint, service name and sample rat
   })(), /secret/, 'the refusal never echoes the credentials');
 });
 
-t.test('store: SQLite by default; PostgreSQL refused until the port is finished; its URL never echoed', async (t) => {
+t.test('store: SQLite by default; PostgreSQL accepted (no experimental switch); its URL never echoed', async (t) => {
   t.same(buildConfig('/h', {}).store, { kind: 'sqlite' });
   t.same(buildConfig('/h', { store: { kind: 'sqlite' } }).store, { kind: 'sqlite' });
   t.throws(() => buildConfig('/h', { store: { kind: 'sqlite', url: 'postgres://x@h/db' } }), { code: 'TYRUM_ERR_INVALID_CONFIG', message: /\/store\/url: only for kind "postgres"/ });
   t.throws(() => buildConfig('/h', { store: { kind: 'mysql' } }), { code: 'TYRUM_ERR_INVALID_CONFIG' });
   const secretUrl = 'postgres://tyrum:hunter2-secret@db.example:5433/tyrum';
-  // Not accepted yet (a gateway does not run on it end to end).
+  // Accepted with nothing else set: the former TYRUM_EXPERIMENTAL_POSTGRES gate is gone, and the
+  // variable, set or not, changes nothing.
   const saved = process.env.TYRUM_EXPERIMENTAL_POSTGRES;
   delete process.env.TYRUM_EXPERIMENTAL_POSTGRES;
   t.teardown(() => {
-    if (saved === undefined) delete process.env.TYRUM_EXPERIMENTAL_POSTGRES;
-    else process.env.TYRUM_EXPERIMENTAL_POSTGRES = saved;
+    if (saved !== undefined) process.env.TYRUM_EXPERIMENTAL_POSTGRES = saved;
   });
-  const refused = t.throws(() => buildConfig('/h', { store: { kind: 'postgres', url: secretUrl } }), { code: 'TYRUM_ERR_INVALID_CONFIG', message: /\/store\/kind: "postgres" is not supported yet/ }) as unknown;
-  t.notMatch(String((refused as Error | undefined)?.message), /hunter2/);
-  const env = { TYRUM_EXPERIMENTAL_POSTGRES: '1', PG_URL: secretUrl } as NodeJS.ProcessEnv;
+  const accepted = buildConfig('/h', { store: { kind: 'postgres', url: secretUrl, pool: { statement_timeout_ms: 2000 } } }).store;
+  t.equal(accepted.kind, 'postgres');
+  if (accepted.kind !== 'postgres') return;
+  t.equal(accepted.url(), secretUrl);
+  t.equal(accepted.statementTimeoutMs, 2000);
+  t.notMatch(JSON.stringify(buildConfig('/h', { store: { kind: 'postgres', url: secretUrl } })), /hunter2/, 'the URL is not part of what a config serializes to');
+  t.equal(storeOf({ kind: 'postgres', url: secretUrl }, 'config', { TYRUM_EXPERIMENTAL_POSTGRES: '0' } as NodeJS.ProcessEnv).kind, 'postgres', 'the old switch is ignored');
+  const env = { PG_URL: secretUrl } as NodeJS.ProcessEnv;
   const fromEnv = storeOf({ kind: 'postgres', url_env: 'PG_URL', pool: { statement_timeout_ms: 5000 } }, 'config', env);
   t.equal(fromEnv.kind, 'postgres');
   if (fromEnv.kind !== 'postgres') return;

@@ -63,7 +63,9 @@ t.test('a server that does not answer in time fails the statement with a coded e
   t.equal(b.generation, 1, 'the connection (and any open transaction) is counted lost');
   const pending = b.send('SELECT pg_sleep(30)');
   await t.rejects(pending, { code: 'TYRUM_ERR_STORE_UNAVAILABLE' }, 'a send that is not answered in time rejects too');
-  const after = b.query('SELECT pg_backend_pid() AS pid').rows[0]!.pid;
+  // Until a new connection answers, statements fail at once (no second wait for a silent server).
+  t.throws(() => b.query('SELECT 1'), { code: 'TYRUM_ERR_STORE_UNAVAILABLE', message: /reconnecting/ });
+  const after = ((await eventually(b, 'SELECT pg_backend_pid() AS pid')) as Array<{ pid: number }>)[0]!.pid;
   t.not(after, before);
 });
 
