@@ -198,6 +198,27 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+  // A test file killed before its teardown (tap's timeout, a crash, SIGKILL) would leave the
+  // server running: a detached watchdog stops it and removes the temp dir once this process is
+  // gone. It checks /proc rather than `kill -0`, which fails across users (it runs as postgres).
+  const watchdog = spawn(
+    '/bin/sh',
+    ['-c', 'while [ -d "/proc/$1" ]; do sleep 2; done; "$2" -D "$3" -m immediate -w stop >/dev/null 2>&1; rm -rf "$4"', 'pg-watchdog', String(process.pid), b.pgCtl, dataDir, dir],
+    { ...as, detached: true, stdio: 'ignore' },
+  );
+  watchdog.unref();
+  const destroy = cluster.destroy;
+  cluster.destroy = () => {
+    try {
+      destroy();
+    } finally {
+      try {
+        if (watchdog.pid !== undefined) process.kill(watchdog.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  };
   return cluster;
 }
 
