@@ -69,6 +69,14 @@ export class ArtifactRepo {
   }
 
   /** True when the artifact is attached to at least one run (attachments go with their runs). */
+  /** The attachments of an artifact to runs of one tenant (docs/tenancy.md). */
+  attachmentsInTenant(artifactId: string, tenant: string, limit = 1000): ArtifactAttachmentRow[] {
+    return prepared(
+      this.db,
+      'SELECT t.* FROM artifact_attachments t JOIN runs r ON r.id = t.run_id WHERE t.artifact_id = ? AND r.tenant_id = ? ORDER BY t.id LIMIT ?',
+    ).all(artifactId, tenant, limit) as ArtifactAttachmentRow[];
+  }
+
   attached(artifactId: string): boolean {
     return prepared(this.db, 'SELECT 1 FROM artifact_attachments WHERE artifact_id = ? LIMIT 1').get(artifactId) !== undefined;
   }
