@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { GatewayServer } from './gateway/server.js';
 import { packageInfo } from './util/package-info.js';
-import { SCOPES } from '../schemas/index.js';
+import { DEFAULT_TENANT, SCOPES } from '../schemas/index.js';
 import type { OperationType } from '../schemas/index.js';
 import type { Peer } from './protocol/session.js';
 import { TyrumError, isTyrumError } from './errors/index.js';
@@ -298,6 +298,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // A run's creator: a token id, channel:<plugin>/<instance> for a channel conversation's turn, or
     // schedule:<id> for a schedule's tool call (and the tool calls of its agent turns), workflow:<id>
     // for a playbook step's tool call.
+    /**
+     * What a tenant other than the default may call (docs/tenancy.md): a plugin tool with no state
+     * (kv) and no secret handle, as granted now. Plugin state, secrets, nodes and MCP servers are
+     * the host's; a tenant's call must not read or act with them. Throws forbidden otherwise.
+     */
+    const checkTenantTool = (tenant: string, toolId: string): void => {
+      const d = toolId.startsWith('node.') || toolId.startsWith('mcp.') ? undefined : pluginHost.describe(toolId);
+      if (d === undefined) {
+        if (tools.describe(toolId) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
+        throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} is a node or MCP tool of the host; tenant "${tenant}" may call stateless plugin tools only`, { tool_id: toolId });
+      }
+      if (d.rights.kv !== null || d.rights.secrets.length > 0) throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} keeps plugin state or uses secret handles, which belong to the host; tenant "${tenant}" may call stateless plugin tools only`, { tool_id: toolId });
+    };
     const actorOf = (createdBy: string) =>
       createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : createdBy.startsWith('workflow:') ? { kind: 'workflow', workflow_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
     // Evidence blobs under <home>/artifacts/, attached to the runs whose calls produced them.
@@ -322,7 +335,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
         return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons };
       },
-      execute: (step, ctx) => tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal),
+      execute: (step, ctx) => {
+        // Checked again when the call runs: a grant may have changed since the run was accepted.
+        const tenant = store.execution.runTenant(step.run_id);
+        if (tenant !== DEFAULT_TENANT) checkTenantTool(tenant, step.tool_id);
+        return tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal);
+      },
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
       calls: telemetry.calls,
@@ -334,7 +352,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     let pushedSeq = engine.events.head();
     let delivered: OutboxEvent[] = [];
     const push = (e: OutboxEvent) => {
-      server?.pushEvent(e.event_id, e.type, new Date(e.occurred_at).toISOString(), e.payload);
+      server?.pushEvent(e.event_id, e.type, new Date(e.occurred_at).toISOString(), e.payload, e.tenant_id);
       pushedSeq = e.seq;
     };
     const pump = () => {
@@ -474,6 +492,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       resolveApproval: svc.resolveApproval,
       policy,
       secretHandles: () => secrets.list(),
+      checkTenantTool,
       pairings: svc.pairings,
       nodes,
       presence,
@@ -537,6 +556,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       },
       onPeerSeen: (peer) => presence.seen(peer),
       redact: redactor.redactDeep,
+      tenantOf: (payload) => store.committed.outbox.tenantOf(payload),
       handle: dispatch,
       // POST /channels/<plugin>/<instance>/webhook: verified by the host, parsed by the plugin.
       channelWebhook: async (plugin, name, headers, body) => {

@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONTRACTS, contractDocument, OPERATIONS, EVENTS } from '../schemas/index.js';
+import { CONTRACTS, contractDocument, OPERATIONS, EVENTS, TENANT_OPERATIONS, type OperationType } from '../schemas/index.js';
 import { ERROR_CODES, WIRE_ERROR_CODES } from '../core/errors/index.js';
 import { manifestReferenceDoc } from '../manifests/reference.js';
 import { contractTypes } from '../sdk/author/types.js';
@@ -40,12 +40,15 @@ function operationsDoc(): string {
     'gateway enforces: a request is allowed when the caller holds any one of the listed scopes and',
     'connected with one of the listed roles. Payload and result schemas are served at',
     '`GET /contracts/op.<type>.payload.json` and `GET /contracts/op.<type>.result.json`.',
+    'The tenants column says who may call it (docs/tenancy.md): `any` for every tenant, each seeing',
+    "only its own records; `default` for the host tenant's tokens only (others get `forbidden`).",
     '',
-    '| type | scopes | roles | description |',
-    '|---|---|---|---|',
+    '| type | scopes | roles | tenants | description |',
+    '|---|---|---|---|---|',
   ];
   for (const [type, spec] of Object.entries(OPERATIONS)) {
-    lines.push(`| \`${type}\` | ${scopesText(spec.scopes)} | ${spec.roles.join(', ')} | ${spec.description} |`);
+    const tenants = TENANT_OPERATIONS.has(type as OperationType) ? 'any' : '`default`';
+    lines.push(`| \`${type}\` | ${scopesText(spec.scopes)} | ${spec.roles.join(', ')} | ${tenants} | ${spec.description} |`);
   }
   lines.push('', '## Events', '', '| type | delivered to scopes | description |', '|---|---|---|');
   for (const [type, spec] of Object.entries(EVENTS)) lines.push(`| \`${type}\` | ${scopesText(spec.audience)} | ${spec.description} |`);

@@ -85,6 +85,8 @@ export interface ApprovalListQuery {
   limit?: number;
   /** An approval id from the previous page. */
   after?: string;
+  /** Only this tenant's approvals; absent: every approval. */
+  tenant?: string;
 }
 
 const STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'expired'];
@@ -162,6 +164,8 @@ export class ApprovalService {
       resolved_at: null,
       resolved_by: null,
       consumed_at: null,
+      // The run's tenant: whoever may see the run may see what it waits for, and no one else.
+      tenant_id: req.run_id === null ? 'default' : this.store.execution.runTenant(req.run_id),
     };
     this.store.approvals.insert(row);
     emit('approval.updated', approvalEvent(row));
@@ -205,7 +209,7 @@ export class ApprovalService {
     this.expireDue();
     // Committed rows only: an approval requested in the group still open may yet roll back.
     return this.store.committed.approvals
-      .list({ state: query.state, runId: query.run_id, limit: Math.min(limit, APPROVALS_LIST_MAX_LIMIT), afterId: query.after })
+      .list({ state: query.state, runId: query.run_id, limit: Math.min(limit, APPROVALS_LIST_MAX_LIMIT), afterId: query.after, ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) })
       .map(approvalFromRow);
   }
 

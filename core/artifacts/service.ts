@@ -221,9 +221,10 @@ export class ArtifactService {
   }
 
   /** Metadata and attachments (to runs that exist: attachments go with their runs). */
-  get(artifactId: string): { artifact: ArtifactInfo; attachments: AttachmentInfo[] } {
+  get(artifactId: string, tenant?: string): { artifact: ArtifactInfo; attachments: AttachmentInfo[] } {
     const artifact = this.info(artifactId);
-    return { artifact, attachments: this.o.store.committed.artifacts.attachments(artifactId).map(attachmentInfo) };
+    const repo = this.o.store.committed.artifacts;
+    return { artifact, attachments: (tenant === undefined ? repo.attachments(artifactId) : repo.attachmentsInTenant(artifactId, tenant)).map(attachmentInfo) };
   }
 
   /** A run's attachments with their artifacts, in attachment order. */
@@ -236,10 +237,12 @@ export class ArtifactService {
    * a run (any run: run.get shows every run to that scope); one attached to no run only
    * `operator.admin`. False also for an unknown artifact, so a caller cannot tell the two apart.
    */
-  readableBy(artifactId: string, scopes: readonly string[]): boolean {
+  readableBy(artifactId: string, scopes: readonly string[], tenant = 'default'): boolean {
     if (!ID.test(artifactId)) return false;
     const repo = this.o.store.committed.artifacts;
     if (repo.get(artifactId) === undefined) return false;
+    // Evidence of another tenant's runs only is not this tenant's to read (docs/tenancy.md).
+    if (repo.attached(artifactId) && repo.attachmentsInTenant(artifactId, tenant, 1).length === 0) return false;
     if (scopes.includes('operator.admin')) return true;
     return scopes.includes('operator.read') && repo.attached(artifactId);
   }

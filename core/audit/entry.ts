@@ -82,6 +82,11 @@ export function entryFromRow(row: AuditRow): AuditEntry {
   return { ...row, actor: JSON.parse(row.actor) as AuditActor, data: JSON.parse(row.data) as Record<string, unknown> };
 }
 
+/** The tenant an entry belongs to: its actor's `tenant`, or the default tenant's when it names none. */
+export function entryTenant(actor: AuditActor): string {
+  return typeof actor.tenant === 'string' ? actor.tenant : 'default';
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -28,6 +28,7 @@ import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { readCheckpoint, signCheckpoint, writeCheckpoint, checkpointText, type Checkpoint, type CheckpointBody, type CheckpointLoad, type CheckpointSigner, type CheckpointVerifier, type TamperRecord } from './checkpoint.js';
 import { GENESIS_HASH, assertActor, assertEntryType, entryFromRow, hashEntry, toJsonObject, type AuditActor, type AuditEntry } from './entry.js';
+import { DEFAULT_TENANT } from '../../schemas/index.js';
 import { detached } from '../telemetry/context.js';
 
 export interface AuditLogOptions {
@@ -60,6 +61,8 @@ export interface AuditListQuery {
   limit?: number;
   /** Only entries of this type. */
   type?: string;
+  /** Only entries of this tenant (an audit.list caller's); absent: every entry. */
+  tenant?: string;
 }
 
 export const AUDIT_LIST_DEFAULT_LIMIT = 100;
@@ -274,6 +277,20 @@ export class AuditLog {
     return listAudit(this.store, query);
   }
 
+  /**
+   * The actor with its tenant: an entry caused by a token of a tenant other than the default
+   * names it (`tenant`, hashed with the rest), so the tenant's view of the one chain is part of
+   * what the chain protects. The default tenant's entries are unchanged.
+   */
+  private withTenant(actor: AuditActor, data: Record<string, unknown>): AuditActor {
+    if (typeof actor.tenant === 'string') return actor;
+    // The acting token's tenant, else that of the run, approval or conversation the entry is about
+    // (the engine and the approval expiry act as the system on a tenant's run).
+    const byToken = (actor.kind === 'token' || actor.kind === 'principal') && typeof actor.id === 'string' ? this.store.tokens.tenantOf(actor.id) : DEFAULT_TENANT;
+    const tenant = byToken !== DEFAULT_TENANT ? byToken : this.store.outbox.tenantOf(data);
+    return tenant === DEFAULT_TENANT ? actor : { ...actor, tenant };
+  }
+
   private prepare(type: string, actor: AuditActor, data: Record<string, unknown>): Prepared {
     if (this.closed) throw new TyrumError('TYRUM_ERR_INVALID_STATE', 'audit log is closed');
     assertEntryType(type);
@@ -294,9 +311,11 @@ export class AuditLog {
       if (!check.ok) throw this.tamperedError(check, { committed: false });
     }
     const head = this.store.audit.head();
-    const fields = { seq: (head?.seq ?? 0) + 1, ts: this.now().toISOString(), type: entry.type, actor: entry.actor, data: entry.data, prev_hash: head?.hash ?? GENESIS_HASH };
+    const actor = this.withTenant(entry.actor, entry.data);
+    const fields = { seq: (head?.seq ?? 0) + 1, ts: this.now().toISOString(), type: entry.type, actor, data: entry.data, prev_hash: head?.hash ?? GENESIS_HASH };
     const hash = hashEntry(fields);
     this.store.audit.insert({ ...fields, actor: canonicalJson(fields.actor), data: canonicalJson(fields.data), hash });
+    if (typeof actor.tenant === 'string' && actor.tenant !== DEFAULT_TENANT) this.store.audit.insertTenant(fields.seq, actor.tenant);
     return { ...fields, hash };
   }
 
@@ -450,5 +469,5 @@ export function listAudit(store: Store, query: AuditListQuery = {}): AuditEntry[
   if (!Number.isSafeInteger(limit) || limit < 1) {
     throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
   }
-  return store.committed.audit.page(afterSeq, Math.min(limit, AUDIT_LIST_MAX_LIMIT), query.type).map(entryFromRow);
+  return store.committed.audit.page(afterSeq, Math.min(limit, AUDIT_LIST_MAX_LIMIT), query.type, query.tenant).map(entryFromRow);
 }

@@ -11,7 +11,7 @@
  */
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { TyrumError } from '../errors/index.js';
-import { SCOPES, ROLES, type Scope, type Role } from '../../schemas/index.js';
+import { SCOPES, ROLES, DEFAULT_TENANT, type Scope, type Role } from '../../schemas/index.js';
 import type { Store, TokenKind, TokenRecord } from '../store/index.js';
 
 const KDF = { N: 4096, r: 8, p: 1 } as const;
@@ -55,7 +55,17 @@ export interface AuthenticatedToken {
   device_id: string | null;
   /** A single-use bootstrap token: claimed by the first device at connect.init (Session). Absent: false. */
   single_use?: boolean;
+  /** The tenant the token acts in; absent: the default tenant (read it with {@link tenantOf}). */
+  tenant_id?: string;
 }
+
+/** The tenant an authenticated token (or a record being created) acts in. */
+export function tenantOf(token: { tenant_id?: string | undefined }): string {
+  return token.tenant_id ?? DEFAULT_TENANT;
+}
+
+/** Tenant ids: short, lower-case, safe in logs and file names. */
+export const TENANT_ID_RE = /^[a-z][a-z0-9-]{0,62}$/;
 
 export interface CreateTokenInput {
   scopes: readonly string[];
@@ -83,6 +93,12 @@ export interface CreateTokenInput {
    * with it claims it, any other device is refused, and it is revoked once that device is paired.
    */
   singleUse?: boolean;
+  /**
+   * The tenant the token acts in (docs/tenancy.md); default 'default'. A minted token
+   * (`parentId`) is always in its parent's tenant. Only the default tenant's tokens may be node
+   * credentials or carry the node role: nodes are host resources.
+   */
+  tenant?: string;
 }
 
 /** Parses "30d", "12h", "45m", "90s" or a bare number of seconds. */
@@ -144,6 +160,13 @@ export class TokenService {
       if (kind === 'node_enrollment' && input.deviceId !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'an enrollment token is not bound to a device');
     }
     if (input.singleUse === true && kind !== 'node_enrollment') throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'only enrollment tokens can be single-use');
+    const parentTenant = input.parentId === undefined ? undefined : this.store.tokens.tenantOf(input.parentId);
+    const tenant = parentTenant ?? input.tenant ?? DEFAULT_TENANT;
+    if (input.tenant !== undefined && input.tenant !== tenant) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `a minted token is in its parent's tenant (${tenant}), not ${input.tenant}`);
+    if (tenant !== DEFAULT_TENANT) {
+      if (this.store.tenants.get(tenant) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no tenant "${tenant}" (tyrum tenant create ${tenant})`, { tenant });
+      if (kind !== 'access' || roles.includes('node')) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `nodes belong to the host: a token of tenant "${tenant}" has the role client only`);
+    }
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const salt = randomBytes(16);
@@ -169,6 +192,7 @@ export class TokenService {
       kind,
       device_id: input.deviceId ?? null,
       single_use: input.singleUse === true,
+      tenant_id: tenant,
     };
     this.store.tx(() => this.store.tokens.insert(record));
     return { token: `tyrum_${id}_${secret}`, record };
@@ -229,7 +253,7 @@ export class TokenService {
     // A minted token lives only while every token up its minting chain does.
     if (rec.parent_id !== null && !this.store.tokens.lineageLive(rec.id, now)) return null;
     if (rec.last_used_at === null || now - rec.last_used_at > LAST_USED_RESOLUTION_MS) this.lastUsed.set(rec.id, now);
-    return toAuthenticated(rec);
+    return toAuthenticated(rec, this.store.tokens.tenantOf(rec.id));
   }
 
   /**
@@ -253,9 +277,10 @@ export class TokenService {
    * log and for closing their sockets). Throws not_found for an unknown id; revoking twice is
    * invalid_state.
    */
-  revoke(id: string): { record: TokenRecord; descendants: string[] } {
+  revoke(id: string, tenant?: string): { record: TokenRecord; descendants: string[] } {
     const rec = this.store.tokens.get(id);
-    if (!rec) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no token with id ${id}`);
+    // Another tenant's token answers exactly as an unknown one.
+    if (!rec || (tenant !== undefined && this.store.tokens.tenantOf(id) !== tenant)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no token with id ${id}`);
     if (rec.revoked_at !== null) throw new TyrumError('TYRUM_ERR_INVALID_STATE', `token ${id} is already revoked`);
     const at = this.now();
     const descendants = this.store.tx(() => {
@@ -265,8 +290,9 @@ export class TokenService {
     return { record: { ...rec, revoked_at: at }, descendants };
   }
 
-  list(): TokenRecord[] {
-    return this.store.tokens.list();
+  /** Every token, or only `tenant`'s. */
+  list(tenant?: string): TokenRecord[] {
+    return this.store.tokens.list(tenant);
   }
 
   /** True when at least one token exists (bootstrap creates the first admin token otherwise). */
@@ -279,8 +305,8 @@ export function isLive(rec: TokenRecord, now: number): boolean {
   return rec.revoked_at === null && (rec.expires_at === null || rec.expires_at > now);
 }
 
-function toAuthenticated(rec: TokenRecord): AuthenticatedToken {
-  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at, kind: rec.kind, device_id: rec.device_id, single_use: rec.single_use };
+function toAuthenticated(rec: TokenRecord, tenant: string): AuthenticatedToken {
+  return { id: rec.id, label: rec.label, scopes: rec.scopes.filter(isScope), roles: rec.roles.filter(isRole), expires_at: rec.expires_at, kind: rec.kind, device_id: rec.device_id, single_use: rec.single_use, ...(tenant !== DEFAULT_TENANT ? { tenant_id: tenant } : {}) };
 }
 
 /** Public view of a token record (the shape of `TokenInfo` on the wire). */

@@ -40,6 +40,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   doctor: [],
   ping: [],
   token: ['create', 'list', 'revoke'],
+  tenant: ['create', 'list'],
   audit: ['verify', 'list', 'archive'],
   gc: [],
   plugin: ['install', 'list', 'lock', 'info', 'grant', 'revoke', 'enable', 'disable', 'remove', 'config', 'new', 'build', 'types', 'test', 'pack', 'keygen', 'sign'],

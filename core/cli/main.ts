@@ -31,10 +31,11 @@ Gateway
                                                              --bootstrap: also a tyrum://bootstrap payload for a mobile node
 
 Tokens
-  token create --scopes a,b [--roles client,node] [--ttl 30d] [--label L] [--json]
-                                                             mint a token; prints it alone on stdout
-  token list [--json]                                        list tokens (never their secrets)
+  token create --scopes a,b [--roles client,node] [--ttl 30d] [--label L] [--tenant T] [--json]
+                                                             mint a token (in tenant T; default: the host's); prints it alone on stdout
+  token list [--tenant T] [--json]                           list tokens (never their secrets)
   token revoke ID                                            revoke; open sockets close within 1 s
+  tenant create ID [--label L] | tenant list [--json]        tenants (docs/tenancy.md); a token of one sees nothing of another
 
 Plugins (work on the home; a running gateway picks changes up)
   plugin install PATH [--allow-downgrade]                    install from a directory or .tgz; starts disabled (quarantine)
@@ -177,6 +178,8 @@ export async function main(args: string[], io: Io = processIo): Promise<number> 
         return await (await import('./start.js')).start(rest, io);
       case 'token':
         return await (await import('./token.js')).token(rest, io);
+      case 'tenant':
+        return await (await import('./tenant.js')).tenant(rest, io);
       case 'audit':
         return await (await import('./audit.js')).audit(rest, io);
       case 'gc':

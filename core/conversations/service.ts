@@ -72,16 +72,17 @@ export class ConversationService {
   }
 
   /** A new conversation of an operator client. */
-  async create(title: string | null, createdBy: string): Promise<ConversationRow> {
+  async create(title: string | null, createdBy: string, tenant = 'default'): Promise<ConversationRow> {
     const now = this.now();
-    const row: ConversationRow = { id: newId('conv'), channel: OPERATOR_CHANNEL, account: createdBy, thread: newId('conv'), title, created_by: createdBy, created_at: now, updated_at: now };
+    const row: ConversationRow = { id: newId('conv'), channel: OPERATOR_CHANNEL, account: createdBy, thread: newId('conv'), title, created_by: createdBy, created_at: now, updated_at: now, tenant_id: tenant };
     await this.store.commit(() => this.store.conversations.insertConversation(row));
     return row;
   }
 
-  get(id: string): ConversationRow {
+  /** The conversation; not_found when it does not exist or (with `tenant`) belongs to another tenant. */
+  get(id: string, tenant?: string): ConversationRow {
     const c = this.store.conversations.conversation(id);
-    if (!c) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no conversation ${id}`, { conversation_id: id });
+    if (!c || (tenant !== undefined && (c.tenant_id ?? 'default') !== tenant)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no conversation ${id}`, { conversation_id: id });
     return c;
   }
 
@@ -97,9 +98,9 @@ export class ConversationService {
   }
 
   /** An operator's message (idempotent per conversation with a key). */
-  async send(conversationId: string, text: string, tokenId: string, idempotencyKey?: string): Promise<{ message: MessageRow; turn_id: string; existing: boolean }> {
+  async send(conversationId: string, text: string, tokenId: string, idempotencyKey?: string, tenant?: string): Promise<{ message: MessageRow; turn_id: string; existing: boolean }> {
     return this.events.commit((emit) => {
-      const conv = this.get(conversationId);
+      const conv = this.get(conversationId, tenant);
       if (idempotencyKey !== undefined) {
         const prior = this.store.conversations.messageByKey(conv.id, idempotencyKey);
         if (prior) {
@@ -153,8 +154,9 @@ export class ConversationService {
     return { message, turn_id: turn.id };
   }
 
-  list(limit: number, channel?: string, before?: number): ConversationRow[] {
-    return this.store.conversations.conversations(limit, channel, before);
+  /** Most recently active first; only `tenant`'s with a tenant. */
+  list(limit: number, channel?: string, before?: number, tenant?: string): ConversationRow[] {
+    return this.store.conversations.conversations(limit, channel, before, tenant);
   }
 }
 

@@ -325,13 +325,16 @@ export class TurnRunner {
         result = { ok: false, error: { code: 'TYRUM_ERR_INVALID_REQUEST', message: 'the arguments are not a JSON object; call the tool again with valid JSON arguments' } };
       } else {
         try {
-          const actor: AuditActor = { kind: 'agent', conversation_id: conv.id, turn_id: turn.id, principal: conv.created_by };
+          // The tool call's run belongs to the conversation's tenant (docs/tenancy.md).
+          const tenant = conv.tenant_id ?? 'default';
+          const actor: AuditActor = { kind: 'agent', conversation_id: conv.id, turn_id: turn.id, principal: conv.created_by, ...(tenant !== 'default' ? { tenant } : {}) };
           const submitted = await this.o.engine.submit({
             kind: 'tool',
             steps: [{ tool_id: call.tool_id, args: args as Record<string, unknown> }],
             idempotency_key: `${turn.id}:${call.id}`,
             created_by: conv.created_by,
             actor,
+            tenant_id: tenant,
           });
           runId = submitted.run.id;
           result = await this.awaitRun(turn, runId);

@@ -282,7 +282,7 @@ export class ExecutionEngine {
       }
     }
     const { row, steps, actor } = this.newRun(input, hash, key);
-    if (!this.store.execution.insertRun(row)) throw new TyrumError('TYRUM_ERR_INTERNAL', 'run insert was refused but no run holds its idempotency key');
+    if (!this.store.execution.insertRun(row, input.tenant_id)) throw new TyrumError('TYRUM_ERR_INTERNAL', 'run insert was refused but no run holds its idempotency key');
     for (const st of steps) this.store.execution.insertStep(st);
     emit('run.updated', runEventPayload(row));
     this.o.audit.appendInTx('run.submitted', actor, { run_id: row.id, kind: input.kind, idempotency_key: key, request_hash: hash, tools: input.steps.map((x) => x.tool_id) });
@@ -348,7 +348,7 @@ export class ExecutionEngine {
     if (take) Object.assign(row, { state: 'running', lease_owner: this.owner, lease_expires_at: now + this.leaseMs, fencing_token: 1 });
     const write: Write = (emit, audit) => {
       // Lost a race on (created_by, idempotency_key): the index kept the first.
-      if (!this.store.execution.insertRun(row)) throw new DuplicateSubmission();
+      if (!this.store.execution.insertRun(row, input.tenant_id)) throw new DuplicateSubmission();
       for (const st of steps) this.store.execution.insertStep(st);
       emit('run.updated', runEventPayload(row));
       audit('run.submitted', actor, { run_id: row.id, kind: input.kind, idempotency_key: key, request_hash: hash, tools: input.steps.map((x) => x.tool_id) });
@@ -412,7 +412,7 @@ export class ExecutionEngine {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
     const states: readonly RunState[] = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'];
     if (query.state !== undefined && !states.includes(query.state)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `state must be one of ${states.join(', ')}`);
-    return this.store.committed.execution.listRuns({ state: query.state, limit: Math.min(limit, RUNS_LIST_MAX_LIMIT), afterId: query.after }).map((r) => this.runView(r));
+    return this.store.committed.execution.listRuns({ state: query.state, limit: Math.min(limit, RUNS_LIST_MAX_LIMIT), afterId: query.after, ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) }).map((r) => this.runView(r));
   }
 
   /**

@@ -38,6 +38,11 @@ export interface OutboxEvent {
   payload: Record<string, unknown>;
   /** Epoch milliseconds. */
   occurred_at: number;
+  /**
+   * The tenant whose clients receive it: that of the run, approval or conversation the payload
+   * names ('default' for host-wide objects), decided when it is written (docs/tenancy.md).
+   */
+  tenant_id: string;
 }
 
 /** Writes an event into the transaction in progress. */
@@ -98,16 +103,17 @@ export class EventLog {
     });
   }
 
-  /** Events with seq > cursor, oldest first: a gap-free catch-up. */
-  after(cursor: number, limit = EVENTS_AFTER_DEFAULT_LIMIT): OutboxEvent[] {
+  /** Events with seq > cursor, oldest first: a gap-free catch-up (of one tenant's events, with `tenant`). */
+  after(cursor: number, limit = EVENTS_AFTER_DEFAULT_LIMIT, tenant?: string): OutboxEvent[] {
     if (!Number.isSafeInteger(cursor) || cursor < 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'cursor must be a non-negative integer', { cursor });
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'limit must be a positive integer', { limit });
-    return this.store.committed.outbox.after(cursor, Math.min(limit, EVENTS_AFTER_MAX_LIMIT)).map((r) => ({
+    return this.store.committed.outbox.after(cursor, Math.min(limit, EVENTS_AFTER_MAX_LIMIT), tenant).map((r) => ({
       seq: r.seq,
       event_id: r.event_id,
       type: r.type as ExecutionEventType,
       payload: JSON.parse(r.payload) as Record<string, unknown>,
       occurred_at: r.occurred_at,
+      tenant_id: r.tenant_id ?? 'default',
     }));
   }
 
@@ -123,7 +129,7 @@ export class EventLog {
   }
 
   private write(type: ExecutionEventType, payload: Record<string, unknown>): OutboxEvent {
-    const event = { event_id: randomUUID(), type, payload, occurred_at: this.now() };
+    const event = { event_id: randomUUID(), type, payload, occurred_at: this.now(), tenant_id: this.store.outbox.tenantOf(payload) };
     const seq = this.store.outbox.append({ ...event, payload: JSON.stringify(payload) });
     return { seq, ...event };
   }

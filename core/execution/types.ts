@@ -29,6 +29,8 @@ export interface SubmitInput {
   created_by: string;
   /** Audit actor for the submission; default `{ kind: 'principal', id: created_by }`. */
   actor?: AuditActor;
+  /** The tenant that owns the run (docs/tenancy.md); default 'default'. */
+  tenant_id?: string;
 }
 
 /** How the gateway resolves a tool id (from the registry); null when no such tool is enabled. */
@@ -202,6 +204,8 @@ export interface RunListQuery {
   limit?: number;
   /** A run id from the previous page (pages go newest first). */
   after?: string;
+  /** Only this tenant's runs; absent: every run. */
+  tenant?: string;
 }
 
 export type UnknownResolution = 'retry' | 'skip' | 'fail';

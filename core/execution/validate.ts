@@ -15,7 +15,7 @@ export const MAX_ATTEMPTS_LIMIT = 10;
 export const MAX_TIMEOUT_MS = 60 * 60 * 1000;
 
 const STEP_KEYS = new Set(['tool_id', 'args', 'idempotency_key', 'max_attempts', 'timeout_ms', 'postcondition']);
-const SUBMIT_KEYS = new Set(['kind', 'steps', 'idempotency_key', 'created_by', 'actor']);
+const SUBMIT_KEYS = new Set(['kind', 'steps', 'idempotency_key', 'created_by', 'actor', 'tenant_id']);
 
 function bad(message: string, path: string): never {
   throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `${path}: ${message}`, { path });
@@ -41,6 +41,7 @@ export function validateSubmit(input: SubmitInput): void {
   for (const k of Object.keys(input)) if (!SUBMIT_KEYS.has(k)) bad(`unknown key ${JSON.stringify(k)}`, 'submit');
   if (input.kind !== 'tool' && input.kind !== 'workflow') bad('must be "tool" or "workflow"', 'kind');
   checkId(input.created_by, 'created_by');
+  if (input.tenant_id !== undefined) checkId(input.tenant_id, 'tenant_id');
   if (input.idempotency_key !== undefined) checkId(input.idempotency_key, 'idempotency_key');
   if (!Array.isArray(input.steps) || input.steps.length < 1 || input.steps.length > MAX_STEPS) bad(`must be an array of 1 to ${MAX_STEPS} steps`, 'steps');
   if (input.kind === 'tool' && input.steps.length !== 1) bad('a tool run has exactly one step', 'steps');

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { CONTRACTS, contractDocument, EVENTS, type EventType, type OperationType } from '../../schemas/index.js';
+import { CONTRACTS, contractDocument, DEFAULT_TENANT, EVENTS, type EventType, type OperationType } from '../../schemas/index.js';
 import type { Config } from '../config/index.js';
 import { isLoopback } from '../config/index.js';
 import type { TokenService, AuthenticatedToken } from '../auth/tokens.js';
@@ -61,6 +61,11 @@ export interface GatewayDeps {
   onPeerSeen?: (peer: Peer) => void;
   /** Applied to every event payload before it is pushed (secret values never leave in events). */
   redact?: (value: unknown) => unknown;
+  /**
+   * The tenant a live (not outbox) event belongs to, from the object its payload names (a
+   * conversation's message.delta); absent or unnamed: the default tenant.
+   */
+  tenantOf?: (payload: Record<string, unknown>) => string;
   version: string;
   /**
    * The gateway key's id (a fingerprint of its public key), shown on /healthz so `tyrum doctor`
@@ -231,23 +236,24 @@ export class GatewayServer {
   }
 
   /** Push a live (non-durable) event to every handshaken connection in its audience. */
-  publish(type: EventType, payload: Record<string, unknown>): void {
-    this.pushEvent(randomUUID(), type, new Date(this.now()).toISOString(), payload);
+  publish(type: EventType, payload: Record<string, unknown>, tenant?: string): void {
+    this.pushEvent(randomUUID(), type, new Date(this.now()).toISOString(), payload, tenant ?? this.deps.tenantOf?.(payload) ?? DEFAULT_TENANT);
   }
 
   /**
    * Push an event under a given id (durable events keep their outbox id, so a client that also
    * reads them with event.list can dedupe) to every handshaken connection whose token holds one
-   * of the event's audience scopes. Payloads are redacted first.
+   * of the event's audience scopes and belongs to the event's tenant (docs/tenancy.md). Payloads are
+   * redacted first.
    */
-  pushEvent(eventId: string, type: EventType, at: string, payload: Record<string, unknown>): void {
+  pushEvent(eventId: string, type: EventType, at: string, payload: Record<string, unknown>, tenant: string = DEFAULT_TENANT): void {
     const audience = EVENTS[type].audience as readonly string[];
     if (this.deps.redact) payload = this.deps.redact(payload) as Record<string, unknown>;
     // Encoded once, lazily: the same text goes to every connection in the audience.
     let frame: string | null = null;
     for (const l of this.live) {
       const peer = l.session.peer;
-      if (peer && peer.token.scopes.some((s) => audience.includes(s))) l.session.sendEncoded((frame ??= encodeEvent(eventId, type, at, payload)));
+      if (peer && (peer.token.tenant_id ?? DEFAULT_TENANT) === tenant && peer.token.scopes.some((s) => audience.includes(s))) l.session.sendEncoded((frame ??= encodeEvent(eventId, type, at, payload)));
     }
   }
 
@@ -325,7 +331,9 @@ export class GatewayServer {
       await reply.code(401).header('www-authenticate', 'Bearer realm="tyrum"').send({ error: { code: 'unauthorized', message: token === 'missing' ? 'a token is required in Authorization: Bearer (tokens in the URL are refused)' : INVALID_TOKEN } });
       return null;
     }
-    const decision = authorize(spec, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
+    // Artifacts and metrics are host resources: a token of another tenant is refused (docs/tenancy.md).
+    const decision: ReturnType<typeof authorize> =
+      (token.tenant_id ?? DEFAULT_TENANT) !== DEFAULT_TENANT ? { allowed: false, reason: 'tenant', required: [] } : authorize(spec, { scopes: token.scopes, role: token.roles.includes('client') ? 'client' : 'node' });
     if (!decision.allowed) {
       this.audit('authz.denied', { kind: 'token', id: token.id }, { request_type: requestType, reason: decision.reason, required_scopes: decision.required, remote_address: remote });
       await reply.code(403).send({ error: { code: 'forbidden', message: `${what} requires one of: ${spec.scopes.join(', ')}` } });
@@ -583,7 +591,7 @@ export class GatewayServer {
       claimSingleUse: (tokenId, deviceId) => this.deps.store.tx(() => this.deps.store.tokens.claimSingleUse(tokenId, deviceId, this.now())),
       audit: (type, actor, data) => this.audit(type, actor as AuditActor, data),
       authFailed: (reason, closeCode) => this.authFailed(remote, reason, token.id, null, closeCode),
-      emit: (type, payload) => this.publish(type, payload),
+      emit: (type, payload) => this.publish(type, payload, token.tenant_id ?? DEFAULT_TENANT),
       onDeviceSeen: (d) => {
         // Noted, not written: no fsync on the handshake path (see core/gateway/presence.ts).
         try {

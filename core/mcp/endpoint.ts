@@ -386,12 +386,12 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
   /** Throws a JSON-RPC error (and audits, as Session does) unless the peer may call every one of `types`. */
   function authorizeOps(types: readonly OperationType[], peer: Peer, method: string): void {
     for (const type of types) {
-      const d = authorize(OPERATIONS[type], { scopes: peer.token.scopes, role: peer.role });
+      const d = authorize(OPERATIONS[type], { scopes: peer.token.scopes, role: peer.role, tenant: peer.token.tenant_id }, type);
       if (d.allowed) continue;
       const { required, audit, event } = denialRecord(type, d, peer, { mcp_method: method });
       deps.audit?.('authz.denied', { kind: 'token', id: peer.token.id }, audit);
       deps.emit?.('authz.denied', event);
-      throw rpcError(MCP_ERR_FORBIDDEN, { code: 'TYRUM_ERR_FORBIDDEN', wire: 'forbidden', message: `${method} needs ${type}, which requires one of: ${required.join(', ')}`, details: { request_type: type, required_scopes: required } });
+      throw rpcError(MCP_ERR_FORBIDDEN, { code: 'TYRUM_ERR_FORBIDDEN', wire: 'forbidden', message: d.reason === 'tenant' ? `${method} needs ${type}, which is for the default tenant's tokens only` : `${method} needs ${type}, which requires one of: ${required.join(', ')}`, details: { request_type: type, required_scopes: required } });
     }
   }
 
@@ -413,7 +413,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
         const e = (await op('policy.explain', { tool_id: t.tool_id }, peer)) as { enforced: string };
         if (e.enforced !== 'deny') out.push(toMcpTool(t, e.enforced));
       }
-      if (authorize(OPERATIONS['run.get'], { scopes: peer.token.scopes, role: peer.role }).allowed) out.push(STATUS_TOOL_DEF);
+      if (authorize(OPERATIONS['run.get'], { scopes: peer.token.scopes, role: peer.role, tenant: peer.token.tenant_id }, 'run.get').allowed) out.push(STATUS_TOOL_DEF);
       return { tools: out };
     } catch (e) {
       throw internal(e, 'tools/list');

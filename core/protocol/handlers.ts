@@ -7,7 +7,9 @@ import type { WorkflowRunner } from '../playbooks/runner.js';
 import { checkPlaybook, compilePlaybook } from '../playbooks/spec.js';
 import type { OperationType } from '../../schemas/index.js';
 import { listAudit, verifyAudit, type AuditLog, type CheckpointVerifier } from '../audit/index.js';
-import { tokenInfo, type TokenService } from '../auth/tokens.js';
+import { entryTenant, type AuditActor } from '../audit/entry.js';
+import { tenantOf, tokenInfo, type TokenService } from '../auth/tokens.js';
+import { DEFAULT_TENANT } from '../../schemas/index.js';
 import type { Store, WorkflowRow, WorkflowState } from '../store/index.js';
 import type { PluginRegistry } from '../registry/plugins.js';
 import type { ToolCatalog, ToolSource } from '../registry/tools.js';
@@ -59,11 +61,25 @@ export interface HandlerServices {
   /** One at a time; a report is reused for a minute (its `checked_at` says when it was made). */
   doctor(): Promise<{ ok: boolean; checks: DoctorCheck[]; checked_at: string }>;
   /** Secret handles (never values). */
+  /** Throws forbidden unless a tenant other than the default may call the tool (docs/tenancy.md). */
+  checkTenantTool(tenant: string, toolId: string): void;
   secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
 }
 
-const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId });
+/** The tenant of a stored audit entry (its actor's `tenant`; unparsable: the host's). */
+function entryTenantOf(actorJson: string): string {
+  try {
+    return entryTenant(JSON.parse(actorJson) as AuditActor);
+  } catch {
+    return DEFAULT_TENANT;
+  }
+}
+
+/** The peer's tenant: every tenant-owned record a handler reads or changes is scoped by it (docs/tenancy.md). */
+const tenant = (peer: Peer): string => tenantOf(peer.token);
+/** The audit actor of a peer; one of a tenant other than the default names it (hashed with the entry). */
+const actor = (peer: Peer) => ({ kind: 'token', id: peer.token.id, device_id: peer.deviceId, ...(tenant(peer) !== DEFAULT_TENANT ? { tenant: tenant(peer) } : {}) });
 const DEFAULT_WAIT_MS = 10_000;
 /** Default lifetime of a node.bootstrap token. */
 export const NODE_BOOTSTRAP_TTL_SECONDS = 300;
@@ -129,17 +145,25 @@ export function createHandlers(s: HandlerServices): Handlers {
     const mayApprove = peer.token.scopes.includes('operator.approvals') || peer.token.scopes.includes('operator.admin');
     return { ...v, ...(mayApprove ? { resume_token: s.workflows.tokenFor(wf) } : {}) };
   };
+  /** Not found, exactly as an unknown id, for a run of another tenant. */
+  const ownRun = (runId: string, peer: Peer): void => {
+    if (s.store.committed.execution.runTenant(runId) !== tenant(peer)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no run ${runId}`, { run_id: runId });
+  };
+  const ownApproval = (approvalId: string, peer: Peer): void => {
+    const a = s.store.committed.approvals.get(approvalId) ?? s.store.approvals.get(approvalId);
+    if (a !== undefined && (a.tenant_id ?? DEFAULT_TENANT) !== tenant(peer)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no approval ${approvalId}`, { approval_id: approvalId });
+  };
   return {
     ping: async () => ({ pong: true, server_time: new Date(s.now()).toISOString() }),
 
-    'audit.list': async (p) => {
+    'audit.list': async (p, peer) => {
       const q = p as { after_seq?: number; limit?: number; type?: string };
-      const entries = listAudit(s.store, q);
+      const entries = listAudit(s.store, { ...q, tenant: tenant(peer) });
       const limit = q.limit ?? 100;
       return { entries, next_after_seq: entries.length === limit ? entries[entries.length - 1]!.seq : null };
     },
 
-    'audit.verify': async () => {
+    'audit.verify': async (_p, peer) => {
       // Flush first so entries queued by this very session are part of what is verified. A
       // checkpoint that cannot be signed (the log no longer extends the last one) is exactly
       // what the verification below reports, so it is not an error of this request.
@@ -147,6 +171,21 @@ export function createHandlers(s: HandlerServices): Handlers {
         if (!isTyrumError(e, 'TYRUM_ERR_AUDIT_TAMPERED')) throw e;
       });
       const r = verifyAudit({ store: s.store, verifier: s.verifier, checkpointPath: s.checkpointPath });
+      if (tenant(peer) !== DEFAULT_TENANT) {
+        // A tenant's view of the one chain: whether it verifies, and its own entries' count and
+        // newest hash. The checkpoint and other tenants' entries (which one is bad) are the host's.
+        const own = s.store.committed.audit.tenantSummary(tenant(peer));
+        const bad = r.first_bad === undefined ? undefined : s.store.committed.audit.get(r.first_bad.seq);
+        const badIsOwn = bad !== undefined && entryTenantOf(bad.actor) === tenant(peer);
+        return {
+          ok: r.ok,
+          entries: own.entries,
+          head_hash: own.head?.hash ?? null,
+          checkpoint_seq: null,
+          first_bad_seq: badIsOwn ? r.first_bad!.seq : null,
+          reason: r.ok ? null : badIsOwn ? (r.reason ?? null) : 'the audit chain does not verify; the host operator can see where (tyrum audit verify)',
+        };
+      }
       return {
         ok: r.ok,
         entries: r.entries,
@@ -169,16 +208,16 @@ export function createHandlers(s: HandlerServices): Handlers {
         createdBy: peer.token.id,
         parentId: peer.token.id,
       });
-      await s.audit.append('token.created', { kind: 'token', id: peer.token.id }, { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: created.record.expires_at });
+      await s.audit.append('token.created', actor(peer), { token_id: created.record.id, scopes: created.record.scopes, roles: created.record.roles, label: created.record.label, expires_at: created.record.expires_at });
       return { token: created.token, info: tokenInfo(created.record) };
     },
 
-    'token.list': async () => ({ tokens: s.tokens.list().map(tokenInfo) }),
+    'token.list': async (_p, peer) => ({ tokens: s.tokens.list(tenant(peer)).map(tokenInfo) }),
 
     'token.revoke': async (p, peer) => {
       const id = (p as { token_id: string }).token_id;
-      const { record: rec, descendants } = s.tokens.revoke(id);
-      const by = { kind: 'token', id: peer.token.id } as const;
+      const { record: rec, descendants } = s.tokens.revoke(id, tenant(peer));
+      const by = actor(peer);
       // Every token it minted, directly or not, was revoked with it: one entry each, queued
       // together so they go in one commit rather than one commit after another.
       await Promise.all([
@@ -248,9 +287,23 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
     'plugin.revoke': async (p, peer) => ({ plugin: await s.plugins.revoke((p as { plugin_id: string }).plugin_id, actor(peer)) }),
 
-    'tool.list': async () => ({ tools: await s.host.list() }),
+    'tool.list': async (_p, peer) => {
+      const all = await s.host.list();
+      if (tenant(peer) === DEFAULT_TENANT) return { tools: all };
+      // Another tenant sees the tools it may call.
+      const callable = all.filter((t) => {
+        try {
+          s.checkTenantTool(tenant(peer), t.tool_id);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      return { tools: callable };
+    },
     'tool.invoke': async (p, peer) => {
       const q = p as { tool_id: string; args: Record<string, unknown>; idempotency_key?: string; wait_ms?: number };
+      if (tenant(peer) !== DEFAULT_TENANT) s.checkTenantTool(tenant(peer), q.tool_id);
       s.host.checkCall(q.tool_id, q.args);
       const declared = s.host.describe(q.tool_id)?.entry.postcondition;
       const { run } = await s.engine.submit({
@@ -259,6 +312,7 @@ export function createHandlers(s: HandlerServices): Handlers {
         ...(q.idempotency_key !== undefined ? { idempotency_key: q.idempotency_key } : {}),
         created_by: peer.token.id,
         actor: actor(peer),
+        tenant_id: tenant(peer),
       }, { runNow: true });
       return invokeView(await s.engine.wait(run.id, q.wait_ms ?? DEFAULT_WAIT_MS));
     },
@@ -295,17 +349,37 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { workflow: workflowView(await s.workflows.waitSettled(wf.id, q.wait_ms ?? DEFAULT_WAIT_MS), peer) };
     },
     'workflow.cancel': async (p, peer) => ({ workflow: workflowView(await s.workflows.cancel((p as { workflow_id: string }).workflow_id, actor(peer)), peer) }),
-    'run.get': async (p) => isoTimes({ ...s.engine.get((p as { run_id: string }).run_id) }),
-    'run.list': async (p) => ({ runs: isoTimes(s.engine.list(p as { state?: never; limit?: number; after?: string })) }),
-    'run.cancel': async (p, peer) => ({ run: isoTimes(await s.engine.cancel((p as { run_id: string }).run_id, actor(peer))) }),
+    'run.get': async (p, peer) => {
+      const id = (p as { run_id: string }).run_id;
+      ownRun(id, peer);
+      return isoTimes({ ...s.engine.get(id) });
+    },
+    'run.list': async (p, peer) => {
+      const q = p as { state?: never; limit?: number; after?: string };
+      // A page cursor naming another tenant's run is refused as an unknown run would be.
+      if (q.after !== undefined) ownRun(q.after, peer);
+      return { runs: isoTimes(s.engine.list({ ...q, tenant: tenant(peer) })) };
+    },
+    'run.cancel': async (p, peer) => {
+      const id = (p as { run_id: string }).run_id;
+      ownRun(id, peer);
+      return { run: isoTimes(await s.engine.cancel(id, actor(peer))) };
+    },
     'run.resolve': async (p, peer) => {
       const q = p as { run_id: string; step_idx: number; action: 'retry' | 'skip' | 'fail' };
+      ownRun(q.run_id, peer);
       return { run: isoTimes(await s.engine.resolveUnknown(q.run_id, q.step_idx, q.action, actor(peer))) };
     },
 
-    'approval.list': async (p) => ({ approvals: isoTimes(s.approvals.list(p as { state?: never; run_id?: string; limit?: number })) }),
+    'approval.list': async (p, peer) => {
+      const q = p as { state?: never; run_id?: string; limit?: number };
+      return { approvals: isoTimes(s.approvals.list({ ...q, tenant: tenant(peer) })) };
+    },
     'approval.resolve': async (p, peer) => {
       const q = p as { approval_id: string; decision: 'approved' | 'denied'; reason?: string; mode?: 'once' | 'always'; override_ttl_seconds?: number };
+      ownApproval(q.approval_id, peer);
+      // "Always" writes a policy override, and policy is the host's: another tenant approves once.
+      if (q.mode === 'always' && tenant(peer) !== DEFAULT_TENANT) throw new TyrumError('TYRUM_ERR_FORBIDDEN', 'mode "always" creates a host-wide policy override; a tenant other than the default approves once', { mode: 'always' });
       const r = await s.resolveApproval(
         q.approval_id,
         { decision: q.decision, ...(q.reason !== undefined ? { reason: q.reason } : {}), ...(q.mode !== undefined ? { mode: q.mode } : {}), ...(q.override_ttl_seconds !== undefined ? { overrideTtlMs: q.override_ttl_seconds * 1000 } : {}) },
@@ -343,25 +417,25 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { override: isoTimes(r.override) as unknown as Record<string, unknown>, changed: r.changed };
     },
 
-    'event.list': async (p) => {
+    'event.list': async (p, peer) => {
       const q = p as { after?: number; limit?: number };
       const after = q.after ?? 0;
-      const events = s.engine.events.after(after, q.limit ?? 100).map((e) => ({ cursor: e.seq, event_id: e.event_id, type: e.type, occurred_at: new Date(e.occurred_at).toISOString(), payload: e.payload }));
+      const events = s.engine.events.after(after, q.limit ?? 100, tenant(peer)).map((e) => ({ cursor: e.seq, event_id: e.event_id, type: e.type, occurred_at: new Date(e.occurred_at).toISOString(), payload: e.payload }));
       return { events, next_after: events.length > 0 ? events[events.length - 1]!.cursor : after };
     },
 
     'conversation.create': async (p, peer) => {
-      const c = await s.conversations.create((p as { title?: string }).title ?? null, peer.token.id);
+      const c = await s.conversations.create((p as { title?: string }).title ?? null, peer.token.id, tenant(peer));
       return { conversation: conversationInfo(c) };
     },
-    'conversation.list': async (p) => {
+    'conversation.list': async (p, peer) => {
       const q = p as { channel?: string; limit?: number; before?: string };
       const before = q.before === undefined ? undefined : Date.parse(q.before);
-      return { conversations: s.conversations.list(q.limit ?? 50, q.channel, before).map(conversationInfo) };
+      return { conversations: s.conversations.list(q.limit ?? 50, q.channel, before, tenant(peer)).map(conversationInfo) };
     },
-    'conversation.get': async (p) => {
+    'conversation.get': async (p, peer) => {
       const q = p as { conversation_id: string; limit?: number };
-      const c = s.conversations.get(q.conversation_id);
+      const c = s.conversations.get(q.conversation_id, tenant(peer));
       const repo = s.store.conversations;
       return {
         conversation: conversationInfo(c),
@@ -372,7 +446,7 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
     'conversation.send': async (p, peer) => {
       const q = p as { conversation_id: string; text: string; idempotency_key?: string };
-      const r = await s.conversations.send(q.conversation_id, q.text, peer.token.id, q.idempotency_key);
+      const r = await s.conversations.send(q.conversation_id, q.text, peer.token.id, q.idempotency_key, tenant(peer));
       return { message: messageInfo(r.message), turn_id: r.turn_id, existing: r.existing };
     },
     'channel.list': async () => ({ channels: s.channels.list().map((r) => channelInfo(r, s.channels.pluginEnabled(r))) }),
@@ -385,17 +459,18 @@ export function createHandlers(s: HandlerServices): Handlers {
       const row = await s.channels.decideSender(q.channel, q.sender, q.action, actor(peer));
       return { sender: row === null ? null : senderInfo(row, s.now()) };
     },
-    'artifact.list': async (p) => {
+    'artifact.list': async (p, peer) => {
       const q = p as { run_id: string; limit?: number };
-      // Not found for an unknown run, as run.get answers.
+      // Not found for an unknown run (or another tenant's), as run.get answers.
+      ownRun(q.run_id, peer);
       s.engine.get(q.run_id);
       return { artifacts: s.artifacts.listForRun(q.run_id, q.limit ?? 1000).map((x) => ({ artifact: artifactView(x.artifact), attachment: isoTimes({ ...x.attachment }) })) };
     },
     'artifact.get': async (p, peer) => {
       const id = (p as { artifact_id: string }).artifact_id;
       // An artifact this token may not read answers exactly as an unknown one.
-      if (!s.artifacts.readableBy(id, peer.token.scopes)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no artifact ${id}`, { artifact_id: id });
-      const r = s.artifacts.get(id);
+      if (!s.artifacts.readableBy(id, peer.token.scopes, tenant(peer))) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no artifact ${id}`, { artifact_id: id });
+      const r = s.artifacts.get(id, tenant(peer));
       return { artifact: artifactView(r.artifact), attachments: r.attachments.map((a) => isoTimes({ ...a })) };
     },
     'secret.list': async () => ({

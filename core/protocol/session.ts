@@ -383,12 +383,12 @@ export class Session {
       this.respondError(rid, type, 'unsupported_request', `${type} is sent by the gateway to nodes, not by peers`);
       return;
     }
-    const decision = authorize(spec, { scopes: peer.token.scopes, role: peer.role });
+    const decision = authorize(spec, { scopes: peer.token.scopes, role: peer.role, tenant: peer.token.tenant_id }, op);
     if (!decision.allowed) {
       const { required, audit, event } = denialRecord(type, decision, peer);
       this.hooks.audit('authz.denied', { kind: 'token', id: peer.token.id }, audit);
       this.hooks.emit('authz.denied', event);
-      const msg = decision.reason === 'role' ? `role ${peer.role} may not call ${type}` : `${type} requires one of: ${required.join(', ')}`;
+      const msg = decision.reason === 'role' ? `role ${peer.role} may not call ${type}` : decision.reason === 'tenant' ? `${type} manages the host and is for the default tenant's tokens only` : `${type} requires one of: ${required.join(', ')}`;
       this.respondError(rid, type, 'forbidden', msg, { required_scopes: required });
       return;
     }

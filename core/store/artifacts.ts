@@ -69,6 +69,20 @@ export class ArtifactRepo {
   }
 
   /** True when the artifact is attached to at least one run (attachments go with their runs). */
+  /** The attachments of an artifact to runs of one tenant (docs/tenancy.md). */
+  attachmentsInTenant(artifactId: string, tenant: string, limit = 1000): ArtifactAttachmentRow[] {
+    if (tenant === 'default') {
+      return prepared(
+        this.db,
+        'SELECT t.* FROM artifact_attachments t WHERE t.artifact_id = ? AND NOT EXISTS (SELECT 1 FROM tenant_runs o WHERE o.run_id = t.run_id) ORDER BY t.id LIMIT ?',
+      ).all(artifactId, limit) as ArtifactAttachmentRow[];
+    }
+    return prepared(
+      this.db,
+      'SELECT t.* FROM artifact_attachments t WHERE t.artifact_id = ? AND t.run_id IN (SELECT run_id FROM tenant_runs WHERE tenant_id = ?) ORDER BY t.id LIMIT ?',
+    ).all(artifactId, tenant, limit) as ArtifactAttachmentRow[];
+  }
+
   attached(artifactId: string): boolean {
     return prepared(this.db, 'SELECT 1 FROM artifact_attachments WHERE artifact_id = ? LIMIT 1').get(artifactId) !== undefined;
   }

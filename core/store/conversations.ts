@@ -58,6 +58,8 @@ export interface ConversationRow {
   created_by: string;
   created_at: number;
   updated_at: number;
+  /** The tenant that owns it, its messages and turns (docs/tenancy.md). Always set on a read row; 'default' when inserted without. */
+  tenant_id?: string;
 }
 
 export type MessageRole = 'user' | 'assistant' | 'tool' | 'notice';
@@ -224,9 +226,9 @@ export class ConversationRepo {
   insertConversation(r: ConversationRow): void {
     prepared(
       this.db,
-      `INSERT INTO conversations (id, channel, account, thread, title, created_by, created_at, updated_at)
-       VALUES (@id, @channel, @account, @thread, @title, @created_by, @created_at, @updated_at)`,
-    ).run(r);
+      `INSERT INTO conversations (id, channel, account, thread, title, created_by, created_at, updated_at, tenant_id)
+       VALUES (@id, @channel, @account, @thread, @title, @created_by, @created_at, @updated_at, @tenant_id)`,
+    ).run({ ...r, tenant_id: r.tenant_id ?? 'default' });
   }
 
   conversation(id: string): ConversationRow | undefined {
@@ -238,11 +240,12 @@ export class ConversationRepo {
   }
 
   /** Most recently active first; `before` is an updated_at cursor (exclusive). */
-  conversations(limit: number, channel?: string, before?: number): ConversationRow[] {
+  conversations(limit: number, channel?: string, before?: number, tenant?: string): ConversationRow[] {
     return prepared(
       this.db,
-      `SELECT * FROM conversations WHERE (CAST(@channel AS TEXT) IS NULL OR channel = @channel) AND (CAST(@before AS BIGINT) IS NULL OR updated_at < @before) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
-    ).all({ channel: channel ?? null, before: before ?? null, limit }) as ConversationRow[];
+      `SELECT * FROM conversations WHERE (CAST(@channel AS TEXT) IS NULL OR channel = @channel) AND (CAST(@before AS BIGINT) IS NULL OR updated_at < @before)
+         AND (CAST(@tenant AS TEXT) IS NULL OR tenant_id = @tenant) ORDER BY updated_at DESC, id DESC LIMIT @limit`,
+    ).all({ channel: channel ?? null, before: before ?? null, tenant: tenant ?? null, limit }) as ConversationRow[];
   }
 
   touchConversation(id: string, now: number): void {

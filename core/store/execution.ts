@@ -103,6 +103,8 @@ export interface ApprovalRow {
   /** The resolving actor as JSON. */
   resolved_by: string | null;
   consumed_at: number | null;
+  /** The tenant of the run (or caller) that asked for it. Always set on a read row; 'default' when inserted without. */
+  tenant_id?: string;
 }
 
 export interface OutboxRow {
@@ -111,6 +113,8 @@ export interface OutboxRow {
   type: string;
   payload: string;
   occurred_at: number;
+  /** The tenant whose clients receive it (docs/tenancy.md). Always set on a read row; 'default' when inserted without. */
+  tenant_id?: string;
 }
 
 /** The lease a write is made under: it matches only while the run is still ours. */
@@ -183,8 +187,22 @@ export class ExecutionRepo {
     this.s = new Statements(db);
   }
 
-  /** Inserts a run unless one with the same (created_by, idempotency_key) exists; true if inserted. */
-  insertRun(r: RunRow): boolean {
+  /**
+   * Inserts a run unless one with the same (created_by, idempotency_key) exists; true if inserted.
+   * A run of a tenant other than the default gets its ownership row in the same statement group.
+   */
+  insertRun(r: RunRow, tenant = 'default'): boolean {
+    const inserted = this.insertRunRow(r);
+    if (inserted && tenant !== 'default') this.s.get('INSERT INTO tenant_runs (run_id, tenant_id) VALUES (?, ?)').run(r.id, tenant);
+    return inserted;
+  }
+
+  /** The tenant that owns a run ('default' for an unknown run: callers check existence themselves). */
+  runTenant(id: string): string {
+    return (this.s.get('SELECT tenant_id FROM tenant_runs WHERE run_id = ?').get(id) as { tenant_id: string } | undefined)?.tenant_id ?? 'default';
+  }
+
+  private insertRunRow(r: RunRow): boolean {
     return (
       this.s
         .get(
@@ -218,9 +236,14 @@ export class ExecutionRepo {
   }
 
   /** Newest first; `afterId` continues a previous page. */
-  listRuns(query: { state?: RunState; limit: number; afterId?: string }): RunRow[] {
+  listRuns(query: { state?: RunState; limit: number; afterId?: string; tenant?: string }): RunRow[] {
     const where: string[] = [];
     const bind: Bind = { limit: query.limit };
+    if (query.tenant === 'default') where.push('NOT EXISTS (SELECT 1 FROM tenant_runs t WHERE t.run_id = runs.id)');
+    else if (query.tenant !== undefined) {
+      where.push('id IN (SELECT run_id FROM tenant_runs WHERE tenant_id = @tenant)');
+      bind.tenant = query.tenant;
+    }
     if (query.state !== undefined) {
       where.push('state = @state');
       bind.state = query.state;
@@ -374,11 +397,11 @@ export class ApprovalRepo {
     this.s
       .get(
         `INSERT INTO approvals (id, run_id, step_idx, tool_id, args, args_hash, definition_hash, plugin_digest, requested_by, state, mode, reason,
-           created_at, expires_at, resolved_at, resolved_by, consumed_at)
+           created_at, expires_at, resolved_at, resolved_by, consumed_at, tenant_id)
          VALUES (@id, @run_id, @step_idx, @tool_id, @args, @args_hash, @definition_hash, @plugin_digest, @requested_by, @state, @mode, @reason,
-           @created_at, @expires_at, @resolved_at, @resolved_by, @consumed_at)`,
+           @created_at, @expires_at, @resolved_at, @resolved_by, @consumed_at, @tenant_id)`,
       )
-      .run(a);
+      .run({ ...a, tenant_id: a.tenant_id ?? 'default' });
   }
 
   get(id: string): ApprovalRow | undefined {
@@ -386,9 +409,13 @@ export class ApprovalRepo {
   }
 
   /** Newest first; `afterId` continues a previous page. */
-  list(query: { state?: ApprovalState; runId?: string; limit: number; afterId?: string }): ApprovalRow[] {
+  list(query: { state?: ApprovalState; runId?: string; limit: number; afterId?: string; tenant?: string }): ApprovalRow[] {
     const where: string[] = [];
     const bind: Bind = { limit: query.limit };
+    if (query.tenant !== undefined) {
+      where.push('tenant_id = @tenant');
+      bind.tenant = query.tenant;
+    }
     if (query.state !== undefined) {
       where.push('state = @state');
       bind.state = query.state;
@@ -471,11 +498,29 @@ export class OutboxRepo {
   }
 
   append(e: Omit<OutboxRow, 'seq'>): number {
-    return (this.s.get('INSERT INTO outbox (event_id, type, payload, occurred_at) VALUES (@event_id, @type, @payload, @occurred_at) RETURNING seq').get(e) as { seq: number }).seq;
+    return (this.s.get('INSERT INTO outbox (event_id, type, payload, occurred_at, tenant_id) VALUES (@event_id, @type, @payload, @occurred_at, @tenant_id) RETURNING seq').get({ ...e, tenant_id: e.tenant_id ?? 'default' }) as { seq: number }).seq;
   }
 
-  after(seq: number, limit: number): OutboxRow[] {
+  /** Events after `seq`, oldest first; only `tenant`'s when given (a client's catch-up). */
+  after(seq: number, limit: number, tenant?: string): OutboxRow[] {
+    if (tenant !== undefined) return this.s.get('SELECT * FROM outbox WHERE seq > ? AND tenant_id = ? ORDER BY seq LIMIT ?').all(seq, tenant, limit) as OutboxRow[];
     return this.s.get('SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as OutboxRow[];
+  }
+
+  /**
+   * The tenant owning the object an event payload names (its run, approval or conversation),
+   * read in the transaction writing the event; 'default' for events about host-wide objects.
+   */
+  tenantOf(payload: Record<string, unknown>): string {
+    const pick = (sql: string, id: unknown): string | undefined => (typeof id === 'string' ? (this.s.get(sql).get(id) as { tenant_id: string } | undefined)?.tenant_id : undefined);
+    return (
+      pick('SELECT tenant_id FROM tenant_runs WHERE run_id = ?', payload.run_id) ??
+      pick('SELECT tenant_id FROM approvals WHERE id = ?', payload.approval_id) ??
+      pick('SELECT tenant_id FROM conversations WHERE id = ?', payload.conversation_id) ??
+      // artifact.created names no run: the creating token's tenant.
+      pick('SELECT tenant_id FROM tenant_tokens WHERE token_id = ?', payload.created_by) ??
+      'default'
+    );
   }
 
   head(): number {

@@ -99,6 +99,18 @@ export interface TokenRecord {
   device_id: string | null;
   /** A single-use node bootstrap token (node.bootstrap): one device, revoked once that device is paired. */
   single_use: boolean;
+  /**
+   * On insert only: the tenant the token acts in (docs/tenancy.md), default 'default'. A read
+   * record does not carry it (the row reads back as written): ask `TokenRepo.tenantOf`.
+   */
+  tenant_id?: string;
+}
+
+/** A tenant: the owner of tokens and of what they create (docs/tenancy.md). */
+export interface TenantRecord {
+  id: string;
+  label: string;
+  created_at: number;
 }
 
 export type TokenKind = 'access' | 'node_enrollment' | 'node';
@@ -310,6 +322,11 @@ interface TokenRow extends Omit<TokenRecord, 'scopes' | 'roles' | 'single_use'> 
   single_use: number;
 }
 
+function withoutTenant<T extends { tenant_id?: string }>(r: T): Omit<T, 'tenant_id'> {
+  const { tenant_id: _tenant, ...rest } = r;
+  return rest;
+}
+
 function tokenFromRow(row: TokenRow): TokenRecord {
   return { ...row, scopes: parseJsonArray(row.scopes), roles: parseJsonArray(row.roles), single_use: row.single_use === 1 };
 }
@@ -325,7 +342,13 @@ export class TokenRepo {
         `INSERT INTO tokens (id, label, scopes, roles, kdf, salt, hash, created_at, created_by, parent_id, expires_at, revoked_at, last_used_at, kind, device_id, single_use)
          VALUES (@id, @label, @scopes, @roles, @kdf, @salt, @hash, @created_at, @created_by, @parent_id, @expires_at, @revoked_at, @last_used_at, @kind, @device_id, @single_use)`,
       )
-      .run({ ...t, scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles), single_use: t.single_use ? 1 : 0 });
+      .run({ ...withoutTenant(t), scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles), single_use: t.single_use ? 1 : 0 });
+    if (t.tenant_id !== undefined && t.tenant_id !== 'default') prepared(this.db, 'INSERT INTO tenant_tokens (token_id, tenant_id) VALUES (?, ?)').run(t.id, t.tenant_id);
+  }
+
+  /** The tenant a token acts in ('default' for one with no ownership row, or an unknown id). */
+  tenantOf(id: string): string {
+    return (prepared(this.db, 'SELECT tenant_id FROM tenant_tokens WHERE token_id = ?').get(id) as { tenant_id: string } | undefined)?.tenant_id ?? 'default';
   }
 
   /**
@@ -347,7 +370,10 @@ export class TokenRepo {
     return row ? tokenFromRow(row) : undefined;
   }
 
-  list(): TokenRecord[] {
+  /** Every token, or only `tenant`'s. */
+  list(tenant?: string): TokenRecord[] {
+    if (tenant === 'default') return (prepared(this.db, 'SELECT * FROM tokens WHERE NOT EXISTS (SELECT 1 FROM tenant_tokens t WHERE t.token_id = tokens.id) ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
+    if (tenant !== undefined) return (prepared(this.db, 'SELECT * FROM tokens WHERE id IN (SELECT token_id FROM tenant_tokens WHERE tenant_id = ?) ORDER BY created_at, id').all(tenant) as TokenRow[]).map(tokenFromRow);
     return (prepared(this.db, 'SELECT * FROM tokens ORDER BY created_at, id').all() as TokenRow[]).map(tokenFromRow);
   }
 
@@ -405,6 +431,24 @@ export class TokenRepo {
   }
 }
 
+/** Tenants (docs/tenancy.md). Created by the host operator (`tyrum tenant create`), never removed. */
+export class TenantRepo {
+  constructor(private readonly db: SqlDb) {}
+
+  /** False when a tenant with this id exists already. */
+  insert(t: TenantRecord): boolean {
+    return prepared(this.db, 'INSERT INTO tenants (id, label, created_at) VALUES (@id, @label, @created_at) ON CONFLICT DO NOTHING').run(t).changes === 1;
+  }
+
+  get(id: string): TenantRecord | undefined {
+    return prepared(this.db, 'SELECT id, label, created_at FROM tenants WHERE id = ?').get(id) as TenantRecord | undefined;
+  }
+
+  list(): TenantRecord[] {
+    return prepared(this.db, 'SELECT id, label, created_at FROM tenants ORDER BY created_at, id').all() as TenantRecord[];
+  }
+}
+
 /** Device repository: identities seen in completed handshakes. */
 export class DeviceRepo {
   constructor(private readonly db: SqlDb) {}
@@ -425,6 +469,15 @@ export class DeviceRepo {
   }
 }
 
+/**
+ * The condition selecting one tenant's audit entries: those indexed under it in
+ * tenant_audit_entries (their actor names it, hashed with the entry), or, for the default tenant,
+ * those not indexed under any. Binds `@tenant` unless the tenant is the default.
+ */
+function auditTenantWhere(tenant: string): string {
+  return tenant === 'default' ? 'NOT EXISTS (SELECT 1 FROM tenant_audit_entries t WHERE t.seq = audit_entries.seq)' : 'seq IN (SELECT seq FROM tenant_audit_entries WHERE tenant_id = @tenant)';
+}
+
 /** Audit repository: raw rows. Hashing and chaining belong to core/audit. */
 export class AuditRepo {
   constructor(private readonly db: SqlDb) {}
@@ -437,8 +490,22 @@ export class AuditRepo {
     prepared(this.db, 'INSERT INTO audit_entries (seq, ts, type, actor, data, prev_hash, hash) VALUES (@seq, @ts, @type, @actor, @data, @prev_hash, @hash)').run(row);
   }
 
+  /** Indexes entry `seq` under a tenant other than the default (its actor names the tenant). */
+  insertTenant(seq: number, tenant: string): void {
+    prepared(this.db, 'INSERT INTO tenant_audit_entries (seq, tenant_id) VALUES (?, ?)').run(seq, tenant);
+  }
+
   count(): number {
     return (prepared(this.db, 'SELECT COUNT(*) AS n FROM audit_entries').get() as { n: number }).n;
+  }
+
+  /** How many entries a tenant has, and the newest one's seq and hash (a tenant's verify view). */
+  tenantSummary(tenant: string): { entries: number; head: { seq: number; hash: string } | null } {
+    const where = auditTenantWhere(tenant);
+    const bind = tenant === 'default' ? {} : { tenant };
+    const n = (prepared(this.db, `SELECT COUNT(*) AS n FROM audit_entries WHERE ${where}`).get(bind) as { n: number }).n;
+    const head = prepared(this.db, `SELECT seq, hash FROM audit_entries WHERE ${where} ORDER BY seq DESC LIMIT 1`).get(bind) as { seq: number; hash: string } | undefined;
+    return { entries: Number(n), head: head ?? null };
   }
 
   get(seq: number): AuditRow | undefined {
@@ -446,7 +513,16 @@ export class AuditRepo {
   }
 
   /** Entries with seq > afterSeq in ascending order, at most `limit`, optionally of one type. */
-  page(afterSeq: number, limit: number, type?: string): AuditRow[] {
+  page(afterSeq: number, limit: number, type?: string, tenant?: string): AuditRow[] {
+    if (tenant !== undefined) {
+      const where = auditTenantWhere(tenant);
+      return prepared(this.db, `SELECT * FROM audit_entries WHERE ${where} AND seq > @after AND (CAST(@type AS TEXT) IS NULL OR type = @type) ORDER BY seq LIMIT @limit`).all({
+        ...(tenant === 'default' ? {} : { tenant }),
+        after: afterSeq,
+        type: type ?? null,
+        limit,
+      }) as AuditRow[];
+    }
     if (type !== undefined) {
       return prepared(this.db, 'SELECT * FROM audit_entries WHERE seq > ? AND type = ? ORDER BY seq LIMIT ?').all(afterSeq, type, limit) as AuditRow[];
     }
@@ -635,6 +711,7 @@ export class SecretRepo {
 /** Every repository, over one connection (SQLite's or PostgreSQL's). */
 export interface Repos {
   readonly tokens: TokenRepo;
+  readonly tenants: TenantRepo;
   readonly devices: DeviceRepo;
   readonly audit: AuditRepo;
   readonly plugins: PluginRepo;
@@ -656,6 +733,7 @@ export interface Repos {
 export function createRepos(sql: SqlDb): Repos {
   return {
     tokens: new TokenRepo(sql),
+    tenants: new TenantRepo(sql),
     devices: new DeviceRepo(sql),
     audit: new AuditRepo(sql),
     plugins: new PluginRepo(sql),
@@ -748,6 +826,7 @@ const OPEN_GROUPS = new Set<Store>();
 /** An open store. One per process; share it. */
 export class Store {
   readonly tokens: TokenRepo;
+  readonly tenants: TenantRepo;
   readonly devices: DeviceRepo;
   readonly audit: AuditRepo;
   readonly plugins: PluginRepo;
@@ -809,6 +888,7 @@ export class Store {
     this.sql = db instanceof PgDb ? db : sqliteDb(db);
     const r = createRepos(this.sql);
     this.tokens = r.tokens;
+    this.tenants = r.tenants;
     this.devices = r.devices;
     this.audit = r.audit;
     this.plugins = r.plugins;

@@ -682,4 +682,49 @@ export const MIGRATIONS: readonly Migration[] = [
       SELECT 1;
     `,
   },
+  {
+    version: 19,
+    name: 'tenants',
+    sql: `
+      -- A tenant owns tokens and what they create: runs (their steps, attempts and approvals follow
+      -- the run), outbox events, conversations (their messages and turns follow), audit entries.
+      -- 'default' is the host's own tenant: every row written before tenancy belongs to it, and a
+      -- gateway whose operators never name a tenant never sees another (docs/tenancy.md).
+      CREATE TABLE tenants (
+        id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+        label TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+      ) STRICT;
+      INSERT INTO tenants (id, label, created_at) VALUES ('default', 'the host tenant', 0);
+
+      -- Tokens and runs keep their row shape (a row reads back exactly as written): the tenant of
+      -- one outside the default tenant is an ownership row beside it; no row means 'default'.
+      CREATE TABLE tenant_tokens (
+        token_id TEXT PRIMARY KEY REFERENCES tokens (id) ON DELETE CASCADE,
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default')
+      ) STRICT;
+      CREATE INDEX tenant_tokens_tenant ON tenant_tokens (tenant_id);
+      CREATE TABLE tenant_runs (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default')
+      ) STRICT;
+      CREATE INDEX tenant_runs_tenant ON tenant_runs (tenant_id);
+
+      -- Copied from the run (or the conversation) when the row is written.
+      ALTER TABLE approvals ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+      ALTER TABLE outbox ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+      ALTER TABLE conversations ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+      CREATE INDEX approvals_tenant ON approvals (tenant_id, created_at);
+      CREATE INDEX outbox_tenant ON outbox (tenant_id, seq);
+      CREATE INDEX conversations_tenant ON conversations (tenant_id, updated_at);
+
+      -- An audit entry of a tenant other than the default names it in its actor ("tenant", hashed
+      -- with the entry: the one chain protects each tenant's view of it); this is its index.
+      CREATE TABLE tenant_audit_entries (
+        seq INTEGER PRIMARY KEY REFERENCES audit_entries (seq) ON DELETE CASCADE,
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default')
+      ) STRICT;
+      CREATE INDEX tenant_audit_entries_tenant ON tenant_audit_entries (tenant_id, seq);
+    `,
+  },
 ];

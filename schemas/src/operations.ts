@@ -879,6 +879,40 @@ export const OPERATIONS = {
 
 export type OperationType = keyof typeof OPERATIONS;
 
+/**
+ * The operations a token of a tenant other than `default` may call (docs/tenancy.md). Each reads
+ * or changes only its caller's tenant's records (tokens, runs and their approvals, events,
+ * conversations, its view of the audit log) or, for `tool.list`, the host's shared tool catalog.
+ * Every other operation manages a host-wide resource (plugins, grants, policy, secrets, MCP
+ * servers, nodes and pairings, channels, schedules, workflows, artifacts, presence, doctor): only
+ * the `default` (host) tenant's tokens may call it; any other tenant gets `forbidden`. A new
+ * operation is host-only until it is scoped and listed here.
+ */
+export const TENANT_OPERATIONS: ReadonlySet<OperationType> = new Set<OperationType>([
+  'ping',
+  'audit.list',
+  'audit.verify',
+  'token.create',
+  'token.list',
+  'token.revoke',
+  'tool.list',
+  'tool.invoke',
+  'run.get',
+  'run.list',
+  'run.cancel',
+  'run.resolve',
+  'approval.list',
+  'approval.resolve',
+  'event.list',
+  'conversation.create',
+  'conversation.list',
+  'conversation.get',
+  'conversation.send',
+]);
+
+/** The tenant every row belongs to unless a tenant is named: the host's own. */
+export const DEFAULT_TENANT = 'default';
+
 export interface EventSpec {
   readonly description: string;
   /** Connections holding any of these scopes receive the event. */

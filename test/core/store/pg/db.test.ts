@@ -37,6 +37,9 @@ t.test('SQL PostgreSQL cannot run is refused with the construct named, not mistr
 
 t.test('the PostgreSQL migrations are the SQLite ones, version for version', async (t) => {
   t.same(PG_MIGRATIONS.map((m) => [m.version, m.name]), MIGRATIONS.map((m) => [m.version, m.name]));
+  // 1, 2, ... with no gap: the runner applies only versions above the current one, so a version
+  // merged below one already applied would never run on that database.
+  t.same(MIGRATIONS.map((m) => m.version), MIGRATIONS.map((_, i) => i + 1), 'versions are contiguous from 1');
 });
 
 t.test('durability settings are checked: synchronous_commit and fsync must be on', async (t) => {
@@ -61,7 +64,7 @@ t.test('open migrates to the latest version once; reopening applies nothing', { 
   const again = openPgDb(url);
   t.equal(pgSchemaVersion(again), LATEST);
   await again.close();
-  t.same(db.exec('SELECT count(*) AS n, count(DISTINCT version) AS d FROM tyrum_schema_version').rows, [{ n: LATEST, d: LATEST }]);
+  t.same(db.exec('SELECT count(*) AS n, count(DISTINCT version) AS d FROM tyrum_schema_version').rows, [{ n: PG_MIGRATIONS.length, d: PG_MIGRATIONS.length }]);
 });
 
 t.test('a database from a newer build is refused; a failed migration leaves the version untouched', { skip }, async (t) => {
@@ -88,7 +91,7 @@ t.test('two processes opening a new database at once migrate it once (advisory l
   t.same(results.map((r) => r.code), [0, 0, 0], results.map((r) => r.err).join('\n'));
   const db = openPgDb(url, { readonly: true });
   t.teardown(() => db.close());
-  t.same(db.exec('SELECT count(*) AS n FROM tyrum_schema_version').rows, [{ n: LATEST }]);
+  t.same(db.exec('SELECT count(*) AS n FROM tyrum_schema_version').rows, [{ n: PG_MIGRATIONS.length }]);
 });
 
 t.test('every text column compares by bytes (COLLATE "C"), whatever the database default', { skip }, async (t) => {

@@ -1,0 +1,56 @@
+/**
+ * `tyrum tenant create|list` and `tyrum token create|list --tenant` (docs/tenancy.md): tenants
+ * are made on the home by its operator; a token made with --tenant acts in that tenant; a home
+ * that never names a tenant lists its tokens exactly as before.
+ */
+import t from 'tap';
+import { runCli, cliGateway } from '../../helpers/cli.js';
+import { connect } from '../../helpers/gateway.js';
+
+t.test('tenants are created on the home; a token of one acts in it; a single-tenant home shows no tenant', async (t) => {
+  const { gw, H } = await cliGateway(t);
+
+  const plain = JSON.parse((await runCli(['token', 'list', '--json', ...H])).out) as { tokens: Array<Record<string, unknown>> };
+  t.ok(plain.tokens.length > 0);
+  t.ok(plain.tokens.every((x) => !('tenant' in x)), 'no tenant member while every token is the default tenant\'s');
+  t.notMatch((await runCli(['token', 'list', ...H])).out, /TENANT/, 'and no TENANT column');
+  t.same(JSON.parse((await runCli(['tenant', 'list', '--json', ...H])).out).tenants.map((x: { tenant: string }) => x.tenant), ['default']);
+
+  const bad = await runCli(['tenant', 'create', 'Not Valid', ...H]);
+  t.not(bad.code, 0, 'an invalid tenant id is refused');
+  t.match(bad.err, /invalid tenant id/);
+  const missing = await runCli(['token', 'create', '--scopes', 'operator.read', '--tenant', 'acme', ...H]);
+  t.not(missing.code, 0, 'a token of a tenant that does not exist is refused');
+  t.match(missing.err, /no tenant "acme"/);
+
+  const created = await runCli(['tenant', 'create', 'acme', '--label', 'Acme Corp', '--json', ...H]);
+  t.equal(created.code, 0, created.err);
+  t.match(JSON.parse(created.out), { tenant: { tenant: 'acme', label: 'Acme Corp' } });
+  const again = await runCli(['tenant', 'create', 'acme', ...H]);
+  t.not(again.code, 0, 'a tenant is created once');
+  t.match(again.err, /exists already/);
+  t.same(JSON.parse((await runCli(['tenant', 'list', '--json', ...H])).out).tenants.map((x: { tenant: string }) => x.tenant), ['default', 'acme']);
+
+  const node = await runCli(['token', 'create', '--scopes', 'operator.read', '--roles', 'client,node', '--tenant', 'acme', ...H]);
+  t.not(node.code, 0, 'nodes belong to the host');
+  t.match(node.err, /role client only/);
+
+  const tok = await runCli(['token', 'create', '--scopes', 'operator.read,operator.write', '--tenant', 'acme', '--label', 'acme ops', '--json', ...H]);
+  t.equal(tok.code, 0, tok.err);
+  const { token, info } = JSON.parse(tok.out) as { token: string; info: { token_id: string; tenant: string } };
+  t.equal(info.tenant, 'acme');
+  const listed = JSON.parse((await runCli(['token', 'list', '--json', ...H])).out) as { tokens: Array<{ token_id: string; tenant: string }> };
+  t.equal(listed.tokens.find((x) => x.token_id === info.token_id)?.tenant, 'acme');
+  t.ok(listed.tokens.filter((x) => x.token_id !== info.token_id).every((x) => x.tenant === 'default'));
+  t.match((await runCli(['token', 'list', ...H])).out, /TENANT/);
+  t.same((JSON.parse((await runCli(['token', 'list', '--tenant', 'acme', '--json', ...H])).out) as { tokens: Array<{ token_id: string }> }).tokens.map((x) => x.token_id), [info.token_id]);
+
+  // The token works at the running gateway, in its tenant.
+  const { conn } = await connect(gw, { token });
+  t.teardown(() => conn.ws.close());
+  const conv = await conn.request('conversation.create', { title: 'acme chat' });
+  t.equal(conv.ok, true);
+  t.equal((await conn.request('plugin.list', {})).ok, false, 'a host operation is forbidden');
+  t.same(gw.conversations.list(10, undefined, undefined, 'default').map((c) => c.title), [], "the host tenant's list does not show it");
+  t.same(gw.conversations.list(10, undefined, undefined, 'acme').map((c) => c.title), ['acme chat']);
+});
