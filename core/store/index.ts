@@ -46,8 +46,9 @@
 import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
-import { PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
+import { OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
@@ -431,6 +432,15 @@ export class AuditRepo {
 
   head(): AuditRow | undefined {
     return prepared(this.db, 'SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
+  }
+
+  /**
+   * The head an append chains onto, inside the write transaction. On PostgreSQL the log lock is
+   * taken first, so a writer on another replica cannot read the same head (no fork, no seq clash).
+   */
+  headForAppend(): AuditRow | undefined {
+    orderAppends(this.db);
+    return this.head();
   }
 
   insert(row: AuditRow): void {
@@ -839,6 +849,18 @@ export class Store {
     return this.sql.dialect;
   }
 
+  /**
+   * PostgreSQL: call `onEvent` whenever a transaction that appended to the outbox or the audit
+   * log commits, in this process or any other (replicas, the CLI), on a connection of its own
+   * (`listening` after each (re)connect: notifications may have been missed, read the outbox).
+   * A wake-up only: the outbox is the truth. Null on SQLite (one host: the data_version poll).
+   * The caller closes what it gets.
+   */
+  listenOutbox(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> } | null {
+    if (this.pg === null) return null;
+    return this.pg.bridge.listen(OUTBOX_CHANNEL, onEvent, retryMs);
+  }
+
   /** @internal openPgStore attaches the second connection `committed` reads go through. */
   attachPgReader(reader: PgDb): void {
     this.pgReader = reader;
@@ -992,6 +1014,7 @@ export class Store {
         value = fn();
       } catch (e) {
         prepared(this.sql, `ROLLBACK TO ${name}`).run();
+        this.pg?.appendsReleased();
         prepared(this.sql, `RELEASE ${name}`).run();
         throw e;
       }
@@ -1050,6 +1073,7 @@ export class Store {
         value = fn();
       } catch (e) {
         prepared(this.sql, 'ROLLBACK TO unit').run();
+        this.pg?.appendsReleased();
         prepared(this.sql, 'RELEASE unit').run();
         return { ok: false, error: e };
       }
@@ -1088,6 +1112,7 @@ export class Store {
           // acknowledges it (durable: synchronous_commit=on). The worker runs statements in
           // order, so the next group's BEGIN queues behind it.
           this.pg.txGeneration = null;
+          this.pg.appendsReleased();
           this.stats.commits += 1;
           this.stats.units += group.units.length;
           group.seq = ++this.lastCommitSeq;
@@ -1104,7 +1129,10 @@ export class Store {
         const t0 = this.observer ? performance.now() : 0;
         prepared(this.sql, 'COMMIT').run();
         this.observer?.committed((performance.now() - t0) / 1000);
-        if (this.pg !== null) this.pg.txGeneration = null;
+        if (this.pg !== null) {
+          this.pg.txGeneration = null;
+          this.pg.appendsReleased();
+        }
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;

@@ -303,6 +303,11 @@ export class PgBridge {
     return p;
   }
 
+  /** LISTEN on `channel` on a connection of its own to the same database (see PgListener). */
+  listen(channel: string, onEvent: (e: PgListenEvent) => void, retryMs?: number): PgListener {
+    return new PgListener(this.url, channel, onEvent, { connectTimeoutMs: this.connectTimeoutMs, ...(retryMs !== undefined ? { retryMs } : {}) });
+  }
+
   /** Close the connection (after everything posted ran) and stop the worker. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -450,6 +455,110 @@ export class PgBridge {
 
   private unavailable(message: string): TyrumError {
     return new TyrumError('TYRUM_ERR_STORE_UNAVAILABLE', message);
+  }
+}
+
+/** The listening worker: one `pg` Client that LISTENs and forwards notifications, reconnecting. */
+const LISTEN_WORKER = String.raw`
+const { workerData } = require('node:worker_threads');
+const pg = require(workerData.pg);
+const { port, url, connectTimeoutMs, channel, retryMs } = workerData;
+let client = null;
+let stopping = false;
+let timer = null;
+
+function later() {
+  if (stopping || timer !== null) return;
+  timer = setTimeout(() => { timer = null; void open(); }, retryMs);
+}
+
+async function open() {
+  if (stopping) return;
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
+  const drop = () => {
+    if (client !== c) return;
+    client = null;
+    port.postMessage({ kind: 'lost' });
+    c.end().catch(() => undefined);
+    later();
+  };
+  c.on('error', drop);
+  c.on('end', drop);
+  c.on('notification', (n) => { if (n.channel === channel) port.postMessage({ kind: 'notify' }); });
+  try {
+    await c.connect();
+    await c.query('SELECT set_config($1, $2, false)', ['application_name', 'tyrum-listen']);
+    await c.query('LISTEN "' + channel + '"');
+  } catch (e) {
+    c.end().catch(() => undefined);
+    port.postMessage({ kind: 'lost' });
+    return later();
+  }
+  if (stopping) return void c.end().catch(() => undefined);
+  client = c;
+  // Listening from now on: whatever was notified while not listening is read by the caller now.
+  port.postMessage({ kind: 'listening' });
+}
+
+port.on('message', (m) => {
+  if (m !== 'close') return;
+  stopping = true;
+  if (timer !== null) clearTimeout(timer);
+  const c = client;
+  client = null;
+  (c === null ? Promise.resolve() : c.end().catch(() => undefined)).then(() => port.close());
+});
+void open();
+`;
+
+/** What a listener reports: a notification, (re)listening (anything may have been missed), or the connection lost. */
+export type PgListenEvent = 'notify' | 'listening' | 'lost';
+
+/**
+ * LISTEN on one channel from a worker thread of its own (a connection that never runs anything
+ * else), calling `onEvent` on this thread's event loop: asynchronously, never inside a blocking
+ * statement. A lost connection is reported and reopened every `retryMs`; once listening again
+ * `listening` is reported, since notifications sent meanwhile are gone. The worker never keeps
+ * the process alive. The URL never appears in what is reported.
+ */
+export class PgListener {
+  private worker: Worker | null;
+  private port: MessagePort | null;
+  private closed = false;
+
+  constructor(url: string, channel: string, onEvent: (e: PgListenEvent) => void, options: { connectTimeoutMs?: number; retryMs?: number } = {}) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new TyrumError('TYRUM_ERR_INTERNAL', `not a channel name: ${channel.slice(0, 80)}`);
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(LISTEN_WORKER, {
+      eval: true,
+      workerData: { pg: createRequire(import.meta.url).resolve('pg'), port: port2, url, channel, connectTimeoutMs: Math.max(1, options.connectTimeoutMs ?? 10_000), retryMs: Math.max(1, options.retryMs ?? 1_000) },
+      transferList: [port2],
+    });
+    worker.unref();
+    worker.on('error', () => undefined);
+    port1.on('message', (m: { kind: PgListenEvent }) => {
+      if (!this.closed) onEvent(m.kind);
+    });
+    port1.unref();
+    this.worker = worker;
+    this.port = port1;
+  }
+
+  /** Stop listening and end the worker. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const worker = this.worker!;
+    const port = this.port!;
+    this.worker = null;
+    this.port = null;
+    const exited = new Promise<void>((done) => worker.once('exit', () => done()));
+    worker.ref();
+    port.postMessage('close');
+    const timer = setTimeout(() => void worker.terminate(), 2_000);
+    await exited;
+    clearTimeout(timer);
+    port.close();
   }
 }
 
