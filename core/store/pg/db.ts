@@ -325,6 +325,9 @@ export function pgSettings(db: PgDb): PgSettingsReport {
 /** The advisory lock key outbox and audit appends run under (see `PgDb.orderAppends`). */
 export const LOG_LOCK = 0x7479_726c; // "tyrl"
 
+/** The session advisory lock the cluster's leader holds (see `Store.campaign`). */
+export const LEADER_LOCK = 0x7479_726d; // "tyrm"
+
 /** The LISTEN/NOTIFY channel a committed outbox append notifies (the backplane's wake-up). */
 export const OUTBOX_CHANNEL = 'tyrum_outbox';
 

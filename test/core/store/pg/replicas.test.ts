@@ -92,3 +92,36 @@ t.test('the outbox notification arrives when an append commits, not when it roll
   await until(() => seen.includes('notify'), 'a notification after the reconnect');
   t.pass('notified after reconnecting');
 });
+
+t.test('one process of the cluster leads; when its connection goes, another takes over', { skip }, async (t) => {
+  const { url, s, other } = await open(t);
+  const s2 = openPgStore(url);
+  t.teardown(async () => {
+    s2.close();
+    await s2.whenClosed();
+  });
+  const changes: string[] = [];
+  const a = s.campaign((l) => changes.push(`a:${l}`), 50)!;
+  const until = async (pred: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 15_000;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (changes: ${changes.join(',')})`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  await until(() => a.leading, 'the first campaigner to lead');
+  const b = s2.campaign((l) => changes.push(`b:${l}`), 50)!;
+  t.teardown(() => b.close());
+  // b keeps trying: wait until it has connected and tried, as seen from the server.
+  await until(() => other.query("SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE application_name = 'tyrum-leader'").rows[0]!.n === 2, 'both campaigners connected');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(b.leading, false, 'the second does not lead while the first does');
+  // The leader's connection is killed (as when its process dies): it stops leading, the other takes over.
+  other.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tyrum-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)");
+  await until(() => changes.includes('a:false'), 'the first to hear it lost the lead');
+  await until(() => a.leading !== b.leading && (a.leading || b.leading), 'exactly one leader again');
+  t.ok(changes.includes('a:false'), 'the old leader was told');
+  await a.close();
+  await until(() => b.leading, 'the second leads once the first gave up');
+  t.equal(b.leading, true);
+});
