@@ -357,7 +357,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         push(e);
       }
     };
+    // Reads wait until every group other connections can read is durable (Store.settled), so
+    // no client is pushed an event of ours that a power cut could still take back.
     const catchUp = () => {
+      const settled = store.settled();
+      if (settled) void settled.then(readOthers, () => undefined);
+      else readOthers();
+    };
+    const readOthers = () => {
       try {
         pump();
         for (;;) {
