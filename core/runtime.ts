@@ -214,6 +214,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
+  // PostgreSQL: the outbox notifications (started with the engine, closed first at shutdown).
+  let outboxWake: { close(): Promise<void> } | null = null;
+  // PostgreSQL: this replica's campaign to lead the cluster (turns, deliveries).
+  let leader: { readonly leading: boolean; close(): Promise<void> } | null = null;
   let host: PluginHost | null = null;
   let mcpHost: McpHost | null = null;
   // Plugins changed: `pluginId` in this process, or, without it, anything in another process (the
@@ -346,9 +350,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       calls: telemetry.calls,
     });
     // Durable events are pushed in outbox order, whichever process committed them (an approval
-    // resolved from the CLI is written by the CLI process). Events this process committed are
-    // pushed as delivered, with no re-read; a gap in the sequence (another process's commit)
-    // is filled from the outbox.
+    // resolved from the CLI is written by the CLI process; on PostgreSQL, any replica). Events
+    // this process committed are pushed as delivered, with no re-read; a gap in the sequence
+    // (another process's commit) is filled from the outbox, and so is everything others
+    // committed once we hear of it (`catchUp`: the data_version poll, and on PostgreSQL the
+    // outbox notification). Seqs commit in order (on PostgreSQL under the log lock), so reading
+    // seq > pushedSeq never passes one that commits later.
     let pushedSeq = engine.events.head();
     let delivered: OutboxEvent[] = [];
     const push = (e: OutboxEvent) => {
@@ -366,6 +373,26 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           batch.forEach(push);
         }
         push(e);
+      }
+    };
+    // Reads wait until every group other connections can read is durable (Store.settled), so
+    // no client is pushed an event of ours that a power cut could still take back.
+    const catchUp = () => {
+      const settled = store.settled();
+      if (settled) void settled.then(readOthers, () => undefined);
+      else readOthers();
+    };
+    const readOthers = () => {
+      try {
+        pump();
+        for (;;) {
+          const batch = engine.events.after(pushedSeq, 500);
+          batch.forEach(push);
+          if (batch.length < 500) return;
+        }
+      } catch (e) {
+        // The store unavailable, say: the next notification or poll reads from pushedSeq again.
+        server?.app.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'reading the outbox for other writers\' events failed');
       }
     };
     // One pending pump however many events a commit delivered (a call emits ~5).
@@ -419,6 +446,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       publish: (type, payload) => server?.publish(type, payload),
       onReply: (c, m) => deliverer.queue(c, m),
       maxConcurrent: config.limits.maxConcurrentTurns,
+      // PostgreSQL with several replicas: turns run on the cluster's leader only (see below).
+      active: () => leader === null || leader.leading,
       onRunChange: (listener) =>
         engine.onEvent((e) => {
           if (e.type === 'run.updated' && typeof e.payload.run_id === 'string') listener(e.payload.run_id);
@@ -535,7 +564,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       // the events it wrote, and let the engine claim runs it requeued (an approval resolved).
       onExternalChange: () => {
         const picked = reconcile();
-        pump();
+        catchUp();
         engine.kick();
         // A pairing approved, denied or revoked from the CLI.
         void nodes.reconcile();
@@ -620,8 +649,32 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Last, with nothing after it that can fail: the catch below cannot stop an engine (its timers
     // would then run over the closed store); running.close() does.
     engine.start();
+    // PostgreSQL: another replica's (or the CLI's) outbox commit wakes this one at once, instead
+    // of at the next data_version poll (REVOCATION_POLL_MS), which stays as the fallback for a
+    // lost notification. One look per turn however many notifications arrived.
+    let wakeQueued = false;
+    outboxWake = store.listenOutbox((e) => {
+      if (e === 'lost' || wakeQueued) return;
+      wakeQueued = true;
+      setImmediate(() => {
+        wakeQueued = false;
+        void server?.syncExternal();
+      });
+    });
+    // Agent turns and channel deliveries must not run on two replicas at once (a turn running
+    // elsewhere would be resumed here; a delivery sent twice): on PostgreSQL only the leader
+    // runs them (a session advisory lock; a dead leader's lock goes with its connection and
+    // another replica takes over within a second). SQLite: one gateway per home, always.
+    leader = store.campaign((leading) => {
+      if (leading) {
+        deliverer.start();
+        turns.kick();
+      } else {
+        void deliverer.stop();
+      }
+    });
     turns.start();
-    deliverer.start();
+    if (leader === null) deliverer.start();
     scheduler.start();
     workflows.start();
     sweeper.start();
@@ -655,6 +708,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       sweeper,
       telemetry,
       close: async () => {
+        await outboxWake?.close();
         // A sweep in progress ends after its current batch commits.
         await sweeper.stop();
         // No new fires first: a fire's run or message must find the engine and runner still up.
@@ -662,6 +716,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         await workflows.stop();
         await turns.stop();
         await deliverer.stop();
+        await leader?.close();
         await engine.stop();
         // A doctor check in flight is stopped (its caller gets a coded error) and its worker's connection closed.
         await doctor.close();
@@ -682,6 +737,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     };
     return running;
   } catch (e) {
+    await outboxWake?.close().catch(() => undefined);
+    await leader?.close().catch(() => undefined);
     await server?.close().catch(() => undefined);
     await mcpHost?.close().catch(() => undefined);
     await host?.close().catch(() => undefined);

@@ -310,7 +310,7 @@ export class AuditLog {
       const check = this.checkAnchor();
       if (!check.ok) throw this.tamperedError(check, { committed: false });
     }
-    const head = this.store.audit.head();
+    const head = this.store.audit.headForAppend();
     const actor = this.withTenant(entry.actor, entry.data);
     const fields = { seq: (head?.seq ?? 0) + 1, ts: this.now().toISOString(), type: entry.type, actor, data: entry.data, prev_hash: head?.hash ?? GENESIS_HASH };
     const hash = hashEntry(fields);

@@ -7,7 +7,7 @@
  * worker that lost its lease cannot overwrite the new owner's work (TESTPLAN A3): the
  * statement simply matches no row.
  */
-import { prepared, type DialectSql, type SqlDb, type SqlStatement } from './statements.js';
+import { orderAppends, prepared, type DialectSql, type SqlDb, type SqlStatement } from './statements.js';
 
 export type RunKind = 'tool' | 'workflow';
 export type RunState = 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
@@ -142,6 +142,9 @@ class Statements {
   get(sql: string | DialectSql): SqlStatement {
     return prepared(this.db, sql);
   }
+  orderAppends(): void {
+    orderAppends(this.db);
+  }
 }
 
 /** `SET a = @s_a, ...` from the given fields; only whitelisted column names are accepted. */
@@ -180,6 +183,11 @@ export interface UpdateCondition<S extends string> {
 }
 
 /** Runs, steps and attempts. */
+/** The claim's new lease (see `ExecutionRepo.claim`). */
+const CLAIM_SET = `state = 'running', lease_owner = @owner, lease_expires_at = @until, fencing_token = fencing_token + 1, updated_at = @now`;
+/** A run is claimable: queued or running, due, and its lease free or expired. */
+const CLAIMABLE = `state IN ('queued', 'running') AND next_attempt_at <= @now AND (lease_owner IS NULL OR lease_expires_at <= @now)`;
+
 export class ExecutionRepo {
   private readonly s: Statements;
 
@@ -307,11 +315,12 @@ export class ExecutionRepo {
    */
   claim(id: string, owner: string, now: number, leaseMs: number): RunRow | undefined {
     return this.s
-      .get(
-        `UPDATE runs SET state = 'running', lease_owner = @owner, lease_expires_at = @until, fencing_token = fencing_token + 1, updated_at = @now
-         WHERE id = @id AND state IN ('queued', 'running') AND next_attempt_at <= @now AND (lease_owner IS NULL OR lease_expires_at <= @now)
-         RETURNING *`,
-      )
+      .get({
+        sqlite: `UPDATE runs SET ${CLAIM_SET} WHERE id = @id AND ${CLAIMABLE} RETURNING *`,
+        // Several replicas claim from one database: a run another replica's open transaction holds
+        // (claiming it, or writing it) is skipped rather than waited for; it is not claimable now.
+        postgres: `UPDATE runs SET ${CLAIM_SET} WHERE id = (SELECT id FROM runs WHERE id = @id AND ${CLAIMABLE} FOR UPDATE SKIP LOCKED) RETURNING *`,
+      })
       .get({ id, owner, now, until: now + leaseMs }) as RunRow | undefined;
   }
 
@@ -498,6 +507,9 @@ export class OutboxRepo {
   }
 
   append(e: Omit<OutboxRow, 'seq'>): number {
+    // PostgreSQL: seq is taken under the log lock, so seqs commit in order and a reader's cursor
+    // never passes a seq that commits later (on another replica).
+    this.s.orderAppends();
     return (this.s.get('INSERT INTO outbox (event_id, type, payload, occurred_at, tenant_id) VALUES (@event_id, @type, @payload, @occurred_at, @tenant_id) RETURNING seq').get({ ...e, tenant_id: e.tenant_id ?? 'default' }) as { seq: number }).seq;
   }
 

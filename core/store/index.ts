@@ -46,8 +46,9 @@
 import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
-import { PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
+import { LEADER_LOCK, OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { crashPointFromEnv, type CrashPoint } from '../util/crash.js';
@@ -486,6 +487,15 @@ export class AuditRepo {
     return prepared(this.db, 'SELECT * FROM audit_entries ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
   }
 
+  /**
+   * The head an append chains onto, inside the write transaction. On PostgreSQL the log lock is
+   * taken first, so a writer on another replica cannot read the same head (no fork, no seq clash).
+   */
+  headForAppend(): AuditRow | undefined {
+    orderAppends(this.db);
+    return this.head();
+  }
+
   insert(row: AuditRow): void {
     prepared(this.db, 'INSERT INTO audit_entries (seq, ts, type, actor, data, prev_hash, hash) VALUES (@seq, @ts, @type, @actor, @data, @prev_hash, @hash)').run(row);
   }
@@ -919,6 +929,29 @@ export class Store {
     return this.sql.dialect;
   }
 
+  /**
+   * PostgreSQL: call `onEvent` whenever a transaction that appended to the outbox or the audit
+   * log commits, in this process or any other (replicas, the CLI), on a connection of its own
+   * (`listening` after each (re)connect: notifications may have been missed, read the outbox).
+   * A wake-up only: the outbox is the truth. Null on SQLite (one host: the data_version poll).
+   * The caller closes what it gets.
+   */
+  listenOutbox(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> } | null {
+    if (this.pg === null) return null;
+    return this.pg.bridge.listen(OUTBOX_CHANNEL, onEvent, retryMs);
+  }
+
+  /**
+   * PostgreSQL: campaign to be the one process of the cluster that runs the work no two
+   * replicas may do at once (agent turns, channel deliveries); `onChange` says when this process
+   * starts or stops leading. Null on SQLite (one host: the gateway lock already makes it the
+   * only gateway). The caller closes what it gets (which gives leadership up).
+   */
+  campaign(onChange: (leading: boolean) => void, retryMs?: number): { readonly leading: boolean; close(): Promise<void> } | null {
+    if (this.pg === null) return null;
+    return this.pg.bridge.campaign(LEADER_LOCK, onChange, retryMs);
+  }
+
   /** @internal openPgStore attaches the second connection `committed` reads go through. */
   attachPgReader(reader: PgDb): void {
     this.pgReader = reader;
@@ -1072,6 +1105,7 @@ export class Store {
         value = fn();
       } catch (e) {
         prepared(this.sql, `ROLLBACK TO ${name}`).run();
+        this.pg?.appendsReleased();
         prepared(this.sql, `RELEASE ${name}`).run();
         throw e;
       }
@@ -1133,6 +1167,7 @@ export class Store {
         // back, and a statement now would wait to reconnect for nothing (the group fails anyway).
         if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) return { ok: false, error: e };
         prepared(this.sql, 'ROLLBACK TO unit').run();
+        this.pg?.appendsReleased();
         prepared(this.sql, 'RELEASE unit').run();
         return { ok: false, error: e };
       }
@@ -1171,6 +1206,7 @@ export class Store {
           // acknowledges it (durable: synchronous_commit=on). The worker runs statements in
           // order, so the next group's BEGIN queues behind it.
           this.pg.txGeneration = null;
+          this.pg.appendsReleased();
           this.stats.commits += 1;
           this.stats.units += group.units.length;
           group.seq = ++this.lastCommitSeq;
@@ -1190,7 +1226,10 @@ export class Store {
         const t0 = this.observer ? performance.now() : 0;
         prepared(this.sql, 'COMMIT').run();
         this.observer?.committed((performance.now() - t0) / 1000);
-        if (this.pg !== null) this.pg.txGeneration = null;
+        if (this.pg !== null) {
+          this.pg.txGeneration = null;
+          this.pg.appendsReleased();
+        }
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;

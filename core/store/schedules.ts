@@ -45,6 +45,9 @@ export interface ScheduleFireRow {
   error: string | null;
 }
 
+const ADVANCE_SET = `next_fire_at = @next, updated_at = @now, missed = missed + @missed,
+  fires = fires + @fired, last_fire_at = CASE WHEN @fired = 1 THEN @now ELSE last_fire_at END`;
+
 export class ScheduleRepo {
   constructor(private readonly db: SqlDb) {}
 
@@ -70,8 +73,8 @@ export class ScheduleRepo {
 
   /**
    * Active schedules whose next tick is at or before `now`, earliest first. A read, not a claim:
-   * the claim is `advance`. (On Postgres the claimer selects these `FOR UPDATE SKIP LOCKED` inside
-   * its claim transaction, so replicas split the due schedules instead of queueing on one row.)
+   * the claim is `advance`. (On PostgreSQL `advance` locks the row `FOR UPDATE SKIP LOCKED`, so a
+   * replica never queues on a row another replica is claiming: it moves on, and that replica wins.)
    */
   due(now: number, limit: number): ScheduleRow[] {
     return prepared(this.db, "SELECT * FROM schedules WHERE state = 'active' AND next_fire_at <= ? ORDER BY next_fire_at, id LIMIT ?").all(now, limit) as ScheduleRow[];
@@ -89,12 +92,13 @@ export class ScheduleRepo {
    */
   advance(id: string, expected: number, next: number | null, fired: boolean, missed: number, now: number): boolean {
     return (
-      prepared(
-        this.db,
-        `UPDATE schedules SET next_fire_at = @next, updated_at = @now, missed = missed + @missed,
-           fires = fires + @fired, last_fire_at = CASE WHEN @fired = 1 THEN @now ELSE last_fire_at END
-         WHERE id = @id AND state = 'active' AND next_fire_at = @expected`,
-      ).run({ id, expected, next, fired: fired ? 1 : 0, missed, now }).changes === 1
+      prepared(this.db, {
+        sqlite: `UPDATE schedules SET ${ADVANCE_SET} WHERE id = @id AND state = 'active' AND next_fire_at = @expected`,
+        // A row locked by another replica's claim is skipped (not waited for): that claim wins,
+        // and if it rolls back the schedule is still due on the next pass.
+        postgres: `UPDATE schedules SET ${ADVANCE_SET}
+          WHERE id = (SELECT id FROM schedules WHERE id = @id AND state = 'active' AND next_fire_at = @expected FOR UPDATE SKIP LOCKED)`,
+      }).run({ id, expected, next, fired: fired ? 1 : 0, missed, now }).changes === 1
     );
   }
 

@@ -38,6 +38,18 @@ export interface SqlStatement {
 export interface SqlDb {
   readonly dialect: Dialect;
   prepare(sql: string): SqlStatement;
+  /**
+   * Called before the first append to a sequenced log (outbox, audit chain) in a transaction.
+   * PostgreSQL: takes the cluster-wide log lock, so log sequence numbers commit in the order
+   * they were taken and the audit chain's head cannot move under a writer on another replica.
+   * SQLite has none (BEGIN IMMEDIATE already serializes writers).
+   */
+  orderAppends?(): void;
+}
+
+/** See `SqlDb.orderAppends`; nothing on SQLite. */
+export function orderAppends(db: SqlDb): void {
+  db.orderAppends?.();
 }
 
 /** One statement in each dialect, for SQL the two do not share. */

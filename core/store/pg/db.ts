@@ -200,6 +200,31 @@ export class PgDb implements SqlDb {
     readonly autocommit = false,
   ) {}
 
+  /** The log lock is held by the open transaction (see `orderAppends`). */
+  private appendsOrdered = false;
+
+  /**
+   * Before the first outbox or audit append of a transaction: take the cluster-wide log lock
+   * (a transaction-scoped advisory lock, released by COMMIT or ROLLBACK), so transactions that
+   * append commit one at a time in the order they took their sequence numbers; a reader at
+   * cursor N can never see N+1 committed before N. The same round trip queues a notification on
+   * the outbox channel, delivered to every listening replica when the transaction commits (and
+   * dropped if it rolls back): the backplane's wake-up.
+   */
+  orderAppends(): void {
+    if (this.appendsOrdered) return;
+    this.bridge.query(`SELECT pg_advisory_xact_lock(${LOG_LOCK}), pg_notify('${OUTBOX_CHANNEL}', '')`, [], true);
+    this.appendsOrdered = true;
+  }
+
+  /**
+   * The transaction ended, or a savepoint the lock may have been taken in was rolled back (then
+   * the lock may be gone with it): the next append takes it again (taking it twice is harmless).
+   */
+  appendsReleased(): void {
+    this.appendsOrdered = false;
+  }
+
   /**
    * This connection's key in tyrum_writers (migration 18): random, so the commits another process
    * or replica makes are told from ours (`othersCommits`).
@@ -212,6 +237,7 @@ export class PgDb implements SqlDb {
    * visible to other stores when the transaction commits (their `dataVersion` changes).
    */
   begin(): void {
+    this.appendsOrdered = false;
     // The id is a UUID (no quote can occur in it); parameters cannot go with two statements.
     this.bridge.query(
       `BEGIN; INSERT INTO tyrum_writers (writer, commits, last_at) VALUES ('${this.writerId}', 1, ${Date.now()}) ` +
@@ -245,6 +271,7 @@ export class PgDb implements SqlDb {
   rollbackQuietly(): void {
     const began = this.txGeneration;
     this.txGeneration = null;
+    this.appendsOrdered = false;
     // The connection the transaction began on is gone: the server rolled it back already, and
     // a ROLLBACK now would only wait for a new connection (a stalled server: the whole timeout).
     if (began !== null && began !== this.bridge.generation) return;
@@ -298,6 +325,15 @@ export function pgSettings(db: PgDb): PgSettingsReport {
   const get = (n: string): string => rows.find((r) => r.name === n)?.setting ?? 'unknown';
   return { synchronous_commit: get('synchronous_commit'), fsync: get('fsync'), full_page_writes: get('full_page_writes') };
 }
+
+/** The advisory lock key outbox and audit appends run under (see `PgDb.orderAppends`). */
+export const LOG_LOCK = 0x7479_726c; // "tyrl"
+
+/** The session advisory lock the cluster's leader holds (see `Store.campaign`). */
+export const LEADER_LOCK = 0x7479_726d; // "tyrm"
+
+/** The LISTEN/NOTIFY channel a committed outbox append notifies (the backplane's wake-up). */
+export const OUTBOX_CHANNEL = 'tyrum_outbox';
 
 /** The advisory lock key migrations run under (any constant shared by every replica). */
 const MIGRATION_LOCK = 0x7479_7275; // "tyru"
