@@ -658,7 +658,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       wakeQueued = true;
       setImmediate(() => {
         wakeQueued = false;
-        void server?.syncExternal();
+        try {
+          void server?.syncExternal();
+        } catch (err) {
+          // The store unavailable (a restart, a stall): the data_version poll looks again later.
+          server?.app.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'looking for other writers\' changes after a notification failed');
+        }
       });
     });
     // Agent turns and channel deliveries must not run on two replicas at once (a turn running
