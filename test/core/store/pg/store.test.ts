@@ -179,3 +179,20 @@ t.test('dataVersion changes when another store commits, not when this one does (
   t.equal(b.dataVersion(), open, "nor does its own commit change b's");
   t.equal(a.dataVersion(), v1, 'nothing committed since: unchanged');
 });
+
+t.test('dataVersion is read once per event-loop turn: a commit made meanwhile is seen from the next turn on', { skip }, async (t) => {
+  const url = (await cluster()).database();
+  const a = openPgStore(url);
+  const b = openPgStore(url);
+  t.teardown(async () => {
+    a.close();
+    b.close();
+    await Promise.all([a.whenClosed(), b.whenClosed()]);
+  });
+  const v0 = a.dataVersion();
+  // b commits synchronously, within this same turn of a.
+  b.tx(() => b.devices.upsert({ device_id: 'dev_turn', pubkey: 'p', role: 'client', label: null, platform: null, version: null }, 1));
+  t.equal(a.dataVersion(), v0, 'the same turn: the value read at its start');
+  await new Promise((r) => setImmediate(r));
+  t.not(a.dataVersion(), v0, 'the next turn reads again and sees the commit');
+});
