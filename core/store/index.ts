@@ -493,11 +493,14 @@ export class AuditRepo {
    */
   headForAppend(): AuditRow | undefined {
     orderAppends(this.db);
-    return this.head();
+    // PostgreSQL: the entry this transaction appended last under the lock it still holds.
+    const appended = this.db.appendedHead?.() as AuditRow | null | undefined;
+    return appended ?? this.head();
   }
 
   insert(row: AuditRow): void {
     prepared(this.db, 'INSERT INTO audit_entries (seq, ts, type, actor, data, prev_hash, hash) VALUES (@seq, @ts, @type, @actor, @data, @prev_hash, @hash)').run(row);
+    this.db.rememberAppended?.({ seq: row.seq, ts: row.ts, type: row.type, actor: row.actor, data: row.data, prev_hash: row.prev_hash, hash: row.hash });
   }
 
   /** Indexes entry `seq` under a tenant other than the default (its actor names the tenant). */

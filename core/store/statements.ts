@@ -45,6 +45,14 @@ export interface SqlDb {
    * SQLite has none (BEGIN IMMEDIATE already serializes writers).
    */
   orderAppends?(): void;
+  /**
+   * PostgreSQL: the audit entry this transaction appended last, kept while it holds the log lock
+   * (no other writer can move the head then), so the next append needs no round trip to read it.
+   * Forgotten whenever the lock may be gone (commit, rollback, a rolled-back savepoint).
+   */
+  rememberAppended?(row: unknown): void;
+  /** The entry `rememberAppended` kept, or null when none is (then read the head). */
+  appendedHead?(): unknown;
 }
 
 /** See `SqlDb.orderAppends`; nothing on SQLite. */

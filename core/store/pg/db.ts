@@ -201,7 +201,26 @@ export class PgDb implements SqlDb {
   ) {}
 
   /** The log lock is held by the open transaction (see `orderAppends`). */
-  private appendsOrdered = false;
+  private appendsOrderedFlag = false;
+  /** The audit entry appended last under the lock held now (see SqlDb.rememberAppended). */
+  private lastAppended: unknown = null;
+
+  private get appendsOrdered(): boolean {
+    return this.appendsOrderedFlag;
+  }
+
+  private set appendsOrdered(held: boolean) {
+    this.appendsOrderedFlag = held;
+    if (!held) this.lastAppended = null;
+  }
+
+  rememberAppended(row: unknown): void {
+    if (this.appendsOrderedFlag) this.lastAppended = row;
+  }
+
+  appendedHead(): unknown {
+    return this.appendsOrderedFlag ? this.lastAppended : null;
+  }
 
   /**
    * Before the first outbox or audit append of a transaction: take the cluster-wide log lock

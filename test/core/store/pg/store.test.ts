@@ -196,3 +196,37 @@ t.test('dataVersion is read once per event-loop turn: a commit made meanwhile is
   await new Promise((r) => setImmediate(r));
   t.not(a.dataVersion(), v0, 'the next turn reads again and sees the commit');
 });
+
+t.test('appends in one group chain onto the entry appended last under the log lock, and a rolled-back unit is forgotten', { skip }, async (t) => {
+  const url = (await cluster()).database();
+  const s = openPgStore(url);
+  t.teardown(async () => {
+    s.close();
+    await s.whenClosed();
+  });
+  const append = (tag: string): AuditRow => {
+    const head = s.audit.headForAppend();
+    const r = { ...row((head?.seq ?? 0) + 1), prev_hash: head?.hash ?? 'genesis', hash: `h-${tag}` };
+    s.audit.insert(r);
+    return r;
+  };
+  // One group: three units, the second rolled back after its append.
+  const first = s.commit(() => append('a'));
+  const second = s.commit(() => {
+    append('b');
+    throw new Error('unit b fails');
+  });
+  const third = s.commit(() => append('c'));
+  const [, b] = await Promise.allSettled([first, second]);
+  t.match(b, { status: 'rejected', reason: { message: 'unit b fails' } });
+  const c = await third;
+  t.same([c.seq, c.prev_hash], [2, 'h-a'], "the third unit chains onto the first's entry, not the rolled-back one");
+  // The next group reads the committed head again (the lock, and what it remembered, went with COMMIT).
+  const d = await s.commit(() => append('d'));
+  t.same([d.seq, d.prev_hash], [3, 'h-c']);
+  t.same(s.audit.iterate ? [...s.audit.iterate()].map((r) => [r.seq, r.prev_hash, r.hash]) : [], [
+    [1, 'genesis', 'h-a'],
+    [2, 'h-a', 'h-c'],
+    [3, 'h-c', 'h-d'],
+  ]);
+});
