@@ -92,7 +92,7 @@ export interface TurnRow {
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
-  /** When the lease of `owner` on a running turn ends (migration 22); null: expired. */
+  /** When the lease of `owner` on a running turn ends (migration 19); null: expired. */
   lease_expires_at: number | null;
   /** Bumped by every claim or take-over; later writes of the turn match it (TurnFence). */
   fencing_token: number;
@@ -126,7 +126,7 @@ export interface DeliveryRow {
   created_at: number;
   updated_at: number;
   finished_at: number | null;
-  /** The worker sending it now (migration 22): a pending delivery with an unexpired claim is being sent. */
+  /** The worker sending it now (migration 19): a pending delivery with an unexpired claim is being sent. */
   claim_owner: string | null;
   claim_expires_at: number | null;
   /** Bumped by every claim; results are written only while owner and token still match. */

@@ -683,7 +683,7 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 22,
+    version: 19,
     name: 'turn and delivery leases',
     sql: `
       -- Several gateways on one database (core/conversations/turns.ts, core/channels/delivery.ts).

@@ -730,7 +730,7 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 22,
+    version: 19,
     name: 'turn and delivery leases',
     sql: `
       -- Several gateways on one database (core/conversations/turns.ts, core/channels/delivery.ts).

@@ -1,4 +1,4 @@
-// Channel deliveries on several gateways sharing one PostgreSQL (migration 22): two delivery
+// Channel deliveries on several gateways sharing one PostgreSQL (migration 19): two delivery
 // workers, each in a process of its own with its own owner, race for the same deliveries; the mock
 // platform counts what it receives. Every reply goes out exactly once; a delivery claimed by a
 // worker that died is sent once, by one worker, only after its claim expired. Always on

@@ -1,4 +1,4 @@
-// Agent turns on several gateways sharing one PostgreSQL (migration 22): two turn runners, each in
+// Agent turns on several gateways sharing one PostgreSQL (migration 19): two turn runners, each in
 // a process of its own with its own owner, on one database. A turn running on A is never taken over
 // by B while A renews its lease; once A stops renewing (SIGSTOP: a dead or stalled replica), B takes
 // it over once, and A, resumed late, cannot store anything (its writes are fenced by owner and

@@ -61,7 +61,7 @@ forEachBackend(t, 'channels: instances, senders by code, inbound ids taken once,
   t.equal(s.conversations.delivery('dlv_1'), undefined, 'deliveries go with their instance');
 });
 
-forEachBackend(t, 'turn leases (migration 22): claimed with a token, taken over only once expired, later writes fenced by owner and token', async (t: Test, { repos: s }) => {
+forEachBackend(t, 'turn leases (migration 19): claimed with a token, taken over only once expired, later writes fenced by owner and token', async (t: Test, { repos: s }) => {
   const c = s.conversations;
   c.insertConversation(conv('conv_1'));
   c.insertTurn(turn('turn_1'));
@@ -87,7 +87,7 @@ forEachBackend(t, 'turn leases (migration 22): claimed with a token, taken over 
   t.equal(c.takeOverTurn('turn_1', 'C', 1000, 50), undefined, 'an ended turn is not taken over');
 });
 
-forEachBackend(t, 'delivery claims (migration 22): due deliveries claimed once, a stale claim taken over after expiry, results written only under the claim', async (t: Test, { repos: s }) => {
+forEachBackend(t, 'delivery claims (migration 19): due deliveries claimed once, a stale claim taken over after expiry, results written only under the claim', async (t: Test, { repos: s }) => {
   const c = s.conversations;
   c.insertInstance({ id: 'chan_1', plugin_id: 'tg', channel: 'telegram', name: 'bot', api_base: 'https://api', credential_secret: null, verify_secret: 'v', dm_policy: 'pairing', created_at: 1, updated_at: 1 });
   c.insertConversation(conv('conv_1', { channel: 'telegram' }));
