@@ -13,6 +13,16 @@
  * 429, 5xx and network errors are retried with exponential backoff (honouring Retry-After) up to
  * `maxAttempts`; another 4xx, `ok: false` at the channel's ok pointer, or a refused request ends
  * the delivery `failed`. Either end is a `delivery.receipt` event and an audit entry.
+ *
+ * Several gateways on one database: a worker sends only what it claimed. The claim is one
+ * conditional update of due, unclaimed pending deliveries (on PostgreSQL picked FOR UPDATE SKIP
+ * LOCKED): owner, expiry (`claimMs`, renewed before every part is sent) and a token bumped by every
+ * claim. Every later write (parts sent, the retry's backoff, the end) is made only under that claim
+ * (owner and token), and the retry and the end release it. A claim whose worker died is taken over
+ * once it expired: delivery stays at least once, since a part the platform took just before the
+ * worker died, or whose claim expired mid-request, is sent again by the next owner. At start a worker
+ * makes claimable the claims a previous incarnation left: on SQLite (one gateway per database)
+ * every claim, on PostgreSQL those in its own owner's name; the others expire.
  */
 import { destinationAllows, urlOrigin } from '../secrets/index.js';
 import type { ChannelContribution } from '../../schemas/index.js';
@@ -25,11 +35,17 @@ import { signHmac } from './verify.js';
 import { channelLabel, trimNewline } from './service.js';
 import { newId, OPERATOR_CHANNEL } from '../conversations/service.js';
 import { detached } from '../telemetry/context.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { DeliveryClaim } from '../store/index.js';
 
 export const DELIVERY_MAX_ATTEMPTS_DEFAULT = 10;
 export const DELIVERY_BACKOFF_BASE_MS = 1000;
 export const DELIVERY_BACKOFF_MAX_MS = 5 * 60_000;
 export const DELIVERY_REQUEST_TIMEOUT_MS = 30_000;
+/** How long a claim lasts; renewed before each part is sent, so it covers one request and its commit. */
+export const DELIVERY_CLAIM_MS_DEFAULT = 2 * 60_000;
+const CLAIM_BATCH = 32;
 const DEFAULT_TEXT_LIMIT = 4096;
 /** Bytes of a platform's answer read (enough for any receipt). */
 const MAX_ANSWER_BYTES = 256 * 1024;
@@ -48,8 +64,15 @@ export interface DelivererOptions {
   now?: () => number;
   maxAttempts?: number;
   backoffBaseMs?: number;
+  /** Who claims deliveries (default: a new id per process). */
+  owner?: string;
+  /** How long a claim lasts without renewal (default 2 min). */
+  claimMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>) => void;
 }
+
+/** The claim was taken over (it expired) or the delivery ended elsewhere: stop, write nothing. */
+class ClaimLost extends Error {}
 
 class Retryable extends Error {
   constructor(
@@ -74,10 +97,17 @@ export class Deliverer {
   private readonly running = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = true;
+  private claiming = false;
+  private again = false;
+  readonly owner: string;
+  private readonly claimMs: number;
 
   constructor(options: DelivererOptions) {
     this.o = options;
     this.now = options.now ?? Date.now;
+    this.owner = options.owner ?? `dlv-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.claimMs = options.claimMs ?? DELIVERY_CLAIM_MS_DEFAULT;
+    if (!(this.claimMs > 0)) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'delivery claimMs must be positive', { claim_ms: this.claimMs });
   }
 
   /** Inside a unit: queue the delivery of `message` to its conversation's chat (no-op for operator conversations). */
@@ -110,6 +140,13 @@ export class Deliverer {
 
   start(): void {
     this.stopped = false;
+    try {
+      const store = this.o.store;
+      // SQLite has one gateway per database: every claim was left by a previous incarnation.
+      store.tx(() => store.conversations.expireDeliveryClaims(store.dialect === 'sqlite' ? null : this.owner, this.now()));
+    } catch (e) {
+      this.o.log?.('error', 'could not free the delivery claims of a previous incarnation', { err: e });
+    }
     this.kick();
   }
 
@@ -140,21 +177,57 @@ export class Deliverer {
 
   private kickNow(): void {
     if (this.stopped) return;
+    if (this.claiming) {
+      this.again = true;
+      return;
+    }
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const now = this.now();
-    for (const d of this.o.store.conversations.dueDeliveries(now, 32)) {
-      if (this.inflight.has(d.id)) continue;
-      this.inflight.add(d.id);
-      const p = this.deliver(d)
-        .catch((e) => this.o.log?.('error', 'a delivery failed unexpectedly', { delivery_id: d.id, err: e }))
-        .finally(() => {
-          this.inflight.delete(d.id);
-          this.running.delete(p);
-          this.kick();
-        });
-      this.running.add(p);
+    // A cheap read first; only when something is due is a claim written.
+    if (this.inflight.size >= CLAIM_BATCH || this.o.store.conversations.dueDeliveries(now, 1).length === 0) {
+      this.schedule(now);
+      return;
     }
+    this.claiming = true;
+    this.o.store
+      .commit(() => this.o.store.conversations.claimDeliveries(this.owner, now, this.claimMs, CLAIM_BATCH - this.inflight.size))
+      .then(
+        (claimed) => {
+          this.claiming = false;
+          for (const d of claimed) this.launch(d);
+          if (this.again || claimed.length > 0) {
+            this.again = false;
+            this.kick();
+          } else this.schedule(this.now());
+        },
+        (e: unknown) => {
+          this.claiming = false;
+          this.o.log?.('warn', 'could not claim deliveries', { err: e });
+          this.schedule(this.now());
+        },
+      );
+  }
+
+  private launch(d: DeliveryRow): void {
+    // Stopped while claiming: the claim is left to expire (or freed at the next start).
+    if (this.stopped || this.inflight.has(d.id)) return;
+    this.inflight.add(d.id);
+    const p = this.deliver(d, { owner: this.owner, token: d.claim_token })
+      .catch((e) => this.o.log?.('error', 'a delivery failed unexpectedly', { delivery_id: d.id, err: e }))
+      .finally(() => {
+        this.inflight.delete(d.id);
+        this.running.delete(p);
+        this.kick();
+      });
+    this.running.add(p);
+  }
+
+  /** The next wake-up: when the next delivery is due or a claim expires (at most 1 s while sending). */
+  private schedule(now: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     const next = this.o.store.conversations.nextDeliveryAt();
     if (next !== null && this.inflight.size === 0) {
       this.timer = setTimeout(() => this.kick(), Math.max(10, next - now));
@@ -165,7 +238,21 @@ export class Deliverer {
     }
   }
 
-  private async deliver(d: DeliveryRow): Promise<void> {
+  /** Commits `changes` only under `claim`; throws ClaimLost when it is no longer held. */
+  private async underClaim(d: DeliveryRow, claim: DeliveryClaim, changes: Parameters<Store['conversations']['updateDelivery']>[1]): Promise<void> {
+    if (!(await this.o.store.commit(() => this.o.store.conversations.updateDelivery(d.id, changes, claim)))) throw new ClaimLost(`delivery ${d.id} is no longer claimed by ${claim.owner}`);
+  }
+
+  private async deliver(d: DeliveryRow, claim: DeliveryClaim): Promise<void> {
+    try {
+      await this.attempt(d, claim);
+    } catch (e) {
+      if (!(e instanceof ClaimLost)) throw e;
+      this.o.log?.('warn', 'delivery claim lost; left to its new owner', { delivery_id: d.id, owner: claim.owner, claim_token: claim.token });
+    }
+  }
+
+  private async attempt(d: DeliveryRow, claim: DeliveryClaim): Promise<void> {
     const inst = this.o.store.conversations.instance(d.instance_id);
     if (!inst) return;
     const contribution = this.o.contribution(inst.plugin_id, inst.channel);
@@ -179,25 +266,29 @@ export class Deliverer {
       let sent = d.parts_sent;
       const receipts = JSON.parse(d.receipts) as string[];
       for (let i = sent; i < requests.length; i++) {
+        // The claim is renewed before each part: it covers one request and its commit.
+        await this.underClaim(d, claim, { claim_expires_at: this.now() + this.claimMs });
         const receipt = await this.send(inst, contribution, requests[i]!);
         if (receipt !== null) receipts.push(receipt);
         sent = i + 1;
-        await this.o.store.commit(() => this.o.store.conversations.updateDelivery(d.id, { parts_sent: sent, receipts: JSON.stringify(receipts), updated_at: this.now() }));
+        await this.underClaim(d, claim, { parts_sent: sent, receipts: JSON.stringify(receipts), updated_at: this.now() });
       }
-      await this.end(d, inst, 'delivered', receipts, d.attempts + 1, null);
+      await this.end(d, claim, inst, 'delivered', receipts, d.attempts + 1, null);
     } catch (e) {
+      if (e instanceof ClaimLost) throw e;
       const attempts = d.attempts + 1;
       if (e instanceof Retryable && attempts < (this.o.maxAttempts ?? DELIVERY_MAX_ATTEMPTS_DEFAULT)) {
         const base = this.o.backoffBaseMs ?? DELIVERY_BACKOFF_BASE_MS;
         const backoff = Math.min(DELIVERY_BACKOFF_MAX_MS, base * 2 ** (attempts - 1));
         const wait = e.retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2));
         this.o.log?.('warn', 'delivery failed; will retry', { delivery_id: d.id, attempts, retry_in_ms: wait, reason: e.message });
-        await this.o.store.commit(() => this.o.store.conversations.updateDelivery(d.id, { attempts, next_attempt_at: this.now() + wait, last_error: e.message.slice(0, 500), updated_at: this.now() }));
+        // The claim is released with the backoff: any worker may take the retry.
+        await this.underClaim(d, claim, { attempts, next_attempt_at: this.now() + wait, last_error: e.message.slice(0, 500), updated_at: this.now(), claim_owner: null, claim_expires_at: null });
         return;
       }
       const err = e instanceof Retryable ? new TyrumError('TYRUM_ERR_CHANNEL_DELIVERY', `gave up after ${attempts} attempts: ${e.message}`) : isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_CHANNEL_DELIVERY', String((e as Error)?.message ?? e));
       const latest = this.o.store.conversations.delivery(d.id);
-      await this.end(d, inst, 'failed', latest ? (JSON.parse(latest.receipts) as string[]) : [], attempts, err);
+      await this.end(d, claim, inst, 'failed', latest ? (JSON.parse(latest.receipts) as string[]) : [], attempts, err);
     }
   }
 
@@ -249,11 +340,12 @@ export class Deliverer {
     return typeof v === 'string' || typeof v === 'number' ? String(v) : null;
   }
 
-  private async end(d: DeliveryRow, inst: ChannelInstanceRow, state: 'delivered' | 'failed', receipts: string[], attempts: number, err: TyrumError | null): Promise<void> {
+  private async end(d: DeliveryRow, claim: DeliveryClaim, inst: ChannelInstanceRow, state: 'delivered' | 'failed', receipts: string[], attempts: number, err: TyrumError | null): Promise<void> {
     const label = channelLabel(inst);
     await this.o.events.commit((emit) => {
       const now = this.now();
-      this.o.store.conversations.updateDelivery(d.id, { state, attempts, receipts: JSON.stringify(receipts), last_error: err ? err.message.slice(0, 500) : null, updated_at: now, finished_at: now });
+      const changes = { state, attempts, receipts: JSON.stringify(receipts), last_error: err ? err.message.slice(0, 500) : null, updated_at: now, finished_at: now, claim_owner: null, claim_expires_at: null };
+      if (!this.o.store.conversations.updateDelivery(d.id, changes, claim)) throw new ClaimLost(`delivery ${d.id} is no longer claimed by ${claim.owner}`);
       emit('delivery.receipt', { delivery_id: d.id, conversation_id: d.conversation_id, message_id: d.message_id, channel: label, state, receipts, attempts, error_code: err?.code ?? null });
     });
     await this.o.audit.append(state === 'delivered' ? 'channel.delivered' : 'channel.delivery_failed', { kind: 'channel', channel: label }, {

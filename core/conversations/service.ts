@@ -145,7 +145,7 @@ export class ConversationService {
     repo.touchConversation(conv.id, now);
     let turn = repo.turnIn(conv.id, 'queued');
     if (!turn) {
-      turn = { id: newId('turn'), conversation_id: conv.id, state: 'queued', waiting: null, steps: 0, usage: JSON.stringify(ZERO_USAGE), error: null, owner: null, created_at: now, started_at: null, finished_at: null };
+      turn = { id: newId('turn'), conversation_id: conv.id, state: 'queued', waiting: null, steps: 0, usage: JSON.stringify(ZERO_USAGE), error: null, owner: null, created_at: now, started_at: null, finished_at: null, lease_expires_at: null, fencing_token: 0 };
       repo.insertTurn(turn);
     }
     const message = { ...msg, seq };

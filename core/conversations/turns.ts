@@ -14,9 +14,18 @@
  * crash (the engine resumes that run itself, never repeating a completed step); a model call cut
  * off is simply made again (it has no external effect); a final answer already stored just ends
  * the turn. So no tool call is repeated and the reply is queued once.
+ *
+ * Several gateways on one database: a running turn is held under a lease (owner, expiry, fencing
+ * token), renewed every `heartbeatMs` while this runner works on it. A runner takes over a running
+ * turn only once its lease expired (its gateway died or stopped renewing), bumping the token; every
+ * later write of the turn (the model's answer, a tool result, `waiting`, the end) is guarded by
+ * owner and token in its own statement, so a runner that lost its lease cannot overwrite the new
+ * owner's work: its write is refused (TYRUM_ERR_LEASE_LOST) and it drops the turn. At start a
+ * runner makes claimable the leases a previous incarnation left: on SQLite (one gateway per
+ * database) every turn lease, on PostgreSQL those in its own owner's name; the others expire.
  */
 import { createHash } from 'node:crypto';
-import type { ConversationRow, MessageRow, Store, TurnRow } from '../store/index.js';
+import type { ConversationRow, MessageRow, Store, TurnFence, TurnRow } from '../store/index.js';
 import type { EventLog } from '../execution/events.js';
 import type { RunDetail, SubmitInput } from '../execution/types.js';
 import type { AuditActor } from '../audit/index.js';
@@ -69,7 +78,13 @@ export interface TurnRunnerOptions {
   onRunChange?(listener: (runId: string) => void): () => void;
   /** Messages of history given to the model (default 60). */
   maxContextMessages?: number;
+  /** How long a running turn's lease lasts without renewal (default 30 s). */
+  leaseMs?: number;
+  /** How often held leases are renewed and expired ones looked for (default leaseMs / 3). */
+  heartbeatMs?: number;
 }
+
+export const TURN_LEASE_MS_DEFAULT = 30_000;
 
 export const MAX_STEPS_DEFAULT = 8;
 /** Characters of a tool result given back to the model. */
@@ -100,6 +115,16 @@ function errorJson(e: unknown): string {
   return JSON.stringify({ code: err.code, wire: err.wire, message: err.message, ...(err.details ? { details: err.details } : {}) });
 }
 
+function leaseLost(turnId: string, owner: string): TyrumError {
+  return new TyrumError('TYRUM_ERR_LEASE_LOST', `lease on turn ${turnId} is no longer held by ${owner}; write rejected`, { turn_id: turnId, owner });
+}
+
+/** A turn worked on here: the lease its writes are made under, and what stops it when the lease is lost. */
+interface Held {
+  fence: TurnFence;
+  controller: AbortController;
+}
+
 function clip(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n)}… [cut: ${s.length - n} more characters]`;
 }
@@ -112,6 +137,10 @@ export class TurnRunner {
   /** Active turns whose tool run waits for an operator: they hold no slot (they only wait). */
   private readonly waiting = new Set<string>();
   private readonly stopper = new AbortController();
+  private readonly held = new Map<string, Held>();
+  private readonly leaseMs: number;
+  private readonly heartbeatMs: number;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
   private pumping = false;
   private again = false;
   private stopped = false;
@@ -119,10 +148,28 @@ export class TurnRunner {
   constructor(options: TurnRunnerOptions) {
     this.o = options;
     this.now = options.now ?? Date.now;
+    this.leaseMs = options.leaseMs ?? TURN_LEASE_MS_DEFAULT;
+    this.heartbeatMs = options.heartbeatMs ?? Math.max(1, Math.floor(this.leaseMs / 3));
+    if (!(this.leaseMs > 0) || !(this.heartbeatMs > 0) || this.heartbeatMs >= this.leaseMs) {
+      throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'turn leaseMs and heartbeatMs must be positive, heartbeatMs below leaseMs', { lease_ms: this.leaseMs, heartbeat_ms: this.heartbeatMs });
+    }
   }
 
-  /** Picks up every queued and running turn (running ones were cut off by a stop or a crash). */
+  /**
+   * Picks up every queued turn and every running one whose lease is free: those cut off by a stop
+   * or a crash of this gateway at once (their leases are made claimable now), those of another
+   * gateway once their lease expired.
+   */
   start(): void {
+    try {
+      const store = this.o.store;
+      // SQLite has one gateway per database: every lease was left by a previous incarnation.
+      store.tx(() => store.conversations.expireTurnLeases(store.dialect === 'sqlite' ? null : this.o.owner, this.now()));
+    } catch (e) {
+      this.o.log?.('error', 'could not free the turn leases of a previous incarnation', { err: e });
+    }
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
+    this.heartbeatTimer.unref();
     this.kick();
   }
 
@@ -140,8 +187,36 @@ export class TurnRunner {
   /** Stops taking turns and aborts the model calls in flight; turns stay running in the store and resume at the next start. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
     this.stopper.abort(new TyrumError('TYRUM_ERR_INTERNAL', 'the gateway is stopping'));
     await Promise.allSettled([...this.active.values()]);
+  }
+
+  /** Renews the leases of the turns worked on here (a lost one stops its turn), then looks for expired leases. */
+  private heartbeat(): void {
+    if (this.stopped) return;
+    const held = [...this.held.entries()];
+    if (held.length > 0) {
+      const until = this.now() + this.leaseMs;
+      this.o.store
+        .commit(() => held.filter(([id, h]) => !this.o.store.conversations.renewTurnLease(id, h.fence, until)))
+        .then(
+          (lost) => {
+            for (const [id, h] of lost) {
+              this.o.log?.('warn', 'turn lease lost; the turn is left to its new owner', { turn_id: id, owner: h.fence.owner, fencing_token: h.fence.token });
+              h.controller.abort(leaseLost(id, h.fence.owner));
+            }
+          },
+          (e: unknown) => this.o.log?.('warn', 'turn lease renewal failed', { err: e }),
+        );
+    }
+    this.kick();
+  }
+
+  /** True while another runner's lease on `t` is alive. */
+  private leasedElsewhere(t: TurnRow, now: number): boolean {
+    return t.lease_expires_at !== null && t.lease_expires_at > now;
   }
 
   /** Turns being worked on in this process. */
@@ -154,14 +229,16 @@ export class TurnRunner {
       do {
         this.again = false;
         const max = this.o.maxConcurrent ?? 4;
+        const now = this.now();
         for (const t of this.o.store.conversations.activeTurns()) {
           if (this.active.size - this.waiting.size >= max || this.stopped || this.o.active?.() === false) break;
           if (this.active.has(t.id)) continue;
           if (t.state === 'queued') {
             const running = this.o.store.conversations.turnIn(t.conversation_id, 'running');
             if (running) {
-              // The running turn of a previous process is picked up first (below, or next round).
-              if (!this.active.has(running.id) && this.active.size - this.waiting.size < max) {
+              // The running turn of a previous process is picked up first (below, or next round),
+              // once its lease is free; one another runner holds is left to it.
+              if (!this.active.has(running.id) && !this.leasedElsewhere(running, now) && this.active.size - this.waiting.size < max) {
                 const resumed = await this.resume(running);
                 if (resumed) this.launch(resumed);
               }
@@ -170,7 +247,9 @@ export class TurnRunner {
             const claimed = await this.claim(t);
             if (claimed) this.launch(claimed);
           } else {
-            // A running turn not worked on here: cut off by a stop or a crash. It resumes.
+            // A running turn not worked on here: another runner's while its lease is alive, else
+            // cut off by a stop or a crash. It resumes.
+            if (this.leasedElsewhere(t, now)) continue;
             const resumed = await this.resume(t);
             if (resumed) this.launch(resumed);
           }
@@ -184,45 +263,47 @@ export class TurnRunner {
   }
 
   private launch(turn: TurnRow): void {
-    const p = this.run(turn)
+    const held: Held = { fence: { owner: this.o.owner, token: turn.fencing_token }, controller: new AbortController() };
+    this.held.set(turn.id, held);
+    const p = this.run(turn, held)
       .catch((e) => this.o.log?.('error', 'a turn ended with an unexpected error', { turn_id: turn.id, err: e }))
       .finally(() => {
         this.active.delete(turn.id);
         this.waiting.delete(turn.id);
+        this.held.delete(turn.id);
         this.kick();
       });
     this.active.set(turn.id, p);
   }
 
-  /** queued → running, taking every waiting message; null when another worker got it first. */
+  /** queued → running under a new lease, taking every waiting message; null when another worker got it first. */
   private claim(turn: TurnRow): Promise<TurnRow | null> {
     return this.o.events.commit((emit) => {
       const repo = this.o.store.conversations;
-      const now = this.now();
-      if (!repo.updateTurn(turn.id, ['queued'], { state: 'running', owner: this.o.owner, started_at: now })) return null;
+      const t = repo.claimTurn(turn.id, this.o.owner, this.now(), this.leaseMs);
+      if (!t) return null;
       repo.takeWaiting(turn.conversation_id, turn.id);
-      const t = repo.turn(turn.id)!;
       emit('turn.started', turnEvent(t));
       return t;
     });
   }
 
-  /** A running turn taken over by this process (its owner noted), announced with turn.started. */
+  /** A running turn whose lease expired, taken over by this process (new lease, token bumped), announced with turn.started. */
   private resume(turn: TurnRow): Promise<TurnRow | null> {
     return this.o.events.commit((emit) => {
-      const repo = this.o.store.conversations;
-      if (!repo.updateTurn(turn.id, ['running'], { owner: this.o.owner })) return null;
-      const t = repo.turn(turn.id)!;
+      const t = this.o.store.conversations.takeOverTurn(turn.id, this.o.owner, this.now(), this.leaseMs);
+      if (!t) return null;
       emit('turn.started', turnEvent(t));
       return t;
     });
   }
 
-  private async run(initial: TurnRow): Promise<void> {
+  private async run(initial: TurnRow, held: Held): Promise<void> {
     const repo = this.o.store.conversations;
     const conv = repo.conversation(initial.conversation_id)!;
     let turn = initial;
-    const signal = this.stopper.signal;
+    const signal = AbortSignal.any([this.stopper.signal, held.controller.signal]);
+    const fence = held.fence;
     try {
       for (;;) {
         if (signal.aborted) return;
@@ -230,12 +311,12 @@ export class TurnRunner {
         const last = own[own.length - 1];
         if (last?.role === 'assistant') {
           const calls = last.tool_calls === null ? [] : (JSON.parse(last.tool_calls) as StoredToolCall[]);
-          if (calls.length === 0) return await this.finish(turn, conv, last);
+          if (calls.length === 0) return await this.finish(turn, conv, last, fence);
           const answered = new Set(own.filter((m) => m.role === 'tool').map((m) => m.tool_call_id));
           for (const call of calls) {
             if (answered.has(call.id)) continue;
             if (signal.aborted) return;
-            await this.callTool(turn, conv, call);
+            await this.callTool(turn, conv, call, fence, signal);
           }
           continue;
         }
@@ -244,15 +325,21 @@ export class TurnRunner {
         if (turn.steps >= settings.maxSteps) {
           throw new TyrumError('TYRUM_ERR_TURN_STEP_CAP', `the turn made ${turn.steps} model calls (the step cap) without a final answer`, { steps: turn.steps, max_steps: settings.maxSteps });
         }
-        turn = await this.modelStep(turn, conv, backend, settings, signal);
+        turn = await this.modelStep(turn, conv, backend, settings, signal, fence);
       }
     } catch (e) {
-      if (signal.aborted) return; // stopping: the turn stays running and resumes at the next start
-      await this.fail(turn, conv, e);
+      // Stopping: the turn stays running and resumes at the next start. Lease lost: the new owner has it.
+      if (signal.aborted) return;
+      if (isTyrumError(e, 'TYRUM_ERR_LEASE_LOST')) {
+        held.controller.abort(e);
+        this.o.log?.('warn', 'turn lease lost; late write rejected', { turn_id: turn.id, owner: fence.owner, fencing_token: fence.token });
+        return;
+      }
+      await this.fail(turn, conv, e, fence);
     }
   }
 
-  private async modelStep(turn: TurnRow, conv: ConversationRow, backend: ExecutionBackend, settings: TurnSettings, signal: AbortSignal): Promise<TurnRow> {
+  private async modelStep(turn: TurnRow, conv: ConversationRow, backend: ExecutionBackend, settings: TurnSettings, signal: AbortSignal, fence: TurnFence): Promise<TurnRow> {
     const tools = await this.o.offeredTools();
     const byName = new Map<string, string>();
     const offered: BackendTool[] = tools.map((t) => {
@@ -294,6 +381,8 @@ export class TurnRunner {
       const repo = this.o.store.conversations;
       const now = this.now();
       const usage = addUsage(JSON.parse(turn.usage) as Usage, completion.usage);
+      // Under the lease first: a runner that lost it stores nothing.
+      if (!repo.updateTurn(turn.id, ['running'], { steps: turn.steps + 1, usage: JSON.stringify(usage) }, fence)) throw leaseLost(turn.id, fence.owner);
       const row: Omit<MessageRow, 'seq'> = {
         id: messageId,
         conversation_id: conv.id,
@@ -309,14 +398,13 @@ export class TurnRunner {
       };
       const seq = repo.insertMessage(row);
       repo.touchConversation(conv.id, now);
-      if (!repo.updateTurn(turn.id, ['running'], { steps: turn.steps + 1, usage: JSON.stringify(usage) })) throw new TyrumError('TYRUM_ERR_CONFLICT', `turn ${turn.id} is no longer running`);
       emit('message.final', { conversation_id: conv.id, turn_id: turn.id, message_id: messageId, seq, content: completion.content, tool_calls: calls.map((c) => ({ id: c.id, tool_id: c.tool_id, arguments: c.arguments })) });
       return repo.turn(turn.id)!;
     });
   }
 
   /** Runs one tool call through the engine (or answers it with an error the model can read) and stores the result. */
-  private async callTool(turn: TurnRow, conv: ConversationRow, call: StoredToolCall): Promise<void> {
+  private async callTool(turn: TurnRow, conv: ConversationRow, call: StoredToolCall, fence: TurnFence, signal: AbortSignal): Promise<void> {
     let result: Record<string, unknown>;
     let runId: string | null = null;
     if (call.tool_id === null) {
@@ -344,9 +432,9 @@ export class TurnRunner {
             tenant_id: tenant,
           });
           runId = submitted.run.id;
-          result = await this.awaitRun(turn, runId);
+          result = await this.awaitRun(turn, runId, fence, signal);
         } catch (e) {
-          if (this.stopper.signal.aborted) throw e;
+          if (signal.aborted || isTyrumError(e, 'TYRUM_ERR_LEASE_LOST')) throw e;
           const err = isTyrumError(e) ? e : new TyrumError('TYRUM_ERR_INTERNAL', 'the tool call could not be submitted', undefined, { cause: e });
           result = { ok: false, error: { code: err.code, message: err.message } };
         }
@@ -355,6 +443,8 @@ export class TurnRunner {
     await this.o.events.commit((emit) => {
       const repo = this.o.store.conversations;
       const now = this.now();
+      // Under the lease first: a runner that lost it stores nothing.
+      if (!repo.updateTurn(turn.id, ['running'], { waiting: null }, fence)) throw leaseLost(turn.id, fence.owner);
       const row: Omit<MessageRow, 'seq'> = {
         id: newId('msg'),
         conversation_id: conv.id,
@@ -369,7 +459,6 @@ export class TurnRunner {
         created_at: now,
       };
       const seq = repo.insertMessage(row);
-      repo.updateTurn(turn.id, ['running'], { waiting: null });
       emit('message.created', messageEvent({ ...row, seq }));
     });
   }
@@ -378,11 +467,11 @@ export class TurnRunner {
    * Waits for a tool run to end; the turn shows `waiting` while the run waits for an operator, and
    * meanwhile gives up its slot, so turns waiting for approvals never hold up other conversations.
    */
-  private async awaitRun(turn: TurnRow, runId: string): Promise<Record<string, unknown>> {
+  private async awaitRun(turn: TurnRow, runId: string, fence: TurnFence, signal: AbortSignal): Promise<Record<string, unknown>> {
     let waiting: string | null = null;
     try {
       for (;;) {
-        if (this.stopper.signal.aborted) throw this.stopper.signal.reason;
+        if (signal.aborted) throw signal.reason;
         const d = await this.o.engine.wait(runId, 30_000);
         const run = d.run;
         if (run.state === 'succeeded') return { ok: true, output: run.result };
@@ -398,9 +487,9 @@ export class TurnRunner {
             this.waiting.add(turn.id);
             this.kick(); // a slot is free
           }
-          await this.o.store.commit(() => this.o.store.conversations.updateTurn(turn.id, ['running'], { waiting: now }));
+          if (!(await this.o.store.commit(() => this.o.store.conversations.updateTurn(turn.id, ['running'], { waiting: now }, fence)))) throw leaseLost(turn.id, fence.owner);
         }
-        if (run.state === 'paused') await this.pausedWait(runId);
+        if (run.state === 'paused') await this.pausedWait(runId, signal);
       }
     } finally {
       this.waiting.delete(turn.id);
@@ -411,12 +500,12 @@ export class TurnRunner {
    * A paused run changes only when an operator acts (engine.wait returns at once for a paused run):
    * wake on its next change, or look again after a few seconds (a change another process made).
    */
-  private pausedWait(runId: string): Promise<void> {
+  private pausedWait(runId: string, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         off?.();
-        this.stopper.signal.removeEventListener('abort', done);
+        signal.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, this.o.onRunChange ? 5000 : 500);
@@ -424,7 +513,7 @@ export class TurnRunner {
       const off = this.o.onRunChange?.((id) => {
         if (id === runId) done();
       });
-      this.stopper.signal.addEventListener('abort', done, { once: true });
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 
@@ -454,22 +543,22 @@ export class TurnRunner {
     return out;
   }
 
-  private async finish(turn: TurnRow, conv: ConversationRow, answer: MessageRow): Promise<void> {
+  private async finish(turn: TurnRow, conv: ConversationRow, answer: MessageRow, fence: TurnFence): Promise<void> {
     await this.o.events.commit((emit) => {
       const repo = this.o.store.conversations;
-      if (!repo.updateTurn(turn.id, ['running'], { state: 'completed', waiting: null, finished_at: this.now() })) return;
+      if (!repo.updateTurn(turn.id, ['running'], { state: 'completed', waiting: null, finished_at: this.now() }, fence)) return;
       this.o.onReply?.(conv, answer);
       emit('turn.completed', turnEvent(repo.turn(turn.id)!));
     });
   }
 
-  private async fail(turn: TurnRow, conv: ConversationRow, e: unknown): Promise<void> {
+  private async fail(turn: TurnRow, conv: ConversationRow, e: unknown, fence: TurnFence): Promise<void> {
     const error = errorJson(e);
     const code = (JSON.parse(error) as { code: string }).code;
     this.o.log?.('warn', 'an agent turn failed', { turn_id: turn.id, conversation_id: conv.id, code });
     await this.o.events.commit((emit) => {
       const repo = this.o.store.conversations;
-      if (!repo.updateTurn(turn.id, ['running'], { state: 'failed', waiting: null, error, finished_at: this.now() })) return;
+      if (!repo.updateTurn(turn.id, ['running'], { state: 'failed', waiting: null, error, finished_at: this.now() }, fence)) return;
       // The person in the chat learns that no answer is coming (the operator sees the error).
       const now = this.now();
       const notice: Omit<MessageRow, 'seq'> = {

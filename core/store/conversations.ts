@@ -4,6 +4,7 @@
  * state machines, events and audit belong to core/conversations and core/channels.
  */
 import { prepared, type SqlDb } from './statements.js';
+import { TyrumError } from '../errors/index.js';
 
 export interface BackendRow {
   name: string;
@@ -93,6 +94,19 @@ export interface TurnRow {
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
+  /** When the lease of `owner` on a running turn ends (migration 20); null: expired. */
+  lease_expires_at: number | null;
+  /** Bumped by every claim or take-over; later writes of the turn match it (TurnFence). */
+  fencing_token: number;
+}
+
+/** A turn as inserted (queued, no lease yet). */
+export type NewTurnRow = Omit<TurnRow, 'lease_expires_at' | 'fencing_token'>;
+
+/** The lease a turn's write is made under: it matches only while the turn is still ours. */
+export interface TurnFence {
+  owner: string;
+  token: number;
 }
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed';
@@ -114,6 +128,20 @@ export interface DeliveryRow {
   created_at: number;
   updated_at: number;
   finished_at: number | null;
+  /** The worker sending it now (migration 20): a pending delivery with an unexpired claim is being sent. */
+  claim_owner: string | null;
+  claim_expires_at: number | null;
+  /** Bumped by every claim; results are written only while owner and token still match. */
+  claim_token: number;
+}
+
+/** A delivery as queued (no claim yet). */
+export type NewDeliveryRow = Omit<DeliveryRow, 'claim_owner' | 'claim_expires_at' | 'claim_token'>;
+
+/** The claim a delivery's write is made under. */
+export interface DeliveryClaim {
+  owner: string;
+  token: number;
 }
 
 function setClause(changes: Record<string, unknown>): string {
@@ -122,8 +150,8 @@ function setClause(changes: Record<string, unknown>): string {
     .join(', ');
 }
 
-const TURN_CHANGEABLE = new Set(['state', 'waiting', 'steps', 'usage', 'error', 'owner', 'started_at', 'finished_at']);
-const DELIVERY_CHANGEABLE = new Set(['state', 'parts_sent', 'receipts', 'attempts', 'next_attempt_at', 'last_error', 'updated_at', 'finished_at']);
+const TURN_CHANGEABLE = new Set(['state', 'waiting', 'steps', 'usage', 'error', 'owner', 'started_at', 'finished_at', 'lease_expires_at']);
+const DELIVERY_CHANGEABLE = new Set(['state', 'parts_sent', 'receipts', 'attempts', 'next_attempt_at', 'last_error', 'updated_at', 'finished_at', 'claim_owner', 'claim_expires_at']);
 
 export class ConversationRepo {
   constructor(private readonly db: SqlDb) {}
@@ -306,7 +334,7 @@ export class ConversationRepo {
 
   // --- turns ---
 
-  insertTurn(r: TurnRow): void {
+  insertTurn(r: NewTurnRow): void {
     prepared(
       this.db,
       `INSERT INTO turns (id, conversation_id, state, waiting, steps, usage, error, owner, created_at, started_at, finished_at)
@@ -331,18 +359,66 @@ export class ConversationRepo {
     return prepared(this.db, 'SELECT * FROM turns WHERE conversation_id = ? ORDER BY created_at DESC, id DESC LIMIT ?').all(conversationId, limit) as TurnRow[];
   }
 
-  /** A conditional update: applies only while the turn is in `from`; true when it did. */
-  updateTurn(id: string, from: readonly TurnState[], changes: Partial<TurnRow>): boolean {
-    for (const k of Object.keys(changes)) if (!TURN_CHANGEABLE.has(k)) throw new Error(`turn column ${k} is not changeable`);
+  /**
+   * A conditional update: applies only while the turn is in `from` (and, with `fence`, only while
+   * its lease is still that owner's and token's); true when it did.
+   */
+  updateTurn(id: string, from: readonly TurnState[], changes: Partial<TurnRow>, fence?: TurnFence): boolean {
+    for (const k of Object.keys(changes)) if (!TURN_CHANGEABLE.has(k)) throw new TyrumError('TYRUM_ERR_INTERNAL', `turn column ${k} is not changeable`);
     const states = from.map((_, i) => `@from${i}`).join(', ');
     const params: Record<string, unknown> = { ...changes, id };
     from.forEach((s, i) => (params[`from${i}`] = s));
-    return prepared(this.db, `UPDATE turns SET ${setClause(changes)} WHERE id = @id AND state IN (${states})`).run(params).changes === 1;
+    let guard = '';
+    if (fence) {
+      guard = ' AND owner = @w_owner AND fencing_token = @w_token';
+      params.w_owner = fence.owner;
+      params.w_token = fence.token;
+    }
+    return prepared(this.db, `UPDATE turns SET ${setClause(changes)} WHERE id = @id AND state IN (${states})${guard}`).run(params).changes === 1;
+  }
+
+  /**
+   * queued → running under a new lease of `owner` (token bumped); undefined when the turn is no
+   * longer queued (another runner claimed it).
+   */
+  claimTurn(id: string, owner: string, now: number, leaseMs: number): TurnRow | undefined {
+    return prepared(
+      this.db,
+      `UPDATE turns SET state = 'running', owner = @owner, started_at = @now, lease_expires_at = @until, fencing_token = fencing_token + 1
+       WHERE id = @id AND state = 'queued' RETURNING *`,
+    ).get({ id, owner, now, until: now + leaseMs }) as TurnRow | undefined;
+  }
+
+  /**
+   * Takes over a running turn whose lease expired (its runner died or stopped renewing): new
+   * owner and expiry, token bumped so the old runner's later writes stop matching. Undefined
+   * while the lease is alive, or when the turn is no longer running.
+   */
+  takeOverTurn(id: string, owner: string, now: number, leaseMs: number): TurnRow | undefined {
+    return prepared(
+      this.db,
+      `UPDATE turns SET owner = @owner, lease_expires_at = @until, fencing_token = fencing_token + 1
+       WHERE id = @id AND state = 'running' AND (lease_expires_at IS NULL OR lease_expires_at <= @now) RETURNING *`,
+    ).get({ id, owner, now, until: now + leaseMs }) as TurnRow | undefined;
+  }
+
+  /** Extends a turn's lease we still hold; false when it was taken over or the turn ended. */
+  renewTurnLease(id: string, fence: TurnFence, until: number): boolean {
+    return prepared(this.db, "UPDATE turns SET lease_expires_at = ? WHERE id = ? AND state = 'running' AND owner = ? AND fencing_token = ?").run(until, id, fence.owner, fence.token).changes === 1;
+  }
+
+  /**
+   * Makes the leases of running turns claimable now: those of `owner`, or every one when `owner`
+   * is null. Only for a runner starting up that holds no lease yet (any lease in its name was left
+   * by a previous incarnation; null: the store has no other gateway, SQLite's single writer).
+   */
+  expireTurnLeases(owner: string | null, now: number): number {
+    return prepared(this.db, "UPDATE turns SET lease_expires_at = @now WHERE state = 'running' AND (CAST(@owner AS TEXT) IS NULL OR owner = @owner) AND (lease_expires_at IS NULL OR lease_expires_at > @now)").run({ owner, now }).changes;
   }
 
   // --- deliveries ---
 
-  insertDelivery(r: DeliveryRow): void {
+  insertDelivery(r: NewDeliveryRow): void {
     prepared(
       this.db,
       `INSERT INTO deliveries (id, instance_id, conversation_id, message_id, chat_id, thread_id, text, state, parts_sent, receipts, attempts, next_attempt_at, last_error, created_at, updated_at, finished_at)
@@ -354,21 +430,68 @@ export class ConversationRepo {
     return prepared(this.db, 'SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
   }
 
+  /** Pending deliveries due now and not claimed (or whose claim expired), oldest first. */
   dueDeliveries(now: number, limit: number): DeliveryRow[] {
-    return prepared(this.db, "SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?").all(now, limit) as DeliveryRow[];
+    return prepared(
+      this.db,
+      "SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= @now AND (claim_owner IS NULL OR claim_expires_at <= @now) ORDER BY next_attempt_at, id LIMIT @limit",
+    ).all({ now, limit }) as DeliveryRow[];
   }
 
-  /** When the next pending delivery is due, or null. */
+  /**
+   * Claims up to `limit` due deliveries for `owner` until `now + leaseMs` (pending, claimed:
+   * "sending"), token bumped; returns the claimed rows. A row another worker claimed is not
+   * returned; one whose claim expired (its worker died mid-send) is taken over, so a delivery is
+   * sent at least once. On PostgreSQL the candidates are picked FOR UPDATE SKIP LOCKED, so two
+   * workers claiming at once each skip the rows the other's open transaction holds.
+   */
+  claimDeliveries(owner: string, now: number, leaseMs: number, limit: number): DeliveryRow[] {
+    const due = "state = 'pending' AND next_attempt_at <= @now AND (claim_owner IS NULL OR claim_expires_at <= @now)";
+    const set = 'claim_owner = @owner, claim_expires_at = @until, claim_token = claim_token + 1';
+    return prepared(this.db, {
+      sqlite: `UPDATE deliveries SET ${set} WHERE id IN (SELECT id FROM deliveries WHERE ${due} ORDER BY next_attempt_at, id LIMIT @limit) AND ${due} RETURNING *`,
+      postgres: `UPDATE deliveries SET ${set} WHERE id IN (SELECT id FROM deliveries WHERE ${due} ORDER BY next_attempt_at, id LIMIT @limit FOR UPDATE SKIP LOCKED) AND ${due} RETURNING *`,
+    })
+      .all({ owner, now, until: now + leaseMs, limit })
+      .sort((x, y) => (x as DeliveryRow).next_attempt_at - (y as DeliveryRow).next_attempt_at || ((x as DeliveryRow).id < (y as DeliveryRow).id ? -1 : 1)) as DeliveryRow[];
+  }
+
+  /** Extends a claim we still hold; false when it was taken over or the delivery ended. */
+  renewDeliveryClaim(id: string, claim: DeliveryClaim, until: number): boolean {
+    return prepared(this.db, "UPDATE deliveries SET claim_expires_at = ? WHERE id = ? AND state = 'pending' AND claim_owner = ? AND claim_token = ?").run(until, id, claim.owner, claim.token).changes === 1;
+  }
+
+  /** Makes claims claimable now: those of `owner`, or every one when null (as expireTurnLeases). */
+  expireDeliveryClaims(owner: string | null, now: number): number {
+    return prepared(this.db, "UPDATE deliveries SET claim_expires_at = @now WHERE state = 'pending' AND claim_owner IS NOT NULL AND (CAST(@owner AS TEXT) IS NULL OR claim_owner = @owner) AND claim_expires_at > @now").run({ owner, now }).changes;
+  }
+
+  /** When the next pending delivery is due (or its claim expires), or null. */
   nextDeliveryAt(): number | null {
-    return (prepared(this.db, "SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'").get() as { t: number | null }).t;
+    return (
+      prepared(this.db, "SELECT MIN(CASE WHEN claim_owner IS NOT NULL AND claim_expires_at > next_attempt_at THEN claim_expires_at ELSE next_attempt_at END) AS t FROM deliveries WHERE state = 'pending'").get() as {
+        t: number | null;
+      }
+    ).t;
   }
 
   deliveries(conversationId: string, limit: number): DeliveryRow[] {
     return prepared(this.db, 'SELECT * FROM deliveries WHERE conversation_id = ? ORDER BY created_at DESC LIMIT ?').all(conversationId, limit) as DeliveryRow[];
   }
 
-  updateDelivery(id: string, changes: Partial<DeliveryRow>): void {
-    for (const k of Object.keys(changes)) if (!DELIVERY_CHANGEABLE.has(k)) throw new Error(`delivery column ${k} is not changeable`);
-    prepared(this.db, `UPDATE deliveries SET ${setClause(changes)} WHERE id = @id`).run({ ...changes, id });
+  /**
+   * Updates a delivery; with `claim`, only while it is pending under that claim (owner and token):
+   * true when it did (without a claim, true when the row exists).
+   */
+  updateDelivery(id: string, changes: Partial<DeliveryRow>, claim?: DeliveryClaim): boolean {
+    for (const k of Object.keys(changes)) if (!DELIVERY_CHANGEABLE.has(k)) throw new TyrumError('TYRUM_ERR_INTERNAL', `delivery column ${k} is not changeable`);
+    const params: Record<string, unknown> = { ...changes, id };
+    let guard = '';
+    if (claim) {
+      guard = " AND state = 'pending' AND claim_owner = @w_owner AND claim_token = @w_token";
+      params.w_owner = claim.owner;
+      params.w_token = claim.token;
+    }
+    return prepared(this.db, `UPDATE deliveries SET ${setClause(changes)} WHERE id = @id${guard}`).run(params).changes === 1;
   }
 }

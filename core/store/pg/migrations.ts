@@ -778,4 +778,22 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tenant_audit_entries_tenant ON tenant_audit_entries (tenant_id, seq);
     `,
   },
+  {
+    version: 20,
+    name: 'turn and delivery leases',
+    sql: `
+      -- Several gateways on one database (core/conversations/turns.ts, core/channels/delivery.ts).
+      -- A running turn is held under a lease: owner (the existing column), expiry and a fencing
+      -- token bumped by every claim or take-over; every later write of the turn matches owner and
+      -- token, so a runner that lost its lease cannot overwrite the new owner's work. NULL expiry
+      -- (turns from before this migration): the lease is expired.
+      ALTER TABLE turns ADD COLUMN lease_expires_at BIGINT;
+      ALTER TABLE turns ADD COLUMN fencing_token BIGINT NOT NULL DEFAULT 0;
+      -- A pending delivery being sent is claimed: owner, expiry (a stale claim is taken over once it
+      -- expired) and a token bumped by every claim; results are written only under the claim.
+      ALTER TABLE deliveries ADD COLUMN claim_owner TEXT COLLATE "C";
+      ALTER TABLE deliveries ADD COLUMN claim_expires_at BIGINT;
+      ALTER TABLE deliveries ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
+    `,
+  },
 ];
