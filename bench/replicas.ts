@@ -118,11 +118,10 @@ export async function replicasBench(): Promise<void> {
     sqlite.cleanup();
   }
   const cluster = await startPostgres();
-  const saved = { url: process.env[URL_ENV], experimental: process.env.TYRUM_EXPERIMENTAL_POSTGRES };
+  const saved = process.env[URL_ENV];
   try {
     for (const n of COUNTS) {
       process.env[URL_ENV] = cluster.database();
-      process.env.TYRUM_EXPERIMENTAL_POSTGRES = '1';
       const prepared = await prepareHome({ textUtils: true, config: { store: { kind: 'postgres', url_env: URL_ENV } } });
       try {
         cells.push({ store: 'PostgreSQL', replicas: n, result: await measure(prepared, n, { ...process.env }) });
@@ -131,10 +130,8 @@ export async function replicasBench(): Promise<void> {
       }
     }
   } finally {
-    if (saved.url === undefined) delete process.env[URL_ENV];
-    else process.env[URL_ENV] = saved.url;
-    if (saved.experimental === undefined) delete process.env.TYRUM_EXPERIMENTAL_POSTGRES;
-    else process.env.TYRUM_EXPERIMENTAL_POSTGRES = saved.experimental;
+    if (saved === undefined) delete process.env[URL_ENV];
+    else process.env[URL_ENV] = saved;
     cluster.destroy();
   }
   const base = cells[0]!.result.rate;
