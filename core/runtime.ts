@@ -216,8 +216,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let server: GatewayServer | null = null;
   // PostgreSQL: the outbox notifications (started with the engine, closed first at shutdown).
   let outboxWake: { close(): Promise<void> } | null = null;
-  // PostgreSQL: this replica's campaign to lead the cluster (turns, deliveries).
-  let leader: { readonly leading: boolean; close(): Promise<void> } | null = null;
   let host: PluginHost | null = null;
   let mcpHost: McpHost | null = null;
   // Plugins changed: `pluginId` in this process, or, without it, anything in another process (the
@@ -446,8 +444,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       publish: (type, payload) => server?.publish(type, payload),
       onReply: (c, m) => deliverer.queue(c, m),
       maxConcurrent: config.limits.maxConcurrentTurns,
-      // PostgreSQL with several replicas: turns run on the cluster's leader only (see below).
-      active: () => leader === null || leader.leading,
       onRunChange: (listener) =>
         engine.onEvent((e) => {
           if (e.type === 'run.updated' && typeof e.payload.run_id === 'string') listener(e.payload.run_id);
@@ -666,20 +662,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         }
       });
     });
-    // Agent turns and channel deliveries must not run on two replicas at once (a turn running
-    // elsewhere would be resumed here; a delivery sent twice): on PostgreSQL only the leader
-    // runs them (a session advisory lock; a dead leader's lock goes with its connection and
-    // another replica takes over within a second). SQLite: one gateway per home, always.
-    leader = store.campaign((leading) => {
-      if (leading) {
-        deliverer.start();
-        turns.kick();
-      } else {
-        void deliverer.stop();
-      }
-    });
+    // Agent turns and channel deliveries run on every replica: a turn is held under a lease and a
+    // delivery under a claim (owner, expiry, fencing token), so no two replicas work on one, and
+    // a dead or frozen replica's are taken over once they expire.
     turns.start();
-    if (leader === null) deliverer.start();
+    deliverer.start();
     scheduler.start();
     workflows.start();
     sweeper.start();
@@ -721,7 +708,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         await workflows.stop();
         await turns.stop();
         await deliverer.stop();
-        await leader?.close();
         await engine.stop();
         // A doctor check in flight is stopped (its caller gets a coded error) and its worker's connection closed.
         await doctor.close();
@@ -743,7 +729,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     return running;
   } catch (e) {
     await outboxWake?.close().catch(() => undefined);
-    await leader?.close().catch(() => undefined);
     await server?.close().catch(() => undefined);
     await mcpHost?.close().catch(() => undefined);
     await host?.close().catch(() => undefined);

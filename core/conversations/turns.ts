@@ -67,13 +67,6 @@ export interface TurnRunnerOptions {
   log?: (level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>) => void;
   /** Turns worked on at once in this process (default 4); a turn waiting for an operator does not count. */
   maxConcurrent?: number;
-  /**
-   * Whether this process may pick up turns now (default: always). Several replicas on one
-   * database: only the cluster's leader does, since a running turn not worked on here is taken
-   * for one cut off by a crash and resumed. Turns already running here go on; `kick` once it
-   * becomes true.
-   */
-  active?: () => boolean;
   /** Subscribes to run changes (run ids), to wake a turn waiting for an operator; returns the unsubscribe. */
   onRunChange?(listener: (runId: string) => void): () => void;
   /** Messages of history given to the model (default 60). */
@@ -175,7 +168,7 @@ export class TurnRunner {
 
   /** Something changed (a message queued a turn, a turn ended): start what can start. */
   kick(): void {
-    if (this.stopped || this.o.active?.() === false) return;
+    if (this.stopped) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -231,7 +224,7 @@ export class TurnRunner {
         const max = this.o.maxConcurrent ?? 4;
         const now = this.now();
         for (const t of this.o.store.conversations.activeTurns()) {
-          if (this.active.size - this.waiting.size >= max || this.stopped || this.o.active?.() === false) break;
+          if (this.active.size - this.waiting.size >= max || this.stopped) break;
           if (this.active.has(t.id)) continue;
           if (t.state === 'queued') {
             const running = this.o.store.conversations.turnIn(t.conversation_id, 'running');

@@ -47,7 +47,7 @@ import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, st
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
-import { LEADER_LOCK, OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import { OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
@@ -942,17 +942,6 @@ export class Store {
   listenOutbox(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> } | null {
     if (this.pg === null) return null;
     return this.pg.bridge.listen(OUTBOX_CHANNEL, onEvent, retryMs);
-  }
-
-  /**
-   * PostgreSQL: campaign to be the one process of the cluster that runs the work no two
-   * replicas may do at once (agent turns, channel deliveries); `onChange` says when this process
-   * starts or stops leading. Null on SQLite (one host: the gateway lock already makes it the
-   * only gateway). The caller closes what it gets (which gives leadership up).
-   */
-  campaign(onChange: (leading: boolean) => void, retryMs?: number): { readonly leading: boolean; close(): Promise<void> } | null {
-    if (this.pg === null) return null;
-    return this.pg.bridge.campaign(LEADER_LOCK, onChange, retryMs);
   }
 
   /** @internal openPgStore attaches the second connection `committed` reads go through. */

@@ -335,10 +335,6 @@ export class PgBridge {
     return new PgListener(this.url, channel, onEvent, { connectTimeoutMs: this.connectTimeoutMs, ...(retryMs !== undefined ? { retryMs } : {}) });
   }
 
-  /** Campaign for the session advisory lock `key` on a connection of its own (see PgLeader). */
-  campaign(key: number, onChange: (leading: boolean) => void, retryMs?: number): PgLeader {
-    return new PgLeader(this.url, key, onChange, { connectTimeoutMs: this.connectTimeoutMs, ...(retryMs !== undefined ? { retryMs } : {}) });
-  }
 
   /** Close the connection (after everything posted ran) and stop the worker. */
   async close(): Promise<void> {
@@ -594,123 +590,6 @@ export class PgListener {
   }
 }
 
-/** The campaigning worker: one `pg` Client that tries for a session advisory lock and holds it while connected. */
-const LEADER_WORKER = String.raw`
-const { workerData } = require('node:worker_threads');
-const pg = require(workerData.pg);
-const { port, url, connectTimeoutMs, key, retryMs } = workerData;
-let client = null;
-let stopping = false;
-let timer = null;
-let leading = false;
-
-function report(lead) {
-  if (lead === leading) return;
-  leading = lead;
-  port.postMessage({ leader: lead });
-}
-
-function later() {
-  if (stopping || timer !== null) return;
-  timer = setTimeout(() => { timer = null; void attempt(); }, retryMs);
-}
-
-async function attempt() {
-  if (stopping) return;
-  if (client === null) {
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
-    const drop = () => {
-      if (client !== c) return;
-      client = null;
-      // The session is gone, and the lock with it: another replica may lead now.
-      report(false);
-      c.end().catch(() => undefined);
-      later();
-    };
-    c.on('error', drop);
-    c.on('end', drop);
-    try {
-      await c.connect();
-      await c.query('SELECT set_config($1, $2, false)', ['application_name', 'tyrum-leader']);
-    } catch (e) {
-      c.end().catch(() => undefined);
-      return later();
-    }
-    if (stopping) return void c.end().catch(() => undefined);
-    client = c;
-  }
-  try {
-    const r = await client.query('SELECT pg_try_advisory_lock($1) AS got', [key]);
-    if (r.rows[0].got === true) return report(true);
-  } catch (e) {
-    // A dropped connection is handled by its 'error'/'end'.
-  }
-  later();
-}
-
-port.on('message', (m) => {
-  if (m !== 'close') return;
-  stopping = true;
-  if (timer !== null) clearTimeout(timer);
-  const c = client;
-  client = null;
-  (c === null ? Promise.resolve() : c.end().catch(() => undefined)).then(() => port.close());
-});
-void attempt();
-`;
-
-/**
- * Leader election among the processes on one database: a session-level advisory lock (`key`)
- * held by a connection of its own on a worker thread. `onChange(true)` once this process holds
- * it; `onChange(false)` when its connection is lost (the server released the lock with the
- * session; a process that dies loses it the same way, so another process takes over within
- * `retryMs`). Followers retry every `retryMs`. Never keeps the process alive.
- */
-export class PgLeader {
-  private worker: Worker | null;
-  private port: MessagePort | null;
-  private closed = false;
-  /** Whether this process leads now (as last reported). */
-  leading = false;
-
-  constructor(url: string, key: number, onChange: (leading: boolean) => void, options: { connectTimeoutMs?: number; retryMs?: number } = {}) {
-    if (!Number.isSafeInteger(key)) throw new TyrumError('TYRUM_ERR_INTERNAL', 'an advisory lock key must be an integer');
-    const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(LEADER_WORKER, {
-      eval: true,
-      workerData: { pg: createRequire(import.meta.url).resolve('pg'), port: port2, url, key, connectTimeoutMs: Math.max(1, options.connectTimeoutMs ?? 10_000), retryMs: Math.max(1, options.retryMs ?? 1_000) },
-      transferList: [port2],
-    });
-    worker.unref();
-    worker.on('error', () => undefined);
-    port1.on('message', (m: { leader: boolean }) => {
-      if (this.closed) return;
-      this.leading = m.leader;
-      onChange(m.leader);
-    });
-    port1.unref();
-    this.worker = worker;
-    this.port = port1;
-  }
-
-  /** Give up leadership (the connection ends, releasing the lock) and end the worker. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.leading = false;
-    const worker = this.worker!;
-    const port = this.port!;
-    this.worker = null;
-    this.port = null;
-    const exited = new Promise<void>((done) => worker.once('exit', () => done()));
-    worker.ref();
-    port.postMessage('close');
-    const timer = setTimeout(() => void worker.terminate(), 2_000);
-    await exited;
-    clearTimeout(timer);
-    port.close();
-  }
-}
 
 /**
  * The server's message, prefixed like SQLite's for the constraint classes (so a caller or test

@@ -257,14 +257,23 @@ export class PgDb implements SqlDb {
    */
   begin(): void {
     this.appendsOrdered = false;
-    // The id is a UUID (no quote can occur in it); parameters cannot go with two statements.
+    // The log lock is taken here, first, for every write transaction, not at its first append:
+    // so cluster-wide, write transactions run one at a time and always take the log lock before
+    // any row lock. Taken at the first append instead, a group that had appended (holding the
+    // lock) could wait for a row another replica's unit held while that unit waited for the lock
+    // (a deadlock), and per-conversation read-then-write sequences of two replicas (accepting a
+    // message while another claims the queued turn; MAX(seq) + 1) could interleave. The lock's
+    // notification also tells the other replicas of every commit (their dataVersion wake-up).
+    // The id is a UUID (no quote can occur in it); parameters cannot go with several statements.
     this.bridge.query(
-      `BEGIN; INSERT INTO tyrum_writers (writer, commits, last_at) VALUES ('${this.writerId}', 1, ${Date.now()}) ` +
+      `BEGIN; SELECT pg_advisory_xact_lock(${LOG_LOCK}), pg_notify('${OUTBOX_CHANNEL}', ''); ` +
+        `INSERT INTO tyrum_writers (writer, commits, last_at) VALUES ('${this.writerId}', 1, ${Date.now()}) ` +
         'ON CONFLICT (writer) DO UPDATE SET commits = tyrum_writers.commits + 1, last_at = excluded.last_at',
       [],
       false,
       false,
     );
+    this.appendsOrdered = true;
   }
 
   /**
@@ -348,8 +357,9 @@ export function pgSettings(db: PgDb): PgSettingsReport {
 /** The advisory lock key outbox and audit appends run under (see `PgDb.orderAppends`). */
 export const LOG_LOCK = 0x7479_726c; // "tyrl"
 
-/** The session advisory lock the cluster's leader holds (see `Store.campaign`). */
-export const LEADER_LOCK = 0x7479_726d; // "tyrm"
+/** How long a writer session may sit idle inside a transaction before the server ends it (see openPgDb). */
+export const WRITER_IDLE_IN_TX_MS = 10_000;
+
 
 /** The LISTEN/NOTIFY channel a committed outbox append notifies (the backplane's wake-up). */
 export const OUTBOX_CHANNEL = 'tyrum_outbox';
@@ -420,7 +430,12 @@ export interface PgOpenOptions extends PgBridgeOptions {
 
 /** Connect, check durability, migrate. Throws coded errors; the URL's password is never in them. */
 export function openPgDb(url: string, options: PgOpenOptions = {}): PgDb {
-  const db = new PgDb(new PgBridge(url, { ...options, settings: { application_name: 'tyrum', ...options.settings } }), options.autocommit === true);
+  // A writer whose process freezes (SIGSTOP, a paused VM) inside a transaction would hold the log
+  // lock, and with it every other replica's writes, until it resumed: the server ends such a
+  // session once it sat idle in a transaction for WRITER_IDLE_IN_TX_MS (its group then fails with
+  // TYRUM_ERR_STORE_UNAVAILABLE; nothing it acknowledged is lost, nothing unacknowledged is kept).
+  const writer: Record<string, string> = options.autocommit !== true ? { idle_in_transaction_session_timeout: String(WRITER_IDLE_IN_TX_MS) } : {};
+  const db = new PgDb(new PgBridge(url, { ...options, settings: { application_name: 'tyrum', ...writer, ...options.settings } }), options.autocommit === true);
   try {
     assertPgSettings(pgSettings(db));
     if (!options.readonly) migratePg(db);
