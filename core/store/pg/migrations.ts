@@ -809,7 +809,7 @@ export const PG_MIGRATIONS: readonly Migration[] = [
         target_replica TEXT COLLATE "C" NOT NULL,
         request TEXT COLLATE "C" NOT NULL,
         state TEXT COLLATE "C" NOT NULL CHECK (state IN ('pending', 'claimed', 'done')),
-        result TEXT,
+        result TEXT COLLATE "C",
         created_at BIGINT NOT NULL,
         deadline_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL,
