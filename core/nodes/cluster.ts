@@ -248,6 +248,8 @@ export class NodeCluster implements RemoteNodes {
         store.cluster.beat(this.replicaId, now);
         // Pruned while this process stalled: listed again.
         for (const row of this.local.values()) store.cluster.connect(row);
+        // Rows whose origin gave up on them and is gone (a live origin forgets its own).
+        store.cluster.sweep(now - this.deadMs);
       });
       for (const dead of store.cluster.dead(now - this.deadMs)) {
         if (dead.id === this.replicaId) continue;
@@ -258,7 +260,6 @@ export class NodeCluster implements RemoteNodes {
         });
         if (r.removed) this.o.log('warn', 'pruned a dead replica', { replica_id: dead.id, node_connections: r.connections.length, dispatches_failed: r.failed.length });
       }
-      store.tx(() => store.cluster.sweep(now - this.deadMs));
       this.refresh();
     } catch (e) {
       this.o.log('warn', 'replica heartbeat failed (looks again at the next beat)', { err: e instanceof Error ? e.message : String(e) });
