@@ -155,7 +155,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
  * commands that open a home with openHome (plugin, mcp, policy) do not load them.
  */
 async function gatewayParts() {
-  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, conversations, channels, scheduler, playbooks, artifacts, retention, telemetry] = await Promise.all([
+  const [handlers, host, tools, mcpHost, egress, execution, server, endpoint, inflight, nodeRegistry, nodeHost, nodePresence, nodeCluster, conversations, channels, scheduler, playbooks, artifacts, retention, telemetry] = await Promise.all([
     import('./protocol/handlers.js'),
     import('./registry/host.js'),
     import('./registry/tools.js'),
@@ -168,6 +168,7 @@ async function gatewayParts() {
     import('./nodes/registry.js'),
     import('./nodes/host.js'),
     import('./nodes/presence.js'),
+    import('./nodes/cluster.js'),
     import('./conversations/index.js'),
     import('./channels/index.js'),
     import('./scheduler/index.js'),
@@ -192,6 +193,9 @@ async function gatewayParts() {
     NodeRegistry: nodeRegistry.NodeRegistry,
     NodeHost: nodeHost.NodeHost,
     PresenceRegistry: nodePresence.PresenceRegistry,
+    presenceView: nodePresence.presenceView,
+    NodeCluster: nodeCluster.NodeCluster,
+    remoteEntry: nodeCluster.remoteEntry,
     conversations,
     channels,
     Scheduler: scheduler.Scheduler,
@@ -210,12 +214,14 @@ async function gatewayParts() {
  * stopped again, so a failed start leaves no worker or server process behind.
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, UiAssets, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper, openTelemetry } = await gatewayParts();
+  const { createHandlers, PluginHost, ToolCatalog, McpHost, createEgressHandler, egressAuditEntry, ExecutionEngine, GatewayServer, UiAssets, createMcpEndpoint, InflightLimiter, NodeRegistry, NodeHost, PresenceRegistry, presenceView, NodeCluster, remoteEntry, conversations: conv, channels: chan, Scheduler, WorkflowRunner, openArtifactService, artifactSink, contentDisposition, createSweeper, openTelemetry } = await gatewayParts();
   ensureHome(options.home);
   const lock = lockHome(options.home);
   let server: GatewayServer | null = null;
   // PostgreSQL: the outbox notifications (started with the engine, closed first at shutdown).
   let outboxWake: { close(): Promise<void> } | null = null;
+  // PostgreSQL: this replica in the node connection directory (started with the engine).
+  let cluster: { close(): Promise<void> } | null = null;
   let host: PluginHost | null = null;
   let mcpHost: McpHost | null = null;
   // Plugins changed: `pluginId` in this process, or, without it, anything in another process (the
@@ -296,7 +302,23 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
     });
     // Capabilities of approved nodes are tools too (node.<capability>[@<node>]).
-    const tools = new ToolCatalog(host, mcpHost, new NodeHost({ store, connections: nodes }));
+    // PostgreSQL replicas: this replica's row and node connections in the shared directory, and
+    // the tasks for nodes connected to another replica (core/nodes/cluster.ts). SQLite: one gateway.
+    const nodeCluster =
+      store.dialect === 'postgres'
+        ? new NodeCluster({
+            store,
+            connections: nodes,
+            onRemoteChange: (change, row) => {
+              const entry = remoteEntry(store.pairings.get(row.pairing_id), row, change === 'connected', Date.now());
+              server?.publish('presence.upserted', { entry: presenceView(entry) });
+              if (change === 'disconnected') server?.publish('presence.pruned', { device_id: row.device_id, role: 'node', reason: 'disconnected' });
+            },
+            log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
+          })
+        : null;
+    cluster = nodeCluster;
+    const tools = new ToolCatalog(host, mcpHost, new NodeHost({ store, connections: nodes, ...(nodeCluster ? { remote: nodeCluster } : {}) }));
     // A run's creator: a token id, channel:<plugin>/<instance> for a channel conversation's turn, or
     // schedule:<id> for a schedule's tool call (and the tool calls of its agent turns), workflow:<id>
     // for a playbook step's tool call.
@@ -489,6 +511,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     const sweeper = createSweeper({ store, audit, retention: config.retention, deleteArtifactBlob: (id) => artifacts.deleteBlob(id), log: (level, msg, data) => server?.app.log[level](data ?? {}, msg) });
     // Who is connected now (clients and nodes), announced live to operators.
     const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
+    // presence.list and a pairing's `connected`: on PostgreSQL, the nodes of every live replica.
+    const clusterPresence = nodeCluster ? { list: () => nodeCluster.presence(presence.list()) } : presence;
+    const clusterNodes = nodeCluster
+      ? {
+          connected: (deviceId: string) => nodes.connected(deviceId) || nodeCluster.connectedElsewhere(deviceId),
+          reconcile: () => nodes.reconcile(),
+          reportReady: (...a: Parameters<typeof nodes.reportReady>) => nodes.reportReady(...a),
+          evidence: (...a: Parameters<typeof nodes.evidence>) => nodes.evidence(...a),
+        }
+      : nodes;
     // doctor.run: quick_check and the audit walk on a worker thread (core/doctor/offload.ts), stopped on close.
     const doctor = gatewayDoctor({
       home: svc.paths.home,
@@ -519,8 +551,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       secretHandles: () => secrets.list(),
       checkTenantTool,
       pairings: svc.pairings,
-      nodes,
-      presence,
+      nodes: clusterNodes,
+      presence: clusterPresence,
       conversations,
       channels,
       workflows,
@@ -574,10 +606,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       onPeerReady: (session) => {
         if (session.peer) presence.connected(session.peer);
         nodes.onReady(session);
+        const held = nodeCluster ? nodes.heldPairing(session) : undefined;
+        if (held !== undefined) nodeCluster!.connected(session, held);
       },
       onPeerClosed: (session, peer) => {
         presence.disconnected(peer);
         nodes.onClosed(session);
+        nodeCluster?.disconnected(session.connectionId);
       },
       onPeerSeen: (peer) => presence.seen(peer),
       redact: redactor.redactDeep,
@@ -645,6 +680,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Last, with nothing after it that can fail: the catch below cannot stop an engine (its timers
     // would then run over the closed store); running.close() does.
     engine.start();
+    nodeCluster?.start();
     // PostgreSQL: another replica's (or the CLI's) outbox commit wakes this one at once, instead
     // of at the next data_version poll (REVOCATION_POLL_MS), which stays as the fallback for a
     // lost notification. One look per turn however many notifications arrived.
@@ -709,6 +745,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         await turns.stop();
         await deliverer.stop();
         await engine.stop();
+        await cluster?.close();
         // A doctor check in flight is stopped (its caller gets a coded error) and its worker's connection closed.
         await doctor.close();
         await server!.close();
@@ -729,6 +766,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     return running;
   } catch (e) {
     await outboxWake?.close().catch(() => undefined);
+    await cluster?.close().catch(() => undefined);
     await server?.close().catch(() => undefined);
     await mcpHost?.close().catch(() => undefined);
     await host?.close().catch(() => undefined);

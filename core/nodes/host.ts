@@ -26,7 +26,7 @@ import type { DescribedTool, ToolSource } from '../registry/tools.js';
 import type { ToolEntry } from '../registry/host.js';
 import type { PairingRow, Store } from '../store/index.js';
 import type { AllowedCapability } from './pairing.js';
-import type { Session } from '../protocol/session.js';
+import type { PeerAnswer, Session } from '../protocol/session.js';
 import { raceAbort } from '../util/abort.js';
 import { parseInlineArtifacts } from '../artifacts/inline.js';
 import type { ArtifactOutput } from '../execution/types.js';
@@ -47,6 +47,8 @@ export interface NodeConnections {
 export interface NodeHostOptions {
   store: Store;
   connections: NodeConnections;
+  /** PostgreSQL replicas: nodes connected to another replica. */
+  remote?: RemoteNodes;
   now?: () => number;
 }
 
@@ -98,33 +100,12 @@ export class NodeHost implements ToolSource {
     const { pairing, allowed, known, described } = r;
     const contract = known.contract;
     checkArgs(toolId, known, args);
-    const session = this.o.connections.paired(pairing.id);
-    const peer = session?.peer;
-    if (!session || !peer) throw nodeError('TYRUM_ERR_NODE_UNAVAILABLE', `node ${pairing.node_name} is not connected; nothing was sent`, pairing, { failed: 'connected' });
-    // The node must still advertise the definition the operator allowed.
-    const advertised = peer.capabilities.find((c) => c.id === allowed.id && c.version === allowed.version);
-    if (!advertised || capabilityRef(advertised).definition_hash !== allowed.definition_hash) {
-      throw nodeError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `node ${pairing.node_name} no longer advertises ${allowed.id}@${allowed.version} as approved; approve the pairing again`, pairing, { failed: 'allowlisted', reason: 'definition_changed' });
-    }
-    const ready = this.o.connections.readiness(pairing.id, allowed.id);
-    if (ready !== true) throw nodeError('TYRUM_ERR_NODE_NOT_READY', `node ${pairing.node_name} does not report ${allowed.id} ready: ${ready}; nothing was sent`, pairing, { failed: 'ready', reason: ready });
     const dispatchId = `dsp_${randomBytes(12).toString('hex')}`;
-    const streamed = this.o.connections.track(pairing.id, dispatchId);
-    const request = session.request(
-      'task.execute',
-      { dispatch_id: dispatchId, capability: allowed.id, capability_version: allowed.version, args, timeout_ms: contract.default_timeout_ms },
-      { timeoutMs: contract.default_timeout_ms, requestId: dispatchId },
-    );
-    let answer;
-    try {
-      answer = await raceAbort(request, signal);
-    } catch (e) {
-      // Cut off (disconnect, timeout): keep how far the node got with the failure.
-      if (e instanceof TyrumError && streamed.items.length > 0) throw new TyrumError(e.code, e.message, { ...(e.details ?? {}), dispatch_id: dispatchId, streamed_evidence: streamed.items }, { cause: e });
-      throw e;
-    } finally {
-      streamed.done();
-    }
+    const task: NodeTask = { dispatch_id: dispatchId, capability: allowed.id, capability_version: allowed.version, args, timeout_ms: contract.default_timeout_ms };
+    // PostgreSQL replicas: a node connected to another replica gets the task through it (core/nodes/cluster.ts).
+    const local = this.o.connections.paired(pairing.id) !== undefined;
+    const remote = local ? undefined : this.o.remote?.holder(pairing.id);
+    const { answer, streamed } = remote !== undefined ? await this.o.remote!.send(remote, pairing, allowed, task, signal) : await sendToNode(this.o.connections, pairing, allowed, task, signal);
     const duration = performance.now() - started;
     if (!answer.ok) {
       const { code, message, details } = answer.error;
@@ -181,6 +162,61 @@ export class NodeHost implements ToolSource {
     const p = repo.byName(selector) ?? repo.live(selector);
     return p?.state === 'approved' ? [p] : [];
   }
+}
+
+/** The task.execute payload a dispatch sends (the same on this replica and through another). */
+export interface NodeTask {
+  dispatch_id: string;
+  capability: string;
+  capability_version: string;
+  args: Record<string, unknown>;
+  timeout_ms: number;
+}
+
+/** A node's answer to a task, with the evidence it streamed meanwhile. */
+export interface NodeAnswer {
+  answer: PeerAnswer;
+  streamed: { items: Array<Record<string, unknown>>; dropped: number };
+}
+
+/**
+ * Sends `task` to the node's connection on this gateway and waits for its answer. Fails with
+ * TYRUM_ERR_NODE_UNAVAILABLE (not connected here), TYRUM_ERR_NODE_NOT_ALLOWLISTED (the node no
+ * longer advertises the approved definition), TYRUM_ERR_NODE_NOT_READY, or the session's
+ * TYRUM_ERR_NODE_DISCONNECTED / TYRUM_ERR_TIMEOUT (with the evidence streamed so far).
+ */
+export async function sendToNode(connections: NodeConnections, pairing: PairingRow, allowed: AllowedCapability, task: NodeTask, signal?: AbortSignal): Promise<NodeAnswer> {
+  const session = connections.paired(pairing.id);
+  const peer = session?.peer;
+  if (!session || !peer) throw nodeError('TYRUM_ERR_NODE_UNAVAILABLE', `node ${pairing.node_name} is not connected; nothing was sent`, pairing, { failed: 'connected' });
+  // The node must still advertise the definition the operator allowed.
+  const advertised = peer.capabilities.find((c) => c.id === allowed.id && c.version === allowed.version);
+  if (!advertised || capabilityRef(advertised).definition_hash !== allowed.definition_hash) {
+    throw nodeError('TYRUM_ERR_NODE_NOT_ALLOWLISTED', `node ${pairing.node_name} no longer advertises ${allowed.id}@${allowed.version} as approved; approve the pairing again`, pairing, { failed: 'allowlisted', reason: 'definition_changed' });
+  }
+  const ready = connections.readiness(pairing.id, allowed.id);
+  if (ready !== true) throw nodeError('TYRUM_ERR_NODE_NOT_READY', `node ${pairing.node_name} does not report ${allowed.id} ready: ${ready}; nothing was sent`, pairing, { failed: 'ready', reason: ready });
+  const dispatchId = task.dispatch_id;
+  const streamed = connections.track(pairing.id, dispatchId);
+  const request = session.request('task.execute', { ...task }, { timeoutMs: task.timeout_ms, requestId: dispatchId });
+  try {
+    const answer = await raceAbort(request, signal);
+    return { answer, streamed: { items: streamed.items, dropped: streamed.dropped } };
+  } catch (e) {
+    // Cut off (disconnect, timeout): keep how far the node got with the failure.
+    if (e instanceof TyrumError && streamed.items.length > 0) throw new TyrumError(e.code, e.message, { ...(e.details ?? {}), dispatch_id: dispatchId, streamed_evidence: streamed.items }, { cause: e });
+    throw e;
+  } finally {
+    streamed.done();
+  }
+}
+
+/** The node connections of other replicas (PostgreSQL), through the database (core/nodes/cluster.ts). */
+export interface RemoteNodes {
+  /** The replica holding a connection of this pairing, when no connection on this one does. */
+  holder(pairingId: string): string | undefined;
+  /** Hands `task` to that replica, which sends it to the node, and waits for the answer it writes back. */
+  send(replica: string, pairing: PairingRow, allowed: AllowedCapability, task: NodeTask, signal?: AbortSignal): Promise<NodeAnswer>;
 }
 
 function describe(toolId: string, p: PairingRow, a: AllowedCapability, known: KnownCapability): DescribedTool & { idempotent: boolean } {
@@ -243,7 +279,7 @@ function checkArgs(toolId: string, k: KnownCapability, args: Record<string, unkn
   if (!input(args)) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: toIssues(input.errors) });
 }
 
-function nodeError(code: 'TYRUM_ERR_NODE_NOT_READY' | 'TYRUM_ERR_NODE_UNAVAILABLE' | 'TYRUM_ERR_NODE_NOT_ALLOWLISTED' | 'TYRUM_ERR_NODE_REFUSED' | 'TYRUM_ERR_NODE_CAPABILITY_FAILED' | 'TYRUM_ERR_NODE_OUTPUT_INVALID', message: string, p: PairingRow, details: Record<string, unknown>): TyrumError {
+export function nodeError(code: 'TYRUM_ERR_NODE_NOT_READY' | 'TYRUM_ERR_NODE_UNAVAILABLE' | 'TYRUM_ERR_NODE_NOT_ALLOWLISTED' | 'TYRUM_ERR_NODE_REFUSED' | 'TYRUM_ERR_NODE_CAPABILITY_FAILED' | 'TYRUM_ERR_NODE_OUTPUT_INVALID', message: string, p: PairingRow, details: Record<string, unknown>): TyrumError {
   return new TyrumError(code, message, { node: p.node_name, pairing_id: p.id, ...details });
 }
 

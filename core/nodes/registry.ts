@@ -176,6 +176,12 @@ export class NodeRegistry implements NodeConnections {
     void this.settle(conn);
   }
 
+  /** The pairing whose node token this open connection holds, if it holds one. */
+  heldPairing(session: Session): string | undefined {
+    const c = this.conns.get(session.connectionId);
+    return c && c.pairingId !== null && session.peer?.token.kind === 'node' && session.isReady ? c.pairingId : undefined;
+  }
+
   onClosed(session: Session): void {
     this.conns.delete(session.connectionId);
   }

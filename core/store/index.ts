@@ -47,7 +47,7 @@ import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, st
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
-import { OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import { NODES_CHANNEL, OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
@@ -56,6 +56,7 @@ import { PolicyRepo } from './policy.js';
 import { ExecutionRepo, ApprovalRepo, OutboxRepo } from './execution.js';
 import { McpRepo } from './mcp.js';
 import { NodePairingRepo } from './nodes.js';
+import { ClusterRepo } from './cluster.js';
 import { ConversationRepo } from './conversations.js';
 import { ScheduleRepo } from './schedules.js';
 import { WorkflowRepo } from './playbooks.js';
@@ -68,6 +69,7 @@ export type { Migration };
 export * from './execution.js';
 export * from './mcp.js';
 export * from './nodes.js';
+export * from './cluster.js';
 export * from './conversations.js';
 export * from './schedules.js';
 export * from './playbooks.js';
@@ -741,6 +743,7 @@ export interface Repos {
   readonly workflows: WorkflowRepo;
   readonly artifacts: ArtifactRepo;
   readonly retention: RetentionRepo;
+  readonly cluster: ClusterRepo;
 }
 
 export function createRepos(sql: SqlDb): Repos {
@@ -763,6 +766,7 @@ export function createRepos(sql: SqlDb): Repos {
     workflows: new WorkflowRepo(sql),
     artifacts: new ArtifactRepo(sql),
     retention: new RetentionRepo(sql),
+    cluster: new ClusterRepo(sql),
   };
 }
 
@@ -856,6 +860,8 @@ export class Store {
   readonly workflows: WorkflowRepo;
   readonly artifacts: ArtifactRepo;
   readonly retention: RetentionRepo;
+  /** The replica directory, node connections and cross-replica dispatches (PostgreSQL's replicas). */
+  readonly cluster: ClusterRepo;
   /** Committed data only (a read-only connection); the writer's repos when there is no second connection (`:memory:`). */
   committed: CommittedView;
   private reader: Database.Database | null = null;
@@ -919,6 +925,7 @@ export class Store {
     this.artifacts = r.artifacts;
     this.committed = { execution: this.execution, approvals: this.approvals, outbox: this.outbox, audit: this.audit, pairings: this.pairings, artifacts: this.artifacts };
     this.retention = r.retention;
+    this.cluster = r.cluster;
   }
 
   /** The SQLite connection, for what only SQLite has (pragmas, its WAL, checkpoints). */
@@ -942,6 +949,22 @@ export class Store {
   listenOutbox(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> } | null {
     if (this.pg === null) return null;
     return this.pg.bridge.listen(OUTBOX_CHANNEL, onEvent, retryMs);
+  }
+
+  /**
+   * PostgreSQL: call `onEvent` whenever a transaction that ran `notifyNodes` commits (a node
+   * dispatch written, claimed or answered, in any replica): a wake-up only, without a payload;
+   * the `node_dispatches` rows are the truth. Null on SQLite.
+   */
+  listenNodes(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> } | null {
+    if (this.pg === null) return null;
+    return this.pg.bridge.listen(NODES_CHANNEL, onEvent, retryMs);
+  }
+
+  /** PostgreSQL, inside a unit: wakes every `listenNodes` listener when it commits (dropped on rollback). */
+  notifyNodes(): void {
+    if (this.pg === null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'node dispatch notifications exist on PostgreSQL only');
+    prepared(this.sql, `SELECT pg_notify('${NODES_CHANNEL}', '')`).get();
   }
 
   /** @internal openPgStore attaches the second connection `committed` reads go through. */

@@ -745,4 +745,42 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE deliveries ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 21,
+    name: 'node_routing',
+    sql: `
+      -- Several gateways on one database (PostgreSQL): each live gateway process has a row, its
+      -- heartbeat moved every few seconds; the node connections it holds; and the node tasks one
+      -- replica hands to the replica holding the node's socket. SQLite (one gateway) never writes
+      -- them; the tables exist so both stores have the same schema.
+      CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE node_connections (
+        connection_id TEXT PRIMARY KEY,
+        replica_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        pairing_id TEXT NOT NULL,
+        connected_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX node_connections_pairing ON node_connections (pairing_id);
+      CREATE INDEX node_connections_replica ON node_connections (replica_id);
+      CREATE TABLE node_dispatches (
+        id TEXT PRIMARY KEY,
+        pairing_id TEXT NOT NULL,
+        origin_replica TEXT NOT NULL,
+        target_replica TEXT NOT NULL,
+        request TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'claimed', 'done')),
+        result TEXT,
+        created_at INTEGER NOT NULL,
+        deadline_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX node_dispatches_target ON node_dispatches (target_replica, state);
+      CREATE INDEX node_dispatches_origin ON node_dispatches (origin_replica, state);
+    `,
+  },
 ];

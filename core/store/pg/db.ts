@@ -363,6 +363,8 @@ export const WRITER_IDLE_IN_TX_MS = 10_000;
 
 /** The LISTEN/NOTIFY channel a committed outbox append notifies (the backplane's wake-up). */
 export const OUTBOX_CHANNEL = 'tyrum_outbox';
+/** The channel a node dispatch's writes notify (core/nodes/cluster.ts; no payload: the rows are the truth). */
+export const NODES_CHANNEL = 'tyrum_nodes';
 
 /** The advisory lock key migrations run under (any constant shared by every replica). */
 const MIGRATION_LOCK = 0x7479_7275; // "tyru"

@@ -796,4 +796,45 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE deliveries ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 21,
+    name: 'node_routing',
+    sql: `
+      -- Several gateways on one database (PostgreSQL): each live gateway process has a row, its
+      -- heartbeat moved every few seconds; the node connections it holds; and the node tasks one
+      -- replica hands to the replica holding the node's socket. SQLite (one gateway) never writes
+      -- them; the tables exist so both stores have the same schema.
+      CREATE TABLE replicas (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
+      CREATE TABLE node_connections (
+        connection_id TEXT COLLATE "C" PRIMARY KEY,
+        replica_id TEXT COLLATE "C" NOT NULL,
+        device_id TEXT COLLATE "C" NOT NULL,
+        pairing_id TEXT COLLATE "C" NOT NULL,
+        connected_at BIGINT NOT NULL,
+        rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
+      CREATE INDEX node_connections_pairing ON node_connections (pairing_id);
+      CREATE INDEX node_connections_replica ON node_connections (replica_id);
+      CREATE TABLE node_dispatches (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        pairing_id TEXT COLLATE "C" NOT NULL,
+        origin_replica TEXT COLLATE "C" NOT NULL,
+        target_replica TEXT COLLATE "C" NOT NULL,
+        request TEXT COLLATE "C" NOT NULL,
+        state TEXT COLLATE "C" NOT NULL CHECK (state IN ('pending', 'claimed', 'done')),
+        result TEXT COLLATE "C",
+        created_at BIGINT NOT NULL,
+        deadline_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
+      CREATE INDEX node_dispatches_target ON node_dispatches (target_replica, state);
+      CREATE INDEX node_dispatches_origin ON node_dispatches (origin_replica, state);
+    `,
+  },
 ];
