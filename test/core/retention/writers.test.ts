@@ -33,6 +33,7 @@ async function setup(t: Test): Promise<{ h: HomeCore; url: string; raw: PgBridge
   return { h, url, raw, rows };
 }
 
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 const sumOf = (m: Map<string, { commits: number }>) => [...m.values()].reduce((a, r) => a + r.commits, 0);
 
 function openStore(t: Test, url: string): Store {
@@ -55,6 +56,8 @@ t.test('the sweep folds writers idle for a day into one row; the sum and dataVer
   );
   const other = openStore(t, url);
   const before = rows();
+  // dataVersion is read once per event-loop turn on PostgreSQL: a new turn sees the rows above.
+  await nextTurn();
   const homeView = h.store.dataVersion();
   const otherView = other.dataVersion();
   t.equal(homeView, sumOf(before) - (before.get((h.store as unknown as { pg: { writerId: string } }).pg.writerId)?.commits ?? 0));
@@ -73,6 +76,7 @@ t.test('the sweep folds writers idle for a day into one row; the sum and dataVer
 
   // A second sweep folds more into the same row, adding to it.
   raw.query(`INSERT INTO tyrum_writers (writer, commits, last_at) VALUES ('cli-d', 4, $1)`, [now - 3 * DAY]);
+  await nextTurn();
   const v = h.store.dataVersion();
   await sweeper.sweep();
   t.equal(rows().get('retired')?.commits, 25);
