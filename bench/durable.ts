@@ -32,7 +32,6 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPairSync } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { openHome, startGateway, type RunningGateway } from '../core/runtime.js';
 import { homePaths } from '../core/config/index.js';
 import { assertPragmas, openStore, type PragmaReport, type Store } from '../core/store/index.js';
@@ -40,8 +39,7 @@ import { verifyAudit, type AuditLog } from '../core/audit/index.js';
 import type { Postcondition } from '../core/execution/postcondition.js';
 import type { SandboxPool } from '../sandbox/index.js';
 import { TyrumClient, type JsonObject } from '../sdk/index.js';
-import { closedLoop, sleep, stats, type LoopResult, type Stats } from './util.js';
-import type { ClientJob } from './ws-client.js';
+import { closedLoop, sleep, stats, type LoopResult, type Stats, runClientJob } from './util.js';
 
 function envNumber(name: string, def: number, min = 0): number {
   const raw = process.env[name];
@@ -69,8 +67,6 @@ const SECTIONS = new Set((process.env.BENCH_DURABLE_SECTIONS || 'tools,audit').s
 const AUDIT_WRITERS = 64;
 
 const BUILD_DIR = fileURLToPath(new URL('../plugins/text-utils/build/', import.meta.url));
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const CLIENT_SCRIPT = fileURLToPath(new URL('./ws-client.ts', import.meta.url));
 const PLUGIN = 'text-utils';
 const TOOL_ID = `${PLUGIN}.word_count`;
 const ARGS = { text: 'The quick brown fox jumps over the lazy dog. Grüße 😀 你好世界\nA second line.' };
@@ -240,22 +236,8 @@ async function poolReady(pool: SandboxPool): Promise<void> {
 }
 
 /** Runs bench/ws-client.ts in a child process against the gateway and returns what it measured. */
-async function childLoop(url: string, token: string, concurrency: number, seconds: number): Promise<LoopResult> {
-  const job: ClientJob = { url, request: { type: 'tool.invoke', payload: { tool_id: TOOL_ID, args: ARGS } }, mode: 'loop', concurrency, seconds };
-  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT_SCRIPT], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_CLIENT_JOB: JSON.stringify(job), BENCH_CLIENT_TOKEN: token },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (c) => resolve(c));
-  });
-  const line = out.trim().split('\n').at(-1) ?? '';
-  if (code !== 0 || !line.startsWith('{')) throw new Error(`bench client process failed (exit ${code}): ${out.slice(0, 500)}`);
-  return JSON.parse(line) as LoopResult;
+function childLoop(url: string, token: string, concurrency: number, seconds: number): Promise<LoopResult> {
+  return runClientJob<LoopResult>({ url, request: { type: 'tool.invoke', payload: { tool_id: TOOL_ID, args: ARGS } }, mode: 'loop', concurrency, seconds }, token);
 }
 
 // --- 1: durable tool calls vs the same calls without the engine ---

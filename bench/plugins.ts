@@ -39,7 +39,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPairSync } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -47,7 +46,7 @@ import { startGateway, type RunningGateway } from '../core/runtime.js';
 import { SandboxPool } from '../sandbox/index.js';
 import { TyrumClient, type JsonObject } from '../sdk/index.js';
 import type { PluginManifest } from '../schemas/index.js';
-import { closedLoop, reportTarget, sequential, skipTarget, sleep, stats, type LoopResult, type Stats } from './util.js';
+import { closedLoop, reportTarget, sequential, skipTarget, sleep, stats, type LoopResult, type Stats, runClientJob } from './util.js';
 import type { ClientJob } from './ws-client.js';
 
 function envNumber(name: string, def: number, min = 0): number {
@@ -193,26 +192,10 @@ class BenchGateway {
   }
 }
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const CLIENT_SCRIPT = fileURLToPath(new URL('./ws-client.ts', import.meta.url));
 
 /** Runs bench/ws-client.ts in a child process against `bg` and returns what it measured. */
-async function childClient<T extends Stats | LoopResult>(bg: BenchGateway, job: Omit<ClientJob, 'url' | 'request'>, pluginId = 'text-utils'): Promise<T> {
-  const full: ClientJob = { ...job, url: bg.gw.url, request: { type: 'tool.invoke', payload: { tool_id: `${pluginId}.${TOOL}`, args: ARGS } } };
-  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT_SCRIPT], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_CLIENT_JOB: JSON.stringify(full), BENCH_CLIENT_TOKEN: bg.gw.bootstrapToken ?? '' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (c) => resolve(c));
-  });
-  const line = out.trim().split('\n').at(-1) ?? '';
-  if (code !== 0 || !line.startsWith('{')) throw new Error(`bench client process failed (exit ${code}): ${out.slice(0, 500)}`);
-  return JSON.parse(line) as T;
+function childClient<T extends Stats | LoopResult>(bg: BenchGateway, job: Omit<ClientJob, 'url' | 'request'>, pluginId = 'text-utils'): Promise<T> {
+  return runClientJob<T>({ ...job, url: bg.gw.url, request: { type: 'tool.invoke', payload: { tool_id: `${pluginId}.${TOOL}`, args: ARGS } } }, bg.gw.bootstrapToken ?? '');
 }
 
 /**

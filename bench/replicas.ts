@@ -22,18 +22,13 @@
  *   BENCH_REPLICA_COUNTS=1,2,3   replica counts on PostgreSQL
  * Without PostgreSQL (initdb, pg_ctl, postgres, psql) the section prints why and is skipped.
  */
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { findPostgres, POSTGRES_MISSING, startPostgres } from '../test/helpers/postgres.js';
 import { GatewayProcess, prepareHome, type PreparedHome } from './gateway-process.js';
-import type { ClientJob } from './ws-client.js';
-import { diskLine, envNumber, fmtMs, fmtRate, loadAverage, table, times, type LoopResult } from './util.js';
+import { diskLine, envNumber, fmtMs, fmtRate, loadAverage, table, times, type LoopResult, runClientJob } from './util.js';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const CLIENT_SCRIPT = fileURLToPath(new URL('./ws-client.ts', import.meta.url));
 const SECONDS = envNumber('BENCH_REPLICA_SECONDS', 5, 1);
 const CLIENTS = envNumber('BENCH_REPLICA_CLIENTS', 64, 1);
 const COUNTS = (process.env.BENCH_REPLICA_COUNTS || '1,2,3').split(',').map((s) => {
@@ -52,22 +47,8 @@ interface Cell {
 }
 
 /** One client process holding `concurrency` connections to `url`, in a closed loop. */
-async function clientProcess(url: string, token: string, concurrency: number): Promise<LoopResult> {
-  const job: ClientJob = { url, request: CALL, mode: 'loop', concurrency, seconds: SECONDS };
-  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT_SCRIPT], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_CLIENT_JOB: JSON.stringify(job), BENCH_CLIENT_TOKEN: token },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (c) => resolve(c));
-  });
-  const line = out.trim().split('\n').at(-1) ?? '';
-  if (code !== 0 || !line.startsWith('{')) throw new Error(`bench client process failed (exit ${code}): ${out.slice(0, 500)}`);
-  return JSON.parse(line) as LoopResult;
+function clientProcess(url: string, token: string, concurrency: number): Promise<LoopResult> {
+  return runClientJob<LoopResult>({ url, request: CALL, mode: 'loop', concurrency, seconds: SECONDS }, token);
 }
 
 /** `n` gateways on copies of `prepared`'s home; CLIENTS connections split evenly across them. */

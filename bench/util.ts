@@ -2,6 +2,9 @@
 import { closeSync, fdatasyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ClientJob } from './ws-client.js';
 
 export interface Stats {
   p50: number;
@@ -200,4 +203,26 @@ export function printTargets(ran: readonly string[]): void {
   table(['target', 'figure', 'baseline (same run)', 'ratio', 'target', 'met'], rows);
   const vals = [...reported.values()].filter((f) => f.met !== null);
   console.log(`\n${vals.filter((f) => f.met).length} of ${vals.length} targets with a figure met.`);
+}
+
+/**
+ * Runs `job` in bench/ws-client.ts in a child process of its own (so what it measures is the
+ * gateway's answer time, not the client's share of an event loop), the token in its environment
+ * (never argv), and returns the JSON line it printed last.
+ */
+export async function runClientJob<T>(job: ClientJob, token: string): Promise<T> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./ws-client.ts', import.meta.url))], {
+    cwd: fileURLToPath(new URL('../', import.meta.url)),
+    env: { ...process.env, BENCH_CLIENT_JOB: JSON.stringify(job), BENCH_CLIENT_TOKEN: token },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (c) => resolve(c));
+  });
+  const line = out.trim().split('\n').at(-1) ?? '';
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`bench client process failed (exit ${code}): ${out.slice(0, 500)}`);
+  return JSON.parse(line) as T;
 }

@@ -3,60 +3,17 @@
 // is validated on A as a local node's is; presence on A lists the node B holds. Replica B killed
 // with SIGKILL: A prunes it (the node shows gone, and the same events a disconnect emits reach
 // A's clients), and a new task for the node fails as node-offline, coded, instead of hanging.
-import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import t from 'tap';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connect, newDevice, removeHome, type RawConn } from '../../helpers/gateway.js';
+import { connect, newDevice, type RawConn } from '../../helpers/gateway.js';
 import { sharedPostgres, skipWithoutPostgres } from '../../helpers/postgres.js';
+import { clientOf, newHome, result, startReplica } from './helpers.js';
 
 const skip = skipWithoutPostgres();
 const cluster = sharedPostgres(t);
 t.setTimeout(480_000);
-const BIN = join(import.meta.dirname, '../../../bin/tyrum.js');
-process.env.TYRUM_EXPERIMENTAL_POSTGRES = '1';
 const CAPS = [{ id: 'fs.read', version: '1' }];
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-
-const result = <T>(r: Record<string, unknown>): T => {
-  if (r.ok !== true) throw new Error(`request failed: ${JSON.stringify(r.error ?? r)}`);
-  return r.result as T;
-};
-
-interface Replica {
-  child: ChildProcess;
-  port: number;
-  token: string | null;
-  err: () => string;
-}
-
-async function startReplica(t: Test, home: string): Promise<Replica> {
-  const child = spawn(process.execPath, [BIN, 'start', '--home', home, '--port', '0', '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => void child.kill('SIGKILL'));
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const deadline = Date.now() + 90_000;
-  while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws/.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-  const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(err)?.[1]);
-  if (!Number.isInteger(port)) throw new Error(`replica on ${home} did not start: ${err.slice(0, 3000)}`);
-  return { child, port, token: /tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(err)?.[0] ?? null, err: () => err };
-}
-
-function newHome(t: Test, url: string, from?: string): string {
-  const home = mkdtempSync(join(tmpdir(), 'tyrum-replica-'));
-  t.teardown(() => removeHome(home));
-  writeFileSync(join(home, 'config.json'), JSON.stringify({ store: { kind: 'postgres', url } }));
-  if (from !== undefined) for (const f of ['gateway.key', 'secrets.key', 'audit.checkpoint.json']) if (existsSync(join(from, f))) copyFileSync(join(from, f), join(home, f));
-  return home;
-}
-
-async function clientOf(t: Test, port: number, token: string): Promise<RawConn> {
-  const { conn } = await connect({ port }, { token });
-  t.teardown(() => conn.ws.close());
-  return conn;
-}
 
 /** Polls `fn` until it returns something other than undefined (a generous bound: a loaded box). */
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -85,8 +42,8 @@ t.test('a node connected to replica B runs the task of a run started on A; B kil
   const token = a.token;
   if (token === null) throw new Error(`no bootstrap token: ${a.err().slice(0, 2000)}`);
   const b = await startReplica(t, newHome(t, url, homeA));
-  const onA = await clientOf(t, a.port, token);
-  const onB = await clientOf(t, b.port, token);
+  const onA = await clientOf(t, a, token);
+  const onB = await clientOf(t, b, token);
 
   // Paired and connected on B only.
   const device = newDevice();
