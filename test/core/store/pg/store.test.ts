@@ -155,7 +155,8 @@ t.test("SQLite-only operations are refused on PostgreSQL, with a coded error", {
   t.throws(() => s.integrityCheck(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
 });
 
-t.test('dataVersion changes when another store commits, not when this one does (tyrum_writers)', { skip }, async (t) => {
+/** Two stores on one new database, closed at the end of `t`. */
+async function twoStores(t: Test): Promise<[Store, Store]> {
   const url = (await cluster()).database();
   const a = openPgStore(url);
   const b = openPgStore(url);
@@ -164,6 +165,11 @@ t.test('dataVersion changes when another store commits, not when this one does (
     b.close();
     await Promise.all([a.whenClosed(), b.whenClosed()]);
   });
+  return [a, b];
+}
+
+t.test('dataVersion changes when another store commits, not when this one does (tyrum_writers)', { skip }, async (t) => {
+  const [a, b] = await twoStores(t);
   const v0 = a.dataVersion();
   await a.commit(() => a.audit.insert(row(1)));
   a.tx(() => a.audit.insert(row(2)));
@@ -181,14 +187,7 @@ t.test('dataVersion changes when another store commits, not when this one does (
 });
 
 t.test('dataVersion is read once per event-loop turn: a commit made meanwhile is seen from the next turn on', { skip }, async (t) => {
-  const url = (await cluster()).database();
-  const a = openPgStore(url);
-  const b = openPgStore(url);
-  t.teardown(async () => {
-    a.close();
-    b.close();
-    await Promise.all([a.whenClosed(), b.whenClosed()]);
-  });
+  const [a, b] = await twoStores(t);
   const v0 = a.dataVersion();
   // b commits synchronously, within this same turn of a.
   b.tx(() => b.devices.upsert({ device_id: 'dev_turn', pubkey: 'p', role: 'client', label: null, platform: null, version: null }, 1));
