@@ -47,7 +47,7 @@ import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, st
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
-import { NODES_CHANNEL, OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import { NODES_CHANNEL, OUTBOX_CHANNEL, PgDb, commitRolledBack, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
@@ -1175,7 +1175,9 @@ export class Store {
     this.unitAfter = after;
     try {
       // Each unit is a SAVEPOINT of the open transaction: a throw rolls back this unit only.
-      prepared(this.sql, 'SAVEPOINT unit').run();
+      // (PostgreSQL sets and releases them lazily, saving round trips: PgDb.openUnit.)
+      if (this.pg !== null) this.pg.openUnit();
+      else prepared(this.sql, 'SAVEPOINT unit').run();
       let value: T;
       try {
         value = fn();
@@ -1183,12 +1185,16 @@ export class Store {
         // PostgreSQL: a connection lost meanwhile took the transaction with it; nothing to roll
         // back, and a statement now would wait to reconnect for nothing (the group fails anyway).
         if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) return { ok: false, error: e };
-        prepared(this.sql, 'ROLLBACK TO unit').run();
-        this.pg?.appendsReleased();
-        prepared(this.sql, 'RELEASE unit').run();
+        if (this.pg !== null) {
+          this.pg.unitFailed();
+        } else {
+          prepared(this.sql, 'ROLLBACK TO unit').run();
+          prepared(this.sql, 'RELEASE unit').run();
+        }
         return { ok: false, error: e };
       }
-      prepared(this.sql, 'RELEASE unit').run();
+      if (this.pg !== null) this.pg.unitDone();
+      else prepared(this.sql, 'RELEASE unit').run();
       return { ok: true, value, after };
     } catch (e) {
       return { ok: false, error: e };
@@ -1223,15 +1229,17 @@ export class Store {
           // acknowledges it (durable: synchronous_commit=on). The worker runs statements in
           // order, so the next group's BEGIN queues behind it.
           this.pg.txGeneration = null;
-          this.pg.appendsReleased();
+          this.pg.transactionEnded();
           this.stats.commits += 1;
           this.stats.units += group.units.length;
           group.seq = ++this.lastCommitSeq;
           group.pending = true;
           this.unsynced.push(group);
           const t0 = this.observer ? performance.now() : 0;
-          this.pg.bridge.sendNotify('COMMIT', (err) => {
+          this.pg.bridge.sendNotify('COMMIT', (err, result) => {
             group.pending = false;
+            // A transaction that had failed is rolled back by COMMIT, answered "ROLLBACK" with no error.
+            if (err === null && result?.command === 'ROLLBACK') err = commitRolledBack();
             // The COMMIT's duration, from posting to the server's answer (it includes the server's WAL flush).
             if (err === null) this.observer?.committed((performance.now() - t0) / 1000);
             if (err !== null) group.failed = commitFailure(err);
@@ -1241,12 +1249,15 @@ export class Store {
           return failure;
         }
         const t0 = this.observer ? performance.now() : 0;
-        prepared(this.sql, 'COMMIT').run();
-        this.observer?.committed((performance.now() - t0) / 1000);
         if (this.pg !== null) {
+          const r = this.pg.exec('COMMIT');
           this.pg.txGeneration = null;
-          this.pg.appendsReleased();
+          this.pg.transactionEnded();
+          if (r.command === 'ROLLBACK') throw commitRolledBack();
+        } else {
+          prepared(this.sql, 'COMMIT').run();
         }
+        this.observer?.committed((performance.now() - t0) / 1000);
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;
