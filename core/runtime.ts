@@ -660,6 +660,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     const pool = host.pool;
     metrics.setSources({
       store: () => store.commitStats(),
+      storeRoundTrips: () => store.roundTrips(),
       commitQueue: () => store.pendingUnits(),
       sandboxQueue: () => pool.stats().workers.reduce((n, w) => n + w.queued, 0),
       queuedRuns: () => store.committed.execution.countQueued(),

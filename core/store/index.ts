@@ -1100,6 +1100,14 @@ export class Store {
     return { ...this.stats };
   }
 
+  /**
+   * Statements this store sent to PostgreSQL, on its writer and `committed`-reader connections:
+   * each is a round trip the calling thread blocks for. 0 on SQLite (statements run in-process).
+   */
+  roundTrips(): number {
+    return (this.pg?.bridge.statements ?? 0) + (this.pgReader?.bridge.statements ?? 0);
+  }
+
   /** Units written but not yet durable: those of the open group and of groups waiting for their sync. */
   pendingUnits(): number {
     let n = this.group?.units.length ?? 0;

@@ -361,9 +361,13 @@ export class PgBridge {
     port.close();
   }
 
+  /** Statements posted to the server so far (each one a round trip; metrics and the bench read it). */
+  statements = 0;
+
   private post(text: string, values: readonly unknown[], prepare: boolean, strict = true): number {
     if (this.closed) throw new TyrumError('TYRUM_ERR_INTERNAL', 'the PostgreSQL store is closed');
     if (this.worker === null) this.start();
+    this.statements += 1;
     const id = ++this.nextId;
     const req: Request = { id, text, values: values as unknown[] };
     if (!strict) req.strict = false;
