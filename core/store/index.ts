@@ -47,6 +47,7 @@ import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, st
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
+import { OwnerLookup, RUN_OWNER_SQL, TOKEN_OWNER_SQL } from './owners.js';
 import { NODES_CHANNEL, OUTBOX_CHANNEL, PgDb, commitRolledBack, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
@@ -337,8 +338,11 @@ function tokenFromRow(row: TokenRow): TokenRecord {
 /** Token repository. Callers own hashing; this only persists. */
 export class TokenRepo {
   private liveStmt: SqlStatement | undefined;
-
-  constructor(private readonly db: SqlDb) {}
+  constructor(
+    private readonly db: SqlDb,
+    /** Token → tenant (core/store/owners.ts), shared with the connection's OutboxRepo. */
+    private readonly owners = new OwnerLookup(db, TOKEN_OWNER_SQL),
+  ) {}
 
   insert(t: TokenRecord): void {
     prepared(this.db, 
@@ -347,11 +351,12 @@ export class TokenRepo {
       )
       .run({ ...withoutTenant(t), scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles), single_use: t.single_use ? 1 : 0 });
     if (t.tenant_id !== undefined && t.tenant_id !== 'default') prepared(this.db, 'INSERT INTO tenant_tokens (token_id, tenant_id) VALUES (?, ?)').run(t.id, t.tenant_id);
+    this.owners.learn(t.id, t.tenant_id ?? 'default');
   }
 
   /** The tenant a token acts in ('default' for one with no ownership row, or an unknown id). */
   tenantOf(id: string): string {
-    return (prepared(this.db, 'SELECT tenant_id FROM tenant_tokens WHERE token_id = ?').get(id) as { tenant_id: string } | undefined)?.tenant_id ?? 'default';
+    return this.owners.of(id) ?? 'default';
   }
 
   /**
@@ -747,8 +752,11 @@ export interface Repos {
 }
 
 export function createRepos(sql: SqlDb): Repos {
+  // Who owns a run or a token never changes: cached once seen, shared by the repositories that ask.
+  const runOwners = new OwnerLookup(sql, RUN_OWNER_SQL);
+  const tokenOwners = new OwnerLookup(sql, TOKEN_OWNER_SQL);
   return {
-    tokens: new TokenRepo(sql),
+    tokens: new TokenRepo(sql, tokenOwners),
     tenants: new TenantRepo(sql),
     devices: new DeviceRepo(sql),
     audit: new AuditRepo(sql),
@@ -756,9 +764,9 @@ export function createRepos(sql: SqlDb): Repos {
     pluginKv: new PluginKvRepo(sql),
     secrets: new SecretRepo(sql),
     policy: new PolicyRepo(sql),
-    execution: new ExecutionRepo(sql),
+    execution: new ExecutionRepo(sql, runOwners),
     approvals: new ApprovalRepo(sql),
-    outbox: new OutboxRepo(sql),
+    outbox: new OutboxRepo(sql, runOwners, tokenOwners),
     mcp: new McpRepo(sql),
     pairings: new NodePairingRepo(sql),
     conversations: new ConversationRepo(sql),
