@@ -361,9 +361,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       },
       execute: (step, ctx) => {
         // Checked again when the call runs: a grant may have changed since the run was accepted.
-        const tenant = store.execution.runTenant(step.run_id);
+        // (The engine gives the run's tenant: a read-only call taken at submission runs before its
+        // run is committed, so the store cannot tell it yet.)
+        const tenant = step.tenant_id;
         if (tenant !== DEFAULT_TENANT) checkTenantTool(tenant, step.tool_id);
-        return tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal);
+        // The actor names the run's tenant: its audit entry and live tool.invoked are the tenant's.
+        return tools.invoke(step.tool_id, step.args, { ...actorOf(step.created_by), ...(tenant !== DEFAULT_TENANT ? { tenant } : {}) }, ctx.signal);
       },
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
