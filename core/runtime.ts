@@ -276,7 +276,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       audit,
       egress,
       redact: redactor.redactDeep,
-      emit: (type, payload) => server?.publish(type, payload),
+      emit: (type, payload, tenant) => server?.publish(type, payload, tenant),
       log: (level, message, data) => server?.app.log[level](data, message),
       sandboxIdleMs: config.limits.sandboxIdleMs,
       maxLiveSandboxes: config.limits.maxLiveSandboxes,
@@ -289,7 +289,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       activePlugins: () => plugins.enabledIds(),
       pluginSecrets: (id) => new Set(pluginHost.enabledPlugin(id)?.effective.secrets.map((s) => s.name) ?? []),
       wasmConnection: (pluginId, name, limits) => pluginHost.mcpConnection(pluginId, name, limits),
-      emit: (type, payload) => server?.publish(type, payload),
+      emit: (type, payload, tenant) => server?.publish(type, payload, tenant),
       log: (level, message, data) => server?.app.log[level](data, message),
     });
     // Node connections: pairing requests on connect, credentials delivered once on approval.
@@ -513,7 +513,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Retention: expired runs, events, fire records (and conversations, when configured) in bounded batches.
     const sweeper = createSweeper({ store, audit, retention: config.retention, deleteArtifactBlob: (id) => artifacts.deleteBlob(id), log: (level, msg, data) => server?.app.log[level](data ?? {}, msg) });
     // Who is connected now (clients and nodes), announced live to operators.
-    const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
+    // A tenant client's presence goes to its tenant's clients only; nodes are the host's.
+    const presence = new PresenceRegistry({ emit: (type, payload, tenant) => server?.publish(type, payload, tenant) });
     // presence.list and a pairing's `connected`: on PostgreSQL, the nodes of every live replica.
     const clusterPresence = nodeCluster ? { list: () => nodeCluster.presence(presence.list()) } : presence;
     const clusterNodes = nodeCluster
