@@ -335,6 +335,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       }
       if (d.rights.kv !== null || d.rights.secrets.length > 0) throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} keeps plugin state or uses secret handles, which belong to the host; tenant "${tenant}" may call stateless plugin tools only`, { tool_id: toolId });
     };
+    /** checkTenantTool as a predicate: whether the tenant may call the tool now. */
+    const tenantMayCall = (tenant: string, toolId: string): boolean => {
+      try {
+        checkTenantTool(tenant, toolId);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     const actorOf = (createdBy: string) =>
       createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : createdBy.startsWith('workflow:') ? { kind: 'workflow', workflow_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
     // Evidence blobs under <home>/artifacts/, attached to the runs whose calls produced them.
@@ -453,11 +462,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       events: engine.events,
       owner: engine.owner,
       backend: () => backends.current(),
-      offeredTools: async () => {
+      offeredTools: async (tenant) => {
         const globs = backends.current().settings.tools;
         const out = [];
         for (const t of await tools.list()) {
           if (!globs.some((g) => conv.globMatch(g, t.tool_id))) continue;
+          // A tenant's turn is offered only what the tenant may call (the check tool.list and every
+          // call of the tenant make): the host's other tools are not shown to its model.
+          if (tenant !== DEFAULT_TENANT && !tenantMayCall(tenant, t.tool_id)) continue;
           // Tools the policy denies are not offered to the model (each call is still decided).
           const d = tools.describe(t.tool_id);
           if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced === 'deny') continue;
