@@ -656,6 +656,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           engine.onEvent((e) => {
             if (typeof e.payload.run_id === 'string') listener(e.payload.run_id);
           }),
+        enforcedPolicy: (toolId) => {
+          const d = tools.describe(toolId);
+          return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced;
+        },
         tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,
         audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),
         emit: (type, payload) => server?.publish(type, payload),
