@@ -40,6 +40,11 @@ import type { Telemetry } from './telemetry/index.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
+/** A failed read of other writers' outbox events is retried after this long, doubling per failure… */
+export const OUTBOX_READ_RETRY_MIN_MS = 100;
+/** …up to this long between tries, until a read succeeds (or the gateway closes). */
+export const OUTBOX_READ_RETRY_MAX_MS = 5_000;
+
 export interface StartOptions {
   home: string;
   overrides?: ConfigOverrides;
@@ -220,6 +225,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let server: GatewayServer | null = null;
   // PostgreSQL: the outbox notifications (started with the engine, closed first at shutdown).
   let outboxWake: { close(): Promise<void> } | null = null;
+  // Stops reading other writers' outbox events (and cancels a pending retry of a failed read).
+  let stopReads: (() => void) | null = null;
   // PostgreSQL: this replica in the node connection directory (started with the engine).
   let cluster: { close(): Promise<void> } | null = null;
   let host: PluginHost | null = null;
@@ -410,22 +417,51 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Reads wait until every group other connections can read is durable (Store.settled), so
     // no client is pushed an event of ours that a power cut could still take back.
     const catchUp = () => {
+      if (readStopped) return;
       const settled = store.settled();
-      if (settled) void settled.then(readOthers, () => undefined);
+      if (settled) void settled.then(readOthers, () => scheduleReadRetry(new Error('the store did not settle')));
       else readOthers();
     };
+    // A failed read (the store reconnecting, say) is retried with backoff until one succeeds: the
+    // notification or data_version change that woke us was used up, so the next one may be far
+    // off. One retry pending at a time; a read that succeeds, whatever woke it, ends the backoff;
+    // close() cancels it.
+    let readRetry: NodeJS.Timeout | null = null;
+    let readRetryMs = 0;
+    let readStopped = false;
+    const scheduleReadRetry = (e: unknown) => {
+      if (readStopped || readRetry !== null) return;
+      readRetryMs = readRetryMs === 0 ? OUTBOX_READ_RETRY_MIN_MS : Math.min(readRetryMs * 2, OUTBOX_READ_RETRY_MAX_MS);
+      server?.app.log.warn({ err: e instanceof Error ? e.message : String(e), retry_ms: readRetryMs }, 'reading the outbox for other writers\' events failed; retrying');
+      readRetry = setTimeout(() => {
+        readRetry = null;
+        catchUp();
+      }, readRetryMs);
+      readRetry.unref();
+    };
     const readOthers = () => {
+      if (readStopped) return;
       try {
         pump();
         for (;;) {
           const batch = engine.events.after(pushedSeq, 500);
           batch.forEach(push);
-          if (batch.length < 500) return;
+          if (batch.length < 500) break;
         }
       } catch (e) {
-        // The store unavailable, say: the next notification or poll reads from pushedSeq again.
-        server?.app.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'reading the outbox for other writers\' events failed');
+        scheduleReadRetry(e);
+        return;
       }
+      readRetryMs = 0;
+      if (readRetry !== null) {
+        clearTimeout(readRetry);
+        readRetry = null;
+      }
+    };
+    stopReads = () => {
+      readStopped = true;
+      if (readRetry !== null) clearTimeout(readRetry);
+      readRetry = null;
     };
     // One pending pump however many events a commit delivered (a call emits ~5).
     engine.onEvent((e) => {
@@ -757,6 +793,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       telemetry,
       close: async () => {
         await outboxWake?.close();
+        stopReads?.();
         // A sweep in progress ends after its current batch commits.
         await sweeper.stop();
         // No new fires first: a fire's run or message must find the engine and runner still up.
@@ -786,6 +823,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     return running;
   } catch (e) {
     await outboxWake?.close().catch(() => undefined);
+    stopReads?.();
     await cluster?.close().catch(() => undefined);
     await server?.close().catch(() => undefined);
     await mcpHost?.close().catch(() => undefined);
