@@ -67,6 +67,11 @@ export interface StepCall {
   idempotent: boolean;
   /** The approval this call runs under, if any. */
   approval_id: string | null;
+  /**
+   * The tenant that owns the run (docs/tenancy.md): the submission's, also for a read-only call
+   * made before its run is committed (a run taken at submission), else the stored run's.
+   */
+  tenant_id: string;
 }
 
 export interface ExecuteContext {
