@@ -67,6 +67,8 @@ export interface StepCall {
   idempotent: boolean;
   /** The approval this call runs under, if any. */
   approval_id: string | null;
+  /** The run's tenant, when not the default (docs/tenancy.md): its calls run under the tenant's grants. */
+  tenant?: string;
 }
 
 export interface ExecuteContext {
