@@ -366,7 +366,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         // (The run's tenant comes with the call: a run taken at submission is not in the store yet.)
         const tenant = step.tenant ?? DEFAULT_TENANT;
         if (tenant !== DEFAULT_TENANT) checkTenantTool(tenant, step.tool_id);
-        return tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal, tenant);
+        // A tenant's call is audited as the tenant's (tool.invoked names it in the actor).
+        const actor = tenant === DEFAULT_TENANT ? actorOf(step.created_by) : { ...actorOf(step.created_by), tenant };
+        return tools.invoke(step.tool_id, step.args, actor, ctx.signal, tenant);
       },
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),

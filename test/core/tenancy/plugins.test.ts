@@ -174,6 +174,7 @@ t.test("secrets: a tenant's call injects the tenant's handle, the host's the hos
   const acmeAudit = ok<{ entries: Array<{ type: string }> }>(await acme.request('audit.list', { limit: 1000 })).entries.map((e) => e.type);
   t.ok(acmeAudit.includes('egress.request'), "the tenant's hops are in its audit view");
   t.ok(acmeAudit.includes('plugin.granted'), 'so are its grants');
+  t.ok(acmeAudit.includes('tool.invoked'), 'and its calls');
   const hostAudit = ok<{ entries: Array<{ type: string; actor: { tenant?: string } }> }>(await host.request('audit.list', { limit: 1000 })).entries;
   t.ok(hostAudit.every((e) => e.actor.tenant === undefined), "the host's view has none of the tenants' entries");
 });
