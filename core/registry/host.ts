@@ -211,9 +211,14 @@ export class PluginHost {
    * from the host (not_found: an ungranted plugin has no enabled tools).
    */
   checkTenantCall(tenant: string, toolId: string): void {
-    const t = this.tool(toolId);
+    this.tenantRightsFor(tenant, toolId, this.tool(toolId));
+  }
+
+  /** The tenant's effective rights to a catalog tool's plugin; throws as {@link checkTenantCall}. */
+  private tenantRightsFor(tenant: string, toolId: string, t: CatalogTool | undefined): EffectiveRights {
     const rights = t ? this.o.registry.tenantRights(tenant, t.entry.plugin_id) : undefined;
     if (!t || !rights || rights.blockers.length > 0) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
+    return rights.effective;
   }
 
   /**
@@ -434,9 +439,7 @@ export class PluginHost {
    * no usable grant.
    */
   private tenantEntry(tool: CatalogTool, tenant: string): CatalogPlugin {
-    this.checkTenantCall(tenant, tool.entry.tool_id);
-    const rights = this.o.registry.tenantRights(tenant, tool.entry.plugin_id)!;
-    const plugin: EnabledPlugin = { ...tool.plugin, effective: rights.effective };
+    const plugin: EnabledPlugin = { ...tool.plugin, effective: this.tenantRightsFor(tenant, tool.entry.tool_id, tool) };
     return { plugin, key: `${this.poolKey(plugin)}/${tenant}`, tools: new Map(), tenant };
   }
 
