@@ -273,7 +273,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       onEgress: (r) => {
         // A hop made is egress.request; a refusal is egress.denied (plugin, method, origin, reason).
         const e = egressAuditEntry(r);
-        void audit.append(e.type, { kind: 'plugin', key: r.pluginKey, ...(r.plugin_id !== undefined ? { plugin_id: r.plugin_id } : {}) }, e.data).catch(() => undefined);
+        // A tenant's sandbox's hops are the tenant's entries (the actor names it).
+        void audit.append(e.type, { kind: 'plugin', key: r.pluginKey, ...(r.plugin_id !== undefined ? { plugin_id: r.plugin_id } : {}), ...(r.tenant !== undefined ? { tenant: r.tenant } : {}) }, e.data).catch(() => undefined);
       },
     });
     host = new PluginHost({
@@ -330,17 +331,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // schedule:<id> for a schedule's tool call (and the tool calls of its agent turns), workflow:<id>
     // for a playbook step's tool call.
     /**
-     * What a tenant other than the default may call (docs/tenancy.md): a plugin tool with no state
-     * (kv) and no secret handle, as granted now. Plugin state, secrets, nodes and MCP servers are
-     * the host's; a tenant's call must not read or act with them. Throws forbidden otherwise.
+     * What a tenant other than the default may call (docs/tenancy.md): a tool of a plugin the host
+     * has enabled and the tenant has granted (its own grant; its calls run under it). Nodes and MCP
+     * servers are the host's: forbidden. A plugin the tenant has not granted is refused as an
+     * ungranted plugin's tool is for the host (not_found).
      */
     const checkTenantTool = (tenant: string, toolId: string): void => {
-      const d = toolId.startsWith('node.') || toolId.startsWith('mcp.') ? undefined : pluginHost.describe(toolId);
-      if (d === undefined) {
+      if (toolId.startsWith('node.') || toolId.startsWith('mcp.')) {
         if (tools.describe(toolId) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
-        throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} is a node or MCP tool of the host; tenant "${tenant}" may call stateless plugin tools only`, { tool_id: toolId });
+        throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} is a node or MCP tool of the host; tenant "${tenant}" may call plugin tools only`, { tool_id: toolId });
       }
-      if (d.rights.kv !== null || d.rights.secrets.length > 0) throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} keeps plugin state or uses secret handles, which belong to the host; tenant "${tenant}" may call stateless plugin tools only`, { tool_id: toolId });
+      pluginHost.checkTenantCall(tenant, toolId);
     };
     /** checkTenantTool as a predicate: whether the tenant may call the tool now. */
     const tenantMayCall = (tenant: string, toolId: string): boolean => {
@@ -369,7 +370,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' || d.idempotent === true };
       },
       decide: (step) => {
-        const d = tools.describe(step.tool_id);
+        // A tenant's call is decided on the rights of the tenant's own grant.
+        const d = tools.describe(step.tool_id, step.tenant_id);
         const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));
         // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
@@ -377,12 +379,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       },
       execute: (step, ctx) => {
         // Checked again when the call runs: a grant may have changed since the run was accepted.
-        // (The engine gives the run's tenant: a read-only call taken at submission runs before its
-        // run is committed, so the store cannot tell it yet.)
+        // (The run's tenant comes with the call: a run taken at submission is not in the store yet.)
         const tenant = step.tenant_id;
         if (tenant !== DEFAULT_TENANT) checkTenantTool(tenant, step.tool_id);
-        // The actor names the run's tenant: its audit entry and live tool.invoked are the tenant's.
-        return tools.invoke(step.tool_id, step.args, { ...actorOf(step.created_by), ...(tenant !== DEFAULT_TENANT ? { tenant } : {}) }, ctx.signal);
+        // A tenant's call is audited as the tenant's (tool.invoked names it in the actor).
+        const actor = tenant === DEFAULT_TENANT ? actorOf(step.created_by) : { ...actorOf(step.created_by), tenant };
+        return tools.invoke(step.tool_id, step.args, actor, ctx.signal, tenant);
       },
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
@@ -506,8 +508,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           // A tenant's turn is offered only what the tenant may call (the check tool.list and every
           // call of the tenant make): the host's other tools are not shown to its model.
           if (tenant !== DEFAULT_TENANT && !tenantMayCall(tenant, t.tool_id)) continue;
-          // Tools the policy denies are not offered to the model (each call is still decided).
-          const d = tools.describe(t.tool_id);
+          // Tools the policy denies are not offered to the model (each call is still decided, on
+          // the rights of the tenant's own grant).
+          const d = tools.describe(t.tool_id, tenant);
           if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced === 'deny') continue;
           out.push({ tool_id: t.tool_id, description: t.description, input_schema: t.input_schema });
         }
@@ -600,7 +603,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       approvals,
       resolveApproval: svc.resolveApproval,
       policy,
-      secretHandles: () => secrets.list(),
+      secretHandles: (tenant) => secrets.list(tenant),
       checkTenantTool,
       pairings: svc.pairings,
       nodes: clusterNodes,
@@ -692,8 +695,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           engine.onEvent((e) => {
             if (typeof e.payload.run_id === 'string') listener(e.payload.run_id);
           }),
-        enforcedPolicy: (toolId) => {
-          const d = tools.describe(toolId);
+        enforcedPolicy: (toolId, tenant) => {
+          // Decided on the rights of the tenant's own grant, as its calls are.
+          const d = tools.describe(toolId, tenant);
           return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced;
         },
         tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,

@@ -50,6 +50,7 @@ Tools (through a running gateway; token from --token or $TYRUM_TOKEN)
 Secrets (values from stdin only; never printed)
   secret set NAME --destinations DEST[,DEST]                 store or rotate (DEST: host = https:443 only, or http(s)://host:port)
   secret list [--json] | secret rm NAME
+  secret ... --tenant ID                                     a tenant's own handles (default: the host's)
 
 Policy and approvals (work on the home; a running gateway picks changes up)
   policy show | policy set FILE | policy explain TOOL_ID [--args JSON] | policy override-revoke ID

@@ -10,6 +10,19 @@ import { isoTimes } from '../util/iso-times.js';
 import { parse, listArg, need, subcommandError } from './args.js';
 import type { Io } from './io.js';
 import { cliActor as who } from './home.js';
+import { DEFAULT_TENANT } from '../../schemas/index.js';
+
+/** `--tenant ID`: a tenant that exists (as `tyrum token create --tenant`); absent: the default tenant. */
+function tenantArg(svc: { store: { tenants: { get(id: string): unknown } } }, tenant: string | undefined): string {
+  if (tenant === undefined || tenant === DEFAULT_TENANT) return DEFAULT_TENANT;
+  if (svc.store.tenants.get(tenant) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no tenant "${tenant}" (tyrum tenant create ${tenant})`, { tenant });
+  return tenant;
+}
+
+/** The audit data member naming a tenant other than the default (as `token.created` does). */
+function tenantData(tenant: string): { tenant?: string } {
+  return tenant === DEFAULT_TENANT ? {} : { tenant };
+}
 
 const USAGE = `usage:
   tyrum secret set NAME --destinations DEST[,DEST...]   value from stdin (hidden on a terminal); setting again rotates
@@ -17,6 +30,9 @@ const USAGE = `usage:
                                                         signing secret, e.g. for tyrum channel add --verify-secret)
   tyrum secret list [--json]                            handles and destinations, never values
   tyrum secret rm NAME
+
+Each takes --tenant ID: the handles of that tenant (tyrum tenant create ID), which only its
+plugin calls use; without it, the host's (the default tenant's).
 
 A destination is a bare host (api.github.com: https on port 443 only) or an origin
 (http://127.0.0.1:8080, https://api.example.com:8443); plain http only when named so.`;
@@ -65,12 +81,13 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
   const [sub, ...rest] = argv;
   switch (sub) {
     case 'set': {
-      const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, 'local-only': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
+      const { values, positionals } = parse(rest, { home: { type: 'string' }, destinations: { type: 'string' }, 'local-only': { type: 'boolean' }, tenant: { type: 'string' }, json: { type: 'boolean' } }, 1);
       if (values.help) return (io.out(USAGE), 0);
-      const name = need(positionals[0], 'NAME', 'tyrum secret set NAME --destinations DEST[,DEST...] (value on stdin)');
+      const name = need(positionals[0], 'NAME', 'tyrum secret set NAME --destinations DEST[,DEST...] [--tenant ID] (value on stdin)');
       const svc = openHomeCore(resolveHome(values.home));
       try {
-        const existing = svc.secrets.get(name);
+        const tenant = tenantArg(svc, values.tenant);
+        const existing = svc.secrets.get(name, tenant);
         const localOnly = values['local-only'] === true;
         if (localOnly && values.destinations !== undefined) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', '--local-only and --destinations exclude each other');
         const destinations = localOnly ? [] : (listArg(values.destinations) ?? existing?.destinations);
@@ -80,9 +97,9 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
         }
         const value = await input();
         if (value.length === 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'no value on standard input (pipe it in: printf %s "$VALUE" | tyrum secret set NAME ...)');
-        const h = svc.secrets.set(name, value, localOnly ? [] : values.destinations !== undefined ? destinations : undefined, { localOnly });
+        const h = svc.secrets.set(name, value, localOnly ? [] : values.destinations !== undefined ? destinations : undefined, { localOnly, tenant });
         value.fill(0);
-        svc.audit.appendSync(existing ? 'secret.rotated' : 'secret.created', who(), { name: h.name, version: h.version, destinations: h.destinations });
+        svc.audit.appendSync(existing ? 'secret.rotated' : 'secret.created', who(), { name: h.name, version: h.version, destinations: h.destinations, ...tenantData(tenant) });
         io.out(values.json ? JSON.stringify(h) : `${existing ? 'rotated' : 'stored'} ${h.name} (version ${h.version}) ${h.destinations.length === 0 ? 'local-only (never sent anywhere)' : `for ${h.destinations.join(', ')}`}`);
         return 0;
       } finally {
@@ -90,11 +107,11 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       }
     }
     case 'list': {
-      const { values } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' } });
+      const { values } = parse(rest, { home: { type: 'string' }, tenant: { type: 'string' }, json: { type: 'boolean' } });
       if (values.help) return (io.out(USAGE), 0);
       const svc = openHomeCore(resolveHome(values.home));
       try {
-        const list = svc.secrets.list();
+        const list = svc.secrets.list(tenantArg(svc, values.tenant));
         // Times in ISO-8601, as everywhere else in the CLI's JSON.
         if (values.json) io.out(JSON.stringify({ secrets: isoTimes(list) }));
         else {
@@ -107,13 +124,14 @@ export async function secret(argv: string[], io: Io, input: () => Promise<Buffer
       }
     }
     case 'rm': {
-      const { values, positionals } = parse(rest, { home: { type: 'string' } }, 1);
+      const { values, positionals } = parse(rest, { home: { type: 'string' }, tenant: { type: 'string' } }, 1);
       if (values.help) return (io.out(USAGE), 0);
-      const name = need(positionals[0], 'NAME', 'tyrum secret rm NAME');
+      const name = need(positionals[0], 'NAME', 'tyrum secret rm NAME [--tenant ID]');
       const svc = openHomeCore(resolveHome(values.home));
       try {
-        if (!svc.secrets.remove(name)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no secret ${name}`);
-        svc.audit.appendSync('secret.removed', who(), { name });
+        const tenant = tenantArg(svc, values.tenant);
+        if (!svc.secrets.remove(name, tenant)) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no secret ${name}${tenant === DEFAULT_TENANT ? '' : ` of tenant "${tenant}"`}`);
+        svc.audit.appendSync('secret.removed', who(), { name, ...tenantData(tenant) });
         io.out(`removed ${name}`);
         return 0;
       } finally {

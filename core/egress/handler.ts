@@ -32,7 +32,7 @@ import type { EffectiveRights } from '../../manifests/capabilities.js';
 import type { EgressHandler, EgressRequest, EgressResponse } from '../../sandbox/pool.js';
 import { sandboxError, sandboxReason } from '../../sandbox/errors.js';
 import { isTyrumError, type TyrumError } from '../errors/index.js';
-import { canonicalHost, destinationAllows, originLabel, urlOrigin, type Redactor, type SecretOrigin, type SecretStore } from '../secrets/index.js';
+import { canonicalHost, destinationAllows, originLabel, parseSecretRef, urlOrigin, type Redactor, type SecretOrigin, type SecretStore } from '../secrets/index.js';
 import { classifyAddress } from './address.js';
 import { looksLikeTemplate, parseTemplate, type TemplatePart } from './templates.js';
 
@@ -86,6 +86,8 @@ export interface EgressRecord {
   pluginKey: string;
   /** The plugin's id, when its rights name it. */
   plugin_id?: string;
+  /** The tenant whose sandbox made the request (absent: the default tenant's). */
+  tenant?: string;
   method: string;
   /** The hop's URL, redacted. */
   url: string;
@@ -110,7 +112,8 @@ export interface EgressRecord {
 }
 
 /** The parts of a plugin's effective rights that egress uses, and whose they are (named in records and audit). */
-export type EgressRights = Pick<EffectiveRights, 'egress' | 'secrets'> & { plugin_id?: string };
+/** The rights of the call's sandbox; `tenant`: whose secret handles it names (absent: the default tenant's). */
+export type EgressRights = Pick<EffectiveRights, 'egress' | 'secrets'> & { plugin_id?: string; tenant?: string };
 
 /** An audit entry for one egress record (written by the gateway for each record). */
 export interface EgressAuditEntry {
@@ -363,18 +366,20 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
       }
       const values = new Map<string, string>();
       const label = originLabel(t);
+      // A tenant's call names its own tenant's handles, never the host's.
+      const tenant = rights.tenant ?? 'default';
       for (const name of spec.secrets) {
         const right = rights.secrets.find((s) => s.name === name);
         if (!right) throw denied('secret_not_granted', `egress refused: secret handle ${name} is not granted to this plugin`, { secret: name, host: t.host });
-        if (!secrets.has(name)) throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway`, { secret: name });
-        const mayGo = right.destinations.some((d) => destinationAllows(d, t)) && secrets.destinations(name).some((d) => destinationAllows(d, t));
+        if (!secrets.has(name, tenant)) throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway`, { secret: name });
+        const mayGo = right.destinations.some((d) => destinationAllows(d, t)) && secrets.destinations(name, tenant).some((d) => destinationAllows(d, t));
         if (!mayGo) {
           if (redirected) throw denied('secret_redirect', `egress refused: a redirect to ${label} would carry secret handle ${name}, which is not bound to that origin`, { secret: name, origin: label });
           throw denied('secret_destination', `egress refused: secret handle ${name} may not be sent to ${label}`, { secret: name, origin: label });
         }
         let value: Buffer;
         try {
-          value = secrets.reveal(name);
+          value = secrets.reveal(name, tenant);
         } catch (e) {
           if (isTyrumError(e, 'TYRUM_ERR_NOT_FOUND')) throw denied('secret_missing', `egress refused: secret handle ${name} is not set on this gateway`, { secret: name });
           throw sandboxError('host_error', `egress could not read secret handle ${name}: ${isTyrumError(e) ? e.code : 'error'}`, { secret: name });
@@ -399,8 +404,10 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
   function refuseCarriedValues(t: Target, literalHeaders: readonly string[], body: Uint8Array | null): void {
     const found = new Set<string>([...redactor.findInText(t.url.href), ...literalHeaders.flatMap((h) => redactor.findInText(h))]);
     if (body) for (const n of redactor.findInBytes(body)) found.add(n);
-    for (const name of found) {
-      if (!secrets.destinations(name).some((d) => destinationAllows(d, t))) {
+    for (const ref of found) {
+      // A value of any tenant's handle: it may go only where that handle may.
+      const { name, tenant } = parseSecretRef(ref);
+      if (!secrets.destinations(name, tenant).some((d) => destinationAllows(d, t))) {
         throw denied('secret_value_in_request', `egress refused: the request carries the value of secret handle ${name}, which is not bound to ${originLabel(t)}`, { secret: name, origin: originLabel(t) });
       }
     }
@@ -416,9 +423,11 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
     let hopOrigin: string | undefined;
     let hopStarted = Date.now();
     let pluginId: string | undefined;
+    let tenant: string | undefined;
     try {
       const rights = options.rightsFor(req.pluginKey);
       pluginId = rights?.plugin_id;
+      tenant = rights?.tenant;
       let url: URL;
       try {
         url = new URL(String(req.url));
@@ -455,6 +464,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
         const record = {
           pluginKey: req.pluginKey,
           ...(pluginId !== undefined ? { plugin_id: pluginId } : {}),
+          ...(tenant !== undefined ? { tenant } : {}),
           method: hopMethod,
           url: hopUrl,
           origin: originLabel(t),
@@ -500,7 +510,7 @@ export function createEgressHandler(options: EgressOptions): EgressHandler {
     } catch (e) {
       const reason = isTyrumError(e) && sandboxReason(e) === 'capability_denied' ? (e.details?.['egress'] as EgressDenial | undefined) : undefined;
       if (reason !== undefined) {
-        emit({ pluginKey: req.pluginKey, ...(pluginId !== undefined ? { plugin_id: pluginId } : {}), method: hopMethod, url: hopUrl, ...(hopOrigin !== undefined ? { origin: hopOrigin } : {}), hop, status: null, bytes_out: 0, bytes_in: 0, denied: reason, ms: Date.now() - hopStarted });
+        emit({ pluginKey: req.pluginKey, ...(pluginId !== undefined ? { plugin_id: pluginId } : {}), ...(tenant !== undefined ? { tenant } : {}), method: hopMethod, url: hopUrl, ...(hopOrigin !== undefined ? { origin: hopOrigin } : {}), hop, status: null, bytes_out: 0, bytes_in: 0, denied: reason, ms: Date.now() - hopStarted });
       }
       if (sandboxReason(e) !== undefined) throw e;
       throw sandboxError('host_error', `egress failed: ${redactor.redactText((e as Error)?.message ?? String(e))}`);

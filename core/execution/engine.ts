@@ -52,6 +52,7 @@ import type {
   UnknownResolution,
 } from './types.js';
 import { raceAbort } from '../util/abort.js';
+import { DEFAULT_TENANT } from '../../schemas/index.js';
 import { withLogFields, incomingTrace, detached } from '../telemetry/context.js';
 import { guardedObserver, type CallObserver, type CallRecord } from '../telemetry/calls.js';
 

@@ -111,7 +111,7 @@ export interface McpEndpointDeps {
    * reports as `enforced`): how `tools/list` leaves out denied tools for a token of a tenant other
    * than the default, which may not call policy.explain.
    */
-  enforcedPolicy(toolId: string): string;
+  enforcedPolicy(toolId: string, tenant: string): string;
   /** Whether a token is still live; checked while a call waits, so a revocation ends the wait. */
   tokenLive?(tokenId: string): boolean;
   /** Audit sink (authorization denials). Must not throw. */
@@ -425,7 +425,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
       const out: Tool[] = [];
       for (const t of tools) {
         // `enforced` is what a call gets: in observe mode a rule's deny is recorded, not applied.
-        const enforced = hosted ? ((await op('policy.explain', { tool_id: t.tool_id }, peer)) as { enforced: string }).enforced : deps.enforcedPolicy(t.tool_id);
+        const enforced = hosted ? ((await op('policy.explain', { tool_id: t.tool_id }, peer)) as { enforced: string }).enforced : deps.enforcedPolicy(t.tool_id, tenantOf(peer.token));
         if (enforced !== 'deny') out.push(toMcpTool(t, enforced));
       }
       if (authorize(OPERATIONS['run.get'], { scopes: peer.token.scopes, role: peer.role, tenant: peer.token.tenant_id }, 'run.get').allowed) out.push(STATUS_TOOL_DEF);

@@ -63,7 +63,8 @@ export interface HandlerServices {
   /** Secret handles (never values). */
   /** Throws forbidden unless a tenant other than the default may call the tool (docs/tenancy.md). */
   checkTenantTool(tenant: string, toolId: string): void;
-  secretHandles(): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
+  /** A tenant's secret handles (each tenant sees only its own). */
+  secretHandles(tenant: string): Array<{ name: string; version: number; destinations: string[]; created_at: number; rotated_at: number }>;
   now(): number;
 }
 
@@ -272,8 +273,9 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { pairing: pairingView(pairing, s.nodes.connected(pairing.device_id)) };
     },
 
-    'plugin.list': async () => ({ plugins: s.plugins.list() }),
-    'plugin.get': async (p) => s.plugins.get((p as { plugin_id: string }).plugin_id),
+    // Another tenant sees each plugin's public facts with its own grant (PluginRegistry.tenantInfo).
+    'plugin.list': async (_p, peer) => ({ plugins: s.plugins.list(tenant(peer)) }),
+    'plugin.get': async (p, peer) => s.plugins.get((p as { plugin_id: string }).plugin_id, tenant(peer)),
     'plugin.enable': async (p, peer) => ({ plugin: await s.plugins.enable((p as { plugin_id: string }).plugin_id, actor(peer)) }),
     'plugin.disable': async (p, peer) => ({ plugin: await s.plugins.disable((p as { plugin_id: string }).plugin_id, actor(peer)) }),
     'plugin.grant': async (p, peer) => {
@@ -282,10 +284,11 @@ export function createHandlers(s: HandlerServices): Handlers {
         q.plugin_id,
         { ...(q.grant !== undefined ? { grant: q.grant } : {}), ...(q.all_requested !== undefined ? { allRequested: q.all_requested } : {}), ...(q.accept_risks !== undefined ? { acceptRisks: q.accept_risks } : {}) },
         actor(peer),
+        tenant(peer),
       );
       return { plugin };
     },
-    'plugin.revoke': async (p, peer) => ({ plugin: await s.plugins.revoke((p as { plugin_id: string }).plugin_id, actor(peer)) }),
+    'plugin.revoke': async (p, peer) => ({ plugin: await s.plugins.revoke((p as { plugin_id: string }).plugin_id, actor(peer), tenant(peer)) }),
 
     'tool.list': async (_p, peer) => {
       const all = await s.host.list();
@@ -473,8 +476,8 @@ export function createHandlers(s: HandlerServices): Handlers {
       const r = s.artifacts.get(id, tenant(peer));
       return { artifact: artifactView(r.artifact), attachments: r.attachments.map((a) => isoTimes({ ...a })) };
     },
-    'secret.list': async () => ({
-      secrets: s.secretHandles().map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),
+    'secret.list': async (_p, peer) => ({
+      secrets: s.secretHandles(tenant(peer)).map((h) => ({ name: h.name, version: h.version, destinations: h.destinations, created_at: new Date(h.created_at).toISOString(), rotated_at: new Date(h.rotated_at).toISOString() })),
     }),
   };
 }

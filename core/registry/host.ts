@@ -65,14 +65,20 @@ interface CatalogTool {
 /** An enabled plugin in the catalog: read from the registry once per change of the plugin. */
 interface CatalogPlugin {
   plugin: EnabledPlugin;
-  /** The sandbox pool key: the id and a fingerprint of digest, effective rights and config. */
+  /** The sandbox pool key: the id and a fingerprint of digest, effective rights and config (and the tenant, for another tenant's). */
   key: string;
   tools: Map<string, CatalogTool>;
+  /** Whose call this is: the default tenant's (the catalog's entries) or another tenant's, under its own grant. */
+  tenant: string;
 }
 
 /** A sandbox started for a plugin, with the rights it was started under (the pool key fingerprints them). */
 interface LiveSandbox {
   pluginId: string;
+  /** The tenant whose rights, key-value namespace and secret handles it runs with. */
+  tenant: string;
+  /** Its name in the live set: the plugin id, `<tenant>/<plugin id>` for another tenant's sandbox. */
+  slot: string;
   key: string;
   rights: EffectiveRights;
   lastUsed: number;
@@ -177,17 +183,43 @@ export class PluginHost {
     this.idleTimer.unref();
   }
 
-  /** The effective rights behind a sandbox pool key (what the checked egress enforces), with the plugin's id. */
-  rightsFor(poolKey: string): (EffectiveRights & { plugin_id: string }) | null {
+  /**
+   * The effective rights behind a sandbox pool key (what the checked egress enforces), with the
+   * plugin's id and, for another tenant's sandbox, the tenant (whose secret handles it names).
+   */
+  rightsFor(poolKey: string): (EffectiveRights & { plugin_id: string; tenant?: string }) | null {
     // Called on every egress request: a lookup in the live set, never a registry read.
     const l = this.liveByKey.get(poolKey);
-    return l ? { ...l.rights, plugin_id: l.pluginId } : null;
+    return l ? { ...l.rights, plugin_id: l.pluginId, ...(l.tenant !== DEFAULT_TENANT ? { tenant: l.tenant } : {}) } : null;
   }
 
-  /** A tool with its plugin's declared risks and effective rights (what policy decides on), or undefined. */
-  describe(toolId: string): { entry: ToolEntry; risks: RiskFlag[]; rights: EffectiveRights } | undefined {
+  /**
+   * A tool with its plugin's declared risks and effective rights (what policy decides on), or
+   * undefined. For a tenant other than the default the rights are those of the tenant's own
+   * grant (none without one), never the host's.
+   */
+  describe(toolId: string, tenant: string = DEFAULT_TENANT): { entry: ToolEntry; risks: RiskFlag[]; rights: EffectiveRights } | undefined {
     const t = this.tool(toolId);
-    return t ? { entry: t.entry, risks: [...(t.plugin.manifest.risk ?? [])], rights: t.plugin.effective } : undefined;
+    if (!t) return undefined;
+    const rights = tenant === DEFAULT_TENANT ? t.plugin.effective : this.o.registry.tenantRights(tenant, t.entry.plugin_id)?.effective;
+    return rights ? { entry: t.entry, risks: [...(t.plugin.manifest.risk ?? [])], rights } : undefined;
+  }
+
+  /**
+   * Whether a tenant other than the default may call a tool of an enabled plugin: the tenant has
+   * granted the plugin (its grant covering the installed version, its declared risks accepted).
+   * Throws, for a tool it may not call, exactly what a call of an ungranted plugin's tool gets
+   * from the host (not_found: an ungranted plugin has no enabled tools).
+   */
+  checkTenantCall(tenant: string, toolId: string): void {
+    this.tenantRightsFor(tenant, toolId, this.tool(toolId));
+  }
+
+  /** The tenant's effective rights to a catalog tool's plugin; throws as {@link checkTenantCall}. */
+  private tenantRightsFor(tenant: string, toolId: string, t: CatalogTool | undefined): EffectiveRights {
+    const rights = t ? this.o.registry.tenantRights(tenant, t.entry.plugin_id) : undefined;
+    if (!t || !rights || rights.blockers.length > 0) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
+    return rights.effective;
   }
 
   /**
@@ -211,9 +243,9 @@ export class PluginHost {
     return t ? { input: t.input.validator(), output: t.output.validator() } : undefined;
   }
 
-  /** Live sandboxes (plugin ids), least recently used first. */
+  /** Live sandboxes (plugin ids; `<tenant>/<plugin id>` for a tenant's), least recently used first. */
   liveSandboxes(): string[] {
-    return [...this.live.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((l) => l.pluginId);
+    return [...this.live.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((l) => l.slot);
   }
 
   /**
@@ -268,11 +300,17 @@ export class PluginHost {
     checkToolInput(toolId, tool.io.input, args);
   }
 
-  /** Runs a tool: args checked, executed in the sandbox under its budgets, output checked, audited. */
-  async invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor): Promise<InvokeResult> {
+  /**
+   * Runs a tool: args checked, executed in the sandbox under its budgets, output checked, audited.
+   * A call of a tenant other than the default runs in a sandbox of its own, under the tenant's
+   * grant, with the tenant's key-value namespace and secret handles; refused as an unknown tool
+   * when the tenant may not call it ({@link checkTenantCall}).
+   */
+  async invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, _signal?: AbortSignal, tenant: string = DEFAULT_TENANT): Promise<InvokeResult> {
     const started = performance.now();
     const tool = this.tool(toolId);
     if (!tool) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`);
+    const target = tenant === DEFAULT_TENANT ? this.entryFor(tool) : this.tenantEntry(tool, tenant);
     const { entry } = tool;
     let usage: CallUsage | undefined;
     /** The log of a call that returned (already sent to the operator's log). */
@@ -284,7 +322,7 @@ export class PluginHost {
       const argIssues = inputCheck(args) ? [] : toIssues(inputCheck.errors);
       if (argIssues.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_REQUEST', `arguments do not match the input schema of ${toolId}`, { issues: argIssues });
       const input = toolInput(toolId, tool.io.input, args);
-      const res = await this.call(this.entryFor(tool), tool.exportName, input);
+      const res = await this.call(target, tool.exportName, input);
       usage = res.usage;
       callLogs = res.logs;
       this.pluginLogs(entry, res.logs);
@@ -392,7 +430,18 @@ export class PluginHost {
   /** The entry a catalog tool belongs to (the current one: a change during a call replaced it). */
   private entryFor(tool: CatalogTool): CatalogPlugin {
     const c = this.entries.get(tool.entry.plugin_id);
-    return c && c.plugin === tool.plugin ? c : { plugin: tool.plugin, key: this.poolKey(tool.plugin), tools: new Map() };
+    return c && c.plugin === tool.plugin ? c : { plugin: tool.plugin, key: this.poolKey(tool.plugin), tools: new Map(), tenant: DEFAULT_TENANT };
+  }
+
+  /**
+   * What a tenant's call of a catalog tool runs as: the plugin's code, digests and (host) config
+   * with the tenant's own effective rights, read now (a grant may have changed since the last
+   * call: another pool key, so another sandbox). Not found as for the host when the tenant has
+   * no usable grant.
+   */
+  private tenantEntry(tool: CatalogTool, tenant: string): CatalogPlugin {
+    const plugin: EnabledPlugin = { ...tool.plugin, effective: this.tenantRightsFor(tenant, tool.entry.tool_id, tool) };
+    return { plugin, key: `${this.poolKey(plugin)}/${tenant}`, tools: new Map(), tenant };
   }
 
   /**
@@ -446,7 +495,7 @@ export class PluginHost {
         plugin: p,
       });
     }
-    const c: CatalogPlugin = { plugin: p, key: this.poolKey(p), tools };
+    const c: CatalogPlugin = { plugin: p, key: this.poolKey(p), tools, tenant: DEFAULT_TENANT };
     this.entries.set(p.record.id, c);
     return c;
   }
@@ -476,6 +525,8 @@ export class PluginHost {
     const c = p && (wasListed || this.complete || this.filling !== null || this.live.has(id)) ? this.add(p) : undefined;
     const l = this.live.get(id);
     if (l && (!p || (c ?? this.add(p)).key !== l.key)) unloads.push(this.stop(l));
+    // Tenants' sandboxes of the plugin start again on their next call, under what is current.
+    for (const t of [...this.live.values()]) if (t.pluginId === id && t.tenant !== DEFAULT_TENANT) unloads.push(this.stop(t));
     return { id, mcpServers: servers, hadMcpServers };
   }
 
@@ -490,7 +541,8 @@ export class PluginHost {
    */
   private async call(c: CatalogPlugin, exportName: string, input: Uint8Array, limits?: { wallMs: number }): Promise<CallResult> {
     const id = c.plugin.record.id;
-    let l = this.live.get(id);
+    const slot = c.tenant === DEFAULT_TENANT ? id : `${c.tenant}/${id}`;
+    let l = this.live.get(slot);
     if (l && l.key !== c.key) {
       // Started under other rights or another digest: a change not reconciled yet.
       void this.stop(l);
@@ -498,11 +550,11 @@ export class PluginHost {
     }
     if (!l) {
       this.makeRoom();
-      const fresh: LiveSandbox = { pluginId: id, key: c.key, rights: c.plugin.effective, lastUsed: Date.now(), inflight: 0, loading: this.load(c) };
-      this.live.set(id, fresh);
+      const fresh: LiveSandbox = { pluginId: id, tenant: c.tenant, slot, key: c.key, rights: c.plugin.effective, lastUsed: Date.now(), inflight: 0, loading: this.load(c) };
+      this.live.set(slot, fresh);
       this.liveByKey.set(fresh.key, fresh);
       fresh.loading.catch(() => {
-        if (this.live.get(id) === fresh) this.live.delete(id);
+        if (this.live.get(slot) === fresh) this.live.delete(slot);
         if (this.liveByKey.get(fresh.key) === fresh) this.liveByKey.delete(fresh.key);
       });
       l = fresh;
@@ -525,7 +577,8 @@ export class PluginHost {
     // Files are re-read and re-verified against the pinned digests on every load (D8).
     const files = await loadInstalledPlugin(this.o.home, p.record.id, p.record.version, { manifestSha256: p.record.manifest_sha256, wasmSha256: p.record.wasm_sha256 });
     const hostApi: HostApi = {};
-    if (p.effective.kv) hostApi.kv = pluginKv(this.o.store, p.record.id, p.effective.kv.quota_bytes);
+    // A tenant's sandbox reads and writes the tenant's own namespace, under its grant's quota.
+    if (p.effective.kv) hostApi.kv = pluginKv(this.o.store, p.record.id, p.effective.kv.quota_bytes, c.tenant);
     // Every plugin's http_request goes through the checked egress, granted or not: it refuses what
     // the effective rights do not name (no rules at all: `no_rights`) and audits the refusal.
     if (this.o.egress) hostApi.egress = this.o.egress;
@@ -541,7 +594,7 @@ export class PluginHost {
 
   /** Takes a sandbox out of the live set and unloads it once its start has settled. */
   private stop(l: LiveSandbox): Promise<void> {
-    if (this.live.get(l.pluginId) === l) this.live.delete(l.pluginId);
+    if (this.live.get(l.slot) === l) this.live.delete(l.slot);
     if (this.liveByKey.get(l.key) === l) this.liveByKey.delete(l.key);
     const done = l.loading
       .catch(() => undefined)
@@ -554,9 +607,12 @@ export class PluginHost {
     return done;
   }
 
-  /** Evicts the sandbox of a plugin (tests; operators use `sandbox_idle_ms`). False if none is live or it has a call in flight. */
-  evict(pluginId: string): boolean {
-    const l = this.live.get(pluginId);
+  /**
+   * Evicts the sandbox of a plugin (tests; operators use `sandbox_idle_ms`): the host's, or
+   * `<tenant>/<plugin id>` for a tenant's. False if none is live or it has a call in flight.
+   */
+  evict(slot: string): boolean {
+    const l = this.live.get(slot);
     if (!l || l.inflight > 0) return false;
     this.evictions += 1;
     void this.stop(l);
@@ -570,13 +626,13 @@ export class PluginHost {
       for (const l of this.live.values()) if (l.inflight === 0 && (!lru || l.lastUsed < lru.lastUsed)) lru = l;
       // Every live sandbox is busy: go over the limit rather than fail or cut a call.
       if (!lru) return;
-      this.evict(lru.pluginId);
+      this.evict(lru.slot);
     }
   }
 
   private evictIdle(): void {
     const now = Date.now();
-    for (const l of [...this.live.values()]) if (l.inflight === 0 && now - l.lastUsed >= this.idleMs) this.evict(l.pluginId);
+    for (const l of [...this.live.values()]) if (l.inflight === 0 && now - l.lastUsed >= this.idleMs) this.evict(l.slot);
   }
 
   /**

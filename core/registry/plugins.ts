@@ -6,7 +6,7 @@
  * `PluginHost.reconcile()`.
  */
 import { createHash } from 'node:crypto';
-import { PluginGrant as PluginGrantSchema, type PluginGrant, type PluginManifest, type RiskFlag } from '../../schemas/index.js';
+import { DEFAULT_TENANT, PluginGrant as PluginGrantSchema, type PluginGrant, type PluginManifest, type RiskFlag } from '../../schemas/index.js';
 import { TyrumError } from '../errors/index.js';
 import { validate } from '../protocol/validate.js';
 import type { Store, PluginRecord, PendingDiffRecord } from '../store/index.js';
@@ -140,36 +140,36 @@ export class PluginRegistry {
     return { plugin: this.info(record), action, diff };
   }
 
-  list(): PluginInfo[] {
-    return this.o.store.plugins.list().map((r) => this.info(r));
+  /** Installed plugins as `tenant` sees them (the host's view unless another tenant is named; see {@link tenantInfo}). */
+  list(tenant: string = DEFAULT_TENANT): PluginInfo[] {
+    return this.o.store.plugins.list().map((r) => (tenant === DEFAULT_TENANT ? this.info(r) : this.tenantInfo(tenant, r)));
   }
 
-  get(id: string): { plugin: PluginInfo; manifest: PluginManifest } {
+  get(id: string, tenant: string = DEFAULT_TENANT): { plugin: PluginInfo; manifest: PluginManifest } {
     const r = this.record(id);
-    return { plugin: this.info(r), manifest: JSON.parse(r.manifest) as PluginManifest };
+    return { plugin: tenant === DEFAULT_TENANT ? this.info(r) : this.tenantInfo(tenant, r), manifest: JSON.parse(r.manifest) as PluginManifest };
   }
 
   /**
    * Replaces the grant. `allRequested` grants every requested capability; risks are accepted only
    * when named in `acceptRisks` (or `grant.accept_risks`): accepting a risk is always explicit.
    */
-  async grant(id: string, input: { grant?: PluginGrant; allRequested?: boolean; acceptRisks?: RiskFlag[] }, actor: AuditActor): Promise<PluginInfo> {
+  async grant(id: string, input: { grant?: PluginGrant; allRequested?: boolean; acceptRisks?: RiskFlag[] }, actor: AuditActor, tenant: string = DEFAULT_TENANT): Promise<PluginInfo> {
     const r = this.record(id);
     const manifest = JSON.parse(r.manifest) as PluginManifest;
-    let grant: PluginGrant = input.allRequested ? { ...grantAllRequested(manifest), accept_risks: [] } : structuredClone(input.grant ?? {});
-    if (input.allRequested && input.grant) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give either a grant or all_requested, not both');
-    const accept = [...new Set([...(grant.accept_risks ?? []), ...(input.acceptRisks ?? [])])];
-    grant = { ...grant, accept_risks: accept };
-    if (accept.length === 0) delete grant.accept_risks;
-    const issues = validate(PluginGrantSchema, grant);
-    if (issues.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `invalid grant: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues });
-    const undeclared = accept.filter((f) => !(manifest.risk ?? []).includes(f));
-    if (undeclared.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `plugin ${id} does not declare risk ${undeclared.join(', ')}; accept only declared risks`);
+    const grant = this.checkedGrant(id, manifest, input);
+    const grantedFor: GrantedFor = { version: manifest.version, requests: manifest.requests ?? {}, risk: manifest.risk ?? [] };
     const at = this.now();
+    if (tenant !== DEFAULT_TENANT) {
+      // A tenant's own grant: the plugin's row, state and the host's grant are untouched, and
+      // nothing is announced to the host's clients; the audit entry names the tenant (its actor).
+      this.o.store.tx(() => this.o.store.plugins.setTenantGrant(tenant, { plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at, granted_for: JSON.stringify(grantedFor) }));
+      await this.o.audit.append('plugin.granted', actor, { plugin_id: id, version: r.version, grant, effective: effectiveRights(manifest, grant) });
+      return this.tenantInfo(tenant, this.record(id));
+    }
     const pending = this.pendingUpgrade(id);
     this.o.store.tx(() => {
       // What this grant covers: later versions' permission diffs are computed against it.
-      const grantedFor: GrantedFor = { version: manifest.version, requests: manifest.requests ?? {}, risk: manifest.risk ?? [] };
       this.o.store.plugins.setGrant({ plugin_id: id, grant_json: JSON.stringify(grant), granted_by: actorLabel(actor), granted_at: at, granted_for: JSON.stringify(grantedFor) });
       // Granting is the operator's review of an upgrade's permission diff.
       this.o.store.plugins.clearPendingDiff(id);
@@ -180,9 +180,28 @@ export class PluginRegistry {
     return this.info(this.record(id));
   }
 
-  /** Withdraws the grant and disables the plugin. */
-  async revoke(id: string, actor: AuditActor): Promise<PluginInfo> {
+  /** A grant as given, checked: only what the manifest requests, risks accepted only explicitly and only if declared. */
+  private checkedGrant(id: string, manifest: PluginManifest, input: { grant?: PluginGrant; allRequested?: boolean; acceptRisks?: RiskFlag[] }): PluginGrant {
+    let grant: PluginGrant = input.allRequested ? { ...grantAllRequested(manifest), accept_risks: [] } : structuredClone(input.grant ?? {});
+    if (input.allRequested && input.grant) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', 'give either a grant or all_requested, not both');
+    const accept = [...new Set([...(grant.accept_risks ?? []), ...(input.acceptRisks ?? [])])];
+    grant = { ...grant, accept_risks: accept };
+    if (accept.length === 0) delete grant.accept_risks;
+    const issues = validate(PluginGrantSchema, grant);
+    if (issues.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `invalid grant: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues });
+    const undeclared = accept.filter((f) => !(manifest.risk ?? []).includes(f));
+    if (undeclared.length > 0) throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `plugin ${id} does not declare risk ${undeclared.join(', ')}; accept only declared risks`);
+    return grant;
+  }
+
+  /** Withdraws the grant and disables the plugin; another tenant's revoke withdraws its own grant only. */
+  async revoke(id: string, actor: AuditActor, tenant: string = DEFAULT_TENANT): Promise<PluginInfo> {
     const r = this.record(id);
+    if (tenant !== DEFAULT_TENANT) {
+      this.o.store.tx(() => this.o.store.plugins.deleteTenantGrant(tenant, id));
+      await this.o.audit.append('plugin.revoked', actor, { plugin_id: id, version: r.version });
+      return this.tenantInfo(tenant, this.record(id));
+    }
     this.o.store.tx(() => {
       this.o.store.plugins.deleteGrant(id);
       this.touch(id, 'disabled');
@@ -281,6 +300,62 @@ export class PluginRegistry {
     if (record.state !== 'enabled') return undefined;
     const manifest = JSON.parse(record.manifest) as PluginManifest;
     return { record, manifest, effective: effectiveRights(manifest, this.grantOf(record.id)), config: this.storedConfig(record.id) };
+  }
+
+  /**
+   * A tenant's rights to an installed plugin (a tenant other than the default): its own grant and
+   * the effective rights it gives, and why its calls are refused now (empty: the plugin's tools
+   * are the tenant's to call under `effective`). Undefined if the plugin is not installed.
+   */
+  tenantRights(tenant: string, id: string): { record: PluginRecord; manifest: PluginManifest; grant: PluginGrant | null; effective: EffectiveRights; blockers: string[]; pending: PendingUpgrade | null; granted_at: number | null } | undefined {
+    const record = this.o.store.plugins.get(id);
+    if (!record) return undefined;
+    const manifest = JSON.parse(record.manifest) as PluginManifest;
+    const g = this.o.store.plugins.getTenantGrant(tenant, id);
+    const grant = g ? (JSON.parse(g.grant_json) as PluginGrant) : null;
+    const effective = effectiveRights(manifest, grant);
+    // As the host's grant: a version asking for more than the grant covered waits for the tenant's new grant.
+    let pending: PendingUpgrade | null = null;
+    if (g?.granted_for) {
+      const base = JSON.parse(g.granted_for) as GrantedFor;
+      const beyond = permissionDiff(base, manifest);
+      if (beyond.length > 0) pending = { from_version: base.version, to_version: manifest.version, diff: beyond, since: new Date(Math.max(record.updated_at, g.granted_at)).toISOString() };
+    }
+    const blockers: string[] = [];
+    if (record.state !== 'enabled') blockers.push('not enabled by the host operator');
+    if (!grant) blockers.push(`not granted (plugin.grant ${id})`);
+    if (pending) blockers.push(`upgrade ${pending.from_version} → ${pending.to_version} asks for more (${pending.diff.map((d) => `${d.kind} ${d.change}: ${d.detail}`).join('; ')}); review it and grant again`);
+    if (grant && effective.missing_risks.length > 0) blockers.push(`risk not accepted: ${effective.missing_risks.join(', ')} (grant with accept_risks)`);
+    return { record, manifest, grant, effective, blockers, pending, granted_at: g?.granted_at ?? null };
+  }
+
+  /**
+   * An installed plugin as a tenant other than the default sees it: the plugin's public facts
+   * (id, version, manifest facts, digests, risks, tools, whether the host enabled it) and the
+   * tenant's own grant, effective rights and blockers; nothing of the host's grant, config or
+   * key-value state. `updated_at` is the tenant's last grant (else the install time).
+   */
+  tenantInfo(tenant: string, r: PluginRecord): PluginInfo {
+    const t = this.tenantRights(tenant, r.id)!;
+    const m = t.manifest;
+    return {
+      id: r.id,
+      version: r.version,
+      name: m.name,
+      description: m.description,
+      publisher: m.publisher,
+      state: r.state,
+      manifest_sha256: r.manifest_sha256,
+      wasm_sha256: r.wasm_sha256,
+      risk: m.risk ?? [],
+      tools: m.contributes.tools.map((x) => `${m.id}.${x.id}`),
+      grant: t.grant,
+      effective: t.effective,
+      blockers: t.blockers,
+      pending_upgrade: t.pending,
+      installed_at: new Date(r.installed_at).toISOString(),
+      updated_at: new Date(t.granted_at ?? r.installed_at).toISOString(),
+    };
   }
 
   /** Why a plugin cannot be enabled now (empty: it can). */

@@ -22,10 +22,12 @@ export interface DescribedTool {
 }
 
 export interface ToolSource {
-  describe(toolId: string): DescribedTool | undefined;
+  /** `tenant`: a tenant other than the default gets the rights of its own grant (plugin tools). */
+  describe(toolId: string, tenant?: string): DescribedTool | undefined;
   tools(): Array<Omit<ToolEntry, 'postcondition'>>;
   checkCall(toolId: string, args: Record<string, unknown>): void;
-  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null; evidence?: Record<string, unknown> | null; artifacts?: ArtifactOutput[] }>;
+  /** `tenant`: whose call it is (plugin tools run under that tenant's grant, namespace and secrets). */
+  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal, tenant?: string): Promise<{ output: unknown; definition_hash?: string; plugin_digest?: string; duration_ms?: number; usage?: Record<string, unknown> | null; evidence?: Record<string, unknown> | null; artifacts?: ArtifactOutput[] }>;
 }
 
 export class ToolCatalog implements ToolSource {
@@ -40,8 +42,8 @@ export class ToolCatalog implements ToolSource {
     return toolId.startsWith('mcp.') && this.mcp ? this.mcp : this.plugins;
   }
 
-  describe(toolId: string): DescribedTool | undefined {
-    return this.source(toolId).describe(toolId);
+  describe(toolId: string, tenant?: string): DescribedTool | undefined {
+    return this.source(toolId).describe(toolId, tenant);
   }
 
   tools(): Array<Omit<ToolEntry, 'postcondition'>> {
@@ -59,8 +61,8 @@ export class ToolCatalog implements ToolSource {
     this.source(toolId).checkCall(toolId, args);
   }
 
-  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal): ReturnType<ToolSource['invoke']> {
-    return this.source(toolId).invoke(toolId, args, actor, signal);
+  invoke(toolId: string, args: Record<string, unknown>, actor: AuditActor, signal?: AbortSignal, tenant?: string): ReturnType<ToolSource['invoke']> {
+    return this.source(toolId).invoke(toolId, args, actor, signal, tenant);
   }
 
   /**

@@ -15,5 +15,5 @@ export {
   type SecretChange,
   type SecretStoreOptions,
 } from './store.js';
-export { Redactor, redactionLabel, encodedForms, type RedactionEntry } from './redact.js';
+export { Redactor, redactionLabel, encodedForms, secretRef, parseSecretRef, type RedactionEntry } from './redact.js';
 export { parseDestination, normalizeDestination, destinationAllows, destinationHost, originLabel, canonicalHost, urlOrigin, type SecretOrigin } from './destination.js';

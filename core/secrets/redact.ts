@@ -22,6 +22,29 @@ import { MIN_SECRET_BYTES, type SecretStore } from './store.js';
 export interface RedactionEntry {
   name: string;
   value: Uint8Array;
+  /** The tenant owning the handle; absent: the default tenant. */
+  tenant?: string;
+}
+
+/**
+ * How the redactor refers to a handle: its name for the default tenant's, `<tenant>/<name>` for
+ * another tenant's (handle names have no "/"). The label an occurrence becomes names only the
+ * handle (`[REDACTED:NAME]`), never its tenant: a value of one tenant found in another tenant's
+ * output says nothing of who owns it.
+ */
+export function secretRef(name: string, tenant?: string): string {
+  return tenant === undefined || tenant === 'default' ? name : `${tenant}/${name}`;
+}
+
+/** The handle name and tenant of a {@link secretRef}. */
+export function parseSecretRef(ref: string): { name: string; tenant: string } {
+  const slash = ref.indexOf('/');
+  return slash < 0 ? { name: ref, tenant: 'default' } : { name: ref.slice(slash + 1), tenant: ref.slice(0, slash) };
+}
+
+/** The label of a reference: the handle's name only. */
+function labelOf(ref: string | undefined): string {
+  return redactionLabel(ref === undefined ? 'SECRET' : parseSecretRef(ref).name);
 }
 
 /** The text that replaces an occurrence of the named secret. */
@@ -110,7 +133,7 @@ interface Table {
   text: RegExp[];
   /** Scan bytes decoded as latin1 (one char per byte), so binary bodies round-trip exactly. */
   bytes: RegExp[];
-  /** Matched text (either form) → handle name. */
+  /** Matched text (either form) → handle reference ({@link secretRef}). */
   names: Map<string, string>;
   count: number;
 }
@@ -119,7 +142,8 @@ function buildTable(entries: readonly RedactionEntry[]): Table {
   const textNames = new Map<string, string>();
   const byteNames = new Map<string, string>();
   const names = new Map<string, string>();
-  for (const { name, value } of entries) {
+  for (const { name: handle, value, tenant } of entries) {
+    const name = secretRef(handle, tenant);
     if (value.byteLength < MIN_SECRET_BYTES) {
       throw new TyrumError('TYRUM_ERR_INVALID_ARGUMENT', `secret ${name} is shorter than ${MIN_SECRET_BYTES} bytes and cannot be redacted reliably`, { name });
     }
@@ -175,7 +199,7 @@ export class Redactor {
 
   constructor(entries: Iterable<RedactionEntry> = [], source: SecretStore | null = null) {
     this.#source = source;
-    for (const e of entries) this.#known.set(`${e.name}:${Buffer.from(e.value).toString('hex')}`, { name: e.name, value: Buffer.from(e.value) });
+    for (const e of entries) this.#known.set(`${secretRef(e.name, e.tenant)}:${Buffer.from(e.value).toString('hex')}`, { name: e.name, value: Buffer.from(e.value), ...(e.tenant !== undefined ? { tenant: e.tenant } : {}) });
     this.#table = buildTable([...this.#known.values()]);
     if (source) this.#refresh();
   }
@@ -197,7 +221,7 @@ export class Redactor {
     let out = s;
     for (const re of table.text) {
       if (out.length === 0) break;
-      out = out.replace(re, (m) => redactionLabel(table.names.get(m) ?? 'SECRET'));
+      out = out.replace(re, (m) => labelOf(table.names.get(m)));
     }
     return out;
   }
@@ -211,18 +235,18 @@ export class Redactor {
     for (const re of table.bytes) {
       out = out.replace(re, (m) => {
         hit = true;
-        return redactionLabel(table.names.get(m) ?? 'SECRET');
+        return labelOf(table.names.get(m));
       });
     }
     return hit ? new Uint8Array(Buffer.from(out, 'latin1')) : b;
   }
 
-  /** Names of the secrets whose values occur in `s` (any form). */
+  /** References ({@link secretRef}: the name, `<tenant>/<name>` for another tenant's) of the secrets whose values occur in `s` (any form). */
   findInText(s: string): string[] {
     return this.#find(this.#current().text, s);
   }
 
-  /** Names of the secrets whose values occur in `b` (any form). */
+  /** References ({@link secretRef}) of the secrets whose values occur in `b` (any form). */
   findInBytes(b: Uint8Array): string[] {
     return this.#find(this.#current().bytes, Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1'));
   }
@@ -292,7 +316,7 @@ export class Redactor {
     if (rev === this.#seenRevision) return;
     let added = false;
     for (const e of this.#source.values()) {
-      const key = `${e.name}:${e.value.toString('hex')}`;
+      const key = `${secretRef(e.name, e.tenant)}:${e.value.toString('hex')}`;
       if (!this.#known.has(key)) {
         this.#known.set(key, e);
         added = true;

@@ -40,11 +40,15 @@ export interface SecretHandle {
 export interface SecretValue {
   name: string;
   value: Buffer;
+  /** The tenant owning the handle; absent: the default tenant. */
+  tenant?: string;
 }
 
 export interface SecretChange {
   kind: 'set' | 'remove';
   name: string;
+  /** The tenant owning the handle; absent: the default tenant. */
+  tenant?: string;
   /** The new version after a set; the removed version after a remove. */
   version: number;
 }
@@ -54,9 +58,14 @@ export interface SecretStoreOptions {
   now?: () => number;
 }
 
-/** The additional authenticated data binding a ciphertext to its handle and version. */
-export function secretAad(name: string, version: number): Buffer {
-  return Buffer.from(`tyrum-secret:v1:${name}:${version}`, 'utf8');
+/**
+ * The additional authenticated data binding a ciphertext to its handle, version and tenant: a
+ * handle of a tenant other than the default binds its tenant too (`tyrum-secret:v1:t:<tenant>:…`;
+ * tenant ids are lower case, handle names upper case), so a ciphertext moved into another
+ * tenant's namespace fails authentication. The default tenant's AAD is as before tenancy.
+ */
+export function secretAad(name: string, version: number, tenant = 'default'): Buffer {
+  return Buffer.from(tenant === 'default' ? `tyrum-secret:v1:${name}:${version}` : `tyrum-secret:v1:t:${tenant}:${name}:${version}`, 'utf8');
 }
 
 function parseDestinations(json: string): string[] {
@@ -143,7 +152,8 @@ export class SecretStore {
    * `created_at` and updates `rotated_at`. `destinations` replaces the bound origins; pass
    * `undefined` on a rotation to keep them (a new handle must name at least one).
    */
-  set(name: string, value: Uint8Array, destinations: readonly string[] | undefined, options: { localOnly?: boolean } = {}): SecretHandle {
+  set(name: string, value: Uint8Array, destinations: readonly string[] | undefined, options: { localOnly?: boolean; tenant?: string } = {}): SecretHandle {
+    const tenant = options.tenant ?? 'default';
     assertName(name);
     checkValue(name, value);
     // A local-only handle (no destinations) is never sent anywhere: the gateway only uses it
@@ -153,7 +163,7 @@ export class SecretStore {
     }
     const given = options.localOnly === true ? [] : destinations === undefined ? undefined : checkDestinations(name, destinations);
     const handle = this.#store.tx(() => {
-      const prev = this.#store.secrets.get(name);
+      const prev = this.#store.secrets.get(name, tenant);
       const dests = given ?? (prev ? parseDestinations(prev.destinations) : undefined);
       const keepsLocal = given === undefined && prev !== undefined && dests !== undefined && dests.length === 0;
       if ((dests === undefined || dests.length === 0) && options.localOnly !== true && !keepsLocal) checkDestinations(name, []); // throws: a new handle needs destinations
@@ -161,7 +171,7 @@ export class SecretStore {
       const now = this.#now();
       const nonce = randomBytes(NONCE_BYTES);
       const cipher = createCipheriv('aes-256-gcm', this.#key, nonce, { authTagLength: TAG_BYTES });
-      cipher.setAAD(secretAad(name, version));
+      cipher.setAAD(secretAad(name, version, tenant));
       const ciphertext = Buffer.concat([cipher.update(value), cipher.final()]);
       const rec: SecretRecord = {
         name,
@@ -173,10 +183,10 @@ export class SecretStore {
         created_at: prev?.created_at ?? now,
         rotated_at: now,
       };
-      this.#store.secrets.put(rec);
+      this.#store.secrets.put(rec, tenant);
       return handleOf(rec);
     });
-    this.#changed({ kind: 'set', name, version: handle.version });
+    this.#changed({ kind: 'set', name, version: handle.version, ...(tenant !== 'default' ? { tenant } : {}) });
     return handle;
   }
 
@@ -185,18 +195,22 @@ export class SecretStore {
    * never return it to a plugin or a client. A wrong key or an altered record throws
    * TYRUM_ERR_SECRET_DECRYPT naming the handle; an unknown handle throws TYRUM_ERR_NOT_FOUND.
    */
-  reveal(name: string): Buffer {
-    const rec = this.#store.secrets.get(name);
+  reveal(name: string, tenant = 'default'): Buffer {
+    const rec = this.#store.secrets.get(name, tenant);
     if (!rec) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `secret handle ${name} does not exist`, { name });
-    return this.#decrypt(rec);
+    return this.#decrypt(rec, tenant);
   }
 
-  /** Every value that decrypts, for building a redactor. Records that do not decrypt are skipped: this process cannot leak what it cannot read. */
+  /**
+   * Every value that decrypts, of every tenant (a tenant's value is named with its tenant), for
+   * building a redactor. Records that do not decrypt are skipped: this process cannot leak what
+   * it cannot read.
+   */
   values(): SecretValue[] {
     const out: SecretValue[] = [];
-    for (const rec of this.#store.secrets.list()) {
+    for (const rec of this.#store.secrets.listAll()) {
       try {
-        out.push({ name: rec.name, value: this.#decrypt(rec) });
+        out.push({ name: rec.name, value: this.#decrypt(rec, rec.tenant_id), ...(rec.tenant_id !== 'default' ? { tenant: rec.tenant_id } : {}) });
       } catch {
         continue;
       }
@@ -204,32 +218,32 @@ export class SecretStore {
     return out;
   }
 
-  /** Handles with metadata, never values. */
-  list(): SecretHandle[] {
-    return this.#store.secrets.list().map(handleOf);
+  /** A tenant's handles (the default tenant's unless named) with metadata, never values. */
+  list(tenant = 'default'): SecretHandle[] {
+    return this.#store.secrets.list(tenant).map(handleOf);
   }
 
   /** One handle's metadata, or undefined. */
-  get(name: string): SecretHandle | undefined {
-    const rec = this.#store.secrets.get(name);
+  get(name: string, tenant = 'default'): SecretHandle | undefined {
+    const rec = this.#store.secrets.get(name, tenant);
     return rec ? handleOf(rec) : undefined;
   }
 
-  has(name: string): boolean {
-    return this.#store.secrets.get(name) !== undefined;
+  has(name: string, tenant = 'default'): boolean {
+    return this.#store.secrets.get(name, tenant) !== undefined;
   }
 
   /** The destinations (bare hosts or origins) the handle's value may be sent to; empty when the handle does not exist. */
-  destinations(name: string): string[] {
-    const rec = this.#store.secrets.get(name);
+  destinations(name: string, tenant = 'default'): string[] {
+    const rec = this.#store.secrets.get(name, tenant);
     return rec ? parseDestinations(rec.destinations) : [];
   }
 
-  /** Delete a handle; false when it did not exist. */
-  remove(name: string): boolean {
-    const rec = this.#store.secrets.get(name);
-    const removed = this.#store.secrets.remove(name);
-    if (removed) this.#changed({ kind: 'remove', name, version: rec?.version ?? 0 });
+  /** Delete a handle of a tenant (the default unless named); false when it did not exist. */
+  remove(name: string, tenant = 'default'): boolean {
+    const rec = this.#store.secrets.get(name, tenant);
+    const removed = this.#store.secrets.remove(name, tenant);
+    if (removed) this.#changed({ kind: 'remove', name, version: rec?.version ?? 0, ...(tenant !== 'default' ? { tenant } : {}) });
     return removed;
   }
 
@@ -278,19 +292,19 @@ export class SecretStore {
     if (failed) throw first;
   }
 
-  /** Names and nonces identify the exact set of stored values (every write draws a new nonce). */
+  /** Tenants, names and nonces identify the exact set of stored values (every write draws a new nonce). */
   #computeFingerprint(): string {
     return this.#store.secrets
-      .list()
-      .map((r) => `${r.name}:${Buffer.from(r.nonce).toString('hex')}`)
+      .listAll()
+      .map((r) => `${r.tenant_id === 'default' ? '' : `${r.tenant_id}/`}${r.name}:${Buffer.from(r.nonce).toString('hex')}`)
       .join(',');
   }
 
-  #decrypt(rec: SecretRecord): Buffer {
+  #decrypt(rec: SecretRecord, tenant = 'default'): Buffer {
     try {
       if (rec.nonce.length !== NONCE_BYTES || rec.tag.length !== TAG_BYTES) throw new Error('malformed record');
       const decipher = createDecipheriv('aes-256-gcm', this.#key, rec.nonce, { authTagLength: TAG_BYTES });
-      decipher.setAAD(secretAad(rec.name, rec.version));
+      decipher.setAAD(secretAad(rec.name, rec.version, tenant));
       decipher.setAuthTag(rec.tag);
       return Buffer.concat([decipher.update(rec.ciphertext), decipher.final()]);
     } catch (e) {

@@ -635,6 +635,23 @@ export class PluginRepo {
     return prepared(this.db, 'DELETE FROM plugin_grants WHERE plugin_id = ?').run(id).changes === 1;
   }
 
+  /** A tenant's own grant of the plugin (a tenant other than the default; migration 22). */
+  getTenantGrant(tenant: string, id: string): GrantRecord | undefined {
+    return prepared(this.db, 'SELECT plugin_id, grant_json, granted_by, granted_at, granted_for FROM tenant_plugin_grants WHERE tenant_id = ? AND plugin_id = ?').get(tenant, id) as GrantRecord | undefined;
+  }
+
+  setTenantGrant(tenant: string, g: GrantRecord): void {
+    prepared(this.db, 
+        `INSERT INTO tenant_plugin_grants (tenant_id, plugin_id, grant_json, granted_by, granted_at, granted_for) VALUES (@tenant_id, @plugin_id, @grant_json, @granted_by, @granted_at, @granted_for)
+         ON CONFLICT(tenant_id, plugin_id) DO UPDATE SET grant_json = excluded.grant_json, granted_by = excluded.granted_by, granted_at = excluded.granted_at, granted_for = excluded.granted_for`,
+      )
+      .run({ ...g, tenant_id: tenant, granted_for: g.granted_for ?? null });
+  }
+
+  deleteTenantGrant(tenant: string, id: string): boolean {
+    return prepared(this.db, 'DELETE FROM tenant_plugin_grants WHERE tenant_id = ? AND plugin_id = ?').run(tenant, id).changes === 1;
+  }
+
   getPendingDiff(id: string): PendingDiffRecord | undefined {
     return prepared(this.db, 'SELECT * FROM plugin_pending_diffs WHERE plugin_id = ?').get(id) as PendingDiffRecord | undefined;
   }
@@ -661,24 +678,41 @@ export class PluginRepo {
   }
 }
 
-/** Per-plugin key-value storage (the host API's kv functions). */
+/**
+ * Per-plugin key-value storage (the host API's kv functions): the default tenant's in plugin_kv,
+ * another tenant's own namespace in tenant_plugin_kv (migration 22).
+ */
 export class PluginKvRepo {
   constructor(private readonly db: SqlDb) {}
 
-  get(pluginId: string, key: string): Buffer | undefined {
+  get(pluginId: string, key: string, tenant = 'default'): Buffer | undefined {
+    if (tenant !== 'default') return (prepared(this.db, 'SELECT value FROM tenant_plugin_kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?').get(tenant, pluginId, key) as { value: Buffer } | undefined)?.value;
     return (prepared(this.db, 'SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?').get(pluginId, key) as { value: Buffer } | undefined)?.value;
   }
 
-  set(pluginId: string, key: string, value: Uint8Array): void {
+  set(pluginId: string, key: string, value: Uint8Array, tenant = 'default'): void {
+    if (tenant !== 'default') {
+      prepared(this.db, 'INSERT INTO tenant_plugin_kv (tenant_id, plugin_id, key, value) VALUES (?, ?, ?, ?) ON CONFLICT(tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value').run(tenant, pluginId, key, Buffer.from(value));
+      return;
+    }
     prepared(this.db, 'INSERT INTO plugin_kv (plugin_id, key, value) VALUES (?, ?, ?) ON CONFLICT(plugin_id, key) DO UPDATE SET value = excluded.value').run(pluginId, key, Buffer.from(value));
   }
 
-  delete(pluginId: string, key: string): void {
-    prepared(this.db, 'DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?').run(pluginId, key);
+  delete(pluginId: string, key: string, tenant = 'default'): void {
+    if (tenant !== 'default') prepared(this.db, 'DELETE FROM tenant_plugin_kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?').run(tenant, pluginId, key);
+    else prepared(this.db, 'DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?').run(pluginId, key);
   }
 
-  /** Bytes used by a plugin: keys plus values. */
-  usage(pluginId: string): number {
+  /** Bytes used by a plugin in a tenant's namespace: keys plus values. */
+  usage(pluginId: string, tenant = 'default'): number {
+    if (tenant !== 'default') {
+      return (
+        prepared(this.db, {
+          sqlite: 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM tenant_plugin_kv WHERE tenant_id = ? AND plugin_id = ?',
+          postgres: 'SELECT COALESCE(SUM(octet_length(key) + octet_length(value)), 0) AS n FROM tenant_plugin_kv WHERE tenant_id = ? AND plugin_id = ?',
+        }).get(tenant, pluginId) as { n: number }
+      ).n;
+    }
     return (
       prepared(this.db, {
         sqlite: 'SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) AS n FROM plugin_kv WHERE plugin_id = ?',
@@ -701,19 +735,40 @@ export interface SecretRecord {
   rotated_at: number;
 }
 
+/** Secrets: the default tenant's in `secrets`, another tenant's own handles in tenant_secrets (migration 22). */
 export class SecretRepo {
   constructor(private readonly db: SqlDb) {}
 
-  get(name: string): SecretRecord | undefined {
+  get(name: string, tenant = 'default'): SecretRecord | undefined {
+    if (tenant !== 'default') return prepared(this.db, `SELECT ${SECRET_COLUMNS} FROM tenant_secrets WHERE tenant_id = ? AND name = ?`).get(tenant, name) as SecretRecord | undefined;
     return prepared(this.db, 'SELECT * FROM secrets WHERE name = ?').get(name) as SecretRecord | undefined;
   }
 
-  list(): SecretRecord[] {
+  /** One tenant's handles (the default tenant's unless named). */
+  list(tenant = 'default'): SecretRecord[] {
+    if (tenant !== 'default') return prepared(this.db, `SELECT ${SECRET_COLUMNS} FROM tenant_secrets WHERE tenant_id = ? ORDER BY name`).all(tenant) as SecretRecord[];
     return prepared(this.db, 'SELECT * FROM secrets ORDER BY name').all() as SecretRecord[];
   }
 
+  /** Every tenant's handles, the default tenant's first (redaction must know every value). */
+  listAll(): Array<SecretRecord & { tenant_id: string }> {
+    const own = this.list().map((r) => ({ ...r, tenant_id: 'default' }));
+    const others = prepared(this.db, `SELECT tenant_id, ${SECRET_COLUMNS} FROM tenant_secrets ORDER BY tenant_id, name`).all() as Array<SecretRecord & { tenant_id: string }>;
+    return [...own, ...others];
+  }
+
   /** Insert, or replace the value of an existing handle (rotation: version + 1). */
-  put(r: SecretRecord): void {
+  put(r: SecretRecord, tenant = 'default'): void {
+    if (tenant !== 'default') {
+      prepared(this.db, 
+          `INSERT INTO tenant_secrets (tenant_id, name, version, nonce, ciphertext, tag, destinations, created_at, rotated_at)
+           VALUES (@tenant_id, @name, @version, @nonce, @ciphertext, @tag, @destinations, @created_at, @rotated_at)
+           ON CONFLICT(tenant_id, name) DO UPDATE SET version = excluded.version, nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+             tag = excluded.tag, destinations = excluded.destinations, rotated_at = excluded.rotated_at`,
+        )
+        .run({ ...r, tenant_id: tenant });
+      return;
+    }
     prepared(this.db, 
         `INSERT INTO secrets (name, version, nonce, ciphertext, tag, destinations, created_at, rotated_at)
          VALUES (@name, @version, @nonce, @ciphertext, @tag, @destinations, @created_at, @rotated_at)
@@ -723,10 +778,14 @@ export class SecretRepo {
       .run(r);
   }
 
-  remove(name: string): boolean {
+  remove(name: string, tenant = 'default'): boolean {
+    if (tenant !== 'default') return prepared(this.db, 'DELETE FROM tenant_secrets WHERE tenant_id = ? AND name = ?').run(tenant, name).changes === 1;
     return prepared(this.db, 'DELETE FROM secrets WHERE name = ?').run(name).changes === 1;
   }
 }
+
+/** A secret record's columns, as `SELECT * FROM secrets` gives them (tenant_secrets adds tenant_id). */
+const SECRET_COLUMNS = 'name, version, nonce, ciphertext, tag, destinations, created_at, rotated_at';
 
 /** Every repository, over one connection (SQLite's or PostgreSQL's). */
 export interface Repos {

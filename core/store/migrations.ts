@@ -783,4 +783,44 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX node_dispatches_origin ON node_dispatches (origin_replica, state);
     `,
   },
+  {
+    version: 22,
+    name: 'tenant plugin grants, kv and secrets',
+    sql: `
+      -- A tenant other than the default has its own grant of a plugin the host installed, its own
+      -- key-value namespace per plugin and its own secret handles (docs/tenancy.md). The default
+      -- tenant's stay where they were (plugin_grants, plugin_kv, secrets): these tables hold only
+      -- other tenants' rows. Removing a plugin removes every tenant's grant and key-value data.
+      CREATE TABLE tenant_plugin_grants (
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        plugin_id TEXT NOT NULL REFERENCES plugins (id) ON DELETE CASCADE,
+        grant_json TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        granted_at INTEGER NOT NULL,
+        granted_for TEXT,
+        PRIMARY KEY (tenant_id, plugin_id)
+      ) STRICT;
+      CREATE INDEX tenant_plugin_grants_plugin ON tenant_plugin_grants (plugin_id);
+      CREATE TABLE tenant_plugin_kv (
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        plugin_id TEXT NOT NULL REFERENCES plugins (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (tenant_id, plugin_id, key)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX tenant_plugin_kv_plugin ON tenant_plugin_kv (plugin_id);
+      CREATE TABLE tenant_secrets (
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        tag BLOB NOT NULL,
+        destinations TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        rotated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+      ) STRICT;
+    `,
+  },
 ];

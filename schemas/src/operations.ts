@@ -485,14 +485,14 @@ export const OPERATIONS = {
     result: Strict({ token_id: TokenId, revoked_at: IsoTime }),
   },
   'plugin.list': {
-    description: 'Installed plugins with state, requested vs granted vs effective capabilities, digests, what blocks enabling, and the permission diff of an upgrade that asks for more than was granted (pending_upgrade, until the next plugin.grant).',
+    description: 'Installed plugins with state, requested vs granted vs effective capabilities, digests, what blocks enabling, and the permission diff of an upgrade that asks for more than was granted (pending_upgrade, until the next plugin.grant). A tenant other than the default sees each plugin\'s public facts and whether the host enabled it, with its own grant, effective rights and blockers (never the host\'s grant or config).',
     scopes: ['operator.read'],
     roles: ['client'],
     payload: Empty,
     result: Strict({ plugins: Type.Array(PluginInfo) }),
   },
   'plugin.get': {
-    description: 'One installed plugin, with its manifest.',
+    description: 'One installed plugin, with its manifest (for a tenant other than the default: as plugin.list shows it to that tenant).',
     scopes: ['operator.read'],
     roles: ['client'],
     payload: Strict({ plugin_id: PluginId }),
@@ -513,14 +513,14 @@ export const OPERATIONS = {
     result: Strict({ plugin: PluginInfo }),
   },
   'plugin.grant': {
-    description: 'The operator\'s half of the two-key model: replaces the plugin\'s grant (effective rights = request ∩ grant). `all_requested` grants every requested capability (risks still need accept_risks).',
+    description: 'The operator\'s half of the two-key model: replaces the plugin\'s grant (effective rights = request ∩ grant). `all_requested` grants every requested capability (risks still need accept_risks). A tenant other than the default replaces its own grant (its calls of the plugin, once the host enabled it, run under it); the host\'s grant and the plugin\'s state are untouched.',
     scopes: ['operator.admin'],
     roles: ['client'],
     payload: Strict({ plugin_id: PluginId, grant: Type.Optional(PluginGrant), all_requested: Type.Optional(Type.Boolean()), accept_risks: Type.Optional(Type.Array(RiskFlag, { uniqueItems: true })) }),
     result: Strict({ plugin: PluginInfo }),
   },
   'plugin.revoke': {
-    description: 'Withdraws the plugin\'s grant and disables it.',
+    description: 'Withdraws the plugin\'s grant and disables it. A tenant other than the default withdraws its own grant only.',
     scopes: ['operator.admin'],
     roles: ['client'],
     payload: Strict({ plugin_id: PluginId }),
@@ -869,7 +869,7 @@ export const OPERATIONS = {
     result: Strict({ artifact: ArtifactInfo, attachments: Type.Array(ArtifactAttachmentInfo) }),
   },
   'secret.list': {
-    description: 'Secret handles and their bound destinations; never values.',
+    description: 'The caller tenant\'s secret handles and their bound destinations; never values.',
     scopes: ['operator.admin'],
     roles: ['client'],
     payload: Empty,
@@ -895,6 +895,10 @@ export const TENANT_OPERATIONS: ReadonlySet<OperationType> = new Set<OperationTy
   'token.create',
   'token.list',
   'token.revoke',
+  'plugin.list',
+  'plugin.get',
+  'plugin.grant',
+  'plugin.revoke',
   'tool.list',
   'tool.invoke',
   'run.get',
@@ -908,6 +912,7 @@ export const TENANT_OPERATIONS: ReadonlySet<OperationType> = new Set<OperationTy
   'conversation.list',
   'conversation.get',
   'conversation.send',
+  'secret.list',
 ]);
 
 /** The tenant every row belongs to unless a tenant is named: the host's own. */

@@ -10,7 +10,7 @@
  * Every TEXT column is `COLLATE "C"`: text compares and sorts by bytes, as in SQLite, whatever
  * the database's default collation (ORDER BY and keyset cursors give the same order on both).
  * SQLite's `INTEGER PRIMARY KEY` (a rowid alias that numbers new rows) is an identity primary
- * key. Every other table except plugin_kv (WITHOUT ROWID in SQLite) gets a `rowid` identity
+ * key. Every other table except plugin_kv and tenant_plugin_kv (WITHOUT ROWID in SQLite) gets a `rowid` identity
  * column standing in for SQLite's implicit one, so the repositories' queries that walk a table in
  * insertion order (`ORDER BY rowid`, `rowid > ?`) run unchanged; like SQLite's, it is not part of
  * `SELECT *` (core/store/pg/db.ts drops it from results unless it is selected under another name).
@@ -835,6 +835,48 @@ export const PG_MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX node_dispatches_target ON node_dispatches (target_replica, state);
       CREATE INDEX node_dispatches_origin ON node_dispatches (origin_replica, state);
+    `,
+  },
+  {
+    version: 22,
+    name: 'tenant plugin grants, kv and secrets',
+    sql: `
+      -- A tenant other than the default has its own grant of a plugin the host installed, its own
+      -- key-value namespace per plugin and its own secret handles (docs/tenancy.md). The default
+      -- tenant's stay where they were (plugin_grants, plugin_kv, secrets): these tables hold only
+      -- other tenants' rows. Removing a plugin removes every tenant's grant and key-value data.
+      CREATE TABLE tenant_plugin_grants (
+        tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        plugin_id TEXT COLLATE "C" NOT NULL REFERENCES plugins (id) ON DELETE CASCADE,
+        grant_json TEXT COLLATE "C" NOT NULL,
+        granted_by TEXT COLLATE "C" NOT NULL,
+        granted_at BIGINT NOT NULL,
+        granted_for TEXT COLLATE "C",
+        PRIMARY KEY (tenant_id, plugin_id),
+        rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
+      CREATE INDEX tenant_plugin_grants_plugin ON tenant_plugin_grants (plugin_id);
+      CREATE TABLE tenant_plugin_kv (
+        tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        plugin_id TEXT COLLATE "C" NOT NULL REFERENCES plugins (id) ON DELETE CASCADE,
+        key TEXT COLLATE "C" NOT NULL,
+        value BYTEA NOT NULL,
+        PRIMARY KEY (tenant_id, plugin_id, key)
+      );
+      CREATE INDEX tenant_plugin_kv_plugin ON tenant_plugin_kv (plugin_id);
+      CREATE TABLE tenant_secrets (
+        tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        name TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        nonce BYTEA NOT NULL,
+        ciphertext BYTEA NOT NULL,
+        tag BYTEA NOT NULL,
+        destinations TEXT COLLATE "C" NOT NULL,
+        created_at BIGINT NOT NULL,
+        rotated_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, name),
+        rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
     `,
   },
 ];

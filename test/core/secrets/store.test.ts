@@ -206,3 +206,41 @@ t.test('destinations are origins: a bare host means https on port 443; http and 
   t.ok(destinationAllows('https://[::1]:8443', o('https', '[::1]', 8443)));
   t.equal(parseDestination('https://a.example/x'), null);
 });
+
+t.test("a tenant's handles are its own: same names, separate values, its tenant bound into the ciphertext, every value redacted", async (t) => {
+  const env = openSecrets(t);
+  const { secrets, store, redactor } = env;
+  store.tx(() => store.tenants.insert({ id: 'acme', label: 'acme', created_at: 1 }));
+  const hostValue = canary();
+  const acmeValue = canary();
+  secrets.set('TOKEN', Buffer.from(hostValue), ['a.example']);
+  const before = secrets.revision();
+  const h = secrets.set('TOKEN', Buffer.from(acmeValue), ['b.example'], { tenant: 'acme' });
+  t.equal(h.version, 1, "the tenant's handle is a new handle, not a rotation of the host's");
+  t.ok(secrets.revision() > before, "a tenant's write changes the revision (the redactor rebuilds)");
+  t.equal(secrets.reveal('TOKEN').toString(), hostValue);
+  t.equal(secrets.reveal('TOKEN', 'acme').toString(), acmeValue);
+  t.same(secrets.destinations('TOKEN', 'acme'), ['b.example']);
+  t.same(secrets.list().map((x) => x.name), ['TOKEN']);
+  t.same(secrets.list('acme').map((x) => x.destinations), [['b.example']]);
+  t.notOk(secrets.has('TOKEN', 'beta'));
+  t.same(store.secrets.list().length, 1, "the host's table holds the host's handle only");
+  t.same(secrets.values().map((v) => [v.tenant ?? 'default', v.name]), [['default', 'TOKEN'], ['acme', 'TOKEN']]);
+
+  // Every tenant's value is redacted, labelled with the handle's name only; a finding names its tenant.
+  t.equal(redactor.redactText(`${hostValue} ${acmeValue}`), '[REDACTED:TOKEN] [REDACTED:TOKEN]');
+  t.same(redactor.findInText(acmeValue), ['acme/TOKEN']);
+  t.same(redactor.findInText(hostValue), ['TOKEN']);
+
+  // The tenant is bound into the AAD: a tenant's ciphertext moved to the host (or back) does not decrypt.
+  const acmeRow = store.secrets.get('TOKEN', 'acme')!;
+  store.secrets.put({ ...acmeRow, name: 'MOVED' });
+  t.throws(() => secrets.reveal('MOVED'), { code: 'TYRUM_ERR_SECRET_DECRYPT' }, "a tenant's ciphertext in the host's namespace");
+  const hostRow = store.secrets.get('TOKEN')!;
+  store.secrets.put({ ...hostRow, name: 'MOVED' }, 'acme');
+  t.throws(() => secrets.reveal('MOVED', 'acme'), { code: 'TYRUM_ERR_SECRET_DECRYPT' }, "the host's ciphertext in a tenant's namespace");
+
+  t.ok(secrets.remove('TOKEN', 'acme'));
+  t.equal(secrets.reveal('TOKEN').toString(), hostValue, "removing the tenant's handle leaves the host's");
+  t.notOk(secrets.remove('TOKEN', 'acme'));
+});

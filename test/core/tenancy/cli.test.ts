@@ -1,11 +1,22 @@
 /**
  * `tyrum tenant create|list` and `tyrum token create|list --tenant` (docs/tenancy.md): tenants
  * are made on the home by its operator; a token made with --tenant acts in that tenant; a home
- * that never names a tenant lists its tokens exactly as before.
+ * that never names a tenant lists its tokens exactly as before. `tyrum secret set|list|rm --tenant`
+ * keeps a tenant's handles apart from the host's.
  */
 import t from 'tap';
 import { runCli, cliGateway } from '../../helpers/cli.js';
 import { connect } from '../../helpers/gateway.js';
+import { secret } from '../../../core/cli/secret.js';
+import { Redactor } from '../../../core/secrets/index.js';
+import { listAudit } from '../../../core/audit/index.js';
+
+/** `tyrum secret set NAME ARGS...` with `value` as its standard input. */
+async function setSecret(home: string, name: string, value: string, args: string[]): Promise<{ code: number; out: string }> {
+  const out: string[] = [];
+  const code = await secret(['set', name, ...args, '--home', home], { out: (s) => out.push(s), err: () => undefined }, async () => Buffer.from(value));
+  return { code, out: out.join('\n') };
+}
 
 t.test('tenants are created on the home; a token of one acts in it; a single-tenant home shows no tenant', async (t) => {
   const { gw, H } = await cliGateway(t);
@@ -50,7 +61,42 @@ t.test('tenants are created on the home; a token of one acts in it; a single-ten
   t.teardown(() => conn.ws.close());
   const conv = await conn.request('conversation.create', { title: 'acme chat' });
   t.equal(conv.ok, true);
-  t.equal((await conn.request('plugin.list', {})).ok, false, 'a host operation is forbidden');
+  t.equal((await conn.request('plugin.enable', { plugin_id: 'x' })).ok, false, 'a host operation is forbidden');
   t.same(gw.conversations.list(10, undefined, undefined, 'default').map((c) => c.title), [], "the host tenant's list does not show it");
   t.same(gw.conversations.list(10, undefined, undefined, 'acme').map((c) => c.title), ['acme chat']);
+});
+
+t.test("secret set|list|rm --tenant: a tenant's handles, apart from the host's of the same name", async (t) => {
+  const { gw, H } = await cliGateway(t);
+  const home = H[1]!;
+  await t.rejects(setSecret(home, 'API_KEY', 'acme-value-123', ['--destinations', 'api.example.com', '--tenant', 'acme']), { code: 'TYRUM_ERR_NOT_FOUND', message: /no tenant "acme"/ }, 'a tenant that does not exist is refused');
+  t.equal((await runCli(['tenant', 'create', 'acme', ...H])).code, 0);
+
+  const stored = await setSecret(home, 'API_KEY', 'acme-value-123', ['--destinations', 'api.example.com', '--tenant', 'acme']);
+  t.equal(stored.code, 0, stored.out);
+  t.match(stored.out, /stored API_KEY \(version 1\)/);
+  t.same(JSON.parse((await runCli(['secret', 'list', '--json', ...H])).out).secrets, [], "the host's list does not show the tenant's handle");
+  t.equal((await setSecret(home, 'API_KEY', 'host-value-456', ['--destinations', 'api.example.com'])).code, 0);
+  const rotated = await setSecret(home, 'API_KEY', 'acme-value-789', ['--tenant', 'acme']);
+  t.match(rotated.out, /rotated API_KEY \(version 2\) for api.example.com/, "a rotation keeps the tenant's handle's destinations");
+  t.match(JSON.parse((await runCli(['secret', 'list', '--tenant', 'acme', '--json', ...H])).out), { secrets: [{ name: 'API_KEY', version: 2 }] });
+  t.match(JSON.parse((await runCli(['secret', 'list', '--json', ...H])).out), { secrets: [{ name: 'API_KEY', version: 1 }] });
+  t.match((await runCli(['secret', 'list', '--tenant', 'nope', ...H])).err, /no tenant "nope"/);
+
+  // The running gateway reads each in its tenant, and redacts both.
+  t.equal(gw.secrets.reveal('API_KEY', 'acme').toString(), 'acme-value-789');
+  t.equal(gw.secrets.reveal('API_KEY').toString(), 'host-value-456');
+  t.equal(Redactor.fromSecrets(gw.secrets).redactText('x acme-value-789 host-value-456'), 'x [REDACTED:API_KEY] [REDACTED:API_KEY]');
+  const token = JSON.parse((await runCli(['token', 'create', '--scopes', 'operator.admin', '--tenant', 'acme', '--json', ...H])).out).token as string;
+  const { conn } = await connect(gw, { token });
+  t.teardown(() => conn.ws.close());
+  t.match(await conn.request('secret.list', {}), { ok: true, result: { secrets: [{ name: 'API_KEY', version: 2 }] } }, "secret.list of the tenant's token: its handle");
+
+  t.equal((await runCli(['secret', 'rm', 'API_KEY', '--tenant', 'acme', ...H])).code, 0);
+  t.match((await runCli(['secret', 'rm', 'API_KEY', '--tenant', 'acme', ...H])).err, /no secret API_KEY of tenant "acme"/);
+  t.equal(gw.secrets.has('API_KEY'), true, "the host's handle stays");
+  t.equal(gw.secrets.has('API_KEY', 'acme'), false);
+  await gw.audit.flush();
+  const entries = listAudit(gw.store, { limit: 1000 }).filter((e) => e.type.startsWith('secret.'));
+  t.same(entries.map((e) => [e.type, (e.data as { tenant?: string }).tenant ?? 'default']), [['secret.created', 'acme'], ['secret.created', 'default'], ['secret.rotated', 'acme'], ['secret.removed', 'acme']], 'audited, naming the tenant');
 });

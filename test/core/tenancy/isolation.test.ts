@@ -204,13 +204,19 @@ t.test("a token of one tenant calls every operation on another tenant's ids: not
   ] as const) {
     t.equal(code(await a.request(op, payload)), 'not_found', `${op} on the host tenant's id: not_found`);
   }
-  t.equal(code(await a.request('tool.invoke', { tool_id: 'notes.list_notes', args: {} })), 'forbidden', "a tool with plugin state (the host's notes) is not the tenant's to call");
+  t.equal(code(await a.request('tool.invoke', { tool_id: 'notes.list_notes', args: {} })), 'not_found', "the host's grant of notes gives the tenant nothing: refused as an ungranted plugin's tool");
+  t.same(ok<{ secrets: unknown[] }>(await a.request('secret.list', {})).secrets, [], "secret.list: none of the host's handles");
+  const aNotes = ok<{ plugin: { grant: unknown; state: string; blockers: string[] } }>(await a.request('plugin.get', { plugin_id: 'notes' })).plugin;
+  t.match(aNotes, { grant: null, state: 'enabled' }, "plugin.get: the host enabled it; the tenant's own grant (none), not the host's");
+  t.ok(aNotes.blockers.some((x) => /not granted/.test(x)));
   t.same(ok<{ approvals: unknown[] }>(await a.request('approval.list', { run_id: paused.run_id })).approvals, [], "approval.list by the host's run id: nothing");
 
   // The host tenant's objects are untouched by all of that.
   t.equal(ok<{ run: { state: string } }>(await b.request('run.get', { run_id: paused.run_id })).run.state, 'paused');
   t.ok(ok<{ tokens: Array<{ token_id: string; revoked_at: string | null }> }>(await b.request('token.list', {})).tokens.every((x) => x.revoked_at === null), 'no host token was revoked');
-  t.equal(ok<{ plugin: { state: string } }>(await b.request('plugin.get', { plugin_id: 'notes' })).plugin.state, 'enabled', 'the plugin is still enabled');
+  const hostNotes = ok<{ plugin: { state: string; grant: { kv?: unknown } | null } }>(await b.request('plugin.get', { plugin_id: 'notes' })).plugin;
+  t.equal(hostNotes.state, 'enabled', 'the plugin is still enabled');
+  t.ok(hostNotes.grant?.kv, "the host's grant is untouched by the tenant's grant and revoke");
 
   // More host activity while tenant A listens: its events go to the host's clients only.
   ok(await b.request('approval.resolve', { approval_id: paused.approval_id, decision: 'approved' }));
@@ -236,7 +242,9 @@ t.test("the host tenant sees nothing of another tenant's runs, approvals, conver
   const a = (await connect(gw, { token: aToken })).conn;
   t.teardown(() => a.ws.close());
 
-  t.same(ok<{ tools: Array<{ tool_id: string }> }>(await a.request('tool.list', {})).tools.map((x) => x.tool_id).filter((id) => id.startsWith('notes.')), [], "tool.list offers the tenant no tool with the host's plugin state");
+  t.same(ok<{ tools: Array<{ tool_id: string }> }>(await a.request('tool.list', {})).tools, [], "tool.list offers the tenant no tool of a plugin it has not granted (the host's grants give it nothing)");
+  ok(await a.request('plugin.grant', { plugin_id: 'text-utils', all_requested: true }));
+  t.ok(ok<{ tools: Array<{ tool_id: string }> }>(await a.request('tool.list', {})).tools.every((x) => x.tool_id.startsWith('text-utils.')), 'once granted, its tools');
   const run = ok<{ run_id: string; approval_id: string; state: string }>(await a.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'acme private words' }, wait_ms: 3000 }));
   t.equal(run.state, 'paused');
   const conv = ok<{ conversation: { conversation_id: string } }>(await a.request('conversation.create', { title: 'acme-conversation-title' })).conversation.conversation_id;
@@ -289,4 +297,76 @@ t.test("the host tenant sees nothing of another tenant's runs, approvals, conver
   t.same(leaked(b.frames.filter((f) => f.event_id !== undefined), aIds), [], "no event of tenant acme reached the host's client");
   const aCatchUp = ok<{ events: Array<{ payload: Record<string, unknown> }> }>(await a.request('event.list', { after: 0, limit: 1000 })).events;
   t.ok(aCatchUp.length > 0 && aCatchUp.every((e) => JSON.stringify(e.payload).includes(run.run_id) || JSON.stringify(e.payload).includes(run.approval_id)), "catch-up gives tenant acme its own events only");
+});
+
+t.test("plugin grants, key-value state and secrets: a tenant sees and changes only its own; the host's grant and a tenant's give each other nothing", async (t) => {
+  const gw = await startTestGateway();
+  t.teardown(async () => {
+    await gw.close();
+    removeHome(gw.home);
+  });
+  await enablePlugins(gw);
+  const host = (await connect(gw)).conn;
+  t.teardown(() => host.ws.close());
+  ok(await host.request('policy.set', { bundle: { policy_version: 1, mode: 'enforce', rules: [{ id: 'notes', decision: 'allow', match: { tools: ['notes.*'] } }] } }));
+  const a = (await connect(gw, { token: await newTenant(gw, 'acme') })).conn;
+  t.teardown(() => a.ws.close());
+  const b = (await connect(gw, { token: await newTenant(gw, 'beta') })).conn;
+  t.teardown(() => b.ws.close());
+  const call = async (c: RawConn, tool_id: string, args: Record<string, unknown> = {}) => c.request('tool.invoke', { tool_id, args, wait_ms: 10_000 }, 15_000);
+  const toolIds = async (c: RawConn) => ok<{ tools: Array<{ tool_id: string }> }>(await c.request('tool.list', {})).tools.map((x) => x.tool_id);
+  const grantOf = async (c: RawConn, id: string) => ok<{ plugin: { grant: Record<string, unknown> | null } }>(await c.request('plugin.get', { plugin_id: id })).plugin.grant;
+
+  // Tenant acme grants notes; beta has granted nothing.
+  ok(await a.request('plugin.grant', { plugin_id: 'notes', all_requested: true, accept_risks: ['state_changing', 'storage'] }));
+  t.ok((await toolIds(a)).includes('notes.add_note'), 'acme lists the tools it granted');
+  t.same(await toolIds(b), [], "beta lists none: acme's grant and the host's give it nothing");
+  t.equal(code(await call(b, 'notes.list_notes')), 'not_found', 'beta calling a plugin only acme granted: refused as ungranted');
+  t.equal(await grantOf(b, 'notes'), null, "beta does not see acme's grant");
+  t.ok(ok<{ plugins: Array<{ grant: unknown }> }>(await b.request('plugin.list', {})).plugins.every((p) => p.grant === null), "beta's plugin.list shows no one else's grant");
+  t.same(await grantOf(a, 'notes'), { kv: { quota_bytes: 1048576 }, accept_risks: ['state_changing', 'storage'] }, "acme sees its own grant");
+
+  // Beta's revoke and grant change only beta's grant.
+  ok(await b.request('plugin.revoke', { plugin_id: 'notes' }));
+  ok(await b.request('plugin.grant', { plugin_id: 'notes', grant: { kv: { quota_bytes: 1024 } }, accept_risks: ['state_changing', 'storage'] }));
+  t.same(await grantOf(a, 'notes'), { kv: { quota_bytes: 1048576 }, accept_risks: ['state_changing', 'storage'] }, "acme's grant is unchanged by beta's revoke and grant");
+  t.same(await grantOf(b, 'notes'), { kv: { quota_bytes: 1024 }, accept_risks: ['state_changing', 'storage'] });
+  t.match(await grantOf(host, 'notes'), { kv: { quota_bytes: 1048576 } }, "the host's grant is unchanged");
+
+  // Key-value state: acme's notes are acme's.
+  t.equal(ok<{ state: string }>(await call(a, 'notes.add_note', { title: 'acme-note-title', body: 'acme-note-body' })).state, 'succeeded');
+  for (const [who, c] of [['beta', b], ['host', host]] as const) {
+    const r = await call(c, 'notes.list_notes');
+    t.equal(ok<{ state: string }>(r).state, 'succeeded', who);
+    t.notMatch(JSON.stringify(r), /acme-note/, `${who} sees none of acme's notes`);
+  }
+  t.match(JSON.stringify(await call(a, 'notes.list_notes')), /acme-note-title/);
+
+  // Secrets: each tenant lists its own handles only.
+  gw.secrets.set('ACME_KEY', Buffer.from('acme-key-value'), ['api.example.com'], { tenant: 'acme' });
+  gw.secrets.set('HOST_KEY', Buffer.from('host-key-value'), ['api.example.com']);
+  const handles = async (c: RawConn) => ok<{ secrets: Array<{ name: string }> }>(await c.request('secret.list', {})).secrets.map((x) => x.name);
+  t.same(await handles(a), ['ACME_KEY']);
+  t.same(await handles(b), []);
+  t.same(await handles(host), ['HOST_KEY']);
+
+  // The host disabling the plugin stops every tenant's calls; a host grant without kv gives the
+  // host none of a tenant's rights, nor does the tenant's grant widen the host's.
+  ok(await host.request('plugin.revoke', { plugin_id: 'notes' }));
+  t.equal(code(await call(a, 'notes.list_notes')), 'not_found', 'not enabled by the host: refused for the tenant too');
+  t.same(await toolIds(a), [], 'acme lists no tool of a disabled plugin (nor of text-utils, which it did not grant)');
+  ok(await host.request('plugin.grant', { plugin_id: 'notes', grant: {}, accept_risks: ['state_changing', 'storage'] }));
+  ok(await host.request('plugin.enable', { plugin_id: 'notes' }));
+  const hostCall = ok<{ state: string }>(await call(host, 'notes.list_notes'));
+  t.not(hostCall.state, 'succeeded', "the host's call has no kv: acme's grant of kv is not the host's");
+  const acmeCall = await call(a, 'notes.list_notes');
+  t.equal(ok<{ state: string }>(acmeCall).state, 'succeeded', "acme's call runs under acme's grant (kv), not the host's (none)");
+  t.match(JSON.stringify(acmeCall), /acme-note-title/, 'and still reads its own state');
+
+  // Grants and revokes by a tenant are audited as the tenant's.
+  await gw.audit.flush();
+  const aAudit = ok<{ entries: Array<{ type: string; actor: { tenant?: string } }> }>(await a.request('audit.list', { limit: 1000 })).entries;
+  t.ok(aAudit.some((e) => e.type === 'plugin.granted' && e.actor.tenant === 'acme'));
+  const bAudit = ok<{ entries: Array<{ type: string; actor: { tenant?: string } }> }>(await b.request('audit.list', { limit: 1000 })).entries;
+  t.ok(bAudit.some((e) => e.type === 'plugin.revoked' && e.actor.tenant === 'beta'));
 });
