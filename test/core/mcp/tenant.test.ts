@@ -7,7 +7,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startTestGateway, removeHome, connect, type TestGateway } from '../../helpers/gateway.js';
-import { MCP_ERR_FORBIDDEN, RUN_META_KEY, STATUS_TOOL } from '../../../core/mcp/endpoint.js';
+import { RUN_META_KEY, STATUS_TOOL } from '../../../core/mcp/endpoint.js';
 
 const PLUGINS = new URL('../../../plugins/', import.meta.url).pathname;
 const CLI = { kind: 'cli', user: 'test' };
@@ -32,6 +32,8 @@ t.test("a tenant's token lists and calls its tenant's tools through /mcp", async
   }
   gw.policy.set({ policy_version: 1, mode: 'enforce', rules: [{ id: 'no-word-count', decision: 'deny', match: { tools: ['text-utils.word_count'] } }] }, 'test');
   gw.store.tx(() => gw.store.tenants.insert({ id: 'acme', label: 'tenant acme', created_at: Date.now() }));
+  // The tenant's own grants: text-utils yes, notes no (the host's grant gives a tenant nothing).
+  await gw.plugins.grant('text-utils', { allRequested: true }, CLI, 'acme');
   const acme = await gw.tokens.create({ scopes: ['operator.read', 'operator.write'], tenant: 'acme', createdBy: 'cli', label: 'acme mcp' });
   const client = await mcpClient(t, gw, acme.token);
 
@@ -39,7 +41,7 @@ t.test("a tenant's token lists and calls its tenant's tools through /mcp", async
   const ws = (await connect(gw, { token: acme.token })).conn;
   t.teardown(() => ws.ws.close());
   const tenantTools = ((await ws.request('tool.list', {})).result as { tools: Array<{ tool_id: string }> }).tools.map((x) => x.tool_id);
-  t.ok(tenantTools.includes('text-utils.word_count') && !tenantTools.some((id) => id.startsWith('notes.')), "tool.list shows the tenant text-utils' tools, not the host's stateful notes");
+  t.ok(tenantTools.includes('text-utils.word_count') && !tenantTools.some((id) => id.startsWith('notes.')), "tool.list shows the tenant text-utils' tools, not notes, which the tenant has not granted");
   const { tools } = await client.listTools();
   const names = tools.map((x) => x.name).sort();
   t.same(names, [...tenantTools.filter((id) => id !== 'text-utils.word_count'), STATUS_TOOL].sort(), 'the tenant is offered its tools less the denied one, and the status tool');
@@ -61,8 +63,9 @@ t.test("a tenant's token lists and calls its tenant's tools through /mcp", async
   const status = (await client.callTool({ name: STATUS_TOOL, arguments: { run_id: runId } })) as CallToolResult;
   t.match(status.structuredContent, { run_id: runId, state: 'succeeded', output: { text: 'acme-corp' } }, 'the status tool reads its own run');
 
-  // A host tool the tenant may not call: refused, coded, before any run exists.
-  await t.rejects(client.callTool({ name: 'notes.list_notes', arguments: {} }), { code: MCP_ERR_FORBIDDEN, message: /TYRUM_ERR_FORBIDDEN/, data: { code: 'TYRUM_ERR_FORBIDDEN', wire: 'forbidden', details: { tool_id: 'notes.list_notes' } } });
+  // A plugin the host granted but the tenant did not: unknown to the tenant, as an ungranted
+  // plugin's tool is to the host (not_found), before any run exists.
+  await t.rejects(client.callTool({ name: 'notes.list_notes', arguments: {} }), { code: -32602, message: /TYRUM_ERR_NOT_FOUND/, data: { code: 'TYRUM_ERR_NOT_FOUND', wire: 'not_found' } });
   t.same(((await ws.request('run.list', {})).result as { runs: Array<{ id: string }> }).runs.map((x) => x.id), [runId], 'the refused call made no run');
   // A tool the policy denies: the run fails as any caller's would.
   const denied = (await client.callTool({ name: 'text-utils.word_count', arguments: { text: 'a b' } })) as CallToolResult;

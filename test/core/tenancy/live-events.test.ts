@@ -48,6 +48,8 @@ t.test("tool.invoked and presence reach their own tenant's clients only; auth.fa
   await gw.plugins.enable('text-utils', CLI);
   const acme = await newTenant(gw, 'acme');
   const globex = await newTenant(gw, 'globex');
+  // A tenant calls a plugin under its own grant (the host's gives it nothing).
+  await gw.plugins.grant('text-utils', { allRequested: true }, CLI, 'acme');
 
   // The host's client and one client of each tenant listen from the start.
   const host = await connect(gw);

@@ -59,6 +59,8 @@ t.test("a tenant's turn is offered the tools its tenant may call; the host's tur
   gw.policy.set({ policy_version: 1, mode: 'enforce', rules: [{ id: 'notes-ok', decision: 'allow', match: { tools: ['notes.*'] } }] }, 'test');
   setBackend(gw.store, gw.secrets, { baseUrl: model.url, model: 'scripted', maxSteps: 3 });
   gw.store.tx(() => gw.store.tenants.insert({ id: 'acme', label: 'tenant acme', created_at: Date.now() }));
+  // The tenant's own grants: text-utils yes, notes no (the host's grant gives a tenant nothing).
+  await gw.plugins.grant('text-utils', { allRequested: true }, CLI, 'acme');
   const acmeToken = (await gw.tokens.create({ scopes: [...SCOPES], tenant: 'acme', createdBy: 'cli', label: 'acme admin' })).token;
   const a = (await connect(gw, { token: acmeToken })).conn;
   t.teardown(() => a.ws.close());
@@ -67,7 +69,7 @@ t.test("a tenant's turn is offered the tools its tenant may call; the host's tur
 
   const tenantTools = ok<{ tools: Array<{ tool_id: string }> }>(await a.request('tool.list', {})).tools.map((x) => functionName(x.tool_id)).sort();
   const hostTools = ok<{ tools: Array<{ tool_id: string }> }>(await host.request('tool.list', {})).tools.map((x) => functionName(x.tool_id)).sort();
-  t.ok(tenantTools.length > 0 && tenantTools.every((n) => n.startsWith('text-utils__')), "the tenant may call text-utils' stateless tools");
+  t.ok(tenantTools.length > 0 && tenantTools.every((n) => n.startsWith('text-utils__')), "the tenant is offered the tools of the plugin it granted only");
   t.ok(hostTools.includes(notesList), 'the host has the stateful notes tools');
 
   // The tenant's conversation.
