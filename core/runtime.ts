@@ -133,7 +133,11 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       const r = approvals.resolve(id, { decision: input.decision, ...(input.reason !== undefined ? { reason: input.reason } : {}), ...(input.mode !== undefined ? { mode: input.mode } : {}) }, actor);
       if (!r.create_override) return { approval: r.approval, override: null };
       // "always": a narrow override for this exact tool; it never beats a deny and is revocable.
+      // The override belongs to the approval's tenant (its run's): another tenant's applies to
+      // that tenant's calls only (docs/tenancy.md); the host's, to every call.
+      const tenant = store.approvals.get(r.approval.id)?.tenant_id ?? DEFAULT_TENANT;
       const override = policy.addOverride({
+        tenant,
         tool_id: r.approval.tool_id,
         created_by: actor.kind === 'token' ? `token:${String(actor.id)}` : `${actor.kind}:${String(actor.user ?? '')}`,
         created_from_approval: r.approval.id,
@@ -354,10 +358,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       },
       decide: (step) => {
         const d = tools.describe(step.tool_id);
-        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));
+        // A tenant's call: the stricter of the host's policy and the tenant's own (docs/tenancy.md).
+        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash), undefined, store.execution.runTenant(step.run_id));
         // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
-        return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons };
+        return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons, ...(p.tenant !== undefined ? { tenant: p.tenant } : {}) };
       },
       execute: (step, ctx) => {
         // Checked again when the call runs: a grant may have changed since the run was accepted.
