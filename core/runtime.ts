@@ -359,15 +359,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       decide: (step) => {
         const d = tools.describe(step.tool_id);
         // A tenant's call: the stricter of the host's policy and the tenant's own (docs/tenancy.md).
-        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash), undefined, store.execution.runTenant(step.run_id));
+        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash), undefined, step.tenant_id);
         // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
         return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons, ...(p.tenant !== undefined ? { tenant: p.tenant } : {}) };
       },
       execute: (step, ctx) => {
         // Checked again when the call runs: a grant may have changed since the run was accepted.
-        const tenant = store.execution.runTenant(step.run_id);
-        if (tenant !== DEFAULT_TENANT) checkTenantTool(tenant, step.tool_id);
+        if (step.tenant_id !== DEFAULT_TENANT) checkTenantTool(step.tenant_id, step.tool_id);
         return tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal);
       },
       redact: redactor.redactDeep,

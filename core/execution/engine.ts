@@ -156,6 +156,8 @@ interface Claim {
   call?: CallRecord | null;
   /** The W3C traceparent of the request that submitted the run and is waiting for it (its calls' parent). */
   traceparent?: string | null;
+  /** The run's tenant, for a run taken at submission (its ownership row is in the carried writes). */
+  tenant?: string;
 }
 
 /** Thrown inside a carried submission that lost its idempotency key to a concurrent one. */
@@ -364,6 +366,7 @@ export class ExecutionEngine {
             controller: null,
             carry: { writes: [write], waiters: [{ resolve, reject }] },
             traceparent: this.calls ? incomingTrace() : null,
+            tenant: input.tenant_id ?? 'default',
           };
           this.launch(claim, { run: row, step: steps[0]! });
         });
@@ -797,7 +800,7 @@ export class ExecutionEngine {
     if (isTyrumError(tool)) return this.failStep(claim, run, step, tool, {});
     const idempotent = tool.idempotent || step.idempotency_key !== null;
     // Hash what will actually be sent, not the stored hash: an approval must cover these bytes.
-    const call = this.stepCall(run, step, args, tool, idempotent, null);
+    const call = this.stepCall(claim, run, step, args, tool, idempotent, null);
     let decision: PolicyResult;
     const rec = claim.call ?? null;
     const tp = rec ? performance.now() : 0;
@@ -926,7 +929,7 @@ export class ExecutionEngine {
     const args = JSON.parse(step.args) as Record<string, unknown>;
     const tool = this.resolveTool(step.tool_id);
     if (isTyrumError(tool)) return this.failStep(claim, run, step, tool, {});
-    const call = this.stepCall(run, step, args, tool, idempotent, null);
+    const call = this.stepCall(claim, run, step, args, tool, idempotent, null);
     const res: Resolution = { definition_hash: tool.definition_hash, plugin_digest: tool.plugin_digest };
     let consume: string | null = null;
     if (step.approval_id !== null && step.policy_decision === 'require_approval' && step.policy_enforced === 1) {
@@ -1317,7 +1320,7 @@ export class ExecutionEngine {
     return new TyrumError('TYRUM_ERR_NOT_FOUND', `no enabled tool ${toolId}`, { tool_id: toolId });
   }
 
-  private stepCall(run: RunRow, step: StepRow, args: Record<string, unknown>, tool: ResolvedTool, idempotent: boolean, approvalId: string | null): StepCall {
+  private stepCall(claim: Claim, run: RunRow, step: StepRow, args: Record<string, unknown>, tool: ResolvedTool, idempotent: boolean, approvalId: string | null): StepCall {
     return {
       run_id: run.id,
       step_idx: step.idx,
@@ -1332,6 +1335,7 @@ export class ExecutionEngine {
       plugin_digest: tool.plugin_digest,
       idempotent,
       approval_id: approvalId,
+      tenant_id: claim.tenant ?? this.store.execution.runTenant(run.id),
     };
   }
 

@@ -67,6 +67,11 @@ export interface StepCall {
   idempotent: boolean;
   /** The approval this call runs under, if any. */
   approval_id: string | null;
+  /**
+   * The run's tenant (docs/tenancy.md). Known before the run's rows are written: a run taken at
+   * submission makes its first call before its submission commits.
+   */
+  tenant_id: string;
 }
 
 export interface ExecuteContext {

@@ -199,8 +199,9 @@ export function decideForTenant(host: PolicySnapshot, call: PolicyCall, hostOver
   const t = tenant.snapshot === null ? null : decide(tenant.snapshot, call, tenant.overrides, now);
   const decision = strongest(h.decision, t?.decision ?? 'allow');
   const enforced = strongest(h.enforced, t?.enforced ?? 'allow');
-  // The part that made the result: the tenant's only when it is strictly stricter (the host's is the ceiling).
-  const byTenant = t !== null && RANK[t.decision] > RANK[h.decision];
+  // The part that made the result: the tenant's when it is stricter (on a tie the host's, the
+  // ceiling), or when the tenant's override took it down to the host's decision.
+  const byTenant = t !== null && (RANK[t.decision] > RANK[h.decision] || (t.decision === h.decision && t.source === 'override' && h.source !== 'override'));
   const tenantOverride = t?.override_id ?? (hostUsedTenantOverride ? h.override_id : null);
   const reasons = [...h.reasons];
   if (hostUsedTenantOverride) reasons.push(`override ${h.override_id} is tenant ${tenant.tenant_id}'s: it applies to this tenant's calls only`);

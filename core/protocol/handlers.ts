@@ -417,6 +417,9 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
     'policy.explain': async (p, peer) => {
       const q = p as { tool_id: string; args?: Record<string, unknown> };
+      // Another tenant explains the tools it may call (its tool.list): the others, and what their
+      // grants reach, are the host's (not_found or forbidden, as tool.invoke answers).
+      if (tenant(peer) !== DEFAULT_TENANT) s.checkTenantTool(tenant(peer), q.tool_id);
       const d = s.host.describe(q.tool_id);
       const call = policyCall(q.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, q.args ? argsHash(q.args) : null);
       const e = s.policy.explain(call, undefined, tenant(peer));

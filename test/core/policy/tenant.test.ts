@@ -54,6 +54,9 @@ t.test("a tenant's override relaxes require_approval for its calls, its own bund
   // Both require approval: the tenant's override relaxes both.
   d = decideForTenant(snap(every('require_approval')), call(), [], tenant(every('require_approval'), own), NOW);
   t.match(d, { decision: 'allow', tenant: { decision: 'allow', source: 'override', override_id: 'ovr_acme' } });
+  // The host allows, the tenant's bundle requires approval: its override allows, and the step says so.
+  d = decideForTenant(snap(every('allow')), call(), [], tenant(every('require_approval'), own), NOW);
+  t.match(d, { decision: 'allow', source: 'override', override_id: 'ovr_acme', tenant: { decision: 'allow', source: 'override', override_id: 'ovr_acme', decided: true } });
   // The host denies: the override does not help.
   d = decideForTenant(snap(every('deny')), call(), [], tenant(null, own), NOW);
   t.equal(d.decision, 'deny');
