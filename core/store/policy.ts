@@ -81,12 +81,12 @@ export class PolicyRepo {
 
   /** The override, when it is `tenant`'s (another tenant's id reads as no override). */
   getOverride(id: string, tenant: string = DEFAULT_TENANT): PolicyOverrideRow | undefined {
-    return prepared(this.db, `SELECT * FROM policy_overrides WHERE id = @id AND ${ownedOverride(tenant)}`).get({ id, tenant }) as PolicyOverrideRow | undefined;
+    return prepared(this.db, `SELECT * FROM policy_overrides WHERE id = @id AND ${ownedOverride(tenant)}`).get(named(tenant, { id })) as PolicyOverrideRow | undefined;
   }
 
   /** Every override of `tenant`, oldest first. */
   listOverrides(tenant: string = DEFAULT_TENANT): PolicyOverrideRow[] {
-    return prepared(this.db, `SELECT * FROM policy_overrides WHERE ${ownedOverride(tenant)} ORDER BY created_at, id`).all({ tenant }) as PolicyOverrideRow[];
+    return prepared(this.db, `SELECT * FROM policy_overrides WHERE ${ownedOverride(tenant)} ORDER BY created_at, id`).all(...(tenant === DEFAULT_TENANT ? [] : [{ tenant }])) as PolicyOverrideRow[];
   }
 
   /**
@@ -94,12 +94,12 @@ export class PolicyRepo {
    * it owns the clock input). The host's (default) are the host's own only.
    */
   unrevokedForTool(toolId: string, tenant: string = DEFAULT_TENANT): PolicyOverrideRow[] {
-    return prepared(this.db, `SELECT * FROM policy_overrides WHERE tool_id = @toolId AND revoked_at IS NULL AND ${ownedOverride(tenant)} ORDER BY created_at, id`).all({ toolId, tenant }) as PolicyOverrideRow[];
+    return prepared(this.db, `SELECT * FROM policy_overrides WHERE tool_id = @toolId AND revoked_at IS NULL AND ${ownedOverride(tenant)} ORDER BY created_at, id`).all(named(tenant, { toolId })) as PolicyOverrideRow[];
   }
 
   /** Marks `tenant`'s override revoked; false when it does not exist, is another tenant's, or was already revoked. */
   revokeOverride(id: string, at: number, tenant: string = DEFAULT_TENANT): boolean {
-    return prepared(this.db, `UPDATE policy_overrides SET revoked_at = @at WHERE id = @id AND revoked_at IS NULL AND ${ownedOverride(tenant)}`).run({ at, id, tenant }).changes === 1;
+    return prepared(this.db, `UPDATE policy_overrides SET revoked_at = @at WHERE id = @id AND revoked_at IS NULL AND ${ownedOverride(tenant)}`).run(named(tenant, { at, id })).changes === 1;
   }
 
   /** Stores a snapshot of `tenant`'s own bundle; false when the tenant has it already (content-addressed). */
@@ -126,6 +126,11 @@ export class PolicyRepo {
   tenantActivations(tenant: string, limit = 100): PolicyActivationRow[] {
     return prepared(this.db, 'SELECT seq, snapshot_id, activated_at, activated_by FROM tenant_policy_activations WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?').all(tenant, limit) as PolicyActivationRow[];
   }
+}
+
+/** Named parameters, with `@tenant` only where `ownedOverride` names it (PostgreSQL refuses an unused one). */
+function named(tenant: string, params: Record<string, unknown>): Record<string, unknown> {
+  return tenant === DEFAULT_TENANT ? params : { ...params, tenant };
 }
 
 /** The condition that an override row (of `policy_overrides`) is `@tenant`'s: no ownership row means the host's. */
