@@ -143,7 +143,7 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
         created_from_approval: r.approval.id,
         ...(input.overrideTtlMs !== undefined ? { expires_at: Date.now() + input.overrideTtlMs } : {}),
       });
-      await audit.append('policy.override_added', actor, { override_id: override.id, tool_id: override.tool_id, approval_id: r.approval.id, expires_at: override.expires_at });
+      await audit.append('policy.override_added', actor, { override_id: override.id, tool_id: override.tool_id, approval_id: r.approval.id, expires_at: override.expires_at, ...(tenant !== DEFAULT_TENANT ? { tenant } : {}) });
       return { approval: r.approval, override };
     };
     return { ...core, plugins, policy, mcp, resolveApproval };
