@@ -44,6 +44,24 @@ interface Cell {
   store: string;
   replicas: number;
   result: LoopResult;
+  /** Statements sent to PostgreSQL per governed call, summed over the replicas (null on SQLite). */
+  roundTrips: number | null;
+}
+
+/** The sum of a metric's samples (all label sets) in one replica's GET /metrics, read with `token`. */
+async function scrape(wsUrl: string, token: string, names: readonly string[]): Promise<number[]> {
+  const u = new URL(wsUrl);
+  u.protocol = 'http:';
+  u.pathname = '/metrics';
+  const res = await fetch(u, { headers: { authorization: `Bearer ${token}` } });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}: ${text.slice(0, 200)}`);
+  return names.map((name) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+      .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0),
+  );
 }
 
 /** One client process holding `concurrency` connections to `url`, in a closed loop. */
@@ -52,7 +70,7 @@ function clientProcess(url: string, token: string, concurrency: number): Promise
 }
 
 /** `n` gateways on copies of `prepared`'s home; CLIENTS connections split evenly across them. */
-async function measure(prepared: PreparedHome, n: number, env: NodeJS.ProcessEnv): Promise<LoopResult> {
+async function measure(prepared: PreparedHome, n: number, env: NodeJS.ProcessEnv): Promise<{ result: LoopResult; roundTrips: number }> {
   const homes = [prepared.home];
   const copies: string[] = [];
   const gateways: GatewayProcess[] = [];
@@ -66,6 +84,9 @@ async function measure(prepared: PreparedHome, n: number, env: NodeJS.ProcessEnv
     for (const home of homes) gateways.push(await GatewayProcess.start(home, env, 'warn'));
     const shares = gateways.map((_, i) => Math.floor(CLIENTS / n) + (i < CLIENTS % n ? 1 : 0)).filter((c) => c > 0);
     let results: LoopResult[];
+    // Round trips per call over the whole client run (warm-up included), from every replica's metrics.
+    const counters = ['tyrum_store_round_trips_total', 'tyrum_tool_calls_total'];
+    const before = await Promise.all(gateways.map((g) => scrape(g.url, prepared.operator, counters)));
     try {
       results = await Promise.all(shares.map((c, i) => clientProcess(gateways[i]!.url, prepared.writer, c)));
     } catch (e) {
@@ -73,10 +94,12 @@ async function measure(prepared: PreparedHome, n: number, env: NodeJS.ProcessEnv
       for (const [i, g] of gateways.entries()) console.log(`replica ${i + 1} log (warn and above):\n${g.stderr.slice(-4000)}`);
       throw e;
     }
+    const after = await Promise.all(gateways.map((g) => scrape(g.url, prepared.operator, counters)));
+    const moved = (k: number) => after.reduce((a, x, i) => a + x[k]! - before[i]![k]!, 0);
     const calls = results.reduce((a, r) => a + r.calls, 0);
     const rate = results.reduce((a, r) => a + r.rate, 0);
     // Latency of the replica with the most clients (the first): the others' are alike.
-    return { rate, calls, lat: results[0]!.lat };
+    return { result: { rate, calls, lat: results[0]!.lat }, roundTrips: moved(1) > 0 ? moved(0) / moved(1) : 0 };
   } finally {
     await Promise.all(gateways.map((g) => g.stop().catch(() => g.child.kill('SIGKILL'))));
     for (const home of copies) rmSync(home, { recursive: true, force: true });
@@ -94,7 +117,7 @@ export async function replicasBench(): Promise<void> {
   const sqlite = await prepareHome({ textUtils: true });
   try {
     console.log(diskLine(sqlite.home));
-    cells.push({ store: 'SQLite', replicas: 1, result: await measure(sqlite, 1, process.env) });
+    cells.push({ store: 'SQLite', replicas: 1, ...(await measure(sqlite, 1, process.env)), roundTrips: null });
   } finally {
     sqlite.cleanup();
   }
@@ -105,7 +128,7 @@ export async function replicasBench(): Promise<void> {
       process.env[URL_ENV] = cluster.database();
       const prepared = await prepareHome({ textUtils: true, config: { store: { kind: 'postgres', url_env: URL_ENV } } });
       try {
-        cells.push({ store: 'PostgreSQL', replicas: n, result: await measure(prepared, n, { ...process.env }) });
+        cells.push({ store: 'PostgreSQL', replicas: n, ...(await measure(prepared, n, { ...process.env })) });
       } finally {
         prepared.cleanup();
       }
@@ -117,8 +140,8 @@ export async function replicasBench(): Promise<void> {
   }
   const base = cells[0]!.result.rate;
   table(
-    ['store', 'replicas', 'clients', 'calls/s', 'vs SQLite', 'p50', 'p99 (first replica)'],
-    cells.map((c) => [c.store, String(c.replicas), String(CLIENTS), fmtRate(c.result.rate), times(c.result.rate, base), fmtMs(c.result.lat.p50), fmtMs(c.result.lat.p99)]),
+    ['store', 'replicas', 'clients', 'calls/s', 'vs SQLite', 'p50', 'p99 (first replica)', 'round trips per call'],
+    cells.map((c) => [c.store, String(c.replicas), String(CLIENTS), fmtRate(c.result.rate), times(c.result.rate, base), fmtMs(c.result.lat.p50), fmtMs(c.result.lat.p99), c.roundTrips === null ? 'in-process' : c.roundTrips.toFixed(1)]),
   );
   console.log(`load average: ${loadBefore} before, ${loadAverage()} after; ${SECONDS} s per cell; PostgreSQL on this machine (fsync on, synchronous_commit on)`);
 }

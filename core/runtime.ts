@@ -40,6 +40,11 @@ import type { Telemetry } from './telemetry/index.js';
 
 type Handler = (payload: Record<string, unknown>, peer: Peer) => Promise<Record<string, unknown>>;
 
+/** A failed read of other writers' outbox events is retried after this long, doubling per failure… */
+export const OUTBOX_READ_RETRY_MIN_MS = 100;
+/** …up to this long between tries, until a read succeeds (or the gateway closes). */
+export const OUTBOX_READ_RETRY_MAX_MS = 5_000;
+
 export interface StartOptions {
   home: string;
   overrides?: ConfigOverrides;
@@ -224,6 +229,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let server: GatewayServer | null = null;
   // PostgreSQL: the outbox notifications (started with the engine, closed first at shutdown).
   let outboxWake: { close(): Promise<void> } | null = null;
+  // Stops reading other writers' outbox events (and cancels a pending retry of a failed read).
+  let stopReads: (() => void) | null = null;
   // PostgreSQL: this replica in the node connection directory (started with the engine).
   let cluster: { close(): Promise<void> } | null = null;
   let host: PluginHost | null = null;
@@ -280,7 +287,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       audit,
       egress,
       redact: redactor.redactDeep,
-      emit: (type, payload) => server?.publish(type, payload),
+      emit: (type, payload, tenant) => server?.publish(type, payload, tenant),
       log: (level, message, data) => server?.app.log[level](data, message),
       sandboxIdleMs: config.limits.sandboxIdleMs,
       maxLiveSandboxes: config.limits.maxLiveSandboxes,
@@ -293,7 +300,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       activePlugins: () => plugins.enabledIds(),
       pluginSecrets: (id) => new Set(pluginHost.enabledPlugin(id)?.effective.secrets.map((s) => s.name) ?? []),
       wasmConnection: (pluginId, name, limits) => pluginHost.mcpConnection(pluginId, name, limits),
-      emit: (type, payload) => server?.publish(type, payload),
+      emit: (type, payload, tenant) => server?.publish(type, payload, tenant),
       log: (level, message, data) => server?.app.log[level](data, message),
     });
     // Node connections: pairing requests on connect, credentials delivered once on approval.
@@ -339,6 +346,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       }
       if (d.rights.kv !== null || d.rights.secrets.length > 0) throw new TyrumError('TYRUM_ERR_FORBIDDEN', `${toolId} keeps plugin state or uses secret handles, which belong to the host; tenant "${tenant}" may call stateless plugin tools only`, { tool_id: toolId });
     };
+    /** checkTenantTool as a predicate: whether the tenant may call the tool now. */
+    const tenantMayCall = (tenant: string, toolId: string): boolean => {
+      try {
+        checkTenantTool(tenant, toolId);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     const actorOf = (createdBy: string) =>
       createdBy.startsWith('channel:') ? { kind: 'channel', channel: createdBy.slice(8) } : createdBy.startsWith('schedule:') ? { kind: 'schedule', schedule_id: createdBy.slice(9) } : createdBy.startsWith('workflow:') ? { kind: 'workflow', workflow_id: createdBy.slice(9) } : { kind: 'token', id: createdBy };
     // Evidence blobs under <home>/artifacts/, attached to the runs whose calls produced them.
@@ -366,8 +382,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       },
       execute: (step, ctx) => {
         // Checked again when the call runs: a grant may have changed since the run was accepted.
-        if (step.tenant_id !== DEFAULT_TENANT) checkTenantTool(step.tenant_id, step.tool_id);
-        return tools.invoke(step.tool_id, step.args, actorOf(step.created_by), ctx.signal);
+        // (The engine gives the run's tenant: a read-only call taken at submission runs before its
+        // run is committed, so the store cannot tell it yet.)
+        const tenant = step.tenant_id;
+        if (tenant !== DEFAULT_TENANT) checkTenantTool(tenant, step.tool_id);
+        // The actor names the run's tenant: its audit entry and live tool.invoked are the tenant's.
+        return tools.invoke(step.tool_id, step.args, { ...actorOf(step.created_by), ...(tenant !== DEFAULT_TENANT ? { tenant } : {}) }, ctx.signal);
       },
       redact: redactor.redactDeep,
       log: (level, message, data) => server?.app.log[level](data ?? {}, message),
@@ -402,22 +422,51 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Reads wait until every group other connections can read is durable (Store.settled), so
     // no client is pushed an event of ours that a power cut could still take back.
     const catchUp = () => {
+      if (readStopped) return;
       const settled = store.settled();
-      if (settled) void settled.then(readOthers, () => undefined);
+      if (settled) void settled.then(readOthers, () => scheduleReadRetry(new Error('the store did not settle')));
       else readOthers();
     };
+    // A failed read (the store reconnecting, say) is retried with backoff until one succeeds: the
+    // notification or data_version change that woke us was used up, so the next one may be far
+    // off. One retry pending at a time; a read that succeeds, whatever woke it, ends the backoff;
+    // close() cancels it.
+    let readRetry: NodeJS.Timeout | null = null;
+    let readRetryMs = 0;
+    let readStopped = false;
+    const scheduleReadRetry = (e: unknown) => {
+      if (readStopped || readRetry !== null) return;
+      readRetryMs = readRetryMs === 0 ? OUTBOX_READ_RETRY_MIN_MS : Math.min(readRetryMs * 2, OUTBOX_READ_RETRY_MAX_MS);
+      server?.app.log.warn({ err: e instanceof Error ? e.message : String(e), retry_ms: readRetryMs }, 'reading the outbox for other writers\' events failed; retrying');
+      readRetry = setTimeout(() => {
+        readRetry = null;
+        catchUp();
+      }, readRetryMs);
+      readRetry.unref();
+    };
     const readOthers = () => {
+      if (readStopped) return;
       try {
         pump();
         for (;;) {
           const batch = engine.events.after(pushedSeq, 500);
           batch.forEach(push);
-          if (batch.length < 500) return;
+          if (batch.length < 500) break;
         }
       } catch (e) {
-        // The store unavailable, say: the next notification or poll reads from pushedSeq again.
-        server?.app.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'reading the outbox for other writers\' events failed');
+        scheduleReadRetry(e);
+        return;
       }
+      readRetryMs = 0;
+      if (readRetry !== null) {
+        clearTimeout(readRetry);
+        readRetry = null;
+      }
+    };
+    stopReads = () => {
+      readStopped = true;
+      if (readRetry !== null) clearTimeout(readRetry);
+      readRetry = null;
     };
     // One pending pump however many events a commit delivered (a call emits ~5).
     engine.onEvent((e) => {
@@ -454,14 +503,18 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       events: engine.events,
       owner: engine.owner,
       backend: () => backends.current(),
-      offeredTools: async () => {
+      offeredTools: async (tenant) => {
         const globs = backends.current().settings.tools;
         const out = [];
         for (const t of await tools.list()) {
           if (!globs.some((g) => conv.globMatch(g, t.tool_id))) continue;
-          // Tools the policy denies are not offered to the model (each call is still decided).
+          // A tenant's turn is offered only what the tenant may call (the check tool.list and every
+          // call of the tenant make): the host's other tools are not shown to its model.
+          if (tenant !== DEFAULT_TENANT && !tenantMayCall(tenant, t.tool_id)) continue;
+          // Tools the policy denies are not offered to the model (each call is still decided); a
+          // tenant's turn: what its calls' decision (the host's and its own bundle's) denies.
           const d = tools.describe(t.tool_id);
-          if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced === 'deny') continue;
+          if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null), undefined, tenant).enforced === 'deny') continue;
           out.push({ tool_id: t.tool_id, description: t.description, input_schema: t.input_schema });
         }
         return out;
@@ -514,7 +567,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Retention: expired runs, events, fire records (and conversations, when configured) in bounded batches.
     const sweeper = createSweeper({ store, audit, retention: config.retention, deleteArtifactBlob: (id) => artifacts.deleteBlob(id), log: (level, msg, data) => server?.app.log[level](data ?? {}, msg) });
     // Who is connected now (clients and nodes), announced live to operators.
-    const presence = new PresenceRegistry({ emit: (type, payload) => server?.publish(type, payload) });
+    // A tenant client's presence goes to its tenant's clients only; nodes are the host's.
+    const presence = new PresenceRegistry({ emit: (type, payload, tenant) => server?.publish(type, payload, tenant) });
     // presence.list and a pairing's `connected`: on PostgreSQL, the nodes of every live replica.
     const clusterPresence = nodeCluster ? { list: () => nodeCluster.presence(presence.list()) } : presence;
     const clusterNodes = nodeCluster
@@ -644,6 +698,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           engine.onEvent((e) => {
             if (typeof e.payload.run_id === 'string') listener(e.payload.run_id);
           }),
+        enforcedPolicy: (toolId, tenant) => {
+          const d = tools.describe(toolId);
+          return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null), undefined, tenant).enforced;
+        },
         tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,
         audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),
         emit: (type, payload) => server?.publish(type, payload),
@@ -664,6 +722,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     const pool = host.pool;
     metrics.setSources({
       store: () => store.commitStats(),
+      storeRoundTrips: () => store.roundTrips(),
       commitQueue: () => store.pendingUnits(),
       sandboxQueue: () => pool.stats().workers.reduce((n, w) => n + w.queued, 0),
       queuedRuns: () => store.committed.execution.countQueued(),
@@ -741,6 +800,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       telemetry,
       close: async () => {
         await outboxWake?.close();
+        stopReads?.();
         // A sweep in progress ends after its current batch commits.
         await sweeper.stop();
         // No new fires first: a fire's run or message must find the engine and runner still up.
@@ -770,6 +830,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     return running;
   } catch (e) {
     await outboxWake?.close().catch(() => undefined);
+    stopReads?.();
     await cluster?.close().catch(() => undefined);
     await server?.close().catch(() => undefined);
     await mcpHost?.close().catch(() => undefined);

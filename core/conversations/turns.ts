@@ -52,8 +52,11 @@ export interface TurnRunnerOptions {
   events: EventLog;
   /** The backend and its settings now; throws TYRUM_ERR_BACKEND_NOT_CONFIGURED when there is none. */
   backend(): { backend: ExecutionBackend; settings: TurnSettings };
-  /** The tools offered to the model now (tools the policy denies are left out by the caller). */
-  offeredTools(): Promise<OfferedTool[]>;
+  /**
+   * The tools offered to the model now in a conversation of `tenant` (tools the policy denies,
+   * and for a tenant other than the default those it may not call, are left out by the caller).
+   */
+  offeredTools(tenant: string): Promise<OfferedTool[]>;
   engine: {
     submit(input: SubmitInput): Promise<{ run: { id: string } }>;
     wait(runId: string, timeoutMs: number): Promise<RunDetail>;
@@ -333,7 +336,8 @@ export class TurnRunner {
   }
 
   private async modelStep(turn: TurnRow, conv: ConversationRow, backend: ExecutionBackend, settings: TurnSettings, signal: AbortSignal, fence: TurnFence): Promise<TurnRow> {
-    const tools = await this.o.offeredTools();
+    // Only what the conversation's tenant may call is offered: the model never sees the rest.
+    const tools = await this.o.offeredTools(conv.tenant_id ?? 'default');
     const byName = new Map<string, string>();
     const offered: BackendTool[] = tools.map((t) => {
       const name = functionName(t.tool_id);

@@ -156,7 +156,7 @@ interface Claim {
   call?: CallRecord | null;
   /** The W3C traceparent of the request that submitted the run and is waiting for it (its calls' parent). */
   traceparent?: string | null;
-  /** The run's tenant, for a run taken at submission (its ownership row is in the carried writes). */
+  /** The run's tenant, known at submission (a run taken then is not in the store before its first read-only call). */
   tenant?: string;
 }
 
@@ -1335,7 +1335,7 @@ export class ExecutionEngine {
       plugin_digest: tool.plugin_digest,
       idempotent,
       approval_id: approvalId,
-      tenant_id: claim.tenant ?? this.store.execution.runTenant(run.id),
+      tenant_id: (claim.tenant ??= this.store.execution.runTenant(run.id)),
     };
   }
 

@@ -68,8 +68,8 @@ export interface StepCall {
   /** The approval this call runs under, if any. */
   approval_id: string | null;
   /**
-   * The run's tenant (docs/tenancy.md). Known before the run's rows are written: a run taken at
-   * submission makes its first call before its submission commits.
+   * The tenant that owns the run (docs/tenancy.md): the submission's, also for a read-only call
+   * made before its run is committed (a run taken at submission), else the stored run's.
    */
   tenant_id: string;
 }

@@ -642,7 +642,9 @@ export class GatewayServer {
     }
     // The actor is the address: a token id here is only what the peer presented or held.
     this.audit('auth.failed', { kind: 'anonymous', ip: remote }, { reason, token_id: tokenId, http_status: httpStatus, close_code: closeCode });
-    this.publish('auth.failed', { reason, remote_address: remote, token_id: tokenId, close_code: closeCode, http_status: httpStatus });
+    // The host's, whoever's token was presented (a tenant's one included): failures at the edge are
+    // the host operator's to watch, and a tenant is not told which addresses try its tokens.
+    this.publish('auth.failed', { reason, remote_address: remote, token_id: tokenId, close_code: closeCode, http_status: httpStatus }, DEFAULT_TENANT);
   }
 
   private pruneAuthFailures(now: number): void {

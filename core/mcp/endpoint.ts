@@ -19,7 +19,12 @@
  * - `tools/list` (needs tool.list and policy.explain): the enabled tools whose policy decision,
  *   without arguments, is not `deny` (arguments can only turn require_approval into allow, via an
  *   args-bound override, never a deny into anything), plus the built-in `tyrum_run_status`.
- * - `tools/call` (needs tool.invoke): a durable run. The client's wait (default
+ *   A token of a tenant other than the default (docs/tenancy.md) needs tool.list only: it is offered
+ *   what its `tool.list` shows (the tools the tenant may call), less those its calls' decision
+ *   denies (the stricter of the host's policy and the tenant's own, {@link McpEndpointDeps.enforcedPolicy}).
+ * - `tools/call` (needs tool.invoke): a durable run, owned by the token's tenant. A tool the
+ *   token's tenant may not call is refused with {@link MCP_ERR_FORBIDDEN}, as a WebSocket
+ *   `tool.invoke` answers `forbidden`. The client's wait (default
  *   {@link MCP_DEFAULT_WAIT_MS}, `_meta["tyrum/wait_ms"]` up to {@link MCP_MAX_WAIT_MS}) covers
  *   an operator's approval: a call approved in time completes in the same `tools/call`;
  *   otherwise the answer says "Approval required" with the approval and run ids, and
@@ -35,9 +40,9 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
-import { OPERATIONS, type OperationType } from '../../schemas/index.js';
+import { DEFAULT_TENANT, OPERATIONS, type OperationType } from '../../schemas/index.js';
 import { authorize } from '../auth/authorize.js';
-import type { AuthenticatedToken } from '../auth/tokens.js';
+import { tenantOf, type AuthenticatedToken } from '../auth/tokens.js';
 import type { AuditActor } from '../audit/index.js';
 import { ERROR_CODES, isTyrumError, TyrumError, type ErrorCode as TyrumErrorCode } from '../errors/index.js';
 import { denialRecord, type Peer } from '../protocol/session.js';
@@ -100,6 +105,13 @@ export interface McpEndpointDeps {
   version: string;
   /** Subscribes to committed changes of runs (to wake a waiting call at once); returns the unsubscribe function. */
   onRunChange?(listener: (runId: string) => void): () => void;
+  /**
+   * The policy decision enforced on `tenant`'s call of `toolId` without arguments (what
+   * `policy.explain` by its token reports as `enforced`: the stricter of the host's policy and the
+   * tenant's own): how `tools/list` leaves out denied tools for a token of a tenant other than the
+   * default, without asking it for policy.explain.
+   */
+  enforcedPolicy(toolId: string, tenant: string): string;
   /** Whether a token is still live; checked while a call waits, so a revocation ends the wait. */
   tokenLive?(tokenId: string): boolean;
   /** Audit sink (authorization denials). Must not throw. */
@@ -404,14 +416,17 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
   }
 
   async function listTools(peer: Peer): Promise<{ tools: Tool[] }> {
-    authorizeOps(['tool.list', 'policy.explain'], peer, 'tools/list');
+    // Another tenant's token is not asked for policy.explain: its tools are filtered by the decision its calls get.
+    const hosted = tenantOf(peer.token) === DEFAULT_TENANT;
+    authorizeOps(hosted ? ['tool.list', 'policy.explain'] : ['tool.list'], peer, 'tools/list');
     try {
+      // tool.list answers a tenant's token with the tools its tenant may call.
       const { tools } = (await op('tool.list', {}, peer)) as unknown as { tools: ToolInfo[] };
       const out: Tool[] = [];
       for (const t of tools) {
         // `enforced` is what a call gets: in observe mode a rule's deny is recorded, not applied.
-        const e = (await op('policy.explain', { tool_id: t.tool_id }, peer)) as { enforced: string };
-        if (e.enforced !== 'deny') out.push(toMcpTool(t, e.enforced));
+        const enforced = hosted ? ((await op('policy.explain', { tool_id: t.tool_id }, peer)) as { enforced: string }).enforced : deps.enforcedPolicy(t.tool_id, tenantOf(peer.token));
+        if (enforced !== 'deny') out.push(toMcpTool(t, enforced));
       }
       if (authorize(OPERATIONS['run.get'], { scopes: peer.token.scopes, role: peer.role, tenant: peer.token.tenant_id }, 'run.get').allowed) out.push(STATUS_TOOL_DEF);
       return { tools: out };
@@ -498,6 +513,8 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
       // MCP: an unknown tool is a protocol error; anything else refused before a run exists
       // (arguments that fail the input schema, a conflict) is an execution error the model can fix.
       if (isTyrumError(e, 'TYRUM_ERR_NOT_FOUND')) throw rpcError(ErrorCode.InvalidParams, { code: e.code, wire: e.wire, message: `unknown tool ${params.name}` });
+      // A tool the token's tenant may not call (docs/tenancy.md): refused, as tool.invoke refuses it.
+      if (isTyrumError(e, 'TYRUM_ERR_FORBIDDEN')) throw rpcError(MCP_ERR_FORBIDDEN, e);
       if (isTyrumError(e)) return toolError(e);
       throw internal(e, 'tools/call');
     }

@@ -17,7 +17,7 @@ import { compilePluginSchema, forgetPluginSchema, toIssues } from '../../manifes
 import type { ValidateFunction } from 'ajv';
 import type { AuditLog, AuditActor } from '../audit/index.js';
 import type { McpServerRow } from '../store/index.js';
-import type { McpServerSpec } from '../../schemas/index.js';
+import { DEFAULT_TENANT, type McpServerSpec } from '../../schemas/index.js';
 import type { ToolEntry } from '../registry/host.js';
 import type { EffectiveRights } from '../../manifests/capabilities.js';
 import { connectMcp } from './client.js';
@@ -36,7 +36,8 @@ export interface McpHostOptions {
   /** A connection to a plugin's in-sandbox (wasm) MCP server. */
   wasmConnection(pluginId: string, serverName: string, limits: { timeoutMs: number; maxOutputBytes: number }): McpConnection;
   log?(level: 'debug' | 'info' | 'warn' | 'error', message: string, data: Record<string, unknown>): void;
-  emit?(type: 'tool.invoked', payload: Record<string, unknown>): void;
+  /** Live tool.invoked; `tenant` is the acting tenant (the actor's `tenant`), whose clients alone receive it, the default's when absent. */
+  emit?(type: 'tool.invoked', payload: Record<string, unknown>, tenant?: string): void;
   connectTimeoutMs?: number;
   relistIntervalMs?: number;
   /** Largest message from a server (also bounds a single tools/list page). Default 4 MiB. */
@@ -373,7 +374,7 @@ export class McpHost {
         error_code: err?.code ?? null,
       })
       .catch(() => undefined);
-    this.o.emit?.('tool.invoked', { tool_id: t.entry.tool_id, ok: err === null, error_code: err?.code ?? null, duration_ms: durationMs, token_id: typeof actor.id === 'string' ? actor.id : actor.kind });
+    this.o.emit?.('tool.invoked', { tool_id: t.entry.tool_id, ok: err === null, error_code: err?.code ?? null, duration_ms: durationMs, token_id: typeof actor.id === 'string' ? actor.id : actor.kind }, typeof actor.tenant === 'string' ? actor.tenant : DEFAULT_TENANT);
   }
 
   private getCatalog(): Map<string, CatalogTool> {

@@ -6,8 +6,13 @@
  * connection closes and pruned PRESENCE_TTL_MS later (a quick reconnect keeps it), or pruned as
  * stale when a connected entry has not been seen for PRESENCE_STALE_MS. Each change is a live
  * `presence.upserted` or `presence.pruned` event for operators.
+ *
+ * Tenants (docs/tenancy.md): an entry is per tenant too (the tenant of the connection's token; a
+ * device key may hold tokens of several tenants), and its events go to that tenant's clients
+ * only, so no tenant learns who else is connected. `list()` is every entry (presence.list is a
+ * host operation: the host sees who is connected to its edge).
  */
-import type { Role } from '../../schemas/index.js';
+import { DEFAULT_TENANT, type Role } from '../../schemas/index.js';
 
 export const PRESENCE_TTL_MS = 60_000;
 export const PRESENCE_SEEN_RESOLUTION_MS = 30_000;
@@ -35,10 +40,13 @@ export interface PresencePeer {
   role: Role;
   remoteAddress: string;
   device: { label: string | null; platform: string | null; version: string | null; mode?: string | null };
+  /** The connection's token: its tenant owns the entry (absent: the default tenant). */
+  token?: { tenant_id?: string | undefined };
 }
 
 export interface PresenceOptions {
-  emit(type: 'presence.upserted' | 'presence.pruned', payload: Record<string, unknown>): void;
+  /** A change of an entry, for the clients of `tenant` (the entry's) only. */
+  emit(type: 'presence.upserted' | 'presence.pruned', payload: Record<string, unknown>, tenant: string): void;
   now?: () => number;
   ttlMs?: number;
   staleMs?: number;
@@ -46,6 +54,8 @@ export interface PresenceOptions {
 
 export class PresenceRegistry {
   private readonly entries = new Map<string, PresenceEntry>();
+  /** The tenant of each entry (kept out of the entry: the wire's PresenceEntry has no tenant). */
+  private readonly tenants = new Map<string, string>();
   private readonly prunes = new Map<string, NodeJS.Timeout>();
   private readonly now: () => number;
   private readonly ttlMs: number;
@@ -85,7 +95,8 @@ export class PresenceRegistry {
       remote_address: peer.remoteAddress,
     };
     this.entries.set(key, entry);
-    this.o.emit('presence.upserted', { entry: presenceView(entry) });
+    this.tenants.set(key, tenantOfPeer(peer));
+    this.o.emit('presence.upserted', { entry: presenceView(entry) }, tenantOfPeer(peer));
   }
 
   /** A heartbeat answered: moves last_seen_at, announced at most every PRESENCE_SEEN_RESOLUTION_MS. */
@@ -95,7 +106,7 @@ export class PresenceRegistry {
     const now = this.now();
     const announce = now - e.last_seen_at >= PRESENCE_SEEN_RESOLUTION_MS;
     e.last_seen_at = now;
-    if (announce) this.o.emit('presence.upserted', { entry: presenceView(e) });
+    if (announce) this.o.emit('presence.upserted', { entry: presenceView(e) }, tenantOfPeer(peer));
   }
 
   disconnected(peer: PresencePeer): void {
@@ -105,7 +116,7 @@ export class PresenceRegistry {
     e.connections = Math.max(0, e.connections - 1);
     if (e.connections > 0) return;
     e.connected = false;
-    this.o.emit('presence.upserted', { entry: presenceView(e) });
+    this.o.emit('presence.upserted', { entry: presenceView(e) }, tenantOfPeer(peer));
     const timer = setTimeout(() => this.prune(key, 'disconnected'), this.ttlMs);
     timer.unref();
     this.prunes.set(key, timer);
@@ -126,8 +137,10 @@ export class PresenceRegistry {
     const e = this.entries.get(key);
     this.prunes.delete(key);
     if (!e) return;
+    const tenant = this.tenants.get(key) ?? DEFAULT_TENANT;
     this.entries.delete(key);
-    this.o.emit('presence.pruned', { device_id: e.device_id, role: e.role, reason });
+    this.tenants.delete(key);
+    this.o.emit('presence.pruned', { device_id: e.device_id, role: e.role, reason }, tenant);
   }
 }
 
@@ -136,6 +149,10 @@ export function presenceView(e: PresenceEntry): Record<string, unknown> {
   return { ...e, connected_since: new Date(e.connected_since).toISOString(), last_seen_at: new Date(e.last_seen_at).toISOString() };
 }
 
+function tenantOfPeer(peer: PresencePeer): string {
+  return peer.token?.tenant_id ?? DEFAULT_TENANT;
+}
+
 function keyOf(peer: PresencePeer): string {
-  return `${peer.deviceId}\u0000${peer.role}`;
+  return `${tenantOfPeer(peer)}\u0000${peer.deviceId}\u0000${peer.role}`;
 }

@@ -16,7 +16,7 @@
  * execution with the durable engine.
  */
 import { createHash } from 'node:crypto';
-import type { PluginManifest, RiskFlag } from '../../schemas/index.js';
+import { DEFAULT_TENANT, type PluginManifest, type RiskFlag } from '../../schemas/index.js';
 import { TyrumError, isTyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import type { Store, PluginRecord } from '../store/index.js';
@@ -118,7 +118,8 @@ export interface PluginHostOptions {
   egress: EgressHandler | null;
   /** Redacts known secret values from outputs and logs. */
   redact: (value: unknown) => unknown;
-  emit?(type: 'tool.invoked', payload: Record<string, unknown>): void;
+  /** Live tool.invoked; `tenant` is the acting tenant (the actor's `tenant`), whose clients alone receive it, the default's when absent. */
+  emit?(type: 'tool.invoked', payload: Record<string, unknown>, tenant?: string): void;
   /** Where plugin log lines go (already truncated and rate-limited by the sandbox; redacted here). */
   log?(level: 'trace' | 'debug' | 'info' | 'warn' | 'error', message: string, data: Record<string, unknown>): void;
   workers?: number;
@@ -616,7 +617,7 @@ export class PluginHost {
       error_code: err?.code ?? null,
     };
     this.o.audit.append('tool.invoked', actor, data).catch(() => undefined);
-    this.o.emit?.('tool.invoked', { tool_id: entry.tool_id, ok: err === null, error_code: err?.code ?? null, duration_ms: durationMs, token_id: typeof actor.id === 'string' ? actor.id : actor.kind });
+    this.o.emit?.('tool.invoked', { tool_id: entry.tool_id, ok: err === null, error_code: err?.code ?? null, duration_ms: durationMs, token_id: typeof actor.id === 'string' ? actor.id : actor.kind }, typeof actor.tenant === 'string' ? actor.tenant : DEFAULT_TENANT);
   }
 }
 

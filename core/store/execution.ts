@@ -7,6 +7,7 @@
  * worker that lost its lease cannot overwrite the new owner's work (TESTPLAN A3): the
  * statement simply matches no row.
  */
+import { OwnerLookup, RUN_OWNER_SQL, TOKEN_OWNER_SQL } from './owners.js';
 import { orderAppends, prepared, type DialectSql, type SqlDb, type SqlStatement } from './statements.js';
 
 export type RunKind = 'tool' | 'workflow';
@@ -190,8 +191,11 @@ const CLAIMABLE = `state IN ('queued', 'running') AND next_attempt_at <= @now AN
 
 export class ExecutionRepo {
   private readonly s: Statements;
-
-  constructor(private readonly db: SqlDb) {
+  constructor(
+    private readonly db: SqlDb,
+    /** Run → tenant (core/store/owners.ts), shared with the connection's OutboxRepo. */
+    private readonly owners = new OwnerLookup(db, RUN_OWNER_SQL),
+  ) {
     this.s = new Statements(db);
   }
 
@@ -202,12 +206,13 @@ export class ExecutionRepo {
   insertRun(r: RunRow, tenant = 'default'): boolean {
     const inserted = this.insertRunRow(r);
     if (inserted && tenant !== 'default') this.s.get('INSERT INTO tenant_runs (run_id, tenant_id) VALUES (?, ?)').run(r.id, tenant);
+    if (inserted) this.owners.learn(r.id, tenant);
     return inserted;
   }
 
   /** The tenant that owns a run ('default' for an unknown run: callers check existence themselves). */
   runTenant(id: string): string {
-    return (this.s.get('SELECT tenant_id FROM tenant_runs WHERE run_id = ?').get(id) as { tenant_id: string } | undefined)?.tenant_id ?? 'default';
+    return this.owners.of(id) ?? 'default';
   }
 
   private insertRunRow(r: RunRow): boolean {
@@ -501,8 +506,12 @@ export class ApprovalRepo {
 /** The durable event outbox. `seq` is the cursor clients hold. */
 export class OutboxRepo {
   private readonly s: Statements;
-
-  constructor(db: SqlDb) {
+  constructor(
+    db: SqlDb,
+    /** Run → tenant and token → tenant (core/store/owners.ts), shared with the connection's other repositories. */
+    private readonly runs = new OwnerLookup(db, RUN_OWNER_SQL),
+    private readonly tokens = new OwnerLookup(db, TOKEN_OWNER_SQL),
+  ) {
     this.s = new Statements(db);
   }
 
@@ -525,12 +534,15 @@ export class OutboxRepo {
    */
   tenantOf(payload: Record<string, unknown>): string {
     const pick = (sql: string, id: unknown): string | undefined => (typeof id === 'string' ? (this.s.get(sql).get(id) as { tenant_id: string } | undefined)?.tenant_id : undefined);
+    // An existing run decides: everything an event names alongside a run (its approval, the
+    // conversation whose turn made it, the token that started it) belongs to the run's tenant.
+    const run = typeof payload.run_id === 'string' ? this.runs.of(payload.run_id) : undefined;
+    if (run !== undefined) return run;
     return (
-      pick('SELECT tenant_id FROM tenant_runs WHERE run_id = ?', payload.run_id) ??
       pick('SELECT tenant_id FROM approvals WHERE id = ?', payload.approval_id) ??
       pick('SELECT tenant_id FROM conversations WHERE id = ?', payload.conversation_id) ??
       // artifact.created names no run: the creating token's tenant.
-      pick('SELECT tenant_id FROM tenant_tokens WHERE token_id = ?', payload.created_by) ??
+      (typeof payload.created_by === 'string' ? this.tokens.of(payload.created_by) : undefined) ??
       'default'
     );
   }

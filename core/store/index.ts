@@ -47,7 +47,8 @@ import { chmodSync, closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, st
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { orderAppends, prepared, sqliteDb, type SqlDb, type SqlStatement } from './statements.js';
-import { NODES_CHANNEL, OUTBOX_CHANNEL, PgDb, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
+import { OwnerLookup, RUN_OWNER_SQL, TOKEN_OWNER_SQL } from './owners.js';
+import { NODES_CHANNEL, OUTBOX_CHANNEL, PgDb, commitRolledBack, openPgDb, pgSchemaVersion, type PgOpenOptions } from './pg/db.js';
 import type { PgListenEvent } from './pg/bridge.js';
 import { TyrumError } from '../errors/index.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
@@ -337,8 +338,11 @@ function tokenFromRow(row: TokenRow): TokenRecord {
 /** Token repository. Callers own hashing; this only persists. */
 export class TokenRepo {
   private liveStmt: SqlStatement | undefined;
-
-  constructor(private readonly db: SqlDb) {}
+  constructor(
+    private readonly db: SqlDb,
+    /** Token → tenant (core/store/owners.ts), shared with the connection's OutboxRepo. */
+    private readonly owners = new OwnerLookup(db, TOKEN_OWNER_SQL),
+  ) {}
 
   insert(t: TokenRecord): void {
     prepared(this.db, 
@@ -347,11 +351,12 @@ export class TokenRepo {
       )
       .run({ ...withoutTenant(t), scopes: JSON.stringify(t.scopes), roles: JSON.stringify(t.roles), single_use: t.single_use ? 1 : 0 });
     if (t.tenant_id !== undefined && t.tenant_id !== 'default') prepared(this.db, 'INSERT INTO tenant_tokens (token_id, tenant_id) VALUES (?, ?)').run(t.id, t.tenant_id);
+    this.owners.learn(t.id, t.tenant_id ?? 'default');
   }
 
   /** The tenant a token acts in ('default' for one with no ownership row, or an unknown id). */
   tenantOf(id: string): string {
-    return (prepared(this.db, 'SELECT tenant_id FROM tenant_tokens WHERE token_id = ?').get(id) as { tenant_id: string } | undefined)?.tenant_id ?? 'default';
+    return this.owners.of(id) ?? 'default';
   }
 
   /**
@@ -747,8 +752,11 @@ export interface Repos {
 }
 
 export function createRepos(sql: SqlDb): Repos {
+  // Who owns a run or a token never changes: cached once seen, shared by the repositories that ask.
+  const runOwners = new OwnerLookup(sql, RUN_OWNER_SQL);
+  const tokenOwners = new OwnerLookup(sql, TOKEN_OWNER_SQL);
   return {
-    tokens: new TokenRepo(sql),
+    tokens: new TokenRepo(sql, tokenOwners),
     tenants: new TenantRepo(sql),
     devices: new DeviceRepo(sql),
     audit: new AuditRepo(sql),
@@ -756,9 +764,9 @@ export function createRepos(sql: SqlDb): Repos {
     pluginKv: new PluginKvRepo(sql),
     secrets: new SecretRepo(sql),
     policy: new PolicyRepo(sql),
-    execution: new ExecutionRepo(sql),
+    execution: new ExecutionRepo(sql, runOwners),
     approvals: new ApprovalRepo(sql),
-    outbox: new OutboxRepo(sql),
+    outbox: new OutboxRepo(sql, runOwners, tokenOwners),
     mcp: new McpRepo(sql),
     pairings: new NodePairingRepo(sql),
     conversations: new ConversationRepo(sql),
@@ -1100,6 +1108,14 @@ export class Store {
     return { ...this.stats };
   }
 
+  /**
+   * Statements this store sent to PostgreSQL, on its writer and `committed`-reader connections:
+   * each is a round trip the calling thread blocks for. 0 on SQLite (statements run in-process).
+   */
+  roundTrips(): number {
+    return (this.pg?.bridge.statements ?? 0) + (this.pgReader?.bridge.statements ?? 0);
+  }
+
   /** Units written but not yet durable: those of the open group and of groups waiting for their sync. */
   pendingUnits(): number {
     let n = this.group?.units.length ?? 0;
@@ -1175,7 +1191,9 @@ export class Store {
     this.unitAfter = after;
     try {
       // Each unit is a SAVEPOINT of the open transaction: a throw rolls back this unit only.
-      prepared(this.sql, 'SAVEPOINT unit').run();
+      // (PostgreSQL sets and releases them lazily, saving round trips: PgDb.openUnit.)
+      if (this.pg !== null) this.pg.openUnit();
+      else prepared(this.sql, 'SAVEPOINT unit').run();
       let value: T;
       try {
         value = fn();
@@ -1183,12 +1201,16 @@ export class Store {
         // PostgreSQL: a connection lost meanwhile took the transaction with it; nothing to roll
         // back, and a statement now would wait to reconnect for nothing (the group fails anyway).
         if (this.pg !== null && this.pg.bridge.generation !== this.groupGeneration) return { ok: false, error: e };
-        prepared(this.sql, 'ROLLBACK TO unit').run();
-        this.pg?.appendsReleased();
-        prepared(this.sql, 'RELEASE unit').run();
+        if (this.pg !== null) {
+          this.pg.unitFailed();
+        } else {
+          prepared(this.sql, 'ROLLBACK TO unit').run();
+          prepared(this.sql, 'RELEASE unit').run();
+        }
         return { ok: false, error: e };
       }
-      prepared(this.sql, 'RELEASE unit').run();
+      if (this.pg !== null) this.pg.unitDone();
+      else prepared(this.sql, 'RELEASE unit').run();
       return { ok: true, value, after };
     } catch (e) {
       return { ok: false, error: e };
@@ -1223,15 +1245,17 @@ export class Store {
           // acknowledges it (durable: synchronous_commit=on). The worker runs statements in
           // order, so the next group's BEGIN queues behind it.
           this.pg.txGeneration = null;
-          this.pg.appendsReleased();
+          this.pg.transactionEnded();
           this.stats.commits += 1;
           this.stats.units += group.units.length;
           group.seq = ++this.lastCommitSeq;
           group.pending = true;
           this.unsynced.push(group);
           const t0 = this.observer ? performance.now() : 0;
-          this.pg.bridge.sendNotify('COMMIT', (err) => {
+          this.pg.bridge.sendNotify('COMMIT', (err, result) => {
             group.pending = false;
+            // A transaction that had failed is rolled back by COMMIT, answered "ROLLBACK" with no error.
+            if (err === null && result?.command === 'ROLLBACK') err = commitRolledBack();
             // The COMMIT's duration, from posting to the server's answer (it includes the server's WAL flush).
             if (err === null) this.observer?.committed((performance.now() - t0) / 1000);
             if (err !== null) group.failed = commitFailure(err);
@@ -1241,12 +1265,15 @@ export class Store {
           return failure;
         }
         const t0 = this.observer ? performance.now() : 0;
-        prepared(this.sql, 'COMMIT').run();
-        this.observer?.committed((performance.now() - t0) / 1000);
         if (this.pg !== null) {
+          const r = this.pg.exec('COMMIT');
           this.pg.txGeneration = null;
-          this.pg.appendsReleased();
+          this.pg.transactionEnded();
+          if (r.command === 'ROLLBACK') throw commitRolledBack();
+        } else {
+          prepared(this.sql, 'COMMIT').run();
         }
+        this.observer?.committed((performance.now() - t0) / 1000);
         this.stats.commits += 1;
         this.stats.units += group.units.length;
         group.seq = ++this.lastCommitSeq;

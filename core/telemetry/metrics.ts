@@ -73,6 +73,8 @@ export interface StoreCounters {
 /** The figures read at scrape time. Each must be cheap: it runs on every scrape. */
 export interface MetricSources {
   store(): StoreCounters;
+  /** Statements sent to PostgreSQL, each a blocking round trip (0 on SQLite). */
+  storeRoundTrips(): number;
   /** Units written but not yet durable (in the open group or waiting for their fdatasync). */
   commitQueue(): number;
   /** Jobs waiting for a sandbox worker. */
@@ -157,6 +159,7 @@ export class GatewayMetrics {
     counterFrom('tyrum_store_commits_total', 'Group commits (transactions) the store made durable.', (s) => s.store().commits);
     counterFrom('tyrum_store_units_committed_total', 'Units (one writer\'s records) carried by those commits.', (s) => s.store().units);
     counterFrom('tyrum_store_fdatasyncs_total', 'fdatasync calls the store made on the write-ahead log.', (s) => s.store().syncs);
+    counterFrom('tyrum_store_round_trips_total', 'Statements the store sent to PostgreSQL, each a round trip the gateway waits for (0 on SQLite, whose statements run in-process).', (s) => s.storeRoundTrips());
     const gaugeFrom = (name: string, help: string, read: (s: MetricSources) => number) =>
       new Gauge({
         name,

@@ -48,6 +48,11 @@ export interface PgResult {
   rows: Array<Record<string, unknown>>;
   rowCount: number;
   fields: PgField[];
+  /**
+   * The server's command tag of the (last) statement, e.g. "COMMIT", "INSERT". A COMMIT of a
+   * transaction that had failed is answered "ROLLBACK", with no error: the store checks the tag.
+   */
+  command?: string;
 }
 
 export interface PgBridgeOptions {
@@ -76,7 +81,7 @@ export class PgSqlError extends Error {
 }
 
 type Answer =
-  | { id: number; ok: true; rows: Array<Record<string, unknown>>; rowCount: number; fields: PgField[] }
+  | { id: number; ok: true; rows: Array<Record<string, unknown>>; rowCount: number; fields: PgField[]; command: string }
   | { id: number; ok: false; kind: 'sql'; message: string; code: string; constraint?: string }
   | { id: number; ok: false; kind: 'lost' | 'range'; message: string };
 
@@ -140,7 +145,7 @@ function convert(res) {
       row[f.name] = n;
     }
   }
-  return { rows: res.rows, rowCount: res.rowCount ?? 0, fields };
+  return { rows: res.rows, rowCount: res.rowCount ?? 0, fields, command: res.command };
 }
 
 function param(v) {
@@ -166,7 +171,7 @@ async function run(m, retried) {
     const res = await c.query(q);
     const r = convert(Array.isArray(res) ? res[res.length - 1] : res);
     if (r.range !== undefined) return answer({ id: m.id, ok: false, kind: 'range', message: r.range });
-    answer({ id: m.id, ok: true, rows: r.rows, rowCount: r.rowCount, fields: r.fields });
+    answer({ id: m.id, ok: true, rows: r.rows, rowCount: r.rowCount, fields: r.fields, command: r.command });
   } catch (e) {
     if (lostError(e)) {
       if (client === c) client = null;
@@ -356,9 +361,13 @@ export class PgBridge {
     port.close();
   }
 
+  /** Statements posted to the server so far (each one a round trip; metrics and the bench read it). */
+  statements = 0;
+
   private post(text: string, values: readonly unknown[], prepare: boolean, strict = true): number {
     if (this.closed) throw new TyrumError('TYRUM_ERR_INTERNAL', 'the PostgreSQL store is closed');
     if (this.worker === null) this.start();
+    this.statements += 1;
     const id = ++this.nextId;
     const req: Request = { id, text, values: values as unknown[] };
     if (!strict) req.strict = false;
@@ -454,7 +463,7 @@ export class PgBridge {
           if (v instanceof Uint8Array && !Buffer.isBuffer(v)) row[f.name] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
         }
       }
-      return { rows: a.rows, rowCount: a.rowCount, fields: a.fields };
+      return { rows: a.rows, rowCount: a.rowCount, fields: a.fields, command: a.command };
     }
     if (a.kind === 'sql') throw new PgSqlError(sqlMessage(a.code, a.message), a.code, a.constraint);
     if (a.kind === 'range') throw new TyrumError('TYRUM_ERR_INTERNAL', `refusing a PostgreSQL value: ${a.message}`);

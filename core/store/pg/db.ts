@@ -265,15 +265,61 @@ export class PgDb implements SqlDb {
     // message while another claims the queued turn; MAX(seq) + 1) could interleave. The lock's
     // notification also tells the other replicas of every commit (their dataVersion wake-up).
     // The id is a UUID (no quote can occur in it); parameters cannot go with several statements.
+    // The group's first unit's savepoint is set by the same round trip (see `openUnit`).
     this.bridge.query(
       `BEGIN; SELECT pg_advisory_xact_lock(${LOG_LOCK}), pg_notify('${OUTBOX_CHANNEL}', ''); ` +
         `INSERT INTO tyrum_writers (writer, commits, last_at) VALUES ('${this.writerId}', 1, ${Date.now()}) ` +
-        'ON CONFLICT (writer) DO UPDATE SET commits = tyrum_writers.commits + 1, last_at = excluded.last_at',
+        'ON CONFLICT (writer) DO UPDATE SET commits = tyrum_writers.commits + 1, last_at = excluded.last_at; ' +
+        `SAVEPOINT ${UNIT}`,
       [],
       false,
       false,
     );
     this.appendsOrdered = true;
+    this.unit = 'fresh';
+  }
+
+  /**
+   * The group transaction's unit savepoint: 'fresh' (set, no statement of a unit ran in it yet),
+   * 'done' (the last unit succeeded; its savepoint is left for the next unit or COMMIT to release),
+   * 'open' (a unit is running in it) or 'none' (outside a group transaction).
+   */
+  private unit: 'none' | 'fresh' | 'open' | 'done' = 'none';
+
+  /**
+   * A unit of the group begins: it needs a savepoint of its own, so that a throw rolls back this
+   * unit only. Round trips are what a governed call costs here (each statement blocks the thread
+   * for one), so savepoints are set lazily: the first unit's with the BEGIN, and later ones as
+   * `RELEASE unit; SAVEPOINT unit` in one round trip; a successful unit's own RELEASE is not sent
+   * (the next unit's statement or the COMMIT, which releases every savepoint, does it).
+   */
+  openUnit(): void {
+    if (this.unit === 'fresh') {
+      this.unit = 'open';
+      return;
+    }
+    const text = this.unit === 'done' ? `RELEASE ${UNIT}; SAVEPOINT ${UNIT}` : `SAVEPOINT ${UNIT}`;
+    this.unit = 'none';
+    this.exec(text);
+    this.unit = 'open';
+  }
+
+  /** The running unit succeeded: its savepoint stays until the next unit or the COMMIT (no round trip). */
+  unitDone(): void {
+    this.unit = 'done';
+  }
+
+  /** The running unit threw: its writes are rolled back (one round trip) and its savepoint released. */
+  unitFailed(): void {
+    this.unit = 'none';
+    this.exec(`ROLLBACK TO ${UNIT}; RELEASE ${UNIT}`);
+    this.appendsReleased();
+  }
+
+  /** The group transaction ended (COMMIT or ROLLBACK posted). */
+  transactionEnded(): void {
+    this.unit = 'none';
+    this.appendsReleased();
   }
 
   /**
@@ -300,6 +346,7 @@ export class PgDb implements SqlDb {
     const began = this.txGeneration;
     this.txGeneration = null;
     this.appendsOrdered = false;
+    this.unit = 'none';
     // The connection the transaction began on is gone: the server rolled it back already, and
     // a ROLLBACK now would only wait for a new connection (a stalled server: the whole timeout).
     if (began !== null && began !== this.bridge.generation) return;
@@ -352,6 +399,17 @@ export function pgSettings(db: PgDb): PgSettingsReport {
   const rows = db.exec("SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes')").rows as Array<{ name: string; setting: string }>;
   const get = (n: string): string => rows.find((r) => r.name === n)?.setting ?? 'unknown';
   return { synchronous_commit: get('synchronous_commit'), fsync: get('fsync'), full_page_writes: get('full_page_writes') };
+}
+
+/** The group transaction's unit savepoint (see `PgDb.openUnit`). */
+const UNIT = 'unit';
+
+/**
+ * The error for a COMMIT the server answered "ROLLBACK": the transaction had failed (a statement
+ * in it failed outside any unit's savepoint), so none of its writes were kept.
+ */
+export function commitRolledBack(): TyrumError {
+  return new TyrumError('TYRUM_ERR_STORE_UNAVAILABLE', 'PostgreSQL rolled the transaction back at COMMIT (a statement in it had failed): its writes are not kept');
 }
 
 /** The advisory lock key outbox and audit appends run under (see `PgDb.orderAppends`). */

@@ -313,3 +313,21 @@ t.test('a caller still waiting on a run when the engine stops is answered, and i
   await new Promise((r) => setTimeout(r, 1500));
   t.same(uncaught, [], 'no timer fired against the closed store');
 });
+
+t.test("the run's tenant reaches the executor from the engine, also for a run taken at once (whose row is written only with its first commit)", async (t) => {
+  const env = setup(t);
+  await env.store.commit(() => env.store.tenants.insert({ id: 'acme', label: 'Acme', created_at: 1 }));
+  const seen: Array<{ where: string; run_id: string; tenant: string }> = [];
+  env.world.beforeCall = async (call) => {
+    seen.push({ where: 'execute', run_id: call.run_id, tenant: call.tenant_id });
+  };
+  const now = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { a: 1 } }], created_by: me, tenant_id: 'acme' }, { runNow: true });
+  const queued = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { a: 2 } }], created_by: me, tenant_id: 'acme' });
+  const host = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: { a: 3 } }], created_by: me }, { runNow: true });
+  for (const r of [now, queued, host]) t.equal((await env.engine.wait(r.run.id, 5000)).run.state, 'succeeded');
+  const of = (id: string) => seen.filter((s) => s.run_id === id).map((s) => `${s.where}:${s.tenant}`);
+  t.same(of(now.run.id), ['execute:acme'], 'taken at once: the tenant from the submission, not a store read');
+  t.same(of(queued.run.id), ['execute:acme'], 'queued: the tenant from the store');
+  t.same(of(host.run.id), ['execute:default']);
+  t.equal(env.store.execution.runTenant(now.run.id), 'acme', 'and the stored run is the tenant\'s');
+});

@@ -42,3 +42,18 @@ t.test('a quick reconnect keeps the entry; roles are separate entries; nodes def
   t.equal(p.list().length, 2, 'reconnected within the window: not pruned');
   t.notOk(events.includes('presence.pruned'));
 });
+
+t.test("one device in two tenants: two entries, each announced to its own tenant's clients", async (t) => {
+  const events: Array<[string, string, Record<string, unknown>]> = [];
+  const p = new PresenceRegistry({ emit: (type, payload, tenant) => events.push([type, tenant, payload]), ttlMs: 30 });
+  t.teardown(() => p.close());
+  p.connected(peer());
+  p.connected(peer({ connectionId: 'c2', token: { tenant_id: 'acme' } }));
+  t.same(events.map(([type, tenant]) => [type, tenant]), [['presence.upserted', 'default'], ['presence.upserted', 'acme']]);
+  t.same(p.list().map((e) => [e.device_id, e.connections]), [['dev_a', 1], ['dev_a', 1]], 'presence.list (the host) shows both; neither counts the other');
+  t.notOk('tenant' in p.list()[0]!, 'the listed entry has the wire shape (no tenant member)');
+  p.disconnected(peer({ connectionId: 'c2', token: { tenant_id: 'acme' } }));
+  await new Promise((r) => setTimeout(r, 80));
+  t.same(events.slice(2).map(([type, tenant, payload]) => [type, tenant, type === 'presence.pruned' ? payload.reason : (payload.entry as { connected: boolean }).connected]), [['presence.upserted', 'acme', false], ['presence.pruned', 'acme', 'disconnected']], "acme's disconnect and prune go to acme");
+  t.match(p.list(), [{ device_id: 'dev_a', connected: true, connections: 1 }], "the host's entry is untouched");
+});

@@ -77,7 +77,14 @@ t.test('GET /metrics', async (t) => {
     t.match(await mcp.json(), { error: { code: 'forbidden', message: /only operator\.metrics/ } });
     const artifact = await fetch(`http://127.0.0.1:${gw.port}/artifacts/sha256:${'0'.repeat(64)}`, { headers: { authorization: `Bearer ${scraper.token}` } });
     t.equal(artifact.status, 403, 'GET /artifacts is refused');
-    const denied = gw.audit.list({}).filter((e) => e.type === 'authz.denied' && (e.actor as { id?: string }).id === scraper.record.id).map((e) => (e.data as { request_type: string }).request_type);
+    // The refusal is answered before its audit entry commits (the entry is appended, not awaited):
+    // wait for the entries (up to 10 s), then compare.
+    const deniedNow = () => gw.audit.list({}).filter((e) => e.type === 'authz.denied' && (e.actor as { id?: string }).id === scraper.record.id).map((e) => (e.data as { request_type: string }).request_type);
+    let denied = deniedNow();
+    for (let i = 0; i < 200 && denied.length < 4; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      denied = deniedNow();
+    }
     t.same(denied.sort(), ['GET /artifacts', 'POST /mcp', 'WebSocket upgrade', 'WebSocket upgrade'], 'each refusal is audited');
     const presence = await conn.request('presence.list', {});
     t.notMatch(JSON.stringify(presence), scraper.record.id, 'it never appeared in presence');
@@ -123,6 +130,8 @@ t.test('GET /metrics', async (t) => {
     if (gw.store.dialect === 'sqlite') t.ok(moved('tyrum_store_fdatasyncs_total') >= 1, 'the store synced the log (a real SQLite file)');
     else t.equal(moved('tyrum_store_fdatasyncs_total'), 0, 'no fdatasync by the store on PostgreSQL: the server makes COMMIT durable');
     t.equal(moved('tyrum_store_sync_duration_seconds_count'), moved('tyrum_store_fdatasyncs_total'), 'each fdatasync is timed once');
+    if (gw.store.dialect === 'sqlite') t.equal(moved('tyrum_store_round_trips_total'), 0, 'no round trips on SQLite: statements run in-process');
+    else t.ok(moved('tyrum_store_round_trips_total') >= 3 * N, `PostgreSQL round trips counted (${moved('tyrum_store_round_trips_total')} for ${N} calls)`);
     t.ok(moved('tyrum_store_commit_duration_seconds_count') >= N, 'each COMMIT is timed');
     t.ok(moved('tyrum_ws_frames_received_total') >= N && moved('tyrum_ws_frames_sent_total') >= N, 'frames counted both ways');
     t.equal(sample(after, 'tyrum_runs_active'), 0, 'no run is being driven once all answered');

@@ -149,6 +149,54 @@ t.test('a COMMIT the server refuses rejects every unit of its group, after the g
   t.same(seqs(), [1, 3]);
 });
 
+t.test('a transaction that failed outside any unit is not acknowledged: COMMIT answered "ROLLBACK" rejects every unit of the group', { skip }, async (t) => {
+  const { s, seqs, pg } = await open(t);
+  const a = s.commit(() => s.audit.insert(row(1)));
+  // A statement of the group's transaction that fails outside a unit's savepoint aborts the
+  // whole transaction; PostgreSQL then answers COMMIT with "ROLLBACK" and no error.
+  t.throws(() => pg.exec('SELECT 1 / 0'), /division by zero/);
+  const b = s.commit(() => s.audit.insert(row(2)));
+  const results = await Promise.allSettled([a, b]);
+  t.match(results[0], { status: 'rejected', reason: { code: 'TYRUM_ERR_STORE_UNAVAILABLE', message: /rolled the transaction back at COMMIT/ } }, 'the unit that ran before is not reported committed');
+  t.equal(results[1].status, 'rejected');
+  t.same(seqs(), [], 'nothing of the group was kept');
+  await s.commit(() => s.audit.insert(row(3)));
+  t.same(seqs(), [3], 'the next group commits');
+});
+
+t.test('units cost one round trip each beyond their statements: savepoints are set with BEGIN and released with the next unit or COMMIT', { skip }, async (t) => {
+  const { s, seqs, pg } = await open(t);
+  const sent: string[] = [];
+  const query = pg.bridge.query.bind(pg.bridge);
+  pg.bridge.query = (text, values, prepare, strict) => {
+    sent.push(text.replace(/\s+/g, ' ').slice(0, 40));
+    return query(text, values, prepare, strict);
+  };
+  const ps = [1, 2, 3].map((i) => s.commit(() => s.audit.insert(row(i))));
+  const bad = s.commit(() => {
+    s.audit.insert(row(4));
+    throw new Error('no');
+  });
+  const last = s.commit(() => s.audit.insert(row(5)));
+  await t.rejects(bad, /no/);
+  await Promise.all([...ps, last]);
+  t.same(seqs(), [1, 2, 3, 5]);
+  const kinds = sent.map((q) => (q.startsWith('BEGIN') ? 'BEGIN' : q.startsWith('INSERT INTO audit_entries') ? 'insert' : q));
+  t.same(kinds, [
+    'BEGIN',
+    'insert',
+    'RELEASE unit; SAVEPOINT unit',
+    'insert',
+    'RELEASE unit; SAVEPOINT unit',
+    'insert',
+    'RELEASE unit; SAVEPOINT unit',
+    'insert',
+    'ROLLBACK TO unit; RELEASE unit',
+    'SAVEPOINT unit',
+    'insert',
+  ], 'no round trip of its own for a unit that succeeds; COMMIT is posted without waiting');
+});
+
 t.test("SQLite-only operations are refused on PostgreSQL, with a coded error", { skip }, async (t) => {
   const { s } = await open(t);
   t.throws(() => s.pragmas(), { code: 'TYRUM_ERR_INTERNAL', message: /SQLite-only/ });
