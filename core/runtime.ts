@@ -138,13 +138,17 @@ export function openHome(home: string, overrides: ConfigOverrides = {}, opts: Op
       const r = approvals.resolve(id, { decision: input.decision, ...(input.reason !== undefined ? { reason: input.reason } : {}), ...(input.mode !== undefined ? { mode: input.mode } : {}) }, actor);
       if (!r.create_override) return { approval: r.approval, override: null };
       // "always": a narrow override for this exact tool; it never beats a deny and is revocable.
+      // The override belongs to the approval's tenant (its run's): another tenant's applies to
+      // that tenant's calls only (docs/tenancy.md); the host's, to every call.
+      const tenant = store.approvals.get(r.approval.id)?.tenant_id ?? DEFAULT_TENANT;
       const override = policy.addOverride({
+        tenant,
         tool_id: r.approval.tool_id,
         created_by: actor.kind === 'token' ? `token:${String(actor.id)}` : `${actor.kind}:${String(actor.user ?? '')}`,
         created_from_approval: r.approval.id,
         ...(input.overrideTtlMs !== undefined ? { expires_at: Date.now() + input.overrideTtlMs } : {}),
       });
-      await audit.append('policy.override_added', actor, { override_id: override.id, tool_id: override.tool_id, approval_id: r.approval.id, expires_at: override.expires_at });
+      await audit.append('policy.override_added', actor, { override_id: override.id, tool_id: override.tool_id, approval_id: r.approval.id, expires_at: override.expires_at, ...(tenant !== DEFAULT_TENANT ? { tenant } : {}) });
       return { approval: r.approval, override };
     };
     return { ...core, plugins, policy, mcp, resolveApproval };
@@ -370,12 +374,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' || d.idempotent === true };
       },
       decide: (step) => {
-        // A tenant's call is decided on the rights of the tenant's own grant.
+        // A tenant's call: decided on the rights of the tenant's own grant, by the stricter of the
+        // host's policy and the tenant's own (docs/tenancy.md).
         const d = tools.describe(step.tool_id, step.tenant_id);
-        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash));
+        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash), undefined, step.tenant_id);
         // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
-        return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons };
+        return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons, ...(p.tenant !== undefined ? { tenant: p.tenant } : {}) };
       },
       execute: (step, ctx) => {
         // Checked again when the call runs: a grant may have changed since the run was accepted.
@@ -508,10 +513,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           // A tenant's turn is offered only what the tenant may call (the check tool.list and every
           // call of the tenant make): the host's other tools are not shown to its model.
           if (tenant !== DEFAULT_TENANT && !tenantMayCall(tenant, t.tool_id)) continue;
-          // Tools the policy denies are not offered to the model (each call is still decided, on
-          // the rights of the tenant's own grant).
+          // Tools the policy denies are not offered to the model (each call is still decided); a
+          // tenant's turn: on its own grant's rights, by its calls' decision (the host's bundle and
+          // its own).
           const d = tools.describe(t.tool_id, tenant);
-          if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced === 'deny') continue;
+          if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null), undefined, tenant).enforced === 'deny') continue;
           out.push({ tool_id: t.tool_id, description: t.description, input_schema: t.input_schema });
         }
         return out;
@@ -696,9 +702,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
             if (typeof e.payload.run_id === 'string') listener(e.payload.run_id);
           }),
         enforcedPolicy: (toolId, tenant) => {
-          // Decided on the rights of the tenant's own grant, as its calls are.
+          // Decided on the rights of the tenant's own grant and its policy, as its calls are.
           const d = tools.describe(toolId, tenant);
-          return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null)).enforced;
+          return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null), undefined, tenant).enforced;
         },
         tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,
         audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),

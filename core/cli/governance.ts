@@ -29,17 +29,30 @@ const POLICY_USAGE = `usage:
   tyrum policy show [--json]                          the active bundle, its snapshot id, history and overrides
   tyrum policy set FILE                               activate a bundle (a new content-addressed snapshot)
   tyrum policy explain TOOL_ID [--args JSON]          the decision for a call and the rules that made it
-  tyrum policy override-revoke ID`;
+  tyrum policy override-revoke ID
+  --tenant T (show, set, explain, override-revoke): tenant T's own bundle and overrides, which only
+  tighten the host's (docs/tenancy.md); without it, the host's`;
 
 export async function policyCmd(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, args: { type: 'string' } }, 1);
+  const { values, positionals } = parse(rest, { home: { type: 'string' }, json: { type: 'boolean' }, args: { type: 'string' }, tenant: { type: 'string' } }, 1);
   if (values.help || sub === '--help') return (io.out(POLICY_USAGE), 0);
   const { readBundleFile, policyCall } = await import('../policy/index.js');
   const { argsHash } = await import('../approvals/binding.js');
   return withHome(values.home, async (svc) => {
+    const tenant = values.tenant ?? 'default';
+    if (svc.store.tenants.get(tenant) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no tenant "${tenant}" (tyrum tenant list)`, { tenant });
+    /** Audit data of a change to a tenant's policy names the tenant; the host's reads as before. */
+    const ofTenant = tenant === 'default' ? {} : { tenant };
     switch (sub) {
       case 'show': {
+        if (tenant !== 'default') {
+          const own = svc.policy.tenantActive(tenant);
+          const out = { tenant, snapshot_id: own?.id ?? null, bundle: own?.bundle ?? null, history: isoTimes(svc.policy.history(10, tenant)), overrides: isoTimes(svc.policy.overrides(tenant)), host_snapshot_id: svc.policy.active().id };
+          const head = own === null ? `tenant ${tenant}: no bundle of its own` : `tenant ${tenant}: active snapshot ${own.id}\n${JSON.stringify(own.bundle, null, 2)}`;
+          io.out(values.json ? JSON.stringify(out) : `${head}\nthe host's policy ${out.host_snapshot_id} applies as well\noverrides: ${out.overrides.length === 0 ? 'none' : ''}${out.overrides.map((o) => `\n  ${o.id} ${o.tool_id} ${o.status}`).join('')}`);
+          return 0;
+        }
         const a = svc.policy.active();
         const out = { snapshot_id: a.id, bundle: a.bundle, history: isoTimes(svc.policy.history(10)), overrides: isoTimes(svc.policy.overrides()) };
         io.out(values.json ? JSON.stringify(out) : `active snapshot ${a.id}\n${JSON.stringify(a.bundle, null, 2)}\noverrides: ${out.overrides.length === 0 ? 'none' : ''}${out.overrides.map((o) => `\n  ${o.id} ${o.tool_id} ${o.status}`).join('')}`);
@@ -47,8 +60,8 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
       }
       case 'set': {
         const file = need(positionals[0], 'FILE', 'tyrum policy set FILE');
-        const r = svc.policy.set(readBundleFile(file), `cli:${who().user}`, file);
-        svc.audit.appendSync('policy.set', who(), { snapshot_id: r.id, changed: r.changed, source: file });
+        const r = svc.policy.set(readBundleFile(file), `cli:${who().user}`, file, tenant);
+        svc.audit.appendSync('policy.set', who(), { snapshot_id: r.id, changed: r.changed, source: file, ...ofTenant });
         io.out(values.json ? JSON.stringify({ snapshot_id: r.id, changed: r.changed }) : `${r.changed ? 'activated' : 'already active:'} ${r.id}`);
         return 0;
       }
@@ -62,14 +75,14 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         const m = toolId.startsWith('mcp.') ? svc.mcp.served(new Set(svc.plugins.enabled().map((x) => x.record.id))).find((x) => x.tool_id === toolId) : undefined;
         const entry = m ? { plugin_id: 'mcp', effect: m.effect } : p && tool ? { plugin_id: p.record.id, effect: tool.effect } : undefined;
         const call = policyCall(toolId, entry, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : m ? { risks: [], rights: m.rights } : null, args ? argsHash(args) : null);
-        const e = svc.policy.explain(call);
+        const e = svc.policy.explain(call, undefined, tenant);
         io.out(values.json ? JSON.stringify(e) : e.text);
         return 0;
       }
       case 'override-revoke': {
         const id = need(positionals[0], 'ID', 'tyrum policy override-revoke ID');
-        const r = svc.policy.revokeOverride(id);
-        svc.audit.appendSync('policy.override_revoked', who(), { override_id: id, changed: r.changed });
+        const r = svc.policy.revokeOverride(id, tenant);
+        svc.audit.appendSync('policy.override_revoked', who(), { override_id: id, changed: r.changed, ...ofTenant });
         io.out(`${r.changed ? 'revoked' : 'already revoked:'} ${id}`);
         return 0;
       }

@@ -53,7 +53,7 @@ Secrets (values from stdin only; never printed)
   secret ... --tenant ID                                     a tenant's own handles (default: the host's)
 
 Policy and approvals (work on the home; a running gateway picks changes up)
-  policy show | policy set FILE | policy explain TOOL_ID [--args JSON] | policy override-revoke ID
+  policy show | policy set FILE | policy explain TOOL_ID [--args JSON] | policy override-revoke ID [--tenant T]
   approvals list [--all] | approvals approve ID [--always] [--reason R] | approvals deny ID [--reason R]
 
 Nodes (work on the home; a running gateway delivers tokens and closes nodes at once)

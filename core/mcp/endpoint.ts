@@ -19,10 +19,9 @@
  * - `tools/list` (needs tool.list and policy.explain): the enabled tools whose policy decision,
  *   without arguments, is not `deny` (arguments can only turn require_approval into allow, via an
  *   args-bound override, never a deny into anything), plus the built-in `tyrum_run_status`.
- *   A token of a tenant other than the default (docs/tenancy.md) needs tool.list only (policy.explain
- *   is a host operation): it is offered what its `tool.list` shows (the tools the tenant may call),
- *   less those the host's policy denies ({@link McpEndpointDeps.enforcedPolicy}), the decision that
- *   would apply to its calls.
+ *   A token of a tenant other than the default (docs/tenancy.md) needs tool.list only: it is offered
+ *   what its `tool.list` shows (the tools the tenant may call), less those its calls' decision
+ *   denies (the stricter of the host's policy and the tenant's own, {@link McpEndpointDeps.enforcedPolicy}).
  * - `tools/call` (needs tool.invoke): a durable run, owned by the token's tenant. A tool the
  *   token's tenant may not call is refused with {@link MCP_ERR_FORBIDDEN}, as a WebSocket
  *   `tool.invoke` answers `forbidden`. The client's wait (default
@@ -107,9 +106,10 @@ export interface McpEndpointDeps {
   /** Subscribes to committed changes of runs (to wake a waiting call at once); returns the unsubscribe function. */
   onRunChange?(listener: (runId: string) => void): () => void;
   /**
-   * The policy decision enforced on a call of `toolId` without arguments (what `policy.explain`
-   * reports as `enforced`): how `tools/list` leaves out denied tools for a token of a tenant other
-   * than the default, which may not call policy.explain.
+   * The policy decision enforced on `tenant`'s call of `toolId` without arguments (what
+   * `policy.explain` by its token reports as `enforced`: the stricter of the host's policy and the
+   * tenant's own): how `tools/list` leaves out denied tools for a token of a tenant other than the
+   * default, without asking it for policy.explain.
    */
   enforcedPolicy(toolId: string, tenant: string): string;
   /** Whether a token is still live; checked while a call waits, so a revocation ends the wait. */
@@ -416,7 +416,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
   }
 
   async function listTools(peer: Peer): Promise<{ tools: Tool[] }> {
-    // Policy is the host's: another tenant's token cannot explain it, but its calls are decided by it.
+    // Another tenant's token is not asked for policy.explain: its tools are filtered by the decision its calls get.
     const hosted = tenantOf(peer.token) === DEFAULT_TENANT;
     authorizeOps(hosted ? ['tool.list', 'policy.explain'] : ['tool.list'], peer, 'tools/list');
     try {

@@ -168,3 +168,69 @@ export function decide(snapshot: PolicySnapshot, call: PolicyCall, overrides: re
 
   return { decision, enforced, snapshot_id: snapshot.id, mode: bundle.mode, matched, source, override_id: overrideId, reasons };
 }
+
+/** A tenant's own part of a decision: its bundle (none: it tightens nothing) and its overrides. */
+export interface TenantPolicy {
+  tenant_id: string;
+  snapshot: PolicySnapshot | null;
+  /** The tenant's overrides: they apply to this tenant's calls only. */
+  overrides: readonly PolicyOverride[];
+}
+
+/** What the tenant's policy contributed to a decision (recorded as `tenant` on the decision). */
+export type TenantDecision = NonNullable<PolicyDecision['tenant']>;
+
+/**
+ * Decide a call of a tenant other than the default (docs/tenancy.md, "Policy"). The host's
+ * bundle is the ceiling: the host's decision is made as for any call, with the host's overrides,
+ * and the tenant's overrides may also relax its require_approval (never a deny). The tenant's
+ * bundle, when it has one, decides the call too (its overrides relax its require_approval; the
+ * host's do not: the tenant asked for the approval). The result is the stricter of the two
+ * (deny > require_approval > allow), for `decision` and for `enforced` alike.
+ *
+ * Without a tenant bundle and with no tenant override taking part, this is exactly `decide` of
+ * the host's snapshot: the same object, with no `tenant` member.
+ */
+export function decideForTenant(host: PolicySnapshot, call: PolicyCall, hostOverrides: readonly PolicyOverride[], tenant: TenantPolicy, now: number): PolicyDecision {
+  const tenantOverrideIds = new Set(tenant.overrides.map((o) => o.id));
+  const h = decide(host, call, [...hostOverrides, ...tenant.overrides], now);
+  const hostUsedTenantOverride = h.override_id !== null && tenantOverrideIds.has(h.override_id);
+  if (tenant.snapshot === null && !hostUsedTenantOverride) return h;
+  const t = tenant.snapshot === null ? null : decide(tenant.snapshot, call, tenant.overrides, now);
+  const decision = strongest(h.decision, t?.decision ?? 'allow');
+  const enforced = strongest(h.enforced, t?.enforced ?? 'allow');
+  // The part that made the result: the tenant's when it is stricter (on a tie the host's, the
+  // ceiling), or when the tenant's override took it down to the host's decision.
+  const byTenant = t !== null && (RANK[t.decision] > RANK[h.decision] || (t.decision === h.decision && t.source === 'override' && h.source !== 'override'));
+  const tenantOverride = t?.override_id ?? (hostUsedTenantOverride ? h.override_id : null);
+  const reasons = [...h.reasons];
+  if (hostUsedTenantOverride) reasons.push(`override ${h.override_id} is tenant ${tenant.tenant_id}'s: it applies to this tenant's calls only`);
+  if (t === null) reasons.push(`tenant ${tenant.tenant_id} has no policy bundle of its own`);
+  else {
+    for (const r of t.reasons) reasons.push(`tenant ${tenant.tenant_id} policy ${t.snapshot_id}: ${r}`);
+    reasons.push(`the stricter of the host's ${h.decision} and tenant ${tenant.tenant_id}'s ${t.decision}: ${decision}`);
+  }
+  const detail: TenantDecision = {
+    tenant_id: tenant.tenant_id,
+    snapshot_id: t?.snapshot_id ?? null,
+    decision: t?.decision ?? null,
+    enforced: t?.enforced ?? null,
+    mode: t?.mode ?? null,
+    matched: t?.matched ?? [],
+    source: t?.source ?? null,
+    override_id: tenantOverride,
+    decided: byTenant || hostUsedTenantOverride,
+  };
+  return {
+    decision,
+    enforced,
+    snapshot_id: h.snapshot_id,
+    // Enforce when either bundle enforces: an observe-mode bundle does not weaken the other's.
+    mode: h.mode === 'enforce' || t?.mode === 'enforce' ? 'enforce' : 'observe',
+    matched: h.matched,
+    source: byTenant ? t!.source : h.source,
+    override_id: byTenant ? t!.override_id : h.override_id,
+    reasons,
+    tenant: detail,
+  };
+}

@@ -2,9 +2,9 @@
  * Policy: which tool calls are allowed, need approval, or are denied. `decide` and `explain`
  * are pure; `PolicyService` stores snapshots and overrides; `readBundleFile` loads a bundle.
  */
-export { decide, strongest, ruleMatches, criterionMatches, overrideApplies, overrideLive, BUILTIN_DEFAULTS, MATCH_KEYS } from './decide.js';
-export type { PolicyCall, PolicyDecision, PolicyOverride, PolicySnapshot, MatchKey } from './decide.js';
-export { explain } from './explain.js';
+export { decide, decideForTenant, strongest, ruleMatches, criterionMatches, overrideApplies, overrideLive, BUILTIN_DEFAULTS, MATCH_KEYS } from './decide.js';
+export type { PolicyCall, PolicyDecision, PolicyOverride, PolicySnapshot, MatchKey, TenantPolicy, TenantDecision } from './decide.js';
+export { explain, explainForTenant } from './explain.js';
 export type { PolicyExplanation, RuleExplanation, CriterionExplanation, OverrideExplanation } from './explain.js';
 export { globMatch, globProblem } from './glob.js';
 export { bundleIssues, parseBundle, snapshotId, defaultBundle, policyDeniedError } from './bundle.js';

@@ -1,6 +1,11 @@
 /**
  * The policy service: the stored side of policy (snapshots, the active pointer, overrides)
  * around the pure `decide`. This module does the I/O and reads the clock; decide.ts does not.
+ *
+ * Tenants (docs/tenancy.md, "Policy"): every method takes the caller's tenant, default the host
+ * tenant, whose behaviour is as before tenancy. Another tenant's `set` stores its own bundle,
+ * which only tightens the host's; its overrides and history are its own; its calls are decided
+ * by `decideForTenant`.
  */
 import { randomBytes } from 'node:crypto';
 import type { Store } from '../store/index.js';
@@ -8,8 +13,9 @@ import type { PolicyOverrideRow, PolicySnapshotRow } from '../store/policy.js';
 import { POLICY_GLOB_CHARSETS, type PolicyBundle } from '../../schemas/src/policy.js';
 import { TyrumError } from '../errors/index.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import { decide, type PolicyCall, type PolicyDecision, type PolicyOverride, type PolicySnapshot } from './decide.js';
-import { explain, type PolicyExplanation } from './explain.js';
+import { DEFAULT_TENANT } from '../../schemas/src/operations.js';
+import { decide, decideForTenant, type TenantPolicy, type PolicyCall, type PolicyDecision, type PolicyOverride, type PolicySnapshot } from './decide.js';
+import { explain, explainForTenant, type PolicyExplanation } from './explain.js';
 import { defaultBundle, parseBundle, snapshotIdOfCanonical } from './bundle.js';
 
 export interface PolicyServiceOptions {
@@ -55,6 +61,8 @@ export interface AddOverrideInput {
   created_by: string;
   /** The approval resolved with `mode: always` that created it. */
   created_from_approval?: string | null;
+  /** The tenant that owns it (default: the host's, which applies to every tenant's calls). */
+  tenant?: string;
 }
 
 /** Who writes the built-in default snapshot on first use. */
@@ -108,11 +116,24 @@ export class PolicyService {
    * any key order) is the same snapshot; setting the active one again changes nothing.
    * Throws TYRUM_ERR_POLICY_INVALID naming the offending paths.
    */
-  set(bundle: unknown, actor: string, source = 'policy bundle'): SetResult {
+  set(bundle: unknown, actor: string, source = 'policy bundle', tenant: string = DEFAULT_TENANT): SetResult {
     const valid = parseBundle(bundle, source);
     const text = canonicalJson(valid);
     const id = snapshotIdOfCanonical(text);
     const at = this.now();
+    if (tenant !== DEFAULT_TENANT) {
+      // Pairing rules approve the host's nodes: a tenant has none to approve.
+      if (valid.pairing !== undefined) {
+        throw new TyrumError('TYRUM_ERR_POLICY_INVALID', `${source}: /pairing: pairing rules are the host's; a tenant's bundle decides tool calls only`, { issues: [{ path: '/pairing', message: "pairing rules are the host's" }] });
+      }
+      const changed = this.store.tx(() => {
+        this.store.policy.insertTenantSnapshot(tenant, { id, bundle: text, created_at: at, created_by: actor });
+        if (this.store.policy.tenantActive(tenant)?.snapshot_id === id) return false;
+        this.store.policy.activateTenant(tenant, id, at, actor);
+        return true;
+      });
+      return { ...this.getTenant(tenant, id), changed };
+    }
     const changed = this.store.tx(() => {
       this.store.policy.insertSnapshot({ id, bundle: text, created_at: at, created_by: actor });
       if (this.store.policy.active()?.snapshot_id === id) return false;
@@ -129,15 +150,28 @@ export class PolicyService {
     return { id: row.id, bundle: this.bundleOf(row), created_at: row.created_at, created_by: row.created_by };
   }
 
-  /** Activations, newest first. */
-  history(limit = 100): PolicyActivation[] {
-    return this.store.policy.activations(limit);
+  /** A snapshot of `tenant`'s own bundle by id; TYRUM_ERR_NOT_FOUND when the tenant has none such. */
+  getTenant(tenant: string, id: string): StoredSnapshot {
+    const row = this.store.policy.getTenantSnapshot(tenant, id);
+    if (row === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no policy snapshot ${id}`, { snapshot_id: id });
+    return { id: row.id, bundle: this.bundleOf(row), created_at: row.created_at, created_by: row.created_by };
   }
 
-  /** Every override with its status now, oldest first. */
-  overrides(): OverrideInfo[] {
+  /** `tenant`'s own active bundle (a tenant other than the default), or null when it never set one. */
+  tenantActive(tenant: string): StoredSnapshot | null {
+    const current = this.store.policy.tenantActive(tenant);
+    return current === undefined ? null : this.getTenant(tenant, current.snapshot_id);
+  }
+
+  /** Activations, newest first: the host's, or `tenant`'s own bundle's. */
+  history(limit = 100, tenant: string = DEFAULT_TENANT): PolicyActivation[] {
+    return tenant === DEFAULT_TENANT ? this.store.policy.activations(limit) : this.store.policy.tenantActivations(tenant, limit);
+  }
+
+  /** Every override of `tenant` (default: the host's) with its status now, oldest first. */
+  overrides(tenant: string = DEFAULT_TENANT): OverrideInfo[] {
     const now = this.now();
-    return this.store.policy.listOverrides().map((r) => this.info(r, now));
+    return this.store.policy.listOverrides(tenant).map((r) => this.info(r, now));
   }
 
   /**
@@ -164,7 +198,7 @@ export class PolicyService {
       expires_at: expiresAt,
       revoked_at: null,
     };
-    this.store.tx(() => this.store.policy.insertOverride(row));
+    this.store.tx(() => this.store.policy.insertOverride(row, input.tenant ?? DEFAULT_TENANT));
     return this.info(row, now);
   }
 
@@ -172,24 +206,43 @@ export class PolicyService {
    * Revokes an override. `changed` is false when it was already revoked (revoking is
    * idempotent); TYRUM_ERR_NOT_FOUND when there is no such override.
    */
-  revokeOverride(id: string): { override: OverrideInfo; changed: boolean } {
+  revokeOverride(id: string, tenant: string = DEFAULT_TENANT): { override: OverrideInfo; changed: boolean } {
     const now = this.now();
     const changed = this.store.tx(() => {
-      if (this.store.policy.getOverride(id) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no policy override ${id}`, { override_id: id });
-      return this.store.policy.revokeOverride(id, now);
+      // Another tenant's override is as unknown as a missing one.
+      if (this.store.policy.getOverride(id, tenant) === undefined) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no policy override ${id}`, { override_id: id });
+      return this.store.policy.revokeOverride(id, now, tenant);
     });
-    return { override: this.info(this.store.policy.getOverride(id)!, now), changed };
+    return { override: this.info(this.store.policy.getOverride(id, tenant)!, now), changed };
   }
 
-  /** Decides `call` against the active snapshot and the tool's overrides (pure `decide`). */
-  decide(call: PolicyCall, now: number = this.now()): PolicyDecision {
-    return decide(this.activeSnapshot(), call, this.store.policy.unrevokedForTool(call.tool_id), now);
+  /**
+   * Decides `call` against the active snapshot and the tool's overrides (pure `decide`). For a
+   * call of another tenant (`tenant`): the stricter of the host's decision and the tenant's own
+   * bundle's, with the tenant's overrides (`decideForTenant`).
+   */
+  decide(call: PolicyCall, now: number = this.now(), tenant: string = DEFAULT_TENANT): PolicyDecision {
+    const host = this.activeSnapshot();
+    const hostOverrides = this.store.policy.unrevokedForTool(call.tool_id);
+    if (tenant === DEFAULT_TENANT) return decide(host, call, hostOverrides, now);
+    return decideForTenant(host, call, hostOverrides, this.tenantPolicy(tenant, this.store.policy.unrevokedForTool(call.tool_id, tenant)), now);
   }
 
   /** As `decide`, with the reasoning (for `tyrum policy explain`); lists revoked overrides too. */
-  explain(call: PolicyCall, now: number = this.now()): PolicyExplanation {
-    const overrides = this.store.policy.listOverrides().filter((o) => o.tool_id === call.tool_id);
-    return explain(this.activeSnapshot(), call, overrides, now);
+  explain(call: PolicyCall, now: number = this.now(), tenant: string = DEFAULT_TENANT): PolicyExplanation {
+    if (tenant === DEFAULT_TENANT) {
+      const overrides = this.store.policy.listOverrides().filter((o) => o.tool_id === call.tool_id);
+      return explain(this.activeSnapshot(), call, overrides, now);
+    }
+    const own = this.store.policy.listOverrides(tenant).filter((o) => o.tool_id === call.tool_id);
+    return explainForTenant(this.activeSnapshot(), call, this.store.policy.unrevokedForTool(call.tool_id), this.tenantPolicy(tenant, own), now);
+  }
+
+  private tenantPolicy(tenant: string, overrides: readonly PolicyOverride[]): TenantPolicy {
+    const current = this.store.policy.tenantActive(tenant);
+    const hit = current === undefined ? undefined : this.bundles.get(current.snapshot_id);
+    const snapshot = current === undefined ? null : hit !== undefined ? { id: current.snapshot_id, bundle: hit } : this.getTenant(tenant, current.snapshot_id);
+    return { tenant_id: tenant, snapshot: snapshot === null ? null : { id: snapshot.id, bundle: snapshot.bundle }, overrides };
   }
 
   /** The hot path of `decide`: one pointer read, then the cached bundle (snapshots never change). */

@@ -380,9 +380,8 @@ export function createHandlers(s: HandlerServices): Handlers {
     },
     'approval.resolve': async (p, peer) => {
       const q = p as { approval_id: string; decision: 'approved' | 'denied'; reason?: string; mode?: 'once' | 'always'; override_ttl_seconds?: number };
+      // Scoped: "always" by another tenant writes an override of that tenant's (the approval's), for its calls only.
       ownApproval(q.approval_id, peer);
-      // "Always" writes a policy override, and policy is the host's: another tenant approves once.
-      if (q.mode === 'always' && tenant(peer) !== DEFAULT_TENANT) throw new TyrumError('TYRUM_ERR_FORBIDDEN', 'mode "always" creates a host-wide policy override; a tenant other than the default approves once', { mode: 'always' });
       const r = await s.resolveApproval(
         q.approval_id,
         { decision: q.decision, ...(q.reason !== undefined ? { reason: q.reason } : {}), ...(q.mode !== undefined ? { mode: q.mode } : {}), ...(q.override_ttl_seconds !== undefined ? { overrideTtlMs: q.override_ttl_seconds * 1000 } : {}) },
@@ -392,7 +391,19 @@ export function createHandlers(s: HandlerServices): Handlers {
       return { approval: isoTimes(r.approval), override_id: r.override?.id ?? null };
     },
 
-    'policy.get': async () => {
+    'policy.get': async (_p, peer) => {
+      if (tenant(peer) !== DEFAULT_TENANT) {
+        // Another tenant's own bundle (null: none, it tightens nothing), history and overrides;
+        // the host's bundle, which applies as well, is named by its snapshot id only.
+        const own = s.policy.tenantActive(tenant(peer));
+        return {
+          snapshot_id: own?.id ?? null,
+          bundle: (own?.bundle ?? null) as unknown as Record<string, unknown> | null,
+          history: isoTimes(s.policy.history(20, tenant(peer))),
+          overrides: isoTimes(s.policy.overrides(tenant(peer))) as unknown as Array<Record<string, unknown>>,
+          host_snapshot_id: s.policy.active().id,
+        };
+      }
       const a = s.policy.active();
       return {
         snapshot_id: a.id,
@@ -402,20 +413,33 @@ export function createHandlers(s: HandlerServices): Handlers {
       };
     },
     'policy.set': async (p, peer) => {
-      const r = s.policy.set((p as { bundle: unknown }).bundle, `token:${peer.token.id}`);
+      // Another tenant's call sets that tenant's own bundle, never the host's.
+      const r = s.policy.set((p as { bundle: unknown }).bundle, `token:${peer.token.id}`, 'policy bundle', tenant(peer));
       await s.audit.append('policy.set', actor(peer), { snapshot_id: r.id, changed: r.changed });
       return { snapshot_id: r.id, changed: r.changed };
     },
-    'policy.explain': async (p) => {
+    'policy.explain': async (p, peer) => {
       const q = p as { tool_id: string; args?: Record<string, unknown> };
+      // Another tenant explains the tools it may call (its tool.list): the others, and what their
+      // grants reach, are the host's (not_found or forbidden, as tool.invoke answers).
+      if (tenant(peer) !== DEFAULT_TENANT) s.checkTenantTool(tenant(peer), q.tool_id);
       const d = s.host.describe(q.tool_id);
       const call = policyCall(q.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, q.args ? argsHash(q.args) : null);
-      const e = s.policy.explain(call);
-      return { decision: e.decision, enforced: e.enforced, snapshot_id: e.snapshot_id, source: e.source, matched: e.matched as unknown as Array<Record<string, unknown>>, text: e.text };
+      const e = s.policy.explain(call, undefined, tenant(peer));
+      return {
+        decision: e.decision,
+        enforced: e.enforced,
+        snapshot_id: e.snapshot_id,
+        source: e.source,
+        matched: e.matched as unknown as Array<Record<string, unknown>>,
+        text: e.text,
+        ...(e.tenant !== undefined ? { tenant: e.tenant as unknown as Record<string, unknown> } : {}),
+      };
     },
     'policy.override.revoke': async (p, peer) => {
       const id = (p as { override_id: string }).override_id;
-      const r = s.policy.revokeOverride(id);
+      // Another tenant's override answers not_found, as an unknown id.
+      const r = s.policy.revokeOverride(id, tenant(peer));
       await s.audit.append('policy.override_revoked', actor(peer), { override_id: id, changed: r.changed });
       return { override: isoTimes(r.override) as unknown as Record<string, unknown>, changed: r.changed };
     },

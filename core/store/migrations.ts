@@ -823,4 +823,40 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 23,
+    name: 'tenant policy',
+    sql: `
+      -- A tenant's own policy bundle (docs/tenancy.md, "Policy"): it can only tighten the host's.
+      -- Content-addressed snapshots per tenant (the same content in two tenants is two rows, so
+      -- neither can learn the other's), and each tenant's activation history; the tenant's
+      -- active bundle is its newest activation. The host's bundle stays in policy_snapshots.
+      CREATE TABLE tenant_policy_snapshots (
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default'),
+        id TEXT NOT NULL CHECK (id GLOB 'pol_*'),
+        bundle TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+      ) STRICT;
+      CREATE TABLE tenant_policy_activations (
+        seq INTEGER PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        snapshot_id TEXT NOT NULL,
+        activated_at INTEGER NOT NULL,
+        activated_by TEXT NOT NULL,
+        FOREIGN KEY (tenant_id, snapshot_id) REFERENCES tenant_policy_snapshots (tenant_id, id)
+      ) STRICT;
+      CREATE INDEX tenant_policy_activations_tenant ON tenant_policy_activations (tenant_id, seq);
+
+      -- Overrides keep their row shape: one an "always" approval of another tenant wrote has an
+      -- ownership row beside it and applies to that tenant's calls only; no row: the host's, which
+      -- applies to every tenant's calls.
+      CREATE TABLE tenant_policy_overrides (
+        override_id TEXT PRIMARY KEY REFERENCES policy_overrides (id) ON DELETE CASCADE,
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) CHECK (tenant_id <> 'default')
+      ) STRICT;
+      CREATE INDEX tenant_policy_overrides_tenant ON tenant_policy_overrides (tenant_id);
+    `,
+  },
 ];

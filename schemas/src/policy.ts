@@ -141,5 +141,27 @@ export const PolicyDecision = Strict({
   source: Type.Union(POLICY_SOURCES.map((s) => Type.Literal(s))),
   override_id: Type.Union([Type.String(), Type.Null()]),
   reasons: Type.Array(Type.String()),
+  /**
+   * A call of a tenant other than the default whose own policy took part (its bundle, or an
+   * override it owns; docs/tenancy.md): what the tenant's part decided. The members above are
+   * the combined decision (the stricter of the host's and the tenant's); `snapshot_id` and
+   * `matched` stay the host's. Absent otherwise, so the host's decisions read as before.
+   */
+  tenant: Type.Optional(
+    Strict({
+      tenant_id: Type.String(),
+      /** The tenant's bundle snapshot; null when it has none. */
+      snapshot_id: Type.Union([PolicySnapshotId, Type.Null()]),
+      decision: Type.Union([PolicyVerdict, Type.Null()]),
+      enforced: Type.Union([PolicyVerdict, Type.Null()]),
+      mode: Type.Union([PolicyMode, Type.Null()]),
+      matched: Type.Array(Strict({ rule_id: Type.String(), decision: PolicyVerdict })),
+      source: Type.Union([...POLICY_SOURCES.map((s) => Type.Literal(s)), Type.Null()]),
+      /** The tenant's override that took part (relaxing the host's or its own require_approval). */
+      override_id: Type.Union([Type.String(), Type.Null()]),
+      /** True when the tenant's part made the result: its bundle was stricter, or its override allowed the call. */
+      decided: Type.Boolean(),
+    }),
+  ),
 });
 export type PolicyDecision = Static<typeof PolicyDecision>;

@@ -3136,19 +3136,29 @@ export interface OpPolicyExplainResult {
     [k: string]: unknown;
   }[];
   text: string;
-}
-
-export interface OpPolicyGetPayload {}
-
-export interface OpPolicyGetResult {
-  snapshot_id: string;
-  bundle: {
+  tenant?: {
     /**
      * This interface was referenced by `undefined`'s JSON-Schema definition
      * via the `patternProperty` "^(.*)$".
      */
     [k: string]: unknown;
   };
+}
+
+export interface OpPolicyGetPayload {}
+
+export interface OpPolicyGetResult {
+  /**
+   * Null only for a tenant other than the default that has no bundle of its own.
+   */
+  snapshot_id: string | null;
+  bundle: {
+    /**
+     * This interface was referenced by `undefined`'s JSON-Schema definition
+     * via the `patternProperty` "^(.*)$".
+     */
+    [k: string]: unknown;
+  } | null;
   history: {
     seq: number;
     snapshot_id: string;
@@ -3165,6 +3175,10 @@ export interface OpPolicyGetResult {
      */
     [k: string]: unknown;
   }[];
+  /**
+   * A tenant other than the default: the host's active snapshot, the ceiling of the tenant's decisions (its content is the host's).
+   */
+  host_snapshot_id?: string;
 }
 
 export interface OpPolicyOverrideRevokePayload {

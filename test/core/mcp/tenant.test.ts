@@ -76,4 +76,10 @@ t.test("a tenant's token lists and calls its tenant's tools through /mcp", async
   const hostClient = await mcpClient(t, gw, gw.adminToken);
   const hostNames = (await hostClient.listTools()).tools.map((x) => x.name);
   t.ok(hostNames.includes('notes.list_notes'), "the host's token is offered the host's tools");
+
+  // The tenant's own bundle (docs/tenancy.md, "Policy") denies a tool: gone from its list only.
+  // (policy.set needs operator.admin, which this token lacks: set on the home, as `tyrum policy set --tenant acme`.)
+  gw.policy.set({ policy_version: 1, mode: 'enforce', defaults: { state_changing: 'allow' }, rules: [{ id: 'acme-no-transform', decision: 'deny', match: { tools: ['text-utils.transform'] } }] }, 'cli:test', 'policy bundle', 'acme');
+  t.notOk((await client.listTools()).tools.some((x) => x.name === 'text-utils.transform'), "the tenant's own deny takes the tool off its list");
+  t.ok((await hostClient.listTools()).tools.some((x) => x.name === 'text-utils.transform'), "the host's list keeps it");
 });

@@ -145,6 +145,46 @@ forEachBackend(t, 'policy: snapshots are immutable, activations numbered, overri
   t.same(s.policy.unrevokedForTool('echo.say'), []);
 });
 
+forEachBackend(t, "policy per tenant: a tenant's snapshots, activations and overrides are its own; the host's rows read as before", async (t: Test, { repos: s, tx }) => {
+  tx(() => {
+    s.tenants.insert({ id: 'acme', label: 'acme', created_at: 1 });
+    s.tenants.insert({ id: 'globex', label: 'globex', created_at: 1 });
+  });
+  const snap = { id: 'pol_t', bundle: '{}', created_at: 1, created_by: 'token:a' };
+  t.equal(s.policy.insertTenantSnapshot('acme', snap), true);
+  t.equal(s.policy.insertTenantSnapshot('acme', { ...snap, bundle: '{"x":1}' }), false, 'content-addressed per tenant');
+  t.equal(s.policy.insertTenantSnapshot('globex', snap), true, 'the same content in another tenant is its own row');
+  t.throws(() => s.policy.insertTenantSnapshot('default', { ...snap, id: 'pol_d' }), /CHECK/, "the host's bundle is not a tenant snapshot");
+  t.same(s.policy.getTenantSnapshot('acme', 'pol_t'), snap);
+  t.equal(s.policy.getSnapshot('pol_t'), undefined, "not among the host's snapshots");
+  t.equal(s.policy.tenantActive('acme'), undefined);
+  const a1 = tx(() => s.policy.activateTenant('acme', 'pol_t', 10, 'token:a'));
+  t.same(s.policy.tenantActive('acme'), a1);
+  t.equal(s.policy.tenantActive('globex'), undefined);
+  t.equal(s.policy.active(), undefined, "the host's active pointer did not move");
+  t.throws(() => tx(() => s.policy.activateTenant('acme', 'pol_missing', 11, 'token:a')), /FOREIGN KEY|foreign key/i, 'only a stored snapshot of the tenant');
+  t.same(s.policy.tenantActivations('acme').map((a) => a.snapshot_id), ['pol_t']);
+
+  const o = { id: 'ovr_h', tool_id: 'echo.say', args_hash: null, created_by: 'op', created_from_approval: null, created_at: 1, expires_at: null, revoked_at: null };
+  const oa = { ...o, id: 'ovr_a', created_by: 'token:a', created_at: 2 };
+  tx(() => {
+    s.policy.insertOverride(o);
+    s.policy.insertOverride(oa, 'acme');
+  });
+  t.same(s.policy.listOverrides(), [o], "the host's list: its own, row as written");
+  t.same(s.policy.listOverrides('acme'), [oa]);
+  t.same(s.policy.listOverrides('globex'), []);
+  t.same(s.policy.unrevokedForTool('echo.say'), [o]);
+  t.same(s.policy.unrevokedForTool('echo.say', 'acme'), [oa]);
+  t.equal(s.policy.getOverride('ovr_a'), undefined, "acme's is not the host's");
+  t.equal(s.policy.getOverride('ovr_h', 'acme'), undefined, "the host's is not acme's");
+  t.equal(s.policy.revokeOverride('ovr_a', 5), false, "the host cannot revoke acme's");
+  t.equal(s.policy.revokeOverride('ovr_a', 5, 'globex'), false);
+  t.equal(s.policy.revokeOverride('ovr_a', 5, 'acme'), true);
+  t.same(s.policy.unrevokedForTool('echo.say', 'acme'), []);
+  t.same(s.policy.unrevokedForTool('echo.say'), [o], "the host's untouched");
+});
+
 forEachBackend(t, 'runs are claimed oldest first under a lease whose fencing token fences out the previous holder', async (t: Test, { repos: s }) => {
   for (const id of ['r1', 'r2', 'r3']) s.execution.insertRun(run(id));
   s.execution.insertStep(step('r1', 0));

@@ -100,3 +100,33 @@ t.test("secret set|list|rm --tenant: a tenant's handles, apart from the host's o
   const entries = listAudit(gw.store, { limit: 1000 }).filter((e) => e.type.startsWith('secret.'));
   t.same(entries.map((e) => [e.type, (e.data as { tenant?: string }).tenant ?? 'default']), [['secret.created', 'acme'], ['secret.created', 'default'], ['secret.rotated', 'acme'], ['secret.removed', 'acme']], 'audited, naming the tenant');
 });
+
+t.test("tyrum policy --tenant T shows, sets and revokes tenant T's own policy; without it, the host's as before", async (t) => {
+  const { gw, H } = await cliGateway(t);
+  const hostShow = await runCli(['policy', 'show', '--json', ...H]);
+  t.equal(hostShow.code, 0, hostShow.err);
+  const host = JSON.parse(hostShow.out) as Record<string, unknown>;
+  t.same(Object.keys(host).sort(), ['bundle', 'history', 'overrides', 'snapshot_id']);
+  t.match((await runCli(['policy', 'show', '--tenant', 'acme', ...H])).err, /no tenant "acme"/);
+  t.equal((await runCli(['tenant', 'create', 'acme', ...H])).code, 0);
+
+  t.match(JSON.parse((await runCli(['policy', 'show', '--tenant', 'acme', '--json', ...H])).out), { tenant: 'acme', snapshot_id: null, bundle: null, overrides: [], host_snapshot_id: host.snapshot_id });
+  const file = `${gw.home}/acme-policy.json`;
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(file, JSON.stringify({ policy_version: 1, mode: 'enforce', defaults: { state_changing: 'allow' }, rules: [{ id: 'acme-review', decision: 'require_approval', match: { tools: ['text-utils.*'] } }] }));
+  const set = await runCli(['policy', 'set', file, '--tenant', 'acme', ...H]);
+  t.equal(set.code, 0, set.err);
+  t.match(set.out, /^activated pol_/);
+  t.same(JSON.parse((await runCli(['policy', 'show', '--json', ...H])).out), host, "the host's policy did not change");
+  t.match(JSON.parse((await runCli(['policy', 'show', '--tenant', 'acme', '--json', ...H])).out), { bundle: { rules: [{ id: 'acme-review' }] } });
+  t.match((await runCli(['policy', 'explain', 'text-utils.word_count', '--tenant', 'acme', ...H])).out, /tenant acme policy pol_/);
+
+  gw.store.tx(() => gw.store.tenants.insert({ id: 'globex', label: 'globex', created_at: Date.now() }));
+  const own = gw.policy.addOverride({ tool_id: 'text-utils.word_count', created_by: 'token:x', tenant: 'acme' });
+  t.not((await runCli(['policy', 'override-revoke', own.id, ...H])).code, 0, "the host's override-revoke does not find acme's");
+  t.not((await runCli(['policy', 'override-revoke', own.id, '--tenant', 'globex', ...H])).code, 0, "nor globex's");
+  const revoked = await runCli(['policy', 'override-revoke', own.id, '--tenant', 'acme', ...H]);
+  t.equal(revoked.code, 0, revoked.err);
+  t.match(revoked.out, `revoked ${own.id}`);
+  t.match(JSON.parse((await runCli(['policy', 'show', '--tenant', 'acme', '--json', ...H])).out), { overrides: [{ id: own.id, status: 'revoked' }] });
+});

@@ -85,6 +85,9 @@ t.test("a token of one tenant calls every operation on another tenant's ids: not
   const wf = ok<{ workflow: { workflow_id: string; resume_token?: string } }>(
     await b.request('workflow.start', { playbook: { name: 'b-workflow', version: '1.0.0', steps: [{ id: 'gate', approval: { message: 'b-gate-message' }, tool: 'text-utils.word_count', args: { text: 'b gated words' } }] }, wait_ms: 3000 }, 10_000),
   ).workflow;
+  // The host's policy: a rule (that matches nothing) and an override, neither of them a tenant's to see or change.
+  const hostPolicy = gw.policy.set({ policy_version: 1, mode: 'enforce', rules: [{ id: 'b-private-rule', description: 'b-private-policy-text', decision: 'deny', match: { tools: ['nothing.*'] } }] }, 'cli:test').id;
+  const hostOverride = gw.policy.addOverride({ tool_id: 'notes.add_note', created_by: 'cli:test' }).id;
   const auditB = ok<{ entries: Array<{ seq: number; hash: string }> }>(await b.request('audit.list', { limit: 1000 })).entries;
   t.ok(auditB.length > 5, 'the host tenant has audit entries');
 
@@ -109,6 +112,9 @@ t.test("a token of one tenant calls every operation on another tenant's ids: not
     'b-node-label',
     wf.workflow_id,
     'b-gate-message',
+    'b-private-rule',
+    'b-private-policy-text',
+    hostOverride,
   ];
 
   // One case per operation of the registry, on the host tenant's ids where the operation takes one.
@@ -201,6 +207,7 @@ t.test("a token of one tenant calls every operation on another tenant's ids: not
     ['conversation.get', { conversation_id: conv }],
     ['conversation.send', { conversation_id: conv, text: 'x' }],
     ['token.revoke', { token_id: bAdminId }],
+    ['policy.override.revoke', { override_id: hostOverride }],
   ] as const) {
     t.equal(code(await a.request(op, payload)), 'not_found', `${op} on the host tenant's id: not_found`);
   }
@@ -217,6 +224,11 @@ t.test("a token of one tenant calls every operation on another tenant's ids: not
   const hostNotes = ok<{ plugin: { state: string; grant: { kv?: unknown } | null } }>(await b.request('plugin.get', { plugin_id: 'notes' })).plugin;
   t.equal(hostNotes.state, 'enabled', 'the plugin is still enabled');
   t.ok(hostNotes.grant?.kv, "the host's grant is untouched by the tenant's grant and revoke");
+  // Tenant A's policy.set above set A's own bundle: the host's policy and override are as they were.
+  const hostGet = ok<{ snapshot_id: string; overrides: Array<{ id: string; status: string }> }>(await b.request('policy.get', {}));
+  t.equal(hostGet.snapshot_id, hostPolicy, "the host's bundle is still active");
+  t.same(hostGet.overrides.map((o) => [o.id, o.status]), [[hostOverride, 'active']], "the host's override is still in force, and the only one listed");
+  t.match(ok(await a.request('policy.get', {})), { host_snapshot_id: hostPolicy, overrides: [] }, "tenant A's own policy: the host's named by id only");
 
   // More host activity while tenant A listens: its events go to the host's clients only.
   ok(await b.request('approval.resolve', { approval_id: paused.approval_id, decision: 'approved' }));
@@ -236,7 +248,7 @@ t.test("the host tenant sees nothing of another tenant's runs, approvals, conver
   await enablePlugins(gw);
   const b = (await connect(gw)).conn;
   t.teardown(() => b.ws.close());
-  // Word counts need approval for everyone (policy is the host's).
+  // Word counts need approval for everyone (the host's policy applies to every tenant's calls).
   ok(await b.request('policy.set', { bundle: { policy_version: 1, mode: 'enforce', rules: [{ id: 'count-needs-review', decision: 'require_approval', match: { tools: ['text-utils.word_count'] } }] } }));
   const aToken = await newTenant(gw, 'acme');
   const a = (await connect(gw, { token: aToken })).conn;
@@ -251,7 +263,6 @@ t.test("the host tenant sees nothing of another tenant's runs, approvals, conver
   const child = ok<{ info: { token_id: string } }>(await a.request('token.create', { scopes: ['operator.read'], label: 'acme-child' })).info.token_id;
   t.equal(gw.store.tokens.tenantOf(child), 'acme', 'a minted token stays in its parent tenant');
   t.equal(code(await a.request('token.create', { scopes: ['operator.read'], roles: ['node'] })), 'invalid_request', 'nodes belong to the host: no node role in a tenant');
-  t.equal(code(await a.request('approval.resolve', { approval_id: run.approval_id, decision: 'approved', mode: 'always' })), 'forbidden', 'an "always" approval would change the host policy');
 
   const aIds = [run.run_id, run.approval_id, conv, child, 'acme private words', 'acme-conversation-title'];
   for (const [op, payload] of [
@@ -289,9 +300,16 @@ t.test("the host tenant sees nothing of another tenant's runs, approvals, conver
   const hostVerify = ok<{ entries: number }>(await b.request('audit.verify', {}));
   t.ok(hostVerify.entries > own.length, 'the host verifies the one whole chain');
 
-  // Approving its own run resumes it; the events reach tenant acme and never the host's clients.
-  ok(await a.request('approval.resolve', { approval_id: run.approval_id, decision: 'approved' }));
+  // Approving its own run always resumes it and writes an override of acme's own; the events
+  // reach tenant acme and never the host's clients.
+  const override = ok<{ override_id: string }>(await a.request('approval.resolve', { approval_id: run.approval_id, decision: 'approved', mode: 'always' })).override_id;
+  aIds.push(override);
   t.equal(await settle(a, run.run_id, (s) => s === 'succeeded' || s === 'failed'), 'succeeded');
+  t.same(ok<{ overrides: Array<{ id: string }> }>(await a.request('policy.get', {})).overrides.map((o) => o.id), [override], "acme's override is listed to acme");
+  t.same(leaked(ok(await b.request('policy.get', {})), aIds), [], "the host's policy.get shows nothing of acme's");
+  t.equal(code(await b.request('policy.override.revoke', { override_id: override })), 'not_found', "the host's policy.override.revoke of acme's override: not_found");
+  const hostRun = ok<{ state: string }>(await b.request('tool.invoke', { tool_id: 'text-utils.word_count', args: { text: 'host words' }, wait_ms: 3000 }));
+  t.equal(hostRun.state, 'paused', "acme's override does not apply to the host's calls");
   ok(await b.request('ping'));
   t.ok(a.frames.some((f) => f.type === 'run.updated' && (f.payload as { run_id?: string }).run_id === run.run_id), "tenant acme got its run's events");
   t.same(leaked(b.frames.filter((f) => f.event_id !== undefined), aIds), [], "no event of tenant acme reached the host's client");

@@ -158,6 +158,8 @@ export function HealthPage({ session }: { session: OperatorSession }) {
       }
       await add('policy', async () => {
         const p = await session.request<OpPolicyGetResult>('policy.get');
+        // A tenant other than the default without a bundle of its own: the host's decides its calls.
+        if (p.bundle === null || p.snapshot_id === null) return { status: 'info', detail: `no bundle of this tenant's own; the host's policy ${(p.host_snapshot_id ?? '').slice(0, 16)}… applies` };
         const mode = String((p.bundle as { mode?: unknown }).mode ?? 'enforce');
         return { status: mode === 'enforce' ? 'ok' : 'warn', detail: `mode ${mode}, snapshot ${p.snapshot_id.slice(0, 16)}…${mode !== 'enforce' ? ' (decisions are recorded, not enforced)' : ''}` };
       });
