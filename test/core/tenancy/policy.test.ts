@@ -58,6 +58,8 @@ t.test("a tenant's bundle requires approval for a tool the host allows; its alwa
   t.teardown(() => acme.ws.close());
   const globex = await newTenant(gw, 'globex');
   t.teardown(() => globex.ws.close());
+  // Each tenant calls text-utils under its own grant (the host's gives a tenant nothing).
+  for (const tenant of ['acme', 'globex']) await gw.plugins.grant('text-utils', { allRequested: true }, CLI, tenant);
 
   const hostBefore = ok<Frame>(await host.request('policy.get', {}));
   t.same(Object.keys(hostBefore).sort(), ['bundle', 'history', 'overrides', 'snapshot_id'], "the host's policy.get answers as before");
