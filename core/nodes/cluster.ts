@@ -249,12 +249,12 @@ export class NodeCluster implements RemoteNodes {
         // Pruned while this process stalled: listed again.
         for (const row of this.local.values()) store.cluster.connect(row);
         // Rows whose origin gave up on them and is gone (a live origin forgets its own).
-        store.cluster.sweep(now - this.deadMs);
+        store.cluster.sweep(now, this.deadMs);
       });
-      for (const dead of store.cluster.dead(now - this.deadMs)) {
+      for (const dead of store.cluster.dead(now, this.deadMs)) {
         if (dead.id === this.replicaId) continue;
         const r = store.tx(() => {
-          const removed = store.cluster.remove(dead.id, now - this.deadMs, failure('TYRUM_ERR_NODE_UNAVAILABLE', `the replica holding the node (${dead.id}) died before it sent the task; nothing was sent`), failure('TYRUM_ERR_NODE_DISCONNECTED', `the replica holding the node (${dead.id}) died while the node worked; the outcome is unknown`), now);
+          const removed = store.cluster.remove(dead.id, this.deadMs, failure('TYRUM_ERR_NODE_UNAVAILABLE', `the replica holding the node (${dead.id}) died before it sent the task; nothing was sent`), failure('TYRUM_ERR_NODE_DISCONNECTED', `the replica holding the node (${dead.id}) died while the node worked; the outcome is unknown`), now);
           if (removed.failed.length > 0) store.notifyNodes();
           return removed;
         });

@@ -70,7 +70,7 @@ t.test('fenced writes under an old token match nothing', async (t) => {
   const env = setup(t, { start: false });
   const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   const s = env.store;
-  const first = s.tx(() => s.execution.claim(run.id, 'A', Date.now() - 10_000, 1))!;
+  const first = s.tx(() => s.execution.claim(run.id, 'A', Date.now(), 0))!;
   t.equal(first.fencing_token, 1);
   const second = s.tx(() => s.execution.claim(run.id, 'B', Date.now(), 60_000))!;
   t.equal(second.fencing_token, 2, 'each claim increments the token');
@@ -81,7 +81,7 @@ t.test('fenced writes under an old token match nothing', async (t) => {
     s.execution.insertAttempt({ run_id: run.id, step_idx: 0, n: 1, state: 'started', owner: 'A', fencing_token: 1, started_at: 1, finished_at: null, duration_ms: null, usage: null, result: null, error: null, evidence: null }, stale),
     false,
   );
-  t.equal(s.execution.renewLease(run.id, stale, Date.now() + 1000), false);
+  t.equal(s.execution.renewLease(run.id, stale, Date.now(), 1000), false);
   t.ok(s.execution.updateStep(run.id, 0, { updated_at: 2 }, { fence: { owner: 'B', token: 2 } }), 'the current holder can write');
   t.equal(s.execution.getRun(run.id)?.lease_owner, 'B');
   t.equal(s.execution.claim(run.id, 'C', Date.now(), 1000), undefined, 'a live lease cannot be claimed');
