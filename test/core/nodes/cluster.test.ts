@@ -17,7 +17,7 @@ const none: NodeConnections = { paired: () => undefined, readiness: () => 'not c
 
 async function origin(t: Test): Promise<{ s: Store; a: NodeCluster }> {
   const s = openPgStore((await cluster()).database());
-  const a = new NodeCluster({ store: s, connections: none, replicaId: 'A', pollMs: 50, log: () => undefined });
+  const a = new NodeCluster({ store: s, channel: s.nodeChannel!, connections: none, replicaId: 'A', pollMs: 50, log: () => undefined });
   t.teardown(async () => {
     await a.close();
     s.close();
