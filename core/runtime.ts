@@ -316,10 +316,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Capabilities of approved nodes are tools too (node.<capability>[@<node>]).
     // PostgreSQL replicas: this replica's row and node connections in the shared directory, and
     // the tasks for nodes connected to another replica (core/nodes/cluster.ts). SQLite: one gateway.
+    const nodeChannel = store.nodeChannel;
     const nodeCluster =
-      store.dialect === 'postgres'
+      nodeChannel !== null
         ? new NodeCluster({
             store,
+            channel: nodeChannel,
             connections: nodes,
             onRemoteChange: (change, row) => {
               const entry = remoteEntry(store.pairings.get(row.pairing_id), row, change === 'connected', Date.now());

@@ -267,7 +267,7 @@ export class Deliverer {
       const receipts = JSON.parse(d.receipts) as string[];
       for (let i = sent; i < requests.length; i++) {
         // The claim is renewed before each part: it covers one request and its commit.
-        await this.underClaim(d, claim, { claim_expires_at: this.now() + this.claimMs });
+        if (!(await this.o.store.commit(() => this.o.store.conversations.renewDeliveryClaim(d.id, claim, this.now(), this.claimMs)))) throw new ClaimLost(`delivery ${d.id} is no longer claimed by ${claim.owner}`);
         const receipt = await this.send(inst, contribution, requests[i]!);
         if (receipt !== null) receipts.push(receipt);
         sent = i + 1;

@@ -194,9 +194,9 @@ export class TurnRunner {
     if (this.stopped) return;
     const held = [...this.held.entries()];
     if (held.length > 0) {
-      const until = this.now() + this.leaseMs;
+      const now = this.now();
       this.o.store
-        .commit(() => held.filter(([id, h]) => !this.o.store.conversations.renewTurnLease(id, h.fence, until)))
+        .commit(() => held.filter(([id, h]) => !this.o.store.conversations.renewTurnLease(id, h.fence, now, this.leaseMs)))
         .then(
           (lost) => {
             for (const [id, h] of lost) {
@@ -210,9 +210,9 @@ export class TurnRunner {
     this.kick();
   }
 
-  /** True while another runner's lease on `t` is alive. */
+  /** True while another runner's lease on `t` is alive (on PostgreSQL by the server's clock). */
   private leasedElsewhere(t: TurnRow, now: number): boolean {
-    return t.lease_expires_at !== null && t.lease_expires_at > now;
+    return this.o.store.conversations.leaseAlive(t.lease_expires_at, now);
   }
 
   /** Turns being worked on in this process. */

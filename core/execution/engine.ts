@@ -700,8 +700,8 @@ export class ExecutionEngine {
     // A run whose first commit is still carried is not in the database yet: nothing to renew.
     const held = [...this.active.values()].filter((c) => !c.lost && c.carry === null);
     if (held.length === 0) return;
-    const until = this.now() + this.leaseMs;
-    this.unit(null, () => held.filter((c) => !this.store.execution.renewLease(c.runId, c.fence, until))).then(
+    const now = this.now();
+    this.unit(null, () => held.filter((c) => !this.store.execution.renewLease(c.runId, c.fence, now, this.leaseMs))).then(
       (lost) => {
         for (const c of lost) {
           c.lost = true;

@@ -23,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ERROR_CODES, TyrumError, isTyrumError, type ErrorCode as TyrumErrorCode } from '../errors/index.js';
-import type { NodeConnectionRow, PairingRow, Store } from '../store/index.js';
+import type { NodeConnectionRow, NodeDispatchChannel, PairingRow, Store } from '../store/index.js';
 import type { PeerAnswer, Session } from '../protocol/session.js';
 import type { AllowedCapability } from './pairing.js';
 import { nodeError, sendToNode, type NodeAnswer, type NodeConnections, type NodeTask, type RemoteNodes } from './host.js';
@@ -42,6 +42,8 @@ export const DISPATCH_RESULT_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface NodeClusterOptions {
   store: Store;
+  /** The store's dispatch wake-ups (`Store.nodeChannel`: a NodeCluster exists on PostgreSQL only). */
+  channel: NodeDispatchChannel;
   connections: NodeConnections;
   /** This process's replica id (random by default). */
   replicaId?: string;
@@ -87,7 +89,7 @@ export class NodeCluster implements RemoteNodes {
   /** Registers this replica, listens for dispatch notifications and starts the heartbeat. */
   start(): void {
     this.tick();
-    this.listener = this.o.store.listenNodes((e) => {
+    this.listener = this.o.channel.listen((e) => {
       if (e !== 'lost') this.wake();
     });
     this.timer = setInterval(() => this.tick(), this.heartbeatMs);
@@ -103,7 +105,7 @@ export class NodeCluster implements RemoteNodes {
     try {
       this.o.store.tx(() => {
         this.o.store.cluster.remove(this.replicaId, null, failure('TYRUM_ERR_NODE_UNAVAILABLE', 'the replica holding the node stopped before it sent the task; nothing was sent'), failure('TYRUM_ERR_NODE_DISCONNECTED', 'the replica holding the node stopped while the node worked'), this.now());
-        this.o.store.notifyNodes();
+        this.o.channel.notify();
       });
     } catch (e) {
       this.o.log('warn', 'could not remove this replica from the directory (the others prune it)', { err: e instanceof Error ? e.message : String(e) });
@@ -161,7 +163,7 @@ export class NodeCluster implements RemoteNodes {
     const waitMs = task.timeout_ms + DISPATCH_GRACE_MS;
     const written = store.tx(() => {
       const ok = store.cluster.dispatch({ id, pairing_id: pairing.id, origin_replica: this.replicaId, target_replica: replica, request: JSON.stringify(task), created_at: created, deadline_at: created + waitMs + this.deadMs });
-      if (ok) store.notifyNodes();
+      if (ok) this.o.channel.notify();
       return ok;
     });
     if (!written) throw nodeError('TYRUM_ERR_NODE_UNAVAILABLE', `node ${pairing.node_name} is not connected (its replica is gone); nothing was sent`, pairing, { failed: 'connected' });
@@ -249,13 +251,13 @@ export class NodeCluster implements RemoteNodes {
         // Pruned while this process stalled: listed again.
         for (const row of this.local.values()) store.cluster.connect(row);
         // Rows whose origin gave up on them and is gone (a live origin forgets its own).
-        store.cluster.sweep(now - this.deadMs);
+        store.cluster.sweep(now, this.deadMs);
       });
-      for (const dead of store.cluster.dead(now - this.deadMs)) {
+      for (const dead of store.cluster.dead(now, this.deadMs)) {
         if (dead.id === this.replicaId) continue;
         const r = store.tx(() => {
-          const removed = store.cluster.remove(dead.id, now - this.deadMs, failure('TYRUM_ERR_NODE_UNAVAILABLE', `the replica holding the node (${dead.id}) died before it sent the task; nothing was sent`), failure('TYRUM_ERR_NODE_DISCONNECTED', `the replica holding the node (${dead.id}) died while the node worked; the outcome is unknown`), now);
-          if (removed.failed.length > 0) store.notifyNodes();
+          const removed = store.cluster.remove(dead.id, this.deadMs, failure('TYRUM_ERR_NODE_UNAVAILABLE', `the replica holding the node (${dead.id}) died before it sent the task; nothing was sent`), failure('TYRUM_ERR_NODE_DISCONNECTED', `the replica holding the node (${dead.id}) died while the node worked; the outcome is unknown`), now);
+          if (removed.failed.length > 0) this.o.channel.notify();
           return removed;
         });
         if (r.removed) this.o.log('warn', 'pruned a dead replica', { replica_id: dead.id, node_connections: r.connections.length, dispatches_failed: r.failed.length });
@@ -301,7 +303,7 @@ export class NodeCluster implements RemoteNodes {
     try {
       const row = store.tx(() => {
         const claimed = store.cluster.claim(id, this.replicaId, this.now());
-        if (claimed) store.notifyNodes();
+        if (claimed) this.o.channel.notify();
         return claimed;
       });
       if (!row) return;
@@ -319,7 +321,7 @@ export class NodeCluster implements RemoteNodes {
       }
       const written = store.tx(() => {
         const ok = store.cluster.complete(id, this.replicaId, text, this.now());
-        if (ok) store.notifyNodes();
+        if (ok) this.o.channel.notify();
         return ok;
       });
       if (!written) this.o.log('warn', 'a node dispatch was no longer claimed by this replica when its answer came; dropped', { dispatch_id: id });

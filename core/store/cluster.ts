@@ -7,8 +7,12 @@
  * A dispatch row moves `pending` → `claimed` (by its target replica, a conditional update) →
  * `done` (its result, written only under the claim), or `pending`/`claimed` → `done` with an
  * error when its target replica is pruned as dead.
+ *
+ * Heartbeats, the dead cutoff and dispatch deadlines are measured with `leaseClock`: on
+ * PostgreSQL the server's clock (the `now` arguments are then used only for informational
+ * columns such as `updated_at`), so replicas whose clocks disagree agree on who is dead.
  */
-import { prepared, type SqlDb } from './statements.js';
+import { leaseClock, prepared, type SqlDb } from './statements.js';
 
 export interface ReplicaRow {
   id: string;
@@ -42,34 +46,39 @@ export interface DispatchRow {
 }
 
 export class ClusterRepo {
-  constructor(private readonly db: SqlDb) {}
+  /** SQL for "now" in heartbeats and deadlines (see `leaseClock`). */
+  private readonly clock: string;
+
+  constructor(private readonly db: SqlDb) {
+    this.clock = leaseClock(db);
+  }
 
   /** Inserts or moves this replica's heartbeat. */
   beat(id: string, now: number): void {
-    prepared(this.db, 'INSERT INTO replicas (id, started_at, heartbeat_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at').run(id, now, now);
+    prepared(this.db, `INSERT INTO replicas (id, started_at, heartbeat_at) VALUES (@id, ${this.clock}, ${this.clock}) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`).run({ id, now });
   }
 
   replicas(): ReplicaRow[] {
     return prepared(this.db, 'SELECT id, started_at, heartbeat_at FROM replicas ORDER BY id').all() as ReplicaRow[];
   }
 
-  /** Replicas whose last heartbeat is older than `before`. */
-  dead(before: number): ReplicaRow[] {
-    return prepared(this.db, 'SELECT id, started_at, heartbeat_at FROM replicas WHERE heartbeat_at < ? ORDER BY id').all(before) as ReplicaRow[];
+  /** Replicas whose last heartbeat is more than `deadMs` old. */
+  dead(now: number, deadMs: number): ReplicaRow[] {
+    return prepared(this.db, `SELECT id, started_at, heartbeat_at FROM replicas WHERE heartbeat_at < ${this.clock} - @dead_ms ORDER BY id`).all({ now, dead_ms: deadMs }) as ReplicaRow[];
   }
 
   /**
    * Removes a replica (dead, or stopping): its node connections go, and its unfinished dispatches
    * are done with `unsent` (never claimed: nothing was sent) or `unknown` (claimed: the node may have run it). Returns the connections removed and the dispatches failed. Guarded
-   * by `deadBefore` (null: remove unconditionally, a replica removing itself): a replica that beat
-   * again meanwhile is left alone.
+   * by `deadMs` (its heartbeat more than that old; null: remove unconditionally, a replica removing
+   * itself): a replica that beat again meanwhile is left alone.
    */
-  remove(id: string, deadBefore: number | null, unsent: string, unknown: string, now: number): { removed: boolean; connections: NodeConnectionRow[]; failed: string[] } {
+  remove(id: string, deadMs: number | null, unsent: string, unknown: string, now: number): { removed: boolean; connections: NodeConnectionRow[]; failed: string[] } {
     const gone =
-      deadBefore === null
+      deadMs === null
         ? prepared(this.db, 'DELETE FROM replicas WHERE id = ?').run(id).changes
-        : prepared(this.db, 'DELETE FROM replicas WHERE id = ? AND heartbeat_at < ?').run(id, deadBefore).changes;
-    if (gone === 0 && deadBefore !== null) return { removed: false, connections: [], failed: [] };
+        : prepared(this.db, `DELETE FROM replicas WHERE id = @id AND heartbeat_at < ${this.clock} - @dead_ms`).run({ id, now, dead_ms: deadMs }).changes;
+    if (gone === 0 && deadMs !== null) return { removed: false, connections: [], failed: [] };
     const connections = prepared(this.db, 'SELECT connection_id, replica_id, device_id, pairing_id, connected_at FROM node_connections WHERE replica_id = ? ORDER BY connection_id').all(id) as NodeConnectionRow[];
     prepared(this.db, 'DELETE FROM node_connections WHERE replica_id = ?').run(id);
     const failed = (prepared(this.db, "SELECT id FROM node_dispatches WHERE target_replica = ? AND state <> 'done' ORDER BY id").all(id) as Array<{ id: string }>).map((r) => r.id);
@@ -96,14 +105,17 @@ export class ClusterRepo {
     return prepared(this.db, 'SELECT c.connection_id, c.replica_id, c.device_id, c.pairing_id, c.connected_at FROM node_connections c JOIN replicas r ON r.id = c.replica_id WHERE c.pairing_id = ? AND c.replica_id <> ? ORDER BY c.connected_at DESC, c.connection_id DESC LIMIT 1').get(pairingId, except) as NodeConnectionRow | undefined;
   }
 
-  /** A dispatch for `target_replica`, pending; false when its target is no longer a live replica. */
+  /**
+   * A dispatch for `target_replica`, pending; false when its target is no longer a live replica.
+   * Its deadline is `deadline_at - created_at` from now by `leaseClock` (the server's on PostgreSQL).
+   */
   dispatch(r: Omit<DispatchRow, 'state' | 'result' | 'updated_at'>): boolean {
     const n = prepared(
       this.db,
       `INSERT INTO node_dispatches (id, pairing_id, origin_replica, target_replica, request, state, result, created_at, deadline_at, updated_at)
-       SELECT @id, @pairing_id, @origin_replica, @target_replica, @request, 'pending', NULL, @created_at, @deadline_at, @created_at
+       SELECT @id, @pairing_id, @origin_replica, @target_replica, @request, 'pending', NULL, @created_at, ${this.clock} + @ttl_ms, @created_at
        WHERE EXISTS (SELECT 1 FROM replicas WHERE id = @target_replica)`,
-    ).run(r).changes;
+    ).run({ ...r, now: r.created_at, ttl_ms: r.deadline_at - r.created_at }).changes;
     return n === 1;
   }
 
@@ -137,8 +149,8 @@ export class ClusterRepo {
     prepared(this.db, 'DELETE FROM node_dispatches WHERE id = ?').run(id);
   }
 
-  /** Done dispatches and rows past their deadline by `before`, whoever wrote them (their origin is gone). */
-  sweep(before: number): number {
-    return prepared(this.db, 'DELETE FROM node_dispatches WHERE deadline_at < ?').run(before).changes;
+  /** Rows more than `graceMs` past their deadline, whoever wrote them (their origin is gone). */
+  sweep(now: number, graceMs: number): number {
+    return prepared(this.db, `DELETE FROM node_dispatches WHERE deadline_at < ${this.clock} - @grace_ms`).run({ now, grace_ms: graceMs }).changes;
   }
 }

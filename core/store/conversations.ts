@@ -3,7 +3,7 @@
  * instances, their senders, inbound dedupe and the delivery outbox (migration 9). Rows only: the
  * state machines, events and audit belong to core/conversations and core/channels.
  */
-import { prepared, type SqlDb } from './statements.js';
+import { leaseClock, prepared, type SqlDb } from './statements.js';
 import { TyrumError } from '../errors/index.js';
 
 export interface BackendRow {
@@ -154,7 +154,12 @@ const TURN_CHANGEABLE = new Set(['state', 'waiting', 'steps', 'usage', 'error', 
 const DELIVERY_CHANGEABLE = new Set(['state', 'parts_sent', 'receipts', 'attempts', 'next_attempt_at', 'last_error', 'updated_at', 'finished_at', 'claim_owner', 'claim_expires_at']);
 
 export class ConversationRepo {
-  constructor(private readonly db: SqlDb) {}
+  /** SQL for "now" in turn leases and delivery claims (see `leaseClock`). */
+  private readonly clock: string;
+
+  constructor(private readonly db: SqlDb) {
+    this.clock = leaseClock(db);
+  }
 
   // --- the model backend ---
 
@@ -384,9 +389,9 @@ export class ConversationRepo {
   claimTurn(id: string, owner: string, now: number, leaseMs: number): TurnRow | undefined {
     return prepared(
       this.db,
-      `UPDATE turns SET state = 'running', owner = @owner, started_at = @now, lease_expires_at = @until, fencing_token = fencing_token + 1
+      `UPDATE turns SET state = 'running', owner = @owner, started_at = @now, lease_expires_at = ${this.clock} + @lease_ms, fencing_token = fencing_token + 1
        WHERE id = @id AND state = 'queued' RETURNING *`,
-    ).get({ id, owner, now, until: now + leaseMs }) as TurnRow | undefined;
+    ).get({ id, owner, now, lease_ms: leaseMs }) as TurnRow | undefined;
   }
 
   /**
@@ -397,14 +402,29 @@ export class ConversationRepo {
   takeOverTurn(id: string, owner: string, now: number, leaseMs: number): TurnRow | undefined {
     return prepared(
       this.db,
-      `UPDATE turns SET owner = @owner, lease_expires_at = @until, fencing_token = fencing_token + 1
-       WHERE id = @id AND state = 'running' AND (lease_expires_at IS NULL OR lease_expires_at <= @now) RETURNING *`,
-    ).get({ id, owner, now, until: now + leaseMs }) as TurnRow | undefined;
+      `UPDATE turns SET owner = @owner, lease_expires_at = ${this.clock} + @lease_ms, fencing_token = fencing_token + 1
+       WHERE id = @id AND state = 'running' AND (lease_expires_at IS NULL OR lease_expires_at <= ${this.clock}) RETURNING *`,
+    ).get({ id, owner, now, lease_ms: leaseMs }) as TurnRow | undefined;
   }
 
-  /** Extends a turn's lease we still hold; false when it was taken over or the turn ended. */
-  renewTurnLease(id: string, fence: TurnFence, until: number): boolean {
-    return prepared(this.db, "UPDATE turns SET lease_expires_at = ? WHERE id = ? AND state = 'running' AND owner = ? AND fencing_token = ?").run(until, id, fence.owner, fence.token).changes === 1;
+  /** Extends a turn's lease we still hold to `leaseMs` from now; false when it was taken over or the turn ended. */
+  renewTurnLease(id: string, fence: TurnFence, now: number, leaseMs: number): boolean {
+    return (
+      prepared(this.db, `UPDATE turns SET lease_expires_at = ${this.clock} + @lease_ms WHERE id = @id AND state = 'running' AND owner = @owner AND fencing_token = @token`).run({
+        id,
+        owner: fence.owner,
+        token: fence.token,
+        now,
+        lease_ms: leaseMs,
+      }).changes === 1
+    );
+  }
+
+  /** True while a lease expiring at `expiresAt` (a turn's, a delivery's claim) is alive by `leaseClock`. */
+  leaseAlive(expiresAt: number | null, now: number): boolean {
+    if (expiresAt === null) return false;
+    if (this.db.dialect === 'sqlite') return expiresAt > now;
+    return (prepared(this.db, `SELECT CASE WHEN @at > ${this.clock} THEN 1 ELSE 0 END AS alive`).get({ at: expiresAt }) as { alive: number }).alive === 1;
   }
 
   /**
@@ -413,7 +433,7 @@ export class ConversationRepo {
    * by a previous incarnation; null: the store has no other gateway, SQLite's single writer).
    */
   expireTurnLeases(owner: string | null, now: number): number {
-    return prepared(this.db, "UPDATE turns SET lease_expires_at = @now WHERE state = 'running' AND (CAST(@owner AS TEXT) IS NULL OR owner = @owner) AND (lease_expires_at IS NULL OR lease_expires_at > @now)").run({ owner, now }).changes;
+    return prepared(this.db, `UPDATE turns SET lease_expires_at = ${this.clock} WHERE state = 'running' AND (CAST(@owner AS TEXT) IS NULL OR owner = @owner) AND (lease_expires_at IS NULL OR lease_expires_at > ${this.clock})`).run({ owner, now }).changes;
   }
 
   // --- deliveries ---
@@ -434,36 +454,45 @@ export class ConversationRepo {
   dueDeliveries(now: number, limit: number): DeliveryRow[] {
     return prepared(
       this.db,
-      "SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= @now AND (claim_owner IS NULL OR claim_expires_at <= @now) ORDER BY next_attempt_at, id LIMIT @limit",
+      `SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= @now AND (claim_owner IS NULL OR claim_expires_at <= ${this.clock}) ORDER BY next_attempt_at, id LIMIT @limit`,
     ).all({ now, limit }) as DeliveryRow[];
   }
 
   /**
-   * Claims up to `limit` due deliveries for `owner` until `now + leaseMs` (pending, claimed:
+   * Claims up to `limit` due deliveries for `owner` for `leaseMs` (pending, claimed:
    * "sending"), token bumped; returns the claimed rows. A row another worker claimed is not
    * returned; one whose claim expired (its worker died mid-send) is taken over, so a delivery is
    * sent at least once. On PostgreSQL the candidates are picked FOR UPDATE SKIP LOCKED, so two
    * workers claiming at once each skip the rows the other's open transaction holds.
    */
   claimDeliveries(owner: string, now: number, leaseMs: number, limit: number): DeliveryRow[] {
-    const due = "state = 'pending' AND next_attempt_at <= @now AND (claim_owner IS NULL OR claim_expires_at <= @now)";
-    const set = 'claim_owner = @owner, claim_expires_at = @until, claim_token = claim_token + 1';
+    // The backoff (`next_attempt_at`) is the caller's clock (scheduling); the claim is `leaseClock`'s.
+    const due = `state = 'pending' AND next_attempt_at <= @now AND (claim_owner IS NULL OR claim_expires_at <= ${this.clock})`;
+    const set = `claim_owner = @owner, claim_expires_at = ${this.clock} + @lease_ms, claim_token = claim_token + 1`;
     return prepared(this.db, {
       sqlite: `UPDATE deliveries SET ${set} WHERE id IN (SELECT id FROM deliveries WHERE ${due} ORDER BY next_attempt_at, id LIMIT @limit) AND ${due} RETURNING *`,
       postgres: `UPDATE deliveries SET ${set} WHERE id IN (SELECT id FROM deliveries WHERE ${due} ORDER BY next_attempt_at, id LIMIT @limit FOR UPDATE SKIP LOCKED) AND ${due} RETURNING *`,
     })
-      .all({ owner, now, until: now + leaseMs, limit })
+      .all({ owner, now, lease_ms: leaseMs, limit })
       .sort((x, y) => (x as DeliveryRow).next_attempt_at - (y as DeliveryRow).next_attempt_at || ((x as DeliveryRow).id < (y as DeliveryRow).id ? -1 : 1)) as DeliveryRow[];
   }
 
-  /** Extends a claim we still hold; false when it was taken over or the delivery ended. */
-  renewDeliveryClaim(id: string, claim: DeliveryClaim, until: number): boolean {
-    return prepared(this.db, "UPDATE deliveries SET claim_expires_at = ? WHERE id = ? AND state = 'pending' AND claim_owner = ? AND claim_token = ?").run(until, id, claim.owner, claim.token).changes === 1;
+  /** Extends a claim we still hold to `leaseMs` from now; false when it was taken over or the delivery ended. */
+  renewDeliveryClaim(id: string, claim: DeliveryClaim, now: number, leaseMs: number): boolean {
+    return (
+      prepared(this.db, `UPDATE deliveries SET claim_expires_at = ${this.clock} + @lease_ms WHERE id = @id AND state = 'pending' AND claim_owner = @owner AND claim_token = @token`).run({
+        id,
+        owner: claim.owner,
+        token: claim.token,
+        now,
+        lease_ms: leaseMs,
+      }).changes === 1
+    );
   }
 
   /** Makes claims claimable now: those of `owner`, or every one when null (as expireTurnLeases). */
   expireDeliveryClaims(owner: string | null, now: number): number {
-    return prepared(this.db, "UPDATE deliveries SET claim_expires_at = @now WHERE state = 'pending' AND claim_owner IS NOT NULL AND (CAST(@owner AS TEXT) IS NULL OR claim_owner = @owner) AND claim_expires_at > @now").run({ owner, now }).changes;
+    return prepared(this.db, `UPDATE deliveries SET claim_expires_at = ${this.clock} WHERE state = 'pending' AND claim_owner IS NOT NULL AND (CAST(@owner AS TEXT) IS NULL OR claim_owner = @owner) AND claim_expires_at > ${this.clock}`).run({ owner, now }).changes;
   }
 
   /** When the next pending delivery is due (or its claim expires), or null. */

@@ -8,7 +8,7 @@
  * statement simply matches no row.
  */
 import { OwnerLookup, RUN_OWNER_SQL, TOKEN_OWNER_SQL } from './owners.js';
-import { orderAppends, prepared, type DialectSql, type SqlDb, type SqlStatement } from './statements.js';
+import { leaseClock, orderAppends, prepared, type DialectSql, type SqlDb, type SqlStatement } from './statements.js';
 
 export type RunKind = 'tool' | 'workflow';
 export type RunState = 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
@@ -184,19 +184,32 @@ export interface UpdateCondition<S extends string> {
 }
 
 /** Runs, steps and attempts. */
-/** The claim's new lease (see `ExecutionRepo.claim`). */
-const CLAIM_SET = `state = 'running', lease_owner = @owner, lease_expires_at = @until, fencing_token = fencing_token + 1, updated_at = @now`;
-/** A run is claimable: queued or running, due, and its lease free or expired. */
-const CLAIMABLE = `state IN ('queued', 'running') AND next_attempt_at <= @now AND (lease_owner IS NULL OR lease_expires_at <= @now)`;
+/** The claim's new lease (see `ExecutionRepo.claim`); `clock` is `leaseClock`'s. */
+const claimSet = (clock: string): string => `state = 'running', lease_owner = @owner, lease_expires_at = ${clock} + @lease_ms, fencing_token = fencing_token + 1, updated_at = @now`;
+/**
+ * A run is claimable: queued or running, due, and its lease free or expired. The backoff
+ * (`next_attempt_at`) is the caller's clock (scheduling); the lease is `clock`'s.
+ */
+const claimable = (clock: string): string => `state IN ('queued', 'running') AND next_attempt_at <= @now AND (lease_owner IS NULL OR lease_expires_at <= ${clock})`;
 
 export class ExecutionRepo {
   private readonly s: Statements;
+  /** SQL for "now" in lease expiry (see `leaseClock`). */
+  private readonly clock: string;
+  /** SQL for a new run's lease expiry (see the constructor). */
+  private readonly leaseOnInsert: string;
+
   constructor(
     private readonly db: SqlDb,
     /** Run → tenant (core/store/owners.ts), shared with the connection's OutboxRepo. */
     private readonly owners = new OwnerLookup(db, RUN_OWNER_SQL),
   ) {
     this.s = new Statements(db);
+    this.clock = leaseClock(db);
+    // A run leased at submission: on PostgreSQL its expiry is measured on the server's clock like
+    // every other lease (the row carries the submitter's; the same length from the server's now),
+    // in the INSERT itself (no round trip of its own).
+    this.leaseOnInsert = db.dialect === 'postgres' ? `CASE WHEN CAST(@lease_expires_at AS BIGINT) IS NULL THEN NULL ELSE ${this.clock} + (CAST(@lease_expires_at AS BIGINT) - CAST(@updated_at AS BIGINT)) END` : '@lease_expires_at';
   }
 
   /**
@@ -222,7 +235,7 @@ export class ExecutionRepo {
           `INSERT INTO runs (id, kind, state, created_by, idempotency_key, request_hash, created_at, updated_at, finished_at, cancel_requested, pause_reason,
              next_attempt_at, result, error, lease_owner, lease_expires_at, fencing_token)
            VALUES (@id, @kind, @state, @created_by, @idempotency_key, @request_hash, @created_at, @updated_at, @finished_at, @cancel_requested, @pause_reason,
-             @next_attempt_at, @result, @error, @lease_owner, @lease_expires_at, @fencing_token)
+             @next_attempt_at, @result, @error, @lease_owner, ${this.leaseOnInsert}, @fencing_token)
            ON CONFLICT DO NOTHING`,
         )
         .run(r).changes === 1
@@ -292,14 +305,7 @@ export class ExecutionRepo {
   }
 
   hasClaimable(now: number): boolean {
-    return (
-      this.s
-        .get(
-          `SELECT 1 FROM runs WHERE state IN ('queued', 'running') AND next_attempt_at <= ?
-             AND (lease_owner IS NULL OR lease_expires_at <= ?) LIMIT 1`,
-        )
-        .get(now, now) !== undefined
-    );
+    return this.s.get(`SELECT 1 FROM runs WHERE ${claimable(this.clock)} LIMIT 1`).get({ now }) !== undefined;
   }
 
   /** Ids of claimable runs, oldest first. */
@@ -307,8 +313,7 @@ export class ExecutionRepo {
     return (
       this.s
         .get(
-          `SELECT id FROM runs WHERE state IN ('queued', 'running') AND next_attempt_at <= @now
-             AND (lease_owner IS NULL OR lease_expires_at <= @now) ORDER BY next_attempt_at, rowid LIMIT @limit`,
+          `SELECT id FROM runs WHERE ${claimable(this.clock)} ORDER BY next_attempt_at, rowid LIMIT @limit`,
         )
         .all({ now, limit }) as Array<{ id: string }>
     ).map((r) => r.id);
@@ -319,19 +324,25 @@ export class ExecutionRepo {
    * before, so every earlier holder's writes stop matching. Undefined if no longer claimable.
    */
   claim(id: string, owner: string, now: number, leaseMs: number): RunRow | undefined {
+    const set = claimSet(this.clock);
+    const cond = claimable(this.clock);
     return this.s
       .get({
-        sqlite: `UPDATE runs SET ${CLAIM_SET} WHERE id = @id AND ${CLAIMABLE} RETURNING *`,
+        sqlite: `UPDATE runs SET ${set} WHERE id = @id AND ${cond} RETURNING *`,
         // Several replicas claim from one database: a run another replica's open transaction holds
         // (claiming it, or writing it) is skipped rather than waited for; it is not claimable now.
-        postgres: `UPDATE runs SET ${CLAIM_SET} WHERE id = (SELECT id FROM runs WHERE id = @id AND ${CLAIMABLE} FOR UPDATE SKIP LOCKED) RETURNING *`,
+        postgres: `UPDATE runs SET ${set} WHERE id = (SELECT id FROM runs WHERE id = @id AND ${cond} FOR UPDATE SKIP LOCKED) RETURNING *`,
       })
-      .get({ id, owner, now, until: now + leaseMs }) as RunRow | undefined;
+      .get({ id, owner, now, lease_ms: leaseMs }) as RunRow | undefined;
   }
 
-  /** Extends a lease we still hold; false when it was taken over or released. */
-  renewLease(id: string, f: Fence, until: number): boolean {
-    return this.s.get('UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND fencing_token = ?').run(until, id, f.owner, f.token).changes === 1;
+  /** Extends a lease we still hold to `leaseMs` from now; false when it was taken over or released. */
+  renewLease(id: string, f: Fence, now: number, leaseMs: number): boolean {
+    return (
+      this.s
+        .get(`UPDATE runs SET lease_expires_at = ${this.clock} + @lease_ms WHERE id = @id AND lease_owner = @owner AND fencing_token = @token`)
+        .run({ id, owner: f.owner, token: f.token, now, lease_ms: leaseMs }).changes === 1
+    );
   }
 
   /**
@@ -339,7 +350,7 @@ export class ExecutionRepo {
    * lease yet, so any lease in its name was left by a previous incarnation that died.
    */
   expireLeasesOf(owner: string, now: number): number {
-    return this.s.get('UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND lease_expires_at > ?').run(now, owner, now).changes;
+    return this.s.get(`UPDATE runs SET lease_expires_at = ${this.clock} WHERE lease_owner = @owner AND lease_expires_at > ${this.clock}`).run({ owner, now }).changes;
   }
 
   /** Conditional update of a run; the updated row, or undefined when the condition failed. */

@@ -907,6 +907,18 @@ export const DEFERRED_COMMIT_MS = 50;
 /** Stores of this process with a group commit open (normally one: tests and tools may open more). */
 const OPEN_GROUPS = new Set<Store>();
 
+
+/** PostgreSQL's channel that wakes replicas about node dispatches (`Store.nodeChannel`). */
+export interface NodeDispatchChannel {
+  /**
+   * Calls `onEvent` whenever a transaction that ran `notify` commits (a dispatch written, claimed
+   * or answered, in any replica), on a connection of its own: a wake-up only, without a payload;
+   * the `node_dispatches` rows are the truth. The caller closes what it gets.
+   */
+  listen(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> };
+  /** Inside a unit: wakes every listener when it commits (dropped on rollback). */
+  notify(): void;
+}
 /** An open store. One per process; share it. */
 export class Store {
   readonly tokens: TokenRepo;
@@ -1019,20 +1031,20 @@ export class Store {
   }
 
   /**
-   * PostgreSQL: call `onEvent` whenever a transaction that ran `notifyNodes` commits (a node
-   * dispatch written, claimed or answered, in any replica): a wake-up only, without a payload;
-   * the `node_dispatches` rows are the truth. Null on SQLite.
+   * The wake-up channel of node dispatches between replicas (core/nodes/cluster.ts): PostgreSQL
+   * only; null on SQLite, which has one gateway and nothing to wake. Built once.
    */
-  listenNodes(onEvent: (e: PgListenEvent) => void, retryMs?: number): { close(): Promise<void> } | null {
-    if (this.pg === null) return null;
-    return this.pg.bridge.listen(NODES_CHANNEL, onEvent, retryMs);
+  get nodeChannel(): NodeDispatchChannel | null {
+    const pg = this.pg;
+    if (pg === null) return null;
+    this.nodes ??= {
+      listen: (onEvent, retryMs) => pg.bridge.listen(NODES_CHANNEL, onEvent, retryMs),
+      notify: () => void prepared(this.sql, `SELECT pg_notify('${NODES_CHANNEL}', '')`).get(),
+    };
+    return this.nodes;
   }
 
-  /** PostgreSQL, inside a unit: wakes every `listenNodes` listener when it commits (dropped on rollback). */
-  notifyNodes(): void {
-    if (this.pg === null) throw new TyrumError('TYRUM_ERR_INTERNAL', 'node dispatch notifications exist on PostgreSQL only');
-    prepared(this.sql, `SELECT pg_notify('${NODES_CHANNEL}', '')`).get();
-  }
+  private nodes: NodeDispatchChannel | undefined;
 
   /** @internal openPgStore attaches the second connection `committed` reads go through. */
   attachPgReader(reader: PgDb): void {

@@ -60,6 +60,28 @@ export function orderAppends(db: SqlDb): void {
   db.orderAppends?.();
 }
 
+/**
+ * The PostgreSQL server's wall clock in epoch milliseconds. `clock_timestamp()`, not `now()`:
+ * `now()` is the start of the transaction, and a store transaction is a group of units that may
+ * have been open for a while (or a long `tx`), so a lease set from it would be shorter than asked
+ * and an expiry checked against it late. The uncorrelated sub-select is evaluated once per
+ * statement (an InitPlan): one value for every row the statement compares and sets, and usable
+ * as an index condition (a volatile call per row is not).
+ */
+export const PG_CLOCK_MS = '(SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)';
+
+/**
+ * The clock leases, claims, replica heartbeats and dispatch deadlines are measured with, as SQL
+ * for epoch milliseconds (docs/dev/cluster-leases.md, "Whose clock"). SQLite (one gateway per
+ * database): the statement's `@now` parameter, the caller's clock, as before. PostgreSQL
+ * (replicas on several hosts whose clocks may disagree): the server's clock; the caller's `@now`
+ * is not used for these comparisons, so a replica with a skewed clock can neither take a live
+ * lease nor keep a dead one alive.
+ */
+export function leaseClock(db: SqlDb): string {
+  return db.dialect === 'postgres' ? PG_CLOCK_MS : '@now';
+}
+
 /** One statement in each dialect, for SQL the two do not share. */
 export interface DialectSql {
   sqlite: string;

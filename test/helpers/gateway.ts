@@ -19,7 +19,8 @@ export interface TestGateway extends RunningGateway {
 
 /**
  * TYRUM_TEST_STORE=postgres runs the gateways of a test file on PostgreSQL: one throwaway cluster
- * per file (test/helpers/postgres.ts, stopped when the file ends), a new database per new home,
+ * per file (test/helpers/postgres.ts, stopped when the file ends), a new database per new home
+ * (a copy of a template migrated once per file),
  * `store` written into the home's config.json (kept when the same home starts again; CLI child
  * processes read it from there).
  */
@@ -34,7 +35,9 @@ export async function testStoreConfig(): Promise<Record<string, unknown> | null>
     const { default: tap } = await import('tap');
     cluster = sharedPostgres(tap);
   }
-  return { kind: 'postgres', url: (await cluster()).database() };
+  // Already migrated (a copy of a template): a gateway test tests the gateway, not the
+  // migrations (test/core/store/pg/db.test.ts, the cluster tests' first replica do).
+  return { kind: 'postgres', url: await (await cluster()).migratedDatabase() };
 }
 
 /** Write `config` (or keep the home's) with the test store's section added when it has none. */

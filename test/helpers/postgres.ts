@@ -10,6 +10,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openPgDb } from '../../core/store/pg/db.js';
 
 export const POSTGRES_MISSING = 'PostgreSQL not found (initdb, pg_ctl, postgres and psql under /usr/lib/postgresql/*/bin): apt-get install postgresql';
 
@@ -85,6 +86,13 @@ export interface PgCluster {
   pid(): number;
   /** Creates a fresh database and returns its connection URL. */
   database(name?: string): string;
+  /**
+   * A fresh database whose schema is already migrated, and its URL: a copy (`CREATE DATABASE …
+   * TEMPLATE`, a file copy) of a template this cluster migrated once, where migrating a new
+   * database costs seconds. For tests of anything but the migrations themselves (a gateway's
+   * first open then finds the current schema, as a restarted gateway does).
+   */
+  migratedDatabase(): Promise<string>;
   /** Starts the server again after `stop` or a kill (same data, same port). */
   start(): void;
   /** `pg_ctl stop -m fast`; a no-op when it is not running. */
@@ -133,6 +141,7 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
   const port = await freePort();
   const opts = [`-p ${port}`, `-k ${sockDir}`, "-c listen_addresses=127.0.0.1", ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(' ');
   let running = false;
+  let template: Promise<string> | null = null;
   const cluster: PgCluster = {
     port,
     dataDir,
@@ -142,6 +151,26 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
       if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`bad database name ${db}`);
       execFileSync(b.psql, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${db}`], { stdio: ['ignore', 'ignore', 'pipe'] });
       return `postgres://postgres@127.0.0.1:${port}/${db}`;
+    },
+    migratedDatabase: async () => {
+      template ??= (async () => {
+        const name = `tmpl_${process.pid}`;
+        await openPgDb(cluster.database(name)).close();
+        return name;
+      })();
+      const from = await template;
+      const db = `t${process.pid}_${++dbCounter}`;
+      for (let i = 0; ; i++) {
+        try {
+          execFileSync(b.psql, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${db} TEMPLATE ${from}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+          return `postgres://postgres@127.0.0.1:${port}/${db}`;
+        } catch (e) {
+          // The template's migrating session may still be ending, or another copy being made
+          // (a template has to be free of other sessions): try again shortly.
+          if (i >= 100 || !/being accessed by other users/.test(String((e as { stderr?: Buffer }).stderr ?? e))) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
     },
     start: () => {
       run(b.pgCtl, ['-D', dataDir, '-o', opts, '-l', join(dir, 'server.log'), '-w', '-t', '30', 'start']);

@@ -4,26 +4,13 @@
 // worker that died is sent once, by one worker, only after its claim expired. Always on
 // PostgreSQL; skipped with the harness's reason without it.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage } from 'node:http';
-import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
-import { createRepos, openPgStore } from '../../../core/store/index.js';
-import { openPgDb } from '../../../core/store/pg/db.js';
 import { sharedPostgres, skipWithoutPostgres } from '../../helpers/postgres.js';
+import { until, workerDb } from '../../helpers/worker-processes.js';
 
 const FIXTURE = new URL('./fixtures/delivery-worker.ts', import.meta.url).pathname;
 const N = 40;
-
-async function until<T>(what: string, pick: () => T | undefined | null | false, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = pick();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const cluster = sharedPostgres(t);
 
@@ -41,33 +28,16 @@ t.test('two workers racing on one database send every delivery exactly once; a d
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
-  const url = (await cluster()).database();
-  const store = openPgStore(url);
-  const readerDb = openPgDb(url, { readonly: true, autocommit: true });
-  const read = createRepos(readerDb);
-  const children: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await readerDb.close();
-    store.close();
-    srv.close();
-  });
+  t.teardown(() => srv.close());
+  const { url, store, read, spawnWorker } = await workerDb(t, cluster);
 
   const now = Date.now();
   await store.commit(() => {
     store.conversations.insertInstance({ id: 'chan_1', plugin_id: 'mock', channel: 'mock', name: 'main', api_base: base, credential_secret: null, verify_secret: 'v', dm_policy: 'open', created_at: now, updated_at: now });
     store.conversations.insertConversation({ id: 'conv_1', channel: 'mock/main', account: '42', thread: '', title: null, created_by: 'channel:mock/main', created_at: now, updated_at: now });
   });
-  const workers = ['replica-a', 'replica-b'].map((owner) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, url, owner, base], { stdio: ['pipe', 'pipe', 'pipe'] });
-    children.push(child);
-    const seen: Array<Record<string, unknown>> = [];
-    createInterface({ input: child.stdout! }).on('line', (l) => seen.push(JSON.parse(l) as Record<string, unknown>));
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    return { child, seen, err: () => err };
-  });
-  await until('both workers to start', () => workers.every((w) => w.seen.some((o) => o.ready)));
+  const workers = ['replica-a', 'replica-b'].map((owner) => spawnWorker(FIXTURE, [url, owner, base]));
+  await until('both workers to start', () => workers.every((w) => w.seen.some((o) => o.ready)), 60_000);
   // One delivery claimed by a worker that died mid-send (its claim runs out later, below).
   const STALE_MS = 10 * 60_000;
   await store.commit(() => {
@@ -82,17 +52,17 @@ t.test('two workers racing on one database send every delivery exactly once; a d
 
   // Both workers are idle; the replies are queued, then both are told at once (as every replica
   // is when another one commits): they race for the same rows.
-  for (const w of workers) w.child.stdin!.write('kick\n');
+  for (const w of workers) w.send('kick');
   const delivered = () => read.conversations.deliveries('conv_1', 1000).filter((d) => d.state === 'delivered').length;
-  await until('the fresh deliveries to be delivered', () => delivered() >= N);
+  await until('the fresh deliveries to be delivered', () => delivered() >= N, 60_000);
   t.equal(received.length, N, `the platform received ${N} requests for ${N} fresh deliveries`);
   t.notOk(received.some((r) => r.text === 'reply 0'), 'the stale claim is not taken over while it is alive');
   // Time passes: the dead worker's claim runs out now.
   const staleUntil = Date.now();
   t.equal(await store.commit(() => store.conversations.expireDeliveryClaims('replica-dead', staleUntil)), 1);
-  for (const w of workers) w.child.stdin!.write('kick\n');
+  for (const w of workers) w.send('kick');
 
-  await until('the stale delivery to be delivered', () => delivered() === N + 1);
+  await until('the stale delivery to be delivered', () => delivered() === N + 1, 60_000);
   const texts = received.map((r) => r.text).sort();
   t.equal(received.length, N + 1, 'one request per delivery');
   t.same(texts, [...new Set(texts)], 'no reply sent twice');
@@ -102,8 +72,8 @@ t.test('two workers racing on one database send every delivery exactly once; a d
   t.ok(rows.every((d) => d.state === 'delivered' && d.parts_sent === 1 && d.claim_owner === null), 'every delivery delivered, one part, its claim released');
   t.equal(read.conversations.delivery('dlv_0')?.claim_token, 2, 'the stale delivery was claimed once more, by one worker');
 
-  for (const w of workers) w.child.stdin!.write('stop\n');
-  await until('both workers to exit', () => workers.every((w) => w.child.exitCode !== null));
+  for (const w of workers) w.send('stop');
+  await until('both workers to exit', () => workers.every((w) => w.child.exitCode !== null), 60_000);
   t.same(
     workers.map((w) => w.child.exitCode),
     [0, 0],

@@ -24,19 +24,23 @@ export interface Replica {
   port: number;
   token: string | null;
   err: () => string;
+  /** Its log (stdout: one JSON object a line; empty at log level silent). */
+  out: () => string;
 }
 
-/** Starts `tyrum start` on `home`; resolves once it listens. The test kills it at the end. */
-export async function startReplica(t: Test, home: string): Promise<Replica> {
-  const child = spawn(process.execPath, [BIN, 'start', '--home', home, '--port', '0', '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `tyrum start` on `home`; resolves once it listens. The test kills it at the end. `logLevel`: what it logs to stderr (`err()`). */
+export async function startReplica(t: Test, home: string, logLevel = 'silent'): Promise<Replica> {
+  const child = spawn(process.execPath, [BIN, 'start', '--home', home, '--port', '0', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 90_000;
   while (!/listening on ws:\/\/127\.0\.0\.1:\d+\/ws/.test(err) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
   const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(err)?.[1]);
   if (!Number.isInteger(port)) throw new Error(`replica on ${home} did not start: ${err.slice(0, 3000)}`);
-  return { home, child, port, token: /tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(err)?.[0] ?? null, err: () => err };
+  return { home, child, port, token: /tyrum_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(err)?.[0] ?? null, err: () => err, out: () => out };
 }
 
 /** A new home on `url`: the first one creates the keys; the others get copies (keys, audit checkpoint, plugin files). */
@@ -86,20 +90,29 @@ export async function waitState(conn: RawConn, runId: string, done: (s: string) 
   }
 }
 
+export interface ReplicasOptions {
+  /** More CLI commands run on the first replica's home after the notes plugin is enabled (before the others start). */
+  cli?: string[][];
+  /** Each replica's log level (default silent). */
+  logLevel?: string;
+}
+
 /** `n` replicas on one fresh database of `cluster`, the notes plugin enabled; the first made the keys and the token. */
-export async function replicas(t: Test, cluster: () => Promise<PgCluster>, n: number): Promise<{ url: string; all: Replica[]; token: string }> {
+export async function replicas(t: Test, cluster: () => Promise<PgCluster>, n: number, o: ReplicasOptions = {}): Promise<{ url: string; all: Replica[]; token: string }> {
   const url = (await cluster()).database();
   const homeA = newHome(t, url);
-  const a = await startReplica(t, homeA);
+  const a = await startReplica(t, homeA, o.logLevel);
   const token = a.token;
   if (token === null) throw new Error(`no bootstrap token: ${a.err().slice(0, 2000)}`);
-  for (const argv of [['plugin', 'install', NOTES], ['plugin', 'grant', 'notes', '--all-requested', '--accept-risk', 'state_changing,storage'], ['plugin', 'enable', 'notes']]) {
-    const r = await runCli([...argv, '--home', homeA]);
+  for (const argv of [['plugin', 'install', NOTES], ['plugin', 'grant', 'notes', '--all-requested', '--accept-risk', 'state_changing,storage'], ['plugin', 'enable', 'notes'], ...(o.cli ?? [])]) {
+    // Before a `--` (the words after it are a server's command line).
+    const cut = argv.includes('--') ? argv.indexOf('--') : argv.length;
+    const r = await runCli([...argv.slice(0, cut), '--home', homeA, ...argv.slice(cut)]);
     if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.err}`);
   }
   const all = [a];
   for (let i = 1; i < n; i++) {
-    const r = await startReplica(t, newHome(t, url, homeA));
+    const r = await startReplica(t, newHome(t, url, homeA), o.logLevel);
     t.equal(r.token, null, `replica ${i + 1} finds the token the first one minted (no second bootstrap token)`);
     all.push(r);
   }

@@ -4,70 +4,20 @@
 // it over once, and A, resumed late, cannot store anything (its writes are fenced by owner and
 // token). Always on PostgreSQL; skipped with the harness's reason without it.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { createRepos, openPgStore } from '../../../core/store/index.js';
-import { openPgDb } from '../../../core/store/pg/db.js';
 import { sharedPostgres, skipWithoutPostgres } from '../../helpers/postgres.js';
+import { until, workerDb, type WorkerDb, type WorkerProcess } from '../../helpers/worker-processes.js';
 
 const FIXTURE = new URL('./fixtures/turn-worker.ts', import.meta.url).pathname;
 const LEASE_MS = 3000;
 const HEARTBEAT_MS = 300;
 
-interface Worker {
-  child: ChildProcess;
-  seen: Array<Record<string, unknown>>;
-  count(key: string): number;
-  send(line: string): void;
-}
-
-function worker(url: string, owner: string): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, url, owner, String(LEASE_MS), String(HEARTBEAT_MS)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const seen: Array<Record<string, unknown>> = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    try {
-      seen.push(JSON.parse(l) as Record<string, unknown>);
-    } catch {
-      seen.push({ raw: l });
-    }
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  child.on('exit', (code) => {
-    if (code !== 0 && code !== null) seen.push({ exited: code, stderr: err });
-  });
-  return { child, seen, count: (k) => seen.filter((o) => o[k] !== undefined).length, send: (line) => child.stdin!.write(`${line}\n`) };
-}
-
-async function until<T>(what: string, pick: () => T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = pick();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const worker = (db: WorkerDb, owner: string): WorkerProcess => db.spawnWorker(FIXTURE, [db.url, owner, String(LEASE_MS), String(HEARTBEAT_MS)]);
 
 const cluster = sharedPostgres(t);
 
 t.test('a turn running on A is not taken over by B while A renews; after A stops renewing B takes it over once and A cannot write', { skip: skipWithoutPostgres() }, async (t) => {
-  const url = (await cluster()).database();
-  const store = openPgStore(url);
-  // What the workers committed, read through a connection of its own.
-  const readerDb = openPgDb(url, { readonly: true, autocommit: true });
-  const read = createRepos(readerDb);
-  const children: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null) {
-        c.kill('SIGCONT');
-        c.kill('SIGKILL');
-      }
-    }
-    await readerDb.close();
-    store.close();
-  });
+  const db = await workerDb(t, cluster);
+  const { store, read } = db;
   const now = Date.now();
   await store.commit(() => {
     const c = store.conversations;
@@ -77,13 +27,11 @@ t.test('a turn running on A is not taken over by B while A renews; after A stops
   });
   const turn = () => read.conversations.turn('turn_1')!;
 
-  const a = worker(url, 'replica-a');
-  children.push(a.child);
+  const a = worker(db, 'replica-a');
   await until('A to call the model', () => a.count('called') === 1);
   t.match(turn(), { state: 'running', owner: 'replica-a', fencing_token: 1 }, 'A claimed the turn');
 
-  const b = worker(url, 'replica-b');
-  children.push(b.child);
+  const b = worker(db, 'replica-b');
   await until('B to start', () => b.count('ready') === 1);
   // B's runner looks for turns at every heartbeat: let it look for more than two lease periods.
   const ticksAtStart = b.count('tick');

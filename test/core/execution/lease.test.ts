@@ -1,5 +1,5 @@
 import t from 'tap';
-import { setup, eventually } from './fixtures/world.js';
+import { setup, eventually, WORLD_STORE } from './fixtures/world.js';
 
 const me = 'tok_alice';
 
@@ -70,7 +70,7 @@ t.test('fenced writes under an old token match nothing', async (t) => {
   const env = setup(t, { start: false });
   const { run } = await env.engine.submit({ kind: 'tool', steps: [{ tool_id: 'echo', args: {} }], created_by: me });
   const s = env.store;
-  const first = s.tx(() => s.execution.claim(run.id, 'A', Date.now() - 10_000, 1))!;
+  const first = s.tx(() => s.execution.claim(run.id, 'A', Date.now(), 0))!;
   t.equal(first.fencing_token, 1);
   const second = s.tx(() => s.execution.claim(run.id, 'B', Date.now(), 60_000))!;
   t.equal(second.fencing_token, 2, 'each claim increments the token');
@@ -81,7 +81,7 @@ t.test('fenced writes under an old token match nothing', async (t) => {
     s.execution.insertAttempt({ run_id: run.id, step_idx: 0, n: 1, state: 'started', owner: 'A', fencing_token: 1, started_at: 1, finished_at: null, duration_ms: null, usage: null, result: null, error: null, evidence: null }, stale),
     false,
   );
-  t.equal(s.execution.renewLease(run.id, stale, Date.now() + 1000), false);
+  t.equal(s.execution.renewLease(run.id, stale, Date.now(), 1000), false);
   t.ok(s.execution.updateStep(run.id, 0, { updated_at: 2 }, { fence: { owner: 'B', token: 2 } }), 'the current holder can write');
   t.equal(s.execution.getRun(run.id)?.lease_owner, 'B');
   t.equal(s.execution.claim(run.id, 'C', Date.now(), 1000), undefined, 'a live lease cannot be claimed');
@@ -124,4 +124,48 @@ t.test('a worker that notices its lease was taken aborts the call in flight', as
   await eventually(() => aborted, 5000, 'abort signal');
   t.ok(aborted);
   t.equal(env.engine.get(run.id).run.lease?.owner, 'worker-B');
+});
+
+// Replicas with skewed clocks (the engine's injected `now`): on PostgreSQL leases are measured on
+// the server's clock (docs/dev/cluster-leases.md, "Whose clock"). On SQLite (one process, one
+// clock) the caller's clock is the lease clock, so these hold on PostgreSQL only.
+const skewSkip = WORLD_STORE === 'postgres' ? false : 'leases use the database clock on PostgreSQL only (TYRUM_TEST_STORE=postgres)';
+const SKEW = 10 * 60_000;
+
+t.test('a worker whose clock runs 10 min ahead does not take over a live lease', { skip: skewSkip }, async (t) => {
+  const env = setup(t, { start: false });
+  const a = env.reopen({ owner: 'worker-A', leaseMs: 1_500 });
+  const fast = env.reopen({ owner: 'worker-F', leaseMs: 1_500, now: () => Date.now() + SKEW });
+  const { run } = await a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.write', args: { ms: 2_500 } }], created_by: me });
+  a.engine.start();
+  await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, 'call started');
+  fast.engine.start();
+  const done = await a.engine.wait(run.id, 10_000);
+  t.equal(done.run.state, 'succeeded');
+  t.equal(env.world.calls({ run_id: run.id }).length, 1, 'the step ran once');
+  t.match(done.steps[0]?.attempts, [{ n: 1, owner: 'worker-A', fencing_token: 1, state: 'succeeded' }], "A kept its lease through F's looks");
+});
+
+t.test('a lease taken by a worker whose clock runs 10 min ahead expires after its length, not 10 min later', { skip: skewSkip }, async (t) => {
+  const env = setup(t, { start: false });
+  const logs: string[] = [];
+  // F never renews (stalled), and its clock is 10 min ahead.
+  const f = env.reopen({ owner: 'worker-F', leaseMs: 300, heartbeatMs: 60_000, now: () => Date.now() + SKEW, log: (_l, m) => logs.push(m) });
+  const b = env.reopen({ owner: 'worker-B', leaseMs: 300 });
+  const stall = gate();
+  env.world.beforeCall = async (_call, ctx) => {
+    if (ctx.attempt === 1) await stall.wait;
+  };
+  const { run } = await f.engine.submit({ kind: 'tool', steps: [{ tool_id: 'flaky.read', args: {} }], created_by: me });
+  f.engine.start();
+  await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, "F's call");
+  b.engine.start();
+  const done = await b.engine.wait(run.id, 10_000);
+  t.equal(done.run.state, 'succeeded', 'B took the run over once the lease ran out on the server clock');
+  stall.open();
+  await eventually(() => logs.includes('lease lost; late write rejected'), 5000, "F's rejected write");
+  t.match(env.engine.get(run.id).steps[0]?.attempts, [
+    { n: 1, owner: 'worker-F', fencing_token: 1, state: 'interrupted' },
+    { n: 2, owner: 'worker-B', fencing_token: 2, state: 'succeeded' },
+  ]);
 });

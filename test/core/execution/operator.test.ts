@@ -9,7 +9,7 @@ async function abandoned(env: ReturnType<typeof setup>, toolId: string) {
   const { run } = await env.engine.submit({ kind: 'workflow', steps: [{ tool_id: toolId, args: {} }, { tool_id: 'echo', args: {} }], created_by: me });
   const s = env.store;
   s.tx(() => {
-    const claimed = s.execution.claim(run.id, 'dead-worker', Date.now() - 60_000, 1)!;
+    const claimed = s.execution.claim(run.id, 'dead-worker', Date.now(), 0)!; // expired at once
     const fence = { owner: 'dead-worker', token: claimed.fencing_token };
     s.execution.insertAttempt({ run_id: run.id, step_idx: 0, n: 1, state: 'started', owner: 'dead-worker', fencing_token: fence.token, started_at: 1, finished_at: null, duration_ms: null, usage: null, result: null, error: null, evidence: null }, fence);
     s.execution.updateStep(run.id, 0, { state: 'running', attempts: 1, idempotent: toolId === 'mail.send' ? 0 : 1, max_attempts: toolId === 'mail.send' ? 1 : 3, policy_decision: 'allow', policy_enforced: 1, policy_snapshot_id: 'pol_test', updated_at: 1 }, { fence });

@@ -17,7 +17,7 @@ const none: NodeConnections = { paired: () => undefined, readiness: () => 'not c
 
 async function origin(t: Test): Promise<{ s: Store; a: NodeCluster }> {
   const s = openPgStore((await cluster()).database());
-  const a = new NodeCluster({ store: s, connections: none, replicaId: 'A', pollMs: 50, log: () => undefined });
+  const a = new NodeCluster({ store: s, channel: s.nodeChannel!, connections: none, replicaId: 'A', pollMs: 50, log: () => undefined });
   t.teardown(async () => {
     await a.close();
     s.close();
@@ -96,6 +96,7 @@ t.test('an aborted call withdraws a dispatch not claimed yet; a dead holder fail
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  s.tx(() => s.cluster.remove('B', Date.now() + 1, JSON.stringify({ kind: 'error', code: 'TYRUM_ERR_NODE_UNAVAILABLE', message: 'm', details: {} }), JSON.stringify({ kind: 'error', code: 'TYRUM_ERR_NODE_DISCONNECTED', message: 'died', details: {} }), Date.now()));
+  // Pruned as dead (a cutoff of -1 ms: any heartbeat up to now counts as missed).
+  s.tx(() => s.cluster.remove('B', -1, JSON.stringify({ kind: 'error', code: 'TYRUM_ERR_NODE_UNAVAILABLE', message: 'm', details: {} }), JSON.stringify({ kind: 'error', code: 'TYRUM_ERR_NODE_DISCONNECTED', message: 'died', details: {} }), Date.now()));
   await t.rejects(inFlight, { code: 'TYRUM_ERR_NODE_DISCONNECTED', message: 'died' });
 });

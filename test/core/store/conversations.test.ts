@@ -2,6 +2,9 @@ import t, { type Test } from 'tap';
 import type { ConversationRow, MessageRow, NewDeliveryRow, NewTurnRow } from '../../../core/store/index.js';
 import { forEachBackend } from '../../helpers/store-backends.js';
 
+/** Tests whose times are the caller's: on PostgreSQL leases, heartbeats and deadlines use the server's clock. */
+const PG_CLOCK = { postgres: 'caller-set times: PostgreSQL measures leases on its own clock (test/core/store/pg/lease-clock.test.ts)' };
+
 const conv = (id: string, over: Partial<ConversationRow> = {}): ConversationRow => ({ id, channel: 'operator', account: 'tok', thread: id, title: null, created_by: 'u', created_at: 1, updated_at: 1, ...over });
 const msg = (id: string, over: Partial<Omit<MessageRow, 'seq'>> = {}): Omit<MessageRow, 'seq'> => ({
   id, conversation_id: 'conv_1', role: 'user', content: 'hi', tool_calls: null, tool_call_id: null, run_id: null, turn_id: null, provenance: '{"source":"operator"}', usage: null, created_at: 1, ...over,
@@ -69,12 +72,12 @@ forEachBackend(t, 'turn leases (migration 20): claimed with a token, taken over 
   t.match(a, { state: 'running', owner: 'A', started_at: 100, lease_expires_at: 150, fencing_token: 1 }, 'claimed: A holds it until 150, token 1');
   t.equal(c.claimTurn('turn_1', 'B', 101, 50), undefined, 'a running turn is not claimed again');
   t.equal(c.takeOverTurn('turn_1', 'B', 149, 50), undefined, 'not taken over while the lease is alive');
-  t.equal(c.renewTurnLease('turn_1', { owner: 'A', token: 1 }, 190), true, 'A renews');
+  t.equal(c.renewTurnLease('turn_1', { owner: 'A', token: 1 }, 140, 50), true, 'A renews');
   t.equal(c.takeOverTurn('turn_1', 'B', 189, 50), undefined, 'still alive after the renewal');
   const b = c.takeOverTurn('turn_1', 'B', 190, 50)!;
   t.match(b, { owner: 'B', lease_expires_at: 240, fencing_token: 2 }, 'taken over once expired: token bumped');
   t.equal(c.takeOverTurn('turn_1', 'C', 200, 50), undefined, "B's fresh lease is not taken over");
-  t.equal(c.renewTurnLease('turn_1', { owner: 'A', token: 1 }, 300), false, 'A can no longer renew');
+  t.equal(c.renewTurnLease('turn_1', { owner: 'A', token: 1 }, 250, 50), false, 'A can no longer renew');
   t.equal(c.updateTurn('turn_1', ['running'], { steps: 5 }, { owner: 'A', token: 1 }), false, "A's late write is refused");
   t.equal(c.updateTurn('turn_1', ['running'], { steps: 1 }, { owner: 'B', token: 2 }), true, "B's write goes through");
   t.equal(c.turn('turn_1')?.steps, 1);
@@ -85,7 +88,7 @@ forEachBackend(t, 'turn leases (migration 20): claimed with a token, taken over 
   t.equal(c.expireTurnLeases(null, 220), 1, 'null frees every lease (SQLite: one gateway per database)');
   t.equal(c.updateTurn('turn_1', ['running'], { state: 'completed', finished_at: 230 }, { owner: 'B', token: 3 }), true);
   t.equal(c.takeOverTurn('turn_1', 'C', 1000, 50), undefined, 'an ended turn is not taken over');
-});
+}, PG_CLOCK);
 
 forEachBackend(t, 'delivery claims (migration 20): due deliveries claimed once, a stale claim taken over after expiry, results written only under the claim', async (t: Test, { repos: s }) => {
   const c = s.conversations;
@@ -101,7 +104,7 @@ forEachBackend(t, 'delivery claims (migration 20): due deliveries claimed once, 
   t.same(c.claimDeliveries('B', 30, 100, 10).map((d) => d.id), ['dlv_3'], 'a claimed delivery is not claimed again; B gets the one left');
   t.same(c.dueDeliveries(30, 10), [], 'claimed ones are not due');
   t.equal(c.nextDeliveryAt(), 120, 'the next wake-up is when the first claim expires');
-  t.equal(c.renewDeliveryClaim('dlv_1', { owner: 'A', token: 1 }, 150), true, 'A renews dlv_1');
+  t.equal(c.renewDeliveryClaim('dlv_1', { owner: 'A', token: 1 }, 50, 100), true, 'A renews dlv_1');
   t.same(c.claimDeliveries('B', 120, 100, 10).map((d) => [d.id, d.claim_owner, d.claim_token]), [['dlv_2', 'B', 2]], "A's stale claim on dlv_2 is taken over once it expired");
   t.equal(c.updateDelivery('dlv_2', { parts_sent: 1, updated_at: 121 }, { owner: 'A', token: 1 }), false, "A's late write is refused");
   t.equal(c.updateDelivery('dlv_2', { state: 'delivered', finished_at: 122, updated_at: 122, claim_owner: null, claim_expires_at: null }, { owner: 'B', token: 2 }), true, 'B ends it under its claim');
@@ -114,4 +117,4 @@ forEachBackend(t, 'delivery claims (migration 20): due deliveries claimed once, 
   t.equal(c.expireDeliveryClaims('A', 210), 0, "A's start frees only A's claims");
   t.equal(c.expireDeliveryClaims(null, 210), 2, 'null frees every claim');
   t.same(c.claimDeliveries('C', 210, 100, 10).map((d) => d.id), ['dlv_3', 'dlv_1']);
-});
+}, PG_CLOCK);

@@ -4,6 +4,9 @@ import t, { type Test } from 'tap';
 import type { ApprovalRow, AttemptRow, RunRow, StepRow, TokenRecord } from '../../../core/store/index.js';
 import { forEachBackend } from '../../helpers/store-backends.js';
 
+/** Tests whose times are the caller's: on PostgreSQL leases, heartbeats and deadlines use the server's clock. */
+const PG_CLOCK = { postgres: 'caller-set times: PostgreSQL measures leases on its own clock (test/core/store/pg/lease-clock.test.ts)' };
+
 function token(id: string, over: Partial<TokenRecord> = {}): TokenRecord {
   return {
     id, label: id, scopes: ['operator.read'], roles: ['client'], kdf: 'scrypt:N=4096,r=8,p=1', salt: Buffer.from([0, 1, 2]), hash: Buffer.from([255, 254]),
@@ -202,13 +205,13 @@ forEachBackend(t, 'runs are claimed oldest first under a lease whose fencing tok
   t.equal(s.execution.updateStep('r1', 0, { state: 'running', updated_at: 201 }, { fence: f1 }), undefined);
   t.equal(s.execution.updateStep('r1', 0, { state: 'running', updated_at: 201 }, { fence: { owner: 'w2', token: 2 } })?.state, 'running');
   t.same(s.execution.updateAttempt('r1', 0, 1, { state: 'interrupted', finished_at: 202, duration_ms: 1.5 })?.duration_ms, 1.5);
-  t.equal(s.execution.renewLease('r1', f1, 999), false);
-  t.equal(s.execution.renewLease('r1', { owner: 'w2', token: 2 }, 999), true);
+  t.equal(s.execution.renewLease('r1', f1, 899, 100), false);
+  t.equal(s.execution.renewLease('r1', { owner: 'w2', token: 2 }, 899, 100), true);
   t.equal(s.execution.expireLeasesOf('w2', 300), 1);
   t.same(s.execution.listRuns({ limit: 2 }).map((r) => r.id), ['r3', 'r2'], 'newest first');
   t.same(s.execution.listRuns({ limit: 5, afterId: 'r2' }).map((r) => r.id), ['r1']);
   t.same(s.execution.updateSteps('r1', { state: 'cancelled', updated_at: 301 }, ['running']).map((x) => x.idx), [0]);
-});
+}, PG_CLOCK);
 
 forEachBackend(t, 'approvals resolve once, expire once, and are consumed once', async (t: Test, { repos: s }) => {
   s.execution.insertRun(run('r1', { state: 'paused', pause_reason: 'approval' }));
