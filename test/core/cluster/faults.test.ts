@@ -89,9 +89,12 @@ t.test('a replica stopped past its lease mid-step: the other finishes the run, t
   const onA = await clientOf(t, a, token);
   const { runId, runner } = await startSlow(t, onA, file, byPid, false);
   const other = runner === a ? b : a;
+  // Connected before the stop: a replica stopped inside a write transaction holds the cluster's log
+  // lock until PostgreSQL ends its session (idle_in_transaction_session_timeout, 10 s), so a
+  // handshake (it writes) on the other replica could wait past the request timeout meanwhile.
+  const onOther = await clientOf(t, other, token);
   runner.child.kill('SIGSTOP');
   t.teardown(() => void runner.child.kill('SIGCONT'));
-  const onOther = await clientOf(t, other, token);
 
   const done = await until('the other replica to finish the run', 150_000, async () => {
     const v = await runOf(onOther, runId);
