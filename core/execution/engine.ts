@@ -367,7 +367,7 @@ export class ExecutionEngine {
             controller: null,
             carry: { writes: [write], waiters: [{ resolve, reject }] },
             traceparent: this.calls ? incomingTrace() : null,
-            tenant: input.tenant_id ?? 'default',
+            tenant: input.tenant_id ?? DEFAULT_TENANT,
           };
           this.launch(claim, { run: row, step: steps[0]! });
         });
