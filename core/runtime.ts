@@ -710,7 +710,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         },
         tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,
         audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),
-        emit: (type, payload) => server?.publish(type, payload),
+        emit: (type, payload, tenant) => server?.publish(type, payload, tenant),
         log: (level, msg, data) => server?.app.log[level](data ?? {}, msg),
         inflight,
         socketIdleTimeoutMs: config.limits.httpRequestTimeoutMs,

@@ -74,7 +74,9 @@ export async function policyCmd(argv: string[], io: Io): Promise<number> {
         // An approved MCP tool: its effect is the one the operator approved (annotations are not trusted).
         const m = toolId.startsWith('mcp.') ? svc.mcp.served(new Set(svc.plugins.enabled().map((x) => x.record.id))).find((x) => x.tool_id === toolId) : undefined;
         const entry = m ? { plugin_id: 'mcp', effect: m.effect } : p && tool ? { plugin_id: p.record.id, effect: tool.effect } : undefined;
-        const call = policyCall(toolId, entry, p ? { risks: p.manifest.risk ?? [], rights: p.effective } : m ? { risks: [], rights: m.rights } : null, args ? argsHash(args) : null);
+        // Another tenant's calls are decided on the rights of its own grant of the plugin (none: no rights).
+        const rights = p && tenant !== 'default' ? svc.plugins.tenantRights(tenant, p.record.id)?.effective : p?.effective;
+        const call = policyCall(toolId, entry, p && rights ? { risks: p.manifest.risk ?? [], rights } : m ? { risks: [], rights: m.rights } : null, args ? argsHash(args) : null);
         const e = svc.policy.explain(call, undefined, tenant);
         io.out(values.json ? JSON.stringify(e) : e.text);
         return 0;

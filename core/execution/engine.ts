@@ -481,7 +481,8 @@ export class ExecutionEngine {
       if (!run) throw new TyrumError('TYRUM_ERR_NOT_FOUND', `no run ${runId}`, { run_id: runId });
       if (run.state === 'cancelled') return { row: run, changed: false, immediate: false };
       if (TERMINAL.has(run.state)) throw new TyrumError('TYRUM_ERR_INVALID_STATE', `run ${runId} already ${run.state}`, { run_id: runId, state: run.state });
-      const free = run.state === 'paused' || run.lease_owner === null || (run.lease_expires_at ?? 0) <= now;
+      // Lease expiry on the store's clock (PostgreSQL: the server's; see leaseClock).
+      const free = run.state === 'paused' || run.lease_owner === null || this.store.execution.leaseFree(runId, now);
       if (free) {
         const row = this.cancelInTx(emit, run, null, actor);
         audit('run.cancel_requested', actor, { run_id: runId, immediate: true });

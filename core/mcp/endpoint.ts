@@ -117,7 +117,8 @@ export interface McpEndpointDeps {
   /** Audit sink (authorization denials). Must not throw. */
   audit?(type: string, actor: AuditActor, data: Record<string, unknown>): void;
   /** Live event sink (authz.denied). Must not throw. */
-  emit?(type: 'authz.denied', payload: Record<string, unknown>): void;
+  /** A live event for `tenant`'s clients (the acting token's tenant). */
+  emit?(type: 'authz.denied', payload: Record<string, unknown>, tenant: string): void;
   log?(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void;
   /**
    * The token's in-flight budget, the one its WebSocket connections use too: every `tools/list`
@@ -401,8 +402,10 @@ export function createMcpEndpoint(deps: McpEndpointDeps): McpEndpoint {
       const d = authorize(OPERATIONS[type], { scopes: peer.token.scopes, role: peer.role, tenant: peer.token.tenant_id }, type);
       if (d.allowed) continue;
       const { required, audit, event } = denialRecord(type, d, peer, { mcp_method: method });
-      deps.audit?.('authz.denied', { kind: 'token', id: peer.token.id }, audit);
-      deps.emit?.('authz.denied', event);
+      // The refusal is the acting tenant's: audited with its tenant, pushed to its clients (as on WebSocket).
+      const owner = tenantOf(peer.token);
+      deps.audit?.('authz.denied', { kind: 'token', id: peer.token.id, ...(owner !== DEFAULT_TENANT ? { tenant: owner } : {}) }, audit);
+      deps.emit?.('authz.denied', event, owner);
       throw rpcError(MCP_ERR_FORBIDDEN, { code: 'TYRUM_ERR_FORBIDDEN', wire: 'forbidden', message: d.reason === 'tenant' ? `${method} needs ${type}, which is for the default tenant's tokens only` : `${method} needs ${type}, which requires one of: ${required.join(', ')}`, details: { request_type: type, required_scopes: required } });
     }
   }

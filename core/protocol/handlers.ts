@@ -423,7 +423,8 @@ export function createHandlers(s: HandlerServices): Handlers {
       // Another tenant explains the tools it may call (its tool.list): the others, and what their
       // grants reach, are the host's (not_found or forbidden, as tool.invoke answers).
       if (tenant(peer) !== DEFAULT_TENANT) s.checkTenantTool(tenant(peer), q.tool_id);
-      const d = s.host.describe(q.tool_id);
+      // On the rights of the caller's tenant's own grant, as its calls are decided (never the host's).
+      const d = s.host.describe(q.tool_id, tenant(peer));
       const call = policyCall(q.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, q.args ? argsHash(q.args) : null);
       const e = s.policy.explain(call, undefined, tenant(peer));
       return {

@@ -346,6 +346,15 @@ export class ExecutionRepo {
   }
 
   /**
+   * Whether the run's lease is held by no one now: no owner, or expired. On PostgreSQL "now" is the
+   * server's clock (leases are measured on it), so a replica whose clock runs ahead cannot take a
+   * live lease for expired.
+   */
+  leaseFree(id: string, now: number): boolean {
+    return this.s.get(`SELECT 1 FROM runs WHERE id = @id AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ${this.clock})`).get({ id, now }) !== undefined;
+  }
+
+  /**
    * Makes leases held under `owner` claimable now. Only for an engine starting up: it holds no
    * lease yet, so any lease in its name was left by a previous incarnation that died.
    */

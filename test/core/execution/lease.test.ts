@@ -169,3 +169,20 @@ t.test('a lease taken by a worker whose clock runs 10 min ahead expires after it
     { n: 2, owner: 'worker-B', fencing_token: 2, state: 'succeeded' },
   ]);
 });
+
+t.test('a cancel from a worker whose clock runs 10 min ahead does not take a live lease for free: the run is asked to stop, its call finishes', { skip: skewSkip }, async (t) => {
+  const env = setup(t, { start: false });
+  const a = env.reopen({ owner: 'worker-A', leaseMs: 5_000 });
+  const fast = env.reopen({ owner: 'worker-F', leaseMs: 5_000, now: () => Date.now() + SKEW });
+  const stall = gate();
+  env.world.beforeCall = async () => stall.wait;
+  const { run } = await a.engine.submit({ kind: 'tool', steps: [{ tool_id: 'slow.read', args: { ms: 10 } }], created_by: me });
+  a.engine.start();
+  await eventually(() => env.world.calls({ run_id: run.id }).length === 1, 5000, "A's call started");
+  const asked = await fast.engine.cancel(run.id, { kind: 'principal', id: me });
+  t.equal(asked.state, 'running', 'not cancelled at once: A holds a live lease on the server clock');
+  t.match(env.engine.get(run.id).steps[0]?.attempts, [{ n: 1, owner: 'worker-A', state: 'started' }], "A's attempt was not cut by F");
+  stall.open();
+  const done = await a.engine.wait(run.id, 10_000);
+  t.equal(done.run.state, 'cancelled', 'A stops the run at its next safe point');
+});

@@ -72,6 +72,22 @@ t.test("a tenant's token lists and calls its tenant's tools through /mcp", async
   t.equal(denied.isError, true);
   t.match((denied._meta as Record<string, { error: { code: string } }>)[RUN_META_KEY], { state: 'failed', error: { code: 'TYRUM_ERR_POLICY_DENIED' } });
 
+  // A refusal by scope is the tenant's: audited in its view, pushed to its clients, not the host's.
+  const reader = await gw.tokens.create({ scopes: ['operator.read'], tenant: 'acme', createdBy: 'cli', label: 'acme reader' });
+  const hostEvents: string[] = [];
+  host.ws.on('message', (m: Buffer) => {
+    const f = JSON.parse(m.toString()) as { type?: string; event_type?: string };
+    if (f.type === 'authz.denied' || f.event_type === 'authz.denied') hostEvents.push(m.toString());
+  });
+  const readerClient = await mcpClient(t, gw, reader.token);
+  await t.rejects(readerClient.callTool({ name: 'text-utils.transform', arguments: { text: 'x', op: 'slug' } }), { message: /tool\.invoke/ });
+  await gw.audit.flush();
+  const acmeDenied = ((await ws.request('audit.list', { limit: 1000 })).result as { entries: Array<{ type: string; actor: { id?: string; tenant?: string } }> }).entries.filter((e) => e.type === 'authz.denied' && e.actor.id === reader.record.id);
+  t.match(acmeDenied, [{ actor: { tenant: 'acme' } }], "the refusal is in the tenant's audit view, naming it");
+  const hostDenied = ((await host.request('audit.list', { limit: 1000 })).result as { entries: Array<{ type: string; actor: { id?: string } }> }).entries.filter((e) => e.type === 'authz.denied' && e.actor.id === reader.record.id);
+  t.same(hostDenied, [], "and not in the host's");
+  t.same(hostEvents.filter((e) => e.includes(reader.record.id)), [], "nor pushed to the host's clients");
+
   // The host's token still needs policy.explain for tools/list and sees the whole catalog.
   const hostClient = await mcpClient(t, gw, gw.adminToken);
   const hostNames = (await hostClient.listTools()).tools.map((x) => x.name);

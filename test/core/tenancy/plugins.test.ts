@@ -168,6 +168,12 @@ t.test("secrets: a tenant's call injects the tenant's handle, the host's the hos
   t.equal((await invoke(host, 'http-api.get_json', { path: '/v1/items' })).policy?.decision, 'deny', "the host's grant names API_TOKEN: denied");
   t.equal((await invoke(acme, 'http-api.get_json', { path: '/v1/items' })).policy?.decision, 'allow', "acme's grant names no secret: allowed");
   t.equal((await invoke(beta, 'http-api.get_json', { path: '/v1/items' })).policy?.decision, 'deny', "beta's grant names API_TOKEN: denied");
+  // policy.explain answers as the calls are decided: on the caller's tenant's grant, never the host's.
+  const explained = ok<{ decision: string; text: string }>(await acme.request('policy.explain', { tool_id: 'http-api.get_json' }));
+  t.equal(explained.decision, 'allow', "acme's explain: its own grant (no secret)");
+  t.match(explained.text, /secrets \(none\)/, "acme's explain shows its grant's secrets (none)");
+  t.notMatch(explained.text, /API_TOKEN/, "nor the host's secret handle names");
+  t.equal(ok<{ decision: string }>(await host.request('policy.explain', { tool_id: 'http-api.get_json' })).decision, 'deny', "the host's explain: its grant");
 
   // Egress by a tenant's sandbox is audited as the tenant's.
   await gw.audit.flush();
