@@ -230,7 +230,7 @@ t.test('a secret handle in --env is stored as the handle; the probe fills in the
   const sha = createHash('sha256').update(value).digest('hex');
   const add = await runCli(['mcp', 'add', 'withsecret', '--home', home, '--env', 'API_KEY={{secret:PROBE_TOKEN}}', '--env', 'MODE=a=b', '--', process.execPath, FLAKY, '--require-env', `API_KEY=${sha}`]);
   t.equal(add.code, 0, add.err);
-  t.match(add.out, /listed 4 tools/, 'the server started: API_KEY held the secret value');
+  t.match(add.out, /listed 5 tools/, 'the server started: API_KEY held the secret value');
   t.equal(add.err, '');
   const list = await runCli(['mcp', 'list', '--json', '--home', home]);
   t.match(JSON.parse(list.out), { servers: [{ name: 'withsecret', spec: { env: { API_KEY: '{{secret:PROBE_TOKEN}}', MODE: 'a=b' } }, health: { status: 'probed' } }] }, 'the value of --env may contain "="');
