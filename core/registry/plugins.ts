@@ -337,18 +337,8 @@ export class PluginRegistry {
    */
   tenantInfo(tenant: string, r: PluginRecord): PluginInfo {
     const t = this.tenantRights(tenant, r.id)!;
-    const m = t.manifest;
     return {
-      id: r.id,
-      version: r.version,
-      name: m.name,
-      description: m.description,
-      publisher: m.publisher,
-      state: r.state,
-      manifest_sha256: r.manifest_sha256,
-      wasm_sha256: r.wasm_sha256,
-      risk: m.risk ?? [],
-      tools: m.contributes.tools.map((x) => `${m.id}.${x.id}`),
+      ...publicFacts(r, t.manifest),
       grant: t.grant,
       effective: t.effective,
       blockers: t.blockers,
@@ -454,16 +444,7 @@ export class PluginRegistry {
     const m = JSON.parse(r.manifest) as PluginManifest;
     const grant = this.grantOf(r.id);
     return {
-      id: r.id,
-      version: r.version,
-      name: m.name,
-      description: m.description,
-      publisher: m.publisher,
-      state: r.state,
-      manifest_sha256: r.manifest_sha256,
-      wasm_sha256: r.wasm_sha256,
-      risk: m.risk ?? [],
-      tools: m.contributes.tools.map((t) => `${m.id}.${t.id}`),
+      ...publicFacts(r, m),
       grant,
       effective: effectiveRights(m, grant),
       blockers: this.blockers(r),
@@ -478,6 +459,22 @@ export class PluginRegistry {
     this.o.emit?.('plugin.lifecycle', { plugin_id: r.id, version: r.version, action, state: action === 'removed' ? 'removed' : r.state });
     this.o.onChange?.(r.id);
   }
+}
+
+/** What anyone who may see a plugin sees of it, host or tenant: its identity, manifest facts, digests, risks and tools. */
+function publicFacts(r: PluginRecord, m: PluginManifest): Pick<PluginInfo, 'id' | 'version' | 'name' | 'description' | 'publisher' | 'state' | 'manifest_sha256' | 'wasm_sha256' | 'risk' | 'tools'> {
+  return {
+    id: r.id,
+    version: r.version,
+    name: m.name,
+    description: m.description,
+    publisher: m.publisher,
+    state: r.state,
+    manifest_sha256: r.manifest_sha256,
+    wasm_sha256: r.wasm_sha256,
+    risk: m.risk ?? [],
+    tools: m.contributes.tools.map((t) => `${m.id}.${t.id}`),
+  };
 }
 
 /** What a grant covered: the version granted and what it asked for (plugin_grants.granted_for). */

@@ -5,18 +5,9 @@
  * case here fails this test. docs/tenancy.md.
  */
 import t from 'tap';
-import { OPERATIONS, SCOPES, TENANT_OPERATIONS, type OperationType } from '../../../schemas/index.js';
+import { OPERATIONS, TENANT_OPERATIONS, type OperationType } from '../../../schemas/index.js';
 import { startTestGateway, removeHome, connect, newDevice, type TestGateway, type RawConn } from '../../helpers/gateway.js';
-
-const PLUGINS = new URL('../../../plugins/', import.meta.url).pathname;
-const CLI = { kind: 'cli', user: 'test' };
-
-type Frame = Record<string, unknown>;
-const ok = <T>(r: Frame): T => {
-  if (r.ok !== true) throw new Error(`request failed: ${JSON.stringify(r.error ?? r)}`);
-  return r.result as T;
-};
-const code = (r: Frame): string | undefined => (r.error as { code?: string } | undefined)?.code;
+import { CLI, PLUGINS, code, createTenant, ok } from './helpers.js';
 
 async function enablePlugins(gw: TestGateway): Promise<void> {
   for (const id of ['text-utils', 'notes']) {
@@ -26,10 +17,7 @@ async function enablePlugins(gw: TestGateway): Promise<void> {
   }
 }
 
-async function newTenant(gw: TestGateway, id: string): Promise<string> {
-  gw.store.tx(() => gw.store.tenants.insert({ id, label: `tenant ${id}`, created_at: Date.now() }));
-  return (await gw.tokens.create({ scopes: [...SCOPES], tenant: id, createdBy: 'cli', label: `${id} admin` })).token;
-}
+const newTenant = async (gw: TestGateway, id: string): Promise<string> => (await createTenant(gw, id)).token;
 
 /** The run's state once it settles (paused, or terminal). */
 async function settle(conn: RawConn, runId: string, until: (s: string) => boolean): Promise<string> {

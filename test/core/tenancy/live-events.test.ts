@@ -5,23 +5,10 @@
  * tenant. Two (and more) real WebSocket clients of different tenants.
  */
 import t from 'tap';
-import { SCOPES } from '../../../schemas/index.js';
-import { startTestGateway, removeHome, connect, open, RawConn, type TestGateway } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, connect, open, RawConn } from '../../helpers/gateway.js';
+import { CLI, createTenant, ok } from './helpers.js';
 
 const TEXT_UTILS = new URL('../../../plugins/text-utils/build/', import.meta.url).pathname;
-const CLI = { kind: 'cli', user: 'test' };
-
-type Frame = Record<string, unknown>;
-const ok = <T>(r: Frame): T => {
-  if (r.ok !== true) throw new Error(`request failed: ${JSON.stringify(r.error ?? r)}`);
-  return r.result as T;
-};
-
-async function newTenant(gw: TestGateway, id: string): Promise<{ token: string; tokenId: string }> {
-  gw.store.tx(() => gw.store.tenants.insert({ id, label: `tenant ${id}`, created_at: Date.now() }));
-  const { token, record } = await gw.tokens.create({ scopes: [...SCOPES], tenant: id, createdBy: 'cli', label: `${id} admin` });
-  return { token, tokenId: record.id };
-}
 
 /** Live events of `type` a connection received (no outbox cursor: a fresh id each). */
 const events = (c: RawConn, type: string): Array<Record<string, unknown>> => c.frames.filter((f) => f.event_id !== undefined && f.type === type).map((f) => f.payload as Record<string, unknown>);
@@ -46,8 +33,8 @@ t.test("tool.invoked and presence reach their own tenant's clients only; auth.fa
   await gw.plugins.install(TEXT_UTILS, CLI);
   await gw.plugins.grant('text-utils', { allRequested: true }, CLI);
   await gw.plugins.enable('text-utils', CLI);
-  const acme = await newTenant(gw, 'acme');
-  const globex = await newTenant(gw, 'globex');
+  const acme = await createTenant(gw, 'acme');
+  const globex = await createTenant(gw, 'globex');
   // A tenant calls a plugin under its own grant (the host's gives it nothing).
   await gw.plugins.grant('text-utils', { allRequested: true }, CLI, 'acme');
 

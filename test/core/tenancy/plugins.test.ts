@@ -7,24 +7,8 @@
 import t from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SCOPES } from '../../../schemas/index.js';
 import { startTestGateway, removeHome, connect, externalQuery, type TestGateway, type RawConn } from '../../helpers/gateway.js';
-
-const PLUGINS = new URL('../../../plugins/', import.meta.url).pathname;
-const CLI = { kind: 'cli', user: 'test' };
-
-type Frame = Record<string, unknown>;
-const ok = <T>(r: Frame): T => {
-  if (r.ok !== true) throw new Error(`request failed: ${JSON.stringify(r.error ?? r)}`);
-  return r.result as T;
-};
-const code = (r: Frame): string | undefined => (r.error as { code?: string } | undefined)?.code;
-
-async function newTenant(gw: TestGateway, id: string): Promise<RawConn> {
-  gw.store.tx(() => gw.store.tenants.insert({ id, label: `tenant ${id}`, created_at: Date.now() }));
-  const token = (await gw.tokens.create({ scopes: [...SCOPES], tenant: id, createdBy: 'cli', label: `${id} admin` })).token;
-  return (await connect(gw, { token })).conn;
-}
+import { CLI, PLUGINS, code, ok, tenantConn } from './helpers.js';
 
 async function gateway(t: { teardown(fn: () => unknown): void }): Promise<TestGateway> {
   const gw = await startTestGateway();
@@ -47,9 +31,9 @@ t.test('key-value state: the same plugin and key hold the host\'s value for the 
   t.teardown(() => host.ws.close());
   // Policy is the host's: adding notes needs no approval in this test, for anyone.
   ok(await host.request('policy.set', { bundle: { policy_version: 1, mode: 'enforce', rules: [{ id: 'notes', decision: 'allow', match: { tools: ['notes.*'] } }] } }));
-  const acme = await newTenant(gw, 'acme');
+  const acme = await tenantConn(gw, 'acme');
   t.teardown(() => acme.ws.close());
-  const beta = await newTenant(gw, 'beta');
+  const beta = await tenantConn(gw, 'beta');
   t.teardown(() => beta.ws.close());
 
   const hostNote = (await invoke(host, 'notes.add_note', { title: 'host title', body: 'host-private-body' })).output;
@@ -122,9 +106,9 @@ t.test("secrets: a tenant's call injects the tenant's handle, the host's the hos
   await gw.plugins.enable('http-api', CLI);
   const host = (await connect(gw)).conn;
   t.teardown(() => host.ws.close());
-  const acme = await newTenant(gw, 'acme');
+  const acme = await tenantConn(gw, 'acme');
   t.teardown(() => acme.ws.close());
-  const beta = await newTenant(gw, 'beta');
+  const beta = await tenantConn(gw, 'beta');
   t.teardown(() => beta.ws.close());
   gw.secrets.set('API_TOKEN', Buffer.from(ACME_VALUE), [origin], { tenant: 'acme' });
   gw.secrets.set('ACME_ONLY', Buffer.from('acme-only-value'), [origin], { tenant: 'acme' });

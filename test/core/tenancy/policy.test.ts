@@ -4,25 +4,10 @@
  * only; policy.get/set/explain/override.revoke answer from the caller's tenant.
  */
 import t from 'tap';
-import { SCOPES } from '../../../schemas/index.js';
-import { startTestGateway, removeHome, connect, type TestGateway, type RawConn } from '../../helpers/gateway.js';
+import { startTestGateway, removeHome, connect, type RawConn } from '../../helpers/gateway.js';
+import { CLI, type Frame, PLUGINS, code, ok, tenantConn } from './helpers.js';
 
-const PLUGINS = new URL('../../../plugins/', import.meta.url).pathname;
-const CLI = { kind: 'cli', user: 'test' };
 const TOOL = 'text-utils.word_count';
-
-type Frame = Record<string, unknown>;
-const ok = <T>(r: Frame): T => {
-  if (r.ok !== true) throw new Error(`request failed: ${JSON.stringify(r.error ?? r)}`);
-  return r.result as T;
-};
-const code = (r: Frame): string | undefined => (r.error as { code?: string } | undefined)?.code;
-
-async function newTenant(gw: TestGateway, id: string): Promise<RawConn> {
-  gw.store.tx(() => gw.store.tenants.insert({ id, label: `tenant ${id}`, created_at: Date.now() }));
-  const token = (await gw.tokens.create({ scopes: [...SCOPES], tenant: id, createdBy: 'cli', label: `${id} admin` })).token;
-  return (await connect(gw, { token })).conn;
-}
 
 interface Invoked {
   run_id: string;
@@ -54,9 +39,9 @@ t.test("a tenant's bundle requires approval for a tool the host allows; its alwa
   await gw.plugins.enable('text-utils', CLI);
   const host = (await connect(gw)).conn;
   t.teardown(() => host.ws.close());
-  const acme = await newTenant(gw, 'acme');
+  const acme = await tenantConn(gw, 'acme');
   t.teardown(() => acme.ws.close());
-  const globex = await newTenant(gw, 'globex');
+  const globex = await tenantConn(gw, 'globex');
   t.teardown(() => globex.ws.close());
   // Each tenant calls text-utils under its own grant (the host's gives a tenant nothing).
   for (const tenant of ['acme', 'globex']) await gw.plugins.grant('text-utils', { allRequested: true }, CLI, tenant);

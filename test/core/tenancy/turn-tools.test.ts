@@ -11,15 +11,7 @@ import { startTestGateway, removeHome, connect, type TestGateway } from '../../h
 import { startMockOpenAi, type MockRequest } from '../../helpers/mock-openai.js';
 import { setBackend } from '../../../core/conversations/settings.js';
 import { functionName } from '../../../core/conversations/turns.js';
-
-const PLUGINS = new URL('../../../plugins/', import.meta.url).pathname;
-const CLI = { kind: 'cli', user: 'test' };
-
-type Frame = Record<string, unknown>;
-const ok = <T>(r: Frame): T => {
-  if (r.ok !== true) throw new Error(`request failed: ${JSON.stringify(r.error ?? r)}`);
-  return r.result as T;
-};
+import { CLI, PLUGINS, ok } from './helpers.js';
 
 async function until<T>(what: string, pick: () => T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
   const end = Date.now() + timeoutMs;
