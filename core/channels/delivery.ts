@@ -228,7 +228,7 @@ export class Deliverer {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const next = this.o.store.conversations.nextDeliveryAt();
+    const next = this.o.store.conversations.nextDeliveryAt(now);
     if (next !== null && this.inflight.size === 0) {
       this.timer = setTimeout(() => this.kick(), Math.max(10, next - now));
       this.timer.unref();

@@ -495,10 +495,16 @@ export class ConversationRepo {
     return prepared(this.db, `UPDATE deliveries SET claim_expires_at = ${this.clock} WHERE state = 'pending' AND claim_owner IS NOT NULL AND (CAST(@owner AS TEXT) IS NULL OR claim_owner = @owner) AND claim_expires_at > ${this.clock}`).run({ owner, now }).changes;
   }
 
-  /** When the next pending delivery is due (or its claim expires), or null. */
-  nextDeliveryAt(): number | null {
+  /**
+   * When the next pending delivery is due (or its claim expires), or null, on the caller's clock
+   * (`now`): a claim's expiry is on the lease clock (PostgreSQL: the server's, see leaseClock), so
+   * it is taken relative to that clock's now and added to the caller's, and a replica whose clock
+   * is behind does not wait the skew out before taking over a dead replica's claim.
+   */
+  nextDeliveryAt(now: number = Date.now()): number | null {
+    const claimEnds = `(claim_expires_at - ${this.clock} + @now)`;
     return (
-      prepared(this.db, "SELECT MIN(CASE WHEN claim_owner IS NOT NULL AND claim_expires_at > next_attempt_at THEN claim_expires_at ELSE next_attempt_at END) AS t FROM deliveries WHERE state = 'pending'").get() as {
+      prepared(this.db, `SELECT MIN(CASE WHEN claim_owner IS NOT NULL AND ${claimEnds} > next_attempt_at THEN ${claimEnds} ELSE next_attempt_at END) AS t FROM deliveries WHERE state = 'pending'`).get({ now }) as {
         t: number | null;
       }
     ).t;

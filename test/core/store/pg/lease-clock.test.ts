@@ -124,6 +124,14 @@ t.test('deliveries: a claim by a fast clock lasts its length; a slow clock takes
   await sleep(SHORT + 100);
   t.same(c.dueDeliveries(slow(), 10).map((d) => d.id), ['dlv_1'], 'expired: due, whatever the slow clock says');
   t.same(s.tx(() => c.claimDeliveries('S', slow(), LIVE, 10)).map((d) => [d.id, d.claim_owner, d.claim_token]), [['dlv_1', 'S', 2]], 'taken over');
+  // The wake-up for a claim's end is on each caller's clock: a slow replica waits the claim's
+  // length, not the skew on top of it (and a fast one not less).
+  // (Up to 5 s early: the claim was taken a moment before this reads it, on a loaded box.)
+  for (const [clock, who] of [[slow, 'slow'], [fast, 'fast']] as const) {
+    const now = clock();
+    const at = c.nextDeliveryAt(now);
+    t.ok(at !== null && at <= now + LIVE + 5 && at >= now + LIVE - 5_000, `the ${who} replica's wake-up for the claim's end: ${at === null ? null : at - now} ms from its now, about ${LIVE}`);
+  }
   t.same(s.tx(() => c.claimDeliveries('F', fast(), LIVE, 10)), [], 'the fast replica does not take the live claim');
   t.equal(s.tx(() => c.renewDeliveryClaim('dlv_1', { owner: 'F', token: 1 }, fast(), LIVE)), false, 'F cannot renew');
   t.equal(s.tx(() => c.updateDelivery('dlv_1', { parts_sent: 1, updated_at: 2 }, { owner: 'F', token: 1 })), false, "F's late write is refused");
