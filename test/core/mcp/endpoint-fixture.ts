@@ -7,6 +7,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startTestGateway, removeHome, type TestGateway } from '../../helpers/gateway.js';
 import { RUN_META_KEY, WAIT_META_KEY } from '../../../core/mcp/endpoint.js';
+import { installEnabled, NOTES_RISKS } from '../registry/helpers.js';
 
 export const TEXT_UTILS = new URL('../../../plugins/text-utils/build/', import.meta.url).pathname;
 export const NOTES = new URL('../../../plugins/notes/build/', import.meta.url).pathname;
@@ -22,12 +23,8 @@ export async function setup(t: Test): Promise<{ gw: TestGateway; token: string; 
     await gw.close();
     removeHome(gw.home);
   });
-  await gw.plugins.install(TEXT_UTILS, CLI);
-  await gw.plugins.grant('text-utils', { allRequested: true }, CLI);
-  await gw.plugins.enable('text-utils', CLI);
-  await gw.plugins.install(NOTES, CLI);
-  await gw.plugins.grant('notes', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
-  await gw.plugins.enable('notes', CLI);
+  await installEnabled(gw.plugins, TEXT_UTILS);
+  await installEnabled(gw.plugins, NOTES, NOTES_RISKS);
   gw.policy.set({ policy_version: 1, mode: 'enforce', rules: [{ id: 'no-word-count', decision: 'deny', match: { tools: ['text-utils.word_count'] } }] }, 'test');
   const { token, record } = await gw.tokens.create({ scopes: ['operator.read', 'operator.write'], label: 'mcp client', createdBy: 'test' });
   return { gw, token, tokenId: record.id };

@@ -3,6 +3,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startTestGateway, removeHome, connect } from '../../helpers/gateway.js';
 import { MCP_ERR_RATE_LIMITED, MCP_ERR_UNAUTHORIZED, STATUS_TOOL } from '../../../core/mcp/endpoint.js';
 import { NOTES, FLAKY, CLI, setup, mcpUrl, mcpClient, text, runMeta, rawInit, postRaw, until, callItem, type RpcAnswer } from './endpoint-fixture.js';
+import { installEnabled, NOTES_RISKS } from '../registry/helpers.js';
 
 t.test('a token revoked while its call waits ends the wait', async (t) => {
   const { gw, token, tokenId } = await setup(t);
@@ -41,9 +42,7 @@ t.test('a wait longer than the socket idle timeout survives (SSE keep-alive)', a
     await gw.close();
     removeHome(gw.home);
   });
-  await gw.plugins.install(NOTES, CLI);
-  await gw.plugins.grant('notes', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
-  await gw.plugins.enable('notes', CLI);
+  await installEnabled(gw.plugins, NOTES, NOTES_RISKS);
   const client = await mcpClient(t, gw, gw.adminToken);
   let timer: NodeJS.Timeout | undefined;
   t.teardown(() => clearTimeout(timer));
@@ -70,9 +69,7 @@ t.test('requests in flight per token are bounded by max_inflight_requests', asyn
     await gw.close();
     removeHome(gw.home);
   });
-  await gw.plugins.install(NOTES, CLI);
-  await gw.plugins.grant('notes', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
-  await gw.plugins.enable('notes', CLI);
+  await installEnabled(gw.plugins, NOTES, NOTES_RISKS);
   const client = await mcpClient(t, gw, gw.adminToken);
   let approvalId = '';
   let onWait!: () => void;
@@ -140,9 +137,7 @@ t.test('JSON-RPC batch items count against the token\'s in-flight budget, which 
     await gw.close();
     removeHome(gw.home);
   });
-  await gw.plugins.install(NOTES, CLI);
-  await gw.plugins.grant('notes', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
-  await gw.plugins.enable('notes', CLI);
+  await installEnabled(gw.plugins, NOTES, NOTES_RISKS);
   await gw.mcp.add({ name: 'flaky', spec: { transport: 'stdio', command: process.execPath, args: [FLAKY], call_timeout_ms: 120_000 } }, CLI);
   await gw.mcpHost.reconcile();
   await gw.mcpHost.settled(15_000);

@@ -8,6 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startTestGateway, removeHome, connect, type TestGateway } from '../../helpers/gateway.js';
 import { RUN_META_KEY, STATUS_TOOL } from '../../../core/mcp/endpoint.js';
+import { installEnabled, NOTES_RISKS } from '../registry/helpers.js';
 
 const PLUGINS = new URL('../../../plugins/', import.meta.url).pathname;
 const CLI = { kind: 'cli', user: 'test' };
@@ -26,9 +27,7 @@ t.test("a tenant's token lists and calls its tenant's tools through /mcp", async
     removeHome(gw.home);
   });
   for (const id of ['text-utils', 'notes']) {
-    await gw.plugins.install(`${PLUGINS}${id}/build`, CLI);
-    await gw.plugins.grant(id, { allRequested: true, acceptRisks: id === 'notes' ? ['state_changing', 'storage'] : [] }, CLI);
-    await gw.plugins.enable(id, CLI);
+    await installEnabled(gw.plugins, `${PLUGINS}${id}/build`, id === 'notes' ? NOTES_RISKS : []);
   }
   gw.policy.set({ policy_version: 1, mode: 'enforce', rules: [{ id: 'no-word-count', decision: 'deny', match: { tools: ['text-utils.word_count'] } }] }, 'test');
   gw.store.tx(() => gw.store.tenants.insert({ id: 'acme', label: 'tenant acme', created_at: Date.now() }));

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
-import type { PluginManifest, ToolIo } from '../../../schemas/index.js';
+import type { PluginManifest, RiskFlag, ToolIo } from '../../../schemas/index.js';
 import type { PluginRegistry } from '../../../core/registry/plugins.js';
 
 let wabt: ReturnType<typeof wabtInit> | undefined;
@@ -89,13 +89,17 @@ export async function pluginDir(
 export const BUILT = {
   textUtils: new URL('../../../plugins/text-utils/build/', import.meta.url).pathname,
   httpApi: new URL('../../../plugins/http-api/build/', import.meta.url).pathname,
+  notes: new URL('../../../plugins/notes/build/', import.meta.url).pathname,
 };
+
+/** The risks the notes plugin declares (what `plugin grant notes --accept-risk` names). */
+export const NOTES_RISKS: RiskFlag[] = ['state_changing', 'storage'];
 
 const CLI = { kind: 'cli', user: 'test' };
 
-/** Installs the plugin in `dir`, grants everything it requests and enables it, as an operator would. */
-export async function installEnabled(plugins: PluginRegistry, dir: string): Promise<void> {
+/** Installs the plugin in `dir`, grants everything it requests (accepting `acceptRisks`) and enables it, as an operator would. */
+export async function installEnabled(plugins: PluginRegistry, dir: string, acceptRisks: RiskFlag[] = []): Promise<void> {
   const { plugin } = await plugins.install(dir, CLI);
-  await plugins.grant(plugin.id, { allRequested: true }, CLI);
+  await plugins.grant(plugin.id, { allRequested: true, ...(acceptRisks.length > 0 ? { acceptRisks } : {}) }, CLI);
   await plugins.enable(plugin.id, CLI);
 }

@@ -7,13 +7,12 @@
 import t from 'tap';
 import { OPERATIONS, TENANT_OPERATIONS, type OperationType } from '../../../schemas/index.js';
 import { startTestGateway, removeHome, connect, newDevice, type TestGateway, type RawConn } from '../../helpers/gateway.js';
-import { CLI, PLUGINS, code, createTenant, ok } from './helpers.js';
+import { PLUGINS, code, createTenant, ok } from './helpers.js';
+import { installEnabled, NOTES_RISKS } from '../registry/helpers.js';
 
 async function enablePlugins(gw: TestGateway): Promise<void> {
   for (const id of ['text-utils', 'notes']) {
-    await gw.plugins.install(`${PLUGINS}${id}/build`, CLI);
-    await gw.plugins.grant(id, { allRequested: true, acceptRisks: id === 'notes' ? ['state_changing', 'storage'] : [] }, CLI);
-    await gw.plugins.enable(id, CLI);
+    await installEnabled(gw.plugins, `${PLUGINS}${id}/build`, id === 'notes' ? NOTES_RISKS : []);
   }
 }
 

@@ -7,6 +7,7 @@
 import t from 'tap';
 import { startTestGateway, removeHome, connect, open, RawConn } from '../../helpers/gateway.js';
 import { CLI, createTenant, ok } from './helpers.js';
+import { installEnabled } from '../registry/helpers.js';
 
 const TEXT_UTILS = new URL('../../../plugins/text-utils/build/', import.meta.url).pathname;
 
@@ -30,9 +31,7 @@ t.test("tool.invoked and presence reach their own tenant's clients only; auth.fa
     await gw.close();
     removeHome(gw.home);
   });
-  await gw.plugins.install(TEXT_UTILS, CLI);
-  await gw.plugins.grant('text-utils', { allRequested: true }, CLI);
-  await gw.plugins.enable('text-utils', CLI);
+  await installEnabled(gw.plugins, TEXT_UTILS);
   const acme = await createTenant(gw, 'acme');
   const globex = await createTenant(gw, 'globex');
   // A tenant calls a plugin under its own grant (the host's gives it nothing).

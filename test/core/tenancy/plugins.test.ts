@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { startTestGateway, removeHome, connect, externalQuery, type TestGateway, type RawConn } from '../../helpers/gateway.js';
 import { CLI, PLUGINS, code, ok, tenantConn } from './helpers.js';
+import { installEnabled, NOTES_RISKS } from '../registry/helpers.js';
 
 async function gateway(t: { teardown(fn: () => unknown): void }): Promise<TestGateway> {
   const gw = await startTestGateway();
@@ -24,9 +25,7 @@ const invoke = async (c: RawConn, tool_id: string, args: Record<string, unknown>
 
 t.test('key-value state: the same plugin and key hold the host\'s value for the host and the tenant\'s for the tenant', async (t) => {
   const gw = await gateway(t);
-  await gw.plugins.install(`${PLUGINS}notes/build`, CLI);
-  await gw.plugins.grant('notes', { allRequested: true, acceptRisks: ['state_changing', 'storage'] }, CLI);
-  await gw.plugins.enable('notes', CLI);
+  await installEnabled(gw.plugins, `${PLUGINS}notes/build`, NOTES_RISKS);
   const host = (await connect(gw)).conn;
   t.teardown(() => host.ws.close());
   // Policy is the host's: adding notes needs no approval in this test, for anyone.

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { startTestGateway, removeHome, connect, type RawConn } from '../../helpers/gateway.js';
 import { CLI, type Frame, PLUGINS, code, ok, tenantConn } from './helpers.js';
+import { installEnabled } from '../registry/helpers.js';
 
 const TOOL = 'text-utils.word_count';
 
@@ -34,9 +35,7 @@ t.test("a tenant's bundle requires approval for a tool the host allows; its alwa
     await gw.close();
     removeHome(gw.home);
   });
-  await gw.plugins.install(`${PLUGINS}text-utils/build`, CLI);
-  await gw.plugins.grant('text-utils', { allRequested: true }, CLI);
-  await gw.plugins.enable('text-utils', CLI);
+  await installEnabled(gw.plugins, `${PLUGINS}text-utils/build`);
   const host = (await connect(gw)).conn;
   t.teardown(() => host.ws.close());
   const acme = await tenantConn(gw, 'acme');

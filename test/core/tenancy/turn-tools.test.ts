@@ -12,6 +12,7 @@ import { startMockOpenAi, type MockRequest } from '../../helpers/mock-openai.js'
 import { setBackend } from '../../../core/conversations/settings.js';
 import { functionName } from '../../../core/conversations/turns.js';
 import { CLI, PLUGINS, ok } from './helpers.js';
+import { installEnabled, NOTES_RISKS } from '../registry/helpers.js';
 
 async function until<T>(what: string, pick: () => T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -43,9 +44,7 @@ t.test("a tenant's turn is offered the tools its tenant may call; the host's tur
     removeHome(gw.home);
   });
   for (const id of ['text-utils', 'notes']) {
-    await gw.plugins.install(`${PLUGINS}${id}/build`, CLI);
-    await gw.plugins.grant(id, { allRequested: true, acceptRisks: id === 'notes' ? ['state_changing', 'storage'] : [] }, CLI);
-    await gw.plugins.enable(id, CLI);
+    await installEnabled(gw.plugins, `${PLUGINS}${id}/build`, id === 'notes' ? NOTES_RISKS : []);
   }
   // notes calls would wait for approval; allow them so the host's call runs at once.
   gw.policy.set({ policy_version: 1, mode: 'enforce', rules: [{ id: 'notes-ok', decision: 'allow', match: { tools: ['notes.*'] } }] }, 'test');
