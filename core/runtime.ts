@@ -349,6 +349,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       }
       pluginHost.checkTenantCall(tenant, toolId);
     };
+    /**
+     * The policy decision for a call of `toolId` by `tenant`: on the rights of the tenant's own
+     * grant (the host's for the host), by the stricter of the host's policy and the tenant's own
+     * (docs/tenancy.md). Every call, a turn's offer and POST /mcp's listing decide through it.
+     */
+    const decideFor = (toolId: string, tenant: string, argsHash: string | null = null) => {
+      const d = tools.describe(toolId, tenant);
+      return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, argsHash), undefined, tenant);
+    };
     /** checkTenantTool as a predicate: whether the tenant may call the tool now. */
     const tenantMayCall = (tenant: string, toolId: string): boolean => {
       try {
@@ -376,10 +385,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         return { effect: d.entry.effect, definition_hash: d.entry.definition_hash, plugin_digest: d.entry.plugin_digest, idempotent: d.entry.effect === 'read_only' || d.idempotent === true };
       },
       decide: (step) => {
-        // A tenant's call: decided on the rights of the tenant's own grant, by the stricter of the
-        // host's policy and the tenant's own (docs/tenancy.md).
-        const d = tools.describe(step.tool_id, step.tenant_id);
-        const p = policy.decide(policyCall(step.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null, step.args_hash), undefined, step.tenant_id);
+        const p = decideFor(step.tool_id, step.tenant_id, step.args_hash);
         // The engine applies `decision` when `enforced`; observe mode records it but applies allow.
         const observed = p.enforced !== p.decision && p.enforced === 'allow';
         return { decision: observed ? p.decision : p.enforced, enforced: !observed, snapshot_id: p.snapshot_id, mode: p.mode, source: p.source, matched: p.matched, override_id: p.override_id, reasons: p.reasons, ...(p.tenant !== undefined ? { tenant: p.tenant } : {}) };
@@ -515,11 +521,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           // A tenant's turn is offered only what the tenant may call (the check tool.list and every
           // call of the tenant make): the host's other tools are not shown to its model.
           if (tenant !== DEFAULT_TENANT && !tenantMayCall(tenant, t.tool_id)) continue;
-          // Tools the policy denies are not offered to the model (each call is still decided); a
-          // tenant's turn: on its own grant's rights, by its calls' decision (the host's bundle and
-          // its own).
-          const d = tools.describe(t.tool_id, tenant);
-          if (policy.decide(policyCall(t.tool_id, d?.entry, d ? { risks: d.risks, rights: d.rights } : null), undefined, tenant).enforced === 'deny') continue;
+          // Tools the policy denies are not offered to the model (each call is still decided).
+          if (decideFor(t.tool_id, tenant).enforced === 'deny') continue;
           out.push({ tool_id: t.tool_id, description: t.description, input_schema: t.input_schema });
         }
         return out;
@@ -703,11 +706,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           engine.onEvent((e) => {
             if (typeof e.payload.run_id === 'string') listener(e.payload.run_id);
           }),
-        enforcedPolicy: (toolId, tenant) => {
-          // Decided on the rights of the tenant's own grant and its policy, as its calls are.
-          const d = tools.describe(toolId, tenant);
-          return policy.decide(policyCall(toolId, d?.entry, d ? { risks: d.risks, rights: d.rights } : null), undefined, tenant).enforced;
-        },
+        enforcedPolicy: (toolId, tenant) => decideFor(toolId, tenant).enforced,
         tokenLive: (id) => store.tokens.invalidAmong([id], Date.now()).length === 0,
         audit: (type, actor, data) => void audit.append(type, actor, data).catch(() => undefined),
         emit: (type, payload, tenant) => server?.publish(type, payload, tenant),
